@@ -1,0 +1,11 @@
+//! Sharecast client SDK: what runs on the phone.
+//!
+//! - [`uploader`]: stream encoded frames to the ingest server while filming
+//!   (capture timestamps, bounded buffer, QUIC, resume after drops).
+//!
+//! It knows nothing about servers' internals or GStreamer: the app's encoder
+//! produces [`sharecast_formats::media::MediaFrame`]s and the SDK moves them.
+
+pub mod uploader;
+
+pub use uploader::{client_config, Trust, UploadError, UploadStats, Uploader, UploaderConfig};

@@ -1,0 +1,85 @@
+//! Video attribute data (SEEDS S4 step 4): what the server returns to the phone
+//! when the outputs exist, and what share messages carry to recipients.
+//!
+//! Sizes are in bytes, durations and offsets in milliseconds, bitrates in bits
+//! per second, frame rates in frames per second.
+
+use serde::{Deserialize, Serialize};
+
+/// One output file (a VOD rendition) and its attributes, measured on the
+/// produced file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Rendition {
+    /// Rendition name, e.g. "source" or "480p".
+    pub name: String,
+    /// Where the file is served (HTTP, supports Range).
+    pub url: String,
+    /// Container format, e.g. "mp4".
+    pub container: String,
+    /// MIME type, e.g. `video/mp4`.
+    pub mime: String,
+    /// RFC 6381 codec strings, e.g. ["avc1.64001f", "mp4a.40.2"].
+    pub codecs: Vec<String>,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Width in pixels (0 for audio-only).
+    pub width: u32,
+    /// Height in pixels (0 for audio-only).
+    pub height: u32,
+    /// Frame rate in frames per second (0 for audio-only).
+    pub frame_rate: f64,
+    /// Overall bitrate in bits per second (size * 8 / duration).
+    pub bitrate: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The video attribute data of a shared video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct VideoAttributes {
+    /// Asset or session id the attributes describe.
+    pub id: String,
+    /// Title, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Sender (device name or phone number), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Primary VOD URL (the source rendition), if a VOD exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vod_url: Option<String>,
+    /// Live stream URLs (RTSP, HLS), if live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_urls: Vec<String>,
+    /// Share page URL, if shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_url: Option<String>,
+    /// Thumbnail (poster) URL, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+    /// Container / stream format of the primary output, e.g. "mp4".
+    pub container: String,
+    /// RFC 6381 codec strings of the primary output.
+    pub codecs: Vec<String>,
+    /// Size in bytes of the primary output.
+    pub size_bytes: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub frame_rate: f64,
+    /// Bits per second.
+    pub bitrate: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Expiry of the share, Unix seconds, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_unix: Option<u64>,
+    /// Offset to start playback at, milliseconds, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_offset_ms: Option<u64>,
+    /// Every rendition with its own attributes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<Rendition>,
+}

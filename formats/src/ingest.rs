@@ -1,0 +1,841 @@
+//! Ingest protocol v1: the messages a phone and the ingest server exchange
+//! over QUIC. Specified in `docs/ingest-protocol.md`; this module is the
+//! reference implementation, with no I/O.
+//!
+//! - The **control stream** (the first bidirectional stream, opened by the
+//!   client) carries control messages: a 1-byte type, a 4-byte big-endian
+//!   payload length, then a UTF-8 JSON payload. [`ControlDecoder`] turns a byte
+//!   stream into [`Control`] messages; [`Control::encode`] does the reverse.
+//! - **Frame streams** (unidirectional, opened by the client) carry frame
+//!   records: a fixed 36-byte header followed by the frame bytes.
+//!   [`FrameDecoder`] turns a byte stream into [`MediaFrame`]s;
+//!   [`encode_frame`] does the reverse.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::attributes::VideoAttributes;
+use crate::media::{MediaFrame, TrackInfo};
+
+/// ALPN protocol id negotiated in the TLS handshake.
+pub const ALPN: &[u8] = b"sharecast/1";
+/// Protocol version carried in HELLO.
+pub const VERSION: u32 = 1;
+/// Size of a control message header (type + length).
+pub const CONTROL_HEADER_LEN: usize = 5;
+/// Largest control payload accepted (64 KiB).
+pub const MAX_CONTROL_PAYLOAD: usize = 64 * 1024;
+/// Size of a frame record header.
+pub const FRAME_HEADER_LEN: usize = 36;
+/// First byte of every frame record.
+pub const FRAME_RECORD_TYPE: u8 = 0x46; // 'F'
+/// Frame flag: the frame is a keyframe (decoding can start here).
+pub const FLAG_KEYFRAME: u8 = 0x01;
+/// Largest track id.
+pub const MAX_TRACK_ID: u8 = 15;
+
+/// Error codes, sent in ERROR messages and as the QUIC application close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// No error: the session ended normally.
+    Ok = 0,
+    /// HELLO carried a version the server does not speak.
+    UnsupportedVersion = 1,
+    /// The device token is missing, unknown or revoked.
+    Unauthorized = 2,
+    /// A track uses a codec the server does not accept, or lacks codec data.
+    UnsupportedCodec = 3,
+    /// A control message or frame record could not be parsed.
+    BadMessage = 4,
+    /// A frame is larger than the server's `max_frame_bytes`.
+    FrameTooLarge = 5,
+    /// A frame names a track that HELLO did not declare.
+    UnknownTrack = 6,
+    /// A frame's decode timestamp is earlier than the previous frame's.
+    NonMonotonicTimestamp = 7,
+    /// The device already has `max_sessions_per_device` sessions open.
+    SessionLimit = 8,
+    /// RESUME named a session the server does not know (or already ended).
+    UnknownSession = 9,
+    /// RESUME carried the wrong resume secret.
+    BadResumeSecret = 10,
+    /// Too many connection attempts from this address or device.
+    RateLimited = 11,
+    /// The session's ingest bitrate is above `max_bitrate_bps`.
+    BitrateExceeded = 12,
+    /// The session is longer than `max_session_secs`.
+    SessionTooLong = 13,
+    /// The client stopped sending in the middle of a frame or a message.
+    Stalled = 14,
+    /// The server failed; the session's accepted frames are kept.
+    Internal = 15,
+    /// The server is shutting down; resume later.
+    ShuttingDown = 16,
+    /// END was received but frames it announced never arrived.
+    MissingFrames = 17,
+}
+
+impl ErrorCode {
+    /// Numeric value on the wire.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// Stable snake_case name, used in logs and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Ok => "ok",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::UnsupportedCodec => "unsupported_codec",
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::UnknownTrack => "unknown_track",
+            ErrorCode::NonMonotonicTimestamp => "non_monotonic_timestamp",
+            ErrorCode::SessionLimit => "session_limit",
+            ErrorCode::UnknownSession => "unknown_session",
+            ErrorCode::BadResumeSecret => "bad_resume_secret",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BitrateExceeded => "bitrate_exceeded",
+            ErrorCode::SessionTooLong => "session_too_long",
+            ErrorCode::Stalled => "stalled",
+            ErrorCode::Internal => "internal",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::MissingFrames => "missing_frames",
+        }
+    }
+
+    /// Map a wire value back to a code.
+    pub fn from_u16(v: u16) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        const ALL: [ErrorCode; 18] = [
+            Ok,
+            UnsupportedVersion,
+            Unauthorized,
+            UnsupportedCodec,
+            BadMessage,
+            FrameTooLarge,
+            UnknownTrack,
+            NonMonotonicTimestamp,
+            SessionLimit,
+            UnknownSession,
+            BadResumeSecret,
+            RateLimited,
+            BitrateExceeded,
+            SessionTooLong,
+            Stalled,
+            Internal,
+            ShuttingDown,
+            MissingFrames,
+        ];
+        ALL.into_iter().find(|c| c.as_u16() == v)
+    }
+}
+
+/// Resume request inside HELLO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Session id from the first WELCOME.
+    pub session_id: String,
+    /// Resume secret from the first WELCOME.
+    pub secret: String,
+}
+
+/// HELLO (client → server, type 0x01): opens or resumes a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol version, [`VERSION`].
+    pub version: u32,
+    /// Device token from `sharecast device add`.
+    pub token: String,
+    /// Tracks of the session (ignored on resume).
+    #[serde(default)]
+    pub tracks: Vec<TrackInfo>,
+    /// Wall-clock time (Unix epoch, microseconds) of capture timestamp 0.
+    #[serde(default)]
+    pub anchor_unix_us: i64,
+    /// Present when resuming an existing session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+    /// Free-form client name and version, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Optional title for the recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// Server limits, announced in WELCOME so the client can respect them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Limits {
+    /// Largest frame accepted, bytes.
+    pub max_frame_bytes: u32,
+    /// Highest average ingest bitrate accepted, bits per second.
+    pub max_bitrate_bps: u64,
+    /// Longest session, seconds.
+    pub max_session_secs: u64,
+}
+
+/// WELCOME (server → client, type 0x02): the session is open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Session id.
+    pub session_id: String,
+    /// Secret to present when resuming.
+    pub resume_secret: String,
+    /// True when this connection resumed an existing session.
+    pub resumed: bool,
+    /// Per track: the lowest sequence number the server does not yet hold
+    /// durably. Every frame below it is durable; resend from here.
+    pub next_seq: BTreeMap<u8, u64>,
+    /// Server limits.
+    pub limits: Limits,
+    /// Where viewers can watch the live stream.
+    #[serde(default)]
+    pub live_urls: Vec<String>,
+}
+
+/// ACK (server → client, type 0x03): cumulative, durable acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Per track: every frame with a lower sequence number is durable.
+    pub next_seq: BTreeMap<u8, u64>,
+}
+
+/// END (client → server, type 0x04): the recording stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    /// Per track: how many frames the client sent in total.
+    pub frame_count: BTreeMap<u8, u64>,
+}
+
+/// FINISHED (server → client, type 0x05): outputs exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    /// The video attribute data of the produced outputs.
+    pub attributes: VideoAttributes,
+}
+
+/// ERROR (either direction, type 0x06).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    /// Numeric [`ErrorCode`].
+    pub code: u16,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// STATS (server → client, type 0x07): what the server observes, sent about
+/// once a second; the client uses it for bitrate advice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Stats {
+    /// Bits per second the server received over the last window.
+    pub received_bps: u64,
+    /// Frames the server holds but has not yet made durable.
+    pub pending_frames: u64,
+}
+
+/// A control message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// 0x01
+    Hello(Hello),
+    /// 0x02
+    Welcome(Welcome),
+    /// 0x03
+    Ack(Ack),
+    /// 0x04
+    End(End),
+    /// 0x05
+    Finished(Finished),
+    /// 0x06
+    Error(ErrorMsg),
+    /// 0x07
+    Stats(Stats),
+}
+
+/// What went wrong decoding a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A control message type byte that v1 does not define.
+    #[error("unknown control message type 0x{0:02x} at byte 0")]
+    UnknownType(u8),
+    /// A control payload longer than [`MAX_CONTROL_PAYLOAD`].
+    #[error("control payload of {0} bytes exceeds the limit of {MAX_CONTROL_PAYLOAD}")]
+    ControlTooLarge(u32),
+    /// The JSON payload does not match the message type.
+    #[error("bad {kind} payload at byte {offset}: {detail}")]
+    BadPayload {
+        /// Message name.
+        kind: &'static str,
+        /// Byte offset of the problem within the payload (from the JSON parser).
+        offset: usize,
+        /// Parser message.
+        detail: String,
+    },
+    /// A frame record does not start with [`FRAME_RECORD_TYPE`].
+    #[error("frame record starts with 0x{0:02x}, expected 0x46")]
+    BadRecordType(u8),
+    /// A frame record's reserved byte or unknown flag bits are set.
+    #[error("frame record has reserved bits set (flags 0x{flags:02x}, reserved 0x{reserved:02x})")]
+    ReservedBits {
+        /// Flags byte.
+        flags: u8,
+        /// Reserved byte.
+        reserved: u8,
+    },
+    /// A frame record announces more bytes than the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// Announced length.
+        len: u32,
+        /// Limit.
+        max: u32,
+    },
+    /// A track id above [`MAX_TRACK_ID`].
+    #[error("track id {0} is above the maximum of 15")]
+    BadTrack(u8),
+    /// The stream ended in the middle of a message.
+    #[error("stream ended {have} bytes into a {need}-byte message")]
+    Truncated {
+        /// Bytes received of the message.
+        have: usize,
+        /// Bytes the message needs.
+        need: usize,
+    },
+}
+
+impl DecodeError {
+    /// The error code a server answers this decoding error with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            DecodeError::BadTrack(_) => ErrorCode::UnknownTrack,
+            DecodeError::Truncated { .. } => ErrorCode::Stalled,
+            _ => ErrorCode::BadMessage,
+        }
+    }
+}
+
+impl Control {
+    /// The type byte of this message.
+    pub fn type_byte(&self) -> u8 {
+        match self {
+            Control::Hello(_) => 0x01,
+            Control::Welcome(_) => 0x02,
+            Control::Ack(_) => 0x03,
+            Control::End(_) => 0x04,
+            Control::Finished(_) => 0x05,
+            Control::Error(_) => 0x06,
+            Control::Stats(_) => 0x07,
+        }
+    }
+
+    /// Encode to header + JSON payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let payload = match self {
+            Control::Hello(m) => serde_json::to_vec(m),
+            Control::Welcome(m) => serde_json::to_vec(m),
+            Control::Ack(m) => serde_json::to_vec(m),
+            Control::End(m) => serde_json::to_vec(m),
+            Control::Finished(m) => serde_json::to_vec(m),
+            Control::Error(m) => serde_json::to_vec(m),
+            Control::Stats(m) => serde_json::to_vec(m),
+        }
+        // Serialising these plain structs to JSON cannot fail: no maps with
+        // non-string keys other than u8 (serialised as strings), no floats
+        // that are NaN in practice; fall back to an empty object regardless.
+        .unwrap_or_else(|_| b"{}".to_vec());
+        let mut out = Vec::with_capacity(CONTROL_HEADER_LEN + payload.len());
+        out.push(self.type_byte());
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Decode one message from its type byte and payload.
+    pub fn decode(ty: u8, payload: &[u8]) -> Result<Control, DecodeError> {
+        fn parse<T: for<'de> Deserialize<'de>>(
+            kind: &'static str,
+            p: &[u8],
+        ) -> Result<T, DecodeError> {
+            serde_json::from_slice(p).map_err(|e| {
+                // serde_json reports line/column; payloads are single-line,
+                // so the column is the byte offset + 1 on line 1.
+                let offset = if e.line() <= 1 {
+                    e.column().saturating_sub(1)
+                } else {
+                    0
+                };
+                DecodeError::BadPayload {
+                    kind,
+                    offset,
+                    detail: e.to_string(),
+                }
+            })
+        }
+        Ok(match ty {
+            0x01 => Control::Hello(parse("HELLO", payload)?),
+            0x02 => Control::Welcome(parse("WELCOME", payload)?),
+            0x03 => Control::Ack(parse("ACK", payload)?),
+            0x04 => Control::End(parse("END", payload)?),
+            0x05 => Control::Finished(parse("FINISHED", payload)?),
+            0x06 => Control::Error(parse("ERROR", payload)?),
+            0x07 => Control::Stats(parse("STATS", payload)?),
+            other => return Err(DecodeError::UnknownType(other)),
+        })
+    }
+}
+
+/// Incremental decoder of the control stream.
+#[derive(Debug, Default)]
+pub struct ControlDecoder {
+    buf: BytesMut,
+}
+
+impl ControlDecoder {
+    /// A decoder with an empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Take the next complete message, `Ok(None)` if more bytes are needed.
+    pub fn next(&mut self) -> Result<Option<Control>, DecodeError> {
+        if self.buf.len() < CONTROL_HEADER_LEN {
+            return Ok(None);
+        }
+        let ty = self.buf[0];
+        if !(0x01..=0x07).contains(&ty) {
+            return Err(DecodeError::UnknownType(ty));
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+        if len as usize > MAX_CONTROL_PAYLOAD {
+            return Err(DecodeError::ControlTooLarge(len));
+        }
+        let total = CONTROL_HEADER_LEN + len as usize;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let msg = self.buf.split_to(total);
+        Control::decode(ty, &msg[CONTROL_HEADER_LEN..]).map(Some)
+    }
+
+    /// Call when the stream ended: an error if a message was cut short.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let need = if self.buf.len() >= CONTROL_HEADER_LEN {
+            CONTROL_HEADER_LEN
+                + u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize
+        } else {
+            CONTROL_HEADER_LEN
+        };
+        Err(DecodeError::Truncated {
+            have: self.buf.len(),
+            need,
+        })
+    }
+
+    /// Bytes buffered and not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Encode one frame record (header + data).
+///
+/// Layout (all integers big-endian):
+/// `0x46 | track u8 | flags u8 | reserved u8 | seq u64 | pts_us i64 |
+/// dts_us i64 | duration_us u32 | length u32 | data[length]`.
+pub fn encode_frame(frame: &MediaFrame) -> Bytes {
+    let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + frame.data.len());
+    encode_frame_header(frame, &mut out);
+    out.extend_from_slice(&frame.data);
+    out.freeze()
+}
+
+/// Encode only the 36-byte header of a frame record.
+pub fn encode_frame_header(frame: &MediaFrame, out: &mut BytesMut) {
+    out.put_u8(FRAME_RECORD_TYPE);
+    out.put_u8(frame.track);
+    out.put_u8(if frame.keyframe { FLAG_KEYFRAME } else { 0 });
+    out.put_u8(0);
+    out.put_u64(frame.seq);
+    out.put_i64(frame.pts_us);
+    out.put_i64(frame.dts_us);
+    out.put_u32(frame.duration_us);
+    out.put_u32(frame.data.len() as u32);
+}
+
+/// Parsed frame record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Track id.
+    pub track: u8,
+    /// Keyframe flag.
+    pub keyframe: bool,
+    /// Sequence number.
+    pub seq: u64,
+    /// Presentation timestamp, µs.
+    pub pts_us: i64,
+    /// Decode timestamp, µs.
+    pub dts_us: i64,
+    /// Duration, µs.
+    pub duration_us: u32,
+    /// Data length.
+    pub len: u32,
+}
+
+/// Parse a 36-byte frame header, checking the record type, reserved bits,
+/// track id range and the size limit.
+pub fn decode_frame_header(b: &[u8], max_frame_bytes: u32) -> Result<FrameHeader, DecodeError> {
+    if b.len() < FRAME_HEADER_LEN {
+        return Err(DecodeError::Truncated {
+            have: b.len(),
+            need: FRAME_HEADER_LEN,
+        });
+    }
+    let mut c = &b[..FRAME_HEADER_LEN];
+    let ty = c.get_u8();
+    if ty != FRAME_RECORD_TYPE {
+        return Err(DecodeError::BadRecordType(ty));
+    }
+    let track = c.get_u8();
+    let flags = c.get_u8();
+    let reserved = c.get_u8();
+    if flags & !FLAG_KEYFRAME != 0 || reserved != 0 {
+        return Err(DecodeError::ReservedBits { flags, reserved });
+    }
+    if track > MAX_TRACK_ID {
+        return Err(DecodeError::BadTrack(track));
+    }
+    let seq = c.get_u64();
+    let pts_us = c.get_i64();
+    let dts_us = c.get_i64();
+    let duration_us = c.get_u32();
+    let len = c.get_u32();
+    if len > max_frame_bytes {
+        return Err(DecodeError::FrameTooLarge {
+            len,
+            max: max_frame_bytes,
+        });
+    }
+    Ok(FrameHeader {
+        track,
+        keyframe: flags & FLAG_KEYFRAME != 0,
+        seq,
+        pts_us,
+        dts_us,
+        duration_us,
+        len,
+    })
+}
+
+/// Incremental decoder of a frame stream.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    header: Option<FrameHeader>,
+    max_frame_bytes: u32,
+}
+
+impl FrameDecoder {
+    /// A decoder that rejects frames above `max_frame_bytes`.
+    pub fn new(max_frame_bytes: u32) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            header: None,
+            max_frame_bytes,
+        }
+    }
+
+    /// Feed received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Take the next complete frame, `Ok(None)` if more bytes are needed. The
+    /// header is checked as soon as its 36 bytes are in, so an oversized frame
+    /// is refused before its body is received.
+    pub fn next(&mut self) -> Result<Option<MediaFrame>, DecodeError> {
+        let header = match self.header {
+            Some(h) => h,
+            None => {
+                if self.buf.len() < FRAME_HEADER_LEN {
+                    return Ok(None);
+                }
+                let h = decode_frame_header(&self.buf, self.max_frame_bytes)?;
+                self.buf.advance(FRAME_HEADER_LEN);
+                self.header = Some(h);
+                h
+            }
+        };
+        if self.buf.len() < header.len as usize {
+            return Ok(None);
+        }
+        self.header = None;
+        let data = self.buf.split_to(header.len as usize).freeze();
+        Ok(Some(MediaFrame {
+            track: header.track,
+            seq: header.seq,
+            pts_us: header.pts_us,
+            dts_us: header.dts_us,
+            duration_us: header.duration_us,
+            keyframe: header.keyframe,
+            data,
+        }))
+    }
+
+    /// Call when the stream ended: an error if a record was cut short.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        match self.header {
+            Some(h) => Err(DecodeError::Truncated {
+                have: FRAME_HEADER_LEN + self.buf.len(),
+                need: FRAME_HEADER_LEN + h.len as usize,
+            }),
+            None if !self.buf.is_empty() => Err(DecodeError::Truncated {
+                have: self.buf.len(),
+                need: FRAME_HEADER_LEN,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// True when no partial record is buffered.
+    pub fn is_idle(&self) -> bool {
+        self.header.is_none() && self.buf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(seq: u64) -> MediaFrame {
+        MediaFrame {
+            track: 1,
+            seq,
+            pts_us: 33_333 * seq as i64,
+            dts_us: 33_333 * seq as i64 - 10,
+            duration_us: 33_333,
+            keyframe: seq % 30 == 0,
+            data: Bytes::from(vec![seq as u8; 100 + seq as usize]),
+        }
+    }
+
+    #[test]
+    fn frame_round_trip_byte_by_byte() {
+        let mut wire = Vec::new();
+        for s in 0..5 {
+            wire.extend_from_slice(&encode_frame(&frame(s)));
+        }
+        let mut d = FrameDecoder::new(1 << 20);
+        let mut got = Vec::new();
+        for b in wire {
+            d.push(&[b]);
+            while let Some(f) = d.next().unwrap() {
+                got.push(f);
+            }
+        }
+        d.finish().unwrap();
+        assert_eq!(got, (0..5).map(frame).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn frame_header_layout_matches_spec_example() {
+        // docs/ingest-protocol.md, "Frame record" example.
+        let f = MediaFrame {
+            track: 0,
+            seq: 1,
+            pts_us: 33_333,
+            dts_us: 33_333,
+            duration_us: 33_333,
+            keyframe: true,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        };
+        assert_eq!(
+            hex::encode(encode_frame(&f)),
+            "46000100\
+             0000000000000001\
+             0000000000008235\
+             0000000000008235\
+             00008235\
+             00000005\
+             0000000165"
+        );
+    }
+
+    #[test]
+    fn oversized_frame_refused_from_header() {
+        let mut d = FrameDecoder::new(50);
+        d.push(&encode_frame(&frame(1))[..FRAME_HEADER_LEN]);
+        assert_eq!(
+            d.next(),
+            Err(DecodeError::FrameTooLarge { len: 101, max: 50 })
+        );
+    }
+
+    #[test]
+    fn garbage_and_reserved_bits_rejected() {
+        let mut d = FrameDecoder::new(1000);
+        d.push(&[0x47; 40]);
+        assert_eq!(d.next(), Err(DecodeError::BadRecordType(0x47)));
+        let mut w = encode_frame(&frame(1)).to_vec();
+        w[3] = 1;
+        let mut d = FrameDecoder::new(1000);
+        d.push(&w);
+        assert!(matches!(d.next(), Err(DecodeError::ReservedBits { .. })));
+        let mut w = encode_frame(&frame(1)).to_vec();
+        w[1] = 16;
+        let mut d = FrameDecoder::new(1000);
+        d.push(&w);
+        assert_eq!(d.next(), Err(DecodeError::BadTrack(16)));
+    }
+
+    #[test]
+    fn truncated_frame_reported_at_finish() {
+        let w = encode_frame(&frame(3));
+        let mut d = FrameDecoder::new(1000);
+        d.push(&w[..50]);
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(
+            d.finish(),
+            Err(DecodeError::Truncated {
+                have: 50,
+                need: FRAME_HEADER_LEN + 103
+            })
+        );
+    }
+
+    #[test]
+    fn control_round_trip() {
+        let msgs = vec![
+            Control::Hello(Hello {
+                version: 1,
+                token: "sc_abc".into(),
+                tracks: vec![TrackInfo {
+                    id: 0,
+                    codec: "h264".into(),
+                    codec_data: vec![1, 2, 3],
+                    width: Some(640),
+                    height: Some(360),
+                    framerate: Some((30, 1)),
+                    sample_rate: None,
+                    channels: None,
+                }],
+                anchor_unix_us: 1_700_000_000_000_000,
+                resume: None,
+                client: Some("test".into()),
+                title: None,
+            }),
+            Control::Ack(Ack {
+                next_seq: [(0, 10), (1, 20)].into_iter().collect(),
+            }),
+            Control::End(End {
+                frame_count: [(0, 90)].into_iter().collect(),
+            }),
+            Control::Error(ErrorMsg {
+                code: 2,
+                message: "nope".into(),
+            }),
+        ];
+        let mut wire = Vec::new();
+        for m in &msgs {
+            wire.extend_from_slice(&m.encode());
+        }
+        let mut d = ControlDecoder::new();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(7) {
+            d.push(chunk);
+            while let Some(m) = d.next().unwrap() {
+                got.push(m);
+            }
+        }
+        d.finish().unwrap();
+        assert_eq!(got, msgs);
+    }
+
+    #[test]
+    fn ack_example_bytes() {
+        // docs/ingest-protocol.md, "ACK" example.
+        let a = Control::Ack(Ack {
+            next_seq: [(0, 31), (1, 47)].into_iter().collect(),
+        });
+        let enc = a.encode();
+        assert_eq!(&enc[..5], &[0x03, 0, 0, 0, 0x1f]);
+        assert_eq!(&enc[5..], br#"{"next_seq":{"0":31,"1":47}}"#);
+    }
+
+    #[test]
+    fn control_errors() {
+        let mut d = ControlDecoder::new();
+        d.push(&[0x09, 0, 0, 0, 0]);
+        assert_eq!(d.next(), Err(DecodeError::UnknownType(9)));
+        let mut d = ControlDecoder::new();
+        d.push(&[0x01, 0x00, 0x10, 0x00, 0x01]);
+        assert!(matches!(d.next(), Err(DecodeError::ControlTooLarge(_))));
+        let mut d = ControlDecoder::new();
+        d.push(&[0x01, 0, 0, 0, 2, b'{', b'}']);
+        assert!(matches!(
+            d.next(),
+            Err(DecodeError::BadPayload { kind: "HELLO", .. })
+        ));
+        for code in 0..=17 {
+            assert_eq!(ErrorCode::from_u16(code).map(|c| c.as_u16()), Some(code));
+        }
+        assert_eq!(ErrorCode::from_u16(18), None);
+    }
+
+    proptest! {
+        #[test]
+        fn control_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut d = ControlDecoder::new();
+            d.push(&data);
+            for _ in 0..10 {
+                match d.next() {
+                    Ok(Some(_)) => continue,
+                    _ => break,
+                }
+            }
+            let _ = d.finish();
+        }
+
+        #[test]
+        fn frame_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300), max in 0u32..200) {
+            let mut d = FrameDecoder::new(max);
+            d.push(&data);
+            for _ in 0..10 {
+                match d.next() {
+                    Ok(Some(_)) => continue,
+                    _ => break,
+                }
+            }
+            let _ = d.finish();
+        }
+
+        #[test]
+        fn frame_truncations_are_errors_not_panics(seq in 0u64..1000, cut in 0usize..200) {
+            let w = encode_frame(&frame(seq));
+            let cut = cut.min(w.len());
+            let mut d = FrameDecoder::new(1 << 20);
+            d.push(&w[..cut]);
+            let r = d.next();
+            if cut == w.len() {
+                prop_assert_eq!(r, Ok(Some(frame(seq))));
+            } else {
+                prop_assert_eq!(r, Ok(None));
+                prop_assert!(cut == 0 || d.finish().is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Tracks and encoded media frames.
+//!
+//! **Timestamp unit**: every timestamp in Sharecast is a signed 64-bit count of
+//! **microseconds** on the source phone's capture clock. `pts_us` is the
+//! presentation (capture) time, `dts_us` the decode time (they differ only for
+//! video with B-frames). The session's `anchor_unix_us` maps capture time 0 to
+//! wall-clock time (Unix epoch microseconds) so capture-to-display delay can be
+//! computed.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Codec of an encoded elementary stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// H.264 / AVC, access units in AVC (length-prefixed) form; `codec_data`
+    /// is the AVCDecoderConfigurationRecord.
+    H264,
+    /// H.265 / HEVC, access units in HVC1 (length-prefixed) form; `codec_data`
+    /// is the HEVCDecoderConfigurationRecord.
+    H265,
+    /// AAC raw access units; `codec_data` is the AudioSpecificConfig.
+    Aac,
+    /// Opus packets; `codec_data` is the OpusHead (may be empty).
+    Opus,
+}
+
+impl Codec {
+    /// Whether this codec carries video.
+    pub fn is_video(self) -> bool {
+        matches!(self, Codec::H264 | Codec::H265)
+    }
+
+    /// Stable lowercase name used on the wire and in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::H265 => "h265",
+            Codec::Aac => "aac",
+            Codec::Opus => "opus",
+        }
+    }
+
+    /// Parse a wire name; `None` for an unknown codec.
+    pub fn parse(s: &str) -> Option<Codec> {
+        match s {
+            "h264" => Some(Codec::H264),
+            "h265" => Some(Codec::H265),
+            "aac" => Some(Codec::Aac),
+            "opus" => Some(Codec::Opus),
+            _ => None,
+        }
+    }
+}
+
+/// Description of one track of a session, sent by the phone at session start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// Track id, unique within the session (0..=15).
+    pub id: u8,
+    /// Codec name as on the wire ("h264", "h265", "aac", "opus"). Kept as a
+    /// string so that an unknown codec can be rejected with a clear error
+    /// instead of failing to parse.
+    pub codec: String,
+    /// Codec configuration record, hex encoded on the wire.
+    #[serde(with = "hex_bytes", default)]
+    pub codec_data: Vec<u8>,
+    /// Video width in pixels (video tracks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Video height in pixels (video tracks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Nominal frame rate as a fraction (num, den), video tracks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framerate: Option<(u32, u32)>,
+    /// Audio sample rate in Hz (audio tracks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    /// Audio channel count (audio tracks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u32>,
+}
+
+impl TrackInfo {
+    /// The parsed codec, if known.
+    pub fn codec(&self) -> Option<Codec> {
+        Codec::parse(&self.codec)
+    }
+}
+
+/// One encoded frame (a video access unit or an audio packet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFrame {
+    /// Track this frame belongs to.
+    pub track: u8,
+    /// Per-track sequence number, starting at 0, without gaps.
+    pub seq: u64,
+    /// Presentation (capture) timestamp, microseconds.
+    pub pts_us: i64,
+    /// Decode timestamp, microseconds (equal to `pts_us` without B-frames).
+    pub dts_us: i64,
+    /// Duration in microseconds, 0 if unknown.
+    pub duration_us: u32,
+    /// Whether decoding can start at this frame (always true for audio).
+    pub keyframe: bool,
+    /// The encoded bytes.
+    pub data: Bytes,
+}
+
+/// Something that accepts a session's frames in order, for example a VOD
+/// muxer or a live publisher.
+pub trait FrameSink: Send + Sync {
+    /// Push one frame. Frames of a track arrive in sequence order.
+    fn push(&self, frame: &MediaFrame);
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,64 @@
+//! Ingest configuration. Every limit is a named value with a default; the
+//! defaults are documented in `docs/configuration.md` and in
+//! `docs/sharecast.example.toml`.
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the QUIC ingest server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// UDP address to listen on. Default `0.0.0.0:4433`.
+    pub listen: String,
+    /// PEM certificate chain. Empty: use (or generate) a self-signed
+    /// certificate under `<data_dir>/tls/`.
+    pub cert_chain: String,
+    /// PEM private key matching `cert_chain`.
+    pub private_key: String,
+    /// Largest frame accepted, bytes. Default 4 MiB.
+    pub max_frame_bytes: u32,
+    /// Highest average bitrate of one session over a 10 s window, bits per
+    /// second. Default 40 Mbit/s.
+    pub max_bitrate_bps: u64,
+    /// Longest session, seconds (by capture timestamps). Default 4 hours.
+    pub max_session_secs: u64,
+    /// Sessions a device may have open at once. Default 4.
+    pub max_sessions_per_device: usize,
+    /// Connection attempts one IP address may make per minute. Default 120.
+    pub max_connects_per_minute: u32,
+    /// Seconds to wait for HELLO after a connection opens. Default 10.
+    pub hello_timeout_secs: u64,
+    /// Seconds a stream may stay in the middle of a frame or message without
+    /// progress before the client is considered stalled. Default 15.
+    pub stall_timeout_secs: u64,
+    /// Seconds a disconnected session waits for its phone to resume before it
+    /// is finalised into a VOD. Default 60.
+    pub resume_timeout_secs: u64,
+    /// Seconds the server waits after END for frames END announced. Default 30.
+    pub end_wait_secs: u64,
+    /// QUIC idle timeout, seconds. Default 10.
+    pub idle_timeout_secs: u64,
+    /// Most frames written by one journal commit (group commit). Default 512.
+    pub journal_batch_frames: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:4433".into(),
+            cert_chain: String::new(),
+            private_key: String::new(),
+            max_frame_bytes: 4 * 1024 * 1024,
+            max_bitrate_bps: 40_000_000,
+            max_session_secs: 4 * 3600,
+            max_sessions_per_device: 4,
+            max_connects_per_minute: 120,
+            hello_timeout_secs: 10,
+            stall_timeout_secs: 15,
+            resume_timeout_secs: 60,
+            end_wait_secs: 30,
+            idle_timeout_secs: 10,
+            journal_batch_frames: 512,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Sharecast ingest: the QUIC server phones upload to while they film.
+//!
+//! It authenticates devices, receives encoded frames (ingest protocol v1, see
+//! `docs/ingest-protocol.md` and [`sharecast_formats::ingest`]), appends them
+//! to a per-session [`journal`] and acknowledges them only once they are
+//! durable, lets a phone resume a session after a drop, and hands frames to a
+//! [`SessionOutput`] (the transcoder and live relay, wired by the binary). It
+//! knows nothing about GStreamer or HTTP.
+
+pub mod config;
+pub mod journal;
+pub mod metrics;
+mod server;
+mod session;
+pub mod tls;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::media::{MediaFrame, TrackInfo};
+
+pub use config::IngestConfig;
+pub use server::{IngestServer, SessionSnapshot};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An authenticated device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// Stable device id.
+    pub id: String,
+    /// Human-readable device name.
+    pub name: String,
+}
+
+/// What the server knows about a session when it opens it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: String,
+    /// The uploading device.
+    pub device: DeviceIdentity,
+    /// Tracks declared in HELLO.
+    pub tracks: Vec<TrackInfo>,
+    /// Wall-clock time of capture timestamp 0, Unix µs.
+    pub anchor_unix_us: i64,
+    /// Title, if the phone gave one.
+    pub title: Option<String>,
+    /// Directory for the session's files (journal, outputs).
+    pub dir: PathBuf,
+    /// Start time, Unix ms.
+    pub started_unix_ms: u64,
+    /// True when the session was recovered from its journal after a restart.
+    pub recovered: bool,
+}
+
+/// The application side of ingest: authentication, codec checks, and where
+/// frames go.
+pub trait SessionHandler: Send + Sync + 'static {
+    /// Resolve a device token; `None` if unknown or revoked.
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<DeviceIdentity>>;
+    /// Check that the tracks can be processed; `Err` explains why not.
+    fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String>;
+    /// Open the outputs of a new (or recovered) session.
+    fn open<'a>(&'a self, info: &'a SessionInfo) -> BoxFuture<'a, anyhow::Result<Arc<dyn SessionOutput>>>;
+    /// URLs where the session can be watched live.
+    fn live_urls(&self, session_id: &str) -> Vec<String>;
+}
+
+/// Where a session's frames go.
+pub trait SessionOutput: Send + Sync {
+    /// A frame as soon as it arrives, newest first: older frames arriving
+    /// later (backfill after a drop) are not passed here. May skip.
+    fn live(&self, frame: &MediaFrame);
+    /// A durable frame, in sequence order per track, each exactly once.
+    fn record(&self, frame: &MediaFrame) -> anyhow::Result<()>;
+    /// The session ended: finalise the outputs and return their attributes.
+    fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>>;
+}

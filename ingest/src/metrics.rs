@@ -1,0 +1,98 @@
+//! Ingest counters, rendered in Prometheus text format by [`IngestMetrics::render`].
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sharecast_formats::ingest::ErrorCode;
+
+const CODES: usize = 18;
+
+/// Counters of the ingest server.
+#[derive(Default)]
+pub struct IngestMetrics {
+    /// QUIC connections accepted.
+    pub connections: AtomicU64,
+    /// Sessions opened.
+    pub sessions_started: AtomicU64,
+    /// Sessions resumed on a new connection.
+    pub sessions_resumed: AtomicU64,
+    /// Sessions finalised into outputs.
+    pub sessions_finished: AtomicU64,
+    /// Sessions recovered from journals at start-up.
+    pub sessions_recovered: AtomicU64,
+    /// Sessions whose outputs failed.
+    pub sessions_failed: AtomicU64,
+    /// Frames received (including duplicates).
+    pub frames_received: AtomicU64,
+    /// Frames received again that were already held (after a resume).
+    pub frames_duplicate: AtomicU64,
+    /// Frame bytes received.
+    pub bytes_received: AtomicU64,
+    /// Journal group commits.
+    pub journal_commits: AtomicU64,
+    /// Frames made durable.
+    pub journal_frames: AtomicU64,
+    /// Total fdatasync time, microseconds.
+    pub journal_sync_us: AtomicU64,
+    rejected: [AtomicU64; CODES],
+}
+
+impl IngestMetrics {
+    /// Count a rejected input by error code.
+    pub fn reject(&self, code: ErrorCode) {
+        if let Some(c) = self.rejected.get(code.as_u16() as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Rejections so far for a code.
+    pub fn rejected(&self, code: ErrorCode) -> u64 {
+        self.rejected
+            .get(code.as_u16() as usize)
+            .map(|c| c.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Append Prometheus text for these counters.
+    pub fn render(&self, out: &mut String, active_sessions: usize, connected_sessions: usize) {
+        let counters: [(&str, &str, &AtomicU64); 12] = [
+            ("sharecast_ingest_connections_total", "QUIC connections accepted", &self.connections),
+            ("sharecast_ingest_sessions_started_total", "Ingest sessions opened", &self.sessions_started),
+            ("sharecast_ingest_sessions_resumed_total", "Sessions resumed on a new connection", &self.sessions_resumed),
+            ("sharecast_ingest_sessions_finished_total", "Sessions finalised", &self.sessions_finished),
+            ("sharecast_ingest_sessions_recovered_total", "Sessions recovered from journals at start-up", &self.sessions_recovered),
+            ("sharecast_ingest_sessions_failed_total", "Sessions whose outputs failed", &self.sessions_failed),
+            ("sharecast_ingest_frames_received_total", "Frames received, duplicates included", &self.frames_received),
+            ("sharecast_ingest_frames_duplicate_total", "Frames received that were already held", &self.frames_duplicate),
+            ("sharecast_ingest_bytes_received_total", "Frame bytes received", &self.bytes_received),
+            ("sharecast_ingest_journal_commits_total", "Journal group commits (one fdatasync each)", &self.journal_commits),
+            ("sharecast_ingest_journal_frames_total", "Frames made durable", &self.journal_frames),
+            ("sharecast_ingest_journal_sync_microseconds_total", "Time spent in fdatasync", &self.journal_sync_us),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_rejected_total Inputs rejected by the ingest server, by error code\n# TYPE sharecast_ingest_rejected_total counter"
+        );
+        for i in 1..CODES as u16 {
+            if let Some(code) = ErrorCode::from_u16(i) {
+                let _ = writeln!(
+                    out,
+                    "sharecast_ingest_rejected_total{{code=\"{}\"}} {}",
+                    code.name(),
+                    self.rejected(code)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_sessions_active Sessions open (connected or waiting for resume)\n# TYPE sharecast_ingest_sessions_active gauge\nsharecast_ingest_sessions_active {active_sessions}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_sessions_connected Sessions with a live connection\n# TYPE sharecast_ingest_sessions_connected gauge\nsharecast_ingest_sessions_connected {connected_sessions}"
+        );
+    }
+}

@@ -1,0 +1,905 @@
+//! The QUIC side: accept connections, run the protocol, attach connections to
+//! sessions, detach and finalise.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use rand::RngCore;
+use serde::Serialize;
+use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::ingest::{
+    Control, ControlDecoder, End, ErrorCode, ErrorMsg, Finished, FrameDecoder, Hello, Limits,
+    Welcome, ALPN, VERSION,
+};
+use tokio::sync::mpsc;
+
+use crate::config::IngestConfig;
+use crate::journal::{self, JournalWriter, SessionMeta};
+use crate::metrics::IngestMetrics;
+use crate::session::{Lifecycle, Reject, Session, SessionLimits};
+use crate::tls::{self, TlsMaterial};
+use crate::{DeviceIdentity, SessionHandler, SessionInfo};
+
+/// A point-in-time view of one session, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSnapshot {
+    /// Session id.
+    pub id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Device name.
+    pub device_name: String,
+    /// connected, suspended, finishing, finished, failed.
+    pub state: &'static str,
+    /// Start time, Unix ms.
+    pub started_unix_ms: u64,
+    /// Seconds since start.
+    pub age_secs: f64,
+    /// Unique frames received.
+    pub frames: u64,
+    /// Unique bytes received.
+    pub bytes: u64,
+    /// Times the phone resumed the session.
+    pub resumes: u64,
+    /// Codecs of the tracks.
+    pub codecs: Vec<String>,
+    /// Video width and height, if any.
+    pub width: Option<u32>,
+    /// Video height.
+    pub height: Option<u32>,
+    /// Smoothed RTT of the current connection, ms.
+    pub rtt_ms: Option<f64>,
+    /// Frames received but not yet durable.
+    pub backlog_frames: u64,
+}
+
+struct Shared {
+    cfg: IngestConfig,
+    data_dir: PathBuf,
+    handler: Arc<dyn SessionHandler>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    metrics: Arc<IngestMetrics>,
+    connects: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    finished: Mutex<HashMap<String, VideoAttributes>>,
+}
+
+/// The ingest server.
+pub struct IngestServer {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    fingerprint: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+impl IngestServer {
+    /// Bind the QUIC endpoint. TLS material comes from the config or is
+    /// generated under `data_dir/tls`.
+    pub fn bind(cfg: IngestConfig, data_dir: &Path, handler: Arc<dyn SessionHandler>) -> Result<IngestServer> {
+        let TlsMaterial {
+            chain,
+            key,
+            fingerprint,
+            ..
+        } = tls::load_or_generate(&cfg.cert_chain, &cfg.private_key, data_dir)?;
+        let mut crypto = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 with the ring provider")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("using the TLS certificate")?;
+        crypto.alpn_protocols = vec![ALPN.to_vec()];
+        let qcrypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .context("building the QUIC TLS config")?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(qcrypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(Duration::from_secs(cfg.idle_timeout_secs))
+                .context("idle_timeout_secs")?,
+        ));
+        transport.max_concurrent_uni_streams(256u32.into());
+        transport.max_concurrent_bidi_streams(4u32.into());
+        transport.stream_receive_window((16u32 * 1024 * 1024).into());
+        transport.receive_window((64u32 * 1024 * 1024).into());
+        server_config.transport_config(Arc::new(transport));
+        server_config.migration(true);
+        let addr: SocketAddr = cfg
+            .listen
+            .parse()
+            .with_context(|| format!("ingest listen address {:?}", cfg.listen))?;
+        let endpoint = quinn::Endpoint::server(server_config, addr)
+            .with_context(|| format!("binding QUIC ingest on udp {addr}"))?;
+        Ok(IngestServer {
+            endpoint,
+            shared: Arc::new(Shared {
+                cfg,
+                data_dir: data_dir.to_path_buf(),
+                handler,
+                sessions: Mutex::new(HashMap::new()),
+                metrics: Arc::new(IngestMetrics::default()),
+                connects: Mutex::new(HashMap::new()),
+                finished: Mutex::new(HashMap::new()),
+            }),
+            fingerprint,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.endpoint.local_addr().context("ingest local address")
+    }
+
+    /// SHA-256 fingerprint of the server certificate (what clients pin).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> Arc<IngestMetrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Append Prometheus text for ingest.
+    pub fn render_metrics(&self, out: &mut String) {
+        let sessions = self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let active = sessions.len();
+        let connected = sessions
+            .values()
+            .filter(|s| s.lifecycle() == Lifecycle::Connected)
+            .count();
+        drop(sessions);
+        self.shared.metrics.render(out, active, connected);
+    }
+
+    /// Snapshots of the open sessions.
+    pub fn sessions(&self) -> Vec<SessionSnapshot> {
+        let sessions: Vec<Arc<Session>> = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        sessions.iter().map(|s| snapshot(s)).collect()
+    }
+
+    /// End a session as if the phone had sent END (admin action). Returns
+    /// false if no such session is open.
+    pub async fn end_session(&self, id: &str) -> bool {
+        let s = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        match s {
+            Some(s) => {
+                if let Some(c) = s.connection.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    c.close(ErrorCode::Ok.as_u16().into(), b"ended by an administrator");
+                }
+                finalise(&self.shared, &s).await.is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Reopen sessions whose journals have no END record (after a crash or a
+    /// restart): replay their frames into fresh outputs and wait for their
+    /// phones to resume, finalising them after `resume_timeout_secs`.
+    pub async fn recover_sessions(&self) -> Result<usize> {
+        let dir = self.shared.data_dir.join("sessions");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for entry in rd.flatten() {
+            let path = entry.path().join("journal");
+            if !path.exists() {
+                continue;
+            }
+            match recover_one(&self.shared, &entry.path(), &path).await {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(journal = %path.display(), error = %format!("{e:#}"), "could not recover session"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Accept connections until the endpoint is closed.
+    pub async fn run(&self) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle_connection(shared, incoming).await {
+                    tracing::debug!(error = %format!("{e:#}"), "ingest connection ended");
+                }
+            });
+        }
+    }
+
+    /// Stop accepting and close every connection (phones will resume after a
+    /// restart).
+    pub fn close(&self) {
+        self.endpoint
+            .close(ErrorCode::ShuttingDown.as_u16().into(), b"server shutting down");
+    }
+}
+
+fn snapshot(s: &Session) -> SessionSnapshot {
+    let (frames, bytes, _) = s.counts();
+    let st = s.lock();
+    let backlog = st.tracks.values().map(|t| t.in_flight.len() as u64).sum();
+    let resumes = st.resumes;
+    let state = st.lifecycle.name();
+    drop(st);
+    let video = s.info.tracks.iter().find(|t| t.width.is_some());
+    let rtt_ms = s
+        .connection
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|c| c.rtt().as_secs_f64() * 1000.0);
+    SessionSnapshot {
+        id: s.info.id.clone(),
+        device_id: s.info.device.id.clone(),
+        device_name: s.info.device.name.clone(),
+        state,
+        started_unix_ms: s.info.started_unix_ms,
+        age_secs: s.age().as_secs_f64(),
+        frames,
+        bytes,
+        resumes,
+        codecs: s.info.tracks.iter().map(|t| t.codec.clone()).collect(),
+        width: video.and_then(|t| t.width),
+        height: video.and_then(|t| t.height),
+        rtt_ms,
+        backlog_frames: backlog,
+    }
+}
+
+fn limits(cfg: &IngestConfig) -> SessionLimits {
+    SessionLimits {
+        max_session_us: (cfg.max_session_secs as i64).saturating_mul(1_000_000),
+        max_bitrate_bps: cfg.max_bitrate_bps,
+    }
+}
+
+async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bool> {
+    let rec = tokio::task::spawn_blocking({
+        let path = path.to_path_buf();
+        move || journal::recover(&path)
+    })
+    .await
+    .context("journal recovery task")??;
+    if rec.ended {
+        return Ok(false);
+    }
+    let meta = rec.meta;
+    let info = SessionInfo {
+        id: meta.id.clone(),
+        device: DeviceIdentity {
+            id: meta.device_id.clone(),
+            name: meta.device_name.clone(),
+        },
+        tracks: meta.tracks.clone(),
+        anchor_unix_us: meta.anchor_unix_us,
+        title: meta.title.clone(),
+        dir: dir.to_path_buf(),
+        started_unix_ms: meta.started_unix_ms,
+        recovered: true,
+    };
+    let output = shared.handler.open(&info).await?;
+    let writer = JournalWriter::reopen(path)?;
+    let session = Session::new(
+        info,
+        meta.secret.clone(),
+        output,
+        writer,
+        limits(&shared.cfg),
+        shared.cfg.journal_batch_frames,
+        shared.metrics.clone(),
+    );
+    // Replay: every journaled frame is durable already; release in order.
+    {
+        let mut by_track: HashMap<u8, Vec<_>> = HashMap::new();
+        for f in rec.frames {
+            by_track.entry(f.track).or_default().push(f);
+        }
+        let mut st = session.lock();
+        let mut release = Vec::new();
+        for (track, mut frames) in by_track {
+            frames.sort_by_key(|f| f.seq);
+            frames.dedup_by_key(|f| f.seq);
+            let Some(ts) = st.tracks.get_mut(&track) else {
+                continue;
+            };
+            for f in frames {
+                ts.frames += 1;
+                ts.bytes += f.data.len() as u64;
+                if f.seq == ts.durable_next {
+                    ts.durable_next += 1;
+                    ts.last_dts = Some(f.dts_us);
+                    ts.live_next = ts.durable_next;
+                    release.push(f);
+                } else if f.seq > ts.durable_next {
+                    ts.durable_ahead.insert(f.seq, f);
+                }
+            }
+        }
+        st.bytes = st.tracks.values().map(|t| t.bytes).sum();
+        drop(st);
+        release.sort_by_key(|f| f.dts_us);
+        for f in &release {
+            session.output.record(f)?;
+        }
+        session.ack_tx.send_replace(session.next_seq());
+    }
+    session.set_lifecycle(Lifecycle::Suspended);
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(meta.id.clone(), session.clone());
+    shared.metrics.sessions_recovered.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(session = %meta.id, "recovered session from its journal; waiting for the phone to resume");
+    spawn_resume_timer(shared.clone(), session, 0);
+    Ok(true)
+}
+
+fn spawn_resume_timer(shared: Arc<Shared>, session: Arc<Session>, generation: u64) {
+    let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        if session.generation.load(Ordering::SeqCst) == generation
+            && session.lifecycle() == Lifecycle::Suspended
+        {
+            tracing::info!(session = %session.info.id, "phone did not resume in time; finalising");
+            let _ = finalise(&shared, &session).await;
+        }
+    });
+}
+
+/// Reject: count it, tell the client (ERROR message, then close with the code
+/// and the message as reason).
+fn reject(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    ctrl: Option<&mpsc::UnboundedSender<Control>>,
+    code: ErrorCode,
+    message: &str,
+) {
+    shared.metrics.reject(code);
+    tracing::warn!(remote = %conn.remote_address(), code = code.name(), message, "ingest rejected input");
+    if let Some(tx) = ctrl {
+        let _ = tx.send(Control::Error(ErrorMsg {
+            code: code.as_u16(),
+            message: message.to_string(),
+        }));
+    }
+    let reason = format!("{}: {}", code.name(), message);
+    let reason = &reason.as_bytes()[..reason.len().min(512)];
+    conn.close(code.as_u16().into(), reason);
+}
+
+fn rate_limited(shared: &Shared, ip: IpAddr) -> bool {
+    let mut m = shared.connects.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if m.len() > 10_000 {
+        m.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(60));
+    }
+    let e = m.entry(ip).or_insert((now, 0));
+    if now.duration_since(e.0) >= Duration::from_secs(60) {
+        *e = (now, 0);
+    }
+    e.1 += 1;
+    e.1 > shared.cfg.max_connects_per_minute
+}
+
+struct ControlReader {
+    recv: quinn::RecvStream,
+    dec: ControlDecoder,
+    stall: Duration,
+}
+
+impl ControlReader {
+    /// Next control message; `Ok(None)` at a clean end of stream.
+    async fn next(&mut self) -> Result<Option<Control>, Reject> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.dec.next() {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => {}
+                Err(e) => return Err((e.code(), format!("control stream: {e}"))),
+            }
+            let read = if self.dec.buffered() > 0 {
+                match tokio::time::timeout(self.stall, self.recv.read(&mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err((
+                            ErrorCode::Stalled,
+                            "control message incomplete for too long".into(),
+                        ))
+                    }
+                }
+            } else {
+                self.recv.read(&mut buf).await
+            };
+            match read {
+                Ok(Some(n)) => self.dec.push(&buf[..n]),
+                Ok(None) => {
+                    return match self.dec.finish() {
+                        Ok(()) => Ok(None),
+                        Err(e) => Err((e.code(), format!("control stream: {e}"))),
+                    }
+                }
+                Err(e) => return Err((ErrorCode::Ok, format!("control stream closed: {e}"))),
+            }
+        }
+    }
+}
+
+async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Result<()> {
+    let remote = incoming.remote_address();
+    let conn = incoming.await.with_context(|| format!("handshake with {remote}"))?;
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    if rate_limited(&shared, remote.ip()) {
+        reject(&shared, &conn, None, ErrorCode::RateLimited, "too many connection attempts; wait a minute");
+        return Ok(());
+    }
+    let hello_timeout = Duration::from_secs(shared.cfg.hello_timeout_secs);
+    let (send, recv) = match tokio::time::timeout(hello_timeout, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e).context("accepting the control stream"),
+        Err(_) => {
+            reject(&shared, &conn, None, ErrorCode::Stalled, "no control stream opened in time");
+            return Ok(());
+        }
+    };
+    let mut ctrl = ControlReader {
+        recv,
+        dec: ControlDecoder::new(),
+        stall: Duration::from_secs(shared.cfg.stall_timeout_secs),
+    };
+    let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
+    tokio::spawn(control_writer(send, ctrl_rx));
+    let hello = match tokio::time::timeout(hello_timeout, ctrl.next()).await {
+        Ok(Ok(Some(Control::Hello(h)))) => h,
+        Ok(Ok(Some(other))) => {
+            let msg = format!("expected HELLO, got message type 0x{:02x}", other.type_byte());
+            reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &msg);
+            return Ok(());
+        }
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err((code, msg))) => {
+            if code != ErrorCode::Ok {
+                reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
+            }
+            return Ok(());
+        }
+        Err(_) => {
+            reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::Stalled, "no HELLO in time");
+            return Ok(());
+        }
+    };
+    let session = match open_session(&shared, &hello).await {
+        Ok(s) => s,
+        Err((code, msg)) => {
+            reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
+            return Ok(());
+        }
+    };
+    // Attach this connection, superseding any previous one.
+    let generation = session.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    let resumed = hello.resume.is_some();
+    if let Some(old) = session
+        .connection
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(conn.clone())
+    {
+        old.close(ErrorCode::Ok.as_u16().into(), b"superseded by a resumed connection");
+    }
+    session.set_lifecycle(Lifecycle::Connected);
+    if resumed {
+        session.lock().resumes += 1;
+        shared.metrics.sessions_resumed.fetch_add(1, Ordering::Relaxed);
+    }
+    let welcome = Welcome {
+        session_id: session.info.id.clone(),
+        resume_secret: session.secret.clone(),
+        resumed,
+        next_seq: session.next_seq(),
+        limits: Limits {
+            max_frame_bytes: shared.cfg.max_frame_bytes,
+            max_bitrate_bps: shared.cfg.max_bitrate_bps,
+            max_session_secs: shared.cfg.max_session_secs,
+        },
+        live_urls: shared.handler.live_urls(&session.info.id),
+    };
+    let _ = ctrl_tx.send(Control::Welcome(welcome));
+    tracing::info!(session = %session.info.id, device = %session.info.device.name, %remote, resumed, "ingest connection attached");
+
+    // Acknowledgements follow durability.
+    let mut ack_rx = session.ack_tx.subscribe();
+    let ack_tx = ctrl_tx.clone();
+    let acks = tokio::spawn(async move {
+        while ack_rx.changed().await.is_ok() {
+            let next_seq = ack_rx.borrow_and_update().clone();
+            if ack_tx.send(Control::Ack(sharecast_formats::ingest::Ack { next_seq })).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Frame streams.
+    let frames = tokio::spawn(accept_frame_streams(
+        shared.clone(),
+        session.clone(),
+        conn.clone(),
+        ctrl_tx.clone(),
+    ));
+
+    // Control loop.
+    loop {
+        match ctrl.next().await {
+            Ok(Some(Control::End(end))) => {
+                match handle_end(&shared, &session, &end).await {
+                    Ok(attributes) => {
+                        let _ = ctrl_tx.send(Control::Finished(Finished { attributes }));
+                        // Let the client read FINISHED and close first.
+                        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+                    }
+                    Err((code, msg)) => reject(&shared, &conn, Some(&ctrl_tx), code, &msg),
+                }
+                break;
+            }
+            Ok(Some(Control::Error(e))) => {
+                tracing::warn!(session = %session.info.id, code = e.code, message = %e.message, "client reported an error");
+            }
+            Ok(Some(other)) => {
+                let msg = format!("unexpected control message type 0x{:02x} after HELLO", other.type_byte());
+                reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &msg);
+                break;
+            }
+            Ok(None) => break,
+            Err((ErrorCode::Ok, _)) => break,
+            Err((code, msg)) => {
+                reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
+                break;
+            }
+        }
+    }
+    let _ = conn.closed().await;
+    acks.abort();
+    frames.abort();
+    // Detach: if no newer connection took over, the session waits for its phone.
+    if session.generation.load(Ordering::SeqCst) == generation {
+        let mut c = session.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if c.as_ref().map(|c| c.stable_id()) == Some(conn.stable_id()) {
+            *c = None;
+        }
+        drop(c);
+        if session.lifecycle() == Lifecycle::Connected {
+            session.set_lifecycle(Lifecycle::Suspended);
+            tracing::info!(session = %session.info.id, "phone disconnected; waiting for it to resume");
+            spawn_resume_timer(shared.clone(), session.clone(), generation);
+        }
+    }
+    Ok(())
+}
+
+async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session>, Reject> {
+    if hello.version != VERSION {
+        return Err((
+            ErrorCode::UnsupportedVersion,
+            format!("protocol version {} is not supported; this server speaks {VERSION}", hello.version),
+        ));
+    }
+    let Some(device) = shared.handler.authenticate(&hello.token).await else {
+        return Err((ErrorCode::Unauthorized, "unknown or revoked device token".into()));
+    };
+    if let Some(resume) = &hello.resume {
+        let s = shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&resume.session_id)
+            .cloned();
+        let Some(s) = s else {
+            return Err((ErrorCode::UnknownSession, format!("no open session {}", resume.session_id)));
+        };
+        if !constant_time_eq(s.secret.as_bytes(), resume.secret.as_bytes()) || s.info.device.id != device.id {
+            return Err((ErrorCode::BadResumeSecret, "resume secret does not match the session".into()));
+        }
+        if matches!(s.lifecycle(), Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed) {
+            return Err((ErrorCode::UnknownSession, format!("session {} has ended", resume.session_id)));
+        }
+        return Ok(s);
+    }
+    if hello.tracks.is_empty() {
+        return Err((ErrorCode::BadMessage, "HELLO declares no tracks".into()));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in &hello.tracks {
+        if t.id > sharecast_formats::ingest::MAX_TRACK_ID || !ids.insert(t.id) {
+            return Err((ErrorCode::BadMessage, format!("track id {} is duplicated or above 15", t.id)));
+        }
+    }
+    shared
+        .handler
+        .check_tracks(&hello.tracks)
+        .map_err(|m| (ErrorCode::UnsupportedCodec, m))?;
+    let open = shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|s| s.info.device.id == device.id)
+        .count();
+    if open >= shared.cfg.max_sessions_per_device {
+        return Err((
+            ErrorCode::SessionLimit,
+            format!(
+                "device already has {open} open sessions (limit {})",
+                shared.cfg.max_sessions_per_device
+            ),
+        ));
+    }
+    let id = random_hex(8);
+    let secret = random_hex(16);
+    let dir = shared.data_dir.join("sessions").join(&id);
+    let info = SessionInfo {
+        id: id.clone(),
+        device: device.clone(),
+        tracks: hello.tracks.clone(),
+        anchor_unix_us: hello.anchor_unix_us,
+        title: hello.title.clone(),
+        dir: dir.clone(),
+        started_unix_ms: now_ms(),
+        recovered: false,
+    };
+    let meta = SessionMeta {
+        id: id.clone(),
+        secret: secret.clone(),
+        device_id: device.id.clone(),
+        device_name: device.name.clone(),
+        tracks: hello.tracks.clone(),
+        anchor_unix_us: hello.anchor_unix_us,
+        title: hello.title.clone(),
+        started_unix_ms: info.started_unix_ms,
+    };
+    let writer = tokio::task::spawn_blocking(move || JournalWriter::create(&dir, &meta))
+        .await
+        .map_err(|e| (ErrorCode::Internal, format!("journal task: {e}")))?
+        .map_err(|e| (ErrorCode::Internal, format!("creating the session journal: {e:#}")))?;
+    let output = shared
+        .handler
+        .open(&info)
+        .await
+        .map_err(|e| (ErrorCode::Internal, format!("opening session outputs: {e:#}")))?;
+    let session = Session::new(
+        info,
+        secret,
+        output,
+        writer,
+        limits(&shared.cfg),
+        shared.cfg.journal_batch_frames,
+        shared.metrics.clone(),
+    );
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), session.clone());
+    shared.metrics.sessions_started.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(session = %id, device = %device.name, tracks = hello.tracks.len(), "ingest session opened");
+    Ok(session)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn control_writer(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Control>) {
+    while let Some(m) = rx.recv().await {
+        if send.write_all(&m.encode()).await.is_err() {
+            break;
+        }
+    }
+    let _ = send.finish();
+}
+
+async fn accept_frame_streams(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    conn: quinn::Connection,
+    ctrl_tx: mpsc::UnboundedSender<Control>,
+) {
+    while let Ok(stream) = conn.accept_uni().await {
+        tokio::spawn(read_frames(
+            shared.clone(),
+            session.clone(),
+            conn.clone(),
+            ctrl_tx.clone(),
+            stream,
+        ));
+    }
+}
+
+async fn read_frames(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    conn: quinn::Connection,
+    ctrl_tx: mpsc::UnboundedSender<Control>,
+    mut stream: quinn::RecvStream,
+) {
+    let mut dec = FrameDecoder::new(shared.cfg.max_frame_bytes);
+    let stall = Duration::from_secs(shared.cfg.stall_timeout_secs);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        loop {
+            match dec.next() {
+                Ok(Some(frame)) => {
+                    shared.metrics.frames_received.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .bytes_received
+                        .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+                    match session.accept(frame) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            shared.metrics.frames_duplicate.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err((code, msg)) => {
+                            reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    reject(&shared, &conn, Some(&ctrl_tx), e.code(), &format!("frame stream: {e}"));
+                    return;
+                }
+            }
+        }
+        let read = if dec.is_idle() {
+            stream.read(&mut buf).await
+        } else {
+            match tokio::time::timeout(stall, stream.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::Stalled, "frame incomplete for too long");
+                    return;
+                }
+            }
+        };
+        match read {
+            Ok(Some(n)) => dec.push(&buf[..n]),
+            Ok(None) => {
+                if let Err(e) = dec.finish() {
+                    reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &format!("frame stream: {e}"));
+                }
+                return;
+            }
+            // Connection lost or stream reset: frames already taken are kept.
+            Err(_) => return,
+        }
+    }
+}
+
+async fn handle_end(shared: &Arc<Shared>, session: &Arc<Session>, end: &End) -> Result<VideoAttributes, Reject> {
+    for t in end.frame_count.keys() {
+        if !session.info.tracks.iter().any(|x| x.id == *t) {
+            return Err((ErrorCode::UnknownTrack, format!("END counts track {t} which HELLO did not declare")));
+        }
+    }
+    let complete = |next: &std::collections::BTreeMap<u8, u64>| {
+        end.frame_count
+            .iter()
+            .all(|(t, n)| next.get(t).copied().unwrap_or(0) >= *n)
+    };
+    let mut rx = session.ack_tx.subscribe();
+    let wait = Duration::from_secs(shared.cfg.end_wait_secs);
+    let ok = tokio::time::timeout(wait, async {
+        loop {
+            if complete(&rx.borrow_and_update()) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok();
+    if !ok || !complete(&session.next_seq()) {
+        let have = session.next_seq();
+        return Err((
+            ErrorCode::MissingFrames,
+            format!("END announced {:?} frames but only {:?} arrived", end.frame_count, have),
+        ));
+    }
+    finalise(shared, session)
+        .await
+        .map_err(|e| (ErrorCode::Internal, format!("finalising outputs: {e:#}")))
+}
+
+/// Finalise a session's outputs once; later callers get the same result.
+async fn finalise(shared: &Arc<Shared>, session: &Arc<Session>) -> Result<VideoAttributes> {
+    let already = {
+        let mut st = session.lock();
+        match st.lifecycle {
+            Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed => true,
+            _ => {
+                st.lifecycle = Lifecycle::Finishing;
+                false
+            }
+        }
+    };
+    if already {
+        // Someone else is finishing it; wait for their result.
+        for _ in 0..600 {
+            if let Some(a) = shared
+                .finished
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&session.info.id)
+            {
+                return Ok(a.clone());
+            }
+            if session.lifecycle() == Lifecycle::Failed {
+                anyhow::bail!("session {} failed", session.info.id);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("session {} is still finishing", session.info.id);
+    }
+    let id = session.info.id.clone();
+    let result = session.output.finish().await;
+    let result = match result {
+        Ok(a) => session.close_journal().await.map(|_| a),
+        Err(e) => Err(e),
+    };
+    shared.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    match result {
+        Ok(a) => {
+            session.set_lifecycle(Lifecycle::Finished);
+            shared.metrics.sessions_finished.fetch_add(1, Ordering::Relaxed);
+            let mut f = shared.finished.lock().unwrap_or_else(|e| e.into_inner());
+            if f.len() > 1000 {
+                f.clear();
+            }
+            f.insert(id.clone(), a.clone());
+            tracing::info!(session = %id, "session finalised");
+            Ok(a)
+        }
+        Err(e) => {
+            session.set_lifecycle(Lifecycle::Failed);
+            shared.metrics.sessions_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(session = %id, error = %format!("{e:#}"), "session failed to finalise");
+            Err(e)
+        }
+    }
+}

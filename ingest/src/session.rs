@@ -1,0 +1,416 @@
+//! Per-session state: which frames are held, which are durable, what has been
+//! released to the outputs, and the journal writer task.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sharecast_formats::ingest::ErrorCode;
+use sharecast_formats::media::MediaFrame;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::journal::JournalWriter;
+use crate::metrics::IngestMetrics;
+use crate::{SessionInfo, SessionOutput};
+
+/// A rejected frame: code and explanation.
+pub(crate) type Reject = (ErrorCode, String);
+
+#[derive(Debug, Default)]
+pub(crate) struct TrackState {
+    /// Every frame below this is durable and released to `record`.
+    pub durable_next: u64,
+    /// Durable frames waiting for a gap below them to fill.
+    pub durable_ahead: BTreeMap<u64, MediaFrame>,
+    /// Frames sent to the journal and not yet durable: seq → dts.
+    pub in_flight: BTreeMap<u64, i64>,
+    /// dts of the last frame released (seq durable_next - 1).
+    pub last_dts: Option<i64>,
+    /// The next seq the live output may take (newest first).
+    pub live_next: u64,
+    /// Frames received (unique).
+    pub frames: u64,
+    /// Bytes received (unique).
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    Connected,
+    Suspended,
+    Finishing,
+    Finished,
+    Failed,
+}
+
+impl Lifecycle {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lifecycle::Connected => "connected",
+            Lifecycle::Suspended => "suspended",
+            Lifecycle::Finishing => "finishing",
+            Lifecycle::Finished => "finished",
+            Lifecycle::Failed => "failed",
+        }
+    }
+}
+
+pub(crate) struct State {
+    pub tracks: BTreeMap<u8, TrackState>,
+    pub first_pts: Option<i64>,
+    pub max_pts: i64,
+    pub bytes: u64,
+    pub lifecycle: Lifecycle,
+    pub suspended_at: Option<Instant>,
+    pub resumes: u64,
+    pub failure: Option<String>,
+}
+
+pub(crate) enum JournalCmd {
+    Frame(MediaFrame),
+    End(oneshot::Sender<anyhow::Result<()>>),
+}
+
+/// One ingest session, independent of the connection carrying it.
+pub(crate) struct Session {
+    pub info: SessionInfo,
+    pub secret: String,
+    pub output: Arc<dyn SessionOutput>,
+    pub state: Mutex<State>,
+    pub ack_tx: watch::Sender<BTreeMap<u8, u64>>,
+    pub journal_tx: mpsc::UnboundedSender<JournalCmd>,
+    /// Generation of the connection currently attached (0 = none yet).
+    pub generation: AtomicU64,
+    pub connection: Mutex<Option<quinn::Connection>>,
+    pub started: Instant,
+    pub limits: SessionLimits,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimits {
+    pub max_session_us: i64,
+    pub max_bitrate_bps: u64,
+}
+
+impl Session {
+    pub fn new(
+        info: SessionInfo,
+        secret: String,
+        output: Arc<dyn SessionOutput>,
+        writer: JournalWriter,
+        limits: SessionLimits,
+        batch: usize,
+        metrics: Arc<IngestMetrics>,
+    ) -> Arc<Session> {
+        let tracks = info
+            .tracks
+            .iter()
+            .map(|t| (t.id, TrackState::default()))
+            .collect::<BTreeMap<_, _>>();
+        let acks = tracks.keys().map(|k| (*k, 0)).collect();
+        let (ack_tx, _) = watch::channel(acks);
+        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
+        let session = Arc::new(Session {
+            info,
+            secret,
+            output,
+            state: Mutex::new(State {
+                tracks,
+                first_pts: None,
+                max_pts: i64::MIN,
+                bytes: 0,
+                lifecycle: Lifecycle::Suspended,
+                suspended_at: Some(Instant::now()),
+                resumes: 0,
+                failure: None,
+            }),
+            ack_tx,
+            journal_tx,
+            generation: AtomicU64::new(0),
+            connection: Mutex::new(None),
+            started: Instant::now(),
+            limits,
+        });
+        tokio::spawn(journal_task(
+            Arc::downgrade(&session),
+            writer,
+            journal_rx,
+            batch,
+            metrics,
+        ));
+        session
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock means a panic in another task while holding it;
+        // the state itself is still consistent enough to read and finish.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_seq(&self) -> BTreeMap<u8, u64> {
+        self.lock()
+            .tracks
+            .iter()
+            .map(|(k, t)| (*k, t.durable_next))
+            .collect()
+    }
+
+    /// Take a received frame: dedup, validate, pass to live, queue for the
+    /// journal. Returns `Ok(false)` for a duplicate.
+    pub fn accept(&self, frame: MediaFrame) -> Result<bool, Reject> {
+        let mut st = self.lock();
+        if matches!(st.lifecycle, Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed) {
+            return Err((ErrorCode::UnknownSession, "session has ended".into()));
+        }
+        let max_session_us = self.limits.max_session_us;
+        let max_bitrate = self.limits.max_bitrate_bps;
+        let first_pts = *st.first_pts.get_or_insert(frame.pts_us);
+        let new_bytes = st.bytes + frame.data.len() as u64;
+        let new_max_pts = st.max_pts.max(frame.pts_us);
+        let span_us = (new_max_pts - first_pts).max(10_000_000) as u128;
+        let bitrate = (new_bytes as u128 * 8 * 1_000_000 / span_us) as u64;
+        if bitrate > max_bitrate {
+            return Err((
+                ErrorCode::BitrateExceeded,
+                format!("average bitrate {bitrate} bit/s is above the limit of {max_bitrate} bit/s"),
+            ));
+        }
+        let Some(ts) = st.tracks.get_mut(&frame.track) else {
+            return Err((
+                ErrorCode::UnknownTrack,
+                format!("frame for track {} which HELLO did not declare", frame.track),
+            ));
+        };
+        if frame.seq < ts.durable_next
+            || ts.durable_ahead.contains_key(&frame.seq)
+            || ts.in_flight.contains_key(&frame.seq)
+        {
+            return Ok(false);
+        }
+        // Decode timestamps must not go backwards in sequence order.
+        let prev = if frame.seq == ts.durable_next {
+            ts.last_dts
+        } else {
+            let a = ts.durable_ahead.range(..frame.seq).next_back().map(|(s, f)| (*s, f.dts_us));
+            let b = ts.in_flight.range(..frame.seq).next_back().map(|(s, d)| (*s, *d));
+            match (a, b) {
+                (Some(a), Some(b)) => Some(if a.0 > b.0 { a.1 } else { b.1 }),
+                (Some(a), None) => Some(a.1),
+                (None, Some(b)) => Some(b.1),
+                (None, None) => ts.last_dts,
+            }
+        };
+        if let Some(p) = prev {
+            if frame.dts_us < p {
+                return Err((
+                    ErrorCode::NonMonotonicTimestamp,
+                    format!(
+                        "track {} seq {}: dts {} us is before the previous frame's {} us",
+                        frame.track, frame.seq, frame.dts_us, p
+                    ),
+                ));
+            }
+        }
+        let next = {
+            let a = ts.durable_ahead.range(frame.seq + 1..).next().map(|(s, f)| (*s, f.dts_us));
+            let b = ts.in_flight.range(frame.seq + 1..).next().map(|(s, d)| (*s, *d));
+            match (a, b) {
+                (Some(a), Some(b)) => Some(if a.0 < b.0 { a.1 } else { b.1 }),
+                (x, y) => x.or(y).map(|v| v.1),
+            }
+        };
+        if let Some(n) = next {
+            if frame.dts_us > n {
+                return Err((
+                    ErrorCode::NonMonotonicTimestamp,
+                    format!(
+                        "track {} seq {}: dts {} us is after the next frame's {} us",
+                        frame.track, frame.seq, frame.dts_us, n
+                    ),
+                ));
+            }
+        }
+        if frame.pts_us.saturating_sub(first_pts) > max_session_us {
+            return Err((
+                ErrorCode::SessionTooLong,
+                format!(
+                    "session is longer than the limit of {} s",
+                    max_session_us / 1_000_000
+                ),
+            ));
+        }
+        ts.in_flight.insert(frame.seq, frame.dts_us);
+        ts.frames += 1;
+        ts.bytes += frame.data.len() as u64;
+        let live = frame.seq >= ts.live_next;
+        if live {
+            ts.live_next = frame.seq + 1;
+        }
+        st.bytes = new_bytes;
+        st.max_pts = new_max_pts;
+        drop(st);
+        if live {
+            self.output.live(&frame);
+        }
+        self.journal_tx
+            .send(JournalCmd::Frame(frame))
+            .map_err(|_| (ErrorCode::Internal, "session journal is closed".to_string()))?;
+        Ok(true)
+    }
+
+    /// Frames of a commit are durable: release in order, acknowledge.
+    fn on_durable(&self, frames: Vec<MediaFrame>) {
+        let mut release = Vec::new();
+        {
+            let mut st = self.lock();
+            for f in frames {
+                let Some(ts) = st.tracks.get_mut(&f.track) else {
+                    continue;
+                };
+                ts.in_flight.remove(&f.seq);
+                if f.seq == ts.durable_next {
+                    ts.durable_next += 1;
+                    ts.last_dts = Some(f.dts_us);
+                    release.push(f);
+                    while let Some(n) = ts.durable_ahead.remove(&ts.durable_next) {
+                        ts.durable_next += 1;
+                        ts.last_dts = Some(n.dts_us);
+                        release.push(n);
+                    }
+                } else if f.seq > ts.durable_next {
+                    ts.durable_ahead.insert(f.seq, f);
+                }
+            }
+        }
+        for f in &release {
+            if let Err(e) = self.output.record(f) {
+                let msg = format!("{e:#}");
+                tracing::error!(session = %self.info.id, error = %msg, "recording output failed");
+                let mut st = self.lock();
+                st.failure.get_or_insert(msg);
+            }
+        }
+        self.ack_tx.send_replace(self.next_seq());
+    }
+
+    /// Make everything durable so far and write the END record.
+    pub async fn close_journal(&self) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.journal_tx
+            .send(JournalCmd::End(tx))
+            .map_err(|_| anyhow::anyhow!("journal writer stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("journal writer stopped"))?
+    }
+
+    /// Frames held per track (unique), for snapshots.
+    pub fn counts(&self) -> (u64, u64, HashMap<u8, u64>) {
+        let st = self.lock();
+        let frames = st.tracks.values().map(|t| t.frames).sum();
+        let per = st.tracks.iter().map(|(k, t)| (*k, t.frames)).collect();
+        (frames, st.bytes, per)
+    }
+
+    pub fn set_lifecycle(&self, l: Lifecycle) {
+        let mut st = self.lock();
+        st.lifecycle = l;
+        st.suspended_at = if l == Lifecycle::Suspended {
+            Some(Instant::now())
+        } else {
+            None
+        };
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lock().lifecycle
+    }
+
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+async fn journal_task(
+    session: std::sync::Weak<Session>,
+    mut writer: JournalWriter,
+    mut rx: mpsc::UnboundedReceiver<JournalCmd>,
+    batch_max: usize,
+    metrics: Arc<IngestMetrics>,
+) {
+    let mut pending_end: Option<oneshot::Sender<anyhow::Result<()>>> = None;
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::new();
+        match first {
+            JournalCmd::Frame(f) => batch.push(f),
+            JournalCmd::End(tx) => pending_end = Some(tx),
+        }
+        while batch.len() < batch_max && pending_end.is_none() {
+            match rx.try_recv() {
+                Ok(JournalCmd::Frame(f)) => batch.push(f),
+                Ok(JournalCmd::End(tx)) => pending_end = Some(tx),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            let started = Instant::now();
+            let result = tokio::task::spawn_blocking(move || {
+                let r = writer.append_frames(&batch);
+                (writer, batch, r)
+            })
+            .await;
+            let (w, frames, r) = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "journal writer task failed");
+                    return;
+                }
+            };
+            writer = w;
+            metrics.journal_commits.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .journal_sync_us
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let Some(s) = session.upgrade() else { return };
+            match r {
+                Ok(()) => {
+                    metrics
+                        .journal_frames
+                        .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                    s.on_durable(frames);
+                }
+                Err(e) => {
+                    // Nothing of this batch is acknowledged; the phone keeps
+                    // it and resends after it resumes.
+                    let msg = format!("journal write failed: {e:#}");
+                    tracing::error!(session = %s.info.id, error = %msg);
+                    s.lock().failure.get_or_insert(msg.clone());
+                    if let Some(c) = s.connection.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        c.close(ErrorCode::Internal.as_u16().into(), msg.as_bytes());
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = pending_end.take() {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let r = tokio::task::spawn_blocking(move || {
+                let r = writer.append_end(ms);
+                (writer, r)
+            })
+            .await;
+            match r {
+                Ok((_w, r)) => {
+                    let _ = tx.send(r);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::anyhow!("journal writer task failed: {e}")));
+                }
+            }
+            return;
+        }
+    }
+}

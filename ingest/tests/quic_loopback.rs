@@ -1,0 +1,443 @@
+//! The ingest server and the client SDK over real QUIC on loopback, with an
+//! in-memory output standing in for the transcoder: resume after drops,
+//! connection migration, and every kind of bad input.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sharecast_client_sdk::{Trust, UploadError, Uploader, UploaderConfig};
+use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::ingest::{encode_frame, Control, ErrorCode, Hello, VERSION};
+use sharecast_formats::media::{MediaFrame, TrackInfo};
+use sharecast_ingest::{
+    BoxFuture, DeviceIdentity, IngestConfig, IngestServer, SessionHandler, SessionInfo, SessionOutput,
+};
+
+#[derive(Default)]
+struct Memory {
+    recorded: Mutex<Vec<MediaFrame>>,
+    live: Mutex<Vec<(u8, u64)>>,
+    finished: Mutex<u32>,
+}
+
+struct Out(Arc<Memory>);
+
+impl SessionOutput for Out {
+    fn live(&self, f: &MediaFrame) {
+        self.0.live.lock().unwrap().push((f.track, f.seq));
+    }
+    fn record(&self, f: &MediaFrame) -> anyhow::Result<()> {
+        self.0.recorded.lock().unwrap().push(f.clone());
+        Ok(())
+    }
+    fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>> {
+        Box::pin(async move {
+            *self.0.finished.lock().unwrap() += 1;
+            Ok(VideoAttributes {
+                id: "x".into(),
+                container: "mp4".into(),
+                ..Default::default()
+            })
+        })
+    }
+}
+
+struct Handler(Arc<Memory>);
+
+impl SessionHandler for Handler {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<DeviceIdentity>> {
+        Box::pin(async move {
+            (token == "good").then(|| DeviceIdentity {
+                id: "d1".into(),
+                name: "phone".into(),
+            })
+        })
+    }
+    fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String> {
+        match tracks.iter().find(|t| t.codec() .is_none()) {
+            Some(t) => Err(format!("codec {} is not supported", t.codec)),
+            None => Ok(()),
+        }
+    }
+    fn open<'a>(&'a self, _info: &'a SessionInfo) -> BoxFuture<'a, anyhow::Result<Arc<dyn SessionOutput>>> {
+        let m = self.0.clone();
+        Box::pin(async move { Ok(Arc::new(Out(m)) as Arc<dyn SessionOutput>) })
+    }
+    fn live_urls(&self, id: &str) -> Vec<String> {
+        vec![format!("rtsp://test/live/{id}")]
+    }
+}
+
+fn tracks() -> Vec<TrackInfo> {
+    vec![
+        TrackInfo {
+            id: 0,
+            codec: "h264".into(),
+            codec_data: vec![1, 0x64, 0, 0x1f],
+            width: Some(640),
+            height: Some(360),
+            framerate: Some((30, 1)),
+            sample_rate: None,
+            channels: None,
+        },
+        TrackInfo {
+            id: 1,
+            codec: "aac".into(),
+            codec_data: vec![0x11, 0x90],
+            width: None,
+            height: None,
+            framerate: None,
+            sample_rate: Some(48000),
+            channels: Some(2),
+        },
+    ]
+}
+
+fn frame(track: u8, i: i64) -> MediaFrame {
+    let dur = if track == 0 { 33_333 } else { 21_333 };
+    MediaFrame {
+        track,
+        seq: 0,
+        pts_us: i * dur,
+        dts_us: i * dur,
+        duration_us: dur as u32,
+        keyframe: track == 1 || i % 30 == 0,
+        data: Bytes::from(vec![(i % 251) as u8; if track == 0 { 3000 } else { 300 }]),
+    }
+}
+
+struct Env {
+    server: Arc<IngestServer>,
+    mem: Arc<Memory>,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new(cfg: IngestConfig) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = Arc::new(Memory::default());
+        let server = Arc::new(
+            IngestServer::bind(
+                IngestConfig {
+                    listen: "127.0.0.1:0".into(),
+                    ..cfg
+                },
+                dir.path(),
+                Arc::new(Handler(mem.clone())),
+            )
+            .unwrap(),
+        );
+        let s = server.clone();
+        tokio::spawn(async move { s.run().await });
+        Env { server, mem, _dir: dir }
+    }
+
+    fn client(&self, token: &str) -> UploaderConfig {
+        let mut c = UploaderConfig::new(
+            self.server.local_addr().unwrap().to_string(),
+            token,
+            Trust::PinSha256(self.server.fingerprint().to_string()),
+        );
+        c.server_name = Some("localhost".into());
+        c.reconnect_deadline = Duration::from_secs(20);
+        c
+    }
+
+    /// Every recorded frame exactly once, in sequence order per track.
+    fn assert_complete(&self, video: u64, audio: u64) {
+        let rec = self.mem.recorded.lock().unwrap();
+        for (track, n) in [(0u8, video), (1u8, audio)] {
+            let seqs: Vec<u64> = rec.iter().filter(|f| f.track == track).map(|f| f.seq).collect();
+            assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "track {track}");
+        }
+    }
+}
+
+async fn upload(up: &Uploader, n: i64, mut each: impl FnMut(i64, &Uploader)) {
+    for i in 0..n {
+        up.send(frame(0, i)).await.unwrap();
+        up.send(frame(1, i)).await.unwrap();
+        each(i, up);
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_is_recorded_in_order_and_finished_once() {
+    let env = Env::new(IngestConfig::default()).await;
+    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    assert!(up.live_urls()[0].ends_with(up.session_id()));
+    upload(&up, 100, |_, _| {}).await;
+    let attrs = up.finish().await.unwrap();
+    assert_eq!(attrs.container, "mp4");
+    env.assert_complete(100, 100);
+    assert_eq!(*env.mem.finished.lock().unwrap(), 1);
+    assert_eq!(env.mem.live.lock().unwrap().len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_resume_without_loss_or_duplicates() {
+    let env = Env::new(IngestConfig::default()).await;
+    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let mut i = 0;
+    for (k, cut) in [50i64, 120, 220].into_iter().enumerate() {
+        while i < cut {
+            up.send(frame(0, i)).await.unwrap();
+            up.send(frame(1, i)).await.unwrap();
+            i += 1;
+        }
+        up.drop_connection();
+        // Keep filming while disconnected; wait for the resume.
+        for _ in 0..500 {
+            if up.stats().resumes as usize > k {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    while i < 300 {
+        up.send(frame(0, i)).await.unwrap();
+        up.send(frame(1, i)).await.unwrap();
+        i += 1;
+    }
+    let stats = up.stats();
+    up.finish().await.unwrap();
+    assert_eq!(stats.resumes, 3);
+    env.assert_complete(300, 300);
+    let mut out = String::new();
+    env.server.render_metrics(&mut out);
+    assert!(out.contains("sharecast_ingest_sessions_resumed_total 3"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_change_keeps_the_connection() {
+    let env = Env::new(IngestConfig::default()).await;
+    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let mut rebound = None;
+    upload(&up, 150, |i, up| {
+        if i == 60 {
+            let before = up.local_addr();
+            let after = up.rebind().unwrap();
+            assert_ne!(before, Some(after));
+            rebound = Some(after);
+        }
+    })
+    .await;
+    let stats = up.stats();
+    up.finish().await.unwrap();
+    assert!(rebound.is_some());
+    assert_eq!(stats.resumes, 0, "migration must not need a reconnect");
+    env.assert_complete(150, 150);
+}
+
+async fn refused(env: &Env, token: &str, tracks: Vec<TrackInfo>) -> UploadError {
+    match Uploader::start(env.client(token), tracks, 0).await {
+        Ok(_) => panic!("expected a refusal"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_and_unknown_codec_are_refused() {
+    let env = Env::new(IngestConfig::default()).await;
+    let e = refused(&env, "bad", tracks()).await;
+    assert_eq!(e.code(), Some(ErrorCode::Unauthorized), "{e}");
+    let mut t = tracks();
+    t[0].codec = "vp9".into();
+    let e = refused(&env, "good", t).await;
+    assert_eq!(e.code(), Some(ErrorCode::UnsupportedCodec), "{e}");
+    assert!(e.to_string().contains("vp9"), "{e}");
+    assert_eq!(env.server.metrics().rejected(ErrorCode::Unauthorized), 1);
+    assert_eq!(env.server.metrics().rejected(ErrorCode::UnsupportedCodec), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_track_and_backwards_timestamps_are_refused() {
+    let env = Env::new(IngestConfig::default()).await;
+    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    up.send(frame(0, 0)).await.unwrap();
+    let mut f = frame(0, 0);
+    f.track = 7;
+    up.send(f).await.unwrap();
+    let e = up.finish().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTrack), "{e}");
+
+    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    up.send(frame(0, 5)).await.unwrap();
+    up.send(frame(0, 4)).await.unwrap();
+    let e = up.finish().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NonMonotonicTimestamp), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_and_session_limits_are_refused() {
+    let env = Env::new(IngestConfig {
+        max_frame_bytes: 1000,
+        max_sessions_per_device: 1,
+        ..IngestConfig::default()
+    })
+    .await;
+    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    // A second session of the same device is over the limit.
+    let e = refused(&env, "good", tracks()).await;
+    assert_eq!(e.code(), Some(ErrorCode::SessionLimit), "{e}");
+    up.send(frame(0, 0)).await.unwrap(); // 3000 bytes
+    let e = up.finish().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FrameTooLarge), "{e}");
+}
+
+/// A raw client: connect, HELLO, then whatever the test writes.
+async fn raw(env: &Env) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(
+        sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into())).unwrap(),
+    );
+    let conn = ep
+        .connect(env.server.local_addr().unwrap(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut s, r) = conn.open_bi().await.unwrap();
+    let hello = Control::Hello(Hello {
+        version: VERSION,
+        token: "good".into(),
+        tracks: tracks(),
+        anchor_unix_us: 0,
+        resume: None,
+        client: None,
+        title: None,
+    });
+    s.write_all(&hello.encode()).await.unwrap();
+    (ep, conn, s, r)
+}
+
+async fn close_code(conn: &quinn::Connection) -> (u16, String) {
+    match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+            (u64::from(c.error_code) as u16, String::from_utf8_lossy(&c.reason).to_string())
+        }
+        other => panic!("unexpected close: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_a_frame_stream_is_refused() {
+    let env = Env::new(IngestConfig::default()).await;
+    let (_ep, conn, _s, _r) = raw(&env).await;
+    let mut u = conn.open_uni().await.unwrap();
+    u.write_all(&[0xde; 64]).await.unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::BadMessage.as_u16(), "{reason}");
+    assert!(reason.contains("0xde"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_control_stream_is_refused() {
+    let env = Env::new(IngestConfig::default()).await;
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(
+        sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into())).unwrap(),
+    );
+    let conn = ep.connect(env.server.local_addr().unwrap(), "localhost").unwrap().await.unwrap();
+    let (mut s, _r) = conn.open_bi().await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::BadMessage.as_u16(), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalled_mid_frame_is_refused() {
+    let env = Env::new(IngestConfig {
+        stall_timeout_secs: 1,
+        ..IngestConfig::default()
+    })
+    .await;
+    let (_ep, conn, _s, _r) = raw(&env).await;
+    let mut u = conn.open_uni().await.unwrap();
+    let mut f = frame(0, 0);
+    f.seq = 0;
+    let bytes = encode_frame(&f);
+    u.write_all(&bytes[..100]).await.unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::Stalled.as_u16(), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sessions_continue_while_one_is_refused() {
+    let env = Env::new(IngestConfig::default()).await;
+    let good = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    upload(&good, 30, |_, _| {}).await;
+    let (_ep, conn, _s, _r) = raw(&env).await;
+    let mut u = conn.open_uni().await.unwrap();
+    u.write_all(&[0u8; 40]).await.unwrap();
+    let _ = close_code(&conn).await;
+    for i in 30..60 {
+        good.send(frame(0, i)).await.unwrap();
+        good.send(frame(1, i)).await.unwrap();
+    }
+    good.finish().await.unwrap();
+    // Only the good session recorded frames.
+    env.assert_complete(60, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_recovery_reopens_an_unfinished_session() {
+    // A session whose server goes away is recovered by a new server on the same
+    // data directory, and its phone resumes it.
+    let dir = tempfile::tempdir().unwrap();
+    let mem1 = Arc::new(Memory::default());
+    let cfg = IngestConfig {
+        listen: "127.0.0.1:0".into(),
+        ..IngestConfig::default()
+    };
+    let s1 = Arc::new(IngestServer::bind(cfg.clone(), dir.path(), Arc::new(Handler(mem1.clone()))).unwrap());
+    let addr = s1.local_addr().unwrap();
+    let r1 = s1.clone();
+    let run1 = tokio::spawn(async move { r1.run().await });
+    let mut c = UploaderConfig::new(addr.to_string(), "good", Trust::PinSha256(s1.fingerprint().into()));
+    c.reconnect_deadline = Duration::from_secs(30);
+    let up = Uploader::start(c, tracks(), 0).await.unwrap();
+    upload(&up, 40, |_, _| {}).await;
+    // Wait until everything sent so far is durable, then stop the server.
+    for _ in 0..100 {
+        if up.stats().frames_acked == 80 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s1.close();
+    run1.abort();
+    drop(s1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mem2 = Arc::new(Memory::default());
+    let s2 = Arc::new(
+        IngestServer::bind(
+            IngestConfig {
+                listen: addr.to_string(),
+                ..cfg
+            },
+            dir.path(),
+            Arc::new(Handler(mem2.clone())),
+        )
+        .unwrap(),
+    );
+    assert_eq!(s2.recover_sessions().await.unwrap(), 1);
+    let r2 = s2.clone();
+    tokio::spawn(async move { r2.run().await });
+    for i in 40..80 {
+        up.send(frame(0, i)).await.unwrap();
+        up.send(frame(1, i)).await.unwrap();
+    }
+    up.finish().await.unwrap();
+    let rec = mem2.recorded.lock().unwrap();
+    for track in [0u8, 1] {
+        let seqs: Vec<u64> = rec.iter().filter(|f| f.track == track).map(|f| f.seq).collect();
+        assert_eq!(seqs, (0..80).collect::<Vec<_>>(), "track {track}");
+    }
+    assert!(Path::new(&dir.path().join("sessions")).exists());
+}

@@ -1,0 +1,12 @@
+//! Sharecast share gateway: the HTTP side.
+//!
+//! JSON API under `/api/v1/`, VOD files with HTTP Range under `/vod/`,
+//! Prometheus metrics at `/metrics`, and the [`store`] of devices and assets.
+//! It knows nothing of media internals: outputs arrive as files and
+//! [`sharecast_formats::attributes::VideoAttributes`].
+
+pub mod http;
+pub mod store;
+
+pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};
+pub use store::Store;
