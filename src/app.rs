@@ -1,0 +1,279 @@
+//! The composition root of `sharecast serve`: builds every component from the
+//! configuration and wires ingest to the transcoder, the live relay and the
+//! store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::media::{MediaFrame, TrackInfo};
+use sharecast_ingest::{BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput};
+use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
+use sharecast_share_gateway::{Gateway, MetricsFn, SessionsFn, Store};
+use sharecast_transcoder::{Recording, Transcoder, TranscoderConfig};
+
+use crate::config::Config;
+
+/// Public addresses derived from the configuration and the bound sockets.
+#[derive(Debug, Clone)]
+pub struct Public {
+    /// Base HTTP URL, no trailing slash.
+    pub http: String,
+    /// Host for RTSP URLs.
+    pub rtsp_host: String,
+    /// RTSP port.
+    pub rtsp_port: u16,
+}
+
+impl Public {
+    fn rtsp_url(&self, id: &str) -> String {
+        format!("rtsp://{}:{}/live/{id}", self.rtsp_host, self.rtsp_port)
+    }
+}
+
+struct Handler {
+    store: Store,
+    transcoder: Arc<Transcoder>,
+    relay: Arc<LiveRelay>,
+    public: Public,
+}
+
+impl SessionHandler for Handler {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<DeviceIdentity>> {
+        Box::pin(async move {
+            match self.store.device_by_token(token).await {
+                Ok(Some(d)) => Some(DeviceIdentity { id: d.id, name: d.name }),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "device lookup failed");
+                    None
+                }
+            }
+        })
+    }
+
+    fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String> {
+        Transcoder::check_tracks(tracks)
+    }
+
+    fn open<'a>(&'a self, info: &'a SessionInfo) -> BoxFuture<'a, Result<Arc<dyn SessionOutput>>> {
+        Box::pin(async move {
+            self.store
+                .asset_recording(&info.id, &info.device.id, info.title.as_deref(), info.started_unix_ms as i64)
+                .await?;
+            let transcoder = self.transcoder.clone();
+            let (id, tracks, dir) = (info.id.clone(), info.tracks.clone(), info.dir.clone());
+            let recording = tokio::task::spawn_blocking(move || transcoder.start(&id, &tracks, &dir))
+                .await
+                .context("transcoder start task")??;
+            let live = match self.relay.publish(&info.id, &info.tracks) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    // The recording still works without a live mount.
+                    tracing::error!(session = %info.id, error = %format!("{e:#}"), "could not publish live stream");
+                    None
+                }
+            };
+            let out: Arc<dyn SessionOutput> = Arc::new(Output {
+                id: info.id.clone(),
+                title: info.title.clone(),
+                sender: info.device.name.clone(),
+                dir: info.dir.clone(),
+                recording: Mutex::new(Some(recording)),
+                live: Mutex::new(live),
+                store: self.store.clone(),
+                public: self.public.clone(),
+            });
+            Ok(out)
+        })
+    }
+
+    fn live_urls(&self, session_id: &str) -> Vec<String> {
+        vec![self.public.rtsp_url(session_id)]
+    }
+}
+
+struct Output {
+    id: String,
+    title: Option<String>,
+    sender: String,
+    dir: PathBuf,
+    recording: Mutex<Option<Recording>>,
+    live: Mutex<Option<LivePublisher>>,
+    store: Store,
+    public: Public,
+}
+
+impl SessionOutput for Output {
+    fn live(&self, frame: &MediaFrame) {
+        if let Some(p) = self.live.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            p.push(frame);
+        }
+    }
+
+    fn record(&self, frame: &MediaFrame) -> Result<()> {
+        match self.recording.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(r) => r.push(frame),
+            None => anyhow::bail!("recording of session {} is already finished", self.id),
+        }
+    }
+
+    fn finish(&self) -> BoxFuture<'_, Result<VideoAttributes>> {
+        Box::pin(async move {
+            let rec = self.recording.lock().unwrap_or_else(|e| e.into_inner()).take();
+            // End the live mount: viewers get EOS.
+            drop(self.live.lock().unwrap_or_else(|e| e.into_inner()).take());
+            let Some(rec) = rec else {
+                anyhow::bail!("session {} has no recording to finish", self.id);
+            };
+            let result = tokio::task::spawn_blocking(move || rec.finish())
+                .await
+                .context("transcoder finish task")?;
+            let files = match result {
+                Ok(f) => f,
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    let _ = self.store.asset_failed(&self.id, &msg).await;
+                    return Err(e);
+                }
+            };
+            let mut renditions = Vec::new();
+            for f in files {
+                let name = f
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let mut r = f.attributes;
+                r.name = f.rendition.clone();
+                r.url = format!("{}/vod/{}/{}", self.public.http, self.id, name);
+                renditions.push(r);
+            }
+            let primary = renditions
+                .iter()
+                .find(|r| r.name == sharecast_transcoder::SOURCE_RENDITION)
+                .or(renditions.first())
+                .cloned()
+                .with_context(|| format!("session {} produced no output", self.id))?;
+            let attributes = VideoAttributes {
+                id: self.id.clone(),
+                title: self.title.clone(),
+                sender: Some(self.sender.clone()),
+                vod_url: Some(primary.url.clone()),
+                live_urls: vec![self.public.rtsp_url(&self.id)],
+                share_url: None,
+                thumbnail_url: None,
+                container: primary.container.clone(),
+                codecs: primary.codecs.clone(),
+                size_bytes: primary.size_bytes,
+                width: primary.width,
+                height: primary.height,
+                frame_rate: primary.frame_rate,
+                bitrate: primary.bitrate,
+                duration_ms: primary.duration_ms,
+                expires_unix: None,
+                start_offset_ms: None,
+                renditions,
+            };
+            self.store.asset_ready(&self.id, &attributes).await?;
+            tracing::info!(session = %self.id, dir = %self.dir.display(), "VOD ready");
+            Ok(attributes)
+        })
+    }
+}
+
+/// Everything `serve` started.
+pub struct Running {
+    /// Ingest server.
+    pub ingest: Arc<IngestServer>,
+    /// Bound QUIC address.
+    pub ingest_addr: SocketAddr,
+    /// Public addresses.
+    pub public: Public,
+    /// The store.
+    pub store: Store,
+    /// Keeps the RTSP server alive for as long as this is held.
+    pub _relay: Arc<LiveRelay>,
+}
+
+/// Build and start every component.
+pub async fn start(cfg: &Config) -> Result<Running> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+    let transcoder = Arc::new(Transcoder::new(TranscoderConfig {
+        fragment_duration_ms: cfg.transcoder.fragment_duration_ms,
+        ..TranscoderConfig::default()
+    })?);
+    let relay = Arc::new(LiveRelay::start(LiveRelayConfig {
+        bind: cfg.live.bind.clone(),
+        rtsp_port: cfg.live.rtsp_port,
+        ..LiveRelayConfig::default()
+    })?);
+
+    let http_listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
+    let http_addr = http_listener.local_addr().context("HTTP local address")?;
+    let public_http = if cfg.http.public_url.is_empty() {
+        format!("http://127.0.0.1:{}", http_addr.port())
+    } else {
+        cfg.http.public_url.trim_end_matches('/').to_string()
+    };
+    let rtsp_host = if cfg.live.public_host.is_empty() {
+        public_http
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split(['/', ':']).next())
+            .unwrap_or("127.0.0.1")
+            .to_string()
+    } else {
+        cfg.live.public_host.clone()
+    };
+    let public = Public {
+        http: public_http,
+        rtsp_host,
+        rtsp_port: relay.rtsp_port(),
+    };
+
+    let handler = Arc::new(Handler {
+        store: store.clone(),
+        transcoder,
+        relay: relay.clone(),
+        public: public.clone(),
+    });
+    let ingest = Arc::new(IngestServer::bind(cfg.ingest.clone(), &cfg.data_dir, handler)?);
+    let ingest_addr = ingest.local_addr()?;
+    let recovered = ingest.recover_sessions().await?;
+    if recovered > 0 {
+        tracing::info!(recovered, "recovered unfinished sessions from their journals");
+    }
+
+    let sessions: SessionsFn = {
+        let ingest = ingest.clone();
+        Arc::new(move || serde_json::to_value(ingest.sessions()).unwrap_or_default())
+    };
+    let mut metrics: Vec<MetricsFn> = Vec::new();
+    {
+        let ingest = ingest.clone();
+        metrics.push(Arc::new(move |out: &mut String| ingest.render_metrics(out)));
+    }
+    let gateway = Gateway::new(store.clone(), cfg.data_dir.clone(), sessions, metrics);
+    tokio::spawn(async move {
+        if let Err(e) = gateway.serve(http_listener).await {
+            tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
+        }
+    });
+    {
+        let ingest = ingest.clone();
+        tokio::spawn(async move { ingest.run().await });
+    }
+    Ok(Running {
+        ingest,
+        ingest_addr,
+        public,
+        store,
+        _relay: relay,
+    })
+}

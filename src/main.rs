@@ -1,0 +1,230 @@
+//! `sharecast`: the one binary. `serve` runs every role in one process;
+//! `device add` registers a phone; `push` is a phone simulator built on the
+//! client SDK; `message` encodes and decodes share messages.
+
+mod app;
+mod config;
+mod push;
+mod sim;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sharecast", version, about = "Stream from a phone while filming; VOD + live; share by SMS/WAP Push")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every role (ingest, transcoder, live relay, HTTP) in one process.
+    Serve(ServeArgs),
+    /// Manage devices (phones allowed to upload).
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+    /// Act as a phone: upload a clip (or a live test pattern) while "filming".
+    Push(push::PushArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML). Without it, embedded defaults are used.
+    #[arg(long, env = "SHARECAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides `ingest.listen` (UDP).
+    #[arg(long)]
+    ingest_listen: Option<String>,
+    /// Overrides `http.listen` (TCP).
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Overrides `http.public_url`.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Overrides `live.rtsp_port` (0 picks a free port).
+    #[arg(long)]
+    rtsp_port: Option<u16>,
+    /// Overrides `ingest.max_frame_bytes`.
+    #[arg(long)]
+    max_frame_bytes: Option<u32>,
+    /// Overrides `ingest.resume_timeout_secs`.
+    #[arg(long)]
+    resume_timeout_secs: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Register a device and print its token (shown once; stored hashed).
+    Add {
+        /// Device name.
+        name: String,
+        /// Configuration file, for `data_dir`.
+        #[arg(long, env = "SHARECAST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List devices.
+    List {
+        /// Configuration file, for `data_dir`.
+        #[arg(long, env = "SHARECAST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve(a) => serve(a).await,
+            Cmd::Device { cmd } => device(cmd).await,
+            Cmd::Push(a) => push::run(a).await,
+        }
+    })
+}
+
+async fn device(cmd: DeviceCmd) -> Result<()> {
+    match cmd {
+        DeviceCmd::Add { name, config, data_dir } => {
+            let mut cfg = config::Config::load(config.as_deref())?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            let store = sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+            let (dev, token) = store.add_device(&name).await?;
+            eprintln!("device {} ({}) added; its token (shown once):", dev.name, dev.id);
+            println!("{token}");
+            Ok(())
+        }
+        DeviceCmd::List { config, data_dir } => {
+            let mut cfg = config::Config::load(config.as_deref())?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            let store = sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+            for d in store.devices().await? {
+                println!("{}\t{}", d.id, d.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let mut cfg = config::Config::load(a.config.as_deref())?;
+    if let Some(d) = a.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(v) = a.ingest_listen {
+        cfg.ingest.listen = v;
+    }
+    if let Some(v) = a.http_listen {
+        cfg.http.listen = v;
+    }
+    if let Some(v) = a.public_url {
+        cfg.http.public_url = v;
+    }
+    if let Some(v) = a.rtsp_port {
+        cfg.live.rtsp_port = v;
+    }
+    if let Some(v) = a.max_frame_bytes {
+        cfg.ingest.max_frame_bytes = v;
+    }
+    if let Some(v) = a.resume_timeout_secs {
+        cfg.ingest.resume_timeout_secs = v;
+    }
+    let running = app::start(&cfg).await?;
+
+    // A ready-made device for trying it out, kept across restarts.
+    let token_file = cfg.data_dir.join("demo-device-token");
+    let demo_token = match std::fs::read_to_string(&token_file) {
+        Ok(t) if running.store.device_by_token(t.trim()).await?.is_some() => t.trim().to_string(),
+        _ => {
+            let (_, token) = running.store.add_device("demo-phone").await?;
+            std::fs::write(&token_file, &token).with_context(|| format!("writing {}", token_file.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600));
+            }
+            token
+        }
+    };
+    let fingerprint = running.ingest.fingerprint().to_string();
+    let ingest_port = running.ingest_addr.port();
+    let info = serde_json::json!({
+        "ingest": format!("127.0.0.1:{ingest_port}"),
+        "http": running.public.http,
+        "rtsp_port": running.public.rtsp_port,
+        "fingerprint": fingerprint,
+        "demo_token": demo_token,
+        "pid": std::process::id(),
+    });
+    let info_path = cfg.data_dir.join("server.json");
+    std::fs::write(&info_path, serde_json::to_vec_pretty(&info)?)
+        .with_context(|| format!("writing {}", info_path.display()))?;
+
+    println!("Sharecast is running.");
+    println!("  QUIC ingest   udp {}  (certificate SHA-256 {})", running.ingest_addr, fingerprint);
+    println!("  HTTP API      {}/api/v1/health", running.public.http);
+    println!("  VOD files     {}/vod/<asset>/source.mp4", running.public.http);
+    println!("  metrics       {}/metrics", running.public.http);
+    println!("  live (RTSP)   rtsp://{}:{}/live/<session>", running.public.rtsp_host, running.public.rtsp_port);
+    println!("  data          {}", cfg.data_dir.display());
+    println!();
+    println!("Demo device token: {demo_token}");
+    println!("Try it (in another terminal):");
+    println!(
+        "  ./target/debug/sharecast push --server 127.0.0.1:{ingest_port} --token {demo_token} --pin {fingerprint} --input fixtures/media/h264_aac_640x360.mp4 --realtime"
+    );
+    println!();
+
+    wait_for_shutdown().await?;
+    eprintln!("shutting down; open sessions will be recovered at the next start");
+    running.ingest.close();
+    Ok(())
+}
+
+/// Wait for Ctrl-C or SIGTERM.
+async fn wait_for_shutdown() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+    }
+}

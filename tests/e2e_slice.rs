@@ -1,0 +1,203 @@
+//! End-to-end: the real `sharecast` binary, a phone simulated by
+//! `sharecast push`, real QUIC on loopback, real GStreamer, ffprobe on the
+//! produced files, an RTSP client on the live stream.
+
+mod common;
+
+use std::io::Read;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn check_vod_matches_source(server: &Server, clip: &str) {
+    let src = fixture(clip).unwrap();
+    let r = server.push(&src, &[]);
+    assert!(r.ok, "push {clip} failed:\n{}\n{}", r.stdout, r.stderr);
+    let attrs = r.attributes();
+    let session = r.session();
+    let vod = server.data_dir().join("sessions").join(&session).join("source.mp4");
+    let got = ffprobe(&vod);
+    let want = ffprobe(&src);
+
+    // Same video frame count, same duration within one frame.
+    match (stream(&want, "video"), stream(&got, "video")) {
+        (Some(w), Some(g)) => {
+            assert_eq!(g["nb_read_frames"], w["nb_read_frames"], "{clip}: video frame count");
+            assert_eq!(g["codec_name"], w["codec_name"], "{clip}: video codec kept");
+            let fps = num(&w["avg_frame_rate"]);
+            let (dw, dg) = (num(&want["format"]["duration"]), num(&got["format"]["duration"]));
+            assert!((dw - dg).abs() <= 1.0 / fps + 1e-3, "{clip}: duration {dg} vs source {dw}");
+            // Attributes agree with ffprobe.
+            assert_eq!(attrs["width"], g["width"], "{clip}: width");
+            assert_eq!(attrs["height"], g["height"], "{clip}: height");
+            let afps = attrs["frame_rate"].as_f64().unwrap();
+            assert!((afps - num(&g["avg_frame_rate"])).abs() < 0.1, "{clip}: fps {afps}");
+        }
+        (None, None) => {}
+        (w, g) => panic!("{clip}: video presence differs: source {} vod {}", w.is_some(), g.is_some()),
+    }
+    // Audio present where the source had it.
+    assert_eq!(
+        stream(&want, "audio").is_some(),
+        stream(&got, "audio").is_some(),
+        "{clip}: audio presence"
+    );
+    if let (Some(w), Some(g)) = (stream(&want, "audio"), stream(&got, "audio")) {
+        assert_eq!(g["codec_name"], w["codec_name"], "{clip}: audio codec kept");
+        assert_eq!(g["nb_read_frames"], w["nb_read_frames"], "{clip}: audio frame count");
+    }
+    let size = std::fs::metadata(&vod).unwrap().len();
+    assert_eq!(attrs["size_bytes"].as_u64().unwrap(), size, "{clip}: size");
+    assert_eq!(got["format"]["size"].as_str().unwrap().parse::<u64>().unwrap(), size);
+    let dur_ms = num(&got["format"]["duration"]) * 1000.0;
+    let adur = attrs["duration_ms"].as_f64().unwrap();
+    assert!((adur - dur_ms).abs() <= 50.0, "{clip}: duration_ms {adur} vs ffprobe {dur_ms}");
+    let bitrate = attrs["bitrate"].as_f64().unwrap();
+    let expect = size as f64 * 8.0 / (dur_ms / 1000.0);
+    assert!((bitrate - expect).abs() / expect < 0.02, "{clip}: bitrate {bitrate} vs {expect}");
+    assert_eq!(attrs["container"], "mp4");
+    assert!(!attrs["codecs"].as_array().unwrap().is_empty(), "{clip}: codecs");
+    let vod_url = attrs["vod_url"].as_str().unwrap();
+    assert!(vod_url.ends_with(&format!("/vod/{session}/source.mp4")), "{vod_url}");
+    // The served file is the file.
+    let body = reqwest::blocking::get(vod_url).unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(body.bytes().unwrap().len() as u64, size);
+    // Ready quickly after the last frame.
+    let ready: f64 = r.line("ready_after_last_frame_ms").unwrap().parse().unwrap();
+    eprintln!("{clip}: VOD ready {ready} ms after the last frame was handed to the SDK");
+}
+
+#[test]
+fn every_fixture_becomes_a_matching_vod() {
+    let server = Server::start();
+    for clip in [H264_AAC, PORTRAIT, H265_AAC, AUDIO_ONLY] {
+        check_vod_matches_source(&server, clip);
+    }
+}
+
+#[test]
+fn rtsp_viewers_decode_during_realtime_push() {
+    let server = Server::start();
+    let src = fixture(H264_AAC).unwrap();
+    let (mut push, session, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let url = format!("rtsp://127.0.0.1:{}/live/{session}", server.rtsp_port);
+    // Two viewers at once: one over TCP (interleaved), one over UDP.
+    let viewer = |transport: &str| {
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-rtsp_transport", transport, "-i", &url])
+            .args(["-frames:v", "15", "-f", "framemd5", "-"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ffmpeg")
+    };
+    let tcp = viewer("tcp");
+    let udp = viewer("udp");
+    for (name, v) in [("tcp", tcp), ("udp", udp)] {
+        let out = v.wait_with_output().unwrap();
+        let frames = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with("0,"))
+            .count();
+        assert!(
+            out.status.success() && frames >= 10,
+            "RTSP viewer over {name} decoded {frames} frames: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = push.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = push.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "push failed: {err}");
+}
+
+#[test]
+fn bad_inputs_are_refused_clearly_and_other_sessions_continue() {
+    let server = Server::start_with(&["--max-frame-bytes", "1000"]);
+    let good_clip = fixture(AUDIO_ONLY).unwrap();
+    // A good session runs in real time while the bad ones are refused.
+    let (good, _session, _out) = spawn_push(server.push_cmd(&good_clip, &["--realtime"]));
+
+    // Wrong token.
+    let mut cmd = Command::new(bin());
+    cmd.args(["push", "--server", &server.ingest, "--token", "sc_wrong", "--pin", &server.fingerprint])
+        .arg("--input")
+        .arg(fixture(H264_AAC).unwrap());
+    let r = PushResult::from(cmd.output().unwrap());
+    assert!(!r.ok);
+    assert!(r.stderr.contains("unauthorized"), "wrong token: {}", r.stderr);
+
+    // Unsupported codec (VP8 + Opus in WebM: VP8 is not accepted).
+    let r = server.push(&fixture(VP8_OPUS).unwrap(), &[]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("unsupported_codec"), "vp8: {}", r.stderr);
+    assert!(r.stderr.contains("vp8"), "names the codec: {}", r.stderr);
+
+    // Oversized frame: the 640x360 clip has H.264 frames above 1 000 bytes; AAC frames are ~350.
+    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("frame_too_large"), "oversized: {}", r.stderr);
+
+    // The good session was not disturbed.
+    let out = good.wait_with_output().unwrap();
+    assert!(out.status.success(), "good push failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // Every rejection is counted.
+    let metrics = server.get("/metrics").text().unwrap();
+    for code in ["unauthorized", "unsupported_codec", "frame_too_large"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("sharecast_ingest_rejected_total{{code=\"{code}\"}}")))
+            .unwrap_or_else(|| panic!("no metric for {code}"));
+        assert!(line.ends_with(" 1"), "{line}");
+    }
+}
+
+#[test]
+fn vod_supports_http_range_requests() {
+    let server = Server::start();
+    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let session = r.session();
+    let url = r.attributes()["vod_url"].as_str().unwrap().to_string();
+    let file = std::fs::read(server.data_dir().join("sessions").join(&session).join("source.mp4")).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let get = |range: &str| client.get(&url).header("Range", range).send().unwrap();
+
+    let resp = get("bytes=100-199");
+    assert_eq!(resp.status(), 206);
+    assert_eq!(
+        resp.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 100-199/{}", file.len())
+    );
+    assert_eq!(&resp.bytes().unwrap()[..], &file[100..200]);
+
+    let resp = get("bytes=-50");
+    assert_eq!(resp.status(), 206);
+    assert_eq!(&resp.bytes().unwrap()[..], &file[file.len() - 50..]);
+
+    let start = file.len() - 10;
+    let resp = get(&format!("bytes={start}-"));
+    assert_eq!(resp.status(), 206);
+    assert_eq!(&resp.bytes().unwrap()[..], &file[start..]);
+
+    let resp = get(&format!("bytes={}-{}", file.len() + 10, file.len() + 20));
+    assert_eq!(resp.status(), 416);
+
+    // Unknown asset and bad ids answer clearly.
+    let resp = client.get(format!("{}/vod/deadbeef/source.mp4", server.http)).send().unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = client.get(format!("{}/vod/..%2Fetc/source.mp4", server.http)).send().unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = client.get(format!("{}/api/v1/assets/{session}", server.http)).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    let asset: serde_json::Value = resp.json().unwrap();
+    assert_eq!(asset["state"], "ready");
+}
