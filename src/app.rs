@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
-use sharecast_ingest::{BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput};
+use sharecast_ingest::{
+    BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput,
+};
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
 use sharecast_share_gateway::{Gateway, MetricsFn, SessionsFn, Store};
 use sharecast_transcoder::{Recording, Transcoder, TranscoderConfig};
@@ -44,7 +46,10 @@ impl SessionHandler for Handler {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<DeviceIdentity>> {
         Box::pin(async move {
             match self.store.device_by_token(token).await {
-                Ok(Some(d)) => Some(DeviceIdentity { id: d.id, name: d.name }),
+                Ok(Some(d)) => Some(DeviceIdentity {
+                    id: d.id,
+                    name: d.name,
+                }),
                 Ok(None) => None,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "device lookup failed");
@@ -61,13 +66,19 @@ impl SessionHandler for Handler {
     fn open<'a>(&'a self, info: &'a SessionInfo) -> BoxFuture<'a, Result<Arc<dyn SessionOutput>>> {
         Box::pin(async move {
             self.store
-                .asset_recording(&info.id, &info.device.id, info.title.as_deref(), info.started_unix_ms as i64)
+                .asset_recording(
+                    &info.id,
+                    &info.device.id,
+                    info.title.as_deref(),
+                    info.started_unix_ms as i64,
+                )
                 .await?;
             let transcoder = self.transcoder.clone();
             let (id, tracks, dir) = (info.id.clone(), info.tracks.clone(), info.dir.clone());
-            let recording = tokio::task::spawn_blocking(move || transcoder.start(&id, &tracks, &dir))
-                .await
-                .context("transcoder start task")??;
+            let recording =
+                tokio::task::spawn_blocking(move || transcoder.start(&id, &tracks, &dir))
+                    .await
+                    .context("transcoder start task")??;
             let live = match self.relay.publish(&info.id, &info.tracks) {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -114,7 +125,12 @@ impl SessionOutput for Output {
     }
 
     fn record(&self, frame: &MediaFrame) -> Result<()> {
-        match self.recording.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        match self
+            .recording
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             Some(r) => r.push(frame),
             None => anyhow::bail!("recording of session {} is already finished", self.id),
         }
@@ -122,7 +138,11 @@ impl SessionOutput for Output {
 
     fn finish(&self) -> BoxFuture<'_, Result<VideoAttributes>> {
         Box::pin(async move {
-            let rec = self.recording.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let rec = self
+                .recording
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             // End the live mount: viewers get EOS.
             drop(self.live.lock().unwrap_or_else(|e| e.into_inner()).take());
             let Some(rec) = rec else {
@@ -200,7 +220,8 @@ pub struct Running {
 
 /// Build and start every component.
 pub async fn start(cfg: &Config) -> Result<Running> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
     let transcoder = Arc::new(Transcoder::new(TranscoderConfig {
         fragment_duration_ms: cfg.transcoder.fragment_duration_ms,
@@ -243,11 +264,18 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         relay: relay.clone(),
         public: public.clone(),
     });
-    let ingest = Arc::new(IngestServer::bind(cfg.ingest.clone(), &cfg.data_dir, handler)?);
+    let ingest = Arc::new(IngestServer::bind(
+        cfg.ingest.clone(),
+        &cfg.data_dir,
+        handler,
+    )?);
     let ingest_addr = ingest.local_addr()?;
     let recovered = ingest.recover_sessions().await?;
     if recovered > 0 {
-        tracing::info!(recovered, "recovered unfinished sessions from their journals");
+        tracing::info!(
+            recovered,
+            "recovered unfinished sessions from their journals"
+        );
     }
 
     let sessions: SessionsFn = {

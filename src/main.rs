@@ -4,6 +4,7 @@
 
 mod app;
 mod config;
+mod message_cmd;
 mod push;
 mod sim;
 
@@ -13,7 +14,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sharecast", version, about = "Stream from a phone while filming; VOD + live; share by SMS/WAP Push")]
+#[command(
+    name = "sharecast",
+    version,
+    about = "Stream from a phone while filming; VOD + live; share by SMS/WAP Push"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -30,6 +35,9 @@ enum Cmd {
     },
     /// Act as a phone: upload a clip (or a live test pattern) while "filming".
     Push(push::PushArgs),
+    /// Encode or decode share messages (SMS / WAP Push PDUs as hex).
+    #[command(subcommand)]
+    Message(message_cmd::MessageCmd),
 }
 
 #[derive(clap::Args)]
@@ -95,6 +103,10 @@ fn init_logging() {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Message(cmd) = cli.cmd {
+        // Pure codecs: no runtime, no logging noise.
+        return message_cmd::run(cmd);
+    }
     init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -105,20 +117,30 @@ fn main() -> Result<()> {
             Cmd::Serve(a) => serve(a).await,
             Cmd::Device { cmd } => device(cmd).await,
             Cmd::Push(a) => push::run(a).await,
+            Cmd::Message(_) => Ok(()),
         }
     })
 }
 
 async fn device(cmd: DeviceCmd) -> Result<()> {
     match cmd {
-        DeviceCmd::Add { name, config, data_dir } => {
+        DeviceCmd::Add {
+            name,
+            config,
+            data_dir,
+        } => {
             let mut cfg = config::Config::load(config.as_deref())?;
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
             }
-            let store = sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+            let store =
+                sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
+                    .await?;
             let (dev, token) = store.add_device(&name).await?;
-            eprintln!("device {} ({}) added; its token (shown once):", dev.name, dev.id);
+            eprintln!(
+                "device {} ({}) added; its token (shown once):",
+                dev.name, dev.id
+            );
             println!("{token}");
             Ok(())
         }
@@ -127,7 +149,9 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
             }
-            let store = sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+            let store =
+                sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
+                    .await?;
             for d in store.devices().await? {
                 println!("{}\t{}", d.id, d.name);
             }
@@ -167,11 +191,13 @@ async fn serve(a: ServeArgs) -> Result<()> {
         Ok(t) if running.store.device_by_token(t.trim()).await?.is_some() => t.trim().to_string(),
         _ => {
             let (_, token) = running.store.add_device("demo-phone").await?;
-            std::fs::write(&token_file, &token).with_context(|| format!("writing {}", token_file.display()))?;
+            std::fs::write(&token_file, &token)
+                .with_context(|| format!("writing {}", token_file.display()))?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600));
+                let _ =
+                    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600));
             }
             token
         }
@@ -191,11 +217,20 @@ async fn serve(a: ServeArgs) -> Result<()> {
         .with_context(|| format!("writing {}", info_path.display()))?;
 
     println!("Sharecast is running.");
-    println!("  QUIC ingest   udp {}  (certificate SHA-256 {})", running.ingest_addr, fingerprint);
+    println!(
+        "  QUIC ingest   udp {}  (certificate SHA-256 {})",
+        running.ingest_addr, fingerprint
+    );
     println!("  HTTP API      {}/api/v1/health", running.public.http);
-    println!("  VOD files     {}/vod/<asset>/source.mp4", running.public.http);
+    println!(
+        "  VOD files     {}/vod/<asset>/source.mp4",
+        running.public.http
+    );
     println!("  metrics       {}/metrics", running.public.http);
-    println!("  live (RTSP)   rtsp://{}:{}/live/<session>", running.public.rtsp_host, running.public.rtsp_port);
+    println!(
+        "  live (RTSP)   rtsp://{}:{}/live/<session>",
+        running.public.rtsp_host, running.public.rtsp_port
+    );
     println!("  data          {}", cfg.data_dir.display());
     println!();
     println!("Demo device token: {demo_token}");

@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::sim::demux::FileSource;
+use crate::sim::testsrc::TestSource;
 use anyhow::{Context, Result};
 use sharecast_client_sdk::{Trust, Uploader, UploaderConfig};
-use crate::sim::demux::FileSource;
+use sharecast_formats::media::MediaFrame;
 
 /// Arguments of `sharecast push`.
 #[derive(clap::Args, Debug)]
@@ -18,9 +20,17 @@ pub struct PushArgs {
     /// Device token (`sharecast device add`, or the demo token `serve` prints).
     #[arg(long, env = "SHARECAST_TOKEN")]
     token: String,
-    /// Clip to upload (MP4 / M4A with H.264, H.265, AAC or Opus).
+    /// Clip to upload (MP4 / M4A with H.264, H.265, AAC or Opus), or
+    /// `testsrc` for a live test pattern encoded on the fly whose bitrate and
+    /// frame rate follow the SDK's advice (always real time).
     #[arg(long)]
     input: PathBuf,
+    /// With `--input testsrc`: seconds to film. Default 10.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// With `--input testsrc`: initial encoder bitrate, bit/s. Default 2 Mbit/s.
+    #[arg(long, default_value_t = 2_000_000)]
+    bitrate: u64,
     /// Send frames at their capture pace instead of as fast as possible.
     #[arg(long)]
     realtime: bool,
@@ -66,9 +76,18 @@ fn trust(a: &PushArgs) -> Result<Trust> {
 fn rustls_pemfile_first(pem: &[u8]) -> Result<Vec<u8>> {
     // Minimal PEM reader for one CERTIFICATE block.
     let text = std::str::from_utf8(pem).context("certificate is not text")?;
-    let start = text.find("-----BEGIN CERTIFICATE-----").context("no certificate")? + 27;
-    let end = text[start..].find("-----END CERTIFICATE-----").context("unterminated certificate")? + start;
-    let b64: String = text[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .context("no certificate")?
+        + 27;
+    let end = text[start..]
+        .find("-----END CERTIFICATE-----")
+        .context("unterminated certificate")?
+        + start;
+    let b64: String = text[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -90,24 +109,28 @@ fn now_unix_us() -> i64 {
 /// Run the push.
 pub async fn run(a: PushArgs) -> Result<()> {
     let trust = trust(&a)?;
-    let input = a.input.clone();
-    let mut source = tokio::task::spawn_blocking(move || FileSource::open(&input))
-        .await
-        .context("demuxer task")?
-        .with_context(|| format!("opening {}", a.input.display()))?;
-    let tracks = source.tracks.clone();
-    for t in &tracks {
-        eprintln!(
-            "track {}: {}{}",
-            t.id,
-            t.codec,
-            match (t.width, t.height) {
-                (Some(w), Some(h)) => format!(" {w}x{h}"),
-                _ => String::new(),
-            }
-        );
-    }
+    let testsrc = a.input.as_os_str() == "testsrc";
+    let (tracks, mut frames, controls) = if testsrc {
+        let (w, h, fps, bps) = (640, 360, 30, a.bitrate);
+        let src = tokio::task::spawn_blocking(move || TestSource::start(w, h, fps, bps))
+            .await
+            .context("test source task")??;
+        let controls = src.controls();
+        (
+            src.tracks.clone(),
+            Frames::Test(src, a.duration),
+            Some(controls),
+        )
+    } else {
+        let input = a.input.clone();
+        let src = tokio::task::spawn_blocking(move || FileSource::open(&input))
+            .await
+            .context("demuxer task")?
+            .with_context(|| format!("opening {}", a.input.display()))?;
+        (src.tracks.clone(), Frames::File(src), None)
+    };
     let mut cfg = UploaderConfig::new(a.server.clone(), a.token.clone(), trust);
+    cfg.initial_bitrate_bps = a.bitrate;
     cfg.title = a.title.clone();
     cfg.server_name = a.server_name.clone();
     let uploader = Uploader::start(cfg, tracks, now_unix_us()).await?;
@@ -116,22 +139,39 @@ pub async fn run(a: PushArgs) -> Result<()> {
         println!("live {u}");
     }
 
-    // Demux on a blocking thread, upload here.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    std::thread::spawn(move || {
-        for f in source.by_ref() {
-            if tx.blocking_send(f).is_err() {
+    // Print the encoder advice as it changes; a live encoder follows it.
+    let started = Instant::now();
+    let mut advice = uploader.advice_watch();
+    tokio::spawn(async move {
+        loop {
+            let a = *advice.borrow_and_update();
+            println!(
+                "advice t_ms={} bitrate={} fps={} reason={}",
+                started.elapsed().as_millis(),
+                a.target_bps,
+                a.target_fps,
+                a.reason
+            );
+            if let Some(c) = &controls {
+                c.set_target(a.target_bps, a.target_fps);
+            }
+            if advice.changed().await.is_err() {
                 break;
             }
         }
     });
+
+    // Read frames on a blocking thread, upload here.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let realtime = a.realtime || testsrc;
+    std::thread::spawn(move || frames.run(tx));
     let start = Instant::now();
     let mut first_dts: Option<i64> = None;
     let mut n = 0u64;
     let mut last_report = Instant::now();
     while let Some(f) = rx.recv().await {
         let f = f.context("reading the input clip")?;
-        if a.realtime {
+        if realtime && !testsrc {
             let base = *first_dts.get_or_insert(f.dts_us);
             let due = Duration::from_micros((f.dts_us - base).max(0) as u64);
             let elapsed = start.elapsed();
@@ -167,9 +207,11 @@ pub async fn run(a: PushArgs) -> Result<()> {
     }
     let last_frame_at = Instant::now();
     let resumes = uploader.stats().resumes;
+    let per_track = uploader.frames_per_track();
     let attrs = uploader.finish().await?;
     let ready_ms = last_frame_at.elapsed().as_secs_f64() * 1000.0;
     println!("frames {n}");
+    println!("frames_per_track {}", serde_json::to_string(&per_track)?);
     println!("resumes {resumes}");
     if let Some(v) = &attrs.vod_url {
         println!("vod {v}");
@@ -177,4 +219,43 @@ pub async fn run(a: PushArgs) -> Result<()> {
     println!("ready_after_last_frame_ms {ready_ms:.0}");
     println!("attributes {}", serde_json::to_string(&attrs)?);
     Ok(())
+}
+
+/// Where frames come from.
+enum Frames {
+    File(FileSource),
+    Test(TestSource, f64),
+}
+
+impl Frames {
+    /// Produce every frame into `tx` (blocking; run on its own thread).
+    fn run(self, tx: tokio::sync::mpsc::Sender<Result<MediaFrame>>) {
+        match self {
+            Frames::File(mut src) => {
+                for f in src.by_ref() {
+                    if tx.blocking_send(f).is_err() {
+                        break;
+                    }
+                }
+            }
+            Frames::Test(mut src, secs) => {
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                while Instant::now() < end {
+                    match src.next_frame(Duration::from_secs(5)) {
+                        Some(f) => {
+                            if tx.blocking_send(f).is_err() {
+                                break;
+                            }
+                        }
+                        None => {
+                            let _ = tx.blocking_send(Err(anyhow::anyhow!(
+                                "the test source stopped producing frames"
+                            )));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

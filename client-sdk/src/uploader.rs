@@ -12,6 +12,21 @@
 //! capture pipeline sees back-pressure) until acknowledgements free space, or
 //! until `reconnect_deadline` passes with no connection, in which case it fails
 //! with [`UploadError::Disconnected`]. Nothing already accepted is dropped.
+//!
+//! **Live edge first, backlog after**: the uploader keeps at most a window of
+//! sent-but-unacknowledged bytes in flight (about two round trips of the
+//! acknowledged throughput, at least `min_window_bytes`), so frames queue in
+//! its own buffer rather than in the network. When the frames waiting to be
+//! sent span more than `live_threshold` of capture time, it jumps to the
+//! newest video keyframe and sends from there on a high-priority QUIC stream,
+//! so the live stream stays near real time; the older frames are sent
+//! afterwards on a low-priority stream, so the recording is still complete.
+//!
+//! **Bitrate advice**: [`Uploader::advice`] (and [`Uploader::advice_watch`])
+//! gives the app a target bitrate and frame rate for its encoder, computed
+//! from the acknowledged throughput and the backlog: multiplicative decrease
+//! (×0.85 of the measured throughput) when more than 0.5 s of data waits,
+//! gentle increase (×1.05 + 10 kbit/s every 500 ms) when less than 0.2 s waits.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -59,6 +74,30 @@ pub struct UploaderConfig {
     pub reconnect_deadline: Duration,
     /// Client name sent in HELLO.
     pub client_name: String,
+    /// Smallest in-flight window, bytes. Default 48 KiB.
+    pub min_window_bytes: usize,
+    /// Capture-time span of waiting frames beyond which the uploader jumps to
+    /// the live edge. Default 1 s.
+    pub live_threshold: Duration,
+    /// Encoder bitrate advised at the start, bit/s. Default 2 Mbit/s.
+    pub initial_bitrate_bps: u64,
+    /// Lowest advised bitrate, bit/s. Default 100 kbit/s.
+    pub min_bitrate_bps: u64,
+    /// Highest advised bitrate, bit/s. Default 8 Mbit/s.
+    pub max_bitrate_bps: u64,
+    /// Nominal frame rate advised when the bitrate allows it. Default 30.
+    pub nominal_fps: u32,
+}
+
+/// What the app's encoder should aim for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Advice {
+    /// Target encoder bitrate, bit/s.
+    pub target_bps: u64,
+    /// Target frame rate.
+    pub target_fps: u32,
+    /// Why it changed last: "start", "congested", "probing", "steady".
+    pub reason: &'static str,
 }
 
 impl UploaderConfig {
@@ -73,6 +112,12 @@ impl UploaderConfig {
             max_buffer_bytes: 64 * 1024 * 1024,
             reconnect_deadline: Duration::from_secs(60),
             client_name: concat!("sharecast-client-sdk/", env!("CARGO_PKG_VERSION")).to_string(),
+            min_window_bytes: 48 * 1024,
+            live_threshold: Duration::from_secs(1),
+            initial_bitrate_bps: 2_000_000,
+            min_bitrate_bps: 100_000,
+            max_bitrate_bps: 8_000_000,
+            nominal_fps: 30,
         }
     }
 }
@@ -100,7 +145,9 @@ pub enum UploadError {
 }
 
 fn name_of(code: u16) -> &'static str {
-    ErrorCode::from_u16(code).map(|c| c.name()).unwrap_or("unknown")
+    ErrorCode::from_u16(code)
+        .map(|c| c.name())
+        .unwrap_or("unknown")
 }
 
 impl UploadError {
@@ -130,12 +177,31 @@ pub struct UploadStats {
     pub acked_bps: u64,
     /// Reconnections that resumed the session.
     pub resumes: u64,
+    /// Bytes sent and not yet acknowledged.
+    pub inflight_bytes: u64,
+    /// Current in-flight window, bytes.
+    pub window_bytes: u64,
+    /// Times the uploader jumped to the live edge.
+    pub live_jumps: u64,
+}
+
+struct Entry {
+    frame: MediaFrame,
+    sent: bool,
 }
 
 struct St {
-    buffer: VecDeque<MediaFrame>,
+    buffer: VecDeque<Entry>,
     buffer_bytes: usize,
-    cursor: usize,
+    /// Index of the live edge: frames from here on go to the live stream.
+    live_cursor: usize,
+    inflight: usize,
+    window: usize,
+    min_rtt: Option<Duration>,
+    advice: Advice,
+    advice_at: Instant,
+    has_video: bool,
+    video_tracks: Vec<u8>,
     acked: BTreeMap<u8, u64>,
     next_seq: BTreeMap<u8, u64>,
     end_requested: bool,
@@ -154,6 +220,7 @@ struct Inner {
     changed: Notify,
     conn: Mutex<Option<(quinn::Endpoint, quinn::Connection)>>,
     live_urls: Vec<String>,
+    advice_tx: tokio::sync::watch::Sender<Advice>,
 }
 
 impl Inner {
@@ -190,7 +257,13 @@ fn refused_from(e: &quinn::ConnectionError) -> Option<UploadError> {
 fn is_fatal(code: u16) -> bool {
     !matches!(
         ErrorCode::from_u16(code),
-        Some(ErrorCode::Ok | ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::Stalled | ErrorCode::RateLimited)
+        Some(
+            ErrorCode::Ok
+                | ErrorCode::ShuttingDown
+                | ErrorCode::Internal
+                | ErrorCode::Stalled
+                | ErrorCode::RateLimited
+        )
     )
 }
 
@@ -224,7 +297,12 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -233,11 +311,18 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -254,7 +339,9 @@ pub fn client_config(trust: &Trust) -> Result<quinn::ClientConfig, UploadError> 
             let pin = hex::decode(clean.to_ascii_lowercase())
                 .map_err(|e| UploadError::Config(format!("pin is not hex: {e}")))?;
             if pin.len() != 32 {
-                return Err(UploadError::Config("pin must be a SHA-256 (32 bytes of hex)".into()));
+                return Err(UploadError::Config(
+                    "pin must be a SHA-256 (32 bytes of hex)".into(),
+                ));
             }
             builder
                 .dangerous()
@@ -279,7 +366,8 @@ pub fn client_config(trust: &Trust) -> Result<quinn::ClientConfig, UploadError> 
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(1)));
     transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(10)).map_err(|e| UploadError::Config(e.to_string()))?,
+        quinn::IdleTimeout::try_from(Duration::from_secs(10))
+            .map_err(|e| UploadError::Config(e.to_string()))?,
     ));
     transport.send_window(32 * 1024 * 1024);
     cfg.transport_config(Arc::new(transport));
@@ -297,7 +385,12 @@ async fn connect(
         .to_socket_addrs()
         .map_err(|e| UploadError::Config(format!("server address {:?}: {e}", cfg.server)))?
         .next()
-        .ok_or_else(|| UploadError::Config(format!("server address {:?} resolves to nothing", cfg.server)))?;
+        .ok_or_else(|| {
+            UploadError::Config(format!(
+                "server address {:?} resolves to nothing",
+                cfg.server
+            ))
+        })?;
     let host = cfg.server_name.clone().unwrap_or_else(|| {
         cfg.server
             .rsplit_once(':')
@@ -305,24 +398,28 @@ async fn connect(
             .unwrap_or_else(|| cfg.server.clone())
     });
     let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0".parse().map_err(|_| UploadError::Config("bind".into()))?
+        "[::]:0"
+            .parse()
+            .map_err(|_| UploadError::Config("bind".into()))?
     } else {
-        "0.0.0.0:0".parse().map_err(|_| UploadError::Config("bind".into()))?
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| UploadError::Config("bind".into()))?
     };
-    let mut endpoint =
-        quinn::Endpoint::client(bind).map_err(|e| UploadError::Disconnected(format!("UDP socket: {e}")))?;
+    let mut endpoint = quinn::Endpoint::client(bind)
+        .map_err(|e| UploadError::Disconnected(format!("UDP socket: {e}")))?;
     endpoint.set_default_client_config(client_config(&cfg.trust)?);
     let conn = endpoint
         .connect(addr, &host)
         .map_err(|e| UploadError::Config(format!("connect: {e}")))?
         .await
         .map_err(|e| {
-            refused_from(&e).unwrap_or_else(|| UploadError::Disconnected(format!("connecting to {addr}: {e}")))
+            refused_from(&e)
+                .unwrap_or_else(|| UploadError::Disconnected(format!("connecting to {addr}: {e}")))
         })?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| refused_from(&e).unwrap_or_else(|| UploadError::Disconnected(e.to_string())))?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| {
+        refused_from(&e).unwrap_or_else(|| UploadError::Disconnected(e.to_string()))
+    })?;
     let hello = Control::Hello(Hello {
         version: VERSION,
         token: cfg.token.clone(),
@@ -365,16 +462,22 @@ async fn read_control(
 ) -> Result<Control, UploadError> {
     let mut buf = [0u8; 4096];
     loop {
-        match dec.next() {
+        match dec.decode_next() {
             Ok(Some(m)) => return Ok(m),
             Ok(None) => {}
-            Err(e) => return Err(UploadError::Disconnected(format!("bad control message from server: {e}"))),
+            Err(e) => {
+                return Err(UploadError::Disconnected(format!(
+                    "bad control message from server: {e}"
+                )))
+            }
         }
         match recv.read(&mut buf).await {
             Ok(Some(n)) => dec.push(&buf[..n]),
             Ok(None) | Err(_) => {
                 let e = conn.closed().await;
-                return Err(refused_from(&e).unwrap_or_else(|| UploadError::Disconnected(e.to_string())));
+                return Err(
+                    refused_from(&e).unwrap_or_else(|| UploadError::Disconnected(e.to_string()))
+                );
             }
         }
     }
@@ -382,16 +485,41 @@ async fn read_control(
 
 impl Uploader {
     /// Open a session: connect, send HELLO, wait for WELCOME.
-    pub async fn start(cfg: UploaderConfig, tracks: Vec<TrackInfo>, anchor_unix_us: i64) -> Result<Uploader, UploadError> {
+    pub async fn start(
+        cfg: UploaderConfig,
+        tracks: Vec<TrackInfo>,
+        anchor_unix_us: i64,
+    ) -> Result<Uploader, UploadError> {
         let c = connect(&cfg, &tracks, anchor_unix_us, None).await?;
+        let advice = Advice {
+            target_bps: cfg.initial_bitrate_bps,
+            target_fps: cfg.nominal_fps,
+            reason: "start",
+        };
+        let (advice_tx, _) = tokio::sync::watch::channel(advice);
+        let has_video = tracks
+            .iter()
+            .any(|t| t.width.is_some() || matches!(t.codec.as_str(), "h264" | "h265"));
         let inner = Arc::new(Inner {
+            advice_tx,
             session_id: c.welcome.session_id.clone(),
             secret: c.welcome.resume_secret.clone(),
             live_urls: c.welcome.live_urls.clone(),
             st: Mutex::new(St {
                 buffer: VecDeque::new(),
                 buffer_bytes: 0,
-                cursor: 0,
+                live_cursor: 0,
+                inflight: 0,
+                window: cfg.min_window_bytes,
+                min_rtt: None,
+                advice,
+                advice_at: Instant::now(),
+                has_video,
+                video_tracks: tracks
+                    .iter()
+                    .filter(|t| matches!(t.codec.as_str(), "h264" | "h265") || t.width.is_some())
+                    .map(|t| t.id)
+                    .collect(),
                 acked: c.welcome.next_seq.clone(),
                 next_seq: tracks.iter().map(|t| (t.id, 0)).collect(),
                 end_requested: false,
@@ -426,10 +554,31 @@ impl Uploader {
     /// Current statistics.
     pub fn stats(&self) -> UploadStats {
         let mut s = self.inner.lock().stats.clone();
-        if let Some((_, c)) = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some((_, c)) = self
+            .inner
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             s.rtt_ms = c.rtt().as_secs_f64() * 1000.0;
         }
         s
+    }
+
+    /// Frames handed to [`Uploader::send`] so far, per track.
+    pub fn frames_per_track(&self) -> BTreeMap<u8, u64> {
+        self.inner.lock().next_seq.clone()
+    }
+
+    /// The current encoder advice.
+    pub fn advice(&self) -> Advice {
+        *self.inner.advice_tx.borrow()
+    }
+
+    /// A receiver that sees every change of the encoder advice.
+    pub fn advice_watch(&self) -> tokio::sync::watch::Receiver<Advice> {
+        self.inner.advice_tx.subscribe()
     }
 
     /// Queue one frame. Its `seq` is assigned here (per track, from 0). Waits
@@ -453,17 +602,21 @@ impl Uploader {
                     *seq += 1;
                     st.buffer_bytes += size;
                     st.stats.frames_sent += 1;
-                    st.buffer.push_back(frame);
+                    st.buffer.push_back(Entry { frame, sent: false });
                     drop(st);
                     self.inner.changed.notify_waiters();
                     return Ok(());
                 }
                 if st.connected {
                     disconnected_since = None;
-                } else if disconnected_since.get_or_insert_with(Instant::now).elapsed()
+                } else if disconnected_since
+                    .get_or_insert_with(Instant::now)
+                    .elapsed()
                     > self.inner.cfg.reconnect_deadline
                 {
-                    return Err(UploadError::Disconnected("upload buffer full and no connection".into()));
+                    return Err(UploadError::Disconnected(
+                        "upload buffer full and no connection".into(),
+                    ));
                 }
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
@@ -486,7 +639,13 @@ impl Uploader {
     /// Close the current connection abruptly, as a network drop would; the
     /// uploader reconnects and resumes by itself. For tests and demos.
     pub fn drop_connection(&self) {
-        if let Some((_, c)) = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some((_, c)) = self
+            .inner
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             c.close(0u32.into(), b"client dropped the connection");
         }
     }
@@ -499,12 +658,20 @@ impl Uploader {
             return Err(UploadError::Disconnected("not connected".into()));
         };
         let bind: SocketAddr = match ep.local_addr() {
-            Ok(a) if a.is_ipv6() => "[::]:0".parse().map_err(|_| UploadError::Config("bind".into()))?,
-            _ => "0.0.0.0:0".parse().map_err(|_| UploadError::Config("bind".into()))?,
+            Ok(a) if a.is_ipv6() => "[::]:0"
+                .parse()
+                .map_err(|_| UploadError::Config("bind".into()))?,
+            _ => "0.0.0.0:0"
+                .parse()
+                .map_err(|_| UploadError::Config("bind".into()))?,
         };
-        let sock = std::net::UdpSocket::bind(bind).map_err(|e| UploadError::Disconnected(format!("rebind: {e}")))?;
-        let addr = sock.local_addr().map_err(|e| UploadError::Disconnected(e.to_string()))?;
-        ep.rebind(sock).map_err(|e| UploadError::Disconnected(format!("rebind: {e}")))?;
+        let sock = std::net::UdpSocket::bind(bind)
+            .map_err(|e| UploadError::Disconnected(format!("rebind: {e}")))?;
+        let addr = sock
+            .local_addr()
+            .map_err(|e| UploadError::Disconnected(e.to_string()))?;
+        ep.rebind(sock)
+            .map_err(|e| UploadError::Disconnected(format!("rebind: {e}")))?;
         Ok(addr)
     }
 
@@ -596,26 +763,36 @@ async fn run(
     let _ = done.send(result);
 }
 
-fn apply_ack(st: &mut St, next_seq: &BTreeMap<u8, u64>) {
-    let mut removed_before_cursor = 0;
+fn apply_ack(
+    st: &mut St,
+    cfg: &UploaderConfig,
+    next_seq: &BTreeMap<u8, u64>,
+    rtt: Option<Duration>,
+) -> Option<Advice> {
+    let mut removed_before_live = 0;
     let mut idx = 0;
     let mut freed = 0usize;
+    let mut freed_inflight = 0usize;
     let mut acked_frames = 0u64;
-    let cursor = st.cursor;
-    st.buffer.retain(|f| {
-        let keep = f.seq >= next_seq.get(&f.track).copied().unwrap_or(0);
+    let live = st.live_cursor;
+    st.buffer.retain(|e| {
+        let keep = e.frame.seq >= next_seq.get(&e.frame.track).copied().unwrap_or(0);
         if !keep {
-            freed += f.data.len();
+            freed += e.frame.data.len();
+            if e.sent {
+                freed_inflight += e.frame.data.len();
+            }
             acked_frames += 1;
-            if idx < cursor {
-                removed_before_cursor += 1;
+            if idx < live {
+                removed_before_live += 1;
             }
         }
         idx += 1;
         keep
     });
-    st.cursor -= removed_before_cursor;
+    st.live_cursor -= removed_before_live;
     st.buffer_bytes -= freed;
+    st.inflight = st.inflight.saturating_sub(freed_inflight);
     for (t, n) in next_seq {
         let e = st.acked.entry(*t).or_insert(0);
         *e = (*e).max(*n);
@@ -623,6 +800,26 @@ fn apply_ack(st: &mut St, next_seq: &BTreeMap<u8, u64>) {
     st.stats.frames_acked += acked_frames;
     let now = Instant::now();
     st.ack_log.push_back((now, freed as u64));
+    refresh_rate(st, now);
+    st.stats.backlog_bytes = st.buffer_bytes as u64;
+    st.stats.backlog_frames = st.buffer.len() as u64;
+    if let Some(r) = rtt {
+        st.min_rtt = Some(st.min_rtt.map_or(r, |m| m.min(r)));
+    }
+    // In-flight window: about two round trips (plus 100 ms of slack) of the
+    // acknowledged throughput.
+    let min_rtt = st.min_rtt.unwrap_or(Duration::from_millis(50));
+    let bytes_per_sec = st.stats.acked_bps as f64 / 8.0;
+    st.window = cfg
+        .min_window_bytes
+        .max((2.0 * bytes_per_sec * (min_rtt.as_secs_f64() + 0.1)) as usize);
+    st.stats.inflight_bytes = st.inflight as u64;
+    st.stats.window_bytes = st.window as u64;
+    update_advice(st, cfg, now)
+}
+
+/// Recompute the acknowledged throughput over the last 2 seconds.
+fn refresh_rate(st: &mut St, now: Instant) {
     while st
         .ack_log
         .front()
@@ -632,8 +829,88 @@ fn apply_ack(st: &mut St, next_seq: &BTreeMap<u8, u64>) {
     }
     let bytes: u64 = st.ack_log.iter().map(|(_, b)| *b).sum();
     st.stats.acked_bps = bytes * 8 / 2;
-    st.stats.backlog_bytes = st.buffer_bytes as u64;
-    st.stats.backlog_frames = st.buffer.len() as u64;
+}
+
+/// Recompute the encoder advice (at most every 500 ms).
+fn update_advice(st: &mut St, cfg: &UploaderConfig, now: Instant) -> Option<Advice> {
+    if now.duration_since(st.advice_at) < Duration::from_millis(500) {
+        return None;
+    }
+    let throughput = st.stats.acked_bps.max(1);
+    let backlog_secs = st.buffer_bytes as f64 * 8.0 / throughput.max(50_000) as f64;
+    let old = st.advice;
+    let (target, reason) = if backlog_secs > 0.5 {
+        let base = old.target_bps.min(throughput);
+        ((base as f64 * 0.85) as u64, "congested")
+    } else if backlog_secs < 0.2 {
+        ((old.target_bps as f64 * 1.05) as u64 + 10_000, "probing")
+    } else {
+        (old.target_bps, "steady")
+    };
+    let target = target.clamp(cfg.min_bitrate_bps, cfg.max_bitrate_bps);
+    let fps = if target >= 500_000 {
+        cfg.nominal_fps
+    } else if target >= 250_000 {
+        (cfg.nominal_fps * 2 / 3).max(1)
+    } else {
+        (cfg.nominal_fps / 2).max(1)
+    };
+    st.advice_at = now;
+    st.advice = Advice {
+        target_bps: target,
+        target_fps: fps,
+        reason,
+    };
+    (st.advice != old).then_some(st.advice)
+}
+
+/// Which stream a frame goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Live,
+    Backfill,
+}
+
+/// Choose the next frame to send, or `None` to wait (nothing unsent, or the
+/// in-flight window is full).
+fn pick(st: &mut St, cfg: &UploaderConfig) -> Option<(Lane, Bytes)> {
+    if st.inflight > 0 && st.inflight >= st.window {
+        return None;
+    }
+    let oldest_unsent = st.buffer.iter().position(|e| !e.sent)?;
+    let newest = st.buffer.back().map(|e| e.frame.pts_us).unwrap_or(0);
+    let span = newest.saturating_sub(st.buffer[oldest_unsent].frame.pts_us);
+    if span > cfg.live_threshold.as_micros() as i64 {
+        // Behind: move the live edge to the newest keyframe (for audio-only
+        // sessions, to the newest frame).
+        let edge = st
+            .buffer
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, e)| {
+                !st.has_video || (e.frame.keyframe && st.video_tracks.contains(&e.frame.track))
+            })
+            .map(|(i, _)| i);
+        if let Some(edge) = edge {
+            if edge > st.live_cursor && !st.buffer[edge].sent {
+                st.live_cursor = edge;
+                st.stats.live_jumps += 1;
+            }
+        }
+    }
+    let live_cursor = st.live_cursor;
+    let (idx, lane) = match st.buffer.iter().skip(live_cursor).position(|e| !e.sent) {
+        Some(off) => (live_cursor + off, Lane::Live),
+        None => (oldest_unsent, Lane::Backfill),
+    };
+    let e = &mut st.buffer[idx];
+    e.sent = true;
+    st.inflight += e.frame.data.len();
+    if lane == Lane::Live {
+        st.live_cursor = idx + 1;
+    }
+    Some((lane, encode_frame(&st.buffer[idx].frame)))
 }
 
 async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
@@ -647,48 +924,69 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
     } = c;
     {
         let mut st = inner.lock();
-        apply_ack(&mut st, &welcome.next_seq);
-        st.cursor = 0; // resend everything not yet durable
+        // Resend everything not yet durable.
+        for e in st.buffer.iter_mut() {
+            e.sent = false;
+        }
+        st.inflight = 0;
+        st.live_cursor = 0;
+        let advice = apply_ack(&mut st, &inner.cfg, &welcome.next_seq, None);
         st.connected = true;
+        drop(st);
+        if let Some(a) = advice {
+            inner.advice_tx.send_replace(a);
+        }
     }
     *inner.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some((endpoint, conn.clone()));
     inner.changed.notify_waiters();
 
-    let mut stream = match conn.open_uni().await {
-        Ok(s) => s,
-        Err(e) => {
-            return match refused_from(&e) {
-                Some(UploadError::Refused { code, message }) if is_fatal(code) => {
-                    ConnEnd::Fatal(UploadError::Refused { code, message })
-                }
-                _ => ConnEnd::Lost(e.to_string()),
-            }
-        }
-    };
     let writer = async {
         let mut end_sent = false;
+        let mut live: Option<quinn::SendStream> = None;
+        let mut backfill: Option<quinn::SendStream> = None;
         loop {
             let notified = inner.changed.notified();
-            let next: Option<Bytes>;
+            let next;
             let mut send_end: Option<End> = None;
+            let advice;
             {
                 let mut st = inner.lock();
-                if st.cursor < st.buffer.len() {
-                    let f = &st.buffer[st.cursor];
-                    next = Some(encode_frame(f));
-                    st.cursor += 1;
-                } else {
-                    next = None;
-                    if st.end_requested && !end_sent {
-                        send_end = Some(End {
-                            frame_count: st.next_seq.clone(),
-                        });
-                    }
+                let now = Instant::now();
+                refresh_rate(&mut st, now);
+                advice = update_advice(&mut st, &inner.cfg, now);
+                next = pick(&mut st, &inner.cfg);
+                if next.is_none()
+                    && st.end_requested
+                    && !end_sent
+                    && st.buffer.iter().all(|e| e.sent)
+                {
+                    send_end = Some(End {
+                        frame_count: st.next_seq.clone(),
+                    });
                 }
             }
-            if let Some(bytes) = next {
-                if let Err(e) = stream.write_all(&bytes).await {
-                    return format!("writing frames: {e}");
+            if let Some(a) = advice {
+                inner.advice_tx.send_replace(a);
+            }
+            if let Some((lane, bytes)) = next {
+                let slot = match lane {
+                    Lane::Live => &mut live,
+                    Lane::Backfill => &mut backfill,
+                };
+                if slot.is_none() {
+                    match conn.open_uni().await {
+                        Ok(s) => {
+                            // Live data goes on the wire before backlog.
+                            let _ = s.set_priority(if lane == Lane::Live { 1 } else { 0 });
+                            *slot = Some(s);
+                        }
+                        Err(e) => return format!("opening a frame stream: {e}"),
+                    }
+                }
+                if let Some(stream) = slot.as_mut() {
+                    if let Err(e) = stream.write_all(&bytes).await {
+                        return format!("writing frames: {e}");
+                    }
                 }
                 continue;
             }
@@ -698,7 +996,8 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
                 }
                 end_sent = true;
             }
-            notified.await;
+            // Wake on new frames or acks; also re-check periodically.
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
         }
     };
     let reader = async {
@@ -706,8 +1005,11 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
             match read_control(&conn, &mut recv, &mut dec).await {
                 Ok(Control::Ack(a)) => {
                     let mut st = inner.lock();
-                    apply_ack(&mut st, &a.next_seq);
+                    let advice = apply_ack(&mut st, &inner.cfg, &a.next_seq, Some(conn.rtt()));
                     drop(st);
+                    if let Some(a) = advice {
+                        inner.advice_tx.send_replace(a);
+                    }
                     inner.changed.notify_waiters();
                 }
                 Ok(Control::Finished(f)) => return ConnEnd::Finished(f.attributes),

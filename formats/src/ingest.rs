@@ -408,7 +408,7 @@ impl ControlDecoder {
     }
 
     /// Take the next complete message, `Ok(None)` if more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Control>, DecodeError> {
+    pub fn decode_next(&mut self) -> Result<Option<Control>, DecodeError> {
         if self.buf.len() < CONTROL_HEADER_LEN {
             return Ok(None);
         }
@@ -566,7 +566,7 @@ impl FrameDecoder {
     /// Take the next complete frame, `Ok(None)` if more bytes are needed. The
     /// header is checked as soon as its 36 bytes are in, so an oversized frame
     /// is refused before its body is received.
-    pub fn next(&mut self) -> Result<Option<MediaFrame>, DecodeError> {
+    pub fn decode_next(&mut self) -> Result<Option<MediaFrame>, DecodeError> {
         let header = match self.header {
             Some(h) => h,
             None => {
@@ -643,7 +643,7 @@ mod tests {
         let mut got = Vec::new();
         for b in wire {
             d.push(&[b]);
-            while let Some(f) = d.next().unwrap() {
+            while let Some(f) = d.decode_next().unwrap() {
                 got.push(f);
             }
         }
@@ -680,7 +680,7 @@ mod tests {
         let mut d = FrameDecoder::new(50);
         d.push(&encode_frame(&frame(1))[..FRAME_HEADER_LEN]);
         assert_eq!(
-            d.next(),
+            d.decode_next(),
             Err(DecodeError::FrameTooLarge { len: 101, max: 50 })
         );
     }
@@ -689,17 +689,20 @@ mod tests {
     fn garbage_and_reserved_bits_rejected() {
         let mut d = FrameDecoder::new(1000);
         d.push(&[0x47; 40]);
-        assert_eq!(d.next(), Err(DecodeError::BadRecordType(0x47)));
+        assert_eq!(d.decode_next(), Err(DecodeError::BadRecordType(0x47)));
         let mut w = encode_frame(&frame(1)).to_vec();
         w[3] = 1;
         let mut d = FrameDecoder::new(1000);
         d.push(&w);
-        assert!(matches!(d.next(), Err(DecodeError::ReservedBits { .. })));
+        assert!(matches!(
+            d.decode_next(),
+            Err(DecodeError::ReservedBits { .. })
+        ));
         let mut w = encode_frame(&frame(1)).to_vec();
         w[1] = 16;
         let mut d = FrameDecoder::new(1000);
         d.push(&w);
-        assert_eq!(d.next(), Err(DecodeError::BadTrack(16)));
+        assert_eq!(d.decode_next(), Err(DecodeError::BadTrack(16)));
     }
 
     #[test]
@@ -707,7 +710,7 @@ mod tests {
         let w = encode_frame(&frame(3));
         let mut d = FrameDecoder::new(1000);
         d.push(&w[..50]);
-        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.decode_next(), Ok(None));
         assert_eq!(
             d.finish(),
             Err(DecodeError::Truncated {
@@ -757,7 +760,7 @@ mod tests {
         let mut got = Vec::new();
         for chunk in wire.chunks(7) {
             d.push(chunk);
-            while let Some(m) = d.next().unwrap() {
+            while let Some(m) = d.decode_next().unwrap() {
                 got.push(m);
             }
         }
@@ -772,7 +775,7 @@ mod tests {
             next_seq: [(0, 31), (1, 47)].into_iter().collect(),
         });
         let enc = a.encode();
-        assert_eq!(&enc[..5], &[0x03, 0, 0, 0, 0x1f]);
+        assert_eq!(&enc[..5], &[0x03, 0, 0, 0, 0x1c]);
         assert_eq!(&enc[5..], br#"{"next_seq":{"0":31,"1":47}}"#);
     }
 
@@ -780,14 +783,17 @@ mod tests {
     fn control_errors() {
         let mut d = ControlDecoder::new();
         d.push(&[0x09, 0, 0, 0, 0]);
-        assert_eq!(d.next(), Err(DecodeError::UnknownType(9)));
+        assert_eq!(d.decode_next(), Err(DecodeError::UnknownType(9)));
         let mut d = ControlDecoder::new();
         d.push(&[0x01, 0x00, 0x10, 0x00, 0x01]);
-        assert!(matches!(d.next(), Err(DecodeError::ControlTooLarge(_))));
+        assert!(matches!(
+            d.decode_next(),
+            Err(DecodeError::ControlTooLarge(_))
+        ));
         let mut d = ControlDecoder::new();
         d.push(&[0x01, 0, 0, 0, 2, b'{', b'}']);
         assert!(matches!(
-            d.next(),
+            d.decode_next(),
             Err(DecodeError::BadPayload { kind: "HELLO", .. })
         ));
         for code in 0..=17 {
@@ -802,7 +808,7 @@ mod tests {
             let mut d = ControlDecoder::new();
             d.push(&data);
             for _ in 0..10 {
-                match d.next() {
+                match d.decode_next() {
                     Ok(Some(_)) => continue,
                     _ => break,
                 }
@@ -815,7 +821,7 @@ mod tests {
             let mut d = FrameDecoder::new(max);
             d.push(&data);
             for _ in 0..10 {
-                match d.next() {
+                match d.decode_next() {
                     Ok(Some(_)) => continue,
                     _ => break,
                 }
@@ -829,7 +835,7 @@ mod tests {
             let cut = cut.min(w.len());
             let mut d = FrameDecoder::new(1 << 20);
             d.push(&w[..cut]);
-            let r = d.next();
+            let r = d.decode_next();
             if cut == w.len() {
                 prop_assert_eq!(r, Ok(Some(frame(seq))));
             } else {

@@ -30,8 +30,12 @@ mod tests {
         (src.tracks.clone(), frames)
     }
 
-    /// Per-track invariants every source must give the uploader.
+    /// Invariants every source must give the uploader.
     fn check_frames(tracks: &[TrackInfo], frames: &[MediaFrame]) {
+        assert!(
+            frames.windows(2).all(|w| w[0].dts_us <= w[1].dts_us),
+            "frames are interleaved by decode time"
+        );
         for t in tracks {
             let mine: Vec<&MediaFrame> = frames.iter().filter(|f| f.track == t.id).collect();
             assert!(!mine.is_empty(), "track {} has frames", t.id);

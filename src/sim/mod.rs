@@ -2,3 +2,4 @@
 //! and encoders by reading encoded frames out of a media file.
 
 pub mod demux;
+pub mod testsrc;

@@ -1,0 +1,1315 @@
+//! The recipient side of share messages (SEEDS S4 step 7): take SMS PDUs as
+//! they arrive, reassemble concatenated messages, recognise the share
+//! format, return the video attributes, and choose how to play the video.
+//!
+//! Everything here is a sans-I/O state machine: PDUs in, events out, and the
+//! current time passed in by the caller (milliseconds on any monotonic
+//! clock) so that timeouts are testable.
+//!
+//! ```
+//! use sharecast_client_sdk::recipient::{Reassembler, PushOutcome};
+//! # let pdus: Vec<Vec<u8>> = Vec::new();
+//! let mut r = Reassembler::default();
+//! for pdu in &pdus {
+//!     match r.push_pdu(pdu, 0) {
+//!         Ok(PushOutcome::Complete(share)) => println!("{:?}", share.attributes),
+//!         Ok(_) => {}
+//!         Err(e) => eprintln!("{e}"),
+//!     }
+//! }
+//! for lost in r.expire(10 * 60 * 1000) {
+//!     eprintln!("gave up on {lost}");
+//! }
+//! ```
+//!
+//! # Reassembly rules
+//!
+//! - A part is identified by its peer (the originator of an SMS-DELIVER, the
+//!   destination of an SMS-SUBMIT), its concatenation reference (8 or 16
+//!   bits), its part count and its destination port: parts of different
+//!   messages never mix, even when two senders pick the same reference.
+//! - Parts may arrive in any order. A part already held is reported as
+//!   [`PushOutcome::Duplicate`] (and whether it is identical) and the first
+//!   copy is kept.
+//! - A message still missing parts [`ReassemblyConfig::timeout_ms`] after its
+//!   first part arrived is dropped and reported by [`Reassembler::expire`]
+//!   with the parts that were missing. When more than
+//!   [`ReassemblyConfig::max_pending`] messages are incomplete, the oldest is
+//!   dropped the same way.
+//! - A complete message is decoded by port and content
+//!   ([`sharecast_formats::share::decode_payload`]): TLV on port 16029, WAP
+//!   Push (SI, SL, video WBXML) on port 2948, XML or delimited text in plain
+//!   text SMS.
+//!
+//! # Playback rules ([`choose_playback`])
+//!
+//! 1. Candidates are the primary output (`vod_url` with the top-level
+//!    attributes) and every rendition with a URL. A candidate fits when
+//!    every codec it lists matches one of the player's RFC 6381 prefixes
+//!    (`avc1` matches `avc1.64001f`; `avc1.64` matches only High profile),
+//!    its container is one the player lists (any, when the list is empty),
+//!    and its resolution fits the screen in either orientation.
+//! 2. Live: when the message has a live URL whose scheme the player can play
+//!    and the primary codecs fit, the live stream is chosen if there is no
+//!    VOD yet or the player prefers live.
+//! 3. Otherwise the best fitting VOD candidate is chosen (most pixels, then
+//!    highest bitrate; on cellular, the best one within
+//!    `max_cellular_bitrate` if any). It is played progressively when the
+//!    player can stream and the network allows it (Wi-Fi, Ethernet, unknown,
+//!    or cellular within the bitrate limit); otherwise it is downloaded
+//!    first (a download needs `free_storage_bytes` for the file when known).
+//! 4. When nothing fits, [`PlaybackChoice::NeedsCompatibleRendition`] says
+//!    why each candidate was rejected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::share::sms::{Alphabet, Body, Timestamp, UserData};
+use sharecast_formats::share::{
+    assemble, decode_payload, decode_pdu, parse_hex, Address, DecodeError, Layer, ShareFormat,
+    SmscField,
+};
+
+/// Limits of the reassembler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReassemblyConfig {
+    /// How long to wait for the missing parts of a message, counted from
+    /// its first part (default 5 minutes).
+    pub timeout_ms: u64,
+    /// Most incomplete messages held at once (default 64); beyond it the
+    /// oldest is dropped.
+    pub max_pending: usize,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5 * 60 * 1000,
+            max_pending: 64,
+        }
+    }
+}
+
+/// A share message received in full.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedShare {
+    /// Who sent it (SMS-DELIVER) or who it is for (SMS-SUBMIT).
+    pub peer: Address,
+    /// Service-centre timestamp of the first part (SMS-DELIVER only).
+    pub timestamp: Option<Timestamp>,
+    /// The format it came in.
+    pub format: ShareFormat,
+    /// The video attributes.
+    pub attributes: VideoAttributes,
+    /// How many SMS it took.
+    pub parts: u8,
+}
+
+/// What happened to one pushed PDU.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushOutcome {
+    /// The message is complete and decoded.
+    Complete(Box<ReceivedShare>),
+    /// A part was stored; the message still misses parts.
+    Pending {
+        /// The peer.
+        peer: String,
+        /// Concatenation reference.
+        reference: u16,
+        /// Parts held so far.
+        received: u8,
+        /// Parts in the message.
+        total: u8,
+    },
+    /// This part was already held; the first copy is kept.
+    Duplicate {
+        /// The peer.
+        peer: String,
+        /// Concatenation reference.
+        reference: u16,
+        /// The repeated part number.
+        sequence: u8,
+        /// Whether it is byte-for-byte the part already held.
+        identical: bool,
+    },
+}
+
+/// Why an incomplete message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Its parts did not all arrive within the timeout.
+    Timeout,
+    /// Too many incomplete messages; it was the oldest.
+    Evicted,
+}
+
+/// An incomplete message that was dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The peer.
+    pub peer: String,
+    /// Concatenation reference.
+    pub reference: u16,
+    /// Parts in the message.
+    pub total: u8,
+    /// Part numbers that arrived.
+    pub received: Vec<u8>,
+    /// Part numbers that never arrived.
+    pub missing: Vec<u8>,
+    /// When the first part arrived.
+    pub first_seen_ms: u64,
+    /// Why it was dropped.
+    pub reason: DropReason,
+}
+
+impl fmt::Display for Expired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "message {} from {} ({} parts): part(s) {:?} missing ({})",
+            self.reference,
+            self.peer,
+            self.total,
+            self.missing,
+            match self.reason {
+                DropReason::Timeout => "timed out",
+                DropReason::Evicted => "evicted: too many incomplete messages",
+            }
+        )
+    }
+}
+
+/// Errors of the recipient side.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecipientError {
+    /// The hex text is not hex.
+    #[error("bad hex: {0}")]
+    Hex(DecodeError),
+    /// The PDU is not a valid SMS-DELIVER or SMS-SUBMIT.
+    #[error("bad SMS PDU: {0}")]
+    Pdu(DecodeError),
+    /// A part's alphabet differs from the earlier parts of its message.
+    #[error("part {sequence} of message {reference} from {peer} is {found:?} but earlier parts are {expected:?}")]
+    MixedAlphabets {
+        /// The peer.
+        peer: String,
+        /// Concatenation reference.
+        reference: u16,
+        /// The offending part.
+        sequence: u8,
+        /// Alphabet of the earlier parts.
+        expected: Alphabet,
+        /// Alphabet of this part.
+        found: Alphabet,
+    },
+    /// The message is complete but is not a share message this recipient
+    /// can read.
+    #[error("message from {peer} ({parts} part(s)) is not a readable share: {error}")]
+    Payload {
+        /// The peer.
+        peer: String,
+        /// How many SMS it took.
+        parts: u8,
+        /// What is wrong, with the offset in the reassembled payload.
+        error: DecodeError,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    peer: String,
+    reference: u16,
+    wide: bool,
+    total: u8,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    peer: Address,
+    timestamp: Option<Timestamp>,
+    ports: Option<(u16, u16)>,
+    alphabet: Alphabet,
+    parts: Vec<Option<Body>>,
+    first_seen_ms: u64,
+}
+
+impl Pending {
+    fn received(&self) -> Vec<u8> {
+        (1..=self.parts.len())
+            .filter(|i| self.parts[i - 1].is_some())
+            .map(|i| i as u8)
+            .collect()
+    }
+
+    fn missing(&self) -> Vec<u8> {
+        (1..=self.parts.len())
+            .filter(|i| self.parts[i - 1].is_none())
+            .map(|i| i as u8)
+            .collect()
+    }
+
+    fn expired(&self, key: &Key, reason: DropReason) -> Expired {
+        Expired {
+            peer: key.peer.clone(),
+            reference: key.reference,
+            total: key.total,
+            received: self.received(),
+            missing: self.missing(),
+            first_seen_ms: self.first_seen_ms,
+            reason,
+        }
+    }
+}
+
+/// Reassembles concatenated SMS and decodes share messages. See the module
+/// documentation for the rules.
+#[derive(Debug, Clone, Default)]
+pub struct Reassembler {
+    config: ReassemblyConfig,
+    pending: BTreeMap<Key, Pending>,
+    dropped: Vec<Expired>,
+}
+
+impl Reassembler {
+    /// A reassembler with the given limits.
+    pub fn new(config: ReassemblyConfig) -> Self {
+        Self {
+            config,
+            pending: BTreeMap::new(),
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Number of incomplete messages held.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// When the oldest incomplete message times out, if any: call
+    /// [`Reassembler::expire`] then.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.pending
+            .values()
+            .map(|p| p.first_seen_ms.saturating_add(self.config.timeout_ms))
+            .min()
+    }
+
+    /// Drop the messages that timed out by `now_ms` and return them, with
+    /// any dropped earlier (by eviction, or by a timeout noticed during
+    /// [`Reassembler::push_pdu`]).
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Expired> {
+        self.collect_timeouts(now_ms);
+        std::mem::take(&mut self.dropped)
+    }
+
+    fn collect_timeouts(&mut self, now_ms: u64) {
+        let timeout = self.config.timeout_ms;
+        let due: Vec<Key> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ms >= p.first_seen_ms.saturating_add(timeout))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some(p) = self.pending.remove(&k) {
+                self.dropped.push(p.expired(&k, DropReason::Timeout));
+            }
+        }
+    }
+
+    /// Push one PDU given as hexadecimal text (whitespace ignored).
+    pub fn push_hex(&mut self, hex: &str, now_ms: u64) -> Result<PushOutcome, RecipientError> {
+        let bytes = parse_hex(hex).map_err(RecipientError::Hex)?;
+        self.push_pdu(&bytes, now_ms)
+    }
+
+    /// Push one SMS-DELIVER (as a phone receives it) or SMS-SUBMIT (as a
+    /// gateway capture shows it), with or without the leading SMSC field.
+    pub fn push_pdu(&mut self, pdu: &[u8], now_ms: u64) -> Result<PushOutcome, RecipientError> {
+        let sms = decode_pdu(pdu, SmscField::Auto).map_err(RecipientError::Pdu)?;
+        let peer = sms.peer().clone();
+        let timestamp = sms.timestamp();
+        let user_data = sms.user_data().clone();
+        self.push_user_data(peer, timestamp, user_data, now_ms)
+    }
+
+    /// Push the user data of one SMS received by other means (e.g. from a
+    /// modem that already parsed the PDU).
+    pub fn push_user_data(
+        &mut self,
+        peer: Address,
+        timestamp: Option<Timestamp>,
+        user_data: UserData,
+        now_ms: u64,
+    ) -> Result<PushOutcome, RecipientError> {
+        self.collect_timeouts(now_ms);
+        let ports = user_data.ports();
+        let concat = user_data.concat().filter(|c| c.total > 1);
+        let Some(c) = concat else {
+            return finish(peer, timestamp, ports, &[&user_data.body]);
+        };
+        if c.sequence == 0 || c.sequence > c.total {
+            // Decoded PDUs never get here; hand-built user data might.
+            return Err(RecipientError::Pdu(DecodeError::invalid(
+                Layer::Udh,
+                0,
+                format!("concatenation part {} of {}", c.sequence, c.total),
+            )));
+        }
+        let key = Key {
+            peer: peer.to_string(),
+            reference: c.reference,
+            wide: c.wide,
+            total: c.total,
+            port: ports.map(|(d, _)| d),
+        };
+        let alphabet = user_data.body.alphabet();
+        if !self.pending.contains_key(&key) {
+            self.make_room();
+            self.pending.insert(
+                key.clone(),
+                Pending {
+                    peer: peer.clone(),
+                    timestamp,
+                    ports,
+                    alphabet,
+                    parts: vec![None; usize::from(c.total)],
+                    first_seen_ms: now_ms,
+                },
+            );
+        }
+        let Some(entry) = self.pending.get_mut(&key) else {
+            // Just inserted; unreachable in practice, but never panic.
+            return finish(peer, timestamp, ports, &[&user_data.body]);
+        };
+        if entry.alphabet != alphabet {
+            return Err(RecipientError::MixedAlphabets {
+                peer: key.peer,
+                reference: key.reference,
+                sequence: c.sequence,
+                expected: entry.alphabet,
+                found: alphabet,
+            });
+        }
+        let slot = usize::from(c.sequence) - 1;
+        if let Some(existing) = &entry.parts[slot] {
+            return Ok(PushOutcome::Duplicate {
+                identical: *existing == user_data.body,
+                peer: key.peer,
+                reference: key.reference,
+                sequence: c.sequence,
+            });
+        }
+        entry.parts[slot] = Some(user_data.body);
+        if entry.parts.iter().any(Option::is_none) {
+            return Ok(PushOutcome::Pending {
+                received: entry.parts.iter().filter(|p| p.is_some()).count() as u8,
+                total: c.total,
+                peer: key.peer,
+                reference: key.reference,
+            });
+        }
+        let Some(done) = self.pending.remove(&key) else {
+            return finish(peer, timestamp, ports, &[]);
+        };
+        let bodies: Vec<&Body> = done.parts.iter().flatten().collect();
+        finish(done.peer, done.timestamp, done.ports, &bodies)
+    }
+
+    fn make_room(&mut self) {
+        while self.pending.len() >= self.config.max_pending.max(1) {
+            let oldest = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.first_seen_ms)
+                .map(|(k, _)| k.clone());
+            match oldest.and_then(|k| self.pending.remove(&k).map(|p| (k, p))) {
+                Some((k, p)) => self.dropped.push(p.expired(&k, DropReason::Evicted)),
+                None => break,
+            }
+        }
+    }
+}
+
+fn finish(
+    peer: Address,
+    timestamp: Option<Timestamp>,
+    ports: Option<(u16, u16)>,
+    bodies: &[&Body],
+) -> Result<PushOutcome, RecipientError> {
+    let parts = bodies.len().min(255) as u8;
+    let payload_error = |peer: &Address, error| RecipientError::Payload {
+        peer: peer.to_string(),
+        parts,
+        error,
+    };
+    let payload = assemble(bodies).map_err(|e| payload_error(&peer, e))?;
+    let share = decode_payload(ports, &payload).map_err(|e| payload_error(&peer, e))?;
+    Ok(PushOutcome::Complete(Box::new(ReceivedShare {
+        peer,
+        timestamp,
+        format: share.format,
+        attributes: share.attributes,
+        parts,
+    })))
+}
+
+// ---------------------------------------------------------------------------
+// Choosing how to play
+
+/// The network the phone is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// Wi-Fi.
+    Wifi,
+    /// Wired.
+    Ethernet,
+    /// Mobile data.
+    Cellular,
+    /// No connection.
+    Offline,
+    /// Not known.
+    #[default]
+    Unknown,
+}
+
+/// What the local player can do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayerCaps {
+    /// RFC 6381 codec prefixes the player decodes, e.g. `avc1`, `avc1.4d`,
+    /// `mp4a.40`.
+    pub codecs: Vec<String>,
+    /// Containers it plays, e.g. `mp4`; empty means any.
+    pub containers: Vec<String>,
+    /// Largest width it displays (0 = no limit).
+    pub max_width: u32,
+    /// Largest height it displays (0 = no limit).
+    pub max_height: u32,
+    /// Current network.
+    pub network: Network,
+    /// Whether it can play a VOD file while downloading it (HTTP
+    /// progressive playback).
+    pub can_stream: bool,
+    /// URL schemes of live streams it plays (e.g. `rtsp`, `https` for HLS);
+    /// empty means no live playback.
+    pub live_schemes: Vec<String>,
+    /// On cellular, stream only up to this bitrate (bits per second);
+    /// above it, download first.
+    pub max_cellular_bitrate: Option<u64>,
+    /// Free storage for downloads, if known.
+    pub free_storage_bytes: Option<u64>,
+    /// Prefer the live stream over a VOD when both exist.
+    pub prefer_live: bool,
+}
+
+impl Default for PlayerCaps {
+    /// A typical phone player: H.264 + AAC in MP4, up to 1920x1080, RTSP
+    /// and HLS live, streaming allowed, 4 Mbit/s on cellular.
+    fn default() -> Self {
+        Self {
+            codecs: vec!["avc1".into(), "mp4a.40".into()],
+            containers: vec!["mp4".into()],
+            max_width: 1920,
+            max_height: 1080,
+            network: Network::Unknown,
+            can_stream: true,
+            live_schemes: vec!["rtsp".into(), "https".into(), "http".into()],
+            max_cellular_bitrate: Some(4_000_000),
+            free_storage_bytes: None,
+            prefer_live: false,
+        }
+    }
+}
+
+/// How to play a shared video.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaybackChoice {
+    /// Download the VOD file, then play it.
+    DownloadThenPlay {
+        /// The file to download.
+        url: String,
+        /// The rendition's name (`None` for the primary output).
+        rendition: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Play the VOD file while it downloads.
+    Progressive {
+        /// The file.
+        url: String,
+        /// The rendition's name (`None` for the primary output).
+        rendition: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Play the live stream.
+    Live {
+        /// The stream.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing in the message fits this player.
+    NeedsCompatibleRendition {
+        /// Why each option was rejected.
+        reason: String,
+    },
+}
+
+struct Candidate<'a> {
+    name: Option<&'a str>,
+    url: &'a str,
+    container: &'a str,
+    codecs: &'a [String],
+    width: u32,
+    height: u32,
+    bitrate: u64,
+    size: u64,
+}
+
+/// Whether an RFC 6381 codec string matches one of the player's prefixes:
+/// equal, or the prefix followed by `.` (`avc1` matches `avc1.64001f`), or
+/// a prefix that already names a sub-field (`avc1.64` matches
+/// `avc1.64001f`). Case-insensitive.
+pub fn codec_supported(codec: &str, prefixes: &[String]) -> bool {
+    let c = codec.trim().to_ascii_lowercase();
+    prefixes.iter().any(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        if p.is_empty() {
+            return false;
+        }
+        c == p
+            || (c.starts_with(&p) && (p.contains('.') || c.as_bytes().get(p.len()) == Some(&b'.')))
+    })
+}
+
+fn misfit(c: &Candidate<'_>, caps: &PlayerCaps) -> Option<String> {
+    if let Some(bad) = c.codecs.iter().find(|k| !codec_supported(k, &caps.codecs)) {
+        return Some(format!("codec {bad} not supported"));
+    }
+    if !caps.containers.is_empty()
+        && !c.container.is_empty()
+        && !caps
+            .containers
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(c.container))
+    {
+        return Some(format!("container {} not supported", c.container));
+    }
+    let fits = |mw: u32, mh: u32| (mw == 0 || c.width <= mw) && (mh == 0 || c.height <= mh);
+    if !fits(caps.max_width, caps.max_height) && !fits(caps.max_height, caps.max_width) {
+        return Some(format!(
+            "{}x{} exceeds {}x{}",
+            c.width, c.height, caps.max_width, caps.max_height
+        ));
+    }
+    None
+}
+
+fn scheme(url: &str) -> String {
+    url.split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Choose how to play the video described by `attrs` with this player. See
+/// the module documentation for the rules.
+pub fn choose_playback(attrs: &VideoAttributes, caps: &PlayerCaps) -> PlaybackChoice {
+    let mut rejected: Vec<String> = Vec::new();
+    let primary = Candidate {
+        name: None,
+        url: attrs.vod_url.as_deref().unwrap_or(""),
+        container: &attrs.container,
+        codecs: &attrs.codecs,
+        width: attrs.width,
+        height: attrs.height,
+        bitrate: attrs.bitrate,
+        size: attrs.size_bytes,
+    };
+    let primary_misfit = misfit(&primary, caps);
+
+    // Live.
+    let live_url = attrs.live_urls.iter().find(|u| {
+        caps.live_schemes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&scheme(u)))
+    });
+    let has_vod = attrs.vod_url.is_some() || attrs.renditions.iter().any(|r| !r.url.is_empty());
+    if !attrs.live_urls.is_empty() {
+        match (live_url, &primary_misfit, caps.network) {
+            (_, _, Network::Offline) => rejected.push("live: offline".into()),
+            (None, _, _) => rejected.push(format!(
+                "live: no stream in a supported scheme ({})",
+                caps.live_schemes.join(", ")
+            )),
+            (Some(_), Some(why), _) => rejected.push(format!("live: {why}")),
+            (Some(url), None, _) => {
+                if !has_vod || caps.prefer_live {
+                    return PlaybackChoice::Live {
+                        url: url.clone(),
+                        reason: if has_vod {
+                            "the player prefers live".into()
+                        } else {
+                            "the video is live and has no VOD file yet".into()
+                        },
+                    };
+                }
+            }
+        }
+    }
+
+    // VOD candidates.
+    let mut fitting: Vec<Candidate<'_>> = Vec::new();
+    if !primary.url.is_empty() {
+        match primary_misfit {
+            None => fitting.push(primary),
+            Some(why) => rejected.push(format!("primary: {why}")),
+        }
+    }
+    for r in &attrs.renditions {
+        if r.url.is_empty() {
+            continue;
+        }
+        let c = Candidate {
+            name: Some(&r.name),
+            url: &r.url,
+            container: &r.container,
+            codecs: &r.codecs,
+            width: r.width,
+            height: r.height,
+            bitrate: r.bitrate,
+            size: r.size_bytes,
+        };
+        match misfit(&c, caps) {
+            None => fitting.push(c),
+            Some(why) => rejected.push(format!("rendition {}: {why}", r.name)),
+        }
+    }
+    if fitting.is_empty() {
+        if rejected.is_empty() {
+            rejected.push(match &attrs.share_url {
+                Some(u) => format!("the message only links the share page {u}"),
+                None => "the message has no playable URL".into(),
+            });
+        }
+        return PlaybackChoice::NeedsCompatibleRendition {
+            reason: rejected.join("; "),
+        };
+    }
+    // Best first: most pixels, then highest bitrate.
+    fitting
+        .sort_by_key(|c| std::cmp::Reverse((u64::from(c.width) * u64::from(c.height), c.bitrate)));
+    let cellular_limit = match caps.network {
+        Network::Cellular => caps.max_cellular_bitrate,
+        _ => None,
+    };
+    let within_limit = cellular_limit.and_then(|l| fitting.iter().position(|c| c.bitrate <= l));
+    let best = &fitting[within_limit.unwrap_or(0)];
+    let rendition = best.name.map(str::to_owned);
+    let url = best.url.to_owned();
+    let what = match best.name {
+        Some(n) => format!("rendition {n}"),
+        None => "the primary file".to_owned(),
+    };
+
+    let stream_ok = caps.can_stream
+        && match caps.network {
+            Network::Offline => false,
+            Network::Cellular => cellular_limit.is_none_or(|l| best.bitrate <= l),
+            _ => true,
+        };
+    if stream_ok {
+        return PlaybackChoice::Progressive {
+            url,
+            rendition,
+            reason: format!("{what} fits the player and the network allows streaming"),
+        };
+    }
+    let why_download = if !caps.can_stream {
+        "the player cannot stream".to_owned()
+    } else if caps.network == Network::Offline {
+        "offline: download when a connection is available".to_owned()
+    } else {
+        format!(
+            "{} bit/s is above the cellular streaming limit",
+            best.bitrate
+        )
+    };
+    if let Some(free) = caps.free_storage_bytes {
+        if best.size > free {
+            // A smaller fitting file that can be stored?
+            if let Some(small) = fitting.iter().find(|c| c.size <= free) {
+                return PlaybackChoice::DownloadThenPlay {
+                    url: small.url.to_owned(),
+                    rendition: small.name.map(str::to_owned),
+                    reason: format!("{why_download}; the best file does not fit the free storage"),
+                };
+            }
+            return PlaybackChoice::NeedsCompatibleRendition {
+                reason: format!("{why_download}, and no fitting file fits the {free} free bytes"),
+            };
+        }
+    }
+    PlaybackChoice::DownloadThenPlay {
+        url,
+        rendition,
+        reason: format!("{what}: {why_download}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sharecast_formats::attributes::Rendition;
+    use sharecast_formats::share::sms::{Body, SmsDeliver, SmsSubmit};
+    use sharecast_formats::share::{encode_user_data, MessageOptions};
+
+    fn attrs() -> VideoAttributes {
+        VideoAttributes {
+            id: "k3v9x2".into(),
+            title: Some("Beach walk".into()),
+            share_url: Some("https://sc.example/s/Xy3kP9".into()),
+            vod_url: Some("https://sc.example/vod/k3v9x2/source.mp4".into()),
+            live_urls: vec!["rtsp://sc.example:8554/live/k3v9x2".into()],
+            container: "mp4".into(),
+            codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+            size_bytes: 30_000_000,
+            width: 1920,
+            height: 1080,
+            frame_rate: 30.0,
+            bitrate: 6_000_000,
+            duration_ms: 40_000,
+            renditions: vec![Rendition {
+                name: "480p".into(),
+                url: "https://sc.example/vod/k3v9x2/480p.mp4".into(),
+                container: "mp4".into(),
+                mime: "video/mp4".into(),
+                codecs: vec!["avc1.4d401e".into(), "mp4a.40.2".into()],
+                size_bytes: 6_000_000,
+                width: 854,
+                height: 480,
+                frame_rate: 30.0,
+                bitrate: 1_200_000,
+                duration_ms: 40_000,
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Enough renditions that every format needs three or more SMS.
+    fn long_attrs() -> VideoAttributes {
+        let mut a = attrs();
+        for n in ["360p", "240p", "160p"] {
+            let mut r = a.renditions[0].clone();
+            r.name = n.into();
+            r.url = format!("https://sc.example/vod/k3v9x2/{n}.mp4");
+            a.renditions.push(r);
+        }
+        a
+    }
+
+    fn deliver_pdus(
+        a: &VideoAttributes,
+        format: ShareFormat,
+        from: &str,
+        reference: u16,
+    ) -> Vec<Vec<u8>> {
+        let opts = MessageOptions {
+            include_renditions: true,
+            reference,
+            ..Default::default()
+        };
+        encode_user_data(a, format, &opts)
+            .unwrap()
+            .into_iter()
+            .map(|ud| {
+                SmsDeliver::new(
+                    Address::parse(from).unwrap(),
+                    Timestamp::from_unix(1_700_000_000, 0),
+                    ud,
+                )
+                .encode()
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn complete(o: PushOutcome) -> ReceivedShare {
+        match o {
+            PushOutcome::Complete(s) => *s,
+            other => panic!("not complete: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_order_parts_reassemble() {
+        let pdus = deliver_pdus(&long_attrs(), ShareFormat::Tlv, "+8613800138000", 0x21);
+        assert!(pdus.len() >= 3, "{}", pdus.len());
+        let mut r = Reassembler::default();
+        let n = pdus.len();
+        for (i, p) in pdus.iter().rev().enumerate() {
+            let o = r.push_pdu(p, i as u64).unwrap();
+            if i + 1 < n {
+                assert!(
+                    matches!(o, PushOutcome::Pending { received, .. } if usize::from(received) == i + 1),
+                    "{o:?}"
+                );
+            } else {
+                let s = complete(o);
+                assert_eq!(s.attributes, long_attrs());
+                assert_eq!(s.format, ShareFormat::Tlv);
+                assert_eq!(s.parts as usize, n);
+                assert_eq!(s.peer.to_string(), "+8613800138000");
+                assert!(s.timestamp.is_some());
+            }
+        }
+        assert_eq!(r.pending_count(), 0);
+    }
+
+    #[test]
+    fn duplicates_are_reported_and_ignored() {
+        let pdus = deliver_pdus(&long_attrs(), ShareFormat::WapVideo, "+8613800138000", 5);
+        assert!(pdus.len() >= 3, "{}", pdus.len());
+        let mut r = Reassembler::default();
+        r.push_pdu(&pdus[0], 0).unwrap();
+        let d = r.push_pdu(&pdus[0], 1).unwrap();
+        assert!(
+            matches!(
+                d,
+                PushOutcome::Duplicate {
+                    sequence: 1,
+                    identical: true,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Same part number, different content: kept the first.
+        // Same length title, so the same number of parts (same key).
+        let mut other = long_attrs();
+        other.title = Some("Other walk".into());
+        let clash = deliver_pdus(&other, ShareFormat::WapVideo, "+8613800138000", 5);
+        assert_eq!(clash.len(), pdus.len());
+        let d = r.push_pdu(&clash[0], 2).unwrap();
+        assert!(
+            matches!(
+                d,
+                PushOutcome::Duplicate {
+                    identical: false,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let mut last = None;
+        for p in &pdus[1..] {
+            last = Some(r.push_pdu(p, 3).unwrap());
+        }
+        let s = complete(last.unwrap());
+        assert_eq!(s.format, ShareFormat::WapVideo);
+        assert_eq!(s.attributes.title.as_deref(), Some("Beach walk"));
+    }
+
+    #[test]
+    fn missing_part_times_out_and_is_dropped() {
+        let pdus = deliver_pdus(&long_attrs(), ShareFormat::Tlv, "+8613800138000", 9);
+        assert!(pdus.len() >= 3, "{}", pdus.len());
+        let cfg = ReassemblyConfig {
+            timeout_ms: 1000,
+            max_pending: 8,
+        };
+        let mut r = Reassembler::new(cfg);
+        r.push_pdu(&pdus[0], 100).unwrap();
+        r.push_pdu(&pdus[2], 500).unwrap();
+        assert_eq!(r.next_deadline_ms(), Some(1100));
+        assert!(r.expire(1099).is_empty());
+        let dropped = r.expire(1100);
+        assert_eq!(dropped.len(), 1);
+        let e = &dropped[0];
+        assert_eq!(e.reason, DropReason::Timeout);
+        assert_eq!(e.reference, 9);
+        assert_eq!(e.received, vec![1, 3]);
+        assert!(e.missing.contains(&2));
+        assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(r.pending_count(), 0);
+        // The late part starts a new, incomplete message.
+        let o = r.push_pdu(&pdus[1], 1200).unwrap();
+        assert!(
+            matches!(o, PushOutcome::Pending { received: 1, .. }),
+            "{o:?}"
+        );
+        // A timeout noticed while pushing is reported by the next expire().
+        r.push_pdu(&pdus[0], 5000).unwrap();
+        let dropped = r.expire(5000);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].received, vec![2]);
+    }
+
+    #[test]
+    fn same_reference_from_two_senders_does_not_mix() {
+        let mut b = long_attrs();
+        b.title = Some("From B".into());
+        let pa = deliver_pdus(&long_attrs(), ShareFormat::Tlv, "+8613800000001", 77);
+        let pb = deliver_pdus(&b, ShareFormat::Tlv, "+8613800000002", 77);
+        assert_eq!(pa.len(), pb.len());
+        let mut r = Reassembler::default();
+        let mut done = Vec::new();
+        for (x, y) in pa.iter().zip(pb.iter().rev()) {
+            for p in [x, y] {
+                if let PushOutcome::Complete(s) = r.push_pdu(p, 0).unwrap() {
+                    done.push(*s);
+                }
+            }
+        }
+        assert_eq!(done.len(), 2);
+        let by = |peer: &str| done.iter().find(|s| s.peer.to_string() == peer).unwrap();
+        assert_eq!(
+            by("+8613800000001").attributes.title.as_deref(),
+            Some("Beach walk")
+        );
+        assert_eq!(
+            by("+8613800000002").attributes.title.as_deref(),
+            Some("From B")
+        );
+    }
+
+    #[test]
+    fn submit_captures_and_hex_are_accepted() {
+        let to = Address::parse("+8613912345678").unwrap();
+        let opts = MessageOptions::default();
+        let hexes: Vec<String> =
+            sharecast_formats::share::encode_submit_pdus(&attrs(), ShareFormat::Text, &to, &opts)
+                .unwrap()
+                .iter()
+                .map(hex::encode_upper)
+                .collect();
+        let mut r = Reassembler::default();
+        let mut last = None;
+        for h in &hexes {
+            last = Some(r.push_hex(h, 0).unwrap());
+        }
+        let s = complete(last.unwrap());
+        assert_eq!(s.format, ShareFormat::Text);
+        assert_eq!(s.peer, to);
+        assert!(matches!(r.push_hex("zz", 0), Err(RecipientError::Hex(_))));
+        assert!(matches!(r.push_hex("0011", 0), Err(RecipientError::Pdu(_))));
+    }
+
+    #[test]
+    fn every_format_decodes_with_format_recognised() {
+        for f in ShareFormat::ALL {
+            let mut r = Reassembler::default();
+            let mut last = None;
+            for p in deliver_pdus(&attrs(), f, "+8613800138000", 3) {
+                last = Some(r.push_pdu(&p, 0).unwrap());
+            }
+            assert_eq!(complete(last.unwrap()).format, f);
+        }
+    }
+
+    #[test]
+    fn eviction_and_bad_payloads() {
+        let mut r = Reassembler::new(ReassemblyConfig {
+            timeout_ms: 60_000,
+            max_pending: 2,
+        });
+        for (i, from) in ["+1001", "+1002", "+1003"].iter().enumerate() {
+            let pdus = deliver_pdus(&attrs(), ShareFormat::Tlv, from, 1);
+            r.push_pdu(&pdus[0], i as u64).unwrap();
+        }
+        assert_eq!(r.pending_count(), 2);
+        let dropped = r.expire(10);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].peer, "+1001");
+        assert_eq!(dropped[0].reason, DropReason::Evicted);
+
+        // Garbage on the Sharecast port: a payload error naming the offset.
+        let ud = UserData {
+            header: Some(sharecast_formats::share::sms::UserDataHeader {
+                elements: vec![sharecast_formats::share::sms::InformationElement::Ports {
+                    destination: sharecast_formats::share::SHARECAST_PORT,
+                    source: sharecast_formats::share::SHARECAST_PORT,
+                    wide: true,
+                }],
+            }),
+            body: Body::EightBit(vec![0xC1, 0x03, 0x09, b'x']),
+        };
+        let pdu = SmsSubmit::new(Address::parse("+1").unwrap(), ud)
+            .encode()
+            .unwrap();
+        match r.push_pdu(&pdu, 0) {
+            Err(RecipientError::Payload { error, .. }) => assert_eq!(error.offset, 3),
+            other => panic!("{other:?}"),
+        }
+        // Plain chat is not a share.
+        let chat = SmsSubmit::new(
+            Address::parse("+1").unwrap(),
+            UserData {
+                header: None,
+                body: Body::from_text("see you at 8"),
+            },
+        )
+        .encode()
+        .unwrap();
+        assert!(matches!(
+            r.push_pdu(&chat, 0),
+            Err(RecipientError::Payload { .. })
+        ));
+    }
+
+    #[test]
+    fn mixed_alphabets_are_refused() {
+        let hdr = |seq| {
+            Some(sharecast_formats::share::sms::UserDataHeader {
+                elements: vec![sharecast_formats::share::sms::InformationElement::Concat {
+                    reference: 4,
+                    total: 2,
+                    sequence: seq,
+                    wide: false,
+                }],
+            })
+        };
+        let mut r = Reassembler::default();
+        let peer = Address::parse("+1").unwrap();
+        r.push_user_data(
+            peer.clone(),
+            None,
+            UserData {
+                header: hdr(1),
+                body: Body::from_text("abc"),
+            },
+            0,
+        )
+        .unwrap();
+        let e = r
+            .push_user_data(
+                peer,
+                None,
+                UserData {
+                    header: hdr(2),
+                    body: Body::from_text("中"),
+                },
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(e, RecipientError::MixedAlphabets { .. }), "{e}");
+        // Hand-built user data with an impossible part number.
+        let bad = r.push_user_data(
+            Address::parse("+2").unwrap(),
+            None,
+            UserData {
+                header: hdr(3),
+                body: Body::from_text("x"),
+            },
+            0,
+        );
+        assert!(matches!(bad, Err(RecipientError::Pdu(_))));
+    }
+
+    #[test]
+    fn codec_prefixes() {
+        let caps = vec![
+            "avc1".to_string(),
+            "mp4a.40".to_string(),
+            "hvc1.1".to_string(),
+        ];
+        assert!(codec_supported("avc1.64001f", &caps));
+        assert!(codec_supported("AVC1.64001F", &caps));
+        assert!(codec_supported("mp4a.40.2", &caps));
+        assert!(codec_supported("hvc1.1.6.L93.B0", &caps));
+        assert!(!codec_supported("avc12", &caps));
+        assert!(!codec_supported("hvc1.2.4.L120", &caps));
+        assert!(!codec_supported("opus", &caps));
+        assert!(codec_supported("avc1.4d401e", &["avc1.4d".to_string()]));
+        assert!(!codec_supported("avc1.64001f", &["avc1.4d".to_string()]));
+    }
+
+    #[test]
+    fn playback_choices() {
+        let a = attrs();
+        let wifi = PlayerCaps {
+            network: Network::Wifi,
+            ..Default::default()
+        };
+        // Wi-Fi: best fitting file, progressive.
+        match choose_playback(&a, &wifi) {
+            PlaybackChoice::Progressive { url, rendition, .. } => {
+                assert_eq!(url, a.vod_url.clone().unwrap());
+                assert_eq!(rendition, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Cellular with a 2 Mbit/s limit: the 480p rendition streams.
+        let cell = PlayerCaps {
+            network: Network::Cellular,
+            max_cellular_bitrate: Some(2_000_000),
+            ..Default::default()
+        };
+        match choose_playback(&a, &cell) {
+            PlaybackChoice::Progressive { rendition, .. } => {
+                assert_eq!(rendition.as_deref(), Some("480p"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Cellular, only the big file fits the screen: download first.
+        let small_limit = PlayerCaps {
+            network: Network::Cellular,
+            max_cellular_bitrate: Some(500_000),
+            ..Default::default()
+        };
+        let only_primary = VideoAttributes {
+            renditions: Vec::new(),
+            ..a.clone()
+        };
+        assert!(matches!(
+            choose_playback(&only_primary, &small_limit),
+            PlaybackChoice::DownloadThenPlay { .. }
+        ));
+        // A small screen rules out 1080p: the rendition is used.
+        let small_screen = PlayerCaps {
+            max_width: 960,
+            max_height: 540,
+            network: Network::Wifi,
+            ..Default::default()
+        };
+        match choose_playback(&a, &small_screen) {
+            PlaybackChoice::Progressive { rendition, .. } => {
+                assert_eq!(rendition.as_deref(), Some("480p"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // No HEVC/H.264 decoder: nothing fits, and the reason says why.
+        let no_avc = PlayerCaps {
+            codecs: vec!["hvc1".into(), "mp4a.40".into()],
+            ..Default::default()
+        };
+        match choose_playback(&a, &no_avc) {
+            PlaybackChoice::NeedsCompatibleRendition { reason } => {
+                assert!(reason.contains("codec avc1.64001f"), "{reason}");
+                assert!(reason.contains("rendition 480p"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Still live, no VOD yet.
+        let live = VideoAttributes {
+            vod_url: None,
+            renditions: Vec::new(),
+            ..a.clone()
+        };
+        assert!(matches!(
+            choose_playback(&live, &wifi),
+            PlaybackChoice::Live { .. }
+        ));
+        // Prefer live.
+        let prefer = PlayerCaps {
+            prefer_live: true,
+            ..wifi.clone()
+        };
+        assert!(matches!(
+            choose_playback(&a, &prefer),
+            PlaybackChoice::Live { .. }
+        ));
+        // No live scheme: live-only video cannot play.
+        let no_live = PlayerCaps {
+            live_schemes: Vec::new(),
+            ..wifi.clone()
+        };
+        assert!(matches!(
+            choose_playback(&live, &no_live),
+            PlaybackChoice::NeedsCompatibleRendition { .. }
+        ));
+        // Cannot stream, not enough storage for the big file: the smaller one.
+        let no_stream = PlayerCaps {
+            can_stream: false,
+            free_storage_bytes: Some(10_000_000),
+            ..wifi.clone()
+        };
+        match choose_playback(&a, &no_stream) {
+            PlaybackChoice::DownloadThenPlay { rendition, .. } => {
+                assert_eq!(rendition.as_deref(), Some("480p"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // An SI gives only a share page.
+        let si_only = VideoAttributes {
+            share_url: Some("https://sc.example/s/X".into()),
+            ..Default::default()
+        };
+        match choose_playback(&si_only, &wifi) {
+            PlaybackChoice::NeedsCompatibleRendition { reason } => {
+                assert!(reason.contains("share page"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Rotated screens: a portrait video fits a landscape limit.
+        let portrait = VideoAttributes {
+            width: 1080,
+            height: 1920,
+            renditions: Vec::new(),
+            ..a
+        };
+        assert!(matches!(
+            choose_playback(&portrait, &wifi),
+            PlaybackChoice::Progressive { .. }
+        ));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_pdus_never_panic(b in prop::collection::vec(any::<u8>(), 0..200), now in 0u64..10_000_000) {
+                let mut r = Reassembler::default();
+                let _ = r.push_pdu(&b, now);
+                let _ = r.push_hex(&String::from_utf8_lossy(&b), now);
+                let _ = r.expire(now);
+            }
+
+            #[test]
+            fn any_order_with_duplicates_completes(
+                order in Just((0..12usize).collect::<Vec<_>>()).prop_shuffle(),
+                dups in prop::collection::vec(0..12usize, 0..6),
+                fmt in prop::sample::select(ShareFormat::ALL.to_vec()),
+            ) {
+                let pdus = deliver_pdus(&long_attrs(), fmt, "+8613800138000", 0x55);
+                let n = pdus.len();
+                // Every part once, in a random order, then some repeated at
+                // random places.
+                let mut seq: Vec<usize> = order.into_iter().filter(|i| *i < n).collect();
+                for i in 0..n {
+                    if !seq.contains(&i) {
+                        seq.push(i);
+                    }
+                }
+                for d in dups {
+                    seq.insert(d % (seq.len() + 1), d % n);
+                }
+                let mut r = Reassembler::default();
+                let mut complete = 0;
+                let mut seen = vec![false; n];
+                for i in seq {
+                    match r.push_pdu(&pdus[i], 0).unwrap() {
+                        PushOutcome::Complete(s) => {
+                            complete += 1;
+                            prop_assert_eq!(s.format, fmt);
+                            prop_assert_eq!(s.attributes.share_url, long_attrs().share_url);
+                        }
+                        PushOutcome::Duplicate { identical, .. } => {
+                            prop_assert!(identical);
+                            prop_assert!(seen[i]);
+                        }
+                        PushOutcome::Pending { .. } => {}
+                    }
+                    seen[i] = true;
+                }
+                prop_assert!(complete >= 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Publishes a fixture in real time and watches it with two real RTSP clients
+//! (ffmpeg), one over UDP and one over TCP.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sharecast_formats::media::{FrameSink, MediaFrame};
+use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
+use sharecast_transcoder::source::FileSource;
+use sharecast_transcoder::testing::{self, fixture};
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn read_all(name: &str) -> (Vec<sharecast_formats::media::TrackInfo>, Vec<MediaFrame>) {
+    let mut src = FileSource::open(&fixture(name).unwrap()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(f) = src.next_frame() {
+        frames.push(f.unwrap());
+    }
+    (src.tracks.clone(), frames)
+}
+
+/// Pushes the clip in a loop, paced by its timestamps, like a phone filming.
+fn publish_in_real_time(
+    publisher: Arc<LivePublisher>,
+    frames: Vec<MediaFrame>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let clip_us = frames.iter().map(|f| f.pts_us).max().unwrap_or(0) + 33_333;
+        let start = Instant::now();
+        let mut seq_base = [0u64; 16];
+        for round in 0i64.. {
+            for f in &frames {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mut f = f.clone();
+                f.pts_us += round * clip_us;
+                f.dts_us += round * clip_us;
+                f.seq += seq_base[f.track as usize];
+                let due = Duration::from_micros(f.dts_us.max(0) as u64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    thread::sleep(wait);
+                }
+                FrameSink::push(&*publisher, &f);
+            }
+            for (track, base) in seq_base.iter_mut().enumerate() {
+                *base += frames.iter().filter(|f| f.track as usize == track).count() as u64;
+            }
+            if round > 10 {
+                return;
+            }
+        }
+    })
+}
+
+fn viewer(url: &str, transport: &str, frames: u32) -> std::process::Child {
+    viewer_of(url, transport, "v", frames)
+}
+
+/// An ffmpeg RTSP client that decodes `frames` frames of one stream kind
+/// ("v" or "a") and prints one line per frame.
+fn viewer_of(url: &str, transport: &str, kind: &str, frames: u32) -> std::process::Child {
+    Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-rtsp_transport", transport])
+        .args(["-i", url, "-map", &format!("0:{kind}")])
+        .arg(format!("-frames:{kind}"))
+        .arg(frames.to_string())
+        .args(["-f", "framecrc", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running ffmpeg")
+}
+
+fn wait_viewer(child: std::process::Child, what: &str) -> usize {
+    let out = child.wait_with_output().expect("ffmpeg output");
+    assert!(
+        out.status.success(),
+        "{what} viewer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.trim().is_empty() {
+        eprintln!("{what} viewer said:\n{stderr}");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
+}
+
+#[test]
+fn two_viewers_over_udp_and_tcp() {
+    init_logs();
+    let (tracks, frames) = read_all(testing::H264_AAC);
+    let relay = LiveRelay::start(LiveRelayConfig {
+        bind: "127.0.0.1".into(),
+        rtsp_port: 0,
+        ..LiveRelayConfig::default()
+    })
+    .unwrap();
+    let port = relay.rtsp_port();
+    assert_ne!(port, 0);
+    let publisher = Arc::new(relay.publish("it-session", &tracks).unwrap());
+    assert_eq!(publisher.path(), "/live/it-session");
+    assert!(
+        relay.publish("it-session", &tracks).is_err(),
+        "double publish"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = publish_in_real_time(publisher.clone(), frames, stop.clone());
+    thread::sleep(Duration::from_millis(300));
+
+    let url = format!("rtsp://127.0.0.1:{port}/live/it-session");
+    let udp = viewer(&url, "udp", 45);
+    let tcp = viewer(&url, "tcp", 45);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut max_viewers = 0;
+    while Instant::now() < deadline && max_viewers < 2 {
+        max_viewers = max_viewers.max(relay.viewer_count("it-session"));
+        thread::sleep(Duration::from_millis(20));
+    }
+    let udp_frames = wait_viewer(udp, "UDP");
+    let tcp_frames = wait_viewer(tcp, "TCP");
+    assert_eq!(max_viewers, 2, "viewer_count never reached 2");
+    assert_eq!(udp_frames, 45, "UDP viewer decoded frames");
+    assert_eq!(tcp_frames, 45, "TCP viewer decoded frames");
+
+    // Both viewers sent TEARDOWN on exit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay.viewer_count("it-session") > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(relay.viewer_count("it-session"), 0);
+
+    // Ending the stream removes the mount.
+    stop.store(true, Ordering::SeqCst);
+    pusher.join().unwrap();
+    drop(Arc::try_unwrap(publisher).expect("sole owner"));
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-i", &url])
+        .output()
+        .unwrap();
+    assert!(!probe.status.success(), "mount still there after end");
+    // The session id can be published again.
+    let again = relay.publish("it-session", &tracks).unwrap();
+    again.end();
+}
+
+/// One TCP viewer for a clip; returns the decoded frame count.
+fn watch_one(name: &str, session: &str, kind: &str, frames: u32) -> usize {
+    init_logs();
+    let (tracks, clip) = read_all(name);
+    let relay = LiveRelay::start(LiveRelayConfig {
+        bind: "127.0.0.1".into(),
+        rtsp_port: 0,
+        ..LiveRelayConfig::default()
+    })
+    .unwrap();
+    let publisher = Arc::new(relay.publish(session, &tracks).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = publish_in_real_time(publisher.clone(), clip, stop.clone());
+    thread::sleep(Duration::from_millis(200));
+    let url = format!("rtsp://127.0.0.1:{}/live/{session}", relay.rtsp_port());
+    let n = wait_viewer(viewer_of(&url, "tcp", kind, frames), name);
+    stop.store(true, Ordering::SeqCst);
+    pusher.join().unwrap();
+    n
+}
+
+#[test]
+fn h265_viewer() {
+    assert_eq!(watch_one(testing::H265_AAC, "hevc", "v", 20), 20);
+}
+
+#[test]
+fn audio_only_viewer() {
+    assert_eq!(watch_one(testing::AUDIO_ONLY, "radio", "a", 40), 40);
+}
+
+#[test]
+fn publishers_cross_threads() {
+    fn send_sync<T: Send + Sync + FrameSink>() {}
+    send_sync::<LivePublisher>();
+}

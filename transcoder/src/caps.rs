@@ -1,0 +1,270 @@
+//! From a phone's [`TrackInfo`] to GStreamer caps, and the checks that decide
+//! whether a session's tracks can be muxed at all.
+
+use anyhow::{anyhow, bail};
+use gstreamer as gst;
+use gstreamer_pbutils as gst_pbutils;
+use sharecast_formats::media::{Codec, TrackInfo};
+
+/// Checks that every track can be muxed: a supported codec, the codec
+/// configuration record it needs, and dimensions for video. The error is a
+/// message fit for the phone and the log.
+pub fn check_tracks(tracks: &[TrackInfo]) -> Result<(), String> {
+    if tracks.is_empty() {
+        return Err("the session has no tracks".into());
+    }
+    for (i, t) in tracks.iter().enumerate() {
+        if tracks[..i].iter().any(|o| o.id == t.id) {
+            return Err(format!("track id {} is used more than once", t.id));
+        }
+        check_track(t)?;
+    }
+    Ok(())
+}
+
+fn check_track(t: &TrackInfo) -> Result<(), String> {
+    let id = t.id;
+    let Some(codec) = t.codec() else {
+        return Err(format!(
+            "track {id}: unsupported codec {:?} (supported: h264, h265, aac, opus)",
+            t.codec
+        ));
+    };
+    let cd = &t.codec_data;
+    match codec {
+        Codec::H264 => {
+            if cd.is_empty() {
+                return Err(format!(
+                    "track {id} (h264): missing codec_data (AVCDecoderConfigurationRecord)"
+                ));
+            }
+            if cd.len() < 7 || cd[0] != 1 {
+                return Err(format!(
+                    "track {id} (h264): codec_data is not an AVCDecoderConfigurationRecord"
+                ));
+            }
+        }
+        Codec::H265 => {
+            if cd.is_empty() {
+                return Err(format!(
+                    "track {id} (h265): missing codec_data (HEVCDecoderConfigurationRecord)"
+                ));
+            }
+            if cd.len() < 23 || cd[0] != 1 {
+                return Err(format!(
+                    "track {id} (h265): codec_data is not an HEVCDecoderConfigurationRecord"
+                ));
+            }
+        }
+        Codec::Aac => {
+            if cd.is_empty() {
+                return Err(format!(
+                    "track {id} (aac): missing codec_data (AudioSpecificConfig)"
+                ));
+            }
+            if cd.len() < 2 || cd[0] >> 3 == 0 {
+                return Err(format!(
+                    "track {id} (aac): codec_data is not an AudioSpecificConfig"
+                ));
+            }
+        }
+        Codec::Opus => {
+            if !cd.is_empty() && !cd.starts_with(b"OpusHead") {
+                return Err(format!("track {id} (opus): codec_data is not an OpusHead"));
+            }
+            if cd.is_empty() && t.channels.unwrap_or(2) > 2 {
+                return Err(format!(
+                    "track {id} (opus): more than 2 channels needs codec_data (OpusHead)"
+                ));
+            }
+        }
+    }
+    if codec.is_video() {
+        match (t.width, t.height) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => {}
+            _ => {
+                return Err(format!(
+                    "track {id} ({}): missing width/height",
+                    codec.as_str()
+                ))
+            }
+        }
+        if let Some((n, d)) = t.framerate {
+            if n == 0 || d == 0 {
+                return Err(format!("track {id}: invalid frame rate {n}/{d}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn int(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// Caps for an appsrc carrying this track's frames, as they come from the
+/// phone: length-prefixed access units (avc / hvc1) with the codec
+/// configuration record, raw AAC with its AudioSpecificConfig, Opus packets.
+pub fn caps_for_track(t: &TrackInfo) -> anyhow::Result<gst::Caps> {
+    check_track(t).map_err(|e| anyhow!(e))?;
+    let codec = t
+        .codec()
+        .ok_or_else(|| anyhow!("track {}: unsupported codec {:?}", t.id, t.codec))?;
+    let codec_data = || gst::Buffer::from_slice(t.codec_data.clone());
+    let caps = match codec {
+        Codec::H264 | Codec::H265 => {
+            let (name, format) = if codec == Codec::H264 {
+                ("video/x-h264", "avc")
+            } else {
+                ("video/x-h265", "hvc1")
+            };
+            let mut b = gst::Caps::builder(name)
+                .field("stream-format", format)
+                .field("alignment", "au")
+                .field("codec_data", codec_data());
+            if let (Some(w), Some(h)) = (t.width, t.height) {
+                b = b.field("width", int(w)).field("height", int(h));
+            }
+            if let Some((n, d)) = t.framerate {
+                b = b.field("framerate", gst::Fraction::new(int(n), int(d)));
+            }
+            b.build()
+        }
+        Codec::Aac => {
+            let mut b = gst::Caps::builder("audio/mpeg")
+                .field("mpegversion", 4i32)
+                .field("stream-format", "raw")
+                .field("codec_data", codec_data());
+            if let Some(rate) = t.sample_rate {
+                b = b.field("rate", int(rate));
+            }
+            if let Some(ch) = t.channels {
+                b = b.field("channels", int(ch));
+            }
+            b.build()
+        }
+        Codec::Opus => {
+            if t.codec_data.is_empty() {
+                gst::Caps::builder("audio/x-opus")
+                    .field("channel-mapping-family", 0i32)
+                    .field("rate", int(t.sample_rate.unwrap_or(48_000)))
+                    .field("channels", int(t.channels.unwrap_or(2)))
+                    .build()
+            } else {
+                let header = codec_data();
+                gst_pbutils::codec_utils_opus_create_caps_from_header(&header, None).map_err(
+                    |e| anyhow!("track {} (opus): bad OpusHead in codec_data: {e}", t.id),
+                )?
+            }
+        }
+    };
+    if !caps.is_fixed() {
+        bail!("track {}: could not build fixed caps ({caps})", t.id);
+    }
+    Ok(caps)
+}
+
+/// The parser element that goes between a track's appsrc and a muxer or
+/// payloader.
+pub fn parser_for_track(t: &TrackInfo) -> anyhow::Result<&'static str> {
+    Ok(match t.codec() {
+        Some(Codec::H264) => "h264parse",
+        Some(Codec::H265) => "h265parse",
+        Some(Codec::Aac) => "aacparse",
+        Some(Codec::Opus) => "opusparse",
+        None => bail!("track {}: unsupported codec {:?}", t.id, t.codec),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h264() -> TrackInfo {
+        TrackInfo {
+            id: 0,
+            codec: "h264".into(),
+            codec_data: vec![1, 0x64, 0, 0x1e, 0xff, 0xe1, 0],
+            width: Some(640),
+            height: Some(360),
+            framerate: Some((30, 1)),
+            sample_rate: None,
+            channels: None,
+        }
+    }
+
+    fn aac() -> TrackInfo {
+        TrackInfo {
+            id: 1,
+            codec: "aac".into(),
+            codec_data: vec![0x11, 0x90],
+            width: None,
+            height: None,
+            framerate: None,
+            sample_rate: Some(48_000),
+            channels: Some(2),
+        }
+    }
+
+    #[test]
+    fn accepts_h264_and_aac() {
+        assert_eq!(check_tracks(&[h264(), aac()]), Ok(()));
+    }
+
+    #[test]
+    fn rejects_unsupported_codec_by_name() {
+        let mut t = h264();
+        t.codec = "vp8".into();
+        let err = check_tracks(&[t]).unwrap_err();
+        assert!(err.contains("unsupported codec \"vp8\""), "{err}");
+    }
+
+    #[test]
+    fn rejects_missing_codec_data_and_dimensions() {
+        let mut t = h264();
+        t.codec_data.clear();
+        assert!(check_tracks(&[t])
+            .unwrap_err()
+            .contains("missing codec_data"));
+        let mut t = h264();
+        t.height = None;
+        assert!(check_tracks(&[t])
+            .unwrap_err()
+            .contains("missing width/height"));
+        let mut a = aac();
+        a.codec_data.clear();
+        assert!(check_tracks(&[a])
+            .unwrap_err()
+            .contains("AudioSpecificConfig"));
+    }
+
+    #[test]
+    fn rejects_empty_and_duplicate_tracks() {
+        assert!(check_tracks(&[]).is_err());
+        let mut a = aac();
+        a.id = 0;
+        assert!(check_tracks(&[h264(), a])
+            .unwrap_err()
+            .contains("more than once"));
+    }
+
+    #[test]
+    fn builds_fixed_caps() {
+        gst::init().unwrap();
+        let caps = caps_for_track(&h264()).unwrap();
+        let s = caps.structure(0).unwrap();
+        assert_eq!(s.name(), "video/x-h264");
+        assert_eq!(s.get::<&str>("stream-format").unwrap(), "avc");
+        let caps = caps_for_track(&aac()).unwrap();
+        assert_eq!(
+            caps.structure(0).unwrap().get::<i32>("rate").unwrap(),
+            48_000
+        );
+        let opus = TrackInfo {
+            codec: "opus".into(),
+            codec_data: vec![],
+            ..aac()
+        };
+        assert!(caps_for_track(&opus).unwrap().is_fixed());
+    }
+}

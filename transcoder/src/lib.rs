@@ -1,0 +1,144 @@
+//! GStreamer pipelines that turn a session's encoded frames into VOD files and
+//! their attributes.
+//!
+//! The phone uploads encoded frames
+//! ([`MediaFrame`](sharecast_formats::media::MediaFrame)) with capture
+//! timestamps while it films; ingest hands them to a [`Recording`] as they
+//! arrive. The recording synchronises the tracks by their timestamps and
+//! muxes them without re-encoding. While the session runs, `source.mp4` is a
+//! fragmented MP4 that is playable as it grows and survives a crash; when the
+//! session ends, [`Recording::finish`] replaces it with the finished VOD file
+//! (a regular MP4, index first, edit lists keeping the audio/video offsets)
+//! and measures it ([`probe_file`]): the video attribute data that the phone
+//! shares comes from the produced file. See the `recording` module source for
+//! the pipeline.
+//!
+//! ```no_run
+//! # fn demo(tracks: &[sharecast_formats::media::TrackInfo],
+//! #         frames: &[sharecast_formats::media::MediaFrame]) -> anyhow::Result<()> {
+//! use sharecast_transcoder::{Transcoder, TranscoderConfig};
+//! let transcoder = Transcoder::new(TranscoderConfig::default())?;
+//! Transcoder::check_tracks(tracks).map_err(anyhow::Error::msg)?;
+//! let recording = transcoder.start("session-1", tracks, "data/vod/session-1".as_ref())?;
+//! for frame in frames {
+//!     recording.push(frame)?;
+//! }
+//! for file in recording.finish()? {
+//!     println!("{}: {:?}", file.rendition, file.attributes);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Modules:
+//! - [`caps`]: [`TrackInfo`] → GStreamer caps, and the track checks.
+//! - [`source`]: read a media file frame by frame (the phone simulator and
+//!   the tests use it in place of a camera).
+//! - [`testing`]: fixture helpers for tests across the workspace.
+//!
+//! Timestamps are microseconds end to end (see [`sharecast_formats::media`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use gstreamer as gst;
+pub use sharecast_formats::attributes::Rendition;
+use sharecast_formats::media::TrackInfo;
+
+pub mod caps;
+mod probe;
+mod recording;
+pub mod source;
+pub mod testing;
+
+pub use probe::probe_file;
+pub use recording::{Recording, SOURCE_FILE, SOURCE_RENDITION};
+
+/// Settings of the transcoder; every limit has a documented default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscoderConfig {
+    /// Length of one MP4 fragment, milliseconds (default 1000). Media is on
+    /// disk and playable at most this long after it arrived.
+    pub fragment_duration_ms: u32,
+    /// How much media (milliseconds) is held back at the start of a session
+    /// while waiting for every track's first frame, to line tracks up by
+    /// their capture timestamps (default 500).
+    pub start_window_ms: u32,
+    /// Bytes that may wait in one track's queue before `push` fails, for
+    /// example because a declared track never sends frames and the muxer
+    /// waits for it (default 256 MiB, 0 = unlimited).
+    pub max_queued_bytes: u64,
+    /// How long `finish` waits for the muxer to finalise the file,
+    /// milliseconds (default 60000).
+    pub finish_timeout_ms: u64,
+}
+
+impl Default for TranscoderConfig {
+    fn default() -> Self {
+        TranscoderConfig {
+            fragment_duration_ms: 1000,
+            start_window_ms: 500,
+            max_queued_bytes: 256 * 1024 * 1024,
+            finish_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// One output file of a session and its measured attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducedFile {
+    /// Rendition name ("source").
+    pub rendition: String,
+    /// Where the file is.
+    pub path: PathBuf,
+    /// Attributes measured on the file; `url` is empty (the caller knows
+    /// where the file is served).
+    pub attributes: Rendition,
+}
+
+/// Starts recordings. Cheap to share; one per server.
+#[derive(Debug, Clone)]
+pub struct Transcoder {
+    cfg: TranscoderConfig,
+}
+
+impl Transcoder {
+    /// Initialises GStreamer and checks that the elements it needs exist.
+    pub fn new(cfg: TranscoderConfig) -> anyhow::Result<Self> {
+        gst::init().context("initialising GStreamer")?;
+        for factory in [
+            "appsrc",
+            "mp4mux",
+            "filesink",
+            "h264parse",
+            "h265parse",
+            "aacparse",
+            "opusparse",
+        ] {
+            if gst::ElementFactory::find(factory).is_none() {
+                anyhow::bail!("GStreamer element {factory} is missing (install the GStreamer plugins, see scripts/setup.sh)");
+            }
+        }
+        Ok(Transcoder { cfg })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &TranscoderConfig {
+        &self.cfg
+    }
+
+    /// Whether a session with these tracks can be recorded; the error says
+    /// why not (unsupported codec, missing codec_data or dimensions).
+    pub fn check_tracks(tracks: &[TrackInfo]) -> Result<(), String> {
+        caps::check_tracks(tracks)
+    }
+
+    /// Starts recording a session into `out_dir/source.mp4`.
+    pub fn start(
+        &self,
+        session_id: &str,
+        tracks: &[TrackInfo],
+        out_dir: &Path,
+    ) -> anyhow::Result<Recording> {
+        Recording::start(&self.cfg, session_id, tracks, out_dir)
+    }
+}

@@ -1,0 +1,124 @@
+//! Measuring a produced file: the video attribute data (SEEDS S4 step 4) comes
+//! from the file on disk, never from what the phone claimed.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use gstreamer as gst;
+use gstreamer_pbutils as gst_pbutils;
+use gstreamer_pbutils::prelude::*;
+use sharecast_formats::attributes::Rendition;
+
+/// How long the discoverer may take on one file.
+const DISCOVER_TIMEOUT_S: u64 = 15;
+
+fn container_of(caps: Option<gst::Caps>, has_video: bool) -> (String, String) {
+    let name = caps
+        .as_ref()
+        .and_then(|c| c.structure(0))
+        .map(|s| {
+            let variant = s.get::<&str>("variant").unwrap_or("");
+            (s.name().to_string(), variant.to_string())
+        })
+        .unwrap_or_default();
+    let (container, mime) = match (name.0.as_str(), name.1.as_str()) {
+        ("video/quicktime", "apple") => ("mov", "video/quicktime"),
+        ("video/quicktime", _) if has_video => ("mp4", "video/mp4"),
+        ("video/quicktime", _) => ("mp4", "audio/mp4"),
+        ("video/webm", _) | ("audio/webm", _) if has_video => ("webm", "video/webm"),
+        ("video/webm", _) | ("audio/webm", _) => ("webm", "audio/webm"),
+        ("video/x-matroska", _) | ("audio/x-matroska", _) => ("mkv", "video/x-matroska"),
+        ("video/mpegts", _) => ("ts", "video/mp2t"),
+        (other, _) => (other, other),
+    };
+    (container.to_string(), mime.to_string())
+}
+
+/// RFC 6381 codec string for a stream's caps ("avc1.64001e", "mp4a.40.2").
+fn mime_codec(caps: &gst::CapsRef) -> Option<String> {
+    gst_pbutils::codec_utils_caps_get_mime_codec(caps)
+        .ok()
+        .map(|s| s.to_string())
+}
+
+/// Measures a media file: container, MIME type, RFC 6381 codecs, size,
+/// dimensions, frame rate, duration and overall bitrate. `name` and `url` are
+/// left empty for the caller.
+pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
+    gst::init().context("initialising GStreamer")?;
+    let size_bytes = std::fs::metadata(path)
+        .with_context(|| format!("reading metadata of {}", path.display()))?
+        .len();
+    let abs = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?;
+    let uri = gst::glib::filename_to_uri(&abs, None)
+        .with_context(|| format!("making a URI for {}", abs.display()))?;
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(DISCOVER_TIMEOUT_S))
+        .context("creating the discoverer")?;
+    let info = discoverer
+        .discover_uri(&uri)
+        .with_context(|| format!("discovering {}", path.display()))?;
+    match info.result() {
+        gst_pbutils::DiscovererResult::Ok => {}
+        other => bail!("discovering {}: {other:?}", path.display()),
+    }
+
+    let videos = info.video_streams();
+    let audios = info.audio_streams();
+    if videos.is_empty() && audios.is_empty() {
+        bail!("{}: no audio or video stream", path.display());
+    }
+    let (container, mime) = container_of(
+        info.stream_info().and_then(|s| s.caps()),
+        !videos.is_empty(),
+    );
+
+    let mut codecs = Vec::new();
+    for caps in videos
+        .iter()
+        .filter_map(|v| v.caps())
+        .chain(audios.iter().filter_map(|a| a.caps()))
+    {
+        let codec = mime_codec(&caps)
+            .ok_or_else(|| anyhow!("{}: no RFC 6381 codec string for {caps}", path.display()))?;
+        codecs.push(codec);
+    }
+
+    let (width, height, frame_rate) = videos
+        .first()
+        .map(|v| {
+            let fr = v.framerate();
+            let fps = if fr.denom() > 0 {
+                f64::from(fr.numer()) / f64::from(fr.denom())
+            } else {
+                0.0
+            };
+            (v.width(), v.height(), fps)
+        })
+        .unwrap_or((0, 0, 0.0));
+
+    let duration_us = info.duration().map(|d| d.useconds()).unwrap_or(0);
+    let duration_ms = (duration_us + 500) / 1000;
+    // size * 8 / duration, with the duration as reported (milliseconds).
+    let bitrate = if duration_ms > 0 {
+        u64::try_from(u128::from(size_bytes) * 8 * 1000 / u128::from(duration_ms))
+            .unwrap_or(u64::MAX)
+    } else {
+        0
+    };
+
+    Ok(Rendition {
+        name: String::new(),
+        url: String::new(),
+        container,
+        mime,
+        codecs,
+        size_bytes,
+        width,
+        height,
+        frame_rate,
+        bitrate,
+        duration_ms,
+    })
+}
