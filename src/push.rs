@@ -110,7 +110,7 @@ fn now_unix_us() -> i64 {
 pub async fn run(a: PushArgs) -> Result<()> {
     let trust = trust(&a)?;
     let testsrc = a.input.as_os_str() == "testsrc";
-    let (tracks, mut frames, controls) = if testsrc {
+    let (tracks, frames, controls) = if testsrc {
         let (w, h, fps, bps) = (640, 360, 30, a.bitrate);
         let src = tokio::task::spawn_blocking(move || TestSource::start(w, h, fps, bps))
             .await

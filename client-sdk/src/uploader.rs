@@ -25,8 +25,10 @@
 //! **Bitrate advice**: [`Uploader::advice`] (and [`Uploader::advice_watch`])
 //! gives the app a target bitrate and frame rate for its encoder, computed
 //! from the acknowledged throughput and the backlog: multiplicative decrease
-//! (×0.85 of the measured throughput) when more than 0.5 s of data waits,
-//! gentle increase (×1.05 + 10 kbit/s every 500 ms) when less than 0.2 s waits.
+//! (×0.85 of the measured throughput) when more than 0.5 s of data waits and
+//! the backlog is still growing,
+//! gentle increase (×1.08 + 20 kbit/s every 500 ms) when less than 0.2 s waits
+//! and the encoder uses at least half of its budget.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -40,7 +42,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{
-    encode_frame, Control, ControlDecoder, End, ErrorCode, Hello, Resume, Welcome, ALPN, VERSION,
+    covers, encode_frame, Control, ControlDecoder, End, ErrorCode, Hello, Resume, Welcome, ALPN,
+    VERSION,
 };
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use tokio::sync::{oneshot, Notify};
@@ -202,6 +205,8 @@ struct St {
     advice_at: Instant,
     has_video: bool,
     video_tracks: Vec<u8>,
+    /// Backlog at the previous advice update, bytes.
+    last_backlog: usize,
     acked: BTreeMap<u8, u64>,
     next_seq: BTreeMap<u8, u64>,
     end_requested: bool,
@@ -515,6 +520,7 @@ impl Uploader {
                 advice,
                 advice_at: Instant::now(),
                 has_video,
+                last_backlog: 0,
                 video_tracks: tracks
                     .iter()
                     .filter(|t| matches!(t.codec.as_str(), "h264" | "h265") || t.width.is_some())
@@ -533,6 +539,10 @@ impl Uploader {
             cfg,
             tracks,
         });
+        // Registered before the task starts, so the connection can be observed
+        // (stats, rebind, drop) from the first moment.
+        *inner.conn.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((c.endpoint.clone(), c.conn.clone()));
         let (tx, rx) = oneshot::channel();
         tokio::spawn(run(inner.clone(), c, anchor_unix_us, tx));
         Ok(Uploader {
@@ -726,7 +736,6 @@ async fn run(
                 match connect(&inner.cfg, &inner.tracks, anchor_unix_us, Some(resume)).await {
                     Ok(c) => {
                         tracing::info!(session = %inner.session_id, "resumed upload session");
-                        inner.lock().stats.resumes += 1;
                         c
                     }
                     Err(UploadError::Refused { code, message }) if is_fatal(code) => {
@@ -767,6 +776,7 @@ fn apply_ack(
     st: &mut St,
     cfg: &UploaderConfig,
     next_seq: &BTreeMap<u8, u64>,
+    held: &BTreeMap<u8, Vec<(u64, u64)>>,
     rtt: Option<Duration>,
 ) -> Option<Advice> {
     let mut removed_before_live = 0;
@@ -776,7 +786,7 @@ fn apply_ack(
     let mut acked_frames = 0u64;
     let live = st.live_cursor;
     st.buffer.retain(|e| {
-        let keep = e.frame.seq >= next_seq.get(&e.frame.track).copied().unwrap_or(0);
+        let keep = !covers(next_seq, held, e.frame.track, e.frame.seq);
         if !keep {
             freed += e.frame.data.len();
             if e.sent {
@@ -839,11 +849,14 @@ fn update_advice(st: &mut St, cfg: &UploaderConfig, now: Instant) -> Option<Advi
     let throughput = st.stats.acked_bps.max(1);
     let backlog_secs = st.buffer_bytes as f64 * 8.0 / throughput.max(50_000) as f64;
     let old = st.advice;
-    let (target, reason) = if backlog_secs > 0.5 {
+    let growing = st.buffer_bytes >= st.last_backlog;
+    st.last_backlog = st.buffer_bytes;
+    let (target, reason) = if backlog_secs > 0.5 && growing {
         let base = old.target_bps.min(throughput);
         ((base as f64 * 0.85) as u64, "congested")
-    } else if backlog_secs < 0.2 {
-        ((old.target_bps as f64 * 1.05) as u64 + 10_000, "probing")
+    } else if backlog_secs < 0.2 && st.stats.acked_bps * 2 >= old.target_bps {
+        // Only probe upwards while the encoder actually uses its budget.
+        ((old.target_bps as f64 * 1.08) as u64 + 20_000, "probing")
     } else {
         (old.target_bps, "steady")
     };
@@ -930,7 +943,7 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
         }
         st.inflight = 0;
         st.live_cursor = 0;
-        let advice = apply_ack(&mut st, &inner.cfg, &welcome.next_seq, None);
+        let advice = apply_ack(&mut st, &inner.cfg, &welcome.next_seq, &welcome.held, None);
         st.connected = true;
         drop(st);
         if let Some(a) = advice {
@@ -938,6 +951,11 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
         }
     }
     *inner.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some((endpoint, conn.clone()));
+    if welcome.resumed {
+        // Counted once the connection is in place, so observers that wait
+        // for a resume can act on the new connection right away.
+        inner.lock().stats.resumes += 1;
+    }
     inner.changed.notify_waiters();
 
     let writer = async {
@@ -1005,7 +1023,8 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
             match read_control(&conn, &mut recv, &mut dec).await {
                 Ok(Control::Ack(a)) => {
                     let mut st = inner.lock();
-                    let advice = apply_ack(&mut st, &inner.cfg, &a.next_seq, Some(conn.rtt()));
+                    let advice =
+                        apply_ack(&mut st, &inner.cfg, &a.next_seq, &a.held, Some(conn.rtt()));
                     drop(st);
                     if let Some(a) = advice {
                         inner.advice_tx.send_replace(a);

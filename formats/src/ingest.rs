@@ -191,6 +191,10 @@ pub struct Welcome {
     /// Per track: the lowest sequence number the server does not yet hold
     /// durably. Every frame below it is durable; resend from here.
     pub next_seq: BTreeMap<u8, u64>,
+    /// Per track: ranges `[start, end)` of durable frames above `next_seq`
+    /// (frames that arrived ahead of a gap). Do not resend these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<u8, Vec<(u64, u64)>>,
     /// Server limits.
     pub limits: Limits,
     /// Where viewers can watch the live stream.
@@ -203,6 +207,31 @@ pub struct Welcome {
 pub struct Ack {
     /// Per track: every frame with a lower sequence number is durable.
     pub next_seq: BTreeMap<u8, u64>,
+    /// Per track: ranges `[start, end)` of durable frames above `next_seq`
+    /// (selective acknowledgement of frames that arrived ahead of a gap).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<u8, Vec<(u64, u64)>>,
+}
+
+impl Ack {
+    /// Whether frame `seq` of `track` is acknowledged by this ACK.
+    pub fn covers(&self, track: u8, seq: u64) -> bool {
+        covers(&self.next_seq, &self.held, track, seq)
+    }
+}
+
+/// Whether `next_seq` and `held` (as in ACK and WELCOME) cover a frame.
+pub fn covers(
+    next_seq: &BTreeMap<u8, u64>,
+    held: &BTreeMap<u8, Vec<(u64, u64)>>,
+    track: u8,
+    seq: u64,
+) -> bool {
+    if seq < next_seq.get(&track).copied().unwrap_or(0) {
+        return true;
+    }
+    held.get(&track)
+        .is_some_and(|r| r.iter().any(|(a, b)| (*a..*b).contains(&seq)))
 }
 
 /// END (client → server, type 0x04): the recording stopped.
@@ -743,6 +772,7 @@ mod tests {
             }),
             Control::Ack(Ack {
                 next_seq: [(0, 10), (1, 20)].into_iter().collect(),
+                held: [(0, vec![(15, 18)])].into_iter().collect(),
             }),
             Control::End(End {
                 frame_count: [(0, 90)].into_iter().collect(),
@@ -773,10 +803,29 @@ mod tests {
         // docs/ingest-protocol.md, "ACK" example.
         let a = Control::Ack(Ack {
             next_seq: [(0, 31), (1, 47)].into_iter().collect(),
+            held: Default::default(),
         });
         let enc = a.encode();
         assert_eq!(&enc[..5], &[0x03, 0, 0, 0, 0x1c]);
         assert_eq!(&enc[5..], br#"{"next_seq":{"0":31,"1":47}}"#);
+    }
+
+    #[test]
+    fn ack_with_held_ranges_example_bytes() {
+        // docs/ingest-protocol.md, "ACK" example with held ranges.
+        let a = Control::Ack(Ack {
+            next_seq: [(0, 31), (1, 47)].into_iter().collect(),
+            held: [(0, vec![(40, 45), (50, 51)])].into_iter().collect(),
+        });
+        let enc = a.encode();
+        assert_eq!(&enc[..5], &[0x03, 0, 0, 0, 0x3b]);
+        assert_eq!(
+            &enc[5..],
+            br#"{"next_seq":{"0":31,"1":47},"held":{"0":[[40,45],[50,51]]}}"#
+        );
+        let Control::Ack(a) = a else { unreachable!() };
+        assert!(a.covers(0, 30) && a.covers(0, 44) && a.covers(0, 50));
+        assert!(!a.covers(0, 31) && !a.covers(0, 45) && !a.covers(0, 51) && !a.covers(2, 0));
     }
 
     #[test]

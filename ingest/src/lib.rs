@@ -66,7 +66,10 @@ pub trait SessionHandler: Send + Sync + 'static {
     /// Check that the tracks can be processed; `Err` explains why not.
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String>;
     /// Open the outputs of a new (or recovered) session.
-    fn open<'a>(&'a self, info: &'a SessionInfo) -> BoxFuture<'a, anyhow::Result<Arc<dyn SessionOutput>>>;
+    fn open<'a>(
+        &'a self,
+        info: &'a SessionInfo,
+    ) -> BoxFuture<'a, anyhow::Result<Arc<dyn SessionOutput>>>;
     /// URLs where the session can be watched live.
     fn live_urls(&self, session_id: &str) -> Vec<String>;
 }

@@ -56,21 +56,73 @@ impl IngestMetrics {
     /// Append Prometheus text for these counters.
     pub fn render(&self, out: &mut String, active_sessions: usize, connected_sessions: usize) {
         let counters: [(&str, &str, &AtomicU64); 12] = [
-            ("sharecast_ingest_connections_total", "QUIC connections accepted", &self.connections),
-            ("sharecast_ingest_sessions_started_total", "Ingest sessions opened", &self.sessions_started),
-            ("sharecast_ingest_sessions_resumed_total", "Sessions resumed on a new connection", &self.sessions_resumed),
-            ("sharecast_ingest_sessions_finished_total", "Sessions finalised", &self.sessions_finished),
-            ("sharecast_ingest_sessions_recovered_total", "Sessions recovered from journals at start-up", &self.sessions_recovered),
-            ("sharecast_ingest_sessions_failed_total", "Sessions whose outputs failed", &self.sessions_failed),
-            ("sharecast_ingest_frames_received_total", "Frames received, duplicates included", &self.frames_received),
-            ("sharecast_ingest_frames_duplicate_total", "Frames received that were already held", &self.frames_duplicate),
-            ("sharecast_ingest_bytes_received_total", "Frame bytes received", &self.bytes_received),
-            ("sharecast_ingest_journal_commits_total", "Journal group commits (one fdatasync each)", &self.journal_commits),
-            ("sharecast_ingest_journal_frames_total", "Frames made durable", &self.journal_frames),
-            ("sharecast_ingest_journal_sync_microseconds_total", "Time spent in fdatasync", &self.journal_sync_us),
+            (
+                "sharecast_ingest_connections_total",
+                "QUIC connections accepted",
+                &self.connections,
+            ),
+            (
+                "sharecast_ingest_sessions_started_total",
+                "Ingest sessions opened",
+                &self.sessions_started,
+            ),
+            (
+                "sharecast_ingest_sessions_resumed_total",
+                "Sessions resumed on a new connection",
+                &self.sessions_resumed,
+            ),
+            (
+                "sharecast_ingest_sessions_finished_total",
+                "Sessions finalised",
+                &self.sessions_finished,
+            ),
+            (
+                "sharecast_ingest_sessions_recovered_total",
+                "Sessions recovered from journals at start-up",
+                &self.sessions_recovered,
+            ),
+            (
+                "sharecast_ingest_sessions_failed_total",
+                "Sessions whose outputs failed",
+                &self.sessions_failed,
+            ),
+            (
+                "sharecast_ingest_frames_received_total",
+                "Frames received, duplicates included",
+                &self.frames_received,
+            ),
+            (
+                "sharecast_ingest_frames_duplicate_total",
+                "Frames received that were already held",
+                &self.frames_duplicate,
+            ),
+            (
+                "sharecast_ingest_bytes_received_total",
+                "Frame bytes received",
+                &self.bytes_received,
+            ),
+            (
+                "sharecast_ingest_journal_commits_total",
+                "Journal group commits (one fdatasync each)",
+                &self.journal_commits,
+            ),
+            (
+                "sharecast_ingest_journal_frames_total",
+                "Frames made durable",
+                &self.journal_frames,
+            ),
+            (
+                "sharecast_ingest_journal_sync_microseconds_total",
+                "Time spent in fdatasync",
+                &self.journal_sync_us,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,

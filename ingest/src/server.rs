@@ -56,6 +56,14 @@ pub struct SessionSnapshot {
     pub rtt_ms: Option<f64>,
     /// Frames received but not yet durable.
     pub backlog_frames: u64,
+    /// Average ingest bitrate by capture time, bit/s.
+    pub ingest_bitrate_bps: u64,
+    /// Video frames per second of capture time.
+    pub frame_rate: f64,
+    /// Capture-to-arrival delay of the newest live frame, ms.
+    pub live_delay_ms: Option<i64>,
+    /// Largest capture-to-arrival delay of a live frame, ms.
+    pub max_live_delay_ms: Option<i64>,
 }
 
 struct Shared {
@@ -91,7 +99,11 @@ fn random_hex(bytes: usize) -> String {
 impl IngestServer {
     /// Bind the QUIC endpoint. TLS material comes from the config or is
     /// generated under `data_dir/tls`.
-    pub fn bind(cfg: IngestConfig, data_dir: &Path, handler: Arc<dyn SessionHandler>) -> Result<IngestServer> {
+    pub fn bind(
+        cfg: IngestConfig,
+        data_dir: &Path,
+        handler: Arc<dyn SessionHandler>,
+    ) -> Result<IngestServer> {
         let TlsMaterial {
             chain,
             key,
@@ -159,7 +171,11 @@ impl IngestServer {
 
     /// Append Prometheus text for ingest.
     pub fn render_metrics(&self, out: &mut String) {
-        let sessions = self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let sessions = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let active = sessions.len();
         let connected = sessions
             .values()
@@ -194,7 +210,12 @@ impl IngestServer {
             .cloned();
         match s {
             Some(s) => {
-                if let Some(c) = s.connection.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                if let Some(c) = s
+                    .connection
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                {
                     c.close(ErrorCode::Ok.as_u16().into(), b"ended by an administrator");
                 }
                 finalise(&self.shared, &s).await.is_ok()
@@ -220,7 +241,9 @@ impl IngestServer {
             match recover_one(&self.shared, &entry.path(), &path).await {
                 Ok(true) => n += 1,
                 Ok(false) => {}
-                Err(e) => tracing::error!(journal = %path.display(), error = %format!("{e:#}"), "could not recover session"),
+                Err(e) => {
+                    tracing::error!(journal = %path.display(), error = %format!("{e:#}"), "could not recover session")
+                }
             }
         }
         Ok(n)
@@ -241,8 +264,10 @@ impl IngestServer {
     /// Stop accepting and close every connection (phones will resume after a
     /// restart).
     pub fn close(&self) {
-        self.endpoint
-            .close(ErrorCode::ShuttingDown.as_u16().into(), b"server shutting down");
+        self.endpoint.close(
+            ErrorCode::ShuttingDown.as_u16().into(),
+            b"server shutting down",
+        );
     }
 }
 
@@ -252,8 +277,22 @@ fn snapshot(s: &Session) -> SessionSnapshot {
     let backlog = st.tracks.values().map(|t| t.in_flight.len() as u64).sum();
     let resumes = st.resumes;
     let state = st.lifecycle.name();
-    drop(st);
+    let span_us = st.first_pts.map(|f| (st.max_pts - f).max(0)).unwrap_or(0);
     let video = s.info.tracks.iter().find(|t| t.width.is_some());
+    let video_frames = video
+        .and_then(|v| st.tracks.get(&v.id))
+        .map(|t| t.frames)
+        .unwrap_or(0);
+    let (live_delay_ms, max_live_delay_ms) = (st.live_delay_ms, st.max_live_delay_ms);
+    drop(st);
+    let (ingest_bitrate_bps, frame_rate) = if span_us > 0 {
+        (
+            (bytes as u128 * 8 * 1_000_000 / span_us as u128) as u64,
+            video_frames.saturating_sub(1) as f64 * 1e6 / span_us as f64,
+        )
+    } else {
+        (0, 0.0)
+    };
     let rtt_ms = s
         .connection
         .lock()
@@ -275,6 +314,10 @@ fn snapshot(s: &Session) -> SessionSnapshot {
         height: video.and_then(|t| t.height),
         rtt_ms,
         backlog_frames: backlog,
+        ingest_bitrate_bps,
+        frame_rate,
+        live_delay_ms,
+        max_live_delay_ms,
     }
 }
 
@@ -353,7 +396,7 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
         for f in &release {
             session.output.record(f)?;
         }
-        session.ack_tx.send_replace(session.next_seq());
+        session.ack_tx.send_replace(session.ack_state());
     }
     session.set_lifecycle(Lifecycle::Suspended);
     shared
@@ -361,7 +404,10 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(meta.id.clone(), session.clone());
-    shared.metrics.sessions_recovered.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .sessions_recovered
+        .fetch_add(1, Ordering::Relaxed);
     tracing::info!(session = %meta.id, "recovered session from its journal; waiting for the phone to resume");
     spawn_resume_timer(shared.clone(), session, 0);
     Ok(true)
@@ -427,7 +473,7 @@ impl ControlReader {
     async fn next(&mut self) -> Result<Option<Control>, Reject> {
         let mut buf = [0u8; 4096];
         loop {
-            match self.dec.next() {
+            match self.dec.decode_next() {
                 Ok(Some(m)) => return Ok(Some(m)),
                 Ok(None) => {}
                 Err(e) => return Err((e.code(), format!("control stream: {e}"))),
@@ -461,10 +507,18 @@ impl ControlReader {
 
 async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Result<()> {
     let remote = incoming.remote_address();
-    let conn = incoming.await.with_context(|| format!("handshake with {remote}"))?;
+    let conn = incoming
+        .await
+        .with_context(|| format!("handshake with {remote}"))?;
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     if rate_limited(&shared, remote.ip()) {
-        reject(&shared, &conn, None, ErrorCode::RateLimited, "too many connection attempts; wait a minute");
+        reject(
+            &shared,
+            &conn,
+            None,
+            ErrorCode::RateLimited,
+            "too many connection attempts; wait a minute",
+        );
         return Ok(());
     }
     let hello_timeout = Duration::from_secs(shared.cfg.hello_timeout_secs);
@@ -472,7 +526,13 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(e).context("accepting the control stream"),
         Err(_) => {
-            reject(&shared, &conn, None, ErrorCode::Stalled, "no control stream opened in time");
+            reject(
+                &shared,
+                &conn,
+                None,
+                ErrorCode::Stalled,
+                "no control stream opened in time",
+            );
             return Ok(());
         }
     };
@@ -486,7 +546,10 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
     let hello = match tokio::time::timeout(hello_timeout, ctrl.next()).await {
         Ok(Ok(Some(Control::Hello(h)))) => h,
         Ok(Ok(Some(other))) => {
-            let msg = format!("expected HELLO, got message type 0x{:02x}", other.type_byte());
+            let msg = format!(
+                "expected HELLO, got message type 0x{:02x}",
+                other.type_byte()
+            );
             reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &msg);
             return Ok(());
         }
@@ -498,7 +561,13 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
             return Ok(());
         }
         Err(_) => {
-            reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::Stalled, "no HELLO in time");
+            reject(
+                &shared,
+                &conn,
+                Some(&ctrl_tx),
+                ErrorCode::Stalled,
+                "no HELLO in time",
+            );
             return Ok(());
         }
     };
@@ -518,18 +587,26 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         .unwrap_or_else(|e| e.into_inner())
         .replace(conn.clone())
     {
-        old.close(ErrorCode::Ok.as_u16().into(), b"superseded by a resumed connection");
+        old.close(
+            ErrorCode::Ok.as_u16().into(),
+            b"superseded by a resumed connection",
+        );
     }
     session.set_lifecycle(Lifecycle::Connected);
     if resumed {
         session.lock().resumes += 1;
-        shared.metrics.sessions_resumed.fetch_add(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .sessions_resumed
+            .fetch_add(1, Ordering::Relaxed);
     }
+    let (next_seq, held) = session.ack_state();
     let welcome = Welcome {
         session_id: session.info.id.clone(),
         resume_secret: session.secret.clone(),
         resumed,
-        next_seq: session.next_seq(),
+        next_seq,
+        held,
         limits: Limits {
             max_frame_bytes: shared.cfg.max_frame_bytes,
             max_bitrate_bps: shared.cfg.max_bitrate_bps,
@@ -545,8 +622,14 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
     let ack_tx = ctrl_tx.clone();
     let acks = tokio::spawn(async move {
         while ack_rx.changed().await.is_ok() {
-            let next_seq = ack_rx.borrow_and_update().clone();
-            if ack_tx.send(Control::Ack(sharecast_formats::ingest::Ack { next_seq })).is_err() {
+            let (next_seq, held) = ack_rx.borrow_and_update().clone();
+            if ack_tx
+                .send(Control::Ack(sharecast_formats::ingest::Ack {
+                    next_seq,
+                    held,
+                }))
+                .is_err()
+            {
                 break;
             }
         }
@@ -578,7 +661,10 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
                 tracing::warn!(session = %session.info.id, code = e.code, message = %e.message, "client reported an error");
             }
             Ok(Some(other)) => {
-                let msg = format!("unexpected control message type 0x{:02x} after HELLO", other.type_byte());
+                let msg = format!(
+                    "unexpected control message type 0x{:02x} after HELLO",
+                    other.type_byte()
+                );
                 reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &msg);
                 break;
             }
@@ -613,11 +699,17 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
     if hello.version != VERSION {
         return Err((
             ErrorCode::UnsupportedVersion,
-            format!("protocol version {} is not supported; this server speaks {VERSION}", hello.version),
+            format!(
+                "protocol version {} is not supported; this server speaks {VERSION}",
+                hello.version
+            ),
         ));
     }
     let Some(device) = shared.handler.authenticate(&hello.token).await else {
-        return Err((ErrorCode::Unauthorized, "unknown or revoked device token".into()));
+        return Err((
+            ErrorCode::Unauthorized,
+            "unknown or revoked device token".into(),
+        ));
     };
     if let Some(resume) = &hello.resume {
         let s = shared
@@ -627,13 +719,27 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
             .get(&resume.session_id)
             .cloned();
         let Some(s) = s else {
-            return Err((ErrorCode::UnknownSession, format!("no open session {}", resume.session_id)));
+            return Err((
+                ErrorCode::UnknownSession,
+                format!("no open session {}", resume.session_id),
+            ));
         };
-        if !constant_time_eq(s.secret.as_bytes(), resume.secret.as_bytes()) || s.info.device.id != device.id {
-            return Err((ErrorCode::BadResumeSecret, "resume secret does not match the session".into()));
+        if !constant_time_eq(s.secret.as_bytes(), resume.secret.as_bytes())
+            || s.info.device.id != device.id
+        {
+            return Err((
+                ErrorCode::BadResumeSecret,
+                "resume secret does not match the session".into(),
+            ));
         }
-        if matches!(s.lifecycle(), Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed) {
-            return Err((ErrorCode::UnknownSession, format!("session {} has ended", resume.session_id)));
+        if matches!(
+            s.lifecycle(),
+            Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
+        ) {
+            return Err((
+                ErrorCode::UnknownSession,
+                format!("session {} has ended", resume.session_id),
+            ));
         }
         return Ok(s);
     }
@@ -643,7 +749,10 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
     let mut ids = std::collections::HashSet::new();
     for t in &hello.tracks {
         if t.id > sharecast_formats::ingest::MAX_TRACK_ID || !ids.insert(t.id) {
-            return Err((ErrorCode::BadMessage, format!("track id {} is duplicated or above 15", t.id)));
+            return Err((
+                ErrorCode::BadMessage,
+                format!("track id {} is duplicated or above 15", t.id),
+            ));
         }
     }
     shared
@@ -692,12 +801,18 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
     let writer = tokio::task::spawn_blocking(move || JournalWriter::create(&dir, &meta))
         .await
         .map_err(|e| (ErrorCode::Internal, format!("journal task: {e}")))?
-        .map_err(|e| (ErrorCode::Internal, format!("creating the session journal: {e:#}")))?;
-    let output = shared
-        .handler
-        .open(&info)
-        .await
-        .map_err(|e| (ErrorCode::Internal, format!("opening session outputs: {e:#}")))?;
+        .map_err(|e| {
+            (
+                ErrorCode::Internal,
+                format!("creating the session journal: {e:#}"),
+            )
+        })?;
+    let output = shared.handler.open(&info).await.map_err(|e| {
+        (
+            ErrorCode::Internal,
+            format!("opening session outputs: {e:#}"),
+        )
+    })?;
     let session = Session::new(
         info,
         secret,
@@ -712,7 +827,10 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.clone(), session.clone());
-    shared.metrics.sessions_started.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .sessions_started
+        .fetch_add(1, Ordering::Relaxed);
     tracing::info!(session = %id, device = %device.name, tracks = hello.tracks.len(), "ingest session opened");
     Ok(session)
 }
@@ -759,9 +877,12 @@ async fn read_frames(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         loop {
-            match dec.next() {
+            match dec.decode_next() {
                 Ok(Some(frame)) => {
-                    shared.metrics.frames_received.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .frames_received
+                        .fetch_add(1, Ordering::Relaxed);
                     shared
                         .metrics
                         .bytes_received
@@ -769,7 +890,10 @@ async fn read_frames(
                     match session.accept(frame) {
                         Ok(true) => {}
                         Ok(false) => {
-                            shared.metrics.frames_duplicate.fetch_add(1, Ordering::Relaxed);
+                            shared
+                                .metrics
+                                .frames_duplicate
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         Err((code, msg)) => {
                             reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
@@ -779,7 +903,13 @@ async fn read_frames(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    reject(&shared, &conn, Some(&ctrl_tx), e.code(), &format!("frame stream: {e}"));
+                    reject(
+                        &shared,
+                        &conn,
+                        Some(&ctrl_tx),
+                        e.code(),
+                        &format!("frame stream: {e}"),
+                    );
                     return;
                 }
             }
@@ -790,7 +920,13 @@ async fn read_frames(
             match tokio::time::timeout(stall, stream.read(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::Stalled, "frame incomplete for too long");
+                    reject(
+                        &shared,
+                        &conn,
+                        Some(&ctrl_tx),
+                        ErrorCode::Stalled,
+                        "frame incomplete for too long",
+                    );
                     return;
                 }
             }
@@ -799,7 +935,13 @@ async fn read_frames(
             Ok(Some(n)) => dec.push(&buf[..n]),
             Ok(None) => {
                 if let Err(e) = dec.finish() {
-                    reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &format!("frame stream: {e}"));
+                    reject(
+                        &shared,
+                        &conn,
+                        Some(&ctrl_tx),
+                        ErrorCode::BadMessage,
+                        &format!("frame stream: {e}"),
+                    );
                 }
                 return;
             }
@@ -809,10 +951,17 @@ async fn read_frames(
     }
 }
 
-async fn handle_end(shared: &Arc<Shared>, session: &Arc<Session>, end: &End) -> Result<VideoAttributes, Reject> {
+async fn handle_end(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    end: &End,
+) -> Result<VideoAttributes, Reject> {
     for t in end.frame_count.keys() {
         if !session.info.tracks.iter().any(|x| x.id == *t) {
-            return Err((ErrorCode::UnknownTrack, format!("END counts track {t} which HELLO did not declare")));
+            return Err((
+                ErrorCode::UnknownTrack,
+                format!("END counts track {t} which HELLO did not declare"),
+            ));
         }
     }
     let complete = |next: &std::collections::BTreeMap<u8, u64>| {
@@ -824,7 +973,7 @@ async fn handle_end(shared: &Arc<Shared>, session: &Arc<Session>, end: &End) -> 
     let wait = Duration::from_secs(shared.cfg.end_wait_secs);
     let ok = tokio::time::timeout(wait, async {
         loop {
-            if complete(&rx.borrow_and_update()) {
+            if complete(&rx.borrow_and_update().0) {
                 return;
             }
             if rx.changed().await.is_err() {
@@ -838,7 +987,10 @@ async fn handle_end(shared: &Arc<Shared>, session: &Arc<Session>, end: &End) -> 
         let have = session.next_seq();
         return Err((
             ErrorCode::MissingFrames,
-            format!("END announced {:?} frames but only {:?} arrived", end.frame_count, have),
+            format!(
+                "END announced {:?} frames but only {:?} arrived",
+                end.frame_count, have
+            ),
         ));
     }
     finalise(shared, session)
@@ -882,11 +1034,18 @@ async fn finalise(shared: &Arc<Shared>, session: &Arc<Session>) -> Result<VideoA
         Ok(a) => session.close_journal().await.map(|_| a),
         Err(e) => Err(e),
     };
-    shared.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
     match result {
         Ok(a) => {
             session.set_lifecycle(Lifecycle::Finished);
-            shared.metrics.sessions_finished.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .sessions_finished
+                .fetch_add(1, Ordering::Relaxed);
             let mut f = shared.finished.lock().unwrap_or_else(|e| e.into_inner());
             if f.len() > 1000 {
                 f.clear();
@@ -897,7 +1056,10 @@ async fn finalise(shared: &Arc<Shared>, session: &Arc<Session>) -> Result<VideoA
         }
         Err(e) => {
             session.set_lifecycle(Lifecycle::Failed);
-            shared.metrics.sessions_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .sessions_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(session = %id, error = %format!("{e:#}"), "session failed to finalise");
             Err(e)
         }

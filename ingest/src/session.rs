@@ -14,6 +14,12 @@ use crate::journal::JournalWriter;
 use crate::metrics::IngestMetrics;
 use crate::{SessionInfo, SessionOutput};
 
+/// Durable frames: contiguous prefix and ranges held above it, per track.
+pub(crate) type AckState = (BTreeMap<u8, u64>, BTreeMap<u8, Vec<(u64, u64)>>);
+
+/// Most ranges reported per track in one ACK.
+const MAX_HELD_RANGES: usize = 64;
+
 /// A rejected frame: code and explanation.
 pub(crate) type Reject = (ErrorCode, String);
 
@@ -65,6 +71,11 @@ pub(crate) struct State {
     pub suspended_at: Option<Instant>,
     pub resumes: u64,
     pub failure: Option<String>,
+    /// Capture-to-arrival delay of the newest live frame, ms (wall clock of
+    /// arrival minus the phone's anchor + capture time).
+    pub live_delay_ms: Option<i64>,
+    /// Largest live delay seen, ms.
+    pub max_live_delay_ms: Option<i64>,
 }
 
 pub(crate) enum JournalCmd {
@@ -78,7 +89,7 @@ pub(crate) struct Session {
     pub secret: String,
     pub output: Arc<dyn SessionOutput>,
     pub state: Mutex<State>,
-    pub ack_tx: watch::Sender<BTreeMap<u8, u64>>,
+    pub ack_tx: watch::Sender<AckState>,
     pub journal_tx: mpsc::UnboundedSender<JournalCmd>,
     /// Generation of the connection currently attached (0 = none yet).
     pub generation: AtomicU64,
@@ -109,7 +120,7 @@ impl Session {
             .map(|t| (t.id, TrackState::default()))
             .collect::<BTreeMap<_, _>>();
         let acks = tracks.keys().map(|k| (*k, 0)).collect();
-        let (ack_tx, _) = watch::channel(acks);
+        let (ack_tx, _) = watch::channel((acks, BTreeMap::new()));
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
         let session = Arc::new(Session {
             info,
@@ -124,6 +135,8 @@ impl Session {
                 suspended_at: Some(Instant::now()),
                 resumes: 0,
                 failure: None,
+                live_delay_ms: None,
+                max_live_delay_ms: None,
             }),
             ack_tx,
             journal_tx,
@@ -156,11 +169,43 @@ impl Session {
             .collect()
     }
 
+    /// Contiguous durable prefix and durable ranges above it.
+    pub fn ack_state(&self) -> AckState {
+        let st = self.lock();
+        let next = st
+            .tracks
+            .iter()
+            .map(|(k, t)| (*k, t.durable_next))
+            .collect();
+        let mut held = BTreeMap::new();
+        for (k, t) in &st.tracks {
+            let mut ranges: Vec<(u64, u64)> = Vec::new();
+            for seq in t.durable_ahead.keys() {
+                match ranges.last_mut() {
+                    Some((_, end)) if *end == *seq => *end += 1,
+                    _ => {
+                        if ranges.len() == MAX_HELD_RANGES {
+                            break;
+                        }
+                        ranges.push((*seq, *seq + 1));
+                    }
+                }
+            }
+            if !ranges.is_empty() {
+                held.insert(*k, ranges);
+            }
+        }
+        (next, held)
+    }
+
     /// Take a received frame: dedup, validate, pass to live, queue for the
     /// journal. Returns `Ok(false)` for a duplicate.
     pub fn accept(&self, frame: MediaFrame) -> Result<bool, Reject> {
         let mut st = self.lock();
-        if matches!(st.lifecycle, Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed) {
+        if matches!(
+            st.lifecycle,
+            Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
+        ) {
             return Err((ErrorCode::UnknownSession, "session has ended".into()));
         }
         let max_session_us = self.limits.max_session_us;
@@ -173,13 +218,18 @@ impl Session {
         if bitrate > max_bitrate {
             return Err((
                 ErrorCode::BitrateExceeded,
-                format!("average bitrate {bitrate} bit/s is above the limit of {max_bitrate} bit/s"),
+                format!(
+                    "average bitrate {bitrate} bit/s is above the limit of {max_bitrate} bit/s"
+                ),
             ));
         }
         let Some(ts) = st.tracks.get_mut(&frame.track) else {
             return Err((
                 ErrorCode::UnknownTrack,
-                format!("frame for track {} which HELLO did not declare", frame.track),
+                format!(
+                    "frame for track {} which HELLO did not declare",
+                    frame.track
+                ),
             ));
         };
         if frame.seq < ts.durable_next
@@ -192,8 +242,16 @@ impl Session {
         let prev = if frame.seq == ts.durable_next {
             ts.last_dts
         } else {
-            let a = ts.durable_ahead.range(..frame.seq).next_back().map(|(s, f)| (*s, f.dts_us));
-            let b = ts.in_flight.range(..frame.seq).next_back().map(|(s, d)| (*s, *d));
+            let a = ts
+                .durable_ahead
+                .range(..frame.seq)
+                .next_back()
+                .map(|(s, f)| (*s, f.dts_us));
+            let b = ts
+                .in_flight
+                .range(..frame.seq)
+                .next_back()
+                .map(|(s, d)| (*s, *d));
             match (a, b) {
                 (Some(a), Some(b)) => Some(if a.0 > b.0 { a.1 } else { b.1 }),
                 (Some(a), None) => Some(a.1),
@@ -213,8 +271,16 @@ impl Session {
             }
         }
         let next = {
-            let a = ts.durable_ahead.range(frame.seq + 1..).next().map(|(s, f)| (*s, f.dts_us));
-            let b = ts.in_flight.range(frame.seq + 1..).next().map(|(s, d)| (*s, *d));
+            let a = ts
+                .durable_ahead
+                .range(frame.seq + 1..)
+                .next()
+                .map(|(s, f)| (*s, f.dts_us));
+            let b = ts
+                .in_flight
+                .range(frame.seq + 1..)
+                .next()
+                .map(|(s, d)| (*s, *d));
             match (a, b) {
                 (Some(a), Some(b)) => Some(if a.0 < b.0 { a.1 } else { b.1 }),
                 (x, y) => x.or(y).map(|v| v.1),
@@ -249,6 +315,15 @@ impl Session {
         }
         st.bytes = new_bytes;
         st.max_pts = new_max_pts;
+        if live {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            let delay = (now_us - self.info.anchor_unix_us.saturating_add(frame.pts_us)) / 1000;
+            st.live_delay_ms = Some(delay);
+            st.max_live_delay_ms = Some(st.max_live_delay_ms.map_or(delay, |m| m.max(delay)));
+        }
         drop(st);
         if live {
             self.output.live(&frame);
@@ -291,7 +366,7 @@ impl Session {
                 st.failure.get_or_insert(msg);
             }
         }
-        self.ack_tx.send_replace(self.next_seq());
+        self.ack_tx.send_replace(self.ack_state());
     }
 
     /// Make everything durable so far and write the END record.
@@ -385,7 +460,12 @@ async fn journal_task(
                     let msg = format!("journal write failed: {e:#}");
                     tracing::error!(session = %s.info.id, error = %msg);
                     s.lock().failure.get_or_insert(msg.clone());
-                    if let Some(c) = s.connection.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    if let Some(c) = s
+                        .connection
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                    {
                         c.close(ErrorCode::Internal.as_u16().into(), msg.as_bytes());
                     }
                     return;

@@ -26,7 +26,11 @@ pub fn fingerprint(cert: &[u8]) -> String {
 }
 
 /// Load the configured chain, or load/generate the self-signed default.
-pub fn load_or_generate(cert_chain: &str, private_key: &str, data_dir: &Path) -> Result<TlsMaterial> {
+pub fn load_or_generate(
+    cert_chain: &str,
+    private_key: &str,
+    data_dir: &Path,
+) -> Result<TlsMaterial> {
     if !cert_chain.is_empty() {
         return load(Path::new(cert_chain), Path::new(private_key), false);
     }
@@ -37,15 +41,21 @@ pub fn load_or_generate(cert_chain: &str, private_key: &str, data_dir: &Path) ->
         return load(&cert_path, &key_path, false);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() {
             names.push(h.to_string());
         }
     }
-    let ck = rcgen::generate_simple_self_signed(names).context("generating self-signed certificate")?;
-    std::fs::write(&cert_path, ck.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    let ck =
+        rcgen::generate_simple_self_signed(names).context("generating self-signed certificate")?;
+    std::fs::write(&cert_path, ck.cert.pem())
+        .with_context(|| format!("writing {}", cert_path.display()))?;
     std::fs::write(&key_path, ck.key_pair.serialize_pem())
         .with_context(|| format!("writing {}", key_path.display()))?;
     #[cfg(unix)]
@@ -59,7 +69,8 @@ pub fn load_or_generate(cert_chain: &str, private_key: &str, data_dir: &Path) ->
 }
 
 fn load(cert: &Path, key: &Path, generated: bool) -> Result<TlsMaterial> {
-    let cert_pem = std::fs::read(cert).with_context(|| format!("reading certificate {}", cert.display()))?;
+    let cert_pem =
+        std::fs::read(cert).with_context(|| format!("reading certificate {}", cert.display()))?;
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing certificate {}", cert.display()))?;
@@ -67,7 +78,8 @@ fn load(cert: &Path, key: &Path, generated: bool) -> Result<TlsMaterial> {
         .first()
         .with_context(|| format!("no certificate in {}", cert.display()))?;
     let fingerprint = fingerprint(leaf);
-    let key_pem = std::fs::read(key).with_context(|| format!("reading private key {}", key.display()))?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("reading private key {}", key.display()))?;
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .with_context(|| format!("parsing private key {}", key.display()))?
         .with_context(|| format!("no private key in {}", key.display()))?;

@@ -12,7 +12,8 @@ use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{encode_frame, Control, ErrorCode, Hello, VERSION};
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use sharecast_ingest::{
-    BoxFuture, DeviceIdentity, IngestConfig, IngestServer, SessionHandler, SessionInfo, SessionOutput,
+    BoxFuture, DeviceIdentity, IngestConfig, IngestServer, SessionHandler, SessionInfo,
+    SessionOutput,
 };
 
 #[derive(Default)]
@@ -56,12 +57,15 @@ impl SessionHandler for Handler {
         })
     }
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String> {
-        match tracks.iter().find(|t| t.codec() .is_none()) {
+        match tracks.iter().find(|t| t.codec().is_none()) {
             Some(t) => Err(format!("codec {} is not supported", t.codec)),
             None => Ok(()),
         }
     }
-    fn open<'a>(&'a self, _info: &'a SessionInfo) -> BoxFuture<'a, anyhow::Result<Arc<dyn SessionOutput>>> {
+    fn open<'a>(
+        &'a self,
+        _info: &'a SessionInfo,
+    ) -> BoxFuture<'a, anyhow::Result<Arc<dyn SessionOutput>>> {
         let m = self.0.clone();
         Box::pin(async move { Ok(Arc::new(Out(m)) as Arc<dyn SessionOutput>) })
     }
@@ -131,7 +135,11 @@ impl Env {
         );
         let s = server.clone();
         tokio::spawn(async move { s.run().await });
-        Env { server, mem, _dir: dir }
+        Env {
+            server,
+            mem,
+            _dir: dir,
+        }
     }
 
     fn client(&self, token: &str) -> UploaderConfig {
@@ -149,7 +157,11 @@ impl Env {
     fn assert_complete(&self, video: u64, audio: u64) {
         let rec = self.mem.recorded.lock().unwrap();
         for (track, n) in [(0u8, video), (1u8, audio)] {
-            let seqs: Vec<u64> = rec.iter().filter(|f| f.track == track).map(|f| f.seq).collect();
+            let seqs: Vec<u64> = rec
+                .iter()
+                .filter(|f| f.track == track)
+                .map(|f| f.seq)
+                .collect();
             assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "track {track}");
         }
     }
@@ -169,7 +181,9 @@ async fn upload(up: &Uploader, n: i64, mut each: impl FnMut(i64, &Uploader)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_is_recorded_in_order_and_finished_once() {
     let env = Env::new(IngestConfig::default()).await;
-    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
     assert!(up.live_urls()[0].ends_with(up.session_id()));
     upload(&up, 100, |_, _| {}).await;
     let attrs = up.finish().await.unwrap();
@@ -181,8 +195,14 @@ async fn upload_is_recorded_in_order_and_finished_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_resume_without_loss_or_duplicates() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug,quinn=info,quinn_proto=info")
+        .with_test_writer()
+        .try_init();
     let env = Env::new(IngestConfig::default()).await;
-    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
     let mut i = 0;
     for (k, cut) in [50i64, 120, 220].into_iter().enumerate() {
         while i < cut {
@@ -210,13 +230,18 @@ async fn dropped_connections_resume_without_loss_or_duplicates() {
     env.assert_complete(300, 300);
     let mut out = String::new();
     env.server.render_metrics(&mut out);
-    assert!(out.contains("sharecast_ingest_sessions_resumed_total 3"), "{out}");
+    assert!(
+        out.contains("sharecast_ingest_sessions_resumed_total 3"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn address_change_keeps_the_connection() {
     let env = Env::new(IngestConfig::default()).await;
-    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
     let mut rebound = None;
     upload(&up, 150, |i, up| {
         if i == 60 {
@@ -252,13 +277,18 @@ async fn wrong_token_and_unknown_codec_are_refused() {
     assert_eq!(e.code(), Some(ErrorCode::UnsupportedCodec), "{e}");
     assert!(e.to_string().contains("vp9"), "{e}");
     assert_eq!(env.server.metrics().rejected(ErrorCode::Unauthorized), 1);
-    assert_eq!(env.server.metrics().rejected(ErrorCode::UnsupportedCodec), 1);
+    assert_eq!(
+        env.server.metrics().rejected(ErrorCode::UnsupportedCodec),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_track_and_backwards_timestamps_are_refused() {
     let env = Env::new(IngestConfig::default()).await;
-    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
     up.send(frame(0, 0)).await.unwrap();
     let mut f = frame(0, 0);
     f.track = 7;
@@ -266,7 +296,9 @@ async fn unknown_track_and_backwards_timestamps_are_refused() {
     let e = up.finish().await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnknownTrack), "{e}");
 
-    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
     up.send(frame(0, 5)).await.unwrap();
     up.send(frame(0, 4)).await.unwrap();
     let e = up.finish().await.unwrap_err();
@@ -281,7 +313,9 @@ async fn oversized_frames_and_session_limits_are_refused() {
         ..IngestConfig::default()
     })
     .await;
-    let up = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
     // A second session of the same device is over the limit.
     let e = refused(&env, "good", tracks()).await;
     assert_eq!(e.code(), Some(ErrorCode::SessionLimit), "{e}");
@@ -291,10 +325,18 @@ async fn oversized_frames_and_session_limits_are_refused() {
 }
 
 /// A raw client: connect, HELLO, then whatever the test writes.
-async fn raw(env: &Env) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+async fn raw(
+    env: &Env,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+) {
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(
-        sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into())).unwrap(),
+        sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into()))
+            .unwrap(),
     );
     let conn = ep
         .connect(env.server.local_addr().unwrap(), "localhost")
@@ -317,9 +359,10 @@ async fn raw(env: &Env) -> (quinn::Endpoint, quinn::Connection, quinn::SendStrea
 
 async fn close_code(conn: &quinn::Connection) -> (u16, String) {
     match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await {
-        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
-            (u64::from(c.error_code) as u16, String::from_utf8_lossy(&c.reason).to_string())
-        }
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) => (
+            u64::from(c.error_code) as u16,
+            String::from_utf8_lossy(&c.reason).to_string(),
+        ),
         other => panic!("unexpected close: {other:?}"),
     }
 }
@@ -340,9 +383,14 @@ async fn garbage_on_the_control_stream_is_refused() {
     let env = Env::new(IngestConfig::default()).await;
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(
-        sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into())).unwrap(),
+        sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into()))
+            .unwrap(),
     );
-    let conn = ep.connect(env.server.local_addr().unwrap(), "localhost").unwrap().await.unwrap();
+    let conn = ep
+        .connect(env.server.local_addr().unwrap(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
     let (mut s, _r) = conn.open_bi().await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let (code, reason) = close_code(&conn).await;
@@ -369,7 +417,9 @@ async fn a_client_stalled_mid_frame_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_sessions_continue_while_one_is_refused() {
     let env = Env::new(IngestConfig::default()).await;
-    let good = Uploader::start(env.client("good"), tracks(), 0).await.unwrap();
+    let good = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
     upload(&good, 30, |_, _| {}).await;
     let (_ep, conn, _s, _r) = raw(&env).await;
     let mut u = conn.open_uni().await.unwrap();
@@ -394,11 +444,17 @@ async fn journal_recovery_reopens_an_unfinished_session() {
         listen: "127.0.0.1:0".into(),
         ..IngestConfig::default()
     };
-    let s1 = Arc::new(IngestServer::bind(cfg.clone(), dir.path(), Arc::new(Handler(mem1.clone()))).unwrap());
+    let s1 = Arc::new(
+        IngestServer::bind(cfg.clone(), dir.path(), Arc::new(Handler(mem1.clone()))).unwrap(),
+    );
     let addr = s1.local_addr().unwrap();
     let r1 = s1.clone();
     let run1 = tokio::spawn(async move { r1.run().await });
-    let mut c = UploaderConfig::new(addr.to_string(), "good", Trust::PinSha256(s1.fingerprint().into()));
+    let mut c = UploaderConfig::new(
+        addr.to_string(),
+        "good",
+        Trust::PinSha256(s1.fingerprint().into()),
+    );
     c.reconnect_deadline = Duration::from_secs(30);
     let up = Uploader::start(c, tracks(), 0).await.unwrap();
     upload(&up, 40, |_, _| {}).await;
@@ -436,8 +492,144 @@ async fn journal_recovery_reopens_an_unfinished_session() {
     up.finish().await.unwrap();
     let rec = mem2.recorded.lock().unwrap();
     for track in [0u8, 1] {
-        let seqs: Vec<u64> = rec.iter().filter(|f| f.track == track).map(|f| f.seq).collect();
+        let seqs: Vec<u64> = rec
+            .iter()
+            .filter(|f| f.track == track)
+            .map(|f| f.seq)
+            .collect();
         assert_eq!(seqs, (0..80).collect::<Vec<_>>(), "track {track}");
     }
     assert!(Path::new(&dir.path().join("sessions")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrate_and_session_length_limits_are_enforced() {
+    let env = Env::new(IngestConfig {
+        max_bitrate_bps: 100_000,
+        ..IngestConfig::default()
+    })
+    .await;
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
+    // 3000-byte video frames at 30 fps are ~720 kbit/s.
+    let _ = async {
+        for i in 0..100 {
+            up.send(frame(0, i)).await?;
+        }
+        Ok::<(), UploadError>(())
+    }
+    .await;
+    let e = up.finish().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BitrateExceeded), "{e}");
+
+    let env = Env::new(IngestConfig {
+        max_session_secs: 1,
+        ..IngestConfig::default()
+    })
+    .await;
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
+    let _ = async {
+        for i in 0..60 {
+            up.send(frame(1, i)).await?; // 60 × 21.3 ms = 1.28 s of capture time
+        }
+        Ok::<(), UploadError>(())
+    }
+    .await;
+    let e = up.finish().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::SessionTooLong), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_attempts_are_rate_limited() {
+    let env = Env::new(IngestConfig {
+        max_connects_per_minute: 2,
+        ..IngestConfig::default()
+    })
+    .await;
+    let a = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
+    let b = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
+    let e = refused(&env, "good", tracks()).await;
+    assert_eq!(e.code(), Some(ErrorCode::RateLimited), "{e}");
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_never_returns_is_finalised_after_the_resume_timeout() {
+    let env = Env::new(IngestConfig {
+        resume_timeout_secs: 1,
+        ..IngestConfig::default()
+    })
+    .await;
+    let (ep, conn, _s, _r) = raw(&env).await;
+    let mut u = conn.open_uni().await.unwrap();
+    for i in 0..10 {
+        let mut f = frame(0, i);
+        f.seq = i as u64;
+        u.write_all(&encode_frame(&f)).await.unwrap();
+    }
+    u.finish().unwrap();
+    // Let the frames become durable, then vanish without END.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.close(0u32.into(), b"gone");
+    drop(ep);
+    for _ in 0..50 {
+        if *env.mem.finished.lock().unwrap() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        *env.mem.finished.lock().unwrap(),
+        1,
+        "session not finalised"
+    );
+    assert_eq!(env.mem.recorded.lock().unwrap().len(), 10);
+    assert!(env.server.sessions().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_certificate_chain_is_verified_by_the_client() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["ingest.test".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let chain = dir.path().join("chain.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    let env = Env::new(IngestConfig {
+        cert_chain: chain.display().to_string(),
+        private_key: key.display().to_string(),
+        ..IngestConfig::default()
+    })
+    .await;
+    let mut c = env.client("good");
+    c.trust = Trust::CaPem(ca.pem().into_bytes());
+    c.server_name = Some("ingest.test".into());
+    let up = Uploader::start(c.clone(), tracks(), 0).await.unwrap();
+    upload(&up, 5, |_, _| {}).await;
+    up.finish().await.unwrap();
+    // The wrong name, or a pin of another certificate, is refused.
+    c.server_name = Some("other.test".into());
+    assert!(matches!(
+        Uploader::start(c.clone(), tracks(), 0).await,
+        Err(UploadError::Disconnected(_))
+    ));
+    let mut p = env.client("good");
+    p.trust = Trust::PinSha256("00".repeat(32));
+    assert!(Uploader::start(p, tracks(), 0).await.is_err());
 }

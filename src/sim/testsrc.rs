@@ -1,10 +1,11 @@
-//! A live camera for `sharecast push --input testsrc`: a moving test pattern
+//! A live camera for `sharecast push --input testsrc`: sensor-like noise (so
+//! the encoder really uses the bitrate it is given)
 //! with the capture clock burnt in, encoded live with x264 (and a tick tone
 //! encoded to AAC), whose encoder bitrate and frame rate follow the client
 //! SDK's advice, the way a phone's encoder would.
 //!
 //! ```text
-//! videotestsrc is-live ! video/x-raw,640x360,30/1 ! clockoverlay ! videorate name=rate
+//! videotestsrc is-live pattern=snow ! video/x-raw,640x360,30/1 ! clockoverlay ! videorate name=rate
 //!   ! videoconvert ! x264enc name=enc tune=zerolatency ! h264parse ! avc/au ! appsink name=video
 //! audiotestsrc is-live wave=ticks ! audio/x-raw,48000,2ch ! avenc_aac ! aacparse ! appsink name=audio
 //! ```
@@ -31,11 +32,18 @@ pub struct TestSource {
     pub tracks: Vec<TrackInfo>,
     pending: Vec<Option<gst::Sample>>,
     seq: Vec<u64>,
-    base: Option<gst::ClockTime>,
+    base: Option<i64>,
 }
 
-fn to_us(t: Option<gst::ClockTime>) -> Option<i64> {
-    t.map(|t| t.useconds() as i64)
+/// A buffer time as running time in µs (encoders shift their segments, so
+/// raw buffer times of different branches are not comparable).
+fn running_us(sample: &gst::Sample, t: Option<gst::ClockTime>) -> Option<i64> {
+    let t = t?;
+    let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+    match seg.to_running_time_full(t)? {
+        gst::Signed::Positive(v) => Some(v.useconds() as i64),
+        gst::Signed::Negative(v) => Some(-(v.useconds() as i64)),
+    }
 }
 
 impl TestSource {
@@ -48,8 +56,8 @@ impl TestSource {
             ""
         };
         let desc = format!(
-            "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 \
-             ! {overlay}videorate name=rate drop-only=true max-rate={fps} ! videoconvert \
+            "videotestsrc is-live=true pattern=snow ! video/x-raw,width={width},height={height},framerate={fps}/1 \
+             ! {overlay}videorate name=rate drop-only=true max-rate={fps} ! videoconvert ! video/x-raw,format=I420 \
              ! x264enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate={kbps} \
              ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! appsink name=video sync=false \
              audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=2 ! audioconvert \
@@ -118,25 +126,22 @@ impl TestSource {
                 self.pending[i] = self.sinks[i].1.try_pull_sample(t);
             }
         }
-        let pts = |s: &Option<gst::Sample>| {
+        let dts_of = |s: &Option<gst::Sample>| {
             s.as_ref()
-                .and_then(|s| s.buffer())
-                .and_then(|b| b.dts_or_pts())
+                .and_then(|s| s.buffer().and_then(|b| running_us(s, b.dts_or_pts())))
+                .unwrap_or(i64::MAX)
         };
         let idx = (0..self.sinks.len())
             .filter(|i| self.pending[*i].is_some())
-            .min_by_key(|i| pts(&self.pending[*i]))?;
+            .min_by_key(|i| dts_of(&self.pending[*i]))?;
         let sample = self.pending[idx].take()?;
         let buffer = sample.buffer()?;
-        let base = *self
-            .base
-            .get_or_insert_with(|| buffer.dts_or_pts().unwrap_or(gst::ClockTime::ZERO));
-        let rel = |t: Option<gst::ClockTime>| to_us(t).map(|t| t - base.useconds() as i64);
-        let pts_us = match rel(buffer.pts()) {
-            Some(p) => p,
-            None => return Some(Err(anyhow!("encoded buffer without a timestamp"))),
+        let Some(pts) = running_us(&sample, buffer.pts()) else {
+            return Some(Err(anyhow!("encoded buffer without a timestamp")));
         };
-        let dts_us = rel(buffer.dts()).unwrap_or(pts_us);
+        let dts = running_us(&sample, buffer.dts()).unwrap_or(pts);
+        let base = *self.base.get_or_insert(dts);
+        let (pts_us, dts_us) = (pts - base, dts - base);
         let data = match buffer.map_readable() {
             Ok(m) => bytes::Bytes::copy_from_slice(m.as_slice()),
             Err(_) => return Some(Err(anyhow!("unreadable encoded buffer"))),
