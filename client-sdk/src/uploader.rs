@@ -191,7 +191,11 @@ pub struct UploadStats {
 struct Entry {
     frame: MediaFrame,
     sent: bool,
+    queued_at: Instant,
 }
+
+/// Most acknowledgement latencies kept for [`Uploader::take_ack_latencies`].
+const MAX_LATENCY_SAMPLES: usize = 100_000;
 
 struct St {
     buffer: VecDeque<Entry>,
@@ -214,6 +218,7 @@ struct St {
     stats: UploadStats,
     ack_log: VecDeque<(Instant, u64)>,
     connected: bool,
+    ack_latencies_us: Vec<u32>,
 }
 
 struct Inner {
@@ -533,6 +538,7 @@ impl Uploader {
                 stats: UploadStats::default(),
                 ack_log: VecDeque::new(),
                 connected: true,
+                ack_latencies_us: Vec::new(),
             }),
             changed: Notify::new(),
             conn: Mutex::new(None),
@@ -576,6 +582,12 @@ impl Uploader {
         s
     }
 
+    /// Time from [`Uploader::send`] to the durable acknowledgement of every
+    /// frame acknowledged since the last call, microseconds.
+    pub fn take_ack_latencies(&self) -> Vec<u32> {
+        std::mem::take(&mut self.inner.lock().ack_latencies_us)
+    }
+
     /// Frames handed to [`Uploader::send`] so far, per track.
     pub fn frames_per_track(&self) -> BTreeMap<u8, u64> {
         self.inner.lock().next_seq.clone()
@@ -612,7 +624,11 @@ impl Uploader {
                     *seq += 1;
                     st.buffer_bytes += size;
                     st.stats.frames_sent += 1;
-                    st.buffer.push_back(Entry { frame, sent: false });
+                    st.buffer.push_back(Entry {
+                        frame,
+                        sent: false,
+                        queued_at: Instant::now(),
+                    });
                     drop(st);
                     self.inner.changed.notify_waiters();
                     return Ok(());
@@ -702,7 +718,7 @@ impl Uploader {
 }
 
 enum ConnEnd {
-    Finished(VideoAttributes),
+    Finished(Box<VideoAttributes>),
     Lost(String),
     Fatal(UploadError),
 }
@@ -751,7 +767,7 @@ async fn run(
         lost_since = None;
         backoff = Duration::from_millis(100);
         match drive(&inner, c).await {
-            ConnEnd::Finished(a) => break Ok(a),
+            ConnEnd::Finished(a) => break Ok(*a),
             ConnEnd::Fatal(e) => break Err(e),
             ConnEnd::Lost(why) => {
                 tracing::warn!(session = %inner.session_id, reason = %why, "connection lost; resuming");
@@ -785,9 +801,14 @@ fn apply_ack(
     let mut freed_inflight = 0usize;
     let mut acked_frames = 0u64;
     let live = st.live_cursor;
+    let now = Instant::now();
+    let mut latencies = std::mem::take(&mut st.ack_latencies_us);
     st.buffer.retain(|e| {
         let keep = !covers(next_seq, held, e.frame.track, e.frame.seq);
         if !keep {
+            if latencies.len() < MAX_LATENCY_SAMPLES {
+                latencies.push(now.duration_since(e.queued_at).as_micros().min(u32::MAX as u128) as u32);
+            }
             freed += e.frame.data.len();
             if e.sent {
                 freed_inflight += e.frame.data.len();
@@ -800,6 +821,7 @@ fn apply_ack(
         idx += 1;
         keep
     });
+    st.ack_latencies_us = latencies;
     st.live_cursor -= removed_before_live;
     st.buffer_bytes -= freed;
     st.inflight = st.inflight.saturating_sub(freed_inflight);
@@ -1031,7 +1053,7 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
                     }
                     inner.changed.notify_waiters();
                 }
-                Ok(Control::Finished(f)) => return ConnEnd::Finished(f.attributes),
+                Ok(Control::Finished(f)) => return ConnEnd::Finished(Box::new(f.attributes)),
                 Ok(Control::Error(e)) => {
                     if is_fatal(e.code) {
                         return ConnEnd::Fatal(UploadError::Refused {

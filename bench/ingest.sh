@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Ingest benchmark: concurrent phones on loopback, each pushing a 2 Mbit/s clip
+# in real time with passthrough recording. Prints, per session count: ingest
+# Mbit/s, p50/p99 acknowledgement latency, sessions behind, server CPU and CPU
+# seconds per ingested Mbit; then the same clips pushed by ffmpeg to
+# nginx-rtmp (Debian's libnginx-mod-rtmp, recording on) for the CPU ratio; and
+# where the server's CPU goes, by thread name.
+#
+# Prints numbers, asserts nothing. Env: SESSIONS="10 25 50" SECONDS_PER_RUN=20
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SESSIONS="${SESSIONS:-10 25 50 100}"
+SECS="${SECONDS_PER_RUN:-20}"
+WORK="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+need=()
+for p in nginx libnginx-mod-rtmp; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bench/ingest: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  $SUDO systemctl stop nginx 2>/dev/null || $SUDO service nginx stop 2>/dev/null || true
+fi
+
+cargo build --release --bin sharecast --example ingest_load 2>&1 | tail -1
+BIN=target/release/sharecast
+LOAD=target/release/examples/ingest_load
+
+# A 10 s 2 Mbit/s 640x360 H.264 + AAC clip (sensor-like noise, so x264 really
+# spends the bitrate).
+CLIP="$WORK/clip_2mbps.mp4"
+gst-launch-1.0 -q videotestsrc num-buffers=300 pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1 \
+  ! videoconvert ! video/x-raw,format=I420 ! x264enc bitrate=1900 key-int-max=30 speed-preset=ultrafast \
+  ! h264parse ! mp4mux name=m ! filesink location="$CLIP" \
+  audiotestsrc num-buffers=470 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=96000 ! aacparse ! m.
+CLIP_MBPS=$(ffprobe -v error -show_entries format=bit_rate -of csv=p=0 "$CLIP" | awk '{printf "%.2f", $1/1e6}')
+echo "clip: $CLIP_MBPS Mbit/s, 10 s, looped with continuous timestamps"
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+cat > "$WORK/sharecast.toml" <<EOF
+data_dir = "$WORK/data"
+[ingest]
+listen = "127.0.0.1:24433"
+max_sessions_per_device = 100000
+max_connects_per_minute = 100000
+[http]
+listen = "127.0.0.1:28080"
+[live]
+rtsp_port = 28554
+EOF
+
+printf '\n%-9s %-10s %-10s %-10s %-7s %-7s %-9s %-12s\n' sessions "Mbit/s" "ack p50" "ack p99" behind failed "cpu %" "cpu s/Mbit"
+LAST_PID=""
+for n in $SESSIONS; do
+  rm -rf "$WORK/data"
+  "$BIN" serve --config "$WORK/sharecast.toml" >/dev/null 2>"$WORK/server.log" &
+  SPID=$!
+  for _ in $(seq 100); do [ -f "$WORK/data/server.json" ] && break; sleep 0.1; done
+  TOKEN=$(jq -r .demo_token "$WORK/data/server.json" 2>/dev/null || python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['demo_token'])")
+  PIN=$(python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['fingerprint'])")
+  t0=$(cpu_ticks $SPID)
+  out=$("$LOAD" --server 127.0.0.1:24433 --token "$TOKEN" --pin "$PIN" --input "$CLIP" --sessions "$n" --seconds "$SECS" 2>"$WORK/load.log" || echo '{}')
+  t1=$(cpu_ticks $SPID)
+  # Where the time goes: CPU by thread name, top 6.
+  profile=$(for t in /proc/$SPID/task/*; do
+      printf '%s %s\n' "$(tr ' ' '_' < "$t/comm")" "$(awk '{print $14+$15}' "$t/stat")"
+    done | awk '{sub(/[-:][0-9]+$/,"",$1); s[$1]+=$2} END {for (k in s) print s[k], k}' | sort -rn | head -6 \
+    | awk -v hz="$HZ" '{printf "%s=%.1fs ", $2, $1/hz}')
+  kill -INT $SPID; wait $SPID 2>/dev/null || true
+  python3 - "$out" "$t0" "$t1" "$HZ" "$SECS" "$n" "$profile" <<'PY'
+import json, sys
+o = json.loads(sys.argv[1] or "{}")
+t0, t1, hz, secs, n = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+cpu = (t1 - t0) / hz
+mbit = o.get("ingest_mbit_s", 0.0)
+print(f"{n:<9} {mbit:<10.1f} {o.get('ack_p50_ms',0):<10.1f} {o.get('ack_p99_ms',0):<10.1f} {o.get('behind','?'):<7} {o.get('failed','?'):<7} {100*cpu/secs:<9.0f} {cpu/(mbit*secs) if mbit else 0:<12.4f}")
+if o.get("first_error"):
+    print("          first error:", o["first_error"][:200])
+print("          server CPU by thread:", sys.argv[7])
+PY
+done
+
+# nginx-rtmp, same clips, recording on.
+NGX="$WORK/nginx"
+mkdir -p "$NGX/rec" "$NGX/logs"
+cat > "$NGX/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+daemon off;
+pid $NGX/nginx.pid;
+error_log $NGX/logs/error.log;
+events { worker_connections 4096; }
+rtmp {
+  server {
+    listen 127.0.0.1:21935;
+    application live {
+      live on;
+      record all;
+      record_path $NGX/rec;
+    }
+  }
+}
+EOF
+printf '\nnginx-rtmp (recording on), same clip via ffmpeg -re -c copy:\n'
+printf '%-9s %-10s %-9s %-12s\n' sessions "Mbit/s" "cpu %" "cpu s/Mbit"
+for n in $SESSIONS; do
+  rm -f "$NGX"/rec/*
+  nginx -p "$NGX" -c "$NGX/nginx.conf" 2>/dev/null &
+  NPID=$!
+  sleep 1
+  WPID=$(pgrep -P $NPID | head -1); WPID=${WPID:-$NPID}
+  t0=$(( $(cpu_ticks $NPID) + $(cpu_ticks $WPID) ))
+  pids=()
+  for i in $(seq "$n"); do
+    ffmpeg -v error -re -stream_loop -1 -t "$SECS" -i "$CLIP" -c copy -f flv "rtmp://127.0.0.1:21935/live/s$i" </dev/null &
+    pids+=($!)
+  done
+  wait "${pids[@]}" 2>/dev/null || true
+  t1=$(( $(cpu_ticks $NPID) + $(cpu_ticks $WPID) ))
+  bytes=$(du -cb "$NGX"/rec/*.flv 2>/dev/null | tail -1 | cut -f1)
+  kill $NPID 2>/dev/null; wait $NPID 2>/dev/null || true
+  python3 -c "
+b=$bytes; secs=$SECS; cpu=($t1-$t0)/$HZ
+mbit=b*8/1e6/secs
+print(f'{$n:<9} {mbit:<10.1f} {100*cpu/secs:<9.0f} {cpu/(mbit*secs) if mbit else 0:<12.4f}')"
+done

@@ -1,0 +1,132 @@
+//! Load generator for the ingest benchmark (`make bench`, `bench/ingest.sh`):
+//! N concurrent phones, each uploading a clip in real time (looped, with
+//! continuous capture timestamps) through the client SDK.
+//!
+//! Prints one line of JSON: sessions, seconds, frames, bytes, ingest Mbit/s,
+//! p50/p99/max acknowledgement latency (send → durable ack), and how many
+//! sessions fell behind real time (more than 1 s of media waiting at the end,
+//! or a failed upload).
+//!
+//! Usage: ingest_load --server HOST:PORT --token T --pin SHA256 --input CLIP
+//!        --sessions N --seconds S
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sharecast_client_sdk::{Trust, Uploader, UploaderConfig};
+use sharecast_formats::media::MediaFrame;
+use sharecast_transcoder::source::FileSource;
+
+fn arg(args: &[String], name: &str) -> Result<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .with_context(|| format!("missing {name}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let server = arg(&args, "--server")?;
+    let token = arg(&args, "--token")?;
+    let pin = arg(&args, "--pin")?;
+    let input = arg(&args, "--input")?;
+    let sessions: usize = arg(&args, "--sessions")?.parse()?;
+    let seconds: f64 = arg(&args, "--seconds")?.parse()?;
+
+    let mut src = FileSource::open(input.as_ref())?;
+    let tracks = src.tracks.clone();
+    let frames: Vec<MediaFrame> = src.by_ref().collect::<Result<_>>()?;
+    let clip_us = frames.iter().map(|f| f.pts_us + f.duration_us as i64).max().unwrap_or(1).max(1);
+    let frames = Arc::new(frames);
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..sessions {
+        let (server, token, pin, tracks, frames) =
+            (server.clone(), token.clone(), pin.clone(), tracks.clone(), frames.clone());
+        tasks.push(tokio::spawn(async move {
+            // Stagger starts over the first second.
+            tokio::time::sleep(Duration::from_millis((i as u64 * 1000) / sessions.max(1) as u64)).await;
+            let mut cfg = UploaderConfig::new(server, token, Trust::PinSha256(pin));
+            cfg.server_name = Some("localhost".into());
+            let up = Uploader::start(cfg, tracks, 0).await?;
+            let t0 = Instant::now();
+            let mut bytes = 0u64;
+            let mut n = 0u64;
+            'outer: for lap in 0.. {
+                for f in frames.iter() {
+                    let mut f = f.clone();
+                    let off = lap as i64 * clip_us;
+                    f.pts_us += off;
+                    f.dts_us += off;
+                    let due = Duration::from_micros(f.dts_us.max(0) as u64);
+                    if due.as_secs_f64() >= seconds {
+                        break 'outer;
+                    }
+                    if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    bytes += f.data.len() as u64;
+                    n += 1;
+                    up.send(f).await?;
+                }
+            }
+            let backlog = up.stats().backlog_bytes;
+            let mut lat = up.take_ack_latencies();
+            up.finish().await?;
+            Ok::<_, anyhow::Error>((n, bytes, backlog, lat))
+        }));
+    }
+    let mut frames_total = 0u64;
+    let mut bytes_total = 0u64;
+    let mut behind = 0usize;
+    let mut failed = 0usize;
+    let mut lat: Vec<u32> = Vec::new();
+    let mut first_error = None;
+    for t in tasks {
+        match t.await? {
+            Ok((n, b, backlog, l)) => {
+                frames_total += n;
+                bytes_total += b;
+                // More than ~1 s of a 2 Mbit/s stream still waiting.
+                if backlog > 250_000 {
+                    behind += 1;
+                }
+                lat.extend(l);
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(format!("{e:#}"));
+            }
+        }
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+    };
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "sessions": sessions,
+            "seconds": seconds,
+            "wall_seconds": wall,
+            "frames": frames_total,
+            "bytes": bytes_total,
+            "ingest_mbit_s": bytes_total as f64 * 8.0 / 1e6 / seconds,
+            "ack_p50_ms": pct(0.50),
+            "ack_p99_ms": pct(0.99),
+            "ack_max_ms": pct(1.0),
+            "behind": behind,
+            "failed": failed,
+            "first_error": first_error,
+        })
+    );
+    Ok(())
+}
