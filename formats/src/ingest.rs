@@ -879,6 +879,24 @@ mod tests {
         }
 
         #[test]
+        fn decoded_frames_reencode_to_their_bytes(mut data in proptest::collection::vec(any::<u8>(), 0..400), seqs in proptest::collection::vec(0u64..50, 0..4)) {
+            // Valid records followed by arbitrary bytes.
+            let mut wire = Vec::new();
+            for s in &seqs {
+                wire.extend_from_slice(&encode_frame(&frame(*s)));
+            }
+            wire.append(&mut data);
+            let mut d = FrameDecoder::new(1 << 20);
+            d.push(&wire);
+            let mut consumed = Vec::new();
+            while let Ok(Some(f)) = d.decode_next() {
+                consumed.extend_from_slice(&encode_frame(&f));
+            }
+            prop_assert!(wire.starts_with(&consumed));
+            prop_assert!(consumed.len() >= seqs.iter().map(|s| FRAME_HEADER_LEN + 100 + *s as usize).sum::<usize>());
+        }
+
+        #[test]
         fn frame_truncations_are_errors_not_panics(seq in 0u64..1000, cut in 0usize..200) {
             let w = encode_frame(&frame(seq));
             let cut = cut.min(w.len());
