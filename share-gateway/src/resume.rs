@@ -1,0 +1,947 @@
+//! Resume everywhere (SEEDS S1 and S0): users and their terminals, playback
+//! history across terminals with resume tokens, bookmarks, and cross-platform
+//! hand-off of suspend-state information (push, pull, redirect, short code)
+//! between Sharecast instances. See `docs/resume.md`.
+//!
+//! Everything is plain SQL through the [`Store`]; links handed between
+//! platforms are HMAC-SHA256 signed and expire.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sharecast_formats::attributes::{Rendition, VideoAttributes};
+use sqlx::Row;
+
+use crate::http::ApiError;
+use crate::store::{hash_token, Store};
+
+/// Resume configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResumeConfig {
+    /// History records older than this are purged, seconds. Default 30 days.
+    pub history_max_age_secs: u64,
+    /// Lifetime of a suspend state and of the signed links to it, seconds.
+    /// Default 1 hour.
+    pub handoff_ttl_secs: u64,
+    /// Lifetime of a resume token, seconds. Default 30 days.
+    pub resume_token_ttl_secs: u64,
+}
+
+impl Default for ResumeConfig {
+    fn default() -> Self {
+        Self {
+            history_max_age_secs: 30 * 24 * 3600,
+            handoff_ttl_secs: 3600,
+            resume_token_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// Terminal types (S1).
+pub const TERMINAL_TYPES: [&str; 4] = ["mobile", "web", "tv", "other"];
+
+/// What a terminal type can play: RFC 6381 codec prefixes and the largest
+/// picture height.
+pub fn terminal_can_play(terminal_type: &str, codecs: &[String], height: u32) -> bool {
+    let (allowed, max_h): (&[&str], u32) = match terminal_type {
+        "tv" => (&["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"], 2160),
+        "mobile" => (&["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"], 1920),
+        // Browsers (and unknown players) decode H.264 and AAC everywhere.
+        _ => (&["avc1", "avc3", "mp4a"], 1080),
+    };
+    height <= max_h
+        && codecs
+            .iter()
+            .all(|c| allowed.iter().any(|a| c.starts_with(a)))
+}
+
+/// The first rendition of `attrs` that `terminal_type` can play.
+pub fn playable_rendition(attrs: &VideoAttributes, terminal_type: &str) -> Option<Rendition> {
+    attrs
+        .renditions
+        .iter()
+        .find(|r| terminal_can_play(terminal_type, &r.codecs, r.height))
+        .cloned()
+}
+
+/// The resume service.
+#[derive(Clone)]
+pub struct ResumeService {
+    store: Store,
+    cfg: ResumeConfig,
+    key: std::sync::Arc<Vec<u8>>,
+    public_url: String,
+    client: reqwest::Client,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, msg)
+}
+
+fn internal(e: anyhow::Error) -> ApiError {
+    ApiError::internal(e)
+}
+
+/// A user authenticated by `Authorization: Bearer <user token>`.
+struct User {
+    id: String,
+}
+
+/// A suspend state (S0): where playback stopped, and what it needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SuspendState {
+    /// State id.
+    pub id: String,
+    /// Short code a user can type on another platform.
+    pub code: String,
+    /// Content (asset) id on the issuing platform.
+    pub content_id: String,
+    /// Address of the video (signed where the issuing platform needs it).
+    pub address: String,
+    /// Playback progress, ms.
+    pub position_ms: u64,
+    /// Container format.
+    pub format: String,
+    /// RFC 6381 codecs.
+    pub codecs: Vec<String>,
+    /// Frames per second.
+    pub frame_rate: f64,
+    /// Every rendition the issuing platform has, with its address.
+    #[serde(default)]
+    pub renditions: Vec<Rendition>,
+    /// Title, if any.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Issuing platform's base URL.
+    pub platform: String,
+    /// Expiry, Unix ms.
+    pub expires_unix_ms: i64,
+}
+
+/// A bookmark (S0 hand-off, S3 interruption, or the user's own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bookmark {
+    /// Bookmark id.
+    pub id: String,
+    /// Content id (on the platform that holds the video).
+    pub content_id: String,
+    /// Position, ms.
+    pub position_ms: u64,
+    /// Optional name.
+    pub name: Option<String>,
+    /// Optional description.
+    pub description: Option<String>,
+    /// `handoff`, `interruption` or `user`.
+    pub source: String,
+    /// Address to play from.
+    pub address: String,
+    /// When `address` is a rendition chosen for the terminal, or
+    /// `needs_transcode` when none of the offered renditions suits it.
+    pub status: String,
+    /// Created, Unix ms.
+    pub created_unix_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct NewTerminal {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Stop {
+    terminal_id: String,
+    content_id: String,
+    position_ms: u64,
+    #[serde(default)]
+    live: bool,
+    #[serde(default)]
+    abnormal: bool,
+}
+
+#[derive(Deserialize)]
+struct ResumeReq {
+    resume_token: String,
+    terminal_id: String,
+}
+
+#[derive(Deserialize)]
+struct CatalogueQuery {
+    terminal_id: String,
+}
+
+#[derive(Deserialize)]
+struct HandoffReq {
+    content_id: String,
+    position_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct PushReq {
+    /// Base URL of platform B.
+    target: String,
+}
+
+#[derive(Deserialize)]
+struct SignedQuery {
+    exp: i64,
+    sig: String,
+}
+
+#[derive(Deserialize)]
+struct RedirectQuery {
+    target: String,
+}
+
+#[derive(Deserialize)]
+struct AcceptReq {
+    /// A signed pull URL of a suspend state on platform A.
+    #[serde(default)]
+    from: Option<String>,
+    /// Or: platform A's base URL and the short code the user typed.
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    /// The terminal that will play (its type decides the rendition).
+    terminal_id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Received {
+    state: SuspendState,
+    /// Whose bookmark: platform B's user token, given by the user to A.
+    user_token: String,
+    terminal_id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl ResumeService {
+    /// Create the tables and load (or create) the signing key.
+    pub async fn new(store: Store, cfg: ResumeConfig, data_dir: &std::path::Path, public_url: String) -> Result<Self> {
+        for stmt in [
+            "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS user_tokens (token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS terminals (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT, created_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS history (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, content_id TEXT NOT NULL,
+                terminal_id TEXT NOT NULL, terminal_type TEXT NOT NULL, live INTEGER NOT NULL, position_ms BIGINT,
+                breakpoint_unix_ms BIGINT, abnormal INTEGER NOT NULL, created_ms BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS history_user ON history(user_id, created_ms)",
+            "CREATE TABLE IF NOT EXISTS resume_tokens (token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, history_id TEXT NOT NULL, expires_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS suspend_states (id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, state TEXT NOT NULL, expires_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS bookmarks (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, content_id TEXT NOT NULL, position_ms BIGINT NOT NULL,
+                name TEXT, description TEXT, source TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        ] {
+            sqlx::query(stmt)
+                .execute(&store.pool)
+                .await
+                .context("creating resume tables")?;
+        }
+        let key_path = data_dir.join("signing-key");
+        let key = match std::fs::read(&key_path) {
+            Ok(k) if k.len() == 32 => k,
+            _ => {
+                let mut k = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut k);
+                std::fs::write(&key_path, &k).with_context(|| format!("writing {}", key_path.display()))?;
+                k
+            }
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("HTTP client")?;
+        let svc = Self {
+            store,
+            cfg,
+            key: std::sync::Arc::new(key),
+            public_url: public_url.trim_end_matches('/').to_string(),
+            client,
+        };
+        // Purge aged history in the background.
+        let s = svc.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = s.purge().await {
+                    tracing::warn!(error = %format!("{e:#}"), "history purge failed");
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        });
+        Ok(svc)
+    }
+
+    /// Delete history records (and their resume tokens) older than the limit.
+    pub async fn purge(&self) -> Result<u64> {
+        let cutoff = now_ms() - (self.cfg.history_max_age_secs as i64).saturating_mul(1000);
+        sqlx::query("DELETE FROM resume_tokens WHERE history_id IN (SELECT id FROM history WHERE created_ms < ?)")
+            .bind(cutoff)
+            .execute(&self.store.pool)
+            .await
+            .context("purging resume tokens")?;
+        let r = sqlx::query("DELETE FROM history WHERE created_ms < ?")
+            .bind(cutoff)
+            .execute(&self.store.pool)
+            .await
+            .context("purging history")?;
+        Ok(r.rows_affected())
+    }
+
+    fn sign(&self, id: &str, exp: i64) -> String {
+        let mut mac = match HmacSha256::new_from_slice(&self.key) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(format!("{id}|{exp}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn verify(&self, id: &str, q: &SignedQuery) -> Result<(), ApiError> {
+        let Ok(sig) = hex::decode(&q.sig) else {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_signature", "signature is not hex"));
+        };
+        let mut mac = HmacSha256::new_from_slice(&self.key).map_err(|e| internal(anyhow::anyhow!("{e}")))?;
+        mac.update(format!("{id}|{}", q.exp).as_bytes());
+        if mac.verify_slice(&sig).is_err() {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_signature", "link signature does not match"));
+        }
+        if q.exp < now_ms() {
+            return Err(ApiError::new(StatusCode::GONE, "expired", "this link has expired"));
+        }
+        Ok(())
+    }
+
+    fn signed_pull_url(&self, id: &str, exp: i64) -> String {
+        format!("{}/api/v1/handoff/{id}?exp={exp}&sig={}", self.public_url, self.sign(id, exp))
+    }
+
+    async fn user(&self, headers: &HeaderMap) -> Result<User, ApiError> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "give a user token: Authorization: Bearer <token>"))?;
+        self.user_by_token(token)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown user token"))
+    }
+
+    async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT user_id FROM user_tokens WHERE token_hash = ?")
+            .bind(hash_token(token))
+            .fetch_optional(&self.store.pool)
+            .await
+            .context("looking up user token")?;
+        Ok(row.map(|r| User { id: r.get(0) }))
+    }
+
+    async fn terminal(&self, user: &User, id: &str) -> Result<String, ApiError> {
+        let row = sqlx::query("SELECT type FROM terminals WHERE id = ? AND user_id = ?")
+            .bind(id)
+            .bind(&user.id)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(|e| internal(e.into()))?;
+        row.map(|r| r.get::<String, _>(0))
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_terminal", format!("no terminal {id} for this user")))
+    }
+
+    async fn attributes(&self, content_id: &str) -> Result<VideoAttributes, ApiError> {
+        let asset = self.store.asset(content_id).await.map_err(internal)?;
+        match asset {
+            Some(a) => a.attributes.ok_or_else(|| {
+                ApiError::new(StatusCode::CONFLICT, "not_ready", format!("content {content_id} is not ready"))
+            }),
+            None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_content", format!("no content {content_id}"))),
+        }
+    }
+
+    /// The routes, state applied.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/api/v1/users", post(create_user))
+            .route("/api/v1/terminals", post(create_terminal))
+            .route("/api/v1/history", post(record_stop).get(list_history))
+            .route("/api/v1/catalogue", get(catalogue))
+            .route("/api/v1/resume", post(resume))
+            .route("/api/v1/bookmarks", get(list_bookmarks))
+            .route("/api/v1/handoff", post(create_handoff))
+            .route("/api/v1/handoff/{id}", get(pull_handoff))
+            .route("/api/v1/handoff/by-code/{code}", get(pull_by_code))
+            .route("/api/v1/handoff/{id}/push", post(push_handoff))
+            .route("/api/v1/handoff/{id}/redirect", get(redirect_handoff))
+            .route("/api/v1/handoff/receive", post(receive_handoff))
+            .route("/api/v1/handoff/accept", post(accept_handoff).get(accept_redirect))
+            .with_state(self.clone())
+    }
+
+    async fn store_bookmark(
+        &self,
+        user_id: &str,
+        state: &SuspendState,
+        terminal_type: &str,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<Bookmark> {
+        let (address, status) = if terminal_can_play(terminal_type, &state.codecs, 0) {
+            (state.address.clone(), "ready".to_string())
+        } else if let Some(r) = state
+            .renditions
+            .iter()
+            .find(|r| terminal_can_play(terminal_type, &r.codecs, r.height))
+        {
+            (r.url.clone(), format!("rendition:{}", r.name))
+        } else {
+            (state.address.clone(), "needs_transcode".to_string())
+        };
+        let b = Bookmark {
+            id: random_hex(8),
+            content_id: state.content_id.clone(),
+            position_ms: state.position_ms,
+            name,
+            description,
+            source: "handoff".into(),
+            address,
+            status,
+            created_unix_ms: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO bookmarks (id, user_id, content_id, position_ms, name, description, source, address, status, created_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.id)
+        .bind(user_id)
+        .bind(&b.content_id)
+        .bind(b.position_ms as i64)
+        .bind(&b.name)
+        .bind(&b.description)
+        .bind(&b.source)
+        .bind(&b.address)
+        .bind(&b.status)
+        .bind(b.created_unix_ms)
+        .execute(&self.store.pool)
+        .await
+        .context("storing bookmark")?;
+        Ok(b)
+    }
+
+    async fn fetch_state(&self, url: &str) -> Result<SuspendState, ApiError> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad("bad_url", "the platform address must be an http(s) URL"));
+        }
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "platform_unreachable", format!("fetching {url}: {e}")))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "platform_refused",
+                format!("platform answered {status}: {}", body.chars().take(300).collect::<String>()),
+            ));
+        }
+        resp.json::<SuspendState>()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "bad_state", format!("suspend state from {url}: {e}")))
+    }
+}
+
+async fn create_user(State(s): State<ResumeService>, Json(req): Json<NewUser>) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(bad("bad_name", "a user name is 1 to 100 characters"));
+    }
+    let id = random_hex(8);
+    let token = format!("su_{}", random_hex(24));
+    let now = now_ms();
+    sqlx::query("INSERT INTO users (id, name, created_ms) VALUES (?, ?, ?)")
+        .bind(&id)
+        .bind(name)
+        .bind(now)
+        .execute(&s.store.pool)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    sqlx::query("INSERT INTO user_tokens (token_hash, user_id, created_ms) VALUES (?, ?, ?)")
+        .bind(hash_token(&token))
+        .bind(&id)
+        .bind(now)
+        .execute(&s.store.pool)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    Ok(Json(serde_json::json!({ "user_id": id, "user_token": token })))
+}
+
+async fn create_terminal(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Json(req): Json<NewTerminal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    if !TERMINAL_TYPES.contains(&req.kind.as_str()) {
+        return Err(bad("bad_terminal_type", format!("terminal type must be one of {TERMINAL_TYPES:?}")));
+    }
+    let id = random_hex(8);
+    sqlx::query("INSERT INTO terminals (id, user_id, type, name, created_ms) VALUES (?, ?, ?, ?, ?)")
+        .bind(&id)
+        .bind(&user.id)
+        .bind(&req.kind)
+        .bind(&req.name)
+        .bind(now_ms())
+        .execute(&s.store.pool)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    Ok(Json(serde_json::json!({ "terminal_id": id, "type": req.kind })))
+}
+
+async fn record_stop(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Json(req): Json<Stop>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    let terminal_type = s.terminal(&user, &req.terminal_id).await?;
+    let now = now_ms();
+    let (position, breakpoint_unix) = if req.live {
+        // Live: the breakpoint is absolute wall time.
+        (None, Some(now))
+    } else {
+        let attrs = s.attributes(&req.content_id).await?;
+        if req.position_ms > attrs.duration_ms {
+            return Err(bad(
+                "position_past_end",
+                format!("position {} ms is past the end ({} ms)", req.position_ms, attrs.duration_ms),
+            ));
+        }
+        (Some(req.position_ms as i64), None)
+    };
+    let id = random_hex(8);
+    sqlx::query(
+        "INSERT INTO history (id, user_id, content_id, terminal_id, terminal_type, live, position_ms, breakpoint_unix_ms, abnormal, created_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&user.id)
+    .bind(&req.content_id)
+    .bind(&req.terminal_id)
+    .bind(&terminal_type)
+    .bind(req.live as i64)
+    .bind(position)
+    .bind(breakpoint_unix)
+    .bind(req.abnormal as i64)
+    .bind(now)
+    .execute(&s.store.pool)
+    .await
+    .map_err(|e| internal(e.into()))?;
+    let token = format!("sr_{}", random_hex(24));
+    sqlx::query("INSERT INTO resume_tokens (token_hash, user_id, history_id, expires_ms) VALUES (?, ?, ?, ?)")
+        .bind(hash_token(&token))
+        .bind(&user.id)
+        .bind(&id)
+        .bind(now + (s.cfg.resume_token_ttl_secs as i64).saturating_mul(1000))
+        .execute(&s.store.pool)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    Ok(Json(serde_json::json!({ "history_id": id, "resume_token": token })))
+}
+
+async fn history_rows(s: &ResumeService, user: &User) -> Result<Vec<serde_json::Value>, ApiError> {
+    s.purge().await.map_err(internal)?;
+    let rows = sqlx::query(
+        "SELECT id, content_id, terminal_id, terminal_type, live, position_ms, breakpoint_unix_ms, abnormal, created_ms
+         FROM history WHERE user_id = ? ORDER BY created_ms DESC LIMIT 200",
+    )
+    .bind(&user.id)
+    .fetch_all(&s.store.pool)
+    .await
+    .map_err(|e| internal(e.into()))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let live: i64 = r.get(4);
+            serde_json::json!({
+                "history_id": r.get::<String, _>(0),
+                "content_id": r.get::<String, _>(1),
+                "terminal_id": r.get::<String, _>(2),
+                "terminal_type": r.get::<String, _>(3),
+                "live": live != 0,
+                "position_ms": r.get::<Option<i64>, _>(5),
+                "breakpoint_unix_ms": r.get::<Option<i64>, _>(6),
+                "abnormal": r.get::<i64, _>(7) != 0,
+                "recorded_unix_ms": r.get::<i64, _>(8),
+            })
+        })
+        .collect())
+}
+
+async fn list_history(State(s): State<ResumeService>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    Ok(Json(serde_json::json!({ "history": history_rows(&s, &user).await? })))
+}
+
+async fn catalogue(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Query(q): Query<CatalogueQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    let terminal_type = s.terminal(&user, &q.terminal_id).await?;
+    let assets = s.store.assets(200).await.map_err(internal)?;
+    let mut programmes = Vec::new();
+    for a in assets {
+        let Some(attrs) = a.attributes else { continue };
+        let links: Vec<serde_json::Value> = attrs
+            .renditions
+            .iter()
+            .filter(|r| terminal_can_play(&terminal_type, &r.codecs, r.height))
+            .map(|r| serde_json::json!({ "rendition": r.name, "url": r.url, "codecs": r.codecs, "width": r.width, "height": r.height }))
+            .collect();
+        if links.is_empty() {
+            continue;
+        }
+        programmes.push(serde_json::json!({ "content_id": a.id, "title": a.title, "duration_ms": attrs.duration_ms, "links": links }));
+    }
+    let mut history = history_rows(&s, &user).await?;
+    for h in history.iter_mut() {
+        let cid = h["content_id"].as_str().unwrap_or_default().to_string();
+        let link = programmes
+            .iter()
+            .find(|p| p["content_id"] == cid.as_str())
+            .and_then(|p| p["links"].get(0).cloned());
+        h["link"] = link.unwrap_or(serde_json::Value::Null);
+    }
+    Ok(Json(serde_json::json!({
+        "terminal": { "id": q.terminal_id, "type": terminal_type },
+        "programmes": programmes,
+        "history": history,
+    })))
+}
+
+async fn resume(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Json(req): Json<ResumeReq>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    let terminal_type = s.terminal(&user, &req.terminal_id).await?;
+    let row = sqlx::query(
+        "SELECT t.user_id, t.expires_ms, h.content_id, h.live, h.position_ms, h.breakpoint_unix_ms
+         FROM resume_tokens t JOIN history h ON h.id = t.history_id WHERE t.token_hash = ?",
+    )
+    .bind(hash_token(&req.resume_token))
+    .fetch_optional(&s.store.pool)
+    .await
+    .map_err(|e| internal(e.into()))?;
+    let Some(row) = row else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_resume_token", "unknown or purged resume token"));
+    };
+    if row.get::<String, _>(0) != user.id {
+        // A resume token works on every terminal of its user, and no one else's.
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_resume_token", "this resume token belongs to another user"));
+    }
+    if row.get::<i64, _>(1) < now_ms() {
+        return Err(ApiError::new(StatusCode::GONE, "expired", "this resume token has expired"));
+    }
+    let content_id: String = row.get(2);
+    let live = row.get::<i64, _>(3) != 0;
+    let attrs = s.attributes(&content_id).await?;
+    let rendition = playable_rendition(&attrs, &terminal_type);
+    let position_ms = row.get::<Option<i64>, _>(4).unwrap_or(0).max(0) as u64;
+    let url = rendition.as_ref().map(|r| r.url.clone());
+    Ok(Json(serde_json::json!({
+        "content_id": content_id,
+        "live": live,
+        "position_ms": position_ms,
+        "breakpoint_unix_ms": row.get::<Option<i64>, _>(5),
+        "terminal_type": terminal_type,
+        "url": url,
+        "play_url": url.as_ref().map(|u| format!("{u}#t={:.3}", position_ms as f64 / 1000.0)),
+        "rendition": rendition.map(|r| r.name),
+    })))
+}
+
+async fn list_bookmarks(State(s): State<ResumeService>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    let rows = sqlx::query(
+        "SELECT id, content_id, position_ms, name, description, source, address, status, created_ms FROM bookmarks
+         WHERE user_id = ? ORDER BY created_ms DESC LIMIT 200",
+    )
+    .bind(&user.id)
+    .fetch_all(&s.store.pool)
+    .await
+    .map_err(|e| internal(e.into()))?;
+    let list: Vec<Bookmark> = rows
+        .into_iter()
+        .map(|r| Bookmark {
+            id: r.get(0),
+            content_id: r.get(1),
+            position_ms: r.get::<i64, _>(2).max(0) as u64,
+            name: r.get(3),
+            description: r.get(4),
+            source: r.get(5),
+            address: r.get(6),
+            status: r.get(7),
+            created_unix_ms: r.get(8),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "bookmarks": list })))
+}
+
+async fn create_handoff(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Json(req): Json<HandoffReq>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    let attrs = s.attributes(&req.content_id).await?;
+    if req.position_ms > attrs.duration_ms {
+        return Err(bad(
+            "position_past_end",
+            format!("position {} ms is past the end ({} ms)", req.position_ms, attrs.duration_ms),
+        ));
+    }
+    let id = random_hex(8);
+    let mut code_b = [0u8; 5];
+    rand::thread_rng().fill_bytes(&mut code_b);
+    // 8 characters of an unambiguous alphabet (40 bits).
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+    let bits = code_b.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64);
+    let code: String = (0..8).map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char).collect();
+    let expires = now_ms() + (s.cfg.handoff_ttl_secs as i64).saturating_mul(1000);
+    let state = SuspendState {
+        id: id.clone(),
+        code: code.clone(),
+        content_id: req.content_id.clone(),
+        address: attrs.vod_url.clone().unwrap_or_default(),
+        position_ms: req.position_ms,
+        format: attrs.container.clone(),
+        codecs: attrs.codecs.clone(),
+        frame_rate: attrs.frame_rate,
+        renditions: attrs.renditions.clone(),
+        title: attrs.title.clone(),
+        platform: s.public_url.clone(),
+        expires_unix_ms: expires,
+    };
+    sqlx::query("INSERT INTO suspend_states (id, code, user_id, state, expires_ms) VALUES (?, ?, ?, ?, ?)")
+        .bind(&id)
+        .bind(&code)
+        .bind(&user.id)
+        .bind(serde_json::to_string(&state).map_err(|e| internal(e.into()))?)
+        .bind(expires)
+        .execute(&s.store.pool)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    Ok(Json(serde_json::json!({
+        "state": state,
+        "pull_url": s.signed_pull_url(&id, expires),
+        "code": code,
+    })))
+}
+
+async fn load_state(s: &ResumeService, column: &str, value: &str) -> Result<SuspendState, ApiError> {
+    let sql = format!("SELECT state, expires_ms FROM suspend_states WHERE {column} = ?");
+    let row = sqlx::query(&sql)
+        .bind(value)
+        .fetch_optional(&s.store.pool)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_state", "no such suspend state"))?;
+    if row.get::<i64, _>(1) < now_ms() {
+        return Err(ApiError::new(StatusCode::GONE, "expired", "this suspend state has expired"));
+    }
+    serde_json::from_str(&row.get::<String, _>(0)).map_err(|e| internal(e.into()))
+}
+
+async fn pull_handoff(
+    State(s): State<ResumeService>,
+    Path(id): Path<String>,
+    Query(q): Query<SignedQuery>,
+) -> Result<Json<SuspendState>, ApiError> {
+    s.verify(&id, &q)?;
+    Ok(Json(load_state(&s, "id", &id).await?))
+}
+
+async fn pull_by_code(State(s): State<ResumeService>, Path(code): Path<String>) -> Result<Json<SuspendState>, ApiError> {
+    let code = code.trim().to_ascii_uppercase();
+    if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(bad("bad_code", "a hand-off code is 8 letters and digits"));
+    }
+    Ok(Json(load_state(&s, "code", &code).await?))
+}
+
+async fn push_handoff(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<PushReq>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let _user = s.user(&headers).await?;
+    let state = load_state(&s, "id", &id).await?;
+    // The user gives A their identity on B (account mapping): B's user token
+    // and terminal, in headers X-Target-User-Token / X-Target-Terminal.
+    let target_token = headers
+        .get("x-target-user-token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| bad("missing_target_user", "give X-Target-User-Token (your user token on the target platform)"))?;
+    let target_terminal = headers
+        .get("x-target-terminal")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| bad("missing_target_terminal", "give X-Target-Terminal (the terminal id on the target platform)"))?;
+    if !(req.target.starts_with("http://") || req.target.starts_with("https://")) {
+        return Err(bad("bad_url", "target must be an http(s) URL"));
+    }
+    let body = Received {
+        state,
+        user_token: target_token.to_string(),
+        terminal_id: target_terminal.to_string(),
+        name: None,
+        description: None,
+    };
+    let url = format!("{}/api/v1/handoff/receive", req.target.trim_end_matches('/'));
+    let resp = s
+        .client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "platform_unreachable", format!("pushing to {url}: {e}")))?;
+    let status = resp.status();
+    let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(ApiError::new(StatusCode::BAD_GATEWAY, "platform_refused", format!("{url} answered {status}: {answer}")));
+    }
+    Ok(Json(serde_json::json!({ "pushed_to": url, "answer": answer })))
+}
+
+async fn receive_handoff(State(s): State<ResumeService>, Json(req): Json<Received>) -> Result<Json<Bookmark>, ApiError> {
+    let user = s
+        .user_by_token(&req.user_token)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown user token"))?;
+    let terminal_type = s.terminal(&user, &req.terminal_id).await?;
+    if req.state.expires_unix_ms < now_ms() {
+        return Err(ApiError::new(StatusCode::GONE, "expired", "this suspend state has expired"));
+    }
+    let b = s
+        .store_bookmark(&user.id, &req.state, &terminal_type, req.name, req.description)
+        .await
+        .map_err(internal)?;
+    Ok(Json(b))
+}
+
+async fn redirect_handoff(
+    State(s): State<ResumeService>,
+    Path(id): Path<String>,
+    Query(q): Query<RedirectQuery>,
+) -> Result<Response, ApiError> {
+    let state = load_state(&s, "id", &id).await?;
+    if !(q.target.starts_with("http://") || q.target.starts_with("https://")) {
+        return Err(bad("bad_url", "target must be an http(s) URL"));
+    }
+    let pull = s.signed_pull_url(&id, state.expires_unix_ms);
+    let enc: String = url_encode(&pull);
+    let location = format!("{}/api/v1/handoff/accept?from={enc}", q.target.trim_end_matches('/'));
+    Ok(Redirect::to(&location).into_response())
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct AcceptQuery {
+    from: String,
+    #[serde(default)]
+    terminal_id: Option<String>,
+}
+
+/// The terminal followed a redirect from platform A: show what would be
+/// resumed. With a user token and `terminal_id` it also creates the bookmark.
+async fn accept_redirect(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Query(q): Query<AcceptQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let state = s.fetch_state(&q.from).await?;
+    match (headers.get("authorization"), q.terminal_id) {
+        (Some(_), Some(t)) => {
+            let user = s.user(&headers).await?;
+            let terminal_type = s.terminal(&user, &t).await?;
+            let b = s
+                .store_bookmark(&user.id, &state, &terminal_type, None, None)
+                .await
+                .map_err(internal)?;
+            Ok(Json(serde_json::json!({ "state": state, "bookmark": b })))
+        }
+        _ => Ok(Json(serde_json::json!({ "state": state }))),
+    }
+}
+
+async fn accept_handoff(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Json(req): Json<AcceptReq>,
+) -> Result<Json<Bookmark>, ApiError> {
+    let user = s.user(&headers).await?;
+    let terminal_type = s.terminal(&user, &req.terminal_id).await?;
+    let url = match (&req.from, &req.platform, &req.code) {
+        (Some(from), _, _) => from.clone(),
+        (None, Some(p), Some(code)) => format!("{}/api/v1/handoff/by-code/{}", p.trim_end_matches('/'), url_encode(code)),
+        _ => return Err(bad("missing_source", "give `from` (a signed pull URL) or `platform` and `code`")),
+    };
+    let state = s.fetch_state(&url).await?;
+    let b = s
+        .store_bookmark(&user.id, &state, &terminal_type, req.name, req.description)
+        .await
+        .map_err(internal)?;
+    Ok(Json(b))
+}
