@@ -39,17 +39,30 @@ async fn main() -> Result<()> {
     let mut src = FileSource::open(input.as_ref())?;
     let tracks = src.tracks.clone();
     let frames: Vec<MediaFrame> = src.by_ref().collect::<Result<_>>()?;
-    let clip_us = frames.iter().map(|f| f.pts_us + f.duration_us as i64).max().unwrap_or(1).max(1);
+    let clip_us = frames
+        .iter()
+        .map(|f| f.pts_us + f.duration_us as i64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let frames = Arc::new(frames);
 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..sessions {
-        let (server, token, pin, tracks, frames) =
-            (server.clone(), token.clone(), pin.clone(), tracks.clone(), frames.clone());
+        let (server, token, pin, tracks, frames) = (
+            server.clone(),
+            token.clone(),
+            pin.clone(),
+            tracks.clone(),
+            frames.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             // Stagger starts over the first second.
-            tokio::time::sleep(Duration::from_millis((i as u64 * 1000) / sessions.max(1) as u64)).await;
+            tokio::time::sleep(Duration::from_millis(
+                (i as u64 * 1000) / sessions.max(1) as u64,
+            ))
+            .await;
             let mut cfg = UploaderConfig::new(server, token, Trust::PinSha256(pin));
             cfg.server_name = Some("localhost".into());
             let up = Uploader::start(cfg, tracks, 0).await?;
@@ -75,7 +88,7 @@ async fn main() -> Result<()> {
                 }
             }
             let backlog = up.stats().backlog_bytes;
-            let mut lat = up.take_ack_latencies();
+            let lat = up.take_ack_latencies();
             up.finish().await?;
             Ok::<_, anyhow::Error>((n, bytes, backlog, lat))
         }));

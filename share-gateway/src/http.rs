@@ -70,7 +70,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -78,9 +78,13 @@ impl ApiError {
         }
     }
 
-    fn internal(e: anyhow::Error) -> Self {
+    pub(crate) fn internal(e: anyhow::Error) -> Self {
         tracing::error!(error = %format!("{e:#}"), "internal error serving HTTP");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{e:#}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{e:#}"),
+        )
     }
 }
 
@@ -93,8 +97,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The error code of a non-JSON error answer (HTML pages), for `/metrics`.
 #[derive(Clone, Copy)]
-struct ErrorCodeTag(&'static str);
+pub(crate) struct ErrorCodeTag(pub(crate) &'static str);
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -102,7 +107,12 @@ fn valid_id(id: &str) -> bool {
 
 impl Gateway {
     /// A gateway over a store and data directory.
-    pub fn new(store: Store, data_dir: PathBuf, sessions: SessionsFn, metrics: Vec<MetricsFn>) -> Self {
+    pub fn new(
+        store: Store,
+        data_dir: PathBuf,
+        sessions: SessionsFn,
+        metrics: Vec<MetricsFn>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -124,7 +134,10 @@ impl Gateway {
             .route("/vod/{id}/{file}", get(vod_file).head(vod_file))
             .route("/metrics", get(metrics))
             .fallback(not_found)
-            .layer(axum::middleware::from_fn_with_state(self.clone(), count_requests))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                count_requests,
+            ))
             .with_state(self.clone())
     }
 
@@ -134,14 +147,49 @@ impl Gateway {
             .await
             .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
     }
+
+    /// Like [`Gateway::serve`], with `extra` routes (state applied, no
+    /// fallback) merged in and counted in `/metrics` the same way.
+    pub async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        extra: Router,
+    ) -> anyhow::Result<()> {
+        let extra = self.counted(extra);
+        axum::serve(listener, self.router().merge(extra))
+            .await
+            .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
+    }
+
+    /// `routes` (state applied) behind the request and error counting of
+    /// `/metrics`, ready to merge into [`Gateway::router`].
+    pub fn counted(&self, routes: Router) -> Router {
+        routes.layer(axum::middleware::from_fn_with_state(
+            self.clone(),
+            count_requests,
+        ))
+    }
 }
 
-async fn count_requests(State(g): State<Gateway>, req: Request, next: axum::middleware::Next) -> Response {
+async fn count_requests(
+    State(g): State<Gateway>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
     g.inner.http.requests.fetch_add(1, Ordering::Relaxed);
     let r = next.run(req).await;
     if r.status().is_client_error() || r.status().is_server_error() {
-        let code = r.extensions().get::<ErrorCodeTag>().map(|t| t.0).unwrap_or("other");
-        let mut m = g.inner.http.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let code = r
+            .extensions()
+            .get::<ErrorCodeTag>()
+            .map(|t| t.0)
+            .unwrap_or("other");
+        let mut m = g
+            .inner
+            .http
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *m.entry((r.status().as_u16(), code)).or_insert(0) += 1;
     }
     r
@@ -165,17 +213,35 @@ async fn list_assets(
     axum::extract::Query(q): axum::extract::Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let assets = g.inner.store.assets(limit).await.map_err(ApiError::internal)?;
+    let assets = g
+        .inner
+        .store
+        .assets(limit)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "assets": assets })))
 }
 
-async fn get_asset(State(g): State<Gateway>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_asset(
+    State(g): State<Gateway>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !valid_id(&id) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_id", "asset ids are hexadecimal"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "asset ids are hexadecimal",
+        ));
     }
     match g.inner.store.asset(&id).await.map_err(ApiError::internal)? {
-        Some(a) => Ok(Json(serde_json::to_value(a).map_err(|e| ApiError::internal(e.into()))?)),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_asset", format!("no asset {id}"))),
+        Some(a) => Ok(Json(
+            serde_json::to_value(a).map_err(|e| ApiError::internal(e.into()))?,
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_asset",
+            format!("no asset {id}"),
+        )),
     }
 }
 
@@ -189,7 +255,11 @@ async fn vod_file(
     req: Request,
 ) -> Result<Response, ApiError> {
     if !valid_id(&id) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_id", "asset ids are hexadecimal"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "asset ids are hexadecimal",
+        ));
     }
     let ok_name = file.len() <= 64
         && file.ends_with(".mp4")
@@ -197,7 +267,11 @@ async fn vod_file(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok_name {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_file", "no such file name"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_file",
+            "no such file name",
+        ));
     }
     let asset = g.inner.store.asset(&id).await.map_err(ApiError::internal)?;
     match asset {
@@ -209,21 +283,38 @@ async fn vod_file(
                 format!("asset {id} is still recording"),
             ))
         }
-        None => return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_asset", format!("no asset {id}"))),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_asset",
+                format!("no asset {id}"),
+            ))
+        }
     }
     let path = g.inner.data_dir.join("sessions").join(&id).join(&file);
     if !path.is_file() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_file", format!("no file {file} for asset {id}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_file",
+            format!("no file {file} for asset {id}"),
+        ));
     }
-    let mut resp = ServeFile::new_with_mime(&path, &"video/mp4".parse().map_err(|_| ApiError::internal(anyhow::anyhow!("mime")))?)
-        .oneshot(req)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("serving {}: {e}", path.display())))?
-        .map(Body::new);
+    let mut resp = ServeFile::new_with_mime(
+        &path,
+        &"video/mp4"
+            .parse()
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("mime")))?,
+    )
+    .oneshot(req)
+    .await
+    .map_err(|e| ApiError::internal(anyhow::anyhow!("serving {}: {e}", path.display())))?
+    .map(Body::new);
     resp.headers_mut()
         .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
     Ok(resp)
 }
 
@@ -242,11 +333,24 @@ async fn metrics(State(g): State<Gateway>) -> Response {
         out,
         "# HELP sharecast_http_errors_total HTTP requests answered with an error, by status and code\n# TYPE sharecast_http_errors_total counter"
     );
-    for ((status, code), n) in g.inner.http.errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let _ = writeln!(out, "sharecast_http_errors_total{{status=\"{status}\",code=\"{code}\"}} {n}");
+    for ((status, code), n) in g
+        .inner
+        .http
+        .errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "sharecast_http_errors_total{{status=\"{status}\",code=\"{code}\"}} {n}"
+        );
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response()

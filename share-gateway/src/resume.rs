@@ -54,8 +54,14 @@ pub const TERMINAL_TYPES: [&str; 4] = ["mobile", "web", "tv", "other"];
 /// picture height.
 pub fn terminal_can_play(terminal_type: &str, codecs: &[String], height: u32) -> bool {
     let (allowed, max_h): (&[&str], u32) = match terminal_type {
-        "tv" => (&["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"], 2160),
-        "mobile" => (&["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"], 1920),
+        "tv" => (
+            &["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"],
+            2160,
+        ),
+        "mobile" => (
+            &["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"],
+            1920,
+        ),
         // Browsers (and unknown players) decode H.264 and AAC everywhere.
         _ => (&["avc1", "avc3", "mp4a"], 1080),
     };
@@ -167,6 +173,37 @@ pub struct Bookmark {
     pub created_unix_ms: i64,
 }
 
+/// A reverse-bookmark request (S3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReverseBookmark {
+    /// User id, if the caller knows it (checked against the token).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Content id.
+    pub content_id: String,
+    /// Where playback stopped, ms.
+    pub position_ms: u64,
+    /// The playback token of the interrupted viewing.
+    pub playback_token: String,
+    /// The user's token.
+    pub user_token: String,
+}
+
+/// The reverse-bookmark answer: user id, result code (0 saved) and description.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReverseBookmarkAnswer {
+    /// The user the bookmark belongs to, when known.
+    pub user_id: Option<String>,
+    /// 0 saved; 2 unknown user token; 3 user mismatch; 4 unknown content;
+    /// 5 position past the end; 9 store error.
+    pub result_code: u32,
+    /// Human-readable result.
+    pub description: String,
+    /// The stored bookmark's id.
+    #[serde(default)]
+    pub bookmark_id: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct NewUser {
     name: String,
@@ -257,7 +294,12 @@ struct Received {
 
 impl ResumeService {
     /// Create the tables and load (or create) the signing key.
-    pub async fn new(store: Store, cfg: ResumeConfig, data_dir: &std::path::Path, public_url: String) -> Result<Self> {
+    pub async fn new(
+        store: Store,
+        cfg: ResumeConfig,
+        data_dir: &std::path::Path,
+        public_url: String,
+    ) -> Result<Self> {
         for stmt in [
             "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS user_tokens (token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_ms BIGINT NOT NULL)",
@@ -282,7 +324,8 @@ impl ResumeService {
             _ => {
                 let mut k = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut k);
-                std::fs::write(&key_path, &k).with_context(|| format!("writing {}", key_path.display()))?;
+                std::fs::write(&key_path, &k)
+                    .with_context(|| format!("writing {}", key_path.display()))?;
                 k
             }
         };
@@ -337,21 +380,38 @@ impl ResumeService {
 
     fn verify(&self, id: &str, q: &SignedQuery) -> Result<(), ApiError> {
         let Ok(sig) = hex::decode(&q.sig) else {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_signature", "signature is not hex"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad_signature",
+                "signature is not hex",
+            ));
         };
-        let mut mac = HmacSha256::new_from_slice(&self.key).map_err(|e| internal(anyhow::anyhow!("{e}")))?;
+        let mut mac =
+            HmacSha256::new_from_slice(&self.key).map_err(|e| internal(anyhow::anyhow!("{e}")))?;
         mac.update(format!("{id}|{}", q.exp).as_bytes());
         if mac.verify_slice(&sig).is_err() {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_signature", "link signature does not match"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad_signature",
+                "link signature does not match",
+            ));
         }
         if q.exp < now_ms() {
-            return Err(ApiError::new(StatusCode::GONE, "expired", "this link has expired"));
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "expired",
+                "this link has expired",
+            ));
         }
         Ok(())
     }
 
     fn signed_pull_url(&self, id: &str, exp: i64) -> String {
-        format!("{}/api/v1/handoff/{id}?exp={exp}&sig={}", self.public_url, self.sign(id, exp))
+        format!(
+            "{}/api/v1/handoff/{id}?exp={exp}&sig={}",
+            self.public_url,
+            self.sign(id, exp)
+        )
     }
 
     async fn user(&self, headers: &HeaderMap) -> Result<User, ApiError> {
@@ -359,11 +419,23 @@ impl ResumeService {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "give a user token: Authorization: Bearer <token>"))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "give a user token: Authorization: Bearer <token>",
+                )
+            })?;
         self.user_by_token(token)
             .await
             .map_err(internal)?
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown user token"))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "unknown user token",
+                )
+            })
     }
 
     async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
@@ -382,17 +454,30 @@ impl ResumeService {
             .fetch_optional(&self.store.pool)
             .await
             .map_err(|e| internal(e.into()))?;
-        row.map(|r| r.get::<String, _>(0))
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_terminal", format!("no terminal {id} for this user")))
+        row.map(|r| r.get::<String, _>(0)).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_terminal",
+                format!("no terminal {id} for this user"),
+            )
+        })
     }
 
     async fn attributes(&self, content_id: &str) -> Result<VideoAttributes, ApiError> {
         let asset = self.store.asset(content_id).await.map_err(internal)?;
         match asset {
             Some(a) => a.attributes.ok_or_else(|| {
-                ApiError::new(StatusCode::CONFLICT, "not_ready", format!("content {content_id} is not ready"))
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_ready",
+                    format!("content {content_id} is not ready"),
+                )
             }),
-            None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_content", format!("no content {content_id}"))),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_content",
+                format!("no content {content_id}"),
+            )),
         }
     }
 
@@ -405,14 +490,78 @@ impl ResumeService {
             .route("/api/v1/catalogue", get(catalogue))
             .route("/api/v1/resume", post(resume))
             .route("/api/v1/bookmarks", get(list_bookmarks))
+            .route("/api/v1/bookmarks/{id}/resume", post(resume_bookmark))
+            .route("/api/v1/reverse-bookmark", post(reverse_bookmark))
             .route("/api/v1/handoff", post(create_handoff))
             .route("/api/v1/handoff/{id}", get(pull_handoff))
             .route("/api/v1/handoff/by-code/{code}", get(pull_by_code))
             .route("/api/v1/handoff/{id}/push", post(push_handoff))
             .route("/api/v1/handoff/{id}/redirect", get(redirect_handoff))
             .route("/api/v1/handoff/receive", post(receive_handoff))
-            .route("/api/v1/handoff/accept", post(accept_handoff).get(accept_redirect))
+            .route(
+                "/api/v1/handoff/accept",
+                post(accept_handoff).get(accept_redirect),
+            )
             .with_state(self.clone())
+    }
+
+    /// The reverse-bookmark interface (S3): the streaming side reports an
+    /// abnormally interrupted viewer; a bookmark is stored for the user the
+    /// user token names. Answers user id, result code (0 = saved) and a
+    /// description.
+    pub async fn reverse_bookmark(&self, req: &ReverseBookmark) -> ReverseBookmarkAnswer {
+        let answer = |user_id: Option<String>, code: u32, d: &str| ReverseBookmarkAnswer {
+            user_id,
+            result_code: code,
+            description: d.to_string(),
+            bookmark_id: None,
+        };
+        let user = match self.user_by_token(&req.user_token).await {
+            Ok(Some(u)) => u,
+            Ok(None) => return answer(None, 2, "unknown user token"),
+            Err(e) => return answer(None, 9, &format!("store error: {e:#}")),
+        };
+        if req.user_id.as_deref().is_some_and(|u| u != user.id) {
+            return answer(Some(user.id), 3, "user id does not match the user token");
+        }
+        let attrs = self.store.asset(&req.content_id).await.ok().flatten();
+        let Some(asset) = attrs else {
+            return answer(Some(user.id), 4, "unknown content");
+        };
+        if let Some(a) = &asset.attributes {
+            if a.duration_ms > 0 && req.position_ms > a.duration_ms {
+                return answer(Some(user.id), 5, "position is past the end of the content");
+            }
+        }
+        let address = asset
+            .attributes
+            .as_ref()
+            .and_then(|a| a.vod_url.clone())
+            .unwrap_or_else(|| format!("{}/live/{}/index.m3u8", self.public_url, req.content_id));
+        let id = random_hex(8);
+        let r = sqlx::query(
+            "INSERT INTO bookmarks (id, user_id, content_id, position_ms, name, description, source, address, status, created_ms)
+             VALUES (?, ?, ?, ?, NULL, ?, 'interruption', ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&user.id)
+        .bind(&req.content_id)
+        .bind(req.position_ms as i64)
+        .bind(format!("interrupted (playback token {})", req.playback_token))
+        .bind(&address)
+        .bind("ready")
+        .bind(now_ms())
+        .execute(&self.store.pool)
+        .await;
+        match r {
+            Ok(_) => ReverseBookmarkAnswer {
+                user_id: Some(user.id),
+                result_code: 0,
+                description: "saved".into(),
+                bookmark_id: Some(id),
+            },
+            Err(e) => answer(Some(user.id), 9, &format!("store error: {e}")),
+        }
     }
 
     async fn store_bookmark(
@@ -467,30 +616,44 @@ impl ResumeService {
 
     async fn fetch_state(&self, url: &str) -> Result<SuspendState, ApiError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(bad("bad_url", "the platform address must be an http(s) URL"));
+            return Err(bad(
+                "bad_url",
+                "the platform address must be an http(s) URL",
+            ));
         }
-        let resp = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "platform_unreachable", format!("fetching {url}: {e}")))?;
+        let resp = self.client.get(url).send().await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "platform_unreachable",
+                format!("fetching {url}: {e}"),
+            )
+        })?;
         if !resp.status().is_success() {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
             return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "platform_refused",
-                format!("platform answered {status}: {}", body.chars().take(300).collect::<String>()),
+                format!(
+                    "platform answered {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                ),
             ));
         }
-        resp.json::<SuspendState>()
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "bad_state", format!("suspend state from {url}: {e}")))
+        resp.json::<SuspendState>().await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_state",
+                format!("suspend state from {url}: {e}"),
+            )
+        })
     }
 }
 
-async fn create_user(State(s): State<ResumeService>, Json(req): Json<NewUser>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn create_user(
+    State(s): State<ResumeService>,
+    Json(req): Json<NewUser>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let name = req.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(bad("bad_name", "a user name is 1 to 100 characters"));
@@ -512,7 +675,9 @@ async fn create_user(State(s): State<ResumeService>, Json(req): Json<NewUser>) -
         .execute(&s.store.pool)
         .await
         .map_err(|e| internal(e.into()))?;
-    Ok(Json(serde_json::json!({ "user_id": id, "user_token": token })))
+    Ok(Json(
+        serde_json::json!({ "user_id": id, "user_token": token }),
+    ))
 }
 
 async fn create_terminal(
@@ -522,19 +687,26 @@ async fn create_terminal(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let user = s.user(&headers).await?;
     if !TERMINAL_TYPES.contains(&req.kind.as_str()) {
-        return Err(bad("bad_terminal_type", format!("terminal type must be one of {TERMINAL_TYPES:?}")));
+        return Err(bad(
+            "bad_terminal_type",
+            format!("terminal type must be one of {TERMINAL_TYPES:?}"),
+        ));
     }
     let id = random_hex(8);
-    sqlx::query("INSERT INTO terminals (id, user_id, type, name, created_ms) VALUES (?, ?, ?, ?, ?)")
-        .bind(&id)
-        .bind(&user.id)
-        .bind(&req.kind)
-        .bind(&req.name)
-        .bind(now_ms())
-        .execute(&s.store.pool)
-        .await
-        .map_err(|e| internal(e.into()))?;
-    Ok(Json(serde_json::json!({ "terminal_id": id, "type": req.kind })))
+    sqlx::query(
+        "INSERT INTO terminals (id, user_id, type, name, created_ms) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&user.id)
+    .bind(&req.kind)
+    .bind(&req.name)
+    .bind(now_ms())
+    .execute(&s.store.pool)
+    .await
+    .map_err(|e| internal(e.into()))?;
+    Ok(Json(
+        serde_json::json!({ "terminal_id": id, "type": req.kind }),
+    ))
 }
 
 async fn record_stop(
@@ -553,7 +725,10 @@ async fn record_stop(
         if req.position_ms > attrs.duration_ms {
             return Err(bad(
                 "position_past_end",
-                format!("position {} ms is past the end ({} ms)", req.position_ms, attrs.duration_ms),
+                format!(
+                    "position {} ms is past the end ({} ms)",
+                    req.position_ms, attrs.duration_ms
+                ),
             ));
         }
         (Some(req.position_ms as i64), None)
@@ -585,7 +760,9 @@ async fn record_stop(
         .execute(&s.store.pool)
         .await
         .map_err(|e| internal(e.into()))?;
-    Ok(Json(serde_json::json!({ "history_id": id, "resume_token": token })))
+    Ok(Json(
+        serde_json::json!({ "history_id": id, "resume_token": token }),
+    ))
 }
 
 async fn history_rows(s: &ResumeService, user: &User) -> Result<Vec<serde_json::Value>, ApiError> {
@@ -617,9 +794,14 @@ async fn history_rows(s: &ResumeService, user: &User) -> Result<Vec<serde_json::
         .collect())
 }
 
-async fn list_history(State(s): State<ResumeService>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_history(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let user = s.user(&headers).await?;
-    Ok(Json(serde_json::json!({ "history": history_rows(&s, &user).await? })))
+    Ok(Json(
+        serde_json::json!({ "history": history_rows(&s, &user).await? }),
+    ))
 }
 
 async fn catalogue(
@@ -676,14 +858,26 @@ async fn resume(
     .await
     .map_err(|e| internal(e.into()))?;
     let Some(row) = row else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_resume_token", "unknown or purged resume token"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_resume_token",
+            "unknown or purged resume token",
+        ));
     };
     if row.get::<String, _>(0) != user.id {
         // A resume token works on every terminal of its user, and no one else's.
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "bad_resume_token", "this resume token belongs to another user"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_resume_token",
+            "this resume token belongs to another user",
+        ));
     }
     if row.get::<i64, _>(1) < now_ms() {
-        return Err(ApiError::new(StatusCode::GONE, "expired", "this resume token has expired"));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            "this resume token has expired",
+        ));
     }
     let content_id: String = row.get(2);
     let live = row.get::<i64, _>(3) != 0;
@@ -703,7 +897,10 @@ async fn resume(
     })))
 }
 
-async fn list_bookmarks(State(s): State<ResumeService>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_bookmarks(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let user = s.user(&headers).await?;
     let rows = sqlx::query(
         "SELECT id, content_id, position_ms, name, description, source, address, status, created_ms FROM bookmarks
@@ -740,7 +937,10 @@ async fn create_handoff(
     if req.position_ms > attrs.duration_ms {
         return Err(bad(
             "position_past_end",
-            format!("position {} ms is past the end ({} ms)", req.position_ms, attrs.duration_ms),
+            format!(
+                "position {} ms is past the end ({} ms)",
+                req.position_ms, attrs.duration_ms
+            ),
         ));
     }
     let id = random_hex(8);
@@ -749,7 +949,9 @@ async fn create_handoff(
     // 8 characters of an unambiguous alphabet (40 bits).
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
     let bits = code_b.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64);
-    let code: String = (0..8).map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char).collect();
+    let code: String = (0..8)
+        .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char)
+        .collect();
     let expires = now_ms() + (s.cfg.handoff_ttl_secs as i64).saturating_mul(1000);
     let state = SuspendState {
         id: id.clone(),
@@ -765,15 +967,17 @@ async fn create_handoff(
         platform: s.public_url.clone(),
         expires_unix_ms: expires,
     };
-    sqlx::query("INSERT INTO suspend_states (id, code, user_id, state, expires_ms) VALUES (?, ?, ?, ?, ?)")
-        .bind(&id)
-        .bind(&code)
-        .bind(&user.id)
-        .bind(serde_json::to_string(&state).map_err(|e| internal(e.into()))?)
-        .bind(expires)
-        .execute(&s.store.pool)
-        .await
-        .map_err(|e| internal(e.into()))?;
+    sqlx::query(
+        "INSERT INTO suspend_states (id, code, user_id, state, expires_ms) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&code)
+    .bind(&user.id)
+    .bind(serde_json::to_string(&state).map_err(|e| internal(e.into()))?)
+    .bind(expires)
+    .execute(&s.store.pool)
+    .await
+    .map_err(|e| internal(e.into()))?;
     Ok(Json(serde_json::json!({
         "state": state,
         "pull_url": s.signed_pull_url(&id, expires),
@@ -781,16 +985,30 @@ async fn create_handoff(
     })))
 }
 
-async fn load_state(s: &ResumeService, column: &str, value: &str) -> Result<SuspendState, ApiError> {
+async fn load_state(
+    s: &ResumeService,
+    column: &str,
+    value: &str,
+) -> Result<SuspendState, ApiError> {
     let sql = format!("SELECT state, expires_ms FROM suspend_states WHERE {column} = ?");
     let row = sqlx::query(&sql)
         .bind(value)
         .fetch_optional(&s.store.pool)
         .await
         .map_err(|e| internal(e.into()))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_state", "no such suspend state"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_state",
+                "no such suspend state",
+            )
+        })?;
     if row.get::<i64, _>(1) < now_ms() {
-        return Err(ApiError::new(StatusCode::GONE, "expired", "this suspend state has expired"));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            "this suspend state has expired",
+        ));
     }
     serde_json::from_str(&row.get::<String, _>(0)).map_err(|e| internal(e.into()))
 }
@@ -804,7 +1022,10 @@ async fn pull_handoff(
     Ok(Json(load_state(&s, "id", &id).await?))
 }
 
-async fn pull_by_code(State(s): State<ResumeService>, Path(code): Path<String>) -> Result<Json<SuspendState>, ApiError> {
+async fn pull_by_code(
+    State(s): State<ResumeService>,
+    Path(code): Path<String>,
+) -> Result<Json<SuspendState>, ApiError> {
     let code = code.trim().to_ascii_uppercase();
     if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(bad("bad_code", "a hand-off code is 8 letters and digits"));
@@ -825,11 +1046,21 @@ async fn push_handoff(
     let target_token = headers
         .get("x-target-user-token")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| bad("missing_target_user", "give X-Target-User-Token (your user token on the target platform)"))?;
+        .ok_or_else(|| {
+            bad(
+                "missing_target_user",
+                "give X-Target-User-Token (your user token on the target platform)",
+            )
+        })?;
     let target_terminal = headers
         .get("x-target-terminal")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| bad("missing_target_terminal", "give X-Target-Terminal (the terminal id on the target platform)"))?;
+        .ok_or_else(|| {
+            bad(
+                "missing_target_terminal",
+                "give X-Target-Terminal (the terminal id on the target platform)",
+            )
+        })?;
     if !(req.target.starts_with("http://") || req.target.starts_with("https://")) {
         return Err(bad("bad_url", "target must be an http(s) URL"));
     }
@@ -840,34 +1071,62 @@ async fn push_handoff(
         name: None,
         description: None,
     };
-    let url = format!("{}/api/v1/handoff/receive", req.target.trim_end_matches('/'));
-    let resp = s
-        .client
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "platform_unreachable", format!("pushing to {url}: {e}")))?;
+    let url = format!(
+        "{}/api/v1/handoff/receive",
+        req.target.trim_end_matches('/')
+    );
+    let resp = s.client.post(&url).json(&body).send().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "platform_unreachable",
+            format!("pushing to {url}: {e}"),
+        )
+    })?;
     let status = resp.status();
     let answer: serde_json::Value = resp.json().await.unwrap_or_default();
     if !status.is_success() {
-        return Err(ApiError::new(StatusCode::BAD_GATEWAY, "platform_refused", format!("{url} answered {status}: {answer}")));
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "platform_refused",
+            format!("{url} answered {status}: {answer}"),
+        ));
     }
-    Ok(Json(serde_json::json!({ "pushed_to": url, "answer": answer })))
+    Ok(Json(
+        serde_json::json!({ "pushed_to": url, "answer": answer }),
+    ))
 }
 
-async fn receive_handoff(State(s): State<ResumeService>, Json(req): Json<Received>) -> Result<Json<Bookmark>, ApiError> {
+async fn receive_handoff(
+    State(s): State<ResumeService>,
+    Json(req): Json<Received>,
+) -> Result<Json<Bookmark>, ApiError> {
     let user = s
         .user_by_token(&req.user_token)
         .await
         .map_err(internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown user token"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown user token",
+            )
+        })?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
     if req.state.expires_unix_ms < now_ms() {
-        return Err(ApiError::new(StatusCode::GONE, "expired", "this suspend state has expired"));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            "this suspend state has expired",
+        ));
     }
     let b = s
-        .store_bookmark(&user.id, &req.state, &terminal_type, req.name, req.description)
+        .store_bookmark(
+            &user.id,
+            &req.state,
+            &terminal_type,
+            req.name,
+            req.description,
+        )
         .await
         .map_err(internal)?;
     Ok(Json(b))
@@ -884,14 +1143,19 @@ async fn redirect_handoff(
     }
     let pull = s.signed_pull_url(&id, state.expires_unix_ms);
     let enc: String = url_encode(&pull);
-    let location = format!("{}/api/v1/handoff/accept?from={enc}", q.target.trim_end_matches('/'));
+    let location = format!(
+        "{}/api/v1/handoff/accept?from={enc}",
+        q.target.trim_end_matches('/')
+    );
     Ok(Redirect::to(&location).into_response())
 }
 
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -935,8 +1199,17 @@ async fn accept_handoff(
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
     let url = match (&req.from, &req.platform, &req.code) {
         (Some(from), _, _) => from.clone(),
-        (None, Some(p), Some(code)) => format!("{}/api/v1/handoff/by-code/{}", p.trim_end_matches('/'), url_encode(code)),
-        _ => return Err(bad("missing_source", "give `from` (a signed pull URL) or `platform` and `code`")),
+        (None, Some(p), Some(code)) => format!(
+            "{}/api/v1/handoff/by-code/{}",
+            p.trim_end_matches('/'),
+            url_encode(code)
+        ),
+        _ => {
+            return Err(bad(
+                "missing_source",
+                "give `from` (a signed pull URL) or `platform` and `code`",
+            ))
+        }
     };
     let state = s.fetch_state(&url).await?;
     let b = s
@@ -944,4 +1217,63 @@ async fn accept_handoff(
         .await
         .map_err(internal)?;
     Ok(Json(b))
+}
+
+async fn reverse_bookmark(
+    State(s): State<ResumeService>,
+    Json(req): Json<ReverseBookmark>,
+) -> Response {
+    let a = s.reverse_bookmark(&req).await;
+    let status = match a.result_code {
+        0 => StatusCode::OK,
+        2 | 3 => StatusCode::FORBIDDEN,
+        4 => StatusCode::NOT_FOUND,
+        5 => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(a)).into_response()
+}
+
+#[derive(Deserialize)]
+struct BookmarkResume {
+    terminal_id: String,
+}
+
+/// Resume a bookmark on one of the user's terminals: the URL to play, the
+/// position, and for VOD a `#t=` fragment the player seeks to.
+async fn resume_bookmark(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<BookmarkResume>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = s.user(&headers).await?;
+    let terminal_type = s.terminal(&user, &req.terminal_id).await?;
+    let row = sqlx::query("SELECT content_id, position_ms, address, source FROM bookmarks WHERE id = ? AND user_id = ?")
+        .bind(&id)
+        .bind(&user.id)
+        .fetch_optional(&s.store.pool)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_bookmark", format!("no bookmark {id} for this user")))?;
+    let content_id: String = row.get(0);
+    let position_ms = row.get::<i64, _>(1).max(0) as u64;
+    let mut url: String = row.get(2);
+    if let Ok(Some(asset)) = s.store.asset(&content_id).await {
+        if let Some(r) = asset
+            .attributes
+            .as_ref()
+            .and_then(|a| playable_rendition(a, &terminal_type))
+        {
+            url = r.url;
+        }
+    }
+    Ok(Json(serde_json::json!({
+        "bookmark_id": id,
+        "content_id": content_id,
+        "position_ms": position_ms,
+        "url": url,
+        "play_url": format!("{url}#t={:.3}", position_ms as f64 / 1000.0),
+        "source": row.get::<String, _>(3),
+    })))
 }

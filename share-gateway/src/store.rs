@@ -49,7 +49,7 @@ pub struct Asset {
 /// The store.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 fn now_ms() -> i64 {
@@ -148,11 +148,13 @@ impl Store {
 
     /// The device a token belongs to, unless unknown or revoked.
     pub async fn device_by_token(&self, token: &str) -> Result<Option<Device>> {
-        let row = sqlx::query("SELECT id, name, created_ms FROM devices WHERE token_hash = ? AND revoked = 0")
-            .bind(hash_token(token))
-            .fetch_optional(&self.pool)
-            .await
-            .context("looking up device token")?;
+        let row = sqlx::query(
+            "SELECT id, name, created_ms FROM devices WHERE token_hash = ? AND revoked = 0",
+        )
+        .bind(hash_token(token))
+        .fetch_optional(&self.pool)
+        .await
+        .context("looking up device token")?;
         Ok(row.map(|r| Device {
             id: r.get(0),
             name: r.get(1),
@@ -162,10 +164,12 @@ impl Store {
 
     /// Every device.
     pub async fn devices(&self) -> Result<Vec<Device>> {
-        let rows = sqlx::query("SELECT id, name, created_ms FROM devices WHERE revoked = 0 ORDER BY created_ms")
-            .fetch_all(&self.pool)
-            .await
-            .context("listing devices")?;
+        let rows = sqlx::query(
+            "SELECT id, name, created_ms FROM devices WHERE revoked = 0 ORDER BY created_ms",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing devices")?;
         Ok(rows
             .into_iter()
             .map(|r| Device {
@@ -177,7 +181,13 @@ impl Store {
     }
 
     /// Record that a recording started (idempotent).
-    pub async fn asset_recording(&self, id: &str, device_id: &str, title: Option<&str>, created_ms: i64) -> Result<()> {
+    pub async fn asset_recording(
+        &self,
+        id: &str,
+        device_id: &str,
+        title: Option<&str>,
+        created_ms: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO assets (id, device_id, title, state, created_ms) VALUES (?, ?, ?, 'recording', ?)
              ON CONFLICT(id) DO UPDATE SET state = 'recording'",

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use sharecast_transcoder::testing::{fixture, AUDIO_ONLY, H264_AAC, H264_BFRAMES, H265_AAC, PORTRAIT, VP8_OPUS};
+pub use sharecast_transcoder::testing::{
+    fixture, AUDIO_ONLY, H264_AAC, H264_BFRAMES, H265_AAC, PORTRAIT, VP8_OPUS,
+};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sharecast")
@@ -85,9 +87,16 @@ impl Server {
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("sharecast serve exited early ({status}); log:\n{}", self.log());
+                panic!(
+                    "sharecast serve exited early ({status}); log:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "server did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not start; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -107,7 +116,14 @@ impl Server {
     pub fn push_cmd(&self, input: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
         cmd.arg("push")
-            .args(["--server", &self.ingest, "--token", &self.token, "--pin", &self.fingerprint])
+            .args([
+                "--server",
+                &self.ingest,
+                "--token",
+                &self.token,
+                "--pin",
+                &self.fingerprint,
+            ])
             .arg("--input")
             .arg(input)
             .args(extra)
@@ -161,9 +177,12 @@ impl PushResult {
     }
 
     pub fn attributes(&self) -> serde_json::Value {
-        let a = self
-            .line("attributes")
-            .unwrap_or_else(|| panic!("no attributes in push output:\n{}\n{}", self.stdout, self.stderr));
+        let a = self.line("attributes").unwrap_or_else(|| {
+            panic!(
+                "no attributes in push output:\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        });
         serde_json::from_str(&a).expect("attributes JSON")
     }
 
@@ -173,6 +192,8 @@ impl PushResult {
 }
 
 /// Start a push and return the child plus the session id once printed.
+/// The caller waits for the child; a panic here ends the test process.
+#[allow(clippy::zombie_processes)]
 pub fn spawn_push(mut cmd: Command) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -184,7 +205,10 @@ pub fn spawn_push(mut cmd: Command) -> (Child, String, BufReader<std::process::C
     loop {
         line.clear();
         let n = out.read_line(&mut line).expect("reading push output");
-        assert!(n > 0, "push ended before printing its session");
+        if n == 0 {
+            let status = child.wait();
+            panic!("push ended ({status:?}) before printing its session");
+        }
         if let Some(id) = line.trim().strip_prefix("session ") {
             return (child, id.to_string(), out);
         }
@@ -194,7 +218,15 @@ pub fn spawn_push(mut cmd: Command) -> (Child, String, BufReader<std::process::C
 /// ffprobe a file: streams (with counted frames) and format.
 pub fn ffprobe(path: &Path) -> serde_json::Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("running ffprobe");

@@ -5,13 +5,15 @@
 //! ([`MediaFrame`](sharecast_formats::media::MediaFrame)) with capture
 //! timestamps while it films; ingest hands them to a [`Recording`] as they
 //! arrive. The recording synchronises the tracks by their timestamps and
-//! muxes them without re-encoding. While the session runs, `source.mp4` is a
-//! fragmented MP4 that is playable as it grows and survives a crash; when the
-//! session ends, [`Recording::finish`] replaces it with the finished VOD file
-//! (a regular MP4, index first, edit lists keeping the audio/video offsets)
-//! and measures it ([`probe_file`]): the video attribute data that the phone
-//! shares comes from the produced file. See the `recording` module source for
-//! the pipeline.
+//! muxes them without re-encoding. While the session runs, `source.mp4` is an
+//! MP4 whose index (at the front) is rewritten every fragment duration, so
+//! it is playable as it grows and survives a crash; when the
+//! session ends, [`Recording::finish`] finalises it in place (a regular MP4,
+//! index first, edit lists keeping the audio/video offsets), writes the
+//! poster image, waits for the extra renditions ([`ladder`]) and measures
+//! every file ([`probe_file`]): the video attribute data that the phone
+//! shares comes from the produced files. See the `recording` module source
+//! for the pipeline and `docs/transcoder.md`.
 //!
 //! ```no_run
 //! # fn demo(tracks: &[sharecast_formats::media::TrackInfo],
@@ -33,6 +35,8 @@
 //! - [`caps`]: [`TrackInfo`] → GStreamer caps, and the track checks.
 //! - [`source`]: read a media file frame by frame (the phone simulator and
 //!   the tests use it in place of a camera).
+//! - [`ladder`]: the extra renditions (480p H.264 + AAC by default).
+//! - [`still`]: still frames (JPEG of the frame shown at a time, posters).
 //! - [`testing`]: fixture helpers for tests across the workspace.
 //!
 //! Timestamps are microseconds end to end (see [`sharecast_formats::media`]).
@@ -45,13 +49,19 @@ pub use sharecast_formats::attributes::Rendition;
 use sharecast_formats::media::TrackInfo;
 
 pub mod caps;
+mod compact;
+pub mod ladder;
 mod probe;
 mod recording;
 pub mod source;
+pub mod still;
 pub mod testing;
 
+pub use ladder::RenditionSpec;
 pub use probe::probe_file;
-pub use recording::{Recording, SOURCE_FILE, SOURCE_RENDITION};
+pub use recording::{
+    Finished, PendingRenditions, Recording, SyncStats, SOURCE_FILE, SOURCE_RENDITION,
+};
 
 /// Settings of the transcoder; every limit has a documented default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +80,29 @@ pub struct TranscoderConfig {
     /// How long `finish` waits for the muxer to finalise the file,
     /// milliseconds (default 60000).
     pub finish_timeout_ms: u64,
+    /// Longest recording, milliseconds (default 3600000 = 1 h). The source
+    /// file reserves room for its index at the front for this long (about
+    /// 550 bytes per second per track); longer sessions are refused.
+    pub max_duration_ms: u64,
+    /// A track's timestamps going backwards by more than this (milliseconds,
+    /// default 1000) is a jump of the phone's clock, repaired by re-timing;
+    /// smaller steps backwards drop the frame.
+    pub jump_threshold_ms: u32,
+    /// A forward step of a track's timestamps up to this long (milliseconds,
+    /// default 300000) is a gap in the upload and stays in the timeline;
+    /// longer is a clock jump, repaired by re-timing.
+    pub max_gap_ms: u64,
+    /// Extra renditions besides the source (default: one 480p H.264 + AAC
+    /// compatibility rendition). Empty = source only.
+    pub renditions: Vec<RenditionSpec>,
+    /// How long `finish` waits for the extra renditions after the source is
+    /// ready, milliseconds (default 3600000); a rendition still not done is
+    /// left out with an error in the log.
+    pub rendition_timeout_ms: u64,
+    /// A finished source file up to this size (bytes, default 32 MiB) is
+    /// compacted: the index room reserved at the front is removed (a bounded
+    /// copy, a few tens of ms). 0 = never.
+    pub compact_max_bytes: u64,
 }
 
 impl Default for TranscoderConfig {
@@ -79,6 +112,12 @@ impl Default for TranscoderConfig {
             start_window_ms: 500,
             max_queued_bytes: 256 * 1024 * 1024,
             finish_timeout_ms: 60_000,
+            max_duration_ms: 3_600_000,
+            jump_threshold_ms: 1000,
+            max_gap_ms: 300_000,
+            renditions: vec![RenditionSpec::compat_480p()],
+            rendition_timeout_ms: 3_600_000,
+            compact_max_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -86,7 +125,7 @@ impl Default for TranscoderConfig {
 /// One output file of a session and its measured attributes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProducedFile {
-    /// Rendition name ("source").
+    /// Rendition name ("source", "480p", …).
     pub rendition: String,
     /// Where the file is.
     pub path: PathBuf,
@@ -113,6 +152,11 @@ impl Transcoder {
             "h265parse",
             "aacparse",
             "opusparse",
+            "qtdemux",
+            "decodebin",
+            "videoconvert",
+            "videoscale",
+            "jpegenc",
         ] {
             if gst::ElementFactory::find(factory).is_none() {
                 anyhow::bail!("GStreamer element {factory} is missing (install the GStreamer plugins, see scripts/setup.sh)");

@@ -1,23 +1,36 @@
-//! One session being muxed into `source.mp4` while the phone uploads.
+//! One session being muxed into `source.mp4` while the phone uploads, plus
+//! the extra renditions of the ladder (see [`crate::ladder`]).
 //!
-//! Pipeline, one branch per track, split into two muxers:
+//! Source pipeline, one branch per track, one muxer:
 //!
 //! ```text
-//! appsrc name=track{id} caps=<from TrackInfo> ! {h264,h265,aac,opus}parse name=parse{id} ! tee name=tee{id}
-//!   tee{id}. ! queue ! mp4mux name=fragmux fragment-duration=<cfg> ! filesink name=fragsink location=<out_dir>/source.mp4
-//!   tee{id}. ! queue ! mp4mux name=vodmux faststart=true ! filesink name=vodsink location=<out_dir>/.source.mp4.vod
+//! appsrc name=track{id} caps=<from TrackInfo> ! {h264,h265,aac,opus}parse name=parse{id} ! queue
+//!   ! mp4mux name=vodmux reserved-max-duration=<max_duration_ms> reserved-moov-update-period=<fragment_duration_ms>
+//!   ! filesink name=vodsink location=<out_dir>/source.mp4
 //! ```
 //!
-//! - `fragmux` writes a fragmented MP4 at the final path: everything up to the
-//!   last complete fragment is on disk, playable while recording, and
-//!   survives a crash of the server.
-//! - `vodmux` writes the VOD file proper: a regular MP4 with the index first
-//!   (progressive playback) and edit lists, which is what keeps the tracks'
-//!   start offsets and B-frame composition delays (mp4mux 1.22 writes no edit
-//!   lists in fragmented mode, so there every track starts at 0). At
-//!   [`Recording::finish`] it replaces the fragmented file (atomic rename).
-//!   Until then its media data sits in `.source.mp4.mdat` (mp4mux's faststart
-//!   file), so a session needs about three times its size on disk at the end.
+//! **Finalisation without a rewrite** ("robust muxing"): mp4mux reserves
+//! room for the index (`moov`) at the front of the file, right after `ftyp`,
+//! and rewrites the index in that room every `fragment_duration_ms` while
+//! media data is appended behind it. So, at every moment:
+//! - the file on disk is a regular MP4 with the index first, playable (and
+//!   progressively downloadable) up to the last index update;
+//! - a crash (even `kill -9`) leaves a file that plays up to the last index
+//!   update, at most `fragment_duration_ms` behind;
+//! - finishing writes only the last index into the reserved room and the
+//!   final `mdat` size: the cost does not depend on the recording's length,
+//!   and there is no whole-file read, copy or rename at the end.
+//!
+//! It is a regular (not fragmented) MP4, so mp4mux writes edit lists: the
+//! tracks' start offsets and B-frame composition delays are kept (mp4mux
+//! 1.22 writes no edit lists in fragmented mode). The price is the reserved
+//! room: mp4mux keeps two copies of the index room, each about
+//! `550 bytes × seconds × tracks` (8 MB in all for the default one hour and
+//! two tracks). Files up to `compact_max_bytes` (default 32 MiB) are
+//! compacted at the end (the room removed, chunk offsets patched, see
+//! [`crate::compact`]): a bounded cost, so short clips carry no overhead and
+//! long ones keep a `free` box of a few MB at the front.
+//! Recordings longer than `max_duration_ms` are refused with a clear error.
 //!
 //! **Timestamp sync**: frames carry capture timestamps (microseconds) on the
 //! phone's clock. The recording holds back the first frames until every track
@@ -25,7 +38,20 @@
 //! has gone by), takes the smallest presentation timestamp among them as the
 //! session's start, and subtracts it from every timestamp of every track. The
 //! file therefore starts at 0 with the audio/video offsets of the capture
-//! intact.
+//! intact. After that, frames are placed by their timestamps only:
+//! - a gap in the upload (no frames for a while) stays a gap in the
+//!   timeline, and the tracks stay aligned after it;
+//! - a frame whose decode timestamp is not after its track's previous one
+//!   (by less than `jump_threshold_ms` backwards, or equal) is dropped
+//!   (warning, counted): a duplicate or a reordering, never a corrupt file;
+//! - a jump of a track's timestamps backwards by more than
+//!   `jump_threshold_ms`, or forwards by more than `max_gap_ms`, is a jump
+//!   of the phone's clock: the session is re-timed so that the frame follows
+//!   its track's previous frame directly; the same correction applies to
+//!   every track from then on (warning with the size of the jump);
+//! - audio clock drift against video is kept as captured: each sample is
+//!   placed at its own timestamp (MP4 sample durations absorb the drift), so
+//!   sound and picture stay aligned on the capture clock over any length.
 //!
 //! Decode timestamps of B-frame video come before the first presentation
 //! timestamp, that is below 0. GStreamer buffers cannot carry negative
@@ -36,7 +62,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use gstreamer as gst;
@@ -45,6 +71,7 @@ use gstreamer_app as gst_app;
 use sharecast_formats::media::{FrameSink, MediaFrame, TrackInfo};
 
 use crate::caps::{caps_for_track, check_tracks, parser_for_track};
+use crate::ladder::Encoder;
 use crate::{probe_file, ProducedFile, TranscoderConfig};
 
 /// Name of the source rendition (the phone's encoding, remuxed).
@@ -56,15 +83,33 @@ struct Track {
     appsrc: gst_app::AppSrc,
     /// Last decode timestamp pushed, microseconds after the session start.
     last_dts_us: Option<i64>,
+    /// Duration of the last frame pushed (its own, or the DTS step).
+    last_dur_us: i64,
 }
 
-/// Start-of-session alignment: which frames are held back and the base.
+/// Start-of-session alignment, clock repair and counters.
 struct Sync {
     base_us: Option<i64>,
+    /// Correction added to every timestamp after a clock jump.
+    offset_us: i64,
     pending: Vec<MediaFrame>,
     tracks: HashMap<u8, Track>,
     dropped: u64,
     pushed: u64,
+    jumps: u64,
+    /// Largest end time pushed (µs after the start).
+    end_us: i64,
+}
+
+/// Counters of a finished recording's timestamp repairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Frames pushed to the muxer.
+    pub pushed: u64,
+    /// Frames dropped (timestamp going backwards a little, before the start).
+    pub dropped: u64,
+    /// Clock jumps repaired by re-timing.
+    pub jumps: u64,
 }
 
 /// A session being recorded. Push frames in arrival order; call
@@ -76,12 +121,17 @@ pub struct Recording {
     segment: gst::Segment,
     error: Arc<Mutex<Option<String>>>,
     path: PathBuf,
-    vod_tmp: PathBuf,
-    mdat_tmp: PathBuf,
+    out_dir: PathBuf,
+    encoders: Vec<Encoder>,
     track_count: usize,
     start_window_us: i64,
     max_queued_bytes: u64,
+    max_duration_us: i64,
+    jump_threshold_us: i64,
+    max_gap_us: i64,
     finish_timeout: Duration,
+    rendition_timeout: Duration,
+    compact_max_bytes: u64,
 }
 
 impl std::fmt::Debug for Recording {
@@ -117,6 +167,56 @@ fn shifted_segment() -> gst::FormattedSegment<gst::ClockTime> {
     segment
 }
 
+/// Logs every error and warning of a pipeline with the session id and the
+/// element's name; the first error is kept in the returned slot.
+pub(crate) fn watch_bus(
+    pipeline: &gst::Pipeline,
+    session_id: &str,
+    what: &str,
+) -> anyhow::Result<Arc<Mutex<Option<String>>>> {
+    let error = Arc::new(Mutex::new(None::<String>));
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| anyhow!("pipeline without bus"))?;
+    let slot = error.clone();
+    let session = session_id.to_string();
+    let what = what.to_string();
+    bus.set_sync_handler(move |_, msg| {
+        let element = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                tracing::error!(
+                    session = %session,
+                    pipeline = %what,
+                    element = %element,
+                    debug = ?e.debug(),
+                    "GStreamer error: {}",
+                    e.error()
+                );
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.is_none() {
+                    *slot = Some(format!("{element}: {}", e.error()));
+                }
+                gst::BusSyncReply::Pass
+            }
+            gst::MessageView::Warning(w) => {
+                tracing::warn!(
+                    session = %session,
+                    pipeline = %what,
+                    element = %element,
+                    debug = ?w.debug(),
+                    "GStreamer warning: {}",
+                    w.error()
+                );
+                gst::BusSyncReply::Drop
+            }
+            gst::MessageView::Eos(_) => gst::BusSyncReply::Pass,
+            _ => gst::BusSyncReply::Drop,
+        }
+    });
+    Ok(error)
+}
+
 impl Recording {
     pub(crate) fn start(
         cfg: &TranscoderConfig,
@@ -129,38 +229,28 @@ impl Recording {
             .with_context(|| format!("creating {}", out_dir.display()))?;
         let path = out_dir.join(SOURCE_FILE);
 
-        let vod_tmp = out_dir.join(format!(".{SOURCE_FILE}.vod"));
-        let mdat_tmp = out_dir.join(format!(".{SOURCE_FILE}.mdat"));
-        let _ = std::fs::remove_file(&vod_tmp);
-
         let pipeline = gst::Pipeline::with_name(&format!("recording-{session_id}"));
-        let fragmux = gst::ElementFactory::make("mp4mux")
-            .name("fragmux")
-            .property("fragment-duration", cfg.fragment_duration_ms.max(1))
-            .build()
-            .context("creating mp4mux")?;
+        let max_duration_ns = cfg.max_duration_ms.max(1).saturating_mul(1_000_000);
         let vodmux = gst::ElementFactory::make("mp4mux")
             .name("vodmux")
-            .property("faststart", true)
-            .property("faststart-file", mdat_tmp.to_string_lossy().as_ref())
+            .property("reserved-max-duration", max_duration_ns)
+            .property(
+                "reserved-moov-update-period",
+                u64::from(cfg.fragment_duration_ms.max(1)) * 1_000_000,
+            )
             .build()
             .context("creating mp4mux")?;
-        for (mux, sink_name, location) in [
-            (&fragmux, "fragsink", &path),
-            (&vodmux, "vodsink", &vod_tmp),
-        ] {
-            let sink = gst::ElementFactory::make("filesink")
-                .name(sink_name)
-                .property("location", location.to_string_lossy().as_ref())
-                // Every fragment reaches the kernel as soon as it is complete.
-                .property_from_str("buffer-mode", "unbuffered")
-                .build()
-                .context("creating filesink")?;
-            pipeline
-                .add_many([mux, &sink])
-                .context("adding mp4mux and filesink")?;
-            mux.link(&sink).context("linking mp4mux to filesink")?;
-        }
+        let sink = gst::ElementFactory::make("filesink")
+            .name("vodsink")
+            .property("location", path.to_string_lossy().as_ref())
+            // Every index update reaches the kernel as soon as it is written.
+            .property_from_str("buffer-mode", "unbuffered")
+            .build()
+            .context("creating filesink")?;
+        pipeline
+            .add_many([&vodmux, &sink])
+            .context("adding mp4mux and filesink")?;
+        vodmux.link(&sink).context("linking mp4mux to filesink")?;
 
         let mut branches = HashMap::new();
         for t in tracks {
@@ -179,75 +269,46 @@ impl Recording {
                 .handle_segment_change(true)
                 .build();
             let parser = element(parser_for_track(t)?, &format!("parse{}", t.id))?;
-            let tee = element("tee", &format!("tee{}", t.id))?;
+            let queue = element("queue", &format!("queue{}", t.id))?;
             pipeline
-                .add_many([appsrc.upcast_ref(), &parser, &tee])
-                .context("adding appsrc, parser and tee")?;
-            gst::Element::link_many([appsrc.upcast_ref(), &parser, &tee])
+                .add_many([appsrc.upcast_ref(), &parser, &queue])
+                .context("adding appsrc, parser and queue")?;
+            gst::Element::link_many([appsrc.upcast_ref(), &parser, &queue])
                 .with_context(|| format!("linking track {} to its parser", t.id))?;
             let is_video = t.codec().is_some_and(|c| c.is_video());
             let template = if is_video { "video_%u" } else { "audio_%u" };
-            for mux in [&fragmux, &vodmux] {
-                let queue = element("queue", &format!("queue{}-{}", t.id, mux.name()))?;
-                pipeline.add(&queue).context("adding queue")?;
-                tee.link(&queue)
-                    .with_context(|| format!("linking track {} to a queue", t.id))?;
-                let mux_pad = mux
-                    .request_pad_simple(template)
-                    .ok_or_else(|| anyhow!("mp4mux refused a {template} pad"))?;
-                queue
-                    .static_pad("src")
-                    .ok_or_else(|| anyhow!("queue without src pad"))?
-                    .link(&mux_pad)
-                    .with_context(|| format!("linking track {} to {}", t.id, mux.name()))?;
-            }
+            let mux_pad = vodmux
+                .request_pad_simple(template)
+                .ok_or_else(|| anyhow!("mp4mux refused a {template} pad"))?;
+            queue
+                .static_pad("src")
+                .ok_or_else(|| anyhow!("queue without src pad"))?
+                .link(&mux_pad)
+                .with_context(|| format!("linking track {} to mp4mux", t.id))?;
             branches.insert(
                 t.id,
                 Track {
                     appsrc,
                     last_dts_us: None,
+                    last_dur_us: 0,
                 },
             );
         }
 
-        let error = Arc::new(Mutex::new(None::<String>));
-        let bus = pipeline
-            .bus()
-            .ok_or_else(|| anyhow!("pipeline without bus"))?;
-        {
-            let error = error.clone();
-            let session = session_id.to_string();
-            bus.set_sync_handler(move |_, msg| {
-                let element = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-                match msg.view() {
-                    gst::MessageView::Error(e) => {
-                        tracing::error!(
-                            session = %session,
-                            element = %element,
-                            debug = ?e.debug(),
-                            "recording pipeline error: {}",
-                            e.error()
-                        );
-                        let mut slot = error.lock().unwrap_or_else(|p| p.into_inner());
-                        if slot.is_none() {
-                            *slot = Some(format!("{element}: {}", e.error()));
-                        }
-                        gst::BusSyncReply::Pass
-                    }
-                    gst::MessageView::Warning(w) => {
-                        tracing::warn!(
-                            session = %session,
-                            element = %element,
-                            debug = ?w.debug(),
-                            "recording pipeline warning: {}",
-                            w.error()
-                        );
-                        gst::BusSyncReply::Drop
-                    }
-                    gst::MessageView::Eos(_) => gst::BusSyncReply::Pass,
-                    _ => gst::BusSyncReply::Drop,
+        let error = watch_bus(&pipeline, session_id, "source")?;
+        let mut encoders = Vec::new();
+        for spec in &cfg.renditions {
+            match Encoder::start(session_id, spec, tracks, out_dir) {
+                Ok(Some(e)) => encoders.push(e),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = pipeline.set_state(gst::State::Null);
+                    return Err(e.context(format!(
+                        "starting rendition {} of session {session_id}",
+                        spec.name
+                    )));
                 }
-            });
+            }
         }
 
         let recording = Recording {
@@ -255,33 +316,67 @@ impl Recording {
             pipeline,
             sync: Mutex::new(Sync {
                 base_us: None,
+                offset_us: 0,
                 pending: Vec::new(),
                 tracks: branches,
                 dropped: 0,
                 pushed: 0,
+                jumps: 0,
+                end_us: 0,
             }),
             segment: shifted_segment().upcast(),
             error,
             path,
-            vod_tmp,
-            mdat_tmp,
+            out_dir: out_dir.to_path_buf(),
+            encoders,
             track_count: tracks.len(),
             start_window_us: i64::from(cfg.start_window_ms) * 1000,
             max_queued_bytes: cfg.max_queued_bytes,
+            max_duration_us: i64::try_from(cfg.max_duration_ms.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            jump_threshold_us: i64::from(cfg.jump_threshold_ms) * 1000,
+            max_gap_us: i64::try_from(cfg.max_gap_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
             finish_timeout: Duration::from_millis(cfg.finish_timeout_ms),
+            rendition_timeout: Duration::from_millis(cfg.rendition_timeout_ms),
+            compact_max_bytes: cfg.compact_max_bytes,
         };
         recording
             .pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| anyhow!(recording.error_message()))
             .with_context(|| format!("starting the recording of session {session_id}"))?;
-        tracing::info!(session = %session_id, path = %recording.path.display(), "recording started");
+        tracing::info!(
+            session = %session_id,
+            path = %recording.path.display(),
+            renditions = recording.encoders.len() + 1,
+            "recording started"
+        );
         Ok(recording)
     }
 
     /// Where the source rendition is being written.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Timestamp repairs so far.
+    pub fn sync_stats(&self) -> SyncStats {
+        let sync = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        SyncStats {
+            pushed: sync.pushed,
+            dropped: sync.dropped,
+            jumps: sync.jumps,
+        }
+    }
+
+    /// Bytes of frames waiting in the source pipeline's input queues (0 when
+    /// the muxer has caught up with the phone).
+    pub fn backlog_bytes(&self) -> u64 {
+        let sync = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        sync.tracks
+            .values()
+            .map(|t| t.appsrc.current_level_bytes())
+            .sum()
     }
 
     fn error_message(&self) -> String {
@@ -350,19 +445,49 @@ impl Recording {
     }
 
     fn push_aligned(&self, sync: &mut Sync, base: i64, frame: &MediaFrame) -> anyhow::Result<()> {
-        let pts = frame.pts_us.saturating_sub(base);
-        let dts = frame.dts_us.saturating_sub(base);
-        let Some(track) = sync.tracks.get_mut(&frame.track) else {
+        let mut pts = frame
+            .pts_us
+            .saturating_sub(base)
+            .saturating_add(sync.offset_us);
+        let mut dts = frame
+            .dts_us
+            .saturating_sub(base)
+            .saturating_add(sync.offset_us);
+        let Some(track) = sync.tracks.get(&frame.track) else {
             bail!(
                 "session {}: frame for unknown track {}",
                 self.session_id,
                 frame.track
             );
         };
+        // Clock jumps: re-time the session so this frame follows its track.
+        if let Some(last) = track.last_dts_us {
+            let step = dts.saturating_sub(last);
+            if step < -self.jump_threshold_us || step > self.max_gap_us {
+                let target = last.saturating_add(track.last_dur_us.max(1));
+                let correction = target.saturating_sub(dts);
+                sync.offset_us = sync.offset_us.saturating_add(correction);
+                sync.jumps += 1;
+                tracing::warn!(
+                    session = %self.session_id,
+                    track = frame.track,
+                    seq = frame.seq,
+                    jump_ms = step / 1000,
+                    correction_ms = correction / 1000,
+                    "capture clock jumped; re-timing the session so the timeline stays continuous"
+                );
+                pts = pts.saturating_add(correction);
+                dts = dts.saturating_add(correction);
+            }
+        }
+        let Some(track) = sync.tracks.get_mut(&frame.track) else {
+            bail!("session {}: unknown track {}", self.session_id, frame.track);
+        };
         let reason = if pts < 0 || dts < -TS_SHIFT_US {
             Some("before the session start")
-        } else if track.last_dts_us.is_some_and(|last| dts < last) {
-            Some("decode timestamp going backwards")
+        } else if track.last_dts_us.is_some_and(|last| dts <= last) {
+            // Equal decode timestamps make mp4mux fail the whole file.
+            Some("decode timestamp not after the previous frame's")
         } else {
             None
         };
@@ -378,6 +503,13 @@ impl Recording {
             );
             return Ok(());
         }
+        if pts > self.max_duration_us {
+            bail!(
+                "session {}: recording is longer than max_duration_ms ({} ms)",
+                self.session_id,
+                self.max_duration_us / 1000
+            );
+        }
         let queued = track.appsrc.current_level_bytes();
         if self.max_queued_bytes > 0 && queued > self.max_queued_bytes {
             bail!(
@@ -387,7 +519,14 @@ impl Recording {
                 frame.track
             );
         }
+        let dur = i64::from(frame.duration_us);
+        track.last_dur_us = if dur > 0 {
+            dur
+        } else {
+            track.last_dts_us.map(|l| dts - l).unwrap_or(0)
+        };
         track.last_dts_us = Some(dts);
+        sync.end_us = sync.end_us.max(pts.saturating_add(dur));
         let mut buffer = gst::Buffer::from_slice(frame.data.clone());
         {
             let b = buffer
@@ -420,14 +559,35 @@ impl Recording {
                 frame.seq
             )
         })?;
+        for enc in &self.encoders {
+            // A failed rendition is reported at finish; the source goes on.
+            if let Err(e) = enc.push(frame.track, &sample) {
+                tracing::debug!(session = %self.session_id, "{e:#}");
+            }
+        }
         sync.pushed += 1;
         Ok(())
     }
 
-    /// Ends the session: flushes the muxer, waits until the file is
-    /// finalised, and measures it. Blocking.
+    /// Ends the session: flushes the muxers, waits until the source file is
+    /// finalised, writes the poster, waits for the other renditions (encoding
+    /// what is left, with progress in the log), and measures every file.
+    /// Blocking. A rendition that fails is left out (error in the log); a
+    /// failure of the source rendition fails the session.
     pub fn finish(self) -> anyhow::Result<Vec<ProducedFile>> {
+        let finished = self.finish_source()?;
+        let mut produced = finished.source;
+        produced.extend(finished.renditions.wait());
+        Ok(produced)
+    }
+
+    /// Like [`Recording::finish`], but returns as soon as the source
+    /// rendition is final and measured (and the poster written): the VOD can
+    /// be served at once, while [`PendingRenditions::wait`] finishes the
+    /// other renditions.
+    pub fn finish_source(mut self) -> anyhow::Result<Finished> {
         self.check_error()?;
+        let end_us;
         {
             let mut sync = self.sync.lock().unwrap_or_else(|p| p.into_inner());
             if sync.base_us.is_none() {
@@ -438,8 +598,13 @@ impl Recording {
                     self.push_aligned(&mut sync, base, f)?;
                 }
             }
-            if sync.dropped > 0 {
-                tracing::warn!(session = %self.session_id, dropped = sync.dropped, "frames dropped");
+            if sync.dropped > 0 || sync.jumps > 0 {
+                tracing::warn!(
+                    session = %self.session_id,
+                    dropped = sync.dropped,
+                    clock_jumps = sync.jumps,
+                    "timestamps repaired"
+                );
             }
             if sync.pushed == 0 {
                 bail!(
@@ -453,7 +618,12 @@ impl Recording {
                     .end_of_stream()
                     .map_err(|flow| anyhow!("track {id}: end of stream refused: {flow:?}"))?;
             }
+            for enc in &self.encoders {
+                enc.end_of_stream();
+            }
+            end_us = sync.end_us;
         }
+        let stop = Instant::now();
         let bus = self
             .pipeline
             .bus()
@@ -476,46 +646,150 @@ impl Recording {
                 self.finish_timeout
             ),
         }
-        std::fs::rename(&self.vod_tmp, &self.path).with_context(|| {
-            format!(
-                "moving {} to {}",
-                self.vod_tmp.display(),
-                self.path.display()
-            )
-        })?;
+        let finalised = stop.elapsed();
+        let compact_start = Instant::now();
+        if self.compact_max_bytes > 0 {
+            match crate::compact::compact(&self.path, self.compact_max_bytes) {
+                Ok(saved) if saved > 0 => tracing::debug!(
+                    session = %self.session_id,
+                    saved,
+                    "reserved index room removed"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = std::fs::remove_file(self.path.with_extension("mp4.compact"));
+                    tracing::warn!(
+                        session = %self.session_id,
+                        "could not compact {} (kept as is): {e:#}",
+                        self.path.display()
+                    );
+                }
+            }
+        }
+        let compacted = compact_start.elapsed();
         let attributes =
             probe_file(&self.path).with_context(|| format!("probing {}", self.path.display()))?;
         tracing::info!(
             session = %self.session_id,
             path = %self.path.display(),
+            compact_ms = compacted.as_secs_f64() * 1000.0,
             size = attributes.size_bytes,
             duration_ms = attributes.duration_ms,
-            "recording finished"
+            finalise_ms = finalised.as_secs_f64() * 1000.0,
+            ready_ms = stop.elapsed().as_secs_f64() * 1000.0,
+            "source rendition finished"
         );
-        Ok(vec![ProducedFile {
+        let produced = vec![ProducedFile {
             rendition: SOURCE_RENDITION.to_string(),
             path: self.path.clone(),
             attributes: crate::Rendition {
                 name: SOURCE_RENDITION.to_string(),
                 ..attributes
             },
-        }])
+        }];
+        let poster = self.out_dir.join(crate::still::POSTER_FILE);
+        match crate::still::write_poster(&self.path, &poster) {
+            Ok(_) => tracing::info!(
+                session = %self.session_id,
+                after_stop_ms = stop.elapsed().as_secs_f64() * 1000.0,
+                "poster written"
+            ),
+            Err(e) => tracing::error!(session = %self.session_id, "no poster: {e:#}"),
+        }
+        Ok(Finished {
+            source: produced,
+            renditions: PendingRenditions {
+                session_id: self.session_id.clone(),
+                encoders: std::mem::take(&mut self.encoders),
+                media_end: gst::ClockTime::from_useconds(u64::try_from(end_us).unwrap_or(0)),
+                timeout: self.rendition_timeout,
+                stop,
+            },
+        })
     }
 
-    /// Stops recording at once. What was written so far (complete fragments)
-    /// stays on disk at [`Recording::path`] and is playable.
+    /// Stops recording at once. What was written so far (up to the last
+    /// index update) stays on disk at [`Recording::path`] and is playable.
     pub fn abort(self) {
         tracing::info!(session = %self.session_id, "recording aborted");
-        // Drop stops the pipeline and removes the unfinished VOD file.
+        // Drop stops the pipelines.
+    }
+}
+
+/// A recording whose source rendition is final.
+#[derive(Debug)]
+pub struct Finished {
+    /// The source rendition, measured.
+    pub source: Vec<ProducedFile>,
+    /// The other renditions, still encoding what is left.
+    pub renditions: PendingRenditions,
+}
+
+/// Renditions still encoding after the phone stopped.
+pub struct PendingRenditions {
+    session_id: String,
+    encoders: Vec<Encoder>,
+    media_end: gst::ClockTime,
+    timeout: Duration,
+    stop: Instant,
+}
+
+impl std::fmt::Debug for PendingRenditions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRenditions")
+            .field("session_id", &self.session_id)
+            .field("renditions", &self.encoders.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingRenditions {
+    /// Names of the renditions still to come.
+    pub fn names(&self) -> Vec<String> {
+        self.encoders.iter().map(|e| e.spec.name.clone()).collect()
+    }
+
+    /// Waits for every rendition (progress in the log every second) and
+    /// measures each file. A rendition that fails or times out is left out,
+    /// with an error in the log. Blocking.
+    pub fn wait(self) -> Vec<ProducedFile> {
+        let mut produced = Vec::new();
+        for enc in &self.encoders {
+            let result = enc.wait(self.timeout, self.media_end).and_then(|()| {
+                probe_file(&enc.path).with_context(|| format!("probing {}", enc.path.display()))
+            });
+            match result {
+                Ok(attributes) => {
+                    tracing::info!(
+                        session = %self.session_id,
+                        rendition = %enc.spec.name,
+                        size = attributes.size_bytes,
+                        after_stop_ms = self.stop.elapsed().as_secs_f64() * 1000.0,
+                        "rendition finished"
+                    );
+                    produced.push(ProducedFile {
+                        rendition: enc.spec.name.clone(),
+                        path: enc.path.clone(),
+                        attributes: crate::Rendition {
+                            name: enc.spec.name.clone(),
+                            ..attributes
+                        },
+                    });
+                }
+                Err(e) => tracing::error!(
+                    session = %self.session_id,
+                    rendition = %enc.spec.name,
+                    "rendition left out: {e:#}"
+                ),
+            }
+        }
+        produced
     }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
-        // After a successful finish this file has been renamed away already.
-        let _ = std::fs::remove_file(&self.vod_tmp);
-        let _ = std::fs::remove_file(&self.mdat_tmp);
     }
 }
 

@@ -88,15 +88,28 @@ fn record_and_check(name: &str) {
         recording.push(f).unwrap();
     }
     let produced = recording.finish().unwrap();
-    assert_eq!(produced.len(), 1);
+    let has_video = src.tracks.iter().any(|t| t.width.is_some());
+    assert_eq!(produced.len(), if has_video { 2 } else { 1 }, "{name}");
     let out = &produced[0];
     assert_eq!(out.rendition, "source");
     assert_eq!(out.path, dir.path().join("source.mp4"));
-    let left: Vec<_> = std::fs::read_dir(dir.path())
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(left, ["source.mp4"], "temporary files left behind");
+    left.sort();
+    let expected: &[&str] = if has_video {
+        &["480p.mp4", "poster.jpg", "source.mp4"]
+    } else {
+        &["source.mp4"]
+    };
+    assert_eq!(left, expected, "{name}: files left in the session dir");
+    for p in &produced {
+        check_attributes_against_ffprobe(name, p);
+    }
+    if has_video {
+        check_compat_rendition(name, &source_path, &produced[1]);
+    }
 
     let want = ffprobe(&source_path);
     let got = ffprobe(&out.path);
@@ -193,6 +206,161 @@ fn record_and_check(name: &str) {
     let again = probe_file(&out.path).unwrap();
     assert_eq!(again.size_bytes, attrs.size_bytes);
     assert_eq!(again.codecs, attrs.codecs);
+}
+
+/// Every attribute of a produced file agrees with ffprobe.
+fn check_attributes_against_ffprobe(name: &str, p: &sharecast_transcoder::ProducedFile) {
+    let got = ffprobe(&p.path);
+    let a = &p.attributes;
+    let ctx = format!("{name}/{}", p.rendition);
+    assert_eq!(a.name, p.rendition, "{ctx}");
+    assert_eq!(a.container, "mp4", "{ctx}");
+    assert!(
+        got["format"]["format_name"]
+            .as_str()
+            .unwrap()
+            .contains("mp4"),
+        "{ctx}"
+    );
+    assert_eq!(
+        a.size_bytes,
+        num(&got["format"]["size"]) as u64,
+        "{ctx}: size"
+    );
+    assert_eq!(a.size_bytes, std::fs::metadata(&p.path).unwrap().len());
+    let d = num(&got["format"]["duration"]) * 1000.0;
+    assert!(
+        (a.duration_ms as f64 - d).abs() <= 25.0,
+        "{ctx}: duration {} ms vs ffprobe {d} ms",
+        a.duration_ms
+    );
+    assert_eq!(
+        a.bitrate,
+        a.size_bytes * 8 * 1000 / a.duration_ms.max(1),
+        "{ctx}"
+    );
+    let ff_bitrate = num(&got["format"]["bit_rate"]);
+    assert!(
+        (a.bitrate as f64 - ff_bitrate).abs() / ff_bitrate < 0.02,
+        "{ctx}: bitrate {} vs ffprobe {ff_bitrate}",
+        a.bitrate
+    );
+    let mut codecs = Vec::new();
+    if let Some(v) = stream(&got, "video") {
+        assert_eq!(a.width as u64, v["width"].as_u64().unwrap(), "{ctx}: width");
+        assert_eq!(
+            a.height as u64,
+            v["height"].as_u64().unwrap(),
+            "{ctx}: height"
+        );
+        let fps = rate(&v["avg_frame_rate"]);
+        assert!(
+            (a.frame_rate - fps).abs() < 0.05,
+            "{ctx}: fps {} vs {fps}",
+            a.frame_rate
+        );
+        let level = v["level"].as_i64().unwrap();
+        let expect = match v["codec_name"].as_str().unwrap() {
+            "h264" => {
+                let profile_idc = match v["profile"].as_str().unwrap() {
+                    "Constrained Baseline" | "Baseline" => 0x42,
+                    "Main" => 0x4d,
+                    "High" => 0x64,
+                    other => panic!("{ctx}: profile {other}"),
+                };
+                assert_eq!(v["codec_tag_string"], "avc1", "{ctx}");
+                format!("avc1.{profile_idc:02x}")
+            }
+            "hevc" => {
+                assert_eq!(v["codec_tag_string"], "hvc1", "{ctx}");
+                "hvc1.1.".to_string()
+            }
+            other => panic!("{ctx}: video codec {other}"),
+        };
+        let c = &a.codecs[0];
+        assert!(
+            c.to_lowercase().starts_with(&expect),
+            "{ctx}: {c} vs {expect}"
+        );
+        if expect.starts_with("avc1") {
+            assert_eq!(
+                i64::from_str_radix(&c[9..11], 16).unwrap(),
+                level,
+                "{ctx}: level in {c}"
+            );
+        } else {
+            assert!(
+                c.contains(&format!(".L{level}")),
+                "{ctx}: level {level} in {c}"
+            );
+        }
+        codecs.push(c.clone());
+        assert_eq!(a.mime, "video/mp4");
+    } else {
+        assert_eq!((a.width, a.height), (0, 0), "{ctx}");
+        assert_eq!(a.mime, "audio/mp4");
+    }
+    if let Some(au) = stream(&got, "audio") {
+        match au["codec_name"].as_str().unwrap() {
+            "aac" => {
+                assert_eq!(au["profile"], "LC", "{ctx}");
+                assert!(
+                    a.codecs.contains(&"mp4a.40.2".to_string()),
+                    "{ctx}: {:?}",
+                    a.codecs
+                );
+            }
+            "opus" => assert!(a.codecs.contains(&"opus".to_string()), "{ctx}"),
+            other => panic!("{ctx}: audio codec {other}"),
+        }
+    }
+    assert_eq!(
+        a.codecs.len(),
+        got["streams"].as_array().unwrap().len(),
+        "{ctx}: one codec string per stream"
+    );
+}
+
+/// The 480p compatibility rendition: H.264 Main, no B-frames, short side at
+/// most 480, every frame of the source, AAC, and the A/V offset kept.
+fn check_compat_rendition(name: &str, source: &Path, p: &sharecast_transcoder::ProducedFile) {
+    assert_eq!(p.rendition, "480p");
+    assert_eq!(p.path.file_name().unwrap(), "480p.mp4");
+    let want = ffprobe(source);
+    let got = ffprobe(&p.path);
+    let (wv, gv) = (
+        stream(&want, "video").unwrap(),
+        stream(&got, "video").unwrap(),
+    );
+    assert_eq!(gv["codec_name"], "h264", "{name}");
+    assert_eq!(gv["profile"], "Main", "{name}");
+    assert_eq!(gv["has_b_frames"].as_u64(), Some(0), "{name}");
+    let (sw, sh) = (
+        wv["width"].as_u64().unwrap(),
+        wv["height"].as_u64().unwrap(),
+    );
+    let (w, h) = (
+        gv["width"].as_u64().unwrap(),
+        gv["height"].as_u64().unwrap(),
+    );
+    assert_eq!(w.min(h), sw.min(sh).min(480), "{name}: short side");
+    let aspect = |w: u64, h: u64| w as f64 / h as f64;
+    assert!(
+        (aspect(w, h) - aspect(sw, sh)).abs() < 0.01,
+        "{name}: aspect"
+    );
+    assert_eq!(frame_count(gv), frame_count(wv), "{name}: frames");
+    let (wa, ga) = (
+        stream(&want, "audio").unwrap(),
+        stream(&got, "audio").unwrap(),
+    );
+    assert_eq!(ga["codec_name"], "aac");
+    let want_offset = num(&wv["start_time"]) - num(&wa["start_time"]);
+    let got_offset = num(&gv["start_time"]) - num(&ga["start_time"]);
+    assert!(
+        (want_offset - got_offset).abs() < 0.002,
+        "{name}: 480p A/V offset {got_offset}, source {want_offset}"
+    );
 }
 
 #[test]
@@ -380,4 +548,117 @@ fn recordings_and_frames_cross_threads() {
     send_sync::<sharecast_transcoder::Recording>();
     fn frame_sink<T: sharecast_formats::media::FrameSink>() {}
     frame_sink::<sharecast_transcoder::Recording>();
+}
+
+#[test]
+fn opus_is_kept_in_the_source_and_transcoded_to_aac_for_480p() {
+    // A phone sending H.264 + Opus: video from one clip, Opus from another.
+    let (vsrc, vframes) = read_all(testing::H264_AAC);
+    let (osrc, oframes) = read_all(testing::VP8_OPUS);
+    let opus = osrc.tracks.iter().find(|t| t.codec == "opus").unwrap();
+    let mut opus_track = opus.clone();
+    opus_track.id = 5;
+    let tracks = vec![vsrc.tracks[0].clone(), opus_track];
+    let mut frames: Vec<MediaFrame> = vframes.into_iter().filter(|f| f.track == 0).collect();
+    frames.extend(
+        oframes
+            .into_iter()
+            .filter(|f| f.track == opus.id)
+            .map(|mut f| {
+                f.track = 5;
+                f
+            }),
+    );
+    frames.sort_by_key(|f| f.dts_us);
+    let dir = tempfile::tempdir().unwrap();
+    let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
+    let recording = transcoder.start("opus", &tracks, dir.path()).unwrap();
+    for f in &frames {
+        recording.push(f).unwrap();
+    }
+    let out = recording.finish().unwrap();
+    assert_eq!(out.len(), 2);
+    let source = ffprobe(&out[0].path);
+    assert_eq!(stream(&source, "audio").unwrap()["codec_name"], "opus");
+    assert_eq!(stream(&source, "video").unwrap()["codec_name"], "h264");
+    assert!(out[0].attributes.codecs.contains(&"opus".to_string()));
+    let compat = ffprobe(&out[1].path);
+    let a = stream(&compat, "audio").unwrap();
+    assert_eq!(a["codec_name"], "aac");
+    assert_eq!(a["profile"], "LC");
+    assert!(num(&a["duration"]) > 2.5, "{a}");
+    assert_eq!(frame_count(stream(&compat, "video").unwrap()), 90);
+    check_attributes_against_ffprobe("h264+opus", &out[1]);
+}
+
+#[test]
+fn short_recordings_carry_no_reserved_index_room() {
+    // The source file is about the size of the media: the index room
+    // reserved for an hour (MBs) is removed at finish.
+    let src = fixture(testing::H264_AAC).unwrap();
+    let (s, frames) = read_all(testing::H264_AAC);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TranscoderConfig {
+        renditions: vec![],
+        ..TranscoderConfig::default()
+    };
+    let transcoder = Transcoder::new(cfg.clone()).unwrap();
+    let recording = transcoder.start("small", &s.tracks, dir.path()).unwrap();
+    for f in &frames {
+        recording.push(f).unwrap();
+    }
+    let out = recording.finish().unwrap();
+    let size = out[0].attributes.size_bytes;
+    let media = std::fs::metadata(&src).unwrap().len();
+    assert!(size < media + 64 * 1024, "{size} bytes vs {media} of media");
+    // Without compaction the room is there (and the file still plays).
+    let dir2 = tempfile::tempdir().unwrap();
+    let transcoder = Transcoder::new(TranscoderConfig {
+        compact_max_bytes: 0,
+        ..cfg
+    })
+    .unwrap();
+    let recording = transcoder.start("big", &s.tracks, dir2.path()).unwrap();
+    for f in &frames {
+        recording.push(f).unwrap();
+    }
+    let out2 = recording.finish().unwrap();
+    assert!(out2[0].attributes.size_bytes > size + 4_000_000);
+    let (a, b) = (ffprobe(&out[0].path), ffprobe(&out2[0].path));
+    for kind in ["video", "audio"] {
+        assert_eq!(
+            frame_count(stream(&a, kind).unwrap()),
+            frame_count(stream(&b, kind).unwrap())
+        );
+    }
+}
+
+#[test]
+fn the_source_is_ready_before_the_renditions_and_nothing_is_dropped() {
+    // All frames arrive at once (far faster than real time), so the 480p
+    // encoder is behind when the phone stops: the source is served first,
+    // the rendition follows with every frame.
+    let (src, frames) = read_all(testing::PORTRAIT);
+    let dir = tempfile::tempdir().unwrap();
+    let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
+    let recording = transcoder.start("split", &src.tracks, dir.path()).unwrap();
+    for f in &frames {
+        recording.push(f).unwrap();
+    }
+    let finished = recording.finish_source().unwrap();
+    assert_eq!(finished.source.len(), 1);
+    assert_eq!(finished.source[0].rendition, "source");
+    assert_eq!(finished.renditions.names(), ["480p"]);
+    let probe = ffprobe(&finished.source[0].path);
+    assert_eq!(frame_count(stream(&probe, "video").unwrap()), 90);
+    assert!(dir.path().join("poster.jpg").is_file());
+    let rest = finished.renditions.wait();
+    assert_eq!(rest.len(), 1);
+    let probe = ffprobe(&rest[0].path);
+    let v = stream(&probe, "video").unwrap();
+    assert_eq!(frame_count(v), 90);
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(480), Some(854))
+    );
 }

@@ -1,0 +1,567 @@
+//! The communication proxy's delivery queue: every (event, recipient,
+//! format) is one row in SQLite, so deliveries survive a restart; a single
+//! worker sends what is due through the gateway, retries temporary failures
+//! with exponential backoff, and obeys a per-gateway token-bucket rate
+//! limit. The unique key (event, recipient, format) means a recipient never
+//! gets the same event twice.
+//!
+//! Statuses: `pending` (waiting for its next attempt), `sending` (handed to
+//! the gateway right now), `sent`, `failed` (permanent error or attempts
+//! exhausted), `no_gateway` (no SMS gateway configured: recorded, never
+//! sent), `unknown` (the server stopped while the gateway was being called;
+//! not retried, so it is never sent twice), `opted_out`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::share::si::ServiceIndication;
+use sharecast_formats::share::sl::ServiceLoading;
+use sharecast_formats::share::{encode_user_data, MessageOptions, ShareFormat};
+use sqlx::Row;
+
+use crate::kannel::{xml_escape, Kannel, SendError, SmsConfig};
+use crate::store::Store;
+
+/// One delivery of one event to one recipient in one format.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Row id.
+    pub id: i64,
+    /// The share whose message this is.
+    pub share_id: String,
+    /// Idempotency key: `share:{id}`, `live:{asset}` or `vod:{asset}`.
+    pub event: String,
+    /// Recipient number.
+    pub recipient: String,
+    /// Message format.
+    pub format: String,
+    /// See the module documentation.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (pending only), Unix ms.
+    pub next_attempt_unix_ms: Option<i64>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Creation time, Unix ms.
+    pub created_unix_ms: i64,
+    /// When the gateway accepted it, Unix ms.
+    pub sent_unix_ms: Option<i64>,
+    /// SMS (or pushes) it took.
+    pub parts: Option<i64>,
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts";
+
+pub(crate) fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> Delivery {
+    let status: String = r.get(5);
+    Delivery {
+        id: r.get(0),
+        share_id: r.get(1),
+        event: r.get(2),
+        recipient: r.get(3),
+        format: r.get(4),
+        next_attempt_unix_ms: if status == "pending" { r.get(7) } else { None },
+        status,
+        attempts: r.get(6),
+        last_error: r.get(8),
+        created_unix_ms: r.get(9),
+        sent_unix_ms: r.get(10),
+        parts: r.get(11),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct DeliveryMetrics {
+    /// Deliveries the gateway accepted.
+    pub sent: AtomicU64,
+    /// Attempts that failed temporarily (will retry).
+    pub retried: AtomicU64,
+    /// Deliveries that failed for good.
+    pub failed: AtomicU64,
+    /// SMS/pushes handed to the gateway.
+    pub parts: AtomicU64,
+    /// Time spent waiting on the rate limit, ms.
+    pub throttled_ms: AtomicU64,
+}
+
+impl DeliveryMetrics {
+    /// Append Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        for (name, help, v) in [
+            (
+                "sharecast_share_deliveries_sent_total",
+                "share deliveries accepted by the SMS gateway",
+                &self.sent,
+            ),
+            (
+                "sharecast_share_delivery_retries_total",
+                "share delivery attempts that failed temporarily and will be retried",
+                &self.retried,
+            ),
+            (
+                "sharecast_share_deliveries_failed_total",
+                "share deliveries that failed for good",
+                &self.failed,
+            ),
+            (
+                "sharecast_share_sms_parts_total",
+                "SMS or pushes handed to the gateway",
+                &self.parts,
+            ),
+            (
+                "sharecast_share_rate_limited_ms_total",
+                "time the delivery worker waited on the gateway rate limit, ms",
+                &self.throttled_ms,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` held.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    /// A full bucket.
+    pub fn new(rate_per_second: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: if rate_per_second > 0.0 {
+                rate_per_second
+            } else {
+                f64::INFINITY
+            },
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// How long to wait before `n` tokens may be taken at `now`; takes them
+    /// when the answer is zero.
+    pub fn try_take(&mut self, n: f64, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        let n = n.min(self.burst);
+        if self.tokens >= n {
+            self.tokens -= n;
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((n - self.tokens) / self.rate)
+        }
+    }
+
+    /// Wait until `n` tokens are available and take them; returns the wait.
+    pub async fn take(&mut self, n: f64) -> Duration {
+        let mut waited = Duration::ZERO;
+        loop {
+            let d = self.try_take(n, Instant::now());
+            if d.is_zero() {
+                return waited;
+            }
+            tokio::time::sleep(d).await;
+            waited += d;
+        }
+    }
+}
+
+/// Delay before attempt `attempts + 1` after `attempts` failures.
+pub fn backoff_ms(cfg: &SmsConfig, attempts: u32) -> u64 {
+    let exp = attempts.saturating_sub(1).min(30);
+    cfg.backoff_initial_ms
+        .saturating_mul(1u64 << exp)
+        .min(cfg.backoff_max_ms)
+}
+
+/// What the worker sends for one delivery.
+pub(crate) struct Job {
+    pub id: i64,
+    pub share_id: String,
+    pub recipient: String,
+    pub format: String,
+    pub attempts: i64,
+    pub attributes: VideoAttributes,
+}
+
+/// SI or SL as XML for Kannel's PPG, built from the same structures our
+/// WBXML encoder uses.
+pub fn wap_document(
+    attrs: &VideoAttributes,
+    format: ShareFormat,
+) -> Result<(&'static str, String), String> {
+    match format {
+        ShareFormat::WapSi => {
+            let si = ServiceIndication::from_attributes(attrs).map_err(|e| e.to_string())?;
+            let mut a = String::new();
+            if let Some(h) = &si.href {
+                a.push_str(&format!(" href=\"{}\"", xml_escape(h)));
+            }
+            if let Some(id) = &si.si_id {
+                a.push_str(&format!(" si-id=\"{}\"", xml_escape(id)));
+            }
+            if let Some(e) = &si.expires {
+                a.push_str(&format!(" si-expires=\"{}\"", xml_escape(e)));
+            }
+            if let Some(act) = si.action {
+                a.push_str(&format!(" action=\"{}\"", act.as_str()));
+            }
+            Ok((
+                "text/vnd.wap.si",
+                format!(
+                    "<?xml version=\"1.0\"?>\n<!DOCTYPE si PUBLIC \"-//WAPFORUM//DTD SI 1.0//EN\" \"http://www.wapforum.org/DTD/si.dtd\">\n<si><indication{a}>{}</indication></si>\n",
+                    xml_escape(&si.text)
+                ),
+            ))
+        }
+        ShareFormat::WapSl => {
+            let sl = ServiceLoading::from_attributes(attrs).map_err(|e| e.to_string())?;
+            Ok((
+                "text/vnd.wap.sl",
+                format!(
+                    "<?xml version=\"1.0\"?>\n<!DOCTYPE sl PUBLIC \"-//WAPFORUM//DTD SL 1.0//EN\" \"http://www.wapforum.org/DTD/sl.dtd\">\n<sl href=\"{}\"/>\n",
+                    xml_escape(&sl.href)
+                ),
+            ))
+        }
+        other => Err(format!("{other} is not sent through the PPG")),
+    }
+}
+
+/// Send one job through the gateway; returns the number of SMS/pushes.
+async fn send(
+    kannel: &Kannel,
+    limiter: &mut RateLimiter,
+    metrics: &DeliveryMetrics,
+    job: &Job,
+) -> Result<i64, SendError> {
+    let format: ShareFormat = job
+        .format
+        .parse()
+        .map_err(|e: String| SendError::Permanent(e))?;
+    if kannel.has_ppg() && matches!(format, ShareFormat::WapSi | ShareFormat::WapSl) {
+        let (ct, doc) = wap_document(&job.attributes, format).map_err(SendError::Permanent)?;
+        let waited = limiter.take(1.0).await;
+        metrics
+            .throttled_ms
+            .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+        let push_id = format!("{}-{}@sharecast", job.share_id, job.id);
+        kannel.push(&push_id, &job.recipient, ct, &doc).await?;
+        metrics.parts.fetch_add(1, Ordering::Relaxed);
+        return Ok(1);
+    }
+    let opts = MessageOptions {
+        // Different deliveries get different concatenation references.
+        reference: (job.id as u16).wrapping_mul(31).wrapping_add(7),
+        ..MessageOptions::default()
+    };
+    let parts = encode_user_data(&job.attributes, format, &opts)
+        .map_err(|e| SendError::Permanent(format!("encoding the {format} message: {e}")))?;
+    for part in &parts {
+        let waited = limiter.take(1.0).await;
+        metrics
+            .throttled_ms
+            .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+        kannel.send_part(&job.recipient, part).await?;
+        metrics.parts.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(parts.len() as i64)
+}
+
+/// The worker: sends what is due, then sleeps until the next delivery is
+/// due or `wake` is notified. Runs until the process ends.
+pub(crate) async fn run_worker(
+    store: Store,
+    kannel: Kannel,
+    cfg: SmsConfig,
+    public_http: String,
+    wake: Arc<tokio::sync::Notify>,
+    metrics: Arc<DeliveryMetrics>,
+) {
+    let mut limiter = RateLimiter::new(cfg.rate_per_second, cfg.burst);
+    loop {
+        let batch = match due(&store, now_ms(), 32).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "delivery queue");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        for (id, share_id, recipient, format, attempts) in batch.iter().cloned() {
+            let attributes = match crate::shares::message_attributes(
+                &store,
+                &share_id,
+                &public_http,
+            )
+            .await
+            {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    let _ = set_status(
+                        &store,
+                        id,
+                        "failed",
+                        Some("the share is gone, revoked or expired"),
+                        None,
+                        None,
+                    )
+                    .await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(delivery = id, error = %format!("{e:#}"), "loading share for delivery");
+                    let _ = set_status(
+                        &store,
+                        id,
+                        "pending",
+                        Some(&format!("{e:#}")),
+                        Some(now_ms() + 5000),
+                        None,
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            match opted_out(&store, &share_id, &recipient).await {
+                Ok(true) => {
+                    tracing::info!(delivery = id, to = %recipient, "recipient opted out (STOP); not sent");
+                    let _ = set_status(
+                        &store,
+                        id,
+                        "opted_out",
+                        Some("the recipient replied STOP to this device's messages"),
+                        None,
+                        None,
+                    )
+                    .await;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(delivery = id, error = %format!("{e:#}"), "checking opt-out")
+                }
+            }
+            let job = Job {
+                id,
+                share_id,
+                recipient,
+                format,
+                attempts,
+                attributes,
+            };
+            if let Err(e) = process(&store, &kannel, &cfg, &mut limiter, &metrics, &job).await {
+                tracing::error!(delivery = id, error = %format!("{e:#}"), "recording delivery outcome");
+            }
+        }
+        if !batch.is_empty() {
+            continue;
+        }
+        let sleep_ms = match next_due(&store).await {
+            Ok(Some(t)) => (t - now_ms()).clamp(0, 30_000),
+            _ => 30_000,
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+        }
+    }
+}
+
+/// Whether `recipient` replied STOP to the device that owns `share_id`.
+pub(crate) async fn opted_out(store: &Store, share_id: &str, recipient: &str) -> Result<bool> {
+    let digits: String = recipient.chars().filter(|c| c.is_ascii_digit()).collect();
+    let row = sqlx::query(
+        "SELECT 1 FROM share_subscriptions s JOIN shares sh ON sh.device_id = s.device_id
+         WHERE sh.id = ? AND REPLACE(s.recipient, '+', '') = ? AND s.status = 'opted_out' LIMIT 1",
+    )
+    .bind(share_id)
+    .bind(digits)
+    .fetch_optional(&store.pool)
+    .await
+    .context("checking opt-out")?;
+    Ok(row.is_some())
+}
+
+/// Mark deliveries interrupted mid-send as `unknown` (run at start).
+pub(crate) async fn recover_interrupted(store: &Store) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE share_deliveries SET status = 'unknown', last_error = 'the server stopped while the gateway was being called; not retried so that it is never sent twice' WHERE status = 'sending'",
+    )
+    .execute(&store.pool)
+    .await
+    .context("recovering interrupted deliveries")?;
+    Ok(r.rows_affected())
+}
+
+/// Claim up to `limit` due deliveries.
+pub(crate) async fn due(
+    store: &Store,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String, String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT id, share_id, recipient, format, attempts FROM share_deliveries
+         WHERE status = 'pending' AND next_ms <= ? ORDER BY next_ms, id LIMIT ?",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&store.pool)
+    .await
+    .context("loading due deliveries")?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect())
+}
+
+/// When the next pending delivery is due.
+pub(crate) async fn next_due(store: &Store) -> Result<Option<i64>> {
+    let r = sqlx::query("SELECT MIN(next_ms) FROM share_deliveries WHERE status = 'pending'")
+        .fetch_one(&store.pool)
+        .await
+        .context("finding the next due delivery")?;
+    Ok(r.get(0))
+}
+
+pub(crate) async fn set_status(
+    store: &Store,
+    id: i64,
+    status: &str,
+    error: Option<&str>,
+    next_ms: Option<i64>,
+    parts: Option<i64>,
+) -> Result<()> {
+    let sent = (status == "sent").then(now_ms);
+    sqlx::query(
+        "UPDATE share_deliveries SET status = ?, last_error = COALESCE(?, last_error),
+         next_ms = COALESCE(?, next_ms), sent_ms = COALESCE(?, sent_ms), parts = COALESCE(?, parts),
+         attempts = attempts + CASE WHEN ? = 'sending' THEN 1 ELSE 0 END
+         WHERE id = ?",
+    )
+    .bind(status)
+    .bind(error)
+    .bind(next_ms)
+    .bind(sent)
+    .bind(parts)
+    .bind(status)
+    .bind(id)
+    .execute(&store.pool)
+    .await
+    .with_context(|| format!("updating delivery {id}"))?;
+    Ok(())
+}
+
+/// One pass over one due job: send, then record the outcome.
+pub(crate) async fn process(
+    store: &Store,
+    kannel: &Kannel,
+    cfg: &SmsConfig,
+    limiter: &mut RateLimiter,
+    metrics: &DeliveryMetrics,
+    job: &Job,
+) -> Result<()> {
+    set_status(store, job.id, "sending", None, None, None).await?;
+    let attempts = job.attempts + 1;
+    match send(kannel, limiter, metrics, job).await {
+        Ok(parts) => {
+            metrics.sent.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(delivery = job.id, share = %job.share_id, to = %job.recipient, format = %job.format, parts, "share message accepted by the gateway");
+            set_status(store, job.id, "sent", None, None, Some(parts)).await
+        }
+        Err(SendError::Temporary(e)) if (attempts as u32) < cfg.max_attempts => {
+            metrics.retried.fetch_add(1, Ordering::Relaxed);
+            let delay = backoff_ms(cfg, attempts as u32);
+            tracing::warn!(delivery = job.id, to = %job.recipient, attempts, retry_in_ms = delay, error = %e, "share message not accepted; will retry");
+            set_status(
+                store,
+                job.id,
+                "pending",
+                Some(&e),
+                Some(now_ms() + delay as i64),
+                None,
+            )
+            .await
+        }
+        Err(e) => {
+            metrics.failed.fetch_add(1, Ordering::Relaxed);
+            let msg = format!("{e} (after {attempts} attempt(s))");
+            tracing::error!(delivery = job.id, to = %job.recipient, error = %msg, "share message failed");
+            set_status(store, job.id, "failed", Some(&msg), None, None).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let cfg = SmsConfig {
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 5000,
+            ..SmsConfig::default()
+        };
+        assert_eq!(backoff_ms(&cfg, 1), 1000);
+        assert_eq!(backoff_ms(&cfg, 2), 2000);
+        assert_eq!(backoff_ms(&cfg, 3), 4000);
+        assert_eq!(backoff_ms(&cfg, 4), 5000);
+        assert_eq!(backoff_ms(&cfg, 60), 5000);
+    }
+
+    #[test]
+    fn rate_limiter_allows_burst_then_spaces() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(2.0, 3);
+        r.last = t0;
+        for _ in 0..3 {
+            assert!(r.try_take(1.0, t0).is_zero());
+        }
+        let wait = r.try_take(1.0, t0);
+        assert!(
+            (wait.as_secs_f64() - 0.5).abs() < 0.01,
+            "waits half a second at 2/s, got {wait:?}"
+        );
+        assert!(r.try_take(1.0, t0 + Duration::from_millis(500)).is_zero());
+    }
+
+    #[test]
+    fn si_document_for_the_ppg_escapes_and_carries_the_link() {
+        let attrs = VideoAttributes {
+            id: "ab".into(),
+            title: Some("A & B".into()),
+            share_url: Some("http://h/s/tok?x=1&y=2".into()),
+            ..VideoAttributes::default()
+        };
+        let (ct, doc) = wap_document(&attrs, ShareFormat::WapSi).unwrap();
+        assert_eq!(ct, "text/vnd.wap.si");
+        assert!(doc.contains("href=\"http://h/s/tok?x=1&amp;y=2\""), "{doc}");
+        assert!(doc.contains(">A &amp; B</indication>"), "{doc}");
+        assert!(wap_document(&attrs, ShareFormat::Tlv).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Still-frame routes: the JPEG of the frame shown at a time of an asset's
+//! video, and its poster image. The gateway knows nothing of media: a
+//! [`FrameSource`] (implemented with GStreamer by the binary) makes the
+//! images from the asset's directory.
+//!
+//! - `GET /api/v1/assets/{id}/frame?t_ms=N`: `image/jpeg`; 400 `bad_time`
+//!   for a missing, negative or non-numeric `t_ms`; 404 `unknown_asset`;
+//!   404 `no_video` for an asset without video (or without a file yet);
+//!   416 `past_end` for a time after the end of the video.
+//! - `GET /api/v1/assets/{id}/poster.jpg`: `image/jpeg`, same errors.
+//!
+//! Errors use the JSON shape of every API error:
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::http::ApiError;
+use crate::store::Store;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an image could not be made.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The requested time is after the end of the video.
+    PastEnd {
+        /// Requested time, ms.
+        t_ms: u64,
+        /// Duration of the video, ms.
+        duration_ms: u64,
+    },
+    /// The asset has no video (audio only, or nothing written yet).
+    NoVideo(String),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+/// Makes still images from an asset's directory (`data/sessions/{id}`).
+pub trait FrameSource: Send + Sync {
+    /// JPEG of the frame shown at `t_ms` of the asset's main video.
+    fn frame_jpeg<'a>(
+        &'a self,
+        asset_dir: &'a Path,
+        t_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
+    /// JPEG poster of the asset.
+    fn poster<'a>(&'a self, asset_dir: &'a Path) -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
+}
+
+#[derive(Clone)]
+struct Frames {
+    store: Store,
+    data_dir: PathBuf,
+    source: Arc<dyn FrameSource>,
+}
+
+/// The still-frame routes, to merge into the gateway's router.
+pub fn router(store: Store, data_dir: PathBuf, source: Arc<dyn FrameSource>) -> Router {
+    Router::new()
+        .route("/api/v1/assets/{id}/frame", get(frame))
+        .route("/api/v1/assets/{id}/poster.jpg", get(poster))
+        .with_state(Frames {
+            store,
+            data_dir,
+            source,
+        })
+}
+
+/// Serves the gateway's routes plus `extra` (for example [`router`]) on a
+/// bound listener until the future is dropped.
+pub async fn serve_with(
+    gateway: crate::Gateway,
+    extra: Router,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    axum::serve(listener, gateway.router().merge(extra))
+        .await
+        .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+async fn asset_dir(f: &Frames, id: &str) -> Result<PathBuf, ApiError> {
+    if !valid_id(id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "asset ids are hexadecimal",
+        ));
+    }
+    match f.store.asset(id).await.map_err(ApiError::internal)? {
+        Some(_) => Ok(f.data_dir.join("sessions").join(id)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_asset",
+            format!("no asset {id}"),
+        )),
+    }
+}
+
+fn jpeg(result: Result<Vec<u8>, FrameError>, id: &str) -> Result<Response, ApiError> {
+    match result {
+        Ok(bytes) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "public, max-age=60"),
+            ],
+            bytes,
+        )
+            .into_response()),
+        Err(FrameError::PastEnd { t_ms, duration_ms }) => Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "past_end",
+            format!("t_ms={t_ms} is past the end of asset {id} ({duration_ms} ms)"),
+        )),
+        Err(FrameError::NoVideo(why)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_video",
+            format!("asset {id} has no video frame: {why}"),
+        )),
+        Err(FrameError::Other(e)) => Err(ApiError::internal(
+            e.context(format!("still frame of asset {id}")),
+        )),
+    }
+}
+
+async fn frame(
+    State(f): State<Frames>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let t_ms = match q.get("t_ms").map(|s| s.trim().parse::<u64>()) {
+        Some(Ok(t)) => t,
+        Some(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_time",
+                "t_ms must be a whole number of milliseconds, 0 or more",
+            ))
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_time",
+                "the t_ms query parameter is required",
+            ))
+        }
+    };
+    let dir = asset_dir(&f, &id).await?;
+    jpeg(f.source.frame_jpeg(&dir, t_ms).await, &id)
+}
+
+async fn poster(
+    State(f): State<Frames>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let dir = asset_dir(&f, &id).await?;
+    jpeg(f.source.poster(&dir).await, &id)
+}

@@ -1,0 +1,1323 @@
+//! Shares, deliveries and subscriptions: the HTTP API, the share page
+//! `/s/{token}`, and the communication proxy that turns "source went live"
+//! and "VOD ready" into share messages for every subscriber. See
+//! `docs/http-api.md` ("Shares, deliveries, subscriptions").
+//!
+//! Tables (created by [`migrate`]): `shares` (one link: token, asset,
+//! attributes snapshot, expiry, revocation), `share_deliveries` (the
+//! persisted queue, see [`crate::delivery`]) and `share_subscriptions`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::share::ShareFormat;
+use sqlx::Row;
+
+use crate::delivery::{self, now_ms, Delivery, DeliveryMetrics, DELIVERY_COLUMNS};
+use crate::http::{ApiError, ErrorCodeTag};
+use crate::kannel::{Kannel, SmsConfig};
+use crate::store::{Device, Store};
+
+/// Share settings (`[share]` in the configuration file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShareConfig {
+    /// Lifetime of a share link when the request gives none, seconds.
+    /// Default 604800 (7 days).
+    pub default_ttl_s: u64,
+    /// Longest lifetime a request may ask for, seconds. Default 2592000
+    /// (30 days).
+    pub max_ttl_s: u64,
+    /// Most recipients in one share request. Default 50.
+    pub max_recipients: usize,
+    /// Format used for subscribers who did not choose one. Default `tlv`.
+    pub subscription_format: String,
+    /// Folder with the front-end packages (`npm install` there); the share
+    /// page loads `node_modules/hls.js/dist/hls.min.js` from it at
+    /// `/assets/hls.js`. Default `web`.
+    pub web_dir: PathBuf,
+    /// Path of a live stream's HLS playlist; `{id}` is the session id.
+    /// Default `/live/{id}/index.m3u8`.
+    pub hls_path: String,
+}
+
+impl Default for ShareConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_s: 7 * 24 * 3600,
+            max_ttl_s: 30 * 24 * 3600,
+            max_recipients: 50,
+            subscription_format: "tlv".into(),
+            web_dir: PathBuf::from("web"),
+            hls_path: "/live/{id}/index.m3u8".into(),
+        }
+    }
+}
+
+/// A share link.
+#[derive(Debug, Clone, Serialize)]
+pub struct Share {
+    /// Share id.
+    pub id: String,
+    /// The shared asset (session) id.
+    pub asset_id: String,
+    /// Owner device.
+    pub device_id: String,
+    /// `vod` or `live`: what the asset was when shared.
+    pub kind: String,
+    /// The share page URL (carries the token).
+    pub url: String,
+    /// `live:{asset}` or `vod:{asset}` for subscription events.
+    pub event: Option<String>,
+    /// Creation time, Unix ms.
+    pub created_unix_ms: i64,
+    /// Expiry, Unix ms (none: never).
+    pub expires_unix_ms: Option<i64>,
+    /// When it was revoked, Unix ms.
+    pub revoked_unix_ms: Option<i64>,
+}
+
+struct ShareRow {
+    share: Share,
+    token: String,
+    attributes: VideoAttributes,
+}
+
+/// A subscription of a recipient number to a source device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscription {
+    /// Source device.
+    pub device_id: String,
+    /// Recipient number.
+    pub recipient: String,
+    /// Message format.
+    pub format: String,
+    /// `active`, `opted_out` (the recipient replied STOP) or `removed` (by
+    /// the device).
+    pub status: String,
+    /// Creation time, Unix ms.
+    pub created_unix_ms: i64,
+    /// Last change, Unix ms.
+    pub updated_unix_ms: i64,
+}
+
+/// Create the tables (idempotent).
+pub async fn migrate(store: &Store) -> Result<()> {
+    for stmt in [
+        "CREATE TABLE IF NOT EXISTS shares (
+            id TEXT PRIMARY KEY,
+            token TEXT NOT NULL UNIQUE,
+            asset_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            event_key TEXT UNIQUE,
+            attributes TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT,
+            revoked_ms BIGINT
+        )",
+        "CREATE INDEX IF NOT EXISTS shares_device ON shares(device_id, created_ms)",
+        "CREATE TABLE IF NOT EXISTS share_deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            share_id TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            format TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_ms BIGINT NOT NULL,
+            last_error TEXT,
+            created_ms BIGINT NOT NULL,
+            sent_ms BIGINT,
+            parts INTEGER,
+            UNIQUE(event_key, recipient, format)
+        )",
+        "CREATE INDEX IF NOT EXISTS share_deliveries_due ON share_deliveries(status, next_ms)",
+        "CREATE INDEX IF NOT EXISTS share_deliveries_share ON share_deliveries(share_id)",
+        "CREATE TABLE IF NOT EXISTS share_subscriptions (
+            device_id TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            format TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            PRIMARY KEY (device_id, recipient)
+        )",
+    ] {
+        sqlx::query(stmt)
+            .execute(&store.pool)
+            .await
+            .context("creating share tables")?;
+    }
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A share token: 128 random bits, 32 lowercase hex digits.
+pub fn new_token() -> String {
+    random_hex(16)
+}
+
+fn valid_token(t: &str) -> bool {
+    t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Normalise a phone number: drop spaces, dashes, dots and parentheses;
+/// accept an optional leading `+` and 3 to 20 digits.
+pub fn normalize_number(s: &str) -> Option<String> {
+    let t: String = s
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = t.strip_prefix('+').unwrap_or(&t);
+    let ok = (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    ok.then_some(t)
+}
+
+fn digits(n: &str) -> String {
+    n.chars().filter(|c| c.is_ascii_digit()).collect()
+}
+
+const SHARE_COLUMNS: &str = "id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms, revoked_ms";
+
+fn share_from_row(r: &sqlx::sqlite::SqliteRow, public: &str) -> ShareRow {
+    let token: String = r.get(1);
+    let attrs: String = r.get(6);
+    ShareRow {
+        share: Share {
+            id: r.get(0),
+            asset_id: r.get(2),
+            device_id: r.get(3),
+            kind: r.get(4),
+            url: format!("{public}/s/{token}"),
+            event: r.get(5),
+            created_unix_ms: r.get(7),
+            expires_unix_ms: r.get(8),
+            revoked_unix_ms: r.get(9),
+        },
+        token,
+        attributes: serde_json::from_str(&attrs).unwrap_or_default(),
+    }
+}
+
+async fn share_by(
+    store: &Store,
+    column: &str,
+    value: &str,
+    public: &str,
+) -> Result<Option<ShareRow>> {
+    let q = format!("SELECT {SHARE_COLUMNS} FROM shares WHERE {column} = ?");
+    let row = sqlx::query(&q)
+        .bind(value)
+        .fetch_optional(&store.pool)
+        .await
+        .with_context(|| format!("loading share by {column}"))?;
+    Ok(row.map(|r| share_from_row(&r, public)))
+}
+
+/// The attributes a share message carries: the snapshot taken when the
+/// share was made, plus the share link, poster and expiry. `None` when the
+/// share is gone, revoked or expired.
+pub(crate) async fn message_attributes(
+    store: &Store,
+    share_id: &str,
+    public: &str,
+) -> Result<Option<VideoAttributes>> {
+    let Some(s) = share_by(store, "id", share_id, public).await? else {
+        return Ok(None);
+    };
+    if s.share.revoked_unix_ms.is_some() || s.share.expires_unix_ms.is_some_and(|e| e <= now_ms()) {
+        return Ok(None);
+    }
+    let mut a = s.attributes;
+    a.share_url = Some(s.share.url.clone());
+    a.thumbnail_url = Some(format!(
+        "{public}/api/v1/assets/{}/poster.jpg",
+        s.share.asset_id
+    ));
+    a.expires_unix = s.share.expires_unix_ms.map(|e| (e / 1000) as u64);
+    Ok(Some(a))
+}
+
+/// The share service: API, page, and communication proxy.
+#[derive(Clone)]
+pub struct ShareService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    cfg: ShareConfig,
+    sms: SmsConfig,
+    public_http: String,
+    live_url_template: String,
+    gateway: bool,
+    wake: Arc<tokio::sync::Notify>,
+    metrics: Arc<DeliveryMetrics>,
+}
+
+impl ShareService {
+    /// Create the tables, recover the queue, and start the delivery worker
+    /// when a gateway is configured. `live_url_template` is the RTSP URL of
+    /// a session with `{id}` for its id.
+    pub async fn start(
+        store: Store,
+        cfg: ShareConfig,
+        sms: SmsConfig,
+        public_http: String,
+        live_url_template: String,
+    ) -> Result<ShareService> {
+        migrate(&store).await?;
+        let interrupted = delivery::recover_interrupted(&store).await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "deliveries were interrupted mid-send by a restart; marked unknown, not retried"
+            );
+        }
+        let gateway = match sms.backend.as_str() {
+            "none" | "" => false,
+            "kannel" => true,
+            other => anyhow::bail!("sms.backend {other:?}: expected \"none\" or \"kannel\""),
+        };
+        cfg.subscription_format
+            .parse::<ShareFormat>()
+            .map_err(|e| anyhow::anyhow!("share.subscription_format: {e}"))?;
+        let svc = ShareService {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                cfg,
+                sms: sms.clone(),
+                public_http: public_http.trim_end_matches('/').to_string(),
+                live_url_template,
+                gateway,
+                wake: Arc::new(tokio::sync::Notify::new()),
+                metrics: Arc::new(DeliveryMetrics::default()),
+            }),
+        };
+        if gateway {
+            let kannel = Kannel::new(&sms)?;
+            tokio::spawn(delivery::run_worker(
+                store,
+                kannel,
+                sms,
+                svc.inner.public_http.clone(),
+                svc.inner.wake.clone(),
+                svc.inner.metrics.clone(),
+            ));
+            tracing::info!(sendsms = %svc.inner.sms.sendsms_url, ppg = %svc.inner.sms.ppg_url, "share delivery through Kannel");
+        } else {
+            tracing::info!(
+                "no SMS gateway configured: share deliveries are recorded as no_gateway"
+            );
+        }
+        Ok(svc)
+    }
+
+    /// Append the delivery counters in Prometheus text.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.inner.metrics.render(out);
+    }
+
+    /// The routes, with their state.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/api/v1/shares", get(list_shares).post(create_share))
+            .route("/api/v1/shares/{id}", get(get_share).delete(revoke_share))
+            .route("/api/v1/shares/{id}/deliveries", get(share_deliveries))
+            .route(
+                "/api/v1/subscriptions",
+                get(list_subscriptions).post(subscribe),
+            )
+            .route(
+                "/api/v1/subscriptions/{recipient}",
+                axum::routing::delete(unsubscribe),
+            )
+            .route("/api/v1/sms/inbound", get(inbound).post(inbound))
+            .route("/s/{token}", get(share_page))
+            .route("/assets/hls.js", get(hls_js))
+            .with_state(self.clone())
+    }
+
+    /// A phone started uploading: tell the device's subscribers it is live.
+    pub fn source_live(&self, device_id: &str, attributes: VideoAttributes) {
+        let svc = self.clone();
+        let device_id = device_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = svc.on_event("live", &device_id, attributes).await {
+                tracing::error!(error = %format!("{e:#}"), "queueing live notifications");
+            }
+        });
+    }
+
+    /// A recording's VOD is ready: tell the device's subscribers.
+    pub fn vod_ready(&self, attributes: VideoAttributes) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let device = match svc.inner.store.asset(&attributes.id).await {
+                Ok(Some(a)) => a.device_id,
+                Ok(None) => {
+                    tracing::warn!(asset = %attributes.id, "VOD ready for an unknown asset");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "VOD ready: loading asset");
+                    return;
+                }
+            };
+            if let Err(e) = svc.on_event("vod", &device, attributes).await {
+                tracing::error!(error = %format!("{e:#}"), "queueing VOD notifications");
+            }
+        });
+    }
+
+    async fn on_event(&self, kind: &str, device_id: &str, attrs: VideoAttributes) -> Result<()> {
+        let store = &self.inner.store;
+        let subs: Vec<(String, String)> = sqlx::query(
+            "SELECT recipient, format FROM share_subscriptions WHERE device_id = ? AND status = 'active'",
+        )
+        .bind(device_id)
+        .fetch_all(&store.pool)
+        .await
+        .context("loading subscribers")?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        if subs.is_empty() {
+            return Ok(());
+        }
+        let event = format!("{kind}:{}", attrs.id);
+        // One share (one link) per event; a repeated event reuses it.
+        let now = now_ms();
+        let expires = (self.inner.cfg.default_ttl_s > 0)
+            .then(|| now + (self.inner.cfg.default_ttl_s as i64) * 1000);
+        sqlx::query(
+            "INSERT INTO shares (id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_key) DO NOTHING",
+        )
+        .bind(random_hex(8))
+        .bind(new_token())
+        .bind(&attrs.id)
+        .bind(device_id)
+        .bind(kind)
+        .bind(&event)
+        .bind(serde_json::to_string(&attrs).context("serialising attributes")?)
+        .bind(now)
+        .bind(expires)
+        .execute(&store.pool)
+        .await
+        .context("creating the event share")?;
+        let share = share_by(store, "event_key", &event, &self.inner.public_http)
+            .await?
+            .context("event share vanished")?;
+        let mut queued = 0;
+        for (recipient, format) in &subs {
+            queued += self
+                .enqueue(&share.share.id, &event, recipient, format)
+                .await?;
+        }
+        tracing::info!(event = %event, subscribers = subs.len(), queued, "subscription event");
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Insert one delivery unless this (event, recipient, format) exists;
+    /// returns 1 when inserted.
+    async fn enqueue(
+        &self,
+        share_id: &str,
+        event: &str,
+        recipient: &str,
+        format: &str,
+    ) -> Result<u64> {
+        let status = if self.inner.gateway {
+            "pending"
+        } else {
+            "no_gateway"
+        };
+        let now = now_ms();
+        let r = sqlx::query(
+            "INSERT INTO share_deliveries (share_id, event_key, recipient, format, status, next_ms, created_ms, last_error)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_key, recipient, format) DO NOTHING",
+        )
+        .bind(share_id)
+        .bind(event)
+        .bind(recipient)
+        .bind(format)
+        .bind(status)
+        .bind(now)
+        .bind(now)
+        .bind((!self.inner.gateway).then_some("no SMS gateway is configured ([sms] backend); not sent"))
+        .execute(&self.inner.store.pool)
+        .await
+        .with_context(|| format!("queueing delivery to {recipient}"))?;
+        Ok(r.rows_affected())
+    }
+
+    async fn deliveries(&self, share_id: &str) -> Result<Vec<Delivery>> {
+        let q = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM share_deliveries WHERE share_id = ? ORDER BY id"
+        );
+        let rows = sqlx::query(&q)
+            .bind(share_id)
+            .fetch_all(&self.inner.store.pool)
+            .await
+            .context("listing deliveries")?;
+        Ok(rows.iter().map(delivery::delivery_from_row).collect())
+    }
+
+    async fn device(&self, headers: &HeaderMap) -> Result<Device, ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send the device token as Authorization: Bearer <token>",
+                )
+            })?;
+        self.inner
+            .store
+            .device_by_token(token)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "unknown or revoked device token",
+                )
+            })
+    }
+
+    async fn owned_share(&self, headers: &HeaderMap, id: &str) -> Result<ShareRow, ApiError> {
+        let device = self.device(headers).await?;
+        if !valid_id(id) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_id",
+                "share ids are hexadecimal",
+            ));
+        }
+        match share_by(&self.inner.store, "id", id, &self.inner.public_http)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            Some(s) if s.share.device_id == device.id => Ok(s),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_share",
+                format!("no share {id} of this device"),
+            )),
+        }
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateShare {
+    asset_id: String,
+    #[serde(default)]
+    recipients: Vec<String>,
+    formats: Option<Vec<String>>,
+    ttl_s: Option<u64>,
+}
+
+async fn create_share(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let device = svc.device(&headers).await?;
+    let req: CreateShare = parse_json(&body)?;
+    let cfg = &svc.inner.cfg;
+    if !valid_id(&req.asset_id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "asset ids are hexadecimal",
+        ));
+    }
+    if req.recipients.len() > cfg.max_recipients {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_recipients",
+            format!(
+                "{} recipients; at most {} (share.max_recipients)",
+                req.recipients.len(),
+                cfg.max_recipients
+            ),
+        ));
+    }
+    let mut recipients: Vec<String> = Vec::new();
+    for r in &req.recipients {
+        let n = normalize_number(r).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_recipient",
+                format!("{r:?} is not a phone number (optional +, 3 to 20 digits)"),
+            )
+        })?;
+        if !recipients.contains(&n) {
+            recipients.push(n);
+        }
+    }
+    let names = req.formats.unwrap_or_else(|| vec!["tlv".into()]);
+    if names.is_empty() && !recipients.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_format",
+            "formats is empty",
+        ));
+    }
+    let mut formats: Vec<ShareFormat> = Vec::new();
+    for n in &names {
+        let f: ShareFormat = n
+            .parse()
+            .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "unknown_format", e))?;
+        if !formats.contains(&f) {
+            formats.push(f);
+        }
+    }
+    let ttl = req.ttl_s.unwrap_or(cfg.default_ttl_s);
+    if req.ttl_s.is_some() && (ttl == 0 || (cfg.max_ttl_s > 0 && ttl > cfg.max_ttl_s)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_ttl",
+            format!("ttl_s must be 1 to {} (share.max_ttl_s)", cfg.max_ttl_s),
+        ));
+    }
+    let store = &svc.inner.store;
+    let asset = store
+        .asset(&req.asset_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_asset",
+                format!("no asset {}", req.asset_id),
+            )
+        })?;
+    if asset.device_id != device.id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            format!("asset {} belongs to another device", asset.id),
+        ));
+    }
+    let (kind, attributes) = match (asset.state.as_str(), asset.attributes) {
+        ("ready", Some(a)) => ("vod", a),
+        ("recording", _) => (
+            "live",
+            VideoAttributes {
+                id: asset.id.clone(),
+                title: asset.title.clone(),
+                sender: Some(device.name.clone()),
+                live_urls: vec![svc.inner.live_url_template.replace("{id}", &asset.id)],
+                ..VideoAttributes::default()
+            },
+        ),
+        (state, _) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "asset_failed",
+                format!("asset {} is {state}: nothing to share", asset.id),
+            ))
+        }
+    };
+    let id = random_hex(8);
+    let token = new_token();
+    let now = now_ms();
+    let expires = (ttl > 0).then(|| now + (ttl as i64) * 1000);
+    sqlx::query(
+        "INSERT INTO shares (id, token, asset_id, device_id, kind, attributes, created_ms, expires_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&token)
+    .bind(&asset.id)
+    .bind(&device.id)
+    .bind(kind)
+    .bind(serde_json::to_string(&attributes).map_err(|e| ApiError::internal(e.into()))?)
+    .bind(now)
+    .bind(expires)
+    .execute(&store.pool)
+    .await
+    .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("inserting share")))?;
+    let event = format!("share:{id}");
+    for r in &recipients {
+        for f in &formats {
+            svc.enqueue(&id, &event, r, f.name())
+                .await
+                .map_err(ApiError::internal)?;
+        }
+    }
+    svc.inner.wake.notify_one();
+    tracing::info!(share = %id, asset = %asset.id, recipients = recipients.len(), formats = %names.join(","), "share created");
+    let row = share_by(store, "id", &id, &svc.inner.public_http)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("share {id} vanished")))?;
+    let deliveries = svc.deliveries(&id).await.map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "share": row.share,
+            "token": row.token,
+            "deliveries": deliveries,
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn list_shares(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let device = svc.device(&headers).await?;
+    let sql = format!(
+        "SELECT {SHARE_COLUMNS} FROM shares WHERE device_id = ? ORDER BY created_ms DESC LIMIT ?"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&device.id)
+        .bind(q.limit.unwrap_or(50).clamp(1, 500))
+        .fetch_all(&svc.inner.store.pool)
+        .await
+        .map_err(|e| ApiError::internal(e.into()))?;
+    let shares: Vec<Share> = rows
+        .iter()
+        .map(|r| share_from_row(r, &svc.inner.public_http).share)
+        .collect();
+    Ok(Json(serde_json::json!({ "shares": shares })))
+}
+
+async fn get_share(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = svc.owned_share(&headers, &id).await?;
+    let deliveries = svc.deliveries(&id).await.map_err(ApiError::internal)?;
+    Ok(Json(
+        serde_json::json!({ "share": s.share, "deliveries": deliveries }),
+    ))
+}
+
+async fn share_deliveries(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    svc.owned_share(&headers, &id).await?;
+    let deliveries = svc.deliveries(&id).await.map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "deliveries": deliveries })))
+}
+
+async fn revoke_share(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    svc.owned_share(&headers, &id).await?;
+    let now = now_ms();
+    sqlx::query("UPDATE shares SET revoked_ms = COALESCE(revoked_ms, ?) WHERE id = ?")
+        .bind(now)
+        .bind(&id)
+        .execute(&svc.inner.store.pool)
+        .await
+        .map_err(|e| ApiError::internal(e.into()))?;
+    // Messages not yet sent are not sent any more.
+    sqlx::query(
+        "UPDATE share_deliveries SET status = 'failed', last_error = 'share revoked before sending'
+         WHERE share_id = ? AND status = 'pending'",
+    )
+    .bind(&id)
+    .execute(&svc.inner.store.pool)
+    .await
+    .map_err(|e| ApiError::internal(e.into()))?;
+    let s = svc.owned_share(&headers, &id).await?;
+    Ok(Json(serde_json::json!({ "share": s.share })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Subscribe {
+    recipient: String,
+    format: Option<String>,
+}
+
+async fn subscription(
+    store: &Store,
+    device_id: &str,
+    recipient: &str,
+) -> Result<Option<Subscription>> {
+    let row = sqlx::query(
+        "SELECT device_id, recipient, format, status, created_ms, updated_ms FROM share_subscriptions WHERE device_id = ? AND recipient = ?",
+    )
+    .bind(device_id)
+    .bind(recipient)
+    .fetch_optional(&store.pool)
+    .await
+    .context("loading subscription")?;
+    Ok(row.map(|r| sub_from_row(&r)))
+}
+
+fn sub_from_row(r: &sqlx::sqlite::SqliteRow) -> Subscription {
+    Subscription {
+        device_id: r.get(0),
+        recipient: r.get(1),
+        format: r.get(2),
+        status: r.get(3),
+        created_unix_ms: r.get(4),
+        updated_unix_ms: r.get(5),
+    }
+}
+
+async fn subscribe(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Subscription>), ApiError> {
+    let device = svc.device(&headers).await?;
+    let req: Subscribe = parse_json(&body)?;
+    let recipient = normalize_number(&req.recipient).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_recipient",
+            format!(
+                "{:?} is not a phone number (optional +, 3 to 20 digits)",
+                req.recipient
+            ),
+        )
+    })?;
+    let format: ShareFormat = req
+        .format
+        .as_deref()
+        .unwrap_or(&svc.inner.cfg.subscription_format)
+        .parse()
+        .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "unknown_format", e))?;
+    let store = &svc.inner.store;
+    let existing = subscription(store, &device.id, &recipient)
+        .await
+        .map_err(ApiError::internal)?;
+    if existing.as_ref().is_some_and(|s| s.status == "opted_out") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "opted_out",
+            format!(
+                "{recipient} replied STOP; only the recipient can subscribe again (reply START)"
+            ),
+        ));
+    }
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO share_subscriptions (device_id, recipient, format, status, created_ms, updated_ms)
+         VALUES (?, ?, ?, 'active', ?, ?)
+         ON CONFLICT(device_id, recipient) DO UPDATE SET format = excluded.format, status = 'active', updated_ms = excluded.updated_ms",
+    )
+    .bind(&device.id)
+    .bind(&recipient)
+    .bind(format.name())
+    .bind(now)
+    .bind(now)
+    .execute(&store.pool)
+    .await
+    .map_err(|e| ApiError::internal(e.into()))?;
+    let s = subscription(store, &device.id, &recipient)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("subscription vanished")))?;
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(s)))
+}
+
+async fn list_subscriptions(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let device = svc.device(&headers).await?;
+    let rows = sqlx::query(
+        "SELECT device_id, recipient, format, status, created_ms, updated_ms FROM share_subscriptions WHERE device_id = ? ORDER BY created_ms",
+    )
+    .bind(&device.id)
+    .fetch_all(&svc.inner.store.pool)
+    .await
+    .map_err(|e| ApiError::internal(e.into()))?;
+    let subs: Vec<Subscription> = rows.iter().map(sub_from_row).collect();
+    Ok(Json(serde_json::json!({ "subscriptions": subs })))
+}
+
+async fn unsubscribe(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    Path(recipient): Path<String>,
+) -> Result<Json<Subscription>, ApiError> {
+    let device = svc.device(&headers).await?;
+    let recipient = normalize_number(&recipient).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_recipient",
+            format!("{recipient:?} is not a phone number"),
+        )
+    })?;
+    let store = &svc.inner.store;
+    sqlx::query(
+        "UPDATE share_subscriptions SET status = 'removed', updated_ms = ? WHERE device_id = ? AND recipient = ? AND status = 'active'",
+    )
+    .bind(now_ms())
+    .bind(&device.id)
+    .bind(&recipient)
+    .execute(&store.pool)
+    .await
+    .map_err(|e| ApiError::internal(e.into()))?;
+    subscription(store, &device.id, &recipient)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_subscription",
+                format!("{recipient} is not subscribed to this device"),
+            )
+        })
+}
+
+#[derive(Deserialize)]
+struct Inbound {
+    from: Option<String>,
+    text: Option<String>,
+    key: Option<String>,
+}
+
+/// An SMS received by the gateway (Kannel `sms-service` get-url, e.g.
+/// `/api/v1/sms/inbound?from=%p&text=%a`). STOP opts the sender out of
+/// every subscription, START opts back in. The answer is the reply text.
+async fn inbound(
+    State(svc): State<ShareService>,
+    Query(q): Query<Inbound>,
+) -> Result<Response, ApiError> {
+    let key = &svc.inner.sms.inbound_key;
+    if !key.is_empty() && q.key.as_deref() != Some(key.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_key",
+            "inbound SMS callbacks need the configured key (sms.inbound_key)",
+        ));
+    }
+    let from = q
+        .from
+        .as_deref()
+        .and_then(normalize_number)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_recipient",
+                "from must be the sender's phone number",
+            )
+        })?;
+    let word = q
+        .text
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let (from_status, to_status, reply) = match word.as_str() {
+        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" => (
+            "active",
+            "opted_out",
+            "Sharecast: you will get no more video messages. Reply START to get them again.",
+        ),
+        "START" | "UNSTOP" | "YES" => (
+            "opted_out",
+            "active",
+            "Sharecast: you will get video messages again. Reply STOP to stop.",
+        ),
+        _ => {
+            return Ok((
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "Sharecast: reply STOP to stop video messages, START to get them again.",
+            )
+                .into_response())
+        }
+    };
+    let r = sqlx::query(
+        "UPDATE share_subscriptions SET status = ?, updated_ms = ?
+         WHERE REPLACE(recipient, '+', '') = ? AND status = ?",
+    )
+    .bind(to_status)
+    .bind(now_ms())
+    .bind(digits(&from))
+    .bind(from_status)
+    .execute(&svc.inner.store.pool)
+    .await
+    .map_err(|e| ApiError::internal(e.into()))?;
+    tracing::info!(from = %from, word = %word, changed = r.rows_affected(), "inbound SMS keyword");
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reply).into_response())
+}
+
+async fn hls_js(State(svc): State<ShareService>) -> Response {
+    let path = svc
+        .inner
+        .cfg
+        .web_dir
+        .join("node_modules/hls.js/dist/hls.min.js");
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => {
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hls_js_missing",
+                format!(
+                    "{} is missing ({e}); run `npm ci` in {} (scripts/setup.sh does)",
+                    path.display(),
+                    svc.inner.cfg.web_dir.display()
+                ),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    t: Option<String>,
+}
+
+fn html_escape(s: &str) -> String {
+    crate::kannel::xml_escape(s)
+}
+
+fn message_page(status: StatusCode, code: &'static str, title: &str, text: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t} · Sharecast</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#222}}</style></head>\
+<body><h1>{t}</h1><p id=\"reason\" data-code=\"{code}\">{m}</p></body></html>",
+        t = html_escape(title),
+        m = html_escape(text),
+    );
+    let mut r = (status, Html(body)).into_response();
+    r.extensions_mut().insert(ErrorCodeTag(code));
+    r
+}
+
+async fn share_page(
+    State(svc): State<ShareService>,
+    Path(token): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        message_page(
+            StatusCode::NOT_FOUND,
+            "unknown_share",
+            "Share not found",
+            "This link does not lead to any shared video. Check that it was copied in full.",
+        )
+    };
+    if !valid_token(&token) {
+        return Ok(not_found());
+    }
+    let public = &svc.inner.public_http;
+    let Some(s) = share_by(&svc.inner.store, "token", &token, public)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(not_found());
+    };
+    if s.share.revoked_unix_ms.is_some() {
+        return Ok(message_page(
+            StatusCode::GONE,
+            "share_revoked",
+            "Share revoked",
+            "The person who shared this video has withdrawn the link.",
+        ));
+    }
+    if let Some(e) = s.share.expires_unix_ms.filter(|e| *e <= now_ms()) {
+        return Ok(message_page(
+            StatusCode::GONE,
+            "share_expired",
+            "Share expired",
+            &format!(
+                "This link expired {} minutes ago. Ask the sender for a new one.",
+                (now_ms() - e) / 60_000
+            ),
+        ));
+    }
+    let start_s = match q.t.as_deref() {
+        None | Some("") => 0.0,
+        Some(t) => match t.trim_end_matches('s').parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => v,
+            _ => {
+                return Ok(message_page(
+                    StatusCode::BAD_REQUEST,
+                    "bad_time",
+                    "Bad start time",
+                    "t must be a number of seconds, for example ?t=42",
+                ))
+            }
+        },
+    };
+    let asset = svc
+        .inner
+        .store
+        .asset(&s.share.asset_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let (attrs, live) = match asset {
+        Some(a) if a.state == "ready" => (a.attributes.unwrap_or(s.attributes), false),
+        Some(a) if a.state == "recording" => (s.attributes, true),
+        _ => {
+            return Ok(message_page(
+                StatusCode::GONE,
+                "asset_unavailable",
+                "Video unavailable",
+                "The recording behind this link failed or was deleted.",
+            ))
+        }
+    };
+    let id = &s.share.asset_id;
+    let vod_path = format!("/vod/{id}/source.mp4");
+    let hls_path = svc.inner.cfg.hls_path.replace("{id}", id);
+    let title = attrs
+        .title
+        .clone()
+        .or_else(|| attrs.sender.as_ref().map(|n| format!("Video from {n}")))
+        .unwrap_or_else(|| "Shared video".into());
+    let page_url = format!("{public}/s/{token}");
+    let poster = format!("{public}/api/v1/assets/{id}/poster.jpg");
+    let mut og = format!(
+        "<meta property=\"og:type\" content=\"video.other\">\n<meta property=\"og:title\" content=\"{}\">\n<meta property=\"og:url\" content=\"{}\">\n<meta property=\"og:image\" content=\"{}\">\n<meta property=\"og:site_name\" content=\"Sharecast\">\n",
+        html_escape(&title),
+        html_escape(&page_url),
+        html_escape(&poster)
+    );
+    if !live {
+        og.push_str(&format!(
+            "<meta property=\"og:video\" content=\"{public}{vod_path}\">\n<meta property=\"og:video:type\" content=\"video/mp4\">\n"
+        ));
+        let (w, h) = (attrs.width, attrs.height);
+        if w > 0 && h > 0 {
+            og.push_str(&format!(
+                "<meta property=\"og:video:width\" content=\"{w}\">\n<meta property=\"og:video:height\" content=\"{h}\">\n"
+            ));
+        }
+    }
+    let (data_src, script) = if live {
+        (
+            format!("data-hls=\"{}\"", html_escape(&hls_path)),
+            "<script src=\"/assets/hls.js\"></script>\n",
+        )
+    } else {
+        (format!("data-src=\"{}\"", html_escape(&vod_path)), "")
+    };
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · Sharecast</title>
+{og}<style>body{{font-family:system-ui,sans-serif;margin:0;background:#111;color:#eee}}main{{max-width:960px;margin:0 auto;padding:1em}}video{{width:100%;background:#000}}#status{{color:#aaa}}</style>
+{script}</head>
+<body><main>
+<h1>{title}</h1>
+<video id="video" controls muted playsinline preload="auto" poster="{poster}" {data_src} data-start="{start_s}" data-live="{live}"></video>
+<p id="status">{kind}</p>
+</main>
+<script>
+(function () {{
+  var v = document.getElementById('video');
+  var status = document.getElementById('status');
+  var start = parseFloat(v.dataset.start) || 0;
+  var seeked = false;
+  v.addEventListener('loadedmetadata', function () {{
+    if (start > 0 && !seeked) {{
+      seeked = true;
+      var d = v.duration;
+      v.currentTime = (isFinite(d) && d > 0) ? Math.min(start, d) : start;
+    }}
+    var p = v.play();
+    if (p && p.catch) p.catch(function (e) {{ status.textContent = 'Press play (' + e.name + ')'; }});
+  }});
+  v.addEventListener('error', function () {{ status.textContent = 'This video cannot be played here.'; }});
+  if (v.dataset.hls) {{
+    // hls.js over Media Source Extensions first; native HLS (Safari, iOS)
+    // otherwise.
+    if (window.Hls && window.Hls.isSupported()) {{ var h = new window.Hls(); h.loadSource(v.dataset.hls); h.attachMedia(v); }}
+    else if (v.canPlayType('application/vnd.apple.mpegurl')) {{ v.src = v.dataset.hls; }}
+    else {{ status.textContent = 'Live playback needs hls.js, which did not load.'; }}
+  }} else {{
+    v.src = v.dataset.src;
+  }}
+}})();
+</script>
+</body>
+</html>
+"#,
+        title = html_escape(&title),
+        poster = html_escape(&poster),
+        kind = if live { "Live now" } else { "Recorded video" },
+    );
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_normalised_or_refused() {
+        assert_eq!(
+            normalize_number(" +86 138-0013 8000 ").as_deref(),
+            Some("+8613800138000")
+        );
+        assert_eq!(normalize_number("12345").as_deref(), Some("12345"));
+        for bad in ["", "+", "12", "abc123", "++123", "1".repeat(21).as_str()] {
+            assert_eq!(normalize_number(bad), None, "{bad:?}");
+        }
+    }
+
+    async fn temp_store() -> (Store, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sharecast-shares-{}", new_token()));
+        let store = Store::open_sqlite(&dir.join("db.sqlite")).await.unwrap();
+        (store, dir)
+    }
+
+    async fn statuses(store: &Store) -> Vec<(String, String, String)> {
+        sqlx::query("SELECT event_key, recipient, status FROM share_deliveries ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_repeated_event_reaches_each_subscriber_once_and_restarts_never_resend() {
+        let (store, dir) = temp_store().await;
+        let (device, _) = store.add_device("phone").await.unwrap();
+        let svc = ShareService::start(
+            store.clone(),
+            ShareConfig::default(),
+            SmsConfig::default(),
+            "http://h".into(),
+            "rtsp://h/live/{id}".into(),
+        )
+        .await
+        .unwrap();
+        for (n, st) in [("+1555001", "active"), ("+1555002", "opted_out")] {
+            sqlx::query("INSERT INTO share_subscriptions VALUES (?, ?, 'tlv', ?, 0, 0)")
+                .bind(&device.id)
+                .bind(n)
+                .bind(st)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+        }
+        let attrs = VideoAttributes {
+            id: "ab01".into(),
+            ..VideoAttributes::default()
+        };
+        for _ in 0..3 {
+            svc.on_event("live", &device.id, attrs.clone())
+                .await
+                .unwrap();
+        }
+        svc.on_event("vod", &device.id, attrs.clone())
+            .await
+            .unwrap();
+        let got = statuses(&store).await;
+        assert_eq!(
+            got,
+            vec![
+                ("live:ab01".into(), "+1555001".into(), "no_gateway".into()),
+                ("vod:ab01".into(), "+1555001".into(), "no_gateway".into()),
+            ],
+            "one delivery per (event, recipient); opted-out numbers get none"
+        );
+        let shares: i64 = sqlx::query("SELECT COUNT(*) FROM shares")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(shares, 2, "one share per event");
+
+        // A delivery caught mid-send by a crash is not retried.
+        sqlx::query("UPDATE share_deliveries SET status = 'sending'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(delivery::recover_interrupted(&store).await.unwrap(), 2);
+        assert!(statuses(&store).await.iter().all(|d| d.2 == "unknown"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tokens_carry_128_random_bits() {
+        let a = new_token();
+        let b = new_token();
+        assert_eq!(a.len(), 32);
+        assert!(valid_token(&a));
+        assert_ne!(a, b);
+        assert!(!valid_token("ABCDEF0123456789abcdef0123456789"));
+        assert!(!valid_token("abc"));
+    }
+}

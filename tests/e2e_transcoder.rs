@@ -1,0 +1,194 @@
+//! End-to-end transcoder: a push through the real binary gives every
+//! rendition of the ladder (each served over HTTP, attributes equal to
+//! ffprobe's), a poster and still frames over the HTTP API (also while the
+//! session is live), and a `kill -9` of the server mid-recording leaves a
+//! playable VOD file.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn download(server: &Server, url: &str, to: &std::path::Path) {
+    let path = url
+        .strip_prefix(&server.http)
+        .unwrap_or_else(|| panic!("{url} is not on {}", server.http));
+    let r = server.get(path);
+    assert_eq!(r.status(), 200, "GET {url}");
+    std::fs::write(to, r.bytes().unwrap()).unwrap();
+}
+
+fn error_code(r: reqwest::blocking::Response) -> String {
+    let v: serde_json::Value = r.json().expect("JSON error body");
+    v["error"]["code"].as_str().expect("error.code").to_string()
+}
+
+#[test]
+fn renditions_posters_and_still_frames_over_http() {
+    let server = Server::start();
+    let src = fixture(PORTRAIT).unwrap();
+    let r = server.push(&src, &[]);
+    assert!(r.ok, "push failed:\n{}\n{}", r.stdout, r.stderr);
+    let attrs = r.attributes();
+    let id = r.session();
+    // The phone gets the source rendition the moment it stops; the 480p
+    // rendition is added to the asset when its encoder has caught up.
+    let first: Vec<_> = attrs["renditions"]
+        .as_array()
+        .expect("renditions")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(first, ["source"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let attrs = loop {
+        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        if asset["attributes"]["renditions"]
+            .as_array()
+            .map_or(0, |r| r.len())
+            >= 2
+        {
+            break asset["attributes"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "480p rendition never appeared: {asset}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let renditions = attrs["renditions"].as_array().expect("renditions");
+    let names: Vec<_> = renditions
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["source", "480p"]);
+    let dir = tempfile::tempdir().unwrap();
+    for rend in renditions {
+        let name = rend["name"].as_str().unwrap();
+        let file = dir.path().join(format!("{name}.mp4"));
+        download(&server, rend["url"].as_str().unwrap(), &file);
+        let got = ffprobe(&file);
+        let v = stream(&got, "video").expect("video");
+        assert_eq!(rend["width"], v["width"], "{name}");
+        assert_eq!(rend["height"], v["height"], "{name}");
+        assert_eq!(
+            rend["size_bytes"].as_u64().unwrap(),
+            num(&got["format"]["size"]) as u64
+        );
+        let d = num(&got["format"]["duration"]) * 1000.0;
+        assert!(
+            (rend["duration_ms"].as_f64().unwrap() - d).abs() <= 25.0,
+            "{name}"
+        );
+        assert!((rend["frame_rate"].as_f64().unwrap() - num(&v["avg_frame_rate"])).abs() < 0.05);
+        assert_eq!(rend["container"], "mp4");
+        let codecs: Vec<_> = rend["codecs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(codecs.len(), 2, "{name}: {codecs:?}");
+        assert!(codecs[0].starts_with("avc1."), "{name}: {codecs:?}");
+        assert_eq!(codecs[1], "mp4a.40.2");
+        assert_eq!(v["nb_read_frames"], "90", "{name}: every frame");
+    }
+    // Portrait 720x1280 → 480x854.
+    assert_eq!(
+        (
+            renditions[1]["width"].as_u64(),
+            renditions[1]["height"].as_u64()
+        ),
+        (Some(480), Some(854))
+    );
+
+    // Poster and still frames.
+    let thumb = attrs["thumbnail_url"].as_str().expect("thumbnail_url");
+    assert!(
+        thumb.ends_with(&format!("/api/v1/assets/{id}/poster.jpg")),
+        "{thumb}"
+    );
+    let poster = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    assert_eq!(poster.status(), 200);
+    assert_eq!(poster.headers()["content-type"], "image/jpeg");
+    assert_eq!(&poster.bytes().unwrap()[..2], &[0xff, 0xd8]);
+    let frame = server.get(&format!("/api/v1/assets/{id}/frame?t_ms=1500"));
+    assert_eq!(frame.status(), 200);
+    assert_eq!(frame.headers()["content-type"], "image/jpeg");
+    let jpeg = frame.bytes().unwrap();
+    let jpg = dir.path().join("f.jpg");
+    std::fs::write(&jpg, &jpeg).unwrap();
+    let p = ffprobe(&jpg);
+    assert_eq!(stream(&p, "video").unwrap()["width"], 720);
+
+    for (query, status, code) in [
+        ("t_ms=-5", 400, "bad_time"),
+        ("t_ms=abc", 400, "bad_time"),
+        ("", 400, "bad_time"),
+        ("t_ms=999999", 416, "past_end"),
+    ] {
+        let r = server.get(&format!("/api/v1/assets/{id}/frame?{query}"));
+        assert_eq!(r.status(), status, "{query}");
+        assert_eq!(error_code(r), code, "{query}");
+    }
+    let r = server.get("/api/v1/assets/abcdef0123/frame?t_ms=0");
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r), "unknown_asset");
+}
+
+#[test]
+fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
+    let mut server = Server::start();
+    let src = fixture(H264_AAC).unwrap();
+    let (mut push, id, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let vod = server
+        .data_dir()
+        .join("sessions")
+        .join(&id)
+        .join("source.mp4");
+    let frames = |p: &std::path::Path| -> u64 {
+        let o = Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frames(&vod) < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing playable on disk while recording"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // While live: a poster and still frames from what is recorded so far.
+    let poster = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    assert_eq!(poster.status(), 200, "live poster");
+    assert_eq!(&poster.bytes().unwrap()[..2], &[0xff, 0xd8]);
+    let frame = server.get(&format!("/api/v1/assets/{id}/frame?t_ms=500"));
+    assert_eq!(frame.status(), 200, "live still frame");
+    server.kill9();
+    let _ = push.kill();
+    let _ = push.wait();
+    let n = frames(&vod);
+    assert!(n >= 30, "{n} frames playable after kill -9");
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&vod)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -1,0 +1,355 @@
+//! Extra renditions (the ladder): one pipeline per rendition, fed with the
+//! same frames as the source rendition while the phone uploads.
+//!
+//! ```text
+//! video: appsrc ! h264parse|h265parse ! avdec_h264|avdec_h265 ! videoconvert ! videoscale
+//!          ! video/x-raw,width=W,height=H,pixel-aspect-ratio=1/1
+//!          ! x264enc speed-preset=<preset> bitrate=<kbps> key-int-max=<2 s> bframes=0
+//!          ! video/x-h264,profile=main ! h264parse ! queue ! mp4mux faststart=true ! filesink
+//! audio: appsrc ! aacparse                                             ! queue ! mux.   (AAC: kept)
+//!        appsrc ! opusparse ! opusdec ! audioconvert ! audioresample ! avenc_aac ! aacparse ! queue ! mux.
+//! ```
+//!
+//! Each rendition runs in its own pipeline so that a slow encoder never holds
+//! up the source rendition: its appsrcs queue without limit (encoded input
+//! only, a few hundred kB per second), so nothing is dropped when the machine
+//! cannot encode in real time; the rest is encoded after the phone stops,
+//! with progress in the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use sharecast_formats::media::{Codec, TrackInfo};
+
+use crate::caps::{caps_for_track, parser_for_track};
+use crate::recording::watch_bus;
+
+/// One rung of the rendition ladder (besides the source rendition, which is
+/// always produced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionSpec {
+    /// Rendition name; the file is `<name>.mp4`. Letters, digits, `_`, `-`.
+    pub name: String,
+    /// Length of the shorter side of the picture, pixels (480 gives 854x480
+    /// for 16:9 landscape, 480x854 for portrait). Never upscaled.
+    pub short_side: u32,
+    /// Video bitrate, kbit/s.
+    pub video_kbps: u32,
+    /// AAC bitrate when the audio has to be encoded (Opus input), bit/s.
+    pub audio_bps: u32,
+    /// x264 speed preset (ultrafast … veryslow).
+    pub x264_preset: String,
+}
+
+impl RenditionSpec {
+    /// The default compatibility rendition: H.264 main profile + AAC, 480p.
+    pub fn compat_480p() -> Self {
+        RenditionSpec {
+            name: "480p".into(),
+            short_side: 480,
+            video_kbps: 1000,
+            audio_bps: 128_000,
+            x264_preset: "veryfast".into(),
+        }
+    }
+}
+
+/// Output size for a source size: the shorter side becomes `short_side`
+/// (never upscaled), the other keeps the aspect ratio; both even.
+pub fn scaled_size(width: u32, height: u32, short_side: u32) -> (u32, u32) {
+    let even = |v: u64| u32::try_from((v.div_ceil(2) * 2).max(2)).unwrap_or(u32::MAX);
+    let short = width.min(height).max(1);
+    if short <= short_side {
+        return (even(u64::from(width)), even(u64::from(height)));
+    }
+    let scale =
+        |v: u32| (u64::from(v) * u64::from(short_side) + u64::from(short) / 2) / u64::from(short);
+    (even(scale(width)), even(scale(height)))
+}
+
+pub(crate) struct Encoder {
+    pub(crate) spec: RenditionSpec,
+    pipeline: gst::Pipeline,
+    appsrcs: Vec<(u8, gst_app::AppSrc)>,
+    error: Arc<Mutex<Option<String>>>,
+    pub(crate) path: PathBuf,
+    tmp: PathBuf,
+    session_id: String,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("rendition", &self.spec.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn make(factory: &str) -> anyhow::Result<gst::Element> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .with_context(|| format!("creating {factory} (is the GStreamer plugin installed?)"))
+}
+
+impl Encoder {
+    /// Builds and starts the pipeline of one rendition. `None` when the
+    /// rendition does not apply (no video track).
+    pub(crate) fn start(
+        session_id: &str,
+        spec: &RenditionSpec,
+        tracks: &[TrackInfo],
+        out_dir: &Path,
+    ) -> anyhow::Result<Option<Encoder>> {
+        if !tracks
+            .iter()
+            .any(|t| t.codec().is_some_and(|c| c.is_video()))
+        {
+            return Ok(None);
+        }
+        let valid_name = !spec.name.is_empty()
+            && spec.name.len() <= 32
+            && spec.name != crate::SOURCE_RENDITION
+            && spec
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            bail!("rendition name {:?} is not allowed", spec.name);
+        }
+        let path = out_dir.join(format!("{}.mp4", spec.name));
+        let tmp = out_dir.join(format!(".{}.mp4.part", spec.name));
+        let mdat = out_dir.join(format!(".{}.mp4.mdat", spec.name));
+        let pipeline = gst::Pipeline::with_name(&format!("rendition-{}-{session_id}", spec.name));
+        let mux = gst::ElementFactory::make("mp4mux")
+            .name(format!("mux-{}", spec.name))
+            .property("faststart", true)
+            .property("faststart-file", mdat.to_string_lossy().as_ref())
+            .build()
+            .context("creating mp4mux")?;
+        let sink = gst::ElementFactory::make("filesink")
+            .property("location", tmp.to_string_lossy().as_ref())
+            .build()
+            .context("creating filesink")?;
+        pipeline.add_many([&mux, &sink]).context("adding mp4mux")?;
+        mux.link(&sink).context("linking mp4mux to filesink")?;
+
+        let mut appsrcs = Vec::new();
+        let mut have_video = false;
+        for t in tracks {
+            let Some(codec) = t.codec() else { continue };
+            if codec.is_video() && have_video {
+                continue; // one video track per rendition
+            }
+            let appsrc = gst_app::AppSrc::builder()
+                .name(format!("track{}", t.id))
+                .caps(&caps_for_track(t)?)
+                .format(gst::Format::Time)
+                .is_live(false)
+                .do_timestamp(false)
+                .block(false)
+                .max_bytes(0)
+                .max_buffers(0)
+                .max_time(None)
+                .handle_segment_change(true)
+                .build();
+            let parser = make(parser_for_track(t)?)?;
+            let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), parser];
+            let template = if codec.is_video() {
+                have_video = true;
+                let (w, h) =
+                    scaled_size(t.width.unwrap_or(2), t.height.unwrap_or(2), spec.short_side);
+                let fps = t.framerate.map(|(n, d)| n.div_ceil(d.max(1))).unwrap_or(30);
+                let decoder = if codec == Codec::H264 {
+                    "avdec_h264"
+                } else {
+                    "avdec_h265"
+                };
+                let scale_caps = gst::Caps::builder("video/x-raw")
+                    .field("width", i32::try_from(w).unwrap_or(640))
+                    .field("height", i32::try_from(h).unwrap_or(480))
+                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                    .build();
+                let x264 = gst::ElementFactory::make("x264enc")
+                    .name(format!("x264enc-{}", spec.name))
+                    .property("bitrate", spec.video_kbps.max(1))
+                    .property("key-int-max", (fps * 2).max(1))
+                    .property("bframes", 0u32)
+                    .property_from_str("speed-preset", &spec.x264_preset)
+                    .build()
+                    .context("creating x264enc (gstreamer1.0-plugins-ugly)")?;
+                let profile = gst::Caps::builder("video/x-h264")
+                    .field("profile", "main")
+                    .build();
+                chain.extend([
+                    make(decoder)?,
+                    make("videoconvert")?,
+                    make("videoscale")?,
+                    gst::ElementFactory::make("capsfilter")
+                        .property("caps", &scale_caps)
+                        .build()
+                        .context("creating capsfilter")?,
+                    x264,
+                    gst::ElementFactory::make("capsfilter")
+                        .property("caps", &profile)
+                        .build()
+                        .context("creating capsfilter")?,
+                    make("h264parse")?,
+                ]);
+                "video_%u"
+            } else {
+                if codec == Codec::Opus {
+                    let aac = gst::ElementFactory::make("avenc_aac")
+                        .property("bitrate", i32::try_from(spec.audio_bps).unwrap_or(128_000))
+                        .build()
+                        .context("creating avenc_aac (gstreamer1.0-libav)")?;
+                    chain.extend([
+                        make("opusdec")?,
+                        make("audioconvert")?,
+                        make("audioresample")?,
+                        aac,
+                        make("aacparse")?,
+                    ]);
+                }
+                "audio_%u"
+            };
+            chain.push(make("queue")?);
+            pipeline
+                .add_many(chain.iter())
+                .context("adding rendition elements")?;
+            gst::Element::link_many(chain.iter())
+                .with_context(|| format!("linking track {} of rendition {}", t.id, spec.name))?;
+            let mux_pad = mux
+                .request_pad_simple(template)
+                .ok_or_else(|| anyhow!("mp4mux refused a {template} pad"))?;
+            chain
+                .last()
+                .and_then(|q| q.static_pad("src"))
+                .ok_or_else(|| anyhow!("queue without src pad"))?
+                .link(&mux_pad)
+                .with_context(|| format!("linking track {} to mp4mux", t.id))?;
+            appsrcs.push((t.id, appsrc));
+        }
+        let error = watch_bus(&pipeline, session_id, &format!("rendition {}", spec.name))?;
+        pipeline.set_state(gst::State::Playing).map_err(|_| {
+            anyhow!(
+                "starting rendition {} of session {session_id}: {}",
+                spec.name,
+                error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_default()
+            )
+        })?;
+        Ok(Some(Encoder {
+            spec: spec.clone(),
+            pipeline,
+            appsrcs,
+            error,
+            path,
+            tmp,
+            session_id: session_id.to_string(),
+        }))
+    }
+
+    pub(crate) fn failed(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Queues a sample for this rendition; never blocks.
+    pub(crate) fn push(&self, track: u8, sample: &gst::Sample) -> anyhow::Result<()> {
+        if let Some(e) = self.failed() {
+            bail!("rendition {} failed: {e}", self.spec.name);
+        }
+        if let Some((_, src)) = self.appsrcs.iter().find(|(id, _)| *id == track) {
+            src.push_sample(sample)
+                .map_err(|flow| anyhow!("rendition {}: {flow:?}", self.spec.name))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn end_of_stream(&self) {
+        for (_, src) in &self.appsrcs {
+            let _ = src.end_of_stream();
+        }
+    }
+
+    /// Waits until the rendition is written, logging progress every second
+    /// (`media_end` is the last timestamp pushed, for the percentage).
+    pub(crate) fn wait(&self, timeout: Duration, media_end: gst::ClockTime) -> anyhow::Result<()> {
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| anyhow!("pipeline without bus"))?;
+        let started = Instant::now();
+        loop {
+            let msg = bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(1),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            );
+            match msg.as_ref().map(|m| m.view()) {
+                Some(gst::MessageView::Eos(_)) => break,
+                Some(_) => bail!(
+                    "rendition {} failed: {}",
+                    self.spec.name,
+                    self.failed().unwrap_or_default()
+                ),
+                None => {}
+            }
+            let done = self
+                .pipeline
+                .query_position::<gst::ClockTime>()
+                .unwrap_or(gst::ClockTime::ZERO);
+            let pct = if media_end.nseconds() > 0 {
+                (done.nseconds().min(media_end.nseconds()) * 100) / media_end.nseconds()
+            } else {
+                0
+            };
+            tracing::info!(
+                session = %self.session_id,
+                rendition = %self.spec.name,
+                encoded_ms = done.mseconds(),
+                total_ms = media_end.mseconds(),
+                percent = pct,
+                "encoding rendition after the stop"
+            );
+            if started.elapsed() > timeout {
+                bail!(
+                    "rendition {} did not finish within {timeout:?}",
+                    self.spec.name
+                );
+            }
+        }
+        let _ = self.pipeline.set_state(gst::State::Null);
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("moving {} to {}", self.tmp.display(), self.path.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = std::fs::remove_file(&self.tmp);
+        // The faststart scratch file, `.{name}.mp4.mdat`.
+        let _ = std::fs::remove_file(self.tmp.with_extension("mdat"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaled_size;
+
+    #[test]
+    fn scales_the_short_side_and_never_up() {
+        assert_eq!(scaled_size(1920, 1080, 480), (854, 480));
+        assert_eq!(scaled_size(720, 1280, 480), (480, 854));
+        assert_eq!(scaled_size(640, 360, 480), (640, 360));
+        assert_eq!(scaled_size(641, 361, 480), (642, 362));
+    }
+}

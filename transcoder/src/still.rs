@@ -1,0 +1,265 @@
+//! Still frames: the JPEG of the frame shown at a given time of a VOD file,
+//! and the poster image of a session.
+//!
+//! "The frame shown at `t`" is the frame whose presentation interval
+//! `[pts, pts + duration)` contains `t` (presentation timestamps as stored in
+//! the file, edit lists applied). To find it exactly, the file is decoded
+//! from the key frame at or before `t` (a key-unit seek) and the decoded
+//! frames are walked until the next one would start after `t`; that is at
+//! most one GOP of decoding. The chosen frame is converted to JPEG.
+//!
+//! ```text
+//! filesrc ! qtdemux ! queue ! decodebin ! videoconvert ! appsink (RGB, sync=false)
+//! ```
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// File name of the poster image inside a session's output directory.
+pub const POSTER_FILE: &str = "poster.jpg";
+
+/// Why a still frame could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum StillError {
+    /// The requested time is after the end of the video.
+    #[error("t_ms={t_ms} is past the end of the video ({duration_ms} ms)")]
+    PastEnd {
+        /// Requested time.
+        t_ms: u64,
+        /// Duration of the video.
+        duration_ms: u64,
+    },
+    /// The file has no video track.
+    #[error("the file has no video track")]
+    NoVideo,
+    /// Anything else (unreadable file, decoder error), with context.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// How long one still-frame extraction may take.
+const TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(20);
+
+struct Extraction {
+    pipeline: gst::Pipeline,
+}
+
+impl Drop for Extraction {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            let element = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+            return Some(format!("{element}: {} ({:?})", e.error(), e.debug()));
+        }
+    }
+    None
+}
+
+/// Decodes the frame shown at `t_ms` in `path` and returns it as a JPEG.
+/// A time at the very end of the file gives the last frame.
+pub fn frame_jpeg(path: &Path, t_ms: u64) -> Result<Vec<u8>, StillError> {
+    let sample = frame_at(path, t_ms)?;
+    let caps = gst::Caps::builder("image/jpeg").build();
+    let jpeg = gstreamer_video::convert_sample(&sample, &caps, TIMEOUT)
+        .map_err(|e| anyhow!("encoding the frame as JPEG: {e}"))?;
+    let buffer = jpeg
+        .buffer()
+        .ok_or_else(|| anyhow!("JPEG encoder produced no buffer"))?;
+    let map = buffer
+        .map_readable()
+        .map_err(|_| anyhow!("JPEG buffer is not readable"))?;
+    Ok(map.as_slice().to_vec())
+}
+
+/// Writes the poster image of a VOD file (the frame at one second, or at
+/// the middle of shorter videos) to `out`. Returns `Ok(false)` for a file
+/// without video.
+pub fn write_poster(path: &Path, out: &Path) -> anyhow::Result<bool> {
+    let duration_ms = crate::probe_file(path)
+        .with_context(|| format!("probing {}", path.display()))?
+        .duration_ms;
+    let t = (duration_ms / 2).min(1000);
+    match frame_jpeg(path, t) {
+        Ok(jpeg) => {
+            let tmp = out.with_extension("jpg.tmp");
+            std::fs::write(&tmp, &jpeg).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+            Ok(true)
+        }
+        Err(StillError::NoVideo) => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("poster of {}", path.display()))),
+    }
+}
+
+fn frame_at(path: &Path, t_ms: u64) -> Result<gst::Sample, StillError> {
+    gst::init().context("initialising GStreamer")?;
+    if !path.is_file() {
+        return Err(anyhow!("{} does not exist", path.display()).into());
+    }
+    let pipeline = gst::Pipeline::with_name("still");
+    let ex = Extraction {
+        pipeline: pipeline.clone(),
+    };
+    let make = |factory: &str| {
+        gst::ElementFactory::make(factory)
+            .build()
+            .with_context(|| format!("creating {factory}"))
+    };
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_string_lossy().as_ref())
+        .build()
+        .context("creating filesrc")?;
+    let demux = make("qtdemux")?;
+    let queue = make("queue")?;
+    let decode = make("decodebin")?;
+    let convert = make("videoconvert")?;
+    let sink = gst_app::AppSink::builder()
+        .caps(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "RGB")
+                .build(),
+        )
+        .sync(false)
+        .max_buffers(2)
+        .build();
+    pipeline
+        .add_many([&src, &demux, &queue, &decode, &convert, sink.upcast_ref()])
+        .context("building the still-frame pipeline")?;
+    src.link(&demux).context("linking filesrc to qtdemux")?;
+    queue.link(&decode).context("linking queue to decodebin")?;
+    convert
+        .link(sink.upcast_ref::<gst::Element>())
+        .context("linking videoconvert to appsink")?;
+    {
+        let queue = queue.clone();
+        demux.connect_pad_added(move |_, pad| {
+            if pad.name().starts_with("video_") {
+                if let Some(sinkpad) = queue.static_pad("sink") {
+                    if !sinkpad.is_linked() {
+                        let _ = pad.link(&sinkpad);
+                    }
+                }
+            }
+        });
+    }
+    {
+        let convert = convert.clone();
+        decode.connect_pad_added(move |_, pad| {
+            let is_video = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            if let (true, Some(sinkpad)) = (is_video, convert.static_pad("sink")) {
+                if !sinkpad.is_linked() {
+                    let _ = pad.link(&sinkpad);
+                }
+            }
+        });
+    }
+
+    pipeline.set_state(gst::State::Paused).map_err(|_| {
+        anyhow!(
+            "opening {}: {}",
+            path.display(),
+            bus_error(&pipeline).unwrap_or_default()
+        )
+    })?;
+    let (res, _, _) = pipeline.state(TIMEOUT);
+    if res.is_err() {
+        let err = bus_error(&pipeline).unwrap_or_default();
+        if queue.static_pad("sink").is_some_and(|p| !p.is_linked()) {
+            return Err(StillError::NoVideo);
+        }
+        return Err(anyhow!("decoding {}: {err}", path.display()).into());
+    }
+    if queue.static_pad("sink").is_some_and(|p| !p.is_linked()) {
+        return Err(StillError::NoVideo);
+    }
+    let duration_ms = pipeline
+        .query_duration::<gst::ClockTime>()
+        .map(|d| d.mseconds())
+        .unwrap_or(0);
+    if t_ms > duration_ms {
+        return Err(StillError::PastEnd { t_ms, duration_ms });
+    }
+    let target = gst::ClockTime::from_mseconds(t_ms);
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| anyhow!("decoding {}", path.display()))?;
+    // A key-unit seek may land on a key frame after t (open GOPs: the key
+    // frame's decode time is before t, the frames shown just before it are
+    // not decodable from it). Then seek further back and try again.
+    let mut seek_to = target;
+    let mut back = gst::ClockTime::from_seconds(1);
+    let chosen = loop {
+        pipeline
+            .seek_simple(
+                gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT | gst::SeekFlags::SNAP_BEFORE,
+                seek_to,
+            )
+            .map_err(|_| anyhow!("seeking {} to {seek_to}", path.display()))?;
+        let (first, chosen) = walk_to(&pipeline, &sink, target, path)?;
+        if first.is_some_and(|f| f > target) && seek_to > gst::ClockTime::ZERO {
+            seek_to = seek_to.saturating_sub(back);
+            back *= 2;
+            continue;
+        }
+        break chosen;
+    };
+    drop(ex);
+    chosen.ok_or_else(|| StillError::Other(anyhow!("no frame decoded at {t_ms} ms")))
+}
+
+/// Pulls decoded frames after a seek until the next one starts after
+/// `target`. Returns the first frame's time and the last frame starting at or
+/// before `target` (or the first frame, if all start after it).
+fn walk_to(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+    target: gst::ClockTime,
+    path: &Path,
+) -> Result<(Option<gst::ClockTime>, Option<gst::Sample>), StillError> {
+    let mut first = None;
+    let mut chosen: Option<gst::Sample> = None;
+    loop {
+        let Some(sample) = sink.try_pull_sample(TIMEOUT) else {
+            if sink.is_eos() {
+                break;
+            }
+            return Err(anyhow!(
+                "decoding {} at {target}: {}",
+                path.display(),
+                bus_error(pipeline).unwrap_or_else(|| "timed out".into())
+            )
+            .into());
+        };
+        let stream_time = match (sample.buffer().and_then(|b| b.pts()), sample.segment()) {
+            (Some(pts), Some(seg)) => seg
+                .downcast_ref::<gst::ClockTime>()
+                .and_then(|s| s.to_stream_time(pts))
+                .unwrap_or(pts),
+            (Some(pts), None) => pts,
+            (None, _) => continue,
+        };
+        first.get_or_insert(stream_time);
+        if stream_time > target {
+            if chosen.is_none() {
+                // Every frame starts after t (t before the first frame).
+                chosen = Some(sample);
+            }
+            break;
+        }
+        chosen = Some(sample);
+    }
+    Ok((first, chosen))
+}
