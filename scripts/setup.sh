@@ -11,6 +11,7 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-x ffmpeg sqlite3 curl ca-certificates
+  kannel kannel-extras chromium nodejs npm
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -22,4 +23,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Front-end libraries (hls.js) from the npm registry, never committed.
+if [ ! -f web/node_modules/hls.js/dist/hls.min.js ]; then
+  echo "setup: npm install --prefix web"
+  npm install --prefix web --no-audit --no-fund --loglevel=error
 fi

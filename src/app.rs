@@ -13,7 +13,7 @@ use sharecast_ingest::{
     BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput,
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
-use sharecast_share_gateway::{Gateway, MetricsFn, SessionsFn, Store};
+use sharecast_share_gateway::{Gateway, MetricsFn, SessionsFn, ShareService, Store};
 use sharecast_transcoder::{Recording, Transcoder, TranscoderConfig};
 
 use crate::config::Config;
@@ -40,6 +40,7 @@ struct Handler {
     transcoder: Arc<Transcoder>,
     relay: Arc<LiveRelay>,
     public: Public,
+    shares: ShareService,
 }
 
 impl SessionHandler for Handler {
@@ -79,7 +80,10 @@ impl SessionHandler for Handler {
                 tokio::task::spawn_blocking(move || transcoder.start(&id, &tracks, &dir))
                     .await
                     .context("transcoder start task")??;
-            let live = match self.relay.publish(&info.id, &info.tracks) {
+            let live = match self
+                .relay
+                .publish_at(&info.id, &info.tracks, info.anchor_unix_us)
+            {
                 Ok(p) => Some(p),
                 Err(e) => {
                     // The recording still works without a live mount.
@@ -87,6 +91,17 @@ impl SessionHandler for Handler {
                     None
                 }
             };
+            // Communication proxy: the device's subscribers hear it is live.
+            self.shares.source_live(
+                &info.device.id,
+                VideoAttributes {
+                    id: info.id.clone(),
+                    title: info.title.clone(),
+                    sender: Some(info.device.name.clone()),
+                    live_urls: vec![self.public.rtsp_url(&info.id)],
+                    ..VideoAttributes::default()
+                },
+            );
             let out: Arc<dyn SessionOutput> = Arc::new(Output {
                 id: info.id.clone(),
                 title: info.title.clone(),
@@ -96,6 +111,8 @@ impl SessionHandler for Handler {
                 live: Mutex::new(live),
                 store: self.store.clone(),
                 public: self.public.clone(),
+                shares: self.shares.clone(),
+                relay: self.relay.clone(),
             });
             Ok(out)
         })
@@ -107,6 +124,7 @@ impl SessionHandler for Handler {
 }
 
 struct Output {
+    relay: Arc<LiveRelay>,
     id: String,
     title: Option<String>,
     sender: String,
@@ -115,6 +133,7 @@ struct Output {
     live: Mutex<Option<LivePublisher>>,
     store: Store,
     public: Public,
+    shares: ShareService,
 }
 
 impl SessionOutput for Output {
@@ -148,10 +167,10 @@ impl SessionOutput for Output {
             let Some(rec) = rec else {
                 anyhow::bail!("session {} has no recording to finish", self.id);
             };
-            let result = tokio::task::spawn_blocking(move || rec.finish())
+            let result = tokio::task::spawn_blocking(move || rec.finish_source())
                 .await
                 .context("transcoder finish task")?;
-            let files = match result {
+            let finished = match result {
                 Ok(f) => f,
                 Err(e) => {
                     let msg = format!("{e:#}");
@@ -159,18 +178,7 @@ impl SessionOutput for Output {
                     return Err(e);
                 }
             };
-            let mut renditions = Vec::new();
-            for f in files {
-                let name = f
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                let mut r = f.attributes;
-                r.name = f.rendition.clone();
-                r.url = format!("{}/vod/{}/{}", self.public.http, self.id, name);
-                renditions.push(r);
-            }
+            let renditions = self.renditions(finished.source);
             let primary = renditions
                 .iter()
                 .find(|r| r.name == sharecast_transcoder::SOURCE_RENDITION)
@@ -184,7 +192,11 @@ impl SessionOutput for Output {
                 vod_url: Some(primary.url.clone()),
                 live_urls: vec![self.public.rtsp_url(&self.id)],
                 share_url: None,
-                thumbnail_url: None,
+                thumbnail_url: self
+                    .dir
+                    .join(sharecast_transcoder::still::POSTER_FILE)
+                    .is_file()
+                    .then(|| format!("{}/api/v1/assets/{}/poster.jpg", self.public.http, self.id)),
                 container: primary.container.clone(),
                 codecs: primary.codecs.clone(),
                 size_bytes: primary.size_bytes,
@@ -198,10 +210,67 @@ impl SessionOutput for Output {
                 renditions,
             };
             self.store.asset_ready(&self.id, &attributes).await?;
+            // HLS players of the ended live stream switch to the recording.
+            self.relay.set_vod_ready(&self.id);
+            self.shares.vod_ready(attributes.clone());
             tracing::info!(session = %self.id, dir = %self.dir.display(), "VOD ready");
+            // The other renditions finish encoding in the background (progress
+            // in the log) and are added to the asset when they are done.
+            let pending = finished.renditions;
+            if !pending.names().is_empty() {
+                let (store, id, base) = (self.store.clone(), self.id.clone(), attributes.clone());
+                let public = self.public.clone();
+                tokio::spawn(async move {
+                    let files = match tokio::task::spawn_blocking(move || pending.wait()).await {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::error!(session = %id, error = %e, "rendition task failed");
+                            return;
+                        }
+                    };
+                    let mut attrs = base;
+                    attrs.renditions.extend(rendition_urls(&public, &id, files));
+                    if let Err(e) = store.asset_ready(&id, &attrs).await {
+                        tracing::error!(session = %id, error = %format!("{e:#}"), "storing renditions failed");
+                    } else {
+                        tracing::info!(session = %id, renditions = attrs.renditions.len(), "renditions ready");
+                    }
+                });
+            }
             Ok(attributes)
         })
     }
+}
+
+impl Output {
+    fn renditions(
+        &self,
+        files: Vec<sharecast_transcoder::ProducedFile>,
+    ) -> Vec<sharecast_formats::attributes::Rendition> {
+        rendition_urls(&self.public, &self.id, files)
+    }
+}
+
+/// Renditions with their public URLs.
+fn rendition_urls(
+    public: &Public,
+    id: &str,
+    files: Vec<sharecast_transcoder::ProducedFile>,
+) -> Vec<sharecast_formats::attributes::Rendition> {
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let mut r = f.attributes;
+            r.name = f.rendition.clone();
+            r.url = format!("{}/vod/{}/{}", public.http, id, name);
+            r
+        })
+        .collect()
 }
 
 /// Everything `serve` started.
@@ -230,6 +299,14 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     let relay = Arc::new(LiveRelay::start(LiveRelayConfig {
         bind: cfg.live.bind.clone(),
         rtsp_port: cfg.live.rtsp_port,
+        viewer_timeout_secs: cfg.live.viewer_timeout_secs,
+        rtsp_session_timeout_secs: cfg.live.rtsp_session_timeout_secs,
+        capture_clock_sei: cfg.live.capture_clock_sei,
+        hls: sharecast_live_relay::HlsConfig {
+            segment_target_ms: cfg.live.hls_segment_ms,
+            window_segments: cfg.live.hls_window_segments,
+            keep_ended_secs: cfg.live.hls_keep_ended_secs,
+        },
         ..LiveRelayConfig::default()
     })?);
 
@@ -258,11 +335,23 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         rtsp_port: relay.rtsp_port(),
     };
 
+    let shares = ShareService::start(
+        store.clone(),
+        cfg.share.clone(),
+        cfg.sms.clone(),
+        public.http.clone(),
+        format!(
+            "rtsp://{}:{}/live/{{id}}",
+            public.rtsp_host, public.rtsp_port
+        ),
+    )
+    .await?;
     let handler = Arc::new(Handler {
         store: store.clone(),
         transcoder,
         relay: relay.clone(),
         public: public.clone(),
+        shares: shares.clone(),
     });
     let ingest = Arc::new(IngestServer::bind(
         cfg.ingest.clone(),
@@ -287,9 +376,38 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         let ingest = ingest.clone();
         metrics.push(Arc::new(move |out: &mut String| ingest.render_metrics(out)));
     }
+    {
+        let shares = shares.clone();
+        metrics.push(Arc::new(move |out: &mut String| shares.render_metrics(out)));
+    }
+    {
+        let relay = relay.clone();
+        metrics.push(Arc::new(move |out: &mut String| relay.render_metrics(out)));
+    }
+    let admin = crate::live_admin::admin(cfg, &store, &ingest, &relay)?;
+    metrics.push(admin.metrics());
+    let resume = sharecast_share_gateway::resume::ResumeService::new(
+        store.clone(),
+        cfg.resume.clone(),
+        &cfg.data_dir,
+        public.http.clone(),
+    )
+    .await?;
     let gateway = Gateway::new(store.clone(), cfg.data_dir.clone(), sessions, metrics);
+    let frames = gateway.counted(sharecast_share_gateway::frames::router(
+        store.clone(),
+        cfg.data_dir.clone(),
+        Arc::new(crate::frames::GstFrames),
+    ));
+    let frames = frames
+        .merge(gateway.counted(shares.router()))
+        .merge(gateway.counted(relay.http_router()))
+        .merge(gateway.counted(admin.router()))
+        .merge(gateway.counted(resume.router()));
     tokio::spawn(async move {
-        if let Err(e) = gateway.serve(http_listener).await {
+        if let Err(e) =
+            sharecast_share_gateway::frames::serve_with(gateway, frames, http_listener).await
+        {
             tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
         }
     });

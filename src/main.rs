@@ -4,6 +4,8 @@
 
 mod app;
 mod config;
+mod frames;
+mod live_admin;
 mod message_cmd;
 mod push;
 mod sim;
@@ -95,9 +97,13 @@ enum DeviceCmd {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        // Recent warnings and errors for the admin dashboard.
+        .with(sharecast_share_gateway::admin::ErrorCapture)
         .init();
 }
 
@@ -227,6 +233,15 @@ async fn serve(a: ServeArgs) -> Result<()> {
         running.public.http
     );
     println!("  metrics       {}/metrics", running.public.http);
+    println!(
+        "  admin         {}/admin?token={}",
+        running.public.http,
+        live_admin::admin_token(&cfg)?
+    );
+    println!(
+        "  live (HLS)    {}/live/<session>/index.m3u8  player {}/watch/<session>",
+        running.public.http, running.public.http
+    );
     println!(
         "  live (RTSP)   rtsp://{}:{}/live/<session>",
         running.public.rtsp_host, running.public.rtsp_port

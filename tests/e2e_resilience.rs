@@ -17,7 +17,11 @@ fn frame_hashes(path: &std::path::Path, stream: &str) -> Vec<String> {
         .args(["-map", stream, "-f", "framemd5", "-"])
         .output()
         .expect("ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -41,7 +45,11 @@ fn dropped_connections_lose_nothing() {
     let r = server.push(&src, &["--realtime", "--drop-after", "40,110,170"]);
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.line("resumes").as_deref(), Some("3"), "{}", r.stderr);
-    let vod = server.data_dir().join("sessions").join(r.session()).join("source.mp4");
+    let vod = server
+        .data_dir()
+        .join("sessions")
+        .join(r.session())
+        .join("source.mp4");
     assert_same_frames(&src, &vod);
 }
 
@@ -53,7 +61,11 @@ fn address_change_continues_without_reconnect() {
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("rebound local socket"), "{}", r.stderr);
     assert_eq!(r.line("resumes").as_deref(), Some("0"));
-    let vod = server.data_dir().join("sessions").join(r.session()).join("source.mp4");
+    let vod = server
+        .data_dir()
+        .join("sessions")
+        .join(r.session())
+        .join("source.mp4");
     assert_same_frames(&src, &vod);
 }
 
@@ -68,8 +80,20 @@ fn server_killed_mid_upload_recovers_and_completes() {
     std::thread::sleep(Duration::from_millis(500));
     server.spawn(Some(&ingest));
     let out = push.wait().unwrap();
-    assert!(out.success(), "push did not complete after the restart; server log:\n{}", server.log());
-    assert!(server.log().contains("recovered session"), "{}", server.log());
-    let vod = server.data_dir().join("sessions").join(&session).join("source.mp4");
+    assert!(
+        out.success(),
+        "push did not complete after the restart; server log:\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("recovered session"),
+        "{}",
+        server.log()
+    );
+    let vod = server
+        .data_dir()
+        .join("sessions")
+        .join(&session)
+        .join("source.mp4");
     assert_same_frames(&src, &vod);
 }

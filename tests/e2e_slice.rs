@@ -16,26 +16,46 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
     assert!(r.ok, "push {clip} failed:\n{}\n{}", r.stdout, r.stderr);
     let attrs = r.attributes();
     let session = r.session();
-    let vod = server.data_dir().join("sessions").join(&session).join("source.mp4");
+    let vod = server
+        .data_dir()
+        .join("sessions")
+        .join(&session)
+        .join("source.mp4");
     let got = ffprobe(&vod);
     let want = ffprobe(&src);
 
     // Same video frame count, same duration within one frame.
     match (stream(&want, "video"), stream(&got, "video")) {
         (Some(w), Some(g)) => {
-            assert_eq!(g["nb_read_frames"], w["nb_read_frames"], "{clip}: video frame count");
+            assert_eq!(
+                g["nb_read_frames"], w["nb_read_frames"],
+                "{clip}: video frame count"
+            );
             assert_eq!(g["codec_name"], w["codec_name"], "{clip}: video codec kept");
             let fps = num(&w["avg_frame_rate"]);
-            let (dw, dg) = (num(&want["format"]["duration"]), num(&got["format"]["duration"]));
-            assert!((dw - dg).abs() <= 1.0 / fps + 1e-3, "{clip}: duration {dg} vs source {dw}");
+            let (dw, dg) = (
+                num(&want["format"]["duration"]),
+                num(&got["format"]["duration"]),
+            );
+            assert!(
+                (dw - dg).abs() <= 1.0 / fps + 1e-3,
+                "{clip}: duration {dg} vs source {dw}"
+            );
             // Attributes agree with ffprobe.
             assert_eq!(attrs["width"], g["width"], "{clip}: width");
             assert_eq!(attrs["height"], g["height"], "{clip}: height");
             let afps = attrs["frame_rate"].as_f64().unwrap();
-            assert!((afps - num(&g["avg_frame_rate"])).abs() < 0.1, "{clip}: fps {afps}");
+            assert!(
+                (afps - num(&g["avg_frame_rate"])).abs() < 0.1,
+                "{clip}: fps {afps}"
+            );
         }
         (None, None) => {}
-        (w, g) => panic!("{clip}: video presence differs: source {} vod {}", w.is_some(), g.is_some()),
+        (w, g) => panic!(
+            "{clip}: video presence differs: source {} vod {}",
+            w.is_some(),
+            g.is_some()
+        ),
     }
     // Audio present where the source had it.
     assert_eq!(
@@ -45,27 +65,53 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
     );
     if let (Some(w), Some(g)) = (stream(&want, "audio"), stream(&got, "audio")) {
         assert_eq!(g["codec_name"], w["codec_name"], "{clip}: audio codec kept");
-        assert_eq!(g["nb_read_frames"], w["nb_read_frames"], "{clip}: audio frame count");
+        assert_eq!(
+            g["nb_read_frames"], w["nb_read_frames"],
+            "{clip}: audio frame count"
+        );
     }
     let size = std::fs::metadata(&vod).unwrap().len();
     assert_eq!(attrs["size_bytes"].as_u64().unwrap(), size, "{clip}: size");
-    assert_eq!(got["format"]["size"].as_str().unwrap().parse::<u64>().unwrap(), size);
+    assert_eq!(
+        got["format"]["size"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap(),
+        size
+    );
     let dur_ms = num(&got["format"]["duration"]) * 1000.0;
     let adur = attrs["duration_ms"].as_f64().unwrap();
-    assert!((adur - dur_ms).abs() <= 50.0, "{clip}: duration_ms {adur} vs ffprobe {dur_ms}");
+    assert!(
+        (adur - dur_ms).abs() <= 50.0,
+        "{clip}: duration_ms {adur} vs ffprobe {dur_ms}"
+    );
     let bitrate = attrs["bitrate"].as_f64().unwrap();
     let expect = size as f64 * 8.0 / (dur_ms / 1000.0);
-    assert!((bitrate - expect).abs() / expect < 0.02, "{clip}: bitrate {bitrate} vs {expect}");
+    assert!(
+        (bitrate - expect).abs() / expect < 0.02,
+        "{clip}: bitrate {bitrate} vs {expect}"
+    );
     assert_eq!(attrs["container"], "mp4");
-    assert!(!attrs["codecs"].as_array().unwrap().is_empty(), "{clip}: codecs");
+    assert!(
+        !attrs["codecs"].as_array().unwrap().is_empty(),
+        "{clip}: codecs"
+    );
     let vod_url = attrs["vod_url"].as_str().unwrap();
-    assert!(vod_url.ends_with(&format!("/vod/{session}/source.mp4")), "{vod_url}");
+    assert!(
+        vod_url.ends_with(&format!("/vod/{session}/source.mp4")),
+        "{vod_url}"
+    );
     // The served file is the file.
     let body = reqwest::blocking::get(vod_url).unwrap();
     assert_eq!(body.status(), 200);
     assert_eq!(body.bytes().unwrap().len() as u64, size);
     // Ready quickly after the last frame.
-    let ready: f64 = r.line("ready_after_last_frame_ms").unwrap().parse().unwrap();
+    let ready: f64 = r
+        .line("ready_after_last_frame_ms")
+        .unwrap()
+        .parse()
+        .unwrap();
     eprintln!("{clip}: VOD ready {ready} ms after the last frame was handed to the SDK");
 }
 
@@ -124,12 +170,24 @@ fn bad_inputs_are_refused_clearly_and_other_sessions_continue() {
 
     // Wrong token.
     let mut cmd = Command::new(bin());
-    cmd.args(["push", "--server", &server.ingest, "--token", "sc_wrong", "--pin", &server.fingerprint])
-        .arg("--input")
-        .arg(fixture(H264_AAC).unwrap());
+    cmd.args([
+        "push",
+        "--server",
+        &server.ingest,
+        "--token",
+        "sc_wrong",
+        "--pin",
+        &server.fingerprint,
+    ])
+    .arg("--input")
+    .arg(fixture(H264_AAC).unwrap());
     let r = PushResult::from(cmd.output().unwrap());
     assert!(!r.ok);
-    assert!(r.stderr.contains("unauthorized"), "wrong token: {}", r.stderr);
+    assert!(
+        r.stderr.contains("unauthorized"),
+        "wrong token: {}",
+        r.stderr
+    );
 
     // Unsupported codec (VP8 + Opus in WebM: VP8 is not accepted).
     let r = server.push(&fixture(VP8_OPUS).unwrap(), &[]);
@@ -140,18 +198,30 @@ fn bad_inputs_are_refused_clearly_and_other_sessions_continue() {
     // Oversized frame: the 640x360 clip has H.264 frames above 1 000 bytes; AAC frames are ~350.
     let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
     assert!(!r.ok);
-    assert!(r.stderr.contains("frame_too_large"), "oversized: {}", r.stderr);
+    assert!(
+        r.stderr.contains("frame_too_large"),
+        "oversized: {}",
+        r.stderr
+    );
 
     // The good session was not disturbed.
     let out = good.wait_with_output().unwrap();
-    assert!(out.status.success(), "good push failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "good push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Every rejection is counted.
     let metrics = server.get("/metrics").text().unwrap();
     for code in ["unauthorized", "unsupported_codec", "frame_too_large"] {
         let line = metrics
             .lines()
-            .find(|l| l.starts_with(&format!("sharecast_ingest_rejected_total{{code=\"{code}\"}}")))
+            .find(|l| {
+                l.starts_with(&format!(
+                    "sharecast_ingest_rejected_total{{code=\"{code}\"}}"
+                ))
+            })
             .unwrap_or_else(|| panic!("no metric for {code}"));
         assert!(line.ends_with(" 1"), "{line}");
     }
@@ -164,7 +234,14 @@ fn vod_supports_http_range_requests() {
     assert!(r.ok, "{}", r.stderr);
     let session = r.session();
     let url = r.attributes()["vod_url"].as_str().unwrap().to_string();
-    let file = std::fs::read(server.data_dir().join("sessions").join(&session).join("source.mp4")).unwrap();
+    let file = std::fs::read(
+        server
+            .data_dir()
+            .join("sessions")
+            .join(&session)
+            .join("source.mp4"),
+    )
+    .unwrap();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -192,11 +269,20 @@ fn vod_supports_http_range_requests() {
     assert_eq!(resp.status(), 416);
 
     // Unknown asset and bad ids answer clearly.
-    let resp = client.get(format!("{}/vod/deadbeef/source.mp4", server.http)).send().unwrap();
+    let resp = client
+        .get(format!("{}/vod/deadbeef/source.mp4", server.http))
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    let resp = client.get(format!("{}/vod/..%2Fetc/source.mp4", server.http)).send().unwrap();
+    let resp = client
+        .get(format!("{}/vod/..%2Fetc/source.mp4", server.http))
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    let resp = client.get(format!("{}/api/v1/assets/{session}", server.http)).send().unwrap();
+    let resp = client
+        .get(format!("{}/api/v1/assets/{session}", server.http))
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let asset: serde_json::Value = resp.json().unwrap();
     assert_eq!(asset["state"], "ready");

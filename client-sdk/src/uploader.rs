@@ -807,7 +807,11 @@ fn apply_ack(
         let keep = !covers(next_seq, held, e.frame.track, e.frame.seq);
         if !keep {
             if latencies.len() < MAX_LATENCY_SAMPLES {
-                latencies.push(now.duration_since(e.queued_at).as_micros().min(u32::MAX as u128) as u32);
+                latencies.push(
+                    now.duration_since(e.queued_at)
+                        .as_micros()
+                        .min(u32::MAX as u128) as u32,
+                );
             }
             freed += e.frame.data.len();
             if e.sent {

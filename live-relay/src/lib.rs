@@ -30,9 +30,32 @@
 //!
 //! Dropping a publisher (or [`LivePublisher::end`]) sends EOS to its medias
 //! and removes the mount.
+//!
+//! **HLS.** The same frames also feed an fMP4 segmenter per session
+//! ([`hls`], [`fmp4`]); [`LiveRelay::http_router`] serves the playlists and
+//! segments under `/live/{id}/` and the viewer heartbeats.
+//!
+//! **Viewers.** [`viewers::ViewerTracker`] follows every RTSP session and
+//! HLS player; [`LiveRelay::viewer_events`] yields
+//! [`ViewerEvent::Vanished`] once per viewer that disappeared.
+//!
+//! **Glass-to-glass.** With the capture anchor given to
+//! [`LiveRelay::publish_at`], every H.264/H.265 access unit on the RTSP path
+//! carries an SEI with its capture wall clock ([`sei`]), and HLS playlists
+//! carry `#EXT-X-PROGRAM-DATE-TIME`.
 
+pub mod fmp4;
+pub mod hls;
+mod http;
+pub mod sei;
+pub mod viewers;
+
+pub use hls::HlsConfig;
+pub use viewers::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot, ViewerTracker};
+
+use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 
@@ -61,6 +84,20 @@ pub struct LiveRelayConfig {
     /// Bytes that may wait in one viewer pipeline's input queue before the
     /// oldest are dropped (default 4 MiB).
     pub max_queued_bytes: u64,
+    /// HLS segmenting.
+    pub hls: HlsConfig,
+    /// A heartbeat viewer without a heartbeat for this long, or an RTSP
+    /// session without activity for this long, has vanished (default 5 s).
+    pub viewer_timeout_secs: u64,
+    /// RTSP session timeout, s (default 15): a viewer whose session sees
+    /// no RTSP request and no RTCP receiver report for this long (UDP) has
+    /// vanished. RTCP reports come about every 5 s, hence the margin.
+    pub rtsp_session_timeout_secs: u64,
+    /// Viewer events kept for the admin API (default 500).
+    pub recent_viewer_events: usize,
+    /// Insert the capture wall clock as an SEI into every H.264/H.265 access
+    /// unit sent over RTSP (default true).
+    pub capture_clock_sei: bool,
 }
 
 impl Default for LiveRelayConfig {
@@ -70,6 +107,11 @@ impl Default for LiveRelayConfig {
             rtsp_port: 8554,
             max_gop_bytes: 8 * 1024 * 1024,
             max_queued_bytes: 4 * 1024 * 1024,
+            hls: HlsConfig::default(),
+            viewer_timeout_secs: 5,
+            rtsp_session_timeout_secs: 15,
+            recent_viewer_events: 500,
+            capture_clock_sei: true,
         }
     }
 }
@@ -86,6 +128,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Who is playing what: (client, RTSP session id) → mount path.
 type Viewers = Arc<Mutex<HashMap<(usize, String), String>>>;
 
+/// Decides whether a playback token opens a stream: `(session_id, token)`.
+pub type Authorizer = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
+
+/// State shared by the RTSP side, the HLS routes and the publishers.
+pub(crate) struct Shared {
+    pub(crate) hls: Mutex<HashMap<String, Arc<hls::HlsStream>>>,
+    pub(crate) tracker: Arc<ViewerTracker>,
+    pub(crate) rejected: Mutex<BTreeMap<&'static str, u64>>,
+    pub(crate) authorizer: Mutex<Option<Authorizer>>,
+    pub(crate) hls_segments_served: AtomicU64,
+    pub(crate) frames: AtomicU64,
+}
+
+/// One live stream, for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveStreamSnapshot {
+    /// Session id.
+    pub session_id: String,
+    /// `live` or `ended`.
+    pub state: String,
+    /// HLS segments made so far.
+    pub hls_segments: u64,
+    /// Viewers by protocol.
+    pub viewers: BTreeMap<&'static str, usize>,
+}
+
 /// The RTSP server. Dropping it stops the server and disconnects viewers.
 pub struct LiveRelay {
     cfg: LiveRelayConfig,
@@ -98,6 +166,8 @@ pub struct LiveRelay {
     port: u16,
     viewers: Viewers,
     published: Arc<Mutex<std::collections::HashSet<String>>>,
+    shared: Arc<Shared>,
+    housekeeping: Option<glib::SourceId>,
 }
 
 impl std::fmt::Debug for LiveRelay {
@@ -127,14 +197,43 @@ fn request_key(client: &rtsp::RTSPClient, ctx: &rtsp::RTSPContext) -> Option<(us
     Some((client.as_ptr() as usize, session))
 }
 
-fn track_viewers(server: &rtsp::RTSPServer, viewers: &Viewers) {
+/// Viewer id of an RTSP session.
+fn rtsp_viewer_id(session: &str) -> String {
+    format!("rtsp-{session}")
+}
+
+fn track_viewers(
+    server: &rtsp::RTSPServer,
+    viewers: &Viewers,
+    tracker: &Arc<ViewerTracker>,
+    context: &glib::MainContext,
+    timeout_secs: u32,
+) {
     let viewers = viewers.clone();
+    let tracker = tracker.clone();
+    let context = context.clone();
     server.connect_client_connected(move |_, client| {
-        let v = viewers.clone();
-        client.connect_play_request(move |client, ctx| {
-            let mount = ctx.uri().and_then(|u| mount_of_uri(&u.request_uri()));
-            if let (Some(key), Some(mount)) = (request_key(client, ctx), mount) {
+        client.connect_new_session(move |_, session| {
+            session.set_timeout(timeout_secs);
+        });
+        let (v, t, ctx) = (viewers.clone(), tracker.clone(), context.clone());
+        client.connect_play_request(move |client, rctx| {
+            let mount = rctx.uri().and_then(|u| mount_of_uri(&u.request_uri()));
+            if let (Some(key), Some(mount)) = (request_key(client, rctx), mount) {
                 tracing::info!(mount = %mount, session = %key.1, "viewer playing");
+                let content = mount.trim_start_matches("/live/").to_string();
+                let remote = None;
+                let weak = client.downgrade();
+                let ctx = ctx.clone();
+                let closer: viewers::Closer = Box::new(move || {
+                    let weak = weak.clone();
+                    ctx.invoke(move || {
+                        if let Some(c) = weak.upgrade() {
+                            c.close();
+                        }
+                    });
+                });
+                t.rtsp_started(&rtsp_viewer_id(&key.1), &content, remote, Some(closer));
                 lock(&v).insert(key, mount);
             }
         });
@@ -144,18 +243,29 @@ fn track_viewers(server: &rtsp::RTSPServer, viewers: &Viewers) {
                 lock(&v).remove(&key);
             }
         });
-        let v = viewers.clone();
+        let (v, t) = (viewers.clone(), tracker.clone());
         client.connect_teardown_request(move |client, ctx| {
             if let Some(key) = request_key(client, ctx) {
+                t.end(&rtsp_viewer_id(&key.1), viewers::Ending::Left);
                 if let Some(mount) = lock(&v).remove(&key) {
                     tracing::info!(mount = %mount, session = %key.1, "viewer left");
                 }
             }
         });
-        let v = viewers.clone();
+        let (v, t) = (viewers.clone(), tracker.clone());
         client.connect_closed(move |client| {
             let id = client.as_ptr() as usize;
-            lock(&v).retain(|(c, _), _| *c != id);
+            let mut gone = Vec::new();
+            lock(&v).retain(|(c, s), _| {
+                if *c == id {
+                    gone.push(s.clone());
+                }
+                *c != id
+            });
+            // Closed without TEARDOWN: the viewer vanished.
+            for s in gone {
+                t.end(&rtsp_viewer_id(&s), viewers::Ending::Vanished);
+            }
         });
     });
 }
@@ -171,10 +281,64 @@ impl LiveRelay {
             .mount_points()
             .ok_or_else(|| anyhow!("RTSP server without mount points"))?;
         let viewers: Viewers = Arc::default();
-        track_viewers(&server, &viewers);
+        let tracker = Arc::new(ViewerTracker::new(
+            std::time::Duration::from_secs(cfg.viewer_timeout_secs.max(1)),
+            cfg.recent_viewer_events,
+        ));
+        let shared = Arc::new(Shared {
+            hls: Mutex::default(),
+            tracker: tracker.clone(),
+            rejected: Mutex::default(),
+            authorizer: Mutex::default(),
+            hls_segments_served: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+        });
 
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
+        let timeout_secs = u32::try_from(cfg.rtsp_session_timeout_secs.max(1)).unwrap_or(u32::MAX);
+        track_viewers(&server, &viewers, &tracker, &context, timeout_secs);
+        // Sessions that time out (UDP viewers that vanished) are vanished
+        // viewers too.
+        let pool = server
+            .session_pool()
+            .ok_or_else(|| anyhow!("RTSP server without a session pool"))?;
+        {
+            let (v, t) = (viewers.clone(), tracker.clone());
+            pool.connect_session_removed(move |_, session| {
+                if let Some(id) = session.sessionid() {
+                    lock(&v).retain(|(_, s), _| s.as_str() != id.as_str());
+                    t.end(&rtsp_viewer_id(&id), viewers::Ending::Vanished);
+                }
+            });
+        }
+        // Housekeeping twice a second: expire RTSP sessions, reap heartbeat
+        // viewers, drop ended HLS streams past their keep time.
+        let housekeeping = {
+            let shared = shared.clone();
+            let source = glib::timeout_source_new(
+                std::time::Duration::from_millis(500),
+                Some("live-housekeeping"),
+                glib::Priority::DEFAULT,
+                move || {
+                    pool.cleanup();
+                    shared.tracker.reap();
+                    let mut expired = Vec::new();
+                    lock(&shared.hls).retain(|id, s| {
+                        let keep = !s.expired();
+                        if !keep {
+                            expired.push(id.clone());
+                        }
+                        keep
+                    });
+                    for id in expired {
+                        shared.tracker.unregister_content(&id);
+                    }
+                    glib::ControlFlow::Continue
+                },
+            );
+            source.attach(Some(&context))
+        };
         let source = server
             .attach(Some(&context))
             .with_context(|| format!("listening for RTSP on {}:{}", cfg.bind, cfg.rtsp_port))?;
@@ -205,7 +369,96 @@ impl LiveRelay {
             port,
             viewers,
             published: Arc::default(),
+            shared,
+            housekeeping: Some(housekeeping),
         })
+    }
+
+    /// HLS playlists and segments (`/live/{id}/…`) and viewer heartbeats
+    /// (`POST /api/v1/live/{id}/heartbeat`), to merge into the HTTP server.
+    pub fn http_router(&self) -> axum::Router {
+        http::router(self.shared.clone())
+    }
+
+    /// Viewer events from now on (the bookmark feature subscribes here).
+    pub fn viewer_events(&self) -> tokio::sync::broadcast::Receiver<ViewerEvent> {
+        self.shared.tracker.subscribe()
+    }
+
+    /// The viewer tracker.
+    pub fn tracker(&self) -> Arc<ViewerTracker> {
+        self.shared.tracker.clone()
+    }
+
+    /// Current viewers, all protocols.
+    pub fn viewers(&self) -> Vec<ViewerSnapshot> {
+        self.shared.tracker.snapshot()
+    }
+
+    /// Recent viewer events, oldest first.
+    pub fn recent_viewer_events(&self) -> Vec<ViewerEvent> {
+        self.shared.tracker.recent_events()
+    }
+
+    /// Kicks a viewer (closes an RTSP connection, refuses an HLS page's
+    /// heartbeats). False when unknown.
+    pub fn kick_viewer(&self, viewer_id: &str) -> bool {
+        self.shared.tracker.kick(viewer_id)
+    }
+
+    /// Sets the playback-token check for HLS and heartbeats (default: open).
+    pub fn set_authorizer(&self, auth: Option<Authorizer>) {
+        *lock(&self.shared.authorizer) = auth;
+    }
+
+    /// Tells HLS players that the recording of an ended session is ready.
+    pub fn set_vod_ready(&self, session_id: &str) {
+        if let Some(s) = lock(&self.shared.hls).get(session_id) {
+            s.set_vod_ready();
+        }
+    }
+
+    /// Live streams (and ended ones still served) with their viewers.
+    pub fn streams(&self) -> Vec<LiveStreamSnapshot> {
+        let viewers = self.shared.tracker.snapshot();
+        let published = lock(&self.published).clone();
+        let mut out: Vec<LiveStreamSnapshot> = lock(&self.shared.hls)
+            .values()
+            .map(|s| {
+                let mut by = BTreeMap::new();
+                for v in viewers.iter().filter(|v| v.content_id == s.session_id) {
+                    *by.entry(v.protocol.as_str()).or_insert(0) += 1;
+                }
+                LiveStreamSnapshot {
+                    session_id: s.session_id.clone(),
+                    state: if published.contains(&s.session_id) {
+                        "live".into()
+                    } else {
+                        "ended".into()
+                    },
+                    hls_segments: s.segments_made.load(Ordering::Relaxed),
+                    viewers: by,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        out
+    }
+
+    /// Prometheus text for the relay.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let published = lock(&self.published).len();
+        let segments: u64 = lock(&self.shared.hls)
+            .values()
+            .map(|s| s.segments_made.load(Ordering::Relaxed))
+            .sum();
+        let _ = writeln!(out, "# HELP sharecast_live_streams Live streams being published\n# TYPE sharecast_live_streams gauge\nsharecast_live_streams {published}");
+        let _ = writeln!(out, "# HELP sharecast_live_frames_total Frames fed to live streams\n# TYPE sharecast_live_frames_total counter\nsharecast_live_frames_total {}", self.shared.frames.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP sharecast_live_hls_segments Live HLS segments made by the streams currently held\n# TYPE sharecast_live_hls_segments gauge\nsharecast_live_hls_segments {segments}");
+        let _ = writeln!(out, "# HELP sharecast_live_hls_segments_served_total HLS segments served\n# TYPE sharecast_live_hls_segments_served_total counter\nsharecast_live_hls_segments_served_total {}", self.shared.hls_segments_served.load(Ordering::Relaxed));
+        self.shared.tracker.render_metrics(out);
+        http::render_rejected(&lock(&self.shared.rejected), out);
     }
 
     /// The port the server is bound to (the real one when configured with 0).
@@ -213,8 +466,24 @@ impl LiveRelay {
         self.port
     }
 
-    /// Starts the live stream of a session at `/live/{session_id}`.
+    /// Starts the live stream of a session at `/live/{session_id}`, without
+    /// a known capture wall clock (the publish time stands in for it).
     pub fn publish(&self, session_id: &str, tracks: &[TrackInfo]) -> anyhow::Result<LivePublisher> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        self.publish_at(session_id, tracks, now)
+    }
+
+    /// Starts the live stream of a session (RTSP mount and HLS);
+    /// `anchor_unix_us` is the wall clock of capture timestamp 0.
+    pub fn publish_at(
+        &self,
+        session_id: &str,
+        tracks: &[TrackInfo],
+        anchor_unix_us: i64,
+    ) -> anyhow::Result<LivePublisher> {
         if session_id.is_empty()
             || !session_id
                 .chars()
@@ -250,7 +519,40 @@ impl LiveRelay {
             }
             published.insert(session_id.to_string());
         }
+        let hls = hls::HlsStream::new(
+            session_id,
+            tracks,
+            anchor_unix_us,
+            self.cfg.hls.clone(),
+            format!("/vod/{session_id}/{}", sharecast_transcoder::SOURCE_FILE),
+        )
+        .map(Arc::new);
+        if let Some(h) = &hls {
+            lock(&self.shared.hls).insert(session_id.to_string(), h.clone());
+        }
+        let sei = if self.cfg.capture_clock_sei {
+            tracks.iter().find_map(|t| match t.codec() {
+                Some(Codec::H264) => Some((
+                    t.id,
+                    sei::NalSyntax::H264,
+                    sei::length_size(sei::NalSyntax::H264, &t.codec_data),
+                )),
+                Some(Codec::H265) => Some((
+                    t.id,
+                    sei::NalSyntax::H265,
+                    sei::length_size(sei::NalSyntax::H265, &t.codec_data),
+                )),
+                _ => None,
+            })
+        } else {
+            None
+        };
         let inner = Arc::new(PublisherInner {
+            hls,
+            sei,
+            anchor_unix_us,
+            position: self.shared.tracker.register_content(session_id),
+            shared: self.shared.clone(),
             session_id: session_id.to_string(),
             path: path.clone(),
             tracks: tracks.to_vec(),
@@ -296,7 +598,10 @@ impl Drop for LiveRelay {
         // Disconnect everyone, stop listening, stop the thread.
         self.server
             .client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
-        if let Some(id) = self.source.take() {
+        for id in [self.source.take(), self.housekeeping.take()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(source) = self.context.find_source_by_id(&id) {
                 source.destroy();
             }
@@ -335,6 +640,13 @@ struct Feed {
 }
 
 struct PublisherInner {
+    hls: Option<Arc<hls::HlsStream>>,
+    /// Video track, syntax and NAL length size for the capture-clock SEI.
+    sei: Option<(u8, sei::NalSyntax, usize)>,
+    anchor_unix_us: i64,
+    /// Newest capture position, ms.
+    position: Arc<AtomicI64>,
+    shared: Arc<Shared>,
     session_id: String,
     path: String,
     tracks: Vec<TrackInfo>,
@@ -415,6 +727,33 @@ impl PublisherInner {
             tracing::warn!(session = %self.session_id, track = frame.track, "live frame for unknown track");
             return;
         }
+        self.shared.frames.fetch_add(1, Ordering::Relaxed);
+        self.position
+            .fetch_max(frame.pts_us / 1000, Ordering::Relaxed);
+        if let Some(h) = &self.hls {
+            h.push(frame);
+        }
+        let with_clock;
+        let frame = match self.sei {
+            Some((track, syntax, len)) if track == frame.track => {
+                match sei::insert_capture_clock(
+                    syntax,
+                    len,
+                    &frame.data,
+                    self.anchor_unix_us.saturating_add(frame.pts_us),
+                ) {
+                    Some(data) => {
+                        with_clock = MediaFrame {
+                            data,
+                            ..frame.clone()
+                        };
+                        &with_clock
+                    }
+                    None => frame,
+                }
+            }
+            _ => frame,
+        };
         let mut state = lock(&self.state);
         let state = &mut *state;
         // Keep the current GOP for viewers that join later.
@@ -531,6 +870,9 @@ impl PublisherInner {
             }
         }
         state.gop.clear();
+        if let Some(h) = &self.hls {
+            h.end();
+        }
         if let Some(published) = self.published.upgrade() {
             lock(&published).remove(&self.session_id);
         }

@@ -197,3 +197,75 @@ fn publishers_cross_threads() {
     fn send_sync<T: Send + Sync + FrameSink>() {}
     send_sync::<LivePublisher>();
 }
+
+/// The capture wall clock travels in an SEI of every RTSP video access unit:
+/// a client reading it gets `anchor + pts` of the frame it received.
+#[test]
+fn capture_clock_sei_reaches_rtsp_clients() {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    use gstreamer_app as gst_app;
+    use std::sync::Mutex;
+
+    init_logs();
+    let (tracks, clip) = read_all(testing::H264_AAC);
+    let relay = LiveRelay::start(LiveRelayConfig {
+        bind: "127.0.0.1".into(),
+        rtsp_port: 0,
+        ..LiveRelayConfig::default()
+    })
+    .unwrap();
+    let anchor_us = 1_700_000_000_000_000i64;
+    let publisher = Arc::new(relay.publish_at("clock", &tracks, anchor_us).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = publish_in_real_time(publisher.clone(), clip, stop.clone());
+    thread::sleep(Duration::from_millis(200));
+    let url = format!("rtsp://127.0.0.1:{}/live/clock", relay.rtsp_port());
+    let pipeline = gst::parse::launch(&format!(
+        "rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let clocks = Arc::new(Mutex::new(Vec::new()));
+    let c = clocks.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let b = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let m = b.map_readable().map_err(|_| gst::FlowError::Error)?;
+                c.lock()
+                    .unwrap()
+                    .push(sharecast_live_relay::sei::find_capture_clock(m.as_slice()));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while clocks.lock().unwrap().len() < 30 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    stop.store(true, Ordering::SeqCst);
+    pusher.join().unwrap();
+    let clocks = clocks.lock().unwrap().clone();
+    assert!(clocks.len() >= 30, "received {} access units", clocks.len());
+    // Every AU carries the clock; it is the anchor plus a capture time within
+    // the first seconds of the clip, increasing.
+    let clocks: Vec<i64> = clocks
+        .into_iter()
+        .map(|c| c.expect("capture clock SEI in every access unit"))
+        .collect();
+    for c in &clocks {
+        let pts = c - anchor_us;
+        assert!((0..60_000_000).contains(&pts), "capture pts {pts} µs");
+    }
+    assert!(clocks.windows(2).filter(|w| w[1] > w[0]).count() >= clocks.len() / 2);
+}

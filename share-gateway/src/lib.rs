@@ -5,8 +5,16 @@
 //! It knows nothing of media internals: outputs arrive as files and
 //! [`sharecast_formats::attributes::VideoAttributes`].
 
+pub mod admin;
+pub mod delivery;
+pub mod frames;
 pub mod http;
+pub mod kannel;
+pub mod resume;
+pub mod shares;
 pub mod store;
 
 pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};
+pub use kannel::SmsConfig;
+pub use shares::{ShareConfig, ShareService};
 pub use store::Store;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Live benchmark on loopback: a `sharecast push --input testsrc` (640x360,
+# 30 fps, 1 s GOP) into a local server, then
+#   - RTSP glass-to-glass p50/p99 (capture clock SEI → received AU),
+#   - HLS segment availability and player glass-to-glass p50/p99 (from
+#     #EXT-X-PROGRAM-DATE-TIME; the in-browser figure is printed by
+#     tests/e2e_live.rs),
+#   - RTSP viewers per stream before frames drop.
+# Prints numbers, asserts nothing. Env: PROFILE=release|debug, SECS=10,
+# MAX_VIEWERS=32.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROFILE="${PROFILE:-release}"
+SECS="${SECS:-10}"
+MAX_VIEWERS="${MAX_VIEWERS:-32}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+WORK="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+flag=""; [ "$PROFILE" = release ] && flag="--release"
+cargo build $flag --bin sharecast 2>&1 | tail -1
+cargo build $flag -p sharecast-live-relay --example live_bench 2>&1 | tail -1
+BIN="$TARGET/$PROFILE/sharecast"
+BENCH="$TARGET/$PROFILE/examples/live_bench"
+
+RUST_LOG=warn "$BIN" serve --data-dir "$WORK/data" --ingest-listen 127.0.0.1:0 \
+  --http-listen 127.0.0.1:0 --rtsp-port 0 >/dev/null 2>"$WORK/server.log" &
+for _ in $(seq 100); do [ -s "$WORK/data/server.json" ] && break; sleep 0.1; done
+json() { python3 -c "import json,sys; print(json.load(open('$WORK/data/server.json'))['$1'])"; }
+HTTP="$(json http)"; RTSP_PORT="$(json rtsp_port)"
+
+push() {
+  RUST_LOG=warn "$BIN" push --server "$(json ingest)" --token "$(json demo_token)" \
+    --pin "$(json fingerprint)" --input testsrc --duration "$1" >"$WORK/push.out" 2>&1 &
+  for _ in $(seq 100); do grep -q '^session ' "$WORK/push.out" 2>/dev/null && break; sleep 0.1; done
+  SID="$(awk '/^session /{print $2; exit}' "$WORK/push.out")"
+  sleep 2
+}
+
+# One push for everything: the delay runs, then 1, 2, 4, … viewers at 7 s each.
+steps=1; n=1; while [ $((n * 2)) -le "$MAX_VIEWERS" ]; do n=$((n * 2)); steps=$((steps + 1)); done
+push $((SECS + 15 + steps * 9))
+echo "session $SID"
+"$BENCH" rtsp-delay "rtsp://127.0.0.1:$RTSP_PORT/live/$SID" "$SECS" &
+DELAY_PID=$!
+"$BENCH" hls-delay "$HTTP" "$SID" "$SECS"
+wait "$DELAY_PID" || true
+"$BENCH" viewers "rtsp://127.0.0.1:$RTSP_PORT/live/$SID" "$MAX_VIEWERS" 4

@@ -1,0 +1,339 @@
+//! HTTP side of the live relay (axum): HLS playlists and segments, the
+//! stream status, and viewer heartbeats. Merged into the gateway's router by
+//! the binary.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::hls::{HlsStream, LIVE_RENDITION};
+use crate::viewers::{Heartbeat, HeartbeatRefused, Protocol};
+use crate::{lock, Shared};
+
+/// How long a playlist request waits for the first segment.
+const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message.into() } });
+    (status, Json(body)).into_response()
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !id.starts_with('.')
+}
+
+#[derive(Deserialize, Default)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+impl Shared {
+    fn reject(&self, reason: &'static str) {
+        *lock(&self.rejected).entry(reason).or_insert(0) += 1;
+    }
+
+    /// The stream, after the token check. Err is the answer to send.
+    // The error is the HTTP answer itself; handlers return it as is.
+    #[allow(clippy::result_large_err)]
+    fn stream_for(&self, id: &str, token: Option<&str>) -> Result<Arc<HlsStream>, Response> {
+        if !valid_id(id) {
+            self.reject("bad_id");
+            return Err(error(StatusCode::BAD_REQUEST, "bad_id", "bad stream id"));
+        }
+        if let Some(auth) = lock(&self.authorizer).clone() {
+            if !auth(id, token) {
+                self.reject("unauthorized");
+                return Err(error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a playback token is needed for this stream",
+                ));
+            }
+        }
+        match lock(&self.hls).get(id) {
+            Some(s) => Ok(s.clone()),
+            None => {
+                self.reject("unknown_stream");
+                Err(error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_stream",
+                    format!("no live stream {id}"),
+                ))
+            }
+        }
+    }
+}
+
+fn query_suffix(q: &TokenQuery) -> String {
+    match &q.token {
+        Some(t) if !t.is_empty() => {
+            let safe: String = t
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+                .collect();
+            format!("?token={safe}")
+        }
+        _ => String::new(),
+    }
+}
+
+fn playlist(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn media(body: bytes::Bytes, cache: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "video/mp4"),
+            (header::CACHE_CONTROL, cache),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn wait_ready(stream: &HlsStream) -> bool {
+    let deadline = Instant::now() + FIRST_SEGMENT_WAIT;
+    while !stream.ready() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+async fn stream_file(
+    State(s): State<Arc<Shared>>,
+    Path((id, file)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let stream = match s.stream_for(&id, q.token.as_deref()) {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    match file.as_str() {
+        "index.m3u8" => {
+            if !wait_ready(&stream).await {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_segment_yet",
+                    "the stream has no segment yet",
+                );
+            }
+            playlist(stream.multivariant(&query_suffix(&q)))
+        }
+        "status.json" => {
+            let mut r = Json(stream.status()).into_response();
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache"),
+            );
+            r
+        }
+        _ => {
+            s.reject("unknown_file");
+            error(StatusCode::NOT_FOUND, "unknown_file", "no such file")
+        }
+    }
+}
+
+async fn rendition_file(
+    State(s): State<Arc<Shared>>,
+    Path((id, rendition, file)): Path<(String, String, String)>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let stream = match s.stream_for(&id, q.token.as_deref()) {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    if rendition != LIVE_RENDITION {
+        s.reject("unknown_rendition");
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_rendition",
+            format!("live streams carry the {LIVE_RENDITION} rendition only"),
+        );
+    }
+    if file == "index.m3u8" {
+        if !wait_ready(&stream).await {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_segment_yet",
+                "the stream has no segment yet",
+            );
+        }
+        return playlist(stream.media_playlist(&query_suffix(&q)));
+    }
+    if file == "init.mp4" {
+        return media(stream.init(), "max-age=3600");
+    }
+    let seq = file
+        .strip_prefix("seg")
+        .and_then(|r| r.strip_suffix(".m4s"))
+        .and_then(|n| n.parse::<u64>().ok());
+    let Some(seq) = seq else {
+        s.reject("unknown_file");
+        return error(StatusCode::NOT_FOUND, "unknown_file", "no such file");
+    };
+    match stream.segment(seq) {
+        Some(data) => {
+            s.hls_segments_served
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            media(data, "max-age=3600")
+        }
+        None => {
+            s.reject("unknown_segment");
+            error(
+                StatusCode::NOT_FOUND,
+                "unknown_segment",
+                format!("segment {seq} is not (or no longer) available"),
+            )
+        }
+    }
+}
+
+/// Body of `POST /api/v1/live/{id}/heartbeat`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    viewer_id: String,
+    position_ms: u64,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    leaving: bool,
+}
+
+async fn heartbeat(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let hb: HeartbeatBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            s.reject("bad_heartbeat");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_heartbeat",
+                format!("invalid heartbeat: {e}"),
+            );
+        }
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Err(r) = s.stream_for(&id, token) {
+        return r;
+    }
+    let short = |v: &Option<String>, n: usize| v.as_ref().is_none_or(|u| u.len() <= n);
+    let protocol = match hb.protocol.as_deref() {
+        None | Some("hls") => Protocol::Hls,
+        Some("vod") => Protocol::Vod,
+        Some(_) => {
+            s.reject("bad_heartbeat");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_heartbeat",
+                "protocol is hls or vod",
+            );
+        }
+    };
+    if !valid_id(&hb.viewer_id)
+        || !short(&hb.user, 128)
+        || !short(&hb.state, 32)
+        || hb.position_ms > 1000 * 3600 * 24 * 365
+    {
+        s.reject("bad_heartbeat");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_heartbeat",
+            "viewer_id: 1-64 of [A-Za-z0-9._-]; user ≤ 128 bytes; state ≤ 32 bytes",
+        );
+    }
+    let beat = Heartbeat {
+        viewer_id: hb.viewer_id,
+        position_ms: hb.position_ms,
+        user: hb.user,
+        protocol,
+        state: hb.state,
+        leaving: hb.leaving,
+        remote: headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(64).collect()),
+    };
+    match s.tracker.heartbeat(&id, beat) {
+        Ok(()) => Json(serde_json::json!({
+            "ok": true,
+            "timeout_ms": s.tracker.timeout().as_millis() as u64,
+        }))
+        .into_response(),
+        Err(HeartbeatRefused::Kicked) => error(
+            StatusCode::GONE,
+            "kicked",
+            "this viewer was removed by an admin",
+        ),
+    }
+}
+
+/// The player page (`web/watch/index.html`): HLS through hls.js, then the
+/// VOD once the stream ended. hls.js itself is served at `/assets/hls.js`.
+const WATCH_HTML: &str = include_str!("../../web/watch/index.html");
+
+async fn watch_page(Path(id): Path<String>) -> Response {
+    if !valid_id(&id) {
+        return error(StatusCode::BAD_REQUEST, "bad_id", "bad stream id");
+    }
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        axum::response::Html(WATCH_HTML),
+    )
+        .into_response()
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/watch/{id}", get(watch_page))
+        .route("/live/{id}/{file}", get(stream_file))
+        .route("/live/{id}/{rendition}/{file}", get(rendition_file))
+        .route("/api/v1/live/{id}/heartbeat", post(heartbeat))
+        .with_state(shared)
+}
+
+/// Prometheus lines for rejected inputs.
+pub(crate) fn render_rejected(rejected: &BTreeMap<&'static str, u64>, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP sharecast_live_rejected_total Live requests refused, by reason\n# TYPE sharecast_live_rejected_total counter");
+    for (k, n) in rejected {
+        let _ = writeln!(out, "sharecast_live_rejected_total{{reason=\"{k}\"}} {n}");
+    }
+}

@@ -1,0 +1,473 @@
+//! Who is watching: every RTSP session and every HLS player (through the
+//! heartbeats its page posts) is a viewer with a position. A viewer that
+//! vanishes (missed heartbeats past the timeout, RTSP session timeout,
+//! connection closed without TEARDOWN) produces exactly one
+//! [`ViewerEvent::Vanished`] on a broadcast channel; this is what the
+//! bookmark feature consumes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::lock;
+
+/// How a viewer watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// RTSP (RTP over UDP or interleaved TCP).
+    Rtsp,
+    /// HLS in a browser or phone, tracked by heartbeats.
+    Hls,
+    /// The recording, after the live stream ended (heartbeats continue).
+    Vod,
+}
+
+impl Protocol {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtsp => "rtsp",
+            Protocol::Hls => "hls",
+            Protocol::Vod => "vod",
+        }
+    }
+}
+
+/// The end of one viewing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ViewerEnd {
+    /// Viewer id (`rtsp-{session}` for RTSP, the page's id for HLS).
+    pub viewer_id: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Content (live session / asset) id.
+    pub content_id: String,
+    /// User, when the player said who it is.
+    pub user: Option<String>,
+    /// Playback position in the content, ms of capture time (the same
+    /// timeline as the VOD file).
+    pub position_ms: u64,
+    /// When the end was detected, Unix ms.
+    pub at_unix_ms: u64,
+}
+
+/// Something that happened to a viewer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ViewerEvent {
+    /// Abnormal interruption: heartbeats or the RTSP session timed out, or
+    /// the connection closed without TEARDOWN.
+    Vanished(ViewerEnd),
+    /// Normal end (RTSP TEARDOWN, page closed with a final heartbeat).
+    Left(ViewerEnd),
+    /// An admin kicked the viewer.
+    Kicked(ViewerEnd),
+}
+
+impl ViewerEvent {
+    /// The details.
+    pub fn end(&self) -> &ViewerEnd {
+        match self {
+            ViewerEvent::Vanished(e) | ViewerEvent::Left(e) | ViewerEvent::Kicked(e) => e,
+        }
+    }
+
+    /// "vanished", "left" or "kicked".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ViewerEvent::Vanished(_) => "vanished",
+            ViewerEvent::Left(_) => "left",
+            ViewerEvent::Kicked(_) => "kicked",
+        }
+    }
+}
+
+/// A current viewer, as shown by the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewerSnapshot {
+    /// Viewer id.
+    pub viewer_id: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Content id.
+    pub content_id: String,
+    /// User, if known.
+    pub user: Option<String>,
+    /// Position, ms.
+    pub position_ms: u64,
+    /// Player state the page reported ("playing", "waiting", …).
+    pub state: Option<String>,
+    /// Start, Unix ms.
+    pub started_unix_ms: u64,
+    /// Last heartbeat / activity, Unix ms.
+    pub last_seen_unix_ms: u64,
+    /// Remote address, when known.
+    pub remote: Option<String>,
+}
+
+/// Closes an RTSP viewer's connection (for kicks).
+pub type Closer = Box<dyn Fn() + Send + Sync>;
+
+struct Viewer {
+    snap: ViewerSnapshot,
+    last_seen: Instant,
+    /// Heartbeat viewers time out here; RTSP viewers through their session.
+    heartbeat: bool,
+    closer: Option<Closer>,
+}
+
+/// A heartbeat from a player page.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    /// Stable id of the player instance.
+    pub viewer_id: String,
+    /// Current position, ms.
+    pub position_ms: u64,
+    /// User, if known.
+    pub user: Option<String>,
+    /// HLS (live) or VOD.
+    pub protocol: Protocol,
+    /// Player state.
+    pub state: Option<String>,
+    /// The page is closing: end as [`ViewerEvent::Left`].
+    pub leaving: bool,
+    /// Remote address.
+    pub remote: Option<String>,
+}
+
+/// Why a heartbeat was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatRefused {
+    /// The viewer was kicked; the page must stop.
+    Kicked,
+}
+
+/// Tracks viewers and emits their events.
+pub struct ViewerTracker {
+    timeout: Duration,
+    viewers: Mutex<HashMap<String, Viewer>>,
+    kicked: Mutex<HashMap<String, Instant>>,
+    positions: Mutex<HashMap<String, Arc<AtomicI64>>>,
+    tx: broadcast::Sender<ViewerEvent>,
+    recent: Mutex<VecDeque<ViewerEvent>>,
+    recent_max: usize,
+    counts: Mutex<HashMap<&'static str, u64>>,
+    heartbeats: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl ViewerTracker {
+    /// A tracker; heartbeat viewers vanish after `timeout` without one.
+    pub fn new(timeout: Duration, recent_max: usize) -> ViewerTracker {
+        let (tx, _) = broadcast::channel(1024);
+        ViewerTracker {
+            timeout,
+            viewers: Mutex::default(),
+            kicked: Mutex::default(),
+            positions: Mutex::default(),
+            tx,
+            recent: Mutex::default(),
+            recent_max: recent_max.max(1),
+            counts: Mutex::default(),
+            heartbeats: AtomicU64::new(0),
+        }
+    }
+
+    /// The heartbeat timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Receives every viewer event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ViewerEvent> {
+        self.tx.subscribe()
+    }
+
+    /// The most recent events, oldest first.
+    pub fn recent_events(&self) -> Vec<ViewerEvent> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+
+    /// Current viewers.
+    pub fn snapshot(&self) -> Vec<ViewerSnapshot> {
+        let mut v: Vec<ViewerSnapshot> = lock(&self.viewers)
+            .values()
+            .map(|v| v.snap.clone())
+            .collect();
+        v.sort_by_key(|a| a.started_unix_ms);
+        v
+    }
+
+    /// Registers the live position (newest capture ms) of a content.
+    pub(crate) fn register_content(&self, content_id: &str) -> Arc<AtomicI64> {
+        let p = Arc::new(AtomicI64::new(0));
+        lock(&self.positions).insert(content_id.to_string(), p.clone());
+        p
+    }
+
+    /// Forgets a content's live position (its stream is gone).
+    pub(crate) fn unregister_content(&self, content_id: &str) {
+        lock(&self.positions).remove(content_id);
+    }
+
+    fn live_position(&self, content_id: &str) -> u64 {
+        lock(&self.positions)
+            .get(content_id)
+            .map(|p| p.load(Ordering::Relaxed).max(0) as u64)
+            .unwrap_or(0)
+    }
+
+    /// Records a heartbeat; starts tracking the viewer if new.
+    pub fn heartbeat(&self, content_id: &str, hb: Heartbeat) -> Result<(), HeartbeatRefused> {
+        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        if lock(&self.kicked).contains_key(&hb.viewer_id) {
+            return Err(HeartbeatRefused::Kicked);
+        }
+        let now = unix_ms();
+        {
+            let mut viewers = lock(&self.viewers);
+            let v = viewers.entry(hb.viewer_id.clone()).or_insert_with(|| {
+                tracing::info!(viewer = %hb.viewer_id, content = %content_id, protocol = hb.protocol.as_str(), "viewer started");
+                Viewer {
+                    snap: ViewerSnapshot {
+                        viewer_id: hb.viewer_id.clone(),
+                        protocol: hb.protocol,
+                        content_id: content_id.to_string(),
+                        user: None,
+                        position_ms: 0,
+                        state: None,
+                        started_unix_ms: now,
+                        last_seen_unix_ms: now,
+                        remote: hb.remote.clone(),
+                    },
+                    last_seen: Instant::now(),
+                    heartbeat: true,
+                    closer: None,
+                }
+            });
+            v.last_seen = Instant::now();
+            v.snap.last_seen_unix_ms = now;
+            v.snap.position_ms = hb.position_ms;
+            v.snap.protocol = hb.protocol;
+            v.snap.content_id = content_id.to_string();
+            if hb.user.is_some() {
+                v.snap.user = hb.user.clone();
+            }
+            if hb.state.is_some() {
+                v.snap.state = hb.state.clone();
+            }
+        }
+        if hb.leaving {
+            self.end(&hb.viewer_id, Ending::Left);
+        }
+        Ok(())
+    }
+
+    /// Starts tracking an RTSP viewer.
+    pub(crate) fn rtsp_started(
+        &self,
+        viewer_id: &str,
+        content_id: &str,
+        remote: Option<String>,
+        closer: Option<Closer>,
+    ) {
+        let now = unix_ms();
+        let position_ms = self.live_position(content_id);
+        let mut viewers = lock(&self.viewers);
+        if viewers.contains_key(viewer_id) {
+            return;
+        }
+        viewers.insert(
+            viewer_id.to_string(),
+            Viewer {
+                snap: ViewerSnapshot {
+                    viewer_id: viewer_id.to_string(),
+                    protocol: Protocol::Rtsp,
+                    content_id: content_id.to_string(),
+                    user: None,
+                    position_ms,
+                    state: Some("playing".into()),
+                    started_unix_ms: now,
+                    last_seen_unix_ms: now,
+                    remote,
+                },
+                last_seen: Instant::now(),
+                heartbeat: false,
+                closer,
+            },
+        );
+    }
+
+    /// Ends a viewer (once): emits and records the event. `None` when the
+    /// viewer was not (or no longer) tracked.
+    pub(crate) fn end(&self, viewer_id: &str, how: Ending) -> Option<ViewerEvent> {
+        let v = lock(&self.viewers).remove(viewer_id)?;
+        let position_ms = if v.snap.protocol == Protocol::Rtsp {
+            self.live_position(&v.snap.content_id)
+        } else {
+            v.snap.position_ms
+        };
+        let end = ViewerEnd {
+            viewer_id: v.snap.viewer_id,
+            protocol: v.snap.protocol,
+            content_id: v.snap.content_id,
+            user: v.snap.user,
+            position_ms,
+            at_unix_ms: unix_ms(),
+        };
+        let event = match how {
+            Ending::Vanished => ViewerEvent::Vanished(end),
+            Ending::Left => ViewerEvent::Left(end),
+            Ending::Kicked => ViewerEvent::Kicked(end),
+        };
+        tracing::info!(event = event.kind(), viewer = %viewer_id, content = %event.end().content_id, position_ms, "viewer ended");
+        *lock(&self.counts).entry(event.kind()).or_insert(0) += 1;
+        {
+            let mut recent = lock(&self.recent);
+            recent.push_back(event.clone());
+            while recent.len() > self.recent_max {
+                recent.pop_front();
+            }
+        }
+        let _ = self.tx.send(event.clone());
+        if how == Ending::Kicked {
+            if let Some(close) = v.closer {
+                close();
+            }
+        }
+        Some(event)
+    }
+
+    /// Kicks a viewer: an RTSP connection is closed, an HLS page's next
+    /// heartbeat is refused. False when no such viewer.
+    pub fn kick(&self, viewer_id: &str) -> bool {
+        let known = lock(&self.viewers).contains_key(viewer_id);
+        if known {
+            let mut kicked = lock(&self.kicked);
+            kicked.retain(|_, t| t.elapsed() < Duration::from_secs(3600));
+            kicked.insert(viewer_id.to_string(), Instant::now());
+        }
+        known && self.end(viewer_id, Ending::Kicked).is_some()
+    }
+
+    /// Ends heartbeat viewers whose last heartbeat is older than the
+    /// timeout. Returns how many vanished.
+    pub fn reap(&self) -> usize {
+        let stale: Vec<String> = lock(&self.viewers)
+            .iter()
+            .filter(|(_, v)| v.heartbeat && v.last_seen.elapsed() > self.timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        stale
+            .iter()
+            .filter(|id| self.end(id, Ending::Vanished).is_some())
+            .count()
+    }
+
+    /// Current viewers by protocol.
+    pub fn counts_by_protocol(&self) -> HashMap<Protocol, usize> {
+        let mut m = HashMap::new();
+        for v in lock(&self.viewers).values() {
+            *m.entry(v.snap.protocol).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Prometheus text.
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let counts = self.counts_by_protocol();
+        let _ = writeln!(out, "# HELP sharecast_live_viewers Current viewers by protocol\n# TYPE sharecast_live_viewers gauge");
+        for p in [Protocol::Rtsp, Protocol::Hls, Protocol::Vod] {
+            let _ = writeln!(
+                out,
+                "sharecast_live_viewers{{protocol=\"{}\"}} {}",
+                p.as_str(),
+                counts.get(&p).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(out, "# HELP sharecast_live_viewer_events_total Viewer endings by kind\n# TYPE sharecast_live_viewer_events_total counter");
+        let c = lock(&self.counts);
+        for k in ["vanished", "left", "kicked"] {
+            let _ = writeln!(
+                out,
+                "sharecast_live_viewer_events_total{{event=\"{k}\"}} {}",
+                c.get(k).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(out, "# HELP sharecast_live_heartbeats_total Viewer heartbeats received\n# TYPE sharecast_live_heartbeats_total counter\nsharecast_live_heartbeats_total {}", self.heartbeats.load(Ordering::Relaxed));
+    }
+}
+
+/// How a viewing ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Vanished,
+    Left,
+    Kicked,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(id: &str, pos: u64) -> Heartbeat {
+        Heartbeat {
+            viewer_id: id.into(),
+            position_ms: pos,
+            user: Some("u1".into()),
+            protocol: Protocol::Hls,
+            state: Some("playing".into()),
+            leaving: false,
+            remote: None,
+        }
+    }
+
+    #[test]
+    fn a_vanished_viewer_yields_exactly_one_event() {
+        let t = ViewerTracker::new(Duration::from_millis(50), 10);
+        let mut rx = t.subscribe();
+        t.heartbeat("c1", hb("v1", 1000)).unwrap();
+        t.heartbeat("c1", hb("v1", 2000)).unwrap();
+        assert_eq!(t.reap(), 0);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(t.reap(), 1);
+        assert_eq!(t.reap(), 0);
+        let e = rx.try_recv().unwrap();
+        match e {
+            ViewerEvent::Vanished(end) => {
+                assert_eq!(end.position_ms, 2000);
+                assert_eq!(end.user.as_deref(), Some("u1"));
+                assert_eq!(end.content_id, "c1");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(rx.try_recv().is_err());
+        assert!(t.snapshot().is_empty());
+    }
+
+    #[test]
+    fn kicked_viewers_are_refused() {
+        let t = ViewerTracker::new(Duration::from_secs(5), 10);
+        t.heartbeat("c1", hb("v1", 10)).unwrap();
+        assert!(t.kick("v1"));
+        assert!(!t.kick("v1"));
+        assert_eq!(
+            t.heartbeat("c1", hb("v1", 20)),
+            Err(HeartbeatRefused::Kicked)
+        );
+        assert_eq!(t.recent_events().len(), 1);
+        assert_eq!(t.recent_events()[0].kind(), "kicked");
+    }
+}

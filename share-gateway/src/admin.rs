@@ -1,0 +1,385 @@
+//! The admin side: a live dashboard at `/admin`, a JSON API under
+//! `/api/v1/admin/`, and a server-sent-events feed that the dashboard
+//! follows, all behind the admin token (`Authorization: Bearer T`, or
+//! `?token=T` for the page and the event stream, which browsers cannot give
+//! headers).
+//!
+//! It knows nothing of media: the binary hands it closures that return JSON
+//! (ingest sessions, live streams, viewers, viewer events) and that end a
+//! session or kick a viewer. Recent warnings and errors come from the
+//! [`ErrorCapture`] tracing layer.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::http::MetricsFn;
+use crate::store::Store;
+
+/// Returns a JSON value (a list of sessions, viewers, …).
+pub type JsonFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// Acts on an id (end a session, kick a viewer); false when unknown.
+pub type ActionFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What the admin pages show and can do.
+#[derive(Clone)]
+pub struct AdminSources {
+    /// The admin token.
+    pub token: String,
+    /// Ingest sessions.
+    pub sessions: JsonFn,
+    /// Live streams with their viewers by protocol.
+    pub streams: JsonFn,
+    /// Current viewers.
+    pub viewers: JsonFn,
+    /// Recent viewer events (vanished, left, kicked).
+    pub viewer_events: JsonFn,
+    /// Ends an ingest session.
+    pub end_session: ActionFn,
+    /// Kicks a viewer.
+    pub kick_viewer: ActionFn,
+    /// Assets (recent VODs).
+    pub store: Store,
+    /// How often the event stream sends a snapshot.
+    pub refresh: Duration,
+}
+
+/// The admin routes.
+#[derive(Clone)]
+pub struct Admin {
+    inner: Arc<AdminInner>,
+}
+
+struct AdminInner {
+    src: AdminSources,
+    rejected: AtomicU64,
+    actions: AtomicU64,
+}
+
+/// One captured warning or error.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorEntry {
+    /// Unix ms.
+    pub at_unix_ms: u64,
+    /// WARN or ERROR.
+    pub level: String,
+    /// Module path of the event.
+    pub target: String,
+    /// The message and fields.
+    pub message: String,
+}
+
+const MAX_ERRORS: usize = 200;
+
+fn error_log() -> &'static Mutex<VecDeque<ErrorEntry>> {
+    static LOG: OnceLock<Mutex<VecDeque<ErrorEntry>>> = OnceLock::new();
+    LOG.get_or_init(Mutex::default)
+}
+
+/// The most recent warnings and errors logged by the process, newest last.
+pub fn recent_errors() -> Vec<ErrorEntry> {
+    error_log()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A tracing layer keeping the last WARN/ERROR events for the dashboard.
+pub struct ErrorCapture;
+
+struct MessageVisitor(String);
+
+impl tracing::field::Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCapture {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let level = *event.metadata().level();
+        if level > tracing::Level::WARN {
+            return;
+        }
+        let mut v = MessageVisitor(String::new());
+        event.record(&mut v);
+        let mut log = error_log().lock().unwrap_or_else(|e| e.into_inner());
+        log.push_back(ErrorEntry {
+            at_unix_ms: unix_ms(),
+            level: level.to_string(),
+            target: event.metadata().target().to_string(),
+            message: v.0.chars().take(1000).collect(),
+        });
+        while log.len() > MAX_ERRORS {
+            log.pop_front();
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn api_error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (status, Json(body)).into_response()
+}
+
+impl Admin {
+    /// Admin routes over these sources.
+    pub fn new(src: AdminSources) -> Admin {
+        Admin {
+            inner: Arc::new(AdminInner {
+                src,
+                rejected: AtomicU64::new(0),
+                actions: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    // The error is the HTTP answer itself; handlers return it as is.
+    #[allow(clippy::result_large_err)]
+    fn authorized(&self, headers: &HeaderMap, q: &TokenQuery) -> Result<(), Response> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let given = bearer.or(q.token.as_deref());
+        let ok = !self.inner.src.token.is_empty()
+            && given
+                .is_some_and(|g| constant_time_eq(g.as_bytes(), self.inner.src.token.as_bytes()));
+        if ok {
+            Ok(())
+        } else {
+            self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("admin request without a valid token");
+            Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the admin token is required (Authorization: Bearer …)",
+            ))
+        }
+    }
+
+    /// Everything the dashboard shows, as one JSON object.
+    pub async fn overview(&self) -> serde_json::Value {
+        let s = &self.inner.src;
+        let assets = match s.store.assets(20).await {
+            Ok(a) => serde_json::to_value(a).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "admin: listing assets");
+                serde_json::Value::Array(vec![])
+            }
+        };
+        serde_json::json!({
+            "now_unix_ms": unix_ms(),
+            "sessions": (s.sessions)(),
+            "streams": (s.streams)(),
+            "viewers": (s.viewers)(),
+            "viewer_events": (s.viewer_events)(),
+            "errors": recent_errors(),
+            "assets": assets,
+        })
+    }
+
+    /// Prometheus text for the admin side.
+    pub fn metrics(&self) -> MetricsFn {
+        let inner = self.inner.clone();
+        Arc::new(move |out: &mut String| {
+            use std::fmt::Write;
+            let _ = writeln!(out, "# HELP sharecast_admin_rejected_total Admin requests refused for a missing or wrong token\n# TYPE sharecast_admin_rejected_total counter\nsharecast_admin_rejected_total {}", inner.rejected.load(Ordering::Relaxed));
+            let _ = writeln!(out, "# HELP sharecast_admin_actions_total Sessions ended and viewers kicked by admins\n# TYPE sharecast_admin_actions_total counter\nsharecast_admin_actions_total {}", inner.actions.load(Ordering::Relaxed));
+            let errors = recent_errors();
+            let _ = writeln!(out, "# HELP sharecast_recent_log_errors Warnings and errors in the recent log buffer\n# TYPE sharecast_recent_log_errors gauge\nsharecast_recent_log_errors {}", errors.len());
+        })
+    }
+
+    /// The routes: `/admin`, `/api/v1/admin/…`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/admin", get(page))
+            .route("/api/v1/admin/overview", get(overview))
+            .route("/api/v1/admin/{what}", get(list))
+            .route("/api/v1/admin/events", get(events))
+            .route("/api/v1/admin/sessions/{id}/end", post(end_session))
+            .route("/api/v1/admin/viewers/{id}/kick", post(kick_viewer))
+            .with_state(self.clone())
+    }
+}
+
+async fn page(State(a): State<Admin>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    if a.authorized(&headers, &q).is_err() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html("<!doctype html><title>Sharecast admin</title><form method=get action=/admin>Admin token: <input name=token type=password autofocus> <button>Open</button></form><p>The token is printed by <code>sharecast serve</code> and stored in <code>&lt;data_dir&gt;/admin-token</code>.</p>"),
+        )
+            .into_response();
+    }
+    ([(header::CACHE_CONTROL, "no-store")], Html(DASHBOARD_HTML)).into_response()
+}
+
+async fn overview(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = a.authorized(&headers, &q) {
+        return r;
+    }
+    Json(a.overview().await).into_response()
+}
+
+async fn list(
+    State(a): State<Admin>,
+    Path(what): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = a.authorized(&headers, &q) {
+        return r;
+    }
+    let s = &a.inner.src;
+    let v = match what.as_str() {
+        "sessions" => (s.sessions)(),
+        "streams" => (s.streams)(),
+        "viewers" => (s.viewers)(),
+        "viewer-events" => (s.viewer_events)(),
+        "errors" => serde_json::to_value(recent_errors()).unwrap_or_default(),
+        "assets" => match s.store.assets(50).await {
+            Ok(a) => serde_json::to_value(a).unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "admin: listing assets");
+                return api_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "listing assets failed",
+                );
+            }
+        },
+        _ => return api_error(StatusCode::NOT_FOUND, "not_found", "no such admin list"),
+    };
+    let key = what.replace('-', "_");
+    Json(serde_json::json!({ key: v })).into_response()
+}
+
+async fn events(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = a.authorized(&headers, &q) {
+        return r;
+    }
+    let period = a.inner.src.refresh.max(Duration::from_millis(100));
+    let stream = futures_util::stream::unfold((a, true), move |(a, first)| async move {
+        if !first {
+            tokio::time::sleep(period).await;
+        }
+        let data = a.overview().await.to_string();
+        Some((
+            Ok::<Event, Infallible>(Event::default().event("overview").data(data)),
+            (a, false),
+        ))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 80
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+async fn end_session(
+    State(a): State<Admin>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = a.authorized(&headers, &q) {
+        return r;
+    }
+    if !valid_id(&id) {
+        return api_error(StatusCode::BAD_REQUEST, "bad_id", "bad session id");
+    }
+    if (a.inner.src.end_session)(&id) {
+        a.inner.actions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(session = %id, "admin ended session");
+        Json(serde_json::json!({ "ended": id })).into_response()
+    } else {
+        api_error(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            "no such open session",
+        )
+    }
+}
+
+async fn kick_viewer(
+    State(a): State<Admin>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if let Err(r) = a.authorized(&headers, &q) {
+        return r;
+    }
+    if !valid_id(&id) {
+        return api_error(StatusCode::BAD_REQUEST, "bad_id", "bad viewer id");
+    }
+    if (a.inner.src.kick_viewer)(&id) {
+        a.inner.actions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(viewer = %id, "admin kicked viewer");
+        Json(serde_json::json!({ "kicked": id })).into_response()
+    } else {
+        api_error(StatusCode::NOT_FOUND, "unknown_viewer", "no such viewer")
+    }
+}
+
+/// The dashboard: plain HTML + an EventSource on `/api/v1/admin/events`.
+const DASHBOARD_HTML: &str = include_str!("admin.html");

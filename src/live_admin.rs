@@ -1,0 +1,104 @@
+//! Wiring of the admin dashboard and API: the admin token, and the closures
+//! through which the admin routes see ingest sessions, live streams and
+//! viewers without knowing media internals.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sharecast_ingest::IngestServer;
+use sharecast_live_relay::LiveRelay;
+use sharecast_share_gateway::admin::{Admin, AdminSources};
+use sharecast_share_gateway::Store;
+
+use crate::config::Config;
+
+/// Where a generated admin token is kept.
+pub fn token_path(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join("admin-token")
+}
+
+/// The admin token: `admin.token` from the configuration, else the one in
+/// `<data_dir>/admin-token`, generated (random, 128 bits) at first start.
+pub fn admin_token(cfg: &Config) -> Result<String> {
+    if !cfg.admin.token.is_empty() {
+        return Ok(cfg.admin.token.clone());
+    }
+    let path = token_path(cfg);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let mut bytes = [0u8; 16];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the admin token")?;
+    let token = format!("adm_{}", hex::encode(bytes));
+    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(token)
+}
+
+/// The admin routes over the running components.
+pub fn admin(
+    cfg: &Config,
+    store: &Store,
+    ingest: &Arc<IngestServer>,
+    relay: &Arc<LiveRelay>,
+) -> Result<Admin> {
+    let token = admin_token(cfg)?;
+    let to_json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+    let sessions = {
+        let ingest = ingest.clone();
+        Arc::new(move || to_json(serde_json::to_value(ingest.sessions())))
+    };
+    let streams = {
+        let relay = relay.clone();
+        Arc::new(move || to_json(serde_json::to_value(relay.streams())))
+    };
+    let viewers = {
+        let relay = relay.clone();
+        Arc::new(move || to_json(serde_json::to_value(relay.viewers())))
+    };
+    let viewer_events = {
+        let relay = relay.clone();
+        Arc::new(move || to_json(serde_json::to_value(relay.recent_viewer_events())))
+    };
+    let end_session = {
+        let ingest = ingest.clone();
+        Arc::new(move |id: &str| {
+            if !ingest.sessions().iter().any(|s| s.id == id) {
+                return false;
+            }
+            let (ingest, id) = (ingest.clone(), id.to_string());
+            tokio::spawn(async move {
+                if !ingest.end_session(&id).await {
+                    tracing::warn!(session = %id, "admin: session ended before it could be ended");
+                }
+            });
+            true
+        })
+    };
+    let kick_viewer = {
+        let relay = relay.clone();
+        Arc::new(move |id: &str| relay.kick_viewer(id))
+    };
+    Ok(Admin::new(AdminSources {
+        token,
+        sessions,
+        streams,
+        viewers,
+        viewer_events,
+        end_session,
+        kick_viewer,
+        store: store.clone(),
+        refresh: Duration::from_secs(1),
+    }))
+}

@@ -1,0 +1,565 @@
+//! Live HLS in a real headless Chromium (hls.js), live-to-VOD hand-over,
+//! viewer heartbeats and interruption events, the admin dashboard, the admin
+//! API's token check, and `/metrics` as Prometheus text.
+//!
+//! Screenshots go to `test-artifacts/` (gitignored).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+fn artifacts() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+    std::fs::create_dir_all(&d).expect("test-artifacts dir");
+    d
+}
+
+/// Kills a child process on drop.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal WebSocket client (RFC 6455, text frames) for the DevTools
+/// protocol.
+struct Ws {
+    s: TcpStream,
+}
+
+impl Ws {
+    fn connect(url: &str) -> Ws {
+        let rest = url.strip_prefix("ws://").expect("ws:// URL");
+        let (host, path) = rest.split_at(rest.find('/').expect("path"));
+        let mut s = TcpStream::connect(host).expect("connecting to DevTools");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).expect("handshake");
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Ws { s }
+    }
+
+    fn send(&mut self, text: &str) {
+        let p = text.as_bytes();
+        let mut f = vec![0x81u8];
+        if p.len() < 126 {
+            f.push(0x80 | p.len() as u8);
+        } else if p.len() < 65536 {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        } else {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        }
+        let mask = [1u8, 2, 3, 4];
+        f.extend_from_slice(&mask);
+        f.extend(p.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.s.write_all(&f).unwrap();
+    }
+
+    fn recv(&mut self) -> String {
+        let mut msg = Vec::new();
+        loop {
+            let mut h = [0u8; 2];
+            self.s.read_exact(&mut h).expect("ws frame");
+            let mut len = u64::from(h[1] & 0x7f);
+            if len == 126 {
+                let mut l = [0u8; 2];
+                self.s.read_exact(&mut l).unwrap();
+                len = u64::from(u16::from_be_bytes(l));
+            } else if len == 127 {
+                let mut l = [0u8; 8];
+                self.s.read_exact(&mut l).unwrap();
+                len = u64::from_be_bytes(l);
+            }
+            let mut p = vec![0u8; len as usize];
+            self.s.read_exact(&mut p).unwrap();
+            msg.extend_from_slice(&p);
+            if h[0] & 0x80 != 0 {
+                return String::from_utf8_lossy(&msg).to_string();
+            }
+        }
+    }
+}
+
+/// One DevTools page session.
+struct Page {
+    ws: Ws,
+    next: u64,
+}
+
+impl Page {
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        self.ws
+            .send(&json!({ "id": id, "method": method, "params": params }).to_string());
+        loop {
+            let v: Value = serde_json::from_str(&self.ws.recv()).expect("CDP JSON");
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expr, "returnByValue": true }),
+        );
+        r["result"]["value"].clone()
+    }
+
+    fn screenshot(&mut self, name: &str) {
+        let r = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("base64");
+        std::fs::write(artifacts().join(name), png).expect("writing screenshot");
+    }
+
+    /// Polls `expr` until it is true.
+    fn wait_for(&mut self, expr: &str, secs: u64, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if self.eval(expr) == json!(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: timed out; page state {}",
+                self.eval("JSON.stringify(window.sharecast || null)")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// A headless Chromium, killed on drop.
+struct Browser {
+    _child: Guard,
+    port: u16,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--mute-audio",
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-background-media-suspend",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
+                "--disable-background-timer-throttling",
+                "--window-size=1280,900",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting chromium (apt-get install chromium)");
+        let stderr = child.stderr.take().unwrap();
+        let guard = Guard(Some(child));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("chromium did not start its DevTools server");
+        let port = url
+            .trim_start_matches("ws://")
+            .split(['/', ':'])
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("DevTools port");
+        Browser {
+            _child: guard,
+            port,
+            _profile: profile,
+        }
+    }
+
+    fn open(&self, url: &str) -> Page {
+        let target: Value = reqwest::blocking::Client::new()
+            .put(format!("http://127.0.0.1:{}/json/new?{url}", self.port))
+            .send()
+            .expect("new DevTools target")
+            .json()
+            .expect("target JSON");
+        let ws = Ws::connect(target["webSocketDebuggerUrl"].as_str().expect("ws URL"));
+        let mut p = Page { ws, next: 0 };
+        p.call("Runtime.enable", json!({}));
+        p.call("Page.enable", json!({}));
+        p
+    }
+}
+
+fn admin_token(server: &Server) -> String {
+    std::fs::read_to_string(server.data_dir().join("admin-token"))
+        .expect("admin token file")
+        .trim()
+        .to_string()
+}
+
+fn admin_get(server: &Server, path: &str) -> Value {
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}{path}", server.http))
+        .bearer_auth(admin_token(server))
+        .send()
+        .expect("admin request");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().expect("admin JSON")
+}
+
+fn viewer_events(server: &Server, viewer: &str) -> Vec<Value> {
+    admin_get(server, "/api/v1/admin/viewer-events")["viewer_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["viewer_id"] == viewer)
+        .cloned()
+        .collect()
+}
+
+/// Checks Prometheus text exposition format: every sample line is
+/// `name{labels} value`, and every sample's family has a TYPE line.
+fn assert_prometheus_text(text: &str) -> usize {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let name = it.next().expect("TYPE name");
+            let kind = it.next().expect("TYPE kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "bad TYPE line: {line}"
+            );
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') {
+            assert!(line.starts_with("# HELP "), "bad comment: {line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        assert!(
+            value.parse::<f64>().is_ok() || ["NaN", "+Inf", "-Inf"].contains(&value),
+            "bad value: {line}"
+        );
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels: {line}"
+                );
+                for pair in labels[1..labels.len() - 1]
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                {
+                    let (k, v) = pair.split_once("=\"").expect("label k=\"v\"");
+                    assert!(!k.is_empty() && !v.contains('\n'), "bad label: {line}");
+                }
+            }
+        }
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(
+            typed.contains(family) || typed.contains(name),
+            "sample without TYPE: {line}"
+        );
+        samples += 1;
+    }
+    samples
+}
+
+#[test]
+fn hls_in_chromium_live_then_vod_with_dashboard() {
+    let server = Server::start();
+    let token = admin_token(&server);
+    let (push, sid, _out) =
+        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "14"]));
+    let mut push = Guard(Some(push));
+
+    let browser = Browser::start();
+    let mut page = browser.open(&format!("{}/watch/{sid}?user=alice", server.http));
+    page.wait_for(
+        "window.sharecast && window.sharecast.state === 'playing' && window.sharecast.currentTime > 0",
+        30,
+        "live HLS reaches playing",
+    );
+    let t1 = page
+        .eval("document.getElementById('video').currentTime")
+        .as_f64()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let t2 = page
+        .eval("document.getElementById('video').currentTime")
+        .as_f64()
+        .unwrap();
+    assert!(t2 > t1 + 1.0, "currentTime advances: {t1} → {t2}");
+    assert_eq!(page.eval("window.sharecast.mode"), json!("live"));
+    page.screenshot("watch-live.png");
+
+    // The dashboard, in the browser, shows the running push and its viewer.
+    let mut dash = browser.open(&format!("{}/admin?token={token}", server.http));
+    dash.wait_for(
+        &format!("document.querySelector('#sessions tbody').innerText.includes('{sid}') && document.querySelector('#viewers tbody').innerText.includes('alice')"),
+        20,
+        "dashboard shows the session and the viewer",
+    );
+    dash.screenshot("admin-dashboard.png");
+    let streams = admin_get(&server, "/api/v1/admin/streams");
+    let st = streams["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == sid.as_str())
+        .expect("stream listed");
+    assert_eq!(st["viewers"]["hls"], 1, "{streams}");
+
+    // Glass-to-glass delay measured by the page (PROGRAM-DATE-TIME).
+    let delays = page.eval("window.sharecast.delays.slice()");
+    let mut d: Vec<f64> = delays
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert!(!d.is_empty(), "the page measured capture-to-display delay");
+    d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!(
+        "HLS capture-to-display delay in Chromium: p50 {} ms",
+        d[d.len() / 2]
+    );
+
+    page.call("Page.bringToFront", json!({}));
+    // The phone stops: the same page ends up on the VOD.
+    let status = push.0.as_mut().unwrap().wait().expect("push");
+    assert!(status.success(), "push failed");
+    page.wait_for(
+        "window.sharecast.mode === 'vod' && window.sharecast.vodPlaying && window.sharecast.state === 'playing' && document.getElementById('video').currentTime > 0.2",
+        60,
+        "the page switches to the VOD",
+    );
+    let v1 = page
+        .eval("document.getElementById('video').currentTime")
+        .as_f64()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let v2 = page
+        .eval("document.getElementById('video').currentTime")
+        .as_f64()
+        .unwrap();
+    assert!(v2 > v1, "VOD currentTime advances: {v1} → {v2}");
+    assert_eq!(
+        page.eval("window.sharecast.vodUrl"),
+        json!(format!("/vod/{sid}/source.mp4"))
+    );
+    page.screenshot("watch-vod.png");
+    let viewer = page.eval("window.sharecast.viewerId");
+    let viewer = viewer.as_str().unwrap().to_string();
+    assert!(viewer_events(&server, &viewer).is_empty());
+
+    // The browser disappears: exactly one interruption event, near where it
+    // stopped.
+    let stopped_ms = page
+        .eval("document.getElementById('video').currentTime")
+        .as_f64()
+        .unwrap()
+        * 1000.0;
+    drop(dash);
+    drop(page);
+    drop(browser);
+    std::thread::sleep(Duration::from_secs(8));
+    let events = viewer_events(&server, &viewer);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"], "vanished");
+    assert_eq!(events[0]["user"], "alice");
+    assert_eq!(events[0]["content_id"], sid.as_str());
+    let pos = events[0]["position_ms"].as_f64().unwrap();
+    assert!(
+        (pos - stopped_ms).abs() <= 1000.0,
+        "vanished at {pos} ms, stopped at {stopped_ms} ms"
+    );
+}
+
+#[test]
+fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
+    let server = Server::start();
+    let token = admin_token(&server);
+    let (push, sid, _out) =
+        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "30"]));
+    let _push = Guard(Some(push));
+    let http = reqwest::blocking::Client::new();
+
+    // The admin API and dashboard refuse requests without the token.
+    for path in [
+        "/api/v1/admin/sessions",
+        "/api/v1/admin/viewers",
+        "/api/v1/admin/viewer-events",
+        "/api/v1/admin/events",
+        "/admin",
+    ] {
+        let r = http.get(format!("{}{path}", server.http)).send().unwrap();
+        assert_eq!(r.status(), 401, "{path} without token");
+        let r = http
+            .get(format!("{}{path}", server.http))
+            .bearer_auth("wrong")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} with a wrong token");
+    }
+    let r = http
+        .post(format!("{}/api/v1/admin/viewers/x/kick", server.http))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let sessions = admin_get(&server, "/api/v1/admin/sessions");
+    assert!(sessions.to_string().contains(&sid));
+
+    // Heartbeats: a viewer that stops posting vanishes once, at its last
+    // position.
+    let beat = |viewer: &str, pos: u64| {
+        http.post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
+            .json(&json!({ "viewer_id": viewer, "position_ms": pos, "user": "bob" }))
+            .send()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.get(&format!("/live/{sid}/status.json")).status() == 404 {
+        assert!(Instant::now() < deadline, "the HLS stream never appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut last = 0;
+    for i in 0..6 {
+        last = 1000 + i * 400;
+        assert!(beat("v-gone", last).status().is_success());
+        assert!(beat("v-kick", last).status().is_success());
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // Bad heartbeats are refused and counted.
+    let r = http
+        .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
+        .body("{\"viewer_id\": \"../x\", \"position_ms\": 1}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Kick one; its next heartbeat is refused.
+    let r = http
+        .post(format!("{}/api/v1/admin/viewers/v-kick/kick", server.http))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(beat("v-kick", last).status(), 410);
+
+    // An RTSP viewer over TCP that disappears without TEARDOWN.
+    let rtsp = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
+        .arg(format!("rtsp://127.0.0.1:{}/live/{sid}", server.rtsp_port))
+        .args(["-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let mut rtsp = Guard(Some(rtsp));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rtsp_viewer = loop {
+        let viewers = admin_get(&server, "/api/v1/admin/viewers");
+        if let Some(v) = viewers["viewers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["protocol"] == "rtsp")
+        {
+            break v["viewer_id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no RTSP viewer appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if let Some(mut c) = rtsp.0.take() {
+        c.kill().unwrap(); // SIGKILL: no TEARDOWN
+        let _ = c.wait();
+    }
+
+    std::thread::sleep(Duration::from_secs(7));
+    let gone = viewer_events(&server, "v-gone");
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert_eq!(gone[0]["event"], "vanished");
+    assert_eq!(gone[0]["user"], "bob");
+    assert_eq!(gone[0]["protocol"], "hls");
+    let pos = gone[0]["position_ms"].as_u64().unwrap();
+    assert!(pos.abs_diff(last) <= 1000, "position {pos} vs {last}");
+    let kicked = viewer_events(&server, "v-kick");
+    assert_eq!(kicked.len(), 1, "{kicked:?}");
+    assert_eq!(kicked[0]["event"], "kicked");
+    let r = viewer_events(&server, &rtsp_viewer);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0]["event"], "vanished");
+    assert_eq!(r[0]["protocol"], "rtsp");
+
+    // /metrics parses as Prometheus text and counts all of this.
+    let text = server.get("/metrics").text().unwrap();
+    assert!(assert_prometheus_text(&text) > 10);
+    for needle in [
+        "sharecast_live_viewer_events_total{event=\"vanished\"} 2",
+        "sharecast_live_viewer_events_total{event=\"kicked\"} 1",
+        "sharecast_live_rejected_total{reason=\"bad_heartbeat\"} 1",
+        "sharecast_admin_rejected_total 11",
+        "sharecast_live_streams 1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+}
