@@ -26,7 +26,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Front-end libraries (hls.js) from the npm registry, never committed.
+# Locked versions (package-lock.json), installed from the npm registry.
 if [ ! -f web/node_modules/hls.js/dist/hls.min.js ]; then
-  echo "setup: npm install --prefix web"
-  npm install --prefix web --no-audit --no-fund --loglevel=error
+  echo "setup: npm ci --prefix web"
+  npm ci --prefix web --no-audit --no-fund --loglevel=error
+fi
+# playwright-core drives the system Chromium in the share-page tests.
+if [ ! -d web/share/node_modules/playwright-core ]; then
+  echo "setup: npm ci --prefix web/share"
+  npm ci --prefix web/share --no-audit --no-fund --loglevel=error
 fi

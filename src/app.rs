@@ -14,7 +14,7 @@ use sharecast_ingest::{
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
 use sharecast_share_gateway::{Gateway, MetricsFn, SessionsFn, ShareService, Store};
-use sharecast_transcoder::{Recording, Transcoder, TranscoderConfig};
+use sharecast_transcoder::{Recording, Transcoder};
 
 use crate::config::Config;
 
@@ -292,10 +292,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
-    let transcoder = Arc::new(Transcoder::new(TranscoderConfig {
-        fragment_duration_ms: cfg.transcoder.fragment_duration_ms,
-        ..TranscoderConfig::default()
-    })?);
+    let transcoder = Arc::new(Transcoder::new(cfg.transcoder.to_transcoder())?);
     let relay = Arc::new(LiveRelay::start(LiveRelayConfig {
         bind: cfg.live.bind.clone(),
         rtsp_port: cfg.live.rtsp_port,
@@ -393,7 +390,56 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         public.http.clone(),
     )
     .await?;
+    // S3: a viewer that vanished (missed heartbeats, RTSP timeout) and said
+    // who it is (its user token) gets an interruption bookmark through the
+    // reverse-bookmark interface.
+    {
+        let mut events = relay.viewer_events();
+        let resume = resume.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(sharecast_live_relay::ViewerEvent::Vanished(end)) => {
+                        let Some(user_token) = end.user.clone().filter(|u| u.starts_with("su_"))
+                        else {
+                            continue;
+                        };
+                        let req = sharecast_share_gateway::resume::ReverseBookmark {
+                            user_id: None,
+                            content_id: end.content_id.clone(),
+                            position_ms: end.position_ms,
+                            playback_token: end.viewer_id.clone(),
+                            user_token,
+                        };
+                        let a = resume.reverse_bookmark(&req).await;
+                        tracing::info!(
+                            content = %end.content_id,
+                            position_ms = end.position_ms,
+                            result_code = a.result_code,
+                            description = %a.description,
+                            "interruption bookmark"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            missed = n,
+                            "viewer events lagged; some interruptions were not bookmarked"
+                        );
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
     let gateway = Gateway::new(store.clone(), cfg.data_dir.clone(), sessions, metrics);
+    let stills = sharecast_share_gateway::stills::Stills::new(
+        store.clone(),
+        cfg.data_dir.clone(),
+        Arc::new(crate::frames::GstFrames),
+        public.http.clone(),
+    )
+    .await?;
     let frames = gateway.counted(sharecast_share_gateway::frames::router(
         store.clone(),
         cfg.data_dir.clone(),
@@ -403,7 +449,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         .merge(gateway.counted(shares.router()))
         .merge(gateway.counted(relay.http_router()))
         .merge(gateway.counted(admin.router()))
-        .merge(gateway.counted(resume.router()));
+        .merge(gateway.counted(resume.router()))
+        .merge(gateway.counted(stills.router()));
     tokio::spawn(async move {
         if let Err(e) =
             sharecast_share_gateway::frames::serve_with(gateway, frames, http_listener).await

@@ -61,18 +61,89 @@ pub struct AdminConfig {
     pub token: String,
 }
 
+/// One extra rendition of the ladder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionConfig {
+    /// Name; the file is `<name>.mp4` (letters, digits, `_`, `-`).
+    pub name: String,
+    /// Shorter side of the picture, pixels (never upscaled).
+    pub short_side: u32,
+    /// H.264 video bitrate, kbit/s.
+    pub video_kbps: u32,
+    /// AAC bitrate when the audio must be encoded (Opus input), bit/s.
+    pub audio_bps: u32,
+    /// x264 speed preset.
+    pub x264_preset: String,
+}
+
 /// Transcoder settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscodeConfig {
-    /// Fragment duration of the recorded MP4, ms. Default 1000.
+    /// How often the index at the front of the recorded MP4 is rewritten,
+    /// ms: a crash loses at most this much. Default 1000.
     pub fragment_duration_ms: u32,
+    /// Longest recording, ms (room for the index is reserved for it).
+    /// Default 3 600 000.
+    pub max_duration_ms: u64,
+    /// Media held back at the start to line tracks up, ms. Default 500.
+    pub start_window_ms: u32,
+    /// Finished files up to this size get the reserved index room removed,
+    /// bytes. Default 32 MiB; 0 = never.
+    pub compact_max_bytes: u64,
+    /// How long renditions may take after the phone stopped, ms. Default 3 600 000.
+    pub rendition_timeout_ms: u64,
+    /// Extra renditions besides the source. Default: one 480p H.264 + AAC
+    /// compatibility rendition. Empty (`renditions = []`): source only.
+    pub renditions: Vec<RenditionConfig>,
 }
 
 impl Default for TranscodeConfig {
     fn default() -> Self {
+        let t = sharecast_transcoder::TranscoderConfig::default();
         Self {
-            fragment_duration_ms: 1000,
+            fragment_duration_ms: t.fragment_duration_ms,
+            max_duration_ms: t.max_duration_ms,
+            start_window_ms: t.start_window_ms,
+            compact_max_bytes: t.compact_max_bytes,
+            rendition_timeout_ms: t.rendition_timeout_ms,
+            renditions: t
+                .renditions
+                .into_iter()
+                .map(|r| RenditionConfig {
+                    name: r.name,
+                    short_side: r.short_side,
+                    video_kbps: r.video_kbps,
+                    audio_bps: r.audio_bps,
+                    x264_preset: r.x264_preset,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TranscodeConfig {
+    /// The transcoder crate's configuration.
+    pub fn to_transcoder(&self) -> sharecast_transcoder::TranscoderConfig {
+        sharecast_transcoder::TranscoderConfig {
+            fragment_duration_ms: self.fragment_duration_ms,
+            max_duration_ms: self.max_duration_ms,
+            start_window_ms: self.start_window_ms,
+            compact_max_bytes: self.compact_max_bytes,
+            rendition_timeout_ms: self.rendition_timeout_ms,
+            renditions: self
+                .renditions
+                .iter()
+                .map(|r| sharecast_transcoder::RenditionSpec {
+                    name: r.name.clone(),
+                    short_side: r.short_side,
+                    video_kbps: r.video_kbps,
+                    audio_bps: r.audio_bps,
+                    x264_preset: r.x264_preset.clone(),
+                })
+                .collect(),
+            ..sharecast_transcoder::TranscoderConfig::default()
         }
     }
 }

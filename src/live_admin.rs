@@ -65,11 +65,11 @@ pub fn admin(
     };
     let viewers = {
         let relay = relay.clone();
-        Arc::new(move || to_json(serde_json::to_value(relay.viewers())))
+        Arc::new(move || mask_tokens(to_json(serde_json::to_value(relay.viewers()))))
     };
     let viewer_events = {
         let relay = relay.clone();
-        Arc::new(move || to_json(serde_json::to_value(relay.recent_viewer_events())))
+        Arc::new(move || mask_tokens(to_json(serde_json::to_value(relay.recent_viewer_events()))))
     };
     let end_session = {
         let ingest = ingest.clone();
@@ -101,4 +101,31 @@ pub fn admin(
         store: store.clone(),
         refresh: Duration::from_secs(1),
     }))
+}
+
+/// Players identify with their user token (`user`); admins see only its
+/// first and last characters.
+fn mask_tokens(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "user" {
+                        if let Some(s) = x.as_str() {
+                            if s.starts_with("su_") && s.len() > 10 {
+                                *x =
+                                    serde_json::Value::String(format!("su_…{}", &s[s.len() - 4..]));
+                            }
+                        }
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
 }

@@ -345,3 +345,126 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
     let (_, list) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
     assert_eq!(list["bookmarks"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
+    let server = Server::start();
+    let (push, sid, _out) =
+        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "12"]));
+    let alice = user(&server, "alice");
+    let phone = terminal(&server, &alice, "mobile");
+    let http = client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while server.get(&format!("/live/{sid}/status.json")).status() == 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HLS stream never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A player identified by its user token posts heartbeats, then vanishes.
+    let mut last = 0;
+    for i in 0..5 {
+        last = 800 + i * 400;
+        let r = http
+            .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
+            .json(&json!({ "viewer_id": "p1", "position_ms": last, "user": alice }))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let bm = loop {
+        let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
+        if let Some(b) = list["bookmarks"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+        {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interruption bookmark"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(bm["source"], "interruption");
+    assert_eq!(bm["content_id"], sid.as_str());
+    let pos = bm["position_ms"].as_u64().unwrap();
+    assert!(
+        pos.abs_diff(last) <= 1000,
+        "bookmark at {pos}, viewer stopped at {last}"
+    );
+    // Exactly one bookmark for the one interruption.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
+    assert_eq!(list["bookmarks"].as_array().unwrap().len(), 1);
+
+    // After the recording is ready, resuming the bookmark plays the VOD there.
+    let out = push.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let id = bm["id"].as_str().unwrap();
+    let (st, res) = post(
+        &server,
+        &format!("/api/v1/bookmarks/{id}/resume"),
+        Some(&alice),
+        json!({ "terminal_id": phone }),
+    );
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["position_ms"], pos);
+    assert!(
+        res["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/vod/{sid}/")),
+        "{res}"
+    );
+    assert!(res["play_url"].as_str().unwrap().contains("#t="));
+    // Someone else cannot resume it.
+    let bob = user(&server, "bob");
+    let bob_tv = terminal(&server, &bob, "tv");
+    let (st, _) = post(
+        &server,
+        &format!("/api/v1/bookmarks/{id}/resume"),
+        Some(&bob),
+        json!({ "terminal_id": bob_tv }),
+    );
+    assert_eq!(st, 404);
+
+    // The reverse-bookmark interface answers user id, result code and description.
+    let (st, a) = post(
+        &server,
+        "/api/v1/reverse-bookmark",
+        None,
+        json!({ "content_id": sid, "position_ms": 1000, "playback_token": "pt", "user_token": alice }),
+    );
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["result_code"], 0);
+    assert_eq!(a["description"], "saved");
+    assert!(a["user_id"].is_string());
+    for (body, code) in [
+        (
+            json!({ "content_id": sid, "position_ms": 1000, "playback_token": "pt", "user_token": "su_forged" }),
+            2,
+        ),
+        (
+            json!({ "content_id": "00aa", "position_ms": 1000, "playback_token": "pt", "user_token": alice }),
+            4,
+        ),
+        (
+            json!({ "content_id": sid, "position_ms": 99_000_000, "playback_token": "pt", "user_token": alice }),
+            5,
+        ),
+    ] {
+        let (_, a) = post(&server, "/api/v1/reverse-bookmark", None, body);
+        assert_eq!(a["result_code"], code, "{a}");
+    }
+    let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
+    assert_eq!(
+        list["bookmarks"].as_array().unwrap().len(),
+        2,
+        "bad requests stored nothing"
+    );
+}

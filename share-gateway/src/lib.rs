@@ -12,6 +12,7 @@ pub mod http;
 pub mod kannel;
 pub mod resume;
 pub mod shares;
+pub mod stills;
 pub mod store;
 
 pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};

@@ -49,6 +49,9 @@ try {
   out.first = await state();
   await page.waitForTimeout(700);
   out.second = await state();
+  // Pages that seek to a time point record where playback really started.
+  out.seeked_to = await page.evaluate(() => window.__sharecastSeekedTo ?? null);
+  out.started_at = await page.evaluate(() => window.__sharecastStartedAt ?? null);
   await page.screenshot({ path: shot });
   out.logs = logs;
 } catch (e) {
