@@ -124,7 +124,7 @@ for n in $SESSIONS; do
   t0=$(( $(cpu_ticks $NPID) + $(cpu_ticks $WPID) ))
   pids=()
   for i in $(seq "$n"); do
-    ffmpeg -v error -re -stream_loop -1 -t "$SECS" -i "$CLIP" -c copy -f flv "rtmp://127.0.0.1:21935/live/s$i" </dev/null &
+    timeout $((SECS + 30)) ffmpeg -v error -re -stream_loop -1 -t "$SECS" -i "$CLIP" -c copy -f flv "rtmp://127.0.0.1:21935/live/s$i" </dev/null &
     pids+=($!)
   done
   wait "${pids[@]}" 2>/dev/null || true

@@ -287,3 +287,12 @@ fn vod_supports_http_range_requests() {
     let asset: serde_json::Value = resp.json().unwrap();
     assert_eq!(asset["state"], "ready");
 }
+
+#[test]
+fn the_sample_configuration_file_starts_a_server() {
+    // docs/sharecast.example.toml documents every key with its default; it
+    // must parse and run (ports and data dir overridden on the command line).
+    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sharecast.example.toml");
+    let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(server.get("/api/v1/health").status(), 200);
+}
