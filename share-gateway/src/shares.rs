@@ -1041,7 +1041,8 @@ struct PageQuery {
     t: Option<String>,
 }
 
-fn html_escape(s: &str) -> String {
+/// Escape text for HTML content and attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
     crate::kannel::xml_escape(s)
 }
 

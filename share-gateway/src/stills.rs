@@ -23,6 +23,7 @@ use sqlx::Row;
 
 use crate::frames::{FrameError, FrameSource};
 use crate::http::ApiError;
+use crate::shares::html_escape;
 use crate::store::Store;
 
 /// Largest comment, characters.
@@ -113,14 +114,6 @@ fn encode_jpeg(img: &DynamicImage) -> anyhow::Result<Vec<u8>> {
         .write_to(&mut out, ImageFormat::Jpeg)
         .context("encoding JPEG")?;
     Ok(out.into_inner())
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 struct StillRow {
@@ -568,7 +561,7 @@ mod tests {
     fn escaping() {
         assert_eq!(
             html_escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
         );
     }
 }
