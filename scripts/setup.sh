@@ -11,8 +11,12 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-x ffmpeg sqlite3 curl ca-certificates
-  kannel kannel-extras chromium nodejs npm
+  kannel kannel-extras chromium
 )
+# Node.js and npm from Debian unless the machine already has them (a Node.js
+# from another source bundles its own npm, which Debian's npm conflicts with).
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
