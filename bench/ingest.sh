@@ -95,6 +95,8 @@ done
 # nginx-rtmp, same clips, recording on.
 NGX="$WORK/nginx"
 mkdir -p "$NGX/rec" "$NGX/logs"
+# nginx workers run as an unprivileged user: let them write the recordings.
+chmod 755 "$WORK" "$NGX"; chmod 777 "$NGX/rec"
 cat > "$NGX/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 worker_processes 1;
@@ -129,8 +131,8 @@ for n in $SESSIONS; do
   done
   wait "${pids[@]}" 2>/dev/null || true
   t1=$(( $(cpu_ticks $NPID) + $(cpu_ticks $WPID) ))
-  bytes=$(du -cb "$NGX"/rec/*.flv 2>/dev/null | tail -1 | cut -f1)
-  kill $NPID 2>/dev/null; wait $NPID 2>/dev/null || true
+  bytes=$( (du -cb "$NGX"/rec/*.flv 2>/dev/null || echo 0) | tail -1 | cut -f1)
+  kill $NPID 2>/dev/null || true; wait $NPID 2>/dev/null || true
   python3 -c "
 b=$bytes; secs=$SECS; cpu=($t1-$t0)/$HZ
 mbit=b*8/1e6/secs
