@@ -74,7 +74,7 @@ pub fn admin(
     let end_session = {
         let ingest = ingest.clone();
         Arc::new(move |id: &str| {
-            if !ingest.sessions().iter().any(|s| s.id == id) {
+            if !ingest.has_session(id) {
                 return false;
             }
             let (ingest, id) = (ingest.clone(), id.to_string());

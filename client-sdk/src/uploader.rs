@@ -207,7 +207,6 @@ struct St {
     min_rtt: Option<Duration>,
     advice: Advice,
     advice_at: Instant,
-    has_video: bool,
     video_tracks: Vec<u8>,
     /// Backlog at the previous advice update, bytes.
     last_backlog: usize,
@@ -507,9 +506,6 @@ impl Uploader {
             reason: "start",
         };
         let (advice_tx, _) = tokio::sync::watch::channel(advice);
-        let has_video = tracks
-            .iter()
-            .any(|t| t.width.is_some() || matches!(t.codec.as_str(), "h264" | "h265"));
         let inner = Arc::new(Inner {
             advice_tx,
             session_id: c.welcome.session_id.clone(),
@@ -524,7 +520,6 @@ impl Uploader {
                 min_rtt: None,
                 advice,
                 advice_at: Instant::now(),
-                has_video,
                 last_backlog: 0,
                 video_tracks: tracks
                     .iter()
@@ -928,7 +923,8 @@ fn pick(st: &mut St, cfg: &UploaderConfig) -> Option<(Lane, Bytes)> {
             .enumerate()
             .rev()
             .find(|(_, e)| {
-                !st.has_video || (e.frame.keyframe && st.video_tracks.contains(&e.frame.track))
+                st.video_tracks.is_empty()
+                    || (e.frame.keyframe && st.video_tracks.contains(&e.frame.track))
             })
             .map(|(i, _)| i);
         if let Some(edge) = edge {

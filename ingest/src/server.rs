@@ -198,6 +198,15 @@ impl IngestServer {
         sessions.iter().map(|s| snapshot(s)).collect()
     }
 
+    /// Whether a session is open (connected or waiting for its phone).
+    pub fn has_session(&self, id: &str) -> bool {
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+
     /// End a session as if the phone had sent END (admin action). Returns
     /// false if no such session is open.
     pub async fn end_session(&self, id: &str) -> bool {
