@@ -74,6 +74,9 @@ struct Shared {
     metrics: Arc<IngestMetrics>,
     connects: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     finished: Mutex<HashMap<String, VideoAttributes>>,
+    /// Connections already refused (by stable id): a connection is refused,
+    /// counted and told once, however many of its streams hit an error.
+    refused: Mutex<std::collections::HashSet<usize>>,
 }
 
 /// The ingest server.
@@ -149,6 +152,7 @@ impl IngestServer {
                 metrics: Arc::new(IngestMetrics::default()),
                 connects: Mutex::new(HashMap::new()),
                 finished: Mutex::new(HashMap::new()),
+                refused: Mutex::new(std::collections::HashSet::new()),
             }),
             fingerprint,
         })
@@ -444,6 +448,18 @@ fn reject(
     code: ErrorCode,
     message: &str,
 ) {
+    let first = {
+        let mut refused = shared.refused.lock().unwrap_or_else(|e| e.into_inner());
+        // Connections refused before their session started are not removed
+        // when they close; keep the set bounded.
+        if refused.len() > 100_000 {
+            refused.clear();
+        }
+        refused.insert(conn.stable_id())
+    };
+    if !first {
+        return;
+    }
     shared.metrics.reject(code);
     tracing::warn!(remote = %conn.remote_address(), code = code.name(), message, "ingest rejected input");
     if let Some(tx) = ctrl {
@@ -686,6 +702,11 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         }
     }
     let _ = conn.closed().await;
+    shared
+        .refused
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&conn.stable_id());
     acks.abort();
     frames.abort();
     // Detach: if no newer connection took over, the session waits for its phone.
