@@ -797,7 +797,7 @@ impl PublisherInner {
         let Some(first) = feed.srcs.values().next() else {
             return false;
         };
-        let Some(now) = first.current_running_time() else {
+        let Some(now) = playing_running_time(first) else {
             // Not playing yet; frames are kept in the GOP meanwhile.
             return feed.media.upgrade().is_some();
         };
@@ -880,6 +880,17 @@ impl PublisherInner {
     }
 }
 
+/// The running time of an element of a playing pipeline; `None` before it
+/// plays. Only a playing element has its base time: while its pipeline goes
+/// to PLAYING it may already have a clock but still a base time of 0, and
+/// "running time" would then be the clock's whole uptime, which would
+/// schedule every frame hours ahead (a viewer that never gets a picture).
+fn playing_running_time(element: &impl IsA<gst::Element>) -> Option<gst::ClockTime> {
+    let playing = element.current_state() == gst::State::Playing
+        && element.base_time().is_some_and(|t| t.nseconds() > 0);
+    element.current_running_time().filter(|_| playing)
+}
+
 /// Feeds one session's frames to its live viewers. Dropping it ends the
 /// stream.
 pub struct LivePublisher {
@@ -929,6 +940,33 @@ impl Drop for LivePublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The window in which a media's element has a clock but no base time
+    /// yet (its pipeline is on its way to PLAYING) gives no running time, so
+    /// a feed never starts hours ahead of the clock.
+    #[test]
+    fn running_time_needs_a_playing_element_with_its_base_time() {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch("appsrc name=src is-live=true ! fakesink sync=false")
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let src = pipeline.by_name("src").unwrap();
+        assert_eq!(playing_running_time(&src), None);
+        // A clock but a base time of 0: the raw running time is the uptime.
+        src.set_clock(Some(&gst::SystemClock::obtain())).unwrap();
+        assert!(src.current_running_time().is_some());
+        assert_eq!(playing_running_time(&src), None);
+        src.set_clock(gst::Clock::NONE).unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while src.current_state() != gst::State::Playing && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let now = playing_running_time(&src).expect("running time once playing");
+        assert!(now < gst::ClockTime::from_seconds(10), "running time {now}");
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
 
     #[test]
     fn mount_of_request_uris() {

@@ -72,7 +72,10 @@ fn viewer(url: &str, transport: &str, frames: u32) -> std::process::Child {
 /// An ffmpeg RTSP client that decodes `frames` frames of one stream kind
 /// ("v" or "a") and prints one line per frame.
 fn viewer_of(url: &str, transport: &str, kind: &str, frames: u32) -> std::process::Child {
-    Command::new("ffmpeg")
+    // Bounded: a viewer that never gets its frames fails the test instead of
+    // hanging it.
+    Command::new("timeout")
+        .args(["--kill-after=5", "90", "ffmpeg"])
         .args(["-nostdin", "-v", "error", "-rtsp_transport", transport])
         .args(["-i", url, "-map", &format!("0:{kind}")])
         .arg(format!("-frames:{kind}"))
@@ -151,11 +154,13 @@ fn two_viewers_over_udp_and_tcp() {
     stop.store(true, Ordering::SeqCst);
     pusher.join().unwrap();
     drop(Arc::try_unwrap(publisher).expect("sole owner"));
-    let probe = Command::new("ffprobe")
+    let probe = Command::new("timeout")
+        .args(["--kill-after=5", "30", "ffprobe"])
         .args(["-v", "error", "-rtsp_transport", "tcp", "-i", &url])
         .output()
         .unwrap();
     assert!(!probe.status.success(), "mount still there after end");
+    assert_ne!(probe.status.code(), Some(124), "ffprobe timed out");
     // The session id can be published again.
     let again = relay.publish("it-session", &tracks).unwrap();
     again.end();

@@ -12,6 +12,31 @@ pub use sharecast_transcoder::testing::{
     fixture, AUDIO_ONLY, H264_AAC, H264_BFRAMES, H265_AAC, PORTRAIT, VP8_OPUS,
 };
 
+/// Servers started by this test binary, killed by the watchdog.
+static SERVERS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// A test binary that runs longer than `SHARECAST_TEST_WATCHDOG_S` seconds
+/// (default 900) is stopped with a message naming the limit, and the servers
+/// it started are killed: a hang fails the suite at once instead of running
+/// into the CI time limit.
+fn start_watchdog() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let limit = std::env::var("SHARECAST_TEST_WATCHDOG_S")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(900);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(limit));
+            eprintln!("watchdog: this test binary ran for more than {limit} s; stopping it");
+            for pid in SERVERS.lock().map(|p| p.clone()).unwrap_or_default() {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            std::process::exit(124);
+        });
+    });
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sharecast")
 }
@@ -72,7 +97,11 @@ impl Server {
             .env("RUST_LOG", "info,sharecast=debug")
             .stdout(Stdio::null())
             .stderr(log);
+        start_watchdog();
         let child = cmd.spawn().expect("spawning sharecast serve");
+        if let Ok(mut pids) = SERVERS.lock() {
+            pids.push(child.id());
+        }
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
