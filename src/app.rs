@@ -13,7 +13,9 @@ use sharecast_ingest::{
     BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput,
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
-use sharecast_share_gateway::{Gateway, MetricsFn, SessionsFn, ShareService, Store};
+use sharecast_share_gateway::{
+    Gateway, MetricsFn, PlaybackTokens, SessionsFn, ShareService, Store,
+};
 use sharecast_transcoder::{Recording, Transcoder};
 
 use crate::config::Config;
@@ -27,11 +29,25 @@ pub struct Public {
     pub rtsp_host: String,
     /// RTSP port.
     pub rtsp_port: u16,
+    /// Playback tokens put into live URLs.
+    pub tokens: PlaybackTokens,
 }
 
 impl Public {
+    /// The session's RTSP URL, with a playback token when one is needed.
     fn rtsp_url(&self, id: &str) -> String {
-        format!("rtsp://{}:{}/live/{id}", self.rtsp_host, self.rtsp_port)
+        format!(
+            "rtsp://{}:{}/live/{id}{}",
+            self.rtsp_host,
+            self.rtsp_port,
+            self.tokens.query(id)
+        )
+    }
+
+    /// The session's player page (HLS, then the VOD), with a playback token
+    /// when one is needed.
+    fn watch_url(&self, id: &str) -> String {
+        format!("{}/watch/{id}{}", self.http, self.tokens.query(id))
     }
 }
 
@@ -119,7 +135,10 @@ impl SessionHandler for Handler {
     }
 
     fn live_urls(&self, session_id: &str) -> Vec<String> {
-        vec![self.public.rtsp_url(session_id)]
+        vec![
+            self.public.rtsp_url(session_id),
+            self.public.watch_url(session_id),
+        ]
     }
 }
 
@@ -326,10 +345,19 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     } else {
         cfg.live.public_host.clone()
     };
+    let tokens = PlaybackTokens::load(
+        &cfg.data_dir,
+        cfg.live.playback_tokens,
+        cfg.live.playback_token_ttl_secs,
+    )?;
+    if tokens.required() {
+        relay.set_authorizer(Some(tokens.authorizer()));
+    }
     let public = Public {
         http: public_http,
         rtsp_host,
         rtsp_port: relay.rtsp_port(),
+        tokens: tokens.clone(),
     };
 
     let shares = ShareService::start(
@@ -341,6 +369,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             "rtsp://{}:{}/live/{{id}}",
             public.rtsp_host, public.rtsp_port
         ),
+        tokens.clone(),
     )
     .await?;
     let handler = Arc::new(Handler {
@@ -381,7 +410,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         let relay = relay.clone();
         metrics.push(Arc::new(move |out: &mut String| relay.render_metrics(out)));
     }
-    let admin = crate::live_admin::admin(cfg, &store, &ingest, &relay)?;
+    let admin = crate::live_admin::admin(cfg, &store, &ingest, &relay, &tokens)?;
     metrics.push(admin.metrics());
     let resume = sharecast_share_gateway::resume::ResumeService::new(
         store.clone(),

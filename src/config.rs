@@ -33,6 +33,11 @@ pub struct LiveConfig {
     pub hls_keep_ended_secs: u64,
     /// Stamp the capture wall clock into RTSP video as an SEI. Default true.
     pub capture_clock_sei: bool,
+    /// Live viewers (RTSP and HLS) need a playback token for the session
+    /// unless it was shared publicly (docs/live.md). Default true.
+    pub playback_tokens: bool,
+    /// Lifetime of issued playback tokens, s. Default 86400 (one day).
+    pub playback_token_ttl_secs: u64,
 }
 
 impl Default for LiveConfig {
@@ -47,6 +52,8 @@ impl Default for LiveConfig {
             hls_window_segments: 6,
             hls_keep_ended_secs: 600,
             capture_clock_sei: true,
+            playback_tokens: true,
+            playback_token_ttl_secs: 86_400,
         }
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use sharecast_ingest::IngestServer;
 use sharecast_live_relay::LiveRelay;
 use sharecast_share_gateway::admin::{Admin, AdminSources};
-use sharecast_share_gateway::Store;
+use sharecast_share_gateway::{PlaybackTokens, Store};
 
 use crate::config::Config;
 
@@ -52,6 +52,7 @@ pub fn admin(
     store: &Store,
     ingest: &Arc<IngestServer>,
     relay: &Arc<LiveRelay>,
+    tokens: &PlaybackTokens,
 ) -> Result<Admin> {
     let token = admin_token(cfg)?;
     let to_json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
@@ -59,9 +60,22 @@ pub fn admin(
         let ingest = ingest.clone();
         Arc::new(move || to_json(serde_json::to_value(ingest.sessions())))
     };
+    // Each stream with a player link that opens it (a fresh playback token
+    // when one is needed).
     let streams = {
-        let relay = relay.clone();
-        Arc::new(move || to_json(serde_json::to_value(relay.streams())))
+        let (relay, tokens) = (relay.clone(), tokens.clone());
+        Arc::new(move || {
+            let mut v = to_json(serde_json::to_value(relay.streams()));
+            if let Some(list) = v.as_array_mut() {
+                for s in list {
+                    let id = s["session_id"].as_str().unwrap_or_default().to_string();
+                    let q = tokens.query(&id);
+                    s["watch_path"] = format!("/watch/{id}{q}").into();
+                    s["hls_path"] = format!("/live/{id}/index.m3u8{q}").into();
+                }
+            }
+            v
+        })
     };
     let viewers = {
         let relay = relay.clone();

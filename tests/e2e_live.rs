@@ -221,7 +221,10 @@ impl Browser {
 
     fn open(&self, url: &str) -> Page {
         let target: Value = reqwest::blocking::Client::new()
-            .put(format!("http://127.0.0.1:{}/json/new?{url}", self.port))
+            .put(format!(
+                "http://127.0.0.1:{}/json/new?about:blank",
+                self.port
+            ))
             .send()
             .expect("new DevTools target")
             .json()
@@ -230,6 +233,9 @@ impl Browser {
         let mut p = Page { ws, next: 0 };
         p.call("Runtime.enable", json!({}));
         p.call("Page.enable", json!({}));
+        // Navigated rather than passed to /json/new, whose query would split
+        // the page URL at its first '&'.
+        p.call("Page.navigate", json!({ "url": url }));
         p
     }
 }
@@ -332,7 +338,11 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
     let mut push = Guard(Some(push));
 
     let browser = Browser::start();
-    let mut page = browser.open(&format!("{}/watch/{sid}?user=alice", server.http));
+    let pt = server.playback_token(&sid);
+    let mut page = browser.open(&format!(
+        "{}/watch/{sid}?user=alice&token={pt}",
+        server.http
+    ));
     page.wait_for(
         "window.sharecast && window.sharecast.state === 'playing' && window.sharecast.currentTime > 0",
         30,
@@ -470,17 +480,41 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
 
     // Heartbeats: a viewer that stops posting vanishes once, at its last
     // position.
+    let pt = server.playback_token(&sid);
     let beat = |viewer: &str, pos: u64| {
         http.post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
+            .bearer_auth(&pt)
             .json(&json!({ "viewer_id": viewer, "position_ms": pos, "user": "bob" }))
             .send()
             .unwrap()
     };
     let deadline = Instant::now() + Duration::from_secs(15);
-    while server.get(&format!("/live/{sid}/status.json")).status() == 404 {
+    while server
+        .get(&format!("/live/{sid}/status.json?token={pt}"))
+        .status()
+        == 404
+    {
         assert!(Instant::now() < deadline, "the HLS stream never appeared");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Without a valid playback token the stream and its heartbeats stay
+    // closed, and each refusal is counted.
+    assert_eq!(
+        server.get(&format!("/live/{sid}/status.json")).status(),
+        401
+    );
+    assert_eq!(
+        server
+            .get(&format!("/live/{sid}/index.m3u8?token=1-forged"))
+            .status(),
+        401
+    );
+    let r = http
+        .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
+        .json(&json!({ "viewer_id": "v-nobody", "position_ms": 1 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
     let mut last = 0;
     for i in 0..6 {
         last = 1000 + i * 400;
@@ -491,6 +525,7 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     // Bad heartbeats are refused and counted.
     let r = http
         .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
+        .bearer_auth(&pt)
         .body("{\"viewer_id\": \"../x\", \"position_ms\": 1}")
         .send()
         .unwrap();
@@ -507,7 +542,10 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     // An RTSP viewer over TCP that disappears without TEARDOWN.
     let rtsp = Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
-        .arg(format!("rtsp://127.0.0.1:{}/live/{sid}", server.rtsp_port))
+        .arg(format!(
+            "rtsp://127.0.0.1:{}/live/{sid}?token={pt}",
+            server.rtsp_port
+        ))
         .args(["-f", "null", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -355,7 +355,12 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
     let phone = terminal(&server, &alice, "mobile");
     let http = client();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while server.get(&format!("/live/{sid}/status.json")).status() == 404 {
+    let pt = server.playback_token(&sid);
+    while server
+        .get(&format!("/live/{sid}/status.json?token={pt}"))
+        .status()
+        == 404
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the HLS stream never appeared"
@@ -368,6 +373,7 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
         last = 800 + i * 400;
         let r = http
             .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
+            .bearer_auth(&pt)
             .json(&json!({ "viewer_id": "p1", "position_ms": last, "user": alice }))
             .send()
             .unwrap();

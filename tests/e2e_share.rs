@@ -255,7 +255,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
     // A share made while the phone is still uploading is a live share: the
     // page plays the HLS stream through hls.js.
     let (mut child, live_id, _out) =
-        spawn_push(server.push_cmd(&fixture(H264_AAC).unwrap(), &["--realtime"]));
+        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "8"]));
     let (s, v) = api(
         &server,
         "POST",
@@ -269,10 +269,76 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         .get(&format!("/s/{}", v["token"].as_str().unwrap()))
         .text()
         .unwrap();
-    assert!(
-        live_page.contains(&format!("data-hls=\"/live/{live_id}/index.m3u8\"")),
-        "{live_page}"
+    // The page of a private share carries a playback token for the stream.
+    let marker = format!("data-hls=\"/live/{live_id}/index.m3u8?token=");
+    let at = live_page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{live_page}"))
+        + marker.len();
+    let page_token: String = live_page[at..].chars().take_while(|c| *c != '"').collect();
+    let status = |q: &str| {
+        server
+            .get(&format!("/live/{live_id}/status.json{q}"))
+            .status()
+            .as_u16()
+    };
+    assert_ne!(status(&format!("?token={page_token}")), 401);
+    assert_eq!(status(""), 401, "a private live stream needs a token");
+    // Playback tokens are issued to the device that records the session
+    // only.
+    let (s, v) = api(
+        &server,
+        "POST",
+        &format!("/api/v1/live/{live_id}/playback-tokens"),
+        None,
+        None,
     );
+    assert_eq!(s, 401, "{v}");
+    let (s, v) = api(
+        &server,
+        "POST",
+        "/api/v1/live/0123abcd/playback-tokens",
+        Some(&tok),
+        None,
+    );
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = api(
+        &server,
+        "POST",
+        &format!("/api/v1/live/{live_id}/playback-tokens"),
+        Some(&tok),
+        None,
+    );
+    assert_eq!(s, 201, "{v}");
+    assert!(v["rtsp_url"].as_str().unwrap().contains("?token="), "{v}");
+    // A public share opens the stream to everyone.
+    let (s, v) = api(
+        &server,
+        "POST",
+        "/api/v1/shares",
+        Some(&tok),
+        Some(json!({"asset_id": live_id, "public": true})),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["share"]["public"], true, "{v}");
+    let public_page = server
+        .get(&format!("/s/{}", v["token"].as_str().unwrap()))
+        .text()
+        .unwrap();
+    assert!(
+        public_page.contains(&format!("data-hls=\"/live/{live_id}/index.m3u8\"")),
+        "{public_page}"
+    );
+    assert_ne!(status(""), 401, "a public share needs no token");
+    let (s, _) = api(
+        &server,
+        "DELETE",
+        &format!("/api/v1/shares/{}", v["share"]["id"].as_str().unwrap()),
+        Some(&tok),
+        None,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(status(""), 401, "revoking the public share closes it again");
     assert!(live_page.contains("<script src=\"/assets/hls.js\"></script>"));
     assert!(child.wait().unwrap().success());
 

@@ -128,7 +128,27 @@ fn rtsp_viewers_decode_during_realtime_push() {
     let server = Server::start();
     let src = fixture(H264_AAC).unwrap();
     let (mut push, session, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
-    let url = format!("rtsp://127.0.0.1:{}/live/{session}", server.rtsp_port);
+    let token = server.playback_token(&session);
+    let url = format!(
+        "rtsp://127.0.0.1:{}/live/{session}?token={token}",
+        server.rtsp_port
+    );
+    // Without the token the stream does not open.
+    let refused = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
+        .arg(format!(
+            "rtsp://127.0.0.1:{}/live/{session}",
+            server.rtsp_port
+        ))
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     // Two viewers at once: one over TCP (interleaved), one over UDP.
     let viewer = |transport: &str| {
         Command::new("ffmpeg")

@@ -40,7 +40,7 @@ struct TokenQuery {
 }
 
 impl Shared {
-    fn reject(&self, reason: &'static str) {
+    pub(crate) fn reject(&self, reason: &'static str) {
         *lock(&self.rejected).entry(reason).or_insert(0) += 1;
     }
 

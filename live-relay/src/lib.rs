@@ -202,6 +202,59 @@ fn rtsp_viewer_id(session: &str) -> String {
     format!("rtsp-{session}")
 }
 
+/// The `token` query parameter of a request URI.
+fn query_token(uri: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        // Clients append the control path ("stream=0") to a base URL that
+        // carried the query: "token=abc/stream=0".
+        (k == "token").then(|| v.split('/').next().unwrap_or(v).to_string())
+    })
+}
+
+/// Checks the playback token of every DESCRIBE, SETUP and PLAY against the
+/// authorizer ([`LiveRelay::set_authorizer`]); a refused request gets
+/// `401 Unauthorized` and is counted as `unauthorized`. Clients build SETUP
+/// and PLAY URLs from the content base, which drops the query, so a mount
+/// whose token was accepted on a connection stays open on that connection.
+fn guard_requests(server: &rtsp::RTSPServer, shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    server.connect_client_connected(move |_, client| {
+        // Mounts this connection presented a valid token for.
+        let opened: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let check = |shared: Arc<Shared>, opened: Arc<Mutex<std::collections::HashSet<String>>>| {
+            move |_: &rtsp::RTSPClient, ctx: &rtsp::RTSPContext| -> rtsp::gst_rtsp::RTSPStatusCode {
+                let Some(auth) = lock(&shared.authorizer).clone() else {
+                    return rtsp::gst_rtsp::RTSPStatusCode::Ok;
+                };
+                let uri = ctx.uri().map(|u| u.request_uri().to_string()).unwrap_or_default();
+                // Unknown mounts are answered 404 by the server itself.
+                let Some(mount) = mount_of_uri(&uri) else {
+                    return rtsp::gst_rtsp::RTSPStatusCode::Ok;
+                };
+                let id = mount.trim_start_matches("/live/");
+                let token = query_token(&uri);
+                if token.is_none() && lock(&opened).contains(&mount) {
+                    return rtsp::gst_rtsp::RTSPStatusCode::Ok;
+                }
+                if auth(id, token.as_deref()) {
+                    lock(&opened).insert(mount);
+                    rtsp::gst_rtsp::RTSPStatusCode::Ok
+                } else {
+                    shared.reject("unauthorized");
+                    tracing::info!(mount = %mount, "RTSP request without a valid playback token refused");
+                    rtsp::gst_rtsp::RTSPStatusCode::Unauthorized
+                }
+            }
+        };
+        client.connect_pre_describe_request(check(shared.clone(), opened.clone()));
+        client.connect_pre_setup_request(check(shared.clone(), opened.clone()));
+        client.connect_pre_play_request(check(shared.clone(), opened));
+    });
+}
+
 fn track_viewers(
     server: &rtsp::RTSPServer,
     viewers: &Viewers,
@@ -298,6 +351,7 @@ impl LiveRelay {
         let main_loop = glib::MainLoop::new(Some(&context), false);
         let timeout_secs = u32::try_from(cfg.rtsp_session_timeout_secs.max(1)).unwrap_or(u32::MAX);
         track_viewers(&server, &viewers, &tracker, &context, timeout_secs);
+        guard_requests(&server, &shared);
         // Sessions that time out (UDP viewers that vanished) are vanished
         // viewers too.
         let pool = server
@@ -966,6 +1020,23 @@ mod tests {
         let now = playing_running_time(&src).expect("running time once playing");
         assert!(now < gst::ClockTime::from_seconds(10), "running time {now}");
         pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    #[test]
+    fn tokens_of_request_uris() {
+        let q = |u: &str| query_token(u);
+        assert_eq!(q("rtsp://h/live/a?token=abc").as_deref(), Some("abc"));
+        assert_eq!(q("rtsp://h/live/a?x=1&token=abc").as_deref(), Some("abc"));
+        assert_eq!(
+            q("rtsp://h/live/a?token=abc/stream=0").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(q("rtsp://h/live/a"), None);
+        assert_eq!(q("rtsp://h/live/a?tok=abc"), None);
+        assert_eq!(
+            mount_of_uri("rtsp://h/live/a?token=abc/stream=0").as_deref(),
+            Some("/live/a")
+        );
     }
 
     #[test]

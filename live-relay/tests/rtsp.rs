@@ -274,3 +274,64 @@ fn capture_clock_sei_reaches_rtsp_clients() {
     }
     assert!(clocks.windows(2).filter(|w| w[1] > w[0]).count() >= clocks.len() / 2);
 }
+
+/// With an authorizer, DESCRIBE/SETUP/PLAY need the session's playback token
+/// in the URL: no token and a wrong token get 401 (counted), the right one
+/// plays.
+#[test]
+fn playback_token_guards_rtsp() {
+    init_logs();
+    let (tracks, clip) = read_all(testing::H264_AAC);
+    let relay = LiveRelay::start(LiveRelayConfig {
+        bind: "127.0.0.1".into(),
+        rtsp_port: 0,
+        ..LiveRelayConfig::default()
+    })
+    .unwrap();
+    relay.set_authorizer(Some(Arc::new(|id: &str, token: Option<&str>| {
+        id == "guarded" && token == Some("good-token")
+    })));
+    let publisher = Arc::new(relay.publish("guarded", &tracks).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = publish_in_real_time(publisher.clone(), clip, stop.clone());
+    thread::sleep(Duration::from_millis(200));
+    let base = format!("rtsp://127.0.0.1:{}/live/guarded", relay.rtsp_port());
+    for (url, what) in [
+        (base.clone(), "no token"),
+        (format!("{base}?token=bad"), "a wrong token"),
+    ] {
+        let out = viewer(&url, "tcp", 5).wait_with_output().unwrap();
+        assert!(!out.status.success(), "{what} played");
+        assert_ne!(out.status.code(), Some(124), "{what}: viewer timed out");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("401"), "{what}: {stderr}");
+    }
+    // A client that skips DESCRIBE and sets up a stream directly.
+    {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", relay.rtsp_port())).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            c,
+            "SETUP {base}/stream=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("RTSP/1.0 401"), "{answer}");
+    }
+    let mut metrics = String::new();
+    relay.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("reason=\"unauthorized\"} 3"),
+        "three refusals counted:\n{metrics}"
+    );
+    let n = wait_viewer(
+        viewer(&format!("{base}?token=good-token"), "tcp", 10),
+        "token",
+    );
+    assert_eq!(n, 10);
+    stop.store(true, Ordering::SeqCst);
+    pusher.join().unwrap();
+}

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod frames;
 pub mod http;
 pub mod kannel;
+pub mod playback;
 pub mod resume;
 pub mod shares;
 pub mod stills;
@@ -17,5 +18,6 @@ pub mod store;
 
 pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};
 pub use kannel::SmsConfig;
+pub use playback::PlaybackTokens;
 pub use shares::{ShareConfig, ShareService};
 pub use store::Store;

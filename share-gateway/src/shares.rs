@@ -26,6 +26,7 @@ use sqlx::Row;
 use crate::delivery::{self, now_ms, Delivery, DeliveryMetrics, DELIVERY_COLUMNS};
 use crate::http::{ApiError, ErrorCodeTag};
 use crate::kannel::{Kannel, SmsConfig};
+use crate::playback::PlaybackTokens;
 use crate::store::{Device, Store};
 
 /// Share settings (`[share]` in the configuration file).
@@ -85,6 +86,9 @@ pub struct Share {
     pub expires_unix_ms: Option<i64>,
     /// When it was revoked, Unix ms.
     pub revoked_unix_ms: Option<i64>,
+    /// A public share opens the live stream to viewers without a playback
+    /// token.
+    pub public: bool,
 }
 
 struct ShareRow {
@@ -159,6 +163,18 @@ pub async fn migrate(store: &Store) -> Result<()> {
             .await
             .context("creating share tables")?;
     }
+    // Added after the first release: public shares.
+    let has_public = sqlx::query("SELECT 1 FROM pragma_table_info('shares') WHERE name = 'public'")
+        .fetch_optional(&store.pool)
+        .await
+        .context("reading the shares table")?
+        .is_some();
+    if !has_public {
+        sqlx::query("ALTER TABLE shares ADD COLUMN public INTEGER NOT NULL DEFAULT 0")
+            .execute(&store.pool)
+            .await
+            .context("adding shares.public")?;
+    }
     Ok(())
 }
 
@@ -198,7 +214,7 @@ fn digits(n: &str) -> String {
     n.chars().filter(|c| c.is_ascii_digit()).collect()
 }
 
-const SHARE_COLUMNS: &str = "id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms, revoked_ms";
+const SHARE_COLUMNS: &str = "id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms, revoked_ms, public";
 
 fn share_from_row(r: &sqlx::sqlite::SqliteRow, public: &str) -> ShareRow {
     let token: String = r.get(1);
@@ -213,6 +229,7 @@ fn share_from_row(r: &sqlx::sqlite::SqliteRow, public: &str) -> ShareRow {
             event: r.get(5),
             created_unix_ms: r.get(7),
             expires_unix_ms: r.get(8),
+            public: r.get::<i64, _>(10) != 0,
             revoked_unix_ms: r.get(9),
         },
         token,
@@ -271,6 +288,7 @@ struct Inner {
     sms: SmsConfig,
     public_http: String,
     live_url_template: String,
+    tokens: PlaybackTokens,
     gateway: bool,
     wake: Arc<tokio::sync::Notify>,
     metrics: Arc<DeliveryMetrics>,
@@ -279,15 +297,29 @@ struct Inner {
 impl ShareService {
     /// Create the tables, recover the queue, and start the delivery worker
     /// when a gateway is configured. `live_url_template` is the RTSP URL of
-    /// a session with `{id}` for its id.
+    /// a session with `{id}` for its id; live URLs handed out carry a
+    /// playback token from `tokens` unless the share is public. Public
+    /// shares that are neither revoked nor expired open their streams again.
     pub async fn start(
         store: Store,
         cfg: ShareConfig,
         sms: SmsConfig,
         public_http: String,
         live_url_template: String,
+        tokens: PlaybackTokens,
     ) -> Result<ShareService> {
         migrate(&store).await?;
+        let public = sqlx::query(
+            "SELECT DISTINCT asset_id FROM shares
+             WHERE public = 1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?)",
+        )
+        .bind(now_ms())
+        .fetch_all(&store.pool)
+        .await
+        .context("loading public shares")?;
+        for r in &public {
+            tokens.set_public(&r.get::<String, _>(0));
+        }
         let interrupted = delivery::recover_interrupted(&store).await?;
         if interrupted > 0 {
             tracing::warn!(
@@ -310,6 +342,7 @@ impl ShareService {
                 sms: sms.clone(),
                 public_http: public_http.trim_end_matches('/').to_string(),
                 live_url_template,
+                tokens,
                 gateway,
                 wake: Arc::new(tokio::sync::Notify::new()),
                 metrics: Arc::new(DeliveryMetrics::default()),
@@ -343,6 +376,10 @@ impl ShareService {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/api/v1/shares", get(list_shares).post(create_share))
+            .route(
+                "/api/v1/live/{id}/playback-tokens",
+                axum::routing::post(issue_playback_token),
+            )
             .route("/api/v1/shares/{id}", get(get_share).delete(revoke_share))
             .route("/api/v1/shares/{id}/deliveries", get(share_deliveries))
             .route(
@@ -554,6 +591,8 @@ struct CreateShare {
     recipients: Vec<String>,
     formats: Option<Vec<String>>,
     ttl_s: Option<u64>,
+    #[serde(default)]
+    public: bool,
 }
 
 async fn create_share(
@@ -639,6 +678,10 @@ async fn create_share(
             format!("asset {} belongs to another device", asset.id),
         ));
     }
+    if req.public {
+        // Before the URLs below are made: a public stream needs no token.
+        svc.inner.tokens.set_public(&asset.id);
+    }
     let (kind, attributes) = match (asset.state.as_str(), asset.attributes) {
         ("ready", Some(a)) => ("vod", a),
         ("recording", _) => (
@@ -647,7 +690,11 @@ async fn create_share(
                 id: asset.id.clone(),
                 title: asset.title.clone(),
                 sender: Some(device.name.clone()),
-                live_urls: vec![svc.inner.live_url_template.replace("{id}", &asset.id)],
+                live_urls: vec![format!(
+                    "{}{}",
+                    svc.inner.live_url_template.replace("{id}", &asset.id),
+                    svc.inner.tokens.query(&asset.id)
+                )],
                 ..VideoAttributes::default()
             },
         ),
@@ -664,8 +711,8 @@ async fn create_share(
     let now = now_ms();
     let expires = (ttl > 0).then(|| now + (ttl as i64) * 1000);
     sqlx::query(
-        "INSERT INTO shares (id, token, asset_id, device_id, kind, attributes, created_ms, expires_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO shares (id, token, asset_id, device_id, kind, attributes, created_ms, expires_ms, public)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&token)
@@ -675,6 +722,7 @@ async fn create_share(
     .bind(serde_json::to_string(&attributes).map_err(|e| ApiError::internal(e.into()))?)
     .bind(now)
     .bind(expires)
+    .bind(req.public as i64)
     .execute(&store.pool)
     .await
     .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("inserting share")))?;
@@ -775,7 +823,80 @@ async fn revoke_share(
     .await
     .map_err(|e| ApiError::internal(e.into()))?;
     let s = svc.owned_share(&headers, &id).await?;
+    if s.share.public {
+        let others = sqlx::query(
+            "SELECT 1 FROM shares WHERE asset_id = ? AND public = 1 AND revoked_ms IS NULL
+             AND (expires_ms IS NULL OR expires_ms > ?) LIMIT 1",
+        )
+        .bind(&s.share.asset_id)
+        .bind(now_ms())
+        .fetch_optional(&svc.inner.store.pool)
+        .await
+        .map_err(|e| ApiError::internal(e.into()))?;
+        if others.is_none() {
+            svc.inner.tokens.set_private(&s.share.asset_id);
+        }
+    }
     Ok(Json(serde_json::json!({ "share": s.share })))
+}
+
+/// `POST /api/v1/live/{id}/playback-tokens`: a playback token for a live
+/// session, for the device that records it, with the URLs that carry it.
+async fn issue_playback_token(
+    State(svc): State<ShareService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let device = svc.device(&headers).await?;
+    if !valid_id(&id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "asset ids are hexadecimal",
+        ));
+    }
+    let asset = svc
+        .inner
+        .store
+        .asset(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_asset",
+                format!("no asset {id}"),
+            )
+        })?;
+    if asset.device_id != device.id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            format!("asset {id} belongs to another device"),
+        ));
+    }
+    if asset.state != "recording" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_live",
+            format!("asset {id} is {}: its live stream has ended", asset.state),
+        ));
+    }
+    let tokens = &svc.inner.tokens;
+    let issued = tokens.issue(&id);
+    let q = format!("?token={}", issued.token);
+    let public = &svc.inner.public_http;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "token": issued.token,
+            "expires_unix_ms": issued.expires_unix_ms,
+            "required": tokens.required() && !tokens.is_public(&id),
+            "rtsp_url": format!("{}{q}", svc.inner.live_url_template.replace("{id}", &id)),
+            "hls_url": format!("{public}{}{q}", svc.inner.cfg.hls_path.replace("{id}", &id)),
+            "watch_url": format!("{public}/watch/{id}{q}"),
+        })),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -1135,7 +1256,15 @@ async fn share_page(
     };
     let id = &s.share.asset_id;
     let vod_path = format!("/vod/{id}/source.mp4");
-    let hls_path = svc.inner.cfg.hls_path.replace("{id}", id);
+    let hls_path = format!(
+        "{}{}",
+        svc.inner.cfg.hls_path.replace("{id}", id),
+        if live {
+            svc.inner.tokens.query(id)
+        } else {
+            String::new()
+        }
+    );
     let title = attrs
         .title
         .clone()
@@ -1261,6 +1390,7 @@ mod tests {
             SmsConfig::default(),
             "http://h".into(),
             "rtsp://h/live/{id}".into(),
+            PlaybackTokens::load(&dir, true, 3600).unwrap(),
         )
         .await
         .unwrap();

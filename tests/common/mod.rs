@@ -165,6 +165,22 @@ impl Server {
         PushResult::from(out)
     }
 
+    /// A playback token for a live session, issued to the demo device that
+    /// records it (`POST /api/v1/live/{id}/playback-tokens`).
+    pub fn playback_token(&self, session: &str) -> String {
+        let r = reqwest::blocking::Client::new()
+            .post(format!(
+                "{}/api/v1/live/{session}/playback-tokens",
+                self.http
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .expect("HTTP request");
+        assert_eq!(r.status().as_u16(), 201, "playback token for {session}");
+        let v: serde_json::Value = r.json().expect("token JSON");
+        v["token"].as_str().expect("token").to_string()
+    }
+
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
         reqwest::blocking::Client::new()
             .get(format!("{}{}", self.http, path))

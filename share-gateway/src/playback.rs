@@ -1,0 +1,297 @@
+//! Playback tokens for live streams.
+//!
+//! A live stream (RTSP `rtsp://HOST:PORT/live/{id}` and HLS
+//! `/live/{id}/…`) opens only with a playback token for that session, unless
+//! the session was shared publicly or tokens are switched off
+//! (`live.playback_tokens = false`). A token is
+//!
+//! ```text
+//! {expiry, unix seconds}-{first 32 hex digits of HMAC-SHA256(key, "live|{session_id}|{expiry}")}
+//! ```
+//!
+//! so it is bound to one session, expires, needs no storage and survives a
+//! restart (the key is kept in `<data_dir>/playback-key`). Viewers present it
+//! as `?token=` in the RTSP or HLS URL, or as `Authorization: Bearer` on
+//! heartbeats. Tokens reach
+//! viewers through the URLs Sharecast hands out: the phone's live URLs, share
+//! pages and messages, resume answers, and
+//! `POST /api/v1/live/{id}/playback-tokens` for the owner of the session.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, Result};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Hex digits of the MAC kept in a token (128 bits).
+const MAC_HEX: usize = 32;
+
+/// Decides whether a token opens a session's live stream:
+/// `(session_id, token)`.
+pub type Authorizer = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
+
+/// A token handed out, with its expiry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IssuedToken {
+    /// The token.
+    pub token: String,
+    /// When it stops opening the stream, ms since the Unix epoch.
+    pub expires_unix_ms: i64,
+}
+
+/// Why a token does not open a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token was presented.
+    Missing,
+    /// Not a token of ours, or for another session.
+    Invalid,
+    /// A valid token past its expiry.
+    Expired,
+}
+
+struct Inner {
+    key: Vec<u8>,
+    required: bool,
+    ttl_secs: u64,
+    public: RwLock<HashSet<String>>,
+}
+
+/// Issues and checks playback tokens; cheap to clone.
+#[derive(Clone)]
+pub struct PlaybackTokens {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PlaybackTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlaybackTokens")
+            .field("required", &self.inner.required)
+            .field("ttl_secs", &self.inner.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl PlaybackTokens {
+    /// Loads (or creates) the key in `<data_dir>/playback-key`. `required`:
+    /// whether live streams need a token; `ttl_secs`: lifetime of issued
+    /// tokens.
+    pub fn load(data_dir: &Path, required: bool, ttl_secs: u64) -> Result<Self> {
+        let path = data_dir.join("playback-key");
+        let key = match std::fs::read(&path) {
+            Ok(k) if k.len() == 32 => k,
+            _ => {
+                let mut k = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut k);
+                std::fs::write(&path, &k).with_context(|| format!("writing {}", path.display()))?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+                }
+                k
+            }
+        };
+        Ok(Self::with_key(key, required, ttl_secs))
+    }
+
+    fn with_key(key: Vec<u8>, required: bool, ttl_secs: u64) -> Self {
+        PlaybackTokens {
+            inner: Arc::new(Inner {
+                key,
+                required,
+                ttl_secs: ttl_secs.max(1),
+                public: RwLock::default(),
+            }),
+        }
+    }
+
+    /// Whether live streams need a token at all.
+    pub fn required(&self) -> bool {
+        self.inner.required
+    }
+
+    fn mac(&self, session_id: &str, exp: i64) -> String {
+        // HMAC takes keys of any length; the error cannot happen.
+        let Ok(mut mac) = HmacSha256::new_from_slice(&self.inner.key) else {
+            return String::new();
+        };
+        mac.update(format!("live|{session_id}|{exp}").as_bytes());
+        let mut hex = hex::encode(mac.finalize().into_bytes());
+        hex.truncate(MAC_HEX);
+        hex
+    }
+
+    /// A token for `session_id`, valid for the configured lifetime.
+    pub fn issue(&self, session_id: &str) -> IssuedToken {
+        self.issue_until(
+            session_id,
+            now_unix_s().saturating_add(self.inner.ttl_secs as i64),
+        )
+    }
+
+    fn issue_until(&self, session_id: &str, exp: i64) -> IssuedToken {
+        IssuedToken {
+            token: format!("{exp}-{}", self.mac(session_id, exp)),
+            expires_unix_ms: exp.saturating_mul(1000),
+        }
+    }
+
+    /// Checks a token against a session (ignores `required` and public
+    /// sessions: see [`PlaybackTokens::allows`]).
+    pub fn check(&self, session_id: &str, token: Option<&str>) -> Result<(), Refusal> {
+        let token = token.filter(|t| !t.is_empty()).ok_or(Refusal::Missing)?;
+        let (exp, mac) = token.split_once('-').ok_or(Refusal::Invalid)?;
+        let exp: i64 = exp.parse().map_err(|_| Refusal::Invalid)?;
+        let expected = self.mac(session_id, exp);
+        // Constant-time comparison of the hex MACs.
+        if mac.len() != expected.len()
+            || mac
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                != 0
+        {
+            return Err(Refusal::Invalid);
+        }
+        if exp < now_unix_s() {
+            return Err(Refusal::Expired);
+        }
+        Ok(())
+    }
+
+    /// Whether a viewer presenting `token` may watch `session_id`.
+    pub fn allows(&self, session_id: &str, token: Option<&str>) -> bool {
+        !self.inner.required || self.is_public(session_id) || self.check(session_id, token).is_ok()
+    }
+
+    /// Opens a session's live stream to everyone (a public share).
+    pub fn set_public(&self, session_id: &str) {
+        if let Ok(mut p) = self.inner.public.write() {
+            p.insert(session_id.to_string());
+        }
+    }
+
+    /// Closes a session's live stream to viewers without a token again.
+    pub fn set_private(&self, session_id: &str) {
+        if let Ok(mut p) = self.inner.public.write() {
+            p.remove(session_id);
+        }
+    }
+
+    /// Whether the session was shared publicly.
+    pub fn is_public(&self, session_id: &str) -> bool {
+        self.inner
+            .public
+            .read()
+            .map(|p| p.contains(session_id))
+            .unwrap_or(false)
+    }
+
+    /// `?token=…` to append to a live URL of `session_id`, or "" when no
+    /// token is needed.
+    pub fn query(&self, session_id: &str) -> String {
+        if !self.inner.required || self.is_public(session_id) {
+            return String::new();
+        }
+        format!("?token={}", self.issue(session_id).token)
+    }
+
+    /// The check as a closure for the live relay.
+    pub fn authorizer(&self) -> Authorizer {
+        let this = self.clone();
+        Arc::new(move |id, token| this.allows(id, token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(required: bool) -> PlaybackTokens {
+        PlaybackTokens::with_key(vec![7u8; 32], required, 3600)
+    }
+
+    #[test]
+    fn issued_tokens_open_their_session_only() {
+        let t = tokens(true);
+        let issued = t.issue("abc");
+        assert!(t.allows("abc", Some(&issued.token)));
+        assert_eq!(t.check("abd", Some(&issued.token)), Err(Refusal::Invalid));
+        assert!(!t.allows("abd", Some(&issued.token)));
+        assert!(issued.expires_unix_ms > now_unix_s() * 1000);
+        // URL-safe: digits, '-' and hex.
+        assert!(issued
+            .token
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '-'));
+    }
+
+    #[test]
+    fn missing_forged_and_expired_tokens_are_refused() {
+        let t = tokens(true);
+        assert_eq!(t.check("abc", None), Err(Refusal::Missing));
+        assert_eq!(t.check("abc", Some("")), Err(Refusal::Missing));
+        for bad in [
+            "x",
+            "123",
+            "-",
+            "12-zz",
+            "99999999999-00000000000000000000000000000000",
+        ] {
+            assert_eq!(t.check("abc", Some(bad)), Err(Refusal::Invalid), "{bad}");
+        }
+        // Another key's token for the same session.
+        let other = PlaybackTokens::with_key(vec![8u8; 32], true, 3600).issue("abc");
+        assert_eq!(t.check("abc", Some(&other.token)), Err(Refusal::Invalid));
+        // A longer expiry with the old MAC.
+        let good = t.issue("abc").token;
+        let (exp, mac) = good.split_once('-').unwrap();
+        let moved = format!("{}-{mac}", exp.parse::<i64>().unwrap() + 1);
+        assert_eq!(t.check("abc", Some(&moved)), Err(Refusal::Invalid));
+        let old = t.issue_until("abc", now_unix_s() - 10);
+        assert_eq!(t.check("abc", Some(&old.token)), Err(Refusal::Expired));
+        assert!(!t.allows("abc", Some(&old.token)));
+    }
+
+    #[test]
+    fn public_sessions_and_disabled_tokens_need_none() {
+        let t = tokens(true);
+        assert!(!t.allows("abc", None));
+        assert!(t.query("abc").starts_with("?token="));
+        t.set_public("abc");
+        assert!(t.allows("abc", None));
+        assert_eq!(t.query("abc"), "");
+        assert!(!t.allows("other", None));
+        t.set_private("abc");
+        assert!(!t.allows("abc", None));
+        let open = tokens(false);
+        assert!(open.allows("abc", None));
+        assert_eq!(open.query("abc"), "");
+        // The authorizer closure agrees.
+        let auth = t.authorizer();
+        assert!(!auth("abc", None));
+        assert!(auth("abc", Some(&t.issue("abc").token)));
+    }
+
+    #[test]
+    fn the_key_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = PlaybackTokens::load(dir.path(), true, 60).unwrap();
+        let token = a.issue("abc").token;
+        let b = PlaybackTokens::load(dir.path(), true, 60).unwrap();
+        assert!(b.allows("abc", Some(&token)));
+    }
+}
