@@ -96,6 +96,22 @@ impl SessionHandler for Handler {
                 tokio::task::spawn_blocking(move || transcoder.start(&id, &tracks, &dir))
                     .await
                     .context("transcoder start task")??;
+            // Each extra rendition is also a live stream while it is encoded
+            // (RTSP /live/{id}/{rendition}, an HLS variant).
+            {
+                let (relay, id, anchor) =
+                    (self.relay.clone(), info.id.clone(), info.anchor_unix_us);
+                recording.tap_renditions(Arc::new(move |name, tracks, base_us| {
+                    match relay.publish_rendition(&id, name, tracks, anchor.saturating_add(base_us))
+                    {
+                        Ok(p) => Some(Box::new(p) as Box<dyn sharecast_formats::media::FrameSink>),
+                        Err(e) => {
+                            tracing::warn!(session = %id, rendition = name, error = %format!("{e:#}"), "no live stream for the rendition");
+                            None
+                        }
+                    }
+                }));
+            }
             let live = match self
                 .relay
                 .publish_at(&info.id, &info.tracks, info.anchor_unix_us)

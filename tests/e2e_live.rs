@@ -539,6 +539,43 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     assert!(r.status().is_success());
     assert_eq!(beat("v-kick", last).status(), 410);
 
+    // The 480p rendition, encoded while the phone uploads, is live too: an
+    // HLS variant and its own RTSP mount.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mv = loop {
+        let mv = server
+            .get(&format!("/live/{sid}/index.m3u8?token={pt}"))
+            .text()
+            .unwrap();
+        if mv.contains("NAME=\"480p\"") || Instant::now() > deadline {
+            break mv;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        mv.contains(&format!("NAME=\"480p\"\n480p/index.m3u8?token={pt}\n")),
+        "{mv}"
+    );
+    let low = server.get(&format!("/live/{sid}/480p/index.m3u8?token={pt}"));
+    assert_eq!(low.status(), 200);
+    assert!(low.text().unwrap().contains("seg0.m4s"));
+    let low_rtsp = Command::new("timeout")
+        .args(["60", "ffprobe", "-v", "error", "-rtsp_transport", "tcp"])
+        .args(["-select_streams", "v", "-show_entries", "stream=profile"])
+        .args(["-of", "csv=p=0"])
+        .arg(format!(
+            "rtsp://127.0.0.1:{}/live/{sid}/480p?token={pt}",
+            server.rtsp_port
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&low_rtsp.stdout).trim(),
+        "Main",
+        "{}",
+        String::from_utf8_lossy(&low_rtsp.stderr)
+    );
+
     // An RTSP viewer over TCP that disappears without TEARDOWN.
     let rtsp = Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])

@@ -15,7 +15,7 @@
 //! players, read by ours); the player page then switches to the VOD.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -88,6 +88,8 @@ pub struct HlsStream {
     vod_url: String,
     state: Mutex<State>,
     pub(crate) segments_made: std::sync::atomic::AtomicU64,
+    /// Extra renditions (variants of the multivariant playlist).
+    renditions: Mutex<Vec<(String, Arc<HlsStream>)>>,
 }
 
 impl HlsStream {
@@ -125,6 +127,7 @@ impl HlsStream {
             cfg,
             vod_url,
             segments_made: Default::default(),
+            renditions: Mutex::default(),
         })
     }
 
@@ -290,8 +293,41 @@ impl HlsStream {
         })
     }
 
-    /// The multivariant playlist. `query` is appended to URIs (tokens).
+    /// Adds (or replaces) an extra rendition.
+    pub(crate) fn add_rendition(&self, name: &str, stream: Arc<HlsStream>) {
+        let mut r = lock(&self.renditions);
+        r.retain(|(n, _)| n != name);
+        r.push((name.to_string(), stream));
+    }
+
+    /// An extra rendition by name.
+    pub(crate) fn rendition(&self, name: &str) -> Option<Arc<HlsStream>> {
+        lock(&self.renditions)
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The multivariant playlist: the source, then every extra rendition
+    /// that has a segment. `query` is appended to URIs (tokens).
     pub(crate) fn multivariant(&self, query: &str) -> String {
+        let mut out = format!(
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:{},NAME=\"{LIVE_RENDITION}\"\n{LIVE_RENDITION}/index.m3u8{query}\n",
+            self.variant_attributes()
+        );
+        for (name, r) in lock(&self.renditions).iter() {
+            if r.ready() {
+                out.push_str(&format!(
+                    "#EXT-X-STREAM-INF:{},NAME=\"{name}\"\n{name}/index.m3u8{query}\n",
+                    r.variant_attributes()
+                ));
+            }
+        }
+        out
+    }
+
+    /// BANDWIDTH, CODECS, RESOLUTION, FRAME-RATE of this stream.
+    fn variant_attributes(&self) -> String {
         let st = lock(&self.state);
         let bandwidth = if st.duration_us > 0 {
             (st.bytes as f64 * 8.0 * 1e6 / st.duration_us as f64) as u64
@@ -309,9 +345,7 @@ impl HlsStream {
                 attrs.push_str(&format!(",FRAME-RATE={:.3}", f64::from(n) / f64::from(d)));
             }
         }
-        format!(
-            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:{attrs},NAME=\"{LIVE_RENDITION}\"\n{LIVE_RENDITION}/index.m3u8{query}\n"
-        )
+        attrs
     }
 
     /// The media playlist.
@@ -444,5 +478,44 @@ mod tests {
             mv.contains("CODECS=\"avc1.42c01e\",RESOLUTION=320x240,FRAME-RATE=10.000"),
             "{mv}"
         );
+    }
+
+    /// Extra renditions are variants of the multivariant playlist once they
+    /// have a segment, and are found by name.
+    #[test]
+    fn renditions_are_listed_once_ready() {
+        let new = || {
+            Arc::new(
+                HlsStream::new(
+                    "s1",
+                    &[track()],
+                    1_700_000_000_000_000,
+                    HlsConfig::default(),
+                    "/vod/s1/source.mp4".into(),
+                )
+                .unwrap(),
+            )
+        };
+        let (source, low) = (new(), new());
+        source.add_rendition("low", low.clone());
+        for i in 1..=15 {
+            source.push(&frame(i, i % 10 == 1));
+        }
+        let mv = source.multivariant("?token=t");
+        assert!(
+            mv.contains("NAME=\"source\"\nsource/index.m3u8?token=t\n"),
+            "{mv}"
+        );
+        assert!(!mv.contains("low"), "not ready yet: {mv}");
+        for i in 1..=15 {
+            low.push(&frame(i, i % 10 == 1));
+        }
+        let mv = source.multivariant("?token=t");
+        assert!(
+            mv.contains("NAME=\"low\"\nlow/index.m3u8?token=t\n"),
+            "{mv}"
+        );
+        assert!(source.rendition("low").is_some());
+        assert!(source.rendition("high").is_none());
     }
 }

@@ -168,14 +168,18 @@ async fn rendition_file(
         Ok(st) => st,
         Err(r) => return r,
     };
-    if rendition != LIVE_RENDITION {
+    let stream = if rendition == LIVE_RENDITION {
+        stream
+    } else if let Some(r) = stream.rendition(&rendition) {
+        r
+    } else {
         s.reject("unknown_rendition");
         return error(
             StatusCode::NOT_FOUND,
             "unknown_rendition",
-            format!("live streams carry the {LIVE_RENDITION} rendition only"),
+            format!("stream {id} has no live rendition {rendition:?}"),
         );
-    }
+    };
     if file == "index.m3u8" {
         if !wait_ready(&stream).await {
             return error(

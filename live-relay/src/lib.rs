@@ -502,12 +502,17 @@ impl LiveRelay {
     /// Prometheus text for the relay.
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
-        let published = lock(&self.published).len();
+        let (published, renditions) = {
+            let p = lock(&self.published);
+            let renditions = p.iter().filter(|k| k.contains('/')).count();
+            (p.len() - renditions, renditions)
+        };
         let segments: u64 = lock(&self.shared.hls)
             .values()
             .map(|s| s.segments_made.load(Ordering::Relaxed))
             .sum();
         let _ = writeln!(out, "# HELP sharecast_live_streams Live streams being published\n# TYPE sharecast_live_streams gauge\nsharecast_live_streams {published}");
+        let _ = writeln!(out, "# HELP sharecast_live_rendition_streams Live streams of extra renditions being published\n# TYPE sharecast_live_rendition_streams gauge\nsharecast_live_rendition_streams {renditions}");
         let _ = writeln!(out, "# HELP sharecast_live_frames_total Frames fed to live streams\n# TYPE sharecast_live_frames_total counter\nsharecast_live_frames_total {}", self.shared.frames.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP sharecast_live_hls_segments Live HLS segments made by the streams currently held\n# TYPE sharecast_live_hls_segments gauge\nsharecast_live_hls_segments {segments}");
         let _ = writeln!(out, "# HELP sharecast_live_hls_segments_served_total HLS segments served\n# TYPE sharecast_live_hls_segments_served_total counter\nsharecast_live_hls_segments_served_total {}", self.shared.hls_segments_served.load(Ordering::Relaxed));
@@ -538,6 +543,41 @@ impl LiveRelay {
         tracks: &[TrackInfo],
         anchor_unix_us: i64,
     ) -> anyhow::Result<LivePublisher> {
+        self.publish_mount(session_id, None, tracks, anchor_unix_us)
+    }
+
+    /// Starts the live stream of one extra rendition of a session (encoded
+    /// by the transcoder while the phone uploads): RTSP at
+    /// `/live/{session_id}/{rendition}`, HLS as a variant of the session's
+    /// multivariant playlist (`/live/{session_id}/{rendition}/index.m3u8`).
+    /// The same playback token opens it.
+    pub fn publish_rendition(
+        &self,
+        session_id: &str,
+        rendition: &str,
+        tracks: &[TrackInfo],
+        anchor_unix_us: i64,
+    ) -> anyhow::Result<LivePublisher> {
+        let valid = !rendition.is_empty()
+            && rendition.len() <= 32
+            && rendition != hls::LIVE_RENDITION
+            && rendition
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && !rendition.starts_with("stream=");
+        if !valid {
+            bail!("rendition name {rendition:?} is not usable in a live path");
+        }
+        self.publish_mount(session_id, Some(rendition), tracks, anchor_unix_us)
+    }
+
+    fn publish_mount(
+        &self,
+        session_id: &str,
+        rendition: Option<&str>,
+        tracks: &[TrackInfo],
+        anchor_unix_us: i64,
+    ) -> anyhow::Result<LivePublisher> {
         if session_id.is_empty()
             || !session_id
                 .chars()
@@ -565,13 +605,19 @@ impl LiveRelay {
         }
         launch.push_str(" )");
 
-        let path = mount_path(session_id);
+        let (path, published_key) = match rendition {
+            None => (mount_path(session_id), session_id.to_string()),
+            Some(r) => (
+                format!("{}/{r}", mount_path(session_id)),
+                format!("{session_id}/{r}"),
+            ),
+        };
         {
             let mut published = lock(&self.published);
-            if published.contains(session_id) {
-                bail!("session {session_id} is already published");
+            if published.contains(&published_key) {
+                bail!("{published_key} is already published");
             }
-            published.insert(session_id.to_string());
+            published.insert(published_key.clone());
         }
         let hls = hls::HlsStream::new(
             session_id,
@@ -582,7 +628,17 @@ impl LiveRelay {
         )
         .map(Arc::new);
         if let Some(h) = &hls {
-            lock(&self.shared.hls).insert(session_id.to_string(), h.clone());
+            match rendition {
+                None => {
+                    lock(&self.shared.hls).insert(session_id.to_string(), h.clone());
+                }
+                Some(r) => {
+                    // A variant of the session's playlist, if it has one.
+                    if let Some(parent) = lock(&self.shared.hls).get(session_id) {
+                        parent.add_rendition(r, h.clone());
+                    }
+                }
+            }
         }
         let sei = if self.cfg.capture_clock_sei {
             tracks.iter().find_map(|t| match t.codec() {
@@ -605,7 +661,11 @@ impl LiveRelay {
             hls,
             sei,
             anchor_unix_us,
-            position: self.shared.tracker.register_content(session_id),
+            position: match rendition {
+                None => self.shared.tracker.register_content(session_id),
+                Some(_) => Arc::default(),
+            },
+            published_key,
             shared: self.shared.clone(),
             session_id: session_id.to_string(),
             path: path.clone(),
@@ -711,6 +771,8 @@ struct PublisherInner {
     ended: AtomicBool,
     mounts: rtsp::RTSPMountPoints,
     published: Weak<Mutex<std::collections::HashSet<String>>>,
+    /// Key in `published`: the session id, or `{session id}/{rendition}`.
+    published_key: String,
 }
 
 fn is_video_keyframe(inner: &PublisherInner, frame: &MediaFrame) -> bool {
@@ -928,7 +990,7 @@ impl PublisherInner {
             h.end();
         }
         if let Some(published) = self.published.upgrade() {
-            lock(&published).remove(&self.session_id);
+            lock(&published).remove(&self.published_key);
         }
         tracing::info!(session = %self.session_id, mount = %self.path, "live stream ended");
     }

@@ -335,3 +335,63 @@ fn playback_token_guards_rtsp() {
     stop.store(true, Ordering::SeqCst);
     pusher.join().unwrap();
 }
+
+/// An extra rendition has its own RTSP mount under the session's, next to
+/// the source; bad rendition names are refused.
+#[test]
+fn rendition_mounts_beside_the_source() {
+    init_logs();
+    let (tracks, clip) = read_all(testing::H264_AAC);
+    let (low_tracks, low_clip) = read_all(testing::H265_AAC);
+    let relay = LiveRelay::start(LiveRelayConfig {
+        bind: "127.0.0.1".into(),
+        rtsp_port: 0,
+        ..LiveRelayConfig::default()
+    })
+    .unwrap();
+    let source = Arc::new(relay.publish("rend", &tracks).unwrap());
+    let now = 1_700_000_000_000_000;
+    let low = Arc::new(
+        relay
+            .publish_rendition("rend", "low", &low_tracks, now)
+            .unwrap(),
+    );
+    assert_eq!(low.path(), "/live/rend/low");
+    assert!(relay
+        .publish_rendition("rend", "low", &low_tracks, now)
+        .is_err());
+    for bad in ["", "source", "../x", "a/b", "stream=0"] {
+        assert!(
+            relay
+                .publish_rendition("rend", bad, &low_tracks, now)
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushers = [
+        publish_in_real_time(source.clone(), clip, stop.clone()),
+        publish_in_real_time(low.clone(), low_clip, stop.clone()),
+    ];
+    thread::sleep(Duration::from_millis(200));
+    let base = format!("rtsp://127.0.0.1:{}/live/rend", relay.rtsp_port());
+    let codec = |url: &str| {
+        let out = Command::new("timeout")
+            .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", "tcp"])
+            .args(["-select_streams", "v", "-show_entries", "stream=codec_name"])
+            .args(["-of", "csv=p=0", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(codec(&format!("{base}/low")), "hevc");
+    assert_eq!(codec(&base), "h264");
+    assert_eq!(
+        wait_viewer(viewer(&format!("{base}/low"), "tcp", 10), "low"),
+        10
+    );
+    stop.store(true, Ordering::SeqCst);
+    for p in pushers {
+        p.join().unwrap();
+    }
+}

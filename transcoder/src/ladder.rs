@@ -24,7 +24,7 @@ use anyhow::{anyhow, bail, Context};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use sharecast_formats::media::{Codec, TrackInfo};
+use sharecast_formats::media::{Codec, FrameSink, MediaFrame, TrackInfo};
 
 use crate::caps::{caps_for_track, parser_for_track};
 use crate::recording::watch_bus;
@@ -76,6 +76,9 @@ pub(crate) struct Encoder {
     pub(crate) spec: RenditionSpec,
     pipeline: gst::Pipeline,
     appsrcs: Vec<(u8, gst_app::AppSrc)>,
+    /// Per track, the pad the encoded output leaves by (before the queue in
+    /// front of the muxer): where a live tap listens.
+    outputs: Vec<(u8, gst::Pad)>,
     error: Arc<Mutex<Option<String>>>,
     pub(crate) path: PathBuf,
     tmp: PathBuf,
@@ -94,6 +97,88 @@ fn make(factory: &str) -> anyhow::Result<gst::Element> {
     gst::ElementFactory::make(factory)
         .build()
         .with_context(|| format!("creating {factory} (is the GStreamer plugin installed?)"))
+}
+
+/// Frames of a rendition on their way to its live stream.
+#[derive(Default)]
+struct TapState {
+    tracks: std::collections::BTreeMap<u8, TrackInfo>,
+    /// Frames that came before every track's format was known.
+    pending: Vec<MediaFrame>,
+    out: Option<Box<dyn FrameSink>>,
+    seq: std::collections::HashMap<u8, u64>,
+    ended: usize,
+    /// Given up (no consumer, or too much waiting).
+    closed: bool,
+}
+
+/// Frames kept while waiting for the format of every track.
+const TAP_MAX_PENDING: usize = 600;
+
+impl TapState {
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &mut self,
+        track: u8,
+        pad: &gst::Pad,
+        buffer: &gst::Buffer,
+        n_tracks: usize,
+        name: &str,
+        tap: &crate::RenditionTap,
+        base_us: &(dyn Fn() -> i64 + Send + Sync),
+    ) -> anyhow::Result<()> {
+        if let std::collections::btree_map::Entry::Vacant(e) = self.tracks.entry(track) {
+            let caps = pad
+                .current_caps()
+                .ok_or_else(|| anyhow!("track {track}: output without caps"))?;
+            e.insert(crate::source::track_info_from_caps(track, &caps)?);
+        }
+        let to_us = |t: gst::ClockTime| {
+            i64::try_from(t.useconds())
+                .unwrap_or(i64::MAX)
+                .saturating_sub(crate::recording::TS_SHIFT_US)
+        };
+        let (Some(pts), dts) = (buffer.pts().or(buffer.dts()), buffer.dts()) else {
+            return Ok(()); // nothing to place it by
+        };
+        let seq = self.seq.entry(track).or_insert(0);
+        let frame = MediaFrame {
+            track,
+            seq: *seq,
+            pts_us: to_us(pts),
+            dts_us: to_us(dts.unwrap_or(pts)),
+            duration_us: buffer
+                .duration()
+                .map(|d| u32::try_from(d.useconds()).unwrap_or(u32::MAX))
+                .unwrap_or(0),
+            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            data: bytes::Bytes::copy_from_slice(
+                buffer
+                    .map_readable()
+                    .map_err(|_| anyhow!("unreadable buffer"))?
+                    .as_slice(),
+            ),
+        };
+        *seq += 1;
+        if let Some(out) = &self.out {
+            out.push(&frame);
+            return Ok(());
+        }
+        self.pending.push(frame);
+        if self.tracks.len() < n_tracks {
+            if self.pending.len() > TAP_MAX_PENDING {
+                bail!("a track produced no output after {TAP_MAX_PENDING} frames");
+            }
+            return Ok(());
+        }
+        let tracks: Vec<TrackInfo> = self.tracks.values().cloned().collect();
+        let out = tap(name, &tracks, base_us()).ok_or_else(|| anyhow!("no live stream for it"))?;
+        for f in self.pending.drain(..) {
+            out.push(&f);
+        }
+        self.out = Some(out);
+        Ok(())
+    }
 }
 
 impl Encoder {
@@ -139,6 +224,7 @@ impl Encoder {
         mux.link(&sink).context("linking mp4mux to filesink")?;
 
         let mut appsrcs = Vec::new();
+        let mut outputs = Vec::new();
         let mut have_video = false;
         for t in tracks {
             let Some(codec) = t.codec() else { continue };
@@ -217,6 +303,9 @@ impl Encoder {
                 }
                 "audio_%u"
             };
+            if let Some(pad) = chain.last().and_then(|e| e.static_pad("src")) {
+                outputs.push((t.id, pad));
+            }
             chain.push(make("queue")?);
             pipeline
                 .add_many(chain.iter())
@@ -250,11 +339,58 @@ impl Encoder {
             spec: spec.clone(),
             pipeline,
             appsrcs,
+            outputs,
             error,
             path,
             tmp,
             session_id: session_id.to_string(),
         }))
+    }
+
+    /// Sends the encoded output of this rendition, frame by frame, to what
+    /// `tap` returns once every track's format is known (see
+    /// [`crate::RenditionTap`]); ends it when the encoder reaches its end.
+    pub(crate) fn tap(
+        &self,
+        tap: crate::RenditionTap,
+        base_us: Arc<dyn Fn() -> i64 + Send + Sync>,
+    ) {
+        let state = Arc::new(Mutex::new(TapState::default()));
+        let n_tracks = self.outputs.len();
+        for (track, pad) in &self.outputs {
+            let (track, state, tap, base_us) =
+                (*track, state.clone(), tap.clone(), base_us.clone());
+            let name = self.spec.name.clone();
+            let session = self.session_id.clone();
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |pad, info| {
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    match &info.data {
+                        Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
+                            st.ended += 1;
+                            if st.ended >= n_tracks {
+                                // The rendition's live stream ends with it.
+                                st.out = None;
+                                st.pending.clear();
+                            }
+                        }
+                        Some(gst::PadProbeData::Buffer(buffer)) if !st.closed => {
+                            if let Err(e) =
+                                st.take(track, pad, buffer, n_tracks, &name, &tap, &*base_us)
+                            {
+                                tracing::warn!(session = %session, rendition = %name, "live rendition stopped: {e:#}");
+                                st.closed = true;
+                                st.out = None;
+                                st.pending.clear();
+                            }
+                        }
+                        _ => {}
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
     }
 
     pub(crate) fn failed(&self) -> Option<String> {

@@ -58,6 +58,16 @@ pub mod still;
 pub mod testing;
 
 pub use ladder::RenditionSpec;
+
+/// Where a rendition's encoded output goes while it is encoded (its live
+/// stream): called with the rendition's name, its tracks (as they came out of
+/// the encoder) and the capture timestamp the frame timestamps count from;
+/// returns the consumer, or `None` to drop the output.
+pub type RenditionTap = std::sync::Arc<
+    dyn Fn(&str, &[TrackInfo], i64) -> Option<Box<dyn sharecast_formats::media::FrameSink>>
+        + Send
+        + Sync,
+>;
 pub use probe::probe_file;
 pub use recording::{
     Finished, PendingRenditions, Recording, SyncStats, SOURCE_FILE, SOURCE_RENDITION,

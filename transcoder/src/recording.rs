@@ -123,6 +123,8 @@ pub struct Recording {
     path: PathBuf,
     out_dir: PathBuf,
     encoders: Vec<Encoder>,
+    /// The capture timestamp of the recording's start, once known.
+    base: Arc<std::sync::atomic::AtomicI64>,
     track_count: usize,
     start_window_us: i64,
     max_queued_bytes: u64,
@@ -153,7 +155,7 @@ fn element(factory: &str, name: &str) -> anyhow::Result<gst::Element> {
 /// Offset added to buffer timestamps (and to the segment start) so that
 /// negative decode timestamps can be represented: 1000 hours, as in
 /// GStreamer's video encoders.
-const TS_SHIFT_US: i64 = 1000 * 3600 * 1_000_000;
+pub(crate) const TS_SHIFT_US: i64 = 1000 * 3600 * 1_000_000;
 
 fn shifted(us: i64) -> gst::ClockTime {
     gst::ClockTime::from_useconds(u64::try_from(us.saturating_add(TS_SHIFT_US)).unwrap_or(0))
@@ -329,6 +331,7 @@ impl Recording {
             path,
             out_dir: out_dir.to_path_buf(),
             encoders,
+            base: Arc::default(),
             track_count: tracks.len(),
             start_window_us: i64::from(cfg.start_window_ms) * 1000,
             max_queued_bytes: cfg.max_queued_bytes,
@@ -355,6 +358,21 @@ impl Recording {
     }
 
     /// Where the source rendition is being written.
+    /// Sends each extra rendition's encoded output to a live stream while
+    /// it is encoded: `tap(rendition, tracks, base_us)` is called once per
+    /// rendition when its first frames are out, and returns where its frames
+    /// go. Frame timestamps count from the start of the recording; `base_us`
+    /// is the capture timestamp of that start.
+    pub fn tap_renditions(&self, tap: crate::RenditionTap) {
+        for enc in &self.encoders {
+            let base = self.base.clone();
+            enc.tap(
+                tap.clone(),
+                Arc::new(move || base.load(std::sync::atomic::Ordering::Relaxed)),
+            );
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -420,6 +438,7 @@ impl Recording {
             let base = sync.pending.iter().map(|f| f.pts_us).min().unwrap_or(0);
             tracing::debug!(session = %self.session_id, base_us = base, "session start aligned");
             sync.base_us = Some(base);
+            self.base.store(base, std::sync::atomic::Ordering::Relaxed);
             let pending = std::mem::take(&mut sync.pending);
             for f in &pending {
                 self.push_aligned(&mut sync, base, f)?;
@@ -594,6 +613,7 @@ impl Recording {
                 let pending = std::mem::take(&mut sync.pending);
                 let base = pending.iter().map(|f| f.pts_us).min().unwrap_or(0);
                 sync.base_us = Some(base);
+                self.base.store(base, std::sync::atomic::Ordering::Relaxed);
                 for f in &pending {
                     self.push_aligned(&mut sync, base, f)?;
                 }

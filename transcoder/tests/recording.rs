@@ -662,3 +662,62 @@ fn the_source_is_ready_before_the_renditions_and_nothing_is_dropped() {
         (Some(480), Some(854))
     );
 }
+
+/// The 480p rendition's encoded output reaches a tap while it is encoded:
+/// every video frame once, scaled, with tracks described from the encoder's
+/// output and timestamps counted from the recording's start.
+#[test]
+fn rendition_output_is_tapped_while_encoding() {
+    use sharecast_formats::media::{FrameSink, TrackInfo};
+    use std::sync::{Arc, Mutex};
+
+    struct Collect(Arc<Mutex<Vec<MediaFrame>>>);
+    impl FrameSink for Collect {
+        fn push(&self, frame: &MediaFrame) {
+            self.0.lock().unwrap().push(frame.clone());
+        }
+    }
+    let (src, frames) = read_all(testing::PORTRAIT);
+    let dir = tempfile::tempdir().unwrap();
+    let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
+    let recording = transcoder.start("tap", &src.tracks, dir.path()).unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    type Started = Vec<(String, Vec<TrackInfo>, i64)>;
+    let seen: Arc<Mutex<Started>> = Arc::default();
+    {
+        let (got, seen) = (got.clone(), seen.clone());
+        recording.tap_renditions(Arc::new(move |name, tracks, base| {
+            seen.lock()
+                .unwrap()
+                .push((name.to_string(), tracks.to_vec(), base));
+            Some(Box::new(Collect(got.clone())) as Box<dyn FrameSink>)
+        }));
+    }
+    for f in &frames {
+        recording.push(f).unwrap();
+    }
+    let produced = recording.finish().unwrap();
+    assert_eq!(produced.len(), 2);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one rendition started once");
+    let (name, tracks, base) = &seen[0];
+    assert_eq!(name, "480p");
+    assert_eq!(
+        *base, CLOCK_OFFSET_US,
+        "capture time of the recording start"
+    );
+    let video = tracks
+        .iter()
+        .find(|t| t.codec == "h264")
+        .expect("video track");
+    assert_eq!((video.width, video.height), (Some(480), Some(854)));
+    assert!(!video.codec_data.is_empty());
+    assert!(tracks.iter().any(|t| t.codec == "aac"));
+    let got = got.lock().unwrap();
+    let video_frames: Vec<&MediaFrame> = got.iter().filter(|f| f.track == video.id).collect();
+    let source_video = frames.iter().filter(|f| f.track == video.id).count();
+    assert_eq!(video_frames.len(), source_video, "every frame, once");
+    assert!(video_frames[0].keyframe);
+    assert_eq!(video_frames[0].pts_us, 0);
+    assert!(video_frames.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+}
