@@ -35,6 +35,9 @@ push() {
     --pin "$(json fingerprint)" --input testsrc --duration "$1" >"$WORK/push.out" 2>&1 &
   for _ in $(seq 100); do grep -q '^session ' "$WORK/push.out" 2>/dev/null && break; sleep 0.1; done
   SID="$(awk '/^session /{print $2; exit}' "$WORK/push.out")"
+  # The push's RTSP URL carries the playback token.
+  RTSP_URL="$(awk '/^live rtsp:/{print $2; exit}' "$WORK/push.out")"
+  QUERY="${RTSP_URL#*\?}"; [ "$QUERY" = "$RTSP_URL" ] && QUERY="" || QUERY="?$QUERY"
   sleep 2
 }
 
@@ -42,8 +45,8 @@ push() {
 steps=1; n=1; while [ $((n * 2)) -le "$MAX_VIEWERS" ]; do n=$((n * 2)); steps=$((steps + 1)); done
 push $((SECS + 15 + steps * 9))
 echo "session $SID"
-"$BENCH" rtsp-delay "rtsp://127.0.0.1:$RTSP_PORT/live/$SID" "$SECS" &
+"$BENCH" rtsp-delay "rtsp://127.0.0.1:$RTSP_PORT/live/$SID$QUERY" "$SECS" &
 DELAY_PID=$!
-"$BENCH" hls-delay "$HTTP" "$SID" "$SECS"
+"$BENCH" hls-delay "$HTTP" "$SID$QUERY" "$SECS"
 wait "$DELAY_PID" || true
-"$BENCH" viewers "rtsp://127.0.0.1:$RTSP_PORT/live/$SID" "$MAX_VIEWERS" 4
+"$BENCH" viewers "rtsp://127.0.0.1:$RTSP_PORT/live/$SID$QUERY" "$MAX_VIEWERS" 4

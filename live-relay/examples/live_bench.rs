@@ -128,7 +128,12 @@ fn parse_pdt(s: &str) -> Option<i64> {
 }
 
 fn hls_delay(base: &str, session: &str, secs: u64) -> Result<()> {
-    let path = format!("/live/{session}/source/index.m3u8");
+    // SESSION may carry the playback token: `ID?token=T`.
+    let (session, query) = match session.split_once('?') {
+        Some((id, q)) => (id, format!("?{q}")),
+        None => (session, String::new()),
+    };
+    let path = format!("/live/{session}/source/index.m3u8{query}");
     let mut seen = std::collections::HashSet::new();
     let mut avail = Vec::new();
     let mut durations = Vec::new();

@@ -794,6 +794,22 @@ impl PublisherInner {
             .element()
             .downcast::<gst::Bin>()
             .map_err(|_| anyhow!("media element is not a bin"))?;
+        // The media's running time is the system clock itself: base time 0,
+        // never moved. gst-rtsp-server prepares a live media (PLAYING until
+        // every stream has caps), pauses it, and plays it on the client's
+        // PLAY; a pipeline normally stops its running time while paused, so
+        // every frame timed before the pause would go out that much later.
+        // And a fresh running time near 0 would leave no room below "now"
+        // for the replayed GOP, whose timestamps would then have to be
+        // raised by up to a GOP (a delay of that much for the whole stream).
+        if let Some(pipeline) = bin
+            .parent()
+            .and_then(|p| p.downcast::<gst::Pipeline>().ok())
+        {
+            pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+            pipeline.set_start_time(gst::ClockTime::NONE);
+            pipeline.set_base_time(gst::ClockTime::ZERO);
+        }
         let mut srcs = HashMap::new();
         for (i, t) in self.tracks.iter().enumerate() {
             let appsrc = bin
@@ -931,8 +947,18 @@ impl PublisherInner {
             .map(|f| f.pts_us.min(f.dts_us).saturating_mul(1000))
             .min()
             .unwrap_or(0);
+        // The newest capture time known now, over every track: a track that
+        // arrives later than its capture time (audio behind its encoder's
+        // look-ahead) must not hold the others back, so the offset follows
+        // the earliest-arriving track and late frames go out on arrival.
+        let newest_us = frames
+            .iter()
+            .map(|f| f.pts_us)
+            .chain(std::iter::once(frame.pts_us))
+            .max()
+            .unwrap_or(frame.pts_us);
         let offset = now_ns
-            .saturating_sub(frame.pts_us.saturating_mul(1000))
+            .saturating_sub(newest_us.saturating_mul(1000))
             .max(min_ts_ns.saturating_neg());
         feed.offset_ns = Some(offset);
         tracing::info!(
@@ -1002,8 +1028,14 @@ impl PublisherInner {
 /// "running time" would then be the clock's whole uptime, which would
 /// schedule every frame hours ahead (a viewer that never gets a picture).
 fn playing_running_time(element: &impl IsA<gst::Element>) -> Option<gst::ClockTime> {
+    // The top-level pipeline's base time, which a playing element has too.
+    let mut top: gst::Element = element.clone().upcast();
+    while let Some(parent) = top.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
+        top = parent;
+    }
     let playing = element.current_state() == gst::State::Playing
-        && element.base_time().is_some_and(|t| t.nseconds() > 0);
+        && element.clock().is_some()
+        && element.base_time() == top.base_time();
     element.current_running_time().filter(|_| playing)
 }
 
@@ -1057,9 +1089,9 @@ impl Drop for LivePublisher {
 mod tests {
     use super::*;
 
-    /// The window in which a media's element has a clock but no base time
-    /// yet (its pipeline is on its way to PLAYING) gives no running time, so
-    /// a feed never starts hours ahead of the clock.
+    /// The window in which a media's element has a clock but not yet its
+    /// pipeline's base time (the pipeline is on its way to PLAYING) gives no
+    /// running time, so a feed never starts hours ahead of the clock.
     #[test]
     fn running_time_needs_a_playing_element_with_its_base_time() {
         gst::init().unwrap();
@@ -1069,7 +1101,9 @@ mod tests {
             .unwrap();
         let src = pipeline.by_name("src").unwrap();
         assert_eq!(playing_running_time(&src), None);
-        // A clock but a base time of 0: the raw running time is the uptime.
+        // A clock, but not yet the base time its pipeline chose: the raw
+        // running time is the clock's uptime.
+        pipeline.set_base_time(gst::ClockTime::from_seconds(1));
         src.set_clock(Some(&gst::SystemClock::obtain())).unwrap();
         assert!(src.current_running_time().is_some());
         assert_eq!(playing_running_time(&src), None);
