@@ -5,15 +5,17 @@
 #   - HLS segment availability and player glass-to-glass p50/p99 (from
 #     #EXT-X-PROGRAM-DATE-TIME; the in-browser figure is printed by
 #     tests/e2e_live.rs),
-#   - RTSP viewers per stream before frames drop.
+#   - RTSP viewers per stream before frames drop,
+#   - HLS players per stream before a segment arrives later than its duration.
 # Prints numbers, asserts nothing. Env: PROFILE=release|debug, SECS=10,
-# MAX_VIEWERS=32.
+# MAX_VIEWERS=32, MAX_HLS_VIEWERS=256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROFILE="${PROFILE:-release}"
 SECS="${SECS:-10}"
 MAX_VIEWERS="${MAX_VIEWERS:-32}"
+MAX_HLS_VIEWERS="${MAX_HLS_VIEWERS:-256}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -41,12 +43,15 @@ push() {
   sleep 2
 }
 
-# One push for everything: the delay runs, then 1, 2, 4, … viewers at 7 s each.
+# One push for everything: the delay runs, then 1, 2, 4, … RTSP viewers at
+# 9 s each, then 1, 2, 4, … HLS players at 6 s each.
 steps=1; n=1; while [ $((n * 2)) -le "$MAX_VIEWERS" ]; do n=$((n * 2)); steps=$((steps + 1)); done
-push $((SECS + 15 + steps * 9))
+hsteps=1; n=1; while [ $((n * 2)) -le "$MAX_HLS_VIEWERS" ]; do n=$((n * 2)); hsteps=$((hsteps + 1)); done
+push $((SECS + 15 + steps * 9 + hsteps * 6))
 echo "session $SID"
 "$BENCH" rtsp-delay "rtsp://127.0.0.1:$RTSP_PORT/live/$SID$QUERY" "$SECS" &
 DELAY_PID=$!
 "$BENCH" hls-delay "$HTTP" "$SID$QUERY" "$SECS"
 wait "$DELAY_PID" || true
 "$BENCH" viewers "rtsp://127.0.0.1:$RTSP_PORT/live/$SID$QUERY" "$MAX_VIEWERS" 4
+"$BENCH" hls-viewers "$HTTP" "$SID$QUERY" "$MAX_HLS_VIEWERS" 5

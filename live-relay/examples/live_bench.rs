@@ -107,6 +107,100 @@ fn http_get(base: &str, path: &str) -> Result<String> {
     Ok(body.to_string())
 }
 
+fn http_get_bytes(base: &str, path: &str) -> Result<Vec<u8>> {
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(host).with_context(|| format!("connecting {host}"))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let at = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("bad HTTP answer"))?;
+    if !out.starts_with(b"HTTP/1.0 200") && !out.starts_with(b"HTTP/1.1 200") {
+        bail!(
+            "GET {path}: {}",
+            String::from_utf8_lossy(&out[..at.min(64)])
+        );
+    }
+    Ok(out[at + 4..].to_vec())
+}
+
+/// One simulated HLS player for `secs`: polls the media playlist and
+/// downloads every new segment. Returns (segments listed, segments
+/// downloaded in time, worst listed → downloaded ms). In time: within one
+/// segment duration of being listed, so the player never runs dry.
+fn hls_player(base: &str, playlist: &str, secs: u64) -> Result<(usize, usize, f64)> {
+    let dir = playlist.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let mut seen = std::collections::HashSet::new();
+    let (mut listed, mut in_time, mut worst) = (0usize, 0usize, 0f64);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut first = true;
+    while Instant::now() < end {
+        let pl = http_get(base, playlist)?;
+        let mut dur = 1.0;
+        for line in pl.lines() {
+            if let Some(d) = line.strip_prefix("#EXTINF:") {
+                dur = d.trim_end_matches(',').parse::<f64>().unwrap_or(1.0);
+            } else if line.starts_with("seg") && seen.insert(line.to_string()) && !first {
+                let t = Instant::now();
+                listed += 1;
+                let body = http_get_bytes(base, &format!("{dir}/{line}"))?;
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                worst = worst.max(ms);
+                if !body.is_empty() && ms <= dur * 1000.0 {
+                    in_time += 1;
+                }
+            }
+        }
+        first = false;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok((listed, in_time, worst))
+}
+
+/// HLS viewers per stream: 1, 2, 4, … simulated players until one misses a
+/// segment or fetches it later than its duration.
+fn hls_viewers(base: &str, session: &str, max: usize, secs: u64) -> Result<()> {
+    let (session, query) = match session.split_once('?') {
+        Some((id, q)) => (id.to_string(), format!("?{q}")),
+        None => (session.to_string(), String::new()),
+    };
+    let playlist = format!("/live/{session}/source/index.m3u8{query}");
+    // Segment URIs carry the token themselves.
+    let mut n = 1;
+    while n <= max {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (base, playlist) = (base.to_string(), playlist.clone());
+                std::thread::spawn(move || hls_player(&base, &playlist, secs))
+            })
+            .collect();
+        let mut results = Vec::new();
+        for h in handles {
+            results.push(h.join().map_err(|_| anyhow!("player thread panicked"))??);
+        }
+        let ok = results.iter().all(|(l, t, _)| *l > 0 && l == t);
+        let worst = results.iter().map(|r| r.2).fold(0.0, f64::max);
+        let min_listed = results.iter().map(|r| r.0).min().unwrap_or(0);
+        println!(
+            "hls viewers={n}: segments per player min={min_listed}, all in time: {ok}, slowest segment fetch {worst:.0} ms"
+        );
+        if !ok {
+            println!(
+                "hls viewers per stream before segments arrive late: {}",
+                n / 2
+            );
+            return Ok(());
+        }
+        n *= 2;
+    }
+    println!(
+        "hls viewers per stream before segments arrive late: ≥ {max} (all tested counts kept up)"
+    );
+    Ok(())
+}
+
 /// Parses `2024-01-02T03:04:05.678Z` into Unix µs.
 fn parse_pdt(s: &str) -> Option<i64> {
     let (date, time) = s.trim().trim_end_matches('Z').split_once('T')?;
@@ -249,6 +343,12 @@ fn main() -> Result<()> {
             num(3, 10),
         ),
         Some("viewers") => viewers(args.get(1).context("URL")?, num(2, 16) as usize, num(3, 4)),
-        _ => bail!("usage: live_bench rtsp-delay URL SECS | hls-delay HTTP SESSION SECS | viewers URL MAX SECS"),
+        Some("hls-viewers") => hls_viewers(
+            args.get(1).context("HTTP base")?,
+            args.get(2).context("session")?,
+            num(3, 64) as usize,
+            num(4, 5),
+        ),
+        _ => bail!("usage: live_bench rtsp-delay URL SECS | hls-delay HTTP SESSION SECS | viewers URL MAX SECS | hls-viewers HTTP SESSION MAX SECS"),
     }
 }
