@@ -580,7 +580,7 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     let rtsp = Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
         .arg(format!(
-            "rtsp://127.0.0.1:{}/live/{sid}?token={pt}",
+            "rtsp://127.0.0.1:{}/live/{sid}?token={pt}&user=carol",
             server.rtsp_port
         ))
         .args(["-f", "null", "-"])
@@ -624,6 +624,7 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0]["event"], "vanished");
     assert_eq!(r[0]["protocol"], "rtsp");
+    assert_eq!(r[0]["user"], "carol", "the user named in the RTSP URL");
 
     // /metrics parses as Prometheus text and counts all of this.
     let text = server.get("/metrics").text().unwrap();

@@ -202,16 +202,23 @@ fn rtsp_viewer_id(session: &str) -> String {
     format!("rtsp-{session}")
 }
 
-/// The `token` query parameter of a request URI.
-fn query_token(uri: &str) -> Option<String> {
+/// A query parameter of a request URI.
+fn query_param(uri: &str, name: &str) -> Option<String> {
     let query = uri.split_once('?')?.1;
     let query = query.split('#').next().unwrap_or(query);
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         // Clients append the control path ("stream=0") to a base URL that
         // carried the query: "token=abc/stream=0".
-        (k == "token").then(|| v.split('/').next().unwrap_or(v).to_string())
+        (k == name)
+            .then(|| v.split('/').next().unwrap_or(v).to_string())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
     })
+}
+
+/// The `token` query parameter of a request URI (the playback token).
+fn query_token(uri: &str) -> Option<String> {
+    query_param(uri, "token")
 }
 
 /// Checks the playback token of every DESCRIBE, SETUP and PLAY against the
@@ -255,6 +262,24 @@ fn guard_requests(server: &rtsp::RTSPServer, shared: &Arc<Shared>) {
     });
 }
 
+/// Remembers the `user` query parameter of DESCRIBE and SETUP requests, by
+/// mount.
+fn for_requests_with_query(client: &rtsp::RTSPClient, users: &Arc<Mutex<HashMap<String, String>>>) {
+    let remember = |users: Arc<Mutex<HashMap<String, String>>>| {
+        move |_: &rtsp::RTSPClient, ctx: &rtsp::RTSPContext| {
+            let uri = ctx
+                .uri()
+                .map(|u| u.request_uri().to_string())
+                .unwrap_or_default();
+            if let (Some(mount), Some(user)) = (mount_of_uri(&uri), query_param(&uri, "user")) {
+                lock(&users).insert(mount, user);
+            }
+        }
+    };
+    client.connect_describe_request(remember(users.clone()));
+    client.connect_setup_request(remember(users.clone()));
+}
+
 fn track_viewers(
     server: &rtsp::RTSPServer,
     viewers: &Viewers,
@@ -269,6 +294,11 @@ fn track_viewers(
         client.connect_new_session(move |_, session| {
             session.set_timeout(timeout_secs);
         });
+        // Who the viewer says it is (`?user=` on the URL it DESCRIBEd or SET
+        // UP: its user token), by mount, for this connection: the PLAY URL
+        // is built from the content base, without the query.
+        let users: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        for_requests_with_query(client, &users);
         let (v, t, ctx) = (viewers.clone(), tracker.clone(), context.clone());
         client.connect_play_request(move |client, rctx| {
             let mount = rctx.uri().and_then(|u| mount_of_uri(&u.request_uri()));
@@ -276,6 +306,7 @@ fn track_viewers(
                 tracing::info!(mount = %mount, session = %key.1, "viewer playing");
                 let content = mount.trim_start_matches("/live/").to_string();
                 let remote = None;
+                let user = lock(&users).get(&mount).cloned();
                 let weak = client.downgrade();
                 let ctx = ctx.clone();
                 let closer: viewers::Closer = Box::new(move || {
@@ -286,7 +317,13 @@ fn track_viewers(
                         }
                     });
                 });
-                t.rtsp_started(&rtsp_viewer_id(&key.1), &content, remote, Some(closer));
+                t.rtsp_started(
+                    &rtsp_viewer_id(&key.1),
+                    &content,
+                    remote,
+                    user,
+                    Some(closer),
+                );
                 lock(&v).insert(key, mount);
             }
         });
@@ -1129,6 +1166,11 @@ mod tests {
         );
         assert_eq!(q("rtsp://h/live/a"), None);
         assert_eq!(q("rtsp://h/live/a?tok=abc"), None);
+        assert_eq!(q("rtsp://h/live/a?token="), None);
+        assert_eq!(
+            query_param("rtsp://h/live/a?token=t&user=su_x/stream=1", "user").as_deref(),
+            Some("su_x")
+        );
         assert_eq!(
             mount_of_uri("rtsp://h/live/a?token=abc/stream=0").as_deref(),
             Some("/live/a")

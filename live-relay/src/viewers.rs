@@ -280,6 +280,7 @@ impl ViewerTracker {
         viewer_id: &str,
         content_id: &str,
         remote: Option<String>,
+        user: Option<String>,
         closer: Option<Closer>,
     ) {
         let now = unix_ms();
@@ -295,7 +296,7 @@ impl ViewerTracker {
                     viewer_id: viewer_id.to_string(),
                     protocol: Protocol::Rtsp,
                     content_id: content_id.to_string(),
-                    user: None,
+                    user,
                     position_ms,
                     state: Some("playing".into()),
                     started_unix_ms: now,
