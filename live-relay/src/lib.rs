@@ -50,7 +50,7 @@ mod http;
 pub mod sei;
 pub mod viewers;
 
-pub use hls::HlsConfig;
+pub use hls::{HlsConfig, LiveStart, LiveStartError};
 pub use viewers::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot, ViewerTracker};
 
 use std::collections::BTreeMap;
@@ -409,6 +409,18 @@ impl LiveRelay {
     /// Sets the playback-token check for HLS and heartbeats (default: open).
     pub fn set_authorizer(&self, auth: Option<Authorizer>) {
         *lock(&self.shared.authorizer) = auth;
+    }
+
+    /// Where a player resuming `session_id` at content position
+    /// `position_ms` starts in its HLS stream; `None` when the relay has no
+    /// HLS stream for it (never live, or ended longer ago than the keep time).
+    pub fn live_start(
+        &self,
+        session_id: &str,
+        position_ms: u64,
+    ) -> Option<Result<LiveStart, LiveStartError>> {
+        let stream = lock(&self.shared.hls).get(session_id).cloned()?;
+        Some(stream.live_start(position_ms))
     }
 
     /// Tells HLS players that the recording of an ended session is ready.
