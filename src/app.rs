@@ -389,7 +389,28 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         &cfg.data_dir,
         public.http.clone(),
     )
-    .await?;
+    .await?
+    .with_live_starts({
+        use sharecast_share_gateway::resume::{LiveLookup, LiveStartInfo};
+        let relay = relay.clone();
+        Arc::new(move |content_id: &str, position_ms: u64| {
+            Some(match relay.live_start(content_id, position_ms)? {
+                Ok(s) => LiveLookup::Start(LiveStartInfo {
+                    state: s.state.to_string(),
+                    from: s.from.to_string(),
+                    segment: s.segment,
+                    segment_start_ms: s.segment_start_ms,
+                    start_ms: s.start_ms,
+                    oldest_ms: s.oldest_ms,
+                    edge_ms: s.edge_ms,
+                }),
+                Err(sharecast_live_relay::LiveStartError::PastEnd { edge_ms }) => {
+                    LiveLookup::PastEnd { edge_ms }
+                }
+                Err(sharecast_live_relay::LiveStartError::NoSegment) => LiveLookup::NoSegment,
+            })
+        })
+    });
     // S3: a viewer that vanished (missed heartbeats, RTSP timeout) and said
     // who it is (its user token) gets an interruption bookmark through the
     // reverse-bookmark interface.
