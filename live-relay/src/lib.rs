@@ -49,6 +49,7 @@ pub mod hls;
 mod http;
 pub mod sei;
 pub mod viewers;
+pub mod vod;
 
 pub use hls::{HlsConfig, LiveStart, LiveStartError};
 pub use viewers::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot, ViewerTracker};
@@ -421,6 +422,16 @@ impl LiveRelay {
     ) -> Option<Result<LiveStart, LiveStartError>> {
         let stream = lock(&self.shared.hls).get(session_id).cloned()?;
         Some(stream.live_start(position_ms))
+    }
+
+    /// Mounts a recording as seekable RTSP VOD ([`vod`]); returns its path.
+    pub fn mount_vod(
+        &self,
+        id: &str,
+        file: &std::path::Path,
+        codecs: &[String],
+    ) -> anyhow::Result<String> {
+        vod::mount(&self.mounts, id, file, codecs)
     }
 
     /// Tells HLS players that the recording of an ended session is ready.
