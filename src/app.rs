@@ -410,6 +410,19 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                 Err(sharecast_live_relay::LiveStartError::NoSegment) => LiveLookup::NoSegment,
             })
         })
+    })
+    .with_rtsp_vod({
+        let (relay, public, sessions) =
+            (relay.clone(), public.clone(), cfg.data_dir.join("sessions"));
+        Arc::new(move |content_id: &str, codecs: &[String]| {
+            let file = sessions
+                .join(content_id)
+                .join(sharecast_transcoder::SOURCE_FILE);
+            relay
+                .mount_vod(content_id, &file, codecs)
+                .map(|path| format!("rtsp://{}:{}{path}", public.rtsp_host, public.rtsp_port))
+                .map_err(|e| format!("{e:#}"))
+        })
     });
     // S3: a viewer that vanished (missed heartbeats, RTSP timeout) and said
     // who it is (its user token) gets an interruption bookmark through the

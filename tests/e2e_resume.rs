@@ -424,6 +424,7 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
         "{res}"
     );
     assert!(res["play_url"].as_str().unwrap().contains("#t="));
+    assert_eq!(res["live"], false, "{res}");
     // Someone else cannot resume it.
     let bob = user(&server, "bob");
     let bob_tv = terminal(&server, &bob, "tv");
@@ -469,6 +470,148 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
         2,
         "bad requests stored nothing"
     );
+}
+
+/// Decoded frames (MD5 of each picture) of a video, in order.
+fn decoded_frames(args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "trace"])
+        .args(args)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|m| m.trim().to_string()))
+        .collect()
+}
+
+/// ffmpeg plays `url` with `-ss` (a ranged PLAY, `Range: npt=<pos>-`): the
+/// server answers a range starting at most one GOP (1 s) before the
+/// position, and the pictures received are the recording's from there on,
+/// including the one at the position.
+fn rtsp_starts_at(server: &Server, sid: &str, url: &str, pos_ms: u64) {
+    let file = server
+        .data_dir()
+        .join("sessions")
+        .join(sid)
+        .join("source.mp4");
+    let fps = 30u64; // the H.264 fixture
+    let vod = decoded_frames(&["-i", file.to_str().unwrap()]);
+    let ss = format!("{:.3}", pos_ms as f64 / 1000.0);
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-v",
+            "trace",
+            "-rtsp_transport",
+            "tcp",
+            "-timeout",
+            "10000000",
+            "-ss",
+            &ss,
+            "-i",
+            url,
+        ])
+        .args(["-map", "0:v:0", "-frames:v", "20", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ffmpeg on {url}: {}",
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    // The server's answer to the ranged PLAY (the last PLAY ffmpeg sent).
+    let answered = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("line='Range: npt=").nth(1))
+        .and_then(|r| r.split('-').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no Range in the PLAY answers:\n{log}"));
+    let answered_ms = (answered * 1000.0).round() as u64;
+    assert!(
+        answered_ms <= pos_ms && answered_ms + 1000 >= pos_ms,
+        "asked to play from {pos_ms} ms, the server plays from {answered_ms} ms"
+    );
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|m| m.trim().to_string()))
+        .collect();
+    assert!(!got.is_empty(), "no picture over RTSP");
+    // Where each received picture is in the recording.
+    let found: Vec<Option<usize>> = got
+        .iter()
+        .map(|m| vod.iter().position(|v| v == m))
+        .collect();
+    eprintln!(
+        "RTSP pictures at recording indices {found:?} (of {})",
+        vod.len()
+    );
+    let at: Vec<u64> = found
+        .iter()
+        .map(|i| {
+            let i = i.unwrap_or_else(|| panic!("a picture not in the recording"));
+            i as u64 * 1000 / fps
+        })
+        .collect();
+    eprintln!("RTSP from {answered_ms} ms for {pos_ms} ms: pictures at {at:?} ms");
+    assert!(
+        at.iter().all(|t| *t + 1000 >= pos_ms),
+        "pictures from more than a GOP before {pos_ms} ms: {at:?}"
+    );
+    assert!(
+        at.iter().any(|t| t.abs_diff(pos_ms) <= 1000 / fps),
+        "no picture at {pos_ms} ms: {at:?}"
+    );
+}
+
+#[test]
+fn a_recorded_bookmark_resumes_over_rtsp_with_a_ranged_play() {
+    let server = Server::start();
+    // 3 s of H.264 (1 s GOP, 30 fps) + AAC, one slice per picture, so
+    // ffmpeg's decoding of the RTSP stream is bit-exact with the file's.
+    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let sid = r.session();
+    let alice = user(&server, "alice");
+    let tv = terminal(&server, &alice, "tv");
+    let (st, a) = post(
+        &server,
+        "/api/v1/reverse-bookmark",
+        None,
+        json!({ "content_id": sid, "position_ms": 1500, "playback_token": "pt", "user_token": alice }),
+    );
+    assert_eq!(st, 200, "{a}");
+    let id = a["bookmark_id"].as_str().unwrap();
+    let (st, res) = post(
+        &server,
+        &format!("/api/v1/bookmarks/{id}/resume"),
+        Some(&alice),
+        json!({ "terminal_id": tv }),
+    );
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["live"], false, "{res}");
+    let rtsp = res["rtsp"]["url"].as_str().expect("an RTSP resume URL");
+    assert!(
+        rtsp.starts_with("rtsp://") && rtsp.ends_with(&format!("/vod/{sid}")),
+        "{res}"
+    );
+    assert_eq!(res["rtsp"]["range"], "npt=1.500-");
+    rtsp_starts_at(&server, &sid, rtsp, 1500);
 }
 
 // ------------------------------------------------ a real browser, killed ---

@@ -120,6 +120,10 @@ pub enum LiveLookup {
 /// `None` when the content has no live stream.
 pub type LiveStarts = std::sync::Arc<dyn Fn(&str, u64) -> Option<LiveLookup> + Send + Sync>;
 
+/// Mounts a recorded content (id, RFC 6381 codecs of its source file) for
+/// seekable RTSP and answers its `rtsp://…` URL, or why it cannot.
+pub type RtspVod = std::sync::Arc<dyn Fn(&str, &[String]) -> Result<String, String> + Send + Sync>;
+
 /// The resume service.
 #[derive(Clone)]
 pub struct ResumeService {
@@ -129,6 +133,7 @@ pub struct ResumeService {
     public_url: String,
     client: reqwest::Client,
     live: Option<LiveStarts>,
+    rtsp_vod: Option<RtspVod>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -381,6 +386,7 @@ impl ResumeService {
             public_url: public_url.trim_end_matches('/').to_string(),
             client,
             live: None,
+            rtsp_vod: None,
         };
         // Purge aged history in the background.
         let s = svc.clone();
@@ -398,6 +404,12 @@ impl ResumeService {
     /// Lets bookmarks of still-live content resume into the live stream.
     pub fn with_live_starts(mut self, live: LiveStarts) -> Self {
         self.live = Some(live);
+        self
+    }
+
+    /// Lets resumes of recorded content offer seekable RTSP.
+    pub fn with_rtsp_vod(mut self, rtsp_vod: RtspVod) -> Self {
+        self.rtsp_vod = Some(rtsp_vod);
         self
     }
 
@@ -1335,6 +1347,7 @@ async fn resume_bookmark(
     // address the bookmark holds): the VOD, from the position.
     let live = asset.as_ref().is_some_and(|a| a.state != "ready");
     if !live {
+        let mut rtsp = None;
         if let Some(attrs) = asset.and_then(|a| a.attributes) {
             if attrs.duration_ms > 0 && position_ms > attrs.duration_ms {
                 return Err(bad(
@@ -1348,6 +1361,20 @@ async fn resume_bookmark(
             if let Some(r) = playable_rendition(&attrs, &terminal_type) {
                 url = r.url;
             }
+            // RTSP players: the source file, from a ranged PLAY.
+            rtsp = s
+                .rtsp_vod
+                .as_ref()
+                .and_then(|f| match f(&content_id, &attrs.codecs) {
+                    Ok(u) => Some(serde_json::json!({
+                        "url": u,
+                        "range": format!("npt={:.3}-", position_ms as f64 / 1000.0),
+                    })),
+                    Err(e) => {
+                        tracing::warn!(content = %content_id, error = %e, "no RTSP resume");
+                        None
+                    }
+                });
         }
         return Ok(Json(serde_json::json!({
             "bookmark_id": id,
@@ -1356,6 +1383,7 @@ async fn resume_bookmark(
             "live": false,
             "url": url,
             "play_url": format!("{url}#t={:.3}", position_ms as f64 / 1000.0),
+            "rtsp": rtsp,
             "source": source,
         })));
     }
