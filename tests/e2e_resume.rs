@@ -998,4 +998,41 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
     assert!(player_ms.abs_diff(at) > 1500, "{out}");
     let later = out["later"]["position_ms"].as_u64().unwrap();
     assert!(later > at, "playback did not go on: {out}");
+
+    // A bookmark whose position has left the live stream (the first second,
+    // long gone from the 12 segments kept) starts at the oldest segment
+    // kept, and the answer says so.
+    let (_, a) = post(
+        &server,
+        "/api/v1/reverse-bookmark",
+        None,
+        json!({ "content_id": sid, "position_ms": 100, "playback_token": "pt", "user_token": alice }),
+    );
+    assert_eq!(a["result_code"], 0, "{a}");
+    let (st, old) = post(
+        &server,
+        &format!(
+            "/api/v1/bookmarks/{}/resume",
+            a["bookmark_id"].as_str().unwrap()
+        ),
+        Some(&alice),
+        json!({ "terminal_id": web }),
+    );
+    assert_eq!(st, 200, "{old}");
+    let start = &old["live_start"];
+    assert_eq!(start["from"], "oldest_segment", "{old}");
+    assert_eq!(start["start_ms"], start["oldest_ms"], "{old}");
+    assert!(start["start_ms"].as_u64().unwrap() > 1000, "{old}");
+    let text = media(old["url"].as_str().unwrap()).text().unwrap();
+    // (A segment may have left in between.)
+    let first: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let seg = start["segment"].as_u64().unwrap();
+    assert!(
+        (first == seg || first == seg + 1) && text.contains("#EXT-X-START:TIME-OFFSET=0.000,"),
+        "{text}"
+    );
 }
