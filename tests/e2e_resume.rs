@@ -778,12 +778,12 @@ impl Drop for LiveViewer {
 #[test]
 fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_there() {
     let cfg_dir = tempfile::tempdir().unwrap();
-    // Vanish after 2 s without a heartbeat; list 8 one-second segments
-    // (and keep 4 more).
+    // Vanish after 2 s without a heartbeat; list 12 one-second segments
+    // (and keep 4 more): room for a slow browser start before the resume.
     let cfg = config(
         cfg_dir.path(),
         &format!(
-            "[live]\nviewer_timeout_secs = 2\nhls_window_segments = 8\n\n[share]\nweb_dir = {:?}\n",
+            "[live]\nviewer_timeout_secs = 2\nhls_window_segments = 12\n\n[share]\nweb_dir = {:?}\n",
             web_dir().display().to_string()
         ),
     );
@@ -808,7 +808,7 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, st) = get(&server, &format!("/live/{sid}/status.json"), None);
-        if st["segments"].as_u64().unwrap_or(0) >= 10 {
+        if st["segments"].as_u64().unwrap_or(0) >= 14 {
             break;
         }
         assert!(
@@ -1000,7 +1000,7 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
     assert!(later > at, "playback did not go on: {out}");
 
     // A bookmark whose position has left the live stream (the first second,
-    // long gone from the 12 segments kept) starts at the oldest segment
+    // long gone from the 16 segments kept) starts at the oldest segment
     // kept, and the answer says so.
     let (_, a) = post(
         &server,
