@@ -434,7 +434,42 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         &cfg.data_dir,
         public.http.clone(),
     )
-    .await?;
+    .await?
+    .with_playback_tokens(tokens.clone())
+    .with_live_starts({
+        use sharecast_share_gateway::resume::{LiveLookup, LiveStartInfo};
+        let relay = relay.clone();
+        Arc::new(move |content_id: &str, position_ms: u64| {
+            Some(match relay.live_start(content_id, position_ms)? {
+                Ok(s) => LiveLookup::Start(LiveStartInfo {
+                    state: s.state.to_string(),
+                    from: s.from.to_string(),
+                    segment: s.segment,
+                    segment_start_ms: s.segment_start_ms,
+                    start_ms: s.start_ms,
+                    oldest_ms: s.oldest_ms,
+                    edge_ms: s.edge_ms,
+                }),
+                Err(sharecast_live_relay::LiveStartError::PastEnd { edge_ms }) => {
+                    LiveLookup::PastEnd { edge_ms }
+                }
+                Err(sharecast_live_relay::LiveStartError::NoSegment) => LiveLookup::NoSegment,
+            })
+        })
+    })
+    .with_rtsp_vod({
+        let (relay, public, sessions) =
+            (relay.clone(), public.clone(), cfg.data_dir.join("sessions"));
+        Arc::new(move |content_id: &str, codecs: &[String]| {
+            let file = sessions
+                .join(content_id)
+                .join(sharecast_transcoder::SOURCE_FILE);
+            relay
+                .mount_vod(content_id, &file, codecs)
+                .map(|path| format!("rtsp://{}:{}{path}", public.rtsp_host, public.rtsp_port))
+                .map_err(|e| format!("{e:#}"))
+        })
+    });
     // S3: a viewer that vanished (missed heartbeats, RTSP timeout) and said
     // who it is (its user token) gets an interruption bookmark through the
     // reverse-bookmark interface.

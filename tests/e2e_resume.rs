@@ -1,6 +1,8 @@
-//! Resume everywhere (SEEDS S1, S0): history across a user's terminals with
-//! resume tokens and purging, and hand-off of suspend-state information
-//! between two Sharecast instances (push, pull, redirect, short code).
+//! Resume everywhere (SEEDS S1, S0, S3): history across a user's terminals
+//! with resume tokens and purging, hand-off of suspend-state information
+//! between two Sharecast instances (push, pull, redirect, short code), and
+//! interruption bookmarks: a headless Chromium watching a live stream is
+//! killed, its bookmark resumes the live stream there in a new browser.
 
 mod common;
 
@@ -428,6 +430,7 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
         "{res}"
     );
     assert!(res["play_url"].as_str().unwrap().contains("#t="));
+    assert_eq!(res["live"], false, "{res}");
     // Someone else cannot resume it.
     let bob = user(&server, "bob");
     let bob_tv = terminal(&server, &bob, "tv");
@@ -472,5 +475,575 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
         list["bookmarks"].as_array().unwrap().len(),
         2,
         "bad requests stored nothing"
+    );
+}
+
+/// Decoded frames (MD5 of each picture) of a video, in order.
+fn decoded_frames(args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "trace"])
+        .args(args)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|m| m.trim().to_string()))
+        .collect()
+}
+
+/// ffmpeg plays `url` with `-ss` (a ranged PLAY, `Range: npt=<pos>-`): the
+/// server answers a range starting at most one GOP (1 s) before the
+/// position, and the pictures received are the recording's from there on,
+/// including the one at the position.
+fn rtsp_starts_at(server: &Server, sid: &str, url: &str, pos_ms: u64) {
+    let file = server
+        .data_dir()
+        .join("sessions")
+        .join(sid)
+        .join("source.mp4");
+    let fps = 30u64; // the H.264 fixture
+    let vod = decoded_frames(&["-i", file.to_str().unwrap()]);
+    let ss = format!("{:.3}", pos_ms as f64 / 1000.0);
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-v",
+            "trace",
+            "-rtsp_transport",
+            "tcp",
+            "-timeout",
+            "10000000",
+            "-ss",
+            &ss,
+            "-i",
+            url,
+        ])
+        .args(["-map", "0:v:0", "-frames:v", "20", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ffmpeg on {url}: {}",
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    // The server's answer to the ranged PLAY (the last PLAY ffmpeg sent).
+    let answered = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("line='Range: npt=").nth(1))
+        .and_then(|r| r.split('-').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no Range in the PLAY answers:\n{log}"));
+    let answered_ms = (answered * 1000.0).round() as u64;
+    assert!(
+        answered_ms <= pos_ms && answered_ms + 1000 >= pos_ms,
+        "asked to play from {pos_ms} ms, the server plays from {answered_ms} ms"
+    );
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|m| m.trim().to_string()))
+        .collect();
+    assert!(!got.is_empty(), "no picture over RTSP");
+    // Where each received picture is in the recording.
+    let found: Vec<Option<usize>> = got
+        .iter()
+        .map(|m| vod.iter().position(|v| v == m))
+        .collect();
+    eprintln!(
+        "RTSP pictures at recording indices {found:?} (of {})",
+        vod.len()
+    );
+    let at: Vec<u64> = found
+        .iter()
+        .map(|i| {
+            let i = i.unwrap_or_else(|| panic!("a picture not in the recording"));
+            i as u64 * 1000 / fps
+        })
+        .collect();
+    eprintln!("RTSP from {answered_ms} ms for {pos_ms} ms: pictures at {at:?} ms");
+    assert!(
+        at.iter().all(|t| *t + 1000 >= pos_ms),
+        "pictures from more than a GOP before {pos_ms} ms: {at:?}"
+    );
+    assert!(
+        at.iter().any(|t| t.abs_diff(pos_ms) <= 1000 / fps),
+        "no picture at {pos_ms} ms: {at:?}"
+    );
+}
+
+#[test]
+fn a_recorded_bookmark_resumes_over_rtsp_with_a_ranged_play() {
+    let server = Server::start();
+    // 3 s of H.264 (1 s GOP, 30 fps) + AAC, one slice per picture, so
+    // ffmpeg's decoding of the RTSP stream is bit-exact with the file's.
+    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let sid = r.session();
+    let alice = user(&server, "alice");
+    let tv = terminal(&server, &alice, "tv");
+    let (st, a) = post(
+        &server,
+        "/api/v1/reverse-bookmark",
+        None,
+        json!({ "content_id": sid, "position_ms": 1500, "playback_token": "pt", "user_token": alice }),
+    );
+    assert_eq!(st, 200, "{a}");
+    let id = a["bookmark_id"].as_str().unwrap();
+    let (st, res) = post(
+        &server,
+        &format!("/api/v1/bookmarks/{id}/resume"),
+        Some(&alice),
+        json!({ "terminal_id": tv }),
+    );
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["live"], false, "{res}");
+    let rtsp = res["rtsp"]["url"].as_str().expect("an RTSP resume URL");
+    assert!(
+        rtsp.starts_with("rtsp://") && rtsp.ends_with(&format!("/vod/{sid}")),
+        "{res}"
+    );
+    assert_eq!(res["rtsp"]["range"], "npt=1.500-");
+    rtsp_starts_at(&server, &sid, rtsp, 1500);
+}
+
+// ------------------------------------------------ a real browser, killed ---
+
+fn web_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// The driver of the watch page in headless Chromium (playwright-core from
+/// web/share, as tests/e2e_share.rs uses it).
+fn viewer_script() -> std::path::PathBuf {
+    let dir = web_dir().join("share");
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        let st = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm (install nodejs)");
+        assert!(st.success(), "npm ci in web/share failed");
+    }
+    dir.join("live-viewer.mjs")
+}
+
+/// `(pid, parent pid, process group)` of every process, from /proc.
+fn processes() -> Vec<(u32, u32, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp …"; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") {
+            continue; // dead, waiting for its parent to reap it
+        }
+        if let (Some(Ok(ppid)), Some(Ok(pgrp))) =
+            (f.get(1).map(|v| v.parse()), f.get(2).map(|v| v.parse()))
+        {
+            out.push((pid, ppid, pgrp));
+        }
+    }
+    out
+}
+
+/// The browser process and everything below it (or in its process group).
+fn process_tree(root: u32) -> Vec<u32> {
+    let procs = processes();
+    let mut tree: Vec<u32> = procs
+        .iter()
+        .filter(|p| p.0 == root || p.2 == root)
+        .map(|p| p.0)
+        .collect();
+    loop {
+        let more: Vec<u32> = procs
+            .iter()
+            .filter(|p| tree.contains(&p.1) && !tree.contains(&p.0))
+            .map(|p| p.0)
+            .collect();
+        if more.is_empty() {
+            return tree;
+        }
+        tree.extend(more);
+    }
+}
+
+/// One headless Chromium playing the watch page (web/share/live-viewer.mjs).
+struct LiveViewer {
+    node: std::process::Child,
+    browser_pid: u32,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl LiveViewer {
+    fn start(mode: &str, url: &str) -> LiveViewer {
+        use std::io::BufRead;
+        let mut node = std::process::Command::new("node")
+            .arg(viewer_script())
+            .args([mode, url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("node");
+        let stdout = node.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => eprintln!("live-viewer: {line}"),
+                }
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the browser did not start");
+        let browser_pid = first["browser_pid"].as_u64().expect("browser pid") as u32;
+        LiveViewer {
+            node,
+            browser_pid,
+            lines,
+        }
+    }
+
+    fn next(&self, deadline: std::time::Instant) -> Value {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.lines
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no word from the browser page: {e}"))
+    }
+
+    /// SIGKILL every process of the browser at once, like a crash: no page
+    /// unload, no last heartbeat. Returns how many processes died.
+    fn kill_browser(&mut self) -> usize {
+        let tree = process_tree(self.browser_pid);
+        assert!(!tree.is_empty(), "the browser is not running");
+        let st = std::process::Command::new("kill")
+            .arg("-KILL")
+            .args(tree.iter().map(|p| p.to_string()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while process_tree(self.browser_pid)
+            .iter()
+            .any(|p| tree.contains(p))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "browser processes survived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tree.len()
+    }
+}
+
+impl Drop for LiveViewer {
+    fn drop(&mut self) {
+        let tree = process_tree(self.browser_pid);
+        if !tree.is_empty() {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .args(tree.iter().map(|p| p.to_string()))
+                .status();
+        }
+        let _ = self.node.kill();
+        let _ = self.node.wait();
+    }
+}
+
+#[test]
+fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_there() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    // Vanish after 2 s without a heartbeat; list 12 one-second segments
+    // (and keep 4 more): room for a slow browser start before the resume.
+    let cfg = config(
+        cfg_dir.path(),
+        &format!(
+            "[live]\nviewer_timeout_secs = 2\nhls_window_segments = 12\n\n[share]\nweb_dir = {:?}\n",
+            web_dir().display().to_string()
+        ),
+    );
+    let server = Server::start_with(&["--config", &cfg]);
+    // A live camera (test pattern, 1 s keyframes) filming long enough for
+    // the whole test; stopped at the end.
+    let (mut push, sid, _push_out) =
+        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "60"]));
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop_push = Stop(&mut push);
+    let alice = user(&server, "alice");
+    let web = terminal(&server, &alice, "web");
+    let pt = server.playback_token(&sid);
+    // Join once the playlist window no longer starts at the beginning, so
+    // that the player's own timeline (which starts at the first listed
+    // segment) differs from the content timeline by seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, st) = get(
+            &server,
+            &format!("/live/{sid}/status.json?token={pt}"),
+            None,
+        );
+        if st["segments"].as_u64().unwrap_or(0) >= 14 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the live stream did not grow: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A browser plays the live stream on the watch page, as alice.
+    let mut first = LiveViewer::start(
+        "watch",
+        &format!("{}/watch/{sid}?user={alice}&token={pt}", server.http),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut playing_from: Option<u64> = None;
+    let (reported, reported_segment, current_time) = loop {
+        let s = first.next(deadline);
+        let pos = s["position_ms"].as_u64();
+        if s["mode"] == "live" && s["state"] == "playing" {
+            if let Some(p) = pos {
+                let from = *playing_from.get_or_insert(p);
+                if p >= from + 3000 {
+                    break (
+                        p,
+                        s["segment"].as_u64().unwrap(),
+                        s["current_time"].as_f64().unwrap(),
+                    );
+                }
+            }
+        }
+        assert!(
+            s["errors"].as_array().is_none_or(|e| e
+                .iter()
+                .all(|e| !e.as_str().unwrap_or("").contains("fatal"))),
+            "{s}"
+        );
+    };
+    // Crash it: the browser and all its processes, no goodbye.
+    let killed = first.kill_browser();
+    let killed_at = std::time::Instant::now();
+    assert!(killed >= 2, "the browser ran as {killed} process(es)");
+
+    // The missed heartbeats make a vanished event, the event a bookmark
+    // through the reverse-bookmark interface.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let bm = loop {
+        let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
+        if let Some(b) = list["bookmarks"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+        {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interruption bookmark"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "page reported {reported} ms (segment {reported_segment}, player time {current_time:.3} s); bookmark {} ms after the kill: {bm}",
+        killed_at.elapsed().as_millis()
+    );
+    assert_eq!(bm["source"], "interruption");
+    assert_eq!(bm["content_id"], sid.as_str());
+    let pos = bm["position_ms"].as_u64().unwrap();
+    assert!(
+        pos.abs_diff(reported) <= 1000,
+        "bookmark at {pos} ms, the page last reported {reported} ms"
+    );
+
+    // Resuming while the phone still films: the live stream, from the
+    // segment holding the position. (A moment later, so that the live edge
+    // is well ahead of the bookmark.)
+    std::thread::sleep(Duration::from_millis(1500));
+    let id = bm["id"].as_str().unwrap();
+    let (st, res) = post(
+        &server,
+        &format!("/api/v1/bookmarks/{id}/resume"),
+        Some(&alice),
+        json!({ "terminal_id": web }),
+    );
+    assert_eq!(st, 200, "{res}");
+    eprintln!("resume answer: {res}");
+    assert_eq!(res["live"], true, "{res}");
+    assert_eq!(res["position_ms"], pos);
+    let start = &res["live_start"];
+    assert_eq!(start["from"], "position", "{res}");
+    assert_eq!(start["start_ms"], pos, "{res}");
+    let seg_start = start["segment_start_ms"].as_u64().unwrap();
+    assert!(seg_start <= pos && pos < seg_start + 2000, "{res}");
+    // The page's content position agrees with the server's segments: the
+    // segment holding the bookmark is the one the page last played (or the
+    // one before, a heartbeat earlier).
+    let seg = start["segment"].as_u64().unwrap();
+    assert!(
+        seg == reported_segment || seg + 1 == reported_segment,
+        "bookmark in segment {seg}, the page last played segment {reported_segment}"
+    );
+    // The position is well behind the live edge, so a player that jumped
+    // to the edge would fail the check below.
+    let edge = start["edge_ms"].as_u64().unwrap();
+    assert!(edge >= pos + 3500, "edge {edge} ms, bookmark {pos} ms");
+    assert!(
+        res["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/live/{sid}/")),
+        "{res}"
+    );
+
+    // Bad input: clear errors, nothing stored.
+    let (st, e) = post(
+        &server,
+        "/api/v1/bookmarks/00ff00ff00ff00ff/resume",
+        Some(&alice),
+        json!({ "terminal_id": web }),
+    );
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("unknown_bookmark")),
+        "{e}"
+    );
+    let url = res["url"].as_str().unwrap();
+    let past = url.replace(&format!("start_ms={pos}"), "start_ms=999999999");
+    let media = |u: &str| {
+        // The media playlist the multivariant one points at.
+        let mv = client().get(u).send().unwrap();
+        assert_eq!(mv.status(), 200);
+        let text = mv.text().unwrap();
+        let rel = text
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.is_empty())
+            .unwrap()
+            .to_string();
+        client()
+            .get(format!("{}/{rel}", u.rsplit_once('/').unwrap().0))
+            .send()
+            .unwrap()
+    };
+    let r = media(&past);
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "past_end");
+    let r = client()
+        .get(url.replace(&format!("start_ms={pos}"), "start_ms=soon"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "bad_start");
+    let text = media(url).text().unwrap();
+    assert!(text.contains("#EXT-X-START:TIME-OFFSET="), "{text}");
+    let (_, a) = post(
+        &server,
+        "/api/v1/reverse-bookmark",
+        None,
+        json!({ "content_id": sid, "position_ms": 999_999_999u64, "playback_token": "pt", "user_token": alice }),
+    );
+    assert_eq!(a["result_code"], 5, "{a}");
+    let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
+    assert_eq!(list["bookmarks"].as_array().unwrap().len(), 1, "{list}");
+
+    // A new browser opens the resume answer's page: playback starts at the
+    // bookmark, in the segment the answer named, and keeps playing.
+    let watch = format!("{}&user={alice}", res["watch_url"].as_str().unwrap());
+    let second = LiveViewer::start("start", &watch);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let out = loop {
+        let v = second.next(deadline);
+        if v["event"] == "started" {
+            break v;
+        }
+    };
+    eprintln!("resumed: {out}");
+    assert!(out["error"].is_null(), "{out}");
+    let started = &out["first"]["started"];
+    assert_eq!(started["mode"], "live", "{out}");
+    let at = started["position_ms"].as_u64().unwrap();
+    assert!(
+        at.abs_diff(pos) <= 1000,
+        "resumed playback started at {at} ms, the bookmark is at {pos} ms (live edge {edge} ms)"
+    );
+    assert_eq!(started["segment"], start["segment"], "{out}");
+    // Not a coincidence of timelines: the player's own clock is elsewhere.
+    let player_ms = (started["currentTime"].as_f64().unwrap() * 1000.0) as u64;
+    assert!(player_ms.abs_diff(at) > 1500, "{out}");
+    let later = out["later"]["position_ms"].as_u64().unwrap();
+    assert!(later > at, "playback did not go on: {out}");
+
+    // A bookmark whose position has left the live stream (the first second,
+    // long gone from the 16 segments kept) starts at the oldest segment
+    // kept, and the answer says so.
+    let (_, a) = post(
+        &server,
+        "/api/v1/reverse-bookmark",
+        None,
+        json!({ "content_id": sid, "position_ms": 100, "playback_token": "pt", "user_token": alice }),
+    );
+    assert_eq!(a["result_code"], 0, "{a}");
+    let (st, old) = post(
+        &server,
+        &format!(
+            "/api/v1/bookmarks/{}/resume",
+            a["bookmark_id"].as_str().unwrap()
+        ),
+        Some(&alice),
+        json!({ "terminal_id": web }),
+    );
+    assert_eq!(st, 200, "{old}");
+    let start = &old["live_start"];
+    assert_eq!(start["from"], "oldest_segment", "{old}");
+    assert_eq!(start["start_ms"], start["oldest_ms"], "{old}");
+    assert!(start["start_ms"].as_u64().unwrap() > 1000, "{old}");
+    let text = media(old["url"].as_str().unwrap()).text().unwrap();
+    // (A segment may have left in between.)
+    let first: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let seg = start["segment"].as_u64().unwrap();
+    assert!(
+        (first == seg || first == seg + 1) && text.contains("#EXT-X-START:TIME-OFFSET=0.000,"),
+        "{text}"
     );
 }

@@ -49,10 +49,87 @@ impl Default for HlsConfig {
     }
 }
 
+/// Where a player that resumes at a content position starts in a live
+/// stream (see `docs/resume.md`). Content time is the capture timeline in
+/// ms (the VOD file's timeline).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LiveStart {
+    /// `live`, or `ended` once the phone stopped (the playlist still serves).
+    pub state: &'static str,
+    /// `position` when the asked position is in a segment the stream still
+    /// has; `oldest_segment` when it has left the stream: playback then
+    /// starts at the oldest segment kept.
+    pub from: &'static str,
+    /// Sequence number of the segment playback starts in.
+    pub segment: u64,
+    /// Content time of that segment's first frame, ms.
+    pub segment_start_ms: u64,
+    /// Content position playback starts at, ms.
+    pub start_ms: u64,
+    /// Content time of the oldest segment kept, ms.
+    pub oldest_ms: u64,
+    /// Content time of the live edge (end of the newest segment), ms.
+    pub edge_ms: u64,
+}
+
+/// Why a live stream cannot start at a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveStartError {
+    /// No segment has been cut yet.
+    NoSegment,
+    /// The position is after the live edge.
+    PastEnd {
+        /// The live edge, ms.
+        edge_ms: u64,
+    },
+}
+
+impl std::fmt::Display for LiveStartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LiveStartError::NoSegment => write!(f, "the stream has no segment yet"),
+            LiveStartError::PastEnd { edge_ms } => {
+                write!(f, "the position is past the live edge ({edge_ms} ms)")
+            }
+        }
+    }
+}
+
+/// Index of the segment a player resuming at `position_us` starts in, the
+/// content µs it starts at, and whether that is the asked position.
+fn locate(
+    segments: &VecDeque<Segment>,
+    position_us: i64,
+) -> Result<(usize, i64, bool), LiveStartError> {
+    let (Some(first), Some(last)) = (segments.front(), segments.back()) else {
+        return Err(LiveStartError::NoSegment);
+    };
+    let edge_us = last.start_us + last.duration_us;
+    if position_us > edge_us {
+        return Err(LiveStartError::PastEnd {
+            edge_ms: (edge_us.max(0) / 1000) as u64,
+        });
+    }
+    if position_us < first.start_us {
+        return Ok((0, first.start_us, false));
+    }
+    let idx = segments
+        .iter()
+        .rposition(|s| s.start_us <= position_us)
+        .unwrap_or(0);
+    Ok((idx, position_us, true))
+}
+
+fn ms(us: i64) -> u64 {
+    (us.max(0) / 1000) as u64
+}
+
 /// One media segment.
 #[derive(Debug, Clone)]
 pub(crate) struct Segment {
     pub seq: u64,
+    /// Content time (capture µs) of the segment's first frame.
+    pub start_us: i64,
     pub duration_us: i64,
     pub data: Bytes,
     pub pdt_unix_us: i64,
@@ -223,6 +300,7 @@ impl HlsStream {
         st.duration_us += duration_us;
         st.segments.push_back(Segment {
             seq,
+            start_us: st.open_pts_us,
             duration_us,
             data,
             pdt_unix_us: self.anchor_unix_us.saturating_add(st.open_pts_us),
@@ -281,7 +359,9 @@ impl HlsStream {
             .map(|s| s.data.clone())
     }
 
-    /// `{state, vod_url, vod_ready}` for the player page.
+    /// `{state, vod_url, vod_ready, segments, capture_epoch_unix_ms}` for
+    /// the player page. A segment's `#EXT-X-PROGRAM-DATE-TIME` minus
+    /// `capture_epoch_unix_ms` is its content time (ms of capture).
     pub(crate) fn status(&self) -> serde_json::Value {
         let st = lock(&self.state);
         serde_json::json!({
@@ -290,6 +370,27 @@ impl HlsStream {
             "vod_url": self.vod_url,
             "vod_ready": st.vod_ready,
             "segments": st.next_seq,
+            "capture_epoch_unix_ms": self.anchor_unix_us.div_euclid(1000),
+        })
+    }
+
+    /// Where a player resuming at content position `position_ms` starts.
+    pub fn live_start(&self, position_ms: u64) -> Result<LiveStart, LiveStartError> {
+        let st = lock(&self.state);
+        let position_us = i64::try_from(position_ms)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        let (idx, start_us, exact) = locate(&st.segments, position_us)?;
+        let seg = &st.segments[idx];
+        let (first, last) = (&st.segments[0], &st.segments[st.segments.len() - 1]);
+        Ok(LiveStart {
+            state: if st.ended { "ended" } else { "live" },
+            from: if exact { "position" } else { "oldest_segment" },
+            segment: seg.seq,
+            segment_start_ms: ms(seg.start_us),
+            start_ms: ms(start_us),
+            oldest_ms: ms(first.start_us),
+            edge_ms: ms(last.start_us + last.duration_us),
         })
     }
 
@@ -309,7 +410,8 @@ impl HlsStream {
     }
 
     /// The multivariant playlist: the source, then every extra rendition
-    /// that has a segment. `query` is appended to URIs (tokens).
+    /// that has a segment. `query` is appended to the media playlists' URIs
+    /// (tokens, resume position).
     pub(crate) fn multivariant(&self, query: &str) -> String {
         let mut out = format!(
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:{},NAME=\"{LIVE_RENDITION}\"\n{LIVE_RENDITION}/index.m3u8{query}\n",
@@ -348,11 +450,42 @@ impl HlsStream {
         attrs
     }
 
-    /// The media playlist.
-    pub(crate) fn media_playlist(&self, query: &str) -> String {
+    /// The media playlist. `query` is appended to URIs (tokens). With
+    /// `start_ms` (a resume), the playlist also lists the older segments
+    /// kept back to the one holding that content position, and says where
+    /// to start with `#EXT-X-START:TIME-OFFSET` (seconds from the first
+    /// listed segment); a position that has left the stream starts at the
+    /// oldest segment kept.
+    pub(crate) fn media_playlist(
+        &self,
+        query: &str,
+        start_ms: Option<u64>,
+    ) -> Result<String, LiveStartError> {
         use std::fmt::Write;
         let st = lock(&self.state);
-        let skip = st.segments.len().saturating_sub(self.cfg.window_segments);
+        let mut skip = st.segments.len().saturating_sub(self.cfg.window_segments);
+        let mut start_line = String::new();
+        if let Some(p) = start_ms {
+            let position_us = i64::try_from(p)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000);
+            let (idx, start_us, _) = locate(&st.segments, position_us)?;
+            skip = skip.min(idx);
+            // hls.js, Safari and ExoPlayer place the first listed segment at
+            // 0 and the others at the sum of the EXTINF before them.
+            let before_us: i64 = st
+                .segments
+                .iter()
+                .skip(skip)
+                .take(idx - skip)
+                .map(|s| s.duration_us / 1000 * 1000)
+                .sum();
+            let offset_us = before_us + (start_us - st.segments[idx].start_us);
+            start_line = format!(
+                "#EXT-X-START:TIME-OFFSET={:.3},PRECISE=YES\n",
+                offset_us as f64 / 1e6
+            );
+        }
         let listed: Vec<&Segment> = st.segments.iter().skip(skip).collect();
         let target = listed
             .iter()
@@ -363,7 +496,7 @@ impl HlsStream {
         let mut out = String::new();
         let _ = write!(
             out,
-            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4{query}\"\n",
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-INDEPENDENT-SEGMENTS\n{start_line}#EXT-X-MAP:URI=\"init.mp4{query}\"\n",
             listed.first().map(|s| s.seq).unwrap_or(st.next_seq)
         );
         for s in listed {
@@ -382,7 +515,7 @@ impl HlsStream {
                 self.vod_url
             );
         }
-        out
+        Ok(out)
     }
 }
 
@@ -461,7 +594,7 @@ mod tests {
         for i in 1..=35 {
             s.push(&frame(i, i % 10 == 1));
         }
-        let pl = s.media_playlist("");
+        let pl = s.media_playlist("", None).unwrap();
         assert_eq!(pl.matches("#EXTINF:1.000,").count(), 3, "{pl}");
         assert!(
             pl.contains("seg0.m4s")
@@ -469,7 +602,7 @@ mod tests {
         );
         assert!(!pl.contains("ENDLIST"));
         s.end();
-        let pl = s.media_playlist("?t=1");
+        let pl = s.media_playlist("?t=1", None).unwrap();
         assert!(pl.contains("#EXTINF:0.500,\nseg3.m4s?t=1\n"), "{pl}");
         assert!(pl.ends_with("#EXT-X-SHARECAST-VOD:URI=\"/vod/s1/source.mp4\"\n#EXT-X-ENDLIST\n"));
         assert!(s.segment(3).is_some());
@@ -517,5 +650,80 @@ mod tests {
         );
         assert!(source.rendition("low").is_some());
         assert!(source.rendition("high").is_none());
+    }
+
+    #[test]
+    fn resume_positions_map_to_segments_and_start_offsets() {
+        let cfg = HlsConfig {
+            window_segments: 2,
+            ..HlsConfig::default()
+        };
+        let s = HlsStream::new("s1", &[track()], 1_700_000_000_000_000, cfg, "/v".into()).unwrap();
+        assert_eq!(s.live_start(0), Err(LiveStartError::NoSegment));
+        for i in 1..=100 {
+            s.push(&frame(i, i % 10 == 1));
+        }
+        // Segments of 1 s start at 0.1 s, 1.1 s, …; seg0..seg8 are closed,
+        // seg3..seg8 kept (window 2 + 4), seg7 and seg8 listed.
+        let pl = s.media_playlist("", None).unwrap();
+        assert!(
+            pl.contains("#EXT-X-MEDIA-SEQUENCE:7\n") && !pl.contains("EXT-X-START"),
+            "{pl}"
+        );
+        let at = s.live_start(6150).unwrap();
+        assert_eq!(
+            at,
+            LiveStart {
+                state: "live",
+                from: "position",
+                segment: 6,
+                segment_start_ms: 6100,
+                start_ms: 6150,
+                oldest_ms: 3100,
+                edge_ms: 9100,
+            }
+        );
+        // Behind the window but kept: listed from its segment.
+        let pl = s.media_playlist("?token=a", Some(6150)).unwrap();
+        assert!(
+            pl.contains("#EXT-X-MEDIA-SEQUENCE:6\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-START:TIME-OFFSET=0.050,PRECISE=YES\n"),
+            "{pl}"
+        );
+        assert!(
+            pl.contains("seg6.m4s?token=a")
+                && pl.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:26.100Z"),
+            "{pl}"
+        );
+        // In the window: the usual window, offset from its first segment
+        // (seg7, 1 s) into seg8.
+        let pl = s.media_playlist("", Some(8500)).unwrap();
+        assert!(
+            pl.contains("#EXT-X-MEDIA-SEQUENCE:7\n") && pl.contains("TIME-OFFSET=1.400,"),
+            "{pl}"
+        );
+        // Left the stream: the oldest segment kept, said so.
+        let at = s.live_start(500).unwrap();
+        assert_eq!(
+            (at.from, at.segment, at.start_ms),
+            ("oldest_segment", 3, 3100)
+        );
+        let pl = s.media_playlist("", Some(500)).unwrap();
+        assert!(
+            pl.contains("#EXT-X-MEDIA-SEQUENCE:3\n") && pl.contains("TIME-OFFSET=0.000,"),
+            "{pl}"
+        );
+        // Past the live edge: refused.
+        assert_eq!(
+            s.live_start(9200),
+            Err(LiveStartError::PastEnd { edge_ms: 9100 })
+        );
+        assert!(s.media_playlist("", Some(9200)).is_err());
+        assert_eq!(
+            s.live_start(u64::MAX),
+            Err(LiveStartError::PastEnd { edge_ms: 9100 })
+        );
+        s.end();
+        assert_eq!(s.live_start(9500).unwrap().state, "ended");
+        assert!(s.status()["capture_epoch_unix_ms"] == 1_700_000_000_000u64);
     }
 }

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::hls::{HlsStream, LIVE_RENDITION};
+use crate::hls::{HlsStream, LiveStartError, LIVE_RENDITION};
 use crate::viewers::{Heartbeat, HeartbeatRefused, Protocol};
 use crate::{lock, Shared};
 
@@ -37,6 +37,25 @@ fn valid_id(id: &str) -> bool {
 #[derive(Deserialize, Default)]
 struct TokenQuery {
     token: Option<String>,
+    /// Resume: content position (ms of capture) to start playing from.
+    start_ms: Option<String>,
+}
+
+impl TokenQuery {
+    /// The resume position, if asked for. Err is the answer to send.
+    #[allow(clippy::result_large_err)]
+    fn start_ms(&self) -> Result<Option<u64>, Response> {
+        match self.start_ms.as_deref() {
+            None => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_start",
+                    "start_ms is a content position in milliseconds",
+                )
+            }),
+        }
+    }
 }
 
 impl Shared {
@@ -142,7 +161,19 @@ async fn stream_file(
                     "the stream has no segment yet",
                 );
             }
-            playlist(stream.multivariant(&query_suffix(&q)))
+            let start = match q.start_ms() {
+                Ok(v) => v,
+                Err(r) => {
+                    s.reject("bad_start");
+                    return r;
+                }
+            };
+            let mut query = query_suffix(&q);
+            if let Some(p) = start {
+                query.push(if query.is_empty() { '?' } else { '&' });
+                query.push_str(&format!("start_ms={p}"));
+            }
+            playlist(stream.multivariant(&query))
         }
         "status.json" => {
             let mut r = Json(stream.status()).into_response();
@@ -188,7 +219,25 @@ async fn rendition_file(
                 "the stream has no segment yet",
             );
         }
-        return playlist(stream.media_playlist(&query_suffix(&q)));
+        let start = match q.start_ms() {
+            Ok(v) => v,
+            Err(r) => {
+                s.reject("bad_start");
+                return r;
+            }
+        };
+        return match stream.media_playlist(&query_suffix(&q), start) {
+            Ok(body) => playlist(body),
+            Err(e @ LiveStartError::PastEnd { .. }) => {
+                s.reject("past_end");
+                error(StatusCode::RANGE_NOT_SATISFIABLE, "past_end", e.to_string())
+            }
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_segment_yet",
+                e.to_string(),
+            ),
+        };
     }
     if file == "init.mp4" {
         return media(stream.init(), "max-age=3600");

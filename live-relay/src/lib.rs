@@ -49,8 +49,9 @@ pub mod hls;
 mod http;
 pub mod sei;
 pub mod viewers;
+pub mod vod;
 
-pub use hls::HlsConfig;
+pub use hls::{HlsConfig, LiveStart, LiveStartError};
 pub use viewers::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot, ViewerTracker};
 
 use std::collections::BTreeMap;
@@ -500,6 +501,28 @@ impl LiveRelay {
     /// Sets the playback-token check for HLS and heartbeats (default: open).
     pub fn set_authorizer(&self, auth: Option<Authorizer>) {
         *lock(&self.shared.authorizer) = auth;
+    }
+
+    /// Where a player resuming `session_id` at content position
+    /// `position_ms` starts in its HLS stream; `None` when the relay has no
+    /// HLS stream for it (never live, or ended longer ago than the keep time).
+    pub fn live_start(
+        &self,
+        session_id: &str,
+        position_ms: u64,
+    ) -> Option<Result<LiveStart, LiveStartError>> {
+        let stream = lock(&self.shared.hls).get(session_id).cloned()?;
+        Some(stream.live_start(position_ms))
+    }
+
+    /// Mounts a recording as seekable RTSP VOD ([`vod`]); returns its path.
+    pub fn mount_vod(
+        &self,
+        id: &str,
+        file: &std::path::Path,
+        codecs: &[String],
+    ) -> anyhow::Result<String> {
+        vod::mount(&self.mounts, id, file, codecs)
     }
 
     /// Tells HLS players that the recording of an ended session is ready.

@@ -80,6 +80,50 @@ pub fn playable_rendition(attrs: &VideoAttributes, terminal_type: &str) -> Optio
         .cloned()
 }
 
+/// Where a resume into a still-running live stream starts, as the live
+/// relay works it out (positions are content time: ms of capture).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveStartInfo {
+    /// `live`, or `ended` (the phone stopped; the recording is not ready yet).
+    pub state: String,
+    /// `position`: the stream still has the segment holding the position;
+    /// `oldest_segment`: the position left the stream, playback starts at
+    /// the oldest segment kept.
+    pub from: String,
+    /// Sequence number of the HLS segment playback starts in.
+    pub segment: u64,
+    /// Content time of that segment's first frame, ms.
+    pub segment_start_ms: u64,
+    /// Where playback starts, ms.
+    pub start_ms: u64,
+    /// Content time of the oldest segment kept, ms.
+    pub oldest_ms: u64,
+    /// Content time of the live edge, ms.
+    pub edge_ms: u64,
+}
+
+/// What the live relay says about resuming a content at a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveLookup {
+    /// It can start there (or at its oldest segment).
+    Start(LiveStartInfo),
+    /// The position is after the live edge.
+    PastEnd {
+        /// The live edge, ms.
+        edge_ms: u64,
+    },
+    /// The stream exists but has no segment yet.
+    NoSegment,
+}
+
+/// Asks the live relay where a resume of a content at a position starts;
+/// `None` when the content has no live stream.
+pub type LiveStarts = std::sync::Arc<dyn Fn(&str, u64) -> Option<LiveLookup> + Send + Sync>;
+
+/// Mounts a recorded content (id, RFC 6381 codecs of its source file) for
+/// seekable RTSP and answers its `rtsp://…` URL, or why it cannot.
+pub type RtspVod = std::sync::Arc<dyn Fn(&str, &[String]) -> Result<String, String> + Send + Sync>;
+
 /// The resume service.
 #[derive(Clone)]
 pub struct ResumeService {
@@ -88,6 +132,9 @@ pub struct ResumeService {
     key: std::sync::Arc<Vec<u8>>,
     public_url: String,
     client: reqwest::Client,
+    live: Option<LiveStarts>,
+    rtsp_vod: Option<RtspVod>,
+    tokens: Option<crate::playback::PlaybackTokens>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -339,6 +386,9 @@ impl ResumeService {
             key: std::sync::Arc::new(key),
             public_url: public_url.trim_end_matches('/').to_string(),
             client,
+            live: None,
+            rtsp_vod: None,
+            tokens: None,
         };
         // Purge aged history in the background.
         let s = svc.clone();
@@ -351,6 +401,43 @@ impl ResumeService {
             }
         });
         Ok(svc)
+    }
+
+    /// Lets bookmarks of still-live content resume into the live stream.
+    pub fn with_live_starts(mut self, live: LiveStarts) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// Puts a playback token into the live URLs of resume answers: the
+    /// bookmark's owner may watch what they were watching.
+    pub fn with_playback_tokens(mut self, tokens: crate::playback::PlaybackTokens) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// `token=…&` for a live URL of the content, or "" when none is needed.
+    fn token_param(&self, content_id: &str) -> String {
+        match &self.tokens {
+            Some(t) => {
+                let q = t.query(content_id);
+                match q.strip_prefix('?') {
+                    Some(p) => format!("{p}&"),
+                    None => String::new(),
+                }
+            }
+            None => String::new(),
+        }
+    }
+
+    /// Lets resumes of recorded content offer seekable RTSP.
+    pub fn with_rtsp_vod(mut self, rtsp_vod: RtspVod) -> Self {
+        self.rtsp_vod = Some(rtsp_vod);
+        self
+    }
+
+    fn live_lookup(&self, content_id: &str, position_ms: u64) -> Option<LiveLookup> {
+        self.live.as_ref().and_then(|f| f(content_id, position_ms))
     }
 
     /// Delete history records (and their resume tokens) older than the limit.
@@ -531,6 +618,18 @@ impl ResumeService {
         if let Some(a) = &asset.attributes {
             if a.duration_ms > 0 && req.position_ms > a.duration_ms {
                 return answer(Some(user.id), 5, "position is past the end of the content");
+            }
+        }
+        if asset.state != "ready" {
+            // Still live: past the live edge is past the end too.
+            if let Some(LiveLookup::PastEnd { .. }) =
+                self.live_lookup(&req.content_id, req.position_ms)
+            {
+                return answer(
+                    Some(user.id),
+                    5,
+                    "position is past the live edge of the content",
+                );
             }
         }
         let address = asset
@@ -1239,8 +1338,13 @@ struct BookmarkResume {
     terminal_id: String,
 }
 
-/// Resume a bookmark on one of the user's terminals: the URL to play, the
-/// position, and for VOD a `#t=` fragment the player seeks to.
+/// Resume a bookmark on one of the user's terminals. When the recording is
+/// ready: the URL of the rendition that terminal plays, the position, and a
+/// `play_url` with a `#t=` fragment the player seeks to. While the content
+/// is still live (or ended with its recording not ready yet): the live HLS
+/// playlist with `start_ms`, whose media playlist starts players at the
+/// segment holding the position (`#EXT-X-START`), the player page URL, and
+/// where the live relay says playback starts (`live_start`).
 async fn resume_bookmark(
     State(s): State<ResumeService>,
     headers: HeaderMap,
@@ -1259,21 +1363,77 @@ async fn resume_bookmark(
     let content_id: String = row.get(0);
     let position_ms = row.get::<i64, _>(1).max(0) as u64;
     let mut url: String = row.get(2);
-    if let Ok(Some(asset)) = s.store.asset(&content_id).await {
-        if let Some(r) = asset
-            .attributes
-            .as_ref()
-            .and_then(|a| playable_rendition(a, &terminal_type))
-        {
-            url = r.url;
+    let source: String = row.get(3);
+    let asset = s.store.asset(&content_id).await.map_err(internal)?;
+    // Content of this platform whose recording is not ready: the live stream.
+    // Otherwise (recorded here, or a hand-off from another platform whose
+    // address the bookmark holds): the VOD, from the position.
+    let live = asset.as_ref().is_some_and(|a| a.state != "ready");
+    if !live {
+        let mut rtsp = None;
+        if let Some(attrs) = asset.and_then(|a| a.attributes) {
+            if attrs.duration_ms > 0 && position_ms > attrs.duration_ms {
+                return Err(bad(
+                    "position_past_end",
+                    format!(
+                        "bookmark position {position_ms} ms is past the end ({} ms)",
+                        attrs.duration_ms
+                    ),
+                ));
+            }
+            if let Some(r) = playable_rendition(&attrs, &terminal_type) {
+                url = r.url;
+            }
+            // RTSP players: the source file, from a ranged PLAY.
+            rtsp = s
+                .rtsp_vod
+                .as_ref()
+                .and_then(|f| match f(&content_id, &attrs.codecs) {
+                    Ok(u) => Some(serde_json::json!({
+                        "url": u,
+                        "range": format!("npt={:.3}-", position_ms as f64 / 1000.0),
+                    })),
+                    Err(e) => {
+                        tracing::warn!(content = %content_id, error = %e, "no RTSP resume");
+                        None
+                    }
+                });
         }
+        return Ok(Json(serde_json::json!({
+            "bookmark_id": id,
+            "content_id": content_id,
+            "position_ms": position_ms,
+            "live": false,
+            "url": url,
+            "play_url": format!("{url}#t={:.3}", position_ms as f64 / 1000.0),
+            "rtsp": rtsp,
+            "source": source,
+        })));
     }
-    Ok(Json(serde_json::json!({
-        "bookmark_id": id,
-        "content_id": content_id,
-        "position_ms": position_ms,
-        "url": url,
-        "play_url": format!("{url}#t={:.3}", position_ms as f64 / 1000.0),
-        "source": row.get::<String, _>(3),
-    })))
+    match s.live_lookup(&content_id, position_ms) {
+        Some(LiveLookup::Start(start)) => {
+            let q = format!("{}start_ms={position_ms}", s.token_param(&content_id));
+            let url = format!("{}/live/{content_id}/index.m3u8?{q}", s.public_url);
+            Ok(Json(serde_json::json!({
+                "bookmark_id": id,
+                "content_id": content_id,
+                "position_ms": position_ms,
+                "live": true,
+                "url": url,
+                "play_url": url,
+                "watch_url": format!("{}/watch/{content_id}?{q}", s.public_url),
+                "live_start": start,
+                "source": source,
+            })))
+        }
+        Some(LiveLookup::PastEnd { edge_ms }) => Err(bad(
+            "position_past_end",
+            format!("bookmark position {position_ms} ms is past the live edge ({edge_ms} ms)"),
+        )),
+        Some(LiveLookup::NoSegment) | None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!("content {content_id} is not live and its recording is not ready"),
+        )),
+    }
 }
