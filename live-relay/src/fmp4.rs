@@ -378,6 +378,7 @@ mod tests {
             framerate: Some((30, 1)),
             sample_rate: None,
             channels: None,
+            rotation: 0,
         }
     }
 

@@ -80,6 +80,8 @@ pub(crate) struct Encoder {
     pub(crate) path: PathBuf,
     tmp: PathBuf,
     session_id: String,
+    /// Display rotation, degrees clockwise, written into the file's matrix.
+    rotation: u32,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -254,6 +256,7 @@ impl Encoder {
             path,
             tmp,
             session_id: session_id.to_string(),
+            rotation: crate::recording::video_rotation(tracks),
         }))
     }
 
@@ -326,6 +329,16 @@ impl Encoder {
             }
         }
         let _ = self.pipeline.set_state(gst::State::Null);
+        // The rendition keeps the source's display rotation: the picture is
+        // scaled as coded (landscape sensor frame) and players turn it.
+        if self.rotation != 0 {
+            crate::matrix::write_rotation(&self.tmp, self.rotation).with_context(|| {
+                format!(
+                    "writing the display rotation of rendition {}",
+                    self.spec.name
+                )
+            })?;
+        }
         std::fs::rename(&self.tmp, &self.path)
             .with_context(|| format!("moving {} to {}", self.tmp.display(), self.path.display()))?;
         Ok(())
