@@ -138,6 +138,67 @@ fn renditions_posters_and_still_frames_over_http() {
     assert_eq!(error_code(r), "unknown_asset");
 }
 
+/// Waits until the asset lists `n` renditions; returns its attributes.
+fn attributes_with_renditions(server: &Server, id: &str, n: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        if asset["attributes"]["renditions"]
+            .as_array()
+            .map_or(0, |r| r.len())
+            >= n
+        {
+            return asset["attributes"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "renditions never appeared: {asset}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (clip, want) in [(ROTATED_90, 90), (H264_AAC, 0)] {
+        let r = server.push(&fixture(clip).unwrap(), &[]);
+        assert!(r.ok, "push {clip} failed:\n{}\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.attributes()["rotation"],
+            want,
+            "{clip}: pushed attributes"
+        );
+        let attrs = attributes_with_renditions(&server, &r.session(), 2);
+        assert_eq!(attrs["rotation"], want, "{clip}: asset attributes");
+        for rend in attrs["renditions"].as_array().unwrap() {
+            let name = rend["name"].as_str().unwrap();
+            let file = dir.path().join(format!("{clip}.{name}.mp4"));
+            download(&server, rend["url"].as_str().unwrap(), &file);
+            let got = ffprobe(&file);
+            let v = stream(&got, "video").expect("video");
+            // Coded size as stored (the sensor's landscape frame; 640x360
+            // is below 480p, so the rendition keeps it), rotation from the
+            // file's matrix: a player shows 360x640.
+            assert_eq!(
+                (&v["width"], &v["height"]),
+                (&rend["width"], &rend["height"])
+            );
+            assert_eq!(
+                (rend["width"].as_u64(), rend["height"].as_u64()),
+                (Some(640), Some(360))
+            );
+            assert_eq!(rend["rotation"], want, "{clip}/{name}: attribute");
+            assert_eq!(
+                ffprobe_rotation(v),
+                want,
+                "{clip}/{name}: ffprobe on the file"
+            );
+        }
+    }
+}
+
 #[test]
 fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
     let mut server = Server::start();
