@@ -199,6 +199,123 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
     }
 }
 
+/// The frame ffmpeg decodes at `t` seconds (decoded as shown: ffmpeg
+/// applies a display rotation, and the clips here have none).
+fn ffmpeg_frame(file: &std::path::Path, t: f64) -> image::DynamicImage {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.png");
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    image::open(&out).unwrap()
+}
+
+fn mean_abs_diff(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
+    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}
+
+#[test]
+fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
+    let server = Server::start();
+    let src = fixture(H264_AAC).unwrap();
+    let (mut push, id, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let dir = tempfile::tempdir().unwrap();
+    let session_dir = server.data_dir().join("sessions").join(&id);
+    // Poll from the start of the session: "not ready" until the recording
+    // has a decodable frame, then a JPEG, never another error.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut not_ready = 0;
+    let live = loop {
+        let r = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+        match r.status().as_u16() {
+            200 => {
+                assert_eq!(r.headers()["content-type"], "image/jpeg");
+                assert_eq!(r.headers()["cache-control"], "no-cache", "live poster");
+                break r.bytes().unwrap().to_vec();
+            }
+            503 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                assert_eq!(error_code(r), "not_ready");
+                not_ready += 1;
+            }
+            other => panic!("live poster: {other}: {}", r.text().unwrap()),
+        }
+        assert!(Instant::now() < deadline, "no live poster");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Still live when it came (a 3 s clip in real time).
+    let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+    assert_eq!(asset["state"], "recording", "{asset}");
+    assert!(push.try_wait().unwrap().is_none(), "push still running");
+    eprintln!("live poster after {not_ready} not_ready answers");
+    // It decodes, and it is the first frame of the recording.
+    let jpg = dir.path().join("live.jpg");
+    std::fs::write(&jpg, &live).unwrap();
+    let p = ffprobe(&jpg);
+    let v = stream(&p, "video").expect("a picture");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let live_img = image::load_from_memory(&live).expect("the live poster decodes");
+    let first = ffmpeg_frame(&src, 0.0);
+    let later = ffmpeg_frame(&src, 1.0);
+    let (d_first, d_later) = (
+        mean_abs_diff(&live_img, &first),
+        mean_abs_diff(&live_img, &later),
+    );
+    assert!(
+        d_first < 6.0 && d_first < d_later,
+        "live poster vs frame 0: {d_first}, vs frame at 1 s: {d_later}"
+    );
+    // Asked again while live: the same picture, not decoded again.
+    let again = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.bytes().unwrap().to_vec(), live);
+
+    // After the end: the VOD poster (the frame at 1 s), cacheable, and the
+    // live one is gone.
+    assert!(push.wait().unwrap().success(), "push failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        if asset["state"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "asset never ready: {asset}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+    let vod_poster = r.bytes().unwrap().to_vec();
+    assert_eq!(
+        vod_poster,
+        std::fs::read(session_dir.join("poster.jpg")).unwrap()
+    );
+    assert_ne!(vod_poster, live);
+    assert!(
+        !session_dir.join("poster.live.jpg").exists(),
+        "live poster removed"
+    );
+    let vod_img = image::load_from_memory(&vod_poster).expect("the VOD poster decodes");
+    let vod = session_dir.join("source.mp4");
+    assert!(mean_abs_diff(&vod_img, &ffmpeg_frame(&vod, 1.0)) < 6.0);
+}
+
 #[test]
 fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
     let mut server = Server::start();

@@ -212,6 +212,18 @@ pub fn read_rotation(path: &Path) -> anyhow::Result<u32> {
     }
 }
 
+/// Whether the file's index lists a video track: `Ok(None)` when the file
+/// has no index (`moov`) yet, as a recording in its first fragment.
+pub fn index_has_video(path: &Path) -> anyhow::Result<Option<bool>> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (at, moov) = match read_moov(&mut file) {
+        Ok(found) => found,
+        Err(e) if e.to_string() == NO_MOOV => return Ok(None),
+        Err(e) => return Err(e.context(format!("reading {}", path.display()))),
+    };
+    Ok(Some(video_tkhd(at, &moov)?.is_some()))
+}
+
 /// Writes the display rotation (degrees clockwise) into the file's video
 /// track matrix, in place. Returns `false` (file untouched) when the file
 /// has no video track.

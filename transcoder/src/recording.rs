@@ -720,6 +720,8 @@ impl Recording {
             ),
             Err(e) => tracing::error!(session = %self.session_id, "no poster: {e:#}"),
         }
+        // The live poster (kept by the HTTP side while recording) is stale.
+        let _ = std::fs::remove_file(self.out_dir.join(crate::still::LIVE_POSTER_FILE));
         Ok(Finished {
             source: produced,
             renditions: PendingRenditions {

@@ -21,6 +21,9 @@ use gstreamer_app as gst_app;
 
 /// File name of the poster image inside a session's output directory.
 pub const POSTER_FILE: &str = "poster.jpg";
+/// File name of the poster kept while a session is live (the first frame of
+/// the recording); removed when [`POSTER_FILE`] is written at the end.
+pub const LIVE_POSTER_FILE: &str = "poster.live.jpg";
 
 /// Why a still frame could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,13 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a file being recorded has a video track in its index: `None`
+/// while it has no index yet (before the recording's first index update),
+/// so that "no video yet" and "no video at all" can be told apart.
+pub fn recorded_video(path: &Path) -> anyhow::Result<Option<bool>> {
+    crate::matrix::index_has_video(path)
 }
 
 /// Decodes the frame shown at `t_ms` in `path` and returns it as a JPEG.
