@@ -196,6 +196,19 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
                 "{clip}/{name}: ffprobe on the file"
             );
         }
+        // The poster is shown upright, like the video.
+        let poster = server.get(&format!("/api/v1/assets/{}/poster.jpg", r.session()));
+        assert_eq!(poster.status(), 200);
+        let jpg = dir.path().join(format!("{clip}.poster.jpg"));
+        std::fs::write(&jpg, poster.bytes().unwrap()).unwrap();
+        let p = ffprobe(&jpg);
+        let v = stream(&p, "video").unwrap();
+        let upright = if want == 90 { (360, 640) } else { (640, 360) };
+        assert_eq!(
+            (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+            upright,
+            "{clip}: poster"
+        );
     }
 }
 

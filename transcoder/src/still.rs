@@ -9,8 +9,13 @@
 //! most one GOP of decoding. The chosen frame is converted to JPEG.
 //!
 //! ```text
-//! filesrc ! qtdemux ! queue ! decodebin ! videoconvert ! appsink (RGB, sync=false)
+//! filesrc ! qtdemux ! queue ! decodebin ! videoconvert ! videoflip video-direction=auto
+//!   ! appsink (RGB, sync=false)
 //! ```
+//!
+//! Frames are shown upright: `videoflip` applies the file's display
+//! rotation (its track matrix), as players and ffmpeg do, so the JPEG of a
+//! 640x360 clip with a 90° rotation is 360x640.
 
 use std::path::Path;
 
@@ -133,6 +138,12 @@ fn frame_at(path: &Path, t_ms: u64) -> Result<gst::Sample, StillError> {
     let queue = make("queue")?;
     let decode = make("decodebin")?;
     let convert = make("videoconvert")?;
+    // Shown upright: the file's display rotation (the track matrix, which
+    // qtdemux announces as an image-orientation tag) is applied.
+    let flip = gst::ElementFactory::make("videoflip")
+        .property_from_str("video-direction", "auto")
+        .build()
+        .context("creating videoflip")?;
     let sink = gst_app::AppSink::builder()
         .caps(
             &gst::Caps::builder("video/x-raw")
@@ -143,13 +154,20 @@ fn frame_at(path: &Path, t_ms: u64) -> Result<gst::Sample, StillError> {
         .max_buffers(2)
         .build();
     pipeline
-        .add_many([&src, &demux, &queue, &decode, &convert, sink.upcast_ref()])
+        .add_many([
+            &src,
+            &demux,
+            &queue,
+            &decode,
+            &convert,
+            &flip,
+            sink.upcast_ref(),
+        ])
         .context("building the still-frame pipeline")?;
     src.link(&demux).context("linking filesrc to qtdemux")?;
     queue.link(&decode).context("linking queue to decodebin")?;
-    convert
-        .link(sink.upcast_ref::<gst::Element>())
-        .context("linking videoconvert to appsink")?;
+    gst::Element::link_many([&convert, &flip, sink.upcast_ref()])
+        .context("linking videoconvert, videoflip and appsink")?;
     {
         let queue = queue.clone();
         demux.connect_pad_added(move |_, pad| {
