@@ -209,6 +209,21 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
             upright,
             "{clip}: poster"
         );
+        // A share page's link preview gives the size as shown.
+        let share: serde_json::Value = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/shares", server.http))
+            .bearer_auth(&server.token)
+            .json(&serde_json::json!({ "asset_id": r.session() }))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let token = share["token"].as_str().expect("share token");
+        let html = server.get(&format!("/s/{token}")).text().unwrap();
+        for (prop, v) in [("width", upright.0), ("height", upright.1)] {
+            let tag = format!("<meta property=\"og:video:{prop}\" content=\"{v}\">");
+            assert!(html.contains(&tag), "{clip}: no {tag} in\n{html}");
+        }
     }
 }
 

@@ -95,6 +95,18 @@ pub struct VideoAttributes {
     pub renditions: Vec<Rendition>,
 }
 
+impl VideoAttributes {
+    /// The primary output's picture as shown: `width` x `height` turned by
+    /// `rotation` (swapped for 90 and 270).
+    pub fn display_size(&self) -> (u32, u32) {
+        if self.rotation % 180 == 90 {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
 /// Converts ffprobe's display-matrix `rotation` (degrees counter-clockwise,
 /// for example -90 or 270 for a picture to be turned a quarter turn
 /// clockwise) to Sharecast's clockwise degrees in 0..360.
@@ -105,7 +117,21 @@ pub fn rotation_from_ffprobe(degrees: i64) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::rotation_from_ffprobe;
+    use super::{rotation_from_ffprobe, VideoAttributes};
+
+    #[test]
+    fn display_size_turns_with_the_rotation() {
+        let a = |rotation| VideoAttributes {
+            width: 640,
+            height: 360,
+            rotation,
+            ..Default::default()
+        };
+        assert_eq!(a(0).display_size(), (640, 360));
+        assert_eq!(a(90).display_size(), (360, 640));
+        assert_eq!(a(180).display_size(), (640, 360));
+        assert_eq!(a(270).display_size(), (360, 640));
+    }
 
     #[test]
     fn ffprobe_rotation_is_counter_clockwise() {
