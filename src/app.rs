@@ -237,6 +237,7 @@ impl SessionOutput for Output {
                 size_bytes: primary.size_bytes,
                 width: primary.width,
                 height: primary.height,
+                rotation: primary.rotation,
                 frame_rate: primary.frame_rate,
                 bitrate: primary.bitrate,
                 duration_ms: primary.duration_ms,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use sharecast_share_gateway::frames::{BoxFuture, FrameError, FrameSource};
-use sharecast_transcoder::still::{self, StillError, POSTER_FILE};
+use sharecast_transcoder::still::{self, StillError, LIVE_POSTER_FILE, POSTER_FILE};
 use sharecast_transcoder::SOURCE_FILE;
 
 /// Decodes frames from a session's source rendition.
@@ -29,6 +29,70 @@ async fn frame(dir: &Path, t_ms: u64) -> Result<Vec<u8>, FrameError> {
         .map_err(convert)
 }
 
+/// The poster of a session still recording: the first frame of the
+/// recording (a key frame: decoding starts there), decoded once from the
+/// file recorded so far and kept as `poster.live.jpg`, so that a share page
+/// opened by many recipients costs one decode. The transcoder removes it
+/// when it writes the VOD poster at the end.
+async fn live_poster(dir: &Path) -> Result<Vec<u8>, FrameError> {
+    // The recording has just ended (the asset turns ready next): the VOD
+    // poster is there.
+    if let Ok(bytes) = tokio::fs::read(dir.join(POSTER_FILE)).await {
+        return Ok(bytes);
+    }
+    let cached = dir.join(LIVE_POSTER_FILE);
+    if let Ok(bytes) = tokio::fs::read(&cached).await {
+        return Ok(bytes);
+    }
+    if !dir.join(SOURCE_FILE).is_file() {
+        return Err(FrameError::NotReady("nothing recorded yet".into()));
+    }
+    let jpeg = match frame(dir, 0).await {
+        Ok(jpeg) => jpeg,
+        // No video in what the demuxer could read: before the recording's
+        // first index update, nothing is readable yet.
+        Err(FrameError::NoVideo(why)) => {
+            let file = dir.join(SOURCE_FILE);
+            let indexed = tokio::task::spawn_blocking(move || still::recorded_video(&file))
+                .await
+                .map_err(|e| FrameError::Other(anyhow::anyhow!("index task: {e}")))?;
+            return Err(match indexed {
+                Ok(Some(false)) => FrameError::NoVideo(why),
+                Ok(None) => FrameError::NotReady("nothing recorded yet".into()),
+                Ok(Some(true)) => {
+                    FrameError::NotReady("the recording has no decodable video frame yet".into())
+                }
+                Err(e) => {
+                    FrameError::NotReady(format!("the recording is not readable yet ({e:#})"))
+                }
+            });
+        }
+        // Before the recording's first index update the file has no
+        // decodable frame yet.
+        Err(FrameError::Other(e)) => {
+            return Err(FrameError::NotReady(format!(
+                "the recording has no decodable frame yet ({e:#})"
+            )))
+        }
+        Err(FrameError::PastEnd { .. }) | Err(FrameError::NotReady(_)) => {
+            return Err(FrameError::NotReady(
+                "the recording has no frame yet".into(),
+            ))
+        }
+    };
+    let tmp = dir.join(format!("{LIVE_POSTER_FILE}.tmp"));
+    let kept = async {
+        tokio::fs::write(&tmp, &jpeg).await?;
+        tokio::fs::rename(&tmp, &cached).await
+    }
+    .await;
+    if let Err(e) = kept {
+        tracing::warn!(dir = %dir.display(), "live poster not kept: {e}");
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    Ok(jpeg)
+}
+
 impl FrameSource for GstFrames {
     fn frame_jpeg<'a>(
         &'a self,
@@ -40,12 +104,18 @@ impl FrameSource for GstFrames {
 
     fn poster<'a>(&'a self, asset_dir: &'a Path) -> BoxFuture<'a, Result<Vec<u8>, FrameError>> {
         Box::pin(async move {
-            // Written at finish; while the session is live, the first frame
-            // of the file recorded so far.
+            // Written at finish; if writing it failed, the first frame.
             match tokio::fs::read(asset_dir.join(POSTER_FILE)).await {
                 Ok(bytes) => Ok(bytes),
                 Err(_) => frame(asset_dir, 0).await,
             }
         })
+    }
+
+    fn live_poster<'a>(
+        &'a self,
+        asset_dir: &'a Path,
+    ) -> BoxFuture<'a, Result<Vec<u8>, FrameError>> {
+        Box::pin(live_poster(asset_dir))
     }
 }

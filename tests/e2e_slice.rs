@@ -44,6 +44,15 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
             // Attributes agree with ffprobe.
             assert_eq!(attrs["width"], g["width"], "{clip}: width");
             assert_eq!(attrs["height"], g["height"], "{clip}: height");
+            // The phone's display rotation survives: in the VOD's matrix
+            // and in the attributes, as in the clip it filmed.
+            let rotation = attrs["rotation"].as_u64().expect("rotation attribute");
+            assert_eq!(rotation, ffprobe_rotation(g), "{clip}: rotation vs the VOD");
+            assert_eq!(
+                rotation,
+                ffprobe_rotation(w),
+                "{clip}: rotation vs the clip"
+            );
             let afps = attrs["frame_rate"].as_f64().unwrap();
             assert!(
                 (afps - num(&g["avg_frame_rate"])).abs() < 0.1,
@@ -118,7 +127,7 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
 #[test]
 fn every_fixture_becomes_a_matching_vod() {
     let server = Server::start();
-    for clip in [H264_AAC, PORTRAIT, H265_AAC, AUDIO_ONLY] {
+    for clip in [H264_AAC, PORTRAIT, H265_AAC, AUDIO_ONLY, ROTATED_90] {
         check_vod_matches_source(&server, clip);
     }
 }

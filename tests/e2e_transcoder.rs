@@ -138,6 +138,212 @@ fn renditions_posters_and_still_frames_over_http() {
     assert_eq!(error_code(r), "unknown_asset");
 }
 
+/// Waits until the asset lists `n` renditions; returns its attributes.
+fn attributes_with_renditions(server: &Server, id: &str, n: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        if asset["attributes"]["renditions"]
+            .as_array()
+            .map_or(0, |r| r.len())
+            >= n
+        {
+            return asset["attributes"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "renditions never appeared: {asset}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (clip, want) in [(ROTATED_90, 90), (H264_AAC, 0)] {
+        let r = server.push(&fixture(clip).unwrap(), &[]);
+        assert!(r.ok, "push {clip} failed:\n{}\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.attributes()["rotation"],
+            want,
+            "{clip}: pushed attributes"
+        );
+        let attrs = attributes_with_renditions(&server, &r.session(), 2);
+        assert_eq!(attrs["rotation"], want, "{clip}: asset attributes");
+        for rend in attrs["renditions"].as_array().unwrap() {
+            let name = rend["name"].as_str().unwrap();
+            let file = dir.path().join(format!("{clip}.{name}.mp4"));
+            download(&server, rend["url"].as_str().unwrap(), &file);
+            let got = ffprobe(&file);
+            let v = stream(&got, "video").expect("video");
+            // Coded size as stored (the sensor's landscape frame; 640x360
+            // is below 480p, so the rendition keeps it), rotation from the
+            // file's matrix: a player shows 360x640.
+            assert_eq!(
+                (&v["width"], &v["height"]),
+                (&rend["width"], &rend["height"])
+            );
+            assert_eq!(
+                (rend["width"].as_u64(), rend["height"].as_u64()),
+                (Some(640), Some(360))
+            );
+            assert_eq!(rend["rotation"], want, "{clip}/{name}: attribute");
+            assert_eq!(
+                ffprobe_rotation(v),
+                want,
+                "{clip}/{name}: ffprobe on the file"
+            );
+        }
+        // The poster is shown upright, like the video.
+        let poster = server.get(&format!("/api/v1/assets/{}/poster.jpg", r.session()));
+        assert_eq!(poster.status(), 200);
+        let jpg = dir.path().join(format!("{clip}.poster.jpg"));
+        std::fs::write(&jpg, poster.bytes().unwrap()).unwrap();
+        let p = ffprobe(&jpg);
+        let v = stream(&p, "video").unwrap();
+        let upright = if want == 90 { (360, 640) } else { (640, 360) };
+        assert_eq!(
+            (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+            upright,
+            "{clip}: poster"
+        );
+        // A share page's link preview gives the size as shown.
+        let share: serde_json::Value = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/shares", server.http))
+            .bearer_auth(&server.token)
+            .json(&serde_json::json!({ "asset_id": r.session() }))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let token = share["token"].as_str().expect("share token");
+        let html = server.get(&format!("/s/{token}")).text().unwrap();
+        for (prop, v) in [("width", upright.0), ("height", upright.1)] {
+            let tag = format!("<meta property=\"og:video:{prop}\" content=\"{v}\">");
+            assert!(html.contains(&tag), "{clip}: no {tag} in\n{html}");
+        }
+    }
+}
+
+/// The frame ffmpeg decodes at `t` seconds (decoded as shown: ffmpeg
+/// applies a display rotation, and the clips here have none).
+fn ffmpeg_frame(file: &std::path::Path, t: f64) -> image::DynamicImage {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.png");
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    image::open(&out).unwrap()
+}
+
+fn mean_abs_diff(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
+    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}
+
+#[test]
+fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
+    let server = Server::start();
+    let src = fixture(H264_AAC).unwrap();
+    let (mut push, id, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let dir = tempfile::tempdir().unwrap();
+    let session_dir = server.data_dir().join("sessions").join(&id);
+    // Poll from the start of the session: "not ready" until the recording
+    // has a decodable frame, then a JPEG, never another error.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut not_ready = 0;
+    let live = loop {
+        let r = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+        match r.status().as_u16() {
+            200 => {
+                assert_eq!(r.headers()["content-type"], "image/jpeg");
+                assert_eq!(r.headers()["cache-control"], "no-cache", "live poster");
+                break r.bytes().unwrap().to_vec();
+            }
+            503 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                assert_eq!(error_code(r), "not_ready");
+                not_ready += 1;
+            }
+            other => panic!("live poster: {other}: {}", r.text().unwrap()),
+        }
+        assert!(Instant::now() < deadline, "no live poster");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Still live when it came (a 3 s clip in real time).
+    let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+    assert_eq!(asset["state"], "recording", "{asset}");
+    assert!(push.try_wait().unwrap().is_none(), "push still running");
+    eprintln!("live poster after {not_ready} not_ready answers");
+    // It decodes, and it is the first frame of the recording.
+    let jpg = dir.path().join("live.jpg");
+    std::fs::write(&jpg, &live).unwrap();
+    let p = ffprobe(&jpg);
+    let v = stream(&p, "video").expect("a picture");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let live_img = image::load_from_memory(&live).expect("the live poster decodes");
+    let first = ffmpeg_frame(&src, 0.0);
+    let later = ffmpeg_frame(&src, 1.0);
+    let (d_first, d_later) = (
+        mean_abs_diff(&live_img, &first),
+        mean_abs_diff(&live_img, &later),
+    );
+    assert!(
+        d_first < 6.0 && d_first < d_later,
+        "live poster vs frame 0: {d_first}, vs frame at 1 s: {d_later}"
+    );
+    // Asked again while live: the same picture, not decoded again.
+    let again = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.bytes().unwrap().to_vec(), live);
+
+    // After the end: the VOD poster (the frame at 1 s), cacheable, and the
+    // live one is gone.
+    assert!(push.wait().unwrap().success(), "push failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        if asset["state"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "asset never ready: {asset}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+    let vod_poster = r.bytes().unwrap().to_vec();
+    assert_eq!(
+        vod_poster,
+        std::fs::read(session_dir.join("poster.jpg")).unwrap()
+    );
+    assert_ne!(vod_poster, live);
+    assert!(
+        !session_dir.join("poster.live.jpg").exists(),
+        "live poster removed"
+    );
+    let vod_img = image::load_from_memory(&vod_poster).expect("the VOD poster decodes");
+    let vod = session_dir.join("source.mp4");
+    assert!(mean_abs_diff(&vod_img, &ffmpeg_frame(&vod, 1.0)) < 6.0);
+}
+
 #[test]
 fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
     let mut server = Server::start();

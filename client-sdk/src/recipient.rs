@@ -793,6 +793,7 @@ mod tests {
                 frame_rate: 30.0,
                 bitrate: 1_200_000,
                 duration_ms: 40_000,
+                ..Default::default()
             }],
             ..Default::default()
         }

@@ -26,6 +26,13 @@ pub struct Rendition {
     pub width: u32,
     /// Height in pixels (0 for audio-only).
     pub height: u32,
+    /// Display rotation, degrees clockwise (0, 90, 180, 270), from the
+    /// video track's matrix: `width` x `height` is the coded picture; with
+    /// 90 or 270 it is shown as `height` x `width`. 0 for audio-only. ffprobe
+    /// reports the same matrix counter-clockwise: its `rotation` side data is
+    /// `-rotation` (-90 for 90), see [`rotation_from_ffprobe`].
+    #[serde(default)]
+    pub rotation: u32,
     /// Frame rate in frames per second (0 for audio-only).
     pub frame_rate: f64,
     /// Overall bitrate in bits per second (size * 8 / duration).
@@ -67,6 +74,10 @@ pub struct VideoAttributes {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Display rotation of the primary output, degrees clockwise (0, 90,
+    /// 180, 270); see [`Rendition::rotation`].
+    #[serde(default)]
+    pub rotation: u32,
     /// Frames per second.
     pub frame_rate: f64,
     /// Bits per second.
@@ -82,4 +93,54 @@ pub struct VideoAttributes {
     /// Every rendition with its own attributes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub renditions: Vec<Rendition>,
+}
+
+impl VideoAttributes {
+    /// The primary output's picture as shown: `width` x `height` turned by
+    /// `rotation` (swapped for 90 and 270).
+    pub fn display_size(&self) -> (u32, u32) {
+        if self.rotation % 180 == 90 {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
+/// Converts ffprobe's display-matrix `rotation` (degrees counter-clockwise,
+/// for example -90 or 270 for a picture to be turned a quarter turn
+/// clockwise) to Sharecast's clockwise degrees in 0..360.
+pub fn rotation_from_ffprobe(degrees: i64) -> u32 {
+    // -degrees modulo 360, in 0..360.
+    u32::try_from((-degrees).rem_euclid(360)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rotation_from_ffprobe, VideoAttributes};
+
+    #[test]
+    fn display_size_turns_with_the_rotation() {
+        let a = |rotation| VideoAttributes {
+            width: 640,
+            height: 360,
+            rotation,
+            ..Default::default()
+        };
+        assert_eq!(a(0).display_size(), (640, 360));
+        assert_eq!(a(90).display_size(), (360, 640));
+        assert_eq!(a(180).display_size(), (640, 360));
+        assert_eq!(a(270).display_size(), (360, 640));
+    }
+
+    #[test]
+    fn ffprobe_rotation_is_counter_clockwise() {
+        assert_eq!(rotation_from_ffprobe(0), 0);
+        assert_eq!(rotation_from_ffprobe(-90), 90);
+        assert_eq!(rotation_from_ffprobe(270), 90);
+        assert_eq!(rotation_from_ffprobe(180), 180);
+        assert_eq!(rotation_from_ffprobe(-180), 180);
+        assert_eq!(rotation_from_ffprobe(90), 270);
+        assert_eq!(rotation_from_ffprobe(-270), 270);
+    }
 }

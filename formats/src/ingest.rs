@@ -749,6 +749,40 @@ mod tests {
         );
     }
 
+    /// The HELLO examples of docs/ingest-protocol.md, byte for byte: the
+    /// optional `rotation` is omitted at 0 (v1 bytes unchanged) and sent
+    /// otherwise; a HELLO without it decodes as rotation 0.
+    #[test]
+    fn hello_examples_match_the_spec() {
+        let doc = include_str!("../../docs/ingest-protocol.md");
+        let section = &doc[doc.find("### 4.1 HELLO").unwrap()..doc.find("### 4.2").unwrap()];
+        let examples: Vec<(Vec<u8>, &str)> = section
+            .split("```")
+            .skip(1)
+            .step_by(2)
+            .map(|block| {
+                let mut lines = block.trim().lines();
+                let header = hex::decode(lines.next().unwrap().replace(' ', "")).unwrap();
+                (header, lines.next().unwrap())
+            })
+            .collect();
+        assert_eq!(examples.len(), 3, "new, rotated, resume");
+        let mut rotations = Vec::new();
+        for (header, json) in &examples {
+            let mut wire = header.clone();
+            wire.extend_from_slice(json.as_bytes());
+            let mut d = ControlDecoder::new();
+            d.push(&wire);
+            let Some(Control::Hello(hello)) = d.decode_next().unwrap() else {
+                panic!("not a HELLO: {json}");
+            };
+            d.finish().unwrap();
+            assert_eq!(Control::Hello(hello.clone()).encode(), wire, "{json}");
+            rotations.push(hello.tracks.iter().map(|t| t.rotation).collect::<Vec<_>>());
+        }
+        assert_eq!(rotations, [vec![0, 0], vec![90, 0], vec![]]);
+    }
+
     #[test]
     fn control_round_trip() {
         let msgs = vec![
@@ -764,6 +798,7 @@ mod tests {
                     framerate: Some((30, 1)),
                     sample_rate: None,
                     channels: None,
+                    rotation: 90,
                 }],
                 anchor_unix_us: 1_700_000_000_000_000,
                 resume: None,

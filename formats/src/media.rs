@@ -81,12 +81,39 @@ pub struct TrackInfo {
     /// Audio channel count (audio tracks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<u32>,
+    /// Display rotation of a video track, degrees **clockwise**: the coded
+    /// picture (`width` x `height`, as the sensor delivers it) must be
+    /// rotated by this much to be shown upright. One of 0, 90, 180, 270
+    /// ([`ROTATIONS`]); anything else is refused by the server. Optional on
+    /// the wire (protocol v1): absent means 0, and 0 is not sent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rotation: u32,
+}
+
+/// The display rotations a track may declare, degrees clockwise.
+pub const ROTATIONS: [u32; 4] = [0, 90, 180, 270];
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl TrackInfo {
     /// The parsed codec, if known.
     pub fn codec(&self) -> Option<Codec> {
         Codec::parse(&self.codec)
+    }
+
+    /// Checks the declared display rotation: `Err` with a message fit for
+    /// the phone and the log unless it is one of [`ROTATIONS`].
+    pub fn check_rotation(&self) -> Result<(), String> {
+        if ROTATIONS.contains(&self.rotation) {
+            Ok(())
+        } else {
+            Err(format!(
+                "track {}: rotation {} is not one of 0, 90, 180, 270 (degrees clockwise)",
+                self.id, self.rotation
+            ))
+        }
     }
 }
 

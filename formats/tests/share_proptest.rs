@@ -67,6 +67,8 @@ fn rendition() -> impl Strategy<Value = Rendition> {
                 size_bytes: size,
                 width: w,
                 height: h,
+                // Share messages carry no display rotation.
+                rotation: 0,
                 frame_rate: fps,
                 bitrate: br,
                 duration_ms: dur,
@@ -119,6 +121,8 @@ fn attributes() -> impl Strategy<Value = VideoAttributes> {
                 size_bytes: size,
                 width: w,
                 height: h,
+                // Share messages carry no display rotation.
+                rotation: 0,
                 frame_rate: fps,
                 bitrate: br,
                 duration_ms: dur,

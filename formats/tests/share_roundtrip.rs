@@ -36,6 +36,8 @@ fn rendition(name: &str, w: u32, h: u32) -> Rendition {
         size_bytes: 4_000_000,
         width: w,
         height: h,
+        // Share messages carry no display rotation.
+        rotation: 0,
         frame_rate: 30000.0 / 1001.0,
         bitrate: 800_000,
         duration_ms: 40_250,

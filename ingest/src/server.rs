@@ -784,6 +784,8 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
                 format!("track id {} is duplicated or above 15", t.id),
             ));
         }
+        // A display rotation is a right angle, whatever the codec.
+        t.check_rotation().map_err(|m| (ErrorCode::BadMessage, m))?;
     }
     shared
         .handler

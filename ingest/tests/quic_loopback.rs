@@ -21,6 +21,8 @@ struct Memory {
     recorded: Mutex<Vec<MediaFrame>>,
     live: Mutex<Vec<(u8, u64)>>,
     finished: Mutex<u32>,
+    /// Tracks of every session opened, as the handler received them.
+    opened: Mutex<Vec<Vec<TrackInfo>>>,
 }
 
 struct Out(Arc<Memory>);
@@ -64,9 +66,10 @@ impl SessionHandler for Handler {
     }
     fn open<'a>(
         &'a self,
-        _info: &'a SessionInfo,
+        info: &'a SessionInfo,
     ) -> BoxFuture<'a, anyhow::Result<Arc<dyn SessionOutput>>> {
         let m = self.0.clone();
+        m.opened.lock().unwrap().push(info.tracks.clone());
         Box::pin(async move { Ok(Arc::new(Out(m)) as Arc<dyn SessionOutput>) })
     }
     fn live_urls(&self, id: &str) -> Vec<String> {
@@ -85,6 +88,7 @@ fn tracks() -> Vec<TrackInfo> {
             framerate: Some((30, 1)),
             sample_rate: None,
             channels: None,
+            rotation: 0,
         },
         TrackInfo {
             id: 1,
@@ -95,6 +99,7 @@ fn tracks() -> Vec<TrackInfo> {
             framerate: None,
             sample_rate: Some(48000),
             channels: Some(2),
+            rotation: 0,
         },
     ]
 }
@@ -281,6 +286,36 @@ async fn wrong_token_and_unknown_codec_are_refused() {
         env.server.metrics().rejected(ErrorCode::UnsupportedCodec),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_other_than_a_right_angle_is_refused() {
+    let env = Env::new(IngestConfig::default()).await;
+    for bad in [45, 360, 1000] {
+        let mut t = tracks();
+        t[0].rotation = bad;
+        let e = refused(&env, "good", t).await;
+        assert_eq!(e.code(), Some(ErrorCode::BadMessage), "{e}");
+        assert!(
+            e.to_string().contains(&format!("rotation {bad}")),
+            "the refusal names the rotation: {e}"
+        );
+    }
+    assert_eq!(env.server.metrics().rejected(ErrorCode::BadMessage), 3);
+    assert!(
+        env.mem.opened.lock().unwrap().is_empty(),
+        "no session opened"
+    );
+    // Every right angle is accepted and reaches the handler as declared.
+    for good in [90, 180, 270] {
+        let mut t = tracks();
+        t[0].rotation = good;
+        let up = Uploader::start(env.client("good"), t, 0).await.unwrap();
+        up.finish().await.unwrap();
+    }
+    let opened = env.mem.opened.lock().unwrap();
+    let rotations: Vec<u32> = opened.iter().map(|t| t[0].rotation).collect();
+    assert_eq!(rotations, [90, 180, 270]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

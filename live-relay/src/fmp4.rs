@@ -197,7 +197,15 @@ fn trak(o: &mut Vec<u8>, t: &Fmp4Track) {
             u16b(o, 0);
             u16b(o, if video { 0 } else { 0x0100 });
             u16b(o, 0);
-            for m in MATRIX {
+            // The phone's display rotation, as in the VOD files.
+            let matrix = if video {
+                sharecast_transcoder::matrix::matrix_for(t.info.rotation, w, h)
+                    .map(|m| m.map(|v| v as u32))
+                    .unwrap_or(MATRIX)
+            } else {
+                MATRIX
+            };
+            for m in matrix {
                 u32b(o, m);
             }
             u32b(o, if video { w << 16 } else { 0 });
@@ -378,6 +386,7 @@ mod tests {
             framerate: Some((30, 1)),
             sample_rate: None,
             channels: None,
+            rotation: 0,
         }
     }
 
@@ -408,6 +417,22 @@ mod tests {
         assert_eq!(t.timescale, 44100);
         a.codec = "opus".into();
         assert!(Fmp4Track::new(3, &a).is_none());
+    }
+
+    #[test]
+    fn the_init_segment_carries_the_display_rotation() {
+        for rotation in [0, 90, 180, 270] {
+            let info = TrackInfo { rotation, ..avc() };
+            let t = Fmp4Track::new(1, &info).unwrap();
+            let path = std::env::temp_dir().join(format!(
+                "sharecast-init-{}-{rotation}.mp4",
+                std::process::id()
+            ));
+            std::fs::write(&path, init_segment(std::slice::from_ref(&t))).unwrap();
+            let read = sharecast_transcoder::matrix::read_rotation(&path);
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(read.unwrap(), rotation);
+        }
     }
 
     #[test]

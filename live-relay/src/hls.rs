@@ -564,6 +564,7 @@ mod tests {
             framerate: Some((10, 1)),
             sample_rate: None,
             channels: None,
+            rotation: 0,
         }
     }
 

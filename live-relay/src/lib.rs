@@ -1232,6 +1232,7 @@ mod tests {
             framerate: None,
             sample_rate: None,
             channels: None,
+            rotation: 0,
         };
         assert!(relay.publish("../x", std::slice::from_ref(&vp8)).is_err());
         let err = relay.publish("s1", &[vp8]).unwrap_err();

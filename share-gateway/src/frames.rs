@@ -7,7 +7,13 @@
 //!   for a missing, negative or non-numeric `t_ms`; 404 `unknown_asset`;
 //!   404 `no_video` for an asset without video (or without a file yet);
 //!   416 `past_end` for a time after the end of the video.
-//! - `GET /api/v1/assets/{id}/poster.jpg`: `image/jpeg`, same errors.
+//! - `GET /api/v1/assets/{id}/poster.jpg`: `image/jpeg`, same errors. Once
+//!   the recording has ended, the VOD poster (`Cache-Control: public,
+//!   max-age=60`). While the asset is still recording (live), the first
+//!   frame of the recording, an early key frame (`Cache-Control: no-cache`,
+//!   so that clients pick up the VOD poster once the session ends); 503
+//!   `not_ready` with `Retry-After: 1` until the recording has a decodable
+//!   frame (its first index update, about one second in).
 //!
 //! Errors use the JSON shape of every API error:
 //! `{"error": {"code": "...", "message": "..."}}`.
@@ -42,6 +48,8 @@ pub enum FrameError {
     },
     /// The asset has no video (audio only, or nothing written yet).
     NoVideo(String),
+    /// A live asset has nothing decodable yet; try again in a moment.
+    NotReady(String),
     /// Anything else.
     Other(anyhow::Error),
 }
@@ -54,8 +62,12 @@ pub trait FrameSource: Send + Sync {
         asset_dir: &'a Path,
         t_ms: u64,
     ) -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
-    /// JPEG poster of the asset.
+    /// JPEG poster of an asset whose recording has ended.
     fn poster<'a>(&'a self, asset_dir: &'a Path) -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
+    /// JPEG poster of an asset still recording: an early key frame of what
+    /// is recorded so far ([`FrameError::NotReady`] until there is one).
+    fn live_poster<'a>(&'a self, asset_dir: &'a Path)
+        -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
 }
 
 #[derive(Clone)]
@@ -93,6 +105,28 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The asset's directory and whether it is still recording (live).
+async fn asset_dir_and_state(f: &Frames, id: &str) -> Result<(PathBuf, bool), ApiError> {
+    if !valid_id(id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "asset ids are hexadecimal",
+        ));
+    }
+    match f.store.asset(id).await.map_err(ApiError::internal)? {
+        Some(asset) => Ok((
+            f.data_dir.join("sessions").join(id),
+            asset.state == "recording",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_asset",
+            format!("no asset {id}"),
+        )),
+    }
+}
+
 async fn asset_dir(f: &Frames, id: &str) -> Result<PathBuf, ApiError> {
     if !valid_id(id) {
         return Err(ApiError::new(
@@ -112,15 +146,35 @@ async fn asset_dir(f: &Frames, id: &str) -> Result<PathBuf, ApiError> {
 }
 
 fn jpeg(result: Result<Vec<u8>, FrameError>, id: &str) -> Result<Response, ApiError> {
+    jpeg_cached(result, id, "public, max-age=60")
+}
+
+fn jpeg_cached(
+    result: Result<Vec<u8>, FrameError>,
+    id: &str,
+    cache_control: &'static str,
+) -> Result<Response, ApiError> {
     match result {
         Ok(bytes) => Ok((
             [
                 (header::CONTENT_TYPE, "image/jpeg"),
-                (header::CACHE_CONTROL, "public, max-age=60"),
+                (header::CACHE_CONTROL, cache_control),
             ],
             bytes,
         )
             .into_response()),
+        Err(FrameError::NotReady(why)) => {
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                format!("asset {id} has no frame to show yet: {why}"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            Ok(response)
+        }
         Err(FrameError::PastEnd { t_ms, duration_ms }) => Err(ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "past_end",
@@ -167,6 +221,11 @@ async fn poster(
     State(f): State<Frames>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let dir = asset_dir(&f, &id).await?;
-    jpeg(f.source.poster(&dir).await, &id)
+    let (dir, live) = asset_dir_and_state(&f, &id).await?;
+    if live {
+        // Not cached: the VOD poster replaces it when the session ends.
+        jpeg_cached(f.source.live_poster(&dir).await, &id, "no-cache")
+    } else {
+        jpeg(f.source.poster(&dir).await, &id)
+    }
 }

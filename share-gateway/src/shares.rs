@@ -1282,7 +1282,8 @@ async fn share_page(
         og.push_str(&format!(
             "<meta property=\"og:video\" content=\"{public}{vod_path}\">\n<meta property=\"og:video:type\" content=\"video/mp4\">\n"
         ));
-        let (w, h) = (attrs.width, attrs.height);
+        // As shown: a link preview embeds the picture upright.
+        let (w, h) = attrs.display_size();
         if w > 0 && h > 0 {
             og.push_str(&format!(
                 "<meta property=\"og:video:width\" content=\"{w}\">\n<meta property=\"og:video:height\" content=\"{h}\">\n"

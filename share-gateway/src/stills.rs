@@ -281,6 +281,13 @@ async fn screenshot(
         Err(FrameError::NoVideo(why)) => {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no_video", why))
         }
+        Err(FrameError::NotReady(why)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                why,
+            ))
+        }
         Err(FrameError::Other(e)) => return Err(ApiError::internal(e)),
     };
     let original = image::load_from_memory_with_format(&jpeg, ImageFormat::Jpeg)

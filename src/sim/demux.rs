@@ -109,6 +109,35 @@ mod tests {
     }
 
     #[test]
+    fn rotation_comes_from_the_track_matrix() {
+        let (tracks, frames) = read(testing::ROTATED_90);
+        check_frames(&tracks, &frames);
+        assert_eq!(tracks[0].codec, "h264");
+        assert_eq!((tracks[0].width, tracks[0].height), (Some(640), Some(360)));
+        assert_eq!(tracks[0].rotation, 90);
+        assert_eq!(tracks[1].rotation, 0, "audio has no rotation");
+        let (plain, _) = read(testing::H264_AAC);
+        assert_eq!(plain[0].rotation, 0);
+    }
+
+    #[test]
+    fn orientation_tags_map_to_rotations_and_mirrors_are_refused() {
+        use sharecast_transcoder::source::rotation_from_orientation as r;
+        assert_eq!(r("rotate-0"), Ok(0));
+        assert_eq!(r("rotate-90"), Ok(90));
+        assert_eq!(r("rotate-180"), Ok(180));
+        assert_eq!(r("rotate-270"), Ok(270));
+        for flip in [
+            "flip-rotate-0",
+            "flip-rotate-90",
+            "flip-rotate-180",
+            "flip-rotate-270",
+        ] {
+            assert!(r(flip).unwrap_err().contains("mirrored"), "{flip}");
+        }
+    }
+
+    #[test]
     fn audio_only() {
         let (tracks, frames) = read(testing::AUDIO_ONLY);
         check_frames(&tracks, &frames);

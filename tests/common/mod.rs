@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use sharecast_transcoder::testing::{
-    fixture, AUDIO_ONLY, H264_AAC, H264_BFRAMES, H265_AAC, PORTRAIT, VP8_OPUS,
+    fixture, AUDIO_ONLY, H264_AAC, H264_BFRAMES, H265_AAC, PORTRAIT, ROTATED_90, VP8_OPUS,
 };
 
 /// Servers started by this test binary, killed by the watchdog.
@@ -304,4 +304,23 @@ pub fn num(v: &serde_json::Value) -> f64 {
         serde_json::Value::Number(n) => n.as_f64().unwrap(),
         other => panic!("not a number: {other}"),
     }
+}
+
+/// The display rotation ffprobe reads from a stream's matrix, in
+/// Sharecast's clockwise degrees (ffprobe's `rotation` side data is
+/// counter-clockwise: -90 for a quarter turn clockwise); 0 without a
+/// display matrix.
+pub fn ffprobe_rotation(stream: &serde_json::Value) -> u64 {
+    let ccw = stream["side_data_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["side_data_type"] == "Display Matrix")
+        .map(|d| {
+            d["rotation"]
+                .as_i64()
+                .expect("rotation in the display matrix")
+        })
+        .unwrap_or(0);
+    u64::from(sharecast_formats::attributes::rotation_from_ffprobe(ccw))
 }

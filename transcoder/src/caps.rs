@@ -24,6 +24,7 @@ pub fn check_tracks(tracks: &[TrackInfo]) -> Result<(), String> {
 
 fn check_track(t: &TrackInfo) -> Result<(), String> {
     let id = t.id;
+    t.check_rotation()?;
     let Some(codec) = t.codec() else {
         return Err(format!(
             "track {id}: unsupported codec {:?} (supported: h264, h265, aac, opus)",
@@ -190,6 +191,7 @@ mod tests {
             framerate: Some((30, 1)),
             sample_rate: None,
             channels: None,
+            rotation: 0,
         }
     }
 
@@ -203,6 +205,7 @@ mod tests {
             framerate: None,
             sample_rate: Some(48_000),
             channels: Some(2),
+            rotation: 0,
         }
     }
 
@@ -236,6 +239,22 @@ mod tests {
         assert!(check_tracks(&[a])
             .unwrap_err()
             .contains("AudioSpecificConfig"));
+    }
+
+    #[test]
+    fn accepts_right_angle_rotations_only() {
+        for r in [0, 90, 180, 270] {
+            let t = TrackInfo {
+                rotation: r,
+                ..h264()
+            };
+            assert_eq!(check_tracks(&[t]), Ok(()));
+        }
+        let t = TrackInfo {
+            rotation: 45,
+            ..h264()
+        };
+        assert!(check_tracks(&[t]).unwrap_err().contains("rotation 45"));
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub(crate) struct Encoder {
     pub(crate) path: PathBuf,
     tmp: PathBuf,
     session_id: String,
+    /// Display rotation, degrees clockwise, written into the file's matrix.
+    rotation: u32,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -110,6 +112,8 @@ struct TapState {
     ended: usize,
     /// Given up (no consumer, or too much waiting).
     closed: bool,
+    /// The source's display rotation, which the rendition keeps.
+    rotation: u32,
 }
 
 /// Frames kept while waiting for the format of every track.
@@ -131,7 +135,11 @@ impl TapState {
             let caps = pad
                 .current_caps()
                 .ok_or_else(|| anyhow!("track {track}: output without caps"))?;
-            e.insert(crate::source::track_info_from_caps(track, &caps)?);
+            let mut info = crate::source::track_info_from_caps(track, &caps)?;
+            if info.width.is_some() {
+                info.rotation = self.rotation;
+            }
+            e.insert(info);
         }
         let to_us = |t: gst::ClockTime| {
             i64::try_from(t.useconds())
@@ -344,6 +352,7 @@ impl Encoder {
             path,
             tmp,
             session_id: session_id.to_string(),
+            rotation: crate::recording::video_rotation(tracks),
         }))
     }
 
@@ -355,7 +364,10 @@ impl Encoder {
         tap: crate::RenditionTap,
         base_us: Arc<dyn Fn() -> i64 + Send + Sync>,
     ) {
-        let state = Arc::new(Mutex::new(TapState::default()));
+        let state = Arc::new(Mutex::new(TapState {
+            rotation: self.rotation,
+            ..TapState::default()
+        }));
         let n_tracks = self.outputs.len();
         for (track, pad) in &self.outputs {
             let (track, state, tap, base_us) =
@@ -462,6 +474,16 @@ impl Encoder {
             }
         }
         let _ = self.pipeline.set_state(gst::State::Null);
+        // The rendition keeps the source's display rotation: the picture is
+        // scaled as coded (landscape sensor frame) and players turn it.
+        if self.rotation != 0 {
+            crate::matrix::write_rotation(&self.tmp, self.rotation).with_context(|| {
+                format!(
+                    "writing the display rotation of rendition {}",
+                    self.spec.name
+                )
+            })?;
+        }
         std::fs::rename(&self.tmp, &self.path)
             .with_context(|| format!("moving {} to {}", self.tmp.display(), self.path.display()))?;
         Ok(())

@@ -51,6 +51,7 @@ use sharecast_formats::media::TrackInfo;
 pub mod caps;
 mod compact;
 pub mod ladder;
+pub mod matrix;
 mod probe;
 mod recording;
 pub mod source;

@@ -42,7 +42,8 @@ fn mime_codec(caps: &gst::CapsRef) -> Option<String> {
 }
 
 /// Measures a media file: container, MIME type, RFC 6381 codecs, size,
-/// dimensions, frame rate, duration and overall bitrate. `name` and `url` are
+/// dimensions (coded, as stored), display rotation (degrees clockwise, from
+/// the video track matrix), frame rate, duration and overall bitrate. `name` and `url` are
 /// left empty for the caller.
 pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
     gst::init().context("initialising GStreamer")?;
@@ -98,6 +99,15 @@ pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
         })
         .unwrap_or((0, 0, 0.0));
 
+    // The display rotation, from the video track's matrix in the file
+    // (ISO BMFF only; other containers carry none that we write).
+    let rotation = if !videos.is_empty() && (container == "mp4" || container == "mov") {
+        crate::matrix::read_rotation(path)
+            .with_context(|| format!("reading the display rotation of {}", path.display()))?
+    } else {
+        0
+    };
+
     let duration_us = info.duration().map(|d| d.useconds()).unwrap_or(0);
     let duration_ms = (duration_us + 500) / 1000;
     // size * 8 / duration, with the duration as reported (milliseconds).
@@ -117,6 +127,7 @@ pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
         size_bytes,
         width,
         height,
+        rotation,
         frame_rate,
         bitrate,
         duration_ms,

@@ -125,6 +125,9 @@ pub struct Recording {
     encoders: Vec<Encoder>,
     /// The capture timestamp of the recording's start, once known.
     base: Arc<std::sync::atomic::AtomicI64>,
+    /// Display rotation of the video track, degrees clockwise, written into
+    /// every output's track matrix at the end.
+    rotation: u32,
     track_count: usize,
     start_window_us: i64,
     max_queued_bytes: u64,
@@ -167,6 +170,15 @@ fn shifted_segment() -> gst::FormattedSegment<gst::ClockTime> {
     segment.set_start(shifted(0));
     segment.set_time(gst::ClockTime::ZERO);
     segment
+}
+
+/// The display rotation of a session: that of its (first) video track.
+pub(crate) fn video_rotation(tracks: &[TrackInfo]) -> u32 {
+    tracks
+        .iter()
+        .find(|t| t.codec().is_some_and(|c| c.is_video()))
+        .map(|t| t.rotation)
+        .unwrap_or(0)
 }
 
 /// Logs every error and warning of a pipeline with the session id and the
@@ -332,6 +344,7 @@ impl Recording {
             out_dir: out_dir.to_path_buf(),
             encoders,
             base: Arc::default(),
+            rotation: video_rotation(tracks),
             track_count: tracks.len(),
             start_window_us: i64::from(cfg.start_window_ms) * 1000,
             max_queued_bytes: cfg.max_queued_bytes,
@@ -687,6 +700,17 @@ impl Recording {
             }
         }
         let compacted = compact_start.elapsed();
+        // mp4mux (1.22) writes no rotation: set the video track's matrix
+        // now that the index is final (36 bytes in place).
+        if self.rotation != 0 {
+            crate::matrix::write_rotation(&self.path, self.rotation).with_context(|| {
+                format!(
+                    "writing the display rotation of session {} into {}",
+                    self.session_id,
+                    self.path.display()
+                )
+            })?;
+        }
         let attributes =
             probe_file(&self.path).with_context(|| format!("probing {}", self.path.display()))?;
         tracing::info!(
@@ -716,6 +740,8 @@ impl Recording {
             ),
             Err(e) => tracing::error!(session = %self.session_id, "no poster: {e:#}"),
         }
+        // The live poster (kept by the HTTP side while recording) is stale.
+        let _ = std::fs::remove_file(self.out_dir.join(crate::still::LIVE_POSTER_FILE));
         Ok(Finished {
             source: produced,
             renditions: PendingRenditions {

@@ -5,7 +5,12 @@
 //! Matroska / WebM file (matroskademux) into appsinks and hands out
 //! [`MediaFrame`]s one at a time, with [`TrackInfo`]s describing each track
 //! exactly as a phone would announce them (codec name, codec configuration
-//! record, dimensions, frame rate, sample rate, channels).
+//! record, dimensions, frame rate, sample rate, channels, display rotation).
+//!
+//! The display rotation comes from the demuxer's `image-orientation` tag
+//! (qtdemux reads it from the track matrix): `rotate-90` becomes
+//! `rotation: 90`, and so on. Mirrored orientations (`flip-rotate-*`) are
+//! refused when the file is opened: a phone announces a rotation only.
 //!
 //! Tracks whose codec Sharecast does not accept (for example VP8) are still
 //! reported, with their codec name ("vp8"), so that the server can reject them
@@ -16,11 +21,12 @@
 //! microseconds, so the first frame is at or near 0. Decode timestamps of
 //! B-frame video may be slightly negative.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -172,7 +178,76 @@ pub fn track_info_from_caps(id: u8, caps: &gst::CapsRef) -> anyhow::Result<Track
         framerate,
         sample_rate: positive(s, "rate"),
         channels: positive(s, "channels"),
+        // Set from the stream's `image-orientation` tag once it is known.
+        rotation: 0,
     })
+}
+
+/// Display rotation (degrees clockwise) for a GStreamer `image-orientation`
+/// tag value. Mirrored orientations (`flip-rotate-*`) are refused: a phone
+/// announces a rotation only, and a mirror cannot be expressed as one.
+pub fn rotation_from_orientation(tag: &str) -> Result<u32, String> {
+    match tag {
+        "rotate-0" => Ok(0),
+        "rotate-90" => Ok(90),
+        "rotate-180" => Ok(180),
+        "rotate-270" => Ok(270),
+        other => Err(format!(
+            "image orientation {other:?} is not supported: only rotations \
+             (rotate-0, rotate-90, rotate-180, rotate-270) are carried, not mirrored pictures"
+        )),
+    }
+}
+
+/// What a demuxed pad told before its first buffer.
+#[derive(Debug, Default)]
+struct PadTags {
+    /// Last `image-orientation` tag seen.
+    orientation: Option<String>,
+    /// A buffer (or the end of the stream) went through: every tag that
+    /// comes before the media has been seen.
+    flowing: bool,
+}
+
+type SharedTags = Arc<Mutex<HashMap<u8, PadTags>>>;
+
+/// Watches a demuxed pad's tag events until its first buffer.
+fn watch_tags(pad: &gst::Pad, id: u8, tags: SharedTags) {
+    let note = move |tags: &SharedTags, event: &gst::EventRef| {
+        if let gst::EventView::Tag(t) = event.view() {
+            if let Some(o) = t.tag().get::<gst::tags::ImageOrientation>() {
+                let mut map = tags.lock().unwrap_or_else(|e| e.into_inner());
+                map.entry(id).or_default().orientation = Some(o.get().to_string());
+            }
+        }
+    };
+    // Tags stored on the pad before it was announced.
+    for idx in 0..8 {
+        match pad.sticky_event::<gst::event::Tag>(idx) {
+            Some(ev) => note(&tags, &ev),
+            None => break,
+        }
+    }
+    pad.add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
+        move |_, info| match &info.data {
+            Some(gst::PadProbeData::Event(ev)) => {
+                note(&tags, ev);
+                if ev.type_() == gst::EventType::Eos {
+                    let mut map = tags.lock().unwrap_or_else(|e| e.into_inner());
+                    map.entry(id).or_default().flowing = true;
+                    return gst::PadProbeReturn::Remove;
+                }
+                gst::PadProbeReturn::Ok
+            }
+            Some(gst::PadProbeData::Buffer(_)) => {
+                let mut map = tags.lock().unwrap_or_else(|e| e.into_inner());
+                map.entry(id).or_default().flowing = true;
+                gst::PadProbeReturn::Remove
+            }
+            _ => gst::PadProbeReturn::Ok,
+        },
+    );
 }
 
 fn to_us(t: gst::Signed<gst::ClockTime>) -> i64 {
@@ -240,11 +315,13 @@ fn attach_track(
     pad: &gst::Pad,
     id: u8,
     frames: SyncSender<Item>,
+    tags: SharedTags,
 ) -> anyhow::Result<TrackInfo> {
     let caps = pad
         .current_caps()
         .ok_or_else(|| anyhow!("pad {} has no caps", pad.name()))?;
     let info = track_info_from_caps(id, &caps)?;
+    watch_tags(pad, id, tags);
     let eos_tx = frames.clone();
     let mut seq = 0u64;
     let sink = gst_app::AppSink::builder()
@@ -312,6 +389,8 @@ impl FileSource {
         let (frame_tx, frame_rx) = mpsc::sync_channel::<Item>(READ_AHEAD);
         let (disc_tx, disc_rx) = mpsc::channel::<Discovery>();
         let next_id = std::sync::Mutex::new(0u8);
+        let tags = SharedTags::default();
+        let pad_tags = tags.clone();
         let weak = pipeline.downgrade();
         let pad_disc_tx = disc_tx.clone();
         demux.connect_pad_added(move |_, pad| {
@@ -324,7 +403,7 @@ impl FileSource {
                 *next = next.saturating_add(1);
                 id
             };
-            let msg = match attach_track(&pipeline, pad, id, frame_tx.clone()) {
+            let msg = match attach_track(&pipeline, pad, id, frame_tx.clone(), pad_tags.clone()) {
                 Ok(info) => Discovery::Track(info),
                 Err(e) => Discovery::Error(format!("{e:#}")),
             };
@@ -386,8 +465,47 @@ impl FileSource {
         if source.tracks.is_empty() {
             bail!("{}: no tracks", path.display());
         }
+        source
+            .read_rotations(&tags, deadline)
+            .with_context(|| format!("opening {}", path.display()))?;
         tracing::debug!(path = %path.display(), tracks = ?source.tracks, "opened media file");
         Ok(source)
+    }
+
+    /// Sets each video track's rotation from its `image-orientation` tag.
+    /// The demuxer sends a stream's tags just before its first buffer, so
+    /// this reads ahead (into the interleaving queues) until every video
+    /// track has started.
+    fn read_rotations(&mut self, tags: &SharedTags, deadline: Instant) -> anyhow::Result<()> {
+        let video: Vec<u8> = self
+            .tracks
+            .iter()
+            .filter(|t| t.width.is_some())
+            .map(|t| t.id)
+            .collect();
+        loop {
+            let started = {
+                let map = tags.lock().unwrap_or_else(|e| e.into_inner());
+                video
+                    .iter()
+                    .all(|id| map.get(id).is_some_and(|t| t.flowing) || self.ended.contains(id))
+            };
+            if started {
+                break;
+            }
+            if Instant::now() > deadline || self.queued_total >= MAX_REORDER {
+                bail!("timed out waiting for the video tracks' first frames");
+            }
+            self.receive_until(Some(deadline))?;
+        }
+        let map = tags.lock().unwrap_or_else(|e| e.into_inner());
+        for t in self.tracks.iter_mut().filter(|t| video.contains(&t.id)) {
+            if let Some(o) = map.get(&t.id).and_then(|p| p.orientation.as_deref()) {
+                t.rotation =
+                    rotation_from_orientation(o).map_err(|e| anyhow!("track {}: {e}", t.id))?;
+            }
+        }
+        Ok(())
     }
 
     fn bus(&self) -> gst::Bus {
@@ -446,7 +564,15 @@ impl FileSource {
 
     /// Waits for the next item from the demuxer and queues it.
     fn receive(&mut self) -> anyhow::Result<()> {
+        self.receive_until(None)
+    }
+
+    /// Like [`FileSource::receive`], but gives up (with `Ok`) at `deadline`.
+    fn receive_until(&mut self, deadline: Option<Instant>) -> anyhow::Result<()> {
         loop {
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return Ok(());
+            }
             let Some(rx) = self.frames.as_ref() else {
                 bail!("source is closed");
             };

@@ -9,8 +9,13 @@
 //! most one GOP of decoding. The chosen frame is converted to JPEG.
 //!
 //! ```text
-//! filesrc ! qtdemux ! queue ! decodebin ! videoconvert ! appsink (RGB, sync=false)
+//! filesrc ! qtdemux ! queue ! decodebin ! videoconvert ! videoflip video-direction=auto
+//!   ! appsink (RGB, sync=false)
 //! ```
+//!
+//! Frames are shown upright: `videoflip` applies the file's display
+//! rotation (its track matrix), as players and ffmpeg do, so the JPEG of a
+//! 640x360 clip with a 90° rotation is 360x640.
 
 use std::path::Path;
 
@@ -21,6 +26,9 @@ use gstreamer_app as gst_app;
 
 /// File name of the poster image inside a session's output directory.
 pub const POSTER_FILE: &str = "poster.jpg";
+/// File name of the poster kept while a session is live (the first frame of
+/// the recording); removed when [`POSTER_FILE`] is written at the end.
+pub const LIVE_POSTER_FILE: &str = "poster.live.jpg";
 
 /// Why a still frame could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,13 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a file being recorded has a video track in its index: `None`
+/// while it has no index yet (before the recording's first index update),
+/// so that "no video yet" and "no video at all" can be told apart.
+pub fn recorded_video(path: &Path) -> anyhow::Result<Option<bool>> {
+    crate::matrix::index_has_video(path)
 }
 
 /// Decodes the frame shown at `t_ms` in `path` and returns it as a JPEG.
@@ -123,6 +138,12 @@ fn frame_at(path: &Path, t_ms: u64) -> Result<gst::Sample, StillError> {
     let queue = make("queue")?;
     let decode = make("decodebin")?;
     let convert = make("videoconvert")?;
+    // Shown upright: the file's display rotation (the track matrix, which
+    // qtdemux announces as an image-orientation tag) is applied.
+    let flip = gst::ElementFactory::make("videoflip")
+        .property_from_str("video-direction", "auto")
+        .build()
+        .context("creating videoflip")?;
     let sink = gst_app::AppSink::builder()
         .caps(
             &gst::Caps::builder("video/x-raw")
@@ -133,13 +154,20 @@ fn frame_at(path: &Path, t_ms: u64) -> Result<gst::Sample, StillError> {
         .max_buffers(2)
         .build();
     pipeline
-        .add_many([&src, &demux, &queue, &decode, &convert, sink.upcast_ref()])
+        .add_many([
+            &src,
+            &demux,
+            &queue,
+            &decode,
+            &convert,
+            &flip,
+            sink.upcast_ref(),
+        ])
         .context("building the still-frame pipeline")?;
     src.link(&demux).context("linking filesrc to qtdemux")?;
     queue.link(&decode).context("linking queue to decodebin")?;
-    convert
-        .link(sink.upcast_ref::<gst::Element>())
-        .context("linking videoconvert to appsink")?;
+    gst::Element::link_many([&convert, &flip, sink.upcast_ref()])
+        .context("linking videoconvert, videoflip and appsink")?;
     {
         let queue = queue.clone();
         demux.connect_pad_added(move |_, pad| {

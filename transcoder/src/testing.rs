@@ -21,15 +21,20 @@ pub const AUDIO_ONLY: &str = "audio_only.m4a";
 pub const H264_BFRAMES: &str = "h264_bframes.mp4";
 /// 320x240 VP8 + Opus in WebM, 3 s: codecs the server does not accept.
 pub const VP8_OPUS: &str = "vp8_opus.webm";
+/// [`H264_AAC`] with a display rotation of 90 degrees clockwise in its
+/// video track matrix (ffprobe: `rotation` -90; qtdemux: `rotate-90`): a
+/// phone filming upright, 640x360 coded, shown as 360x640.
+pub const ROTATED_90: &str = "rotated90_640x360.mp4";
 
 /// Every fixture clip.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     H264_AAC,
     PORTRAIT,
     H265_AAC,
     AUDIO_ONLY,
     H264_BFRAMES,
     VP8_OPUS,
+    ROTATED_90,
 ];
 
 /// The repository's `fixtures/` directory.

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sharecast_formats::attributes::rotation_from_ffprobe;
 use sharecast_formats::media::MediaFrame;
 use sharecast_transcoder::source::FileSource;
 use sharecast_transcoder::testing::{self, fixture};
@@ -34,6 +35,24 @@ fn ffprobe(path: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// The display rotation ffprobe reads from a stream's matrix, converted to
+/// Sharecast's clockwise degrees (ffprobe's side data is counter-clockwise:
+/// -90 for a quarter turn clockwise); 0 without a display matrix.
+fn ffprobe_rotation(stream: &Value) -> u32 {
+    let ccw = stream["side_data_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["side_data_type"] == "Display Matrix")
+        .map(|d| {
+            d["rotation"]
+                .as_i64()
+                .expect("rotation in the display matrix")
+        })
+        .unwrap_or(0);
+    rotation_from_ffprobe(ccw)
 }
 
 fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
@@ -253,6 +272,7 @@ fn check_attributes_against_ffprobe(name: &str, p: &sharecast_transcoder::Produc
             v["height"].as_u64().unwrap(),
             "{ctx}: height"
         );
+        assert_eq!(a.rotation, ffprobe_rotation(v), "{ctx}: rotation");
         let fps = rate(&v["avg_frame_rate"]);
         assert!(
             (a.frame_rate - fps).abs() < 0.05,
@@ -344,6 +364,13 @@ fn check_compat_rendition(name: &str, source: &Path, p: &sharecast_transcoder::P
         gv["height"].as_u64().unwrap(),
     );
     assert_eq!(w.min(h), sw.min(sh).min(480), "{name}: short side");
+    // The rendition is scaled as coded and keeps the source's display
+    // rotation: players turn both the same way.
+    assert_eq!(
+        ffprobe_rotation(gv),
+        ffprobe_rotation(wv),
+        "{name}: rotation"
+    );
     let aspect = |w: u64, h: u64| w as f64 / h as f64;
     assert!(
         (aspect(w, h) - aspect(sw, sh)).abs() < 0.01,
@@ -366,6 +393,35 @@ fn check_compat_rendition(name: &str, source: &Path, p: &sharecast_transcoder::P
 #[test]
 fn records_h264_aac() {
     record_and_check(testing::H264_AAC);
+}
+
+#[test]
+fn records_a_rotated_clip_with_its_rotation_in_every_rendition() {
+    record_and_check(testing::ROTATED_90);
+    // The same frames, announced with each rotation: every output carries
+    // the rotation announced (not the one in the fixture file).
+    let (src, frames) = read_all(testing::ROTATED_90);
+    assert_eq!(
+        src.tracks[0].rotation, 90,
+        "demuxed from the fixture's matrix"
+    );
+    for rotation in [0, 180, 270] {
+        let mut tracks = src.tracks.clone();
+        tracks[0].rotation = rotation;
+        let dir = tempfile::tempdir().unwrap();
+        let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
+        let recording = transcoder.start("rot", &tracks, dir.path()).unwrap();
+        for f in &frames {
+            recording.push(f).unwrap();
+        }
+        let produced = recording.finish().unwrap();
+        assert_eq!(produced.len(), 2);
+        for p in &produced {
+            assert_eq!(p.attributes.rotation, rotation, "{}", p.rendition);
+            assert_eq!((p.attributes.width, p.attributes.height), (640, 360));
+            check_attributes_against_ffprobe(&format!("rotation {rotation}"), p);
+        }
+    }
 }
 
 #[test]

@@ -88,6 +88,30 @@ fn frame_at_t_matches_ffmpeg_with_b_frames_after_recording() {
 }
 
 #[test]
+fn frames_of_a_rotated_clip_are_upright_as_ffmpeg_shows_them() {
+    let file = fixture(testing::ROTATED_90).unwrap();
+    let jpeg = frame_jpeg(&file, 1000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.jpg");
+    std::fs::write(&p, &jpeg).unwrap();
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "360,640");
+    // ffmpeg turns the picture by the display matrix too.
+    check_frames(&file);
+}
+
+#[test]
 fn frame_at_t_matches_ffmpeg_h265() {
     check_frames(&fixture(testing::H265_AAC).unwrap());
 }

@@ -357,6 +357,8 @@ pub fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, Dec
                 size_bytes: num(layer, e, "size")?.unwrap_or(0),
                 width: num(layer, e, "width")?.unwrap_or(0),
                 height: num(layer, e, "height")?.unwrap_or(0),
+                // Share messages carry no display rotation (docs/share-messages.md).
+                rotation: 0,
                 frame_rate: fps(layer, e)?,
                 bitrate: num(layer, e, "bitrate")?.unwrap_or(0),
                 duration_ms: num(layer, e, "duration-ms")?.unwrap_or(0),
