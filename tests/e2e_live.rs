@@ -576,6 +576,41 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
         String::from_utf8_lossy(&low_rtsp.stderr)
     );
 
+    // Blocking playlist reload: asking for the next segment's playlist
+    // answers once that segment is cut; too far ahead or not a number: 400.
+    let media = server
+        .get(&format!("/live/{sid}/source/index.m3u8?token={pt}"))
+        .text()
+        .unwrap();
+    assert!(
+        media.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES"),
+        "{media}"
+    );
+    let last_seg: u64 = media
+        .lines()
+        .filter_map(|l| l.strip_prefix("seg")?.split('.').next()?.parse().ok())
+        .max()
+        .unwrap();
+    let asked = Instant::now();
+    let next = server
+        .get(&format!(
+            "/live/{sid}/source/index.m3u8?token={pt}&_HLS_msn={}",
+            last_seg + 1
+        ))
+        .text()
+        .unwrap();
+    assert!(next.contains(&format!("seg{}.m4s", last_seg + 1)), "{next}");
+    eprintln!(
+        "blocking reload answered after {} ms",
+        asked.elapsed().as_millis()
+    );
+    for bad in [format!("{}", last_seg + 10), "x".to_string()] {
+        let r = server.get(&format!(
+            "/live/{sid}/source/index.m3u8?token={pt}&_HLS_msn={bad}"
+        ));
+        assert_eq!(r.status(), 400, "_HLS_msn={bad}");
+    }
+
     // An RTSP viewer over TCP that disappears without TEARDOWN.
     let rtsp = Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
@@ -633,6 +668,7 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
         "sharecast_live_viewer_events_total{event=\"vanished\"} 2",
         "sharecast_live_viewer_events_total{event=\"kicked\"} 1",
         "sharecast_live_rejected_total{reason=\"bad_heartbeat\"} 1",
+        "sharecast_live_rejected_total{reason=\"bad_directive\"} 2",
         "sharecast_admin_rejected_total 11",
         "sharecast_live_streams 1",
     ] {

@@ -1003,7 +1003,16 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
         at.abs_diff(pos) <= 1000,
         "resumed playback started at {at} ms, the bookmark is at {pos} ms (live edge {edge} ms)"
     );
-    assert_eq!(started["segment"], start["segment"], "{out}");
+    // In the segment the answer named, or in the next one when the
+    // bookmark sat at the very end of it and playback began a few ms later.
+    let (played_seg, named_seg) = (
+        started["segment"].as_u64().unwrap(),
+        start["segment"].as_u64().unwrap(),
+    );
+    assert!(
+        played_seg == named_seg || (played_seg == named_seg + 1 && at > pos),
+        "{out}"
+    );
     // Not a coincidence of timelines: the player's own clock is elsewhere.
     let player_ms = (started["currentTime"].as_f64().unwrap() * 1000.0) as u64;
     assert!(player_ms.abs_diff(at) > 1500, "{out}");

@@ -339,6 +339,18 @@ impl HlsStream {
             .is_some_and(|t| t.elapsed() > Duration::from_secs(self.cfg.keep_ended_secs))
     }
 
+    /// Whether segment `msn` exists or never will (the stream ended): what a
+    /// blocking playlist reload (`_HLS_msn`) waits for.
+    pub(crate) fn has_segment(&self, msn: u64) -> bool {
+        let st = lock(&self.state);
+        st.ended || st.next_seq > msn
+    }
+
+    /// The sequence number the next segment will get.
+    pub(crate) fn next_seq(&self) -> u64 {
+        lock(&self.state).next_seq
+    }
+
     /// Whether at least one segment exists (or the stream ended).
     pub(crate) fn ready(&self) -> bool {
         let st = lock(&self.state);
@@ -496,7 +508,11 @@ impl HlsStream {
         let mut out = String::new();
         let _ = write!(
             out,
-            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-INDEPENDENT-SEGMENTS\n{start_line}#EXT-X-MAP:URI=\"init.mp4{query}\"\n",
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n{}#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-INDEPENDENT-SEGMENTS\n{start_line}#EXT-X-MAP:URI=\"init.mp4{query}\"\n",
+            // Blocking reload: a player asks for the playlist that holds the
+            // next segment (`_HLS_msn`) and gets it the moment it exists,
+            // instead of polling every target duration.
+            if st.ended { "" } else { "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n" },
             listed.first().map(|s| s.seq).unwrap_or(st.next_seq)
         );
         for s in listed {
@@ -602,7 +618,15 @@ mod tests {
                 && pl.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.100Z")
         );
         assert!(!pl.contains("ENDLIST"));
+        assert!(pl.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n"));
+        assert!(s.has_segment(2) && !s.has_segment(3));
+        assert_eq!(s.next_seq(), 3);
         s.end();
+        assert!(s.has_segment(99), "an ended stream blocks no reload");
+        assert!(!s
+            .media_playlist("", None)
+            .unwrap()
+            .contains("SERVER-CONTROL"));
         let pl = s.media_playlist("?t=1", None).unwrap();
         assert!(pl.contains("#EXTINF:0.500,\nseg3.m4s?t=1\n"), "{pl}");
         assert!(pl.ends_with("#EXT-X-SHARECAST-VOD:URI=\"/vod/s1/source.mp4\"\n#EXT-X-ENDLIST\n"));

@@ -39,6 +39,40 @@ struct TokenQuery {
     token: Option<String>,
     /// Resume: content position (ms of capture) to start playing from.
     start_ms: Option<String>,
+    /// Blocking playlist reload: answer once this media sequence number is
+    /// in the playlist.
+    #[serde(rename = "_HLS_msn")]
+    hls_msn: Option<String>,
+}
+
+/// Longest wait of a blocking playlist reload (three target durations of the
+/// default 1 s segments, as the HLS specification bounds it).
+const BLOCKING_RELOAD_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits for the playlist a blocking reload asks for. Err is the answer to
+/// send: `_HLS_msn` that is not a number or is more than two segments ahead.
+#[allow(clippy::result_large_err)]
+async fn wait_for_segment(stream: &HlsStream, msn: Option<&str>) -> Result<(), Response> {
+    let Some(msn) = msn else { return Ok(()) };
+    let msn: u64 = msn.parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_directive",
+            "_HLS_msn is a media sequence number",
+        )
+    })?;
+    if msn > stream.next_seq().saturating_add(2) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_directive",
+            format!("_HLS_msn {msn} is more than two segments ahead"),
+        ));
+    }
+    let deadline = Instant::now() + BLOCKING_RELOAD_WAIT;
+    while !stream.has_segment(msn) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
 
 impl TokenQuery {
@@ -226,6 +260,10 @@ async fn rendition_file(
                 return r;
             }
         };
+        if let Err(r) = wait_for_segment(&stream, q.hls_msn.as_deref()).await {
+            s.reject("bad_directive");
+            return r;
+        }
         return match stream.media_playlist(&query_suffix(&q), start) {
             Ok(body) => playlist(body),
             Err(e @ LiveStartError::PastEnd { .. }) => {
