@@ -4,7 +4,7 @@
 # Mbit/s, p50/p99 acknowledgement latency, sessions behind, server CPU and CPU
 # seconds per ingested Mbit; then the same clips pushed by ffmpeg to
 # nginx-rtmp (Debian's libnginx-mod-rtmp, recording on) for the CPU ratio; and
-# where the server's CPU goes, by thread name.
+# where the server's CPU goes, by thread name and (with perf) by function.
 #
 # Prints numbers, asserts nothing. Env: SESSIONS="10 25 50" SECONDS_PER_RUN=20
 set -euo pipefail
@@ -61,6 +61,7 @@ EOF
 
 printf '\n%-9s %-10s %-10s %-10s %-7s %-7s %-9s %-12s\n' sessions "Mbit/s" "ack p50" "ack p99" behind failed "cpu %" "cpu s/Mbit"
 LAST_PID=""
+LAST_N=$(echo $SESSIONS | awk '{print $NF}')
 for n in $SESSIONS; do
   rm -rf "$WORK/data"
   "$BIN" serve --config "$WORK/sharecast.toml" >/dev/null 2>"$WORK/server.log" &
@@ -69,6 +70,12 @@ for n in $SESSIONS; do
   TOKEN=$(jq -r .demo_token "$WORK/data/server.json" 2>/dev/null || python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['demo_token'])")
   PIN=$(python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['fingerprint'])")
   t0=$(cpu_ticks $SPID)
+  # A sampled profile of the server (perf, cpu-clock) during the largest run.
+  PERF_PID=""
+  if [ "$n" = "$LAST_N" ] && command -v perf >/dev/null; then
+    perf record -q -e cpu-clock -F 499 -p "$SPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    PERF_PID=$!
+  fi
   out=$("$LOAD" --server 127.0.0.1:24433 --token "$TOKEN" --pin "$PIN" --input "$CLIP" --sessions "$n" --seconds "$SECS" 2>"$WORK/load.log" || echo '{}')
   t1=$(cpu_ticks $SPID)
   # Where the time goes: CPU by thread name, top 6 (threads alive at the
@@ -77,6 +84,7 @@ for n in $SESSIONS; do
       printf '%s %s\n' "$(tr ' ' '_' < "$t/comm" 2>/dev/null)" "$(awk '{print $14+$15}' "$t/stat" 2>/dev/null)"
     done 2>/dev/null | awk '{sub(/[-:][0-9]+$/,"",$1); s[$1]+=$2} END {for (k in s) print s[k], k}' | sort -rn | head -6 \
     | awk -v hz="$HZ" '{printf "%s=%.1fs ", $2, $1/hz}')
+  [ -n "$PERF_PID" ] && wait "$PERF_PID" 2>/dev/null || true
   kill -INT $SPID; wait $SPID 2>/dev/null || true
   python3 - "$out" "$t0" "$t1" "$HZ" "$SECS" "$n" "$profile" <<'PY'
 import json, sys
@@ -91,6 +99,15 @@ if o.get("first_error"):
 print("          server CPU by thread:", sys.argv[7])
 PY
 done
+
+if [ -s "$WORK/perf.data" ]; then
+  printf '\nwhere the server time goes at %s sessions (perf, cpu-clock samples, top symbols):\n' "$LAST_N"
+  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | head -25
+  printf '\nby library:\n'
+  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | head -10
+fi
 
 # nginx-rtmp, same clips, recording on.
 NGX="$WORK/nginx"

@@ -1056,3 +1056,88 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
         "{text}"
     );
 }
+
+/// S3 over RTSP: a viewer that names its user (`?user=` next to the playback
+/// token) and drops its connection without TEARDOWN gets an interruption
+/// bookmark at the position it had reached.
+#[test]
+fn a_vanished_rtsp_viewer_gets_an_interruption_bookmark() {
+    let server = Server::start();
+    let (push, sid, _out) =
+        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "12"]));
+    let mut push = push;
+    let alice = user(&server, "alice");
+    let pt = server.playback_token(&sid);
+    let admin = std::fs::read_to_string(server.data_dir().join("admin-token"))
+        .expect("admin token")
+        .trim()
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while server
+        .get(&format!("/live/{sid}/status.json?token={pt}"))
+        .status()
+        == 404
+    {
+        assert!(std::time::Instant::now() < deadline, "no live stream");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut viewer = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
+        .arg(format!(
+            "rtsp://127.0.0.1:{}/live/{sid}?token={pt}&user={alice}",
+            server.rtsp_port
+        ))
+        .args(["-f", "null", "-"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    // Watch for a few seconds, then vanish (SIGKILL: no TEARDOWN).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let watched_ms = loop {
+        let r = client()
+            .get(format!("{}/api/v1/admin/viewers", server.http))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap();
+        let v: Value = r.json().unwrap();
+        let pos = v["viewers"].as_array().and_then(|a| {
+            a.iter()
+                .find(|v| v["protocol"] == "rtsp")
+                .and_then(|v| v["position_ms"].as_u64())
+        });
+        if let Some(p) = pos.filter(|p| *p >= 3000) {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no RTSP viewer: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    viewer.kill().unwrap();
+    let _ = viewer.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let bm = loop {
+        let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
+        if let Some(b) = list["bookmarks"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+        {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interruption bookmark"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(bm["source"], "interruption");
+    assert_eq!(bm["content_id"], sid.as_str());
+    let pos = bm["position_ms"].as_u64().unwrap();
+    assert!(
+        pos.abs_diff(watched_ms) <= 1000,
+        "bookmark at {pos} ms, the RTSP viewer was at {watched_ms} ms"
+    );
+    let _ = push.kill();
+    let _ = push.wait();
+}

@@ -203,7 +203,14 @@ impl ViewerTracker {
     pub fn snapshot(&self) -> Vec<ViewerSnapshot> {
         let mut v: Vec<ViewerSnapshot> = lock(&self.viewers)
             .values()
-            .map(|v| v.snap.clone())
+            .map(|v| {
+                let mut snap = v.snap.clone();
+                // An RTSP viewer is at the newest capture position sent.
+                if snap.protocol == Protocol::Rtsp {
+                    snap.position_ms = self.live_position(&snap.content_id).max(snap.position_ms);
+                }
+                snap
+            })
             .collect();
         v.sort_by_key(|a| a.started_unix_ms);
         v

@@ -139,6 +139,10 @@ pub struct ResumeService {
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// How far past the end of the last closed live segment a reverse bookmark
+/// may be (the segment being cut), ms.
+const LIVE_EDGE_SLACK_MS: u64 = 5_000;
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -621,10 +625,20 @@ impl ResumeService {
             }
         }
         if asset.state != "ready" {
-            // Still live: past the live edge is past the end too.
-            if let Some(LiveLookup::PastEnd { .. }) =
-                self.live_lookup(&req.content_id, req.position_ms)
+            // Still live: past the live edge is past the end too. The edge
+            // is the end of the last closed HLS segment, which trails the
+            // newest frame (where an RTSP viewer is) by up to a segment
+            // being cut; positions that close are real.
+            if let Some(LiveLookup::PastEnd { edge_ms }) = self
+                .live_lookup(&req.content_id, req.position_ms)
+                .filter(|l| match l {
+                    LiveLookup::PastEnd { edge_ms } => {
+                        req.position_ms > edge_ms.saturating_add(LIVE_EDGE_SLACK_MS)
+                    }
+                    _ => true,
+                })
             {
+                tracing::info!(content = %req.content_id, position_ms = req.position_ms, edge_ms, "reverse bookmark past the live edge");
                 return answer(
                     Some(user.id),
                     5,
