@@ -798,22 +798,26 @@ impl ResumeService {
         .execute(&self.store.pool)
         .await
         .map_err(|e| internal(anyhow::Error::from(e).context("storing bookmark")))?;
-        // The job may have finished before the bookmark was stored.
-        if let Some(done) = b.transcode.as_ref().and_then(|j| {
+        // The job may have finished before the bookmark was stored (a job
+        // is marked finished before it updates the bookmarks waiting for it).
+        let finished = b.transcode.as_ref().and_then(|j| {
             self.transcodes
                 .as_ref()
                 .and_then(|t| t.job(&j.id))
-                .filter(|j| j.state == "done")
-        }) {
-            if let Some(r) = &done.attributes {
-                sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE id = ?")
-                    .bind(&r.url)
-                    .bind(format!("rendition:{}", r.name))
-                    .bind(&b.id)
-                    .execute(&self.store.pool)
-                    .await
-                    .map_err(|e| internal(e.into()))?;
-            }
+                .filter(|j| j.state == "done" || j.state == "failed")
+        });
+        if let Some(job) = finished {
+            let (address, status) = match &job.attributes {
+                Some(r) => (r.url.clone(), format!("rendition:{}", r.name)),
+                None => (b.address.clone(), format!("transcode_failed:{}", job.id)),
+            };
+            sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE id = ?")
+                .bind(&address)
+                .bind(&status)
+                .bind(&b.id)
+                .execute(&self.store.pool)
+                .await
+                .map_err(|e| internal(e.into()))?;
         }
         Ok(b)
     }

@@ -330,6 +330,14 @@ impl Transcodes {
                 .fail(&id, &format!("storing the rendition: {e:#}"))
                 .await;
         }
+        // Done before the bookmarks are updated: a bookmark stored from
+        // now on sees the job done (see `ResumeService::store_bookmark`).
+        self.update(&id, |j| {
+            j.state = "done".into();
+            j.url = Some(rendition.url.clone());
+            j.attributes = Some(rendition.clone());
+            j.finished_unix_ms = Some(now_ms());
+        });
         // Bookmarks waiting for this job now point to the rendition.
         let r = sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE status = ?")
             .bind(&rendition.url)
@@ -342,12 +350,6 @@ impl Transcodes {
         }
         self.inner.counters.done.fetch_add(1, Ordering::Relaxed);
         tracing::info!(job = %id, content = %req.content_id, rendition = %rendition.name, url = %rendition.url, "on-demand transcode done");
-        self.update(&id, |j| {
-            j.state = "done".into();
-            j.url = Some(rendition.url.clone());
-            j.attributes = Some(rendition);
-            j.finished_unix_ms = Some(now_ms());
-        });
     }
 
     async fn add_rendition(&self, content_id: &str, rendition: &Rendition) -> anyhow::Result<()> {
@@ -366,6 +368,11 @@ impl Transcodes {
     async fn fail(&self, id: &str, reason: &str) {
         self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
         tracing::error!(job = %id, reason, "on-demand transcode failed");
+        self.update(id, |j| {
+            j.state = "failed".into();
+            j.error = Some(reason.to_string());
+            j.finished_unix_ms = Some(now_ms());
+        });
         let r = sqlx::query("UPDATE bookmarks SET status = ? WHERE status = ?")
             .bind(format!("transcode_failed:{id}"))
             .bind(format!("transcoding:{id}"))
@@ -374,11 +381,6 @@ impl Transcodes {
         if let Err(e) = r {
             tracing::warn!(job = %id, error = %e, "updating bookmarks after a failed transcode");
         }
-        self.update(id, |j| {
-            j.state = "failed".into();
-            j.error = Some(reason.to_string());
-            j.finished_unix_ms = Some(now_ms());
-        });
     }
 
     /// Prometheus text for `/metrics`.
