@@ -422,7 +422,218 @@ impl Transcodes {
 
 #[cfg(test)]
 mod tests {
-    use super::short_side_for;
+    use super::*;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Condvar;
+
+    fn status(e: ApiError) -> u16 {
+        e.into_response().status().as_u16()
+    }
+
+    /// Lets `n` more hook calls through.
+    fn open_gate(gate: &(Mutex<u32>, Condvar), n: u32) {
+        *gate.0.lock().unwrap() += n;
+        gate.1.notify_all();
+    }
+
+    /// Opens the gate for good when the test ends, so that a failed
+    /// assertion ends the test instead of leaving hooks blocked.
+    struct OpenOnDrop(Arc<(Mutex<u32>, Condvar)>);
+
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+            *open = u32::MAX / 2;
+            self.0 .1.notify_all();
+        }
+    }
+
+    async fn wait_finished(t: &Transcodes, id: &str) -> TranscodeJob {
+        for _ in 0..500 {
+            let j = t.job(id).unwrap();
+            if !j.pending() {
+                return j;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+
+    fn h265(id: &str) -> VideoAttributes {
+        VideoAttributes {
+            id: id.into(),
+            container: "mp4".into(),
+            codecs: vec!["hvc1.1.6.L93.B0".into(), "mp4a.40.2".into()],
+            width: 1920,
+            height: 1080,
+            renditions: vec![Rendition {
+                name: "source".into(),
+                url: format!("http://x/vod/{id}/source.mp4"),
+                codecs: vec!["hvc1.1.6.L93.B0".into(), "mp4a.40.2".into()],
+                width: 1920,
+                height: 1080,
+                ..Rendition::default()
+            }],
+            ..VideoAttributes::default()
+        }
+    }
+
+    /// Deduplication, the two bounds, the rendition joining the asset, a
+    /// failure with its reason, and clear errors, with a hook that waits
+    /// for the test's go (the real encoder is tested in the transcoder crate
+    /// and end to end).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_are_deduplicated_bounded_and_join_the_asset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        for id in ["a1", "a2", "a3", "a4"] {
+            store.asset_recording(id, "dev", None, 0).await.unwrap();
+        }
+        let gate = Arc::new((Mutex::new(0u32), Condvar::new()));
+        let _release = OpenOnDrop(gate.clone());
+        let (calls, running, max_running) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let hook: Transcode = {
+            let (gate, calls, running, max_running) = (
+                gate.clone(),
+                calls.clone(),
+                running.clone(),
+                max_running.clone(),
+            );
+            Arc::new(move |req: &TranscodeRequest| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                max_running.fetch_max(now, Ordering::SeqCst);
+                {
+                    let mut open = gate.0.lock().unwrap();
+                    while *open == 0 {
+                        open = gate.1.wait(open).unwrap();
+                    }
+                    *open -= 1;
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                if req.content_id == "a3" {
+                    return Err("decoder exploded at frame 12".into());
+                }
+                Ok(Rendition {
+                    name: req.name.clone(),
+                    url: format!("http://x/vod/{}/{}.mp4", req.content_id, req.name),
+                    codecs: vec!["avc1.4D401F".into(), "mp4a.40.2".into()],
+                    width: req.short_side * 16 / 9,
+                    height: req.short_side,
+                    ..Rendition::default()
+                })
+            })
+        };
+        let t = Transcodes::new(hook, store.clone(), "http://x/", 480, 1, 2);
+
+        // Unknown content, and a recording not ready yet.
+        assert_eq!(status(t.schedule("nope", "web").await.unwrap_err()), 404);
+        assert_eq!(status(t.schedule("a1", "web").await.unwrap_err()), 409);
+        for id in ["a1", "a2", "a3", "a4"] {
+            store.asset_ready(id, &h265(id)).await.unwrap();
+        }
+        // A TV plays H.265: nothing to do.
+        assert!(matches!(
+            t.schedule("a1", "tv").await.unwrap(),
+            Scheduled::Ready(r) if r.name == "source"
+        ));
+
+        let Scheduled::Job(j1) = t.schedule("a1", "web").await.unwrap() else {
+            panic!("a job")
+        };
+        assert_eq!((j1.rendition.as_str(), j1.short_side), ("480p-h264", 480));
+        assert_eq!(j1.poll_url, format!("http://x/api/v1/transcodes/{}", j1.id));
+        // The same content for the same kind of player: the same job.
+        let Scheduled::Job(again) = t.schedule("a1", "other").await.unwrap() else {
+            panic!("the same job")
+        };
+        assert_eq!(again.id, j1.id);
+        let Scheduled::Job(j2) = t.schedule("a2", "web").await.unwrap() else {
+            panic!("a job")
+        };
+        // Two pending (transcode_max_pending = 2): a third is refused.
+        assert_eq!(status(t.schedule("a3", "web").await.unwrap_err()), 503);
+        // One encodes (transcode_max_concurrent = 1), the other waits.
+        for _ in 0..500 {
+            if calls.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(t.job(&j1.id).unwrap().state, "running");
+        assert_eq!(t.job(&j2.id).unwrap().state, "queued");
+
+        open_gate(&gate, 2);
+        let (d1, d2) = (
+            wait_finished(&t, &j1.id).await,
+            wait_finished(&t, &j2.id).await,
+        );
+        assert_eq!((d1.state.as_str(), d2.state.as_str()), ("done", "done"));
+        assert_eq!(d1.url.as_deref(), Some("http://x/vod/a1/480p-h264.mp4"));
+        // transcode_max_concurrent = 1: never two encodes at once.
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(max_running.load(Ordering::SeqCst), 1);
+
+        // The rendition joined the asset; the next request reuses it.
+        let attrs = store
+            .asset("a1")
+            .await
+            .unwrap()
+            .unwrap()
+            .attributes
+            .unwrap();
+        assert_eq!(attrs.renditions.len(), 2);
+        assert!(matches!(
+            t.schedule("a1", "web").await.unwrap(),
+            Scheduled::Ready(r) if r.url == "http://x/vod/a1/480p-h264.mp4"
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // A failure keeps its reason, leaves the asset alone, and the next
+        // request tries again.
+        let Scheduled::Job(j3) = t.schedule("a3", "web").await.unwrap() else {
+            panic!("a job")
+        };
+        open_gate(&gate, 1);
+        let f = wait_finished(&t, &j3.id).await;
+        assert_eq!(f.state, "failed");
+        assert_eq!(f.error.as_deref(), Some("decoder exploded at frame 12"));
+        let attrs = store
+            .asset("a3")
+            .await
+            .unwrap()
+            .unwrap()
+            .attributes
+            .unwrap();
+        assert_eq!(attrs.renditions.len(), 1);
+        let Scheduled::Job(retry) = t.schedule("a3", "web").await.unwrap() else {
+            panic!("a new job")
+        };
+        assert_ne!(retry.id, j3.id);
+        open_gate(&gate, 1);
+        wait_finished(&t, &retry.id).await;
+
+        let mut m = String::new();
+        t.render_metrics(&mut m);
+        for line in [
+            "sharecast_ondemand_transcodes_total{result=\"scheduled\"} 4",
+            "sharecast_ondemand_transcodes_total{result=\"done\"} 2",
+            "sharecast_ondemand_transcodes_total{result=\"failed\"} 2",
+            "sharecast_ondemand_transcodes_total{result=\"refused\"} 1",
+            "sharecast_ondemand_transcodes{state=\"running\"} 0",
+        ] {
+            assert!(m.contains(line), "{line} in\n{m}");
+        }
+    }
 
     #[test]
     fn short_side_fits_the_terminal_and_never_upscales() {
