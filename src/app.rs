@@ -499,7 +499,8 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                     &dir,
                     timeout,
                 )
-                .map_err(|e| format!("{e:#}"))?;
+                // The reason goes to API clients: no server paths in it.
+                .map_err(|e| format!("{e:#}").replace(&format!("{}/", dir.display()), ""))?;
                 rendition_urls(&public, &req.content_id, vec![file])
                     .pop()
                     .ok_or_else(|| "the transcoder produced no file".to_string())

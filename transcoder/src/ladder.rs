@@ -518,8 +518,8 @@ pub fn transcode_file(
     timeout: Duration,
 ) -> anyhow::Result<crate::ProducedFile> {
     let started = Instant::now();
-    let mut source = crate::source::FileSource::open(input)
-        .with_context(|| format!("opening {}", input.display()))?;
+    let mut source =
+        crate::source::FileSource::open(input).context("opening the file to transcode")?;
     let tracks = source.tracks.clone();
     let id = out_dir
         .file_name()
