@@ -398,7 +398,7 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
 
     let alice = user(&s, "alice");
     let web = terminal(&s, &alice, "web");
-    let accept = |pos: u64| {
+    let accept = |content: &str, pos: u64| {
         let (st, h) = post(
             &s,
             "/api/v1/handoff",
@@ -418,7 +418,7 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
 
     // A browser cannot play H.265 and nothing else exists: a transcode is
     // scheduled and the bookmark says where to poll it.
-    let bm = accept(1000);
+    let bm = accept(&content, 1000);
     assert_eq!(bm["status"], "transcoding", "{bm}");
     let job_id = bm["transcode"]["id"]
         .as_str()
@@ -433,7 +433,7 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
     );
     // A second hand-off of the same content to the same kind of terminal
     // shares the job (or, if it already finished, gets its rendition).
-    let bm2 = accept(1200);
+    let bm2 = accept(&content, 1200);
     if bm2["status"] == "transcoding" {
         assert_eq!(bm2["transcode"]["id"], job_id.as_str(), "{bm2}");
     } else {
@@ -509,10 +509,18 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
     assert_eq!(res["play_url"], format!("{url}#t=1.000"), "{res}");
 
     // Later hand-offs reuse it: one job was ever scheduled.
-    let bm3 = accept(1400);
+    let bm3 = accept(&content, 1400);
     assert_eq!(bm3["status"], "rendition:240p-h264", "{bm3}");
     assert_eq!(bm3["address"], url.as_str(), "{bm3}");
     assert!(bm3.get("transcode").is_none(), "{bm3}");
+    let (st, v) = post(
+        &s,
+        "/api/v1/transcodes",
+        Some(&alice),
+        json!({ "content_id": content, "terminal_id": web }),
+    );
+    assert_eq!((st, v["status"].as_str()), (200, Some("ready")), "{v}");
+    assert_eq!(v["rendition"]["url"], url.as_str(), "{v}");
     assert_eq!(
         metric(
             &s,
@@ -551,19 +559,16 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         .join("sessions")
         .join(&broken)
         .join("source.mp4");
+    let good = std::fs::read(&source).unwrap();
     std::fs::write(&source, b"not an mp4 any more").unwrap();
-    let (st, v) = post(
-        &s,
-        "/api/v1/transcodes",
-        Some(&alice),
-        json!({ "content_id": broken, "terminal_id": web }),
-    );
-    assert_eq!(st, 202, "{v}");
-    assert_eq!(v["status"], "transcoding", "{v}");
-    let job = wait_transcode(&s, &alice, v["transcode"]["id"].as_str().unwrap());
+    let bm = accept(&broken, 500);
+    assert_eq!(bm["status"], "transcoding", "{bm}");
+    let failed_id = bm["transcode"]["id"].as_str().unwrap().to_string();
+    let job = wait_transcode(&s, &alice, &failed_id);
     assert_eq!(job["state"], "failed", "{job}");
+    let reason = job["error"].as_str().unwrap();
     assert!(
-        job["error"].as_str().unwrap().contains("source.mp4"),
+        reason.contains("source.mp4: not an MP4") && !reason.contains("/sessions/"),
         "{job}"
     );
     assert_eq!(
@@ -575,6 +580,42 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         asset["attributes"]["renditions"].as_array().unwrap().len(),
         1,
         "{asset}"
+    );
+    let bookmark = |id: &Value| {
+        let (_, list) = get(&s, "/api/v1/bookmarks", Some(&alice));
+        list["bookmarks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == *id)
+            .unwrap()
+            .clone()
+    };
+    let stored = bookmark(&bm["id"]);
+    assert_eq!(stored["status"], "transcode_failed", "{stored}");
+    assert_eq!(stored["transcode"]["error"], job["error"], "{stored}");
+    // Once the file is back, resuming the bookmark tries again, and the
+    // bookmark follows the new job to its rendition.
+    std::fs::write(&source, good).unwrap();
+    let (st, res) = post(
+        &s,
+        &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
+        Some(&alice),
+        json!({ "terminal_id": web }),
+    );
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["status"], "transcoding", "{res}");
+    let retry_id = res["transcode"]["id"].as_str().unwrap();
+    assert_ne!(retry_id, failed_id);
+    assert_eq!(wait_transcode(&s, &alice, retry_id)["state"], "done");
+    let stored = bookmark(&bm["id"]);
+    assert_eq!(stored["status"], "rendition:240p-h264", "{stored}");
+    assert!(
+        stored["address"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/vod/{broken}/240p-h264.mp4")),
+        "{stored}"
     );
     // The server is still fine.
     let (st, _) = get(&s, &format!("/api/v1/assets/{content}"), None);

@@ -798,28 +798,34 @@ impl ResumeService {
         .execute(&self.store.pool)
         .await
         .map_err(|e| internal(anyhow::Error::from(e).context("storing bookmark")))?;
-        // The job may have finished before the bookmark was stored (a job
-        // is marked finished before it updates the bookmarks waiting for it).
-        let finished = b.transcode.as_ref().and_then(|j| {
-            self.transcodes
-                .as_ref()
-                .and_then(|t| t.job(&j.id))
-                .filter(|j| j.state == "done" || j.state == "failed")
-        });
-        if let Some(job) = finished {
-            let (address, status) = match &job.attributes {
-                Some(r) => (r.url.clone(), format!("rendition:{}", r.name)),
-                None => (b.address.clone(), format!("transcode_failed:{}", job.id)),
-            };
-            sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE id = ?")
-                .bind(&address)
-                .bind(&status)
-                .bind(&b.id)
-                .execute(&self.store.pool)
-                .await
-                .map_err(|e| internal(e.into()))?;
+        if let Some(j) = &b.transcode {
+            self.settle_if_finished(&b.id, &j.id).await?;
         }
         Ok(b)
+    }
+
+    /// A job may finish before a bookmark waiting for it is stored (a job is
+    /// marked finished before it updates the bookmarks waiting for it): the
+    /// bookmark then takes the outcome itself.
+    async fn settle_if_finished(&self, bookmark_id: &str, job_id: &str) -> Result<(), ApiError> {
+        let finished = self
+            .transcodes
+            .as_ref()
+            .and_then(|t| t.job(job_id))
+            .filter(|j| j.state == "done" || j.state == "failed");
+        let Some(job) = finished else { return Ok(()) };
+        let q = match &job.attributes {
+            Some(r) => sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE id = ?")
+                .bind(r.url.clone())
+                .bind(format!("rendition:{}", r.name)),
+            None => sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
+                .bind(format!("transcode_failed:{}", job.id)),
+        };
+        q.bind(bookmark_id.to_string())
+            .execute(&self.store.pool)
+            .await
+            .map_err(|e| internal(e.into()))?;
+        Ok(())
     }
 
     async fn fetch_state(&self, url: &str) -> Result<SuspendState, ApiError> {
@@ -1472,7 +1478,7 @@ async fn resume_bookmark(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
-    let row = sqlx::query("SELECT content_id, position_ms, address, source FROM bookmarks WHERE id = ? AND user_id = ?")
+    let row = sqlx::query("SELECT content_id, position_ms, address, source, status FROM bookmarks WHERE id = ? AND user_id = ?")
         .bind(&id)
         .bind(&user.id)
         .fetch_optional(&s.store.pool)
@@ -1483,6 +1489,7 @@ async fn resume_bookmark(
     let position_ms = row.get::<i64, _>(1).max(0) as u64;
     let mut url: String = row.get(2);
     let source: String = row.get(3);
+    let stored_status: String = row.get(4);
     let asset = s.store.asset(&content_id).await.map_err(internal)?;
     // Content of this platform whose recording is not ready: the live stream.
     // Otherwise (recorded here, or a hand-off from another platform whose
@@ -1508,7 +1515,23 @@ async fn resume_bookmark(
                 // the job already making it); `url` stays the source.
                 match s.schedule(&content_id, &terminal_type).await? {
                     Scheduled::Ready(r) => url = r.url,
-                    Scheduled::Job(j) => transcode = Some(j),
+                    Scheduled::Job(j) => {
+                        // A bookmark whose job was forgotten (a restart) or
+                        // failed waits for the new one.
+                        let waits_for = stored_status
+                            .strip_prefix("transcoding:")
+                            .or_else(|| stored_status.strip_prefix("transcode_failed:"));
+                        if waits_for.is_some_and(|old| old != j.id) {
+                            sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
+                                .bind(format!("transcoding:{}", j.id))
+                                .bind(&id)
+                                .execute(&s.store.pool)
+                                .await
+                                .map_err(|e| internal(e.into()))?;
+                            s.settle_if_finished(&id, &j.id).await?;
+                        }
+                        transcode = Some(j)
+                    }
                 }
             }
             // RTSP players: the source file, from a ranged PLAY.
