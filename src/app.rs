@@ -264,8 +264,16 @@ impl SessionOutput for Output {
                             return;
                         }
                     };
-                    let mut attrs = base;
-                    attrs.renditions.extend(rendition_urls(&public, &id, files));
+                    // Renditions made on demand meanwhile are kept.
+                    let mut attrs = match store.asset(&id).await {
+                        Ok(Some(a)) => a.attributes.unwrap_or(base),
+                        _ => base,
+                    };
+                    let files = rendition_urls(&public, &id, files);
+                    attrs
+                        .renditions
+                        .retain(|r| !files.iter().any(|f| f.name == r.name));
+                    attrs.renditions.extend(files);
                     if let Err(e) = store.asset_ready(&id, &attrs).await {
                         tracing::error!(session = %id, error = %format!("{e:#}"), "storing renditions failed");
                     } else {
@@ -470,7 +478,39 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                 .map(|path| format!("rtsp://{}:{}{path}", public.rtsp_host, public.rtsp_port))
                 .map_err(|e| format!("{e:#}"))
         })
+    })
+    .with_transcode({
+        // On demand (S0): a finished recording's source file, read frame
+        // by frame into the ladder's encoder, becomes an H.264 + AAC
+        // rendition next to it, measured on the produced file.
+        let (public, sessions) = (public.clone(), cfg.data_dir.join("sessions"));
+        let timeout = std::time::Duration::from_millis(cfg.transcoder.rendition_timeout_ms);
+        Arc::new(
+            move |req: &sharecast_share_gateway::transcodes::TranscodeRequest| {
+                let dir = sessions.join(&req.content_id);
+                let spec = sharecast_transcoder::RenditionSpec {
+                    name: req.name.clone(),
+                    short_side: req.short_side,
+                    ..sharecast_transcoder::RenditionSpec::compat_480p()
+                };
+                let file = sharecast_transcoder::ladder::transcode_file(
+                    &dir.join(sharecast_transcoder::SOURCE_FILE),
+                    &spec,
+                    &dir,
+                    timeout,
+                )
+                // The reason goes to API clients: no server paths in it.
+                .map_err(|e| format!("{e:#}").replace(&format!("{}/", dir.display()), ""))?;
+                rendition_urls(&public, &req.content_id, vec![file])
+                    .pop()
+                    .ok_or_else(|| "the transcoder produced no file".to_string())
+            },
+        )
     });
+    if let Some(t) = resume.transcodes() {
+        let t = t.clone();
+        metrics.push(Arc::new(move |out: &mut String| t.render_metrics(out)));
+    }
     // S3: a viewer that vanished (missed heartbeats, RTSP timeout) and said
     // who it is (its user token) gets an interruption bookmark through the
     // reverse-bookmark interface.

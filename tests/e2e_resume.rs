@@ -348,6 +348,280 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
     assert_eq!(list["bookmarks"].as_array().unwrap().len(), 4);
 }
 
+fn metric(s: &Server, name: &str) -> f64 {
+    let text = client()
+        .get(format!("{}/metrics", s.http))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls an on-demand transcode job until it is done or failed.
+fn wait_transcode(s: &Server, token: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (st, job) = get(s, &format!("/api/v1/transcodes/{id}"), Some(token));
+        assert_eq!(st, 200, "{job}");
+        if job["state"] == "done" || job["state"] == "failed" {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "transcode not finished: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
+    // No ladder: the H.265 recording has its source rendition only.
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        cfg_dir.path(),
+        "[transcoder]\nrenditions = []\n\n[resume]\ntranscode_short_side = 240\n",
+    );
+    let s = Server::start_with(&["--config", &cfg]);
+    let r = s.push(&fixture(H265_AAC).unwrap(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let content = r.session();
+    let (_, asset) = get(&s, &format!("/api/v1/assets/{content}"), None);
+    assert_eq!(
+        asset["attributes"]["renditions"].as_array().unwrap().len(),
+        1,
+        "{asset}"
+    );
+
+    let alice = user(&s, "alice");
+    let web = terminal(&s, &alice, "web");
+    let accept = |content: &str, pos: u64| {
+        let (st, h) = post(
+            &s,
+            "/api/v1/handoff",
+            Some(&alice),
+            json!({ "content_id": content, "position_ms": pos }),
+        );
+        assert_eq!(st, 200, "{h}");
+        let (st, bm) = post(
+            &s,
+            "/api/v1/handoff/accept",
+            Some(&alice),
+            json!({ "platform": s.http, "code": h["code"], "terminal_id": web, "name": "on the laptop" }),
+        );
+        assert_eq!(st, 200, "{bm}");
+        bm
+    };
+
+    // A browser cannot play H.265 and nothing else exists: a transcode is
+    // scheduled and the bookmark says where to poll it.
+    let bm = accept(&content, 1000);
+    assert_eq!(bm["status"], "transcoding", "{bm}");
+    let job_id = bm["transcode"]["id"]
+        .as_str()
+        .expect("a job id")
+        .to_string();
+    assert!(
+        bm["transcode"]["poll_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/api/v1/transcodes/{job_id}")),
+        "{bm}"
+    );
+    // A second hand-off of the same content to the same kind of terminal
+    // shares the job (or, if it already finished, gets its rendition).
+    let bm2 = accept(&content, 1200);
+    if bm2["status"] == "transcoding" {
+        assert_eq!(bm2["transcode"]["id"], job_id.as_str(), "{bm2}");
+    } else {
+        assert_eq!(bm2["status"], "rendition:240p-h264", "{bm2}");
+    }
+
+    let job = wait_transcode(&s, &alice, &job_id);
+    assert_eq!(job["state"], "done", "{job}");
+    let url = job["url"].as_str().unwrap().to_string();
+    assert!(
+        url.ends_with(&format!("/vod/{content}/240p-h264.mp4")),
+        "{job}"
+    );
+    assert_eq!(job["attributes"]["height"], 240, "{job}");
+
+    // The file: H.264 main + AAC, 240 high, as long as the source.
+    let file = s
+        .data_dir()
+        .join("sessions")
+        .join(&content)
+        .join("240p-h264.mp4");
+    assert!(file.exists(), "{}", file.display());
+    let probe = ffprobe(&file);
+    let v = stream(&probe, "video").expect("a video stream");
+    assert_eq!(v["codec_name"], "h264", "{probe}");
+    assert_eq!(v["profile"], "Main", "{probe}");
+    assert_eq!(v["height"], 240, "{probe}");
+    assert_eq!(v["width"], 428, "{probe}");
+    assert_eq!(stream(&probe, "audio").unwrap()["codec_name"], "aac");
+    let source_ms = asset["attributes"]["duration_ms"].as_f64().unwrap();
+    let out_ms = num(&probe["format"]["duration"]) * 1000.0;
+    assert!(
+        (out_ms - source_ms).abs() < 200.0,
+        "{out_ms} vs {source_ms}"
+    );
+    // Served over HTTP, and part of the asset now.
+    assert_eq!(
+        client().get(&url).send().unwrap().status(),
+        200,
+        "GET {url}"
+    );
+    let (_, asset) = get(&s, &format!("/api/v1/assets/{content}"), None);
+    assert!(
+        asset["attributes"]["renditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["url"] == url.as_str()
+                && r["codecs"][0].as_str().unwrap().starts_with("avc1")),
+        "{asset}"
+    );
+
+    // The bookmark now points to the rendition, and so does its resume.
+    let (_, list) = get(&s, "/api/v1/bookmarks", Some(&alice));
+    let stored = list["bookmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == bm["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(stored["status"], "rendition:240p-h264", "{list}");
+    assert_eq!(stored["address"], url.as_str(), "{list}");
+    let (st, res) = post(
+        &s,
+        &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
+        Some(&alice),
+        json!({ "terminal_id": web }),
+    );
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["url"], url.as_str(), "{res}");
+    assert_eq!(res["status"], "ready", "{res}");
+    assert_eq!(res["play_url"], format!("{url}#t=1.000"), "{res}");
+
+    // Later hand-offs reuse it: one job was ever scheduled.
+    let bm3 = accept(&content, 1400);
+    assert_eq!(bm3["status"], "rendition:240p-h264", "{bm3}");
+    assert_eq!(bm3["address"], url.as_str(), "{bm3}");
+    assert!(bm3.get("transcode").is_none(), "{bm3}");
+    let (st, v) = post(
+        &s,
+        "/api/v1/transcodes",
+        Some(&alice),
+        json!({ "content_id": content, "terminal_id": web }),
+    );
+    assert_eq!((st, v["status"].as_str()), (200, Some("ready")), "{v}");
+    assert_eq!(v["rendition"]["url"], url.as_str(), "{v}");
+    assert_eq!(
+        metric(
+            &s,
+            "sharecast_ondemand_transcodes_total{result=\"scheduled\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&s, "sharecast_ondemand_transcodes_total{result=\"done\"}"),
+        1.0
+    );
+
+    // Errors: unknown content; a transcode that fails says why.
+    let (st, e) = post(
+        &s,
+        "/api/v1/transcodes",
+        Some(&alice),
+        json!({ "content_id": "nosuchcontent", "terminal_id": web }),
+    );
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("unknown_content")),
+        "{e}"
+    );
+    let (st, e) = get(&s, "/api/v1/transcodes/0000000000000000", Some(&alice));
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("unknown_transcode")),
+        "{e}"
+    );
+    let r = s.push(&fixture(H265_AAC).unwrap(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let broken = r.session();
+    let source = s
+        .data_dir()
+        .join("sessions")
+        .join(&broken)
+        .join("source.mp4");
+    let good = std::fs::read(&source).unwrap();
+    std::fs::write(&source, b"not an mp4 any more").unwrap();
+    let bm = accept(&broken, 500);
+    assert_eq!(bm["status"], "transcoding", "{bm}");
+    let failed_id = bm["transcode"]["id"].as_str().unwrap().to_string();
+    let job = wait_transcode(&s, &alice, &failed_id);
+    assert_eq!(job["state"], "failed", "{job}");
+    let reason = job["error"].as_str().unwrap();
+    assert!(
+        reason.contains("source.mp4: not an MP4") && !reason.contains("/sessions/"),
+        "{job}"
+    );
+    assert_eq!(
+        metric(&s, "sharecast_ondemand_transcodes_total{result=\"failed\"}"),
+        1.0
+    );
+    let (_, asset) = get(&s, &format!("/api/v1/assets/{broken}"), None);
+    assert_eq!(
+        asset["attributes"]["renditions"].as_array().unwrap().len(),
+        1,
+        "{asset}"
+    );
+    let bookmark = |id: &Value| {
+        let (_, list) = get(&s, "/api/v1/bookmarks", Some(&alice));
+        list["bookmarks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == *id)
+            .unwrap()
+            .clone()
+    };
+    let stored = bookmark(&bm["id"]);
+    assert_eq!(stored["status"], "transcode_failed", "{stored}");
+    assert_eq!(stored["transcode"]["error"], job["error"], "{stored}");
+    // Once the file is back, resuming the bookmark tries again, and the
+    // bookmark follows the new job to its rendition.
+    std::fs::write(&source, good).unwrap();
+    let (st, res) = post(
+        &s,
+        &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
+        Some(&alice),
+        json!({ "terminal_id": web }),
+    );
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["status"], "transcoding", "{res}");
+    let retry_id = res["transcode"]["id"].as_str().unwrap();
+    assert_ne!(retry_id, failed_id);
+    assert_eq!(wait_transcode(&s, &alice, retry_id)["state"], "done");
+    let stored = bookmark(&bm["id"]);
+    assert_eq!(stored["status"], "rendition:240p-h264", "{stored}");
+    assert!(
+        stored["address"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/vod/{broken}/240p-h264.mp4")),
+        "{stored}"
+    );
+    // The server is still fine.
+    let (st, _) = get(&s, &format!("/api/v1/assets/{content}"), None);
+    assert_eq!(st, 200);
+}
+
 #[test]
 fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
     let server = Server::start();

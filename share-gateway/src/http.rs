@@ -63,6 +63,7 @@ struct HttpMetrics {
 }
 
 /// A JSON error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,

@@ -15,6 +15,7 @@ pub mod resume;
 pub mod shares;
 pub mod stills;
 pub mod store;
+pub mod transcodes;
 
 pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};
 pub use kannel::SmsConfig;

@@ -23,6 +23,7 @@ use sqlx::Row;
 
 use crate::http::ApiError;
 use crate::store::{hash_token, Store};
+use crate::transcodes::{Scheduled, Transcode, TranscodeJob, Transcodes};
 
 /// Resume configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +36,15 @@ pub struct ResumeConfig {
     pub handoff_ttl_secs: u64,
     /// Lifetime of a resume token, seconds. Default 30 days.
     pub resume_token_ttl_secs: u64,
+    /// Preferred shorter side of an on-demand rendition (made when no
+    /// rendition suits a terminal), pixels; smaller when the terminal type
+    /// needs it, never upscaled. Default 480.
+    pub transcode_short_side: u32,
+    /// On-demand transcodes encoding at once. Default 1.
+    pub transcode_max_concurrent: usize,
+    /// On-demand transcodes queued or running; more are refused (503
+    /// `transcode_busy`). Default 16.
+    pub transcode_max_pending: usize,
 }
 
 impl Default for ResumeConfig {
@@ -43,6 +53,9 @@ impl Default for ResumeConfig {
             history_max_age_secs: 30 * 24 * 3600,
             handoff_ttl_secs: 3600,
             resume_token_ttl_secs: 30 * 24 * 3600,
+            transcode_short_side: 480,
+            transcode_max_concurrent: 1,
+            transcode_max_pending: 16,
         }
     }
 }
@@ -53,22 +66,24 @@ pub const TERMINAL_TYPES: [&str; 4] = ["mobile", "web", "tv", "other"];
 /// What a terminal type can play: RFC 6381 codec prefixes and the largest
 /// picture height.
 pub fn terminal_can_play(terminal_type: &str, codecs: &[String], height: u32) -> bool {
-    let (allowed, max_h): (&[&str], u32) = match terminal_type {
-        "tv" => (
-            &["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"],
-            2160,
-        ),
-        "mobile" => (
-            &["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"],
-            1920,
-        ),
+    let allowed: &[&str] = match terminal_type {
+        "tv" | "mobile" => &["avc1", "avc3", "hvc1", "hev1", "mp4a", "opus", "Opus"],
         // Browsers (and unknown players) decode H.264 and AAC everywhere.
-        _ => (&["avc1", "avc3", "mp4a"], 1080),
+        _ => &["avc1", "avc3", "mp4a"],
     };
-    height <= max_h
+    height <= terminal_max_height(terminal_type)
         && codecs
             .iter()
             .all(|c| allowed.iter().any(|a| c.starts_with(a)))
+}
+
+/// The largest picture height a terminal type shows.
+pub fn terminal_max_height(terminal_type: &str) -> u32 {
+    match terminal_type {
+        "tv" => 2160,
+        "mobile" => 1920,
+        _ => 1080,
+    }
 }
 
 /// The first rendition of `attrs` that `terminal_type` can play.
@@ -135,6 +150,7 @@ pub struct ResumeService {
     live: Option<LiveStarts>,
     rtsp_vod: Option<RtspVod>,
     tokens: Option<crate::playback::PlaybackTokens>,
+    transcodes: Option<Transcodes>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -217,9 +233,16 @@ pub struct Bookmark {
     pub source: String,
     /// Address to play from.
     pub address: String,
-    /// When `address` is a rendition chosen for the terminal, or
-    /// `needs_transcode` when none of the offered renditions suits it.
+    /// `ready` (the address plays on the terminal), `rendition:<name>` (a
+    /// rendition chosen for the terminal), `transcoding` (an on-demand
+    /// transcode makes one: see `transcode`), `transcode_failed` (see the
+    /// job's `error`), or `needs_transcode` (none suits the terminal and the
+    /// content is held by another platform, which this one does not fetch).
     pub status: String,
+    /// The on-demand transcode this bookmark waits for, while it is known
+    /// (jobs are kept in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcode: Option<TranscodeJob>,
     /// Created, Unix ms.
     pub created_unix_ms: i64,
 }
@@ -393,6 +416,7 @@ impl ResumeService {
             live: None,
             rtsp_vod: None,
             tokens: None,
+            transcodes: None,
         };
         // Purge aged history in the background.
         let s = svc.clone();
@@ -438,6 +462,54 @@ impl ResumeService {
     pub fn with_rtsp_vod(mut self, rtsp_vod: RtspVod) -> Self {
         self.rtsp_vod = Some(rtsp_vod);
         self
+    }
+
+    /// Lets hand-offs and resumes transcode a finished recording that the
+    /// terminal cannot play (see [`crate::transcodes`]); `transcode` encodes,
+    /// bounded and deduplicated by the service.
+    pub fn with_transcode(mut self, transcode: Transcode) -> Self {
+        self.transcodes = Some(Transcodes::new(
+            transcode,
+            self.store.clone(),
+            &self.public_url,
+            self.cfg.transcode_short_side,
+            self.cfg.transcode_max_concurrent,
+            self.cfg.transcode_max_pending,
+        ));
+        self
+    }
+
+    /// The on-demand transcodes, when a transcoder is wired in.
+    pub fn transcodes(&self) -> Option<&Transcodes> {
+        self.transcodes.as_ref()
+    }
+
+    /// Schedules (or finds) the rendition of a local recording that the
+    /// terminal type plays; 501 without a transcoder.
+    async fn schedule(&self, content_id: &str, terminal_type: &str) -> Result<Scheduled, ApiError> {
+        match &self.transcodes {
+            Some(t) => t.schedule(content_id, terminal_type).await,
+            None => Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "transcode_unavailable",
+                "this server has no transcoder for on-demand renditions",
+            )),
+        }
+    }
+
+    /// A bookmark's stored status as shown: `transcoding:<job>` becomes
+    /// `transcoding` with the job, `transcode_failed:<job>` likewise.
+    fn bookmark_status(&self, stored: &str) -> (String, Option<TranscodeJob>) {
+        for prefix in ["transcoding", "transcode_failed"] {
+            if let Some(job) = stored
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix(':'))
+            {
+                let job = self.transcodes.as_ref().and_then(|t| t.job(job));
+                return (prefix.to_string(), job);
+            }
+        }
+        (stored.to_string(), None)
     }
 
     fn live_lookup(&self, content_id: &str, position_ms: u64) -> Option<LiveLookup> {
@@ -589,6 +661,8 @@ impl ResumeService {
             .route("/api/v1/handoff/{id}/push", post(push_handoff))
             .route("/api/v1/handoff/{id}/redirect", get(redirect_handoff))
             .route("/api/v1/handoff/receive", post(receive_handoff))
+            .route("/api/v1/transcodes", post(create_transcode))
+            .route("/api/v1/transcodes/{id}", get(get_transcode))
             .route(
                 "/api/v1/handoff/accept",
                 post(accept_handoff).get(accept_redirect),
@@ -684,7 +758,8 @@ impl ResumeService {
         terminal_type: &str,
         name: Option<String>,
         description: Option<String>,
-    ) -> Result<Bookmark> {
+    ) -> Result<Bookmark, ApiError> {
+        let mut job = None;
         let (address, status) = if terminal_can_play(terminal_type, &state.codecs, 0) {
             (state.address.clone(), "ready".to_string())
         } else if let Some(r) = state
@@ -693,9 +768,21 @@ impl ResumeService {
             .find(|r| terminal_can_play(terminal_type, &r.codecs, r.height))
         {
             (r.url.clone(), format!("rendition:{}", r.name))
+        } else if state.platform.trim_end_matches('/') == self.public_url {
+            // Our own recording: transcode it into what the terminal plays
+            // (or find the rendition made since the state was issued).
+            match self.schedule(&state.content_id, terminal_type).await? {
+                Scheduled::Ready(r) => (r.url.clone(), format!("rendition:{}", r.name)),
+                Scheduled::Job(j) => {
+                    let status = format!("transcoding:{}", j.id);
+                    job = Some(j);
+                    (state.address.clone(), status)
+                }
+            }
         } else {
             (state.address.clone(), "needs_transcode".to_string())
         };
+        let (shown_status, _) = self.bookmark_status(&status);
         let b = Bookmark {
             id: random_hex(8),
             content_id: state.content_id.clone(),
@@ -704,7 +791,8 @@ impl ResumeService {
             description,
             source: "handoff".into(),
             address,
-            status,
+            status: shown_status,
+            transcode: job,
             created_unix_ms: now_ms(),
         };
         sqlx::query(
@@ -719,12 +807,39 @@ impl ResumeService {
         .bind(&b.description)
         .bind(&b.source)
         .bind(&b.address)
-        .bind(&b.status)
+        .bind(&status)
         .bind(b.created_unix_ms)
         .execute(&self.store.pool)
         .await
-        .context("storing bookmark")?;
+        .map_err(|e| internal(anyhow::Error::from(e).context("storing bookmark")))?;
+        if let Some(j) = &b.transcode {
+            self.settle_if_finished(&b.id, &j.id).await?;
+        }
         Ok(b)
+    }
+
+    /// A job may finish before a bookmark waiting for it is stored (a job is
+    /// marked finished before it updates the bookmarks waiting for it): the
+    /// bookmark then takes the outcome itself.
+    async fn settle_if_finished(&self, bookmark_id: &str, job_id: &str) -> Result<(), ApiError> {
+        let finished = self
+            .transcodes
+            .as_ref()
+            .and_then(|t| t.job(job_id))
+            .filter(|j| j.state == "done" || j.state == "failed");
+        let Some(job) = finished else { return Ok(()) };
+        let q = match &job.attributes {
+            Some(r) => sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE id = ?")
+                .bind(r.url.clone())
+                .bind(format!("rendition:{}", r.name)),
+            None => sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
+                .bind(format!("transcode_failed:{}", job.id)),
+        };
+        q.bind(bookmark_id.to_string())
+            .execute(&self.store.pool)
+            .await
+            .map_err(|e| internal(e.into()))?;
+        Ok(())
     }
 
     async fn fetch_state(&self, url: &str) -> Result<SuspendState, ApiError> {
@@ -995,10 +1110,19 @@ async fn resume(
     let content_id: String = row.get(2);
     let live = row.get::<i64, _>(3) != 0;
     let attrs = s.attributes(&content_id).await?;
-    let rendition = playable_rendition(&attrs, &terminal_type);
+    let mut rendition = playable_rendition(&attrs, &terminal_type);
+    let mut transcode = None;
+    if rendition.is_none() && s.transcodes.is_some() {
+        match s.schedule(&content_id, &terminal_type).await? {
+            Scheduled::Ready(r) => rendition = Some(r),
+            Scheduled::Job(j) => transcode = Some(j),
+        }
+    }
     let position_ms = row.get::<Option<i64>, _>(4).unwrap_or(0).max(0) as u64;
     let url = rendition.as_ref().map(|r| r.url.clone());
     Ok(Json(serde_json::json!({
+        "status": if transcode.is_some() { "transcoding" } else { "ready" },
+        "transcode": transcode,
         "content_id": content_id,
         "live": live,
         "position_ms": position_ms,
@@ -1025,16 +1149,20 @@ async fn list_bookmarks(
     .map_err(|e| internal(e.into()))?;
     let list: Vec<Bookmark> = rows
         .into_iter()
-        .map(|r| Bookmark {
-            id: r.get(0),
-            content_id: r.get(1),
-            position_ms: r.get::<i64, _>(2).max(0) as u64,
-            name: r.get(3),
-            description: r.get(4),
-            source: r.get(5),
-            address: r.get(6),
-            status: r.get(7),
-            created_unix_ms: r.get(8),
+        .map(|r| {
+            let (status, transcode) = s.bookmark_status(&r.get::<String, _>(7));
+            Bookmark {
+                id: r.get(0),
+                content_id: r.get(1),
+                position_ms: r.get::<i64, _>(2).max(0) as u64,
+                name: r.get(3),
+                description: r.get(4),
+                source: r.get(5),
+                address: r.get(6),
+                status,
+                transcode,
+                created_unix_ms: r.get(8),
+            }
         })
         .collect();
     Ok(Json(serde_json::json!({ "bookmarks": list })))
@@ -1240,8 +1368,7 @@ async fn receive_handoff(
             req.name,
             req.description,
         )
-        .await
-        .map_err(internal)?;
+        .await?;
     Ok(Json(b))
 }
 
@@ -1295,8 +1422,7 @@ async fn accept_redirect(
             let terminal_type = s.terminal(&user, &t).await?;
             let b = s
                 .store_bookmark(&user.id, &state, &terminal_type, None, None)
-                .await
-                .map_err(internal)?;
+                .await?;
             Ok(Json(serde_json::json!({ "state": state, "bookmark": b })))
         }
         _ => Ok(Json(serde_json::json!({ "state": state }))),
@@ -1327,8 +1453,7 @@ async fn accept_handoff(
     let state = s.fetch_state(&url).await?;
     let b = s
         .store_bookmark(&user.id, &state, &terminal_type, req.name, req.description)
-        .await
-        .map_err(internal)?;
+        .await?;
     Ok(Json(b))
 }
 
@@ -1367,7 +1492,7 @@ async fn resume_bookmark(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
-    let row = sqlx::query("SELECT content_id, position_ms, address, source FROM bookmarks WHERE id = ? AND user_id = ?")
+    let row = sqlx::query("SELECT content_id, position_ms, address, source, status FROM bookmarks WHERE id = ? AND user_id = ?")
         .bind(&id)
         .bind(&user.id)
         .fetch_optional(&s.store.pool)
@@ -1378,6 +1503,7 @@ async fn resume_bookmark(
     let position_ms = row.get::<i64, _>(1).max(0) as u64;
     let mut url: String = row.get(2);
     let source: String = row.get(3);
+    let stored_status: String = row.get(4);
     let asset = s.store.asset(&content_id).await.map_err(internal)?;
     // Content of this platform whose recording is not ready: the live stream.
     // Otherwise (recorded here, or a hand-off from another platform whose
@@ -1385,6 +1511,7 @@ async fn resume_bookmark(
     let live = asset.as_ref().is_some_and(|a| a.state != "ready");
     if !live {
         let mut rtsp = None;
+        let mut transcode = None;
         if let Some(attrs) = asset.and_then(|a| a.attributes) {
             if attrs.duration_ms > 0 && position_ms > attrs.duration_ms {
                 return Err(bad(
@@ -1397,6 +1524,29 @@ async fn resume_bookmark(
             }
             if let Some(r) = playable_rendition(&attrs, &terminal_type) {
                 url = r.url;
+            } else if s.transcodes.is_some() {
+                // Nothing here plays on this terminal: make it (or find
+                // the job already making it); `url` stays the source.
+                match s.schedule(&content_id, &terminal_type).await? {
+                    Scheduled::Ready(r) => url = r.url,
+                    Scheduled::Job(j) => {
+                        // A bookmark whose job was forgotten (a restart) or
+                        // failed waits for the new one.
+                        let waits_for = stored_status
+                            .strip_prefix("transcoding:")
+                            .or_else(|| stored_status.strip_prefix("transcode_failed:"));
+                        if waits_for.is_some_and(|old| old != j.id) {
+                            sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
+                                .bind(format!("transcoding:{}", j.id))
+                                .bind(&id)
+                                .execute(&s.store.pool)
+                                .await
+                                .map_err(|e| internal(e.into()))?;
+                            s.settle_if_finished(&id, &j.id).await?;
+                        }
+                        transcode = Some(j)
+                    }
+                }
             }
             // RTSP players: the source file, from a ranged PLAY.
             rtsp = s
@@ -1422,6 +1572,8 @@ async fn resume_bookmark(
             "play_url": format!("{url}#t={:.3}", position_ms as f64 / 1000.0),
             "rtsp": rtsp,
             "source": source,
+            "status": if transcode.is_some() { "transcoding" } else { "ready" },
+            "transcode": transcode,
         })));
     }
     match s.live_lookup(&content_id, position_ms) {
@@ -1450,4 +1602,56 @@ async fn resume_bookmark(
             format!("content {content_id} is not live and its recording is not ready"),
         )),
     }
+}
+
+#[derive(Deserialize)]
+struct NewTranscode {
+    content_id: String,
+    /// The terminal that will play (its type decides the rendition).
+    terminal_id: String,
+}
+
+/// Schedules the on-demand rendition of a finished recording that a
+/// terminal plays: 200 `ready` with the rendition when one exists, 202
+/// `transcoding` with the job (new, or the one already making it).
+async fn create_transcode(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Json(req): Json<NewTranscode>,
+) -> Result<Response, ApiError> {
+    let user = s.user(&headers).await?;
+    let terminal_type = s.terminal(&user, &req.terminal_id).await?;
+    Ok(match s.schedule(&req.content_id, &terminal_type).await? {
+        Scheduled::Ready(r) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready", "rendition": r })),
+        )
+            .into_response(),
+        Scheduled::Job(j) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "status": "transcoding", "transcode": j })),
+        )
+            .into_response(),
+    })
+}
+
+/// An on-demand transcode job: its state, the error when it failed, the
+/// rendition's URL and attributes when done.
+async fn get_transcode(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<TranscodeJob>, ApiError> {
+    let _user = s.user(&headers).await?;
+    s.transcodes
+        .as_ref()
+        .and_then(|t| t.job(&id))
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_transcode",
+                format!("no transcode job {id} (jobs are forgotten at a restart)"),
+            )
+        })
 }

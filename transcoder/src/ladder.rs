@@ -430,6 +430,14 @@ impl Encoder {
         Ok(())
     }
 
+    /// Encoded input waiting in this rendition's queues, bytes.
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.appsrcs
+            .iter()
+            .map(|(_, src)| src.current_level_bytes())
+            .sum()
+    }
+
     pub(crate) fn end_of_stream(&self) {
         for (_, src) in &self.appsrcs {
             let _ = src.end_of_stream();
@@ -497,6 +505,96 @@ impl Encoder {
             .with_context(|| format!("moving {} to {}", self.tmp.display(), self.path.display()))?;
         Ok(())
     }
+}
+
+/// Encoded input that may wait in an on-demand encoder's queues before the
+/// reader pauses, bytes: a finished file is read much faster than x264
+/// encodes it, and the whole file must not end up in memory.
+const ON_DEMAND_MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Encodes a finished file (a session's `source.mp4`) into one rendition, on
+/// demand: the file is read frame by frame ([`crate::source::FileSource`])
+/// into the same [`Encoder`] the ladder uses while a phone uploads, so the
+/// output is the same H.264 main + AAC MP4 (`out_dir/<name>.mp4`, written
+/// under a temporary name and renamed when complete). The attributes are
+/// measured on the produced file ([`crate::probe_file`]). Blocking; fails
+/// (leaving no file) when the input cannot be read, has no video, the
+/// encoder fails, or it takes longer than `timeout`.
+pub fn transcode_file(
+    input: &Path,
+    spec: &RenditionSpec,
+    out_dir: &Path,
+    timeout: Duration,
+) -> anyhow::Result<crate::ProducedFile> {
+    let started = Instant::now();
+    let mut source =
+        crate::source::FileSource::open(input).context("opening the file to transcode")?;
+    let tracks = source.tracks.clone();
+    let id = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "on-demand".into());
+    let encoder = Encoder::start(&id, spec, &tracks, out_dir)?
+        .ok_or_else(|| anyhow!("{} has no video track to transcode", input.display()))?;
+    let segment = crate::recording::shifted_segment().upcast();
+    let mut end_us = 0i64;
+    while let Some(frame) = source.next_frame() {
+        let frame = frame.with_context(|| format!("reading {}", input.display()))?;
+        // Back-pressure: wait while the encoder is behind.
+        while encoder.queued_bytes() > ON_DEMAND_MAX_QUEUED_BYTES {
+            if let Some(e) = encoder.failed() {
+                bail!("rendition {} failed: {e}", spec.name);
+            }
+            if started.elapsed() > timeout {
+                bail!("rendition {} did not finish within {timeout:?}", spec.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut buffer = gst::Buffer::from_slice(frame.data.clone());
+        {
+            let b = buffer
+                .get_mut()
+                .ok_or_else(|| anyhow!("new buffer is not writable"))?;
+            b.set_pts(crate::recording::shifted(frame.pts_us));
+            b.set_dts(crate::recording::shifted(frame.dts_us));
+            if frame.duration_us > 0 {
+                b.set_duration(gst::ClockTime::from_useconds(u64::from(frame.duration_us)));
+            }
+            if !frame.keyframe {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        end_us = end_us.max(frame.pts_us.saturating_add(i64::from(frame.duration_us)));
+        let sample = gst::Sample::builder()
+            .buffer(&buffer)
+            .segment(&segment)
+            .build();
+        encoder.push(frame.track, &sample)?;
+    }
+    drop(source);
+    encoder.end_of_stream();
+    let left = timeout.saturating_sub(started.elapsed());
+    encoder.wait(
+        left,
+        gst::ClockTime::from_useconds(u64::try_from(end_us).unwrap_or(0)),
+    )?;
+    let attributes = crate::probe_file(&encoder.path)
+        .with_context(|| format!("probing {}", encoder.path.display()))?;
+    tracing::info!(
+        input = %input.display(),
+        rendition = %spec.name,
+        size = attributes.size_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "on-demand rendition finished"
+    );
+    Ok(crate::ProducedFile {
+        rendition: spec.name.clone(),
+        path: encoder.path.clone(),
+        attributes: crate::Rendition {
+            name: spec.name.clone(),
+            ..attributes
+        },
+    })
 }
 
 impl Drop for Encoder {

@@ -160,12 +160,12 @@ fn element(factory: &str, name: &str) -> anyhow::Result<gst::Element> {
 /// GStreamer's video encoders.
 pub(crate) const TS_SHIFT_US: i64 = 1000 * 3600 * 1_000_000;
 
-fn shifted(us: i64) -> gst::ClockTime {
+pub(crate) fn shifted(us: i64) -> gst::ClockTime {
     gst::ClockTime::from_useconds(u64::try_from(us.saturating_add(TS_SHIFT_US)).unwrap_or(0))
 }
 
 /// The segment every buffer is pushed in: running time = timestamp − shift.
-fn shifted_segment() -> gst::FormattedSegment<gst::ClockTime> {
+pub(crate) fn shifted_segment() -> gst::FormattedSegment<gst::ClockTime> {
     let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
     segment.set_start(shifted(0));
     segment.set_time(gst::ClockTime::ZERO);

@@ -777,3 +777,78 @@ fn rendition_output_is_tapped_while_encoding() {
     assert_eq!(video_frames[0].pts_us, 0);
     assert!(video_frames.windows(2).all(|w| w[1].seq == w[0].seq + 1));
 }
+
+/// Records a fixture with no ladder (source only) and returns the session
+/// dir holding `source.mp4`.
+fn record_source_only(name: &str) -> tempfile::TempDir {
+    let (src, frames) = read_all(name);
+    let dir = tempfile::tempdir().unwrap();
+    let transcoder = Transcoder::new(TranscoderConfig {
+        renditions: Vec::new(),
+        ..TranscoderConfig::default()
+    })
+    .unwrap();
+    let recording = transcoder.start("od", &src.tracks, dir.path()).unwrap();
+    for f in &frames {
+        recording.push(f).unwrap();
+    }
+    let produced = recording.finish().unwrap();
+    assert_eq!(produced.len(), 1, "{name}: source only");
+    dir
+}
+
+#[test]
+fn transcodes_a_finished_recording_on_demand_like_the_ladder() {
+    for name in [testing::H265_AAC, testing::PORTRAIT, testing::ROTATED_90] {
+        let dir = record_source_only(name);
+        let source = dir.path().join("source.mp4");
+        let p = sharecast_transcoder::ladder::transcode_file(
+            &source,
+            &sharecast_transcoder::RenditionSpec::compat_480p(),
+            dir.path(),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+        assert_eq!(p.path, dir.path().join("480p.mp4"), "{name}");
+        assert_eq!(p.attributes.name, "480p");
+        // The same checks as the ladder's rendition made while uploading:
+        // H.264 main, short side, aspect, rotation, every frame, A/V offset.
+        check_compat_rendition(name, &source, &p);
+        check_attributes_against_ffprobe(name, &p);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["480p.mp4", "poster.jpg", "source.mp4"], "{name}");
+    }
+}
+
+#[test]
+fn an_on_demand_transcode_of_a_bad_input_fails_and_leaves_no_file() {
+    let spec = sharecast_transcoder::RenditionSpec::compat_480p();
+    let timeout = Duration::from_secs(60);
+    // No video to transcode.
+    let dir = record_source_only(testing::AUDIO_ONLY);
+    let e = sharecast_transcoder::ladder::transcode_file(
+        &dir.path().join("source.mp4"),
+        &spec,
+        dir.path(),
+        timeout,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("no video track"), "{e:#}");
+    // Not a media file, and a missing one.
+    let bad = dir.path().join("bad.mp4");
+    std::fs::write(&bad, b"not an mp4 at all").unwrap();
+    for input in [bad.clone(), dir.path().join("missing.mp4")] {
+        let e = sharecast_transcoder::ladder::transcode_file(&input, &spec, dir.path(), timeout)
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains(&input.display().to_string()),
+            "{e:#}"
+        );
+    }
+    assert!(!dir.path().join("480p.mp4").exists());
+    assert!(!dir.path().join(".480p.mp4.part").exists());
+}

@@ -1,0 +1,648 @@
+//! On-demand transcodes (SEEDS S0: platform B transcodes what the terminal
+//! cannot play). When no rendition of a finished recording suits a terminal
+//! type, a job encodes one (H.264 main + AAC, a short side the terminal type
+//! allows) in the background; when it is done the rendition joins the
+//! asset's attributes, so the catalogue, history, bookmarks and later
+//! hand-offs see it.
+//!
+//! This module knows nothing of media: the composition root passes the
+//! encoder in as a [`Transcode`] hook. Jobs are deduplicated (one job per
+//! content and rendition), bounded (at most `transcode_max_concurrent` run,
+//! at most `transcode_max_pending` wait or run) and kept in memory only: a
+//! restart forgets them (a file half written is never served, it has a
+//! temporary name), and the next hand-off or bookmark resume schedules the
+//! rendition again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sharecast_formats::attributes::{Rendition, VideoAttributes};
+
+use crate::http::ApiError;
+use crate::resume::{playable_rendition, terminal_max_height};
+use crate::store::Store;
+
+/// What the hook is asked to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodeRequest {
+    /// The content (asset) whose finished source file is transcoded.
+    pub content_id: String,
+    /// Rendition name; the file is `<name>.mp4` next to the source.
+    pub name: String,
+    /// Shorter side of the picture, pixels (never upscaled).
+    pub short_side: u32,
+}
+
+/// Encodes a finished recording into one H.264 + AAC rendition and answers
+/// its attributes, measured on the produced file, with its public URL; or
+/// why it failed. Blocking: it runs on the blocking thread pool.
+pub type Transcode = Arc<dyn Fn(&TranscodeRequest) -> Result<Rendition, String> + Send + Sync>;
+
+/// An on-demand transcode job, as `GET /api/v1/transcodes/{id}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TranscodeJob {
+    /// Job id.
+    pub id: String,
+    /// The content being transcoded.
+    pub content_id: String,
+    /// Name of the rendition being made.
+    pub rendition: String,
+    /// Requested shorter side, pixels.
+    pub short_side: u32,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The new rendition's URL, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The new rendition's attributes, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Rendition>,
+    /// Where to poll this job.
+    pub poll_url: String,
+    /// Created, Unix ms.
+    pub created_unix_ms: i64,
+    /// Finished (done or failed), Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_unix_ms: Option<i64>,
+}
+
+impl TranscodeJob {
+    fn pending(&self) -> bool {
+        self.state == "queued" || self.state == "running"
+    }
+}
+
+/// What scheduling found.
+#[derive(Debug, Clone)]
+pub enum Scheduled {
+    /// A rendition the terminal plays exists already.
+    Ready(Rendition),
+    /// A job makes one (new, or the one already under way).
+    Job(TranscodeJob),
+}
+
+/// Finished jobs kept for polling; older ones are forgotten first.
+const KEEP_FINISHED: usize = 1000;
+
+#[derive(Default)]
+struct Counters {
+    scheduled: AtomicU64,
+    reused: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+}
+
+struct Inner {
+    hook: Transcode,
+    store: Store,
+    public_url: String,
+    short_side: u32,
+    max_pending: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+    jobs: Mutex<HashMap<String, TranscodeJob>>,
+    counters: Counters,
+}
+
+/// The on-demand transcodes of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct Transcodes {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The shorter side of a rendition of a `width` x `height` source that a
+/// terminal type can show: at most `wanted`, never more than the source's,
+/// and small enough that the picture's height fits the terminal; even.
+pub fn short_side_for(width: u32, height: u32, wanted: u32, terminal_type: &str) -> u32 {
+    let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));
+    let short = w.min(h);
+    let mut side = u64::from(wanted.max(2)).min(short);
+    // The output height for that short side.
+    let out_h = |s: u64| if h <= w { s } else { s * h / short };
+    let max_h = u64::from(terminal_max_height(terminal_type));
+    if out_h(side) > max_h {
+        side = if h <= w { max_h } else { max_h * short / h };
+    }
+    u32::try_from((side / 2 * 2).max(2)).unwrap_or(2)
+}
+
+/// Rendition name of an on-demand transcode: `<short side>p-h264`.
+pub fn rendition_name(short_side: u32) -> String {
+    format!("{short_side}p-h264")
+}
+
+impl Transcodes {
+    /// `short_side`: the preferred shorter side of on-demand renditions;
+    /// `max_concurrent`: jobs encoding at once (at least 1); `max_pending`:
+    /// jobs queued or running, beyond which scheduling is refused.
+    pub fn new(
+        hook: Transcode,
+        store: Store,
+        public_url: &str,
+        short_side: u32,
+        max_concurrent: usize,
+        max_pending: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                hook,
+                store,
+                public_url: public_url.trim_end_matches('/').to_string(),
+                short_side,
+                max_pending: max_pending.max(1),
+                permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
+                jobs: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: &str) -> Option<TranscodeJob> {
+        self.jobs().get(id).cloned()
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<String, TranscodeJob>> {
+        self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rendition of a finished recording that `terminal_type` plays, or
+    /// the job that makes one (scheduled now, or already under way: two
+    /// requests for the same content and rendition share one job). Errors:
+    /// unknown content (404), recording not ready (409), nothing to
+    /// transcode (422), too many jobs (503).
+    pub async fn schedule(
+        &self,
+        content_id: &str,
+        terminal_type: &str,
+    ) -> Result<Scheduled, ApiError> {
+        let c = &self.inner.counters;
+        let attrs = match self.inner.store.asset(content_id).await {
+            Err(e) => return Err(ApiError::internal(e)),
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_content",
+                    format!("no content {content_id}"),
+                ))
+            }
+            Ok(Some(a)) => match (a.state.as_str(), a.attributes) {
+                ("ready", Some(attrs)) => attrs,
+                (state, _) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "not_ready",
+                        format!(
+                            "the recording of {content_id} is not ready (state {state}); \
+                             it can be transcoded once it is"
+                        ),
+                    ))
+                }
+            },
+        };
+        if let Some(r) = playable_rendition(&attrs, terminal_type) {
+            return Ok(Scheduled::Ready(r));
+        }
+        if attrs.width == 0 || attrs.height == 0 {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot_transcode",
+                format!(
+                    "content {content_id} has no video a {terminal_type} terminal can play \
+                     and nothing to transcode (codecs {:?})",
+                    attrs.codecs
+                ),
+            ));
+        }
+        let short_side = short_side_for(
+            attrs.width,
+            attrs.height,
+            self.inner.short_side,
+            terminal_type,
+        );
+        let name = rendition_name(short_side);
+        // Made before (perhaps for another terminal type): reuse it.
+        if let Some(r) = attrs.renditions.iter().find(|r| r.name == name) {
+            c.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(Scheduled::Ready(r.clone()));
+        }
+        let job = {
+            let mut jobs = self.jobs();
+            if let Some(j) = jobs
+                .values()
+                .find(|j| j.content_id == content_id && j.rendition == name && j.state != "failed")
+            {
+                c.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok(Scheduled::Job(j.clone()));
+            }
+            let pending = jobs.values().filter(|j| j.pending()).count();
+            if pending >= self.inner.max_pending {
+                c.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transcode_busy",
+                    format!(
+                        "{pending} transcodes are queued or running (transcode_max_pending); \
+                         try again later"
+                    ),
+                ));
+            }
+            if jobs.len() >= KEEP_FINISHED {
+                let mut finished: Vec<(i64, String)> = jobs
+                    .values()
+                    .filter(|j| !j.pending())
+                    .map(|j| (j.finished_unix_ms.unwrap_or(0), j.id.clone()))
+                    .collect();
+                finished.sort();
+                for (_, id) in finished.iter().take(jobs.len() + 1 - KEEP_FINISHED) {
+                    jobs.remove(id);
+                }
+            }
+            let mut b = [0u8; 8];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+            let id = hex::encode(b);
+            let job = TranscodeJob {
+                poll_url: format!("{}/api/v1/transcodes/{id}", self.inner.public_url),
+                id: id.clone(),
+                content_id: content_id.to_string(),
+                rendition: name.clone(),
+                short_side,
+                state: "queued".into(),
+                error: None,
+                url: None,
+                attributes: None,
+                created_unix_ms: now_ms(),
+                finished_unix_ms: None,
+            };
+            jobs.insert(id, job.clone());
+            job
+        };
+        c.scheduled.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(content = %content_id, job = %job.id, rendition = %name, terminal_type, "on-demand transcode scheduled");
+        let this = self.clone();
+        let req = TranscodeRequest {
+            content_id: content_id.to_string(),
+            name,
+            short_side,
+        };
+        let id = job.id.clone();
+        tokio::spawn(async move { this.run(id, req).await });
+        Ok(Scheduled::Job(job))
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut TranscodeJob)) {
+        if let Some(j) = self.jobs().get_mut(id) {
+            f(j);
+        }
+    }
+
+    async fn run(self, id: String, req: TranscodeRequest) {
+        let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
+            return self.fail(&id, "the transcoder is shutting down").await;
+        };
+        self.update(&id, |j| j.state = "running".into());
+        let hook = self.inner.hook.clone();
+        let r = {
+            let req = req.clone();
+            tokio::task::spawn_blocking(move || hook(&req)).await
+        };
+        let rendition = match r {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.fail(&id, &e).await,
+            Err(e) => return self.fail(&id, &format!("transcode task ended: {e}")).await,
+        };
+        if let Err(e) = self.add_rendition(&req.content_id, &rendition).await {
+            return self
+                .fail(&id, &format!("storing the rendition: {e:#}"))
+                .await;
+        }
+        // Done before the bookmarks are updated: a bookmark stored from
+        // now on sees the job done (see `ResumeService::store_bookmark`).
+        self.update(&id, |j| {
+            j.state = "done".into();
+            j.url = Some(rendition.url.clone());
+            j.attributes = Some(rendition.clone());
+            j.finished_unix_ms = Some(now_ms());
+        });
+        // Bookmarks waiting for this job now point to the rendition.
+        let r = sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE status = ?")
+            .bind(&rendition.url)
+            .bind(format!("rendition:{}", rendition.name))
+            .bind(format!("transcoding:{id}"))
+            .execute(&self.inner.store.pool)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(job = %id, error = %e, "updating bookmarks after a transcode failed");
+        }
+        self.inner.counters.done.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(job = %id, content = %req.content_id, rendition = %rendition.name, url = %rendition.url, "on-demand transcode done");
+    }
+
+    async fn add_rendition(&self, content_id: &str, rendition: &Rendition) -> anyhow::Result<()> {
+        let mut attrs: VideoAttributes = self
+            .inner
+            .store
+            .asset(content_id)
+            .await?
+            .and_then(|a| a.attributes)
+            .ok_or_else(|| anyhow::anyhow!("content {content_id} has no attributes any more"))?;
+        attrs.renditions.retain(|r| r.name != rendition.name);
+        attrs.renditions.push(rendition.clone());
+        self.inner.store.asset_ready(content_id, &attrs).await
+    }
+
+    async fn fail(&self, id: &str, reason: &str) {
+        self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(job = %id, reason, "on-demand transcode failed");
+        self.update(id, |j| {
+            j.state = "failed".into();
+            j.error = Some(reason.to_string());
+            j.finished_unix_ms = Some(now_ms());
+        });
+        let r = sqlx::query("UPDATE bookmarks SET status = ? WHERE status = ?")
+            .bind(format!("transcode_failed:{id}"))
+            .bind(format!("transcoding:{id}"))
+            .execute(&self.inner.store.pool)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(job = %id, error = %e, "updating bookmarks after a failed transcode");
+        }
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = &self.inner.counters;
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ondemand_transcodes_total On-demand transcodes, by outcome \
+             (scheduled, reused: an existing job or rendition served the request, done, failed, \
+             refused: too many pending)\n# TYPE sharecast_ondemand_transcodes_total counter"
+        );
+        for (k, v) in [
+            ("scheduled", &c.scheduled),
+            ("reused", &c.reused),
+            ("done", &c.done),
+            ("failed", &c.failed),
+            ("refused", &c.refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "sharecast_ondemand_transcodes_total{{result=\"{k}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let (queued, running) = {
+            let jobs = self.jobs();
+            (
+                jobs.values().filter(|j| j.state == "queued").count(),
+                jobs.values().filter(|j| j.state == "running").count(),
+            )
+        };
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ondemand_transcodes On-demand transcodes now, by state\n# TYPE sharecast_ondemand_transcodes gauge\nsharecast_ondemand_transcodes{{state=\"queued\"}} {queued}\nsharecast_ondemand_transcodes{{state=\"running\"}} {running}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Condvar;
+
+    fn status(e: ApiError) -> u16 {
+        e.into_response().status().as_u16()
+    }
+
+    /// Lets `n` more hook calls through.
+    fn open_gate(gate: &(Mutex<u32>, Condvar), n: u32) {
+        *gate.0.lock().unwrap() += n;
+        gate.1.notify_all();
+    }
+
+    /// Opens the gate for good when the test ends, so that a failed
+    /// assertion ends the test instead of leaving hooks blocked.
+    struct OpenOnDrop(Arc<(Mutex<u32>, Condvar)>);
+
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+            *open = u32::MAX / 2;
+            self.0 .1.notify_all();
+        }
+    }
+
+    async fn wait_finished(t: &Transcodes, id: &str) -> TranscodeJob {
+        for _ in 0..500 {
+            let j = t.job(id).unwrap();
+            if !j.pending() {
+                return j;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+
+    fn h265(id: &str) -> VideoAttributes {
+        VideoAttributes {
+            id: id.into(),
+            container: "mp4".into(),
+            codecs: vec!["hvc1.1.6.L93.B0".into(), "mp4a.40.2".into()],
+            width: 1920,
+            height: 1080,
+            renditions: vec![Rendition {
+                name: "source".into(),
+                url: format!("http://x/vod/{id}/source.mp4"),
+                codecs: vec!["hvc1.1.6.L93.B0".into(), "mp4a.40.2".into()],
+                width: 1920,
+                height: 1080,
+                ..Rendition::default()
+            }],
+            ..VideoAttributes::default()
+        }
+    }
+
+    /// Deduplication, the two bounds, the rendition joining the asset, a
+    /// failure with its reason, and clear errors, with a hook that waits
+    /// for the test's go (the real encoder is tested in the transcoder crate
+    /// and end to end).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_are_deduplicated_bounded_and_join_the_asset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        for id in ["a1", "a2", "a3", "a4"] {
+            store.asset_recording(id, "dev", None, 0).await.unwrap();
+        }
+        let gate = Arc::new((Mutex::new(0u32), Condvar::new()));
+        let _release = OpenOnDrop(gate.clone());
+        let (calls, running, max_running) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let hook: Transcode = {
+            let (gate, calls, running, max_running) = (
+                gate.clone(),
+                calls.clone(),
+                running.clone(),
+                max_running.clone(),
+            );
+            Arc::new(move |req: &TranscodeRequest| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                max_running.fetch_max(now, Ordering::SeqCst);
+                {
+                    let mut open = gate.0.lock().unwrap();
+                    while *open == 0 {
+                        open = gate.1.wait(open).unwrap();
+                    }
+                    *open -= 1;
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                if req.content_id == "a3" {
+                    return Err("decoder exploded at frame 12".into());
+                }
+                Ok(Rendition {
+                    name: req.name.clone(),
+                    url: format!("http://x/vod/{}/{}.mp4", req.content_id, req.name),
+                    codecs: vec!["avc1.4D401F".into(), "mp4a.40.2".into()],
+                    width: req.short_side * 16 / 9,
+                    height: req.short_side,
+                    ..Rendition::default()
+                })
+            })
+        };
+        let t = Transcodes::new(hook, store.clone(), "http://x/", 480, 1, 2);
+
+        // Unknown content, and a recording not ready yet.
+        assert_eq!(status(t.schedule("nope", "web").await.unwrap_err()), 404);
+        assert_eq!(status(t.schedule("a1", "web").await.unwrap_err()), 409);
+        for id in ["a1", "a2", "a3", "a4"] {
+            store.asset_ready(id, &h265(id)).await.unwrap();
+        }
+        // A TV plays H.265: nothing to do.
+        assert!(matches!(
+            t.schedule("a1", "tv").await.unwrap(),
+            Scheduled::Ready(r) if r.name == "source"
+        ));
+
+        let Scheduled::Job(j1) = t.schedule("a1", "web").await.unwrap() else {
+            panic!("a job")
+        };
+        assert_eq!((j1.rendition.as_str(), j1.short_side), ("480p-h264", 480));
+        assert_eq!(j1.poll_url, format!("http://x/api/v1/transcodes/{}", j1.id));
+        // The same content for the same kind of player: the same job.
+        let Scheduled::Job(again) = t.schedule("a1", "other").await.unwrap() else {
+            panic!("the same job")
+        };
+        assert_eq!(again.id, j1.id);
+        let Scheduled::Job(j2) = t.schedule("a2", "web").await.unwrap() else {
+            panic!("a job")
+        };
+        // Two pending (transcode_max_pending = 2): a third is refused.
+        assert_eq!(status(t.schedule("a3", "web").await.unwrap_err()), 503);
+        // One encodes (transcode_max_concurrent = 1), the other waits.
+        for _ in 0..500 {
+            if calls.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(t.job(&j1.id).unwrap().state, "running");
+        assert_eq!(t.job(&j2.id).unwrap().state, "queued");
+
+        open_gate(&gate, 2);
+        let (d1, d2) = (
+            wait_finished(&t, &j1.id).await,
+            wait_finished(&t, &j2.id).await,
+        );
+        assert_eq!((d1.state.as_str(), d2.state.as_str()), ("done", "done"));
+        assert_eq!(d1.url.as_deref(), Some("http://x/vod/a1/480p-h264.mp4"));
+        // transcode_max_concurrent = 1: never two encodes at once.
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(max_running.load(Ordering::SeqCst), 1);
+
+        // The rendition joined the asset; the next request reuses it.
+        let attrs = store
+            .asset("a1")
+            .await
+            .unwrap()
+            .unwrap()
+            .attributes
+            .unwrap();
+        assert_eq!(attrs.renditions.len(), 2);
+        assert!(matches!(
+            t.schedule("a1", "web").await.unwrap(),
+            Scheduled::Ready(r) if r.url == "http://x/vod/a1/480p-h264.mp4"
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // A failure keeps its reason, leaves the asset alone, and the next
+        // request tries again.
+        let Scheduled::Job(j3) = t.schedule("a3", "web").await.unwrap() else {
+            panic!("a job")
+        };
+        open_gate(&gate, 1);
+        let f = wait_finished(&t, &j3.id).await;
+        assert_eq!(f.state, "failed");
+        assert_eq!(f.error.as_deref(), Some("decoder exploded at frame 12"));
+        let attrs = store
+            .asset("a3")
+            .await
+            .unwrap()
+            .unwrap()
+            .attributes
+            .unwrap();
+        assert_eq!(attrs.renditions.len(), 1);
+        let Scheduled::Job(retry) = t.schedule("a3", "web").await.unwrap() else {
+            panic!("a new job")
+        };
+        assert_ne!(retry.id, j3.id);
+        open_gate(&gate, 1);
+        wait_finished(&t, &retry.id).await;
+
+        let mut m = String::new();
+        t.render_metrics(&mut m);
+        for line in [
+            "sharecast_ondemand_transcodes_total{result=\"scheduled\"} 4",
+            "sharecast_ondemand_transcodes_total{result=\"done\"} 2",
+            "sharecast_ondemand_transcodes_total{result=\"failed\"} 2",
+            "sharecast_ondemand_transcodes_total{result=\"refused\"} 1",
+            "sharecast_ondemand_transcodes{state=\"running\"} 0",
+        ] {
+            assert!(m.contains(line), "{line} in\n{m}");
+        }
+    }
+
+    #[test]
+    fn short_side_fits_the_terminal_and_never_upscales() {
+        assert_eq!(short_side_for(640, 360, 480, "web"), 360);
+        assert_eq!(short_side_for(1920, 1080, 480, "web"), 480);
+        assert_eq!(short_side_for(1920, 1080, 240, "web"), 240);
+        // Portrait 4K on a browser (height at most 1080): 607 -> 606 wide.
+        assert_eq!(short_side_for(2160, 3840, 2160, "web"), 606);
+        assert_eq!(short_side_for(3840, 2160, 2160, "web"), 1080);
+        assert_eq!(short_side_for(3840, 2160, 2160, "tv"), 2160);
+    }
+}
