@@ -273,7 +273,10 @@ fn hls_delay(base: &str, session: &str, secs: u64) -> Result<()> {
     // learns at once through blocking playlist reload) shows a frame
     // captured hold + availability delay ago: 1.5 s is the watch page's
     // hold-back, 3 target durations the HLS default.
-    for (hold, what) in [(1.5, "the watch page's 1.5 s"), (3.0 * seg / 1000.0, "3 target durations")] {
+    for (hold, what) in [
+        (1.5, "the watch page's 1.5 s"),
+        (3.0 * seg / 1000.0, "3 target durations"),
+    ] {
         let mut v: Vec<f64> = avail.iter().map(|a| a + hold * 1000.0).collect();
         println!(
             "hls glass-to-glass, player holding {what} behind the edge (estimate): p50={:.0} ms p99={:.0} ms",
