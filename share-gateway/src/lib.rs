@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod delivery;
+pub mod fetches;
 pub mod frames;
 pub mod http;
 pub mod kannel;

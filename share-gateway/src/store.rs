@@ -215,6 +215,16 @@ impl Store {
         Ok(())
     }
 
+    /// Forget an asset (its files are the caller's).
+    pub async fn asset_delete(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM assets WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("deleting asset {id}"))?;
+        Ok(())
+    }
+
     /// Record that a recording failed.
     pub async fn asset_failed(&self, id: &str, error: &str) -> Result<()> {
         sqlx::query("UPDATE assets SET state = 'failed', error = ? WHERE id = ?")

@@ -1,0 +1,659 @@
+//! Fetching another platform's video (SEEDS S0: B fetches and transcodes
+//! what the terminal cannot play). When a hand-off names a video held by
+//! another platform and none of its renditions suits the terminal, the
+//! source file is downloaded from the suspend state's address (http or
+//! https only) into a temporary file under the data directory, with a size
+//! limit and a timeout, then moved into a new local asset laid out like
+//! this platform's own recordings (`sessions/<id>/source.mp4`), measured
+//! by the [`Probe`] hook, and recorded ready; the on-demand transcode then
+//! works on it like on any local recording.
+//!
+//! The local asset's id is derived from the remote address (without its
+//! query, which may carry an expiring signature), so fetches of the same
+//! video are deduplicated: one runs at a time, and a video fetched before is
+//! not fetched again. Jobs are kept in memory only; a fetch that fails
+//! leaves no asset and no file behind.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sharecast_formats::attributes::{Rendition, VideoAttributes};
+
+use crate::http::ApiError;
+use crate::store::Store;
+
+/// Measures a media file (container, codecs, size, picture, frame rate,
+/// duration); `name` and `url` are filled by the caller. Blocking: it runs
+/// on the blocking thread pool. Errors name the file by its file name only.
+pub type Probe = Arc<dyn Fn(&Path) -> Result<Rendition, String> + Send + Sync>;
+
+/// The device id recorded for assets fetched from another platform.
+pub const REMOTE_DEVICE: &str = "remote";
+
+/// A fetch of another platform's video, as `GET /api/v1/fetches/{id}`
+/// shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FetchJob {
+    /// Job id.
+    pub id: String,
+    /// The remote address, without its query.
+    pub address: String,
+    /// The local asset the video becomes.
+    pub content_id: String,
+    /// `fetching`, `done` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Bytes received so far.
+    pub bytes: u64,
+    /// Where to poll this job.
+    pub poll_url: String,
+    /// Created, Unix ms.
+    pub created_unix_ms: i64,
+    /// Finished (done or failed), Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_unix_ms: Option<i64>,
+}
+
+/// Fetch configuration.
+#[derive(Debug, Clone)]
+pub struct FetchLimits {
+    /// Largest file fetched, bytes.
+    pub max_bytes: u64,
+    /// Whole fetch (connect, headers and body), at most.
+    pub timeout: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    started: AtomicU64,
+    reused: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Someone waiting for a fetch: a bookmark and the terminal type it plays on.
+pub type Waiter = (String, String);
+
+struct Job {
+    job: FetchJob,
+    url: String,
+    title: Option<String>,
+    waiters: Vec<Waiter>,
+}
+
+struct Inner {
+    store: Store,
+    probe: Probe,
+    client: reqwest::Client,
+    limits: FetchLimits,
+    data_dir: PathBuf,
+    public_url: String,
+    jobs: Mutex<HashMap<String, Job>>,
+    counters: Counters,
+}
+
+/// The fetches of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct Fetches {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The address without its query or fragment.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// The local asset id of a remote address: 32 hex digits of its SHA-256
+/// (query left out).
+pub fn local_id(address: &str) -> String {
+    let d = Sha256::digest(without_query(address).as_bytes());
+    hex::encode(&d[..16])
+}
+
+/// Finished jobs kept for polling.
+const KEEP_FINISHED: usize = 1000;
+
+impl Fetches {
+    /// Temporary files go to `<data_dir>/fetching` (emptied here: a fetch
+    /// cut by a restart is forgotten), assets to `<data_dir>/sessions`.
+    pub fn new(
+        store: Store,
+        probe: Probe,
+        limits: FetchLimits,
+        data_dir: &Path,
+        public_url: &str,
+    ) -> anyhow::Result<Self> {
+        let tmp = data_dir.join("fetching");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        let client = reqwest::Client::builder()
+            .timeout(limits.timeout)
+            .connect_timeout(limits.timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                probe,
+                client,
+                limits,
+                data_dir: data_dir.to_path_buf(),
+                public_url: public_url.trim_end_matches('/').to_string(),
+                jobs: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Job>> {
+        self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: &str) -> Option<FetchJob> {
+        self.jobs().get(id).map(|j| j.job.clone())
+    }
+
+    /// Checks that `address` can be fetched: http or https only.
+    pub fn check_address(&self, address: &str) -> Result<(), ApiError> {
+        let ok = (address.starts_with("http://") || address.starts_with("https://"))
+            && address.len() <= 2048
+            && address.split("://").nth(1).is_some_and(|r| !r.is_empty());
+        if ok {
+            return Ok(());
+        }
+        self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_address",
+            format!(
+                "the video's address {:?} is not an http(s) URL; it cannot be fetched",
+                address.chars().take(200).collect::<String>()
+            ),
+        ))
+    }
+
+    /// The fetch of `address` under way, or a new one started (`true`).
+    /// `waiter` is told when it ends (see [`Fetches::finish`]). Jobs that
+    /// failed are not reused: the next request tries again.
+    pub fn start(&self, address: &str, title: Option<String>, waiter: Waiter) -> (FetchJob, bool) {
+        let key = without_query(address).to_string();
+        let mut jobs = self.jobs();
+        if let Some(j) = jobs
+            .values_mut()
+            .find(|j| j.job.address == key && j.job.state == "fetching")
+        {
+            j.waiters.push(waiter);
+            self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
+            return (j.job.clone(), false);
+        }
+        if jobs.len() >= KEEP_FINISHED {
+            let mut finished: Vec<(i64, String)> = jobs
+                .values()
+                .filter(|j| j.job.state != "fetching")
+                .map(|j| (j.job.finished_unix_ms.unwrap_or(0), j.job.id.clone()))
+                .collect();
+            finished.sort();
+            for (_, id) in finished.iter().take(jobs.len() + 1 - KEEP_FINISHED) {
+                jobs.remove(id);
+            }
+        }
+        let mut b = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+        let id = hex::encode(b);
+        let job = FetchJob {
+            poll_url: format!("{}/api/v1/fetches/{id}", self.inner.public_url),
+            id: id.clone(),
+            address: key.clone(),
+            content_id: local_id(&key),
+            state: "fetching".into(),
+            error: None,
+            bytes: 0,
+            created_unix_ms: now_ms(),
+            finished_unix_ms: None,
+        };
+        jobs.insert(
+            id,
+            Job {
+                job: job.clone(),
+                url: address.to_string(),
+                title,
+                waiters: vec![waiter],
+            },
+        );
+        self.inner.counters.started.fetch_add(1, Ordering::Relaxed);
+        (job, true)
+    }
+
+    /// Runs a job started by [`Fetches::start`]: download, move into the
+    /// local asset, probe, record. Marks the job done or failed and answers
+    /// it with the waiters to tell.
+    pub async fn run(&self, id: &str) -> (FetchJob, Vec<Waiter>) {
+        let Some((url, title, content_id)) = self
+            .jobs()
+            .get(id)
+            .map(|j| (j.url.clone(), j.title.clone(), j.job.content_id.clone()))
+        else {
+            return (
+                FetchJob {
+                    id: id.to_string(),
+                    address: String::new(),
+                    content_id: String::new(),
+                    state: "failed".into(),
+                    error: Some("the fetch was forgotten".into()),
+                    bytes: 0,
+                    poll_url: String::new(),
+                    created_unix_ms: 0,
+                    finished_unix_ms: None,
+                },
+                Vec::new(),
+            );
+        };
+        let result = self.fetch(id, &url, title, &content_id).await;
+        let c = &self.inner.counters;
+        let mut jobs = self.jobs();
+        let Some(j) = jobs.get_mut(id) else {
+            return (
+                FetchJob {
+                    id: id.to_string(),
+                    address: url,
+                    content_id,
+                    state: "failed".into(),
+                    error: Some("the fetch was forgotten".into()),
+                    bytes: 0,
+                    poll_url: String::new(),
+                    created_unix_ms: 0,
+                    finished_unix_ms: None,
+                },
+                Vec::new(),
+            );
+        };
+        j.job.finished_unix_ms = Some(now_ms());
+        match result {
+            Ok(()) => {
+                c.done.fetch_add(1, Ordering::Relaxed);
+                j.job.state = "done".into();
+                tracing::info!(fetch = %id, address = %j.job.address, content = %content_id, bytes = j.job.bytes, "remote video fetched");
+            }
+            Err(e) => {
+                c.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(fetch = %id, address = %j.job.address, error = %e, "fetching a remote video failed");
+                j.job.state = "failed".into();
+                j.job.error = Some(e);
+            }
+        }
+        (j.job.clone(), std::mem::take(&mut j.waiters))
+    }
+
+    async fn fetch(
+        &self,
+        id: &str,
+        url: &str,
+        title: Option<String>,
+        content_id: &str,
+    ) -> Result<(), String> {
+        let tmp = self
+            .inner
+            .data_dir
+            .join("fetching")
+            .join(format!("{id}.part"));
+        let r = self.download(id, url, &tmp).await;
+        if r.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return r;
+        }
+        let dir = self.inner.data_dir.join("sessions").join(content_id);
+        let r = self.install(&tmp, &dir, title, content_id).await;
+        if r.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        }
+        r
+    }
+
+    async fn download(&self, id: &str, url: &str, tmp: &Path) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        let max = self.inner.limits.max_bytes;
+        let shown = without_query(url);
+        let too_large = |n: u64| {
+            format!("{shown} is larger than the limit of {max} bytes (fetch_max_bytes): {n} bytes or more")
+        };
+        let timeout = |e: &reqwest::Error| {
+            if e.is_timeout() {
+                format!(
+                    "fetching {shown}: timed out after {} s (fetch_timeout_secs)",
+                    self.inner.limits.timeout.as_secs()
+                )
+            } else {
+                // reqwest's message leaves out the cause ("connection
+                // refused"): add the chain.
+                let mut msg = format!("fetching {shown}: {e}");
+                let mut cause = std::error::Error::source(e);
+                while let Some(c) = cause {
+                    let c_msg = c.to_string();
+                    if !msg.contains(&c_msg) {
+                        msg.push_str(": ");
+                        msg.push_str(&c_msg);
+                    }
+                    cause = c.source();
+                }
+                msg
+            }
+        };
+        let resp = self
+            .inner
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| timeout(&e))?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "fetching {shown}: the platform answered {}",
+                resp.status()
+            ));
+        }
+        if let Some(n) = resp.content_length().filter(|n| *n > max) {
+            return Err(too_large(n));
+        }
+        let mut file = tokio::fs::File::create(tmp)
+            .await
+            .map_err(|e| format!("creating a temporary file: {e}"))?;
+        let mut resp = resp;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| timeout(&e))? {
+            n += chunk.len() as u64;
+            if n > max {
+                return Err(too_large(n));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("writing the temporary file: {e}"))?;
+            self.inner
+                .counters
+                .bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if let Some(j) = self.jobs().get_mut(id) {
+                j.job.bytes = n;
+            }
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| format!("writing the temporary file: {e}"))?;
+        if n == 0 {
+            return Err(format!("{shown} is empty"));
+        }
+        Ok(())
+    }
+
+    async fn install(
+        &self,
+        tmp: &Path,
+        dir: &Path,
+        title: Option<String>,
+        content_id: &str,
+    ) -> Result<(), String> {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("creating the asset directory: {e}"))?;
+        let file = dir.join("source.mp4");
+        tokio::fs::rename(tmp, &file)
+            .await
+            .map_err(|e| format!("moving the fetched file into place: {e}"))?;
+        let probe = self.inner.probe.clone();
+        let measured = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || probe(&file))
+                .await
+                .map_err(|e| format!("probe task ended: {e}"))?
+        }
+        .map_err(|e| format!("the fetched file is not a playable video: {e}"))?;
+        if measured.width == 0 || measured.height == 0 {
+            return Err(format!(
+                "the fetched file is not a video (codecs {:?})",
+                measured.codecs
+            ));
+        }
+        let url = format!("{}/vod/{content_id}/source.mp4", self.inner.public_url);
+        let source = Rendition {
+            name: "source".into(),
+            url: url.clone(),
+            ..measured
+        };
+        let attrs = VideoAttributes {
+            id: content_id.to_string(),
+            title: title.clone(),
+            vod_url: Some(url),
+            container: source.container.clone(),
+            codecs: source.codecs.clone(),
+            size_bytes: source.size_bytes,
+            width: source.width,
+            height: source.height,
+            rotation: source.rotation,
+            frame_rate: source.frame_rate,
+            bitrate: source.bitrate,
+            duration_ms: source.duration_ms,
+            renditions: vec![source],
+            ..VideoAttributes::default()
+        };
+        let store = &self.inner.store;
+        let r = async {
+            store
+                .asset_recording(content_id, REMOTE_DEVICE, title.as_deref(), now_ms())
+                .await?;
+            store.asset_ready(content_id, &attrs).await
+        }
+        .await;
+        if let Err(e) = r {
+            let _ = store.asset_delete(content_id).await;
+            return Err(format!("recording the asset: {e:#}"));
+        }
+        Ok(())
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = &self.inner.counters;
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_remote_fetches_total Fetches of another platform's video, by outcome \
+             (started, reused: a fetch under way served the request, done, failed, refused: not an \
+             http(s) address)\n# TYPE sharecast_remote_fetches_total counter"
+        );
+        for (k, v) in [
+            ("started", &c.started),
+            ("reused", &c.reused),
+            ("done", &c.done),
+            ("failed", &c.failed),
+            ("refused", &c.refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "sharecast_remote_fetches_total{{result=\"{k}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_remote_fetch_bytes_total Bytes received fetching other platforms' videos\n# TYPE sharecast_remote_fetch_bytes_total counter\nsharecast_remote_fetch_bytes_total {}",
+            c.bytes.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    async fn wait(f: &Fetches, id: &str) -> FetchJob {
+        let (job, waiters) = f.run(id).await;
+        assert_eq!(waiters.len(), 1);
+        job
+    }
+
+    /// The size limit (announced or streamed), the timeout, the probe's
+    /// verdict and a good fetch, against a local HTTP server and a probe
+    /// hook (the real probe runs end to end).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fetches_are_bounded_and_leave_nothing_behind_when_they_fail() {
+        let app = axum::Router::new()
+            .route("/big.mp4", get(|| async { vec![0u8; 1000] }))
+            .route(
+                "/chunked.mp4",
+                get(|| async {
+                    let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(vec![0u8; 100]));
+                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                }),
+            )
+            .route(
+                "/slow.mp4",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    "late"
+                }),
+            )
+            .route("/text.mp4", get(|| async { "not a video" }))
+            .route("/ok.mp4", get(|| async { vec![7u8; 200] }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        let probe: Probe = Arc::new(|path: &Path| {
+            if std::fs::read(path)
+                .map_err(|e| e.to_string())?
+                .starts_with(b"not")
+            {
+                return Err("source.mp4: not an MP4".into());
+            }
+            Ok(Rendition {
+                container: "mp4".into(),
+                codecs: vec!["hvc1.1.6.L93.B0".into()],
+                width: 64,
+                height: 48,
+                duration_ms: 1000,
+                ..Rendition::default()
+            })
+        });
+        let f = Fetches::new(
+            store.clone(),
+            probe,
+            FetchLimits {
+                max_bytes: 500,
+                timeout: Duration::from_secs(1),
+            },
+            dir.path(),
+            "http://b/",
+        )
+        .unwrap();
+        assert!(f.check_address("ftp://a/x.mp4").is_err());
+        assert!(f.check_address("file:///etc/passwd").is_err());
+        assert!(f.check_address("http://").is_err());
+
+        for (path, why) in [
+            (
+                "big.mp4",
+                "larger than the limit of 500 bytes (fetch_max_bytes)",
+            ),
+            (
+                "chunked.mp4",
+                "larger than the limit of 500 bytes (fetch_max_bytes)",
+            ),
+            ("slow.mp4", "timed out after 1 s (fetch_timeout_secs)"),
+            ("text.mp4", "not a playable video: source.mp4: not an MP4"),
+            ("missing.mp4", "the platform answered 404"),
+        ] {
+            let url = format!("{base}/{path}");
+            let (job, new) = f.start(&url, None, ("b1".into(), "web".into()));
+            assert!(new);
+            let job = wait(&f, &job.id).await;
+            assert_eq!(job.state, "failed", "{path}");
+            let error = job.error.unwrap();
+            assert!(error.contains(why), "{path}: {error}");
+            assert!(store.asset(&job.content_id).await.unwrap().is_none());
+            assert!(!dir.path().join("sessions").join(&job.content_id).exists());
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("fetching"))
+                .unwrap()
+                .count(),
+            0
+        );
+
+        // A good one, asked for twice while under way: one fetch.
+        let url = format!("{base}/ok.mp4?sig=1");
+        let (job, new) = f.start(&url, Some("t".into()), ("b1".into(), "web".into()));
+        assert!(new);
+        let (again, new) = f.start(
+            &format!("{base}/ok.mp4?sig=2"),
+            None,
+            ("b2".into(), "tv".into()),
+        );
+        assert!(!new);
+        assert_eq!(again.id, job.id);
+        let (done, waiters) = f.run(&job.id).await;
+        assert_eq!(done.state, "done", "{done:?}");
+        assert_eq!(done.bytes, 200);
+        assert_eq!(waiters.len(), 2);
+        let asset = store.asset(&done.content_id).await.unwrap().unwrap();
+        assert_eq!(asset.state, "ready");
+        let attrs = asset.attributes.unwrap();
+        assert_eq!(attrs.renditions[0].name, "source");
+        assert_eq!(
+            attrs.vod_url.as_deref(),
+            Some(format!("http://b/vod/{}/source.mp4", done.content_id).as_str())
+        );
+        assert_eq!(
+            std::fs::read(
+                dir.path()
+                    .join("sessions")
+                    .join(&done.content_id)
+                    .join("source.mp4")
+            )
+            .unwrap()
+            .len(),
+            200
+        );
+        let mut m = String::new();
+        f.render_metrics(&mut m);
+        for line in [
+            "sharecast_remote_fetches_total{result=\"started\"} 6",
+            "sharecast_remote_fetches_total{result=\"reused\"} 1",
+            "sharecast_remote_fetches_total{result=\"done\"} 1",
+            "sharecast_remote_fetches_total{result=\"failed\"} 5",
+            "sharecast_remote_fetches_total{result=\"refused\"} 3",
+        ] {
+            assert!(m.contains(line), "{line} in\n{m}");
+        }
+    }
+
+    #[test]
+    fn local_ids_ignore_the_query_and_are_hex() {
+        let a = local_id("http://a/vod/x/source.mp4?exp=1&sig=2");
+        assert_eq!(a, local_id("http://a/vod/x/source.mp4"));
+        assert_ne!(a, local_id("http://b/vod/x/source.mp4"));
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
