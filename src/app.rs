@@ -506,7 +506,23 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                     .ok_or_else(|| "the transcoder produced no file".to_string())
             },
         )
-    });
+    })
+    // S0: another platform's video that no rendition suits the terminal is
+    // fetched into a local asset, measured here, then transcoded above.
+    .with_fetch(Arc::new(|path: &std::path::Path| {
+        sharecast_transcoder::probe_file(path).map_err(|e| {
+            // The reason goes to API clients: no server paths in it.
+            let msg = format!("{e:#}");
+            match path.parent() {
+                Some(dir) => msg.replace(&format!("{}/", dir.display()), ""),
+                None => msg,
+            }
+        })
+    }))?;
+    if let Some(f) = resume.fetches() {
+        let f = f.clone();
+        metrics.push(Arc::new(move |out: &mut String| f.render_metrics(out)));
+    }
     if let Some(t) = resume.transcodes() {
         let t = t.clone();
         metrics.push(Arc::new(move |out: &mut String| t.render_metrics(out)));

@@ -1418,3 +1418,305 @@ fn a_vanished_rtsp_viewer_gets_an_interruption_bookmark() {
     let _ = push.kill();
     let _ = push.wait();
 }
+
+/// Polls a fetch of another platform's video until it is done or failed.
+fn wait_fetch(s: &Server, token: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (st, job) = get(s, &format!("/api/v1/fetches/{id}"), Some(token));
+        assert_eq!(st, 200, "{job}");
+        if job["state"] != "fetching" {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fetch not finished: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_play() {
+    // A has no ladder: its H.265 recording has no H.264 rendition at all.
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let a_cfg = cfg_dir.path().join("a.toml");
+    std::fs::write(&a_cfg, "[transcoder]\nrenditions = []\n").unwrap();
+    let b_cfg = config(cfg_dir.path(), "[resume]\ntranscode_short_side = 240\n");
+    let a = Server::start_with(&["--config", a_cfg.to_str().unwrap()]);
+    let b = Server::start_with(&["--config", &b_cfg]);
+    let r = a.push(&fixture(H265_AAC).unwrap(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let content = r.session();
+    let (_, asset) = get(&a, &format!("/api/v1/assets/{content}"), None);
+    assert_eq!(
+        asset["attributes"]["renditions"].as_array().unwrap().len(),
+        1,
+        "{asset}"
+    );
+
+    let alice_a = user(&a, "alice");
+    let alice_b = user(&b, "alice");
+    let web_b = terminal(&b, &alice_b, "web");
+    let handoff = |pos: u64| {
+        let (st, v) = post(
+            &a,
+            "/api/v1/handoff",
+            Some(&alice_a),
+            json!({ "content_id": content, "position_ms": pos }),
+        );
+        assert_eq!(st, 200, "{v}");
+        v
+    };
+
+    // Pull: a browser on B cannot play H.265 and A has nothing else, so B
+    // fetches A's file; the bookmark says where to poll.
+    let h = handoff(1000);
+    let (st, bm) = post(
+        &b,
+        "/api/v1/handoff/accept",
+        Some(&alice_b),
+        json!({ "from": h["pull_url"], "terminal_id": web_b, "name": "on the laptop" }),
+    );
+    assert_eq!(st, 200, "{bm}");
+    assert_eq!(bm["status"], "fetching", "{bm}");
+    let fetch_id = bm["fetch"]["id"].as_str().expect("a fetch").to_string();
+    assert!(
+        bm["fetch"]["poll_url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/api/v1/fetches/{fetch_id}", b.http)),
+        "{bm}"
+    );
+    assert_eq!(
+        bm["fetch"]["address"],
+        format!("{}/vod/{content}/source.mp4", a.http),
+        "{bm}"
+    );
+    let local = bm["fetch"]["content_id"].as_str().unwrap().to_string();
+
+    // Push of the same video: the same fetch (or, if it already ended,
+    // the local copy).
+    let h2 = handoff(1200);
+    let id2 = h2["state"]["id"].as_str().unwrap();
+    let resp = client()
+        .post(format!("{}/api/v1/handoff/{id2}/push", a.http))
+        .bearer_auth(&alice_a)
+        .header("X-Target-User-Token", &alice_b)
+        .header("X-Target-Terminal", &web_b)
+        .json(&json!({ "target": b.http }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let pushed: Value = resp.json().unwrap();
+    let bm2 = pushed["answer"].clone();
+    if bm2["status"] == "fetching" {
+        assert_eq!(bm2["fetch"]["id"], fetch_id.as_str(), "{bm2}");
+    } else {
+        assert_eq!(bm2["content_id"], local.as_str(), "{bm2}");
+    }
+
+    let job = wait_fetch(&b, &alice_b, &fetch_id);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        job["bytes"].as_u64().unwrap(),
+        asset["attributes"]["size_bytes"].as_u64().unwrap(),
+        "{job}"
+    );
+    // The local copy is an asset of B, laid out like B's own recordings.
+    let (st, local_asset) = get(&b, &format!("/api/v1/assets/{local}"), None);
+    assert_eq!(st, 200, "{local_asset}");
+    assert_eq!(local_asset["state"], "ready", "{local_asset}");
+    assert!(
+        local_asset["attributes"]["codecs"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("hvc1"),
+        "{local_asset}"
+    );
+    assert!(b
+        .data_dir()
+        .join("sessions")
+        .join(&local)
+        .join("source.mp4")
+        .is_file());
+
+    // Both bookmarks end up on B's H.264 rendition of the local copy.
+    let bookmark = |id: &Value| {
+        let (_, list) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
+        list["bookmarks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == *id)
+            .unwrap()
+            .clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let stored = loop {
+        let stored = bookmark(&bm["id"]);
+        if stored["status"] != "fetching" && stored["status"] != "transcoding" {
+            break stored;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not transcoded: {stored}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(stored["status"], "rendition:240p-h264", "{stored}");
+    assert_eq!(stored["content_id"], local.as_str(), "{stored}");
+    let url = stored["address"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("{}/vod/{local}/240p-h264.mp4", b.http));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored2 = bookmark(&bm2["id"]);
+        if stored2["status"] == "rendition:240p-h264" {
+            assert_eq!(stored2["address"], url.as_str(), "{stored2}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stored2}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let file = b
+        .data_dir()
+        .join("sessions")
+        .join(&local)
+        .join("240p-h264.mp4");
+    let probe = ffprobe(&file);
+    let v = stream(&probe, "video").expect("a video stream");
+    assert_eq!(v["codec_name"], "h264", "{probe}");
+    assert_eq!(v["height"], 240, "{probe}");
+    assert_eq!(stream(&probe, "audio").unwrap()["codec_name"], "aac");
+    let resp = client().get(&url).send().unwrap();
+    assert_eq!(resp.status(), 200, "GET {url}");
+    assert_eq!(
+        resp.bytes().unwrap().len() as u64,
+        std::fs::metadata(&file).unwrap().len()
+    );
+
+    // Resuming it on B plays B's H.264 file from the position.
+    let (st, res) = post(
+        &b,
+        &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
+        Some(&alice_b),
+        json!({ "terminal_id": web_b }),
+    );
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["status"], "ready", "{res}");
+    assert_eq!(res["url"], url.as_str(), "{res}");
+    assert_eq!(res["play_url"], format!("{url}#t=1.000"), "{res}");
+
+    // A later hand-off of the same video fetches nothing more.
+    let h3 = handoff(1400);
+    let (st, bm3) = post(
+        &b,
+        "/api/v1/handoff/accept",
+        Some(&alice_b),
+        json!({ "from": h3["pull_url"], "terminal_id": web_b }),
+    );
+    assert_eq!(st, 200, "{bm3}");
+    assert_eq!(bm3["status"], "rendition:240p-h264", "{bm3}");
+    assert_eq!(bm3["address"], url.as_str(), "{bm3}");
+    let m = |k: &str| {
+        metric(
+            &b,
+            &format!("sharecast_remote_fetches_total{{result=\"{k}\"}}"),
+        )
+    };
+    assert_eq!((m("started"), m("done"), m("failed")), (1.0, 1.0, 0.0));
+
+    // Bad input: an address that is not http(s) is refused, nothing stored.
+    let (_, before) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
+    let n_before = before["bookmarks"].as_array().unwrap().len();
+    let receive = |address: &str| {
+        let state = json!({
+            "id": "x", "code": "X", "content_id": "elsewhere", "address": address,
+            "position_ms": 500, "format": "mp4", "codecs": ["hvc1.1.6.L93.B0", "mp4a.40.2"],
+            "frame_rate": 30.0, "platform": "http://elsewhere.invalid",
+            "expires_unix_ms": 4_000_000_000_000i64,
+        });
+        post(
+            &b,
+            "/api/v1/handoff/receive",
+            None,
+            json!({ "state": state, "user_token": alice_b, "terminal_id": web_b }),
+        )
+    };
+    let (st, e) = receive("file:///etc/passwd");
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("bad_address")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("http(s)"),
+        "{e}"
+    );
+    let (_, after) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
+    assert_eq!(after["bookmarks"].as_array().unwrap().len(), n_before);
+    assert_eq!(m("refused"), 1.0);
+
+    // Unreachable, and not a video: the fetch fails and says why; the
+    // bookmark says so; no asset and no file are left behind.
+    let health = format!("{}/api/v1/health", a.http);
+    let bad = [
+        (
+            "http://127.0.0.1:9/vod/gone/source.mp4",
+            "fetching http://127.0.0.1:9/vod/gone/source.mp4",
+        ),
+        (health.as_str(), "not a playable video"),
+    ];
+    for (i, (address, why)) in bad.iter().enumerate() {
+        let (st, bm) = receive(address);
+        assert_eq!(st, 200, "{bm}");
+        assert_eq!(bm["status"], "fetching", "{bm}");
+        let job = wait_fetch(&b, &alice_b, bm["fetch"]["id"].as_str().unwrap());
+        assert_eq!(job["state"], "failed", "{job}");
+        let error = job["error"].as_str().unwrap();
+        assert!(error.contains(why), "{job}");
+        if i == 0 {
+            assert!(error.contains("refused"), "the cause is named: {job}");
+        }
+        assert!(!error.contains(b.data_dir().to_str().unwrap()), "{job}");
+        let stored = bookmark(&bm["id"]);
+        assert_eq!(stored["status"], "fetch_failed", "{stored}");
+        assert_eq!(stored["fetch"]["error"], job["error"], "{stored}");
+        let gone = job["content_id"].as_str().unwrap();
+        let (st, _) = get(&b, &format!("/api/v1/assets/{gone}"), None);
+        assert_eq!(st, 404, "{address}");
+        assert!(!b.data_dir().join("sessions").join(gone).exists());
+        // Resuming it tries the fetch again, and the bookmark follows.
+        let (st, res) = post(
+            &b,
+            &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
+            Some(&alice_b),
+            json!({ "terminal_id": web_b }),
+        );
+        assert_eq!(st, 200, "{res}");
+        // (It may have failed again already: the address refuses at once.)
+        assert!(
+            res["status"] == "fetching" || res["status"] == "fetch_failed",
+            "{res}"
+        );
+        let retry = res["fetch"]["id"].as_str().unwrap();
+        assert_ne!(retry, job["id"].as_str().unwrap(), "{res}");
+        assert_eq!(wait_fetch(&b, &alice_b, retry)["state"], "failed");
+        let stored = bookmark(&bm["id"]);
+        assert_eq!(stored["status"], "fetch_failed", "{stored}");
+        assert_eq!(stored["fetch"]["id"], retry, "{stored}");
+        assert_eq!(m("failed"), (2 * i + 2) as f64);
+    }
+    assert_eq!(
+        std::fs::read_dir(b.data_dir().join("fetching"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let (st, e) = get(&b, "/api/v1/fetches/0000000000000000", Some(&alice_b));
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("unknown_fetch")),
+        "{e}"
+    );
+}

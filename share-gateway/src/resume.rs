@@ -21,6 +21,7 @@ use sha2::Sha256;
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
 use sqlx::Row;
 
+use crate::fetches::{FetchJob, FetchLimits, Fetches, Probe};
 use crate::http::ApiError;
 use crate::store::{hash_token, Store};
 use crate::transcodes::{Scheduled, Transcode, TranscodeJob, Transcodes};
@@ -45,6 +46,17 @@ pub struct ResumeConfig {
     /// On-demand transcodes queued or running; more are refused (503
     /// `transcode_busy`). Default 16.
     pub transcode_max_pending: usize,
+    /// Fetch another platform's video when none of its renditions suits the
+    /// terminal, and transcode it here (its address must be http or
+    /// https). When off, such a hand-off is recorded `needs_transcode`.
+    /// Default true.
+    pub fetch_remote: bool,
+    /// Largest video fetched from another platform, bytes; a larger one
+    /// fails the fetch (`fetch_failed`). Default 2 GiB.
+    pub fetch_max_bytes: u64,
+    /// Longest fetch of another platform's video (connect, headers and the
+    /// whole body), seconds. Default 600.
+    pub fetch_timeout_secs: u64,
 }
 
 impl Default for ResumeConfig {
@@ -56,6 +68,9 @@ impl Default for ResumeConfig {
             transcode_short_side: 480,
             transcode_max_concurrent: 1,
             transcode_max_pending: 16,
+            fetch_remote: true,
+            fetch_max_bytes: 2 << 30,
+            fetch_timeout_secs: 600,
         }
     }
 }
@@ -151,6 +166,8 @@ pub struct ResumeService {
     rtsp_vod: Option<RtspVod>,
     tokens: Option<crate::playback::PlaybackTokens>,
     transcodes: Option<Transcodes>,
+    fetches: Option<Fetches>,
+    data_dir: std::path::PathBuf,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -236,13 +253,20 @@ pub struct Bookmark {
     /// `ready` (the address plays on the terminal), `rendition:<name>` (a
     /// rendition chosen for the terminal), `transcoding` (an on-demand
     /// transcode makes one: see `transcode`), `transcode_failed` (see the
-    /// job's `error`), or `needs_transcode` (none suits the terminal and the
-    /// content is held by another platform, which this one does not fetch).
+    /// job's `error`), `fetching` (the content is held by another platform
+    /// and none of its renditions suits the terminal: its video is being
+    /// fetched, see `fetch`, then transcoded), `fetch_failed` (see the
+    /// fetch's `error`), or `needs_transcode` (none suits the terminal and
+    /// this platform fetches nothing: `fetch_remote` is off).
     pub status: String,
     /// The on-demand transcode this bookmark waits for, while it is known
     /// (jobs are kept in memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcode: Option<TranscodeJob>,
+    /// The fetch of another platform's video this bookmark waits for, while
+    /// it is known (jobs are kept in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchJob>,
     /// Created, Unix ms.
     pub created_unix_ms: i64,
 }
@@ -417,6 +441,8 @@ impl ResumeService {
             rtsp_vod: None,
             tokens: None,
             transcodes: None,
+            fetches: None,
+            data_dir: data_dir.to_path_buf(),
         };
         // Purge aged history in the background.
         let s = svc.clone();
@@ -479,6 +505,161 @@ impl ResumeService {
         self
     }
 
+    /// Lets hand-offs of another platform's video that the terminal cannot
+    /// play fetch it and transcode it here (see [`crate::fetches`]), when
+    /// `fetch_remote` is on; `probe` measures the fetched file. Needs
+    /// [`ResumeService::with_transcode`] too.
+    pub fn with_fetch(mut self, probe: Probe) -> Result<Self> {
+        if self.cfg.fetch_remote {
+            self.fetches = Some(Fetches::new(
+                self.store.clone(),
+                probe,
+                FetchLimits {
+                    max_bytes: self.cfg.fetch_max_bytes,
+                    timeout: Duration::from_secs(self.cfg.fetch_timeout_secs.max(1)),
+                },
+                &self.data_dir,
+                &self.public_url,
+            )?);
+        }
+        Ok(self)
+    }
+
+    /// The fetches of other platforms' videos, when enabled.
+    pub fn fetches(&self) -> Option<&Fetches> {
+        self.fetches.as_ref()
+    }
+
+    /// A fetch finished: the bookmark waiting for it (its stored status
+    /// `fetching:<job>`) waits for the transcode of the local copy (or
+    /// points to a rendition it has), or records that the fetch failed.
+    async fn after_fetch(&self, job: &FetchJob, bookmark_id: &str, terminal_type: &str) {
+        let waiting = format!("fetching:{}", job.id);
+        self.follow_fetch(job, bookmark_id, terminal_type, &waiting)
+            .await
+    }
+
+    /// [`ResumeService::after_fetch`] for a bookmark whose stored status is
+    /// `waiting`.
+    async fn follow_fetch(
+        &self,
+        job: &FetchJob,
+        bookmark_id: &str,
+        terminal_type: &str,
+        waiting: &str,
+    ) {
+        let mut transcode = None;
+        let q = if job.state != "done" {
+            sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ? AND status = ?")
+                .bind(format!("fetch_failed:{}", job.id))
+        } else {
+            let (address, status) = match self.schedule(&job.content_id, terminal_type).await {
+                Ok(Scheduled::Ready(r)) => (Some(r.url), format!("rendition:{}", r.name)),
+                Ok(Scheduled::Job(j)) => {
+                    let status = format!("transcoding:{}", j.id);
+                    transcode = Some(j.id);
+                    (None, status)
+                }
+                Err(e) => {
+                    tracing::warn!(fetch = %job.id, bookmark = %bookmark_id, error = ?e, "no transcode of a fetched video");
+                    (None, "needs_transcode".to_string())
+                }
+            };
+            sqlx::query("UPDATE bookmarks SET content_id = ?, address = COALESCE(?, address), status = ? WHERE id = ? AND status = ?")
+                .bind(job.content_id.clone())
+                .bind(address)
+                .bind(status)
+        };
+        let r = q
+            .bind(bookmark_id.to_string())
+            .bind(waiting.to_string())
+            .execute(&self.store.pool)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(fetch = %job.id, bookmark = %bookmark_id, error = %e, "updating a bookmark after a fetch failed");
+        }
+        if let Some(j) = transcode {
+            if let Err(e) = self.settle_if_finished(bookmark_id, &j).await {
+                tracing::warn!(bookmark = %bookmark_id, error = ?e, "settling a bookmark");
+            }
+        }
+    }
+
+    /// Starts the fetch of `address` (or joins the one under way) for a
+    /// bookmark, which follows it.
+    fn start_fetch(
+        &self,
+        f: &Fetches,
+        address: &str,
+        title: Option<String>,
+        bookmark_id: &str,
+        terminal_type: &str,
+    ) -> FetchJob {
+        let (j, new) = f.start(
+            address,
+            title,
+            (bookmark_id.to_string(), terminal_type.to_string()),
+        );
+        if new {
+            tracing::info!(fetch = %j.id, address = %j.address, content = %j.content_id, "fetching another platform's video");
+            let (svc, f, id) = (self.clone(), f.clone(), j.id.clone());
+            tokio::spawn(async move {
+                let (job, waiters) = f.run(&id).await;
+                for (b, t) in waiters {
+                    svc.after_fetch(&job, &b, &t).await;
+                }
+            });
+        }
+        j
+    }
+
+    /// The bookmark's fetch failed or was forgotten (a restart): fetch
+    /// again (or use the local copy made since); the bookmark follows.
+    /// Answers the content id to resume when the local copy exists.
+    async fn refetch(
+        &self,
+        bookmark_id: &str,
+        address: &str,
+        terminal_type: &str,
+        stored_status: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let (Some(f), Some(_)) = (&self.fetches, &self.transcodes) else {
+            return Ok(None);
+        };
+        f.check_address(address)?;
+        let local = crate::fetches::local_id(address);
+        if let Some(a) = self.store.asset(&local).await.map_err(internal)? {
+            if a.state == "ready" {
+                let done = FetchJob {
+                    id: String::new(),
+                    address: address.to_string(),
+                    content_id: local.clone(),
+                    state: "done".into(),
+                    error: None,
+                    bytes: 0,
+                    poll_url: String::new(),
+                    created_unix_ms: now_ms(),
+                    finished_unix_ms: None,
+                };
+                self.follow_fetch(&done, bookmark_id, terminal_type, stored_status)
+                    .await;
+                return Ok(Some(local));
+            }
+        }
+        let j = self.start_fetch(f, address, None, bookmark_id, terminal_type);
+        sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
+            .bind(format!("fetching:{}", j.id))
+            .bind(bookmark_id)
+            .execute(&self.store.pool)
+            .await
+            .map_err(|e| internal(e.into()))?;
+        // The fetch may have finished before the bookmark waited for it.
+        if let Some(done) = f.job(&j.id).filter(|j| j.state != "fetching") {
+            self.after_fetch(&done, bookmark_id, terminal_type).await;
+        }
+        Ok(None)
+    }
+
     /// The on-demand transcodes, when a transcoder is wired in.
     pub fn transcodes(&self) -> Option<&Transcodes> {
         self.transcodes.as_ref()
@@ -500,6 +681,11 @@ impl ResumeService {
     /// A bookmark's stored status as shown: `transcoding:<job>` becomes
     /// `transcoding` with the job, `transcode_failed:<job>` likewise.
     fn bookmark_status(&self, stored: &str) -> (String, Option<TranscodeJob>) {
+        for prefix in ["fetching", "fetch_failed"] {
+            if stored.starts_with(&format!("{prefix}:")) {
+                return (prefix.to_string(), None);
+            }
+        }
         for prefix in ["transcoding", "transcode_failed"] {
             if let Some(job) = stored
                 .strip_prefix(prefix)
@@ -510,6 +696,14 @@ impl ResumeService {
             }
         }
         (stored.to_string(), None)
+    }
+
+    /// The fetch a bookmark's stored status names, while it is known.
+    fn bookmark_fetch(&self, stored: &str) -> Option<FetchJob> {
+        let id = stored
+            .strip_prefix("fetching:")
+            .or_else(|| stored.strip_prefix("fetch_failed:"))?;
+        self.fetches.as_ref().and_then(|f| f.job(id))
     }
 
     fn live_lookup(&self, content_id: &str, position_ms: u64) -> Option<LiveLookup> {
@@ -663,6 +857,7 @@ impl ResumeService {
             .route("/api/v1/handoff/receive", post(receive_handoff))
             .route("/api/v1/transcodes", post(create_transcode))
             .route("/api/v1/transcodes/{id}", get(get_transcode))
+            .route("/api/v1/fetches/{id}", get(get_fetch))
             .route(
                 "/api/v1/handoff/accept",
                 post(accept_handoff).get(accept_redirect),
@@ -760,6 +955,9 @@ impl ResumeService {
         description: Option<String>,
     ) -> Result<Bookmark, ApiError> {
         let mut job = None;
+        let bookmark_id = random_hex(8);
+        let mut content_id = state.content_id.clone();
+        let mut fetch = None;
         let (address, status) = if terminal_can_play(terminal_type, &state.codecs, 0) {
             (state.address.clone(), "ready".to_string())
         } else if let Some(r) = state
@@ -779,13 +977,43 @@ impl ResumeService {
                     (state.address.clone(), status)
                 }
             }
+        } else if let (Some(f), Some(_)) = (&self.fetches, &self.transcodes) {
+            // Another platform's video: fetch it (once), then transcode the
+            // local copy like our own recordings.
+            f.check_address(&state.address)?;
+            let local = crate::fetches::local_id(&state.address);
+            match self.store.asset(&local).await.map_err(internal)? {
+                Some(a) if a.state == "ready" => {
+                    content_id = local.clone();
+                    match self.schedule(&local, terminal_type).await? {
+                        Scheduled::Ready(r) => (r.url.clone(), format!("rendition:{}", r.name)),
+                        Scheduled::Job(j) => {
+                            let status = format!("transcoding:{}", j.id);
+                            job = Some(j);
+                            (state.address.clone(), status)
+                        }
+                    }
+                }
+                _ => {
+                    let j = self.start_fetch(
+                        f,
+                        &state.address,
+                        state.title.clone(),
+                        &bookmark_id,
+                        terminal_type,
+                    );
+                    let status = format!("fetching:{}", j.id);
+                    fetch = Some(j);
+                    (state.address.clone(), status)
+                }
+            }
         } else {
             (state.address.clone(), "needs_transcode".to_string())
         };
         let (shown_status, _) = self.bookmark_status(&status);
         let b = Bookmark {
-            id: random_hex(8),
-            content_id: state.content_id.clone(),
+            id: bookmark_id,
+            content_id,
             position_ms: state.position_ms,
             name,
             description,
@@ -793,6 +1021,7 @@ impl ResumeService {
             address,
             status: shown_status,
             transcode: job,
+            fetch,
             created_unix_ms: now_ms(),
         };
         sqlx::query(
@@ -814,6 +1043,15 @@ impl ResumeService {
         .map_err(|e| internal(anyhow::Error::from(e).context("storing bookmark")))?;
         if let Some(j) = &b.transcode {
             self.settle_if_finished(&b.id, &j.id).await?;
+        }
+        // The fetch may have finished before the bookmark was stored.
+        if let Some(done) = b
+            .fetch
+            .as_ref()
+            .and_then(|j| self.bookmark_fetch(&format!("fetching:{}", j.id)))
+            .filter(|j| j.state != "fetching")
+        {
+            self.after_fetch(&done, &b.id, terminal_type).await;
         }
         Ok(b)
     }
@@ -1150,8 +1388,10 @@ async fn list_bookmarks(
     let list: Vec<Bookmark> = rows
         .into_iter()
         .map(|r| {
-            let (status, transcode) = s.bookmark_status(&r.get::<String, _>(7));
+            let stored: String = r.get(7);
+            let (status, transcode) = s.bookmark_status(&stored);
             Bookmark {
+                fetch: s.bookmark_fetch(&stored),
                 id: r.get(0),
                 content_id: r.get(1),
                 position_ms: r.get::<i64, _>(2).max(0) as u64,
@@ -1503,7 +1743,44 @@ async fn resume_bookmark(
     let position_ms = row.get::<i64, _>(1).max(0) as u64;
     let mut url: String = row.get(2);
     let source: String = row.get(3);
-    let stored_status: String = row.get(4);
+    let mut stored_status: String = row.get(4);
+    let mut content_id = content_id;
+    // Another platform's video whose fetch failed or was forgotten (a
+    // restart): try again.
+    if stored_status.starts_with("fetching:") || stored_status.starts_with("fetch_failed:") {
+        let stuck = s
+            .bookmark_fetch(&stored_status)
+            .is_none_or(|j| j.state == "failed");
+        if stuck {
+            if let Some(local) = s.refetch(&id, &url, &terminal_type, &stored_status).await? {
+                content_id = local;
+            }
+            stored_status = sqlx::query("SELECT status FROM bookmarks WHERE id = ?")
+                .bind(&id)
+                .fetch_one(&s.store.pool)
+                .await
+                .map_err(|e| internal(e.into()))?
+                .get(0);
+        }
+    }
+    if let Some(prefix) = ["fetching", "fetch_failed"]
+        .into_iter()
+        .find(|p| stored_status.starts_with(&format!("{p}:")))
+    {
+        // Another platform's video, being fetched (or whose fetch failed):
+        // its address, which the terminal cannot play; poll `fetch`.
+        return Ok(Json(serde_json::json!({
+            "bookmark_id": id,
+            "content_id": content_id,
+            "position_ms": position_ms,
+            "live": false,
+            "url": url,
+            "play_url": format!("{url}#t={:.3}", position_ms as f64 / 1000.0),
+            "source": source,
+            "status": prefix,
+            "fetch": s.bookmark_fetch(&stored_status),
+        })));
+    }
     let asset = s.store.asset(&content_id).await.map_err(internal)?;
     // Content of this platform whose recording is not ready: the live stream.
     // Otherwise (recorded here, or a hand-off from another platform whose
@@ -1652,6 +1929,27 @@ async fn get_transcode(
                 StatusCode::NOT_FOUND,
                 "unknown_transcode",
                 format!("no transcode job {id} (jobs are forgotten at a restart)"),
+            )
+        })
+}
+
+/// A fetch of another platform's video: its state, bytes received, the
+/// local content it becomes, the error when it failed.
+async fn get_fetch(
+    State(s): State<ResumeService>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<FetchJob>, ApiError> {
+    let _user = s.user(&headers).await?;
+    s.fetches
+        .as_ref()
+        .and_then(|f| f.job(&id))
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_fetch",
+                format!("no fetch {id} (fetches are forgotten at a restart)"),
             )
         })
 }
