@@ -7,10 +7,14 @@
 # where the server's CPU goes, by thread name and (with perf) by function.
 #
 # Prints numbers, asserts nothing. Env: SESSIONS="10 25 50" SECONDS_PER_RUN=20
+# COMMIT_DELAY_MS=5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SESSIONS="${SESSIONS:-10 25 50 100}"
+# The server's default journal commit delay (ingest.journal_commit_delay_ms);
+# COMMIT_DELAY_MS overrides it for an experiment.
+DEFAULT_COMMIT_DELAY_MS=$(awk -F' = ' '/^journal_commit_delay_ms/ {print $2}' docs/sharecast.example.toml)
 SECS="${SECONDS_PER_RUN:-20}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -50,6 +54,7 @@ data_dir = "$WORK/data"
 listen = "127.0.0.1:24433"
 max_sessions_per_device = 100000
 max_connects_per_minute = 100000
+journal_commit_delay_ms = ${COMMIT_DELAY_MS:-$DEFAULT_COMMIT_DELAY_MS}
 [http]
 listen = "127.0.0.1:28080"
 [live]

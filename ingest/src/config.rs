@@ -40,6 +40,11 @@ pub struct IngestConfig {
     pub idle_timeout_secs: u64,
     /// Most frames written by one journal commit (group commit). Default 512.
     pub journal_batch_frames: usize,
+    /// How long a journal commit waits, after the first frame, for more
+    /// frames to join the same write and fdatasync, ms. 0 commits at once.
+    /// Default 10 (`bench/ingest.sh`: sustains 75 sessions with p99 ack
+    /// under 100 ms where 0 sustains 50).
+    pub journal_commit_delay_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -59,6 +64,7 @@ impl Default for IngestConfig {
             end_wait_secs: 30,
             idle_timeout_secs: 10,
             journal_batch_frames: 512,
+            journal_commit_delay_ms: 10,
         }
     }
 }

@@ -12,8 +12,10 @@
 //!   0x03 END    body = JSON {"finished_unix_ms": ..}
 //! ```
 //!
-//! **fsync policy (group commit)**: the writer takes every frame waiting in its
-//! queue (up to `journal_batch_frames`), appends them with one `write`, calls
+//! **fsync policy (group commit)**: after the first frame the writer waits
+//! `journal_commit_delay_ms` (default 10) for others, then takes every frame
+//! waiting in its queue (up to `journal_batch_frames`), appends them with one
+//! `write`, calls
 //! `fdatasync` once, and only then reports them durable; acknowledgements are
 //! sent after that. A crash can lose only frames that were never acknowledged.
 //!

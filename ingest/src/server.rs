@@ -338,6 +338,7 @@ fn limits(cfg: &IngestConfig) -> SessionLimits {
     SessionLimits {
         max_session_us: (cfg.max_session_secs as i64).saturating_mul(1_000_000),
         max_bitrate_bps: cfg.max_bitrate_bps,
+        commit_delay: std::time::Duration::from_millis(cfg.journal_commit_delay_ms),
     }
 }
 

@@ -102,6 +102,8 @@ pub(crate) struct Session {
 pub(crate) struct SessionLimits {
     pub max_session_us: i64,
     pub max_bitrate_bps: u64,
+    /// How long a journal commit waits for more frames after the first.
+    pub commit_delay: std::time::Duration,
 }
 
 impl Session {
@@ -150,6 +152,7 @@ impl Session {
             writer,
             journal_rx,
             batch,
+            session.limits.commit_delay,
             metrics,
         ));
         session
@@ -411,6 +414,7 @@ async fn journal_task(
     mut writer: JournalWriter,
     mut rx: mpsc::UnboundedReceiver<JournalCmd>,
     batch_max: usize,
+    commit_delay: std::time::Duration,
     metrics: Arc<IngestMetrics>,
 ) {
     let mut pending_end: Option<oneshot::Sender<anyhow::Result<()>>> = None;
@@ -419,6 +423,11 @@ async fn journal_task(
         match first {
             JournalCmd::Frame(f) => batch.push(f),
             JournalCmd::End(tx) => pending_end = Some(tx),
+        }
+        // Group commit: give the frames arriving right behind this one a
+        // moment to join the same write and fdatasync.
+        if !commit_delay.is_zero() && pending_end.is_none() {
+            tokio::time::sleep(commit_delay).await;
         }
         while batch.len() < batch_max && pending_end.is_none() {
             match rx.try_recv() {

@@ -668,3 +668,43 @@ async fn a_configured_certificate_chain_is_verified_by_the_client() {
     p.trust = Trust::PinSha256("00".repeat(32));
     assert!(Uploader::start(p, tracks(), 0).await.is_err());
 }
+
+/// The journal commit delay gathers the frames that follow the first one
+/// into the same write and fdatasync: far fewer commits than frames, and
+/// every frame still acknowledged and recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_delay_groups_frames_into_fewer_syncs() {
+    let commits = |env: &Env| {
+        let mut out = String::new();
+        env.server.render_metrics(&mut out);
+        out.lines()
+            .find_map(|l| l.strip_prefix("sharecast_ingest_journal_commits_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("journal commits metric")
+    };
+    let mut counts = Vec::new();
+    for delay_ms in [0u64, 50] {
+        let env = Env::new(IngestConfig {
+            journal_commit_delay_ms: delay_ms,
+            ..IngestConfig::default()
+        })
+        .await;
+        let up = Uploader::start(env.client("good"), tracks(), 0)
+            .await
+            .unwrap();
+        // Frames spread over about half a second, as a camera sends them.
+        for i in 0..100 {
+            up.send(frame(0, i)).await.unwrap();
+            up.send(frame(1, i)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        up.finish().await.unwrap();
+        env.assert_complete(100, 100);
+        counts.push(commits(&env));
+    }
+    let (none, delayed) = (counts[0], counts[1]);
+    assert!(
+        delayed * 3 <= none,
+        "commits without delay {none}, with a 50 ms delay {delayed}"
+    );
+}
