@@ -440,6 +440,19 @@ fn spawn_resume_timer(shared: Arc<Shared>, session: Arc<Session>, generation: u6
     });
 }
 
+/// Removes a connection from the refused set when dropped.
+struct ForgetRefusal(Arc<Shared>, usize);
+
+impl Drop for ForgetRefusal {
+    fn drop(&mut self) {
+        self.0
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
 /// Reject: count it, tell the client (ERROR message, then close with the code
 /// and the message as reason).
 fn reject(
@@ -451,8 +464,8 @@ fn reject(
 ) {
     let first = {
         let mut refused = shared.refused.lock().unwrap_or_else(|e| e.into_inner());
-        // Connections refused before their session started are not removed
-        // when they close; keep the set bounded.
+        // Each connection's handler removes its entry when it ends; bound
+        // the set all the same.
         if refused.len() > 100_000 {
             refused.clear();
         }
@@ -537,6 +550,11 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         .await
         .with_context(|| format!("handshake with {remote}"))?;
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    // Stable ids are addresses: a later connection can get the id of one
+    // that is gone. Forget this one's refusal when its handler ends (before
+    // `conn` itself is dropped), or the next connection with its id would be
+    // taken as refused already and dropped without a word.
+    let _forget = ForgetRefusal(shared.clone(), conn.stable_id());
     if rate_limited(&shared, remote.ip()) {
         reject(
             &shared,

@@ -708,3 +708,25 @@ async fn the_commit_delay_groups_frames_into_fewer_syncs() {
         "commits without delay {none}, with a 50 ms delay {delayed}"
     );
 }
+
+/// Connections refused one after the other are each told why: a refused
+/// connection's id (an address, reused once the connection is gone) does not
+/// make a later one look refused already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_one_of_many_refused_connections_is_told_why() {
+    let env = Env::new(IngestConfig::default()).await;
+    for i in 0..25 {
+        let err = Uploader::start(env.client("wrong"), tracks(), 0)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("connection {i} was accepted"));
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::Unauthorized),
+            "connection {i}: {err}"
+        );
+        // Let the server free the connection, so that its address can be
+        // given to the next one.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
