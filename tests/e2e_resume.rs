@@ -39,6 +39,43 @@ fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, Value) {
     (status, resp.json().unwrap_or(Value::Null))
 }
 
+/// Waits until the session's live HLS stream exists (opened with its
+/// playback token `pt`).
+fn wait_live_stream(s: &Server, sid: &str, pt: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while s
+        .get(&format!("/live/{sid}/status.json?token={pt}"))
+        .status()
+        == 404
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HLS stream never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (up to `secs`) for the user's first bookmark.
+fn first_bookmark(s: &Server, user_token: &str, secs: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, list) = get(s, "/api/v1/bookmarks", Some(user_token));
+        if let Some(b) = list["bookmarks"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+        {
+            return b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interruption bookmark"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn user(s: &Server, name: &str) -> String {
     let (st, v) = post(s, "/api/v1/users", None, json!({ "name": name }));
     assert_eq!(st, 200, "{v}");
@@ -630,19 +667,8 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
     let alice = user(&server, "alice");
     let phone = terminal(&server, &alice, "mobile");
     let http = client();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let pt = server.playback_token(&sid);
-    while server
-        .get(&format!("/live/{sid}/status.json?token={pt}"))
-        .status()
-        == 404
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the HLS stream never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_live_stream(&server, &sid, &pt);
     // A player identified by its user token posts heartbeats, then vanishes.
     let mut last = 0;
     for i in 0..5 {
@@ -656,22 +682,7 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
         assert!(r.status().is_success());
         std::thread::sleep(Duration::from_millis(400));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let bm = loop {
-        let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
-        if let Some(b) = list["bookmarks"]
-            .as_array()
-            .and_then(|a| a.first())
-            .cloned()
-        {
-            break b;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no interruption bookmark"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let bm = first_bookmark(&server, &alice, 20);
     assert_eq!(bm["source"], "interruption");
     assert_eq!(bm["content_id"], sid.as_str());
     let pos = bm["position_ms"].as_u64().unwrap();
@@ -1139,22 +1150,7 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
 
     // The missed heartbeats make a vanished event, the event a bookmark
     // through the reverse-bookmark interface.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let bm = loop {
-        let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
-        if let Some(b) = list["bookmarks"]
-            .as_array()
-            .and_then(|a| a.first())
-            .cloned()
-        {
-            break b;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no interruption bookmark"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let bm = first_bookmark(&server, &alice, 15);
     eprintln!(
         "page reported {reported} ms (segment {reported_segment}, player time {current_time:.3} s); bookmark {} ms after the kill: {bm}",
         killed_at.elapsed().as_millis()
@@ -1349,15 +1345,7 @@ fn a_vanished_rtsp_viewer_gets_an_interruption_bookmark() {
         .expect("admin token")
         .trim()
         .to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while server
-        .get(&format!("/live/{sid}/status.json?token={pt}"))
-        .status()
-        == 404
-    {
-        assert!(std::time::Instant::now() < deadline, "no live stream");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_live_stream(&server, &sid, &pt);
     let mut viewer = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
         .arg(format!(
@@ -1392,22 +1380,7 @@ fn a_vanished_rtsp_viewer_gets_an_interruption_bookmark() {
     };
     viewer.kill().unwrap();
     let _ = viewer.wait();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let bm = loop {
-        let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
-        if let Some(b) = list["bookmarks"]
-            .as_array()
-            .and_then(|a| a.first())
-            .cloned()
-        {
-            break b;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no interruption bookmark"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let bm = first_bookmark(&server, &alice, 20);
     assert_eq!(bm["source"], "interruption");
     assert_eq!(bm["content_id"], sid.as_str());
     let pos = bm["position_ms"].as_u64().unwrap();

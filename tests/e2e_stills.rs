@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine;
@@ -27,21 +27,6 @@ fn post_still(s: &Server, body: Value) -> (u16, Value) {
 fn fetch_image(url: &str) -> DynamicImage {
     let bytes = reqwest::blocking::get(url).unwrap().bytes().unwrap();
     image::load_from_memory(&bytes).unwrap()
-}
-
-/// The frame ffmpeg decodes at `t` seconds.
-fn ffmpeg_frame(file: &Path, t: f64) -> DynamicImage {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("f.png");
-    let st = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    image::open(&out).unwrap()
 }
 
 fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {

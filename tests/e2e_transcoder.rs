@@ -227,22 +227,6 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
     }
 }
 
-/// The frame ffmpeg decodes at `t` seconds (decoded as shown: ffmpeg
-/// applies a display rotation, and the clips here have none).
-fn ffmpeg_frame(file: &std::path::Path, t: f64) -> image::DynamicImage {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("f.png");
-    let st = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    image::open(&out).unwrap()
-}
-
 fn mean_abs_diff(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
     let (a, b) = (a.to_rgb8(), b.to_rgb8());
     assert_eq!(a.dimensions(), b.dimensions());

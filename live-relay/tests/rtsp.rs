@@ -30,6 +30,16 @@ fn read_all(name: &str) -> (Vec<sharecast_formats::media::TrackInfo>, Vec<MediaF
     (src.tracks.clone(), frames)
 }
 
+/// A relay on loopback, on a free RTSP port.
+fn relay_on_loopback() -> LiveRelay {
+    LiveRelay::start(LiveRelayConfig {
+        bind: "127.0.0.1".into(),
+        rtsp_port: 0,
+        ..LiveRelayConfig::default()
+    })
+    .unwrap()
+}
+
 /// Pushes the clip in a loop, paced by its timestamps, like a phone filming.
 fn publish_in_real_time(
     publisher: Arc<LivePublisher>,
@@ -108,12 +118,7 @@ fn wait_viewer(child: std::process::Child, what: &str) -> usize {
 fn two_viewers_over_udp_and_tcp() {
     init_logs();
     let (tracks, frames) = read_all(testing::H264_AAC);
-    let relay = LiveRelay::start(LiveRelayConfig {
-        bind: "127.0.0.1".into(),
-        rtsp_port: 0,
-        ..LiveRelayConfig::default()
-    })
-    .unwrap();
+    let relay = relay_on_loopback();
     let port = relay.rtsp_port();
     assert_ne!(port, 0);
     let publisher = Arc::new(relay.publish("it-session", &tracks).unwrap());
@@ -170,12 +175,7 @@ fn two_viewers_over_udp_and_tcp() {
 fn watch_one(name: &str, session: &str, kind: &str, frames: u32) -> usize {
     init_logs();
     let (tracks, clip) = read_all(name);
-    let relay = LiveRelay::start(LiveRelayConfig {
-        bind: "127.0.0.1".into(),
-        rtsp_port: 0,
-        ..LiveRelayConfig::default()
-    })
-    .unwrap();
+    let relay = relay_on_loopback();
     let publisher = Arc::new(relay.publish(session, &tracks).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let pusher = publish_in_real_time(publisher.clone(), clip, stop.clone());
@@ -214,12 +214,7 @@ fn capture_clock_sei_reaches_rtsp_clients() {
 
     init_logs();
     let (tracks, clip) = read_all(testing::H264_AAC);
-    let relay = LiveRelay::start(LiveRelayConfig {
-        bind: "127.0.0.1".into(),
-        rtsp_port: 0,
-        ..LiveRelayConfig::default()
-    })
-    .unwrap();
+    let relay = relay_on_loopback();
     let anchor_us = 1_700_000_000_000_000i64;
     let publisher = Arc::new(relay.publish_at("clock", &tracks, anchor_us).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -282,12 +277,7 @@ fn capture_clock_sei_reaches_rtsp_clients() {
 fn playback_token_guards_rtsp() {
     init_logs();
     let (tracks, clip) = read_all(testing::H264_AAC);
-    let relay = LiveRelay::start(LiveRelayConfig {
-        bind: "127.0.0.1".into(),
-        rtsp_port: 0,
-        ..LiveRelayConfig::default()
-    })
-    .unwrap();
+    let relay = relay_on_loopback();
     relay.set_authorizer(Some(Arc::new(|id: &str, token: Option<&str>| {
         id == "guarded" && token == Some("good-token")
     })));
@@ -343,12 +333,7 @@ fn rendition_mounts_beside_the_source() {
     init_logs();
     let (tracks, clip) = read_all(testing::H264_AAC);
     let (low_tracks, low_clip) = read_all(testing::H265_AAC);
-    let relay = LiveRelay::start(LiveRelayConfig {
-        bind: "127.0.0.1".into(),
-        rtsp_port: 0,
-        ..LiveRelayConfig::default()
-    })
-    .unwrap();
+    let relay = relay_on_loopback();
     let source = Arc::new(relay.publish("rend", &tracks).unwrap());
     let now = 1_700_000_000_000_000;
     let low = Arc::new(

@@ -11,6 +11,7 @@
 //! sent), `unknown` (the server stopped while the gateway was being called;
 //! not retried, so it is never sent twice), `opted_out`.
 
+pub(crate) use crate::store::now_ms;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,13 +74,6 @@ pub(crate) fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> Delivery {
         sent_unix_ms: r.get(10),
         parts: r.get(11),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Counters for `/metrics`.

@@ -14,11 +14,12 @@
 //! not fetched again. Jobs are kept in memory only; a fetch that fails
 //! leaves no asset and no file behind.
 
+use crate::store::now_ms;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -108,11 +109,19 @@ pub struct Fetches {
     inner: Arc<Inner>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// A fetch whose job is no longer known (a restart, or dropped meanwhile).
+fn forgotten(id: &str, address: String, content_id: String) -> FetchJob {
+    FetchJob {
+        id: id.to_string(),
+        address,
+        content_id,
+        state: "failed".into(),
+        error: Some("the fetch was forgotten".into()),
+        bytes: 0,
+        poll_url: String::new(),
+        created_unix_ms: 0,
+        finished_unix_ms: None,
+    }
 }
 
 /// The address without its query or fragment.
@@ -250,39 +259,13 @@ impl Fetches {
             .get(id)
             .map(|j| (j.url.clone(), j.title.clone(), j.job.content_id.clone()))
         else {
-            return (
-                FetchJob {
-                    id: id.to_string(),
-                    address: String::new(),
-                    content_id: String::new(),
-                    state: "failed".into(),
-                    error: Some("the fetch was forgotten".into()),
-                    bytes: 0,
-                    poll_url: String::new(),
-                    created_unix_ms: 0,
-                    finished_unix_ms: None,
-                },
-                Vec::new(),
-            );
+            return (forgotten(id, String::new(), String::new()), Vec::new());
         };
         let result = self.fetch(id, &url, title, &content_id).await;
         let c = &self.inner.counters;
         let mut jobs = self.jobs();
         let Some(j) = jobs.get_mut(id) else {
-            return (
-                FetchJob {
-                    id: id.to_string(),
-                    address: url,
-                    content_id,
-                    state: "failed".into(),
-                    error: Some("the fetch was forgotten".into()),
-                    bytes: 0,
-                    poll_url: String::new(),
-                    created_unix_ms: 0,
-                    finished_unix_ms: None,
-                },
-                Vec::new(),
-            );
+            return (forgotten(id, url, content_id), Vec::new());
         };
         j.job.finished_unix_ms = Some(now_ms());
         match result {

@@ -6,7 +6,8 @@
 //! Everything is plain SQL through the [`Store`]; links handed between
 //! platforms are HMAC-SHA256 signed and expire.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::store::now_ms;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::extract::{Path, Query, State};
@@ -175,13 +176,6 @@ type HmacSha256 = Hmac<Sha256>;
 /// How far past the end of the last closed live segment a reverse bookmark
 /// may be (the segment being cut), ms.
 const LIVE_EDGE_SLACK_MS: u64 = 5_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];

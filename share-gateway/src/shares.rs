@@ -27,7 +27,7 @@ use crate::delivery::{self, now_ms, Delivery, DeliveryMetrics, DELIVERY_COLUMNS}
 use crate::http::{ApiError, ErrorCodeTag};
 use crate::kannel::{Kannel, SmsConfig};
 use crate::playback::PlaybackTokens;
-use crate::store::{Device, Store};
+use crate::store::{Asset, Device, Store};
 
 /// Share settings (`[share]` in the configuration file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -550,6 +550,39 @@ impl ShareService {
             })
     }
 
+    /// An asset of this device: 400 `bad_id`, 404 `unknown_asset`, 403
+    /// `not_owner` otherwise.
+    async fn owned_asset(&self, device: &Device, id: &str) -> Result<Asset, ApiError> {
+        if !valid_id(id) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_id",
+                "asset ids are hexadecimal",
+            ));
+        }
+        let asset = self
+            .inner
+            .store
+            .asset(id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_asset",
+                    format!("no asset {id}"),
+                )
+            })?;
+        if asset.device_id != device.id {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_owner",
+                format!("asset {id} belongs to another device"),
+            ));
+        }
+        Ok(asset)
+    }
+
     async fn owned_share(&self, headers: &HeaderMap, id: &str) -> Result<ShareRow, ApiError> {
         let device = self.device(headers).await?;
         if !valid_id(id) {
@@ -660,24 +693,7 @@ async fn create_share(
         ));
     }
     let store = &svc.inner.store;
-    let asset = store
-        .asset(&req.asset_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_asset",
-                format!("no asset {}", req.asset_id),
-            )
-        })?;
-    if asset.device_id != device.id {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "not_owner",
-            format!("asset {} belongs to another device", asset.id),
-        ));
-    }
+    let asset = svc.owned_asset(&device, &req.asset_id).await?;
     if req.public {
         // Before the URLs below are made: a public stream needs no token.
         svc.inner.tokens.set_public(&asset.id);
@@ -848,33 +864,7 @@ async fn issue_playback_token(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let device = svc.device(&headers).await?;
-    if !valid_id(&id) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_id",
-            "asset ids are hexadecimal",
-        ));
-    }
-    let asset = svc
-        .inner
-        .store
-        .asset(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_asset",
-                format!("no asset {id}"),
-            )
-        })?;
-    if asset.device_id != device.id {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "not_owner",
-            format!("asset {id} belongs to another device"),
-        ));
-    }
+    let asset = svc.owned_asset(&device, &id).await?;
     if asset.state != "recording" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

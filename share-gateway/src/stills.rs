@@ -6,6 +6,7 @@
 //! under a chosen name, and plays the video from the time point. An oEmbed
 //! endpoint lets platforms embed it. See `docs/stills.md`.
 
+use crate::store::now_ms;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -60,13 +61,6 @@ fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::thread_rng().fill_bytes(&mut b);
     hex::encode(b)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {

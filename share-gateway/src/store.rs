@@ -52,7 +52,8 @@ pub struct Store {
     pub(crate) pool: SqlitePool,
 }
 
-fn now_ms() -> i64 {
+/// Now, ms since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -13,10 +13,10 @@
 //! temporary name), and the next hand-off or bookmark resume schedules the
 //! rendition again.
 
+use crate::store::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -115,13 +115,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Transcodes {
     inner: Arc<Inner>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// The shorter side of a rendition of a `width` x `height` source that a

@@ -324,3 +324,19 @@ pub fn ffprobe_rotation(stream: &serde_json::Value) -> u64 {
         .unwrap_or(0);
     u64::from(sharecast_formats::attributes::rotation_from_ffprobe(ccw))
 }
+
+/// The frame ffmpeg decodes at `t` seconds, as shown (ffmpeg applies a
+/// display rotation).
+pub fn ffmpeg_frame(file: &Path, t: f64) -> image::DynamicImage {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.png");
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    image::open(&out).unwrap()
+}
