@@ -265,7 +265,7 @@ fn guard_requests(server: &rtsp::RTSPServer, shared: &Arc<Shared>) {
 
 /// Remembers the `user` query parameter of DESCRIBE and SETUP requests, by
 /// mount.
-fn for_requests_with_query(client: &rtsp::RTSPClient, users: &Arc<Mutex<HashMap<String, String>>>) {
+fn remember_viewer_users(client: &rtsp::RTSPClient, users: &Arc<Mutex<HashMap<String, String>>>) {
     let remember = |users: Arc<Mutex<HashMap<String, String>>>| {
         move |_: &rtsp::RTSPClient, ctx: &rtsp::RTSPContext| {
             let uri = ctx
@@ -299,7 +299,7 @@ fn track_viewers(
         // UP: its user token), by mount, for this connection: the PLAY URL
         // is built from the content base, without the query.
         let users: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-        for_requests_with_query(client, &users);
+        remember_viewer_users(client, &users);
         let (v, t, ctx) = (viewers.clone(), tracker.clone(), context.clone());
         client.connect_play_request(move |client, rctx| {
             let mount = rctx.uri().and_then(|u| mount_of_uri(&u.request_uri()));

@@ -35,6 +35,24 @@ const MAC_HEX: usize = 32;
 /// `(session_id, token)`.
 pub type Authorizer = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
 
+/// A 256-bit signing key kept in `path` (owner-only), made at first use.
+pub(crate) fn load_or_create_key(path: &Path) -> Result<Vec<u8>> {
+    if let Ok(k) = std::fs::read(path) {
+        if k.len() == 32 {
+            return Ok(k);
+        }
+    }
+    let mut k = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut k);
+    std::fs::write(path, &k).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(k)
+}
+
 /// A token handed out, with its expiry.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IssuedToken {
@@ -89,21 +107,7 @@ impl PlaybackTokens {
     /// whether live streams need a token; `ttl_secs`: lifetime of issued
     /// tokens.
     pub fn load(data_dir: &Path, required: bool, ttl_secs: u64) -> Result<Self> {
-        let path = data_dir.join("playback-key");
-        let key = match std::fs::read(&path) {
-            Ok(k) if k.len() == 32 => k,
-            _ => {
-                let mut k = vec![0u8; 32];
-                rand::thread_rng().fill_bytes(&mut k);
-                std::fs::write(&path, &k).with_context(|| format!("writing {}", path.display()))?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-                }
-                k
-            }
-        };
+        let key = load_or_create_key(&data_dir.join("playback-key"))?;
         Ok(Self::with_key(key, required, ttl_secs))
     }
 
@@ -123,12 +127,17 @@ impl PlaybackTokens {
         self.inner.required
     }
 
-    fn mac(&self, session_id: &str, exp: i64) -> String {
+    fn hmac(&self, session_id: &str, exp: i64) -> Option<HmacSha256> {
         // HMAC takes keys of any length; the error cannot happen.
-        let Ok(mut mac) = HmacSha256::new_from_slice(&self.inner.key) else {
+        let mut mac = HmacSha256::new_from_slice(&self.inner.key).ok()?;
+        mac.update(format!("live|{session_id}|{exp}").as_bytes());
+        Some(mac)
+    }
+
+    fn mac(&self, session_id: &str, exp: i64) -> String {
+        let Some(mac) = self.hmac(session_id, exp) else {
             return String::new();
         };
-        mac.update(format!("live|{session_id}|{exp}").as_bytes());
         let mut hex = hex::encode(mac.finalize().into_bytes());
         hex.truncate(MAC_HEX);
         hex
@@ -155,15 +164,13 @@ impl PlaybackTokens {
         let token = token.filter(|t| !t.is_empty()).ok_or(Refusal::Missing)?;
         let (exp, mac) = token.split_once('-').ok_or(Refusal::Invalid)?;
         let exp: i64 = exp.parse().map_err(|_| Refusal::Invalid)?;
-        let expected = self.mac(session_id, exp);
-        // Constant-time comparison of the hex MACs.
-        if mac.len() != expected.len()
-            || mac
-                .bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                != 0
-        {
+        let tag = hex::decode(mac).map_err(|_| Refusal::Invalid)?;
+        // Constant-time comparison of the truncated MAC.
+        let genuine = mac.len() == MAC_HEX
+            && self
+                .hmac(session_id, exp)
+                .is_some_and(|m| m.verify_truncated_left(&tag).is_ok());
+        if !genuine {
             return Err(Refusal::Invalid);
         }
         if exp < now_unix_s() {

@@ -410,17 +410,7 @@ impl ResumeService {
                 .await
                 .context("creating resume tables")?;
         }
-        let key_path = data_dir.join("signing-key");
-        let key = match std::fs::read(&key_path) {
-            Ok(k) if k.len() == 32 => k,
-            _ => {
-                let mut k = vec![0u8; 32];
-                rand::thread_rng().fill_bytes(&mut k);
-                std::fs::write(&key_path, &k)
-                    .with_context(|| format!("writing {}", key_path.display()))?;
-                k
-            }
-        };
+        let key = crate::playback::load_or_create_key(&data_dir.join("signing-key"))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
