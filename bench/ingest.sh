@@ -7,7 +7,7 @@
 # where the server's CPU goes, by thread name and (with perf) by function.
 #
 # Prints numbers, asserts nothing. Env: SESSIONS="10 25 50" SECONDS_PER_RUN=20
-# COMMIT_DELAY_MS=5
+# COMMIT_DELAY_MS=5 JOURNAL_SYNC=file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +55,7 @@ listen = "127.0.0.1:24433"
 max_sessions_per_device = 100000
 max_connects_per_minute = 100000
 journal_commit_delay_ms = ${COMMIT_DELAY_MS:-$DEFAULT_COMMIT_DELAY_MS}
+journal_sync = "${JOURNAL_SYNC:-filesystem}"
 [http]
 listen = "127.0.0.1:28080"
 [live]

@@ -1,8 +1,9 @@
 //! Ingest configuration. Every limit is a named value with a default; the
-//! defaults are documented in `docs/configuration.md` and in
-//! `docs/sharecast.example.toml`.
+//! defaults are documented here and in `docs/sharecast.example.toml`.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::committer::JournalSync;
 
 /// Configuration of the QUIC ingest server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,13 +39,20 @@ pub struct IngestConfig {
     pub end_wait_secs: u64,
     /// QUIC idle timeout, seconds. Default 10.
     pub idle_timeout_secs: u64,
-    /// Most frames written by one journal commit (group commit). Default 512.
+    /// Most frames of one session written by one journal commit round.
+    /// Default 512.
     pub journal_batch_frames: usize,
-    /// How long a journal commit waits, after the first frame, for more
-    /// frames to join the same write and fdatasync, ms. 0 commits at once.
-    /// Default 10 (`bench/ingest.sh`, 75 sessions: p99 ack 96 ms with 10,
-    /// 757 ms with 0).
+    /// Journal commit rounds (one write per session with waiting frames,
+    /// then one sync for all of them) start at most this often, ms. Under
+    /// load a round takes everything that arrived during the previous one;
+    /// at light load a frame waits at most this long before its write. 0
+    /// starts a round as soon as a frame waits. Default 10.
     pub journal_commit_delay_ms: u64,
+    /// How a commit round is made durable: `"filesystem"` (one `syncfs` of
+    /// the journals' filesystem per round; Linux, elsewhere the same as
+    /// `"file"`) or `"file"` (one `fdatasync` per journal written by the
+    /// round). Default `"filesystem"`.
+    pub journal_sync: JournalSync,
 }
 
 impl Default for IngestConfig {
@@ -65,6 +73,7 @@ impl Default for IngestConfig {
             idle_timeout_secs: 10,
             journal_batch_frames: 512,
             journal_commit_delay_ms: 10,
+            journal_sync: JournalSync::Filesystem,
         }
     }
 }

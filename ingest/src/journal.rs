@@ -12,12 +12,15 @@
 //!   0x03 END    body = JSON {"finished_unix_ms": ..}
 //! ```
 //!
-//! **fsync policy (group commit)**: after the first frame the writer waits
-//! `journal_commit_delay_ms` (default 10) for others, then takes every frame
-//! waiting in its queue (up to `journal_batch_frames`), appends them with one
-//! `write`, calls
-//! `fdatasync` once, and only then reports them durable; acknowledgements are
-//! sent after that. A crash can lose only frames that were never acknowledged.
+//! **fsync policy (group commit across sessions)**: one committer thread
+//! (`committer.rs`) runs rounds, at most one every `journal_commit_delay_ms`
+//! (default 10). A round appends each waiting session's frames (up to
+//! `journal_batch_frames` per session) to its journal with one `write`, makes
+//! the round durable with one `syncfs` of the journals' filesystem
+//! (`journal_sync = "filesystem"`, the default) or one `fdatasync` per file
+//! (`"file"`), and only then reports the frames durable; acknowledgements
+//! are sent after that. A crash can lose only frames that were never
+//! acknowledged.
 //!
 //! **Recovery**: records are read until the end of the file or the first record
 //! whose length or checksum does not match (a torn tail from a crash); the file
@@ -127,8 +130,8 @@ impl JournalWriter {
         })
     }
 
-    /// Append frames with one write and one fdatasync (group commit).
-    pub fn append_frames(&mut self, frames: &[MediaFrame]) -> Result<()> {
+    /// Append frames with one write, not yet durable (see [`Self::sync_data`]).
+    pub fn write_frames(&mut self, frames: &[MediaFrame]) -> Result<()> {
         self.scratch.clear();
         let mut header = BytesMut::with_capacity(FRAME_HEADER_LEN);
         for f in frames {
@@ -138,25 +141,36 @@ impl JournalWriter {
         }
         self.file
             .write_all(&self.scratch)
-            .with_context(|| format!("appending to {}", self.path.display()))?;
-        self.file
-            .sync_data()
-            .with_context(|| format!("fdatasync {}", self.path.display()))?;
-        Ok(())
+            .with_context(|| format!("appending to {}", self.path.display()))
     }
 
-    /// Mark the session finished; durable on return.
-    pub fn append_end(&mut self, finished_unix_ms: u64) -> Result<()> {
+    /// Append the END record marking the session finished, not yet durable.
+    pub fn write_end(&mut self, finished_unix_ms: u64) -> Result<()> {
         self.scratch.clear();
         let body = serde_json::json!({ "finished_unix_ms": finished_unix_ms }).to_string();
         put_record(&mut self.scratch, KIND_END, &[body.as_bytes()]);
         self.file
             .write_all(&self.scratch)
-            .with_context(|| format!("appending END to {}", self.path.display()))?;
+            .with_context(|| format!("appending END to {}", self.path.display()))
+    }
+
+    /// Make everything written so far durable (`fdatasync`).
+    pub fn sync_data(&mut self) -> Result<()> {
         self.file
             .sync_data()
-            .with_context(|| format!("fdatasync {}", self.path.display()))?;
-        Ok(())
+            .with_context(|| format!("fdatasync {}", self.path.display()))
+    }
+
+    /// Append frames and make them durable.
+    pub fn append_frames(&mut self, frames: &[MediaFrame]) -> Result<()> {
+        self.write_frames(frames)?;
+        self.sync_data()
+    }
+
+    /// Mark the session finished; durable on return.
+    pub fn append_end(&mut self, finished_unix_ms: u64) -> Result<()> {
+        self.write_end(finished_unix_ms)?;
+        self.sync_data()
     }
 }
 

@@ -7,6 +7,7 @@
 //! [`SessionOutput`] (the transcoder and live relay, wired by the binary). It
 //! knows nothing about GStreamer or HTTP.
 
+mod committer;
 pub mod config;
 pub mod journal;
 pub mod metrics;

@@ -28,11 +28,11 @@ pub struct IngestMetrics {
     pub frames_duplicate: AtomicU64,
     /// Frame bytes received.
     pub bytes_received: AtomicU64,
-    /// Journal group commits.
+    /// Journal commit rounds.
     pub journal_commits: AtomicU64,
     /// Frames made durable.
     pub journal_frames: AtomicU64,
-    /// Total fdatasync time, microseconds.
+    /// Time spent in commit rounds (writes and sync), microseconds.
     pub journal_sync_us: AtomicU64,
     rejected: [AtomicU64; CODES],
 }
@@ -103,7 +103,7 @@ impl IngestMetrics {
             ),
             (
                 "sharecast_ingest_journal_commits_total",
-                "Journal group commits (one fdatasync each)",
+                "Journal commit rounds (one sync for the frames of every session in the round)",
                 &self.journal_commits,
             ),
             (
@@ -113,7 +113,7 @@ impl IngestMetrics {
             ),
             (
                 "sharecast_ingest_journal_sync_microseconds_total",
-                "Time spent in fdatasync",
+                "Time spent in journal commit rounds (writes and sync)",
                 &self.journal_sync_us,
             ),
         ];

@@ -18,6 +18,7 @@ use sharecast_formats::ingest::{
 };
 use tokio::sync::mpsc;
 
+use crate::committer::{self, Committer, CommitterConfig};
 use crate::config::IngestConfig;
 use crate::journal::{self, JournalWriter, SessionMeta};
 use crate::metrics::IngestMetrics;
@@ -77,6 +78,8 @@ struct Shared {
     /// Connections already refused (by stable id): a connection is refused,
     /// counted and told once, however many of its streams hit an error.
     refused: Mutex<std::collections::HashSet<usize>>,
+    /// Makes every session's frames durable (group commit across sessions).
+    committer: Committer,
 }
 
 /// The ingest server.
@@ -142,6 +145,16 @@ impl IngestServer {
             .with_context(|| format!("ingest listen address {:?}", cfg.listen))?;
         let endpoint = quinn::Endpoint::server(server_config, addr)
             .with_context(|| format!("binding QUIC ingest on udp {addr}"))?;
+        let metrics = Arc::new(IngestMetrics::default());
+        let committer = Committer::start(
+            CommitterConfig {
+                dir: committer::journals_dir(data_dir),
+                sync: cfg.journal_sync,
+                min_interval: Duration::from_millis(cfg.journal_commit_delay_ms),
+                batch_frames: cfg.journal_batch_frames.max(1),
+            },
+            metrics.clone(),
+        )?;
         Ok(IngestServer {
             endpoint,
             shared: Arc::new(Shared {
@@ -149,10 +162,11 @@ impl IngestServer {
                 data_dir: data_dir.to_path_buf(),
                 handler,
                 sessions: Mutex::new(HashMap::new()),
-                metrics: Arc::new(IngestMetrics::default()),
+                metrics,
                 connects: Mutex::new(HashMap::new()),
                 finished: Mutex::new(HashMap::new()),
                 refused: Mutex::new(std::collections::HashSet::new()),
+                committer,
             }),
             fingerprint,
         })
@@ -241,7 +255,7 @@ impl IngestServer {
     /// restart): replay their frames into fresh outputs and wait for their
     /// phones to resume, finalising them after `resume_timeout_secs`.
     pub async fn recover_sessions(&self) -> Result<usize> {
-        let dir = self.shared.data_dir.join("sessions");
+        let dir = committer::journals_dir(&self.shared.data_dir);
         let Ok(rd) = std::fs::read_dir(&dir) else {
             return Ok(0);
         };
@@ -338,7 +352,6 @@ fn limits(cfg: &IngestConfig) -> SessionLimits {
     SessionLimits {
         max_session_us: (cfg.max_session_secs as i64).saturating_mul(1_000_000),
         max_bitrate_bps: cfg.max_bitrate_bps,
-        commit_delay: std::time::Duration::from_millis(cfg.journal_commit_delay_ms),
     }
 }
 
@@ -374,8 +387,7 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
         output,
         writer,
         limits(&shared.cfg),
-        shared.cfg.journal_batch_frames,
-        shared.metrics.clone(),
+        &shared.committer,
     );
     // Replay: every journaled frame is durable already; release in order.
     {
@@ -828,7 +840,7 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
     }
     let id = random_hex(8);
     let secret = random_hex(16);
-    let dir = shared.data_dir.join("sessions").join(&id);
+    let dir = committer::journals_dir(&shared.data_dir).join(&id);
     let info = SessionInfo {
         id: id.clone(),
         device: device.clone(),
@@ -870,8 +882,7 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
         output,
         writer,
         limits(&shared.cfg),
-        shared.cfg.journal_batch_frames,
-        shared.metrics.clone(),
+        &shared.committer,
     );
     shared
         .sessions

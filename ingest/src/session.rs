@@ -1,17 +1,18 @@
 //! Per-session state: which frames are held, which are durable, what has been
-//! released to the outputs, and the journal writer task.
+//! released to the outputs; frames go to the journal through a
+//! [`JournalSlot`] of the shared committer.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sharecast_formats::ingest::ErrorCode;
 use sharecast_formats::media::MediaFrame;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
+use crate::committer::{Committer, JournalSlot};
 use crate::journal::JournalWriter;
-use crate::metrics::IngestMetrics;
 use crate::{SessionInfo, SessionOutput};
 
 /// Durable frames: contiguous prefix and ranges held above it, per track.
@@ -78,11 +79,6 @@ pub(crate) struct State {
     pub max_live_delay_ms: Option<i64>,
 }
 
-pub(crate) enum JournalCmd {
-    Frame(MediaFrame),
-    End(oneshot::Sender<anyhow::Result<()>>),
-}
-
 /// One ingest session, independent of the connection carrying it.
 pub(crate) struct Session {
     pub info: SessionInfo,
@@ -90,7 +86,7 @@ pub(crate) struct Session {
     pub output: Arc<dyn SessionOutput>,
     pub state: Mutex<State>,
     pub ack_tx: watch::Sender<AckState>,
-    pub journal_tx: mpsc::UnboundedSender<JournalCmd>,
+    pub journal: Arc<JournalSlot>,
     /// Generation of the connection currently attached (0 = none yet).
     pub generation: AtomicU64,
     pub connection: Mutex<Option<quinn::Connection>>,
@@ -102,8 +98,6 @@ pub(crate) struct Session {
 pub(crate) struct SessionLimits {
     pub max_session_us: i64,
     pub max_bitrate_bps: u64,
-    /// How long a journal commit waits for more frames after the first.
-    pub commit_delay: std::time::Duration,
 }
 
 impl Session {
@@ -113,8 +107,7 @@ impl Session {
         output: Arc<dyn SessionOutput>,
         writer: JournalWriter,
         limits: SessionLimits,
-        batch: usize,
-        metrics: Arc<IngestMetrics>,
+        committer: &Committer,
     ) -> Arc<Session> {
         let tracks = info
             .tracks
@@ -123,8 +116,7 @@ impl Session {
             .collect::<BTreeMap<_, _>>();
         let acks = tracks.keys().map(|k| (*k, 0)).collect();
         let (ack_tx, _) = watch::channel((acks, BTreeMap::new()));
-        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
-        let session = Arc::new(Session {
+        Arc::new_cyclic(|weak| Session {
             info,
             secret,
             output,
@@ -141,21 +133,12 @@ impl Session {
                 max_live_delay_ms: None,
             }),
             ack_tx,
-            journal_tx,
+            journal: committer.slot(writer, weak.clone()),
             generation: AtomicU64::new(0),
             connection: Mutex::new(None),
             started: Instant::now(),
             limits,
-        });
-        tokio::spawn(journal_task(
-            Arc::downgrade(&session),
-            writer,
-            journal_rx,
-            batch,
-            session.limits.commit_delay,
-            metrics,
-        ));
-        session
+        })
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -331,14 +314,17 @@ impl Session {
         if live {
             self.output.live(&frame);
         }
-        self.journal_tx
-            .send(JournalCmd::Frame(frame))
-            .map_err(|_| (ErrorCode::Internal, "session journal is closed".to_string()))?;
+        self.journal.push(frame).map_err(|why| {
+            (
+                ErrorCode::Internal,
+                format!("session journal is closed: {why}"),
+            )
+        })?;
         Ok(true)
     }
 
     /// Frames of a commit are durable: release in order, acknowledge.
-    fn on_durable(&self, frames: Vec<MediaFrame>) {
+    pub(crate) fn on_durable(&self, frames: Vec<MediaFrame>) {
         let mut release = Vec::new();
         {
             let mut st = self.lock();
@@ -374,12 +360,25 @@ impl Session {
 
     /// Make everything durable so far and write the END record.
     pub async fn close_journal(&self) -> anyhow::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.journal_tx
-            .send(JournalCmd::End(tx))
-            .map_err(|_| anyhow::anyhow!("journal writer stopped"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("journal writer stopped"))?
+        self.journal
+            .end()
+            .await
+            .map_err(|_| anyhow::anyhow!("journal committer stopped"))?
+    }
+
+    /// The journal could not take this session's frames: nothing of them
+    /// was acknowledged; the session fails and its phone is told.
+    pub(crate) fn journal_failed(&self, msg: &str) {
+        tracing::error!(session = %self.info.id, error = %msg, "session journal failed");
+        self.lock().failure.get_or_insert_with(|| msg.to_string());
+        if let Some(c) = self
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            c.close(ErrorCode::Internal.as_u16().into(), msg.as_bytes());
+        }
     }
 
     /// Frames held per track (unique), for snapshots.
@@ -406,100 +405,5 @@ impl Session {
 
     pub fn age(&self) -> Duration {
         self.started.elapsed()
-    }
-}
-
-async fn journal_task(
-    session: std::sync::Weak<Session>,
-    mut writer: JournalWriter,
-    mut rx: mpsc::UnboundedReceiver<JournalCmd>,
-    batch_max: usize,
-    commit_delay: std::time::Duration,
-    metrics: Arc<IngestMetrics>,
-) {
-    let mut pending_end: Option<oneshot::Sender<anyhow::Result<()>>> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = Vec::new();
-        match first {
-            JournalCmd::Frame(f) => batch.push(f),
-            JournalCmd::End(tx) => pending_end = Some(tx),
-        }
-        // Group commit: give the frames arriving right behind this one a
-        // moment to join the same write and fdatasync.
-        if !commit_delay.is_zero() && pending_end.is_none() {
-            tokio::time::sleep(commit_delay).await;
-        }
-        while batch.len() < batch_max && pending_end.is_none() {
-            match rx.try_recv() {
-                Ok(JournalCmd::Frame(f)) => batch.push(f),
-                Ok(JournalCmd::End(tx)) => pending_end = Some(tx),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            let started = Instant::now();
-            let result = tokio::task::spawn_blocking(move || {
-                let r = writer.append_frames(&batch);
-                (writer, batch, r)
-            })
-            .await;
-            let (w, frames, r) = match result {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(error = %e, "journal writer task failed");
-                    return;
-                }
-            };
-            writer = w;
-            metrics.journal_commits.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .journal_sync_us
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            let Some(s) = session.upgrade() else { return };
-            match r {
-                Ok(()) => {
-                    metrics
-                        .journal_frames
-                        .fetch_add(frames.len() as u64, Ordering::Relaxed);
-                    s.on_durable(frames);
-                }
-                Err(e) => {
-                    // Nothing of this batch is acknowledged; the phone keeps
-                    // it and resends after it resumes.
-                    let msg = format!("journal write failed: {e:#}");
-                    tracing::error!(session = %s.info.id, error = %msg);
-                    s.lock().failure.get_or_insert(msg.clone());
-                    if let Some(c) = s
-                        .connection
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .as_ref()
-                    {
-                        c.close(ErrorCode::Internal.as_u16().into(), msg.as_bytes());
-                    }
-                    return;
-                }
-            }
-        }
-        if let Some(tx) = pending_end.take() {
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let r = tokio::task::spawn_blocking(move || {
-                let r = writer.append_end(ms);
-                (writer, r)
-            })
-            .await;
-            match r {
-                Ok((_w, r)) => {
-                    let _ = tx.send(r);
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(anyhow::anyhow!("journal writer task failed: {e}")));
-                }
-            }
-            return;
-        }
     }
 }

@@ -11,6 +11,8 @@ use sharecast_client_sdk::{Trust, UploadError, Uploader, UploaderConfig};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{encode_frame, Control, ErrorCode, Hello, VERSION};
 use sharecast_formats::media::{MediaFrame, TrackInfo};
+use sharecast_ingest::config::JournalSync;
+use sharecast_ingest::journal;
 use sharecast_ingest::{
     BoxFuture, DeviceIdentity, IngestConfig, IngestServer, SessionHandler, SessionInfo,
     SessionOutput,
@@ -707,6 +709,83 @@ async fn the_commit_delay_groups_frames_into_fewer_syncs() {
         delayed * 3 <= none,
         "commits without delay {none}, with a 50 ms delay {delayed}"
     );
+}
+
+/// One committer makes every session's frames durable: sessions sending at
+/// the same time share commit rounds (at most one per commit delay, however
+/// many sessions), with either sync mode, and every journal holds its
+/// session's frames exactly once, in order, ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_share_commit_rounds() {
+    const SESSIONS: usize = 6;
+    const FRAMES: i64 = 60;
+    let delay_ms = 20u64;
+    for sync in [JournalSync::Filesystem, JournalSync::File] {
+        let env = Env::new(IngestConfig {
+            journal_commit_delay_ms: delay_ms,
+            journal_sync: sync,
+            max_sessions_per_device: 2 * SESSIONS,
+            ..IngestConfig::default()
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..SESSIONS {
+            let cfg = env.client("good");
+            tasks.push(tokio::spawn(async move {
+                let up = Uploader::start(cfg, tracks(), 0).await.unwrap();
+                for i in 0..FRAMES {
+                    up.send(frame(0, i)).await.unwrap();
+                    up.send(frame(1, i)).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let id = up.session_id().to_string();
+                up.finish().await.unwrap();
+                id
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let mut out = String::new();
+        env.server.render_metrics(&mut out);
+        let commits = out
+            .lines()
+            .find_map(|l| l.strip_prefix("sharecast_ingest_journal_commits_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("journal commits metric");
+        eprintln!("{sync:?}: {commits} rounds in {elapsed_ms} ms");
+        // A committer per session would need about SESSIONS times one
+        // session's rounds.
+        assert!(
+            commits <= elapsed_ms / delay_ms + 1,
+            "{sync:?}: {commits} commit rounds in {elapsed_ms} ms with a {delay_ms} ms delay"
+        );
+        assert_eq!(
+            env.mem.recorded.lock().unwrap().len(),
+            SESSIONS * 2 * FRAMES as usize
+        );
+        for id in ids {
+            let path = env._dir.path().join("sessions").join(&id).join("journal");
+            let rec = journal::recover(&path).unwrap();
+            assert!(rec.ended, "{sync:?}: {id} has no END record");
+            for track in [0u8, 1] {
+                let seqs: Vec<u64> = rec
+                    .frames
+                    .iter()
+                    .filter(|f| f.track == track)
+                    .map(|f| f.seq)
+                    .collect();
+                assert_eq!(
+                    seqs,
+                    (0..FRAMES as u64).collect::<Vec<_>>(),
+                    "{sync:?}: {id} track {track}"
+                );
+            }
+        }
+    }
 }
 
 /// Connections refused one after the other are each told why: a refused
