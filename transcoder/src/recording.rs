@@ -4,7 +4,7 @@
 //! Source pipeline, one branch per track, one muxer:
 //!
 //! ```text
-//! appsrc name=track{id} caps=<from TrackInfo> ! {h264,h265,aac,opus}parse name=parse{id} ! queue
+//! appsrc name=track{id} caps=<from TrackInfo> ! {h264,h265,aac,opus}parse name=parse{id}
 //!   ! mp4mux name=vodmux reserved-max-duration=<max_duration_ms> reserved-moov-update-period=<fragment_duration_ms>
 //!   ! filesink name=vodsink location=<out_dir>/source.mp4
 //! ```
@@ -257,8 +257,12 @@ impl Recording {
         let sink = gst::ElementFactory::make("filesink")
             .name("vodsink")
             .property("location", path.to_string_lossy().as_ref())
-            // Every index update reaches the kernel as soon as it is written.
-            .property_from_str("buffer-mode", "unbuffered")
+            // Media data is written in blocks of `buffer-size`; filesink
+            // flushes its buffer before every seek, so each index update
+            // (a seek back to the reserved room, a write, a seek to the
+            // end) reaches the kernel together with the data it indexes.
+            .property_from_str("buffer-mode", "full")
+            .property("buffer-size", 256u32 * 1024)
             .build()
             .context("creating filesink")?;
         pipeline
@@ -283,20 +287,23 @@ impl Recording {
                 .handle_segment_change(true)
                 .build();
             let parser = element(parser_for_track(t)?, &format!("parse{}", t.id))?;
-            let queue = element("queue", &format!("queue{}", t.id))?;
+            // No queue: each appsrc has its own streaming thread and queue,
+            // and every mp4mux pad holds its own buffer, so a queue would
+            // only add a thread and a hand-off per frame.
             pipeline
-                .add_many([appsrc.upcast_ref(), &parser, &queue])
-                .context("adding appsrc, parser and queue")?;
-            gst::Element::link_many([appsrc.upcast_ref(), &parser, &queue])
+                .add_many([appsrc.upcast_ref(), &parser])
+                .context("adding appsrc and parser")?;
+            appsrc
+                .link(&parser)
                 .with_context(|| format!("linking track {} to its parser", t.id))?;
             let is_video = t.codec().is_some_and(|c| c.is_video());
             let template = if is_video { "video_%u" } else { "audio_%u" };
             let mux_pad = vodmux
                 .request_pad_simple(template)
                 .ok_or_else(|| anyhow!("mp4mux refused a {template} pad"))?;
-            queue
+            parser
                 .static_pad("src")
-                .ok_or_else(|| anyhow!("queue without src pad"))?
+                .ok_or_else(|| anyhow!("parser without src pad"))?
                 .link(&mux_pad)
                 .with_context(|| format!("linking track {} to mp4mux", t.id))?;
             branches.insert(
