@@ -366,9 +366,55 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         Some(json!({"recipient": "+15550007"})),
     );
     assert_eq!((s, error_code(&v)), (409, "opted_out"));
+    // STOP holds for shares too, and for a number that never subscribed.
+    let stop_share = |server: &Server| {
+        let (s, v) = api(
+            server,
+            "POST",
+            "/api/v1/shares",
+            Some(&tok),
+            Some(json!({"asset_id": session, "recipients": ["+15550007", "+15550001"]})),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["recipient"].as_str().unwrap().to_string(),
+                    d["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        stop_share(&server),
+        vec![
+            ("+15550007".to_string(), "opted_out".to_string()),
+            ("+15550001".to_string(), "no_gateway".to_string()),
+        ]
+    );
+    let stop = server.get("/api/v1/sms/inbound?from=15550006&text=STOP");
+    assert_eq!(stop.status().as_u16(), 200);
+    let (s, v) = api(
+        &server,
+        "POST",
+        "/api/v1/subscriptions",
+        Some(&tok),
+        Some(json!({"recipient": "+15550006"})),
+    );
+    assert_eq!((s, error_code(&v)), (409, "opted_out"));
     server.get("/api/v1/sms/inbound?from=%2B15550007&text=START");
     let (_, v) = api(&server, "GET", "/api/v1/subscriptions", Some(&tok), None);
     assert_eq!(v["subscriptions"][0]["status"], "active", "{v}");
+    assert_eq!(
+        stop_share(&server),
+        vec![
+            ("+15550007".to_string(), "no_gateway".to_string()),
+            ("+15550001".to_string(), "no_gateway".to_string()),
+        ]
+    );
     let (s, v) = api(
         &server,
         "DELETE",

@@ -9,7 +9,8 @@
 //! the gateway right now), `sent`, `failed` (permanent error or attempts
 //! exhausted), `no_gateway` (no SMS gateway configured: recorded, never
 //! sent), `unknown` (the server stopped while the gateway was being called;
-//! not retried, so it is never sent twice), `opted_out`.
+//! not retried, so it is never sent twice), `opted_out` (the recipient
+//! replied STOP before it was sent).
 
 pub(crate) use crate::store::now_ms;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -344,15 +345,8 @@ pub(crate) async fn run_worker(
             match opted_out(&store, &share_id, &recipient).await {
                 Ok(true) => {
                     tracing::info!(delivery = id, to = %recipient, "recipient opted out (STOP); not sent");
-                    let _ = set_status(
-                        &store,
-                        id,
-                        "opted_out",
-                        Some("the recipient replied STOP to this device's messages"),
-                        None,
-                        None,
-                    )
-                    .await;
+                    let _ =
+                        set_status(&store, id, "opted_out", Some(OPTED_OUT_NOTE), None, None).await;
                     continue;
                 }
                 Ok(false) => {}
@@ -386,8 +380,29 @@ pub(crate) async fn run_worker(
     }
 }
 
-/// Whether `recipient` replied STOP to the device that owns `share_id`.
+/// Why a delivery to a number that replied STOP was not sent.
+pub(crate) const OPTED_OUT_NOTE: &str =
+    "the recipient replied STOP; nothing is sent to it until it replies START";
+
+/// Whether `recipient` replied STOP (and not START since): it gets no
+/// message of any device.
+pub(crate) async fn number_opted_out(store: &Store, recipient: &str) -> Result<bool> {
+    let digits: String = recipient.chars().filter(|c| c.is_ascii_digit()).collect();
+    let row = sqlx::query("SELECT 1 FROM share_opt_outs WHERE digits = ?")
+        .bind(digits)
+        .fetch_optional(&store.pool)
+        .await
+        .context("checking the STOP list")?;
+    Ok(row.is_some())
+}
+
+/// Whether `recipient` replied STOP: to every device (see
+/// [`number_opted_out`]), or as a subscriber of the device that owns
+/// `share_id`.
 pub(crate) async fn opted_out(store: &Store, share_id: &str, recipient: &str) -> Result<bool> {
+    if number_opted_out(store, recipient).await? {
+        return Ok(true);
+    }
     let digits: String = recipient.chars().filter(|c| c.is_ascii_digit()).collect();
     let row = sqlx::query(
         "SELECT 1 FROM share_subscriptions s JOIN shares sh ON sh.device_id = s.device_id
