@@ -268,7 +268,7 @@ mod tests {
             recipient_number("+86 138 0013 8000").unwrap().value,
             "8613800138000"
         );
-        let e = recipient_number("abc").unwrap_err().to_string();
+        let e = recipient_number("Sharecast").unwrap_err().to_string();
         assert!(e.contains("not a phone number"), "{e}");
         assert!(recipient_number("").is_err());
     }
