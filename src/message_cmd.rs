@@ -134,7 +134,7 @@ pub fn run(cmd: MessageCmd) -> Result<()> {
     }
 }
 
-/// `--to`: a phone number (digits, `*`, `#`, optional `+`). An
+/// `--to`: a phone number (address digits `0-9 * # a-c`, optional `+`). An
 /// alphanumeric address names a sender, never a recipient.
 fn recipient_number(to: &str) -> Result<Address> {
     let a = Address::parse(to).with_context(|| format!("--to {to:?}"))?;
