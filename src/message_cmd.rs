@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use sharecast_client_sdk::recipient::{PushOutcome, Reassembler};
 use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::share::sms::TypeOfNumber;
 use sharecast_formats::share::{
     encode_submit_pdus, Address, MessageOptions, ShareFormat, SubmitOptions,
 };
@@ -106,7 +107,7 @@ pub fn run(cmd: MessageCmd) -> Result<()> {
             let json = read_input(&attributes)?;
             let attrs = parse_attributes(&json)
                 .with_context(|| format!("reading attributes from {}", attributes.display()))?;
-            let to = Address::parse(&to).with_context(|| format!("--to {to:?}"))?;
+            let to = recipient_number(&to)?;
             let smsc = smsc
                 .map(|s| Address::parse(&s).with_context(|| format!("--smsc {s:?}")))
                 .transpose()?;
@@ -131,6 +132,16 @@ pub fn run(cmd: MessageCmd) -> Result<()> {
         }
         MessageCmd::Decode { pdus } => decode(&pdus),
     }
+}
+
+/// `--to`: a phone number (address digits `0-9 * # a-c`, optional `+`). An
+/// alphanumeric address names a sender, never a recipient.
+fn recipient_number(to: &str) -> Result<Address> {
+    let a = Address::parse(to).with_context(|| format!("--to {to:?}"))?;
+    if a.ton == TypeOfNumber::Alphanumeric {
+        bail!("--to {to:?}: not a phone number (digits with an optional leading +)");
+    }
+    Ok(a)
 }
 
 /// Print one line; a closed pipe (`| head`) ends the output quietly.
@@ -218,9 +229,18 @@ fn decode(args: &[String]) -> Result<()> {
             }
         }
     }
+    // Every PDU has been read: what is still pending will never complete.
     let incomplete = r.expire(u64::MAX);
     if !incomplete.is_empty() {
-        let list: Vec<String> = incomplete.iter().map(ToString::to_string).collect();
+        let list: Vec<String> = incomplete
+            .iter()
+            .map(|m| {
+                format!(
+                    "message {} from {} ({} parts): part(s) {:?} not given",
+                    m.reference, m.peer, m.total, m.missing
+                )
+            })
+            .collect();
         bail!("incomplete: {}", list.join("; "));
     }
     if decoded == 0 {
@@ -240,6 +260,17 @@ mod tests {
         assert_eq!(a.share_url.as_deref(), Some("https://s/1"));
         assert!(parse_attributes("[1]").is_err());
         assert!(parse_attributes(r#"{"width":"wide"}"#).is_err());
+    }
+
+    #[test]
+    fn recipients_are_numbers() {
+        assert_eq!(
+            recipient_number("+86 138 0013 8000").unwrap().value,
+            "8613800138000"
+        );
+        let e = recipient_number("Sharecast").unwrap_err().to_string();
+        assert!(e.contains("not a phone number"), "{e}");
+        assert!(recipient_number("").is_err());
     }
 
     #[test]

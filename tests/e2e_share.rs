@@ -366,9 +366,55 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         Some(json!({"recipient": "+15550007"})),
     );
     assert_eq!((s, error_code(&v)), (409, "opted_out"));
+    // STOP holds for shares too, and for a number that never subscribed.
+    let stop_share = |server: &Server| {
+        let (s, v) = api(
+            server,
+            "POST",
+            "/api/v1/shares",
+            Some(&tok),
+            Some(json!({"asset_id": session, "recipients": ["+15550007", "+15550001"]})),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["recipient"].as_str().unwrap().to_string(),
+                    d["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        stop_share(&server),
+        vec![
+            ("+15550007".to_string(), "opted_out".to_string()),
+            ("+15550001".to_string(), "no_gateway".to_string()),
+        ]
+    );
+    let stop = server.get("/api/v1/sms/inbound?from=15550006&text=STOP");
+    assert_eq!(stop.status().as_u16(), 200);
+    let (s, v) = api(
+        &server,
+        "POST",
+        "/api/v1/subscriptions",
+        Some(&tok),
+        Some(json!({"recipient": "+15550006"})),
+    );
+    assert_eq!((s, error_code(&v)), (409, "opted_out"));
     server.get("/api/v1/sms/inbound?from=%2B15550007&text=START");
     let (_, v) = api(&server, "GET", "/api/v1/subscriptions", Some(&tok), None);
     assert_eq!(v["subscriptions"][0]["status"], "active", "{v}");
+    assert_eq!(
+        stop_share(&server),
+        vec![
+            ("+15550007".to_string(), "no_gateway".to_string()),
+            ("+15550001".to_string(), "no_gateway".to_string()),
+        ]
+    );
     let (s, v) = api(
         &server,
         "DELETE",
@@ -716,6 +762,7 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     assert_eq!(s, 201, "{v}");
     let share_id = v["share"]["id"].as_str().unwrap().to_string();
     let token = v["token"].as_str().unwrap().to_string();
+    let share_expires_s = v["share"]["expires_unix_ms"].as_u64().unwrap() / 1000;
 
     // Kannel is not up yet: the attempts fail and are retried with backoff.
     let d = wait_for("a failed attempt", 20, || {
@@ -798,6 +845,54 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
         assert_eq!(a.size_bytes, attrs["size_bytes"].as_u64().unwrap());
         assert!(a.expires_unix.is_some());
     }
+    // Byte for byte, each number got the SMS our encoder makes of the
+    // asset's attributes plus the share link, poster and expiry: the same
+    // UDH (ports 16029, concatenation with the delivery's reference) and
+    // the same 8-bit data, in order.
+    // The link is on the server's address now (the restart moved its
+    // port); the attributes keep the addresses of the VOD-ready time.
+    let (_, v) = api(
+        &server,
+        "GET",
+        &format!("/api/v1/shares/{share_id}"),
+        Some(&tok),
+        None,
+    );
+    let share_url = v["share"]["url"].as_str().unwrap().to_string();
+    let mut expected_attrs: sharecast_formats::attributes::VideoAttributes =
+        serde_json::from_value(attrs.clone()).unwrap();
+    expected_attrs.share_url = Some(share_url.clone());
+    expected_attrs.thumbnail_url = Some(format!(
+        "{}/api/v1/assets/{session}/poster.jpg",
+        share_url.split("/s/").next().unwrap()
+    ));
+    expected_attrs.expires_unix = Some(share_expires_s);
+    for x in &d {
+        let n = x["recipient"].as_str().unwrap();
+        let reference = (x["id"].as_i64().unwrap() as u16)
+            .wrapping_mul(31)
+            .wrapping_add(7);
+        let opts = sharecast_formats::share::MessageOptions {
+            reference,
+            ..Default::default()
+        };
+        let want =
+            sharecast_formats::share::encode_user_data(&expected_attrs, ShareFormat::Tlv, &opts)
+                .unwrap();
+        let sms: Vec<&FakeSms> = got.iter().filter(|m| m.to == n).collect();
+        assert_eq!(sms.len(), want.len(), "SMS to {n}: {sms:?}");
+        assert!(want.len() > 1, "the share is concatenated: {}", want.len());
+        assert_eq!(x["parts"].as_i64(), Some(want.len() as i64), "{x}");
+        for (got, want) in sms.iter().zip(&want) {
+            let udh = want.header.as_ref().unwrap().encode().unwrap();
+            assert_eq!(got.udh.as_deref(), Some(udh.as_slice()), "UDH to {n}");
+            let Body::EightBit(data) = &want.body else {
+                panic!("TLV is 8-bit data")
+            };
+            assert_eq!(&got.data, data, "data to {n}");
+        }
+    }
+
     // The subscriber: one live and one VOD message, never twice.
     let sub = &by_number["+15550009"];
     assert_eq!(sub.len(), 2, "live + VOD for the subscriber: {sub:?}");

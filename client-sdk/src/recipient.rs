@@ -30,7 +30,14 @@
 //!   messages never mix, even when two senders pick the same reference.
 //! - Parts may arrive in any order. A part already held is reported as
 //!   [`PushOutcome::Duplicate`] (and whether it is identical) and the first
-//!   copy is kept.
+//!   copy is kept. A message is remembered for
+//!   [`ReassemblyConfig::timeout_ms`] after it completes, so a part that a
+//!   service centre sends again after the whole message arrived (a lost
+//!   acknowledgement) is a duplicate too, not the start of a new message.
+//!   A part that differs from the completed one starts a new message:
+//!   references wrap. Likewise a single-SMS message received again within
+//!   that time, byte for byte with the same peer, ports and service-centre
+//!   timestamp, is a duplicate (`sequence` 1, `reference` 0).
 //! - A message still missing parts [`ReassemblyConfig::timeout_ms`] after its
 //!   first part arrived is dropped and reported by [`Reassembler::expire`]
 //!   with the parts that were missing. When more than
@@ -269,7 +276,21 @@ impl Pending {
 pub struct Reassembler {
     config: ReassemblyConfig,
     pending: BTreeMap<Key, Pending>,
+    /// Messages completed within the last `timeout_ms`: their parts, and
+    /// when they completed.
+    completed: BTreeMap<Key, (Vec<Body>, u64)>,
+    /// Single-SMS messages received within the last `timeout_ms`.
+    singles: Vec<(Single, u64)>,
     dropped: Vec<Expired>,
+}
+
+/// What identifies a single-SMS message for duplicate detection.
+#[derive(Debug, Clone, PartialEq)]
+struct Single {
+    peer: String,
+    timestamp: Option<Timestamp>,
+    ports: Option<(u16, u16)>,
+    body: Body,
 }
 
 impl Reassembler {
@@ -278,6 +299,8 @@ impl Reassembler {
         Self {
             config,
             pending: BTreeMap::new(),
+            completed: BTreeMap::new(),
+            singles: Vec::new(),
             dropped: Vec::new(),
         }
     }
@@ -317,6 +340,10 @@ impl Reassembler {
                 self.dropped.push(p.expired(&k, DropReason::Timeout));
             }
         }
+        self.completed
+            .retain(|_, (_, done)| now_ms < done.saturating_add(timeout));
+        self.singles
+            .retain(|(_, seen)| now_ms < seen.saturating_add(timeout));
     }
 
     /// Push one PDU given as hexadecimal text (whitespace ignored).
@@ -348,7 +375,26 @@ impl Reassembler {
         let ports = user_data.ports();
         let concat = user_data.concat().filter(|c| c.total > 1);
         let Some(c) = concat else {
-            return finish(peer, timestamp, ports, &[&user_data.body]);
+            let single = Single {
+                peer: peer.to_string(),
+                timestamp,
+                ports,
+                body: user_data.body,
+            };
+            if self.singles.iter().any(|(s, _)| *s == single) {
+                return Ok(PushOutcome::Duplicate {
+                    peer: single.peer,
+                    reference: 0,
+                    sequence: 1,
+                    identical: true,
+                });
+            }
+            let outcome = finish(peer, timestamp, ports, &[&single.body]);
+            if self.singles.len() >= self.config.max_pending.max(1) {
+                self.singles.remove(0);
+            }
+            self.singles.push((single, now_ms));
+            return outcome;
         };
         if c.sequence == 0 || c.sequence > c.total {
             // Decoded PDUs never get here; hand-built user data might.
@@ -367,6 +413,19 @@ impl Reassembler {
         };
         let alphabet = user_data.body.alphabet();
         if !self.pending.contains_key(&key) {
+            if let Some((parts, _)) = self.completed.get(&key) {
+                if parts.get(usize::from(c.sequence) - 1) == Some(&user_data.body) {
+                    return Ok(PushOutcome::Duplicate {
+                        identical: true,
+                        peer: key.peer,
+                        reference: key.reference,
+                        sequence: c.sequence,
+                    });
+                }
+                // Different content under a completed message's key: the
+                // sender's reference wrapped round to a new message.
+                self.completed.remove(&key);
+            }
             self.make_room();
             self.pending.insert(
                 key.clone(),
@@ -414,8 +473,34 @@ impl Reassembler {
         let Some(done) = self.pending.remove(&key) else {
             return finish(peer, timestamp, ports, &[]);
         };
-        let bodies: Vec<&Body> = done.parts.iter().flatten().collect();
-        finish(done.peer, done.timestamp, done.ports, &bodies)
+        let bodies: Vec<Body> = done.parts.into_iter().flatten().collect();
+        let outcome = finish(
+            done.peer,
+            done.timestamp,
+            done.ports,
+            &bodies.iter().collect::<Vec<_>>(),
+        );
+        self.remember_completed(key, bodies, now_ms);
+        outcome
+    }
+
+    /// Keep a completed message's parts for `timeout_ms`, at most
+    /// `max_pending` messages (the oldest is forgotten first).
+    fn remember_completed(&mut self, key: Key, parts: Vec<Body>, now_ms: u64) {
+        while self.completed.len() >= self.config.max_pending.max(1) {
+            let oldest = self
+                .completed
+                .iter()
+                .min_by_key(|(_, (_, done))| *done)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    self.completed.remove(&k);
+                }
+                None => break,
+            }
+        }
+        self.completed.insert(key, (parts, now_ms));
     }
 
     fn make_room(&mut self) {
@@ -911,6 +996,105 @@ mod tests {
         let s = complete(last.unwrap());
         assert_eq!(s.format, ShareFormat::WapVideo);
         assert_eq!(s.attributes.title.as_deref(), Some("Beach walk"));
+    }
+
+    #[test]
+    fn a_part_sent_again_after_completion_is_a_duplicate() {
+        let pdus = deliver_pdus(&long_attrs(), ShareFormat::Tlv, "+8613800138000", 0x44);
+        assert!(pdus.len() >= 2, "{}", pdus.len());
+        let cfg = ReassemblyConfig {
+            timeout_ms: 1000,
+            max_pending: 8,
+        };
+        let mut r = Reassembler::new(cfg);
+        let mut last = None;
+        for p in &pdus {
+            last = Some(r.push_pdu(p, 0).unwrap());
+        }
+        complete(last.unwrap());
+        // The service centre sends the last part again: a duplicate, and
+        // nothing is left waiting for the other parts.
+        let again = r.push_pdu(pdus.last().unwrap(), 500).unwrap();
+        assert!(
+            matches!(
+                again,
+                PushOutcome::Duplicate {
+                    identical: true,
+                    reference: 0x44,
+                    ..
+                }
+            ),
+            "{again:?}"
+        );
+        assert_eq!(r.pending_count(), 0);
+        assert!(r.expire(5000).is_empty(), "no spurious incomplete message");
+        // Once the completed message is forgotten, the same part starts a
+        // new message.
+        let late = r.push_pdu(&pdus[0], 6000).unwrap();
+        assert!(
+            matches!(late, PushOutcome::Pending { received: 1, .. }),
+            "{late:?}"
+        );
+        // A different message under the same reference is a new message.
+        let mut r = Reassembler::new(cfg);
+        for p in &pdus {
+            r.push_pdu(p, 0).unwrap();
+        }
+        let mut other = long_attrs();
+        other.title = Some("Other walk".into());
+        let next = deliver_pdus(&other, ShareFormat::Tlv, "+8613800138000", 0x44);
+        assert_eq!(next.len(), pdus.len());
+        let mut last = None;
+        for p in &next {
+            last = Some(r.push_pdu(p, 10).unwrap());
+        }
+        assert_eq!(
+            complete(last.unwrap()).attributes.title.as_deref(),
+            Some("Other walk")
+        );
+    }
+
+    #[test]
+    fn a_single_sms_received_twice_is_a_duplicate() {
+        let pdus = deliver_pdus(&attrs(), ShareFormat::WapSi, "+8613800138000", 3);
+        assert_eq!(pdus.len(), 1);
+        let cfg = ReassemblyConfig {
+            timeout_ms: 1000,
+            max_pending: 8,
+        };
+        let mut r = Reassembler::new(cfg);
+        complete(r.push_pdu(&pdus[0], 0).unwrap());
+        let again = r.push_pdu(&pdus[0], 999).unwrap();
+        assert!(
+            matches!(
+                again,
+                PushOutcome::Duplicate {
+                    sequence: 1,
+                    reference: 0,
+                    identical: true,
+                    ..
+                }
+            ),
+            "{again:?}"
+        );
+        // After the timeout it is a new message.
+        complete(r.push_pdu(&pdus[0], 1000).unwrap());
+        // The same share from another sender is not a duplicate.
+        let other = deliver_pdus(&attrs(), ShareFormat::WapSi, "+8613800000009", 3);
+        complete(r.push_pdu(&other[0], 1001).unwrap());
+        // Nor is the same share sent again later (another service-centre
+        // timestamp).
+        let ud = encode_user_data(&attrs(), ShareFormat::WapSi, &MessageOptions::default())
+            .unwrap()
+            .remove(0);
+        let resent = SmsDeliver::new(
+            Address::parse("+8613800138000").unwrap(),
+            Timestamp::from_unix(1_700_000_060, 0),
+            ud,
+        )
+        .encode()
+        .unwrap();
+        complete(r.push_pdu(&resent, 1002).unwrap());
     }
 
     #[test]

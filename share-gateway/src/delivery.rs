@@ -9,7 +9,8 @@
 //! the gateway right now), `sent`, `failed` (permanent error or attempts
 //! exhausted), `no_gateway` (no SMS gateway configured: recorded, never
 //! sent), `unknown` (the server stopped while the gateway was being called;
-//! not retried, so it is never sent twice), `opted_out`.
+//! not retried, so it is never sent twice), `opted_out` (the recipient
+//! replied STOP before it was sent).
 
 pub(crate) use crate::store::now_ms;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -344,15 +345,8 @@ pub(crate) async fn run_worker(
             match opted_out(&store, &share_id, &recipient).await {
                 Ok(true) => {
                     tracing::info!(delivery = id, to = %recipient, "recipient opted out (STOP); not sent");
-                    let _ = set_status(
-                        &store,
-                        id,
-                        "opted_out",
-                        Some("the recipient replied STOP to this device's messages"),
-                        None,
-                        None,
-                    )
-                    .await;
+                    let _ =
+                        set_status(&store, id, "opted_out", Some(OPTED_OUT_NOTE), None, None).await;
                     continue;
                 }
                 Ok(false) => {}
@@ -386,8 +380,29 @@ pub(crate) async fn run_worker(
     }
 }
 
-/// Whether `recipient` replied STOP to the device that owns `share_id`.
+/// Why a delivery to a number that replied STOP was not sent.
+pub(crate) const OPTED_OUT_NOTE: &str =
+    "the recipient replied STOP; nothing is sent to it until it replies START";
+
+/// Whether `recipient` replied STOP (and not START since): it gets no
+/// message of any device.
+pub(crate) async fn number_opted_out(store: &Store, recipient: &str) -> Result<bool> {
+    let digits: String = recipient.chars().filter(|c| c.is_ascii_digit()).collect();
+    let row = sqlx::query("SELECT 1 FROM share_opt_outs WHERE digits = ?")
+        .bind(digits)
+        .fetch_optional(&store.pool)
+        .await
+        .context("checking the STOP list")?;
+    Ok(row.is_some())
+}
+
+/// Whether `recipient` replied STOP: to every device (see
+/// [`number_opted_out`]), or as a subscriber of the device that owns
+/// `share_id`.
 pub(crate) async fn opted_out(store: &Store, share_id: &str, recipient: &str) -> Result<bool> {
+    if number_opted_out(store, recipient).await? {
+        return Ok(true);
+    }
     let digits: String = recipient.chars().filter(|c| c.is_ascii_digit()).collect();
     let row = sqlx::query(
         "SELECT 1 FROM share_subscriptions s JOIN shares sh ON sh.device_id = s.device_id
@@ -542,6 +557,144 @@ mod tests {
             "waits half a second at 2/s, got {wait:?}"
         );
         assert!(r.try_take(1.0, t0 + Duration::from_millis(500)).is_zero());
+    }
+
+    /// A sendsms stand-in that answers each request with the next status
+    /// of `answers` (the last one repeats) and counts the requests.
+    async fn fake_sendsms(answers: Vec<u16>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::http::StatusCode;
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/cgi-bin/sendsms",
+            axum::routing::get(move || {
+                let n = h.fetch_add(1, Ordering::SeqCst);
+                let code = answers[n.min(answers.len() - 1)];
+                async move { (StatusCode::from_u16(code).unwrap(), "answer") }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/cgi-bin/sendsms"), hits)
+    }
+
+    async fn row(store: &Store, id: i64) -> (String, i64, i64, Option<String>, Option<i64>) {
+        let r = sqlx::query(
+            "SELECT status, attempts, next_ms, last_error, parts FROM share_deliveries WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+    }
+
+    /// Temporary failures are retried after a doubling delay until
+    /// `max_attempts`; a permanent failure ends the delivery at once; a
+    /// success records the parts. Each outcome is counted.
+    #[tokio::test]
+    async fn failures_back_off_then_fail_and_successes_count_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        crate::shares::migrate(&store).await.unwrap();
+        for (id, recipient) in [(1, "+1555001"), (2, "+1555002"), (3, "+1555003")] {
+            sqlx::query(
+                "INSERT INTO share_deliveries (id, share_id, event_key, recipient, format, status, next_ms, created_ms)
+                 VALUES (?, 'ab', 'share:ab', ?, 'tlv', 'pending', 0, 0)",
+            )
+            .bind(id)
+            .bind(recipient)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        let job = |id: i64, attempts: i64| Job {
+            id,
+            share_id: "ab".into(),
+            recipient: format!("+155500{id}"),
+            format: "tlv".into(),
+            attempts,
+            attributes: VideoAttributes {
+                id: "ab".into(),
+                share_url: Some("http://h/s/0123456789abcdef0123456789abcdef".into()),
+                ..VideoAttributes::default()
+            },
+        };
+        let metrics = DeliveryMetrics::default();
+        let mut limiter = RateLimiter::new(0.0, 1);
+
+        // 503, 503, 503: two retries 1 s then 2 s later, then failed.
+        let (url, hits) = fake_sendsms(vec![503]).await;
+        let cfg = SmsConfig {
+            sendsms_url: url,
+            max_attempts: 3,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 60_000,
+            ..SmsConfig::default()
+        };
+        let kannel = Kannel::new(&cfg).unwrap();
+        for (attempts, delay) in [(0, 1000), (1, 2000)] {
+            let before = now_ms();
+            process(
+                &store,
+                &kannel,
+                &cfg,
+                &mut limiter,
+                &metrics,
+                &job(1, attempts),
+            )
+            .await
+            .unwrap();
+            let (status, n, next, err, _) = row(&store, 1).await;
+            assert_eq!((status.as_str(), n), ("pending", attempts + 1));
+            assert!(
+                next >= before + delay && next <= now_ms() + delay,
+                "attempt {n}: next {next}, expected {delay} ms after {before}"
+            );
+            assert!(err.unwrap().contains("sendsms answered 503"));
+        }
+        process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(1, 2))
+            .await
+            .unwrap();
+        let (status, n, _, err, _) = row(&store, 1).await;
+        assert_eq!((status.as_str(), n), ("failed", 3));
+        assert!(err.unwrap().contains("after 3 attempt(s)"));
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        assert_eq!(metrics.retried.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.failed.load(Ordering::Relaxed), 1);
+
+        // 403 (bad credentials): failed at the first attempt.
+        let (url, _) = fake_sendsms(vec![403]).await;
+        let cfg = SmsConfig {
+            sendsms_url: url,
+            ..cfg
+        };
+        let kannel = Kannel::new(&cfg).unwrap();
+        process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(2, 0))
+            .await
+            .unwrap();
+        let (status, n, _, err, _) = row(&store, 2).await;
+        assert_eq!((status.as_str(), n), ("failed", 1));
+        assert!(err.unwrap().contains("permanent"));
+        assert_eq!(metrics.failed.load(Ordering::Relaxed), 2);
+
+        // 202: sent, one part.
+        let (url, _) = fake_sendsms(vec![202]).await;
+        let cfg = SmsConfig {
+            sendsms_url: url,
+            ..cfg
+        };
+        let kannel = Kannel::new(&cfg).unwrap();
+        process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(3, 0))
+            .await
+            .unwrap();
+        let (status, n, _, _, parts) = row(&store, 3).await;
+        assert_eq!((status.as_str(), n, parts), ("sent", 1, Some(1)));
+        assert_eq!(metrics.sent.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.parts.load(Ordering::Relaxed), 1);
     }
 
     #[test]

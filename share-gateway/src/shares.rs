@@ -157,6 +157,12 @@ pub async fn migrate(store: &Store) -> Result<()> {
             updated_ms BIGINT NOT NULL,
             PRIMARY KEY (device_id, recipient)
         )",
+        // Numbers that replied STOP: no message of any device reaches them
+        // until they reply START. Keyed by the digits alone.
+        "CREATE TABLE IF NOT EXISTS share_opt_outs (
+            digits TEXT PRIMARY KEY,
+            updated_ms BIGINT NOT NULL
+        )",
     ] {
         sqlx::query(stmt)
             .execute(&store.pool)
@@ -487,10 +493,17 @@ impl ShareService {
         recipient: &str,
         format: &str,
     ) -> Result<u64> {
-        let status = if self.inner.gateway {
-            "pending"
+        let stopped = delivery::number_opted_out(&self.inner.store, recipient).await?;
+        let (status, note) = if stopped {
+            tracing::info!(to = %recipient, event = %event, "recipient replied STOP; delivery recorded as opted_out");
+            ("opted_out", Some(delivery::OPTED_OUT_NOTE))
+        } else if self.inner.gateway {
+            ("pending", None)
         } else {
-            "no_gateway"
+            (
+                "no_gateway",
+                Some("no SMS gateway is configured ([sms] backend); not sent"),
+            )
         };
         let now = now_ms();
         let r = sqlx::query(
@@ -504,7 +517,7 @@ impl ShareService {
         .bind(status)
         .bind(now)
         .bind(now)
-        .bind((!self.inner.gateway).then_some("no SMS gateway is configured ([sms] backend); not sent"))
+        .bind(note)
         .execute(&self.inner.store.pool)
         .await
         .with_context(|| format!("queueing delivery to {recipient}"))?;
@@ -950,7 +963,10 @@ async fn subscribe(
     let existing = subscription(store, &device.id, &recipient)
         .await
         .map_err(ApiError::internal)?;
-    if existing.as_ref().is_some_and(|s| s.status == "opted_out") {
+    let stopped = delivery::number_opted_out(store, &recipient)
+        .await
+        .map_err(ApiError::internal)?;
+    if stopped || existing.as_ref().is_some_and(|s| s.status == "opted_out") {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "opted_out",
@@ -1046,7 +1062,8 @@ struct Inbound {
 
 /// An SMS received by the gateway (Kannel `sms-service` get-url, e.g.
 /// `/api/v1/sms/inbound?from=%p&text=%a`). STOP opts the sender out of
-/// every subscription, START opts back in. The answer is the reply text.
+/// every message (shares and subscriptions, of every device), START opts
+/// back in. The answer is the reply text.
 async fn inbound(
     State(svc): State<ShareService>,
     Query(q): Query<Inbound>,
@@ -1097,6 +1114,21 @@ async fn inbound(
                 .into_response())
         }
     };
+    let pool = &svc.inner.store.pool;
+    let opt_out = if to_status == "opted_out" {
+        sqlx::query(
+            "INSERT INTO share_opt_outs (digits, updated_ms) VALUES (?, ?)
+             ON CONFLICT(digits) DO UPDATE SET updated_ms = excluded.updated_ms",
+        )
+        .bind(digits(&from))
+        .bind(now_ms())
+    } else {
+        sqlx::query("DELETE FROM share_opt_outs WHERE digits = ?").bind(digits(&from))
+    };
+    opt_out
+        .execute(pool)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("recording STOP/START")))?;
     let r = sqlx::query(
         "UPDATE share_subscriptions SET status = ?, updated_ms = ?
          WHERE REPLACE(recipient, '+', '') = ? AND status = ?",
@@ -1105,7 +1137,7 @@ async fn inbound(
     .bind(now_ms())
     .bind(digits(&from))
     .bind(from_status)
-    .execute(&svc.inner.store.pool)
+    .execute(pool)
     .await
     .map_err(|e| ApiError::internal(e.into()))?;
     tracing::info!(from = %from, word = %word, changed = r.rows_affected(), "inbound SMS keyword");
