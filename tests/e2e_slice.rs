@@ -325,3 +325,96 @@ fn the_sample_configuration_file_starts_a_server() {
     let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(server.get("/api/v1/health").status(), 200);
 }
+
+/// The value after `label` on the banner line that starts with it.
+fn banner_value<'a>(banner: &'a str, label: &str) -> &'a str {
+    banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no '{label}' line in the banner:\n{banner}"))
+        .trim()
+}
+
+#[test]
+fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
+    // The clip the printed command names, generated where the repository
+    // keeps it (the command is run from the repository root, as
+    // scripts/serve.sh runs the server).
+    let clip = fixture(H264_AAC).unwrap();
+    let server = Server::start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let banner = loop {
+        let out = server.stdout();
+        if out.contains("Try it") && out.lines().any(|l| l.contains(" push --server ")) {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no push command printed:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // Every URL printed answers.
+    let health = banner_value(&banner, "HTTP API");
+    assert_eq!(health, format!("{}/api/v1/health", server.http));
+    assert_eq!(reqwest::blocking::get(health).unwrap().status(), 200);
+    let metrics = banner_value(&banner, "metrics");
+    assert_eq!(reqwest::blocking::get(metrics).unwrap().status(), 200);
+    let admin = banner_value(&banner, "admin");
+    assert_eq!(
+        reqwest::blocking::get(admin).unwrap().status(),
+        200,
+        "{admin}"
+    );
+    assert_eq!(
+        banner_value(&banner, "VOD files"),
+        format!("{}/vod/<asset>/source.mp4", server.http)
+    );
+    assert!(
+        banner_value(&banner, "live (RTSP)")
+            .ends_with(&format!(":{}/live/<session>", server.rtsp_port)),
+        "{banner}"
+    );
+    assert!(
+        banner_value(&banner, "QUIC ingest").contains(&server.fingerprint),
+        "{banner}"
+    );
+
+    // A ready-made device token, the one the server accepts.
+    assert_eq!(banner_value(&banner, "Demo device token:"), server.token);
+
+    // The exact command, run as printed by a shell in the repository root,
+    // records a VOD.
+    let command = banner
+        .lines()
+        .find(|l| l.contains(" push --server "))
+        .unwrap()
+        .trim();
+    assert!(
+        command.contains(&format!("--server {}", server.ingest))
+            && command.contains(&format!("--token {}", server.token))
+            && command.contains(&format!("--pin {}", server.fingerprint)),
+        "{command}"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if root.join("fixtures/media").join(H264_AAC) == clip {
+        assert!(
+            command.contains(&format!("--input fixtures/media/{H264_AAC} --realtime")),
+            "{command}"
+        );
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(root)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let r = PushResult::from(out);
+    assert!(r.ok, "`{command}` failed:\n{}\n{}", r.stdout, r.stderr);
+    let session = r.session();
+    let vod = r.line("vod").expect("the push prints the VOD URL");
+    assert_eq!(vod, format!("{}/vod/{session}/source.mp4", server.http));
+    assert_eq!(reqwest::blocking::get(&vod).unwrap().status(), 200);
+}
