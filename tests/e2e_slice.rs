@@ -10,6 +10,65 @@ use std::time::Duration;
 
 use common::*;
 
+/// What an RFC 6381 codec string must look like for a stream ffprobe
+/// describes: a prefix (sample entry and profile) and a level part.
+#[derive(Debug)]
+struct CodecString {
+    prefix: String,
+    level: Option<String>,
+}
+
+impl CodecString {
+    fn matches(&self, c: &str) -> bool {
+        let c = c.to_ascii_lowercase();
+        c.starts_with(&self.prefix.to_ascii_lowercase())
+            && self
+                .level
+                .as_ref()
+                .is_none_or(|l| c.contains(&l.to_ascii_lowercase()))
+    }
+}
+
+fn rfc6381_of_ffprobe(s: &serde_json::Value) -> CodecString {
+    let profile = s["profile"].as_str().unwrap_or_default();
+    let level = s["level"].as_i64().unwrap_or(-1);
+    match s["codec_name"].as_str().unwrap() {
+        // avc1.PPCCLL: profile_idc, constraint flags, level_idc (hex).
+        "h264" => {
+            let idc = match profile {
+                "High" => 100,
+                "Main" => 77,
+                "Baseline" | "Constrained Baseline" => 66,
+                other => panic!("H.264 profile {other} not expected in the fixtures"),
+            };
+            CodecString {
+                prefix: format!("avc1.{idc:02x}"),
+                level: Some(format!("{level:02x}")),
+            }
+        }
+        // hvc1.P.C.Lxx...: general_profile_idc, level_idc in decimal.
+        "hevc" => {
+            let idc = match profile {
+                "Main" => 1,
+                "Main 10" => 2,
+                other => panic!("H.265 profile {other} not expected in the fixtures"),
+            };
+            CodecString {
+                prefix: format!("hvc1.{idc}."),
+                level: Some(format!(".l{level}")),
+            }
+        }
+        "aac" => {
+            assert_eq!(profile, "LC", "AAC profile of the fixtures");
+            CodecString {
+                prefix: "mp4a.40.2".into(),
+                level: None,
+            }
+        }
+        other => panic!("codec {other} not expected in a VOD"),
+    }
+}
+
 fn check_vod_matches_source(server: &Server, clip: &str) {
     let src = fixture(clip).unwrap();
     let r = server.push(&src, &[]);
@@ -59,7 +118,12 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
                 "{clip}: fps {afps}"
             );
         }
-        (None, None) => {}
+        (None, None) => {
+            // No picture: no picture attributes.
+            for key in ["width", "height", "rotation"] {
+                assert_eq!(attrs[key], 0, "{clip}: {key} of an audio-only VOD");
+            }
+        }
         (w, g) => panic!(
             "{clip}: video presence differs: source {} vod {}",
             w.is_some(),
@@ -102,10 +166,26 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
         "{clip}: bitrate {bitrate} vs {expect}"
     );
     assert_eq!(attrs["container"], "mp4");
-    assert!(
-        !attrs["codecs"].as_array().unwrap().is_empty(),
-        "{clip}: codecs"
-    );
+    // One RFC 6381 codec string per stream ffprobe finds, naming the same
+    // codec, profile and level.
+    let codecs: Vec<String> = attrs["codecs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let streams = got["streams"].as_array().unwrap();
+    assert_eq!(codecs.len(), streams.len(), "{clip}: codecs {codecs:?}");
+    for s in streams {
+        let want = rfc6381_of_ffprobe(s);
+        assert!(
+            codecs.iter().any(|c| want.matches(c)),
+            "{clip}: codecs {codecs:?} lack {want:?} for ffprobe's {} {} level {}",
+            s["codec_name"],
+            s["profile"],
+            s["level"]
+        );
+    }
     let vod_url = attrs["vod_url"].as_str().unwrap();
     assert!(
         vod_url.ends_with(&format!("/vod/{session}/source.mp4")),
@@ -127,7 +207,14 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
 #[test]
 fn every_fixture_becomes_a_matching_vod() {
     let server = Server::start();
-    for clip in [H264_AAC, PORTRAIT, H265_AAC, AUDIO_ONLY, ROTATED_90] {
+    for clip in [
+        H264_AAC,
+        PORTRAIT,
+        H265_AAC,
+        AUDIO_ONLY,
+        H264_BFRAMES,
+        ROTATED_90,
+    ] {
         check_vod_matches_source(&server, clip);
     }
 }
@@ -417,4 +504,99 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
     let vod = r.line("vod").expect("the push prints the VOD URL");
     assert_eq!(vod, format!("{}/vod/{session}/source.mp4", server.http));
     assert_eq!(reqwest::blocking::get(&vod).unwrap().status(), 200);
+}
+
+#[test]
+fn device_add_prints_a_token_stored_only_as_its_hash_that_lets_a_phone_push() {
+    let server = Server::start();
+    let data = server.data_dir();
+    // Added while the server runs, as an operator would.
+    let out = Command::new(bin())
+        .args(["device", "add", "field-phone", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "device add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        token.starts_with("sc_") && token.len() >= 32 && !token.contains(char::is_whitespace),
+        "the token alone on stdout: {token:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("field-phone"),
+        "names the device"
+    );
+
+    // Stored hashed: the token appears in no database file (WAL included),
+    // its SHA-256 (computed here independently) is the stored value.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("sharecast.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "{name} holds the token in clear"
+            );
+        }
+    }
+    let sha = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s '{token}' | sha256sum"))
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let stored = Command::new("sqlite3")
+        .arg(data.join("sharecast.db"))
+        .arg("SELECT token_hash FROM devices WHERE name = 'field-phone'")
+        .output()
+        .expect("sqlite3 (scripts/setup.sh installs it)");
+    assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), sha);
+
+    // `device list` shows it; its token uploads.
+    let list = Command::new(bin())
+        .args(["device", "list", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("\tfield-phone"));
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "push",
+        "--server",
+        &server.ingest,
+        "--token",
+        &token,
+        "--pin",
+        &server.fingerprint,
+    ])
+    .arg("--input")
+    .arg(fixture(AUDIO_ONLY).unwrap())
+    .env("RUST_LOG", "warn");
+    let r = PushResult::from(cmd.output().unwrap());
+    assert!(r.ok, "push with the new token: {}", r.stderr);
+    let asset = server
+        .get(&format!("/api/v1/assets/{}", r.session()))
+        .json::<serde_json::Value>()
+        .unwrap();
+    let devices = String::from_utf8_lossy(&list.stdout).to_string();
+    let id = devices
+        .lines()
+        .find(|l| l.ends_with("\tfield-phone"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap();
+    assert_eq!(
+        asset["device_id"], id,
+        "the asset belongs to the new device"
+    );
 }
