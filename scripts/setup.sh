@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs every system package Sharecast needs on Debian/Ubuntu, then
-# generates the test media. Safe to run again: it only installs what is missing.
+# Installs every system package Sharecast needs on Debian/Ubuntu, and the npm
+# packages of web/ (locked versions). Safe to run again: it only installs what
+# is missing. The test media come from fixtures/generate.sh, which
+# scripts/serve.sh and scripts/test.sh run after this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
