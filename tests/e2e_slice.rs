@@ -223,7 +223,8 @@ fn every_fixture_becomes_a_matching_vod() {
 fn rtsp_viewers_decode_during_realtime_push() {
     let server = Server::start();
     let src = fixture(H264_AAC).unwrap();
-    let (mut push, session, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let spawned_unix_ms = unix_ms();
+    let (mut push, session, mut out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
     let token = server.playback_token(&session);
     let url = format!(
         "rtsp://127.0.0.1:{}/live/{session}?token={token}",
@@ -275,6 +276,28 @@ fn rtsp_viewers_decode_during_realtime_push() {
         let _ = e.read_to_string(&mut err);
     }
     assert!(status.success(), "push failed: {err}");
+    // `--realtime` paced the frames by their capture timestamps: the last
+    // of the 3 s clip's frames (2.97 s after the first) left no sooner.
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let last: u64 = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("last_frame_unix_ms "))
+        .expect("push prints last_frame_unix_ms")
+        .parse()
+        .unwrap();
+    assert!(
+        last >= spawned_unix_ms + 2_900,
+        "a real-time push of a 3 s clip sent its last frame {} ms after it started",
+        last.saturating_sub(spawned_unix_ms)
+    );
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[test]
