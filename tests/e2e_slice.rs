@@ -191,6 +191,19 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
         vod_url.ends_with(&format!("/vod/{session}/source.mp4")),
         "{vod_url}"
     );
+    // Where the live stream was: the session's RTSP mount on this server.
+    let rtsp = format!("rtsp://127.0.0.1:{}/live/{session}", server.rtsp_port);
+    let live: Vec<&str> = attrs["live_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        live.iter()
+            .any(|u| *u == rtsp || u.starts_with(&format!("{rtsp}?token="))),
+        "{clip}: live URLs {live:?}"
+    );
     // The served file is the file.
     let body = reqwest::blocking::get(vod_url).unwrap();
     assert_eq!(body.status(), 200);
