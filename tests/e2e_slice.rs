@@ -200,9 +200,8 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
         .map(|u| u.as_str().unwrap())
         .collect();
     assert!(
-        live.iter()
-            .any(|u| *u == rtsp || u.starts_with(&format!("{rtsp}?token="))),
-        "{clip}: live URLs {live:?}"
+        live.len() == 1 && (live[0] == rtsp || live[0].starts_with(&format!("{rtsp}?token="))),
+        "{clip}: live URLs {live:?} (docs/http-api.md: the RTSP URL)"
     );
     // The served file is the file.
     let body = reqwest::blocking::get(vod_url).unwrap();
