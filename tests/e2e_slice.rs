@@ -605,19 +605,16 @@ fn device_add_prints_a_token_stored_only_as_its_hash_that_lets_a_phone_push() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("\tfield-phone"));
+    // The command form, `push --server --token --input`, from the
+    // directory holding the server's `data/`: push pins the certificate in
+    // data/tls/cert.pem.
+    assert_eq!(data, server.dir.path().join("data"));
     let mut cmd = Command::new(bin());
-    cmd.args([
-        "push",
-        "--server",
-        &server.ingest,
-        "--token",
-        &token,
-        "--pin",
-        &server.fingerprint,
-    ])
-    .arg("--input")
-    .arg(fixture(AUDIO_ONLY).unwrap())
-    .env("RUST_LOG", "warn");
+    cmd.args(["push", "--server", &server.ingest, "--token", &token])
+        .arg("--input")
+        .arg(fixture(AUDIO_ONLY).unwrap())
+        .current_dir(server.dir.path())
+        .env("RUST_LOG", "warn");
     let r = PushResult::from(cmd.output().unwrap());
     assert!(r.ok, "push with the new token: {}", r.stderr);
     let asset = server
