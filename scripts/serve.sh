@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash fixtures/generate.sh
 cargo build --bin sharecast
-exec ./target/debug/sharecast serve "$@"
+# Cargo's target directory: ./target unless CARGO_TARGET_DIR says otherwise.
+exec "${CARGO_TARGET_DIR:-target}/debug/sharecast" serve "$@"

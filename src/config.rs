@@ -212,3 +212,53 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `a.b.c = value` leaf of a TOML value, as dotted paths.
+    fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+
+    /// `docs/sharecast.example.toml` is the documentation of the settings:
+    /// it sets every key, each to its embedded default.
+    #[test]
+    fn the_example_file_sets_every_key_to_its_default() {
+        let example: toml::Value =
+            toml::from_str(include_str!("../docs/sharecast.example.toml")).unwrap();
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        leaves("", &defaults, &mut want);
+        leaves("", &example, &mut got);
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, _)| !got.iter().any(|(g, _)| g == k))
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        let differ: Vec<_> = got
+            .iter()
+            .filter_map(|(k, v)| {
+                let d = want.iter().find(|(w, _)| w == k)?;
+                (&d.1 != v).then(|| format!("{k}: example {v}, default {}", d.1))
+            })
+            .collect();
+        assert!(
+            missing.is_empty() && differ.is_empty(),
+            "keys missing from the example: {missing:?}\nvalues other than the default: {differ:?}"
+        );
+    }
+}

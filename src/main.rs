@@ -250,15 +250,57 @@ async fn serve(a: ServeArgs) -> Result<()> {
     println!();
     println!("Demo device token: {demo_token}");
     println!("Try it (in another terminal):");
-    println!(
-        "  ./target/debug/sharecast push --server 127.0.0.1:{ingest_port} --token {demo_token} --pin {fingerprint} --input fixtures/media/h264_aac_640x360.mp4 --realtime"
-    );
+    println!("  {}", push_command(ingest_port, &demo_token, &fingerprint));
     println!();
 
     wait_for_shutdown().await?;
     eprintln!("shutting down; open sessions will be recovered at the next start");
     running.ingest.close();
     Ok(())
+}
+
+/// The demo clip `serve` suggests pushing, relative to the repository root
+/// (`fixtures/generate.sh` makes it).
+const DEMO_CLIP: &str = "fixtures/media/h264_aac_640x360.mp4";
+
+/// The exact `sharecast push` command `serve` prints for trying it: this very
+/// binary (relative to the working directory when it lies inside it, as
+/// `./target/debug/sharecast` does from the repository root), the demo
+/// device's token, the certificate pin, and the demo clip when it is there
+/// (otherwise a live test pattern, which needs no file).
+fn push_command(ingest_port: u16, token: &str, fingerprint: &str) -> String {
+    let exe = std::env::current_exe().ok();
+    let cwd = std::env::current_dir().ok();
+    let program = match (&exe, &cwd) {
+        (Some(exe), Some(cwd)) => match exe.strip_prefix(cwd) {
+            Ok(rel) => format!("./{}", rel.display()),
+            Err(_) => exe.display().to_string(),
+        },
+        (Some(exe), None) => exe.display().to_string(),
+        (None, _) => "sharecast".to_string(),
+    };
+    let input = if std::path::Path::new(DEMO_CLIP).is_file() {
+        format!("{DEMO_CLIP} --realtime")
+    } else {
+        "testsrc --duration 10".to_string()
+    };
+    format!(
+        "{} push --server 127.0.0.1:{ingest_port} --token {token} --pin {fingerprint} --input {input}",
+        shell_word(&program)
+    )
+}
+
+/// `word` quoted for a POSIX shell when it needs it.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./-:+=@%,".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Wait for Ctrl-C or SIGTERM.

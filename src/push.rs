@@ -206,6 +206,9 @@ pub async fn run(a: PushArgs) -> Result<()> {
         }
     }
     let last_frame_at = Instant::now();
+    // Wall clock of the last frame, for measuring how soon the VOD is served
+    // (bench/vod_ready.sh); printed now, before the session ends.
+    println!("last_frame_unix_ms {}", now_unix_us() / 1000);
     let resumes = uploader.stats().resumes;
     let per_track = uploader.frames_per_track();
     let attrs = uploader.finish().await?;

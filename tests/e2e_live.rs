@@ -172,7 +172,10 @@ struct Browser {
 impl Browser {
     fn start() -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new("chromium")
+        // The Debian package's binary, or the one $CHROMIUM names (as the
+        // web/share scripts do).
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_string());
+        let mut child = Command::new(&chromium)
             .args([
                 "--headless=new",
                 "--no-sandbox",
@@ -192,7 +195,9 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("starting chromium (apt-get install chromium)");
+            .unwrap_or_else(|e| {
+                panic!("starting {chromium}: {e} (apt-get install chromium, or set CHROMIUM)")
+            });
         let stderr = child.stderr.take().unwrap();
         let guard = Guard(Some(child));
         let (tx, rx) = std::sync::mpsc::channel();

@@ -10,6 +10,65 @@ use std::time::Duration;
 
 use common::*;
 
+/// What an RFC 6381 codec string must look like for a stream ffprobe
+/// describes: a prefix (sample entry and profile) and a level part.
+#[derive(Debug)]
+struct CodecString {
+    prefix: String,
+    level: Option<String>,
+}
+
+impl CodecString {
+    fn matches(&self, c: &str) -> bool {
+        let c = c.to_ascii_lowercase();
+        c.starts_with(&self.prefix.to_ascii_lowercase())
+            && self
+                .level
+                .as_ref()
+                .is_none_or(|l| c.contains(&l.to_ascii_lowercase()))
+    }
+}
+
+fn rfc6381_of_ffprobe(s: &serde_json::Value) -> CodecString {
+    let profile = s["profile"].as_str().unwrap_or_default();
+    let level = s["level"].as_i64().unwrap_or(-1);
+    match s["codec_name"].as_str().unwrap() {
+        // avc1.PPCCLL: profile_idc, constraint flags, level_idc (hex).
+        "h264" => {
+            let idc = match profile {
+                "High" => 100,
+                "Main" => 77,
+                "Baseline" | "Constrained Baseline" => 66,
+                other => panic!("H.264 profile {other} not expected in the fixtures"),
+            };
+            CodecString {
+                prefix: format!("avc1.{idc:02x}"),
+                level: Some(format!("{level:02x}")),
+            }
+        }
+        // hvc1.P.C.Lxx...: general_profile_idc, level_idc in decimal.
+        "hevc" => {
+            let idc = match profile {
+                "Main" => 1,
+                "Main 10" => 2,
+                other => panic!("H.265 profile {other} not expected in the fixtures"),
+            };
+            CodecString {
+                prefix: format!("hvc1.{idc}."),
+                level: Some(format!(".l{level}")),
+            }
+        }
+        "aac" => {
+            assert_eq!(profile, "LC", "AAC profile of the fixtures");
+            CodecString {
+                prefix: "mp4a.40.2".into(),
+                level: None,
+            }
+        }
+        other => panic!("codec {other} not expected in a VOD"),
+    }
+}
+
 fn check_vod_matches_source(server: &Server, clip: &str) {
     let src = fixture(clip).unwrap();
     let r = server.push(&src, &[]);
@@ -59,7 +118,12 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
                 "{clip}: fps {afps}"
             );
         }
-        (None, None) => {}
+        (None, None) => {
+            // No picture: no picture attributes.
+            for key in ["width", "height", "rotation"] {
+                assert_eq!(attrs[key], 0, "{clip}: {key} of an audio-only VOD");
+            }
+        }
         (w, g) => panic!(
             "{clip}: video presence differs: source {} vod {}",
             w.is_some(),
@@ -102,14 +166,42 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
         "{clip}: bitrate {bitrate} vs {expect}"
     );
     assert_eq!(attrs["container"], "mp4");
-    assert!(
-        !attrs["codecs"].as_array().unwrap().is_empty(),
-        "{clip}: codecs"
-    );
+    // One RFC 6381 codec string per stream ffprobe finds, naming the same
+    // codec, profile and level.
+    let codecs: Vec<String> = attrs["codecs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let streams = got["streams"].as_array().unwrap();
+    assert_eq!(codecs.len(), streams.len(), "{clip}: codecs {codecs:?}");
+    for s in streams {
+        let want = rfc6381_of_ffprobe(s);
+        assert!(
+            codecs.iter().any(|c| want.matches(c)),
+            "{clip}: codecs {codecs:?} lack {want:?} for ffprobe's {} {} level {}",
+            s["codec_name"],
+            s["profile"],
+            s["level"]
+        );
+    }
     let vod_url = attrs["vod_url"].as_str().unwrap();
     assert!(
         vod_url.ends_with(&format!("/vod/{session}/source.mp4")),
         "{vod_url}"
+    );
+    // Where the live stream was: the session's RTSP mount on this server.
+    let rtsp = format!("rtsp://127.0.0.1:{}/live/{session}", server.rtsp_port);
+    let live: Vec<&str> = attrs["live_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        live.len() == 1 && (live[0] == rtsp || live[0].starts_with(&format!("{rtsp}?token="))),
+        "{clip}: live URLs {live:?} (docs/http-api.md: the RTSP URL)"
     );
     // The served file is the file.
     let body = reqwest::blocking::get(vod_url).unwrap();
@@ -127,7 +219,14 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
 #[test]
 fn every_fixture_becomes_a_matching_vod() {
     let server = Server::start();
-    for clip in [H264_AAC, PORTRAIT, H265_AAC, AUDIO_ONLY, ROTATED_90] {
+    for clip in [
+        H264_AAC,
+        PORTRAIT,
+        H265_AAC,
+        AUDIO_ONLY,
+        H264_BFRAMES,
+        ROTATED_90,
+    ] {
         check_vod_matches_source(&server, clip);
     }
 }
@@ -136,7 +235,8 @@ fn every_fixture_becomes_a_matching_vod() {
 fn rtsp_viewers_decode_during_realtime_push() {
     let server = Server::start();
     let src = fixture(H264_AAC).unwrap();
-    let (mut push, session, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let spawned_unix_ms = unix_ms();
+    let (mut push, session, mut out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
     let token = server.playback_token(&session);
     let url = format!(
         "rtsp://127.0.0.1:{}/live/{session}?token={token}",
@@ -188,6 +288,28 @@ fn rtsp_viewers_decode_during_realtime_push() {
         let _ = e.read_to_string(&mut err);
     }
     assert!(status.success(), "push failed: {err}");
+    // `--realtime` paced the frames by their capture timestamps: the last
+    // of the 3 s clip's frames (2.97 s after the first) left no sooner.
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let last: u64 = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("last_frame_unix_ms "))
+        .expect("push prints last_frame_unix_ms")
+        .parse()
+        .unwrap();
+    assert!(
+        last >= spawned_unix_ms + 2_900,
+        "a real-time push of a 3 s clip sent its last frame {} ms after it started",
+        last.saturating_sub(spawned_unix_ms)
+    );
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[test]
@@ -324,4 +446,189 @@ fn the_sample_configuration_file_starts_a_server() {
     let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sharecast.example.toml");
     let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(server.get("/api/v1/health").status(), 200);
+}
+
+/// The value after `label` on the banner line that starts with it.
+fn banner_value<'a>(banner: &'a str, label: &str) -> &'a str {
+    banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no '{label}' line in the banner:\n{banner}"))
+        .trim()
+}
+
+#[test]
+fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
+    // The clip the printed command names, generated where the repository
+    // keeps it (the command is run from the repository root, as
+    // scripts/serve.sh runs the server).
+    let clip = fixture(H264_AAC).unwrap();
+    let server = Server::start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let banner = loop {
+        let out = server.stdout();
+        if out.contains("Try it") && out.lines().any(|l| l.contains(" push --server ")) {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no push command printed:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // Every URL printed answers.
+    let health = banner_value(&banner, "HTTP API");
+    assert_eq!(health, format!("{}/api/v1/health", server.http));
+    assert_eq!(reqwest::blocking::get(health).unwrap().status(), 200);
+    let metrics = banner_value(&banner, "metrics");
+    assert_eq!(reqwest::blocking::get(metrics).unwrap().status(), 200);
+    let admin = banner_value(&banner, "admin");
+    assert_eq!(
+        reqwest::blocking::get(admin).unwrap().status(),
+        200,
+        "{admin}"
+    );
+    assert_eq!(
+        banner_value(&banner, "VOD files"),
+        format!("{}/vod/<asset>/source.mp4", server.http)
+    );
+    assert!(
+        banner_value(&banner, "live (RTSP)")
+            .ends_with(&format!(":{}/live/<session>", server.rtsp_port)),
+        "{banner}"
+    );
+    assert!(
+        banner_value(&banner, "QUIC ingest").contains(&server.fingerprint),
+        "{banner}"
+    );
+
+    // A ready-made device token, the one the server accepts.
+    assert_eq!(banner_value(&banner, "Demo device token:"), server.token);
+
+    // The exact command, run as printed by a shell in the repository root,
+    // records a VOD.
+    let command = banner
+        .lines()
+        .find(|l| l.contains(" push --server "))
+        .unwrap()
+        .trim();
+    assert!(
+        command.contains(&format!("--server {}", server.ingest))
+            && command.contains(&format!("--token {}", server.token))
+            && command.contains(&format!("--pin {}", server.fingerprint)),
+        "{command}"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if root.join("fixtures/media").join(H264_AAC) == clip {
+        assert!(
+            command.contains(&format!("--input fixtures/media/{H264_AAC} --realtime")),
+            "{command}"
+        );
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(root)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let r = PushResult::from(out);
+    assert!(r.ok, "`{command}` failed:\n{}\n{}", r.stdout, r.stderr);
+    let session = r.session();
+    let vod = r.line("vod").expect("the push prints the VOD URL");
+    assert_eq!(vod, format!("{}/vod/{session}/source.mp4", server.http));
+    assert_eq!(reqwest::blocking::get(&vod).unwrap().status(), 200);
+}
+
+#[test]
+fn device_add_prints_a_token_stored_only_as_its_hash_that_lets_a_phone_push() {
+    let server = Server::start();
+    let data = server.data_dir();
+    // Added while the server runs, as an operator would.
+    let out = Command::new(bin())
+        .args(["device", "add", "field-phone", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "device add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        token.starts_with("sc_") && token.len() >= 32 && !token.contains(char::is_whitespace),
+        "the token alone on stdout: {token:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("field-phone"),
+        "names the device"
+    );
+
+    // Stored hashed: the token appears in no database file (WAL included),
+    // its SHA-256 (computed here independently) is the stored value.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("sharecast.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "{name} holds the token in clear"
+            );
+        }
+    }
+    let sha = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s '{token}' | sha256sum"))
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let stored = Command::new("sqlite3")
+        .arg(data.join("sharecast.db"))
+        .arg("SELECT token_hash FROM devices WHERE name = 'field-phone'")
+        .output()
+        .expect("sqlite3 (scripts/setup.sh installs it)");
+    assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), sha);
+
+    // `device list` shows it; its token uploads.
+    let list = Command::new(bin())
+        .args(["device", "list", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("\tfield-phone"));
+    // The command form, `push --server --token --input`, from the
+    // directory holding the server's `data/`: push pins the certificate in
+    // data/tls/cert.pem.
+    assert_eq!(data, server.dir.path().join("data"));
+    let mut cmd = Command::new(bin());
+    cmd.args(["push", "--server", &server.ingest, "--token", &token])
+        .arg("--input")
+        .arg(fixture(AUDIO_ONLY).unwrap())
+        .current_dir(server.dir.path())
+        .env("RUST_LOG", "warn");
+    let r = PushResult::from(cmd.output().unwrap());
+    assert!(r.ok, "push with the new token: {}", r.stderr);
+    let asset = server
+        .get(&format!("/api/v1/assets/{}", r.session()))
+        .json::<serde_json::Value>()
+        .unwrap();
+    let devices = String::from_utf8_lossy(&list.stdout).to_string();
+    let id = devices
+        .lines()
+        .find(|l| l.ends_with("\tfield-phone"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap();
+    assert_eq!(
+        asset["device_id"], id,
+        "the asset belongs to the new device"
+    );
 }

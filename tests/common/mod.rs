@@ -82,11 +82,14 @@ impl Server {
     pub fn spawn(&mut self, ingest_listen: Option<&str>) {
         let data = self.data_dir();
         let _ = std::fs::remove_file(data.join("server.json"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("log file");
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(name))
+                .expect("log file")
+        };
+        let (log, out) = (open("server.log"), open("server.out"));
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--data-dir")
@@ -95,7 +98,7 @@ impl Server {
             .args(["--http-listen", "127.0.0.1:0", "--rtsp-port", "0"])
             .args(&self.extra)
             .env("RUST_LOG", "info,sharecast=debug")
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log);
         start_watchdog();
         let child = cmd.spawn().expect("spawning sharecast serve");
@@ -128,6 +131,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// What the server printed on its standard output (start-up banner).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default()
     }
 
     pub fn log(&self) -> String {
