@@ -2,9 +2,12 @@
 # Ingest benchmark: concurrent phones on loopback, each pushing a 2 Mbit/s clip
 # in real time with passthrough recording. Prints, per session count: ingest
 # Mbit/s, p50/p99 acknowledgement latency, sessions behind, server CPU and CPU
-# seconds per ingested Mbit; then the same clips pushed by ffmpeg to
-# nginx-rtmp (Debian's libnginx-mod-rtmp, recording on) for the CPU ratio; and
-# where the server's CPU goes, by thread name and (with perf) by function.
+# seconds per ingested Mbit over the steady part of the run, the load
+# generator's CPU (it shares the machine), and the CPU per session spent
+# finalising VOD files after the phones stop; then the same clips pushed by
+# ffmpeg to nginx-rtmp (Debian's libnginx-mod-rtmp, recording on) for the CPU
+# ratio; and where the server's CPU goes, by thread name and (with perf) by
+# thread and function.
 #
 # Prints numbers, asserts nothing. Env: SESSIONS="10 25 50" SECONDS_PER_RUN=20
 # COMMIT_DELAY_MS=5 JOURNAL_SYNC=file
@@ -65,44 +68,65 @@ rtsp_port = 28554
 renditions = []
 EOF
 
-printf '\n%-9s %-10s %-10s %-10s %-7s %-7s %-9s %-12s\n' sessions "Mbit/s" "ack p50" "ack p99" behind failed "cpu %" "cpu s/Mbit"
-LAST_PID=""
+# CPU is counted over the steady part of each run: from WARM seconds after
+# the phones start to one second before they stop (the same window for
+# nginx-rtmp). Finalising the VOD files after the phones stop (the muxer's
+# last index, compaction, probing, poster) is reported on its own, per
+# session: it does not grow with the bitrate.
+WARM=3
+[ "$SECS" -ge $((WARM + 4)) ] || { echo "SECONDS_PER_RUN must be at least $((WARM + 4))" >&2; exit 2; }
+WINDOW=$((SECS - WARM - 1))
+printf '\nCPU over the steady %s s of each run (server: all its threads; load: the phones'"'"' side, same machine)\n' "$WINDOW"
+printf '%-9s %-10s %-10s %-10s %-7s %-7s %-11s %-12s %-9s %-14s\n' sessions "Mbit/s" "ack p50" "ack p99" behind failed "server cpu%" "cpu s/Mbit" "load cpu%" "finalise s/ses"
 LAST_N=$(echo $SESSIONS | awk '{print $NF}')
 for n in $SESSIONS; do
   rm -rf "$WORK/data"
   "$BIN" serve --config "$WORK/sharecast.toml" >/dev/null 2>"$WORK/server.log" &
   SPID=$!
   for _ in $(seq 100); do [ -f "$WORK/data/server.json" ] && break; sleep 0.1; done
-  TOKEN=$(jq -r .demo_token "$WORK/data/server.json" 2>/dev/null || python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['demo_token'])")
+  TOKEN=$(python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['demo_token'])")
   PIN=$(python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['fingerprint'])")
-  t0=$(cpu_ticks $SPID)
-  # A sampled profile of the server (perf, cpu-clock) during the largest run.
+  "$LOAD" --server 127.0.0.1:24433 --token "$TOKEN" --pin "$PIN" --input "$CLIP" --sessions "$n" --seconds "$SECS" \
+    >"$WORK/load.json" 2>"$WORK/load.log" &
+  LPID=$!
+  sleep "$WARM"
+  t0=$(cpu_ticks $SPID); l0=$(cpu_ticks $LPID)
+  # A sampled profile of the server (perf, cpu-clock) over the window of the
+  # largest run.
   PERF_PID=""
   if [ "$n" = "$LAST_N" ] && command -v perf >/dev/null; then
-    perf record -q -e cpu-clock -F 499 -p "$SPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    perf record -q -e cpu-clock -F 499 -p "$SPID" -o "$WORK/perf.data" -- sleep "$WINDOW" >/dev/null 2>&1 &
     PERF_PID=$!
   fi
-  out=$("$LOAD" --server 127.0.0.1:24433 --token "$TOKEN" --pin "$PIN" --input "$CLIP" --sessions "$n" --seconds "$SECS" 2>"$WORK/load.log" || echo '{}')
-  t1=$(cpu_ticks $SPID)
-  # Where the time goes: CPU by thread name, top 6 (threads alive at the
-  # end of the run; finished threads are not counted here).
+  sleep "$WINDOW"
+  t1=$(cpu_ticks $SPID); l1=$(cpu_ticks $LPID)
+  # Where the time goes: CPU by thread name (threads alive now, whole run),
+  # top 6.
   profile=$(for t in /proc/$SPID/task/*; do
       printf '%s %s\n' "$(tr ' ' '_' < "$t/comm" 2>/dev/null)" "$(awk '{print $14+$15}' "$t/stat" 2>/dev/null)"
-    done 2>/dev/null | awk '{sub(/[-:][0-9]+$/,"",$1); s[$1]+=$2} END {for (k in s) print s[k], k}' | sort -rn | head -6 \
+    done 2>/dev/null | awk '{sub(/[-:]?[0-9]+(:|$)/,":",$1); sub(/:$/,"",$1); s[$1]+=$2; c[$1]++} END {for (k in s) print s[k], k "(" c[k] ")"}' | sort -rn | head -6 \
     | awk -v hz="$HZ" '{printf "%s=%.1fs ", $2, $1/hz}')
+  wait "$LPID" || true
+  t2=$(cpu_ticks $SPID)
   [ -n "$PERF_PID" ] && wait "$PERF_PID" 2>/dev/null || true
   kill -INT $SPID; wait $SPID 2>/dev/null || true
-  python3 - "$out" "$t0" "$t1" "$HZ" "$SECS" "$n" "$profile" <<'PY'
+  python3 - "$(cat "$WORK/load.json" 2>/dev/null || echo '{}')" "$t0" "$t1" "$t2" "$l0" "$l1" "$HZ" "$WINDOW" "$n" "$profile" <<'PY'
 import json, sys
-o = json.loads(sys.argv[1] or "{}")
-t0, t1, hz, secs, n = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+try:
+    o = json.loads(sys.argv[1] or "{}")
+except ValueError:
+    o = {}
+t0, t1, t2, l0, l1, hz, window, n = (int(x) for x in sys.argv[2:10])
 cpu = (t1 - t0) / hz
-wall = o.get("wall_seconds", secs) or secs
+load = (l1 - l0) / hz
 mbit = o.get("ingest_mbit_s", 0.0)
-print(f"{n:<9} {mbit:<10.1f} {o.get('ack_p50_ms',0):<10.1f} {o.get('ack_p99_ms',0):<10.1f} {o.get('behind','?'):<7} {o.get('failed','?'):<7} {100*cpu/wall:<9.0f} {cpu/(mbit*secs) if mbit else 0:<12.4f}")
+# After the window: one more second of ingest, then finalisation.
+fin = max(0.0, (t2 - t1) / hz - cpu / window) / n
+print(f"{n:<9} {mbit:<10.1f} {o.get('ack_p50_ms',0):<10.1f} {o.get('ack_p99_ms',0):<10.1f} {o.get('behind','?'):<7} {o.get('failed','?'):<7} "
+      f"{100*cpu/window:<11.0f} {cpu/(mbit*window) if mbit else 0:<12.4f} {100*load/window:<9.0f} {fin:<14.3f}")
 if o.get("first_error"):
     print("          first error:", o["first_error"][:200])
-print("          server CPU by thread:", sys.argv[7])
+print("          server CPU by thread:", sys.argv[10])
 PY
 done
 
@@ -111,6 +135,9 @@ if [ -s "$WORK/perf.data" ]; then
   # (head closes the pipe early: not a failure of the benchmark.)
   { perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | cut -c1-120 | head -25; } || true
+  printf '\nby thread:\n'
+  { perf report -i "$WORK/perf.data" --stdio --no-children --sort comm 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | cut -c1-80 | head -8; } || true
   printf '\nby library:\n'
   { perf report -i "$WORK/perf.data" --stdio --no-children --sort dso 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | cut -c1-80 | head -10; } || true
@@ -139,7 +166,7 @@ rtmp {
   }
 }
 EOF
-printf '\nnginx-rtmp (recording on), same clip via ffmpeg -re -c copy:\n'
+printf '\nnginx-rtmp (recording on), same clip via ffmpeg -re -c copy, CPU over the same steady window:\n'
 printf '%-9s %-10s %-9s %-12s\n' sessions "Mbit/s" "cpu %" "cpu s/Mbit"
 for n in $SESSIONS; do
   rm -f "$NGX"/rec/*
@@ -147,18 +174,20 @@ for n in $SESSIONS; do
   NPID=$!
   sleep 1
   WPID=$( (pgrep -P $NPID || true) | head -1); WPID=${WPID:-$NPID}
-  t0=$(( $(cpu_ticks $NPID) + $(cpu_ticks $WPID) ))
   pids=()
   for i in $(seq "$n"); do
     timeout $((SECS + 30)) ffmpeg -v error -re -stream_loop -1 -t "$SECS" -i "$CLIP" -c copy -f flv "rtmp://127.0.0.1:21935/live/s$i" </dev/null &
     pids+=($!)
   done
-  wait "${pids[@]}" 2>/dev/null || true
+  sleep "$WARM"
+  t0=$(( $(cpu_ticks $NPID) + $(cpu_ticks $WPID) ))
+  sleep "$WINDOW"
   t1=$(( $(cpu_ticks $NPID) + $(cpu_ticks $WPID) ))
+  wait "${pids[@]}" 2>/dev/null || true
   bytes=$( (du -cb "$NGX"/rec/*.flv 2>/dev/null || echo 0) | tail -1 | cut -f1)
   kill $NPID 2>/dev/null || true; wait $NPID 2>/dev/null || true
   python3 -c "
-b=$bytes; secs=$SECS; cpu=($t1-$t0)/$HZ
+b=$bytes; secs=$SECS; window=$WINDOW; cpu=($t1-$t0)/$HZ
 mbit=b*8/1e6/secs
-print(f'{$n:<9} {mbit:<10.1f} {100*cpu/secs:<9.0f} {cpu/(mbit*secs) if mbit else 0:<12.4f}')"
+print(f'{$n:<9} {mbit:<10.1f} {100*cpu/window:<9.0f} {cpu/(mbit*window) if mbit else 0:<12.4f}')"
 done
