@@ -12,6 +12,8 @@ const CODES: usize = 18;
 pub struct IngestMetrics {
     /// QUIC connections accepted.
     pub connections: AtomicU64,
+    /// Handshakes that failed (wrong ALPN, TLS errors, timeouts).
+    pub handshakes_failed: AtomicU64,
     /// Sessions opened.
     pub sessions_started: AtomicU64,
     /// Sessions resumed on a new connection.
@@ -55,11 +57,16 @@ impl IngestMetrics {
 
     /// Append Prometheus text for these counters.
     pub fn render(&self, out: &mut String, active_sessions: usize, connected_sessions: usize) {
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "sharecast_ingest_connections_total",
                 "QUIC connections accepted",
                 &self.connections,
+            ),
+            (
+                "sharecast_ingest_handshakes_failed_total",
+                "QUIC/TLS handshakes that failed (wrong ALPN, TLS errors, timeouts)",
+                &self.handshakes_failed,
             ),
             (
                 "sharecast_ingest_sessions_started_total",

@@ -558,9 +558,19 @@ impl ControlReader {
 
 async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Result<()> {
     let remote = incoming.remote_address();
-    let conn = incoming
-        .await
-        .with_context(|| format!("handshake with {remote}"))?;
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            // A client speaking another protocol (no `sharecast/1` ALPN), or
+            // failing TLS, never reaches the session layer: count and log it.
+            shared
+                .metrics
+                .handshakes_failed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%remote, error = %e, "ingest handshake failed");
+            return Ok(());
+        }
+    };
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     // Stable ids are addresses: a later connection can get the id of one
     // that is gone. Forget this one's refusal when its handler ends (before

@@ -711,6 +711,68 @@ async fn the_commit_delay_groups_frames_into_fewer_syncs() {
     );
 }
 
+/// The server speaks only its own ALPN: a client offering another protocol,
+/// or none, fails the TLS handshake and is counted; a client offering
+/// `sharecast/1` over the same trust gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_sharecast_alpn_is_accepted() {
+    let env = Env::new(IngestConfig::default()).await;
+    let cert = std::fs::read(env._dir.path().join("tls").join("cert.pem")).unwrap();
+    let connect = |alpn: Vec<Vec<u8>>| {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut cert.as_slice()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut crypto = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        crypto.alpn_protocols = alpn;
+        let qc = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(qc)));
+        let addr = env.server.local_addr().unwrap();
+        async move {
+            let r = ep.connect(addr, "localhost").unwrap().await;
+            (ep, r)
+        }
+    };
+    let failed = |env: &Env| {
+        let mut out = String::new();
+        env.server.render_metrics(&mut out);
+        out.lines()
+            .find_map(|l| l.strip_prefix("sharecast_ingest_handshakes_failed_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("handshake failures metric")
+    };
+    for (i, alpn) in [vec![b"h3".to_vec()], vec![]].into_iter().enumerate() {
+        let (_ep, r) = connect(alpn.clone()).await;
+        let err = r.expect_err("a handshake without our ALPN must fail");
+        // TLS alert 120, no_application_protocol (RFC 8446 §6, RFC 9001 §8.1).
+        assert!(
+            format!("{err}").contains("120")
+                || format!("{err:?}").contains("NoApplicationProtocol"),
+            "ALPN {alpn:?}: {err:?}"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while failed(&env) < i as u64 + 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(failed(&env), i as u64 + 1, "ALPN {alpn:?} not counted");
+    }
+    let (_ep, r) = connect(vec![sharecast_formats::ingest::ALPN.to_vec()]).await;
+    let conn = r.expect("our ALPN is accepted");
+    assert_eq!(
+        conn.handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol),
+        Some(b"sharecast/1".to_vec())
+    );
+}
+
 /// One committer makes every session's frames durable: sessions sending at
 /// the same time share commit rounds (at most one per commit delay, however
 /// many sessions), with either sync mode, and every journal holds its
