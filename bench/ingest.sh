@@ -79,7 +79,12 @@ WINDOW=$((SECS - WARM - 1))
 printf '\nCPU over the steady %s s of each run (server: all its threads; load: the phones'"'"' side, same machine)\n' "$WINDOW"
 printf '%-9s %-10s %-10s %-10s %-7s %-7s %-11s %-12s %-9s %-14s\n' sessions "Mbit/s" "ack p50" "ack p99" behind failed "server cpu%" "cpu s/Mbit" "load cpu%" "finalise s/ses"
 LAST_N=$(echo $SESSIONS | awk '{print $NF}')
-for n in $SESSIONS; do
+# The profile comes from one more run at the largest count, so that perf's
+# own cost does not show in the measured rows.
+RUNS="$SESSIONS"
+command -v perf >/dev/null && RUNS="$RUNS profile"
+for run in $RUNS; do
+  n=$run; [ "$run" = profile ] && n=$LAST_N
   rm -rf "$WORK/data"
   "$BIN" serve --config "$WORK/sharecast.toml" >/dev/null 2>"$WORK/server.log" &
   SPID=$!
@@ -94,7 +99,7 @@ for n in $SESSIONS; do
   # A sampled profile of the server (perf, cpu-clock) over the window of the
   # largest run.
   PERF_PID=""
-  if [ "$n" = "$LAST_N" ] && command -v perf >/dev/null; then
+  if [ "$run" = profile ]; then
     perf record -q -e cpu-clock -F 499 -p "$SPID" -o "$WORK/perf.data" -- sleep "$WINDOW" >/dev/null 2>&1 &
     PERF_PID=$!
   fi
@@ -109,8 +114,14 @@ for n in $SESSIONS; do
   wait "$LPID" || true
   t2=$(cpu_ticks $SPID)
   [ -n "$PERF_PID" ] && wait "$PERF_PID" 2>/dev/null || true
+  journal=$(curl -s http://127.0.0.1:28080/metrics | awk -v secs="$SECS" '
+    /^sharecast_ingest_journal_commits_total / {c=$2}
+    /^sharecast_ingest_journal_sync_microseconds_total / {us=$2}
+    /^sharecast_ingest_journal_round_max_microseconds / {mx=$2}
+    END {if (c) printf "%.0f rounds/s, mean %.1f ms, longest %.1f ms", c/secs, us/c/1000, mx/1000}')
   kill -INT $SPID; wait $SPID 2>/dev/null || true
-  python3 - "$(cat "$WORK/load.json" 2>/dev/null || echo '{}')" "$t0" "$t1" "$t2" "$l0" "$l1" "$HZ" "$WINDOW" "$n" "$profile" <<'PY'
+  [ "$run" = profile ] && continue
+  python3 - "$(cat "$WORK/load.json" 2>/dev/null || echo '{}')" "$t0" "$t1" "$t2" "$l0" "$l1" "$HZ" "$WINDOW" "$n" "$profile" "$journal" <<'PY'
 import json, sys
 try:
     o = json.loads(sys.argv[1] or "{}")
@@ -127,11 +138,12 @@ print(f"{n:<9} {mbit:<10.1f} {o.get('ack_p50_ms',0):<10.1f} {o.get('ack_p99_ms',
 if o.get("first_error"):
     print("          first error:", o["first_error"][:200])
 print("          server CPU by thread:", sys.argv[10])
+print("          journal commit rounds:", sys.argv[11])
 PY
 done
 
 if [ -s "$WORK/perf.data" ]; then
-  printf '\nwhere the server time goes at %s sessions (perf, cpu-clock samples, top symbols):\n' "$LAST_N"
+  printf '\nwhere the server time goes at %s sessions (a separate run with perf attached; cpu-clock samples, top symbols):\n' "$LAST_N"
   # (head closes the pipe early: not a failure of the benchmark.)
   { perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | cut -c1-120 | head -25; } || true

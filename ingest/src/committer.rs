@@ -272,9 +272,11 @@ fn round(cfg: &CommitterConfig, dir: &File, metrics: &IngestMetrics, ready: Vec<
     }
     sync_round(cfg.sync, dir, &mut written);
     metrics.journal_commits.fetch_add(1, Ordering::Relaxed);
+    let took_us = started.elapsed().as_micros() as u64;
+    metrics.journal_sync_us.fetch_add(took_us, Ordering::Relaxed);
     metrics
-        .journal_sync_us
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        .journal_round_max_us
+        .fetch_max(took_us, Ordering::Relaxed);
     for w in written {
         deliver(metrics, w);
     }

@@ -36,6 +36,8 @@ pub struct IngestMetrics {
     pub journal_frames: AtomicU64,
     /// Time spent in commit rounds (writes and sync), microseconds.
     pub journal_sync_us: AtomicU64,
+    /// Longest commit round so far, microseconds.
+    pub journal_round_max_us: AtomicU64,
     rejected: [AtomicU64; CODES],
 }
 
@@ -145,6 +147,11 @@ impl IngestMetrics {
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_journal_round_max_microseconds Longest journal commit round so far (writes and sync)\n# TYPE sharecast_ingest_journal_round_max_microseconds gauge\nsharecast_ingest_journal_round_max_microseconds {}",
+            self.journal_round_max_us.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP sharecast_ingest_sessions_active Sessions open (connected or waiting for resume)\n# TYPE sharecast_ingest_sessions_active gauge\nsharecast_ingest_sessions_active {active_sessions}"
