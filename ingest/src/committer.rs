@@ -273,12 +273,21 @@ fn round(cfg: &CommitterConfig, dir: &File, metrics: &IngestMetrics, ready: Vec<
     sync_round(cfg.sync, dir, &mut written);
     metrics.journal_commits.fetch_add(1, Ordering::Relaxed);
     let took_us = started.elapsed().as_micros() as u64;
-    metrics.journal_sync_us.fetch_add(took_us, Ordering::Relaxed);
+    metrics
+        .journal_sync_us
+        .fetch_add(took_us, Ordering::Relaxed);
     metrics
         .journal_round_max_us
         .fetch_max(took_us, Ordering::Relaxed);
     for w in written {
-        deliver(metrics, w);
+        let slot = w.slot.clone();
+        // One session's outputs must not take the committer (and with it
+        // every other session) down: a panic fails that session only.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(metrics, w))).is_err() {
+            if let Some(s) = slot.session.upgrade() {
+                s.journal_failed("internal error while releasing durable frames");
+            }
+        }
     }
 }
 
