@@ -1101,6 +1101,7 @@ async fn finalise(shared: &Arc<Shared>, session: &Arc<Session>) -> Result<VideoA
         anyhow::bail!("session {} is still finishing", session.info.id);
     }
     let id = session.info.id.clone();
+    session.flush_record();
     let result = session.output.finish().await;
     let result = match result {
         Ok(a) => session.close_journal().await.map(|_| a),

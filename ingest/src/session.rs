@@ -21,6 +21,17 @@ pub(crate) type AckState = (BTreeMap<u8, u64>, BTreeMap<u8, Vec<(u64, u64)>>);
 /// Most ranges reported per track in one ACK.
 const MAX_HELD_RANGES: usize = 64;
 
+/// How long released frames wait to go to the recording together (see
+/// `Session::record`).
+const RECORD_BATCH: Duration = Duration::from_millis(100);
+
+/// Released frames on their way to the recording.
+pub(crate) struct RecordBatch {
+    pub frames: Vec<MediaFrame>,
+    /// When the oldest waiting frame was released.
+    pub since: Instant,
+}
+
 /// A rejected frame: code and explanation.
 pub(crate) type Reject = (ErrorCode, String);
 
@@ -91,6 +102,8 @@ pub(crate) struct Session {
     pub generation: AtomicU64,
     pub connection: Mutex<Option<quinn::Connection>>,
     pub started: Instant,
+    /// Released frames waiting to go to the recording together.
+    pub record_batch: Mutex<RecordBatch>,
     pub limits: SessionLimits,
 }
 
@@ -137,6 +150,10 @@ impl Session {
             generation: AtomicU64::new(0),
             connection: Mutex::new(None),
             started: Instant::now(),
+            record_batch: Mutex::new(RecordBatch {
+                frames: Vec::new(),
+                since: Instant::now(),
+            }),
             limits,
         })
     }
@@ -347,7 +364,28 @@ impl Session {
                 }
             }
         }
-        for f in &release {
+        // Into the batch before the ACK: whoever sees the ACK and finishes
+        // the session flushes these frames too.
+        self.record(release, false);
+        self.ack_tx.send_replace(self.ack_state());
+    }
+
+    /// Hand frames released in order to the recording, in batches: they wait
+    /// until the oldest has waited [`RECORD_BATCH`] (or `flush`), then go
+    /// together, so the recording's threads wake once per batch rather than
+    /// once per frame. Durability and acknowledgements do not wait for this.
+    fn record(&self, frames: Vec<MediaFrame>, flush: bool) {
+        let mut batch = self.record_batch.lock().unwrap_or_else(|e| e.into_inner());
+        if batch.frames.is_empty() {
+            batch.since = Instant::now();
+        }
+        batch.frames.extend(frames);
+        if batch.frames.is_empty() || (!flush && batch.since.elapsed() < RECORD_BATCH) {
+            return;
+        }
+        // The lock stays held while recording, so batches keep their order.
+        let frames = std::mem::take(&mut batch.frames);
+        for f in &frames {
             if let Err(e) = self.output.record(f) {
                 let msg = format!("{e:#}");
                 tracing::error!(session = %self.info.id, error = %msg, "recording output failed");
@@ -355,7 +393,12 @@ impl Session {
                 st.failure.get_or_insert(msg);
             }
         }
-        self.ack_tx.send_replace(self.ack_state());
+    }
+
+    /// Hand every released frame still waiting in the batch to the recording
+    /// (before the recording is finished).
+    pub fn flush_record(&self) {
+        self.record(Vec::new(), true);
     }
 
     /// Make everything durable so far and write the END record.

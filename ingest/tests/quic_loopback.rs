@@ -21,6 +21,8 @@ use sharecast_ingest::{
 #[derive(Default)]
 struct Memory {
     recorded: Mutex<Vec<MediaFrame>>,
+    /// When each frame reached `record`.
+    record_times: Mutex<Vec<std::time::Instant>>,
     live: Mutex<Vec<(u8, u64)>>,
     finished: Mutex<u32>,
     /// Tracks of every session opened, as the handler received them.
@@ -35,6 +37,11 @@ impl SessionOutput for Out {
     }
     fn record(&self, f: &MediaFrame) -> anyhow::Result<()> {
         self.0.recorded.lock().unwrap().push(f.clone());
+        self.0
+            .record_times
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
         Ok(())
     }
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>> {
@@ -669,6 +676,37 @@ async fn a_configured_certificate_chain_is_verified_by_the_client() {
     let mut p = env.client("good");
     p.trust = Trust::PinSha256("00".repeat(32));
     assert!(Uploader::start(p, tracks(), 0).await.is_err());
+}
+
+/// Durable frames reach the recording in batches (about every 100 ms), not
+/// one by one as each commit round ends, so the recording's threads wake
+/// once per batch; every frame still arrives once, in order, and the last
+/// batch is flushed before the recording is finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_frames_reach_the_recording_in_batches() {
+    let env = Env::new(IngestConfig::default()).await;
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap();
+    // About 700 ms of frames, 5 ms apart; commit rounds every 10 ms.
+    for i in 0..140 {
+        up.send(frame(0, i)).await.unwrap();
+        up.send(frame(1, i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    up.finish().await.unwrap();
+    env.assert_complete(140, 140);
+    let times = env.mem.record_times.lock().unwrap().clone();
+    let gaps = times
+        .windows(2)
+        .filter(|w| w[1] - w[0] > Duration::from_millis(50))
+        .count();
+    // Per round, frames would arrive every ~10 ms with no gap this long.
+    assert!(
+        gaps >= 3,
+        "{gaps} pauses of more than 50 ms between {} record calls",
+        times.len()
+    );
 }
 
 /// The journal commit delay gathers the frames that follow the first one

@@ -183,6 +183,9 @@ pub(crate) fn video_rotation(tracks: &[TrackInfo]) -> u32 {
 
 /// Logs every error and warning of a pipeline with the session id and the
 /// element's name; the first error is kept in the returned slot.
+/// Media each mp4mux pad may queue, ns (see `Recording::start`).
+const MUX_QUEUE_NS: u64 = 2_000_000_000;
+
 pub(crate) fn watch_bus(
     pipeline: &gst::Pipeline,
     session_id: &str,
@@ -252,6 +255,11 @@ impl Recording {
                 "reserved-moov-update-period",
                 u64::from(cfg.fragment_duration_ms.max(1)) * 1_000_000,
             )
+            // Each mux pad may hold this much media (the pipeline is not
+            // live, so it adds no delay): a batch of frames pushed at once
+            // goes into the muxer in one go instead of one thread hand-off
+            // per frame.
+            .property("latency", MUX_QUEUE_NS)
             .build()
             .context("creating mp4mux")?;
         let sink = gst::ElementFactory::make("filesink")
