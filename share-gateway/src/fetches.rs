@@ -70,7 +70,29 @@ pub struct FetchLimits {
     pub max_bytes: u64,
     /// Whole fetch (connect, headers and body), at most.
     pub timeout: Duration,
+    /// Hosts fetched from (`host` for any port, or `host:port`; compared
+    /// without case). Empty: any host. Redirects are held to the same list.
+    pub allowed_hosts: Vec<String>,
 }
+
+/// Whether `url`'s host is one of `allowed` (empty: every host is).
+fn host_allowed(allowed: &[String], url: &reqwest::Url) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let with_port = url.port_or_known_default().map(|p| format!("{host}:{p}"));
+    allowed.iter().any(|a| {
+        let a = a.trim().to_ascii_lowercase();
+        a == host || with_port.as_deref() == Some(a.as_str())
+    })
+}
+
+/// Most redirects a fetch follows.
+const MAX_REDIRECTS: usize = 10;
 
 #[derive(Default)]
 struct Counters {
@@ -152,7 +174,21 @@ impl Fetches {
         let tmp = data_dir.join("fetching");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
+        let allowed = limits.allowed_hosts.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else if !host_allowed(&allowed, attempt.url()) {
+                let to = attempt.url().host_str().unwrap_or("").to_string();
+                attempt.error(format!(
+                    "redirected to {to}, which is not in fetch_allowed_hosts"
+                ))
+            } else {
+                attempt.follow()
+            }
+        });
         let client = reqwest::Client::builder()
+            .redirect(redirects)
             .timeout(limits.timeout)
             .connect_timeout(limits.timeout.min(Duration::from_secs(10)))
             .build()?;
@@ -179,23 +215,36 @@ impl Fetches {
         self.jobs().get(id).map(|j| j.job.clone())
     }
 
-    /// Checks that `address` can be fetched: http or https only.
+    /// Checks that `address` can be fetched: an http or https URL, on a
+    /// host of `fetch_allowed_hosts` when that list is not empty.
     pub fn check_address(&self, address: &str) -> Result<(), ApiError> {
-        let ok = (address.starts_with("http://") || address.starts_with("https://"))
-            && address.len() <= 2048
-            && address.split("://").nth(1).is_some_and(|r| !r.is_empty());
-        if ok {
-            return Ok(());
+        let shown = address.chars().take(200).collect::<String>();
+        let url = reqwest::Url::parse(address).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty())
+                && address.len() <= 2048
+        });
+        let Some(url) = url else {
+            self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_address",
+                format!(
+                    "the video's address {shown:?} is not an http(s) URL; it cannot be fetched"
+                ),
+            ));
+        };
+        if !host_allowed(&self.inner.limits.allowed_hosts, &url) {
+            self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "platform_not_allowed",
+                format!(
+                    "the video's address {shown:?} is on a host this platform does not fetch from (resume.fetch_allowed_hosts)"
+                ),
+            ));
         }
-        self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_address",
-            format!(
-                "the video's address {:?} is not an http(s) URL; it cannot be fetched",
-                address.chars().take(200).collect::<String>()
-            ),
-        ))
+        Ok(())
     }
 
     /// The fetch of `address` under way, or a new one started (`true`).
@@ -545,6 +594,7 @@ mod tests {
             FetchLimits {
                 max_bytes: 500,
                 timeout: Duration::from_secs(1),
+                allowed_hosts: Vec::new(),
             },
             dir.path(),
             "http://b/",
@@ -629,6 +679,114 @@ mod tests {
         ] {
             assert!(m.contains(line), "{line} in\n{m}");
         }
+    }
+
+    /// With `fetch_allowed_hosts` set, only those hosts are fetched from:
+    /// another host (or the same host on another port, for a `host:port`
+    /// entry) is refused at once with 403 `platform_not_allowed` and
+    /// counted, and a redirect from an allowed host to another one fails the
+    /// fetch without that host ever being asked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_allowed_platforms_are_fetched_from_even_through_redirects() {
+        use axum::response::IntoResponse;
+        use std::sync::atomic::AtomicUsize;
+        let other_hits = Arc::new(AtomicUsize::new(0));
+        let hits = other_hits.clone();
+        let other = axum::Router::new().fallback(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async { vec![7u8; 200] }
+        });
+        let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_base = format!("http://{}", other_listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(other_listener, other).await });
+        let target = format!("{other_base}/ok.mp4");
+        let allowed = axum::Router::new()
+            .route("/ok.mp4", get(|| async { vec![7u8; 200] }))
+            .route(
+                "/moved.mp4",
+                get(move || async move { axum::response::Redirect::temporary(&target) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let allowed_addr = listener.local_addr().unwrap();
+        let base = format!("http://{allowed_addr}");
+        tokio::spawn(async move { axum::serve(listener, allowed).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        let probe: Probe = Arc::new(|_: &Path| {
+            Ok(Rendition {
+                container: "mp4".into(),
+                codecs: vec!["hvc1.1.6.L93.B0".into()],
+                width: 64,
+                height: 48,
+                duration_ms: 1000,
+                ..Rendition::default()
+            })
+        });
+        let f = Fetches::new(
+            store.clone(),
+            probe,
+            FetchLimits {
+                max_bytes: 10_000,
+                timeout: Duration::from_secs(5),
+                allowed_hosts: vec![format!(" 127.0.0.1:{} ", allowed_addr.port())],
+            },
+            dir.path(),
+            "http://b/",
+        )
+        .unwrap();
+        for refused in [
+            format!("{other_base}/ok.mp4"),
+            format!("http://localhost:{}/ok.mp4", allowed_addr.port()),
+            "http://internal.example/ok.mp4".to_string(),
+        ] {
+            let r = f.check_address(&refused).unwrap_err().into_response();
+            assert_eq!(r.status().as_u16(), 403, "{refused}");
+        }
+        assert!(f.check_address("ftp://127.0.0.1/x.mp4").is_err());
+        assert!(f.check_address(&format!("{base}/ok.mp4")).is_ok());
+        let mut metrics = String::new();
+        f.render_metrics(&mut metrics);
+        assert!(
+            metrics.contains("sharecast_remote_fetches_total{result=\"refused\"} 4"),
+            "{metrics}"
+        );
+
+        // A redirect to a host not on the list fails the fetch.
+        f.check_address(&format!("{base}/moved.mp4")).unwrap();
+        let (job, _) = f.start(
+            &format!("{base}/moved.mp4"),
+            None,
+            ("b1".into(), "web".into()),
+        );
+        let job = wait(&f, &job.id).await;
+        assert_eq!(job.state, "failed");
+        let error = job.error.unwrap();
+        assert!(error.contains("not in fetch_allowed_hosts"), "{error}");
+        assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+
+        // The allowed host itself is fetched.
+        let (job, _) = f.start(&format!("{base}/ok.mp4"), None, ("b1".into(), "web".into()));
+        let job = wait(&f, &job.id).await;
+        assert_eq!(job.state, "done", "{job:?}");
+
+        // A host-only entry allows every port of that host.
+        let g = Fetches::new(
+            store,
+            Arc::new(|_: &Path| Err("unused".to_string())),
+            FetchLimits {
+                max_bytes: 10_000,
+                timeout: Duration::from_secs(5),
+                allowed_hosts: vec!["127.0.0.1".into()],
+            },
+            &dir.path().join("g"),
+            "http://b/",
+        )
+        .unwrap();
+        assert!(g.check_address(&format!("{other_base}/ok.mp4")).is_ok());
+        assert!(g.check_address(&format!("{base}/ok.mp4")).is_ok());
     }
 
     #[test]

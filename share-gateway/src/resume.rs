@@ -58,6 +58,13 @@ pub struct ResumeConfig {
     /// Longest fetch of another platform's video (connect, headers and the
     /// whole body), seconds. Default 600.
     pub fetch_timeout_secs: u64,
+    /// Hosts of the platforms this one fetches videos from: `host` (any
+    /// port) or `host:port`, compared without case; a hand-off naming
+    /// another host is refused (403 `platform_not_allowed`), and so is a
+    /// redirect to one. Empty: any host (every address a signed-in user's
+    /// suspend state names is fetched, internal ones included). Default
+    /// empty.
+    pub fetch_allowed_hosts: Vec<String>,
 }
 
 impl Default for ResumeConfig {
@@ -72,6 +79,7 @@ impl Default for ResumeConfig {
             fetch_remote: true,
             fetch_max_bytes: 2 << 30,
             fetch_timeout_secs: 600,
+            fetch_allowed_hosts: Vec::new(),
         }
     }
 }
@@ -501,6 +509,7 @@ impl ResumeService {
                 FetchLimits {
                     max_bytes: self.cfg.fetch_max_bytes,
                     timeout: Duration::from_secs(self.cfg.fetch_timeout_secs.max(1)),
+                    allowed_hosts: self.cfg.fetch_allowed_hosts.clone(),
                 },
                 &self.data_dir,
                 &self.public_url,
