@@ -51,7 +51,9 @@ pub struct IngestConfig {
     /// How a commit round is made durable: `"filesystem"` (one `syncfs` of
     /// the journals' filesystem per round; Linux, elsewhere the same as
     /// `"file"`) or `"file"` (one `fdatasync` per journal written by the
-    /// round). Default `"filesystem"`.
+    /// round). Default `"filesystem"`. `syncfs` also flushes whatever else
+    /// is dirty on that filesystem: keep `data_dir` on a filesystem of its
+    /// own, or use `"file"` when other programs write heavily beside it.
     pub journal_sync: JournalSync,
 }
 
