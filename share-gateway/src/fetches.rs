@@ -158,9 +158,6 @@ pub fn local_id(address: &str) -> String {
     hex::encode(&d[..16])
 }
 
-/// Finished jobs kept for polling.
-const KEEP_FINISHED: usize = 1000;
-
 impl Fetches {
     /// Temporary files go to `<data_dir>/fetching` (emptied here: a fetch
     /// cut by a restart is forgotten), assets to `<data_dir>/sessions`.
@@ -261,20 +258,10 @@ impl Fetches {
             self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
             return (j.job.clone(), false);
         }
-        if jobs.len() >= KEEP_FINISHED {
-            let mut finished: Vec<(i64, String)> = jobs
-                .values()
-                .filter(|j| j.job.state != "fetching")
-                .map(|j| (j.job.finished_unix_ms.unwrap_or(0), j.job.id.clone()))
-                .collect();
-            finished.sort();
-            for (_, id) in finished.iter().take(jobs.len() + 1 - KEEP_FINISHED) {
-                jobs.remove(id);
-            }
-        }
-        let mut b = [0u8; 8];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
-        let id = hex::encode(b);
+        crate::jobs::make_room(&mut jobs, |j| {
+            (j.job.state != "fetching").then(|| j.job.finished_unix_ms.unwrap_or(0))
+        });
+        let id = crate::jobs::new_job_id();
         let job = FetchJob {
             poll_url: format!("{}/api/v1/fetches/{id}", self.inner.public_url),
             id: id.clone(),
@@ -535,6 +522,18 @@ mod tests {
     use super::*;
     use axum::routing::get;
 
+    /// What the probe hook says of a fetched file it accepts.
+    fn hevc_rendition() -> Rendition {
+        Rendition {
+            container: "mp4".into(),
+            codecs: vec!["hvc1.1.6.L93.B0".into()],
+            width: 64,
+            height: 48,
+            duration_ms: 1000,
+            ..Rendition::default()
+        }
+    }
+
     async fn wait(f: &Fetches, id: &str) -> FetchJob {
         let (job, waiters) = f.run(id).await;
         assert_eq!(waiters.len(), 1);
@@ -579,14 +578,7 @@ mod tests {
             {
                 return Err("source.mp4: not an MP4".into());
             }
-            Ok(Rendition {
-                container: "mp4".into(),
-                codecs: vec!["hvc1.1.6.L93.B0".into()],
-                width: 64,
-                height: 48,
-                duration_ms: 1000,
-                ..Rendition::default()
-            })
+            Ok(hevc_rendition())
         });
         let f = Fetches::new(
             store.clone(),
@@ -715,16 +707,7 @@ mod tests {
         let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
             .await
             .unwrap();
-        let probe: Probe = Arc::new(|_: &Path| {
-            Ok(Rendition {
-                container: "mp4".into(),
-                codecs: vec!["hvc1.1.6.L93.B0".into()],
-                width: 64,
-                height: 48,
-                duration_ms: 1000,
-                ..Rendition::default()
-            })
-        });
+        let probe: Probe = Arc::new(|_: &Path| Ok(hevc_rendition()));
         let f = Fetches::new(
             store.clone(),
             probe,

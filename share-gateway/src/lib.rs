@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod fetches;
 pub mod frames;
 pub mod http;
+mod jobs;
 pub mod kannel;
 pub mod playback;
 pub mod resume;

@@ -88,9 +88,6 @@ pub enum Scheduled {
     Job(TranscodeJob),
 }
 
-/// Finished jobs kept for polling; older ones are forgotten first.
-const KEEP_FINISHED: usize = 1000;
-
 #[derive(Default)]
 struct Counters {
     scheduled: AtomicU64,
@@ -254,20 +251,10 @@ impl Transcodes {
                     ),
                 ));
             }
-            if jobs.len() >= KEEP_FINISHED {
-                let mut finished: Vec<(i64, String)> = jobs
-                    .values()
-                    .filter(|j| !j.pending())
-                    .map(|j| (j.finished_unix_ms.unwrap_or(0), j.id.clone()))
-                    .collect();
-                finished.sort();
-                for (_, id) in finished.iter().take(jobs.len() + 1 - KEEP_FINISHED) {
-                    jobs.remove(id);
-                }
-            }
-            let mut b = [0u8; 8];
-            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
-            let id = hex::encode(b);
+            crate::jobs::make_room(&mut jobs, |j| {
+                (!j.pending()).then(|| j.finished_unix_ms.unwrap_or(0))
+            });
+            let id = crate::jobs::new_job_id();
             let job = TranscodeJob {
                 poll_url: format!("{}/api/v1/transcodes/{id}", self.inner.public_url),
                 id: id.clone(),
