@@ -18,6 +18,15 @@
 //! takes every frame that arrived while the previous one was syncing, so
 //! syncs stay few however many sessions there are; at light load a frame
 //! waits at most that delay before its write starts.
+//!
+//! A round's results are handed to the async runtime in one message: one
+//! task there releases every session's durable frames and wakes their ACK
+//! writers. Waking hundreds of tasks from the committer thread would cost one
+//! cross-thread wake-up each; from inside the runtime they are queue pushes.
+//! (Without a runtime, as in unit code, the committer thread delivers.)
+//! A failed write is settled on the committer thread before the next round
+//! (the writer closed, no more frames taken), and reported to its session in
+//! order with the deliveries before it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -28,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use sharecast_formats::media::MediaFrame;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::JournalWriter;
 use crate::metrics::IngestMetrics;
@@ -94,9 +103,19 @@ impl Committer {
             wake: Condvar::new(),
         });
         let thread_inner = inner.clone();
+        let deliver_to = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Written>>();
+            let metrics = metrics.clone();
+            rt.spawn(async move {
+                while let Some(round) = rx.recv().await {
+                    deliver_round(&metrics, round);
+                }
+            });
+            tx
+        });
         std::thread::Builder::new()
             .name("journal-commit".into())
-            .spawn(move || run(thread_inner, cfg, dir, metrics))
+            .spawn(move || run(thread_inner, cfg, dir, metrics, deliver_to))
             .context("starting the journal committer thread")?;
         Ok(Committer { inner })
     }
@@ -192,7 +211,13 @@ struct Written {
     result: Result<()>,
 }
 
-fn run(inner: Arc<Inner>, cfg: CommitterConfig, dir: File, metrics: Arc<IngestMetrics>) {
+fn run(
+    inner: Arc<Inner>,
+    cfg: CommitterConfig,
+    dir: File,
+    metrics: Arc<IngestMetrics>,
+    deliver_to: Option<mpsc::UnboundedSender<Vec<Written>>>,
+) {
     let mut last_round: Option<Instant> = None;
     loop {
         {
@@ -212,7 +237,20 @@ fn run(inner: Arc<Inner>, cfg: CommitterConfig, dir: File, metrics: Arc<IngestMe
         }
         last_round = Some(Instant::now());
         let ready = std::mem::take(&mut lock(&inner.queue).ready);
-        round(&cfg, &dir, &metrics, ready);
+        let written = round(&cfg, &dir, &metrics, ready);
+        if written.is_empty() {
+            continue;
+        }
+        // Into the runtime in one message; if it is gone (shutting down),
+        // deliver here.
+        match &deliver_to {
+            Some(tx) => {
+                if let Err(mpsc::error::SendError(written)) = tx.send(written) {
+                    deliver_round(&metrics, written);
+                }
+            }
+            None => deliver_round(&metrics, written),
+        }
     }
 }
 
@@ -223,7 +261,14 @@ fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn round(cfg: &CommitterConfig, dir: &File, metrics: &IngestMetrics, ready: Vec<Arc<JournalSlot>>) {
+/// Write and sync one round; the results, failures already settled, for
+/// [`deliver_round`].
+fn round(
+    cfg: &CommitterConfig,
+    dir: &File,
+    metrics: &IngestMetrics,
+    ready: Vec<Arc<JournalSlot>>,
+) -> Vec<Written> {
     let started = Instant::now();
     let mut written = Vec::with_capacity(ready.len());
     for slot in ready {
@@ -279,6 +324,31 @@ fn round(cfg: &CommitterConfig, dir: &File, metrics: &IngestMetrics, ready: Vec<
     metrics
         .journal_round_max_us
         .fetch_max(took_us, Ordering::Relaxed);
+    for w in written.iter_mut() {
+        if let Err(e) = &w.result {
+            settle_failure(&w.slot, &format!("journal write failed: {e:#}"));
+        }
+    }
+    written
+}
+
+/// Close a slot whose write failed, before the next round: the writer is
+/// dropped and no more frames are taken. Nothing of the failed write is
+/// acknowledged; the phone keeps the frames and resends them after it
+/// resumes on a healthy server.
+fn settle_failure(slot: &JournalSlot, msg: &str) {
+    *lock(&slot.writer) = None;
+    let mut p = lock(&slot.pending);
+    p.closed.get_or_insert_with(|| msg.to_string());
+    p.frames.clear();
+    if let Some(tx) = p.end.take() {
+        let _ = tx.send(Err(anyhow!("{msg}")));
+    }
+}
+
+/// Release a round's durable frames to their sessions (and report failed
+/// writes), in the order the round wrote them.
+fn deliver_round(metrics: &IngestMetrics, written: Vec<Written>) {
     for w in written {
         let slot = w.slot.clone();
         // One session's outputs must not take the committer (and with it
@@ -353,18 +423,8 @@ fn deliver(metrics: &IngestMetrics, w: Written) {
             }
         }
         Err(e) => {
-            // Nothing of this write is acknowledged; the phone keeps the
-            // frames and resends them after it resumes on a healthy server.
+            // Already settled by `settle_failure`; tell the session.
             let msg = format!("journal write failed: {e:#}");
-            *lock(&slot.writer) = None;
-            {
-                let mut p = lock(&slot.pending);
-                p.closed.get_or_insert_with(|| msg.clone());
-                p.frames.clear();
-                if let Some(tx) = p.end.take() {
-                    let _ = tx.send(Err(anyhow!("{msg}")));
-                }
-            }
             if let Some(tx) = end {
                 let _ = tx.send(Err(anyhow!("{msg}")));
             }
