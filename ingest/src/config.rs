@@ -46,7 +46,7 @@ pub struct IngestConfig {
     /// then one sync for all of them) start at most this often, ms. Under
     /// load a round takes everything that arrived during the previous one;
     /// at light load a frame waits at most this long before its write. 0
-    /// starts a round as soon as a frame waits. Default 10.
+    /// starts a round as soon as a frame waits. Default 20.
     pub journal_commit_delay_ms: u64,
     /// How a commit round is made durable: `"filesystem"` (one `syncfs` of
     /// the journals' filesystem per round; Linux, elsewhere the same as
@@ -55,6 +55,17 @@ pub struct IngestConfig {
     /// is dirty on that filesystem: keep `data_dir` on a filesystem of its
     /// own, or use `"file"` when other programs write heavily beside it.
     pub journal_sync: JournalSync,
+    /// Receive and send buffer asked for the ingest UDP socket, bytes.
+    /// Every phone's packets arrive on this one socket: a buffer too small
+    /// for the bursts between two reads drops datagrams, and each drop costs
+    /// its phone a QUIC loss recovery (hundreds of ms of acknowledgement
+    /// latency, and a resend). The kernel caps the size at
+    /// `net.core.rmem_max` / `wmem_max` unless the server may force it
+    /// (CAP_NET_ADMIN); the size obtained is logged at start-up, with a
+    /// warning when it is smaller than asked, and exported as
+    /// `sharecast_ingest_udp_receive_buffer_bytes`. 0 keeps the system
+    /// default. Default 8 MiB.
+    pub udp_buffer_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -74,8 +85,9 @@ impl Default for IngestConfig {
             end_wait_secs: 30,
             idle_timeout_secs: 10,
             journal_batch_frames: 512,
-            journal_commit_delay_ms: 10,
+            journal_commit_delay_ms: 20,
             journal_sync: JournalSync::Filesystem,
+            udp_buffer_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 mod server;
 mod session;
 pub mod tls;
+pub mod udp;
 
 use std::future::Future;
 use std::path::PathBuf;

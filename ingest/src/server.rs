@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use std::fmt::Write as _;
+
+use anyhow::{anyhow, Context, Result};
 use rand::RngCore;
 use serde::Serialize;
 use sharecast_formats::attributes::VideoAttributes;
@@ -87,6 +89,7 @@ pub struct IngestServer {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
     fingerprint: String,
+    udp_buffers: crate::udp::UdpBuffers,
 }
 
 fn now_ms() -> u64 {
@@ -143,8 +146,17 @@ impl IngestServer {
             .listen
             .parse()
             .with_context(|| format!("ingest listen address {:?}", cfg.listen))?;
-        let endpoint = quinn::Endpoint::server(server_config, addr)
-            .with_context(|| format!("binding QUIC ingest on udp {addr}"))?;
+        let (socket, udp_buffers) = crate::udp::bind(addr, cfg.udp_buffer_bytes)
+            .context("binding the QUIC ingest socket")?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| anyhow!("the QUIC ingest needs a Tokio runtime"))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .with_context(|| format!("starting QUIC ingest on udp {addr}"))?;
         let metrics = Arc::new(IngestMetrics::default());
         let committer = Committer::start(
             CommitterConfig {
@@ -169,7 +181,14 @@ impl IngestServer {
                 committer,
             }),
             fingerprint,
+            udp_buffers,
         })
+    }
+
+    /// The kernel buffers the ingest UDP socket got
+    /// (`ingest.udp_buffer_bytes`).
+    pub fn udp_buffers(&self) -> crate::udp::UdpBuffers {
+        self.udp_buffers
     }
 
     /// The bound UDP address.
@@ -201,6 +220,17 @@ impl IngestServer {
             .count();
         drop(sessions);
         self.shared.metrics.render(out, active, connected);
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_udp_receive_buffer_bytes Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)\n# TYPE sharecast_ingest_udp_receive_buffer_bytes gauge\nsharecast_ingest_udp_receive_buffer_bytes {}",
+            self.udp_buffers.receive
+        );
+        if let Some(drops) = crate::udp::drops(self.udp_buffers.inode) {
+            let _ = writeln!(
+                out,
+                "# HELP sharecast_ingest_udp_receive_drops_total Datagrams the kernel dropped on the ingest socket (receive buffer full)\n# TYPE sharecast_ingest_udp_receive_drops_total counter\nsharecast_ingest_udp_receive_drops_total {drops}"
+            );
+        }
     }
 
     /// Snapshots of the open sessions.

@@ -23,7 +23,7 @@ const MAX_HELD_RANGES: usize = 64;
 
 /// How long released frames wait to go to the recording together (see
 /// `Session::record`).
-const RECORD_BATCH: Duration = Duration::from_millis(100);
+const RECORD_BATCH: Duration = Duration::from_millis(300);
 
 /// Released frames on their way to the recording.
 pub(crate) struct RecordBatch {

@@ -195,9 +195,12 @@ async fn upload(up: &Uploader, n: i64, mut each: impl FnMut(i64, &Uploader)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_is_recorded_in_order_and_finished_once() {
     let env = Env::new(IngestConfig::default()).await;
-    let up = Uploader::start(env.client("good"), tracks(), 0)
-        .await
-        .unwrap();
+    // The frames go much faster than real time: without a high live
+    // threshold the uploader could (correctly) jump to the live edge while
+    // they wait, and the live output would not see every frame.
+    let mut c = env.client("good");
+    c.live_threshold = Duration::from_secs(3600);
+    let up = Uploader::start(c, tracks(), 0).await.unwrap();
     assert!(up.live_urls()[0].ends_with(up.session_id()));
     upload(&up, 100, |_, _| {}).await;
     let attrs = up.finish().await.unwrap();
@@ -246,6 +249,36 @@ async fn dropped_connections_resume_without_loss_or_duplicates() {
     env.server.render_metrics(&mut out);
     assert!(
         out.contains("sharecast_ingest_sessions_resumed_total 3"),
+        "{out}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_socket_gets_large_buffers_and_reports_its_drops() {
+    // The system default (about 208 KiB) overflows under a few hundred
+    // phones; the server asks for `udp_buffer_bytes` and gets at least what
+    // the kernel's cap allows (more when it may force it).
+    let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cfg = IngestConfig::default();
+    let want = cfg.udp_buffer_bytes;
+    let env = Env::new(cfg).await;
+    let got = env.server.udp_buffers().receive;
+    assert!(got >= want.min(cap), "asked {want}, cap {cap}, got {got}");
+    let mut out = String::new();
+    env.server.render_metrics(&mut out);
+    assert!(
+        out.contains(&format!(
+            "sharecast_ingest_udp_receive_buffer_bytes {got}\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("sharecast_ingest_udp_receive_drops_total 0\n"),
         "{out}"
     );
 }
@@ -678,7 +711,7 @@ async fn a_configured_certificate_chain_is_verified_by_the_client() {
     assert!(Uploader::start(p, tracks(), 0).await.is_err());
 }
 
-/// Durable frames reach the recording in batches (about every 100 ms), not
+/// Durable frames reach the recording in batches (about every 300 ms), not
 /// one by one as each commit round ends, so the recording's threads wake
 /// once per batch; every frame still arrives once, in order, and the last
 /// batch is flushed before the recording is finished.
@@ -688,23 +721,23 @@ async fn durable_frames_reach_the_recording_in_batches() {
     let up = Uploader::start(env.client("good"), tracks(), 0)
         .await
         .unwrap();
-    // About 700 ms of frames, 5 ms apart; commit rounds every 10 ms.
-    for i in 0..140 {
+    // About 1.2 s of frames, 5 ms apart; commit rounds every 20 ms.
+    for i in 0..240 {
         up.send(frame(0, i)).await.unwrap();
         up.send(frame(1, i)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     up.finish().await.unwrap();
-    env.assert_complete(140, 140);
+    env.assert_complete(240, 240);
     let times = env.mem.record_times.lock().unwrap().clone();
     let gaps = times
         .windows(2)
-        .filter(|w| w[1] - w[0] > Duration::from_millis(50))
+        .filter(|w| w[1] - w[0] > Duration::from_millis(150))
         .count();
-    // Per round, frames would arrive every ~10 ms with no gap this long.
+    // Per round, frames would arrive every ~20 ms with no gap this long.
     assert!(
-        gaps >= 3,
-        "{gaps} pauses of more than 50 ms between {} record calls",
+        gaps >= 2,
+        "{gaps} pauses of more than 150 ms between {} record calls",
         times.len()
     );
 }
