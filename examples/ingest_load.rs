@@ -3,12 +3,15 @@
 //! continuous capture timestamps) through the client SDK.
 //!
 //! Prints one line of JSON: sessions, seconds, frames, bytes, ingest Mbit/s,
-//! p50/p99/max acknowledgement latency (send → durable ack), and how many
-//! sessions fell behind real time (more than 1 s of media waiting at the end,
-//! or a failed upload).
+//! p50/p99/max acknowledgement latency (send → durable ack) of the frames
+//! sent after each phone's first `--warm` seconds (the steady state, default
+//! 0), the same over the whole run including the start-up (`*_all_ms`: every
+//! phone connecting and every recording starting within the first second),
+//! and how many sessions fell behind real time (more than 1 s of media
+//! waiting at the end, or a failed upload).
 //!
 //! Usage: ingest_load --server HOST:PORT --token T --pin SHA256 --input CLIP
-//!        --sessions N --seconds S
+//!        --sessions N --seconds S [--warm S]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +38,10 @@ async fn main() -> Result<()> {
     let input = arg(&args, "--input")?;
     let sessions: usize = arg(&args, "--sessions")?.parse()?;
     let seconds: f64 = arg(&args, "--seconds")?.parse()?;
+    let warm: f64 = match arg(&args, "--warm") {
+        Ok(w) => w.parse()?,
+        Err(_) => 0.0,
+    };
 
     let mut src = FileSource::open(input.as_ref())?;
     let tracks = src.tracks.clone();
@@ -69,6 +76,8 @@ async fn main() -> Result<()> {
             let t0 = Instant::now();
             let mut bytes = 0u64;
             let mut n = 0u64;
+            let mut start_lat = Vec::new();
+            let mut warm_taken = warm <= 0.0;
             'outer: for lap in 0.. {
                 for f in frames.iter() {
                     let mut f = f.clone();
@@ -82,6 +91,12 @@ async fn main() -> Result<()> {
                     if let Some(wait) = due.checked_sub(t0.elapsed()) {
                         tokio::time::sleep(wait).await;
                     }
+                    if !warm_taken && t0.elapsed().as_secs_f64() >= warm {
+                        // Latencies of the start-up so far; the steady
+                        // state's are what is left at the end.
+                        start_lat = up.take_ack_latencies();
+                        warm_taken = true;
+                    }
                     bytes += f.data.len() as u64;
                     n += 1;
                     up.send(f).await?;
@@ -90,7 +105,7 @@ async fn main() -> Result<()> {
             let backlog = up.stats().backlog_bytes;
             let lat = up.take_ack_latencies();
             up.finish().await?;
-            Ok::<_, anyhow::Error>((n, bytes, backlog, lat))
+            Ok::<_, anyhow::Error>((n, bytes, backlog, lat, start_lat))
         }));
     }
     let mut frames_total = 0u64;
@@ -98,16 +113,19 @@ async fn main() -> Result<()> {
     let mut behind = 0usize;
     let mut failed = 0usize;
     let mut lat: Vec<u32> = Vec::new();
+    let mut lat_all: Vec<u32> = Vec::new();
     let mut first_error = None;
     for t in tasks {
         match t.await? {
-            Ok((n, b, backlog, l)) => {
+            Ok((n, b, backlog, l, start)) => {
                 frames_total += n;
                 bytes_total += b;
                 // More than ~1 s of a 2 Mbit/s stream still waiting.
                 if backlog > 250_000 {
                     behind += 1;
                 }
+                lat_all.extend(&start);
+                lat_all.extend(&l);
                 lat.extend(l);
             }
             Err(e) => {
@@ -117,12 +135,15 @@ async fn main() -> Result<()> {
         }
     }
     lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
+    lat_all.sort_unstable();
+    let pct_of = |lat: &[u32], p: f64| -> f64 {
         if lat.is_empty() {
             return 0.0;
         }
         lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0
     };
+    let pct = |p: f64| pct_of(&lat, p);
+    let pct_all = |p: f64| pct_of(&lat_all, p);
     let wall = started.elapsed().as_secs_f64();
     println!(
         "{}",
@@ -136,6 +157,10 @@ async fn main() -> Result<()> {
             "ack_p50_ms": pct(0.50),
             "ack_p99_ms": pct(0.99),
             "ack_max_ms": pct(1.0),
+            "warm_seconds": warm,
+            "ack_p50_all_ms": pct_all(0.50),
+            "ack_p99_all_ms": pct_all(0.99),
+            "ack_max_all_ms": pct_all(1.0),
             "behind": behind,
             "failed": failed,
             "first_error": first_error,
