@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Ingest benchmark: concurrent phones on loopback, each pushing a 2 Mbit/s clip
 # in real time with passthrough recording. Prints, per session count: ingest
-# Mbit/s, p50/p99 acknowledgement latency, sessions behind, server CPU and CPU
+# Mbit/s, p50/p99 acknowledgement latency of the steady state (and p99 of the
+# whole run, start-up included), sessions behind, server CPU and CPU
 # seconds per ingested Mbit over the steady part of the run, the load
 # generator's CPU (it shares the machine), and the CPU per session spent
 # finalising VOD files after the phones stop; then the same clips pushed by
 # ffmpeg to nginx-rtmp (Debian's libnginx-mod-rtmp, recording on) for the CPU
-# ratio; and where the server's CPU goes, by thread name and (with perf) by
-# thread and function.
+# ratio; the bare QUIC transport (examples/quic_floor.rs) receiving the same
+# bitrate, to tell the transport's share from Sharecast's; and where the
+# server's CPU goes, by thread name and (with perf) by thread and function.
 #
 # Prints numbers, asserts nothing. Env: SESSIONS="10 25 50" SECONDS_PER_RUN=20
 # COMMIT_DELAY_MS=5 JOURNAL_SYNC=file
