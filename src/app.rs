@@ -14,7 +14,8 @@ use sharecast_ingest::{
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
 use sharecast_share_gateway::{
-    Gateway, MetricsFn, PlaybackTokens, SessionsFn, ShareService, Store,
+    Gateway, LinkSigner, MetricsFn, Outbound, PlaybackTokens, Policy, SessionsFn, ShareService,
+    Store,
 };
 use sharecast_transcoder::{Recording, Transcoder};
 
@@ -333,8 +334,7 @@ pub struct Running {
 
 /// Build and start every component.
 pub async fn start(cfg: &Config) -> Result<Running> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    crate::secure::secure_data_dir(&cfg.data_dir)?;
     let store = Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
     let transcoder = Arc::new(Transcoder::new(cfg.transcoder.to_transcoder())?);
     let relay = Arc::new(LiveRelay::start(LiveRelayConfig {
@@ -375,9 +375,22 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         cfg.live.playback_tokens,
         cfg.live.playback_token_ttl_secs,
     )?;
+    // The one access policy: HTTP routes and RTSP alike.
+    let links = LinkSigner::load(&cfg.data_dir)?;
+    let policy = Policy::new(
+        store.clone(),
+        crate::live_admin::admin_token(cfg)?,
+        crate::live_admin::sms_inbound_key(cfg)?,
+        tokens.clone(),
+        links.clone(),
+    );
     if tokens.required() {
-        relay.set_authorizer(Some(tokens.authorizer()));
+        let p = policy.clone();
+        relay.set_authorizer(Some(Arc::new(move |id: &str, token: Option<&str>| {
+            p.live_viewer(id, token).is_some()
+        })));
     }
+    let outbound = Outbound::new(&cfg.outbound)?;
     let public = Public {
         http: public_http,
         rtsp_host,
@@ -435,13 +448,22 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         let relay = relay.clone();
         metrics.push(Arc::new(move |out: &mut String| relay.render_metrics(out)));
     }
-    let admin = crate::live_admin::admin(cfg, &store, &ingest, &relay, &tokens)?;
+    let admin = crate::live_admin::admin(&store, &ingest, &relay, &tokens);
     metrics.push(admin.metrics());
+    {
+        let (p, o) = (policy.clone(), outbound.clone());
+        metrics.push(Arc::new(move |out: &mut String| {
+            p.render_metrics(out);
+            o.render_metrics(out);
+        }));
+    }
     let resume = sharecast_share_gateway::resume::ResumeService::new(
         store.clone(),
         cfg.resume.clone(),
         &cfg.data_dir,
         public.http.clone(),
+        links,
+        outbound,
     )
     .await?
     .with_playback_tokens(tokens.clone())
@@ -541,11 +563,13 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                         else {
                             continue;
                         };
+                        // What the viewer's access proved (its playback
+                        // token) is all the bookmark may hand out later.
                         let req = sharecast_share_gateway::resume::ReverseBookmark {
                             user_id: None,
                             content_id: end.content_id.clone(),
                             position_ms: end.position_ms,
-                            playback_token: end.viewer_id.clone(),
+                            playback_token: end.playback_token.clone().unwrap_or_default(),
                             user_token,
                         };
                         let a = resume.reverse_bookmark(&req).await;
@@ -577,21 +601,32 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         public.http.clone(),
     )
     .await?;
-    let frames = gateway.counted(sharecast_share_gateway::frames::router(
-        store.clone(),
-        cfg.data_dir.clone(),
-        Arc::new(crate::frames::GstFrames),
-    ));
-    let frames = frames
-        .merge(gateway.counted(shares.router()))
-        .merge(gateway.counted(relay.http_router()))
-        .merge(gateway.counted(admin.router()))
-        .merge(gateway.counted(resume.router()))
-        .merge(gateway.counted(stills.router()));
+    let live = relay.http_routes();
+    let (routes, _table) = sharecast_share_gateway::routes::routes(
+        policy,
+        sharecast_share_gateway::routes::Services {
+            gateway: gateway.clone(),
+            shares: shares.clone(),
+            resume: resume.clone(),
+            stills,
+            frames: sharecast_share_gateway::frames::Frames::new(
+                store.clone(),
+                cfg.data_dir.clone(),
+                Arc::new(crate::frames::GstFrames),
+            ),
+            admin,
+            live: sharecast_share_gateway::routes::LiveHandlers {
+                watch: live.watch,
+                stream_file: live.stream_file,
+                rendition_file: live.rendition_file,
+                heartbeat: live.heartbeat,
+            },
+            metrics_public: cfg.http.metrics_public,
+        },
+    );
+    let app = gateway.app(routes, cfg.http.max_body_bytes);
     tokio::spawn(async move {
-        if let Err(e) =
-            sharecast_share_gateway::frames::serve_with(gateway, frames, http_listener).await
-        {
+        if let Err(e) = Gateway::serve(app, http_listener).await {
             tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
         }
     });

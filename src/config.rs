@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sharecast_ingest::IngestConfig;
-use sharecast_share_gateway::{GatewayConfig, ShareConfig, SmsConfig};
+use sharecast_share_gateway::{GatewayConfig, OutboundConfig, ShareConfig, SmsConfig};
 
 /// Live relay (RTSP) settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +178,10 @@ pub struct Config {
     pub sms: SmsConfig,
     /// Admin dashboard and API.
     pub admin: AdminConfig,
+    /// Requests the server makes to addresses it was given (hand-off push
+    /// and pull, fetches of other platforms' videos), and redirects to
+    /// other platforms.
+    pub outbound: OutboundConfig,
 }
 
 impl Default for Config {
@@ -185,16 +189,14 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./data"),
             ingest: IngestConfig::default(),
-            http: GatewayConfig {
-                public_url: String::new(),
-                ..GatewayConfig::default()
-            },
+            http: GatewayConfig::default(),
             live: LiveConfig::default(),
             transcoder: TranscodeConfig::default(),
             resume: Default::default(),
             share: ShareConfig::default(),
             sms: SmsConfig::default(),
             admin: AdminConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }

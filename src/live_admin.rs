@@ -25,8 +25,22 @@ pub fn admin_token(cfg: &Config) -> Result<String> {
     if !cfg.admin.token.is_empty() {
         return Ok(cfg.admin.token.clone());
     }
-    let path = token_path(cfg);
-    if let Ok(t) = std::fs::read_to_string(&path) {
+    stored_secret(&token_path(cfg), "adm_")
+}
+
+/// The key inbound SMS callbacks carry: `sms.inbound_key`, else the one in
+/// `<data_dir>/sms-inbound-key`, generated (random, 128 bits) at first start.
+pub fn sms_inbound_key(cfg: &Config) -> Result<String> {
+    if !cfg.sms.inbound_key.is_empty() {
+        return Ok(cfg.sms.inbound_key.clone());
+    }
+    stored_secret(&cfg.data_dir.join("sms-inbound-key"), "")
+}
+
+/// A secret kept in `path` (owner-only), made at first use: `prefix` and 32
+/// random hex digits.
+fn stored_secret(path: &std::path::Path, prefix: &str) -> Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
         if !t.trim().is_empty() {
             return Ok(t.trim().to_string());
         }
@@ -35,26 +49,19 @@ pub fn admin_token(cfg: &Config) -> Result<String> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom for the admin token")?;
-    let token = format!("adm_{}", hex::encode(bytes));
-    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
+        .context("reading /dev/urandom for a secret")?;
+    let token = format!("{prefix}{}", hex::encode(bytes));
+    crate::secure::write_private(path, token.as_bytes())?;
     Ok(token)
 }
 
 /// The admin routes over the running components.
 pub fn admin(
-    cfg: &Config,
     store: &Store,
     ingest: &Arc<IngestServer>,
     relay: &Arc<LiveRelay>,
     tokens: &PlaybackTokens,
-) -> Result<Admin> {
-    let token = admin_token(cfg)?;
+) -> Admin {
     let to_json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
     let sessions = {
         let ingest = ingest.clone();
@@ -104,8 +111,7 @@ pub fn admin(
         let relay = relay.clone();
         Arc::new(move |id: &str| relay.kick_viewer(id))
     };
-    Ok(Admin::new(AdminSources {
-        token,
+    Admin::new(AdminSources {
         sessions,
         streams,
         viewers,
@@ -114,7 +120,7 @@ pub fn admin(
         kick_viewer,
         store: store.clone(),
         refresh: Duration::from_secs(1),
-    }))
+    })
 }
 
 /// Players identify with their user token (`user`); admins see only its

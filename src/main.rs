@@ -8,6 +8,7 @@ mod frames;
 mod live_admin;
 mod message_cmd;
 mod push;
+mod secure;
 mod sim;
 
 use std::path::PathBuf;
@@ -114,6 +115,9 @@ fn main() -> Result<()> {
         return message_cmd::run(cmd);
     }
     init_logging();
+    // Everything written from here on (database, keys, tokens, recordings)
+    // is readable by this user only.
+    secure::restrict_umask();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -191,37 +195,18 @@ async fn serve(a: ServeArgs) -> Result<()> {
     }
     let running = app::start(&cfg).await?;
 
-    // A ready-made device for trying it out, kept across restarts.
-    let token_file = cfg.data_dir.join("demo-device-token");
-    let demo_token = match std::fs::read_to_string(&token_file) {
-        Ok(t) if running.store.device_by_token(t.trim()).await?.is_some() => t.trim().to_string(),
-        _ => {
-            let (_, token) = running.store.add_device("demo-phone").await?;
-            std::fs::write(&token_file, &token)
-                .with_context(|| format!("writing {}", token_file.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ =
-                    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600));
-            }
-            token
-        }
+    // A ready-made device for trying it out: made at the first start only
+    // (no device yet), its token printed once and stored hashed like every
+    // device token (`sharecast device add` makes more).
+    let _ = std::fs::remove_file(cfg.data_dir.join("demo-device-token"));
+    let demo_token = if running.store.devices().await?.is_empty() {
+        let (_, token) = running.store.add_device("demo-phone").await?;
+        Some(token)
+    } else {
+        None
     };
     let fingerprint = running.ingest.fingerprint().to_string();
     let ingest_port = running.ingest_addr.port();
-    let info = serde_json::json!({
-        "ingest": format!("127.0.0.1:{ingest_port}"),
-        "http": running.public.http,
-        "rtsp_port": running.public.rtsp_port,
-        "fingerprint": fingerprint,
-        "demo_token": demo_token,
-        "pid": std::process::id(),
-    });
-    let info_path = cfg.data_dir.join("server.json");
-    std::fs::write(&info_path, serde_json::to_vec_pretty(&info)?)
-        .with_context(|| format!("writing {}", info_path.display()))?;
-
     println!("Sharecast is running.");
     println!(
         "  QUIC ingest   udp {}  (certificate SHA-256 {})",
@@ -232,7 +217,15 @@ async fn serve(a: ServeArgs) -> Result<()> {
         "  VOD files     {}/vod/<asset>/source.mp4",
         running.public.http
     );
-    println!("  metrics       {}/metrics", running.public.http);
+    println!(
+        "  metrics       {}/metrics{}",
+        running.public.http,
+        if cfg.http.metrics_public {
+            ""
+        } else {
+            "  (Authorization: Bearer <admin token>)"
+        }
+    );
     println!(
         "  admin         {}/admin?token={}",
         running.public.http,
@@ -248,10 +241,35 @@ async fn serve(a: ServeArgs) -> Result<()> {
     );
     println!("  data          {}", cfg.data_dir.display());
     println!();
-    println!("Demo device token: {demo_token}");
-    println!("Try it (in another terminal):");
-    println!("  {}", push_command(ingest_port, &demo_token, &fingerprint));
+    match &demo_token {
+        Some(token) => {
+            println!("Demo device token (shown once; stored hashed): {token}");
+            println!("Try it (in another terminal):");
+            println!("  {}", push_command(ingest_port, token, &fingerprint));
+        }
+        None => {
+            println!("Add a device (a phone) and push with its token:");
+            println!(
+                "  sharecast device add my-phone --data-dir {}",
+                cfg.data_dir.display()
+            );
+            println!("  {}", push_command(ingest_port, "<token>", &fingerprint));
+        }
+    }
     println!();
+    // Written last: whoever waits for it finds the banner printed. No
+    // secrets in it.
+    let info = serde_json::json!({
+        "ingest": format!("127.0.0.1:{ingest_port}"),
+        "http": running.public.http,
+        "rtsp_port": running.public.rtsp_port,
+        "fingerprint": fingerprint,
+        "pid": std::process::id(),
+    });
+    secure::write_private(
+        &cfg.data_dir.join("server.json"),
+        &serde_json::to_vec_pretty(&info)?,
+    )?;
 
     wait_for_shutdown().await?;
     eprintln!("shutting down; open sessions will be recovered at the next start");

@@ -667,7 +667,7 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     assert_eq!(r[0]["user"], "carol", "the user named in the RTSP URL");
 
     // /metrics parses as Prometheus text and counts all of this.
-    let text = server.get("/metrics").text().unwrap();
+    let text = server.metrics();
     assert!(assert_prometheus_text(&text) > 10);
     for needle in [
         "sharecast_live_viewer_events_total{event=\"vanished\"} 2",

@@ -353,7 +353,10 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
     );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["status"], "active");
-    let stop = server.get("/api/v1/sms/inbound?from=15550007&text=stop%20please");
+    let stop = server.get(&format!(
+        "/api/v1/sms/inbound?from=15550007&text=stop%20please&key={}",
+        server.sms_key()
+    ));
     assert_eq!(stop.status().as_u16(), 200);
     assert!(stop.text().unwrap().contains("no more"));
     let (_, v) = api(&server, "GET", "/api/v1/subscriptions", Some(&tok), None);
@@ -395,7 +398,10 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
             ("+15550001".to_string(), "no_gateway".to_string()),
         ]
     );
-    let stop = server.get("/api/v1/sms/inbound?from=15550006&text=STOP");
+    let stop = server.get(&format!(
+        "/api/v1/sms/inbound?from=15550006&text=STOP&key={}",
+        server.sms_key()
+    ));
     assert_eq!(stop.status().as_u16(), 200);
     let (s, v) = api(
         &server,
@@ -405,7 +411,10 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         Some(json!({"recipient": "+15550006"})),
     );
     assert_eq!((s, error_code(&v)), (409, "opted_out"));
-    server.get("/api/v1/sms/inbound?from=%2B15550007&text=START");
+    server.get(&format!(
+        "/api/v1/sms/inbound?from=%2B15550007&text=START&key={}",
+        server.sms_key()
+    ));
     let (_, v) = api(&server, "GET", "/api/v1/subscriptions", Some(&tok), None);
     assert_eq!(v["subscriptions"][0]["status"], "active", "{v}");
     assert_eq!(
@@ -425,7 +434,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
     assert_eq!((s, v["status"].as_str()), (200, Some("removed")), "{v}");
 
     // Errors are counted in /metrics by code, including HTML page errors.
-    let metrics = server.get("/metrics").text().unwrap();
+    let metrics = server.metrics();
     for code in [
         "unknown_format",
         "bad_recipient",
@@ -517,8 +526,9 @@ group = sms-service
 keyword = default
 catch-all = true
 max-messages = 1
-get-url = "{inbound_url}?from=%p&text=%a"
+get-url = "{inbound_url}{sep}from=%p&text=%a"
 "#,
+            sep = if inbound_url.contains('?') { '&' } else { '?' },
             admin = self.admin_port,
             smsbox = self.smsbox_port,
             wapbox = self.wapbox_port,
@@ -790,7 +800,11 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     server.kill9();
     server.spawn(None);
     kannel.start(
-        &format!("{}/api/v1/sms/inbound", server.http),
+        &format!(
+            "{}/api/v1/sms/inbound?key={}",
+            server.http,
+            server.sms_key()
+        ),
         "+15550008",
         "STOP",
     );
@@ -818,7 +832,7 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
         &server,
         "GET",
         &format!("/api/v1/assets/{session}"),
-        None,
+        Some(&server.token),
         None,
     );
     let attrs = &a["attributes"];
@@ -965,7 +979,7 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     // Every SMS went through the per-gateway rate limit (10/s, burst 4):
     // 15 SMS after the restart (3 x 3 for the share, 2 + 3 for the
     // subscriber's live and VOD messages, 1 SI push) cannot all go at once.
-    let metrics = server.get("/metrics").text().unwrap();
+    let metrics = server.metrics();
     let metric = |name: &str| -> f64 {
         metrics
             .lines()

@@ -364,7 +364,7 @@ fn bad_inputs_are_refused_clearly_and_other_sessions_continue() {
     );
 
     // Every rejection is counted.
-    let metrics = server.get("/metrics").text().unwrap();
+    let metrics = server.metrics();
     for code in ["unauthorized", "unsupported_codec", "frame_too_large"] {
         let line = metrics
             .lines()
@@ -432,6 +432,7 @@ fn vod_supports_http_range_requests() {
     assert_eq!(resp.status(), 400);
     let resp = client
         .get(format!("{}/api/v1/assets/{session}", server.http))
+        .bearer_auth(&server.token)
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -481,8 +482,18 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
     let health = banner_value(&banner, "HTTP API");
     assert_eq!(health, format!("{}/api/v1/health", server.http));
     assert_eq!(reqwest::blocking::get(health).unwrap().status(), 200);
-    let metrics = banner_value(&banner, "metrics");
-    assert_eq!(reqwest::blocking::get(metrics).unwrap().status(), 200);
+    // Metrics for the admin's scraper only.
+    let metrics = banner_value(&banner, "metrics")
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert_eq!(reqwest::blocking::get(metrics).unwrap().status(), 401);
+    let scraped = reqwest::blocking::Client::new()
+        .get(metrics)
+        .bearer_auth(server.admin_token())
+        .send()
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
     let admin = banner_value(&banner, "admin");
     assert_eq!(
         reqwest::blocking::get(admin).unwrap().status(),
@@ -504,7 +515,10 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
     );
 
     // A ready-made device token, the one the server accepts.
-    assert_eq!(banner_value(&banner, "Demo device token:"), server.token);
+    assert_eq!(
+        banner_value(&banner, "Demo device token (shown once; stored hashed):"),
+        server.token
+    );
 
     // The exact command, run as printed by a shell in the repository root,
     // records a VOD.
@@ -617,9 +631,9 @@ fn device_add_prints_a_token_stored_only_as_its_hash_that_lets_a_phone_push() {
         .env("RUST_LOG", "warn");
     let r = PushResult::from(cmd.output().unwrap());
     assert!(r.ok, "push with the new token: {}", r.stderr);
-    let asset = server
-        .get(&format!("/api/v1/assets/{}", r.session()))
-        .json::<serde_json::Value>()
+    let asset: serde_json::Value = server
+        .get_as(&format!("/api/v1/assets/{}", r.session()), &token)
+        .json()
         .unwrap();
     let devices = String::from_utf8_lossy(&list.stdout).to_string();
     let id = devices

@@ -200,7 +200,10 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
     let mut live_delays = Vec::new();
     while throttle_start.elapsed() < Duration::from_secs(8) {
         std::thread::sleep(Duration::from_millis(250));
-        let v: serde_json::Value = server.get("/api/v1/sessions").json().unwrap();
+        let v: serde_json::Value = server
+            .get_as("/api/v1/sessions", &server.token)
+            .json()
+            .unwrap();
         if let Some(s) = v["sessions"]
             .as_array()
             .unwrap()

@@ -44,7 +44,10 @@ fn renditions_posters_and_still_frames_over_http() {
     assert_eq!(first, ["source"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let attrs = loop {
-        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        let asset: serde_json::Value = server
+            .get_as(&format!("/api/v1/assets/{id}"), &server.token)
+            .json()
+            .unwrap();
         if asset["attributes"]["renditions"]
             .as_array()
             .map_or(0, |r| r.len())
@@ -110,7 +113,7 @@ fn renditions_posters_and_still_frames_over_http() {
         thumb.ends_with(&format!("/api/v1/assets/{id}/poster.jpg")),
         "{thumb}"
     );
-    let poster = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    let poster = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
     assert_eq!(poster.status(), 200);
     assert_eq!(poster.headers()["content-type"], "image/jpeg");
     assert_eq!(&poster.bytes().unwrap()[..2], &[0xff, 0xd8]);
@@ -142,7 +145,10 @@ fn renditions_posters_and_still_frames_over_http() {
 fn attributes_with_renditions(server: &Server, id: &str, n: usize) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        let asset: serde_json::Value = server
+            .get_as(&format!("/api/v1/assets/{id}"), &server.token)
+            .json()
+            .unwrap();
         if asset["attributes"]["renditions"]
             .as_array()
             .map_or(0, |r| r.len())
@@ -197,7 +203,10 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
             );
         }
         // The poster is shown upright, like the video.
-        let poster = server.get(&format!("/api/v1/assets/{}/poster.jpg", r.session()));
+        let poster = server.get_as(
+            &format!("/api/v1/assets/{}/poster.jpg", r.session()),
+            &server.token,
+        );
         assert_eq!(poster.status(), 200);
         let jpg = dir.path().join(format!("{clip}.poster.jpg"));
         std::fs::write(&jpg, poster.bytes().unwrap()).unwrap();
@@ -251,7 +260,7 @@ fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut not_ready = 0;
     let live = loop {
-        let r = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+        let r = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
         match r.status().as_u16() {
             200 => {
                 assert_eq!(r.headers()["content-type"], "image/jpeg");
@@ -269,7 +278,10 @@ fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
         std::thread::sleep(Duration::from_millis(50));
     };
     // Still live when it came (a 3 s clip in real time).
-    let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+    let asset: serde_json::Value = server
+        .get_as(&format!("/api/v1/assets/{id}"), &server.token)
+        .json()
+        .unwrap();
     assert_eq!(asset["state"], "recording", "{asset}");
     assert!(push.try_wait().unwrap().is_none(), "push still running");
     eprintln!("live poster after {not_ready} not_ready answers");
@@ -294,7 +306,7 @@ fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
         "live poster vs frame 0: {d_first}, vs frame at 1 s: {d_later}"
     );
     // Asked again while live: the same picture, not decoded again.
-    let again = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    let again = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
     assert_eq!(again.status(), 200);
     assert_eq!(again.bytes().unwrap().to_vec(), live);
 
@@ -303,14 +315,17 @@ fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
     assert!(push.wait().unwrap().success(), "push failed");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let asset: serde_json::Value = server.get(&format!("/api/v1/assets/{id}")).json().unwrap();
+        let asset: serde_json::Value = server
+            .get_as(&format!("/api/v1/assets/{id}"), &server.token)
+            .json()
+            .unwrap();
         if asset["state"] == "ready" {
             break;
         }
         assert!(Instant::now() < deadline, "asset never ready: {asset}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let r = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    let r = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "public, max-age=60");
     let vod_poster = r.bytes().unwrap().to_vec();
@@ -360,7 +375,7 @@ fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // While live: a poster and still frames from what is recorded so far.
-    let poster = server.get(&format!("/api/v1/assets/{id}/poster.jpg"));
+    let poster = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
     assert_eq!(poster.status(), 200, "live poster");
     assert_eq!(&poster.bytes().unwrap()[..2], &[0xff, 0xd8]);
     let frame = server.get(&format!("/api/v1/assets/{id}/frame?t_ms=500"));

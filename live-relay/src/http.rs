@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{get, post, MethodRouter};
+use axum::Json;
 use serde::Deserialize;
 
 use crate::hls::{HlsStream, LiveStartError, LIVE_RENDITION};
@@ -381,6 +381,7 @@ async fn heartbeat(
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(64).collect()),
+        token: token.map(|t| t.chars().take(128).collect()),
     };
     match s.tracker.heartbeat(&id, beat) {
         Ok(()) => Json(serde_json::json!({
@@ -411,13 +412,27 @@ async fn watch_page(Path(id): Path<String>) -> Response {
         .into_response()
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/watch/{id}", get(watch_page))
-        .route("/live/{id}/{file}", get(stream_file))
-        .route("/live/{id}/{rendition}/{file}", get(rendition_file))
-        .route("/api/v1/live/{id}/heartbeat", post(heartbeat))
-        .with_state(shared)
+/// The live relay's HTTP handlers, each with its state, for the server's
+/// route table (which declares who may call each; see the gateway's
+/// `routes` module).
+pub struct LiveRoutes {
+    /// `GET /watch/{id}`: the player page.
+    pub watch: MethodRouter,
+    /// `GET /live/{id}/{file}`: playlists, segments, status.
+    pub stream_file: MethodRouter,
+    /// `GET /live/{id}/{rendition}/{file}`: a rendition's playlist and segments.
+    pub rendition_file: MethodRouter,
+    /// `POST /api/v1/live/{id}/heartbeat`: a player's heartbeat.
+    pub heartbeat: MethodRouter,
+}
+
+pub(crate) fn routes(shared: Arc<Shared>) -> LiveRoutes {
+    LiveRoutes {
+        watch: get(watch_page),
+        stream_file: get(stream_file).with_state(shared.clone()),
+        rendition_file: get(rendition_file).with_state(shared.clone()),
+        heartbeat: post(heartbeat).with_state(shared),
+    }
 }
 
 /// Prometheus lines for rejected inputs.

@@ -32,8 +32,9 @@
 //! and removes the mount.
 //!
 //! **HLS.** The same frames also feed an fMP4 segmenter per session
-//! ([`hls`], [`fmp4`]); [`LiveRelay::http_router`] serves the playlists and
-//! segments under `/live/{id}/` and the viewer heartbeats.
+//! ([`hls`], [`fmp4`]); [`LiveRelay::http_routes`] hands the server the
+//! handlers of the playlists and segments under `/live/{id}/` and of the
+//! viewer heartbeats.
 //!
 //! **Viewers.** [`viewers::ViewerTracker`] follows every RTSP session and
 //! HLS player; [`LiveRelay::viewer_events`] yields
@@ -52,6 +53,7 @@ pub mod viewers;
 pub mod vod;
 
 pub use hls::{HlsConfig, LiveStart, LiveStartError};
+pub use http::LiveRoutes;
 pub use viewers::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot, ViewerTracker};
 
 use std::collections::BTreeMap;
@@ -263,17 +265,28 @@ fn guard_requests(server: &rtsp::RTSPServer, shared: &Arc<Shared>) {
     });
 }
 
-/// Remembers the `user` query parameter of DESCRIBE and SETUP requests, by
-/// mount.
-fn remember_viewer_users(client: &rtsp::RTSPClient, users: &Arc<Mutex<HashMap<String, String>>>) {
-    let remember = |users: Arc<Mutex<HashMap<String, String>>>| {
+/// Who a viewer says it is and what opened the stream to it: the `user`
+/// and `token` query parameters, by mount.
+type ViewerIds = Arc<Mutex<HashMap<String, (Option<String>, Option<String>)>>>;
+
+/// Remembers the `user` and `token` query parameters of DESCRIBE and SETUP
+/// requests, by mount.
+fn remember_viewer_users(client: &rtsp::RTSPClient, users: &ViewerIds) {
+    let remember = |users: ViewerIds| {
         move |_: &rtsp::RTSPClient, ctx: &rtsp::RTSPContext| {
             let uri = ctx
                 .uri()
                 .map(|u| u.request_uri().to_string())
                 .unwrap_or_default();
-            if let (Some(mount), Some(user)) = (mount_of_uri(&uri), query_param(&uri, "user")) {
-                lock(&users).insert(mount, user);
+            if let Some(mount) = mount_of_uri(&uri) {
+                let mut users = lock(&users);
+                let entry = users.entry(mount).or_default();
+                if let Some(user) = query_param(&uri, "user") {
+                    entry.0 = Some(user);
+                }
+                if let Some(token) = query_token(&uri) {
+                    entry.1 = Some(token);
+                }
             }
         }
     };
@@ -298,7 +311,7 @@ fn track_viewers(
         // Who the viewer says it is (`?user=` on the URL it DESCRIBEd or SET
         // UP: its user token), by mount, for this connection: the PLAY URL
         // is built from the content base, without the query.
-        let users: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let users: ViewerIds = Arc::default();
         remember_viewer_users(client, &users);
         let (v, t, ctx) = (viewers.clone(), tracker.clone(), context.clone());
         client.connect_play_request(move |client, rctx| {
@@ -307,7 +320,7 @@ fn track_viewers(
                 tracing::info!(mount = %mount, session = %key.1, "viewer playing");
                 let content = mount.trim_start_matches("/live/").to_string();
                 let remote = None;
-                let user = lock(&users).get(&mount).cloned();
+                let (user, token) = lock(&users).get(&mount).cloned().unwrap_or_default();
                 let weak = client.downgrade();
                 let ctx = ctx.clone();
                 let closer: viewers::Closer = Box::new(move || {
@@ -323,6 +336,7 @@ fn track_viewers(
                     &content,
                     remote,
                     user,
+                    token,
                     Some(closer),
                 );
                 lock(&v).insert(key, mount);
@@ -466,10 +480,12 @@ impl LiveRelay {
         })
     }
 
-    /// HLS playlists and segments (`/live/{id}/…`) and viewer heartbeats
-    /// (`POST /api/v1/live/{id}/heartbeat`), to merge into the HTTP server.
-    pub fn http_router(&self) -> axum::Router {
-        http::router(self.shared.clone())
+    /// The handlers of HLS playlists and segments (`/live/{id}/…`), the
+    /// player page and viewer heartbeats
+    /// (`POST /api/v1/live/{id}/heartbeat`), for the HTTP server's route
+    /// table.
+    pub fn http_routes(&self) -> http::LiveRoutes {
+        http::routes(self.shared.clone())
     }
 
     /// Viewer events from now on (the bookmark feature subscribes here).

@@ -54,6 +54,10 @@ pub struct ViewerEnd {
     pub position_ms: u64,
     /// When the end was detected, Unix ms.
     pub at_unix_ms: u64,
+    /// The playback token the viewer presented (what its access proved);
+    /// never shown.
+    #[serde(skip)]
+    pub playback_token: Option<String>,
 }
 
 /// Something that happened to a viewer.
@@ -115,6 +119,8 @@ pub type Closer = Box<dyn Fn() + Send + Sync>;
 
 struct Viewer {
     snap: ViewerSnapshot,
+    /// The playback token it presented, newest first seen.
+    token: Option<String>,
     last_seen: Instant,
     /// Heartbeat viewers time out here; RTSP viewers through their session.
     heartbeat: bool,
@@ -138,6 +144,8 @@ pub struct Heartbeat {
     pub leaving: bool,
     /// Remote address.
     pub remote: Option<String>,
+    /// The playback token the heartbeat carried.
+    pub token: Option<String>,
 }
 
 /// Why a heartbeat was refused.
@@ -258,11 +266,15 @@ impl ViewerTracker {
                         last_seen_unix_ms: now,
                         remote: hb.remote.clone(),
                     },
+                    token: None,
                     last_seen: Instant::now(),
                     heartbeat: true,
                     closer: None,
                 }
             });
+            if hb.token.is_some() {
+                v.token = hb.token.clone();
+            }
             v.last_seen = Instant::now();
             v.snap.last_seen_unix_ms = now;
             v.snap.position_ms = hb.position_ms;
@@ -288,6 +300,7 @@ impl ViewerTracker {
         content_id: &str,
         remote: Option<String>,
         user: Option<String>,
+        token: Option<String>,
         closer: Option<Closer>,
     ) {
         let now = unix_ms();
@@ -310,6 +323,7 @@ impl ViewerTracker {
                     last_seen_unix_ms: now,
                     remote,
                 },
+                token,
                 last_seen: Instant::now(),
                 heartbeat: false,
                 closer,
@@ -333,6 +347,7 @@ impl ViewerTracker {
             user: v.snap.user,
             position_ms,
             at_unix_ms: unix_ms(),
+            playback_token: v.token,
         };
         let event = match how {
             Ending::Vanished => ViewerEvent::Vanished(end),
@@ -439,6 +454,7 @@ mod tests {
             state: Some("playing".into()),
             leaving: false,
             remote: None,
+            token: None,
         }
     }
 

@@ -15,13 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use axum::Json;
+use serde::Serialize;
+
+use crate::access::AuthAdmin;
+use crate::error::ApiPath as Path;
 
 use crate::http::MetricsFn;
 use crate::store::Store;
@@ -34,8 +36,6 @@ pub type ActionFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// What the admin pages show and can do.
 #[derive(Clone)]
 pub struct AdminSources {
-    /// The admin token.
-    pub token: String,
     /// Ingest sessions.
     pub sessions: JsonFn,
     /// Live streams with their viewers by protocol.
@@ -62,7 +62,6 @@ pub struct Admin {
 
 struct AdminInner {
     src: AdminSources,
-    rejected: AtomicU64,
     actions: AtomicU64,
 }
 
@@ -152,15 +151,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCapture {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct TokenQuery {
-    token: Option<String>,
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn api_error(status: StatusCode, code: &'static str, message: &str) -> Response {
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     (status, Json(body)).into_response()
@@ -172,33 +162,8 @@ impl Admin {
         Admin {
             inner: Arc::new(AdminInner {
                 src,
-                rejected: AtomicU64::new(0),
                 actions: AtomicU64::new(0),
             }),
-        }
-    }
-
-    // The error is the HTTP answer itself; handlers return it as is.
-    #[allow(clippy::result_large_err)]
-    fn authorized(&self, headers: &HeaderMap, q: &TokenQuery) -> Result<(), Response> {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let given = bearer.or(q.token.as_deref());
-        let ok = !self.inner.src.token.is_empty()
-            && given
-                .is_some_and(|g| constant_time_eq(g.as_bytes(), self.inner.src.token.as_bytes()));
-        if ok {
-            Ok(())
-        } else {
-            self.inner.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("admin request without a valid token");
-            Err(api_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the admin token is required (Authorization: Bearer …)",
-            ))
         }
     }
 
@@ -228,57 +193,31 @@ impl Admin {
         let inner = self.inner.clone();
         Arc::new(move |out: &mut String| {
             use std::fmt::Write;
-            let _ = writeln!(out, "# HELP sharecast_admin_rejected_total Admin requests refused for a missing or wrong token\n# TYPE sharecast_admin_rejected_total counter\nsharecast_admin_rejected_total {}", inner.rejected.load(Ordering::Relaxed));
             let _ = writeln!(out, "# HELP sharecast_admin_actions_total Sessions ended and viewers kicked by admins\n# TYPE sharecast_admin_actions_total counter\nsharecast_admin_actions_total {}", inner.actions.load(Ordering::Relaxed));
             let errors = recent_errors();
             let _ = writeln!(out, "# HELP sharecast_recent_log_errors Warnings and errors in the recent log buffer\n# TYPE sharecast_recent_log_errors gauge\nsharecast_recent_log_errors {}", errors.len());
         })
     }
-
-    /// The routes: `/admin`, `/api/v1/admin/…`.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/admin", get(page))
-            .route("/api/v1/admin/overview", get(overview))
-            .route("/api/v1/admin/{what}", get(list))
-            .route("/api/v1/admin/events", get(events))
-            .route("/api/v1/admin/sessions/{id}/end", post(end_session))
-            .route("/api/v1/admin/viewers/{id}/kick", post(kick_viewer))
-            .with_state(self.clone())
-    }
 }
 
-async fn page(State(a): State<Admin>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
-    if a.authorized(&headers, &q).is_err() {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Html("<!doctype html><title>Sharecast admin</title><form method=get action=/admin>Admin token: <input name=token type=password autofocus> <button>Open</button></form><p>The token is printed by <code>sharecast serve</code> and stored in <code>&lt;data_dir&gt;/admin-token</code>.</p>"),
-        )
-            .into_response();
-    }
+/// `GET /admin`: the dashboard (a refused request gets the token form, see
+/// [`LOGIN_HTML`]).
+pub(crate) async fn page(_: AuthAdmin) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Html(DASHBOARD_HTML)).into_response()
 }
 
-async fn overview(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if let Err(r) = a.authorized(&headers, &q) {
-        return r;
-    }
+/// What `/admin` answers a browser without the admin token.
+pub const LOGIN_HTML: &str = "<!doctype html><title>Sharecast admin</title><form method=get action=/admin>Admin token: <input name=token type=password autofocus> <button>Open</button></form><p>The token is printed by <code>sharecast serve</code> and stored in <code>&lt;data_dir&gt;/admin-token</code>.</p>";
+
+pub(crate) async fn overview(State(a): State<Admin>, _: AuthAdmin) -> Response {
     Json(a.overview().await).into_response()
 }
 
-async fn list(
+pub(crate) async fn list(
     State(a): State<Admin>,
+    _: AuthAdmin,
     Path(what): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
 ) -> Response {
-    if let Err(r) = a.authorized(&headers, &q) {
-        return r;
-    }
     let s = &a.inner.src;
     let v = match what.as_str() {
         "sessions" => (s.sessions)(),
@@ -303,14 +242,7 @@ async fn list(
     Json(serde_json::json!({ key: v })).into_response()
 }
 
-async fn events(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    if let Err(r) = a.authorized(&headers, &q) {
-        return r;
-    }
+pub(crate) async fn events(State(a): State<Admin>, _: AuthAdmin) -> Response {
     let period = a.inner.src.refresh.max(Duration::from_millis(100));
     let stream = futures_util::stream::unfold((a, true), move |(a, first)| async move {
         if !first {
@@ -335,15 +267,11 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-async fn end_session(
+pub(crate) async fn end_session(
     State(a): State<Admin>,
+    _: AuthAdmin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
 ) -> Response {
-    if let Err(r) = a.authorized(&headers, &q) {
-        return r;
-    }
     if !valid_id(&id) {
         return api_error(StatusCode::BAD_REQUEST, "bad_id", "bad session id");
     }
@@ -360,15 +288,11 @@ async fn end_session(
     }
 }
 
-async fn kick_viewer(
+pub(crate) async fn kick_viewer(
     State(a): State<Admin>,
+    _: AuthAdmin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
 ) -> Response {
-    if let Err(r) = a.authorized(&headers, &q) {
-        return r;
-    }
     if !valid_id(&id) {
         return api_error(StatusCode::BAD_REQUEST, "bad_id", "bad viewer id");
     }

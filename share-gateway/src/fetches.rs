@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
 
 use crate::http::ApiError;
+use crate::outbound::{Outbound, OutboundError};
 use crate::store::Store;
 
 /// Measures a media file (container, codecs, size, picture, frame rate,
@@ -70,29 +71,10 @@ pub struct FetchLimits {
     pub max_bytes: u64,
     /// Whole fetch (connect, headers and body), at most.
     pub timeout: Duration,
-    /// Hosts fetched from (`host` for any port, or `host:port`; compared
-    /// without case). Empty: any host. Redirects are held to the same list.
-    pub allowed_hosts: Vec<String>,
+    /// Which addresses may be fetched from, and through which redirects:
+    /// the server's one outbound policy.
+    pub outbound: Outbound,
 }
-
-/// Whether `url`'s host is one of `allowed` (empty: every host is).
-fn host_allowed(allowed: &[String], url: &reqwest::Url) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.to_ascii_lowercase();
-    let with_port = url.port_or_known_default().map(|p| format!("{host}:{p}"));
-    allowed.iter().any(|a| {
-        let a = a.trim().to_ascii_lowercase();
-        a == host || with_port.as_deref() == Some(a.as_str())
-    })
-}
-
-/// Most redirects a fetch follows.
-const MAX_REDIRECTS: usize = 10;
 
 #[derive(Default)]
 struct Counters {
@@ -171,24 +153,7 @@ impl Fetches {
         let tmp = data_dir.join("fetching");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
-        let allowed = limits.allowed_hosts.clone();
-        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-            } else if !host_allowed(&allowed, attempt.url()) {
-                let to = attempt.url().host_str().unwrap_or("").to_string();
-                attempt.error(format!(
-                    "redirected to {to}, which is not in fetch_allowed_hosts"
-                ))
-            } else {
-                attempt.follow()
-            }
-        });
-        let client = reqwest::Client::builder()
-            .redirect(redirects)
-            .timeout(limits.timeout)
-            .connect_timeout(limits.timeout.min(Duration::from_secs(10)))
-            .build()?;
+        let client = limits.outbound.client(limits.timeout)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -212,36 +177,39 @@ impl Fetches {
         self.jobs().get(id).map(|j| j.job.clone())
     }
 
-    /// Checks that `address` can be fetched: an http or https URL, on a
-    /// host of `fetch_allowed_hosts` when that list is not empty.
+    /// Checks that `address` can be fetched under the outbound policy: an
+    /// http or https URL of an allowed host that is not an internal address
+    /// (names are checked again on the addresses they resolve to).
     pub fn check_address(&self, address: &str) -> Result<(), ApiError> {
         let shown = address.chars().take(200).collect::<String>();
-        let url = reqwest::Url::parse(address).ok().filter(|u| {
-            matches!(u.scheme(), "http" | "https")
-                && u.host_str().is_some_and(|h| !h.is_empty())
-                && address.len() <= 2048
-        });
-        let Some(url) = url else {
+        if address.len() > 2048 {
             self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "bad_address",
-                format!(
-                    "the video's address {shown:?} is not an http(s) URL; it cannot be fetched"
-                ),
-            ));
-        };
-        if !host_allowed(&self.inner.limits.allowed_hosts, &url) {
-            self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "platform_not_allowed",
-                format!(
-                    "the video's address {shown:?} is on a host this platform does not fetch from (resume.fetch_allowed_hosts)"
-                ),
+                "the video's address is longer than 2048 characters",
             ));
         }
-        Ok(())
+        match self.inner.limits.outbound.rules().check_url(address) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Err(match e {
+                    OutboundError::NotAllowed(why) => ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "platform_not_allowed",
+                        format!(
+                            "the video's address {shown:?} is not fetched from: {why} (outbound.allowed_hosts)"
+                        ),
+                    ),
+                    _ => ApiError::bad_request(
+                        "bad_address",
+                        format!(
+                            "the video's address {shown:?} is not an http(s) URL; it cannot be fetched"
+                        ),
+                    ),
+                })
+            }
+        }
     }
 
     /// The fetch of `address` under way, or a new one started (`true`).
@@ -353,6 +321,9 @@ impl Fetches {
         let too_large = |n: u64| {
             format!("{shown} is larger than the limit of {max} bytes (fetch_max_bytes): {n} bytes or more")
         };
+        // What the user sees names the policy's refusal or a timeout, and
+        // otherwise only that the platform could not be reached (the cause
+        // is logged): a fetch must not tell open ports from closed ones.
         let timeout = |e: &reqwest::Error| {
             if e.is_timeout() {
                 format!(
@@ -360,19 +331,10 @@ impl Fetches {
                     self.inner.limits.timeout.as_secs()
                 )
             } else {
-                // reqwest's message leaves out the cause ("connection
-                // refused"): add the chain.
-                let mut msg = format!("fetching {shown}: {e}");
-                let mut cause = std::error::Error::source(e);
-                while let Some(c) = cause {
-                    let c_msg = c.to_string();
-                    if !msg.contains(&c_msg) {
-                        msg.push_str(": ");
-                        msg.push_str(&c_msg);
-                    }
-                    cause = c.source();
-                }
-                msg
+                format!(
+                    "fetching {shown}: {}",
+                    self.inner.limits.outbound.transport_error(shown, e)
+                )
             }
         };
         let resp = self
@@ -586,7 +548,7 @@ mod tests {
             FetchLimits {
                 max_bytes: 500,
                 timeout: Duration::from_secs(1),
-                allowed_hosts: Vec::new(),
+                outbound: outbound(&["127.0.0.1"]),
             },
             dir.path(),
             "http://b/",
@@ -714,7 +676,7 @@ mod tests {
             FetchLimits {
                 max_bytes: 10_000,
                 timeout: Duration::from_secs(5),
-                allowed_hosts: vec![format!(" 127.0.0.1:{} ", allowed_addr.port())],
+                outbound: outbound(&[&format!(" 127.0.0.1:{} ", allowed_addr.port())]),
             },
             dir.path(),
             "http://b/",
@@ -747,7 +709,7 @@ mod tests {
         let job = wait(&f, &job.id).await;
         assert_eq!(job.state, "failed");
         let error = job.error.unwrap();
-        assert!(error.contains("not in fetch_allowed_hosts"), "{error}");
+        assert!(error.contains("not allowed"), "{error}");
         assert_eq!(other_hits.load(Ordering::SeqCst), 0);
 
         // The allowed host itself is fetched.
@@ -762,7 +724,7 @@ mod tests {
             FetchLimits {
                 max_bytes: 10_000,
                 timeout: Duration::from_secs(5),
-                allowed_hosts: vec!["127.0.0.1".into()],
+                outbound: outbound(&["127.0.0.1"]),
             },
             &dir.path().join("g"),
             "http://b/",
@@ -770,6 +732,15 @@ mod tests {
         .unwrap();
         assert!(g.check_address(&format!("{other_base}/ok.mp4")).is_ok());
         assert!(g.check_address(&format!("{base}/ok.mp4")).is_ok());
+    }
+
+    /// An outbound policy allowing these hosts (loopback ones included).
+    fn outbound(allowed: &[&str]) -> Outbound {
+        Outbound::new(&crate::outbound::OutboundConfig {
+            allowed_hosts: allowed.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]

@@ -24,13 +24,12 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
-use crate::http::ApiError;
+use crate::error::{ApiError, ApiPath as UrlPath, ApiQuery as Query};
+use crate::ids::valid_id;
 use crate::store::Store;
 
 /// A boxed, sendable future.
@@ -70,39 +69,23 @@ pub trait FrameSource: Send + Sync {
         -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
 }
 
+/// The still-frame routes' state.
 #[derive(Clone)]
-struct Frames {
+pub struct Frames {
     store: Store,
     data_dir: PathBuf,
     source: Arc<dyn FrameSource>,
 }
 
-/// The still-frame routes, to merge into the gateway's router.
-pub fn router(store: Store, data_dir: PathBuf, source: Arc<dyn FrameSource>) -> Router {
-    Router::new()
-        .route("/api/v1/assets/{id}/frame", get(frame))
-        .route("/api/v1/assets/{id}/poster.jpg", get(poster))
-        .with_state(Frames {
+impl Frames {
+    /// Frames of the assets under `data_dir/sessions`, made by `source`.
+    pub fn new(store: Store, data_dir: PathBuf, source: Arc<dyn FrameSource>) -> Self {
+        Frames {
             store,
             data_dir,
             source,
-        })
-}
-
-/// Serves the gateway's routes plus `extra` (for example [`router`]) on a
-/// bound listener until the future is dropped.
-pub async fn serve_with(
-    gateway: crate::Gateway,
-    extra: Router,
-    listener: tokio::net::TcpListener,
-) -> anyhow::Result<()> {
-    axum::serve(listener, gateway.router().merge(extra))
-        .await
-        .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+    }
 }
 
 /// The asset's directory and whether it is still recording (live).
@@ -191,7 +174,7 @@ fn jpeg_cached(
     }
 }
 
-async fn frame(
+pub(crate) async fn frame(
     State(f): State<Frames>,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -217,7 +200,7 @@ async fn frame(
     jpeg(f.source.frame_jpeg(&dir, t_ms).await, &id)
 }
 
-async fn poster(
+pub(crate) async fn poster(
     State(f): State<Frames>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {

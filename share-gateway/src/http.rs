@@ -6,15 +6,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use crate::access::Scope;
+use crate::error::{ApiPath, ApiQuery};
+use crate::ids::valid_id;
 use crate::store::Store;
 
 /// Appends Prometheus text for one component.
@@ -29,15 +32,24 @@ pub struct GatewayConfig {
     /// TCP address to listen on. Default `0.0.0.0:8080`.
     pub listen: String,
     /// Base URL clients use to reach this server, for links in attributes and
-    /// messages. Default `http://127.0.0.1:8080`.
+    /// messages. Empty: `http://127.0.0.1:<port it listens on>`. Default
+    /// empty.
     pub public_url: String,
+    /// Whether `/metrics` answers without the admin token (for a Prometheus
+    /// on a trusted network that sends no credentials). Default false: the
+    /// scraper sends `Authorization: Bearer <admin token>`.
+    pub metrics_public: bool,
+    /// Largest request body, bytes (larger: 413). Default 8 MiB.
+    pub max_body_bytes: usize,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".into(),
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url: String::new(),
+            metrics_public: false,
+            max_body_bytes: 8 << 20,
         }
     }
 }
@@ -62,49 +74,7 @@ struct HttpMetrics {
     errors: Mutex<BTreeMap<(u16, &'static str), u64>>,
 }
 
-/// A JSON error answer: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn internal(e: anyhow::Error) -> Self {
-        tracing::error!(error = %format!("{e:#}"), "internal error serving HTTP");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("{e:#}"),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        let mut r = (self.status, Json(body)).into_response();
-        r.extensions_mut().insert(ErrorCodeTag(self.code));
-        r
-    }
-}
-
-/// The error code of a non-JSON error answer (HTML pages), for `/metrics`.
-#[derive(Clone, Copy)]
-pub(crate) struct ErrorCodeTag(pub(crate) &'static str);
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
-}
+pub use crate::error::{ApiError, ErrorCodeTag};
 
 impl Gateway {
     /// A gateway over a store and data directory.
@@ -125,50 +95,30 @@ impl Gateway {
         }
     }
 
-    /// The axum router with every route.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/api/v1/health", get(health))
-            .route("/api/v1/assets", get(list_assets))
-            .route("/api/v1/assets/{id}", get(get_asset))
-            .route("/api/v1/sessions", get(list_sessions))
-            .route("/vod/{id}/{file}", get(vod_file).head(vod_file))
-            .route("/metrics", get(metrics))
+    /// The whole application: `routes` (every route, each with its access
+    /// rule; see [`crate::routes`]), a JSON 404 for anything else, the JSON
+    /// error shape on every error answer, the body limit, and the request
+    /// and error counts of `/metrics`.
+    pub fn app(&self, routes: Router, max_body_bytes: usize) -> Router {
+        routes
             .fallback(not_found)
+            .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+            .layer(axum::middleware::from_fn(crate::error::json_errors))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 count_requests,
             ))
-            .with_state(self.clone())
     }
 
-    /// Serve on a bound listener until the future is dropped.
-    pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        axum::serve(listener, self.router())
-            .await
-            .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
-    }
-
-    /// Like [`Gateway::serve`], with `extra` routes (state applied, no
-    /// fallback) merged in and counted in `/metrics` the same way.
-    pub async fn serve_with(
-        self,
-        listener: tokio::net::TcpListener,
-        extra: Router,
-    ) -> anyhow::Result<()> {
-        let extra = self.counted(extra);
-        axum::serve(listener, self.router().merge(extra))
-            .await
-            .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
-    }
-
-    /// `routes` (state applied) behind the request and error counting of
-    /// `/metrics`, ready to merge into [`Gateway::router`].
-    pub fn counted(&self, routes: Router) -> Router {
-        routes.layer(axum::middleware::from_fn_with_state(
-            self.clone(),
-            count_requests,
-        ))
+    /// Serve `app` on a bound listener until the future is dropped (with the
+    /// peer address available to handlers that rate-limit by it).
+    pub async fn serve(app: Router, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
     }
 }
 
@@ -200,67 +150,99 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-async fn health() -> Json<serde_json::Value> {
+/// `GET /api/v1/health`.
+pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list_assets(
+/// `GET /api/v1/assets`: the caller's assets (every asset for the admin).
+pub(crate) async fn list_assets(
     State(g): State<Gateway>,
-    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+    scope: Scope,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let assets = g
-        .inner
-        .store
-        .assets(limit)
-        .await
-        .map_err(ApiError::internal)?;
+    let store = &g.inner.store;
+    let assets = match &scope {
+        Scope::Device(d) => store.assets_of(&d.id, limit).await,
+        Scope::All => store.assets(limit).await,
+    }
+    .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "assets": assets })))
 }
 
-async fn get_asset(
+/// `GET /api/v1/assets/{id}`, for the device that recorded it.
+pub(crate) async fn get_asset(
     State(g): State<Gateway>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<crate::store::Asset>, ApiError> {
     if !valid_id(&id) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_id",
-            "asset ids are hexadecimal",
-        ));
+        return Err(ApiError::bad_request("bad_id", "asset ids are hexadecimal"));
     }
     match g.inner.store.asset(&id).await.map_err(ApiError::internal)? {
-        Some(a) => Ok(Json(
-            serde_json::to_value(a).map_err(|e| ApiError::internal(e.into()))?,
-        )),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+        Some(a) => Ok(Json(a)),
+        None => Err(ApiError::not_found(
             "unknown_asset",
             format!("no asset {id}"),
         )),
     }
 }
 
-async fn list_sessions(State(g): State<Gateway>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "sessions": (g.inner.sessions)() }))
+/// `GET /api/v1/sessions`: the caller's open sessions (all for the admin).
+pub(crate) async fn list_sessions(
+    State(g): State<Gateway>,
+    scope: Scope,
+) -> Json<serde_json::Value> {
+    let mut sessions = (g.inner.sessions)();
+    if let Some(list) = sessions.as_array_mut() {
+        list.retain(|s| scope.covers(s["device_id"].as_str().unwrap_or_default()));
+    }
+    Json(serde_json::json!({ "sessions": sessions }))
 }
 
-async fn vod_file(
+/// A `Range` header that is not one well-formed byte range is ignored (RFC
+/// 9110 §14.2: a server may ignore a Range it does not support, and must
+/// ignore one it cannot parse): the whole file is sent with 200. A single
+/// range that cannot be satisfied still gets 416.
+pub(crate) fn single_range_or_none(headers: &mut HeaderMap) {
+    let keep = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+        .is_some_and(|spec| {
+            let spec = spec.trim();
+            !spec.contains(',')
+                && spec.split_once('-').is_some_and(|(a, b)| {
+                    let (a, b) = (a.trim(), b.trim());
+                    let num = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+                    match (a.is_empty(), b.is_empty()) {
+                        (false, true) => num(a),
+                        (true, false) => num(b),
+                        (false, false) => {
+                            num(a) && num(b) && a.parse::<u64>().ok() <= b.parse::<u64>().ok()
+                        }
+                        (true, true) => false,
+                    }
+                })
+        });
+    if !keep {
+        headers.remove(header::RANGE);
+    }
+}
+
+/// `GET|HEAD /vod/{id}/{file}`: a finished recording's file, with Range.
+pub(crate) async fn vod_file(
     State(g): State<Gateway>,
-    Path((id, file)): Path<(String, String)>,
-    req: Request,
+    ApiPath((id, file)): ApiPath<(String, String)>,
+    mut req: Request,
 ) -> Result<Response, ApiError> {
     if !valid_id(&id) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_id",
-            "asset ids are hexadecimal",
-        ));
+        return Err(ApiError::bad_request("bad_id", "asset ids are hexadecimal"));
     }
     let ok_name = file.len() <= 64
         && file.ends_with(".mp4")
@@ -268,11 +250,7 @@ async fn vod_file(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok_name {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_file",
-            "no such file name",
-        ));
+        return Err(ApiError::bad_request("bad_file", "no such file name"));
     }
     let asset = g.inner.store.asset(&id).await.map_err(ApiError::internal)?;
     match asset {
@@ -285,8 +263,7 @@ async fn vod_file(
             ))
         }
         None => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
+            return Err(ApiError::not_found(
                 "unknown_asset",
                 format!("no asset {id}"),
             ))
@@ -294,22 +271,20 @@ async fn vod_file(
     }
     let path = g.inner.data_dir.join("sessions").join(&id).join(&file);
     if !path.is_file() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+        return Err(ApiError::not_found(
             "unknown_file",
             format!("no file {file} for asset {id}"),
         ));
     }
-    let mut resp = ServeFile::new_with_mime(
-        &path,
-        &"video/mp4"
-            .parse()
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("mime")))?,
-    )
-    .oneshot(req)
-    .await
-    .map_err(|e| ApiError::internal(anyhow::anyhow!("serving {}: {e}", path.display())))?
-    .map(Body::new);
+    single_range_or_none(req.headers_mut());
+    let mp4 = "video/mp4"
+        .parse()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("the video/mp4 type")))?;
+    let mut resp = ServeFile::new_with_mime(&path, &mp4)
+        .oneshot(req)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("serving {}: {e}", path.display())))?
+        .map(Body::new);
     resp.headers_mut()
         .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     resp.headers_mut().insert(
@@ -319,7 +294,8 @@ async fn vod_file(
     Ok(resp)
 }
 
-async fn metrics(State(g): State<Gateway>) -> Response {
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(State(g): State<Gateway>) -> Response {
     let mut out = String::new();
     for m in &g.inner.metrics {
         m(&mut out);
@@ -355,4 +331,35 @@ async fn metrics(State(g): State<Gateway>) -> Response {
         out,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range_after(v: &str) -> Option<String> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+        single_range_or_none(&mut h);
+        h.get(header::RANGE)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn only_single_well_formed_ranges_are_kept() {
+        for ok in ["bytes=0-99", "bytes=100-", "bytes=-500", "bytes= 5-5 "] {
+            assert!(range_after(ok).is_some(), "{ok}");
+        }
+        for ignored in [
+            "bytes=0-1,5-6",
+            "bytes=abc",
+            "bytes=5-1",
+            "bytes=-",
+            "items=0-1",
+            "bytes=0x1-2",
+            "",
+        ] {
+            assert_eq!(range_after(ignored), None, "{ignored}");
+        }
+    }
 }

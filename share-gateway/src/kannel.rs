@@ -47,7 +47,10 @@ pub struct SmsConfig {
     /// Timeout of one request to the gateway, ms. Default 10000.
     pub timeout_ms: u64,
     /// Secret that inbound SMS callbacks (`/api/v1/sms/inbound`) must carry
-    /// as `key=`. Empty (default): no key is required.
+    /// as `key=` (put it into Kannel's `sms-service` `get-url`). Empty
+    /// (default): a random key is generated at first start into
+    /// `<data_dir>/sms-inbound-key`; a callback without the key is always
+    /// refused.
     pub inbound_key: String,
 }
 

@@ -17,7 +17,7 @@
 //! pages and messages, resume answers, and
 //! `POST /api/v1/live/{id}/playback-tokens` for the owner of the session.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -77,7 +77,9 @@ struct Inner {
     key: Vec<u8>,
     required: bool,
     ttl_secs: u64,
-    public: RwLock<HashSet<String>>,
+    /// Sessions shared publicly, with when the last public share of each
+    /// expires (ms since the Unix epoch; `None`: never).
+    public: RwLock<HashMap<String, Option<i64>>>,
 }
 
 /// Issues and checks playback tokens; cheap to clone.
@@ -179,16 +181,46 @@ impl PlaybackTokens {
         Ok(())
     }
 
+    /// The expiry of a genuine, unexpired token for `session_id`, ms since
+    /// the Unix epoch.
+    pub fn check_until(&self, session_id: &str, token: Option<&str>) -> Option<i64> {
+        self.check(session_id, token).ok()?;
+        let exp: i64 = token?.split_once('-')?.0.parse().ok()?;
+        Some(exp.saturating_mul(1000))
+    }
+
     /// Whether a viewer presenting `token` may watch `session_id`.
     pub fn allows(&self, session_id: &str, token: Option<&str>) -> bool {
         !self.inner.required || self.is_public(session_id) || self.check(session_id, token).is_ok()
     }
 
-    /// Opens a session's live stream to everyone (a public share).
-    pub fn set_public(&self, session_id: &str) {
+    /// Opens a session's live stream to everyone (a public share) until
+    /// `expires_unix_ms` (`None`: until made private). A later expiry of
+    /// another public share of the same session extends it.
+    pub fn set_public(&self, session_id: &str, expires_unix_ms: Option<i64>) {
         if let Ok(mut p) = self.inner.public.write() {
-            p.insert(session_id.to_string());
+            let e = p.entry(session_id.to_string()).or_insert(expires_unix_ms);
+            *e = match (*e, expires_unix_ms) {
+                (None, _) | (_, None) => None,
+                (Some(a), Some(b)) => Some(a.max(b)),
+            };
         }
+    }
+
+    /// Issues a token for `session_id` that expires at the configured
+    /// lifetime or at `until_unix_ms`, whichever is first; `None` when
+    /// `until_unix_ms` has passed.
+    pub fn issue_within(
+        &self,
+        session_id: &str,
+        until_unix_ms: Option<i64>,
+    ) -> Option<IssuedToken> {
+        let ttl_end = now_unix_s().saturating_add(self.inner.ttl_secs as i64);
+        let exp = match until_unix_ms {
+            Some(u) => ttl_end.min(u.div_euclid(1000)),
+            None => ttl_end,
+        };
+        (exp >= now_unix_s()).then(|| self.issue_until(session_id, exp))
     }
 
     /// Closes a session's live stream to viewers without a token again.
@@ -198,13 +230,20 @@ impl PlaybackTokens {
         }
     }
 
-    /// Whether the session was shared publicly.
+    /// Whether the session is shared publicly now (a public share that has
+    /// not expired).
     pub fn is_public(&self, session_id: &str) -> bool {
-        self.inner
-            .public
-            .read()
-            .map(|p| p.contains(session_id))
-            .unwrap_or(false)
+        self.public_until(session_id).is_some()
+    }
+
+    /// When the session's public sharing ends: `None` when it is not public
+    /// (or its public shares expired), `Some(None)` when it never ends.
+    pub fn public_until(&self, session_id: &str) -> Option<Option<i64>> {
+        let until = self.inner.public.read().ok()?.get(session_id).copied()?;
+        match until {
+            Some(e) if e <= now_unix_s().saturating_mul(1000) => None,
+            u => Some(u),
+        }
     }
 
     /// `?token=…` to append to a live URL of `session_id`, or "" when no
@@ -278,7 +317,7 @@ mod tests {
         let t = tokens(true);
         assert!(!t.allows("abc", None));
         assert!(t.query("abc").starts_with("?token="));
-        t.set_public("abc");
+        t.set_public("abc", None);
         assert!(t.allows("abc", None));
         assert_eq!(t.query("abc"), "");
         assert!(!t.allows("other", None));
@@ -291,6 +330,42 @@ mod tests {
         let auth = t.authorizer();
         assert!(!auth("abc", None));
         assert!(auth("abc", Some(&t.issue("abc").token)));
+    }
+
+    #[test]
+    fn public_sharing_ends_when_its_share_expires() {
+        let t = tokens(true);
+        let now = now_unix_s() * 1000;
+        t.set_public("abc", Some(now - 1));
+        assert!(
+            !t.allows("abc", None),
+            "an expired public share opens nothing"
+        );
+        assert_eq!(
+            t.query("abc").len(),
+            "?token=".len() + t.issue("abc").token.len()
+        );
+        t.set_public("abc", Some(now + 60_000));
+        assert!(t.allows("abc", None));
+        assert_eq!(t.public_until("abc"), Some(Some(now + 60_000)));
+        t.set_public("abc", None);
+        assert_eq!(t.public_until("abc"), Some(None));
+    }
+
+    #[test]
+    fn tokens_issued_within_a_proof_end_with_it() {
+        let t = tokens(true);
+        let now = now_unix_s() * 1000;
+        let within = t.issue_within("abc", Some(now + 10_000)).unwrap();
+        assert!(within.expires_unix_ms <= now + 10_000);
+        assert_eq!(
+            t.check_until("abc", Some(&within.token)),
+            Some(within.expires_unix_ms)
+        );
+        assert!(t.issue_within("abc", Some(now - 5_000)).is_none());
+        let full = t.issue_within("abc", None).unwrap();
+        assert!(full.expires_unix_ms > now + 3_000_000);
+        assert_eq!(t.check_until("abd", Some(&within.token)), None);
     }
 
     #[test]

@@ -10,20 +10,20 @@ use crate::store::now_ms;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
 use sqlx::Row;
 
+use crate::access::{AuthUser, LinkSigner, User};
+use crate::error::{ApiError, ApiJson as Json, ApiPath as Path, ApiQuery as Query};
 use crate::fetches::{FetchJob, FetchLimits, Fetches, Probe};
-use crate::http::ApiError;
+use crate::ids::{new_id, random_hex, valid_id};
+use crate::limiter::AttemptLimiter;
+use crate::outbound::Outbound;
 use crate::store::{hash_token, Store};
 use crate::transcodes::{Scheduled, Transcode, TranscodeJob, Transcodes};
 
@@ -56,15 +56,13 @@ pub struct ResumeConfig {
     /// fails the fetch (`fetch_failed`). Default 2 GiB.
     pub fetch_max_bytes: u64,
     /// Longest fetch of another platform's video (connect, headers and the
-    /// whole body), seconds. Default 600.
+    /// whole body), seconds. Default 600. Which platforms are fetched from
+    /// is the outbound policy's (`[outbound]`).
     pub fetch_timeout_secs: u64,
-    /// Hosts of the platforms this one fetches videos from: `host` (any
-    /// port) or `host:port`, compared without case; a hand-off naming
-    /// another host is refused (403 `platform_not_allowed`), and so is a
-    /// redirect to one. Empty: any host (every address a signed-in user's
-    /// suspend state names is fetched, internal ones included). Default
-    /// empty.
-    pub fetch_allowed_hosts: Vec<String>,
+    /// Wrong hand-off codes one client address may try in a minute
+    /// (`GET /api/v1/handoff/by-code/{code}`); more are answered 429
+    /// `too_many_attempts` until the minute is over. Default 10.
+    pub code_attempts_per_minute: u32,
 }
 
 impl Default for ResumeConfig {
@@ -79,7 +77,7 @@ impl Default for ResumeConfig {
             fetch_remote: true,
             fetch_max_bytes: 2 << 30,
             fetch_timeout_secs: 600,
-            fetch_allowed_hosts: Vec::new(),
+            code_attempts_per_minute: 10,
         }
     }
 }
@@ -168,9 +166,10 @@ pub type RtspVod = std::sync::Arc<dyn Fn(&str, &[String]) -> Result<String, Stri
 pub struct ResumeService {
     store: Store,
     cfg: ResumeConfig,
-    key: std::sync::Arc<Vec<u8>>,
+    links: LinkSigner,
     public_url: String,
-    client: reqwest::Client,
+    outbound: Outbound,
+    code_attempts: std::sync::Arc<std::sync::Mutex<AttemptLimiter>>,
     live: Option<LiveStarts>,
     rtsp_vod: Option<RtspVod>,
     tokens: Option<crate::playback::PlaybackTokens>,
@@ -179,17 +178,9 @@ pub struct ResumeService {
     data_dir: std::path::PathBuf,
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// How far past the end of the last closed live segment a reverse bookmark
 /// may be (the segment being cut), ms.
 const LIVE_EDGE_SLACK_MS: u64 = 5_000;
-
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, msg)
@@ -197,11 +188,6 @@ fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
 
 fn internal(e: anyhow::Error) -> ApiError {
     ApiError::internal(e)
-}
-
-/// A user authenticated by `Authorization: Bearer <user token>`.
-struct User {
-    id: String,
 }
 
 /// A suspend state (S0): where playback stopped, and what it needs.
@@ -295,7 +281,8 @@ pub struct ReverseBookmarkAnswer {
     /// The user the bookmark belongs to, when known.
     pub user_id: Option<String>,
     /// 0 saved; 2 unknown user token; 3 user mismatch; 4 unknown content;
-    /// 5 position past the end; 9 store error.
+    /// 5 position past the end; 6 the playback token does not open this
+    /// (live) content; 9 store error.
     pub result_code: u32,
     /// Human-readable result.
     pub description: String,
@@ -305,12 +292,12 @@ pub struct ReverseBookmarkAnswer {
 }
 
 #[derive(Deserialize)]
-struct NewUser {
+pub(crate) struct NewUser {
     name: String,
 }
 
 #[derive(Deserialize)]
-struct NewTerminal {
+pub(crate) struct NewTerminal {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -318,7 +305,7 @@ struct NewTerminal {
 }
 
 #[derive(Deserialize)]
-struct Stop {
+pub(crate) struct Stop {
     terminal_id: String,
     content_id: String,
     position_ms: u64,
@@ -329,41 +316,35 @@ struct Stop {
 }
 
 #[derive(Deserialize)]
-struct ResumeReq {
+pub(crate) struct ResumeReq {
     resume_token: String,
     terminal_id: String,
 }
 
 #[derive(Deserialize)]
-struct CatalogueQuery {
+pub(crate) struct CatalogueQuery {
     terminal_id: String,
 }
 
 #[derive(Deserialize)]
-struct HandoffReq {
+pub(crate) struct HandoffReq {
     content_id: String,
     position_ms: u64,
 }
 
 #[derive(Deserialize)]
-struct PushReq {
+pub(crate) struct PushReq {
     /// Base URL of platform B.
     target: String,
 }
 
 #[derive(Deserialize)]
-struct SignedQuery {
-    exp: i64,
-    sig: String,
-}
-
-#[derive(Deserialize)]
-struct RedirectQuery {
+pub(crate) struct RedirectQuery {
     target: String,
 }
 
 #[derive(Deserialize)]
-struct AcceptReq {
+pub(crate) struct AcceptReq {
     /// A signed pull URL of a suspend state on platform A.
     #[serde(default)]
     from: Option<String>,
@@ -381,7 +362,7 @@ struct AcceptReq {
 }
 
 #[derive(Deserialize, Serialize)]
-struct Received {
+pub(crate) struct Received {
     state: SuspendState,
     /// Whose bookmark: platform B's user token, given by the user to A.
     user_token: String,
@@ -399,6 +380,8 @@ impl ResumeService {
         cfg: ResumeConfig,
         data_dir: &std::path::Path,
         public_url: String,
+        links: LinkSigner,
+        outbound: Outbound,
     ) -> Result<Self> {
         for stmt in [
             "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
@@ -418,17 +401,31 @@ impl ResumeService {
                 .await
                 .context("creating resume tables")?;
         }
-        let key = crate::playback::load_or_create_key(&data_dir.join("signing-key"))?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .context("HTTP client")?;
+        // Added after the first release: the live access a bookmark's
+        // creator proved (see `Bookmark::live_access_until_unix_ms`).
+        let has_access = sqlx::query(
+            "SELECT 1 FROM pragma_table_info('bookmarks') WHERE name = 'access_until_ms'",
+        )
+        .fetch_optional(&store.pool)
+        .await
+        .context("reading the bookmarks table")?
+        .is_some();
+        if !has_access {
+            sqlx::query("ALTER TABLE bookmarks ADD COLUMN access_until_ms BIGINT")
+                .execute(&store.pool)
+                .await
+                .context("adding bookmarks.access_until_ms")?;
+        }
         let svc = Self {
             store,
+            code_attempts: std::sync::Arc::new(std::sync::Mutex::new(AttemptLimiter::new(
+                cfg.code_attempts_per_minute,
+                Duration::from_secs(60),
+            ))),
             cfg,
-            key: std::sync::Arc::new(key),
+            links,
             public_url: public_url.trim_end_matches('/').to_string(),
-            client,
+            outbound,
             live: None,
             rtsp_vod: None,
             tokens: None,
@@ -462,18 +459,34 @@ impl ResumeService {
         self
     }
 
-    /// `token=…&` for a live URL of the content, or "" when none is needed.
-    fn token_param(&self, content_id: &str) -> String {
-        match &self.tokens {
-            Some(t) => {
-                let q = t.query(content_id);
-                match q.strip_prefix('?') {
-                    Some(p) => format!("{p}&"),
-                    None => String::new(),
-                }
-            }
-            None => String::new(),
+    /// `token=…&` for a live URL of the content, or "" when none is needed
+    /// (tokens off, or the stream is public). A bookmark hands out only the
+    /// access its creator proved: the token ends when what they proved ends
+    /// (`access_until`, ms since the Unix epoch); without such proof, or
+    /// once it has ended, 403 `no_live_access`.
+    fn live_token_param(
+        &self,
+        content_id: &str,
+        access_until: Option<i64>,
+    ) -> Result<String, ApiError> {
+        let Some(t) = &self.tokens else {
+            return Ok(String::new());
+        };
+        if !t.required() || t.is_public(content_id) {
+            return Ok(String::new());
         }
+        let refused = || {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "no_live_access",
+                "this bookmark gives no access to the live stream (it was not made by a viewer of it, or that viewer's access has ended)",
+            )
+        };
+        let until = access_until.ok_or_else(refused)?;
+        let issued = t
+            .issue_within(content_id, (until != i64::MAX).then_some(until))
+            .ok_or_else(refused)?;
+        Ok(format!("token={}&", issued.token))
     }
 
     /// Lets resumes of recorded content offer seekable RTSP.
@@ -509,7 +522,7 @@ impl ResumeService {
                 FetchLimits {
                     max_bytes: self.cfg.fetch_max_bytes,
                     timeout: Duration::from_secs(self.cfg.fetch_timeout_secs.max(1)),
-                    allowed_hosts: self.cfg.fetch_allowed_hosts.clone(),
+                    outbound: self.outbound.clone(),
                 },
                 &self.data_dir,
                 &self.public_url,
@@ -719,82 +732,16 @@ impl ResumeService {
         Ok(r.rows_affected())
     }
 
-    fn sign(&self, id: &str, exp: i64) -> String {
-        let mut mac = match HmacSha256::new_from_slice(&self.key) {
-            Ok(m) => m,
-            Err(_) => return String::new(),
-        };
-        mac.update(format!("{id}|{exp}").as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    fn verify(&self, id: &str, q: &SignedQuery) -> Result<(), ApiError> {
-        let Ok(sig) = hex::decode(&q.sig) else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "bad_signature",
-                "signature is not hex",
-            ));
-        };
-        let mut mac =
-            HmacSha256::new_from_slice(&self.key).map_err(|e| internal(anyhow::anyhow!("{e}")))?;
-        mac.update(format!("{id}|{}", q.exp).as_bytes());
-        if mac.verify_slice(&sig).is_err() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "bad_signature",
-                "link signature does not match",
-            ));
-        }
-        if q.exp < now_ms() {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                "expired",
-                "this link has expired",
-            ));
-        }
-        Ok(())
-    }
-
     fn signed_pull_url(&self, id: &str, exp: i64) -> String {
         format!(
             "{}/api/v1/handoff/{id}?exp={exp}&sig={}",
             self.public_url,
-            self.sign(id, exp)
+            self.links.sign(id, exp)
         )
     }
 
-    async fn user(&self, headers: &HeaderMap) -> Result<User, ApiError> {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "give a user token: Authorization: Bearer <token>",
-                )
-            })?;
-        self.user_by_token(token)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "unknown user token",
-                )
-            })
-    }
-
     async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT user_id FROM user_tokens WHERE token_hash = ?")
-            .bind(hash_token(token))
-            .fetch_optional(&self.store.pool)
-            .await
-            .context("looking up user token")?;
-        Ok(row.map(|r| User { id: r.get(0) }))
+        Ok(self.store.user_by_token(token).await?.map(|id| User { id }))
     }
 
     async fn terminal(&self, user: &User, id: &str) -> Result<String, ApiError> {
@@ -831,33 +778,6 @@ impl ResumeService {
         }
     }
 
-    /// The routes, state applied.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/api/v1/users", post(create_user))
-            .route("/api/v1/terminals", post(create_terminal))
-            .route("/api/v1/history", post(record_stop).get(list_history))
-            .route("/api/v1/catalogue", get(catalogue))
-            .route("/api/v1/resume", post(resume))
-            .route("/api/v1/bookmarks", get(list_bookmarks))
-            .route("/api/v1/bookmarks/{id}/resume", post(resume_bookmark))
-            .route("/api/v1/reverse-bookmark", post(reverse_bookmark))
-            .route("/api/v1/handoff", post(create_handoff))
-            .route("/api/v1/handoff/{id}", get(pull_handoff))
-            .route("/api/v1/handoff/by-code/{code}", get(pull_by_code))
-            .route("/api/v1/handoff/{id}/push", post(push_handoff))
-            .route("/api/v1/handoff/{id}/redirect", get(redirect_handoff))
-            .route("/api/v1/handoff/receive", post(receive_handoff))
-            .route("/api/v1/transcodes", post(create_transcode))
-            .route("/api/v1/transcodes/{id}", get(get_transcode))
-            .route("/api/v1/fetches/{id}", get(get_fetch))
-            .route(
-                "/api/v1/handoff/accept",
-                post(accept_handoff).get(accept_redirect),
-            )
-            .with_state(self.clone())
-    }
-
     /// The reverse-bookmark interface (S3): the streaming side reports an
     /// abnormally interrupted viewer; a bookmark is stored for the user the
     /// user token names. Answers user id, result code (0 = saved) and a
@@ -884,6 +804,24 @@ impl ResumeService {
         if let Some(a) = &asset.attributes {
             if a.duration_ms > 0 && req.position_ms > a.duration_ms {
                 return answer(Some(user.id), 5, "position is past the end of the content");
+            }
+        }
+        // A bookmark of a live stream hands out access to it later: only
+        // what the playback token proved (its expiry), or the stream's
+        // public sharing. Recorded content needs no proof (its VOD is
+        // reached by its id).
+        let mut access_until = None;
+        if asset.state != "ready" {
+            match self.live_access(&req.content_id, &req.playback_token) {
+                Some(until) => access_until = Some(until),
+                None => {
+                    tracing::info!(content = %req.content_id, "reverse bookmark without a valid playback token refused");
+                    return answer(
+                        Some(user.id),
+                        6,
+                        "the playback token does not open this content",
+                    );
+                }
             }
         }
         if asset.state != "ready" {
@@ -913,19 +851,20 @@ impl ResumeService {
             .as_ref()
             .and_then(|a| a.vod_url.clone())
             .unwrap_or_else(|| format!("{}/live/{}/index.m3u8", self.public_url, req.content_id));
-        let id = random_hex(8);
+        let id = new_id();
         let r = sqlx::query(
-            "INSERT INTO bookmarks (id, user_id, content_id, position_ms, name, description, source, address, status, created_ms)
-             VALUES (?, ?, ?, ?, NULL, ?, 'interruption', ?, ?, ?)",
+            "INSERT INTO bookmarks (id, user_id, content_id, position_ms, name, description, source, address, status, created_ms, access_until_ms)
+             VALUES (?, ?, ?, ?, NULL, ?, 'interruption', ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&user.id)
         .bind(&req.content_id)
         .bind(req.position_ms as i64)
-        .bind(format!("interrupted (playback token {})", req.playback_token))
+        .bind("interrupted")
         .bind(&address)
         .bind("ready")
         .bind(now_ms())
+        .bind(access_until)
         .execute(&self.store.pool)
         .await;
         match r {
@@ -939,6 +878,22 @@ impl ResumeService {
         }
     }
 
+    /// Until when `token` opens the live stream of `content_id` (ms since
+    /// the Unix epoch, `i64::MAX` for as long as it stays public or when
+    /// streams need no token); `None` when it does not.
+    fn live_access(&self, content_id: &str, token: &str) -> Option<i64> {
+        let Some(t) = &self.tokens else {
+            return Some(i64::MAX);
+        };
+        if !t.required() {
+            return Some(i64::MAX);
+        }
+        if let Some(until) = t.public_until(content_id) {
+            return Some(until.unwrap_or(i64::MAX));
+        }
+        t.check_until(content_id, Some(token).filter(|t| !t.is_empty()))
+    }
+
     async fn store_bookmark(
         &self,
         user_id: &str,
@@ -948,7 +903,7 @@ impl ResumeService {
         description: Option<String>,
     ) -> Result<Bookmark, ApiError> {
         let mut job = None;
-        let bookmark_id = random_hex(8);
+        let bookmark_id = new_id();
         let mut content_id = state.content_id.clone();
         let mut fetch = None;
         let (address, status) = if terminal_can_play(terminal_type, &state.codecs, 0) {
@@ -1073,43 +1028,96 @@ impl ResumeService {
         Ok(())
     }
 
+    /// A suspend state of this platform named by a hand-off address on its
+    /// own public URL (a signed pull URL, checked as its route checks it, or
+    /// a code); `None` when the address is another platform's.
+    async fn local_state(&self, url: &str) -> Result<Option<SuspendState>, ApiError> {
+        let Some(rest) = url
+            .strip_prefix(&self.public_url)
+            .and_then(|r| r.strip_prefix("/api/v1/handoff/"))
+        else {
+            return Ok(None);
+        };
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if let Some(code) = path.strip_prefix("by-code/") {
+            let code = url::form_urlencoded::parse(code.as_bytes())
+                .map(|(k, v)| format!("{k}{v}"))
+                .collect::<String>()
+                .trim()
+                .to_ascii_uppercase();
+            if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(bad("bad_code", "a hand-off code is 8 letters and digits"));
+            }
+            return load_state(self, "code", &code).await.map(Some);
+        }
+        let q: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+        let (Some(exp), Some(sig)) = (q.get("exp"), q.get("sig")) else {
+            return Err(bad("bad_url", "a pull URL carries exp and sig"));
+        };
+        let exp: i64 = exp
+            .parse()
+            .map_err(|_| bad("bad_url", "exp is a time in ms"))?;
+        self.links.verify(path, exp, sig)?;
+        load_state(self, "id", path).await.map(Some)
+    }
+
+    /// The user a suspend state belongs to.
+    async fn state_owner(&self, id: &str) -> Result<String, ApiError> {
+        let row = sqlx::query("SELECT user_id FROM suspend_states WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.store.pool)
+            .await?;
+        row.map(|r| r.get(0))
+            .ok_or_else(|| ApiError::not_found("unknown_state", "no such suspend state"))
+    }
+
+    /// Pulls a suspend state from another platform, through the outbound
+    /// policy. Only hand-off addresses are asked (a signed pull URL,
+    /// `…/api/v1/handoff/{id}?exp=…&sig=…`, or a code's,
+    /// `…/api/v1/handoff/by-code/{code}`), and the answer must be a suspend
+    /// state: nothing else a remote server says is passed on.
     async fn fetch_state(&self, url: &str) -> Result<SuspendState, ApiError> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        // A hand-off of this very platform is read here, not asked over HTTP.
+        if let Some(state) = self.local_state(url).await? {
+            return Ok(state);
+        }
+        let parsed = self.outbound.rules().check_url(url)?;
+        if !is_handoff_address(&parsed) {
             return Err(bad(
                 "bad_url",
-                "the platform address must be an http(s) URL",
+                "not a hand-off address (…/api/v1/handoff/{id}?exp=…&sig=… or …/api/v1/handoff/by-code/{code})",
             ));
         }
-        let resp = self.client.get(url).send().await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "platform_unreachable",
-                format!("fetching {url}: {e}"),
-            )
-        })?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "platform_refused",
-                format!(
-                    "platform answered {status}: {}",
-                    body.chars().take(300).collect::<String>()
-                ),
-            ));
-        }
-        resp.json::<SuspendState>().await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "bad_state",
-                format!("suspend state from {url}: {e}"),
-            )
-        })
+        Ok(self.outbound.get_json::<SuspendState>(url).await?)
     }
 }
 
-async fn create_user(
+/// Whether a URL is a platform's hand-off address: a signed pull URL or a
+/// short code's.
+fn is_handoff_address(url: &url::Url) -> bool {
+    let Some(rest) = url.path().strip_prefix("/api/v1/handoff/") else {
+        // Platforms may live under a path prefix.
+        return url
+            .path()
+            .split_once("/api/v1/handoff/")
+            .is_some_and(|(_, r)| handoff_tail(r, url));
+    };
+    handoff_tail(rest, url)
+}
+
+fn handoff_tail(rest: &str, url: &url::Url) -> bool {
+    if let Some(code) = rest.strip_prefix("by-code/") {
+        return !code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'%');
+    }
+    let signed =
+        url.query_pairs().any(|(k, _)| k == "exp") && url.query_pairs().any(|(k, _)| k == "sig");
+    valid_id(rest) && signed
+}
+
+pub(crate) async fn create_user(
     State(s): State<ResumeService>,
     Json(req): Json<NewUser>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -1117,7 +1125,7 @@ async fn create_user(
     if name.is_empty() || name.len() > 100 {
         return Err(bad("bad_name", "a user name is 1 to 100 characters"));
     }
-    let id = random_hex(8);
+    let id = new_id();
     let token = format!("su_{}", random_hex(24));
     let now = now_ms();
     sqlx::query("INSERT INTO users (id, name, created_ms) VALUES (?, ?, ?)")
@@ -1139,19 +1147,18 @@ async fn create_user(
     ))
 }
 
-async fn create_terminal(
+pub(crate) async fn create_terminal(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Json(req): Json<NewTerminal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     if !TERMINAL_TYPES.contains(&req.kind.as_str()) {
         return Err(bad(
             "bad_terminal_type",
             format!("terminal type must be one of {TERMINAL_TYPES:?}"),
         ));
     }
-    let id = random_hex(8);
+    let id = new_id();
     sqlx::query(
         "INSERT INTO terminals (id, user_id, type, name, created_ms) VALUES (?, ?, ?, ?, ?)",
     )
@@ -1168,12 +1175,11 @@ async fn create_terminal(
     ))
 }
 
-async fn record_stop(
+pub(crate) async fn record_stop(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Json(req): Json<Stop>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
     let now = now_ms();
     let (position, breakpoint_unix) = if req.live {
@@ -1192,7 +1198,7 @@ async fn record_stop(
         }
         (Some(req.position_ms as i64), None)
     };
-    let id = random_hex(8);
+    let id = new_id();
     sqlx::query(
         "INSERT INTO history (id, user_id, content_id, terminal_id, terminal_type, live, position_ms, breakpoint_unix_ms, abnormal, created_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1253,24 +1259,33 @@ async fn history_rows(s: &ResumeService, user: &User) -> Result<Vec<serde_json::
         .collect())
 }
 
-async fn list_history(
+pub(crate) async fn list_history(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     Ok(Json(
         serde_json::json!({ "history": history_rows(&s, &user).await? }),
     ))
 }
 
-async fn catalogue(
+pub(crate) async fn catalogue(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Query(q): Query<CatalogueQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &q.terminal_id).await?;
-    let assets = s.store.assets(200).await.map_err(internal)?;
+    // What this user may see: the programmes published to everyone (an
+    // active public share), and what the user has watched (their history).
+    let mut assets = s.store.published_assets(200).await.map_err(internal)?;
+    let mut history = history_rows(&s, &user).await?;
+    for h in &history {
+        let cid = h["content_id"].as_str().unwrap_or_default();
+        if !assets.iter().any(|a| a.id == cid) {
+            if let Some(a) = s.store.asset(cid).await.map_err(internal)? {
+                assets.push(a);
+            }
+        }
+    }
     let mut programmes = Vec::new();
     for a in assets {
         let Some(attrs) = a.attributes else { continue };
@@ -1285,7 +1300,6 @@ async fn catalogue(
         }
         programmes.push(serde_json::json!({ "content_id": a.id, "title": a.title, "duration_ms": attrs.duration_ms, "links": links }));
     }
-    let mut history = history_rows(&s, &user).await?;
     for h in history.iter_mut() {
         let cid = h["content_id"].as_str().unwrap_or_default().to_string();
         let link = programmes
@@ -1301,12 +1315,11 @@ async fn catalogue(
     })))
 }
 
-async fn resume(
+pub(crate) async fn resume(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Json(req): Json<ResumeReq>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
     let row = sqlx::query(
         "SELECT t.user_id, t.expires_ms, h.content_id, h.live, h.position_ms, h.breakpoint_unix_ms
@@ -1365,11 +1378,10 @@ async fn resume(
     })))
 }
 
-async fn list_bookmarks(
+pub(crate) async fn list_bookmarks(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     let rows = sqlx::query(
         "SELECT id, content_id, position_ms, name, description, source, address, status, created_ms FROM bookmarks
          WHERE user_id = ? ORDER BY created_ms DESC LIMIT 200",
@@ -1401,12 +1413,11 @@ async fn list_bookmarks(
     Ok(Json(serde_json::json!({ "bookmarks": list })))
 }
 
-async fn create_handoff(
+pub(crate) async fn create_handoff(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Json(req): Json<HandoffReq>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     let attrs = s.attributes(&req.content_id).await?;
     if req.position_ms > attrs.duration_ms {
         return Err(bad(
@@ -1417,7 +1428,7 @@ async fn create_handoff(
             ),
         ));
     }
-    let id = random_hex(8);
+    let id = new_id();
     let mut code_b = [0u8; 5];
     rand::thread_rng().fill_bytes(&mut code_b);
     // 8 characters of an unambiguous alphabet (40 bits).
@@ -1487,90 +1498,133 @@ async fn load_state(
     serde_json::from_str(&row.get::<String, _>(0)).map_err(|e| internal(e.into()))
 }
 
-async fn pull_handoff(
+/// A suspend state by its signed link (the access policy checked the
+/// signature and expiry).
+pub(crate) async fn pull_handoff(
     State(s): State<ResumeService>,
     Path(id): Path<String>,
-    Query(q): Query<SignedQuery>,
 ) -> Result<Json<SuspendState>, ApiError> {
-    s.verify(&id, &q)?;
     Ok(Json(load_state(&s, "id", &id).await?))
 }
 
-async fn pull_by_code(
+/// A suspend state by the short code a user typed. Wrong codes are counted
+/// per client address: past `resume.code_attempts_per_minute` of them the
+/// client gets 429 until the minute is over, so the 40-bit codes cannot be
+/// guessed by trying.
+pub(crate) async fn pull_by_code(
     State(s): State<ResumeService>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Path(code): Path<String>,
 ) -> Result<Json<SuspendState>, ApiError> {
-    let code = code.trim().to_ascii_uppercase();
-    if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(bad("bad_code", "a hand-off code is 8 letters and digits"));
+    let key = crate::limiter::client_key(peer.ip());
+    let now = std::time::Instant::now();
+    let blocked = s
+        .code_attempts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .blocked(&key, now);
+    if blocked {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many wrong hand-off codes from this address; try again in a minute",
+        ));
     }
-    Ok(Json(load_state(&s, "code", &code).await?))
+    let code = code.trim().to_ascii_uppercase();
+    let found = if code.len() == 8 && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        load_state(&s, "code", &code).await
+    } else {
+        Err(bad("bad_code", "a hand-off code is 8 letters and digits"))
+    };
+    if found
+        .as_ref()
+        .is_err_and(|e| e.status() != StatusCode::INTERNAL_SERVER_ERROR)
+    {
+        s.code_attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed(&key, now);
+    }
+    Ok(Json(found?))
 }
 
-async fn push_handoff(
+/// The platform a hand-off is pushed to: `target` (its base URL, http or
+/// https, no query) joined with `/api/v1/handoff/receive`.
+fn receive_url(target: &str) -> Result<String, ApiError> {
+    let mut url = url::Url::parse(target.trim())
+        .map_err(|e| bad("bad_url", format!("target is not a URL ({e})")))?;
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(bad(
+            "bad_url",
+            "target is a platform's base URL, without query or fragment",
+        ));
+    }
+    let path = format!(
+        "{}/api/v1/handoff/receive",
+        url.path().trim_end_matches('/')
+    );
+    url.set_path(&path);
+    Ok(url.to_string())
+}
+
+/// The part of the target platform's answer passed back: which bookmark
+/// it made.
+#[derive(Deserialize)]
+struct PushAnswer {
+    id: String,
+}
+
+pub(crate) async fn push_handoff(
     State(s): State<ResumeService>,
+    AuthUser(user): AuthUser,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(req): Json<PushReq>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let _user = s.user(&headers).await?;
     let state = load_state(&s, "id", &id).await?;
-    // The user gives A their identity on B (account mapping): B's user token
-    // and terminal, in headers X-Target-User-Token / X-Target-Terminal.
-    let target_token = headers
-        .get("x-target-user-token")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            bad(
-                "missing_target_user",
-                "give X-Target-User-Token (your user token on the target platform)",
-            )
-        })?;
-    let target_terminal = headers
-        .get("x-target-terminal")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            bad(
-                "missing_target_terminal",
-                "give X-Target-Terminal (the terminal id on the target platform)",
-            )
-        })?;
-    if !(req.target.starts_with("http://") || req.target.starts_with("https://")) {
-        return Err(bad("bad_url", "target must be an http(s) URL"));
-    }
-    let body = Received {
-        state,
-        user_token: target_token.to_string(),
-        terminal_id: target_terminal.to_string(),
-        name: None,
-        description: None,
-    };
-    let url = format!(
-        "{}/api/v1/handoff/receive",
-        req.target.trim_end_matches('/')
-    );
-    let resp = s.client.post(&url).json(&body).send().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "platform_unreachable",
-            format!("pushing to {url}: {e}"),
-        )
-    })?;
-    let status = resp.status();
-    let answer: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "platform_refused",
-            format!("{url} answered {status}: {answer}"),
+    if s.state_owner(&id).await? != user.id {
+        return Err(ApiError::not_found(
+            "unknown_state",
+            "no such suspend state of this user",
         ));
     }
+    // The user gives A their identity on B (account mapping): B's user token
+    // and terminal, in headers X-Target-User-Token / X-Target-Terminal.
+    let header = |name: &str, code: &'static str, what: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| bad(code, format!("give {name} ({what})")))
+    };
+    let target_token = header(
+        "x-target-user-token",
+        "missing_target_user",
+        "your user token on the target platform",
+    )?;
+    let target_terminal = header(
+        "x-target-terminal",
+        "missing_target_terminal",
+        "the terminal id on the target platform",
+    )?;
+    let url = receive_url(&req.target)?;
+    let body = serde_json::to_value(Received {
+        state,
+        user_token: target_token,
+        terminal_id: target_terminal,
+        name: None,
+        description: None,
+    })
+    .map_err(|e| internal(e.into()))?;
+    // Through the outbound policy; of the answer, only the bookmark's id
+    // comes back (the user reads the bookmark on the target platform).
+    let answer: PushAnswer = s.outbound.post_json(&url, &body).await?;
     Ok(Json(
-        serde_json::json!({ "pushed_to": url, "answer": answer }),
+        serde_json::json!({ "pushed_to": url, "bookmark_id": answer.id }),
     ))
 }
 
-async fn receive_handoff(
+pub(crate) async fn receive_handoff(
     State(s): State<ResumeService>,
     Json(req): Json<Received>,
 ) -> Result<Json<Bookmark>, ApiError> {
@@ -1605,20 +1659,25 @@ async fn receive_handoff(
     Ok(Json(b))
 }
 
-async fn redirect_handoff(
+pub(crate) async fn redirect_handoff(
     State(s): State<ResumeService>,
     Path(id): Path<String>,
     Query(q): Query<RedirectQuery>,
 ) -> Result<Response, ApiError> {
     let state = load_state(&s, "id", &id).await?;
-    if !(q.target.starts_with("http://") || q.target.starts_with("https://")) {
-        return Err(bad("bad_url", "target must be an http(s) URL"));
+    // Only to platforms this one trusts (no open redirect).
+    let target = s.outbound.rules().check_redirect(&q.target)?;
+    if target.query().is_some() || target.fragment().is_some() {
+        return Err(bad(
+            "bad_url",
+            "target is a platform's base URL, without query or fragment",
+        ));
     }
     let pull = s.signed_pull_url(&id, state.expires_unix_ms);
     let enc: String = url_encode(&pull);
     let location = format!(
         "{}/api/v1/handoff/accept?from={enc}",
-        q.target.trim_end_matches('/')
+        target.as_str().trim_end_matches('/')
     );
     Ok(Redirect::to(&location).into_response())
 }
@@ -1635,39 +1694,38 @@ fn url_encode(s: &str) -> String {
 }
 
 #[derive(Deserialize)]
-struct AcceptQuery {
+pub(crate) struct AcceptQuery {
     from: String,
     #[serde(default)]
     terminal_id: Option<String>,
 }
 
-/// The terminal followed a redirect from platform A: show what would be
-/// resumed. With a user token and `terminal_id` it also creates the bookmark.
-async fn accept_redirect(
+/// The terminal followed a redirect from platform A (with the user's token
+/// on this platform): show what would be resumed; with `terminal_id`, also
+/// create the bookmark.
+pub(crate) async fn accept_redirect(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Query(q): Query<AcceptQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let state = s.fetch_state(&q.from).await?;
-    match (headers.get("authorization"), q.terminal_id) {
-        (Some(_), Some(t)) => {
-            let user = s.user(&headers).await?;
+    match q.terminal_id {
+        Some(t) => {
             let terminal_type = s.terminal(&user, &t).await?;
             let b = s
                 .store_bookmark(&user.id, &state, &terminal_type, None, None)
                 .await?;
             Ok(Json(serde_json::json!({ "state": state, "bookmark": b })))
         }
-        _ => Ok(Json(serde_json::json!({ "state": state }))),
+        None => Ok(Json(serde_json::json!({ "state": state }))),
     }
 }
 
-async fn accept_handoff(
+pub(crate) async fn accept_handoff(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Json(req): Json<AcceptReq>,
 ) -> Result<Json<Bookmark>, ApiError> {
-    let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
     let url = match (&req.from, &req.platform, &req.code) {
         (Some(from), _, _) => from.clone(),
@@ -1683,14 +1741,35 @@ async fn accept_handoff(
             ))
         }
     };
-    let state = s.fetch_state(&url).await?;
+    // Codes typed by this user are counted like codes tried from one
+    // address: a user cannot guess codes through this platform either.
+    let by_code = req.from.is_none();
+    let key = format!("user:{}", user.id);
+    let now = std::time::Instant::now();
+    let limiter = || s.code_attempts.lock().unwrap_or_else(|e| e.into_inner());
+    if by_code && limiter().blocked(&key, now) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many wrong hand-off codes; try again in a minute",
+        ));
+    }
+    let state = match s.fetch_state(&url).await {
+        Ok(state) => state,
+        Err(e) => {
+            if by_code && e.status() != StatusCode::INTERNAL_SERVER_ERROR {
+                limiter().failed(&key, now);
+            }
+            return Err(e);
+        }
+    };
     let b = s
         .store_bookmark(&user.id, &state, &terminal_type, req.name, req.description)
         .await?;
     Ok(Json(b))
 }
 
-async fn reverse_bookmark(
+pub(crate) async fn reverse_bookmark(
     State(s): State<ResumeService>,
     Json(req): Json<ReverseBookmark>,
 ) -> Response {
@@ -1706,7 +1785,7 @@ async fn reverse_bookmark(
 }
 
 #[derive(Deserialize)]
-struct BookmarkResume {
+pub(crate) struct BookmarkResume {
     terminal_id: String,
 }
 
@@ -1717,15 +1796,14 @@ struct BookmarkResume {
 /// playlist with `start_ms`, whose media playlist starts players at the
 /// segment holding the position (`#EXT-X-START`), the player page URL, and
 /// where the live relay says playback starts (`live_start`).
-async fn resume_bookmark(
+pub(crate) async fn resume_bookmark(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Path(id): Path<String>,
     Json(req): Json<BookmarkResume>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
-    let row = sqlx::query("SELECT content_id, position_ms, address, source, status FROM bookmarks WHERE id = ? AND user_id = ?")
+    let row = sqlx::query("SELECT content_id, position_ms, address, source, status, access_until_ms FROM bookmarks WHERE id = ? AND user_id = ?")
         .bind(&id)
         .bind(&user.id)
         .fetch_optional(&s.store.pool)
@@ -1737,6 +1815,7 @@ async fn resume_bookmark(
     let mut url: String = row.get(2);
     let source: String = row.get(3);
     let mut stored_status: String = row.get(4);
+    let access_until: Option<i64> = row.get(5);
     let mut content_id = content_id;
     // Another platform's video whose fetch failed or was forgotten (a
     // restart): try again.
@@ -1848,7 +1927,10 @@ async fn resume_bookmark(
     }
     match s.live_lookup(&content_id, position_ms) {
         Some(LiveLookup::Start(start)) => {
-            let q = format!("{}start_ms={position_ms}", s.token_param(&content_id));
+            let q = format!(
+                "{}start_ms={position_ms}",
+                s.live_token_param(&content_id, access_until)?
+            );
             let url = format!("{}/live/{content_id}/index.m3u8?{q}", s.public_url);
             Ok(Json(serde_json::json!({
                 "bookmark_id": id,
@@ -1875,7 +1957,7 @@ async fn resume_bookmark(
 }
 
 #[derive(Deserialize)]
-struct NewTranscode {
+pub(crate) struct NewTranscode {
     content_id: String,
     /// The terminal that will play (its type decides the rendition).
     terminal_id: String,
@@ -1884,12 +1966,11 @@ struct NewTranscode {
 /// Schedules the on-demand rendition of a finished recording that a
 /// terminal plays: 200 `ready` with the rendition when one exists, 202
 /// `transcoding` with the job (new, or the one already making it).
-async fn create_transcode(
+pub(crate) async fn create_transcode(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(user): AuthUser,
     Json(req): Json<NewTranscode>,
 ) -> Result<Response, ApiError> {
-    let user = s.user(&headers).await?;
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
     Ok(match s.schedule(&req.content_id, &terminal_type).await? {
         Scheduled::Ready(r) => (
@@ -1907,12 +1988,11 @@ async fn create_transcode(
 
 /// An on-demand transcode job: its state, the error when it failed, the
 /// rendition's URL and attributes when done.
-async fn get_transcode(
+pub(crate) async fn get_transcode(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(_user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<TranscodeJob>, ApiError> {
-    let _user = s.user(&headers).await?;
     s.transcodes
         .as_ref()
         .and_then(|t| t.job(&id))
@@ -1928,12 +2008,11 @@ async fn get_transcode(
 
 /// A fetch of another platform's video: its state, bytes received, the
 /// local content it becomes, the error when it failed.
-async fn get_fetch(
+pub(crate) async fn get_fetch(
     State(s): State<ResumeService>,
-    headers: HeaderMap,
+    AuthUser(_user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<FetchJob>, ApiError> {
-    let _user = s.user(&headers).await?;
     s.fetches
         .as_ref()
         .and_then(|f| f.job(&id))

@@ -12,19 +12,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use rand::RngCore;
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::share::ShareFormat;
 use sqlx::Row;
 
+use crate::access::{AnyCaller, AuthDevice, Caller};
 use crate::delivery::{self, now_ms, Delivery, DeliveryMetrics, DELIVERY_COLUMNS};
-use crate::http::{ApiError, ErrorCodeTag};
+use crate::error::{ApiError, ApiPath as Path, ApiQuery as Query, ErrorCodeTag};
+use crate::ids::{new_id, random_hex, valid_id};
 use crate::kannel::{Kannel, SmsConfig};
 use crate::playback::PlaybackTokens;
 use crate::store::{Asset, Device, Store};
@@ -184,12 +184,6 @@ pub async fn migrate(store: &Store) -> Result<()> {
     Ok(())
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
 /// A share token: 128 random bits, 32 lowercase hex digits.
 pub fn new_token() -> String {
     random_hex(16)
@@ -197,10 +191,6 @@ pub fn new_token() -> String {
 
 fn valid_token(t: &str) -> bool {
     t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Normalise a phone number: drop spaces, dashes, dots and parentheses;
@@ -274,10 +264,12 @@ pub(crate) async fn message_attributes(
     }
     let mut a = s.attributes;
     a.share_url = Some(s.share.url.clone());
-    a.thumbnail_url = Some(format!(
-        "{public}/api/v1/assets/{}/poster.jpg",
-        s.share.asset_id
-    ));
+    // A private live recording's poster needs a playback token: rather than
+    // a second copy of the token (and one more SMS part), the message then
+    // carries no thumbnail; the share page shows the poster.
+    let private_live = s.share.kind == "live" && a.live_urls.iter().any(|u| u.contains("?token="));
+    a.thumbnail_url =
+        (!private_live).then(|| format!("{public}/api/v1/assets/{}/poster.jpg", s.share.asset_id));
     a.expires_unix = s.share.expires_unix_ms.map(|e| (e / 1000) as u64);
     Ok(Some(a))
 }
@@ -316,7 +308,7 @@ impl ShareService {
     ) -> Result<ShareService> {
         migrate(&store).await?;
         let public = sqlx::query(
-            "SELECT DISTINCT asset_id FROM shares
+            "SELECT asset_id, expires_ms FROM shares
              WHERE public = 1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?)",
         )
         .bind(now_ms())
@@ -324,7 +316,7 @@ impl ShareService {
         .await
         .context("loading public shares")?;
         for r in &public {
-            tokens.set_public(&r.get::<String, _>(0));
+            tokens.set_public(&r.get::<String, _>(0), r.get::<Option<i64>, _>(1));
         }
         let interrupted = delivery::recover_interrupted(&store).await?;
         if interrupted > 0 {
@@ -376,30 +368,6 @@ impl ShareService {
     /// Append the delivery counters in Prometheus text.
     pub fn render_metrics(&self, out: &mut String) {
         self.inner.metrics.render(out);
-    }
-
-    /// The routes, with their state.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/api/v1/shares", get(list_shares).post(create_share))
-            .route(
-                "/api/v1/live/{id}/playback-tokens",
-                axum::routing::post(issue_playback_token),
-            )
-            .route("/api/v1/shares/{id}", get(get_share).delete(revoke_share))
-            .route("/api/v1/shares/{id}/deliveries", get(share_deliveries))
-            .route(
-                "/api/v1/subscriptions",
-                get(list_subscriptions).post(subscribe),
-            )
-            .route(
-                "/api/v1/subscriptions/{recipient}",
-                axum::routing::delete(unsubscribe),
-            )
-            .route("/api/v1/sms/inbound", get(inbound).post(inbound))
-            .route("/s/{token}", get(share_page))
-            .route("/assets/hls.js", get(hls_js))
-            .with_state(self.clone())
     }
 
     /// A phone started uploading: tell the device's subscribers it is live.
@@ -458,7 +426,7 @@ impl ShareService {
             "INSERT INTO shares (id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_key) DO NOTHING",
         )
-        .bind(random_hex(8))
+        .bind(new_id())
         .bind(new_token())
         .bind(&attrs.id)
         .bind(device_id)
@@ -536,33 +504,6 @@ impl ShareService {
         Ok(rows.iter().map(delivery::delivery_from_row).collect())
     }
 
-    async fn device(&self, headers: &HeaderMap) -> Result<Device, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "send the device token as Authorization: Bearer <token>",
-                )
-            })?;
-        self.inner
-            .store
-            .device_by_token(token)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "unknown or revoked device token",
-                )
-            })
-    }
-
     /// An asset of this device: 400 `bad_id`, 404 `unknown_asset`, 403
     /// `not_owner` otherwise.
     async fn owned_asset(&self, device: &Device, id: &str) -> Result<Asset, ApiError> {
@@ -596,8 +537,20 @@ impl ShareService {
         Ok(asset)
     }
 
-    async fn owned_share(&self, headers: &HeaderMap, id: &str) -> Result<ShareRow, ApiError> {
-        let device = self.device(headers).await?;
+    /// Any asset (for the admin): 400 `bad_id`, 404 `unknown_asset`.
+    async fn any_asset(&self, id: &str) -> Result<Asset, ApiError> {
+        if !valid_id(id) {
+            return Err(ApiError::bad_request("bad_id", "asset ids are hexadecimal"));
+        }
+        self.inner
+            .store
+            .asset(id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("unknown_asset", format!("no asset {id}")))
+    }
+
+    async fn owned_share(&self, device: &Device, id: &str) -> Result<ShareRow, ApiError> {
         if !valid_id(id) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -641,12 +594,11 @@ struct CreateShare {
     public: bool,
 }
 
-async fn create_share(
+pub(crate) async fn create_share(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let device = svc.device(&headers).await?;
     let req: CreateShare = parse_json(&body)?;
     let cfg = &svc.inner.cfg;
     if !valid_id(&req.asset_id) {
@@ -707,9 +659,12 @@ async fn create_share(
     }
     let store = &svc.inner.store;
     let asset = svc.owned_asset(&device, &req.asset_id).await?;
+    let now = now_ms();
+    let expires = (ttl > 0).then(|| now + (ttl as i64) * 1000);
     if req.public {
-        // Before the URLs below are made: a public stream needs no token.
-        svc.inner.tokens.set_public(&asset.id);
+        // Before the URLs below are made: a public stream needs no token,
+        // until the share expires.
+        svc.inner.tokens.set_public(&asset.id, expires);
     }
     let (kind, attributes) = match (asset.state.as_str(), asset.attributes) {
         ("ready", Some(a)) => ("vod", a),
@@ -735,10 +690,8 @@ async fn create_share(
             ))
         }
     };
-    let id = random_hex(8);
+    let id = new_id();
     let token = new_token();
-    let now = now_ms();
-    let expires = (ttl > 0).then(|| now + (ttl as i64) * 1000);
     sqlx::query(
         "INSERT INTO shares (id, token, asset_id, device_id, kind, attributes, created_ms, expires_ms, public)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -781,16 +734,15 @@ async fn create_share(
 }
 
 #[derive(Deserialize)]
-struct Limit {
+pub(crate) struct Limit {
     limit: Option<i64>,
 }
 
-async fn list_shares(
+pub(crate) async fn list_shares(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
     Query(q): Query<Limit>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let device = svc.device(&headers).await?;
     let sql = format!(
         "SELECT {SHARE_COLUMNS} FROM shares WHERE device_id = ? ORDER BY created_ms DESC LIMIT ?"
     );
@@ -807,34 +759,34 @@ async fn list_shares(
     Ok(Json(serde_json::json!({ "shares": shares })))
 }
 
-async fn get_share(
+pub(crate) async fn get_share(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = svc.owned_share(&headers, &id).await?;
+    let s = svc.owned_share(&device, &id).await?;
     let deliveries = svc.deliveries(&id).await.map_err(ApiError::internal)?;
     Ok(Json(
         serde_json::json!({ "share": s.share, "deliveries": deliveries }),
     ))
 }
 
-async fn share_deliveries(
+pub(crate) async fn share_deliveries(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    svc.owned_share(&headers, &id).await?;
+    svc.owned_share(&device, &id).await?;
     let deliveries = svc.deliveries(&id).await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "deliveries": deliveries })))
 }
 
-async fn revoke_share(
+pub(crate) async fn revoke_share(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    svc.owned_share(&headers, &id).await?;
+    svc.owned_share(&device, &id).await?;
     let now = now_ms();
     sqlx::query("UPDATE shares SET revoked_ms = COALESCE(revoked_ms, ?) WHERE id = ?")
         .bind(now)
@@ -851,19 +803,23 @@ async fn revoke_share(
     .execute(&svc.inner.store.pool)
     .await
     .map_err(|e| ApiError::internal(e.into()))?;
-    let s = svc.owned_share(&headers, &id).await?;
+    let s = svc.owned_share(&device, &id).await?;
     if s.share.public {
+        // The stream stays public as long as another public share of it does.
         let others = sqlx::query(
-            "SELECT 1 FROM shares WHERE asset_id = ? AND public = 1 AND revoked_ms IS NULL
-             AND (expires_ms IS NULL OR expires_ms > ?) LIMIT 1",
+            "SELECT expires_ms FROM shares WHERE asset_id = ? AND public = 1 AND revoked_ms IS NULL
+             AND (expires_ms IS NULL OR expires_ms > ?)",
         )
         .bind(&s.share.asset_id)
         .bind(now_ms())
-        .fetch_optional(&svc.inner.store.pool)
+        .fetch_all(&svc.inner.store.pool)
         .await
         .map_err(|e| ApiError::internal(e.into()))?;
-        if others.is_none() {
-            svc.inner.tokens.set_private(&s.share.asset_id);
+        svc.inner.tokens.set_private(&s.share.asset_id);
+        for r in &others {
+            svc.inner
+                .tokens
+                .set_public(&s.share.asset_id, r.get::<Option<i64>, _>(0));
         }
     }
     Ok(Json(serde_json::json!({ "share": s.share })))
@@ -871,13 +827,16 @@ async fn revoke_share(
 
 /// `POST /api/v1/live/{id}/playback-tokens`: a playback token for a live
 /// session, for the device that records it, with the URLs that carry it.
-async fn issue_playback_token(
+pub(crate) async fn issue_playback_token(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AnyCaller(caller): AnyCaller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let device = svc.device(&headers).await?;
-    let asset = svc.owned_asset(&device, &id).await?;
+    let asset = match caller {
+        Caller::Device(device) => svc.owned_asset(&device, &id).await?,
+        // The admin watches any session.
+        _ => svc.any_asset(&id).await?,
+    };
     if asset.state != "recording" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -936,12 +895,11 @@ fn sub_from_row(r: &sqlx::sqlite::SqliteRow) -> Subscription {
     }
 }
 
-async fn subscribe(
+pub(crate) async fn subscribe(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
-    let device = svc.device(&headers).await?;
     let req: Subscribe = parse_json(&body)?;
     let recipient = normalize_number(&req.recipient).ok_or_else(|| {
         ApiError::new(
@@ -1001,11 +959,10 @@ async fn subscribe(
     Ok((status, Json(s)))
 }
 
-async fn list_subscriptions(
+pub(crate) async fn list_subscriptions(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let device = svc.device(&headers).await?;
     let rows = sqlx::query(
         "SELECT device_id, recipient, format, status, created_ms, updated_ms FROM share_subscriptions WHERE device_id = ? ORDER BY created_ms",
     )
@@ -1017,12 +974,11 @@ async fn list_subscriptions(
     Ok(Json(serde_json::json!({ "subscriptions": subs })))
 }
 
-async fn unsubscribe(
+pub(crate) async fn unsubscribe(
     State(svc): State<ShareService>,
-    headers: HeaderMap,
+    AuthDevice(device): AuthDevice,
     Path(recipient): Path<String>,
 ) -> Result<Json<Subscription>, ApiError> {
-    let device = svc.device(&headers).await?;
     let recipient = normalize_number(&recipient).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -1054,28 +1010,23 @@ async fn unsubscribe(
 }
 
 #[derive(Deserialize)]
-struct Inbound {
+pub(crate) struct Inbound {
     from: Option<String>,
     text: Option<String>,
+    /// Checked by the access policy (`sms_gateway`).
+    #[allow(dead_code)]
     key: Option<String>,
 }
 
 /// An SMS received by the gateway (Kannel `sms-service` get-url, e.g.
 /// `/api/v1/sms/inbound?from=%p&text=%a`). STOP opts the sender out of
 /// every message (shares and subscriptions, of every device), START opts
-/// back in. The answer is the reply text.
-async fn inbound(
+/// back in. The answer is the reply text. Only the gateway calls it: the
+/// access policy checks its key (`sms.inbound_key`).
+pub(crate) async fn inbound(
     State(svc): State<ShareService>,
     Query(q): Query<Inbound>,
 ) -> Result<Response, ApiError> {
-    let key = &svc.inner.sms.inbound_key;
-    if !key.is_empty() && q.key.as_deref() != Some(key.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "bad_key",
-            "inbound SMS callbacks need the configured key (sms.inbound_key)",
-        ));
-    }
     let from = q
         .from
         .as_deref()
@@ -1144,7 +1095,7 @@ async fn inbound(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reply).into_response())
 }
 
-async fn hls_js(State(svc): State<ShareService>) -> Response {
+pub(crate) async fn hls_js(State(svc): State<ShareService>) -> Response {
     let path = svc
         .inner
         .cfg
@@ -1180,7 +1131,7 @@ async fn hls_js(State(svc): State<ShareService>) -> Response {
 }
 
 #[derive(Deserialize)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     t: Option<String>,
 }
 
@@ -1202,7 +1153,7 @@ fn message_page(status: StatusCode, code: &'static str, title: &str, text: &str)
     r
 }
 
-async fn share_page(
+pub(crate) async fn share_page(
     State(svc): State<ShareService>,
     Path(token): Path<String>,
     Query(q): Query<PageQuery>,
@@ -1293,7 +1244,15 @@ async fn share_page(
         .or_else(|| attrs.sender.as_ref().map(|n| format!("Video from {n}")))
         .unwrap_or_else(|| "Shared video".into());
     let page_url = format!("{public}/s/{token}");
-    let poster = format!("{public}/api/v1/assets/{id}/poster.jpg");
+    // A live recording's poster opens with the same token as its stream.
+    let poster = format!(
+        "{public}/api/v1/assets/{id}/poster.jpg{}",
+        if live {
+            svc.inner.tokens.query(id)
+        } else {
+            String::new()
+        }
+    );
     let mut og = format!(
         "<meta property=\"og:type\" content=\"video.other\">\n<meta property=\"og:title\" content=\"{}\">\n<meta property=\"og:url\" content=\"{}\">\n<meta property=\"og:image\" content=\"{}\">\n<meta property=\"og:site_name\" content=\"Sharecast\">\n",
         html_escape(&title),

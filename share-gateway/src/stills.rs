@@ -11,19 +11,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use image::{DynamicImage, GenericImageView, ImageFormat, RgbaImage};
-use rand::RngCore;
 use serde::Deserialize;
 use sqlx::Row;
 
+use crate::error::{ApiError, ApiJson as Json, ApiPath as Path, ApiQuery as Query};
 use crate::frames::{FrameError, FrameSource};
-use crate::http::ApiError;
+use crate::ids::{new_id, random_hex, valid_id};
 use crate::shares::html_escape;
 use crate::store::Store;
 
@@ -31,6 +29,19 @@ use crate::store::Store;
 pub const MAX_COMMENT_CHARS: usize = 1000;
 /// Largest drawing overlay (PNG), bytes.
 pub const MAX_DRAWING_BYTES: usize = 2 * 1024 * 1024;
+/// Largest side of a drawing overlay, pixels: its size is read from the
+/// PNG header before anything is decoded, so a small file that would
+/// decode into a huge picture is refused at once.
+pub const MAX_DRAWING_SIDE: u32 = 4096;
+/// Memory a drawing may take once decoded, bytes.
+const MAX_DRAWING_ALLOC: u64 =
+    4 * (MAX_DRAWING_SIDE as u64) * (MAX_DRAWING_SIDE as u64) + (1 << 20);
+/// Stills made at once; more wait (up to [`STILL_QUEUE_WAIT`]), then 503.
+/// Image work runs on the blocking pool, never on the threads that serve
+/// requests and ingest.
+const STILLS_AT_ONCE: usize = 1;
+/// How long a still request waits for its turn.
+const STILL_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The still-frame share service.
 #[derive(Clone)]
@@ -39,10 +50,11 @@ pub struct Stills {
     data_dir: PathBuf,
     source: Arc<dyn FrameSource>,
     public_url: String,
+    work: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Deserialize)]
-struct Screenshot {
+pub(crate) struct Screenshot {
     content_id: String,
     t_ms: u64,
     #[serde(default)]
@@ -55,12 +67,6 @@ struct Screenshot {
     /// File name offered for download (without extension).
     #[serde(default)]
     name: Option<String>,
-}
-
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
 }
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -142,17 +148,8 @@ impl Stills {
             data_dir,
             source,
             public_url: public_url.trim_end_matches('/').to_string(),
+            work: Arc::new(tokio::sync::Semaphore::new(STILLS_AT_ONCE)),
         })
-    }
-
-    /// The routes, state applied.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/api/v1/stills", post(screenshot))
-            .route("/api/v1/stills/{id}/{file}", get(image_file))
-            .route("/p/{token}", get(page))
-            .route("/oembed", get(oembed))
-            .with_state(self.clone())
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -195,14 +192,66 @@ impl Stills {
     }
 }
 
-async fn screenshot(
+/// Decodes a drawing overlay (a PNG), refusing one whose header announces
+/// a picture larger than [`MAX_DRAWING_SIDE`] before decoding it, and
+/// bounding what decoding may allocate. Blocking: runs on the blocking pool.
+fn decode_drawing(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DRAWING_SIDE);
+    limits.max_image_height = Some(MAX_DRAWING_SIDE);
+    limits.max_alloc = Some(MAX_DRAWING_ALLOC);
+    reader.limits(limits);
+    let (w, h) = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png)
+        .into_dimensions()
+        .map_err(|e| bad("bad_drawing", format!("drawing is not a PNG: {e}")))?;
+    if w > MAX_DRAWING_SIDE || h > MAX_DRAWING_SIDE {
+        return Err(bad(
+            "drawing_too_large",
+            format!("the drawing is {w}x{h}; at most {MAX_DRAWING_SIDE} pixels a side"),
+        ));
+    }
+    reader
+        .decode()
+        .map_err(|e| bad("bad_drawing", format!("drawing is not a PNG: {e}")))
+}
+
+/// The still as shared, and its size: the frame, enhanced if asked, with
+/// the drawing over it, as JPEG. Blocking.
+fn compose(
+    jpeg: &[u8],
+    enhanced: bool,
+    drawing: Option<&[u8]>,
+) -> Result<(Vec<u8>, u32, u32), ApiError> {
+    let drawing = drawing.map(decode_drawing).transpose()?;
+    let original = image::load_from_memory_with_format(jpeg, ImageFormat::Jpeg)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("decoding the captured frame: {e}")))?;
+    let mut shared = if enhanced {
+        enhance(&original)
+    } else {
+        original
+    };
+    if let Some(d) = drawing {
+        let (w, h) = shared.dimensions();
+        let overlay: RgbaImage = d
+            .resize_exact(w, h, image::imageops::FilterType::Triangle)
+            .to_rgba8();
+        let mut base = shared.to_rgba8();
+        image::imageops::overlay(&mut base, &overlay, 0, 0);
+        shared = DynamicImage::ImageRgba8(base);
+    }
+    let (w, h) = shared.dimensions();
+    Ok((encode_jpeg(&shared).map_err(ApiError::internal)?, w, h))
+}
+
+/// `POST /api/v1/stills`: a screenshot of a video at a time point, shared
+/// as a link. Whoever may see the video may make one (the access policy
+/// checks `content_id`).
+pub(crate) async fn screenshot(
     State(s): State<Stills>,
     Json(req): Json<Screenshot>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !req.content_id.bytes().all(|b| b.is_ascii_hexdigit())
-        || req.content_id.is_empty()
-        || req.content_id.len() > 64
-    {
+    if !valid_id(&req.content_id) {
         return Err(bad("bad_id", "content ids are hexadecimal"));
     }
     let comment = req
@@ -236,8 +285,15 @@ async fn screenshot(
     let drawing = match &req.drawing_png_base64 {
         None => None,
         Some(b64) => {
+            let b64 = b64.trim();
+            if b64.len() > MAX_DRAWING_BYTES.div_ceil(3) * 4 {
+                return Err(bad(
+                    "bad_drawing",
+                    format!("a drawing is at most {MAX_DRAWING_BYTES} bytes"),
+                ));
+            }
             let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
+                .decode(b64)
                 .map_err(|e| bad("bad_drawing", format!("drawing is not base64: {e}")))?;
             if bytes.len() > MAX_DRAWING_BYTES {
                 return Err(bad(
@@ -245,9 +301,7 @@ async fn screenshot(
                     format!("a drawing is at most {MAX_DRAWING_BYTES} bytes"),
                 ));
             }
-            let img = image::load_from_memory_with_format(&bytes, ImageFormat::Png)
-                .map_err(|e| bad("bad_drawing", format!("drawing is not a PNG: {e}")))?;
-            Some(img)
+            Some(bytes)
         }
     };
     let asset = s
@@ -284,27 +338,25 @@ async fn screenshot(
         }
         Err(FrameError::Other(e)) => return Err(ApiError::internal(e)),
     };
-    let original = image::load_from_memory_with_format(&jpeg, ImageFormat::Jpeg)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("decoding the captured frame: {e}")))?;
-    let mut shared = if req.enhance {
-        enhance(&original)
-    } else {
-        original.clone()
-    };
-    if let Some(d) = drawing {
-        let (w, h) = shared.dimensions();
-        let overlay: RgbaImage = d
-            .resize_exact(w, h, image::imageops::FilterType::Triangle)
-            .to_rgba8();
-        let mut base = shared.to_rgba8();
-        image::imageops::overlay(&mut base, &overlay, 0, 0);
-        shared = DynamicImage::ImageRgba8(base);
-    }
-    let id = random_hex(8);
+    // One still at a time, on the blocking pool.
+    let _turn = tokio::time::timeout(STILL_QUEUE_WAIT, s.work.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many stills are being made; try again in a moment",
+            )
+        })?
+        .map_err(|e| ApiError::internal(e.into()))?;
+    let (frame, enhanced) = (jpeg.clone(), req.enhance);
+    let (shared_jpeg, w, h) =
+        tokio::task::spawn_blocking(move || compose(&frame, enhanced, drawing.as_deref()))
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("the still task: {e}")))??;
+    let id = new_id();
     let token = random_hex(16);
     let dir = s.dir(&id);
-    let (w, h) = shared.dimensions();
-    let shared_jpeg = encode_jpeg(&shared).map_err(ApiError::internal)?;
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("creating {}: {e}", dir.display())))?;
@@ -348,17 +400,18 @@ async fn screenshot(
 }
 
 #[derive(Deserialize)]
-struct DownloadQuery {
+pub(crate) struct DownloadQuery {
     #[serde(default)]
     download: Option<u8>,
 }
 
-async fn image_file(
+pub(crate) async fn image_file(
     State(s): State<Stills>,
     Path((id, file)): Path<(String, String)>,
     Query(q): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {
-    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // 32 hex digits (16 for stills made before ids were 128 bits).
+    if !matches!(id.len(), 16 | 32) || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_still",
@@ -391,7 +444,7 @@ async fn image_file(
     Ok(resp)
 }
 
-async fn page(
+pub(crate) async fn page(
     State(s): State<Stills>,
     Path(token): Path<String>,
 ) -> Result<Html<String>, ApiError> {
@@ -473,7 +526,7 @@ if (v) {{
 }
 
 #[derive(Deserialize)]
-struct OembedQuery {
+pub(crate) struct OembedQuery {
     url: String,
     #[serde(default)]
     format: Option<String>,
@@ -481,7 +534,7 @@ struct OembedQuery {
     maxwidth: Option<u32>,
 }
 
-async fn oembed(
+pub(crate) async fn oembed(
     State(s): State<Stills>,
     Query(q): Query<OembedQuery>,
     _headers: HeaderMap,
@@ -556,6 +609,57 @@ mod tests {
             image::Rgb([100, 100, 100]),
         ));
         assert!((mean_luma(&enhance(&flat)) - 100.0).abs() < 2.0);
+    }
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        DynamicImage::ImageLuma8(image::GrayImage::new(w, h))
+            .write_to(&mut out, ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    /// CRC-32 (ISO-HDLC), as PNG chunks carry it.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    /// A valid PNG whose header announces `w` x `h` pixels (its data is that
+    /// of a 1 x 1 picture): what a decompression bomb looks like up front.
+    fn png_announcing(w: u32, h: u32) -> Vec<u8> {
+        let mut b = png(1, 1);
+        // Signature (8), IHDR length (4), "IHDR" (4), width, height.
+        b[16..20].copy_from_slice(&w.to_be_bytes());
+        b[20..24].copy_from_slice(&h.to_be_bytes());
+        let crc = crc32(&b[12..29]);
+        b[29..33].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_drawing_announcing_a_huge_picture_is_refused_before_decoding() {
+        // 11000 x 11000 pixels: 484 MB as RGBA once decoded.
+        let bomb = png_announcing(11_000, 11_000);
+        let e = decode_drawing(&bomb).unwrap_err();
+        assert_eq!(e.code(), "drawing_too_large", "{e}");
+        let e = decode_drawing(&png_announcing(100, MAX_DRAWING_SIDE + 1)).unwrap_err();
+        assert_eq!(e.code(), "drawing_too_large", "{e}");
+        assert!(decode_drawing(&png(640, 360)).is_ok());
+        assert_eq!(
+            decode_drawing(b"not a png").unwrap_err().code(),
+            "bad_drawing"
+        );
     }
 
     #[test]

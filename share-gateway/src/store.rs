@@ -124,9 +124,7 @@ impl Store {
 
     /// Register a device; returns it and its token (shown once, stored hashed).
     pub async fn add_device(&self, name: &str) -> Result<(Device, String)> {
-        let mut idb = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut idb);
-        let id = hex::encode(idb);
+        let id = crate::ids::new_id();
         let token = random_token("sc_");
         let created = now_ms();
         sqlx::query("INSERT INTO devices (id, name, token_hash, created_ms) VALUES (?, ?, ?, ?)")
@@ -161,6 +159,16 @@ impl Store {
             name: r.get(1),
             created_unix_ms: r.get(2),
         }))
+    }
+
+    /// The user a user token belongs to.
+    pub async fn user_by_token(&self, token: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT user_id FROM user_tokens WHERE token_hash = ?")
+            .bind(hash_token(token))
+            .fetch_optional(&self.pool)
+            .await
+            .context("looking up user token")?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// Every device.
@@ -273,6 +281,37 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("listing assets")?;
+        Ok(rows.into_iter().map(Self::asset_from_row).collect())
+    }
+
+    /// One device's assets, newest first.
+    pub async fn assets_of(&self, device_id: &str, limit: i64) -> Result<Vec<Asset>> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, title, state, created_ms, ready_ms, attributes, error FROM assets
+             WHERE device_id = ? ORDER BY created_ms DESC LIMIT ?",
+        )
+        .bind(device_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(|| format!("listing the assets of device {device_id}"))?;
+        Ok(rows.into_iter().map(Self::asset_from_row).collect())
+    }
+
+    /// Assets with a public share that is neither revoked nor expired
+    /// (published to everyone), newest first.
+    pub async fn published_assets(&self, limit: i64) -> Result<Vec<Asset>> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, title, state, created_ms, ready_ms, attributes, error FROM assets
+             WHERE id IN (SELECT asset_id FROM shares WHERE public = 1 AND revoked_ms IS NULL
+                          AND (expires_ms IS NULL OR expires_ms > ?))
+             ORDER BY created_ms DESC LIMIT ?",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing published assets")?;
         Ok(rows.into_iter().map(Self::asset_from_row).collect())
     }
 }

@@ -114,7 +114,13 @@ impl Server {
                     self.http = v["http"].as_str().unwrap().to_string();
                     self.rtsp_port = v["rtsp_port"].as_u64().unwrap() as u16;
                     self.fingerprint = v["fingerprint"].as_str().unwrap().to_string();
-                    self.token = v["demo_token"].as_str().unwrap().to_string();
+                    // The demo device is made (and its token printed) at the
+                    // first start only; a restart keeps the token we have.
+                    if let Some(t) = self.stdout().lines().rev().find_map(|l| {
+                        l.strip_prefix("Demo device token (shown once; stored hashed): ")
+                    }) {
+                        self.token = t.trim().to_string();
+                    }
                     return;
                 }
             }
@@ -194,6 +200,45 @@ impl Server {
             .get(format!("{}{}", self.http, path))
             .send()
             .expect("HTTP request")
+    }
+
+    /// GET with `Authorization: Bearer token`.
+    pub fn get_as(&self, path: &str, token: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{}", self.http, path))
+            .bearer_auth(token)
+            .send()
+            .expect("HTTP request")
+    }
+
+    /// The admin token (generated at first start into the data directory).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("admin-token"))
+            .expect("admin-token")
+            .trim()
+            .to_string()
+    }
+
+    /// The key the SMS gateway's callbacks carry (generated at first start).
+    pub fn sms_key(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("sms-inbound-key"))
+            .expect("sms-inbound-key")
+            .trim()
+            .to_string()
+    }
+
+    /// `/metrics`, as a scraper with the admin token reads it.
+    pub fn metrics(&self) -> String {
+        let r = self.get_as("/metrics", &self.admin_token());
+        assert_eq!(r.status().as_u16(), 200, "/metrics");
+        r.text().expect("metrics text")
+    }
+
+    /// An asset as its device sees it (`GET /api/v1/assets/{id}`).
+    pub fn asset(&self, id: &str) -> serde_json::Value {
+        let r = self.get_as(&format!("/api/v1/assets/{id}"), &self.token);
+        assert_eq!(r.status().as_u16(), 200, "asset {id}");
+        r.json().expect("asset JSON")
     }
 }
 
