@@ -75,7 +75,20 @@ async fn wait_for_segment(stream: &HlsStream, msn: Option<&str>) -> Result<(), R
     Ok(())
 }
 
+/// The bearer token of a request, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 impl TokenQuery {
+    /// The playback token: `?token=`, else `Authorization: Bearer`.
+    fn token<'a>(&'a self, headers: &'a HeaderMap) -> Option<&'a str> {
+        self.token.as_deref().or_else(|| bearer(headers))
+    }
+
     /// The resume position, if asked for. Err is the answer to send.
     #[allow(clippy::result_large_err)]
     fn start_ms(&self) -> Result<Option<u64>, Response> {
@@ -181,8 +194,9 @@ async fn stream_file(
     State(s): State<Arc<Shared>>,
     Path((id, file)): Path<(String, String)>,
     Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
 ) -> Response {
-    let stream = match s.stream_for(&id, q.token.as_deref()) {
+    let stream = match s.stream_for(&id, q.token(&headers)) {
         Ok(st) => st,
         Err(r) => return r,
     };
@@ -228,8 +242,9 @@ async fn rendition_file(
     State(s): State<Arc<Shared>>,
     Path((id, rendition, file)): Path<(String, String, String)>,
     Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
 ) -> Response {
-    let stream = match s.stream_for(&id, q.token.as_deref()) {
+    let stream = match s.stream_for(&id, q.token(&headers)) {
         Ok(st) => st,
         Err(r) => return r,
     };
@@ -338,10 +353,7 @@ async fn heartbeat(
             );
         }
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer(&headers);
     if let Err(r) = s.stream_for(&id, token) {
         return r;
     }

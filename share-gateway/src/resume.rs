@@ -1619,6 +1619,11 @@ pub(crate) async fn push_handoff(
     // Through the outbound policy; of the answer, only the bookmark's id
     // comes back (the user reads the bookmark on the target platform).
     let answer: PushAnswer = s.outbound.post_json(&url, &body).await?;
+    if !valid_id(&answer.id) {
+        return Err(ApiError::from(crate::outbound::OutboundError::BadAnswer(
+            "not a bookmark of a Sharecast platform".into(),
+        )));
+    }
     Ok(Json(
         serde_json::json!({ "pushed_to": url, "bookmark_id": answer.id }),
     ))
@@ -1776,7 +1781,7 @@ pub(crate) async fn reverse_bookmark(
     let a = s.reverse_bookmark(&req).await;
     let status = match a.result_code {
         0 => StatusCode::OK,
-        2 | 3 => StatusCode::FORBIDDEN,
+        2 | 3 | 6 => StatusCode::FORBIDDEN,
         4 => StatusCode::NOT_FOUND,
         5 => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
