@@ -90,10 +90,11 @@ command -v perf >/dev/null && RUNS="$RUNS profile"
 for run in $RUNS; do
   n=$run; [ "$run" = profile ] && n=$LAST_N
   rm -rf "$WORK/data"
-  "$BIN" serve --config "$WORK/sharecast.toml" >/dev/null 2>"$WORK/server.log" &
+  "$BIN" serve --config "$WORK/sharecast.toml" >"$WORK/server.out" 2>"$WORK/server.log" &
   SPID=$!
   for _ in $(seq 100); do [ -f "$WORK/data/server.json" ] && break; sleep 0.1; done
-  TOKEN=$(python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['demo_token'])")
+  # The demo device's token, printed once at the first start.
+  TOKEN=$(sed -n 's/^Demo device token (shown once; stored hashed): //p' "$WORK/server.out")
   PIN=$(python3 -c "import json;print(json.load(open('$WORK/data/server.json'))['fingerprint'])")
   "$LOAD" --server 127.0.0.1:24433 --token "$TOKEN" --pin "$PIN" --input "$CLIP" --sessions "$n" --seconds "$SECS" --warm "$WARM" \
     >"$WORK/load.json" 2>"$WORK/load.log" &
@@ -118,7 +119,7 @@ for run in $RUNS; do
   wait "$LPID" || true
   t2=$(cpu_ticks $SPID)
   [ -n "$PERF_PID" ] && wait "$PERF_PID" 2>/dev/null || true
-  journal=$(curl -s http://127.0.0.1:28080/metrics | awk -v secs="$SECS" '
+  journal=$(curl -s -H "Authorization: Bearer $(cat "$WORK/data/admin-token")" http://127.0.0.1:28080/metrics | awk -v secs="$SECS" '
     /^sharecast_ingest_journal_commits_total / {c=$2}
     /^sharecast_ingest_journal_sync_microseconds_total / {us=$2}
     /^sharecast_ingest_journal_round_max_microseconds / {mx=$2}

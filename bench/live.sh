@@ -27,13 +27,15 @@ BIN="$TARGET/$PROFILE/sharecast"
 BENCH="$TARGET/$PROFILE/examples/live_bench"
 
 RUST_LOG=warn "$BIN" serve --data-dir "$WORK/data" --ingest-listen 127.0.0.1:0 \
-  --http-listen 127.0.0.1:0 --rtsp-port 0 >/dev/null 2>"$WORK/server.log" &
+  --http-listen 127.0.0.1:0 --rtsp-port 0 >"$WORK/server.out" 2>"$WORK/server.log" &
 for _ in $(seq 100); do [ -s "$WORK/data/server.json" ] && break; sleep 0.1; done
 json() { python3 -c "import json,sys; print(json.load(open('$WORK/data/server.json'))['$1'])"; }
+# The demo device's token, printed once at the first start.
+TOKEN=$(sed -n 's/^Demo device token (shown once; stored hashed): //p' "$WORK/server.out")
 HTTP="$(json http)"; RTSP_PORT="$(json rtsp_port)"
 
 push() {
-  RUST_LOG=warn "$BIN" push --server "$(json ingest)" --token "$(json demo_token)" \
+  RUST_LOG=warn "$BIN" push --server "$(json ingest)" --token "$TOKEN" \
     --pin "$(json fingerprint)" --input testsrc --duration "$1" >"$WORK/push.out" 2>&1 &
   for _ in $(seq 100); do grep -q '^session ' "$WORK/push.out" 2>/dev/null && break; sleep 0.1; done
   SID="$(awk '/^session /{print $2; exit}' "$WORK/push.out")"

@@ -40,7 +40,9 @@ ffmpeg -v error -stream_loop $(((LONG_S + 2) / 3 - 1)) -i "$clip" -c copy -y "$l
 server_pid=$!
 for _ in $(seq 600); do [ -s "$work/data/server.json" ] && break; sleep 0.1; done
 field() { sed -n "s/.*\"$1\": \"\\([^\"]*\\)\".*/\\1/p" "$work/data/server.json"; }
-ingest=$(field ingest); http=$(field http); pin=$(field fingerprint); token=$(field demo_token)
+ingest=$(field ingest); http=$(field http); pin=$(field fingerprint)
+# The demo device's token, printed once at the first start.
+token=$(sed -n 's/^Demo device token (shown once; stored hashed): //p' "$work/serve.out")
 [ -n "$token" ] || { echo "vod_ready: the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 
 # run NAME INPUT: one real-time push; prints one result line.
