@@ -88,6 +88,18 @@ fn terminal(s: &Server, token: &str, kind: &str) -> String {
     v["terminal_id"].as_str().unwrap().to_string()
 }
 
+/// One of a user's bookmarks, by id.
+fn bookmark_by_id(s: &Server, user_token: &str, id: &str) -> Value {
+    let (_, list) = get(s, "/api/v1/bookmarks", Some(user_token));
+    list["bookmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no bookmark {id}: {list}"))
+}
+
 fn config(dir: &std::path::Path, body: &str) -> String {
     let p = dir.join("resume.toml");
     std::fs::write(&p, body).unwrap();
@@ -321,15 +333,7 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
     // Of B's answer, A passes back only the bookmark's id; the bookmark is
     // read on B.
     assert!(v.get("answer").is_none(), "{v}");
-    let pushed_id = v["bookmark_id"].as_str().unwrap().to_string();
-    let (_, list) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
-    let pushed = list["bookmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == pushed_id.as_str())
-        .cloned()
-        .unwrap_or_else(|| panic!("no bookmark {pushed_id} on B: {list}"));
+    let pushed = bookmark_by_id(&b, &alice_b, v["bookmark_id"].as_str().unwrap());
     check(&pushed, 1200, "web");
 
     // Redirect: the terminal follows A's redirect to B.
@@ -1530,15 +1534,7 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
         .unwrap();
     assert_eq!(resp.status(), 200);
     let pushed: Value = resp.json().unwrap();
-    let pushed_id = pushed["bookmark_id"].as_str().unwrap().to_string();
-    let (_, list) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
-    let bm2 = list["bookmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == pushed_id.as_str())
-        .cloned()
-        .unwrap_or_else(|| panic!("no bookmark {pushed_id} on B: {list}"));
+    let bm2 = bookmark_by_id(&b, &alice_b, pushed["bookmark_id"].as_str().unwrap());
     if bm2["status"] == "fetching" {
         assert_eq!(bm2["fetch"]["id"], fetch_id.as_str(), "{bm2}");
     } else {
