@@ -378,7 +378,10 @@ fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
     let poster = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
     assert_eq!(poster.status(), 200, "live poster");
     assert_eq!(&poster.bytes().unwrap()[..2], &[0xff, 0xd8]);
-    let frame = server.get(&format!("/api/v1/assets/{id}/frame?t_ms=500"));
+    let frame = server.get_as(
+        &format!("/api/v1/assets/{id}/frame?t_ms=500"),
+        &server.token,
+    );
     assert_eq!(frame.status(), 200, "live still frame");
     server.kill9();
     let _ = push.kill();
