@@ -27,13 +27,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
+use sharecast_tokens::{constant_time_eq, LinkError, LinkSigner};
 
 use crate::error::ApiError;
-use crate::playback::PlaybackTokens;
-use crate::store::{Asset, Device, Store};
+use sharecast_store::{Asset, AssetState, Device, Store};
+use sharecast_tokens::PlaybackTokens;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -163,72 +162,16 @@ pub struct User {
     pub id: String,
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// Signs and checks links this server hands out (`exp` and `sig` query
-/// parameters over an id), with a key kept in the data directory.
-#[derive(Clone)]
-pub struct LinkSigner {
-    key: Arc<Vec<u8>>,
-}
-
-impl std::fmt::Debug for LinkSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkSigner").finish_non_exhaustive()
+/// The answer to a link that does not open.
+pub fn link_refusal(e: LinkError) -> ApiError {
+    match e {
+        LinkError::BadSignature => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "link signature does not match",
+        ),
+        LinkError::Expired => ApiError::new(StatusCode::GONE, "expired", "this link has expired"),
     }
-}
-
-impl LinkSigner {
-    /// A signer with this key.
-    pub fn new(key: Vec<u8>) -> Self {
-        Self { key: Arc::new(key) }
-    }
-
-    /// The signer whose key is kept in `<data_dir>/signing-key` (made at
-    /// first start, owner-only).
-    pub fn load(data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        Ok(Self::new(crate::playback::load_or_create_key(
-            &data_dir.join("signing-key"),
-        )?))
-    }
-
-    fn mac(&self, id: &str, exp: i64) -> Option<HmacSha256> {
-        let mut mac = HmacSha256::new_from_slice(&self.key).ok()?;
-        mac.update(format!("{id}|{exp}").as_bytes());
-        Some(mac)
-    }
-
-    /// The signature of `id` until `exp` (ms since the Unix epoch), hex.
-    pub fn sign(&self, id: &str, exp: i64) -> String {
-        self.mac(id, exp)
-            .map(|m| hex::encode(m.finalize().into_bytes()))
-            .unwrap_or_default()
-    }
-
-    /// Checks a signature: 403 `bad_signature`, 410 `expired`.
-    pub fn verify(&self, id: &str, exp: i64, sig: &str) -> Result<(), ApiError> {
-        let bad = |m: &str| ApiError::new(StatusCode::FORBIDDEN, "bad_signature", m);
-        let tag = hex::decode(sig).map_err(|_| bad("signature is not hex"))?;
-        let ok = self
-            .mac(id, exp)
-            .is_some_and(|m| m.verify_slice(&tag).is_ok());
-        if !ok {
-            return Err(bad("link signature does not match"));
-        }
-        if exp < crate::store::now_ms() {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                "expired",
-                "this link has expired",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Constant-time comparison of two secrets.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Largest request body read to find the asset a rule is about.
@@ -430,7 +373,7 @@ impl Policy {
                 let Some(asset) = self.asset(asset_id).await? else {
                     return Ok(Caller::Anyone);
                 };
-                if asset.state != "recording" {
+                if asset.state != AssetState::Recording {
                     return Ok(Caller::Anyone);
                 }
                 if self.is_admin(cred) {
@@ -470,10 +413,13 @@ impl Policy {
                     .links
                     .verify(id, exp, sig)
                     .map(|()| Caller::Anyone)
-                    .map_err(|e| Refused {
-                        access: a,
-                        reason: e.code(),
-                        error: e,
+                    .map_err(|e| {
+                        let error = link_refusal(e);
+                        Refused {
+                            access: a,
+                            reason: error.code(),
+                            error,
+                        }
                     })
             }
             Access::SmsGateway => {
@@ -497,7 +443,7 @@ impl Policy {
     }
 
     async fn asset(&self, id: Option<&str>) -> Result<Option<Asset>, ApiError> {
-        match id.filter(|i| crate::ids::valid_id(i)) {
+        match id.filter(|i| sharecast_tokens::valid_id(i)) {
             Some(id) => self.inner.store.asset(id).await.map_err(ApiError::internal),
             None => Ok(None),
         }

@@ -26,7 +26,7 @@ use crate::access::AuthAdmin;
 use crate::error::ApiPath as Path;
 
 use crate::http::MetricsFn;
-use crate::store::Store;
+use sharecast_store::Store;
 
 /// Returns a JSON value (a list of sessions, viewers, …).
 pub type JsonFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;

@@ -12,70 +12,22 @@
 //! not retried, so it is never sent twice), `opted_out` (the recipient
 //! replied STOP before it was sent).
 
-pub(crate) use crate::store::now_ms;
+pub(crate) use sharecast_store::now_ms;
+use sharecast_store::{DeliveryStatus, DeliveryUpdate, DueDelivery};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use serde::Serialize;
+use anyhow::Result;
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::share::si::ServiceIndication;
 use sharecast_formats::share::sl::ServiceLoading;
 use sharecast_formats::share::{encode_user_data, MessageOptions, ShareFormat};
-use sqlx::Row;
 
 use crate::kannel::{xml_escape, Kannel, SendError, SmsConfig};
-use crate::store::Store;
+use sharecast_store::Store;
 
-/// One delivery of one event to one recipient in one format.
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
-    /// Row id.
-    pub id: i64,
-    /// The share whose message this is.
-    pub share_id: String,
-    /// Idempotency key: `share:{id}`, `live:{asset}` or `vod:{asset}`.
-    pub event: String,
-    /// Recipient number.
-    pub recipient: String,
-    /// Message format.
-    pub format: String,
-    /// See the module documentation.
-    pub status: String,
-    /// Attempts made.
-    pub attempts: i64,
-    /// When the next attempt is due (pending only), Unix ms.
-    pub next_attempt_unix_ms: Option<i64>,
-    /// The last error, if any.
-    pub last_error: Option<String>,
-    /// Creation time, Unix ms.
-    pub created_unix_ms: i64,
-    /// When the gateway accepted it, Unix ms.
-    pub sent_unix_ms: Option<i64>,
-    /// SMS (or pushes) it took.
-    pub parts: Option<i64>,
-}
-
-pub(crate) const DELIVERY_COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts";
-
-pub(crate) fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> Delivery {
-    let status: String = r.get(5);
-    Delivery {
-        id: r.get(0),
-        share_id: r.get(1),
-        event: r.get(2),
-        recipient: r.get(3),
-        format: r.get(4),
-        next_attempt_unix_ms: if status == "pending" { r.get(7) } else { None },
-        status,
-        attempts: r.get(6),
-        last_error: r.get(8),
-        created_unix_ms: r.get(9),
-        sent_unix_ms: r.get(10),
-        parts: r.get(11),
-    }
-}
+pub use sharecast_store::Delivery;
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -299,7 +251,7 @@ pub(crate) async fn run_worker(
 ) {
     let mut limiter = RateLimiter::new(cfg.rate_per_second, cfg.burst);
     loop {
-        let batch = match due(&store, now_ms(), 32).await {
+        let batch = match store.due_deliveries(now_ms(), 32).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "delivery queue");
@@ -307,7 +259,14 @@ pub(crate) async fn run_worker(
                 continue;
             }
         };
-        for (id, share_id, recipient, format, attempts) in batch.iter().cloned() {
+        for DueDelivery {
+            id,
+            share_id,
+            recipient,
+            format,
+            attempts,
+        } in batch.iter().cloned()
+        {
             let attributes = match crate::shares::message_attributes(
                 &store,
                 &share_id,
@@ -317,36 +276,26 @@ pub(crate) async fn run_worker(
             {
                 Ok(Some(a)) => a,
                 Ok(None) => {
-                    let _ = set_status(
-                        &store,
-                        id,
-                        "failed",
-                        Some("the share is gone, revoked or expired"),
-                        None,
-                        None,
-                    )
-                    .await;
+                    let why = "the share is gone, revoked or expired";
+                    let _ =
+                        set_status(&store, id, DeliveryStatus::Failed, Some(why), None, None).await;
                     continue;
                 }
                 Err(e) => {
                     tracing::error!(delivery = id, error = %format!("{e:#}"), "loading share for delivery");
-                    let _ = set_status(
-                        &store,
-                        id,
-                        "pending",
-                        Some(&format!("{e:#}")),
-                        Some(now_ms() + 5000),
-                        None,
-                    )
-                    .await;
+                    let why = format!("{e:#}");
+                    let next = Some(now_ms() + 5000);
+                    let _ = set_status(&store, id, DeliveryStatus::Pending, Some(&why), next, None)
+                        .await;
                     continue;
                 }
             };
             match opted_out(&store, &share_id, &recipient).await {
                 Ok(true) => {
                     tracing::info!(delivery = id, to = %recipient, "recipient opted out (STOP); not sent");
+                    let note = Some(OPTED_OUT_NOTE);
                     let _ =
-                        set_status(&store, id, "opted_out", Some(OPTED_OUT_NOTE), None, None).await;
+                        set_status(&store, id, DeliveryStatus::OptedOut, note, None, None).await;
                     continue;
                 }
                 Ok(false) => {}
@@ -369,7 +318,7 @@ pub(crate) async fn run_worker(
         if !batch.is_empty() {
             continue;
         }
-        let sleep_ms = match next_due(&store).await {
+        let sleep_ms = match store.next_due_delivery().await {
             Ok(Some(t)) => (t - now_ms()).clamp(0, 30_000),
             _ => 30_000,
         };
@@ -384,105 +333,43 @@ pub(crate) async fn run_worker(
 pub(crate) const OPTED_OUT_NOTE: &str =
     "the recipient replied STOP; nothing is sent to it until it replies START";
 
+/// The digits of a number: how the STOP list keys it.
+pub(crate) fn digits(n: &str) -> String {
+    n.chars().filter(|c| c.is_ascii_digit()).collect()
+}
+
 /// Whether `recipient` replied STOP (and not START since): it gets no
 /// message of any device.
 pub(crate) async fn number_opted_out(store: &Store, recipient: &str) -> Result<bool> {
-    let digits: String = recipient.chars().filter(|c| c.is_ascii_digit()).collect();
-    let row = sqlx::query("SELECT 1 FROM share_opt_outs WHERE digits = ?")
-        .bind(digits)
-        .fetch_optional(&store.pool)
-        .await
-        .context("checking the STOP list")?;
-    Ok(row.is_some())
+    store.number_opted_out(&digits(recipient)).await
 }
 
 /// Whether `recipient` replied STOP: to every device (see
 /// [`number_opted_out`]), or as a subscriber of the device that owns
 /// `share_id`.
 pub(crate) async fn opted_out(store: &Store, share_id: &str, recipient: &str) -> Result<bool> {
-    if number_opted_out(store, recipient).await? {
-        return Ok(true);
-    }
-    let digits: String = recipient.chars().filter(|c| c.is_ascii_digit()).collect();
-    let row = sqlx::query(
-        "SELECT 1 FROM share_subscriptions s JOIN shares sh ON sh.device_id = s.device_id
-         WHERE sh.id = ? AND REPLACE(s.recipient, '+', '') = ? AND s.status = 'opted_out' LIMIT 1",
-    )
-    .bind(share_id)
-    .bind(digits)
-    .fetch_optional(&store.pool)
-    .await
-    .context("checking opt-out")?;
-    Ok(row.is_some())
+    Ok(number_opted_out(store, recipient).await?
+        || store
+            .subscriber_opted_out(share_id, &digits(recipient))
+            .await?)
 }
 
-/// Mark deliveries interrupted mid-send as `unknown` (run at start).
-pub(crate) async fn recover_interrupted(store: &Store) -> Result<u64> {
-    let r = sqlx::query(
-        "UPDATE share_deliveries SET status = 'unknown', last_error = 'the server stopped while the gateway was being called; not retried so that it is never sent twice' WHERE status = 'sending'",
-    )
-    .execute(&store.pool)
-    .await
-    .context("recovering interrupted deliveries")?;
-    Ok(r.rows_affected())
-}
-
-/// Claim up to `limit` due deliveries.
-pub(crate) async fn due(
-    store: &Store,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<(i64, String, String, String, i64)>> {
-    let rows = sqlx::query(
-        "SELECT id, share_id, recipient, format, attempts FROM share_deliveries
-         WHERE status = 'pending' AND next_ms <= ? ORDER BY next_ms, id LIMIT ?",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&store.pool)
-    .await
-    .context("loading due deliveries")?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect())
-}
-
-/// When the next pending delivery is due.
-pub(crate) async fn next_due(store: &Store) -> Result<Option<i64>> {
-    let r = sqlx::query("SELECT MIN(next_ms) FROM share_deliveries WHERE status = 'pending'")
-        .fetch_one(&store.pool)
-        .await
-        .context("finding the next due delivery")?;
-    Ok(r.get(0))
-}
-
+/// Records a delivery's new status (and when it was sent, for `Sent`).
 pub(crate) async fn set_status(
     store: &Store,
     id: i64,
-    status: &str,
+    status: DeliveryStatus,
     error: Option<&str>,
     next_ms: Option<i64>,
     parts: Option<i64>,
 ) -> Result<()> {
-    let sent = (status == "sent").then(now_ms);
-    sqlx::query(
-        "UPDATE share_deliveries SET status = ?, last_error = COALESCE(?, last_error),
-         next_ms = COALESCE(?, next_ms), sent_ms = COALESCE(?, sent_ms), parts = COALESCE(?, parts),
-         attempts = attempts + CASE WHEN ? = 'sending' THEN 1 ELSE 0 END
-         WHERE id = ?",
-    )
-    .bind(status)
-    .bind(error)
-    .bind(next_ms)
-    .bind(sent)
-    .bind(parts)
-    .bind(status)
-    .bind(id)
-    .execute(&store.pool)
-    .await
-    .with_context(|| format!("updating delivery {id}"))?;
-    Ok(())
+    let update = DeliveryUpdate {
+        error,
+        next_ms,
+        sent_ms: (status == DeliveryStatus::Sent).then(now_ms),
+        parts,
+    };
+    store.set_delivery_status(id, status, update).await
 }
 
 /// One pass over one due job: send, then record the outcome.
@@ -494,33 +381,34 @@ pub(crate) async fn process(
     metrics: &DeliveryMetrics,
     job: &Job,
 ) -> Result<()> {
-    set_status(store, job.id, "sending", None, None, None).await?;
+    set_status(store, job.id, DeliveryStatus::Sending, None, None, None).await?;
     let attempts = job.attempts + 1;
     match send(kannel, limiter, metrics, job).await {
         Ok(parts) => {
             metrics.sent.fetch_add(1, Ordering::Relaxed);
             tracing::info!(delivery = job.id, share = %job.share_id, to = %job.recipient, format = %job.format, parts, "share message accepted by the gateway");
-            set_status(store, job.id, "sent", None, None, Some(parts)).await
+            set_status(store, job.id, DeliveryStatus::Sent, None, None, Some(parts)).await
         }
         Err(SendError::Temporary(e)) if (attempts as u32) < cfg.max_attempts => {
             metrics.retried.fetch_add(1, Ordering::Relaxed);
             let delay = backoff_ms(cfg, attempts as u32);
             tracing::warn!(delivery = job.id, to = %job.recipient, attempts, retry_in_ms = delay, error = %e, "share message not accepted; will retry");
-            set_status(
-                store,
-                job.id,
-                "pending",
-                Some(&e),
-                Some(now_ms() + delay as i64),
-                None,
-            )
-            .await
+            let next = Some(now_ms() + delay as i64);
+            set_status(store, job.id, DeliveryStatus::Pending, Some(&e), next, None).await
         }
         Err(e) => {
             metrics.failed.fetch_add(1, Ordering::Relaxed);
             let msg = format!("{e} (after {attempts} attempt(s))");
             tracing::error!(delivery = job.id, to = %job.recipient, error = %msg, "share message failed");
-            set_status(store, job.id, "failed", Some(&msg), None, None).await
+            set_status(
+                store,
+                job.id,
+                DeliveryStatus::Failed,
+                Some(&msg),
+                None,
+                None,
+            )
+            .await
         }
     }
 }
@@ -580,14 +468,15 @@ mod tests {
     }
 
     async fn row(store: &Store, id: i64) -> (String, i64, i64, Option<String>, Option<i64>) {
-        let r = sqlx::query(
-            "SELECT status, attempts, next_ms, last_error, parts FROM share_deliveries WHERE id = ?",
+        let d = store.delivery(id).await.unwrap().unwrap();
+        let next = d.next_attempt_unix_ms.unwrap_or(0);
+        (
+            d.status.as_str().to_string(),
+            d.attempts,
+            next,
+            d.last_error,
+            d.parts,
         )
-        .bind(id)
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
-        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
     }
 
     /// Temporary failures are retried after a doubling delay until
@@ -599,17 +488,17 @@ mod tests {
         let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
             .await
             .unwrap();
-        crate::shares::migrate(&store).await.unwrap();
-        for (id, recipient) in [(1, "+1555001"), (2, "+1555002"), (3, "+1555003")] {
-            sqlx::query(
-                "INSERT INTO share_deliveries (id, share_id, event_key, recipient, format, status, next_ms, created_ms)
-                 VALUES (?, 'ab', 'share:ab', ?, 'tlv', 'pending', 0, 0)",
-            )
-            .bind(id)
-            .bind(recipient)
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        for recipient in ["+1555001", "+1555002", "+1555003"] {
+            let d = sharecast_store::NewDelivery {
+                share_id: "ab",
+                event: "share:ab",
+                recipient,
+                format: "tlv",
+                status: DeliveryStatus::Pending,
+                note: None,
+                now: 0,
+            };
+            store.enqueue_delivery(&d).await.unwrap();
         }
         let job = |id: i64, attempts: i64| Job {
             id,

@@ -14,7 +14,7 @@
 //! not fetched again. Jobs are kept in memory only; a fetch that fails
 //! leaves no asset and no file behind.
 
-use crate::store::now_ms;
+use sharecast_store::now_ms;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +28,7 @@ use sharecast_formats::attributes::{Rendition, VideoAttributes};
 
 use crate::http::ApiError;
 use crate::outbound::{Outbound, OutboundError};
-use crate::store::Store;
+use sharecast_store::Store;
 
 /// Measures a media file (container, codecs, size, picture, frame rate,
 /// duration); `name` and `url` are filled by the caller. Blocking: it runs
@@ -604,7 +604,7 @@ mod tests {
         assert_eq!(done.bytes, 200);
         assert_eq!(waiters.len(), 2);
         let asset = store.asset(&done.content_id).await.unwrap().unwrap();
-        assert_eq!(asset.state, "ready");
+        assert_eq!(asset.state, sharecast_store::AssetState::Ready);
         let attrs = asset.attributes.unwrap();
         assert_eq!(attrs.renditions[0].name, "source");
         assert_eq!(

@@ -29,8 +29,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, ApiPath as UrlPath, ApiQuery as Query};
-use crate::ids::valid_id;
-use crate::store::Store;
+use sharecast_store::Store;
+use sharecast_tokens::valid_id;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -100,7 +100,7 @@ async fn asset_dir_and_state(f: &Frames, id: &str) -> Result<(PathBuf, bool), Ap
     match f.store.asset(id).await.map_err(ApiError::internal)? {
         Some(asset) => Ok((
             f.data_dir.join("sessions").join(id),
-            asset.state == "recording",
+            asset.state == sharecast_store::AssetState::Recording,
         )),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -17,8 +17,8 @@ use tower_http::services::ServeFile;
 
 use crate::access::Scope;
 use crate::error::{ApiPath, ApiQuery};
-use crate::ids::valid_id;
-use crate::store::Store;
+use sharecast_store::Store;
+use sharecast_tokens::valid_id;
 
 /// Appends Prometheus text for one component.
 pub type MetricsFn = Arc<dyn Fn(&mut String) + Send + Sync>;
@@ -180,7 +180,7 @@ pub(crate) async fn list_assets(
 pub(crate) async fn get_asset(
     State(g): State<Gateway>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<crate::store::Asset>, ApiError> {
+) -> Result<Json<sharecast_store::Asset>, ApiError> {
     if !valid_id(&id) {
         return Err(ApiError::bad_request("bad_id", "asset ids are hexadecimal"));
     }
@@ -254,7 +254,7 @@ pub(crate) async fn vod_file(
     }
     let asset = g.inner.store.asset(&id).await.map_err(ApiError::internal)?;
     match asset {
-        Some(a) if a.state == "ready" => {}
+        Some(a) if a.state == sharecast_store::AssetState::Ready => {}
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -6,26 +6,28 @@
 //! Everything is plain SQL through the [`Store`]; links handed between
 //! platforms are HMAC-SHA256 signed and expire.
 
-use crate::store::now_ms;
+use sharecast_store::now_ms;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
-use sqlx::Row;
 
-use crate::access::{AuthUser, LinkSigner, User};
+use crate::access::{AuthUser, User};
 use crate::error::{ApiError, ApiJson as Json, ApiPath as Path, ApiQuery as Query};
 use crate::fetches::{FetchJob, FetchLimits, Fetches, Probe};
-use crate::ids::{new_id, random_hex, valid_id};
-use crate::limiter::AttemptLimiter;
 use crate::outbound::Outbound;
-use crate::store::{hash_token, Store};
 use crate::transcodes::{Scheduled, Transcode, TranscodeJob, Transcodes};
+use sharecast_store::{
+    AssetState, BookmarkRecord, BookmarkStatus, BookmarkUpdate, HistoryRecord, Store, SuspendRecord,
+};
+use sharecast_tokens::AttemptLimiter;
+use sharecast_tokens::LinkSigner;
+use sharecast_tokens::{new_id, valid_id};
 
 /// Resume configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,7 +174,7 @@ pub struct ResumeService {
     code_attempts: std::sync::Arc<std::sync::Mutex<AttemptLimiter>>,
     live: Option<LiveStarts>,
     rtsp_vod: Option<RtspVod>,
-    tokens: Option<crate::playback::PlaybackTokens>,
+    tokens: Option<sharecast_tokens::PlaybackTokens>,
     transcodes: Option<Transcodes>,
     fetches: Option<Fetches>,
     data_dir: std::path::PathBuf,
@@ -383,39 +385,6 @@ impl ResumeService {
         links: LinkSigner,
         outbound: Outbound,
     ) -> Result<Self> {
-        for stmt in [
-            "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS user_tokens (token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_ms BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS terminals (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT, created_ms BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS history (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, content_id TEXT NOT NULL,
-                terminal_id TEXT NOT NULL, terminal_type TEXT NOT NULL, live INTEGER NOT NULL, position_ms BIGINT,
-                breakpoint_unix_ms BIGINT, abnormal INTEGER NOT NULL, created_ms BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS history_user ON history(user_id, created_ms)",
-            "CREATE TABLE IF NOT EXISTS resume_tokens (token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, history_id TEXT NOT NULL, expires_ms BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS suspend_states (id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, state TEXT NOT NULL, expires_ms BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS bookmarks (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, content_id TEXT NOT NULL, position_ms BIGINT NOT NULL,
-                name TEXT, description TEXT, source TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, created_ms BIGINT NOT NULL)",
-        ] {
-            sqlx::query(stmt)
-                .execute(&store.pool)
-                .await
-                .context("creating resume tables")?;
-        }
-        // Added after the first release: the live access a bookmark's
-        // creator proved (see `Bookmark::live_access_until_unix_ms`).
-        let has_access = sqlx::query(
-            "SELECT 1 FROM pragma_table_info('bookmarks') WHERE name = 'access_until_ms'",
-        )
-        .fetch_optional(&store.pool)
-        .await
-        .context("reading the bookmarks table")?
-        .is_some();
-        if !has_access {
-            sqlx::query("ALTER TABLE bookmarks ADD COLUMN access_until_ms BIGINT")
-                .execute(&store.pool)
-                .await
-                .context("adding bookmarks.access_until_ms")?;
-        }
         let svc = Self {
             store,
             code_attempts: std::sync::Arc::new(std::sync::Mutex::new(AttemptLimiter::new(
@@ -454,7 +423,7 @@ impl ResumeService {
 
     /// Puts a playback token into the live URLs of resume answers: the
     /// bookmark's owner may watch what they were watching.
-    pub fn with_playback_tokens(mut self, tokens: crate::playback::PlaybackTokens) -> Self {
+    pub fn with_playback_tokens(mut self, tokens: sharecast_tokens::PlaybackTokens) -> Self {
         self.tokens = Some(tokens);
         self
     }
@@ -540,7 +509,7 @@ impl ResumeService {
     /// `fetching:<job>`) waits for the transcode of the local copy (or
     /// points to a rendition it has), or records that the fetch failed.
     async fn after_fetch(&self, job: &FetchJob, bookmark_id: &str, terminal_type: &str) {
-        let waiting = format!("fetching:{}", job.id);
+        let waiting = BookmarkStatus::Fetching(job.id.clone());
         self.follow_fetch(job, bookmark_id, terminal_type, &waiting)
             .await
     }
@@ -552,34 +521,33 @@ impl ResumeService {
         job: &FetchJob,
         bookmark_id: &str,
         terminal_type: &str,
-        waiting: &str,
+        waiting: &BookmarkStatus,
     ) {
         let mut transcode = None;
-        let q = if job.state != "done" {
-            sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ? AND status = ?")
-                .bind(format!("fetch_failed:{}", job.id))
+        let (status, content_id, address) = if job.state != "done" {
+            (BookmarkStatus::FetchFailed(job.id.clone()), None, None)
         } else {
             let (address, status) = match self.schedule(&job.content_id, terminal_type).await {
-                Ok(Scheduled::Ready(r)) => (Some(r.url), format!("rendition:{}", r.name)),
+                Ok(Scheduled::Ready(r)) => (Some(r.url), BookmarkStatus::Rendition(r.name)),
                 Ok(Scheduled::Job(j)) => {
-                    let status = format!("transcoding:{}", j.id);
-                    transcode = Some(j.id);
-                    (None, status)
+                    transcode = Some(j.id.clone());
+                    (None, BookmarkStatus::Transcoding(j.id))
                 }
                 Err(e) => {
                     tracing::warn!(fetch = %job.id, bookmark = %bookmark_id, error = ?e, "no transcode of a fetched video");
-                    (None, "needs_transcode".to_string())
+                    (None, BookmarkStatus::NeedsTranscode)
                 }
             };
-            sqlx::query("UPDATE bookmarks SET content_id = ?, address = COALESCE(?, address), status = ? WHERE id = ? AND status = ?")
-                .bind(job.content_id.clone())
-                .bind(address)
-                .bind(status)
+            (status, Some(job.content_id.as_str()), address)
         };
-        let r = q
-            .bind(bookmark_id.to_string())
-            .bind(waiting.to_string())
-            .execute(&self.store.pool)
+        let update = BookmarkUpdate {
+            status: &status,
+            content_id,
+            address: address.as_deref(),
+        };
+        let r = self
+            .store
+            .update_bookmark(bookmark_id, update, Some(waiting))
             .await;
         if let Err(e) = r {
             tracing::warn!(fetch = %job.id, bookmark = %bookmark_id, error = %e, "updating a bookmark after a fetch failed");
@@ -627,7 +595,7 @@ impl ResumeService {
         bookmark_id: &str,
         address: &str,
         terminal_type: &str,
-        stored_status: &str,
+        stored_status: &BookmarkStatus,
     ) -> Result<Option<String>, ApiError> {
         let (Some(f), Some(_)) = (&self.fetches, &self.transcodes) else {
             return Ok(None);
@@ -635,7 +603,7 @@ impl ResumeService {
         f.check_address(address)?;
         let local = crate::fetches::local_id(address);
         if let Some(a) = self.store.asset(&local).await.map_err(internal)? {
-            if a.state == "ready" {
+            if a.state == AssetState::Ready {
                 let done = FetchJob {
                     id: String::new(),
                     address: address.to_string(),
@@ -653,12 +621,16 @@ impl ResumeService {
             }
         }
         let j = self.start_fetch(f, address, None, bookmark_id, terminal_type);
-        sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
-            .bind(format!("fetching:{}", j.id))
-            .bind(bookmark_id)
-            .execute(&self.store.pool)
+        let waiting = BookmarkStatus::Fetching(j.id.clone());
+        let update = BookmarkUpdate {
+            status: &waiting,
+            content_id: None,
+            address: None,
+        };
+        self.store
+            .update_bookmark(bookmark_id, update, None)
             .await
-            .map_err(|e| internal(e.into()))?;
+            .map_err(internal)?;
         // The fetch may have finished before the bookmark waited for it.
         if let Some(done) = f.job(&j.id).filter(|j| j.state != "fetching") {
             self.after_fetch(&done, bookmark_id, terminal_type).await;
@@ -684,32 +656,27 @@ impl ResumeService {
         }
     }
 
-    /// A bookmark's stored status as shown: `transcoding:<job>` becomes
-    /// `transcoding` with the job, `transcode_failed:<job>` likewise.
-    fn bookmark_status(&self, stored: &str) -> (String, Option<TranscodeJob>) {
-        for prefix in ["fetching", "fetch_failed"] {
-            if stored.starts_with(&format!("{prefix}:")) {
-                return (prefix.to_string(), None);
-            }
+    /// A bookmark's status as shown: its name (`rendition:<name>` for a
+    /// rendition), with the transcode it waits for while that is known.
+    fn bookmark_status(&self, stored: &BookmarkStatus) -> (String, Option<TranscodeJob>) {
+        match stored {
+            BookmarkStatus::Rendition(name) => (format!("rendition:{name}"), None),
+            BookmarkStatus::Transcoding(job) | BookmarkStatus::TranscodeFailed(job) => (
+                stored.name().to_string(),
+                self.transcodes.as_ref().and_then(|t| t.job(job)),
+            ),
+            other => (other.name().to_string(), None),
         }
-        for prefix in ["transcoding", "transcode_failed"] {
-            if let Some(job) = stored
-                .strip_prefix(prefix)
-                .and_then(|r| r.strip_prefix(':'))
-            {
-                let job = self.transcodes.as_ref().and_then(|t| t.job(job));
-                return (prefix.to_string(), job);
-            }
-        }
-        (stored.to_string(), None)
     }
 
-    /// The fetch a bookmark's stored status names, while it is known.
-    fn bookmark_fetch(&self, stored: &str) -> Option<FetchJob> {
-        let id = stored
-            .strip_prefix("fetching:")
-            .or_else(|| stored.strip_prefix("fetch_failed:"))?;
-        self.fetches.as_ref().and_then(|f| f.job(id))
+    /// The fetch a bookmark's status names, while it is known.
+    fn bookmark_fetch(&self, stored: &BookmarkStatus) -> Option<FetchJob> {
+        match stored {
+            BookmarkStatus::Fetching(id) | BookmarkStatus::FetchFailed(id) => {
+                self.fetches.as_ref().and_then(|f| f.job(id))
+            }
+            _ => None,
+        }
     }
 
     fn live_lookup(&self, content_id: &str, position_ms: u64) -> Option<LiveLookup> {
@@ -719,17 +686,7 @@ impl ResumeService {
     /// Delete history records (and their resume tokens) older than the limit.
     pub async fn purge(&self) -> Result<u64> {
         let cutoff = now_ms() - (self.cfg.history_max_age_secs as i64).saturating_mul(1000);
-        sqlx::query("DELETE FROM resume_tokens WHERE history_id IN (SELECT id FROM history WHERE created_ms < ?)")
-            .bind(cutoff)
-            .execute(&self.store.pool)
-            .await
-            .context("purging resume tokens")?;
-        let r = sqlx::query("DELETE FROM history WHERE created_ms < ?")
-            .bind(cutoff)
-            .execute(&self.store.pool)
-            .await
-            .context("purging history")?;
-        Ok(r.rows_affected())
+        self.store.purge_history(cutoff).await
     }
 
     fn signed_pull_url(&self, id: &str, exp: i64) -> String {
@@ -745,13 +702,12 @@ impl ResumeService {
     }
 
     async fn terminal(&self, user: &User, id: &str) -> Result<String, ApiError> {
-        let row = sqlx::query("SELECT type FROM terminals WHERE id = ? AND user_id = ?")
-            .bind(id)
-            .bind(&user.id)
-            .fetch_optional(&self.store.pool)
+        let kind = self
+            .store
+            .terminal_type(&user.id, id)
             .await
-            .map_err(|e| internal(e.into()))?;
-        row.map(|r| r.get::<String, _>(0)).ok_or_else(|| {
+            .map_err(internal)?;
+        kind.ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_terminal",
@@ -811,7 +767,7 @@ impl ResumeService {
         // public sharing. Recorded content needs no proof (its VOD is
         // reached by its id).
         let mut access_until = None;
-        if asset.state != "ready" {
+        if asset.state != AssetState::Ready {
             match self.live_access(&req.content_id, &req.playback_token) {
                 Some(until) => access_until = Some(until),
                 None => {
@@ -824,7 +780,7 @@ impl ResumeService {
                 }
             }
         }
-        if asset.state != "ready" {
+        if asset.state != AssetState::Ready {
             // Still live: past the live edge is past the end too. The edge
             // is the end of the last closed HLS segment, which trails the
             // newest frame (where an RTSP viewer is) by up to a segment
@@ -852,21 +808,22 @@ impl ResumeService {
             .and_then(|a| a.vod_url.clone())
             .unwrap_or_else(|| format!("{}/live/{}/index.m3u8", self.public_url, req.content_id));
         let id = new_id();
-        let r = sqlx::query(
-            "INSERT INTO bookmarks (id, user_id, content_id, position_ms, name, description, source, address, status, created_ms, access_until_ms)
-             VALUES (?, ?, ?, ?, NULL, ?, 'interruption', ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&user.id)
-        .bind(&req.content_id)
-        .bind(req.position_ms as i64)
-        .bind("interrupted")
-        .bind(&address)
-        .bind("ready")
-        .bind(now_ms())
-        .bind(access_until)
-        .execute(&self.store.pool)
-        .await;
+        let r = self
+            .store
+            .insert_bookmark(&BookmarkRecord {
+                id: id.clone(),
+                user_id: user.id.clone(),
+                content_id: req.content_id.clone(),
+                position_ms: req.position_ms as i64,
+                name: None,
+                description: Some("interrupted".into()),
+                source: "interruption".into(),
+                address,
+                status: BookmarkStatus::Ready,
+                created_ms: now_ms(),
+                access_until_ms: access_until,
+            })
+            .await;
         match r {
             Ok(_) => ReverseBookmarkAnswer {
                 user_id: Some(user.id),
@@ -874,7 +831,7 @@ impl ResumeService {
                 description: "saved".into(),
                 bookmark_id: Some(id),
             },
-            Err(e) => answer(Some(user.id), 9, &format!("store error: {e}")),
+            Err(e) => answer(Some(user.id), 9, &format!("store error: {e:#}")),
         }
     }
 
@@ -907,20 +864,20 @@ impl ResumeService {
         let mut content_id = state.content_id.clone();
         let mut fetch = None;
         let (address, status) = if terminal_can_play(terminal_type, &state.codecs, 0) {
-            (state.address.clone(), "ready".to_string())
+            (state.address.clone(), BookmarkStatus::Ready)
         } else if let Some(r) = state
             .renditions
             .iter()
             .find(|r| terminal_can_play(terminal_type, &r.codecs, r.height))
         {
-            (r.url.clone(), format!("rendition:{}", r.name))
+            (r.url.clone(), BookmarkStatus::Rendition(r.name.clone()))
         } else if state.platform.trim_end_matches('/') == self.public_url {
             // Our own recording: transcode it into what the terminal plays
             // (or find the rendition made since the state was issued).
             match self.schedule(&state.content_id, terminal_type).await? {
-                Scheduled::Ready(r) => (r.url.clone(), format!("rendition:{}", r.name)),
+                Scheduled::Ready(r) => (r.url.clone(), BookmarkStatus::Rendition(r.name)),
                 Scheduled::Job(j) => {
-                    let status = format!("transcoding:{}", j.id);
+                    let status = BookmarkStatus::Transcoding(j.id.clone());
                     job = Some(j);
                     (state.address.clone(), status)
                 }
@@ -931,12 +888,12 @@ impl ResumeService {
             f.check_address(&state.address)?;
             let local = crate::fetches::local_id(&state.address);
             match self.store.asset(&local).await.map_err(internal)? {
-                Some(a) if a.state == "ready" => {
+                Some(a) if a.state == AssetState::Ready => {
                     content_id = local.clone();
                     match self.schedule(&local, terminal_type).await? {
-                        Scheduled::Ready(r) => (r.url.clone(), format!("rendition:{}", r.name)),
+                        Scheduled::Ready(r) => (r.url.clone(), BookmarkStatus::Rendition(r.name)),
                         Scheduled::Job(j) => {
-                            let status = format!("transcoding:{}", j.id);
+                            let status = BookmarkStatus::Transcoding(j.id.clone());
                             job = Some(j);
                             (state.address.clone(), status)
                         }
@@ -950,13 +907,13 @@ impl ResumeService {
                         &bookmark_id,
                         terminal_type,
                     );
-                    let status = format!("fetching:{}", j.id);
+                    let status = BookmarkStatus::Fetching(j.id.clone());
                     fetch = Some(j);
                     (state.address.clone(), status)
                 }
             }
         } else {
-            (state.address.clone(), "needs_transcode".to_string())
+            (state.address.clone(), BookmarkStatus::NeedsTranscode)
         };
         let (shown_status, _) = self.bookmark_status(&status);
         let b = Bookmark {
@@ -972,23 +929,23 @@ impl ResumeService {
             fetch,
             created_unix_ms: now_ms(),
         };
-        sqlx::query(
-            "INSERT INTO bookmarks (id, user_id, content_id, position_ms, name, description, source, address, status, created_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&b.id)
-        .bind(user_id)
-        .bind(&b.content_id)
-        .bind(b.position_ms as i64)
-        .bind(&b.name)
-        .bind(&b.description)
-        .bind(&b.source)
-        .bind(&b.address)
-        .bind(&status)
-        .bind(b.created_unix_ms)
-        .execute(&self.store.pool)
-        .await
-        .map_err(|e| internal(anyhow::Error::from(e).context("storing bookmark")))?;
+        self.store
+            .insert_bookmark(&BookmarkRecord {
+                id: b.id.clone(),
+                user_id: user_id.to_string(),
+                content_id: b.content_id.clone(),
+                position_ms: b.position_ms as i64,
+                name: b.name.clone(),
+                description: b.description.clone(),
+                source: b.source.clone(),
+                address: b.address.clone(),
+                status,
+                created_ms: b.created_unix_ms,
+                // A hand-off proves no live access.
+                access_until_ms: None,
+            })
+            .await
+            .map_err(internal)?;
         if let Some(j) = &b.transcode {
             self.settle_if_finished(&b.id, &j.id).await?;
         }
@@ -996,7 +953,7 @@ impl ResumeService {
         if let Some(done) = b
             .fetch
             .as_ref()
-            .and_then(|j| self.bookmark_fetch(&format!("fetching:{}", j.id)))
+            .and_then(|j| self.bookmark_fetch(&BookmarkStatus::Fetching(j.id.clone())))
             .filter(|j| j.state != "fetching")
         {
             self.after_fetch(&done, &b.id, terminal_type).await;
@@ -1014,17 +971,22 @@ impl ResumeService {
             .and_then(|t| t.job(job_id))
             .filter(|j| j.state == "done" || j.state == "failed");
         let Some(job) = finished else { return Ok(()) };
-        let q = match &job.attributes {
-            Some(r) => sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE id = ?")
-                .bind(r.url.clone())
-                .bind(format!("rendition:{}", r.name)),
-            None => sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
-                .bind(format!("transcode_failed:{}", job.id)),
+        let (status, address) = match &job.attributes {
+            Some(r) => (
+                BookmarkStatus::Rendition(r.name.clone()),
+                Some(r.url.as_str()),
+            ),
+            None => (BookmarkStatus::TranscodeFailed(job.id.clone()), None),
         };
-        q.bind(bookmark_id.to_string())
-            .execute(&self.store.pool)
+        let update = BookmarkUpdate {
+            status: &status,
+            content_id: None,
+            address,
+        };
+        self.store
+            .update_bookmark(bookmark_id, update, None)
             .await
-            .map_err(|e| internal(e.into()))?;
+            .map_err(internal)?;
         Ok(())
     }
 
@@ -1060,17 +1022,17 @@ impl ResumeService {
         let exp: i64 = exp
             .parse()
             .map_err(|_| bad("bad_url", "exp is a time in ms"))?;
-        self.links.verify(path, exp, sig)?;
+        self.links
+            .verify(path, exp, sig)
+            .map_err(crate::access::link_refusal)?;
         load_state(self, "id", path).await.map(Some)
     }
 
     /// The user a suspend state belongs to.
     async fn state_owner(&self, id: &str) -> Result<String, ApiError> {
-        let row = sqlx::query("SELECT user_id FROM suspend_states WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.store.pool)
-            .await?;
-        row.map(|r| r.get(0))
+        let state = self.store.suspend_state(id).await.map_err(internal)?;
+        state
+            .map(|r| r.user_id)
             .ok_or_else(|| ApiError::not_found("unknown_state", "no such suspend state"))
     }
 
@@ -1125,23 +1087,7 @@ pub(crate) async fn create_user(
     if name.is_empty() || name.len() > 100 {
         return Err(bad("bad_name", "a user name is 1 to 100 characters"));
     }
-    let id = new_id();
-    let token = format!("su_{}", random_hex(24));
-    let now = now_ms();
-    sqlx::query("INSERT INTO users (id, name, created_ms) VALUES (?, ?, ?)")
-        .bind(&id)
-        .bind(name)
-        .bind(now)
-        .execute(&s.store.pool)
-        .await
-        .map_err(|e| internal(e.into()))?;
-    sqlx::query("INSERT INTO user_tokens (token_hash, user_id, created_ms) VALUES (?, ?, ?)")
-        .bind(hash_token(&token))
-        .bind(&id)
-        .bind(now)
-        .execute(&s.store.pool)
-        .await
-        .map_err(|e| internal(e.into()))?;
+    let (id, token) = s.store.create_user(name).await.map_err(internal)?;
     Ok(Json(
         serde_json::json!({ "user_id": id, "user_token": token }),
     ))
@@ -1158,18 +1104,11 @@ pub(crate) async fn create_terminal(
             format!("terminal type must be one of {TERMINAL_TYPES:?}"),
         ));
     }
-    let id = new_id();
-    sqlx::query(
-        "INSERT INTO terminals (id, user_id, type, name, created_ms) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&user.id)
-    .bind(&req.kind)
-    .bind(&req.name)
-    .bind(now_ms())
-    .execute(&s.store.pool)
-    .await
-    .map_err(|e| internal(e.into()))?;
+    let id = s
+        .store
+        .add_terminal(&user.id, &req.kind, req.name.as_deref())
+        .await
+        .map_err(internal)?;
     Ok(Json(
         serde_json::json!({ "terminal_id": id, "type": req.kind }),
     ))
@@ -1199,32 +1138,24 @@ pub(crate) async fn record_stop(
         (Some(req.position_ms as i64), None)
     };
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO history (id, user_id, content_id, terminal_id, terminal_type, live, position_ms, breakpoint_unix_ms, abnormal, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&user.id)
-    .bind(&req.content_id)
-    .bind(&req.terminal_id)
-    .bind(&terminal_type)
-    .bind(req.live as i64)
-    .bind(position)
-    .bind(breakpoint_unix)
-    .bind(req.abnormal as i64)
-    .bind(now)
-    .execute(&s.store.pool)
-    .await
-    .map_err(|e| internal(e.into()))?;
-    let token = format!("sr_{}", random_hex(24));
-    sqlx::query("INSERT INTO resume_tokens (token_hash, user_id, history_id, expires_ms) VALUES (?, ?, ?, ?)")
-        .bind(hash_token(&token))
-        .bind(&user.id)
-        .bind(&id)
-        .bind(now + (s.cfg.resume_token_ttl_secs as i64).saturating_mul(1000))
-        .execute(&s.store.pool)
+    let record = HistoryRecord {
+        id: id.clone(),
+        user_id: user.id.clone(),
+        content_id: req.content_id.clone(),
+        terminal_id: req.terminal_id.clone(),
+        terminal_type,
+        live: req.live,
+        position_ms: position,
+        breakpoint_unix_ms: breakpoint_unix,
+        abnormal: req.abnormal,
+        created_ms: now,
+    };
+    let expires = now + (s.cfg.resume_token_ttl_secs as i64).saturating_mul(1000);
+    let token = s
+        .store
+        .add_history(&record, expires)
         .await
-        .map_err(|e| internal(e.into()))?;
+        .map_err(internal)?;
     Ok(Json(
         serde_json::json!({ "history_id": id, "resume_token": token }),
     ))
@@ -1232,28 +1163,20 @@ pub(crate) async fn record_stop(
 
 async fn history_rows(s: &ResumeService, user: &User) -> Result<Vec<serde_json::Value>, ApiError> {
     s.purge().await.map_err(internal)?;
-    let rows = sqlx::query(
-        "SELECT id, content_id, terminal_id, terminal_type, live, position_ms, breakpoint_unix_ms, abnormal, created_ms
-         FROM history WHERE user_id = ? ORDER BY created_ms DESC LIMIT 200",
-    )
-    .bind(&user.id)
-    .fetch_all(&s.store.pool)
-    .await
-    .map_err(|e| internal(e.into()))?;
+    let rows = s.store.history_of(&user.id, 200).await.map_err(internal)?;
     Ok(rows
         .into_iter()
         .map(|r| {
-            let live: i64 = r.get(4);
             serde_json::json!({
-                "history_id": r.get::<String, _>(0),
-                "content_id": r.get::<String, _>(1),
-                "terminal_id": r.get::<String, _>(2),
-                "terminal_type": r.get::<String, _>(3),
-                "live": live != 0,
-                "position_ms": r.get::<Option<i64>, _>(5),
-                "breakpoint_unix_ms": r.get::<Option<i64>, _>(6),
-                "abnormal": r.get::<i64, _>(7) != 0,
-                "recorded_unix_ms": r.get::<i64, _>(8),
+                "history_id": r.id,
+                "content_id": r.content_id,
+                "terminal_id": r.terminal_id,
+                "terminal_type": r.terminal_type,
+                "live": r.live,
+                "position_ms": r.position_ms,
+                "breakpoint_unix_ms": r.breakpoint_unix_ms,
+                "abnormal": r.abnormal,
+                "recorded_unix_ms": r.created_ms,
             })
         })
         .collect())
@@ -1321,22 +1244,19 @@ pub(crate) async fn resume(
     Json(req): Json<ResumeReq>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
-    let row = sqlx::query(
-        "SELECT t.user_id, t.expires_ms, h.content_id, h.live, h.position_ms, h.breakpoint_unix_ms
-         FROM resume_tokens t JOIN history h ON h.id = t.history_id WHERE t.token_hash = ?",
-    )
-    .bind(hash_token(&req.resume_token))
-    .fetch_optional(&s.store.pool)
-    .await
-    .map_err(|e| internal(e.into()))?;
-    let Some(row) = row else {
+    let grant = s
+        .store
+        .resume_grant(&req.resume_token)
+        .await
+        .map_err(internal)?;
+    let Some(grant) = grant else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "bad_resume_token",
             "unknown or purged resume token",
         ));
     };
-    if row.get::<String, _>(0) != user.id {
+    if grant.user_id != user.id {
         // A resume token works on every terminal of its user, and no one else's.
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -1344,15 +1264,15 @@ pub(crate) async fn resume(
             "this resume token belongs to another user",
         ));
     }
-    if row.get::<i64, _>(1) < now_ms() {
+    if grant.expires_ms < now_ms() {
         return Err(ApiError::new(
             StatusCode::GONE,
             "expired",
             "this resume token has expired",
         ));
     }
-    let content_id: String = row.get(2);
-    let live = row.get::<i64, _>(3) != 0;
+    let content_id = grant.record.content_id.clone();
+    let live = grant.record.live;
     let attrs = s.attributes(&content_id).await?;
     let mut rendition = playable_rendition(&attrs, &terminal_type);
     let mut transcode = None;
@@ -1362,7 +1282,7 @@ pub(crate) async fn resume(
             Scheduled::Job(j) => transcode = Some(j),
         }
     }
-    let position_ms = row.get::<Option<i64>, _>(4).unwrap_or(0).max(0) as u64;
+    let position_ms = grant.record.position_ms.unwrap_or(0).max(0) as u64;
     let url = rendition.as_ref().map(|r| r.url.clone());
     Ok(Json(serde_json::json!({
         "status": if transcode.is_some() { "transcoding" } else { "ready" },
@@ -1370,7 +1290,7 @@ pub(crate) async fn resume(
         "content_id": content_id,
         "live": live,
         "position_ms": position_ms,
-        "breakpoint_unix_ms": row.get::<Option<i64>, _>(5),
+        "breakpoint_unix_ms": grant.record.breakpoint_unix_ms,
         "terminal_type": terminal_type,
         "url": url,
         "play_url": url.as_ref().map(|u| format!("{u}#t={:.3}", position_ms as f64 / 1000.0)),
@@ -1382,31 +1302,27 @@ pub(crate) async fn list_bookmarks(
     State(s): State<ResumeService>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT id, content_id, position_ms, name, description, source, address, status, created_ms FROM bookmarks
-         WHERE user_id = ? ORDER BY created_ms DESC LIMIT 200",
-    )
-    .bind(&user.id)
-    .fetch_all(&s.store.pool)
-    .await
-    .map_err(|e| internal(e.into()))?;
+    let rows = s
+        .store
+        .bookmarks_of(&user.id, 200)
+        .await
+        .map_err(internal)?;
     let list: Vec<Bookmark> = rows
         .into_iter()
         .map(|r| {
-            let stored: String = r.get(7);
-            let (status, transcode) = s.bookmark_status(&stored);
+            let (status, transcode) = s.bookmark_status(&r.status);
             Bookmark {
-                fetch: s.bookmark_fetch(&stored),
-                id: r.get(0),
-                content_id: r.get(1),
-                position_ms: r.get::<i64, _>(2).max(0) as u64,
-                name: r.get(3),
-                description: r.get(4),
-                source: r.get(5),
-                address: r.get(6),
+                fetch: s.bookmark_fetch(&r.status),
+                id: r.id,
+                content_id: r.content_id,
+                position_ms: r.position_ms.max(0) as u64,
+                name: r.name,
+                description: r.description,
+                source: r.source,
+                address: r.address,
                 status,
                 transcode,
-                created_unix_ms: r.get(8),
+                created_unix_ms: r.created_ms,
             }
         })
         .collect();
@@ -1452,17 +1368,16 @@ pub(crate) async fn create_handoff(
         platform: s.public_url.clone(),
         expires_unix_ms: expires,
     };
-    sqlx::query(
-        "INSERT INTO suspend_states (id, code, user_id, state, expires_ms) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&code)
-    .bind(&user.id)
-    .bind(serde_json::to_string(&state).map_err(|e| internal(e.into()))?)
-    .bind(expires)
-    .execute(&s.store.pool)
-    .await
-    .map_err(|e| internal(e.into()))?;
+    s.store
+        .insert_suspend_state(&SuspendRecord {
+            id: id.clone(),
+            code: code.clone(),
+            user_id: user.id.clone(),
+            state: serde_json::to_string(&state).map_err(|e| internal(e.into()))?,
+            expires_ms: expires,
+        })
+        .await
+        .map_err(internal)?;
     Ok(Json(serde_json::json!({
         "state": state,
         "pull_url": s.signed_pull_url(&id, expires),
@@ -1475,27 +1390,26 @@ async fn load_state(
     column: &str,
     value: &str,
 ) -> Result<SuspendState, ApiError> {
-    let sql = format!("SELECT state, expires_ms FROM suspend_states WHERE {column} = ?");
-    let row = sqlx::query(&sql)
-        .bind(value)
-        .fetch_optional(&s.store.pool)
-        .await
-        .map_err(|e| internal(e.into()))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_state",
-                "no such suspend state",
-            )
-        })?;
-    if row.get::<i64, _>(1) < now_ms() {
+    let found = match column {
+        "code" => s.store.suspend_state_by_code(value).await,
+        _ => s.store.suspend_state(value).await,
+    }
+    .map_err(internal)?;
+    let record = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_state",
+            "no such suspend state",
+        )
+    })?;
+    if record.expires_ms < now_ms() {
         return Err(ApiError::new(
             StatusCode::GONE,
             "expired",
             "this suspend state has expired",
         ));
     }
-    serde_json::from_str(&row.get::<String, _>(0)).map_err(|e| internal(e.into()))
+    serde_json::from_str(&record.state).map_err(|e| internal(e.into()))
 }
 
 /// A suspend state by its signed link (the access policy checked the
@@ -1516,7 +1430,7 @@ pub(crate) async fn pull_by_code(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Path(code): Path<String>,
 ) -> Result<Json<SuspendState>, ApiError> {
-    let key = crate::limiter::client_key(peer.ip());
+    let key = sharecast_tokens::client_key(peer.ip());
     let now = std::time::Instant::now();
     let blocked = s
         .code_attempts
@@ -1808,23 +1722,31 @@ pub(crate) async fn resume_bookmark(
     Json(req): Json<BookmarkResume>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let terminal_type = s.terminal(&user, &req.terminal_id).await?;
-    let row = sqlx::query("SELECT content_id, position_ms, address, source, status, access_until_ms FROM bookmarks WHERE id = ? AND user_id = ?")
-        .bind(&id)
-        .bind(&user.id)
-        .fetch_optional(&s.store.pool)
+    let row = s
+        .store
+        .bookmark(&id)
         .await
-        .map_err(|e| internal(e.into()))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_bookmark", format!("no bookmark {id} for this user")))?;
-    let content_id: String = row.get(0);
-    let position_ms = row.get::<i64, _>(1).max(0) as u64;
-    let mut url: String = row.get(2);
-    let source: String = row.get(3);
-    let mut stored_status: String = row.get(4);
-    let access_until: Option<i64> = row.get(5);
-    let mut content_id = content_id;
+        .map_err(internal)?
+        .filter(|b| b.user_id == user.id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_bookmark",
+                format!("no bookmark {id} for this user"),
+            )
+        })?;
+    let position_ms = row.position_ms.max(0) as u64;
+    let mut url = row.address;
+    let source = row.source;
+    let mut stored_status = row.status;
+    let access_until = row.access_until_ms;
+    let mut content_id = row.content_id;
     // Another platform's video whose fetch failed or was forgotten (a
     // restart): try again.
-    if stored_status.starts_with("fetching:") || stored_status.starts_with("fetch_failed:") {
+    if matches!(
+        stored_status,
+        BookmarkStatus::Fetching(_) | BookmarkStatus::FetchFailed(_)
+    ) {
         let stuck = s
             .bookmark_fetch(&stored_status)
             .is_none_or(|j| j.state == "failed");
@@ -1832,18 +1754,13 @@ pub(crate) async fn resume_bookmark(
             if let Some(local) = s.refetch(&id, &url, &terminal_type, &stored_status).await? {
                 content_id = local;
             }
-            stored_status = sqlx::query("SELECT status FROM bookmarks WHERE id = ?")
-                .bind(&id)
-                .fetch_one(&s.store.pool)
-                .await
-                .map_err(|e| internal(e.into()))?
-                .get(0);
+            if let Some(b) = s.store.bookmark(&id).await.map_err(internal)? {
+                stored_status = b.status;
+            }
         }
     }
-    if let Some(prefix) = ["fetching", "fetch_failed"]
-        .into_iter()
-        .find(|p| stored_status.starts_with(&format!("{p}:")))
-    {
+    if let BookmarkStatus::Fetching(_) | BookmarkStatus::FetchFailed(_) = &stored_status {
+        let prefix = stored_status.name();
         // Another platform's video, being fetched (or whose fetch failed):
         // its address, which the terminal cannot play; poll `fetch`.
         return Ok(Json(serde_json::json!({
@@ -1862,7 +1779,7 @@ pub(crate) async fn resume_bookmark(
     // Content of this platform whose recording is not ready: the live stream.
     // Otherwise (recorded here, or a hand-off from another platform whose
     // address the bookmark holds): the VOD, from the position.
-    let live = asset.as_ref().is_some_and(|a| a.state != "ready");
+    let live = asset.as_ref().is_some_and(|a| a.state != AssetState::Ready);
     if !live {
         let mut rtsp = None;
         let mut transcode = None;
@@ -1886,16 +1803,22 @@ pub(crate) async fn resume_bookmark(
                     Scheduled::Job(j) => {
                         // A bookmark whose job was forgotten (a restart) or
                         // failed waits for the new one.
-                        let waits_for = stored_status
-                            .strip_prefix("transcoding:")
-                            .or_else(|| stored_status.strip_prefix("transcode_failed:"));
+                        let waits_for = match &stored_status {
+                            BookmarkStatus::Transcoding(old)
+                            | BookmarkStatus::TranscodeFailed(old) => Some(old.as_str()),
+                            _ => None,
+                        };
                         if waits_for.is_some_and(|old| old != j.id) {
-                            sqlx::query("UPDATE bookmarks SET status = ? WHERE id = ?")
-                                .bind(format!("transcoding:{}", j.id))
-                                .bind(&id)
-                                .execute(&s.store.pool)
+                            let waiting = BookmarkStatus::Transcoding(j.id.clone());
+                            let update = BookmarkUpdate {
+                                status: &waiting,
+                                content_id: None,
+                                address: None,
+                            };
+                            s.store
+                                .update_bookmark(&id, update, None)
                                 .await
-                                .map_err(|e| internal(e.into()))?;
+                                .map_err(internal)?;
                             s.settle_if_finished(&id, &j.id).await?;
                         }
                         transcode = Some(j)

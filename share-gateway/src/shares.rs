@@ -19,15 +19,15 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::share::ShareFormat;
-use sqlx::Row;
 
 use crate::access::{AnyCaller, AuthDevice, Caller};
-use crate::delivery::{self, now_ms, Delivery, DeliveryMetrics, DELIVERY_COLUMNS};
+use crate::delivery::{self, now_ms, Delivery, DeliveryMetrics};
 use crate::error::{ApiError, ApiPath as Path, ApiQuery as Query, ErrorCodeTag};
-use crate::ids::{new_id, random_hex, valid_id};
 use crate::kannel::{Kannel, SmsConfig};
-use crate::playback::PlaybackTokens;
-use crate::store::{Asset, Device, Store};
+use sharecast_store::{Asset, AssetState, Device, Store};
+use sharecast_store::{DeliveryStatus, NewDelivery, ShareRecord, SubscriptionStatus};
+use sharecast_tokens::PlaybackTokens;
+use sharecast_tokens::{new_id, random_hex, valid_id};
 
 /// Share settings (`[share]` in the configuration file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,92 +97,7 @@ struct ShareRow {
     attributes: VideoAttributes,
 }
 
-/// A subscription of a recipient number to a source device.
-#[derive(Debug, Clone, Serialize)]
-pub struct Subscription {
-    /// Source device.
-    pub device_id: String,
-    /// Recipient number.
-    pub recipient: String,
-    /// Message format.
-    pub format: String,
-    /// `active`, `opted_out` (the recipient replied STOP) or `removed` (by
-    /// the device).
-    pub status: String,
-    /// Creation time, Unix ms.
-    pub created_unix_ms: i64,
-    /// Last change, Unix ms.
-    pub updated_unix_ms: i64,
-}
-
-/// Create the tables (idempotent).
-pub async fn migrate(store: &Store) -> Result<()> {
-    for stmt in [
-        "CREATE TABLE IF NOT EXISTS shares (
-            id TEXT PRIMARY KEY,
-            token TEXT NOT NULL UNIQUE,
-            asset_id TEXT NOT NULL,
-            device_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            event_key TEXT UNIQUE,
-            attributes TEXT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            expires_ms BIGINT,
-            revoked_ms BIGINT
-        )",
-        "CREATE INDEX IF NOT EXISTS shares_device ON shares(device_id, created_ms)",
-        "CREATE TABLE IF NOT EXISTS share_deliveries (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            share_id TEXT NOT NULL,
-            event_key TEXT NOT NULL,
-            recipient TEXT NOT NULL,
-            format TEXT NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_ms BIGINT NOT NULL,
-            last_error TEXT,
-            created_ms BIGINT NOT NULL,
-            sent_ms BIGINT,
-            parts INTEGER,
-            UNIQUE(event_key, recipient, format)
-        )",
-        "CREATE INDEX IF NOT EXISTS share_deliveries_due ON share_deliveries(status, next_ms)",
-        "CREATE INDEX IF NOT EXISTS share_deliveries_share ON share_deliveries(share_id)",
-        "CREATE TABLE IF NOT EXISTS share_subscriptions (
-            device_id TEXT NOT NULL,
-            recipient TEXT NOT NULL,
-            format TEXT NOT NULL,
-            status TEXT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            updated_ms BIGINT NOT NULL,
-            PRIMARY KEY (device_id, recipient)
-        )",
-        // Numbers that replied STOP: no message of any device reaches them
-        // until they reply START. Keyed by the digits alone.
-        "CREATE TABLE IF NOT EXISTS share_opt_outs (
-            digits TEXT PRIMARY KEY,
-            updated_ms BIGINT NOT NULL
-        )",
-    ] {
-        sqlx::query(stmt)
-            .execute(&store.pool)
-            .await
-            .context("creating share tables")?;
-    }
-    // Added after the first release: public shares.
-    let has_public = sqlx::query("SELECT 1 FROM pragma_table_info('shares') WHERE name = 'public'")
-        .fetch_optional(&store.pool)
-        .await
-        .context("reading the shares table")?
-        .is_some();
-    if !has_public {
-        sqlx::query("ALTER TABLE shares ADD COLUMN public INTEGER NOT NULL DEFAULT 0")
-            .execute(&store.pool)
-            .await
-            .context("adding shares.public")?;
-    }
-    Ok(())
-}
+pub use sharecast_store::Subscription;
 
 /// A share token: 128 random bits, 32 lowercase hex digits.
 pub fn new_token() -> String {
@@ -206,46 +121,28 @@ pub fn normalize_number(s: &str) -> Option<String> {
     ok.then_some(t)
 }
 
-fn digits(n: &str) -> String {
-    n.chars().filter(|c| c.is_ascii_digit()).collect()
-}
-
-const SHARE_COLUMNS: &str = "id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms, revoked_ms, public";
-
-fn share_from_row(r: &sqlx::sqlite::SqliteRow, public: &str) -> ShareRow {
-    let token: String = r.get(1);
-    let attrs: String = r.get(6);
+/// A share as shown: the record with its link on this server.
+fn view(r: ShareRecord, public: &str) -> ShareRow {
     ShareRow {
         share: Share {
-            id: r.get(0),
-            asset_id: r.get(2),
-            device_id: r.get(3),
-            kind: r.get(4),
-            url: format!("{public}/s/{token}"),
-            event: r.get(5),
-            created_unix_ms: r.get(7),
-            expires_unix_ms: r.get(8),
-            public: r.get::<i64, _>(10) != 0,
-            revoked_unix_ms: r.get(9),
+            url: format!("{public}/s/{}", r.token),
+            id: r.id,
+            asset_id: r.asset_id,
+            device_id: r.device_id,
+            kind: r.kind,
+            event: r.event_key,
+            created_unix_ms: r.created_ms,
+            expires_unix_ms: r.expires_ms,
+            public: r.public,
+            revoked_unix_ms: r.revoked_ms,
         },
-        token,
-        attributes: serde_json::from_str(&attrs).unwrap_or_default(),
+        token: r.token,
+        attributes: r.attributes,
     }
 }
 
-async fn share_by(
-    store: &Store,
-    column: &str,
-    value: &str,
-    public: &str,
-) -> Result<Option<ShareRow>> {
-    let q = format!("SELECT {SHARE_COLUMNS} FROM shares WHERE {column} = ?");
-    let row = sqlx::query(&q)
-        .bind(value)
-        .fetch_optional(&store.pool)
-        .await
-        .with_context(|| format!("loading share by {column}"))?;
-    Ok(row.map(|r| share_from_row(&r, public)))
+async fn share_by_id(store: &Store, id: &str, public: &str) -> Result<Option<ShareRow>> {
+    Ok(store.share(id).await?.map(|r| view(r, public)))
 }
 
 /// The attributes a share message carries: the snapshot taken when the
@@ -256,7 +153,7 @@ pub(crate) async fn message_attributes(
     share_id: &str,
     public: &str,
 ) -> Result<Option<VideoAttributes>> {
-    let Some(s) = share_by(store, "id", share_id, public).await? else {
+    let Some(s) = share_by_id(store, share_id, public).await? else {
         return Ok(None);
     };
     if s.share.revoked_unix_ms.is_some() || s.share.expires_unix_ms.is_some_and(|e| e <= now_ms()) {
@@ -306,19 +203,10 @@ impl ShareService {
         live_url_template: String,
         tokens: PlaybackTokens,
     ) -> Result<ShareService> {
-        migrate(&store).await?;
-        let public = sqlx::query(
-            "SELECT asset_id, expires_ms FROM shares
-             WHERE public = 1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?)",
-        )
-        .bind(now_ms())
-        .fetch_all(&store.pool)
-        .await
-        .context("loading public shares")?;
-        for r in &public {
-            tokens.set_public(&r.get::<String, _>(0), r.get::<Option<i64>, _>(1));
+        for (asset, expires) in store.active_public_shares(None, now_ms()).await? {
+            tokens.set_public(&asset, expires);
         }
-        let interrupted = delivery::recover_interrupted(&store).await?;
+        let interrupted = store.recover_interrupted_deliveries().await?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -404,16 +292,7 @@ impl ShareService {
 
     async fn on_event(&self, kind: &str, device_id: &str, attrs: VideoAttributes) -> Result<()> {
         let store = &self.inner.store;
-        let subs: Vec<(String, String)> = sqlx::query(
-            "SELECT recipient, format FROM share_subscriptions WHERE device_id = ? AND status = 'active'",
-        )
-        .bind(device_id)
-        .fetch_all(&store.pool)
-        .await
-        .context("loading subscribers")?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        let subs = store.active_subscribers(device_id).await?;
         if subs.is_empty() {
             return Ok(());
         }
@@ -422,24 +301,26 @@ impl ShareService {
         let now = now_ms();
         let expires = (self.inner.cfg.default_ttl_s > 0)
             .then(|| now + (self.inner.cfg.default_ttl_s as i64) * 1000);
-        sqlx::query(
-            "INSERT INTO shares (id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_key) DO NOTHING",
-        )
-        .bind(new_id())
-        .bind(new_token())
-        .bind(&attrs.id)
-        .bind(device_id)
-        .bind(kind)
-        .bind(&event)
-        .bind(serde_json::to_string(&attrs).context("serialising attributes")?)
-        .bind(now)
-        .bind(expires)
-        .execute(&store.pool)
-        .await
-        .context("creating the event share")?;
-        let share = share_by(store, "event_key", &event, &self.inner.public_http)
+        store
+            .insert_share(&ShareRecord {
+                id: new_id(),
+                token: new_token(),
+                asset_id: attrs.id.clone(),
+                device_id: device_id.to_string(),
+                kind: kind.to_string(),
+                event_key: Some(event.clone()),
+                attributes: attrs,
+                created_ms: now,
+                expires_ms: expires,
+                revoked_ms: None,
+                public: false,
+            })
+            .await
+            .context("creating the event share")?;
+        let share = store
+            .share_by_event(&event)
             .await?
+            .map(|r| view(r, &self.inner.public_http))
             .context("event share vanished")?;
         let mut queued = 0;
         for (recipient, format) in &subs {
@@ -464,44 +345,31 @@ impl ShareService {
         let stopped = delivery::number_opted_out(&self.inner.store, recipient).await?;
         let (status, note) = if stopped {
             tracing::info!(to = %recipient, event = %event, "recipient replied STOP; delivery recorded as opted_out");
-            ("opted_out", Some(delivery::OPTED_OUT_NOTE))
+            (DeliveryStatus::OptedOut, Some(delivery::OPTED_OUT_NOTE))
         } else if self.inner.gateway {
-            ("pending", None)
+            (DeliveryStatus::Pending, None)
         } else {
             (
-                "no_gateway",
+                DeliveryStatus::NoGateway,
                 Some("no SMS gateway is configured ([sms] backend); not sent"),
             )
         };
-        let now = now_ms();
-        let r = sqlx::query(
-            "INSERT INTO share_deliveries (share_id, event_key, recipient, format, status, next_ms, created_ms, last_error)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_key, recipient, format) DO NOTHING",
-        )
-        .bind(share_id)
-        .bind(event)
-        .bind(recipient)
-        .bind(format)
-        .bind(status)
-        .bind(now)
-        .bind(now)
-        .bind(note)
-        .execute(&self.inner.store.pool)
-        .await
-        .with_context(|| format!("queueing delivery to {recipient}"))?;
-        Ok(r.rows_affected())
+        self.inner
+            .store
+            .enqueue_delivery(&NewDelivery {
+                share_id,
+                event,
+                recipient,
+                format,
+                status,
+                note,
+                now: now_ms(),
+            })
+            .await
     }
 
     async fn deliveries(&self, share_id: &str) -> Result<Vec<Delivery>> {
-        let q = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM share_deliveries WHERE share_id = ? ORDER BY id"
-        );
-        let rows = sqlx::query(&q)
-            .bind(share_id)
-            .fetch_all(&self.inner.store.pool)
-            .await
-            .context("listing deliveries")?;
-        Ok(rows.iter().map(delivery::delivery_from_row).collect())
+        self.inner.store.deliveries_of(share_id).await
     }
 
     /// An asset of this device: 400 `bad_id`, 404 `unknown_asset`, 403
@@ -558,7 +426,7 @@ impl ShareService {
                 "share ids are hexadecimal",
             ));
         }
-        match share_by(&self.inner.store, "id", id, &self.inner.public_http)
+        match share_by_id(&self.inner.store, id, &self.inner.public_http)
             .await
             .map_err(ApiError::internal)?
         {
@@ -666,9 +534,9 @@ pub(crate) async fn create_share(
         // until the share expires.
         svc.inner.tokens.set_public(&asset.id, expires);
     }
-    let (kind, attributes) = match (asset.state.as_str(), asset.attributes) {
-        ("ready", Some(a)) => ("vod", a),
-        ("recording", _) => (
+    let (kind, attributes) = match (asset.state, asset.attributes) {
+        (AssetState::Ready, Some(a)) => ("vod", a),
+        (AssetState::Recording, _) => (
             "live",
             VideoAttributes {
                 id: asset.id.clone(),
@@ -686,28 +554,28 @@ pub(crate) async fn create_share(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "asset_failed",
-                format!("asset {} is {state}: nothing to share", asset.id),
+                format!("asset {} is {}: nothing to share", asset.id, state.as_str()),
             ))
         }
     };
     let id = new_id();
     let token = new_token();
-    sqlx::query(
-        "INSERT INTO shares (id, token, asset_id, device_id, kind, attributes, created_ms, expires_ms, public)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&token)
-    .bind(&asset.id)
-    .bind(&device.id)
-    .bind(kind)
-    .bind(serde_json::to_string(&attributes).map_err(|e| ApiError::internal(e.into()))?)
-    .bind(now)
-    .bind(expires)
-    .bind(req.public as i64)
-    .execute(&store.pool)
-    .await
-    .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("inserting share")))?;
+    store
+        .insert_share(&ShareRecord {
+            id: id.clone(),
+            token: token.clone(),
+            asset_id: asset.id.clone(),
+            device_id: device.id.clone(),
+            kind: kind.to_string(),
+            event_key: None,
+            attributes,
+            created_ms: now,
+            expires_ms: expires,
+            revoked_ms: None,
+            public: req.public,
+        })
+        .await
+        .map_err(ApiError::internal)?;
     let event = format!("share:{id}");
     for r in &recipients {
         for f in &formats {
@@ -718,7 +586,7 @@ pub(crate) async fn create_share(
     }
     svc.inner.wake.notify_one();
     tracing::info!(share = %id, asset = %asset.id, recipients = recipients.len(), formats = %names.join(","), "share created");
-    let row = share_by(store, "id", &id, &svc.inner.public_http)
+    let row = share_by_id(store, &id, &svc.inner.public_http)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("share {id} vanished")))?;
@@ -743,18 +611,15 @@ pub(crate) async fn list_shares(
     AuthDevice(device): AuthDevice,
     Query(q): Query<Limit>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let sql = format!(
-        "SELECT {SHARE_COLUMNS} FROM shares WHERE device_id = ? ORDER BY created_ms DESC LIMIT ?"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(&device.id)
-        .bind(q.limit.unwrap_or(50).clamp(1, 500))
-        .fetch_all(&svc.inner.store.pool)
+    let rows = svc
+        .inner
+        .store
+        .shares_of(&device.id, q.limit.unwrap_or(50).clamp(1, 500))
         .await
-        .map_err(|e| ApiError::internal(e.into()))?;
+        .map_err(ApiError::internal)?;
     let shares: Vec<Share> = rows
-        .iter()
-        .map(|r| share_from_row(r, &svc.inner.public_http).share)
+        .into_iter()
+        .map(|r| view(r, &svc.inner.public_http).share)
         .collect();
     Ok(Json(serde_json::json!({ "shares": shares })))
 }
@@ -787,39 +652,26 @@ pub(crate) async fn revoke_share(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     svc.owned_share(&device, &id).await?;
-    let now = now_ms();
-    sqlx::query("UPDATE shares SET revoked_ms = COALESCE(revoked_ms, ?) WHERE id = ?")
-        .bind(now)
-        .bind(&id)
-        .execute(&svc.inner.store.pool)
+    let store = &svc.inner.store;
+    store
+        .revoke_share(&id, now_ms())
         .await
-        .map_err(|e| ApiError::internal(e.into()))?;
+        .map_err(ApiError::internal)?;
     // Messages not yet sent are not sent any more.
-    sqlx::query(
-        "UPDATE share_deliveries SET status = 'failed', last_error = 'share revoked before sending'
-         WHERE share_id = ? AND status = 'pending'",
-    )
-    .bind(&id)
-    .execute(&svc.inner.store.pool)
-    .await
-    .map_err(|e| ApiError::internal(e.into()))?;
+    store
+        .fail_pending_deliveries(&id, "share revoked before sending")
+        .await
+        .map_err(ApiError::internal)?;
     let s = svc.owned_share(&device, &id).await?;
     if s.share.public {
         // The stream stays public as long as another public share of it does.
-        let others = sqlx::query(
-            "SELECT expires_ms FROM shares WHERE asset_id = ? AND public = 1 AND revoked_ms IS NULL
-             AND (expires_ms IS NULL OR expires_ms > ?)",
-        )
-        .bind(&s.share.asset_id)
-        .bind(now_ms())
-        .fetch_all(&svc.inner.store.pool)
-        .await
-        .map_err(|e| ApiError::internal(e.into()))?;
+        let others = store
+            .active_public_shares(Some(&s.share.asset_id), now_ms())
+            .await
+            .map_err(ApiError::internal)?;
         svc.inner.tokens.set_private(&s.share.asset_id);
-        for r in &others {
-            svc.inner
-                .tokens
-                .set_public(&s.share.asset_id, r.get::<Option<i64>, _>(0));
+        for (asset, expires) in others {
+            svc.inner.tokens.set_public(&asset, expires);
         }
     }
     Ok(Json(serde_json::json!({ "share": s.share })))
@@ -837,11 +689,14 @@ pub(crate) async fn issue_playback_token(
         // The admin watches any session.
         _ => svc.any_asset(&id).await?,
     };
-    if asset.state != "recording" {
+    if asset.state != AssetState::Recording {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_live",
-            format!("asset {id} is {}: its live stream has ended", asset.state),
+            format!(
+                "asset {id} is {}: its live stream has ended",
+                asset.state.as_str()
+            ),
         ));
     }
     let tokens = &svc.inner.tokens;
@@ -873,26 +728,7 @@ async fn subscription(
     device_id: &str,
     recipient: &str,
 ) -> Result<Option<Subscription>> {
-    let row = sqlx::query(
-        "SELECT device_id, recipient, format, status, created_ms, updated_ms FROM share_subscriptions WHERE device_id = ? AND recipient = ?",
-    )
-    .bind(device_id)
-    .bind(recipient)
-    .fetch_optional(&store.pool)
-    .await
-    .context("loading subscription")?;
-    Ok(row.map(|r| sub_from_row(&r)))
-}
-
-fn sub_from_row(r: &sqlx::sqlite::SqliteRow) -> Subscription {
-    Subscription {
-        device_id: r.get(0),
-        recipient: r.get(1),
-        format: r.get(2),
-        status: r.get(3),
-        created_unix_ms: r.get(4),
-        updated_unix_ms: r.get(5),
-    }
+    store.subscription(device_id, recipient).await
 }
 
 pub(crate) async fn subscribe(
@@ -924,7 +760,11 @@ pub(crate) async fn subscribe(
     let stopped = delivery::number_opted_out(store, &recipient)
         .await
         .map_err(ApiError::internal)?;
-    if stopped || existing.as_ref().is_some_and(|s| s.status == "opted_out") {
+    if stopped
+        || existing
+            .as_ref()
+            .is_some_and(|s| s.status == SubscriptionStatus::OptedOut)
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "opted_out",
@@ -933,20 +773,10 @@ pub(crate) async fn subscribe(
             ),
         ));
     }
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO share_subscriptions (device_id, recipient, format, status, created_ms, updated_ms)
-         VALUES (?, ?, ?, 'active', ?, ?)
-         ON CONFLICT(device_id, recipient) DO UPDATE SET format = excluded.format, status = 'active', updated_ms = excluded.updated_ms",
-    )
-    .bind(&device.id)
-    .bind(&recipient)
-    .bind(format.name())
-    .bind(now)
-    .bind(now)
-    .execute(&store.pool)
-    .await
-    .map_err(|e| ApiError::internal(e.into()))?;
+    store
+        .upsert_subscription(&device.id, &recipient, format.name(), now_ms())
+        .await
+        .map_err(ApiError::internal)?;
     let s = subscription(store, &device.id, &recipient)
         .await
         .map_err(ApiError::internal)?
@@ -963,14 +793,12 @@ pub(crate) async fn list_subscriptions(
     State(svc): State<ShareService>,
     AuthDevice(device): AuthDevice,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT device_id, recipient, format, status, created_ms, updated_ms FROM share_subscriptions WHERE device_id = ? ORDER BY created_ms",
-    )
-    .bind(&device.id)
-    .fetch_all(&svc.inner.store.pool)
-    .await
-    .map_err(|e| ApiError::internal(e.into()))?;
-    let subs: Vec<Subscription> = rows.iter().map(sub_from_row).collect();
+    let subs = svc
+        .inner
+        .store
+        .subscriptions_of(&device.id)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "subscriptions": subs })))
 }
 
@@ -987,15 +815,10 @@ pub(crate) async fn unsubscribe(
         )
     })?;
     let store = &svc.inner.store;
-    sqlx::query(
-        "UPDATE share_subscriptions SET status = 'removed', updated_ms = ? WHERE device_id = ? AND recipient = ? AND status = 'active'",
-    )
-    .bind(now_ms())
-    .bind(&device.id)
-    .bind(&recipient)
-    .execute(&store.pool)
-    .await
-    .map_err(|e| ApiError::internal(e.into()))?;
+    store
+        .remove_subscription(&device.id, &recipient, now_ms())
+        .await
+        .map_err(ApiError::internal)?;
     subscription(store, &device.id, &recipient)
         .await
         .map_err(ApiError::internal)?
@@ -1046,15 +869,13 @@ pub(crate) async fn inbound(
         .next()
         .unwrap_or("")
         .to_ascii_uppercase();
-    let (from_status, to_status, reply) = match word.as_str() {
+    let (stop, reply) = match word.as_str() {
         "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" => (
-            "active",
-            "opted_out",
+            true,
             "Sharecast: you will get no more video messages. Reply START to get them again.",
         ),
         "START" | "UNSTOP" | "YES" => (
-            "opted_out",
-            "active",
+            false,
             "Sharecast: you will get video messages again. Reply STOP to stop.",
         ),
         _ => {
@@ -1065,33 +886,13 @@ pub(crate) async fn inbound(
                 .into_response())
         }
     };
-    let pool = &svc.inner.store.pool;
-    let opt_out = if to_status == "opted_out" {
-        sqlx::query(
-            "INSERT INTO share_opt_outs (digits, updated_ms) VALUES (?, ?)
-             ON CONFLICT(digits) DO UPDATE SET updated_ms = excluded.updated_ms",
-        )
-        .bind(digits(&from))
-        .bind(now_ms())
-    } else {
-        sqlx::query("DELETE FROM share_opt_outs WHERE digits = ?").bind(digits(&from))
-    };
-    opt_out
-        .execute(pool)
+    let changed = svc
+        .inner
+        .store
+        .set_opt_out(&delivery::digits(&from), stop, now_ms())
         .await
-        .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("recording STOP/START")))?;
-    let r = sqlx::query(
-        "UPDATE share_subscriptions SET status = ?, updated_ms = ?
-         WHERE REPLACE(recipient, '+', '') = ? AND status = ?",
-    )
-    .bind(to_status)
-    .bind(now_ms())
-    .bind(digits(&from))
-    .bind(from_status)
-    .execute(pool)
-    .await
-    .map_err(|e| ApiError::internal(e.into()))?;
-    tracing::info!(from = %from, word = %word, changed = r.rows_affected(), "inbound SMS keyword");
+        .map_err(ApiError::internal)?;
+    tracing::info!(from = %from, word = %word, changed, "inbound SMS keyword");
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reply).into_response())
 }
 
@@ -1170,9 +971,13 @@ pub(crate) async fn share_page(
         return Ok(not_found());
     }
     let public = &svc.inner.public_http;
-    let Some(s) = share_by(&svc.inner.store, "token", &token, public)
+    let Some(s) = svc
+        .inner
+        .store
+        .share_by_token(&token)
         .await
         .map_err(ApiError::internal)?
+        .map(|r| view(r, public))
     else {
         return Ok(not_found());
     };
@@ -1216,8 +1021,8 @@ pub(crate) async fn share_page(
         .await
         .map_err(ApiError::internal)?;
     let (attrs, live) = match asset {
-        Some(a) if a.state == "ready" => (a.attributes.unwrap_or(s.attributes), false),
-        Some(a) if a.state == "recording" => (s.attributes, true),
+        Some(a) if a.state == AssetState::Ready => (a.attributes.unwrap_or(s.attributes), false),
+        Some(a) if a.state == AssetState::Recording => (s.attributes, true),
         _ => {
             return Ok(message_page(
                 StatusCode::GONE,
@@ -1353,13 +1158,16 @@ mod tests {
     }
 
     async fn statuses(store: &Store) -> Vec<(String, String, String)> {
-        sqlx::query("SELECT event_key, recipient, status FROM share_deliveries ORDER BY id")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
+        let mut out = Vec::new();
+        for event in ["live:ab01", "vod:ab01"] {
+            let Some(share) = store.share_by_event(event).await.unwrap() else {
+                continue;
+            };
+            for d in store.deliveries_of(&share.id).await.unwrap() {
+                out.push((d.event, d.recipient, d.status.as_str().to_string()));
+            }
+        }
+        out
     }
 
     #[tokio::test]
@@ -1376,15 +1184,13 @@ mod tests {
         )
         .await
         .unwrap();
-        for (n, st) in [("+1555001", "active"), ("+1555002", "opted_out")] {
-            sqlx::query("INSERT INTO share_subscriptions VALUES (?, ?, 'tlv', ?, 0, 0)")
-                .bind(&device.id)
-                .bind(n)
-                .bind(st)
-                .execute(&store.pool)
+        for n in ["+1555001", "+1555002"] {
+            store
+                .upsert_subscription(&device.id, n, "tlv", 0)
                 .await
                 .unwrap();
         }
+        store.set_opt_out("1555002", true, 0).await.unwrap();
         let attrs = VideoAttributes {
             id: "ab01".into(),
             ..VideoAttributes::default()
@@ -1406,19 +1212,20 @@ mod tests {
             ],
             "one delivery per (event, recipient); opted-out numbers get none"
         );
-        let shares: i64 = sqlx::query("SELECT COUNT(*) FROM shares")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(shares, 2, "one share per event");
+        let shares = store.shares_of(&device.id, 10).await.unwrap();
+        assert_eq!(shares.len(), 2, "one share per event");
 
         // A delivery caught mid-send by a crash is not retried.
-        sqlx::query("UPDATE share_deliveries SET status = 'sending'")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(delivery::recover_interrupted(&store).await.unwrap(), 2);
+        for share in &shares {
+            for d in store.deliveries_of(&share.id).await.unwrap() {
+                let update = sharecast_store::DeliveryUpdate::default();
+                store
+                    .set_delivery_status(d.id, DeliveryStatus::Sending, update)
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(store.recover_interrupted_deliveries().await.unwrap(), 2);
         assert!(statuses(&store).await.iter().all(|d| d.2 == "unknown"));
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -6,7 +6,7 @@
 //! under a chosen name, and plays the video from the time point. An oEmbed
 //! endpoint lets platforms embed it. See `docs/stills.md`.
 
-use crate::store::now_ms;
+use sharecast_store::now_ms;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,13 +17,12 @@ use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use image::{DynamicImage, GenericImageView, ImageFormat, RgbaImage};
 use serde::Deserialize;
-use sqlx::Row;
 
 use crate::error::{ApiError, ApiJson as Json, ApiPath as Path, ApiQuery as Query};
 use crate::frames::{FrameError, FrameSource};
-use crate::ids::{new_id, random_hex, valid_id};
 use crate::shares::html_escape;
-use crate::store::Store;
+use sharecast_store::Store;
+use sharecast_tokens::{new_id, random_hex, valid_id};
 
 /// Largest comment, characters.
 pub const MAX_COMMENT_CHARS: usize = 1000;
@@ -135,14 +134,6 @@ impl Stills {
         source: Arc<dyn FrameSource>,
         public_url: String,
     ) -> anyhow::Result<Self> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS stills (id TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE, content_id TEXT NOT NULL,
-                t_ms BIGINT NOT NULL, comment TEXT, name TEXT NOT NULL, enhanced INTEGER NOT NULL, width INTEGER NOT NULL,
-                height INTEGER NOT NULL, created_ms BIGINT NOT NULL)",
-        )
-        .execute(&store.pool)
-        .await
-        .context("creating the stills table")?;
         Ok(Self {
             store,
             data_dir,
@@ -168,26 +159,23 @@ impl Stills {
     }
 
     async fn row(&self, column: &str, value: &str) -> Result<StillRow, ApiError> {
-        let sql = format!(
-            "SELECT id, content_id, t_ms, comment, name, enhanced, width, height FROM stills WHERE {column} = ?"
-        );
-        let r = sqlx::query(&sql)
-            .bind(value)
-            .fetch_optional(&self.store.pool)
-            .await
-            .map_err(|e| ApiError::internal(e.into()))?
-            .ok_or_else(|| {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_still", "no such still")
-            })?;
+        let found = match column {
+            "token" => self.store.still_by_token(value).await,
+            _ => self.store.still(value).await,
+        }
+        .map_err(ApiError::internal)?;
+        let r = found.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_still", "no such still")
+        })?;
         Ok(StillRow {
-            id: r.get(0),
-            content_id: r.get(1),
-            t_ms: r.get::<i64, _>(2).max(0) as u64,
-            comment: r.get(3),
-            name: r.get(4),
-            enhanced: r.get::<i64, _>(5) != 0,
-            width: r.get::<i64, _>(6) as u32,
-            height: r.get::<i64, _>(7) as u32,
+            id: r.id,
+            content_id: r.content_id,
+            t_ms: r.t_ms.max(0) as u64,
+            comment: r.comment,
+            name: r.name,
+            enhanced: r.enhanced,
+            width: r.width as u32,
+            height: r.height as u32,
         })
     }
 }
@@ -366,23 +354,21 @@ pub(crate) async fn screenshot(
     tokio::fs::write(dir.join("image.jpg"), &shared_jpeg)
         .await
         .map_err(|e| ApiError::internal(e.into()))?;
-    sqlx::query(
-        "INSERT INTO stills (id, token, content_id, t_ms, comment, name, enhanced, width, height, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&token)
-    .bind(&req.content_id)
-    .bind(req.t_ms as i64)
-    .bind(&comment)
-    .bind(&name)
-    .bind(req.enhance as i64)
-    .bind(w as i64)
-    .bind(h as i64)
-    .bind(now_ms())
-    .execute(&s.store.pool)
-    .await
-    .map_err(|e| ApiError::internal(e.into()))?;
+    s.store
+        .insert_still(&sharecast_store::StillRecord {
+            id: id.clone(),
+            token: token.clone(),
+            content_id: req.content_id.clone(),
+            t_ms: req.t_ms as i64,
+            comment: comment.clone(),
+            name: name.clone(),
+            enhanced: req.enhance,
+            width: i64::from(w),
+            height: i64::from(h),
+            created_ms: now_ms(),
+        })
+        .await
+        .map_err(ApiError::internal)?;
     let share_link = format!("{}/p/{token}", s.public_url);
     Ok(Json(serde_json::json!({
         "still_id": id,

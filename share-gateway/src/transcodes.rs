@@ -13,7 +13,7 @@
 //! temporary name), and the next hand-off or bookmark resume schedules the
 //! rendition again.
 
-use crate::store::now_ms;
+use sharecast_store::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,7 @@ use sharecast_formats::attributes::{Rendition, VideoAttributes};
 
 use crate::http::ApiError;
 use crate::resume::{playable_rendition, terminal_max_height};
-use crate::store::Store;
+use sharecast_store::Store;
 
 /// What the hook is asked to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,11 +319,10 @@ impl Transcodes {
             j.finished_unix_ms = Some(now_ms());
         });
         // Bookmarks waiting for this job now point to the rendition.
-        let r = sqlx::query("UPDATE bookmarks SET address = ?, status = ? WHERE status = ?")
-            .bind(&rendition.url)
-            .bind(format!("rendition:{}", rendition.name))
-            .bind(format!("transcoding:{id}"))
-            .execute(&self.inner.store.pool)
+        let r = self
+            .inner
+            .store
+            .finish_transcode(&id, Some((&rendition.name, &rendition.url)))
             .await;
         if let Err(e) = r {
             tracing::warn!(job = %id, error = %e, "updating bookmarks after a transcode failed");
@@ -353,11 +352,7 @@ impl Transcodes {
             j.error = Some(reason.to_string());
             j.finished_unix_ms = Some(now_ms());
         });
-        let r = sqlx::query("UPDATE bookmarks SET status = ? WHERE status = ?")
-            .bind(format!("transcode_failed:{id}"))
-            .bind(format!("transcoding:{id}"))
-            .execute(&self.inner.store.pool)
-            .await;
+        let r = self.inner.store.finish_transcode(id, None).await;
         if let Err(e) = r {
             tracing::warn!(job = %id, error = %e, "updating bookmarks after a failed transcode");
         }

@@ -21,12 +21,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use anyhow::{Context, Result};
-use hmac::{Hmac, Mac};
-use rand::RngCore;
-use sha2::Sha256;
+use anyhow::Result;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::signer::Signer;
 
 /// Hex digits of the MAC kept in a token (128 bits).
 const MAC_HEX: usize = 32;
@@ -34,24 +31,6 @@ const MAC_HEX: usize = 32;
 /// Decides whether a token opens a session's live stream:
 /// `(session_id, token)`.
 pub type Authorizer = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
-
-/// A 256-bit signing key kept in `path` (owner-only), made at first use.
-pub(crate) fn load_or_create_key(path: &Path) -> Result<Vec<u8>> {
-    if let Ok(k) = std::fs::read(path) {
-        if k.len() == 32 {
-            return Ok(k);
-        }
-    }
-    let mut k = vec![0u8; 32];
-    rand::thread_rng().fill_bytes(&mut k);
-    std::fs::write(path, &k).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(k)
-}
 
 /// A token handed out, with its expiry.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -74,7 +53,7 @@ pub enum Refusal {
 }
 
 struct Inner {
-    key: Vec<u8>,
+    signer: Signer,
     required: bool,
     ttl_secs: u64,
     /// Sessions shared publicly, with when the last public share of each
@@ -109,14 +88,15 @@ impl PlaybackTokens {
     /// whether live streams need a token; `ttl_secs`: lifetime of issued
     /// tokens.
     pub fn load(data_dir: &Path, required: bool, ttl_secs: u64) -> Result<Self> {
-        let key = load_or_create_key(&data_dir.join("playback-key"))?;
-        Ok(Self::with_key(key, required, ttl_secs))
+        let signer = Signer::load(&data_dir.join("playback-key"))?;
+        Ok(Self::with_signer(signer, required, ttl_secs))
     }
 
-    fn with_key(key: Vec<u8>, required: bool, ttl_secs: u64) -> Self {
+    /// Tokens signed by `signer`.
+    pub fn with_signer(signer: Signer, required: bool, ttl_secs: u64) -> Self {
         PlaybackTokens {
             inner: Arc::new(Inner {
-                key,
+                signer,
                 required,
                 ttl_secs: ttl_secs.max(1),
                 public: RwLock::default(),
@@ -129,20 +109,10 @@ impl PlaybackTokens {
         self.inner.required
     }
 
-    fn hmac(&self, session_id: &str, exp: i64) -> Option<HmacSha256> {
-        // HMAC takes keys of any length; the error cannot happen.
-        let mut mac = HmacSha256::new_from_slice(&self.inner.key).ok()?;
-        mac.update(format!("live|{session_id}|{exp}").as_bytes());
-        Some(mac)
-    }
-
     fn mac(&self, session_id: &str, exp: i64) -> String {
-        let Some(mac) = self.hmac(session_id, exp) else {
-            return String::new();
-        };
-        let mut hex = hex::encode(mac.finalize().into_bytes());
-        hex.truncate(MAC_HEX);
-        hex
+        self.inner
+            .signer
+            .sign(&format!("live|{session_id}|{exp}"), MAC_HEX)
     }
 
     /// A token for `session_id`, valid for the configured lifetime.
@@ -166,12 +136,12 @@ impl PlaybackTokens {
         let token = token.filter(|t| !t.is_empty()).ok_or(Refusal::Missing)?;
         let (exp, mac) = token.split_once('-').ok_or(Refusal::Invalid)?;
         let exp: i64 = exp.parse().map_err(|_| Refusal::Invalid)?;
-        let tag = hex::decode(mac).map_err(|_| Refusal::Invalid)?;
         // Constant-time comparison of the truncated MAC.
         let genuine = mac.len() == MAC_HEX
             && self
-                .hmac(session_id, exp)
-                .is_some_and(|m| m.verify_truncated_left(&tag).is_ok());
+                .inner
+                .signer
+                .verify(&format!("live|{session_id}|{exp}"), mac);
         if !genuine {
             return Err(Refusal::Invalid);
         }
@@ -267,7 +237,7 @@ mod tests {
     use super::*;
 
     fn tokens(required: bool) -> PlaybackTokens {
-        PlaybackTokens::with_key(vec![7u8; 32], required, 3600)
+        PlaybackTokens::with_signer(Signer::new(vec![7u8; 32]), required, 3600)
     }
 
     #[test]
@@ -300,7 +270,8 @@ mod tests {
             assert_eq!(t.check("abc", Some(bad)), Err(Refusal::Invalid), "{bad}");
         }
         // Another key's token for the same session.
-        let other = PlaybackTokens::with_key(vec![8u8; 32], true, 3600).issue("abc");
+        let other =
+            PlaybackTokens::with_signer(Signer::new(vec![8u8; 32]), true, 3600).issue("abc");
         assert_eq!(t.check("abc", Some(&other.token)), Err(Refusal::Invalid));
         // A longer expiry with the old MAC.
         let good = t.issue("abc").token;

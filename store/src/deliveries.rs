@@ -1,0 +1,347 @@
+//! The delivery queue: one row per (event, recipient, format), so that a
+//! recipient never gets the same event twice and deliveries survive a
+//! restart.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::Store;
+
+/// Where a delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Handed to the gateway right now.
+    Sending,
+    /// The gateway accepted it.
+    Sent,
+    /// A permanent error, or attempts exhausted.
+    Failed,
+    /// No SMS gateway is configured: recorded, never sent.
+    NoGateway,
+    /// The server stopped while the gateway was being called: not retried,
+    /// so it is never sent twice.
+    Unknown,
+    /// The recipient replied STOP before it was sent.
+    OptedOut,
+}
+
+impl DeliveryStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::NoGateway => "no_gateway",
+            DeliveryStatus::Unknown => "unknown",
+            DeliveryStatus::OptedOut => "opted_out",
+        }
+    }
+
+    fn parse(s: &str) -> DeliveryStatus {
+        match s {
+            "pending" => DeliveryStatus::Pending,
+            "sending" => DeliveryStatus::Sending,
+            "sent" => DeliveryStatus::Sent,
+            "no_gateway" => DeliveryStatus::NoGateway,
+            "unknown" => DeliveryStatus::Unknown,
+            "opted_out" => DeliveryStatus::OptedOut,
+            _ => DeliveryStatus::Failed,
+        }
+    }
+}
+
+/// One delivery of one event to one recipient in one format.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Row id.
+    pub id: i64,
+    /// The share whose message this is.
+    pub share_id: String,
+    /// Idempotency key: `share:{id}`, `live:{asset}` or `vod:{asset}`.
+    pub event: String,
+    /// Recipient number.
+    pub recipient: String,
+    /// Message format.
+    pub format: String,
+    /// Where it is.
+    pub status: DeliveryStatus,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (pending only), Unix ms.
+    pub next_attempt_unix_ms: Option<i64>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Creation time, Unix ms.
+    pub created_unix_ms: i64,
+    /// When the gateway accepted it, Unix ms.
+    pub sent_unix_ms: Option<i64>,
+    /// SMS (or pushes) it took.
+    pub parts: Option<i64>,
+}
+
+const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts";
+
+fn delivery(r: &sqlx::sqlite::SqliteRow) -> Delivery {
+    let status = DeliveryStatus::parse(r.get(5));
+    Delivery {
+        id: r.get(0),
+        share_id: r.get(1),
+        event: r.get(2),
+        recipient: r.get(3),
+        format: r.get(4),
+        next_attempt_unix_ms: if status == DeliveryStatus::Pending {
+            r.get(7)
+        } else {
+            None
+        },
+        status,
+        attempts: r.get(6),
+        last_error: r.get(8),
+        created_unix_ms: r.get(9),
+        sent_unix_ms: r.get(10),
+        parts: r.get(11),
+    }
+}
+
+/// A delivery due for an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    /// Row id.
+    pub id: i64,
+    /// Its share.
+    pub share_id: String,
+    /// Recipient number.
+    pub recipient: String,
+    /// Message format.
+    pub format: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+}
+
+/// What an attempt changes in a delivery: its new status, and what is
+/// known besides (each left as it was when `None`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryUpdate<'a> {
+    /// The last error.
+    pub error: Option<&'a str>,
+    /// When the next attempt is due, Unix ms.
+    pub next_ms: Option<i64>,
+    /// When the gateway accepted it, Unix ms.
+    pub sent_ms: Option<i64>,
+    /// SMS (or pushes) it took.
+    pub parts: Option<i64>,
+}
+
+/// A delivery to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery<'a> {
+    /// The share whose message it is.
+    pub share_id: &'a str,
+    /// Idempotency key (see [`Delivery::event`]).
+    pub event: &'a str,
+    /// Recipient number.
+    pub recipient: &'a str,
+    /// Message format.
+    pub format: &'a str,
+    /// Its first status.
+    pub status: DeliveryStatus,
+    /// Why, when it is not pending.
+    pub note: Option<&'a str>,
+    /// Now, Unix ms (it is due at once).
+    pub now: i64,
+}
+
+impl Store {
+    /// Queues one delivery unless this (event, recipient, format) exists;
+    /// returns 1 when queued.
+    pub async fn enqueue_delivery(&self, d: &NewDelivery<'_>) -> Result<u64> {
+        let NewDelivery {
+            share_id,
+            event,
+            recipient,
+            format,
+            status,
+            note,
+            now,
+        } = *d;
+        let r = sqlx::query(
+            "INSERT INTO share_deliveries (share_id, event_key, recipient, format, status, next_ms, created_ms, last_error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT(event_key, recipient, format) DO NOTHING",
+        )
+        .bind(share_id)
+        .bind(event)
+        .bind(recipient)
+        .bind(format)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(note)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("queueing delivery to {recipient}"))?;
+        Ok(r.rows_affected())
+    }
+
+    /// A share's deliveries, in the order they were queued.
+    pub async fn deliveries_of(&self, share_id: &str) -> Result<Vec<Delivery>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM share_deliveries WHERE share_id = $1 ORDER BY id"
+        ))
+        .bind(share_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing deliveries")?;
+        Ok(rows.iter().map(delivery).collect())
+    }
+
+    /// One delivery.
+    pub async fn delivery(&self, id: i64) -> Result<Option<Delivery>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM share_deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("loading delivery {id}"))?;
+        Ok(row.as_ref().map(delivery))
+    }
+
+    /// Fails a share's pending deliveries (it was revoked).
+    pub async fn fail_pending_deliveries(&self, share_id: &str, note: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE share_deliveries SET status = 'failed', last_error = $1
+             WHERE share_id = $2 AND status = 'pending'",
+        )
+        .bind(note)
+        .bind(share_id)
+        .execute(&self.pool)
+        .await
+        .context("failing pending deliveries")?;
+        Ok(())
+    }
+
+    /// Marks deliveries interrupted mid-send as `unknown` (at start): they
+    /// are not retried, so that none is sent twice.
+    pub async fn recover_interrupted_deliveries(&self) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE share_deliveries SET status = 'unknown', last_error = 'the server stopped while the gateway was being called; not retried so that it is never sent twice' WHERE status = 'sending'",
+        )
+        .execute(&self.pool)
+        .await
+        .context("recovering interrupted deliveries")?;
+        Ok(r.rows_affected())
+    }
+
+    /// Pending deliveries due at `now`, the oldest first.
+    pub async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<DueDelivery>> {
+        let rows = sqlx::query(
+            "SELECT id, share_id, recipient, format, attempts FROM share_deliveries
+             WHERE status = 'pending' AND next_ms <= $1 ORDER BY next_ms, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("loading due deliveries")?;
+        Ok(rows
+            .iter()
+            .map(|r| DueDelivery {
+                id: r.get(0),
+                share_id: r.get(1),
+                recipient: r.get(2),
+                format: r.get(3),
+                attempts: r.get(4),
+            })
+            .collect())
+    }
+
+    /// When the next pending delivery is due, Unix ms.
+    pub async fn next_due_delivery(&self) -> Result<Option<i64>> {
+        let r = sqlx::query("SELECT MIN(next_ms) FROM share_deliveries WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await
+            .context("finding the next due delivery")?;
+        Ok(r.get(0))
+    }
+
+    /// Records an attempt's outcome; `Sending` counts an attempt.
+    pub async fn set_delivery_status(
+        &self,
+        id: i64,
+        status: DeliveryStatus,
+        u: DeliveryUpdate<'_>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE share_deliveries SET status = $1, last_error = COALESCE($2, last_error),
+             next_ms = COALESCE($3, next_ms), sent_ms = COALESCE($4, sent_ms), parts = COALESCE($5, parts),
+             attempts = attempts + $6
+             WHERE id = $7",
+        )
+        .bind(status.as_str())
+        .bind(u.error)
+        .bind(u.next_ms)
+        .bind(u.sent_ms)
+        .bind(u.parts)
+        .bind(i64::from(status == DeliveryStatus::Sending))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("updating delivery {id}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::store;
+
+    #[tokio::test]
+    async fn a_delivery_is_queued_once_attempted_and_recovered() {
+        let (s, _d) = store().await;
+        let q = |recipient| {
+            let s = s.clone();
+            async move {
+                s.enqueue_delivery(&NewDelivery {
+                    share_id: "sh",
+                    event: "share:sh",
+                    recipient,
+                    format: "tlv",
+                    status: DeliveryStatus::Pending,
+                    note: None,
+                    now: 10,
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(q("+1").await, 1);
+        assert_eq!(q("+1").await, 0, "the same event to the same number: once");
+        assert_eq!(q("+2").await, 1);
+        let due = s.due_deliveries(10, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(s.due_deliveries(9, 10).await.unwrap().is_empty());
+        assert_eq!(s.next_due_delivery().await.unwrap(), Some(10));
+        let id = due[0].id;
+        s.set_delivery_status(id, DeliveryStatus::Sending, DeliveryUpdate::default())
+            .await
+            .unwrap();
+        assert_eq!(s.recover_interrupted_deliveries().await.unwrap(), 1);
+        let d = s.delivery(id).await.unwrap().unwrap();
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Unknown, 1));
+        s.fail_pending_deliveries("sh", "revoked").await.unwrap();
+        let all = s.deliveries_of("sh").await.unwrap();
+        assert_eq!(all[1].status, DeliveryStatus::Failed);
+        assert_eq!(all[1].last_error.as_deref(), Some("revoked"));
+        assert_eq!(
+            serde_json::to_value(DeliveryStatus::NoGateway).unwrap(),
+            "no_gateway"
+        );
+    }
+}
