@@ -13,7 +13,7 @@ use sharecast_ingest::{
     BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput,
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
-use sharecast_share_gateway::{
+use sharecast_api::{
     Gateway, LinkSigner, MetricsFn, Outbound, PlaybackTokens, Policy, SessionsFn, ShareService,
     Store,
 };
@@ -457,7 +457,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             o.render_metrics(out);
         }));
     }
-    let resume = sharecast_share_gateway::resume::ResumeService::new(
+    let resume = sharecast_api::resume::ResumeService::new(
         store.clone(),
         cfg.resume.clone(),
         &cfg.data_dir,
@@ -468,7 +468,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     .await?
     .with_playback_tokens(tokens.clone())
     .with_live_starts({
-        use sharecast_share_gateway::resume::{LiveLookup, LiveStartInfo};
+        use sharecast_api::resume::{LiveLookup, LiveStartInfo};
         let relay = relay.clone();
         Arc::new(move |content_id: &str, position_ms: u64| {
             Some(match relay.live_start(content_id, position_ms)? {
@@ -508,7 +508,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         let (public, sessions) = (public.clone(), cfg.data_dir.join("sessions"));
         let timeout = std::time::Duration::from_millis(cfg.transcoder.rendition_timeout_ms);
         Arc::new(
-            move |req: &sharecast_share_gateway::transcodes::TranscodeRequest| {
+            move |req: &sharecast_api::transcodes::TranscodeRequest| {
                 let dir = sessions.join(&req.content_id);
                 let spec = sharecast_transcoder::RenditionSpec {
                     name: req.name.clone(),
@@ -565,7 +565,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                         };
                         // What the viewer's access proved (its playback
                         // token) is all the bookmark may hand out later.
-                        let req = sharecast_share_gateway::resume::ReverseBookmark {
+                        let req = sharecast_api::resume::ReverseBookmark {
                             user_id: None,
                             content_id: end.content_id.clone(),
                             position_ms: end.position_ms,
@@ -594,7 +594,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         });
     }
     let gateway = Gateway::new(store.clone(), cfg.data_dir.clone(), sessions, metrics);
-    let stills = sharecast_share_gateway::stills::Stills::new(
+    let stills = sharecast_api::stills::Stills::new(
         store.clone(),
         cfg.data_dir.clone(),
         Arc::new(crate::frames::GstFrames),
@@ -602,20 +602,20 @@ pub async fn start(cfg: &Config) -> Result<Running> {
     )
     .await?;
     let live = relay.http_routes();
-    let (routes, _table) = sharecast_share_gateway::routes::routes(
+    let (routes, _table) = sharecast_api::routes::routes(
         policy,
-        sharecast_share_gateway::routes::Services {
+        sharecast_api::routes::Services {
             gateway: gateway.clone(),
             shares: shares.clone(),
             resume: resume.clone(),
             stills,
-            frames: sharecast_share_gateway::frames::Frames::new(
+            frames: sharecast_api::frames::Frames::new(
                 store.clone(),
                 cfg.data_dir.clone(),
                 Arc::new(crate::frames::GstFrames),
             ),
             admin,
-            live: sharecast_share_gateway::routes::LiveHandlers {
+            live: sharecast_api::routes::LiveHandlers {
                 watch: live.watch,
                 stream_file: live.stream_file,
                 rendition_file: live.rendition_file,

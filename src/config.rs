@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sharecast_ingest::IngestConfig;
-use sharecast_share_gateway::{GatewayConfig, OutboundConfig, ShareConfig, SmsConfig};
+use sharecast_api::{GatewayConfig, OutboundConfig, ShareConfig, SmsConfig};
 
 /// Live relay (RTSP) settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,7 +171,7 @@ pub struct Config {
     /// Transcoder.
     pub transcoder: TranscodeConfig,
     /// History, resume tokens and cross-platform hand-off.
-    pub resume: sharecast_share_gateway::resume::ResumeConfig,
+    pub resume: sharecast_api::resume::ResumeConfig,
     /// Share links and the share page.
     pub share: ShareConfig,
     /// SMS / WAP Push gateway for share messages.

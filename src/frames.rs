@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use sharecast_share_gateway::frames::{BoxFuture, FrameError, FrameSource};
+use sharecast_api::frames::{BoxFuture, FrameError, FrameSource};
 use sharecast_transcoder::still::{self, StillError, LIVE_POSTER_FILE, POSTER_FILE};
 use sharecast_transcoder::SOURCE_FILE;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sharecast_ingest::IngestServer;
 use sharecast_live_relay::LiveRelay;
-use sharecast_share_gateway::admin::{Admin, AdminSources};
-use sharecast_share_gateway::{PlaybackTokens, Store};
+use sharecast_api::admin::{Admin, AdminSources};
+use sharecast_api::{PlaybackTokens, Store};
 
 use crate::config::Config;
 

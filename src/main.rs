@@ -104,7 +104,7 @@ fn init_logging() {
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         // Recent warnings and errors for the admin dashboard.
-        .with(sharecast_share_gateway::admin::ErrorCapture)
+        .with(sharecast_api::admin::ErrorCapture)
         .init();
 }
 
@@ -144,7 +144,7 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
                 cfg.data_dir = d;
             }
             let store =
-                sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
+                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
                     .await?;
             let (dev, token) = store.add_device(&name).await?;
             eprintln!(
@@ -160,7 +160,7 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
                 cfg.data_dir = d;
             }
             let store =
-                sharecast_share_gateway::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
+                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
                     .await?;
             for d in store.devices().await? {
                 println!("{}\t{}", d.id, d.name);
