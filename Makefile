@@ -1,4 +1,13 @@
-# Benchmarks print numbers; they assert nothing (see DESIGN.md, rules of the house).
-.PHONY: bench
+# `make check` is what CI runs before the tests; `make test` is the README's
+# test command. Benchmarks print numbers; they assert nothing (see the rules
+# in docs/architecture.md).
+.PHONY: check test bench
+
+check:
+	bash scripts/check.sh
+
+test:
+	bash scripts/test.sh
+
 bench:
 	@set -e; for script in bench/*.sh; do echo "== $$script"; bash "$$script"; done
