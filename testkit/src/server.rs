@@ -10,7 +10,7 @@ use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::http::{answer, client, metric_value};
+use crate::http::{answer, client, metric_value, send};
 use crate::process::{spawn_push, ChildGuard};
 use crate::wait::{wait_until, wait_until_ok};
 
@@ -226,19 +226,19 @@ impl Server {
     /// address, the demo token, the certificate pin, `--input input`, then
     /// `extra`.
     pub fn push_cmd(&self, input: &Path, extra: &[&str]) -> Command {
-        self.push_cmd_via(&self.ingest, input, extra)
+        self.push_cmd_to(&self.ingest, &self.token, input, extra)
     }
 
-    /// [`push_cmd`](Self::push_cmd) to another address in front of this
-    /// server (a relay, a throttle).
-    pub fn push_cmd_via(&self, ingest: &str, input: &Path, extra: &[&str]) -> Command {
+    /// [`push_cmd`](Self::push_cmd) with another ingest address (a relay,
+    /// a throttle in front of this server) or another device token.
+    pub fn push_cmd_to(&self, ingest: &str, token: &str, input: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
         cmd.arg("push")
             .args([
                 "--server",
                 ingest,
                 "--token",
-                &self.token,
+                token,
                 "--pin",
                 &self.fingerprint,
             ])
@@ -431,6 +431,30 @@ impl Server {
                     Err(asset)
                 }
             },
+        )
+    }
+
+    /// Pushes a hand-off of this server to another platform
+    /// (`POST /api/v1/handoff/{id}/push` with the target user's token and
+    /// terminal in `X-Target-User-Token` and `X-Target-Terminal`): status
+    /// and JSON body.
+    pub fn handoff_push(
+        &self,
+        id: &str,
+        user_token: &str,
+        target: &str,
+        target_user: &str,
+        target_terminal: &str,
+    ) -> (u16, Value) {
+        send(
+            self.request(
+                Method::POST,
+                &format!("/api/v1/handoff/{id}/push"),
+                Some(user_token),
+            )
+            .header("X-Target-User-Token", target_user)
+            .header("X-Target-Terminal", target_terminal)
+            .json(&json!({ "target": target })),
         )
     }
 
