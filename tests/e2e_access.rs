@@ -269,11 +269,7 @@ fn build_world(server: &Server) -> (World, ChildGuard) {
     let user_a = server.new_user("alice");
     let user_b = server.new_user("bob");
     let terminal_a = server.new_terminal(&user_a, "web");
-    let handoff = post(
-        "/api/v1/handoff",
-        Some(&user_a),
-        json!({ "content_id": ready, "position_ms": 500 }),
-    );
+    let handoff = server.new_handoff(&user_a, &ready, 500);
     let bookmark = post(
         "/api/v1/reverse-bookmark",
         None,

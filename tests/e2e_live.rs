@@ -124,6 +124,13 @@ impl Page {
         std::fs::write(artifacts_dir().join(name), png).expect("writing screenshot");
     }
 
+    /// The video element's `currentTime`, in seconds.
+    fn current_time(&mut self) -> f64 {
+        self.eval("document.getElementById('video').currentTime")
+            .as_f64()
+            .expect("currentTime")
+    }
+
     /// Polls `expr` until it is true.
     fn wait_for(&mut self, expr: &str, secs: u64, what: &str) {
         wait_until_ok(what, Duration::from_secs(secs), || {
@@ -315,15 +322,9 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         30,
         "live HLS reaches playing",
     );
-    let t1 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
+    let t1 = page.current_time();
     std::thread::sleep(Duration::from_secs(2));
-    let t2 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
+    let t2 = page.current_time();
     assert!(t2 > t1 + 1.0, "currentTime advances: {t1} → {t2}");
     assert_eq!(page.eval("window.sharecast.mode"), json!("live"));
     page.screenshot("watch-live.png");
@@ -369,15 +370,9 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         60,
         "the page switches to the VOD",
     );
-    let v1 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
+    let v1 = page.current_time();
     std::thread::sleep(Duration::from_millis(1500));
-    let v2 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
+    let v2 = page.current_time();
     assert!(v2 > v1, "VOD currentTime advances: {v1} → {v2}");
     assert_eq!(
         page.eval("window.sharecast.vodUrl"),
@@ -390,11 +385,7 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
 
     // The browser disappears: exactly one interruption event, near where it
     // stopped.
-    let stopped_ms = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap()
-        * 1000.0;
+    let stopped_ms = page.current_time() * 1000.0;
     drop(dash);
     drop(page);
     drop(browser);
@@ -448,15 +439,11 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     // Without a valid playback token the stream and its heartbeats stay
     // closed, and each refusal is counted.
     assert_eq!(
-        server
-            .get_raw(&format!("/live/{sid}/status.json"), None)
-            .status(),
+        server.get_status(&format!("/live/{sid}/status.json"), None),
         401
     );
     assert_eq!(
-        server
-            .get_raw(&format!("/live/{sid}/index.m3u8?token=1-forged"), None)
-            .status(),
+        server.get_status(&format!("/live/{sid}/index.m3u8?token=1-forged"), None),
         401
     );
     let (st, _) = server.post(

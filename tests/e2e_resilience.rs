@@ -15,25 +15,29 @@ fn assert_same_frames(src: &std::path::Path, vod: &std::path::Path) {
     }
 }
 
-#[test]
-fn dropped_connections_lose_nothing() {
+/// Pushes the H.264 clip in real time with `faults` (simulated network
+/// trouble), checks that the VOD is the clip frame for frame, and returns
+/// what the push printed.
+fn push_through(faults: &[&str]) -> PushResult {
     let server = Server::start();
     let src = fixture(H264_AAC).unwrap();
-    let r = server.push(&src, &["--realtime", "--drop-after", "40,110,170"]);
+    let r = server.push(&src, &[&["--realtime"], faults].concat());
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.line("resumes").as_deref(), Some("3"), "{}", r.stderr);
     assert_same_frames(&src, &server.session_file(&r.session(), "source.mp4"));
+    r
+}
+
+#[test]
+fn dropped_connections_lose_nothing() {
+    let r = push_through(&["--drop-after", "40,110,170"]);
+    assert_eq!(r.line("resumes").as_deref(), Some("3"), "{}", r.stderr);
 }
 
 #[test]
 fn address_change_continues_without_reconnect() {
-    let server = Server::start();
-    let src = fixture(H264_AAC).unwrap();
-    let r = server.push(&src, &["--realtime", "--rebind-after", "60"]);
-    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    let r = push_through(&["--rebind-after", "60"]);
     assert!(r.stderr.contains("rebound local socket"), "{}", r.stderr);
     assert_eq!(r.line("resumes").as_deref(), Some("0"));
-    assert_same_frames(&src, &server.session_file(&r.session(), "source.mp4"));
 }
 
 #[test]

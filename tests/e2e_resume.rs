@@ -34,21 +34,42 @@ fn first_bookmark(s: &Server, user_token: &str, secs: u64) -> Value {
     )
 }
 
-/// A hand-off of `content` at `pos` by a user of `s` (`POST
-/// /api/v1/handoff`): its state, links and code.
-fn handoff(s: &Server, user_token: &str, content: &str, pos: u64) -> Value {
-    let (st, v) = s.post(
-        "/api/v1/handoff",
-        Some(user_token),
-        json!({ "content_id": content, "position_ms": pos }),
+/// Waits (up to `secs`) for the user's first bookmark and checks that it
+/// is the interruption of `content`, within a second of `near_ms` (where
+/// `who` was).
+fn interruption_bookmark(
+    s: &Server,
+    user_token: &str,
+    content: &str,
+    secs: u64,
+    near_ms: u64,
+    who: &str,
+) -> Value {
+    let bm = first_bookmark(s, user_token, secs);
+    assert_eq!(bm["source"], "interruption", "{bm}");
+    assert_eq!(bm["content_id"], content, "{bm}");
+    let pos = bm["position_ms"].as_u64().unwrap();
+    assert!(
+        pos.abs_diff(near_ms) <= 1000,
+        "bookmark at {pos} ms, {who} {near_ms} ms"
     );
-    assert_eq!(st, 200, "{v}");
-    v
+    bm
 }
 
 /// An asset as the admin sees it: status and JSON.
 fn admin_asset(s: &Server, content: &str) -> (u16, Value) {
     s.get(&format!("/api/v1/assets/{content}"), Some(&s.admin_token()))
+}
+
+/// An asset (as the admin sees it) that has its source rendition only.
+fn source_only(s: &Server, content: &str) -> Value {
+    let (_, asset) = admin_asset(s, content);
+    assert_eq!(
+        asset["attributes"]["renditions"].as_array().unwrap().len(),
+        1,
+        "{asset}"
+    );
+    asset
 }
 
 /// Resumes a bookmark on a terminal of its user (`POST
@@ -246,7 +267,7 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
     let web_b = b.new_terminal(&alice_b, "web");
     let tv_b = b.new_terminal(&alice_b, "tv");
 
-    let handoff = |pos: u64| handoff(&a, &alice_a, &content, pos);
+    let handoff = |pos: u64| a.new_handoff(&alice_a, &content, pos);
     let check = |bm: &Value, pos: u64, terminal_kind: &str| {
         assert_eq!(bm["content_id"], content.as_str(), "{bm}");
         assert_eq!(bm["position_ms"], pos, "{bm}");
@@ -361,17 +382,12 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         "[transcoder]\nrenditions = []\n\n[resume]\ntranscode_short_side = 240\n",
     );
     let content = s.push_fixture(H265_AAC);
-    let (_, asset) = admin_asset(&s, &content);
-    assert_eq!(
-        asset["attributes"]["renditions"].as_array().unwrap().len(),
-        1,
-        "{asset}"
-    );
+    let asset = source_only(&s, &content);
 
     let alice = s.new_user("alice");
     let web = s.new_terminal(&alice, "web");
     let accept = |content: &str, pos: u64| {
-        let h = handoff(&s, &alice, content, pos);
+        let h = s.new_handoff(&alice, content, pos);
         let (st, bm) = s.post(
             "/api/v1/handoff/accept",
             Some(&alice),
@@ -513,12 +529,7 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         s.metric("sharecast_ondemand_transcodes_total{result=\"failed\"}"),
         1.0
     );
-    let (_, asset) = admin_asset(&s, &broken);
-    assert_eq!(
-        asset["attributes"]["renditions"].as_array().unwrap().len(),
-        1,
-        "{asset}"
-    );
+    source_only(&s, &broken);
     let bookmark = |id: &Value| bookmark_by_id(&s, &alice, id.as_str().unwrap());
     let stored = bookmark(&bm["id"]);
     assert_eq!(stored["status"], "transcode_failed", "{stored}");
@@ -564,14 +575,8 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
         assert!((200..300).contains(&st), "{v}");
         std::thread::sleep(Duration::from_millis(400));
     }
-    let bm = first_bookmark(&server, &alice, 20);
-    assert_eq!(bm["source"], "interruption");
-    assert_eq!(bm["content_id"], sid.as_str());
+    let bm = interruption_bookmark(&server, &alice, &sid, 20, last, "the viewer stopped at");
     let pos = bm["position_ms"].as_u64().unwrap();
-    assert!(
-        pos.abs_diff(last) <= 1000,
-        "bookmark at {pos}, viewer stopped at {last}"
-    );
     // Exactly one bookmark for the one interruption.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(bookmarks(&server, &alice).len(), 1);
@@ -927,18 +932,19 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
 
     // The missed heartbeats make a vanished event, the event a bookmark
     // through the reverse-bookmark interface.
-    let bm = first_bookmark(&server, &alice, 15);
+    let bm = interruption_bookmark(
+        &server,
+        &alice,
+        &sid,
+        15,
+        reported,
+        "the page last reported",
+    );
     eprintln!(
         "page reported {reported} ms (segment {reported_segment}, player time {current_time:.3} s); bookmark {} ms after the kill: {bm}",
         killed_at.elapsed().as_millis()
     );
-    assert_eq!(bm["source"], "interruption");
-    assert_eq!(bm["content_id"], sid.as_str());
     let pos = bm["position_ms"].as_u64().unwrap();
-    assert!(
-        pos.abs_diff(reported) <= 1000,
-        "bookmark at {pos} ms, the page last reported {reported} ms"
-    );
 
     // Resuming while the phone still films: the live stream, from the
     // segment holding the position. (A moment later, so that the live edge
@@ -1112,13 +1118,13 @@ fn a_vanished_rtsp_viewer_gets_an_interruption_bookmark() {
     });
     viewer.kill().unwrap();
     let _ = viewer.wait();
-    let bm = first_bookmark(&server, &alice, 20);
-    assert_eq!(bm["source"], "interruption");
-    assert_eq!(bm["content_id"], sid.as_str());
-    let pos = bm["position_ms"].as_u64().unwrap();
-    assert!(
-        pos.abs_diff(watched_ms) <= 1000,
-        "bookmark at {pos} ms, the RTSP viewer was at {watched_ms} ms"
+    interruption_bookmark(
+        &server,
+        &alice,
+        &sid,
+        20,
+        watched_ms,
+        "the RTSP viewer was at",
     );
     let _ = push.kill();
     let _ = push.wait();
@@ -1132,17 +1138,12 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
         "[resume]\ntranscode_short_side = 240\n{TRUST_LOOPBACK}"
     ));
     let content = a.push_fixture(H265_AAC);
-    let (_, asset) = admin_asset(&a, &content);
-    assert_eq!(
-        asset["attributes"]["renditions"].as_array().unwrap().len(),
-        1,
-        "{asset}"
-    );
+    let asset = source_only(&a, &content);
 
     let alice_a = a.new_user("alice");
     let alice_b = b.new_user("alice");
     let web_b = b.new_terminal(&alice_b, "web");
-    let handoff = |pos: u64| handoff(&a, &alice_a, &content, pos);
+    let handoff = |pos: u64| a.new_handoff(&alice_a, &content, pos);
 
     // Pull: a browser on B cannot play H.265 and A has nothing else, so B
     // fetches A's file; the bookmark says where to poll.

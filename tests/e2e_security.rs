@@ -112,9 +112,7 @@ fn a_bookmark_hands_out_only_the_live_access_its_creator_proved() {
     let exp = |t: &str| t.split('-').next().unwrap().parse::<i64>().unwrap();
     assert!(exp(token) <= exp(&pt), "{token} outlives {pt}");
     assert_eq!(
-        server
-            .get_raw(&format!("/live/{sid}/index.m3u8?token={token}"), None)
-            .status(),
+        server.get_status(&format!("/live/{sid}/index.m3u8?token={token}"), None),
         200
     );
     // A token for one session opens no other.
@@ -196,12 +194,7 @@ fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
     let server = Server::start();
     let content = server.push_fixture(H264_AAC);
     let (alice, web) = new_user(&server, "alice");
-    let (st, h) = server.post(
-        "/api/v1/handoff",
-        Some(&alice),
-        json!({ "content_id": content, "position_ms": 500 }),
-    );
-    assert_eq!(st, 200, "{h}");
+    let h = server.new_handoff(&alice, &content, 500);
     let id = h["state"]["id"].as_str().unwrap();
     let (port, hits) = counting_listener();
     let push = |target: &str| server.handoff_push(id, &alice, target, "su_x", "t");
@@ -250,11 +243,7 @@ fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
     let trusting = Server::start_with_config("[outbound]\nallowed_hosts = [\"127.0.0.1\"]\n");
     let ready = trusting.push_fixture(H264_AAC);
     let (bob, bob_web) = new_user(&trusting, "bob");
-    let (_, h) = trusting.post(
-        "/api/v1/handoff",
-        Some(&bob),
-        json!({ "content_id": ready, "position_ms": 500 }),
-    );
+    let h = trusting.new_handoff(&bob, &ready, 500);
     let id = h["state"]["id"].as_str().unwrap();
     let target = format!("http://127.0.0.1:{port}");
     let (_, v) = trusting.handoff_push(id, &bob, &target, "su_x", "t");
@@ -297,8 +286,8 @@ fn a_live_recording_shows_no_frame_without_its_token() {
     let frame = format!("/api/v1/assets/{sid}/frame?t_ms=100");
     let poster = format!("/api/v1/assets/{sid}/poster.jpg");
     for path in [&frame, &poster] {
-        assert_eq!(server.get_raw(path, None).status(), 401, "{path}");
-        assert_eq!(server.get_raw(path, Some("1-00")).status(), 401, "{path}");
+        assert_eq!(server.get_status(path, None), 401, "{path}");
+        assert_eq!(server.get_status(path, Some("1-00")), 401, "{path}");
         // Past the policy (the frame itself may not be there yet: 503).
         let with = server.get_raw(
             &format!(
@@ -328,9 +317,7 @@ fn a_live_recording_shows_no_frame_without_its_token() {
     // Once recorded, its id opens it, as its VOD URL does.
     let ready = server.push_fixture(H264_AAC);
     assert_eq!(
-        server
-            .get_raw(&format!("/api/v1/assets/{ready}/poster.jpg"), None)
-            .status(),
+        server.get_status(&format!("/api/v1/assets/{ready}/poster.jpg"), None),
         200
     );
     let (st, v) = server.post(
@@ -355,24 +342,14 @@ fn an_expired_public_share_closes_the_live_stream() {
     assert_eq!(st, 201, "{v}");
     let hls = format!("/live/{sid}/index.m3u8");
     let rtsp = format!("rtsp://127.0.0.1:{}/live/{sid}", server.rtsp_port);
-    assert_eq!(
-        server.get_raw(&hls, None).status(),
-        200,
-        "open while shared"
-    );
+    assert_eq!(server.get_status(&hls, None), 200, "open while shared");
     assert!(rtsp_describe(server.rtsp_port, &rtsp).contains("200"));
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(
-        server.get_raw(&hls, None).status(),
-        401,
-        "closed once expired"
-    );
+    assert_eq!(server.get_status(&hls, None), 401, "closed once expired");
     let answer = rtsp_describe(server.rtsp_port, &rtsp);
     assert!(answer.contains("401"), "{answer}");
     assert_eq!(
-        server
-            .get_raw(&format!("/api/v1/assets/{sid}/poster.jpg"), None)
-            .status(),
+        server.get_status(&format!("/api/v1/assets/{sid}/poster.jpg"), None),
         401
     );
 }
@@ -404,7 +381,7 @@ fn a_decompression_bomb_is_refused_from_its_header() {
             assert_eq!((st, error_code(&v)), (400, "drawing_too_large"), "{v}");
         }
     });
-    assert_eq!(server.get_raw("/api/v1/health", None).status(), 200);
+    assert_eq!(server.get_status("/api/v1/health", None), 200);
 }
 
 /// Medium 7: `STOP` and `START` were accepted from anyone.
@@ -486,7 +463,7 @@ fn the_default_public_url_follows_the_listen_port() {
     let server = Server::start_with_config("[http]\nlisten = \"0.0.0.0:18080\"\n");
     let port = server.http.rsplit(':').next().unwrap().to_string();
     assert_ne!(port, "8080", "{}", server.http);
-    assert_eq!(server.get_raw("/api/v1/health", None).status(), 200);
+    assert_eq!(server.get_status("/api/v1/health", None), 200);
     let r = server.push(&fixture(AUDIO_ONLY).unwrap(), &[]);
     assert!(r.ok);
     let vod = r.attributes()["vod_url"].as_str().unwrap().to_string();
@@ -503,11 +480,7 @@ fn codes_cannot_be_guessed_and_redirects_go_only_to_trusted_platforms() {
     let server = Server::start();
     let ready = server.push_fixture(H264_AAC);
     let (alice, _) = new_user(&server, "alice");
-    let (_, h) = server.post(
-        "/api/v1/handoff",
-        Some(&alice),
-        json!({ "content_id": ready, "position_ms": 500 }),
-    );
+    let h = server.new_handoff(&alice, &ready, 500);
     let good = h["code"].as_str().unwrap().to_string();
     let mut statuses = Vec::new();
     for i in 0..12 {

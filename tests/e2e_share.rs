@@ -42,6 +42,18 @@ fn share_config(more: &str) -> String {
     )
 }
 
+/// An SMS reply from `from` as the gateway's callback brings it (with the
+/// gateway key).
+fn sms_reply(server: &Server, from: &str, text: &str) -> reqwest::blocking::Response {
+    server.get_raw(
+        &format!(
+            "/api/v1/sms/inbound?from={from}&text={text}&key={}",
+            server.sms_key()
+        ),
+        None,
+    )
+}
+
 #[test]
 fn share_api_validates_records_no_gateway_and_honours_stop() {
     let server = Server::start_with_config(&share_config("max_recipients = 3\n"));
@@ -153,7 +165,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
     }
     let missing = server.get_raw("/s/0123456789abcdef0123456789abcdef", None);
     assert_eq!(missing.status().as_u16(), 404);
-    assert_eq!(server.get_raw("/s/short", None).status().as_u16(), 404);
+    assert_eq!(server.get_status("/s/short", None), 404);
 
     // A share made while the phone is still uploading is a live share: the
     // page plays the HLS stream through hls.js.
@@ -173,12 +185,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         .unwrap_or_else(|| panic!("{live_page}"))
         + marker.len();
     let page_token: String = live_page[at..].chars().take_while(|c| *c != '"').collect();
-    let status = |q: &str| {
-        server
-            .get_raw(&format!("/live/{live_id}/status.json{q}"), None)
-            .status()
-            .as_u16()
-    };
+    let status = |q: &str| server.get_status(&format!("/live/{live_id}/status.json{q}"), None);
     assert_ne!(status(&format!("?token={page_token}")), 401);
     assert_eq!(status(""), 401, "a private live stream needs a token");
     // Playback tokens are issued to the device that records the session
@@ -228,13 +235,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
     );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["status"], "active");
-    let stop = server.get_raw(
-        &format!(
-            "/api/v1/sms/inbound?from=15550007&text=stop%20please&key={}",
-            server.sms_key()
-        ),
-        None,
-    );
+    let stop = sms_reply(&server, "15550007", "stop%20please");
     assert_eq!(stop.status().as_u16(), 200);
     assert!(stop.text().unwrap().contains("no more"));
     let (_, v) = server.get("/api/v1/subscriptions", Some(&tok));
@@ -272,13 +273,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
             ("+15550001".to_string(), "no_gateway".to_string()),
         ]
     );
-    let stop = server.get_raw(
-        &format!(
-            "/api/v1/sms/inbound?from=15550006&text=STOP&key={}",
-            server.sms_key()
-        ),
-        None,
-    );
+    let stop = sms_reply(&server, "15550006", "STOP");
     assert_eq!(stop.status().as_u16(), 200);
     let (s, v) = server.post(
         "/api/v1/subscriptions",
@@ -286,13 +281,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         json!({"recipient": "+15550006"}),
     );
     assert_eq!((s, error_code(&v)), (409, "opted_out"));
-    server.get_raw(
-        &format!(
-            "/api/v1/sms/inbound?from=%2B15550007&text=START&key={}",
-            server.sms_key()
-        ),
-        None,
-    );
+    sms_reply(&server, "%2B15550007", "START");
     let (_, v) = server.get("/api/v1/subscriptions", Some(&tok));
     assert_eq!(v["subscriptions"][0]["status"], "active", "{v}");
     assert_eq!(

@@ -247,11 +247,14 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
 
     // The live edge stayed near real time while throttled (after the first
     // seconds the encoder needs to adapt).
-    let settled: Vec<i64> = live_delays
-        .iter()
-        .filter(|(t, _)| *t > Duration::from_secs(3))
-        .map(|(_, d)| *d)
-        .collect();
+    let delays_after = |secs: u64| -> Vec<i64> {
+        live_delays
+            .iter()
+            .filter(|(t, _)| *t > Duration::from_secs(secs))
+            .map(|(_, d)| *d)
+            .collect()
+    };
+    let settled = delays_after(3);
     assert!(!settled.is_empty(), "no live delay samples");
     let worst = *settled.iter().max().unwrap();
     eprintln!("live delay while throttled (ms): {settled:?}");
@@ -261,11 +264,7 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
         worst < 4000,
         "live stream fell {worst} ms behind real time: {settled:?}"
     );
-    let tail: Vec<i64> = live_delays
-        .iter()
-        .filter(|(t, _)| *t > Duration::from_secs(6))
-        .map(|(_, d)| *d)
-        .collect();
+    let tail = delays_after(6);
     assert!(
         !tail.is_empty() && tail.iter().all(|d| *d < 2500),
         "live delay did not settle near real time: {settled:?}"

@@ -40,7 +40,7 @@ pub use media::{
     ffmpeg_frame, ffprobe, ffprobe_rotation, frame_md5s, mean_abs_diff, num, parse_framemd5,
     spawn_rtsp_viewer, stream,
 };
-pub use process::{spawn_push, ChildGuard};
+pub use process::{run_ok, spawn_push, ChildGuard};
 pub use repo::{artifacts_dir, check_page, repo_root, web_dir, web_share_script};
 pub use server::{bin, PushResult, Server};
 pub use wait::{poll_until, wait_until, wait_until_ok, POLL_INTERVAL};

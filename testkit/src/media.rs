@@ -6,28 +6,15 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::process::ChildGuard;
+use crate::process::{run_ok, ChildGuard};
 
 /// ffprobe a file: its streams (with counted frames) and its format.
 pub fn ffprobe(path: &Path) -> Value {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .expect("running ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-show_streams"])
+            .args(["-show_format", "-of", "json"])
+            .arg(path),
     );
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
 }
@@ -82,31 +69,24 @@ pub fn ffprobe_rotation(stream: &Value) -> u64 {
 pub fn ffmpeg_frame(file: &Path, t: f64) -> image::DynamicImage {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("f.png");
-    let st = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(file)
+            .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
+            .arg(&out),
+    );
     image::open(&out).unwrap()
 }
 
 /// The MD5 of every decoded frame of one stream of a file (`map`: ffmpeg's
 /// `-map`, e.g. `"0:v"`, `"0:a"`, `"0:v:0"`), in order.
 pub fn frame_md5s(path: &Path, map: &str) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", map, "-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg framemd5 of {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(path)
+            .args(["-map", map, "-f", "framemd5", "-"]),
     );
     parse_framemd5(&String::from_utf8_lossy(&out.stdout))
 }

@@ -65,6 +65,21 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Runs `cmd` to its end and returns what it printed; panics with the
+/// command line and its standard error when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Starts a push (a command from [`Server::push_cmd`](crate::Server::push_cmd))
 /// and returns it, guarded, with the session id once the push has printed
 /// it, and the rest of its standard output.

@@ -1,6 +1,7 @@
 //! The real `sharecast serve`, started by a test: its own data directory,
 //! free ports, its addresses read from `server.json`, its log kept.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::{Mutex, Once, OnceLock};
@@ -11,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::http::{answer, client, metric_value, send};
-use crate::process::{spawn_push, ChildGuard};
+use crate::process::{run_ok, spawn_push, ChildGuard};
 use crate::wait::{wait_until, wait_until_ok};
 
 /// The `sharecast` binary under test: `$SHARECAST_BIN`, else `sharecast` in
@@ -278,10 +279,12 @@ impl Server {
 
     /// A live session of the demo device: a test pattern filmed for `secs`
     /// seconds (1 s keyframes). Returns the push, the session id and a
-    /// playback token for it, once its live playlist answers.
+    /// playback token for it, once its live playlist answers. What the push
+    /// prints after its session is read and dropped (so that it can print).
     pub fn start_live(&self, secs: u32) -> (ChildGuard, String, String) {
-        let (push, sid, _out) =
+        let (push, sid, out) =
             self.spawn_push(Path::new("testsrc"), &["--duration", &secs.to_string()]);
+        std::thread::spawn(move || out.lines().map_while(Result::ok).for_each(drop));
         let pt = self.playback_token(&sid);
         let playlist = format!("/live/{sid}/index.m3u8?token={pt}");
         wait_until(
@@ -314,6 +317,11 @@ impl Server {
         self.request(Method::GET, path, token)
             .send()
             .expect("HTTP request")
+    }
+
+    /// GET `path`: the status alone.
+    pub fn get_status(&self, path: &str, token: Option<&str>) -> u16 {
+        self.get_raw(path, token).status().as_u16()
     }
 
     /// GET `path`: status and JSON body.
@@ -371,16 +379,11 @@ impl Server {
     /// A new device (`sharecast device add NAME` on this data directory),
     /// made while the server runs; returns its token.
     pub fn add_device(&self, name: &str) -> String {
-        let out = Command::new(bin())
-            .args(["device", "add", name, "--data-dir"])
-            .arg(self.data_dir())
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("running device add");
-        assert!(
-            out.status.success(),
-            "device add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            Command::new(bin())
+                .args(["device", "add", name, "--data-dir"])
+                .arg(self.data_dir())
+                .env("RUST_LOG", "warn"),
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
@@ -432,6 +435,18 @@ impl Server {
                 }
             },
         )
+    }
+
+    /// A new hand-off of `content` at `pos` ms by a user
+    /// (`POST /api/v1/handoff`): its state, signed pull link and code.
+    pub fn new_handoff(&self, user_token: &str, content: &str, pos: u64) -> Value {
+        let (st, v) = self.post(
+            "/api/v1/handoff",
+            Some(user_token),
+            json!({ "content_id": content, "position_ms": pos }),
+        );
+        assert_eq!(st, 200, "hand-off of {content}: {v}");
+        v
     }
 
     /// Pushes a hand-off of this server to another platform
