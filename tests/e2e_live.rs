@@ -131,6 +131,13 @@ impl Page {
             .expect("currentTime")
     }
 
+    /// `currentTime` now and `apart` later.
+    fn current_times(&mut self, apart: Duration) -> (f64, f64) {
+        let first = self.current_time();
+        std::thread::sleep(apart);
+        (first, self.current_time())
+    }
+
     /// Polls `expr` until it is true.
     fn wait_for(&mut self, expr: &str, secs: u64, what: &str) {
         wait_until_ok(what, Duration::from_secs(secs), || {
@@ -322,9 +329,7 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         30,
         "live HLS reaches playing",
     );
-    let t1 = page.current_time();
-    std::thread::sleep(Duration::from_secs(2));
-    let t2 = page.current_time();
+    let (t1, t2) = page.current_times(Duration::from_secs(2));
     assert!(t2 > t1 + 1.0, "currentTime advances: {t1} → {t2}");
     assert_eq!(page.eval("window.sharecast.mode"), json!("live"));
     page.screenshot("watch-live.png");
@@ -370,9 +375,7 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         60,
         "the page switches to the VOD",
     );
-    let v1 = page.current_time();
-    std::thread::sleep(Duration::from_millis(1500));
-    let v2 = page.current_time();
+    let (v1, v2) = page.current_times(Duration::from_millis(1500));
     assert!(v2 > v1, "VOD currentTime advances: {v1} → {v2}");
     assert_eq!(
         page.eval("window.sharecast.vodUrl"),

@@ -597,10 +597,10 @@ fn deliveries(server: &Server, share_id: &str) -> Vec<Value> {
 fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     let mut kannel = Kannel::reserve();
     let cfg = share_config(&format!(
-            "\n[sms]\nbackend = \"kannel\"\nsendsms_url = \"http://127.0.0.1:{}/cgi-bin/sendsms\"\nusername = \"sharecast\"\npassword = \"secret\"\nfrom = \"16029\"\nppg_url = \"http://127.0.0.1:{}/wappush\"\nrate_per_second = 10.0\nburst = 4\nbackoff_initial_ms = 300\nbackoff_max_ms = 1500\n",
-            kannel.sendsms_port,
-            kannel.ppg_port
-        ));
+        "\n[sms]\nbackend = \"kannel\"\nsendsms_url = \"http://127.0.0.1:{}/cgi-bin/sendsms\"\nusername = \"sharecast\"\npassword = \"secret\"\nfrom = \"16029\"\nppg_url = \"http://127.0.0.1:{}/wappush\"\nrate_per_second = 10.0\nburst = 4\nbackoff_initial_ms = 300\nbackoff_max_ms = 1500\n",
+        kannel.sendsms_port,
+        kannel.ppg_port
+    ));
     let mut server = Server::start_with_config(&cfg);
     let tok = server.token.clone();
 
