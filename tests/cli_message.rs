@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{json, Value};
 
 fn sharecast(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sharecast"))
+    let mut child = Command::new(sharecast_testkit::bin())
         .args(args)
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::piped())
@@ -207,19 +207,19 @@ fn every_format_round_trips_out_of_order() {
     }
 }
 
+/// The error text of a `message decode` of `pdus` that must fail.
+fn decode_error(pdus: &[&str]) -> String {
+    let mut args = vec!["message", "decode"];
+    args.extend_from_slice(pdus);
+    fails(&sharecast(&args, None))
+}
+
 /// Anything `decode` cannot read is an error saying what is wrong at which
 /// byte of which PDU, with a non-zero exit status.
 #[test]
 fn decode_errors_name_the_pdu_and_the_byte() {
     // The example of docs/share-messages.md: the user data is cut short.
-    let err = fails(&sharecast(
-        &[
-            "message",
-            "decode",
-            "0011000B916407281553F80000AA0AE8329BFD4697D9",
-        ],
-        None,
-    ));
+    let err = decode_error(&["0011000B916407281553F80000AA0AE8329BFD4697D9"]);
     assert!(err.contains("PDU 1 of 1"), "{err}");
     assert!(
         err.contains("truncated: user data needs 2 more byte(s) at byte 15"),
@@ -228,10 +228,7 @@ fn decode_errors_name_the_pdu_and_the_byte() {
 
     let good = encode("tlv", &typical(), &[]).remove(0);
     // A trailing octet after the user data.
-    let err = fails(&sharecast(
-        &["message", "decode", &format!("{good}00")],
-        None,
-    ));
+    let err = decode_error(&[&format!("{good}00")]);
     assert!(err.contains("trailing"), "{err}");
     assert!(
         err.contains(&format!("at byte {}", good.len() / 2)),
@@ -241,36 +238,23 @@ fn decode_errors_name_the_pdu_and_the_byte() {
     // start of the payload.
     let at = good.find("0605043E9D3E9DC1").unwrap() + 14;
     let bad_version = format!("{}C2{}", &good[..at], &good[at + 2..]);
-    let err = fails(&sharecast(&["message", "decode", &bad_version], None));
+    let err = decode_error(&[&bad_version]);
     assert!(err.contains("version"), "{err}");
     assert!(err.contains("at byte 0"), "{err}");
     // Not hex.
-    let err = fails(&sharecast(&["message", "decode", "00zz"], None));
+    let err = decode_error(&["00zz"]);
     assert!(err.contains("hex") && err.contains("at byte"), "{err}");
     // A valid SMS that is not a share message.
-    let err = fails(&sharecast(
-        &[
-            "message",
-            "decode",
-            "0011000B916407281553F80000AA0AE8329BFD4697D9EC37",
-        ],
-        None,
-    ));
+    let err = decode_error(&["0011000B916407281553F80000AA0AE8329BFD4697D9EC37"]);
     assert!(err.contains("not a readable share"), "{err}");
     assert!(err.contains("at byte 0"), "{err}");
     // The second PDU of three is the bad one.
     let parts = encode("xml", &typical(), &[]);
     assert!(parts.len() >= 3, "{parts:?}");
-    let err = fails(&sharecast(
-        &["message", "decode", &parts[0], "0041", &parts[2]],
-        None,
-    ));
+    let err = decode_error(&[&parts[0], "0041", &parts[2]]);
     assert!(err.contains("PDU 2 of 3"), "{err}");
     // A missing part: which message, which parts.
-    let err = fails(&sharecast(
-        &["message", "decode", &parts[0], &parts[2]],
-        None,
-    ));
+    let err = decode_error(&[&parts[0], &parts[2]]);
     assert!(err.contains("incomplete"), "{err}");
     assert!(err.contains("part(s) [2] not given"), "{err}");
 }

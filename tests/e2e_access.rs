@@ -7,34 +7,10 @@
 //! is covered as soon as it exists; a `.route(` outside the route table
 //! fails it too, and so does a route missing from `docs/security.md`.
 
-mod common;
-
-use std::process::Child;
-use std::time::{Duration, Instant};
-
-use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
+use sharecast_testkit::*;
 
 fn hmac_hex(key: &[u8], msg: &str) -> String {
     let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
@@ -212,17 +188,6 @@ impl World {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// What the declared rule says of a credential on a route.
 fn expect(access: &str, path: &str, c: Cred) -> Want {
     use Cred::*;
@@ -278,35 +243,17 @@ fn expect(access: &str, path: &str, c: Cred) -> Want {
     }
 }
 
-fn build_world(server: &Server) -> (World, Guard) {
-    let http = client();
+fn build_world(server: &Server) -> (World, ChildGuard) {
     // Device B: another phone of the same server.
-    let out = std::process::Command::new(bin())
-        .args(["device", "add", "other-phone", "--data-dir"])
-        .arg(server.data_dir())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let device_b = String::from_utf8_lossy(&out.stdout).trim().to_string();
-
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let ready = r.session();
-    let (push, live, _out) =
-        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "120"]));
-    let guard = Guard(Some(push));
-    let playback = server.playback_token(&live);
+    let device_b = server.add_device("other-phone");
+    let ready = server.push_fixture(H264_AAC);
+    // A live session whose first segment exists, so that token checks are
+    // all that stands between a viewer and it.
+    let (guard, live, playback) = server.start_live(120);
 
     let post = |path: &str, token: Option<&str>, body: Value| -> Value {
-        let mut req = http.post(format!("{}{path}", server.http)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().unwrap_or_default();
-        assert!(status.is_success(), "POST {path}: {status} {v}");
+        let (status, v) = server.post(path, token, body);
+        assert!((200..300).contains(&status), "POST {path}: {status} {v}");
         v
     };
     let share = post(
@@ -319,24 +266,10 @@ fn build_world(server: &Server) -> (World, Guard) {
         None,
         json!({ "content_id": ready, "t_ms": 500 }),
     );
-    let user_a = post("/api/v1/users", None, json!({ "name": "alice" }))["user_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let user_b = post("/api/v1/users", None, json!({ "name": "bob" }))["user_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let terminal_a = post("/api/v1/terminals", Some(&user_a), json!({ "type": "web" }))
-        ["terminal_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let handoff = post(
-        "/api/v1/handoff",
-        Some(&user_a),
-        json!({ "content_id": ready, "position_ms": 500 }),
-    );
+    let user_a = server.new_user("alice");
+    let user_b = server.new_user("bob");
+    let terminal_a = server.new_terminal(&user_a, "web");
+    let handoff = server.new_handoff(&user_a, &ready, 500);
     let bookmark = post(
         "/api/v1/reverse-bookmark",
         None,
@@ -345,17 +278,6 @@ fn build_world(server: &Server) -> (World, Guard) {
         .as_str()
         .unwrap()
         .to_string();
-    // The live stream's first segment, so that token checks are all that
-    // stands between a viewer and it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server
-        .get(&format!("/live/{live}/index.m3u8?token={playback}"))
-        .status()
-        != 200
-    {
-        assert!(Instant::now() < deadline, "the live stream never appeared");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let read = |name: &str| std::fs::read(server.data_dir().join(name)).unwrap();
     let world = World {
         http: server.http.clone(),
@@ -420,15 +342,9 @@ fn call(w: &World, method: &str, path: &str, c: Cred, extra_query: &str) -> (u16
 fn every_route_answers_every_kind_of_credential_as_its_rule_says() {
     // Loopback is a trusted platform here, so that redirects to one are
     // answered (they are refused to everyone otherwise).
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = cfg_dir.path().join("trust.toml");
-    std::fs::write(&cfg, "[outbound]\nallowed_hosts = [\"127.0.0.1\"]\n").unwrap();
-    let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let server = Server::start_with_config("[outbound]\nallowed_hosts = [\"127.0.0.1\"]\n");
     let (w, _push) = build_world(&server);
-    let table: Value = server
-        .get_as("/api/v1/admin/routes", &w.admin)
-        .json()
-        .unwrap();
+    let (_, table) = server.get("/api/v1/admin/routes", Some(&w.admin));
     let routes = table["routes"].as_array().unwrap().clone();
     assert!(routes.len() > 50, "{table}");
     let mut checked = 0;
@@ -492,10 +408,7 @@ fn every_route_answers_every_kind_of_credential_as_its_rule_says() {
     eprintln!("{checked} calls over {} routes", routes.len());
 
     // Every route is in docs/security.md with its rule.
-    let doc = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/security.md"),
-    )
-    .unwrap();
+    let doc = std::fs::read_to_string(repo_root().join("docs/security.md")).unwrap();
     let missing: Vec<String> = routes
         .iter()
         .filter_map(|r| {
@@ -519,9 +432,8 @@ fn every_route_answers_every_kind_of_credential_as_its_rule_says() {
 /// no `.route(` call anywhere else in the server's code (tests aside).
 #[test]
 fn no_route_is_added_outside_the_route_table() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut offenders = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
+    let mut stack = vec![repo_root()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             let p = e.path();

@@ -4,35 +4,14 @@
 //!
 //! Screenshots go to `test-artifacts/` (gitignored).
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::*;
 use serde_json::{json, Value};
-
-fn artifacts() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
-    std::fs::create_dir_all(&d).expect("test-artifacts dir");
-    d
-}
-
-/// Kills a child process on drop.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use sharecast_testkit::*;
 
 /// A minimal WebSocket client (RFC 6455, text frames) for the DevTools
 /// protocol.
@@ -142,29 +121,38 @@ impl Page {
         let png = base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().expect("screenshot data"))
             .expect("base64");
-        std::fs::write(artifacts().join(name), png).expect("writing screenshot");
+        std::fs::write(artifacts_dir().join(name), png).expect("writing screenshot");
+    }
+
+    /// The video element's `currentTime`, in seconds.
+    fn current_time(&mut self) -> f64 {
+        self.eval("document.getElementById('video').currentTime")
+            .as_f64()
+            .expect("currentTime")
+    }
+
+    /// `currentTime` now and `apart` later.
+    fn current_times(&mut self, apart: Duration) -> (f64, f64) {
+        let first = self.current_time();
+        std::thread::sleep(apart);
+        (first, self.current_time())
     }
 
     /// Polls `expr` until it is true.
     fn wait_for(&mut self, expr: &str, secs: u64, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
+        wait_until_ok(what, Duration::from_secs(secs), || {
             if self.eval(expr) == json!(true) {
-                return;
+                Ok(())
+            } else {
+                Err(self.eval("JSON.stringify(window.sharecast || null)"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: timed out; page state {}",
-                self.eval("JSON.stringify(window.sharecast || null)")
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        });
     }
 }
 
 /// A headless Chromium, killed on drop.
 struct Browser {
-    _child: Guard,
+    _child: ChildGuard,
     port: u16,
     _profile: tempfile::TempDir,
 }
@@ -199,7 +187,7 @@ impl Browser {
                 panic!("starting {chromium}: {e} (apt-get install chromium, or set CHROMIUM)")
             });
         let stderr = child.stderr.take().unwrap();
-        let guard = Guard(Some(child));
+        let guard = ChildGuard::new(child);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -225,7 +213,7 @@ impl Browser {
     }
 
     fn open(&self, url: &str) -> Page {
-        let target: Value = reqwest::blocking::Client::new()
+        let target: Value = client()
             .put(format!(
                 "http://127.0.0.1:{}/json/new?about:blank",
                 self.port
@@ -245,21 +233,10 @@ impl Browser {
     }
 }
 
-fn admin_token(server: &Server) -> String {
-    std::fs::read_to_string(server.data_dir().join("admin-token"))
-        .expect("admin token file")
-        .trim()
-        .to_string()
-}
-
 fn admin_get(server: &Server, path: &str) -> Value {
-    let r = reqwest::blocking::Client::new()
-        .get(format!("{}{path}", server.http))
-        .bearer_auth(admin_token(server))
-        .send()
-        .expect("admin request");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().expect("admin JSON")
+    let (st, v) = server.get(path, Some(&server.admin_token()));
+    assert!((200..300).contains(&st), "{path}: {st}");
+    v
 }
 
 fn viewer_events(server: &Server, viewer: &str) -> Vec<Value> {
@@ -337,10 +314,9 @@ fn assert_prometheus_text(text: &str) -> usize {
 #[test]
 fn hls_in_chromium_live_then_vod_with_dashboard() {
     let server = Server::start();
-    let token = admin_token(&server);
-    let (push, sid, _out) =
-        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "14"]));
-    let mut push = Guard(Some(push));
+    let token = server.admin_token();
+    let (mut push, sid, _out) =
+        server.spawn_push(std::path::Path::new("testsrc"), &["--duration", "14"]);
 
     let browser = Browser::start();
     let pt = server.playback_token(&sid);
@@ -353,15 +329,7 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         30,
         "live HLS reaches playing",
     );
-    let t1 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let t2 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
+    let (t1, t2) = page.current_times(Duration::from_secs(2));
     assert!(t2 > t1 + 1.0, "currentTime advances: {t1} → {t2}");
     assert_eq!(page.eval("window.sharecast.mode"), json!("live"));
     page.screenshot("watch-live.png");
@@ -400,22 +368,14 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
 
     page.call("Page.bringToFront", json!({}));
     // The phone stops: the same page ends up on the VOD.
-    let status = push.0.as_mut().unwrap().wait().expect("push");
+    let status = push.wait().expect("push");
     assert!(status.success(), "push failed");
     page.wait_for(
         "window.sharecast.mode === 'vod' && window.sharecast.vodPlaying && window.sharecast.state === 'playing' && document.getElementById('video').currentTime > 0.2",
         60,
         "the page switches to the VOD",
     );
-    let v1 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let v2 = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap();
+    let (v1, v2) = page.current_times(Duration::from_millis(1500));
     assert!(v2 > v1, "VOD currentTime advances: {v1} → {v2}");
     assert_eq!(
         page.eval("window.sharecast.vodUrl"),
@@ -428,11 +388,7 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
 
     // The browser disappears: exactly one interruption event, near where it
     // stopped.
-    let stopped_ms = page
-        .eval("document.getElementById('video').currentTime")
-        .as_f64()
-        .unwrap()
-        * 1000.0;
+    let stopped_ms = page.current_time() * 1000.0;
     drop(dash);
     drop(page);
     drop(browser);
@@ -452,11 +408,8 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
 #[test]
 fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     let server = Server::start();
-    let token = admin_token(&server);
-    let (push, sid, _out) =
-        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "30"]));
-    let _push = Guard(Some(push));
-    let http = reqwest::blocking::Client::new();
+    let token = server.admin_token();
+    let (_push, sid, pt) = server.start_live(30);
 
     // The admin API and dashboard refuse requests without the token.
     for path in [
@@ -466,102 +419,74 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
         "/api/v1/admin/events",
         "/admin",
     ] {
-        let r = http.get(format!("{}{path}", server.http)).send().unwrap();
+        let r = server.get_raw(path, None);
         assert_eq!(r.status(), 401, "{path} without token");
-        let r = http
-            .get(format!("{}{path}", server.http))
-            .bearer_auth("wrong")
-            .send()
-            .unwrap();
+        let r = server.get_raw(path, Some("wrong"));
         assert_eq!(r.status(), 401, "{path} with a wrong token");
     }
-    let r = http
-        .post(format!("{}/api/v1/admin/viewers/x/kick", server.http))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let (st, _) = server.post_empty("/api/v1/admin/viewers/x/kick", None);
+    assert_eq!(st, 401);
     let sessions = admin_get(&server, "/api/v1/admin/sessions");
     assert!(sessions.to_string().contains(&sid));
 
     // Heartbeats: a viewer that stops posting vanishes once, at its last
     // position.
-    let pt = server.playback_token(&sid);
+    let heartbeat = format!("/api/v1/live/{sid}/heartbeat");
     let beat = |viewer: &str, pos: u64| {
-        http.post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
-            .bearer_auth(&pt)
-            .json(&json!({ "viewer_id": viewer, "position_ms": pos, "user": "bob" }))
-            .send()
-            .unwrap()
+        server.post(
+            &heartbeat,
+            Some(&pt),
+            json!({ "viewer_id": viewer, "position_ms": pos, "user": "bob" }),
+        )
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server
-        .get(&format!("/live/{sid}/status.json?token={pt}"))
-        .status()
-        == 404
-    {
-        assert!(Instant::now() < deadline, "the HLS stream never appeared");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     // Without a valid playback token the stream and its heartbeats stay
     // closed, and each refusal is counted.
     assert_eq!(
-        server.get(&format!("/live/{sid}/status.json")).status(),
+        server.get_status(&format!("/live/{sid}/status.json"), None),
         401
     );
     assert_eq!(
-        server
-            .get(&format!("/live/{sid}/index.m3u8?token=1-forged"))
-            .status(),
+        server.get_status(&format!("/live/{sid}/index.m3u8?token=1-forged"), None),
         401
     );
-    let r = http
-        .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
-        .json(&json!({ "viewer_id": "v-nobody", "position_ms": 1 }))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let (st, _) = server.post(
+        &heartbeat,
+        None,
+        json!({ "viewer_id": "v-nobody", "position_ms": 1 }),
+    );
+    assert_eq!(st, 401);
     let mut last = 0;
     for i in 0..6 {
         last = 1000 + i * 400;
-        assert!(beat("v-gone", last).status().is_success());
-        assert!(beat("v-kick", last).status().is_success());
+        assert!((200..300).contains(&beat("v-gone", last).0));
+        assert!((200..300).contains(&beat("v-kick", last).0));
         std::thread::sleep(Duration::from_millis(400));
     }
     // Bad heartbeats are refused and counted.
-    let r = http
-        .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
-        .bearer_auth(&pt)
+    let r = server
+        .request(Method::POST, &heartbeat, Some(&pt))
         .body("{\"viewer_id\": \"../x\", \"position_ms\": 1}")
         .send()
         .unwrap();
     assert_eq!(r.status(), 400);
     // Kick one; its next heartbeat is refused.
-    let r = http
-        .post(format!("{}/api/v1/admin/viewers/v-kick/kick", server.http))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
-    assert_eq!(beat("v-kick", last).status(), 410);
+    let (st, _) = server.post_empty("/api/v1/admin/viewers/v-kick/kick", Some(&token));
+    assert!((200..300).contains(&st));
+    assert_eq!(beat("v-kick", last).0, 410);
 
     // The 480p rendition, encoded while the phone uploads, is live too: an
     // HLS variant and its own RTSP mount.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mv = loop {
-        let mv = server
-            .get(&format!("/live/{sid}/index.m3u8?token={pt}"))
-            .text()
-            .unwrap();
-        if mv.contains("NAME=\"480p\"") || Instant::now() > deadline {
-            break mv;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let multivariant = format!("/live/{sid}/index.m3u8?token={pt}");
+    let fetch = || server.get_raw(&multivariant, None).text().unwrap();
+    let mv = poll_until(Duration::from_secs(20), || {
+        Some(fetch()).filter(|m| m.contains("NAME=\"480p\""))
+    })
+    .unwrap_or_else(fetch);
     assert!(
         mv.contains(&format!("NAME=\"480p\"\n480p/index.m3u8?token={pt}\n")),
         "{mv}"
     );
-    let low = server.get(&format!("/live/{sid}/480p/index.m3u8?token={pt}"));
+    let low = server.get_raw(&format!("/live/{sid}/480p/index.m3u8?token={pt}"), None);
     assert_eq!(low.status(), 200);
     assert!(low.text().unwrap().contains("seg0.m4s"));
     let low_rtsp = Command::new("timeout")
@@ -584,7 +509,7 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
     // Blocking playlist reload: asking for the next segment's playlist
     // answers once that segment is cut; too far ahead or not a number: 400.
     let media = server
-        .get(&format!("/live/{sid}/source/index.m3u8?token={pt}"))
+        .get_raw(&format!("/live/{sid}/source/index.m3u8?token={pt}"), None)
         .text()
         .unwrap();
     assert!(
@@ -598,10 +523,13 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
         .unwrap();
     let asked = Instant::now();
     let next = server
-        .get(&format!(
-            "/live/{sid}/source/index.m3u8?token={pt}&_HLS_msn={}",
-            last_seg + 1
-        ))
+        .get_raw(
+            &format!(
+                "/live/{sid}/source/index.m3u8?token={pt}&_HLS_msn={}",
+                last_seg + 1
+            ),
+            None,
+        )
         .text()
         .unwrap();
     assert!(next.contains(&format!("seg{}.m4s", last_seg + 1)), "{next}");
@@ -610,44 +538,29 @@ fn heartbeats_rtsp_viewers_admin_api_and_metrics() {
         asked.elapsed().as_millis()
     );
     for bad in [format!("{}", last_seg + 10), "x".to_string()] {
-        let r = server.get(&format!(
-            "/live/{sid}/source/index.m3u8?token={pt}&_HLS_msn={bad}"
-        ));
+        let r = server.get_raw(
+            &format!("/live/{sid}/source/index.m3u8?token={pt}&_HLS_msn={bad}"),
+            None,
+        );
         assert_eq!(r.status(), 400, "_HLS_msn={bad}");
     }
 
     // An RTSP viewer over TCP that disappears without TEARDOWN.
-    let rtsp = Command::new("ffmpeg")
-        .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
-        .arg(format!(
-            "rtsp://127.0.0.1:{}/live/{sid}?token={pt}&user=carol",
-            server.rtsp_port
-        ))
-        .args(["-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg");
-    let mut rtsp = Guard(Some(rtsp));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let rtsp_viewer = loop {
+    let mut rtsp = spawn_rtsp_viewer(&format!(
+        "rtsp://127.0.0.1:{}/live/{sid}?token={pt}&user=carol",
+        server.rtsp_port
+    ));
+    let rtsp_viewer = wait_until("an RTSP viewer", Duration::from_secs(20), || {
         let viewers = admin_get(&server, "/api/v1/admin/viewers");
-        if let Some(v) = viewers["viewers"]
+        viewers["viewers"]
             .as_array()
             .unwrap()
             .iter()
             .find(|v| v["protocol"] == "rtsp")
-        {
-            break v["viewer_id"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no RTSP viewer appeared");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    if let Some(mut c) = rtsp.0.take() {
-        c.kill().unwrap(); // SIGKILL: no TEARDOWN
-        let _ = c.wait();
-    }
+            .map(|v| v["viewer_id"].as_str().unwrap().to_string())
+    });
+    rtsp.kill().unwrap(); // SIGKILL: no TEARDOWN
+    let _ = rtsp.wait();
 
     std::thread::sleep(Duration::from_secs(7));
     let gone = viewer_events(&server, "v-gone");

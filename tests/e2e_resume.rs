@@ -4,124 +4,148 @@
 //! interruption bookmarks: a headless Chromium watching a live stream is
 //! killed, its bookmark resumes the live stream there in a new browser.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
+use sharecast_testkit::*;
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn post(s: &Server, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut r = client().post(format!("{}{path}", s.http)).json(&body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
-
-fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut r = client().get(format!("{}{path}", s.http));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
-
-/// Waits until the session's live HLS stream exists (opened with its
-/// playback token `pt`).
-fn wait_live_stream(s: &Server, sid: &str, pt: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while s
-        .get(&format!("/live/{sid}/status.json?token={pt}"))
-        .status()
-        == 404
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the HLS stream never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Waits (up to `secs`) for the user's first bookmark.
-fn first_bookmark(s: &Server, user_token: &str, secs: u64) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (_, list) = get(s, "/api/v1/bookmarks", Some(user_token));
-        if let Some(b) = list["bookmarks"]
-            .as_array()
-            .and_then(|a| a.first())
-            .cloned()
-        {
-            return b;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no interruption bookmark"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn user(s: &Server, name: &str) -> String {
-    let (st, v) = post(s, "/api/v1/users", None, json!({ "name": name }));
-    assert_eq!(st, 200, "{v}");
-    v["user_token"].as_str().unwrap().to_string()
-}
-
-fn terminal(s: &Server, token: &str, kind: &str) -> String {
-    let (st, v) = post(s, "/api/v1/terminals", Some(token), json!({ "type": kind }));
-    assert_eq!(st, 200, "{v}");
-    v["terminal_id"].as_str().unwrap().to_string()
+/// A user's bookmarks (`GET /api/v1/bookmarks`).
+fn bookmarks(s: &Server, user_token: &str) -> Vec<Value> {
+    let (st, list) = s.get("/api/v1/bookmarks", Some(user_token));
+    assert_eq!(st, 200, "{list}");
+    list["bookmarks"].as_array().unwrap().clone()
 }
 
 /// One of a user's bookmarks, by id.
 fn bookmark_by_id(s: &Server, user_token: &str, id: &str) -> Value {
-    let (_, list) = get(s, "/api/v1/bookmarks", Some(user_token));
-    list["bookmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let list = bookmarks(s, user_token);
+    list.iter()
         .find(|x| x["id"] == id)
         .cloned()
-        .unwrap_or_else(|| panic!("no bookmark {id}: {list}"))
+        .unwrap_or_else(|| panic!("no bookmark {id}: {list:?}"))
 }
 
-fn config(dir: &std::path::Path, body: &str) -> String {
-    let p = dir.join("resume.toml");
-    std::fs::write(&p, body).unwrap();
-    p.display().to_string()
+/// Waits (up to `secs`) for the user's first bookmark.
+fn first_bookmark(s: &Server, user_token: &str, secs: u64) -> Value {
+    wait_until(
+        "an interruption bookmark",
+        Duration::from_secs(secs),
+        || bookmarks(s, user_token).first().cloned(),
+    )
+}
+
+/// Waits (up to `secs`) for the user's first bookmark and checks that it
+/// is the interruption of `content`, within a second of `near_ms` (where
+/// `who` was).
+fn interruption_bookmark(
+    s: &Server,
+    user_token: &str,
+    content: &str,
+    secs: u64,
+    near_ms: u64,
+    who: &str,
+) -> Value {
+    let bm = first_bookmark(s, user_token, secs);
+    assert_eq!(bm["source"], "interruption", "{bm}");
+    assert_eq!(bm["content_id"], content, "{bm}");
+    let pos = bm["position_ms"].as_u64().unwrap();
+    assert!(
+        pos.abs_diff(near_ms) <= 1000,
+        "bookmark at {pos} ms, {who} {near_ms} ms"
+    );
+    bm
+}
+
+/// An asset as the admin sees it: status and JSON.
+fn admin_asset(s: &Server, content: &str) -> (u16, Value) {
+    s.get(&format!("/api/v1/assets/{content}"), Some(&s.admin_token()))
+}
+
+/// An asset (as the admin sees it) that has its source rendition only.
+fn source_only(s: &Server, content: &str) -> Value {
+    let (_, asset) = admin_asset(s, content);
+    assert_eq!(
+        asset["attributes"]["renditions"].as_array().unwrap().len(),
+        1,
+        "{asset}"
+    );
+    asset
+}
+
+/// Resumes a bookmark on a terminal of its user (`POST
+/// /api/v1/bookmarks/{id}/resume`): status and the answer.
+fn resume(s: &Server, user_token: &str, bookmark: &str, terminal: &str) -> (u16, Value) {
+    s.post(
+        &format!("/api/v1/bookmarks/{bookmark}/resume"),
+        Some(user_token),
+        json!({ "terminal_id": terminal }),
+    )
+}
+
+/// An interruption reported through the reverse-bookmark interface
+/// (`POST /api/v1/reverse-bookmark`): status and the answer.
+fn reverse_bookmark(
+    s: &Server,
+    content: &str,
+    pos: u64,
+    playback: &str,
+    user: &str,
+) -> (u16, Value) {
+    s.post(
+        "/api/v1/reverse-bookmark",
+        None,
+        json!({ "content_id": content, "position_ms": pos, "playback_token": playback, "user_token": user }),
+    )
+}
+
+/// Polls a job (`/api/v1/{kind}/{id}`, as `token`) until `finished` says
+/// it is over; returns it.
+fn wait_job(
+    s: &Server,
+    token: &str,
+    kind: &str,
+    id: &str,
+    finished: impl Fn(&Value) -> bool,
+) -> Value {
+    let path = format!("/api/v1/{kind}/{id}");
+    wait_until_ok(
+        &format!("{path} to finish"),
+        Duration::from_secs(120),
+        || {
+            let (st, job) = s.get(&path, Some(token));
+            assert_eq!(st, 200, "{job}");
+            if finished(&job) {
+                Ok(job)
+            } else {
+                Err(job)
+            }
+        },
+    )
+}
+
+/// Polls an on-demand transcode job until it is done or failed.
+fn wait_transcode(s: &Server, token: &str, id: &str) -> Value {
+    wait_job(s, token, "transcodes", id, |job| {
+        job["state"] == "done" || job["state"] == "failed"
+    })
+}
+
+/// Polls a fetch of another platform's video until it is done or failed.
+fn wait_fetch(s: &Server, token: &str, id: &str) -> Value {
+    wait_job(s, token, "fetches", id, |job| job["state"] != "fetching")
 }
 
 #[test]
 fn history_follows_the_user_across_terminals_and_ages_out() {
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = config(cfg_dir.path(), "[resume]\nhistory_max_age_secs = 4\n");
-    let server = Server::start_with(&["--config", &cfg]);
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let content = r.session();
+    let server = Server::start_with_config("[resume]\nhistory_max_age_secs = 4\n");
+    let content = server.push_fixture(H264_AAC);
 
-    let alice = user(&server, "alice");
-    let tv = terminal(&server, &alice, "tv");
-    let phone = terminal(&server, &alice, "mobile");
+    let alice = server.new_user("alice");
+    let tv = server.new_terminal(&alice, "tv");
+    let phone = server.new_terminal(&alice, "mobile");
 
     // Stop on the TV at 1.5 s.
-    let (st, stop) = post(
-        &server,
+    let (st, stop) = server.post(
         "/api/v1/history",
         Some(&alice),
         json!({ "terminal_id": tv, "content_id": content, "position_ms": 1500 }),
@@ -130,8 +154,7 @@ fn history_follows_the_user_across_terminals_and_ages_out() {
     let resume_token = stop["resume_token"].as_str().unwrap().to_string();
 
     // The phone sees the TV's history with a link it can play.
-    let (st, cat) = get(
-        &server,
+    let (st, cat) = server.get(
         &format!("/api/v1/catalogue?terminal_id={phone}"),
         Some(&alice),
     );
@@ -150,8 +173,7 @@ fn history_follows_the_user_across_terminals_and_ages_out() {
         .any(|p| p["content_id"] == content.as_str()));
 
     // The TV's resume token resumes on the phone, at the breakpoint.
-    let (st, res) = post(
-        &server,
+    let (st, res) = server.post(
         "/api/v1/resume",
         Some(&alice),
         json!({ "resume_token": resume_token, "terminal_id": phone }),
@@ -161,12 +183,11 @@ fn history_follows_the_user_across_terminals_and_ages_out() {
     assert!(res["play_url"].as_str().unwrap().ends_with("#t=1.500"));
 
     // Another user sees nothing and cannot use the token.
-    let bob = user(&server, "bob");
-    let bob_phone = terminal(&server, &bob, "mobile");
-    let (_, hist) = get(&server, "/api/v1/history", Some(&bob));
+    let bob = server.new_user("bob");
+    let bob_phone = server.new_terminal(&bob, "mobile");
+    let (_, hist) = server.get("/api/v1/history", Some(&bob));
     assert_eq!(hist["history"].as_array().unwrap().len(), 0);
-    let (st, e) = post(
-        &server,
+    let (st, e) = server.post(
         "/api/v1/resume",
         Some(&bob),
         json!({ "resume_token": resume_token, "terminal_id": bob_phone }),
@@ -174,16 +195,14 @@ fn history_follows_the_user_across_terminals_and_ages_out() {
     assert_eq!(st, 403, "{e}");
     assert_eq!(e["error"]["code"], "bad_resume_token");
     // Bob cannot use Alice's terminal either.
-    let (st, _) = get(
-        &server,
+    let (st, _) = server.get(
         &format!("/api/v1/catalogue?terminal_id={phone}"),
         Some(&bob),
     );
     assert_eq!(st, 404);
 
     // Bad input: clear errors, nothing stored.
-    let (st, e) = post(
-        &server,
+    let (st, e) = server.post(
         "/api/v1/history",
         Some(&alice),
         json!({ "terminal_id": tv, "content_id": content, "position_ms": 999_999 }),
@@ -192,8 +211,7 @@ fn history_follows_the_user_across_terminals_and_ages_out() {
         (st, e["error"]["code"].as_str()),
         (400, Some("position_past_end"))
     );
-    let (st, e) = post(
-        &server,
+    let (st, e) = server.post(
         "/api/v1/history",
         Some(&alice),
         json!({ "terminal_id": tv, "content_id": "00ff", "position_ms": 1 }),
@@ -202,15 +220,13 @@ fn history_follows_the_user_across_terminals_and_ages_out() {
         (st, e["error"]["code"].as_str()),
         (404, Some("unknown_content"))
     );
-    let (st, _) = post(
-        &server,
+    let (st, _) = server.post(
         "/api/v1/history",
         Some("su_forged"),
         json!({ "terminal_id": tv, "content_id": content, "position_ms": 1 }),
     );
     assert_eq!(st, 401);
-    let (st, e) = post(
-        &server,
+    let (st, e) = server.post(
         "/api/v1/terminals",
         Some(&alice),
         json!({ "type": "toaster" }),
@@ -219,15 +235,14 @@ fn history_follows_the_user_across_terminals_and_ages_out() {
         (st, e["error"]["code"].as_str()),
         (400, Some("bad_terminal_type"))
     );
-    let (_, hist) = get(&server, "/api/v1/history", Some(&alice));
+    let (_, hist) = server.get("/api/v1/history", Some(&alice));
     assert_eq!(hist["history"].as_array().unwrap().len(), 1);
 
     // Aged records are purged (history_max_age_secs = 4 here), tokens too.
     std::thread::sleep(Duration::from_secs(5));
-    let (_, hist) = get(&server, "/api/v1/history", Some(&alice));
+    let (_, hist) = server.get("/api/v1/history", Some(&alice));
     assert_eq!(hist["history"].as_array().unwrap().len(), 0, "{hist}");
-    let (st, _) = post(
-        &server,
+    let (st, _) = server.post(
         "/api/v1/resume",
         Some(&alice),
         json!({ "resume_token": resume_token, "terminal_id": phone }),
@@ -241,50 +256,18 @@ const TRUST_LOOPBACK: &str = "[outbound]\nallowed_hosts = [\"127.0.0.1\"]\n";
 
 #[test]
 fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = config(cfg_dir.path(), TRUST_LOOPBACK);
-    let a = Server::start_with(&["--config", &cfg]);
-    let b = Server::start_with(&["--config", &cfg]);
-    let r = a.push(&fixture(H265_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let content = r.session();
+    let a = Server::start_with_config(TRUST_LOOPBACK);
+    let b = Server::start_with_config(TRUST_LOOPBACK);
+    let content = a.push_fixture(H265_AAC);
     // Wait for A's H.264 compatibility rendition.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, asset) = get(
-            &a,
-            &format!("/api/v1/assets/{content}"),
-            Some(&a.admin_token()),
-        );
-        if asset["attributes"]["renditions"]
-            .as_array()
-            .map_or(0, |r| r.len())
-            >= 2
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no 480p rendition: {asset}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    a.wait_renditions(&content, 2);
 
-    let alice_a = user(&a, "alice");
-    let alice_b = user(&b, "alice");
-    let web_b = terminal(&b, &alice_b, "web");
-    let tv_b = terminal(&b, &alice_b, "tv");
+    let alice_a = a.new_user("alice");
+    let alice_b = b.new_user("alice");
+    let web_b = b.new_terminal(&alice_b, "web");
+    let tv_b = b.new_terminal(&alice_b, "tv");
 
-    let handoff = |pos: u64| {
-        let (st, v) = post(
-            &a,
-            "/api/v1/handoff",
-            Some(&alice_a),
-            json!({ "content_id": content, "position_ms": pos }),
-        );
-        assert_eq!(st, 200, "{v}");
-        v
-    };
+    let handoff = |pos: u64| a.new_handoff(&alice_a, &content, pos);
     let check = |bm: &Value, pos: u64, terminal_kind: &str| {
         assert_eq!(bm["content_id"], content.as_str(), "{bm}");
         assert_eq!(bm["position_ms"], pos, "{bm}");
@@ -307,8 +290,7 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
         h["state"]["codecs"][0].as_str().unwrap()[..4].to_string(),
         "hvc1"
     );
-    let (st, bm) = post(
-        &b,
+    let (st, bm) = b.post(
         "/api/v1/handoff/accept",
         Some(&alice_b),
         json!({ "from": h["pull_url"], "terminal_id": tv_b, "name": "couch", "description": "finish later" }),
@@ -320,16 +302,8 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
     // Push: A calls B.
     let h = handoff(1200);
     let id = h["state"]["id"].as_str().unwrap();
-    let resp = client()
-        .post(format!("{}/api/v1/handoff/{id}/push", a.http))
-        .bearer_auth(&alice_a)
-        .header("X-Target-User-Token", &alice_b)
-        .header("X-Target-Terminal", &web_b)
-        .json(&json!({ "target": b.http }))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().unwrap();
+    let (st, v) = a.handoff_push(id, &alice_a, &b.http, &alice_b, &web_b);
+    assert_eq!(st, 200, "{v}");
     // Of B's answer, A passes back only the bookmark's id; the bookmark is
     // read on B.
     assert!(v.get("answer").is_none(), "{v}");
@@ -339,29 +313,24 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
     // Redirect: the terminal follows A's redirect to B.
     let h = handoff(1400);
     let id = h["state"]["id"].as_str().unwrap();
-    let resp = client()
-        .get(format!(
-            "{}/api/v1/handoff/{id}/redirect?target={}",
-            a.http, b.http
-        ))
-        .send()
-        .unwrap();
+    let resp = a.get_raw(
+        &format!("/api/v1/handoff/{id}/redirect?target={}", b.http),
+        None,
+    );
     assert_eq!(resp.status(), 303);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with(&format!("{}/api/v1/handoff/accept?from=", b.http)));
-    let resp = client()
-        .get(format!("{location}&terminal_id={web_b}"))
-        .bearer_auth(&alice_b)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().unwrap();
+    assert!(location.starts_with(&b.url("/api/v1/handoff/accept?from=")));
+    let (st, v) = send(
+        client()
+            .get(format!("{location}&terminal_id={web_b}"))
+            .bearer_auth(&alice_b),
+    );
+    assert_eq!(st, 200, "{v}");
     check(&v["bookmark"], 1400, "web");
 
     // Short code typed by the user on B.
     let h = handoff(1600);
-    let (st, bm) = post(
-        &b,
+    let (st, bm) = b.post(
         "/api/v1/handoff/accept",
         Some(&alice_b),
         json!({ "platform": a.http, "code": h["code"], "terminal_id": tv_b }),
@@ -369,14 +338,12 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
     assert_eq!(st, 200, "{bm}");
     check(&bm, 1600, "tv");
 
-    let (_, list) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
-    assert_eq!(list["bookmarks"].as_array().unwrap().len(), 4);
+    assert_eq!(bookmarks(&b, &alice_b).len(), 4);
 
     // Forged and unknown links, positions past the end: clear errors, nothing stored.
     let h = handoff(100);
     let forged = h["pull_url"].as_str().unwrap().replace("sig=", "sig=00");
-    let (st, e) = post(
-        &b,
+    let (st, e) = b.post(
         "/api/v1/handoff/accept",
         Some(&alice_b),
         json!({ "from": forged, "terminal_id": tv_b }),
@@ -386,8 +353,7 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
         e["error"]["message"].as_str().unwrap().contains("403"),
         "{e}"
     );
-    let (st, _) = get(
-        &a,
+    let (st, _) = a.get(
         &format!(
             "/api/v1/handoff/{}?exp=1&sig=00",
             h["state"]["id"].as_str().unwrap()
@@ -395,10 +361,9 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
         None,
     );
     assert_eq!(st, 403);
-    let (st, _) = get(&a, "/api/v1/handoff/by-code/ZZZZZZZZ", None);
+    let (st, _) = a.get("/api/v1/handoff/by-code/ZZZZZZZZ", None);
     assert_eq!(st, 404);
-    let (st, e) = post(
-        &a,
+    let (st, e) = a.post(
         "/api/v1/handoff",
         Some(&alice_a),
         json!({ "content_id": content, "position_ms": 99_000_000 }),
@@ -407,69 +372,23 @@ fn handoff_between_two_platforms_by_push_pull_redirect_and_code() {
         (st, e["error"]["code"].as_str()),
         (400, Some("position_past_end"))
     );
-    let (_, list) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
-    assert_eq!(list["bookmarks"].as_array().unwrap().len(), 4);
-}
-
-fn metric(s: &Server, name: &str) -> f64 {
-    let text = s.metrics();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Polls an on-demand transcode job until it is done or failed.
-fn wait_transcode(s: &Server, token: &str, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let (st, job) = get(s, &format!("/api/v1/transcodes/{id}"), Some(token));
-        assert_eq!(st, 200, "{job}");
-        if job["state"] == "done" || job["state"] == "failed" {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "transcode not finished: {job}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(bookmarks(&b, &alice_b).len(), 4);
 }
 
 #[test]
 fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
     // No ladder: the H.265 recording has its source rendition only.
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        cfg_dir.path(),
+    let s = Server::start_with_config(
         "[transcoder]\nrenditions = []\n\n[resume]\ntranscode_short_side = 240\n",
     );
-    let s = Server::start_with(&["--config", &cfg]);
-    let r = s.push(&fixture(H265_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let content = r.session();
-    let (_, asset) = get(
-        &s,
-        &format!("/api/v1/assets/{content}"),
-        Some(&s.admin_token()),
-    );
-    assert_eq!(
-        asset["attributes"]["renditions"].as_array().unwrap().len(),
-        1,
-        "{asset}"
-    );
+    let content = s.push_fixture(H265_AAC);
+    let asset = source_only(&s, &content);
 
-    let alice = user(&s, "alice");
-    let web = terminal(&s, &alice, "web");
+    let alice = s.new_user("alice");
+    let web = s.new_terminal(&alice, "web");
     let accept = |content: &str, pos: u64| {
-        let (st, h) = post(
-            &s,
-            "/api/v1/handoff",
-            Some(&alice),
-            json!({ "content_id": content, "position_ms": pos }),
-        );
-        assert_eq!(st, 200, "{h}");
-        let (st, bm) = post(
-            &s,
+        let h = s.new_handoff(&alice, content, pos);
+        let (st, bm) = s.post(
             "/api/v1/handoff/accept",
             Some(&alice),
             json!({ "platform": s.http, "code": h["code"], "terminal_id": web, "name": "on the laptop" }),
@@ -512,11 +431,7 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
     assert_eq!(job["attributes"]["height"], 240, "{job}");
 
     // The file: H.264 main + AAC, 240 high, as long as the source.
-    let file = s
-        .data_dir()
-        .join("sessions")
-        .join(&content)
-        .join("240p-h264.mp4");
+    let file = s.session_file(&content, "240p-h264.mp4");
     assert!(file.exists(), "{}", file.display());
     let probe = ffprobe(&file);
     let v = stream(&probe, "video").expect("a video stream");
@@ -537,11 +452,7 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         200,
         "GET {url}"
     );
-    let (_, asset) = get(
-        &s,
-        &format!("/api/v1/assets/{content}"),
-        Some(&s.admin_token()),
-    );
+    let (_, asset) = admin_asset(&s, &content);
     assert!(
         asset["attributes"]["renditions"]
             .as_array()
@@ -553,22 +464,10 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
     );
 
     // The bookmark now points to the rendition, and so does its resume.
-    let (_, list) = get(&s, "/api/v1/bookmarks", Some(&alice));
-    let stored = list["bookmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["id"] == bm["id"])
-        .unwrap()
-        .clone();
-    assert_eq!(stored["status"], "rendition:240p-h264", "{list}");
-    assert_eq!(stored["address"], url.as_str(), "{list}");
-    let (st, res) = post(
-        &s,
-        &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
-        Some(&alice),
-        json!({ "terminal_id": web }),
-    );
+    let stored = bookmark_by_id(&s, &alice, bm["id"].as_str().unwrap());
+    assert_eq!(stored["status"], "rendition:240p-h264", "{stored}");
+    assert_eq!(stored["address"], url.as_str(), "{stored}");
+    let (st, res) = resume(&s, &alice, bm["id"].as_str().unwrap(), &web);
     assert_eq!(st, 200, "{res}");
     assert_eq!(res["url"], url.as_str(), "{res}");
     assert_eq!(res["status"], "ready", "{res}");
@@ -579,8 +478,7 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
     assert_eq!(bm3["status"], "rendition:240p-h264", "{bm3}");
     assert_eq!(bm3["address"], url.as_str(), "{bm3}");
     assert!(bm3.get("transcode").is_none(), "{bm3}");
-    let (st, v) = post(
-        &s,
+    let (st, v) = s.post(
         "/api/v1/transcodes",
         Some(&alice),
         json!({ "content_id": content, "terminal_id": web }),
@@ -588,20 +486,16 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
     assert_eq!((st, v["status"].as_str()), (200, Some("ready")), "{v}");
     assert_eq!(v["rendition"]["url"], url.as_str(), "{v}");
     assert_eq!(
-        metric(
-            &s,
-            "sharecast_ondemand_transcodes_total{result=\"scheduled\"}"
-        ),
+        s.metric("sharecast_ondemand_transcodes_total{result=\"scheduled\"}"),
         1.0
     );
     assert_eq!(
-        metric(&s, "sharecast_ondemand_transcodes_total{result=\"done\"}"),
+        s.metric("sharecast_ondemand_transcodes_total{result=\"done\"}"),
         1.0
     );
 
     // Errors: unknown content; a transcode that fails says why.
-    let (st, e) = post(
-        &s,
+    let (st, e) = s.post(
         "/api/v1/transcodes",
         Some(&alice),
         json!({ "content_id": "nosuchcontent", "terminal_id": web }),
@@ -611,20 +505,14 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         (404, Some("unknown_content")),
         "{e}"
     );
-    let (st, e) = get(&s, "/api/v1/transcodes/0000000000000000", Some(&alice));
+    let (st, e) = s.get("/api/v1/transcodes/0000000000000000", Some(&alice));
     assert_eq!(
         (st, e["error"]["code"].as_str()),
         (404, Some("unknown_transcode")),
         "{e}"
     );
-    let r = s.push(&fixture(H265_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let broken = r.session();
-    let source = s
-        .data_dir()
-        .join("sessions")
-        .join(&broken)
-        .join("source.mp4");
+    let broken = s.push_fixture(H265_AAC);
+    let source = s.session_file(&broken, "source.mp4");
     let good = std::fs::read(&source).unwrap();
     std::fs::write(&source, b"not an mp4 any more").unwrap();
     let bm = accept(&broken, 500);
@@ -638,41 +526,18 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         "{job}"
     );
     assert_eq!(
-        metric(&s, "sharecast_ondemand_transcodes_total{result=\"failed\"}"),
+        s.metric("sharecast_ondemand_transcodes_total{result=\"failed\"}"),
         1.0
     );
-    let (_, asset) = get(
-        &s,
-        &format!("/api/v1/assets/{broken}"),
-        Some(&s.admin_token()),
-    );
-    assert_eq!(
-        asset["attributes"]["renditions"].as_array().unwrap().len(),
-        1,
-        "{asset}"
-    );
-    let bookmark = |id: &Value| {
-        let (_, list) = get(&s, "/api/v1/bookmarks", Some(&alice));
-        list["bookmarks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["id"] == *id)
-            .unwrap()
-            .clone()
-    };
+    source_only(&s, &broken);
+    let bookmark = |id: &Value| bookmark_by_id(&s, &alice, id.as_str().unwrap());
     let stored = bookmark(&bm["id"]);
     assert_eq!(stored["status"], "transcode_failed", "{stored}");
     assert_eq!(stored["transcode"]["error"], job["error"], "{stored}");
     // Once the file is back, resuming the bookmark tries again, and the
     // bookmark follows the new job to its rendition.
     std::fs::write(&source, good).unwrap();
-    let (st, res) = post(
-        &s,
-        &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
-        Some(&alice),
-        json!({ "terminal_id": web }),
-    );
+    let (st, res) = resume(&s, &alice, bm["id"].as_str().unwrap(), &web);
     assert_eq!(st, 200, "{res}");
     assert_eq!(res["status"], "transcoding", "{res}");
     let retry_id = res["transcode"]["id"].as_str().unwrap();
@@ -688,60 +553,39 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
         "{stored}"
     );
     // The server is still fine.
-    let (st, _) = get(
-        &s,
-        &format!("/api/v1/assets/{content}"),
-        Some(&s.admin_token()),
-    );
+    let (st, _) = admin_asset(&s, &content);
     assert_eq!(st, 200);
 }
 
 #[test]
 fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
     let server = Server::start();
-    let (push, sid, _out) =
-        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "12"]));
-    let alice = user(&server, "alice");
-    let phone = terminal(&server, &alice, "mobile");
-    let http = client();
-    let pt = server.playback_token(&sid);
-    wait_live_stream(&server, &sid, &pt);
+    let (push, sid, pt) = server.start_live(12);
+    let alice = server.new_user("alice");
+    let phone = server.new_terminal(&alice, "mobile");
     // A player identified by its user token posts heartbeats, then vanishes.
     let mut last = 0;
     for i in 0..5 {
         last = 800 + i * 400;
-        let r = http
-            .post(format!("{}/api/v1/live/{sid}/heartbeat", server.http))
-            .bearer_auth(&pt)
-            .json(&json!({ "viewer_id": "p1", "position_ms": last, "user": alice }))
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+        let (st, v) = server.post(
+            &format!("/api/v1/live/{sid}/heartbeat"),
+            Some(&pt),
+            json!({ "viewer_id": "p1", "position_ms": last, "user": alice }),
+        );
+        assert!((200..300).contains(&st), "{v}");
         std::thread::sleep(Duration::from_millis(400));
     }
-    let bm = first_bookmark(&server, &alice, 20);
-    assert_eq!(bm["source"], "interruption");
-    assert_eq!(bm["content_id"], sid.as_str());
+    let bm = interruption_bookmark(&server, &alice, &sid, 20, last, "the viewer stopped at");
     let pos = bm["position_ms"].as_u64().unwrap();
-    assert!(
-        pos.abs_diff(last) <= 1000,
-        "bookmark at {pos}, viewer stopped at {last}"
-    );
     // Exactly one bookmark for the one interruption.
     std::thread::sleep(Duration::from_secs(2));
-    let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
-    assert_eq!(list["bookmarks"].as_array().unwrap().len(), 1);
+    assert_eq!(bookmarks(&server, &alice).len(), 1);
 
     // After the recording is ready, resuming the bookmark plays the VOD there.
     let out = push.wait_with_output().unwrap();
     assert!(out.status.success());
     let id = bm["id"].as_str().unwrap();
-    let (st, res) = post(
-        &server,
-        &format!("/api/v1/bookmarks/{id}/resume"),
-        Some(&alice),
-        json!({ "terminal_id": phone }),
-    );
+    let (st, res) = resume(&server, &alice, id, &phone);
     assert_eq!(st, 200, "{res}");
     assert_eq!(res["position_ms"], pos);
     assert!(
@@ -754,23 +598,13 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
     assert!(res["play_url"].as_str().unwrap().contains("#t="));
     assert_eq!(res["live"], false, "{res}");
     // Someone else cannot resume it.
-    let bob = user(&server, "bob");
-    let bob_tv = terminal(&server, &bob, "tv");
-    let (st, _) = post(
-        &server,
-        &format!("/api/v1/bookmarks/{id}/resume"),
-        Some(&bob),
-        json!({ "terminal_id": bob_tv }),
-    );
+    let bob = server.new_user("bob");
+    let bob_tv = server.new_terminal(&bob, "tv");
+    let (st, _) = resume(&server, &bob, id, &bob_tv);
     assert_eq!(st, 404);
 
     // The reverse-bookmark interface answers user id, result code and description.
-    let (st, a) = post(
-        &server,
-        "/api/v1/reverse-bookmark",
-        None,
-        json!({ "content_id": sid, "position_ms": 1000, "playback_token": "pt", "user_token": alice }),
-    );
+    let (st, a) = reverse_bookmark(&server, &sid, 1000, "pt", &alice);
     assert_eq!(st, 200, "{a}");
     assert_eq!(a["result_code"], 0);
     assert_eq!(a["description"], "saved");
@@ -789,40 +623,14 @@ fn a_vanished_live_viewer_gets_an_interruption_bookmark_it_can_resume() {
             5,
         ),
     ] {
-        let (_, a) = post(&server, "/api/v1/reverse-bookmark", None, body);
+        let (_, a) = server.post("/api/v1/reverse-bookmark", None, body);
         assert_eq!(a["result_code"], code, "{a}");
     }
-    let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
     assert_eq!(
-        list["bookmarks"].as_array().unwrap().len(),
+        bookmarks(&server, &alice).len(),
         2,
         "bad requests stored nothing"
     );
-}
-
-/// Decoded frames (MD5 of each picture) of a video, in order.
-fn decoded_frames(args: &[&str]) -> Vec<String> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-v", "trace"])
-        .args(args)
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|m| m.trim().to_string()))
-        .collect()
 }
 
 /// ffmpeg plays `url` with `-ss` (a ranged PLAY, `Range: npt=<pos>-`): the
@@ -830,13 +638,9 @@ fn decoded_frames(args: &[&str]) -> Vec<String> {
 /// position, and the pictures received are the recording's from there on,
 /// including the one at the position.
 fn rtsp_starts_at(server: &Server, sid: &str, url: &str, pos_ms: u64) {
-    let file = server
-        .data_dir()
-        .join("sessions")
-        .join(sid)
-        .join("source.mp4");
+    let file = server.session_file(sid, "source.mp4");
     let fps = 30u64; // the H.264 fixture
-    let vod = decoded_frames(&["-i", file.to_str().unwrap()]);
+    let vod = frame_md5s(&file, "0:v:0");
     let ss = format!("{:.3}", pos_ms as f64 / 1000.0);
     let out = std::process::Command::new("ffmpeg")
         .args([
@@ -874,11 +678,7 @@ fn rtsp_starts_at(server: &Server, sid: &str, url: &str, pos_ms: u64) {
         answered_ms <= pos_ms && answered_ms + 1000 >= pos_ms,
         "asked to play from {pos_ms} ms, the server plays from {answered_ms} ms"
     );
-    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|m| m.trim().to_string()))
-        .collect();
+    let got = parse_framemd5(&String::from_utf8_lossy(&out.stdout));
     assert!(!got.is_empty(), "no picture over RTSP");
     // Where each received picture is in the recording.
     let found: Vec<Option<usize>> = got
@@ -912,25 +712,13 @@ fn a_recorded_bookmark_resumes_over_rtsp_with_a_ranged_play() {
     let server = Server::start();
     // 3 s of H.264 (1 s GOP, 30 fps) + AAC, one slice per picture, so
     // ffmpeg's decoding of the RTSP stream is bit-exact with the file's.
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let sid = r.session();
-    let alice = user(&server, "alice");
-    let tv = terminal(&server, &alice, "tv");
-    let (st, a) = post(
-        &server,
-        "/api/v1/reverse-bookmark",
-        None,
-        json!({ "content_id": sid, "position_ms": 1500, "playback_token": "pt", "user_token": alice }),
-    );
+    let sid = server.push_fixture(H264_AAC);
+    let alice = server.new_user("alice");
+    let tv = server.new_terminal(&alice, "tv");
+    let (st, a) = reverse_bookmark(&server, &sid, 1500, "pt", &alice);
     assert_eq!(st, 200, "{a}");
     let id = a["bookmark_id"].as_str().unwrap();
-    let (st, res) = post(
-        &server,
-        &format!("/api/v1/bookmarks/{id}/resume"),
-        Some(&alice),
-        json!({ "terminal_id": tv }),
-    );
+    let (st, res) = resume(&server, &alice, id, &tv);
     assert_eq!(st, 200, "{res}");
     assert_eq!(res["live"], false, "{res}");
     let rtsp = res["rtsp"]["url"].as_str().expect("an RTSP resume URL");
@@ -943,25 +731,6 @@ fn a_recorded_bookmark_resumes_over_rtsp_with_a_ranged_play() {
 }
 
 // ------------------------------------------------ a real browser, killed ---
-
-fn web_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
-}
-
-/// The driver of the watch page in headless Chromium (playwright-core from
-/// web/share, as tests/e2e_share.rs uses it).
-fn viewer_script() -> std::path::PathBuf {
-    let dir = web_dir().join("share");
-    if !dir.join("node_modules/playwright-core").is_dir() {
-        let st = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm (install nodejs)");
-        assert!(st.success(), "npm ci in web/share failed");
-    }
-    dir.join("live-viewer.mjs")
-}
 
 /// `(pid, parent pid, process group)` of every process, from /proc.
 fn processes() -> Vec<(u32, u32, u32)> {
@@ -1022,7 +791,7 @@ impl LiveViewer {
     fn start(mode: &str, url: &str) -> LiveViewer {
         use std::io::BufRead;
         let mut node = std::process::Command::new("node")
-            .arg(viewer_script())
+            .arg(web_share_script("live-viewer.mjs"))
             .args([mode, url])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -1074,17 +843,14 @@ impl LiveViewer {
             .status()
             .unwrap();
         assert!(st.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while process_tree(self.browser_pid)
-            .iter()
-            .any(|p| tree.contains(p))
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "browser processes survived SIGKILL"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            "the browser's processes to die of SIGKILL",
+            Duration::from_secs(5),
+            || {
+                let left = process_tree(self.browser_pid);
+                (!left.iter().any(|p| tree.contains(p))).then_some(())
+            },
+        );
         tree.len()
     }
 }
@@ -1105,51 +871,30 @@ impl Drop for LiveViewer {
 
 #[test]
 fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_there() {
-    let cfg_dir = tempfile::tempdir().unwrap();
     // Vanish after 2 s without a heartbeat; list 12 one-second segments
     // (and keep 4 more): room for a slow browser start before the resume.
-    let cfg = config(
-        cfg_dir.path(),
-        &format!(
-            "[live]\nviewer_timeout_secs = 2\nhls_window_segments = 12\n\n[share]\nweb_dir = {:?}\n",
-            web_dir().display().to_string()
-        ),
-    );
-    let server = Server::start_with(&["--config", &cfg]);
+    let server = Server::start_with_config(&format!(
+        "[live]\nviewer_timeout_secs = 2\nhls_window_segments = 12\n\n[share]\nweb_dir = {:?}\n",
+        web_dir().display().to_string()
+    ));
     // A live camera (test pattern, 1 s keyframes) filming long enough for
-    // the whole test; stopped at the end.
-    let (mut push, sid, _push_out) =
-        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "60"]));
-    struct Stop<'a>(&'a mut std::process::Child);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _stop_push = Stop(&mut push);
-    let alice = user(&server, "alice");
-    let web = terminal(&server, &alice, "web");
+    // the whole test; stopped at the end (the guard kills it).
+    let (_push, sid, _push_out) =
+        server.spawn_push(std::path::Path::new("testsrc"), &["--duration", "60"]);
+    let alice = server.new_user("alice");
+    let web = server.new_terminal(&alice, "web");
     let pt = server.playback_token(&sid);
     // Join once the playlist window no longer starts at the beginning, so
     // that the player's own timeline (which starts at the first listed
     // segment) differs from the content timeline by seconds.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, st) = get(
-            &server,
-            &format!("/live/{sid}/status.json?token={pt}"),
-            None,
-        );
+    wait_until_ok("14 live segments", Duration::from_secs(30), || {
+        let (_, st) = server.get(&format!("/live/{sid}/status.json?token={pt}"), None);
         if st["segments"].as_u64().unwrap_or(0) >= 14 {
-            break;
+            Ok(())
+        } else {
+            Err(st)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the live stream did not grow: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 
     // A browser plays the live stream on the watch page, as alice.
     let mut first = LiveViewer::start(
@@ -1187,30 +932,26 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
 
     // The missed heartbeats make a vanished event, the event a bookmark
     // through the reverse-bookmark interface.
-    let bm = first_bookmark(&server, &alice, 15);
+    let bm = interruption_bookmark(
+        &server,
+        &alice,
+        &sid,
+        15,
+        reported,
+        "the page last reported",
+    );
     eprintln!(
         "page reported {reported} ms (segment {reported_segment}, player time {current_time:.3} s); bookmark {} ms after the kill: {bm}",
         killed_at.elapsed().as_millis()
     );
-    assert_eq!(bm["source"], "interruption");
-    assert_eq!(bm["content_id"], sid.as_str());
     let pos = bm["position_ms"].as_u64().unwrap();
-    assert!(
-        pos.abs_diff(reported) <= 1000,
-        "bookmark at {pos} ms, the page last reported {reported} ms"
-    );
 
     // Resuming while the phone still films: the live stream, from the
     // segment holding the position. (A moment later, so that the live edge
     // is well ahead of the bookmark.)
     std::thread::sleep(Duration::from_millis(1500));
     let id = bm["id"].as_str().unwrap();
-    let (st, res) = post(
-        &server,
-        &format!("/api/v1/bookmarks/{id}/resume"),
-        Some(&alice),
-        json!({ "terminal_id": web }),
-    );
+    let (st, res) = resume(&server, &alice, id, &web);
     assert_eq!(st, 200, "{res}");
     eprintln!("resume answer: {res}");
     assert_eq!(res["live"], true, "{res}");
@@ -1241,8 +982,7 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
     );
 
     // Bad input: clear errors, nothing stored.
-    let (st, e) = post(
-        &server,
+    let (st, e) = server.post(
         "/api/v1/bookmarks/00ff00ff00ff00ff/resume",
         Some(&alice),
         json!({ "terminal_id": web }),
@@ -1280,15 +1020,10 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
     assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "bad_start");
     let text = media(url).text().unwrap();
     assert!(text.contains("#EXT-X-START:TIME-OFFSET="), "{text}");
-    let (_, a) = post(
-        &server,
-        "/api/v1/reverse-bookmark",
-        None,
-        json!({ "content_id": sid, "position_ms": 999_999_999u64, "playback_token": pt, "user_token": alice }),
-    );
+    let (_, a) = reverse_bookmark(&server, &sid, 999_999_999u64, &pt, &alice);
     assert_eq!(a["result_code"], 5, "{a}");
-    let (_, list) = get(&server, "/api/v1/bookmarks", Some(&alice));
-    assert_eq!(list["bookmarks"].as_array().unwrap().len(), 1, "{list}");
+    let list = bookmarks(&server, &alice);
+    assert_eq!(list.len(), 1, "{list:?}");
 
     // A new browser opens the resume answer's page: playback starts at the
     // bookmark, in the segment the answer named, and keeps playing.
@@ -1336,22 +1071,9 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
     // A bookmark whose position has left the live stream (the first second,
     // long gone from the 16 segments kept) starts at the oldest segment
     // kept, and the answer says so.
-    let (_, a) = post(
-        &server,
-        "/api/v1/reverse-bookmark",
-        None,
-        json!({ "content_id": sid, "position_ms": 100, "playback_token": pt, "user_token": alice }),
-    );
+    let (_, a) = reverse_bookmark(&server, &sid, 100, &pt, &alice);
     assert_eq!(a["result_code"], 0, "{a}");
-    let (st, old) = post(
-        &server,
-        &format!(
-            "/api/v1/bookmarks/{}/resume",
-            a["bookmark_id"].as_str().unwrap()
-        ),
-        Some(&alice),
-        json!({ "terminal_id": web }),
-    );
+    let (st, old) = resume(&server, &alice, a["bookmark_id"].as_str().unwrap(), &web);
     assert_eq!(st, 200, "{old}");
     let start = &old["live_start"];
     assert_eq!(start["from"], "oldest_segment", "{old}");
@@ -1377,128 +1099,56 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
 #[test]
 fn a_vanished_rtsp_viewer_gets_an_interruption_bookmark() {
     let server = Server::start();
-    let (push, sid, _out) =
-        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "12"]));
-    let mut push = push;
-    let alice = user(&server, "alice");
-    let pt = server.playback_token(&sid);
-    let admin = std::fs::read_to_string(server.data_dir().join("admin-token"))
-        .expect("admin token")
-        .trim()
-        .to_string();
-    wait_live_stream(&server, &sid, &pt);
-    let mut viewer = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
-        .arg(format!(
-            "rtsp://127.0.0.1:{}/live/{sid}?token={pt}&user={alice}",
-            server.rtsp_port
-        ))
-        .args(["-f", "null", "-"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ffmpeg");
+    let (mut push, sid, pt) = server.start_live(12);
+    let alice = server.new_user("alice");
+    let admin = server.admin_token();
+    let mut viewer = spawn_rtsp_viewer(&format!(
+        "rtsp://127.0.0.1:{}/live/{sid}?token={pt}&user={alice}",
+        server.rtsp_port
+    ));
     // Watch for a few seconds, then vanish (SIGKILL: no TEARDOWN).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let watched_ms = loop {
-        let r = client()
-            .get(format!("{}/api/v1/admin/viewers", server.http))
-            .bearer_auth(&admin)
-            .send()
-            .unwrap();
-        let v: Value = r.json().unwrap();
+    let watched_ms = wait_until_ok("an RTSP viewer 3 s in", Duration::from_secs(20), || {
+        let (_, v) = server.get("/api/v1/admin/viewers", Some(&admin));
         let pos = v["viewers"].as_array().and_then(|a| {
             a.iter()
                 .find(|v| v["protocol"] == "rtsp")
                 .and_then(|v| v["position_ms"].as_u64())
         });
-        if let Some(p) = pos.filter(|p| *p >= 3000) {
-            break p;
-        }
-        assert!(std::time::Instant::now() < deadline, "no RTSP viewer: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        pos.filter(|p| *p >= 3000).ok_or(v)
+    });
     viewer.kill().unwrap();
     let _ = viewer.wait();
-    let bm = first_bookmark(&server, &alice, 20);
-    assert_eq!(bm["source"], "interruption");
-    assert_eq!(bm["content_id"], sid.as_str());
-    let pos = bm["position_ms"].as_u64().unwrap();
-    assert!(
-        pos.abs_diff(watched_ms) <= 1000,
-        "bookmark at {pos} ms, the RTSP viewer was at {watched_ms} ms"
+    interruption_bookmark(
+        &server,
+        &alice,
+        &sid,
+        20,
+        watched_ms,
+        "the RTSP viewer was at",
     );
     let _ = push.kill();
     let _ = push.wait();
 }
 
-/// Polls a fetch of another platform's video until it is done or failed.
-fn wait_fetch(s: &Server, token: &str, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let (st, job) = get(s, &format!("/api/v1/fetches/{id}"), Some(token));
-        assert_eq!(st, 200, "{job}");
-        if job["state"] != "fetching" {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "fetch not finished: {job}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_play() {
     // A has no ladder: its H.265 recording has no H.264 rendition at all.
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let a_cfg = cfg_dir.path().join("a.toml");
-    std::fs::write(
-        &a_cfg,
-        format!("[transcoder]\nrenditions = []\n{TRUST_LOOPBACK}"),
-    )
-    .unwrap();
-    let b_cfg = config(
-        cfg_dir.path(),
-        &format!("[resume]\ntranscode_short_side = 240\n{TRUST_LOOPBACK}"),
-    );
-    let a = Server::start_with(&["--config", a_cfg.to_str().unwrap()]);
-    let b = Server::start_with(&["--config", &b_cfg]);
-    let r = a.push(&fixture(H265_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let content = r.session();
-    let (_, asset) = get(
-        &a,
-        &format!("/api/v1/assets/{content}"),
-        Some(&a.admin_token()),
-    );
-    assert_eq!(
-        asset["attributes"]["renditions"].as_array().unwrap().len(),
-        1,
-        "{asset}"
-    );
+    let a = Server::start_with_config(&format!("[transcoder]\nrenditions = []\n{TRUST_LOOPBACK}"));
+    let b = Server::start_with_config(&format!(
+        "[resume]\ntranscode_short_side = 240\n{TRUST_LOOPBACK}"
+    ));
+    let content = a.push_fixture(H265_AAC);
+    let asset = source_only(&a, &content);
 
-    let alice_a = user(&a, "alice");
-    let alice_b = user(&b, "alice");
-    let web_b = terminal(&b, &alice_b, "web");
-    let handoff = |pos: u64| {
-        let (st, v) = post(
-            &a,
-            "/api/v1/handoff",
-            Some(&alice_a),
-            json!({ "content_id": content, "position_ms": pos }),
-        );
-        assert_eq!(st, 200, "{v}");
-        v
-    };
+    let alice_a = a.new_user("alice");
+    let alice_b = b.new_user("alice");
+    let web_b = b.new_terminal(&alice_b, "web");
+    let handoff = |pos: u64| a.new_handoff(&alice_a, &content, pos);
 
     // Pull: a browser on B cannot play H.265 and A has nothing else, so B
     // fetches A's file; the bookmark says where to poll.
     let h = handoff(1000);
-    let (st, bm) = post(
-        &b,
+    let (st, bm) = b.post(
         "/api/v1/handoff/accept",
         Some(&alice_b),
         json!({ "from": h["pull_url"], "terminal_id": web_b, "name": "on the laptop" }),
@@ -1524,16 +1174,8 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
     // the local copy).
     let h2 = handoff(1200);
     let id2 = h2["state"]["id"].as_str().unwrap();
-    let resp = client()
-        .post(format!("{}/api/v1/handoff/{id2}/push", a.http))
-        .bearer_auth(&alice_a)
-        .header("X-Target-User-Token", &alice_b)
-        .header("X-Target-Terminal", &web_b)
-        .json(&json!({ "target": b.http }))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let pushed: Value = resp.json().unwrap();
+    let (st, pushed) = a.handoff_push(id2, &alice_a, &b.http, &alice_b, &web_b);
+    assert_eq!(st, 200, "{pushed}");
     let bm2 = bookmark_by_id(&b, &alice_b, pushed["bookmark_id"].as_str().unwrap());
     if bm2["status"] == "fetching" {
         assert_eq!(bm2["fetch"]["id"], fetch_id.as_str(), "{bm2}");
@@ -1549,11 +1191,7 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
         "{job}"
     );
     // The local copy is an asset of B, laid out like B's own recordings.
-    let (st, local_asset) = get(
-        &b,
-        &format!("/api/v1/assets/{local}"),
-        Some(&b.admin_token()),
-    );
+    let (st, local_asset) = admin_asset(&b, &local);
     assert_eq!(st, 200, "{local_asset}");
     assert_eq!(local_asset["state"], "ready", "{local_asset}");
     assert!(
@@ -1563,67 +1201,40 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
             .starts_with("hvc1"),
         "{local_asset}"
     );
-    assert!(b
-        .data_dir()
-        .join("sessions")
-        .join(&local)
-        .join("source.mp4")
-        .is_file());
+    assert!(b.session_file(&local, "source.mp4").is_file());
 
     // Both bookmarks end up on B's H.264 rendition of the local copy.
-    let bookmark = |id: &Value| {
-        let (_, list) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
-        list["bookmarks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == *id)
-            .unwrap()
-            .clone()
-    };
+    let bookmark = |id: &Value| bookmark_by_id(&b, &alice_b, id.as_str().unwrap());
     // A bookmark waiting for a fetch is updated just after the fetch ends
     // (a reader may see the fetch `failed` a moment before its bookmark).
     let settled = |id: &Value| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let stored = bookmark(id);
-            if stored["status"] != "fetching" || std::time::Instant::now() > deadline {
-                return stored;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(Duration::from_secs(30), || {
+            Some(bookmark(id)).filter(|stored| stored["status"] != "fetching")
+        })
+        .unwrap_or_else(|| bookmark(id))
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    let stored = loop {
+    let stored = wait_until_ok("the transcode", Duration::from_secs(180), || {
         let stored = bookmark(&bm["id"]);
         if stored["status"] != "fetching" && stored["status"] != "transcoding" {
-            break stored;
+            Ok(stored)
+        } else {
+            Err(stored)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not transcoded: {stored}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    });
     assert_eq!(stored["status"], "rendition:240p-h264", "{stored}");
     assert_eq!(stored["content_id"], local.as_str(), "{stored}");
     let url = stored["address"].as_str().unwrap().to_string();
     assert_eq!(url, format!("{}/vod/{local}/240p-h264.mp4", b.http));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let stored2 = wait_until_ok("the pushed bookmark", Duration::from_secs(30), || {
         let stored2 = bookmark(&bm2["id"]);
         if stored2["status"] == "rendition:240p-h264" {
-            assert_eq!(stored2["address"], url.as_str(), "{stored2}");
-            break;
+            Ok(stored2)
+        } else {
+            Err(stored2)
         }
-        assert!(std::time::Instant::now() < deadline, "{stored2}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let file = b
-        .data_dir()
-        .join("sessions")
-        .join(&local)
-        .join("240p-h264.mp4");
+    });
+    assert_eq!(stored2["address"], url.as_str(), "{stored2}");
+    let file = b.session_file(&local, "240p-h264.mp4");
     let probe = ffprobe(&file);
     let v = stream(&probe, "video").expect("a video stream");
     assert_eq!(v["codec_name"], "h264", "{probe}");
@@ -1637,12 +1248,7 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
     );
 
     // Resuming it on B plays B's H.264 file from the position.
-    let (st, res) = post(
-        &b,
-        &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
-        Some(&alice_b),
-        json!({ "terminal_id": web_b }),
-    );
+    let (st, res) = resume(&b, &alice_b, bm["id"].as_str().unwrap(), &web_b);
     assert_eq!(st, 200, "{res}");
     assert_eq!(res["status"], "ready", "{res}");
     assert_eq!(res["url"], url.as_str(), "{res}");
@@ -1650,8 +1256,7 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
 
     // A later hand-off of the same video fetches nothing more.
     let h3 = handoff(1400);
-    let (st, bm3) = post(
-        &b,
+    let (st, bm3) = b.post(
         "/api/v1/handoff/accept",
         Some(&alice_b),
         json!({ "from": h3["pull_url"], "terminal_id": web_b }),
@@ -1659,17 +1264,11 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
     assert_eq!(st, 200, "{bm3}");
     assert_eq!(bm3["status"], "rendition:240p-h264", "{bm3}");
     assert_eq!(bm3["address"], url.as_str(), "{bm3}");
-    let m = |k: &str| {
-        metric(
-            &b,
-            &format!("sharecast_remote_fetches_total{{result=\"{k}\"}}"),
-        )
-    };
+    let m = |k: &str| b.metric(&format!("sharecast_remote_fetches_total{{result=\"{k}\"}}"));
     assert_eq!((m("started"), m("done"), m("failed")), (1.0, 1.0, 0.0));
 
     // Bad input: an address that is not http(s) is refused, nothing stored.
-    let (_, before) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
-    let n_before = before["bookmarks"].as_array().unwrap().len();
+    let n_before = bookmarks(&b, &alice_b).len();
     let receive = |address: &str| {
         let state = json!({
             "id": "x", "code": "X", "content_id": "elsewhere", "address": address,
@@ -1677,8 +1276,7 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
             "frame_rate": 30.0, "platform": "http://elsewhere.invalid",
             "expires_unix_ms": 4_000_000_000_000i64,
         });
-        post(
-            &b,
+        b.post(
             "/api/v1/handoff/receive",
             None,
             json!({ "state": state, "user_token": alice_b, "terminal_id": web_b }),
@@ -1694,8 +1292,7 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
         e["error"]["message"].as_str().unwrap().contains("http(s)"),
         "{e}"
     );
-    let (_, after) = get(&b, "/api/v1/bookmarks", Some(&alice_b));
-    assert_eq!(after["bookmarks"].as_array().unwrap().len(), n_before);
+    assert_eq!(bookmarks(&b, &alice_b).len(), n_before);
     assert_eq!(m("refused"), 1.0);
 
     // Unreachable, and not a video: the fetch fails and says why; the
@@ -1727,20 +1324,11 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
         assert_eq!(stored["status"], "fetch_failed", "{stored}");
         assert_eq!(stored["fetch"]["error"], job["error"], "{stored}");
         let gone = job["content_id"].as_str().unwrap();
-        let (st, _) = get(
-            &b,
-            &format!("/api/v1/assets/{gone}"),
-            Some(&b.admin_token()),
-        );
+        let (st, _) = admin_asset(&b, gone);
         assert_eq!(st, 404, "{address}");
         assert!(!b.data_dir().join("sessions").join(gone).exists());
         // Resuming it tries the fetch again, and the bookmark follows.
-        let (st, res) = post(
-            &b,
-            &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
-            Some(&alice_b),
-            json!({ "terminal_id": web_b }),
-        );
+        let (st, res) = resume(&b, &alice_b, bm["id"].as_str().unwrap(), &web_b);
         assert_eq!(st, 200, "{res}");
         // (It may have failed again already: the address refuses at once.)
         assert!(
@@ -1761,7 +1349,7 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
             .count(),
         0
     );
-    let (st, e) = get(&b, "/api/v1/fetches/0000000000000000", Some(&alice_b));
+    let (st, e) = b.get("/api/v1/fetches/0000000000000000", Some(&alice_b));
     assert_eq!(
         (st, e["error"]["code"].as_str()),
         (404, Some("unknown_fetch")),

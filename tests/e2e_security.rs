@@ -2,97 +2,17 @@
 //! each, against the real binary: what a stranger tried, and what the
 //! server answers now.
 
-mod common;
-
 use std::io::{Read, Write};
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
+use sharecast_testkit::*;
 
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn post(s: &Server, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut req = client().post(format!("{}{path}", s.http)).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().unwrap_or_default())
-}
-
-fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut req = client().get(format!("{}{path}", s.http));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().unwrap_or_default())
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
-}
-
-fn config(dir: &std::path::Path, body: &str) -> String {
-    let p = dir.join("sharecast.toml");
-    std::fs::write(&p, body).unwrap();
-    p.display().to_string()
-}
-
-/// A live session of the demo device (a test pattern), its id and a
-/// playback token for it, once its first HLS segment exists.
-fn live_session(s: &Server, secs: u32) -> (Guard, String, String) {
-    let (push, sid, _out) = spawn_push(s.push_cmd(
-        std::path::Path::new("testsrc"),
-        &["--duration", &secs.to_string()],
-    ));
-    let guard = Guard(Some(push));
-    let pt = s.playback_token(&sid);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s
-        .get(&format!("/live/{sid}/index.m3u8?token={pt}"))
-        .status()
-        != 200
-    {
-        assert!(Instant::now() < deadline, "the live stream never appeared");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    (guard, sid, pt)
-}
-
+/// A new user and a web terminal of theirs: `(user token, terminal id)`.
 fn new_user(s: &Server, name: &str) -> (String, String) {
-    let (st, u) = post(s, "/api/v1/users", None, json!({ "name": name }));
-    assert_eq!(st, 200, "{u}");
-    let token = u["user_token"].as_str().unwrap().to_string();
-    let (st, t) = post(
-        s,
-        "/api/v1/terminals",
-        Some(&token),
-        json!({ "type": "web" }),
-    );
-    assert_eq!(st, 200, "{t}");
-    (token, t["terminal_id"].as_str().unwrap().to_string())
+    let token = s.new_user(name);
+    let terminal = s.new_terminal(&token, "web");
+    (token, terminal)
 }
 
 /// The first line of the RTSP server's answer to a DESCRIBE of `url`.
@@ -119,23 +39,18 @@ fn rtsp_describe(port: u16, url: &str) -> String {
 #[test]
 fn a_bookmark_hands_out_only_the_live_access_its_creator_proved() {
     let server = Server::start();
-    let (_push, sid, pt) = live_session(&server, 60);
+    let (_push, sid, pt) = server.start_live(60);
     let (stranger, terminal) = new_user(&server, "mallory");
 
     // A made-up, an expired or another session's token proves nothing.
-    let other = {
-        let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-        assert!(r.ok);
-        r.session()
-    };
+    let other = server.push_fixture(H264_AAC);
     for bogus in [
         "",
         "anything",
         "1-00000000000000000000000000000000",
         pt.replace('-', "-0").as_str(),
     ] {
-        let (st, a) = post(
-            &server,
+        let (st, a) = server.post(
             "/api/v1/reverse-bookmark",
             None,
             json!({ "content_id": sid, "position_ms": 500, "playback_token": bogus, "user_token": stranger }),
@@ -146,7 +61,7 @@ fn a_bookmark_hands_out_only_the_live_access_its_creator_proved() {
             "{bogus}: {a}"
         );
     }
-    let (_, list) = get(&server, "/api/v1/bookmarks", Some(&stranger));
+    let (_, list) = server.get("/api/v1/bookmarks", Some(&stranger));
     assert_eq!(list["bookmarks"].as_array().unwrap().len(), 0, "{list}");
 
     // A hand-off received from "another platform" naming the private live
@@ -157,34 +72,30 @@ fn a_bookmark_hands_out_only_the_live_access_its_creator_proved() {
         "position_ms": 500, "format": "mp4", "codecs": ["avc1.42c01f"], "frame_rate": 30.0,
         "platform": "http://platform-a.example", "expires_unix_ms": 4_000_000_000_000i64,
     });
-    let (st, bm) = post(
-        &server,
+    let (st, bm) = server.post(
         "/api/v1/handoff/receive",
         None,
         json!({ "state": state, "user_token": stranger, "terminal_id": terminal }),
     );
     assert_eq!(st, 200, "{bm}");
-    let (st, res) = post(
-        &server,
+    let (st, res) = server.post(
         &format!("/api/v1/bookmarks/{}/resume", bm["id"].as_str().unwrap()),
         Some(&stranger),
         json!({ "terminal_id": terminal }),
     );
-    assert_eq!((st, code(&res)), (403, "no_live_access"), "{res}");
+    assert_eq!((st, error_code(&res)), (403, "no_live_access"), "{res}");
     assert!(!res.to_string().contains("token="), "{res}");
 
     // A viewer who had a valid token gets a bookmark whose resume carries a
     // token for this session ending no later than the one it proved.
     let (alice, alice_web) = new_user(&server, "alice");
-    let (st, a) = post(
-        &server,
+    let (st, a) = server.post(
         "/api/v1/reverse-bookmark",
         None,
         json!({ "content_id": sid, "position_ms": 500, "playback_token": pt, "user_token": alice }),
     );
     assert_eq!((st, a["result_code"].as_u64()), (200, Some(0)), "{a}");
-    let (st, res) = post(
-        &server,
+    let (st, res) = server.post(
         &format!(
             "/api/v1/bookmarks/{}/resume",
             a["bookmark_id"].as_str().unwrap()
@@ -201,14 +112,11 @@ fn a_bookmark_hands_out_only_the_live_access_its_creator_proved() {
     let exp = |t: &str| t.split('-').next().unwrap().parse::<i64>().unwrap();
     assert!(exp(token) <= exp(&pt), "{token} outlives {pt}");
     assert_eq!(
-        server
-            .get(&format!("/live/{sid}/index.m3u8?token={token}"))
-            .status(),
+        server.get_status(&format!("/live/{sid}/index.m3u8?token={token}"), None),
         200
     );
     // A token for one session opens no other.
-    let (st, _) = post(
-        &server,
+    let (st, _) = server.post(
         "/api/v1/reverse-bookmark",
         None,
         json!({ "content_id": other, "position_ms": 500, "playback_token": pt, "user_token": alice }),
@@ -221,10 +129,8 @@ fn a_bookmark_hands_out_only_the_live_access_its_creator_proved() {
 #[test]
 fn recordings_and_sessions_are_listed_only_to_their_device() {
     let server = Server::start();
-    let (_push, sid, _pt) = live_session(&server, 30);
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let ready = r.session();
+    let (_push, sid, _pt) = server.start_live(30);
+    let ready = server.push_fixture(H264_AAC);
     for id in [&sid, &ready] {
         assert_eq!(id.len(), 32, "ids are 128 random bits: {id}");
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -234,29 +140,24 @@ fn recordings_and_sessions_are_listed_only_to_their_device() {
         "/api/v1/sessions",
         &format!("/api/v1/assets/{ready}"),
     ] {
-        let (st, v) = get(&server, path, None);
+        let (st, v) = server.get(path, None);
         assert_eq!(st, 401, "{path}: {v}");
-        let (st, _) = get(&server, path, Some("sc_forged"));
+        let (st, _) = server.get(path, Some("sc_forged"));
         assert_eq!(st, 401, "{path}");
     }
     // Another device sees none of them.
-    let out = std::process::Command::new(bin())
-        .args(["device", "add", "other", "--data-dir"])
-        .arg(server.data_dir())
-        .output()
-        .unwrap();
-    let other = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let (st, v) = get(&server, "/api/v1/assets", Some(&other));
+    let other = server.add_device("other");
+    let (st, v) = server.get("/api/v1/assets", Some(&other));
     assert_eq!(st, 200);
     assert_eq!(v["assets"].as_array().unwrap().len(), 0, "{v}");
-    let (_, v) = get(&server, "/api/v1/sessions", Some(&other));
+    let (_, v) = server.get("/api/v1/sessions", Some(&other));
     assert_eq!(v["sessions"].as_array().unwrap().len(), 0, "{v}");
-    let (st, v) = get(&server, &format!("/api/v1/assets/{ready}"), Some(&other));
-    assert_eq!((st, code(&v)), (403, "not_owner"));
+    let (st, v) = server.get(&format!("/api/v1/assets/{ready}"), Some(&other));
+    assert_eq!((st, error_code(&v)), (403, "not_owner"));
     // Its own device and the admin see them.
-    let (_, v) = get(&server, "/api/v1/assets", Some(&server.token));
+    let (_, v) = server.get("/api/v1/assets", Some(&server.token));
     assert_eq!(v["assets"].as_array().unwrap().len(), 2, "{v}");
-    let (_, v) = get(&server, "/api/v1/sessions", Some(&server.admin_token()));
+    let (_, v) = server.get("/api/v1/sessions", Some(&server.admin_token()));
     assert!(v.to_string().contains(&sid), "{v}");
 }
 
@@ -291,30 +192,12 @@ fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
 #[test]
 fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
     let server = Server::start();
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok);
-    let content = r.session();
+    let content = server.push_fixture(H264_AAC);
     let (alice, web) = new_user(&server, "alice");
-    let (st, h) = post(
-        &server,
-        "/api/v1/handoff",
-        Some(&alice),
-        json!({ "content_id": content, "position_ms": 500 }),
-    );
-    assert_eq!(st, 200, "{h}");
+    let h = server.new_handoff(&alice, &content, 500);
     let id = h["state"]["id"].as_str().unwrap();
     let (port, hits) = counting_listener();
-    let push = |target: &str| {
-        let r = client()
-            .post(format!("{}/api/v1/handoff/{id}/push", server.http))
-            .bearer_auth(&alice)
-            .header("X-Target-User-Token", "su_x")
-            .header("X-Target-Terminal", "t")
-            .json(&json!({ "target": target }))
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json::<Value>().unwrap_or_default())
-    };
+    let push = |target: &str| server.handoff_push(id, &alice, target, "su_x", "t");
     for target in [
         format!("http://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
@@ -325,7 +208,7 @@ fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
     ] {
         let (st, v) = push(&target);
         assert_eq!(
-            (st, code(&v)),
+            (st, error_code(&v)),
             (403, "platform_not_allowed"),
             "{target}: {v}"
         );
@@ -334,8 +217,7 @@ fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
     let (st, v) = push(&format!("http://127.0.0.1:{port}/internal?x="));
     assert_eq!(st, 400, "{v}");
     let accept = |from: String| {
-        post(
-            &server,
+        server.post(
             "/api/v1/handoff/accept",
             Some(&alice),
             json!({ "from": from, "terminal_id": web }),
@@ -358,31 +240,13 @@ fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
 
     // With loopback trusted, what a platform answers is still never passed
     // back, and a closed port reads like an open one that is no platform.
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        cfg_dir.path(),
-        "[outbound]\nallowed_hosts = [\"127.0.0.1\"]\n",
-    );
-    let trusting = Server::start_with(&["--config", &cfg]);
-    let r = trusting.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok);
+    let trusting = Server::start_with_config("[outbound]\nallowed_hosts = [\"127.0.0.1\"]\n");
+    let ready = trusting.push_fixture(H264_AAC);
     let (bob, bob_web) = new_user(&trusting, "bob");
-    let (_, h) = post(
-        &trusting,
-        "/api/v1/handoff",
-        Some(&bob),
-        json!({ "content_id": r.session(), "position_ms": 500 }),
-    );
+    let h = trusting.new_handoff(&bob, &ready, 500);
     let id = h["state"]["id"].as_str().unwrap();
-    let r = client()
-        .post(format!("{}/api/v1/handoff/{id}/push", trusting.http))
-        .bearer_auth(&bob)
-        .header("X-Target-User-Token", "su_x")
-        .header("X-Target-Terminal", "t")
-        .json(&json!({ "target": format!("http://127.0.0.1:{port}") }))
-        .send()
-        .unwrap();
-    let v: Value = r.json().unwrap();
+    let target = format!("http://127.0.0.1:{port}");
+    let (_, v) = trusting.handoff_push(id, &bob, &target, "su_x", "t");
     assert!(
         !v.to_string().contains("s3cr3t"),
         "the answer was echoed: {v}"
@@ -393,20 +257,18 @@ fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
         .unwrap()
         .port();
     let from = |p: u16| format!("http://127.0.0.1:{p}/api/v1/handoff/abcd?exp=1&sig=aa");
-    let (st_open, open) = post(
-        &trusting,
+    let (st_open, open) = trusting.post(
         "/api/v1/handoff/accept",
         Some(&bob),
         json!({ "from": from(port), "terminal_id": bob_web }),
     );
-    let (st_closed, shut) = post(
-        &trusting,
+    let (st_closed, shut) = trusting.post(
         "/api/v1/handoff/accept",
         Some(&bob),
         json!({ "from": from(closed), "terminal_id": bob_web }),
     );
     assert_eq!(st_closed, 502, "{shut}");
-    assert_eq!(code(&shut), "platform_unreachable", "{shut}");
+    assert_eq!(error_code(&shut), "platform_unreachable", "{shut}");
     assert!(
         !shut.to_string().to_lowercase().contains("refused"),
         "{shut}"
@@ -420,47 +282,45 @@ fn the_server_sends_no_request_inside_and_passes_no_answer_back() {
 #[test]
 fn a_live_recording_shows_no_frame_without_its_token() {
     let server = Server::start();
-    let (_push, sid, pt) = live_session(&server, 40);
+    let (_push, sid, pt) = server.start_live(40);
     let frame = format!("/api/v1/assets/{sid}/frame?t_ms=100");
     let poster = format!("/api/v1/assets/{sid}/poster.jpg");
     for path in [&frame, &poster] {
-        assert_eq!(server.get(path).status(), 401, "{path}");
-        assert_eq!(server.get_as(path, "1-00").status(), 401, "{path}");
+        assert_eq!(server.get_status(path, None), 401, "{path}");
+        assert_eq!(server.get_status(path, Some("1-00")), 401, "{path}");
         // Past the policy (the frame itself may not be there yet: 503).
-        let with = server.get(&format!(
-            "{path}{}token={pt}",
-            if path.contains('?') { '&' } else { '?' }
-        ));
+        let with = server.get_raw(
+            &format!(
+                "{path}{}token={pt}",
+                if path.contains('?') { '&' } else { '?' }
+            ),
+            None,
+        );
         assert!(
             !matches!(with.status().as_u16(), 401 | 403),
             "{path}: {}",
             with.status()
         );
-        let owner = server.get_as(path, &server.token);
+        let owner = server.get_raw(path, Some(&server.token));
         assert!(
             !matches!(owner.status().as_u16(), 401 | 403),
             "{path}: {}",
             owner.status()
         );
     }
-    let (st, v) = post(
-        &server,
+    let (st, v) = server.post(
         "/api/v1/stills",
         None,
         json!({ "content_id": sid, "t_ms": 100 }),
     );
     assert_eq!(st, 401, "{v}");
     // Once recorded, its id opens it, as its VOD URL does.
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    let ready = r.session();
+    let ready = server.push_fixture(H264_AAC);
     assert_eq!(
-        server
-            .get(&format!("/api/v1/assets/{ready}/poster.jpg"))
-            .status(),
+        server.get_status(&format!("/api/v1/assets/{ready}/poster.jpg"), None),
         200
     );
-    let (st, v) = post(
-        &server,
+    let (st, v) = server.post(
         "/api/v1/stills",
         None,
         json!({ "content_id": ready, "t_ms": 100 }),
@@ -473,9 +333,8 @@ fn a_live_recording_shows_no_frame_without_its_token() {
 #[test]
 fn an_expired_public_share_closes_the_live_stream() {
     let server = Server::start();
-    let (_push, sid, _pt) = live_session(&server, 40);
-    let (st, v) = post(
-        &server,
+    let (_push, sid, _pt) = server.start_live(40);
+    let (st, v) = server.post(
         "/api/v1/shares",
         Some(&server.token),
         json!({ "asset_id": sid, "public": true, "ttl_s": 3 }),
@@ -483,34 +342,16 @@ fn an_expired_public_share_closes_the_live_stream() {
     assert_eq!(st, 201, "{v}");
     let hls = format!("/live/{sid}/index.m3u8");
     let rtsp = format!("rtsp://127.0.0.1:{}/live/{sid}", server.rtsp_port);
-    assert_eq!(server.get(&hls).status(), 200, "open while shared");
+    assert_eq!(server.get_status(&hls, None), 200, "open while shared");
     assert!(rtsp_describe(server.rtsp_port, &rtsp).contains("200"));
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(server.get(&hls).status(), 401, "closed once expired");
+    assert_eq!(server.get_status(&hls, None), 401, "closed once expired");
     let answer = rtsp_describe(server.rtsp_port, &rtsp);
     assert!(answer.contains("401"), "{answer}");
     assert_eq!(
-        server
-            .get(&format!("/api/v1/assets/{sid}/poster.jpg"))
-            .status(),
+        server.get_status(&format!("/api/v1/assets/{sid}/poster.jpg"), None),
         401
     );
-}
-
-/// CRC-32 as PNG chunks carry it.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }
 
 /// Medium 6: an anonymous still with a small PNG of 11000 x 11000 pixels
@@ -518,8 +359,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[test]
 fn a_decompression_bomb_is_refused_from_its_header() {
     let server = Server::start();
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    let ready = r.session();
+    let ready = server.push_fixture(H264_AAC);
     let mut png = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageLuma8(image::GrayImage::new(1, 1))
         .write_to(&mut png, image::ImageFormat::Png)
@@ -527,28 +367,21 @@ fn a_decompression_bomb_is_refused_from_its_header() {
     let mut png = png.into_inner();
     png[16..20].copy_from_slice(&11_000u32.to_be_bytes());
     png[20..24].copy_from_slice(&11_000u32.to_be_bytes());
-    let crc = crc32(&png[12..29]);
+    let crc = crc32fast::hash(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
-    let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let (http, ready, b64) = (server.http.clone(), ready.clone(), b64.clone());
-            std::thread::spawn(move || {
-                let r = client()
-                    .post(format!("{http}/api/v1/stills"))
-                    .json(&json!({ "content_id": ready, "t_ms": 100, "drawing_png_base64": b64 }))
-                    .send()
-                    .unwrap();
-                (r.status().as_u16(), r.json::<Value>().unwrap_or_default())
-            })
-        })
-        .collect();
-    for h in handles {
-        let (st, v) = h.join().unwrap();
-        assert_eq!((st, code(&v)), (400, "drawing_too_large"), "{v}");
-    }
-    assert_eq!(server.get("/api/v1/health").status(), 200);
+    let body = json!({ "content_id": ready, "t_ms": 100, "drawing_png_base64": b64 });
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| server.post("/api/v1/stills", None, body.clone())))
+            .collect();
+        for h in handles {
+            let (st, v) = h.join().unwrap();
+            assert_eq!((st, error_code(&v)), (400, "drawing_too_large"), "{v}");
+        }
+    });
+    assert_eq!(server.get_status("/api/v1/health", None), 200);
 }
 
 /// Medium 7: `STOP` and `START` were accepted from anyone.
@@ -561,14 +394,14 @@ fn sms_replies_need_the_gateway_key() {
         "from=15550001&text=STOP",
         "from=15550001&text=STOP&key=wrong",
     ] {
-        let r = server.get(&format!("/api/v1/sms/inbound?{q}"));
-        assert_eq!(r.status(), 403, "{q}");
-        let v: Value = r.json().unwrap();
-        assert_eq!(code(&v), "bad_key");
+        let (st, v) = server.get(&format!("/api/v1/sms/inbound?{q}"), None);
+        assert_eq!(st, 403, "{q}");
+        assert_eq!(error_code(&v), "bad_key");
     }
-    let r = server.get(&format!(
-        "/api/v1/sms/inbound?from=15550001&text=STOP&key={key}"
-    ));
+    let r = server.get_raw(
+        &format!("/api/v1/sms/inbound?from=15550001&text=STOP&key={key}"),
+        None,
+    );
     assert_eq!(r.status(), 200);
     assert!(server
         .metrics()
@@ -586,8 +419,7 @@ fn mode(p: &std::path::Path) -> u32 {
 #[test]
 fn secrets_are_owner_only_and_the_demo_device_is_made_once() {
     let mut server = Server::start();
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok);
+    server.push_fixture(H264_AAC);
     let data = server.data_dir();
     assert_eq!(mode(&data), 0o700);
     for name in [
@@ -611,7 +443,7 @@ fn secrets_are_owner_only_and_the_demo_device_is_made_once() {
     // one still works.
     server.kill9();
     let before = server.stdout();
-    server.spawn(None);
+    server.restart(None);
     let after = server.stdout()[before.len()..].to_string();
     assert!(!after.contains("Demo device token"), "{after}");
     let list = std::process::Command::new(bin())
@@ -620,8 +452,7 @@ fn secrets_are_owner_only_and_the_demo_device_is_made_once() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 1);
-    let r = server.push(&fixture(AUDIO_ONLY).unwrap(), &[]);
-    assert!(r.ok, "{}", r.stderr);
+    server.push_fixture(AUDIO_ONLY);
 }
 
 /// Low: with `[http] listen` set and no `public_url`, links pointed at 8080.
@@ -629,12 +460,10 @@ fn secrets_are_owner_only_and_the_demo_device_is_made_once() {
 fn the_default_public_url_follows_the_listen_port() {
     // An `[http]` table without `public_url` (the harness then moves the
     // listener to a free port, as an operator's `listen` would).
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = config(cfg_dir.path(), "[http]\nlisten = \"0.0.0.0:18080\"\n");
-    let server = Server::start_with(&["--config", &cfg]);
+    let server = Server::start_with_config("[http]\nlisten = \"0.0.0.0:18080\"\n");
     let port = server.http.rsplit(':').next().unwrap().to_string();
     assert_ne!(port, "8080", "{}", server.http);
-    assert_eq!(server.get("/api/v1/health").status(), 200);
+    assert_eq!(server.get_status("/api/v1/health", None), 200);
     let r = server.push(&fixture(AUDIO_ONLY).unwrap(), &[]);
     assert!(r.ok);
     let vod = r.attributes()["vod_url"].as_str().unwrap().to_string();
@@ -649,40 +478,28 @@ fn the_default_public_url_follows_the_listen_port() {
 #[test]
 fn codes_cannot_be_guessed_and_redirects_go_only_to_trusted_platforms() {
     let server = Server::start();
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
+    let ready = server.push_fixture(H264_AAC);
     let (alice, _) = new_user(&server, "alice");
-    let (_, h) = post(
-        &server,
-        "/api/v1/handoff",
-        Some(&alice),
-        json!({ "content_id": r.session(), "position_ms": 500 }),
-    );
+    let h = server.new_handoff(&alice, &ready, 500);
     let good = h["code"].as_str().unwrap().to_string();
     let mut statuses = Vec::new();
     for i in 0..12 {
-        let (st, _) = get(
-            &server,
-            &format!("/api/v1/handoff/by-code/ZZZZZZ{i:02}"),
-            None,
-        );
+        let (st, _) = server.get(&format!("/api/v1/handoff/by-code/ZZZZZZ{i:02}"), None);
         statuses.push(st);
     }
     assert_eq!(&statuses[..10], &[404; 10], "{statuses:?}");
     assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
-    let (st, v) = get(&server, &format!("/api/v1/handoff/by-code/{good}"), None);
+    let (st, v) = server.get(&format!("/api/v1/handoff/by-code/{good}"), None);
     assert_eq!(
-        (st, code(&v)),
+        (st, error_code(&v)),
         (429, "too_many_attempts"),
         "blocked for the minute"
     );
     let id = h["state"]["id"].as_str().unwrap();
-    let r = client()
-        .get(format!(
-            "{}/api/v1/handoff/{id}/redirect?target=https://evil.example",
-            server.http
-        ))
-        .send()
-        .unwrap();
+    let r = server.get_raw(
+        &format!("/api/v1/handoff/{id}/redirect?target=https://evil.example"),
+        None,
+    );
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("location").is_none());
 }
@@ -691,15 +508,10 @@ fn codes_cannot_be_guessed_and_redirects_go_only_to_trusted_platforms() {
 /// Range answered 416.
 #[test]
 fn bad_bodies_get_json_errors_and_odd_ranges_get_the_whole_file() {
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = config(cfg_dir.path(), "[http]\nmax_body_bytes = 4096\n");
-    let server = Server::start_with(&["--config", &cfg]);
+    let server = Server::start_with_config("[http]\nmax_body_bytes = 4096\n");
     let (alice, _) = new_user(&server, "alice");
     let raw = |path: &str, ct: Option<&str>, body: Vec<u8>| {
-        let mut req = client()
-            .post(format!("{}{path}", server.http))
-            .bearer_auth(&alice)
-            .body(body);
+        let mut req = server.request(Method::POST, path, Some(&alice)).body(body);
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
         }
@@ -732,8 +544,8 @@ fn bad_bodies_get_json_errors_and_odd_ranges_get_the_whole_file() {
             );
         }
     }
-    let r = server.push(&fixture(AUDIO_ONLY).unwrap(), &[]);
-    let vod = format!("{}/vod/{}/source.mp4", server.http, r.session());
+    let ready = server.push_fixture(AUDIO_ONLY);
+    let vod = server.url(&format!("/vod/{ready}/source.mp4"));
     let size = client().get(&vod).send().unwrap().bytes().unwrap().len();
     for range in ["bytes=0-1,5-6", "bytes=abc", "bytes=9-2", "lines=0-1"] {
         let r = client().get(&vod).header("range", range).send().unwrap();

@@ -2,77 +2,16 @@
 //! `sharecast` binary, a real Kannel (bearerbox, smsbox, wapbox and its fake
 //! SMSC) and a real headless Chromium.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
 use sharecast_client_sdk::recipient::{PushOutcome, Reassembler, ReceivedShare};
 use sharecast_formats::share::sms::{Body, SmsSubmit, UserData, UserDataHeader};
 use sharecast_formats::share::{Address, ShareFormat};
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn api(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{}", server.http, path);
-    let mut req = match method {
-        "GET" => client().get(url),
-        "POST" => client().post(url),
-        "DELETE" => client().delete(url),
-        m => panic!("method {m}"),
-    };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().expect("HTTP request");
-    let status = resp.status().as_u16();
-    let text = resp.text().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<no code>")
-}
-
-fn push_clip(server: &Server) -> String {
-    let r = server.push(&fixture(H264_AAC).unwrap(), &[]);
-    assert!(r.ok, "push failed:\n{}\n{}", r.stdout, r.stderr);
-    r.session()
-}
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use sharecast_testkit::*;
 
 /// A free TCP port below the kernel's ephemeral range (32768+), so that
 /// the servers and clients of tests running meanwhile (which bind port 0)
@@ -95,29 +34,31 @@ fn free_port() -> u16 {
     }
 }
 
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+/// A `[share]` table serving the repository's web pages, then `more`.
+fn share_config(more: &str) -> String {
+    format!(
+        "[share]\nweb_dir = {:?}\n{more}",
+        web_dir().display().to_string()
+    )
 }
 
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("sharecast.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+/// An SMS reply from `from` as the gateway's callback brings it (with the
+/// gateway key).
+fn sms_reply(server: &Server, from: &str, text: &str) -> reqwest::blocking::Response {
+    server.get_raw(
+        &format!(
+            "/api/v1/sms/inbound?from={from}&text={text}&key={}",
+            server.sms_key()
+        ),
+        None,
+    )
 }
 
 #[test]
 fn share_api_validates_records_no_gateway_and_honours_stop() {
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        cfg_dir.path(),
-        &format!(
-            "[share]\nweb_dir = {:?}\nmax_recipients = 3\n",
-            web_dir().display().to_string()
-        ),
-    );
-    let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let server = Server::start_with_config(&share_config("max_recipients = 3\n"));
     let tok = server.token.clone();
-    let session = push_clip(&server);
+    let session = server.push_fixture(H264_AAC);
 
     // Bad input: each a clear JSON error with its code.
     let cases: Vec<(Option<&str>, Value, u16, &str)> = vec![
@@ -157,20 +98,14 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         (Some(&tok), json!({"asset": session}), 400, "bad_json"),
     ];
     for (t, body, status, code) in cases {
-        let (s, v) = api(&server, "POST", "/api/v1/shares", t, Some(body.clone()));
+        let (s, v) = server.post("/api/v1/shares", t, body.clone());
         assert_eq!((s, error_code(&v)), (status, code), "{body}: {v}");
     }
 
     // A share with no gateway configured: deliveries recorded, never "sent".
-    let (s, v) = api(
-        &server,
-        "POST",
-        "/api/v1/shares",
-        Some(&tok),
-        Some(
+    let (s, v) = server.post("/api/v1/shares", Some(&tok), 
             json!({"asset_id": session, "recipients": ["+1 555 0001", "+15550002", "+15550002"], "formats": ["tlv", "wap-si"]}),
-        ),
-    );
+        );
     assert_eq!(s, 201, "{v}");
     let token = v["token"].as_str().unwrap();
     assert_eq!(token.len(), 32, "128-bit hex token");
@@ -183,62 +118,42 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         assert_eq!(x["status"], "no_gateway", "{x}");
         assert!(x["last_error"].as_str().unwrap().contains("no SMS gateway"));
     }
-    let (s, v) = api(
-        &server,
-        "GET",
-        &format!("/api/v1/shares/{share_id}/deliveries"),
-        Some(&tok),
-        None,
-    );
+    let (s, v) = server.get(&format!("/api/v1/shares/{share_id}/deliveries"), Some(&tok));
     assert_eq!(s, 200);
     assert_eq!(v["deliveries"].as_array().unwrap().len(), 4);
-    let (s, v) = api(&server, "GET", "/api/v1/shares/00ff", Some(&tok), None);
+    let (s, v) = server.get("/api/v1/shares/00ff", Some(&tok));
     assert_eq!((s, error_code(&v)), (404, "unknown_share"));
 
     // The page answers; a revoked share answers 410, an unknown one 404.
-    let page = server.get(&format!("/s/{token}"));
+    let page = server.get_raw(&format!("/s/{token}"), None);
     assert_eq!(page.status().as_u16(), 200);
     let html = page.text().unwrap();
     assert!(html.contains("property=\"og:video\""), "{html}");
     assert!(html.contains(&format!("/vod/{session}/source.mp4")));
     assert!(html.contains(&format!("/api/v1/assets/{session}/poster.jpg")));
-    let (s, v) = api(
-        &server,
-        "DELETE",
-        &format!("/api/v1/shares/{share_id}"),
-        Some(&tok),
-        None,
-    );
+    let (s, v) = server.delete(&format!("/api/v1/shares/{share_id}"), Some(&tok));
     assert_eq!(s, 200, "{v}");
     assert!(v["share"]["revoked_unix_ms"].is_number());
-    let gone = server.get(&format!("/s/{token}"));
+    let gone = server.get_raw(&format!("/s/{token}"), None);
     assert_eq!(gone.status().as_u16(), 410);
     assert!(gone.text().unwrap().contains("withdrawn"));
     // An expired share answers 410 and says so.
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/shares",
         Some(&tok),
-        Some(json!({"asset_id": session, "ttl_s": 1})),
+        json!({"asset_id": session, "ttl_s": 1}),
     );
     assert_eq!(s, 201, "{v}");
     std::thread::sleep(Duration::from_millis(1100));
-    let expired = server.get(&format!("/s/{}", v["token"].as_str().unwrap()));
+    let expired = server.get_raw(&format!("/s/{}", v["token"].as_str().unwrap()), None);
     assert_eq!(expired.status().as_u16(), 410);
     assert!(expired.text().unwrap().contains("expired"));
     // ?t must be a number of seconds.
-    let (_, v) = api(
-        &server,
-        "POST",
-        "/api/v1/shares",
-        Some(&tok),
-        Some(json!({"asset_id": session})),
-    );
-    let bad_t = server.get(&format!("/s/{}?t=abc", v["token"].as_str().unwrap()));
+    let (_, v) = server.post("/api/v1/shares", Some(&tok), json!({"asset_id": session}));
+    let bad_t = server.get_raw(&format!("/s/{}?t=abc", v["token"].as_str().unwrap()), None);
     assert_eq!(bad_t.status().as_u16(), 400);
     // hls.js for live pages comes from web/node_modules (npm).
-    let hls = server.get("/assets/hls.js");
+    let hls = server.get_raw("/assets/hls.js", None);
     if web_dir()
         .join("node_modules/hls.js/dist/hls.min.js")
         .is_file()
@@ -248,25 +163,19 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
     } else {
         assert_eq!(hls.status().as_u16(), 503);
     }
-    let missing = server.get("/s/0123456789abcdef0123456789abcdef");
+    let missing = server.get_raw("/s/0123456789abcdef0123456789abcdef", None);
     assert_eq!(missing.status().as_u16(), 404);
-    assert_eq!(server.get("/s/short").status().as_u16(), 404);
+    assert_eq!(server.get_status("/s/short", None), 404);
 
     // A share made while the phone is still uploading is a live share: the
     // page plays the HLS stream through hls.js.
     let (mut child, live_id, _out) =
-        spawn_push(server.push_cmd(std::path::Path::new("testsrc"), &["--duration", "8"]));
-    let (s, v) = api(
-        &server,
-        "POST",
-        "/api/v1/shares",
-        Some(&tok),
-        Some(json!({"asset_id": live_id})),
-    );
+        server.spawn_push(std::path::Path::new("testsrc"), &["--duration", "8"]);
+    let (s, v) = server.post("/api/v1/shares", Some(&tok), json!({"asset_id": live_id}));
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["share"]["kind"], "live", "{v}");
     let live_page = server
-        .get(&format!("/s/{}", v["token"].as_str().unwrap()))
+        .get_raw(&format!("/s/{}", v["token"].as_str().unwrap()), None)
         .text()
         .unwrap();
     // The page of a private share carries a playback token for the stream.
@@ -276,53 +185,31 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         .unwrap_or_else(|| panic!("{live_page}"))
         + marker.len();
     let page_token: String = live_page[at..].chars().take_while(|c| *c != '"').collect();
-    let status = |q: &str| {
-        server
-            .get(&format!("/live/{live_id}/status.json{q}"))
-            .status()
-            .as_u16()
-    };
+    let status = |q: &str| server.get_status(&format!("/live/{live_id}/status.json{q}"), None);
     assert_ne!(status(&format!("?token={page_token}")), 401);
     assert_eq!(status(""), 401, "a private live stream needs a token");
     // Playback tokens are issued to the device that records the session
     // only.
-    let (s, v) = api(
-        &server,
-        "POST",
-        &format!("/api/v1/live/{live_id}/playback-tokens"),
-        None,
-        None,
-    );
+    let (s, v) = server.post_empty(&format!("/api/v1/live/{live_id}/playback-tokens"), None);
     assert_eq!(s, 401, "{v}");
-    let (s, v) = api(
-        &server,
-        "POST",
-        "/api/v1/live/0123abcd/playback-tokens",
-        Some(&tok),
-        None,
-    );
+    let (s, v) = server.post_empty("/api/v1/live/0123abcd/playback-tokens", Some(&tok));
     assert_eq!(s, 404, "{v}");
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post_empty(
         &format!("/api/v1/live/{live_id}/playback-tokens"),
         Some(&tok),
-        None,
     );
     assert_eq!(s, 201, "{v}");
     assert!(v["rtsp_url"].as_str().unwrap().contains("?token="), "{v}");
     // A public share opens the stream to everyone.
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/shares",
         Some(&tok),
-        Some(json!({"asset_id": live_id, "public": true})),
+        json!({"asset_id": live_id, "public": true}),
     );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["share"]["public"], true, "{v}");
     let public_page = server
-        .get(&format!("/s/{}", v["token"].as_str().unwrap()))
+        .get_raw(&format!("/s/{}", v["token"].as_str().unwrap()), None)
         .text()
         .unwrap();
     assert!(
@@ -330,12 +217,9 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
         "{public_page}"
     );
     assert_ne!(status(""), 401, "a public share needs no token");
-    let (s, _) = api(
-        &server,
-        "DELETE",
+    let (s, _) = server.delete(
         &format!("/api/v1/shares/{}", v["share"]["id"].as_str().unwrap()),
         Some(&tok),
-        None,
     );
     assert_eq!(s, 200);
     assert_eq!(status(""), 401, "revoking the public share closes it again");
@@ -344,39 +228,30 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
 
     // Subscriptions: subscribe, STOP by SMS reply, re-subscribing refused,
     // START opts back in.
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/subscriptions",
         Some(&tok),
-        Some(json!({"recipient": "+15550007", "format": "text"})),
+        json!({"recipient": "+15550007", "format": "text"}),
     );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["status"], "active");
-    let stop = server.get(&format!(
-        "/api/v1/sms/inbound?from=15550007&text=stop%20please&key={}",
-        server.sms_key()
-    ));
+    let stop = sms_reply(&server, "15550007", "stop%20please");
     assert_eq!(stop.status().as_u16(), 200);
     assert!(stop.text().unwrap().contains("no more"));
-    let (_, v) = api(&server, "GET", "/api/v1/subscriptions", Some(&tok), None);
+    let (_, v) = server.get("/api/v1/subscriptions", Some(&tok));
     assert_eq!(v["subscriptions"][0]["status"], "opted_out", "{v}");
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/subscriptions",
         Some(&tok),
-        Some(json!({"recipient": "+15550007"})),
+        json!({"recipient": "+15550007"}),
     );
     assert_eq!((s, error_code(&v)), (409, "opted_out"));
     // STOP holds for shares too, and for a number that never subscribed.
     let stop_share = |server: &Server| {
-        let (s, v) = api(
-            server,
-            "POST",
+        let (s, v) = server.post(
             "/api/v1/shares",
             Some(&tok),
-            Some(json!({"asset_id": session, "recipients": ["+15550007", "+15550001"]})),
+            json!({"asset_id": session, "recipients": ["+15550007", "+15550001"]}),
         );
         assert_eq!(s, 201, "{v}");
         v["deliveries"]
@@ -398,24 +273,16 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
             ("+15550001".to_string(), "no_gateway".to_string()),
         ]
     );
-    let stop = server.get(&format!(
-        "/api/v1/sms/inbound?from=15550006&text=STOP&key={}",
-        server.sms_key()
-    ));
+    let stop = sms_reply(&server, "15550006", "STOP");
     assert_eq!(stop.status().as_u16(), 200);
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/subscriptions",
         Some(&tok),
-        Some(json!({"recipient": "+15550006"})),
+        json!({"recipient": "+15550006"}),
     );
     assert_eq!((s, error_code(&v)), (409, "opted_out"));
-    server.get(&format!(
-        "/api/v1/sms/inbound?from=%2B15550007&text=START&key={}",
-        server.sms_key()
-    ));
-    let (_, v) = api(&server, "GET", "/api/v1/subscriptions", Some(&tok), None);
+    sms_reply(&server, "%2B15550007", "START");
+    let (_, v) = server.get("/api/v1/subscriptions", Some(&tok));
     assert_eq!(v["subscriptions"][0]["status"], "active", "{v}");
     assert_eq!(
         stop_share(&server),
@@ -424,13 +291,7 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
             ("+15550001".to_string(), "no_gateway".to_string()),
         ]
     );
-    let (s, v) = api(
-        &server,
-        "DELETE",
-        "/api/v1/subscriptions/+15550007",
-        Some(&tok),
-        None,
-    );
+    let (s, v) = server.delete("/api/v1/subscriptions/+15550007", Some(&tok));
     assert_eq!((s, v["status"].as_str()), (200, Some("removed")), "{v}");
 
     // Errors are counted in /metrics by code, including HTML page errors.
@@ -622,7 +483,7 @@ impl Drop for Kannel {
 }
 
 fn wait_port(what: &str, port: u16) {
-    wait_for(what, 20, || {
+    wait_until(what, Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port))
             .ok()
             .map(|_| ())
@@ -724,12 +585,9 @@ fn decode_all(msgs: &[FakeSms]) -> BTreeMap<String, Vec<ReceivedShare>> {
 }
 
 fn deliveries(server: &Server, share_id: &str) -> Vec<Value> {
-    let (s, v) = api(
-        server,
-        "GET",
+    let (s, v) = server.get(
         &format!("/api/v1/shares/{share_id}/deliveries"),
         Some(&server.token),
-        None,
     );
     assert_eq!(s, 200, "{v}");
     v["deliveries"].as_array().unwrap().clone()
@@ -738,36 +596,27 @@ fn deliveries(server: &Server, share_id: &str) -> Vec<Value> {
 #[test]
 fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     let mut kannel = Kannel::reserve();
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        cfg_dir.path(),
-        &format!(
-            "[share]\nweb_dir = {:?}\n\n[sms]\nbackend = \"kannel\"\nsendsms_url = \"http://127.0.0.1:{}/cgi-bin/sendsms\"\nusername = \"sharecast\"\npassword = \"secret\"\nfrom = \"16029\"\nppg_url = \"http://127.0.0.1:{}/wappush\"\nrate_per_second = 10.0\nburst = 4\nbackoff_initial_ms = 300\nbackoff_max_ms = 1500\n",
-            web_dir().display().to_string(),
-            kannel.sendsms_port,
-            kannel.ppg_port
-        ),
-    );
-    let mut server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let cfg = share_config(&format!(
+        "\n[sms]\nbackend = \"kannel\"\nsendsms_url = \"http://127.0.0.1:{}/cgi-bin/sendsms\"\nusername = \"sharecast\"\npassword = \"secret\"\nfrom = \"16029\"\nppg_url = \"http://127.0.0.1:{}/wappush\"\nrate_per_second = 10.0\nburst = 4\nbackoff_initial_ms = 300\nbackoff_max_ms = 1500\n",
+        kannel.sendsms_port,
+        kannel.ppg_port
+    ));
+    let mut server = Server::start_with_config(&cfg);
     let tok = server.token.clone();
 
     // A subscriber of this device hears about the live start and the VOD.
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/subscriptions",
         Some(&tok),
-        Some(json!({"recipient": "+15550009", "format": "tlv"})),
+        json!({"recipient": "+15550009", "format": "tlv"}),
     );
     assert_eq!(s, 201, "{v}");
-    let session = push_clip(&server);
+    let session = server.push_fixture(H264_AAC);
     let numbers = ["+15550001", "+15550002", "+15550003"];
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/shares",
         Some(&tok),
-        Some(json!({"asset_id": session, "recipients": numbers, "formats": ["tlv"]})),
+        json!({"asset_id": session, "recipients": numbers, "formats": ["tlv"]}),
     );
     assert_eq!(s, 201, "{v}");
     let share_id = v["share"]["id"].as_str().unwrap().to_string();
@@ -775,7 +624,7 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     let share_expires_s = v["share"]["expires_unix_ms"].as_u64().unwrap() / 1000;
 
     // Kannel is not up yet: the attempts fail and are retried with backoff.
-    let d = wait_for("a failed attempt", 20, || {
+    let d = wait_until("a failed attempt", Duration::from_secs(20), || {
         let d = deliveries(&server, &share_id);
         d.iter()
             .all(|x| x["status"] == "pending" && x["attempts"].as_i64().unwrap() >= 1)
@@ -787,18 +636,15 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     );
 
     // +15550008 subscribes, then replies STOP through the gateway.
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/subscriptions",
         Some(&tok),
-        Some(json!({"recipient": "+15550008"})),
+        json!({"recipient": "+15550008"}),
     );
     assert_eq!(s, 201, "{v}");
 
     // The queue survives a crash of the server.
-    server.kill9();
-    server.spawn(None);
+    server.restart(None);
     kannel.start(
         &format!(
             "{}/api/v1/sms/inbound?key={}",
@@ -809,7 +655,7 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
         "STOP",
     );
     let started = Instant::now();
-    let d = wait_for("deliveries sent", 30, || {
+    let d = wait_until("deliveries sent", Duration::from_secs(30), || {
         let d = deliveries(&server, &share_id);
         d.iter().all(|x| x["status"] == "sent").then_some(d)
     });
@@ -820,21 +666,17 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
         numbers.iter().all(|n| m.contains_key(*n))
             && m.get("+15550009").is_some_and(|s| s.len() >= 2)
     };
-    wait_for("every message at the fake SMSC", 30, || {
-        expected(&decode_all(&kannel.shares_received())).then_some(())
-    });
+    wait_until(
+        "every message at the fake SMSC",
+        Duration::from_secs(30),
+        || expected(&decode_all(&kannel.shares_received())).then_some(()),
+    );
     eprintln!("Kannel delivered in {:?}", started.elapsed());
     // Nothing more arrives: no message is sent twice.
     std::thread::sleep(Duration::from_millis(1500));
     let got = kannel.shares_received();
 
-    let (_, a) = api(
-        &server,
-        "GET",
-        &format!("/api/v1/assets/{session}"),
-        Some(&server.token),
-        None,
-    );
+    let (_, a) = server.get(&format!("/api/v1/assets/{session}"), Some(&server.token));
     let attrs = &a["attributes"];
     let by_number = decode_all(&got);
     for n in numbers {
@@ -865,13 +707,7 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     // the same 8-bit data, in order.
     // The link is on the server's address now (the restart moved its
     // port); the attributes keep the addresses of the VOD-ready time.
-    let (_, v) = api(
-        &server,
-        "GET",
-        &format!("/api/v1/shares/{share_id}"),
-        Some(&tok),
-        None,
-    );
+    let (_, v) = server.get(&format!("/api/v1/shares/{share_id}"), Some(&tok));
     let share_url = v["share"]["url"].as_str().unwrap().to_string();
     let mut expected_attrs: sharecast_formats::attributes::VideoAttributes =
         serde_json::from_value(attrs.clone()).unwrap();
@@ -917,23 +753,21 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
 
     // WAP Push SI through the PPG: Kannel compiles our SI XML; the
     // recipient side decodes Kannel's WBXML.
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/shares",
         Some(&tok),
-        Some(json!({"asset_id": session, "recipients": ["+15550004"], "formats": ["wap-si"]})),
+        json!({"asset_id": session, "recipients": ["+15550004"], "formats": ["wap-si"]}),
     );
     assert_eq!(s, 201, "{v}");
     let si_share = v["share"]["id"].as_str().unwrap().to_string();
     let si_url = v["share"]["url"].as_str().unwrap().to_string();
-    wait_for("SI push sent", 20, || {
+    wait_until("SI push sent", Duration::from_secs(20), || {
         deliveries(&server, &si_share)
             .iter()
             .all(|x| x["status"] == "sent")
             .then_some(())
     });
-    let got = wait_for("SI at the fake SMSC", 20, || {
+    let got = wait_until("SI at the fake SMSC", Duration::from_secs(20), || {
         let m: Vec<FakeSms> = kannel
             .received()
             .into_iter()
@@ -951,8 +785,8 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
 
     // The STOP reply went through smsbox to our inbound route: opted out,
     // the device cannot re-subscribe, and the confirmation reached the phone.
-    wait_for("STOP to opt out", 20, || {
-        let (_, v) = api(&server, "GET", "/api/v1/subscriptions", Some(&tok), None);
+    wait_until("STOP to opt out", Duration::from_secs(20), || {
+        let (_, v) = server.get("/api/v1/subscriptions", Some(&tok));
         v["subscriptions"]
             .as_array()
             .unwrap()
@@ -960,15 +794,13 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
             .any(|s| s["recipient"] == "+15550008" && s["status"] == "opted_out")
             .then_some(())
     });
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/subscriptions",
         Some(&tok),
-        Some(json!({"recipient": "+15550008"})),
+        json!({"recipient": "+15550008"}),
     );
     assert_eq!((s, error_code(&v)), (409, "opted_out"));
-    wait_for("STOP confirmation SMS", 20, || {
+    wait_until("STOP confirmation SMS", Duration::from_secs(20), || {
         std::fs::read_to_string(kannel.dir.path().join("fakesmsc.out"))
             .unwrap_or_default()
             .lines()
@@ -1000,34 +832,36 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     );
 
     // Text formats (GSM 7-bit, concatenated with our UDH) through sendsms.
-    let (s, v) = api(
-        &server,
-        "POST",
+    let (s, v) = server.post(
         "/api/v1/shares",
         Some(&tok),
-        Some(json!({"asset_id": session, "recipients": ["+15550005"], "formats": ["xml", "text"]})),
+        json!({"asset_id": session, "recipients": ["+15550005"], "formats": ["xml", "text"]}),
     );
     assert_eq!(s, 201, "{v}");
     let text_share = v["share"]["id"].as_str().unwrap().to_string();
     let text_url = v["share"]["url"].as_str().unwrap().to_string();
-    wait_for("text shares sent", 20, || {
+    wait_until("text shares sent", Duration::from_secs(20), || {
         let d = deliveries(&server, &text_share);
         if let Some(f) = d.iter().find(|x| x["status"] == "failed") {
             panic!("text delivery failed: {f}");
         }
         d.iter().all(|x| x["status"] == "sent").then_some(())
     });
-    let got = wait_for("text shares at the fake SMSC", 20, || {
-        let m: Vec<FakeSms> = kannel
-            .received()
-            .into_iter()
-            .filter(|m| m.to == "+15550005")
-            .collect();
-        let d = decode_all(&m);
-        d.get("+15550005")
-            .is_some_and(|v| v.len() == 2)
-            .then_some(d)
-    });
+    let got = wait_until(
+        "text shares at the fake SMSC",
+        Duration::from_secs(20),
+        || {
+            let m: Vec<FakeSms> = kannel
+                .received()
+                .into_iter()
+                .filter(|m| m.to == "+15550005")
+                .collect();
+            let d = decode_all(&m);
+            d.get("+15550005")
+                .is_some_and(|v| v.len() == 2)
+                .then_some(d)
+        },
+    );
     let mut formats: Vec<ShareFormat> = got["+15550005"].iter().map(|s| s.format).collect();
     formats.sort_by_key(|f| f.name());
     assert_eq!(formats, vec![ShareFormat::Text, ShareFormat::Xml]);
@@ -1042,56 +876,20 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
 
 // ---------------------------------------------------------------- Chromium ---
 
-fn ensure_playwright() -> PathBuf {
-    let dir = web_dir().join("share");
-    if !dir.join("node_modules/playwright-core").is_dir() {
-        // The lock file pins playwright-core; it drives /usr/bin/chromium and
-        // downloads no browser.
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm (install nodejs)");
-        assert!(st.success(), "npm ci in web/share failed");
-    }
-    dir.join("check-page.mjs")
-}
-
 #[test]
 fn share_page_plays_in_headless_chromium_from_t() {
-    let script = ensure_playwright();
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        cfg_dir.path(),
-        &format!("[share]\nweb_dir = {:?}\n", web_dir().display().to_string()),
-    );
-    let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
-    let session = push_clip(&server);
-    let (s, v) = api(
-        &server,
-        "POST",
+    let server = Server::start_with_config(&share_config(""));
+    let session = server.push_fixture(H264_AAC);
+    let (s, v) = server.post(
         "/api/v1/shares",
         Some(&server.token),
-        Some(json!({"asset_id": session})),
+        json!({"asset_id": session}),
     );
     assert_eq!(s, 201, "{v}");
     let url = format!("{}?t=2", v["share"]["url"].as_str().unwrap());
 
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("share-page.png");
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(&url)
-        .arg(&shot)
-        .output()
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let _ = std::io::stderr().write_all(&out.stderr);
-    assert!(out.status.success(), "check-page failed: {stdout}");
-    let r: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("check-page output {stdout}: {e}"));
-    eprintln!("{r:#}");
+    let r = check_page(&url, "share-page.png");
+    let shot = artifacts_dir().join("share-page.png");
     assert_eq!(r["status"], 200, "{r}");
     assert_eq!(r["og"]["og:type"], "video.other");
     assert!(r["og"]["og:video"]
@@ -1114,7 +912,6 @@ fn share_page_plays_in_headless_chromium_from_t() {
 
 #[test]
 fn live_share_page_plays_through_hls_js_in_headless_chromium() {
-    let script = ensure_playwright();
     assert!(
         web_dir()
             .join("node_modules/hls.js/dist/hls.min.js")
@@ -1142,40 +939,18 @@ fn live_share_page_plays_through_hls_js_in_headless_chromium() {
         .status()
         .expect("ffmpeg");
     assert!(st.success(), "ffmpeg could not make the clip");
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        cfg_dir.path(),
-        &format!("[share]\nweb_dir = {:?}\n", web_dir().display().to_string()),
-    );
-    let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
-    let (mut child, live_id, _out) = spawn_push(server.push_cmd(&clip, &["--realtime"]));
-    let (s, v) = api(
-        &server,
-        "POST",
+    let server = Server::start_with_config(&share_config(""));
+    let (mut child, live_id, _out) = server.spawn_push(&clip, &["--realtime"]);
+    let (s, v) = server.post(
         "/api/v1/shares",
         Some(&server.token),
-        Some(json!({"asset_id": live_id})),
+        json!({"asset_id": live_id}),
     );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["share"]["kind"], "live");
     let url = v["share"]["url"].as_str().unwrap().to_string();
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test-artifacts")
-        .join("share-page-live.png");
-    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(&url)
-        .arg(&shot)
-        .output()
-        .expect("node");
-    let _ = child.kill();
-    let _ = child.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check-page failed: {stdout}");
-    let r: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("check-page output {stdout}: {e}"));
-    eprintln!("{r:#}");
+    let r = check_page(&url, "share-page-live.png");
+    child.stop();
     assert_eq!(r["status"], 200, "{r}");
     let (first, second) = (&r["first"], &r["second"]);
     assert!(first["error"].is_null(), "media error: {r}");

@@ -2,13 +2,11 @@
 //! `sharecast push`, real QUIC on loopback, real GStreamer, ffprobe on the
 //! produced files, an RTSP client on the live stream.
 
-mod common;
-
 use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use sharecast_testkit::*;
 
 /// What an RFC 6381 codec string must look like for a stream ffprobe
 /// describes: a prefix (sample entry and profile) and a level part.
@@ -75,11 +73,7 @@ fn check_vod_matches_source(server: &Server, clip: &str) {
     assert!(r.ok, "push {clip} failed:\n{}\n{}", r.stdout, r.stderr);
     let attrs = r.attributes();
     let session = r.session();
-    let vod = server
-        .data_dir()
-        .join("sessions")
-        .join(&session)
-        .join("source.mp4");
+    let vod = server.session_file(&session, "source.mp4");
     let got = ffprobe(&vod);
     let want = ffprobe(&src);
 
@@ -236,7 +230,7 @@ fn rtsp_viewers_decode_during_realtime_push() {
     let server = Server::start();
     let src = fixture(H264_AAC).unwrap();
     let spawned_unix_ms = unix_ms();
-    let (mut push, session, mut out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let (mut push, session, mut out) = server.spawn_push(&src, &["--realtime"]);
     let token = server.playback_token(&session);
     let url = format!(
         "rtsp://127.0.0.1:{}/live/{session}?token={token}",
@@ -317,21 +311,10 @@ fn bad_inputs_are_refused_clearly_and_other_sessions_continue() {
     let server = Server::start_with(&["--max-frame-bytes", "1000"]);
     let good_clip = fixture(AUDIO_ONLY).unwrap();
     // A good session runs in real time while the bad ones are refused.
-    let (good, _session, _out) = spawn_push(server.push_cmd(&good_clip, &["--realtime"]));
+    let (good, _session, _out) = server.spawn_push(&good_clip, &["--realtime"]);
 
     // Wrong token.
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "push",
-        "--server",
-        &server.ingest,
-        "--token",
-        "sc_wrong",
-        "--pin",
-        &server.fingerprint,
-    ])
-    .arg("--input")
-    .arg(fixture(H264_AAC).unwrap());
+    let mut cmd = server.push_cmd_to(&server.ingest, "sc_wrong", &fixture(H264_AAC).unwrap(), &[]);
     let r = PushResult::from(cmd.output().unwrap());
     assert!(!r.ok);
     assert!(
@@ -385,19 +368,8 @@ fn vod_supports_http_range_requests() {
     assert!(r.ok, "{}", r.stderr);
     let session = r.session();
     let url = r.attributes()["vod_url"].as_str().unwrap().to_string();
-    let file = std::fs::read(
-        server
-            .data_dir()
-            .join("sessions")
-            .join(&session)
-            .join("source.mp4"),
-    )
-    .unwrap();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let get = |range: &str| client.get(&url).header("Range", range).send().unwrap();
+    let file = std::fs::read(server.session_file(&session, "source.mp4")).unwrap();
+    let get = |range: &str| client().get(&url).header("Range", range).send().unwrap();
 
     let resp = get("bytes=100-199");
     assert_eq!(resp.status(), 206);
@@ -420,23 +392,12 @@ fn vod_supports_http_range_requests() {
     assert_eq!(resp.status(), 416);
 
     // Unknown asset and bad ids answer clearly.
-    let resp = client
-        .get(format!("{}/vod/deadbeef/source.mp4", server.http))
-        .send()
-        .unwrap();
+    let resp = server.get_raw("/vod/deadbeef/source.mp4", None);
     assert_eq!(resp.status(), 404);
-    let resp = client
-        .get(format!("{}/vod/..%2Fetc/source.mp4", server.http))
-        .send()
-        .unwrap();
+    let resp = server.get_raw("/vod/..%2Fetc/source.mp4", None);
     assert_eq!(resp.status(), 400);
-    let resp = client
-        .get(format!("{}/api/v1/assets/{session}", server.http))
-        .bearer_auth(&server.token)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let asset: serde_json::Value = resp.json().unwrap();
+    let (st, asset) = server.get(&format!("/api/v1/assets/{session}"), Some(&server.token));
+    assert_eq!(st, 200);
     assert_eq!(asset["state"], "ready");
 }
 
@@ -444,9 +405,9 @@ fn vod_supports_http_range_requests() {
 fn the_sample_configuration_file_starts_a_server() {
     // docs/sharecast.example.toml documents every key with its default; it
     // must parse and run (ports and data dir overridden on the command line).
-    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sharecast.example.toml");
+    let cfg = repo_root().join("docs/sharecast.example.toml");
     let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
-    assert_eq!(server.get("/api/v1/health").status(), 200);
+    assert_eq!(server.get("/api/v1/health", None).0, 200);
 }
 
 /// The value after `label` on the banner line that starts with it.
@@ -465,18 +426,18 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
     // scripts/serve.sh runs the server).
     let clip = fixture(H264_AAC).unwrap();
     let server = Server::start();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let banner = loop {
-        let out = server.stdout();
-        if out.contains("Try it") && out.lines().any(|l| l.contains(" push --server ")) {
-            break out;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no push command printed:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let banner = wait_until_ok(
+        "a push command in the banner",
+        Duration::from_secs(30),
+        || {
+            let out = server.stdout();
+            if out.contains("Try it") && out.lines().any(|l| l.contains(" push --server ")) {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        },
+    );
 
     // Every URL printed answers.
     let health = banner_value(&banner, "HTTP API");
@@ -533,7 +494,7 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
             && command.contains(&format!("--pin {}", server.fingerprint)),
         "{command}"
     );
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     if root.join("fixtures/media").join(H264_AAC) == clip {
         assert!(
             command.contains(&format!("--input fixtures/media/{H264_AAC} --realtime")),
@@ -631,10 +592,7 @@ fn device_add_prints_a_token_stored_only_as_its_hash_that_lets_a_phone_push() {
         .env("RUST_LOG", "warn");
     let r = PushResult::from(cmd.output().unwrap());
     assert!(r.ok, "push with the new token: {}", r.stderr);
-    let asset: serde_json::Value = server
-        .get_as(&format!("/api/v1/assets/{}", r.session()), &token)
-        .json()
-        .unwrap();
+    let (_, asset) = server.get(&format!("/api/v1/assets/{}", r.session()), Some(&token));
     let devices = String::from_utf8_lossy(&list.stdout).to_string();
     let id = devices
         .lines()

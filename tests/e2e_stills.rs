@@ -4,41 +4,16 @@
 //! download under the chosen name and starts the video within one frame of
 //! the time point in headless Chromium; oEmbed; bad input stores nothing.
 
-mod common;
-
-use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine;
-use common::*;
-use image::{DynamicImage, GenericImageView};
+use image::DynamicImage;
 use serde_json::{json, Value};
-
-fn post_still(s: &Server, body: Value) -> (u16, Value) {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/stills", s.http))
-        .json(&body)
-        .send()
-        .unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().unwrap_or(Value::Null))
-}
+use sharecast_testkit::*;
 
 fn fetch_image(url: &str) -> DynamicImage {
     let bytes = reqwest::blocking::get(url).unwrap().bytes().unwrap();
     image::load_from_memory(&bytes).unwrap()
-}
-
-fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {
-    assert_eq!(a.dimensions(), b.dimensions());
-    let (a, b) = (a.to_rgb8(), b.to_rgb8());
-    let sum: u64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as u64)
-        .sum();
-    sum as f64 / a.as_raw().len() as f64
 }
 
 fn mean_luma(img: &DynamicImage) -> f64 {
@@ -58,15 +33,8 @@ fn stills_count(s: &Server) -> usize {
 #[test]
 fn still_frame_share_matches_the_frame_travels_with_comment_and_drawing() {
     let server = Server::start();
-    let src = fixture(H264_AAC).unwrap();
-    let r = server.push(&src, &[]);
-    assert!(r.ok, "{}", r.stderr);
-    let id = r.session();
-    let vod = server
-        .data_dir()
-        .join("sessions")
-        .join(&id)
-        .join("source.mp4");
+    let id = server.push_fixture(H264_AAC);
+    let vod = server.session_file(&id, "source.mp4");
 
     // A drawing: an opaque red square in the top-left corner, transparent elsewhere.
     let mut drawing = image::RgbaImage::new(64, 36);
@@ -83,8 +51,9 @@ fn still_frame_share_matches_the_frame_travels_with_comment_and_drawing() {
         .unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(png.into_inner());
 
-    let (st, still) = post_still(
-        &server,
+    let (st, still) = server.post(
+        "/api/v1/stills",
+        None,
         json!({ "content_id": id, "t_ms": 1500, "comment": "look <here>", "name": "my moment",
                 "drawing_png_base64": b64 }),
     );
@@ -142,19 +111,7 @@ fn still_frame_share_matches_the_frame_travels_with_comment_and_drawing() {
     assert_eq!(o["width"], still["width"]);
 
     // In a real browser, the page starts the video within one frame of 1.5 s.
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/share/check-page.mjs");
-    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(&link)
-        .arg(artifacts.join("still-share-page.png"))
-        .output()
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check-page failed: {stdout}");
-    let r: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
-    eprintln!("{r:#}");
+    let r = check_page(&link, "still-share-page.png");
     let started = r["started_at"]
         .as_f64()
         .or(r["seeked_to"].as_f64())
@@ -195,7 +152,7 @@ fn still_frame_share_matches_the_frame_travels_with_comment_and_drawing() {
         ),
         (json!({ "content_id": "../x", "t_ms": 10 }), 400, "bad_id"),
     ] {
-        let (st, e) = post_still(&server, body);
+        let (st, e) = server.post("/api/v1/stills", None, body);
         assert_eq!(
             (st, e["error"]["code"].as_str()),
             (status, Some(code)),
@@ -239,8 +196,9 @@ fn enhancing_a_dark_frame_makes_it_measurably_brighter() {
     assert!(st.success());
     let r = server.push(&clip, &[]);
     assert!(r.ok, "{}", r.stderr);
-    let (st, still) = post_still(
-        &server,
+    let (st, still) = server.post(
+        "/api/v1/stills",
+        None,
         json!({ "content_id": r.session(), "t_ms": 700, "enhance": true }),
     );
     assert_eq!(st, 200, "{still}");

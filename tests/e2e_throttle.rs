@@ -4,8 +4,6 @@
 //! stream stays within a bounded delay of real time (newest frames first);
 //! after the throttle lifts the bitrate recovers; the VOD is complete.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use sharecast_testkit::*;
 
 /// A UDP relay for one client. Client → server packets pass a token bucket
 /// of `rate_bps` (0 = unlimited) with a bounded queue (tail drop), like a
@@ -135,28 +133,15 @@ impl Drop for Shim {
 fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() {
     let server = Server::start();
     let shim = Shim::start(server.ingest.parse().unwrap());
-    let mut cmd = std::process::Command::new(bin());
-    cmd.arg("push")
-        .args([
-            "--server",
-            &shim.addr.to_string(),
-            "--token",
-            &server.token,
-            "--pin",
-            &server.fingerprint,
-        ])
-        .args([
-            "--input",
-            "testsrc",
-            "--duration",
-            "20",
-            "--bitrate",
-            "1500000",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
+    let mut cmd = server.push_cmd_to(
+        &shim.addr.to_string(),
+        &server.token,
+        std::path::Path::new("testsrc"),
+        &["--duration", "20", "--bitrate", "1500000"],
+    );
+    cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = ChildGuard::new(cmd.spawn().unwrap());
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let stderr_buf = Arc::new(Mutex::new(String::new()));
     {
@@ -179,19 +164,13 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
             }
         });
     }
-    let t0 = Instant::now();
-    let session = loop {
-        if let Some(s) = lines
+    let session = wait_until("the push to start", Duration::from_secs(30), || {
+        lines
             .lock()
             .unwrap()
             .iter()
             .find_map(|(_, l)| l.strip_prefix("session ").map(String::from))
-        {
-            break s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "push did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     let started = Instant::now();
     // 4 s free, 8 s at 350 kbit/s, then free again.
     std::thread::sleep(Duration::from_secs(4));
@@ -200,10 +179,7 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
     let mut live_delays = Vec::new();
     while throttle_start.elapsed() < Duration::from_secs(8) {
         std::thread::sleep(Duration::from_millis(250));
-        let v: serde_json::Value = server
-            .get_as("/api/v1/sessions", &server.token)
-            .json()
-            .unwrap();
+        let (_, v) = server.get("/api/v1/sessions", Some(&server.token));
         if let Some(s) = v["sessions"]
             .as_array()
             .unwrap()
@@ -217,17 +193,7 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
     }
     let throttle_end = Instant::now();
     shim.rate_bps.store(0, Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = child.wait_timeout(Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(200));
     let stderr = stderr_buf.lock().unwrap().clone();
     let all: String = lines
@@ -281,11 +247,14 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
 
     // The live edge stayed near real time while throttled (after the first
     // seconds the encoder needs to adapt).
-    let settled: Vec<i64> = live_delays
-        .iter()
-        .filter(|(t, _)| *t > Duration::from_secs(3))
-        .map(|(_, d)| *d)
-        .collect();
+    let delays_after = |secs: u64| -> Vec<i64> {
+        live_delays
+            .iter()
+            .filter(|(t, _)| *t > Duration::from_secs(secs))
+            .map(|(_, d)| *d)
+            .collect()
+    };
+    let settled = delays_after(3);
     assert!(!settled.is_empty(), "no live delay samples");
     let worst = *settled.iter().max().unwrap();
     eprintln!("live delay while throttled (ms): {settled:?}");
@@ -295,11 +264,7 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
         worst < 4000,
         "live stream fell {worst} ms behind real time: {settled:?}"
     );
-    let tail: Vec<i64> = live_delays
-        .iter()
-        .filter(|(t, _)| *t > Duration::from_secs(6))
-        .map(|(_, d)| *d)
-        .collect();
+    let tail = delays_after(6);
     assert!(
         !tail.is_empty() && tail.iter().all(|d| *d < 2500),
         "live delay did not settle near real time: {settled:?}"
@@ -313,31 +278,13 @@ fn throttled_uplink_lowers_bitrate_keeps_live_near_real_time_and_vod_complete() 
             .unwrap_or_else(|| panic!("no frame counts:\n{text}")),
     )
     .unwrap();
-    let vod = server
-        .data_dir()
-        .join("sessions")
-        .join(&session)
-        .join("source.mp4");
-    let probe = ffprobe(&vod);
-    let video = stream(&probe, "video").unwrap();
-    assert_eq!(
-        video["nb_read_frames"]
-            .as_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        per_track["0"].as_u64().unwrap(),
-        "VOD video frames"
-    );
-    let audio = stream(&probe, "audio").unwrap();
-    assert_eq!(
-        audio["nb_read_frames"]
-            .as_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        per_track["1"].as_u64().unwrap(),
-        "VOD audio frames"
-    );
+    let probe = ffprobe(&server.session_file(&session, "source.mp4"));
+    for (kind, track) in [("video", "0"), ("audio", "1")] {
+        assert_eq!(
+            num(&stream(&probe, kind).unwrap()["nb_read_frames"]) as u64,
+            per_track[track].as_u64().unwrap(),
+            "VOD {kind} frames"
+        );
+    }
     assert!(started.elapsed() > Duration::from_secs(19));
 }

@@ -4,25 +4,18 @@
 //! session is live), and a `kill -9` of the server mid-recording leaves a
 //! playable VOD file.
 
-mod common;
-
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use sharecast_testkit::*;
 
 fn download(server: &Server, url: &str, to: &std::path::Path) {
     let path = url
         .strip_prefix(&server.http)
         .unwrap_or_else(|| panic!("{url} is not on {}", server.http));
-    let r = server.get(path);
+    let r = server.get_raw(path, None);
     assert_eq!(r.status(), 200, "GET {url}");
     std::fs::write(to, r.bytes().unwrap()).unwrap();
-}
-
-fn error_code(r: reqwest::blocking::Response) -> String {
-    let v: serde_json::Value = r.json().expect("JSON error body");
-    v["error"]["code"].as_str().expect("error.code").to_string()
 }
 
 #[test]
@@ -42,25 +35,7 @@ fn renditions_posters_and_still_frames_over_http() {
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(first, ["source"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let attrs = loop {
-        let asset: serde_json::Value = server
-            .get_as(&format!("/api/v1/assets/{id}"), &server.token)
-            .json()
-            .unwrap();
-        if asset["attributes"]["renditions"]
-            .as_array()
-            .map_or(0, |r| r.len())
-            >= 2
-        {
-            break asset["attributes"].clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "480p rendition never appeared: {asset}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let attrs = server.wait_renditions(&id, 2);
     let renditions = attrs["renditions"].as_array().expect("renditions");
     let names: Vec<_> = renditions
         .iter()
@@ -113,11 +88,14 @@ fn renditions_posters_and_still_frames_over_http() {
         thumb.ends_with(&format!("/api/v1/assets/{id}/poster.jpg")),
         "{thumb}"
     );
-    let poster = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
+    let poster = server.get_raw(
+        &format!("/api/v1/assets/{id}/poster.jpg"),
+        Some(&server.token),
+    );
     assert_eq!(poster.status(), 200);
     assert_eq!(poster.headers()["content-type"], "image/jpeg");
     assert_eq!(&poster.bytes().unwrap()[..2], &[0xff, 0xd8]);
-    let frame = server.get(&format!("/api/v1/assets/{id}/frame?t_ms=1500"));
+    let frame = server.get_raw(&format!("/api/v1/assets/{id}/frame?t_ms=1500"), None);
     assert_eq!(frame.status(), 200);
     assert_eq!(frame.headers()["content-type"], "image/jpeg");
     let jpeg = frame.bytes().unwrap();
@@ -132,36 +110,13 @@ fn renditions_posters_and_still_frames_over_http() {
         ("", 400, "bad_time"),
         ("t_ms=999999", 416, "past_end"),
     ] {
-        let r = server.get(&format!("/api/v1/assets/{id}/frame?{query}"));
-        assert_eq!(r.status(), status, "{query}");
-        assert_eq!(error_code(r), code, "{query}");
+        let (st, v) = server.get(&format!("/api/v1/assets/{id}/frame?{query}"), None);
+        assert_eq!(st, status, "{query}");
+        assert_eq!(error_code(&v), code, "{query}");
     }
-    let r = server.get("/api/v1/assets/abcdef0123/frame?t_ms=0");
-    assert_eq!(r.status(), 404);
-    assert_eq!(error_code(r), "unknown_asset");
-}
-
-/// Waits until the asset lists `n` renditions; returns its attributes.
-fn attributes_with_renditions(server: &Server, id: &str, n: usize) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let asset: serde_json::Value = server
-            .get_as(&format!("/api/v1/assets/{id}"), &server.token)
-            .json()
-            .unwrap();
-        if asset["attributes"]["renditions"]
-            .as_array()
-            .map_or(0, |r| r.len())
-            >= n
-        {
-            return asset["attributes"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "renditions never appeared: {asset}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (st, v) = server.get("/api/v1/assets/abcdef0123/frame?t_ms=0", None);
+    assert_eq!(st, 404);
+    assert_eq!(error_code(&v), "unknown_asset");
 }
 
 #[test]
@@ -176,7 +131,7 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
             want,
             "{clip}: pushed attributes"
         );
-        let attrs = attributes_with_renditions(&server, &r.session(), 2);
+        let attrs = server.wait_renditions(&r.session(), 2);
         assert_eq!(attrs["rotation"], want, "{clip}: asset attributes");
         for rend in attrs["renditions"].as_array().unwrap() {
             let name = rend["name"].as_str().unwrap();
@@ -203,9 +158,9 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
             );
         }
         // The poster is shown upright, like the video.
-        let poster = server.get_as(
+        let poster = server.get_raw(
             &format!("/api/v1/assets/{}/poster.jpg", r.session()),
-            &server.token,
+            Some(&server.token),
         );
         assert_eq!(poster.status(), 200);
         let jpg = dir.path().join(format!("{clip}.poster.jpg"));
@@ -219,16 +174,13 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
             "{clip}: poster"
         );
         // A share page's link preview gives the size as shown.
-        let share: serde_json::Value = reqwest::blocking::Client::new()
-            .post(format!("{}/api/v1/shares", server.http))
-            .bearer_auth(&server.token)
-            .json(&serde_json::json!({ "asset_id": r.session() }))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let (_, share) = server.post(
+            "/api/v1/shares",
+            Some(&server.token),
+            serde_json::json!({ "asset_id": r.session() }),
+        );
         let token = share["token"].as_str().expect("share token");
-        let html = server.get(&format!("/s/{token}")).text().unwrap();
+        let html = server.get_raw(&format!("/s/{token}"), None).text().unwrap();
         for (prop, v) in [("width", upright.0), ("height", upright.1)] {
             let tag = format!("<meta property=\"og:video:{prop}\" content=\"{v}\">");
             assert!(html.contains(&tag), "{clip}: no {tag} in\n{html}");
@@ -236,52 +188,36 @@ fn a_rotated_phone_video_keeps_its_rotation_in_every_rendition() {
     }
 }
 
-fn mean_abs_diff(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
-    let (a, b) = (a.to_rgb8(), b.to_rgb8());
-    assert_eq!(a.dimensions(), b.dimensions());
-    let sum: u64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
-    sum as f64 / a.as_raw().len() as f64
-}
-
 #[test]
 fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
     let server = Server::start();
     let src = fixture(H264_AAC).unwrap();
-    let (mut push, id, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
+    let (mut push, id, _out) = server.spawn_push(&src, &["--realtime"]);
     let dir = tempfile::tempdir().unwrap();
     let session_dir = server.data_dir().join("sessions").join(&id);
+    let poster = format!("/api/v1/assets/{id}/poster.jpg");
     // Poll from the start of the session: "not ready" until the recording
     // has a decodable frame, then a JPEG, never another error.
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut not_ready = 0;
-    let live = loop {
-        let r = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
+    let live = wait_until("a live poster", Duration::from_secs(20), || {
+        let r = server.get_raw(&poster, Some(&server.token));
         match r.status().as_u16() {
             200 => {
                 assert_eq!(r.headers()["content-type"], "image/jpeg");
                 assert_eq!(r.headers()["cache-control"], "no-cache", "live poster");
-                break r.bytes().unwrap().to_vec();
+                Some(r.bytes().unwrap().to_vec())
             }
             503 => {
                 assert_eq!(r.headers()["retry-after"], "1");
-                assert_eq!(error_code(r), "not_ready");
+                assert_eq!(error_code(&answer(r).1), "not_ready");
                 not_ready += 1;
+                None
             }
             other => panic!("live poster: {other}: {}", r.text().unwrap()),
         }
-        assert!(Instant::now() < deadline, "no live poster");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     // Still live when it came (a 3 s clip in real time).
-    let asset: serde_json::Value = server
-        .get_as(&format!("/api/v1/assets/{id}"), &server.token)
-        .json()
-        .unwrap();
+    let asset = server.asset(&id);
     assert_eq!(asset["state"], "recording", "{asset}");
     assert!(push.try_wait().unwrap().is_none(), "push still running");
     eprintln!("live poster after {not_ready} not_ready answers");
@@ -306,26 +242,18 @@ fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
         "live poster vs frame 0: {d_first}, vs frame at 1 s: {d_later}"
     );
     // Asked again while live: the same picture, not decoded again.
-    let again = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
+    let again = server.get_raw(&poster, Some(&server.token));
     assert_eq!(again.status(), 200);
     assert_eq!(again.bytes().unwrap().to_vec(), live);
 
     // After the end: the VOD poster (the frame at 1 s), cacheable, and the
     // live one is gone.
     assert!(push.wait().unwrap().success(), "push failed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let asset: serde_json::Value = server
-            .get_as(&format!("/api/v1/assets/{id}"), &server.token)
-            .json()
-            .unwrap();
-        if asset["state"] == "ready" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "asset never ready: {asset}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let r = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
+    wait_until_ok("the asset to be ready", Duration::from_secs(30), || {
+        let asset = server.asset(&id);
+        (asset["state"] == "ready").then_some(()).ok_or(asset)
+    });
+    let r = server.get_raw(&poster, Some(&server.token));
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "public, max-age=60");
     let vod_poster = r.bytes().unwrap().to_vec();
@@ -347,12 +275,8 @@ fn the_poster_is_an_early_frame_while_live_then_the_vod_poster() {
 fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
     let mut server = Server::start();
     let src = fixture(H264_AAC).unwrap();
-    let (mut push, id, _out) = spawn_push(server.push_cmd(&src, &["--realtime"]));
-    let vod = server
-        .data_dir()
-        .join("sessions")
-        .join(&id)
-        .join("source.mp4");
+    let (mut push, id, _out) = server.spawn_push(&src, &["--realtime"]);
+    let vod = server.session_file(&id, "source.mp4");
     let frames = |p: &std::path::Path| -> u64 {
         let o = Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
@@ -366,21 +290,21 @@ fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
             .parse()
             .unwrap_or(0)
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while frames(&vod) < 30 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing playable on disk while recording"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "something playable on disk while recording",
+        Duration::from_secs(30),
+        || (frames(&vod) >= 30).then_some(()),
+    );
     // While live: a poster and still frames from what is recorded so far.
-    let poster = server.get_as(&format!("/api/v1/assets/{id}/poster.jpg"), &server.token);
+    let poster = server.get_raw(
+        &format!("/api/v1/assets/{id}/poster.jpg"),
+        Some(&server.token),
+    );
     assert_eq!(poster.status(), 200, "live poster");
     assert_eq!(&poster.bytes().unwrap()[..2], &[0xff, 0xd8]);
-    let frame = server.get_as(
+    let frame = server.get_raw(
         &format!("/api/v1/assets/{id}/frame?t_ms=500"),
-        &server.token,
+        Some(&server.token),
     );
     assert_eq!(frame.status(), 200, "live still frame");
     server.kill9();
