@@ -10,6 +10,7 @@
 mod committer;
 pub mod config;
 pub mod journal;
+pub mod limiter;
 pub mod metrics;
 mod server;
 mod session;
