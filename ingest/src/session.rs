@@ -57,6 +57,9 @@ pub(crate) struct TrackState {
 pub(crate) enum Lifecycle {
     Connected,
     Suspended,
+    /// Stopped by an error whose client action is "stop": takes no more
+    /// frames, cannot be resumed, is finalised once its connection is gone.
+    Stopped,
     Finishing,
     Finished,
     Failed,
@@ -67,6 +70,7 @@ impl Lifecycle {
         match self {
             Lifecycle::Connected => "connected",
             Lifecycle::Suspended => "suspended",
+            Lifecycle::Stopped => "stopped",
             Lifecycle::Finishing => "finishing",
             Lifecycle::Finished => "finished",
             Lifecycle::Failed => "failed",
@@ -207,7 +211,7 @@ impl Session {
         let mut st = self.lock();
         if matches!(
             st.lifecycle,
-            Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
+            Lifecycle::Stopped | Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
         ) {
             return Err((ErrorCode::UnknownSession, "session has ended".into()));
         }
@@ -430,6 +434,26 @@ impl Session {
         let frames = st.tracks.values().map(|t| t.frames).sum();
         let per = st.tracks.iter().map(|(k, t)| (*k, t.frames)).collect();
         (frames, st.bytes, per)
+    }
+
+    /// Stop the session after an error on connection `conn` (a stable id),
+    /// if that connection is the one attached and the session is still
+    /// taking frames. Returns whether it stopped now.
+    pub fn stop(&self, conn: usize, code: ErrorCode) -> bool {
+        let attached = self
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.stable_id());
+        let mut st = self.lock();
+        if attached != Some(conn) || st.lifecycle != Lifecycle::Connected {
+            return false;
+        }
+        st.lifecycle = Lifecycle::Stopped;
+        st.suspended_at = None;
+        tracing::debug!(session = %self.info.id, code = code.name(), "session stopped");
+        true
     }
 
     pub fn set_lifecycle(&self, l: Lifecycle) {
