@@ -26,7 +26,15 @@ pub struct IngestConfig {
     /// second. Default 40 Mbit/s.
     pub max_bitrate_bps: u64,
     /// Longest session, seconds (by capture timestamps). Default 4 hours.
+    /// Every timestamp of a session must also lie within this span of its
+    /// first frame's, either way (`session_too_long`).
     pub max_session_secs: u64,
+    /// Frame streams one connection may have open at once (QUIC stream
+    /// credit: a client opening more waits until one ends). Each holds at
+    /// most one partial frame in memory, so a connection buffers at most
+    /// this many times `max_frame_bytes`. Default 16 (the reference client
+    /// uses 2).
+    pub max_frame_streams: u32,
     /// Sessions a device may have open at once. Default 4.
     pub max_sessions_per_device: usize,
     /// Failed authentications (unknown or revoked token) of one token within
@@ -124,6 +132,7 @@ impl Default for IngestConfig {
             max_frame_bytes: 4 * 1024 * 1024,
             max_bitrate_bps: 40_000_000,
             max_session_secs: 4 * 3600,
+            max_frame_streams: 16,
             max_sessions_per_device: 4,
             auth_failures_per_token: 5,
             auth_failures_per_address: 30,

@@ -139,7 +139,7 @@ impl IngestServer {
             quinn::IdleTimeout::try_from(Duration::from_secs(cfg.idle_timeout_secs))
                 .context("idle_timeout_secs")?,
         ));
-        transport.max_concurrent_uni_streams(256u32.into());
+        transport.max_concurrent_uni_streams(cfg.max_frame_streams.into());
         transport.max_concurrent_bidi_streams(4u32.into());
         transport.stream_receive_window((16u32 * 1024 * 1024).into());
         transport.receive_window((64u32 * 1024 * 1024).into());
@@ -338,7 +338,10 @@ fn snapshot(s: &Session) -> SessionSnapshot {
     let backlog = st.tracks.values().map(|t| t.in_flight.len() as u64).sum();
     let resumes = st.resumes;
     let state = st.lifecycle.name();
-    let span_us = st.first_pts.map(|f| (st.max_pts - f).max(0)).unwrap_or(0);
+    let span_us = st
+        .first_pts
+        .map(|f| st.max_pts.saturating_sub(f).max(0))
+        .unwrap_or(0);
     let video = s.info.tracks.iter().find(|t| t.width.is_some());
     let video_frames = video
         .and_then(|v| st.tracks.get(&v.id))
@@ -842,7 +845,9 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
                 break;
             }
             Ok(Some(Control::Error(e))) => {
-                tracing::warn!(session = %session.info.id, code = e.code, message = %e.message, "client reported an error");
+                // The phone's words, escaped and cut: they go to the log.
+                let message: String = e.message.chars().take(256).collect();
+                tracing::warn!(session = %session.info.id, code = e.code, message = ?message, "client reported an error");
             }
             Ok(Some(other)) => {
                 let msg = format!(

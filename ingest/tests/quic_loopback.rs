@@ -1360,3 +1360,62 @@ async fn session_ids_and_resume_secrets_are_128_random_bits() {
         conn.close(0u32.into(), b"bye");
     }
 }
+
+/// Timestamps are any i64 on the wire: extreme ones are refused with
+/// `session_too_long` (they lie farther than `max_session_secs` from the
+/// first frame), never an arithmetic overflow in the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_timestamps_are_refused_not_overflowed() {
+    let env = Env::new(IngestConfig::default()).await;
+    for (first, second) in [(i64::MIN, i64::MAX), (0, i64::MIN), (i64::MAX, 0)] {
+        let (_ep, conn, _s, mut r) = raw(&env).await;
+        let mut u = conn.open_uni().await.unwrap();
+        for (seq, t) in [(0u64, first), (1, second)] {
+            let mut f = frame(0, 0);
+            f.seq = seq;
+            (f.pts_us, f.dts_us) = (t, t);
+            u.write_all(&encode_frame(&f)).await.unwrap();
+        }
+        let e = expect_error(&mut r, &mut ControlDecoder::new()).await;
+        assert_eq!(
+            e.code,
+            ErrorCode::SessionTooLong.as_u16(),
+            "{first} then {second}: {e:?}"
+        );
+    }
+}
+
+/// A connection may have `max_frame_streams` frame streams open at once
+/// (QUIC stream credit), so it buffers at most that many partial frames:
+/// with 16 open, the 17th cannot be opened until one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_streams_open_at_once_are_bounded() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let env = Env::new(IngestConfig::default()).await;
+    let (_ep, conn, _s, mut r) = raw(&env).await;
+    expect_welcome(&mut r, &mut ControlDecoder::new()).await;
+    let max = IngestConfig::default().max_frame_streams;
+    let mut open = Vec::new();
+    for _ in 0..max {
+        open.push(conn.open_uni().await.unwrap());
+    }
+    let mut next = std::pin::pin!(conn.open_uni());
+    assert!(
+        matches!(
+            next.as_mut().poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Pending
+        ),
+        "stream {} opened while {max} are open",
+        max + 1
+    );
+    // Ending them gives the credit back (quinn announces it once more than
+    // an eighth of the streams has ended).
+    for (i, mut s) in open.into_iter().enumerate() {
+        let mut f = frame(0, i as i64);
+        f.seq = i as u64;
+        s.write_all(&encode_frame(&f)).await.unwrap();
+        s.finish().unwrap();
+    }
+    next.await.unwrap();
+}
