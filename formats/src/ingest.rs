@@ -70,7 +70,8 @@ pub enum ErrorCode {
     UnknownSession = 9,
     /// RESUME carried the wrong resume secret.
     BadResumeSecret = 10,
-    /// Too many connection attempts from this address or device.
+    /// Too many failed authentications: the token is backing off, or the
+    /// address is penalised and the token (or resume secret) was wrong.
     RateLimited = 11,
     /// The session's ingest bitrate is above `max_bitrate_bps`.
     BitrateExceeded = 12,
