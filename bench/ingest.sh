@@ -59,7 +59,6 @@ data_dir = "$WORK/data"
 [ingest]
 listen = "127.0.0.1:24433"
 max_sessions_per_device = 100000
-max_connects_per_minute = 100000
 journal_commit_delay_ms = ${COMMIT_DELAY_MS:-$DEFAULT_COMMIT_DELAY_MS}
 journal_sync = "${JOURNAL_SYNC:-filesystem}"
 [http]

@@ -35,6 +35,14 @@ pub const FRAME_RECORD_TYPE: u8 = 0x46; // 'F'
 pub const FLAG_KEYFRAME: u8 = 0x01;
 /// Largest track id.
 pub const MAX_TRACK_ID: u8 = 15;
+/// Most tracks one HELLO may declare (ids are 0..=[`MAX_TRACK_ID`], unique).
+pub const MAX_TRACKS: usize = MAX_TRACK_ID as usize + 1;
+/// Longest codec name in a track description, bytes (the known names are
+/// four letters; anything longer is refused before it is looked at).
+pub const MAX_CODEC_NAME_BYTES: usize = 16;
+/// Longest `resume.session_id` and `resume.secret`, bytes (servers issue 32
+/// hex digits for each).
+pub const MAX_RESUME_FIELD_BYTES: usize = 128;
 
 /// Error codes, sent in ERROR messages and as the QUIC application close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +70,8 @@ pub enum ErrorCode {
     UnknownSession = 9,
     /// RESUME carried the wrong resume secret.
     BadResumeSecret = 10,
-    /// Too many connection attempts from this address or device.
+    /// Too many failed authentications: the token is backing off, or the
+    /// address is penalised and the token (or resume secret) was wrong.
     RateLimited = 11,
     /// The session's ingest bitrate is above `max_bitrate_bps`.
     BitrateExceeded = 12,
@@ -106,6 +115,24 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::MissingFrames => "missing_frames",
         }
+    }
+
+    /// Whether a server that refuses a phone's input with this code also
+    /// ends the phone's session: the codes whose client action is "stop"
+    /// (section 7 of the protocol). Such a session is finalised with the
+    /// frames already acknowledged and cannot be resumed. `stalled`,
+    /// `internal`, `shutting_down` and `missing_frames` leave the session
+    /// open for a resume, as do `ok` and `rate_limited`.
+    pub fn ends_session(self) -> bool {
+        !matches!(
+            self,
+            ErrorCode::Ok
+                | ErrorCode::Stalled
+                | ErrorCode::Internal
+                | ErrorCode::ShuttingDown
+                | ErrorCode::MissingFrames
+                | ErrorCode::RateLimited
+        )
     }
 
     /// Map a wire value back to a code.
@@ -166,6 +193,259 @@ pub struct Hello {
     /// Optional title for the recording.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+}
+
+/// Bounds on the fields of HELLO (docs/ingest-protocol.md, section 4.1). A
+/// server refuses a HELLO outside them with `bad_message` naming the field,
+/// its value (or size) and the bound, before it authenticates the token or
+/// opens anything. Configurable as `[ingest.hello]`; the defaults are the
+/// bounds the protocol document states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HelloLimits {
+    /// Longest `token`, bytes. Default 256.
+    pub max_token_bytes: usize,
+    /// Longest `title`, characters (Unicode scalar values). Default 256.
+    pub max_title_chars: usize,
+    /// Longest `client`, characters. Default 128.
+    pub max_client_chars: usize,
+    /// Largest `codec_data` of a track, bytes (after hex decoding). Default
+    /// 4096.
+    pub max_codec_data_bytes: usize,
+    /// Largest video `width` and `height`, pixels each. Default 8192 (8K
+    /// UHD is 7680 x 4320).
+    pub max_video_dimension: u32,
+    /// Highest video `framerate` (`num / den`), frames per second. Default
+    /// 1000 (phones film slow motion at up to 960).
+    pub max_frame_rate: u32,
+    /// Highest audio `sample_rate`, Hz. Default 192 000.
+    pub max_sample_rate_hz: u32,
+    /// Most audio `channels`. Default 8.
+    pub max_channels: u32,
+}
+
+impl Default for HelloLimits {
+    fn default() -> Self {
+        Self {
+            max_token_bytes: 256,
+            max_title_chars: 256,
+            max_client_chars: 128,
+            max_codec_data_bytes: 4096,
+            max_video_dimension: 8192,
+            max_frame_rate: 1000,
+            max_sample_rate_hz: 192_000,
+            max_channels: 8,
+        }
+    }
+}
+
+/// Why a HELLO is outside [`HelloLimits`] or otherwise malformed: the field
+/// (a stable name, used as a metrics label) and a message for the phone and
+/// the log. Answered with [`ErrorCode::BadMessage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloRefusal {
+    /// `token`, `title`, `client`, `resume`, `tracks`, `track_id`, `codec`,
+    /// `codec_data`, `dimensions`, `framerate`, `sample_rate`, `channels`
+    /// or `rotation`.
+    pub field: &'static str,
+    /// What is wrong, naming the value (or its size) and the bound.
+    pub message: String,
+}
+
+/// Every field name a [`HelloRefusal`] may carry, for metrics.
+pub const HELLO_FIELDS: [&str; 13] = [
+    "token",
+    "title",
+    "client",
+    "resume",
+    "tracks",
+    "track_id",
+    "codec",
+    "codec_data",
+    "dimensions",
+    "framerate",
+    "sample_rate",
+    "channels",
+    "rotation",
+];
+
+fn refuse(field: &'static str, message: String) -> Result<(), HelloRefusal> {
+    Err(HelloRefusal { field, message })
+}
+
+/// Characters that have no place in a title or client name (C0 and C1
+/// controls: line breaks, escapes).
+fn control_char(s: &str) -> Option<char> {
+    s.chars().find(|c| c.is_control())
+}
+
+impl Hello {
+    /// Check every field against `limits` and the protocol's fixed bounds
+    /// (at most [`MAX_TRACKS`] tracks with unique ids up to
+    /// [`MAX_TRACK_ID`], codec names up to [`MAX_CODEC_NAME_BYTES`], resume
+    /// fields up to [`MAX_RESUME_FIELD_BYTES`], a rotation of a right
+    /// angle). Pure: the server calls it before anything else. It does not
+    /// decide whether a codec is supported (`unsupported_codec`) or the
+    /// version is spoken (`unsupported_version`).
+    pub fn check(&self, limits: &HelloLimits) -> Result<(), HelloRefusal> {
+        if self.token.len() > limits.max_token_bytes {
+            return refuse(
+                "token",
+                format!(
+                    "token of {} bytes is longer than the limit of {} bytes",
+                    self.token.len(),
+                    limits.max_token_bytes
+                ),
+            );
+        }
+        if let Some(title) = &self.title {
+            let n = title.chars().count();
+            if n > limits.max_title_chars {
+                return refuse(
+                    "title",
+                    format!(
+                        "title of {n} characters is longer than the limit of {} characters",
+                        limits.max_title_chars
+                    ),
+                );
+            }
+            if let Some(c) = control_char(title) {
+                return refuse(
+                    "title",
+                    format!("title contains the control character U+{:04X}", c as u32),
+                );
+            }
+        }
+        if let Some(client) = &self.client {
+            let n = client.chars().count();
+            if n > limits.max_client_chars {
+                return refuse(
+                    "client",
+                    format!(
+                        "client name of {n} characters is longer than the limit of {} characters",
+                        limits.max_client_chars
+                    ),
+                );
+            }
+            if let Some(c) = control_char(client) {
+                return refuse(
+                    "client",
+                    format!(
+                        "client name contains the control character U+{:04X}",
+                        c as u32
+                    ),
+                );
+            }
+        }
+        if let Some(r) = &self.resume {
+            for (name, v) in [("session_id", &r.session_id), ("secret", &r.secret)] {
+                if v.len() > MAX_RESUME_FIELD_BYTES {
+                    return refuse(
+                        "resume",
+                        format!(
+                            "resume.{name} of {} bytes is longer than the limit of {MAX_RESUME_FIELD_BYTES} bytes",
+                            v.len()
+                        ),
+                    );
+                }
+            }
+        }
+        if self.tracks.len() > MAX_TRACKS {
+            return refuse(
+                "tracks",
+                format!(
+                    "HELLO declares {} tracks; at most {MAX_TRACKS} are allowed",
+                    self.tracks.len()
+                ),
+            );
+        }
+        let mut seen = 0u32;
+        for t in &self.tracks {
+            if t.id > MAX_TRACK_ID || seen & (1 << t.id) != 0 {
+                return refuse(
+                    "track_id",
+                    format!("track id {} is duplicated or above {MAX_TRACK_ID}", t.id),
+                );
+            }
+            seen |= 1 << t.id;
+            check_track(t, limits)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_track(t: &TrackInfo, limits: &HelloLimits) -> Result<(), HelloRefusal> {
+    let id = t.id;
+    if t.codec.len() > MAX_CODEC_NAME_BYTES {
+        return refuse(
+            "codec",
+            format!(
+                "track {id}: codec name of {} bytes is longer than the limit of {MAX_CODEC_NAME_BYTES} bytes",
+                t.codec.len()
+            ),
+        );
+    }
+    if t.codec_data.len() > limits.max_codec_data_bytes {
+        return refuse(
+            "codec_data",
+            format!(
+                "track {id}: codec_data of {} bytes is larger than the limit of {} bytes",
+                t.codec_data.len(),
+                limits.max_codec_data_bytes
+            ),
+        );
+    }
+    for (name, v) in [("width", t.width), ("height", t.height)] {
+        if let Some(v) = v {
+            if v == 0 || v > limits.max_video_dimension {
+                return refuse(
+                    "dimensions",
+                    format!(
+                        "track {id}: {name} {v} is outside 1..={} pixels",
+                        limits.max_video_dimension
+                    ),
+                );
+            }
+        }
+    }
+    if let Some((num, den)) = t.framerate {
+        if num == 0
+            || den == 0
+            || u64::from(num) > u64::from(limits.max_frame_rate) * u64::from(den)
+        {
+            return refuse(
+                "framerate",
+                format!(
+                    "track {id}: frame rate {num}/{den} is not a positive rate of at most {} frames per second",
+                    limits.max_frame_rate
+                ),
+            );
+        }
+    }
+    if let Some(rate) = t.sample_rate {
+        if rate == 0 || rate > limits.max_sample_rate_hz {
+            return refuse(
+                "sample_rate",
+                format!(
+                    "track {id}: sample rate {rate} Hz is outside 1..={} Hz",
+                    limits.max_sample_rate_hz
+                ),
+            );
+        }
+    }
+    if let Some(ch) = t.channels {
+        if ch == 0 || ch > limits.max_channels {
+            return refuse(
+                "channels",
+                format!(
+                    "track {id}: {ch} channels is outside 1..={}",
+                    limits.max_channels
+                ),
+            );
+        }
+    }
+    t.check_rotation()
+        .or_else(|message| refuse("rotation", message))
 }
 
 /// Server limits, announced in WELCOME so the client can respect them.
@@ -255,6 +535,10 @@ pub struct ErrorMsg {
     pub code: u16,
     /// Human-readable explanation.
     pub message: String,
+    /// With `rate_limited`: milliseconds to wait before trying again.
+    /// Optional (absent otherwise, and from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// STATS (server → client, type 0x07): what the server observes, sent about
@@ -783,6 +1067,50 @@ mod tests {
         assert_eq!(rotations, [vec![0, 0], vec![90, 0], vec![]]);
     }
 
+    /// The WELCOME and ERROR examples of docs/ingest-protocol.md decode
+    /// and re-encode byte for byte (ids of 128 bits, `retry_after_ms`).
+    #[test]
+    fn welcome_and_error_examples_match_the_spec() {
+        let doc = include_str!("../../docs/ingest-protocol.md");
+        let blocks = |from: &str, to: &str| -> Vec<Vec<u8>> {
+            doc[doc.find(from).unwrap()..doc.find(to).unwrap()]
+                .split("```")
+                .skip(1)
+                .step_by(2)
+                .map(|block| {
+                    let mut lines = block.trim().lines();
+                    let mut wire = hex::decode(lines.next().unwrap().replace(' ', "")).unwrap();
+                    wire.extend_from_slice(lines.next().unwrap().as_bytes());
+                    wire
+                })
+                .collect()
+        };
+        let mut seen = Vec::new();
+        for wire in blocks("### 4.2 WELCOME", "### 4.3")
+            .into_iter()
+            .chain(blocks("### 4.6 ERROR", "### 4.7"))
+        {
+            let mut d = ControlDecoder::new();
+            d.push(&wire);
+            let m = d.decode_next().unwrap().unwrap();
+            d.finish().unwrap();
+            assert_eq!(m.encode(), wire, "{m:?}");
+            seen.push(m);
+        }
+        let Control::Welcome(w) = &seen[0] else {
+            panic!("{:?}", seen[0])
+        };
+        assert_eq!((w.session_id.len(), w.resume_secret.len()), (32, 32));
+        let Control::Error(e) = &seen[2] else {
+            panic!("{:?}", seen[2])
+        };
+        assert_eq!(
+            (e.code, e.retry_after_ms),
+            (ErrorCode::RateLimited.as_u16(), Some(30_000))
+        );
+        assert_eq!(seen.len(), 3);
+    }
+
     #[test]
     fn control_round_trip() {
         let msgs = vec![
@@ -815,6 +1143,12 @@ mod tests {
             Control::Error(ErrorMsg {
                 code: 2,
                 message: "nope".into(),
+                retry_after_ms: None,
+            }),
+            Control::Error(ErrorMsg {
+                code: 11,
+                message: "wait".into(),
+                retry_after_ms: Some(30_000),
             }),
         ];
         let mut wire = Vec::new();
@@ -831,6 +1165,229 @@ mod tests {
         }
         d.finish().unwrap();
         assert_eq!(got, msgs);
+    }
+
+    fn hello() -> Hello {
+        Hello {
+            version: 1,
+            token: "sc_abc".into(),
+            tracks: vec![
+                TrackInfo {
+                    id: 0,
+                    codec: "h264".into(),
+                    codec_data: vec![1, 0x64, 0, 0x1f],
+                    width: Some(640),
+                    height: Some(360),
+                    framerate: Some((30, 1)),
+                    sample_rate: None,
+                    channels: None,
+                    rotation: 0,
+                },
+                TrackInfo {
+                    id: 1,
+                    codec: "aac".into(),
+                    codec_data: vec![0x11, 0x90],
+                    width: None,
+                    height: None,
+                    framerate: None,
+                    sample_rate: Some(48_000),
+                    channels: Some(2),
+                    rotation: 0,
+                },
+            ],
+            anchor_unix_us: 0,
+            resume: None,
+            client: Some("test/1".into()),
+            title: Some("a walk".into()),
+        }
+    }
+
+    /// Each bound of HELLO: a value at the bound passes, one past it is
+    /// refused naming the field, the value and the bound.
+    #[test]
+    fn every_hello_bound_is_enforced_at_its_edge() {
+        type Edit = fn(&mut Hello, usize);
+        let l = HelloLimits::default();
+        let cases: [(&str, usize, Edit, &str); 14] = [
+            (
+                "token",
+                l.max_token_bytes,
+                |h, n| h.token = "t".repeat(n),
+                "bytes",
+            ),
+            (
+                "title",
+                l.max_title_chars,
+                |h, n| h.title = Some("é".repeat(n)),
+                "characters",
+            ),
+            (
+                "client",
+                l.max_client_chars,
+                |h, n| h.client = Some("ü".repeat(n)),
+                "characters",
+            ),
+            (
+                "resume",
+                MAX_RESUME_FIELD_BYTES,
+                |h, n| {
+                    h.resume = Some(Resume {
+                        session_id: "a".repeat(n),
+                        secret: "b".into(),
+                    })
+                },
+                "resume.session_id",
+            ),
+            (
+                "resume",
+                MAX_RESUME_FIELD_BYTES,
+                |h, n| {
+                    h.resume = Some(Resume {
+                        session_id: "a".into(),
+                        secret: "b".repeat(n),
+                    })
+                },
+                "resume.secret",
+            ),
+            (
+                "tracks",
+                MAX_TRACKS,
+                |h, n| {
+                    let t = h.tracks[1].clone();
+                    h.tracks = (0..n)
+                        .map(|i| TrackInfo {
+                            id: (i % 256) as u8,
+                            ..t.clone()
+                        })
+                        .collect();
+                },
+                "tracks",
+            ),
+            (
+                "codec",
+                MAX_CODEC_NAME_BYTES,
+                |h, n| h.tracks[0].codec = "x".repeat(n),
+                "codec name",
+            ),
+            (
+                "codec_data",
+                l.max_codec_data_bytes,
+                |h, n| h.tracks[0].codec_data = vec![1; n],
+                "codec_data",
+            ),
+            (
+                "dimensions",
+                l.max_video_dimension as usize,
+                |h, n| h.tracks[0].width = Some(n as u32),
+                "width",
+            ),
+            (
+                "dimensions",
+                l.max_video_dimension as usize,
+                |h, n| h.tracks[0].height = Some(n as u32),
+                "height",
+            ),
+            (
+                "framerate",
+                l.max_frame_rate as usize,
+                |h, n| h.tracks[0].framerate = Some((2 * n as u32, 2)),
+                "frame rate",
+            ),
+            (
+                "sample_rate",
+                l.max_sample_rate_hz as usize,
+                |h, n| h.tracks[1].sample_rate = Some(n as u32),
+                "sample rate",
+            ),
+            (
+                "channels",
+                l.max_channels as usize,
+                |h, n| h.tracks[1].channels = Some(n as u32),
+                "channels",
+            ),
+            (
+                "track_id",
+                MAX_TRACK_ID as usize,
+                |h, n| h.tracks[1].id = n as u8,
+                "track id",
+            ),
+        ];
+        for (field, bound, edit, words) in cases {
+            let mut at = hello();
+            edit(&mut at, bound);
+            assert_eq!(at.check(&l), Ok(()), "{field} at its bound {bound}");
+            let mut over = hello();
+            edit(&mut over, bound + 1);
+            let r = over.check(&l).expect_err(field);
+            assert_eq!(r.field, field, "{r:?}");
+            assert!(HELLO_FIELDS.contains(&r.field), "{r:?}");
+            assert!(r.message.contains(words), "{field}: {}", r.message);
+            if field != "track_id" && field != "tracks" {
+                assert!(
+                    r.message.contains(&bound.to_string()),
+                    "{field}: the message names the bound: {}",
+                    r.message
+                );
+            }
+        }
+    }
+
+    /// The finding of the security review: a 2^31 x 2^31 picture and a 60 KB
+    /// title, and the other values that are not sizes at all.
+    #[test]
+    fn absurd_hello_values_are_refused() {
+        let l = HelloLimits::default();
+        let mut h = hello();
+        h.tracks[0].width = Some(1 << 31);
+        h.tracks[0].height = Some(1 << 31);
+        assert_eq!(h.check(&l).unwrap_err().field, "dimensions");
+        let mut h = hello();
+        h.title = Some("x".repeat(60_000));
+        assert_eq!(h.check(&l).unwrap_err().field, "title");
+        for (edit, field) in [
+            (
+                (|h: &mut Hello| h.tracks[0].width = Some(0)) as fn(&mut Hello),
+                "dimensions",
+            ),
+            (|h| h.tracks[0].framerate = Some((30, 0)), "framerate"),
+            (|h| h.tracks[0].framerate = Some((0, 1)), "framerate"),
+            (|h| h.tracks[0].framerate = Some((u32::MAX, 1)), "framerate"),
+            (|h| h.tracks[1].sample_rate = Some(0), "sample_rate"),
+            (|h| h.tracks[1].channels = Some(0), "channels"),
+            (|h| h.tracks[0].rotation = 45, "rotation"),
+            (|h| h.tracks[1].id = 0, "track_id"),
+            (|h| h.title = Some("two\nlines".into()), "title"),
+            (|h| h.client = Some("esc\u{1b}[31m".into()), "client"),
+        ] {
+            let mut h = hello();
+            edit(&mut h);
+            assert_eq!(h.check(&l).map_err(|r| r.field), Err(field), "{h:?}");
+        }
+        // A resume HELLO carries no tracks; a plain one passes as it is.
+        let mut h = hello();
+        h.tracks.clear();
+        h.resume = Some(Resume {
+            session_id: "0".repeat(32),
+            secret: "1".repeat(32),
+        });
+        assert_eq!(h.check(&l), Ok(()));
+        assert_eq!(hello().check(&l), Ok(()));
+    }
+
+    #[test]
+    fn only_stop_codes_end_a_session() {
+        let resumable = [
+            ErrorCode::Ok,
+            ErrorCode::Stalled,
+            ErrorCode::Internal,
+            ErrorCode::ShuttingDown,
+            ErrorCode::MissingFrames,
+            ErrorCode::RateLimited,
+        ];
+        for v in 0..=17 {
+            let c = ErrorCode::from_u16(v).unwrap();
+            assert_eq!(c.ends_session(), !resumable.contains(&c), "{}", c.name());
+        }
     }
 
     #[test]

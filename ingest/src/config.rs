@@ -1,9 +1,13 @@
 //! Ingest configuration. Every limit is a named value with a default; the
 //! defaults are documented here and in `docs/sharecast.example.toml`.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+pub use sharecast_formats::ingest::HelloLimits;
 
 pub use crate::committer::JournalSync;
+use crate::limiter::AuthLimits;
 
 /// Configuration of the QUIC ingest server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,11 +26,44 @@ pub struct IngestConfig {
     /// second. Default 40 Mbit/s.
     pub max_bitrate_bps: u64,
     /// Longest session, seconds (by capture timestamps). Default 4 hours.
+    /// Every timestamp of a session must also lie within this span of its
+    /// first frame's, either way (`session_too_long`).
     pub max_session_secs: u64,
+    /// Frame streams one connection may have open at once (QUIC stream
+    /// credit: a client opening more waits until one ends). Each holds at
+    /// most one partial frame in memory, so a connection buffers at most
+    /// this many times `max_frame_bytes`. Default 16 (the reference client
+    /// uses 2).
+    pub max_frame_streams: u32,
     /// Sessions a device may have open at once. Default 4.
     pub max_sessions_per_device: usize,
-    /// Connection attempts one IP address may make per minute. Default 120.
-    pub max_connects_per_minute: u32,
+    /// Failed authentications (unknown or revoked token) of one token within
+    /// `auth_failure_window_secs` before the token backs off: HELLOs
+    /// presenting it are then refused with `rate_limited` without being
+    /// looked up. Default 5.
+    pub auth_failures_per_token: u32,
+    /// Failed authentications (and wrong resume secrets) from one address
+    /// (IPv4, or IPv6 /64) within `auth_failure_window_secs` before the
+    /// address is penalised: its failures are answered `rate_limited`, and a
+    /// token failing from it backs off at once. Tokens from a penalised
+    /// address are still checked: a correct one always gets in (carrier NAT
+    /// puts thousands of phones behind one address). Default 30.
+    pub auth_failures_per_address: u32,
+    /// The window failed authentications are counted in, seconds. Default 60.
+    pub auth_failure_window_secs: u64,
+    /// First backoff of a token, and first penalty of an address, seconds;
+    /// each failure after one has ended starts the next, twice as long.
+    /// Default 30.
+    pub auth_backoff_secs: u64,
+    /// Longest backoff or penalty, seconds. Default 900.
+    pub auth_backoff_max_secs: u64,
+    /// Most tokens, and most addresses, whose failures are tracked at once
+    /// (memory bound; beyond it, failures are answered without tracking).
+    /// Default 100 000.
+    pub auth_max_tracked: usize,
+    /// After an ERROR, how long the server waits for the phone to
+    /// acknowledge it before it closes the connection, ms. Default 2000.
+    pub error_linger_ms: u64,
     /// Seconds to wait for HELLO after a connection opens. Default 10.
     pub hello_timeout_secs: u64,
     /// Seconds a stream may stay in the middle of a frame or message without
@@ -66,6 +103,24 @@ pub struct IngestConfig {
     /// `sharecast_ingest_udp_receive_buffer_bytes`. 0 keeps the system
     /// default. Default 8 MiB.
     pub udp_buffer_bytes: usize,
+    /// Bounds on the fields of HELLO (`[ingest.hello]`,
+    /// docs/ingest-protocol.md section 4.1); a HELLO outside them is
+    /// refused with `bad_message` naming the field and the bound.
+    pub hello: HelloLimits,
+}
+
+impl IngestConfig {
+    /// The failed-authentication limits.
+    pub fn auth_limits(&self) -> AuthLimits {
+        AuthLimits {
+            failures_per_token: self.auth_failures_per_token,
+            failures_per_address: self.auth_failures_per_address,
+            window: Duration::from_secs(self.auth_failure_window_secs),
+            backoff: Duration::from_secs(self.auth_backoff_secs),
+            backoff_max: Duration::from_secs(self.auth_backoff_max_secs),
+            max_tracked: self.auth_max_tracked,
+        }
+    }
 }
 
 impl Default for IngestConfig {
@@ -77,8 +132,15 @@ impl Default for IngestConfig {
             max_frame_bytes: 4 * 1024 * 1024,
             max_bitrate_bps: 40_000_000,
             max_session_secs: 4 * 3600,
+            max_frame_streams: 16,
             max_sessions_per_device: 4,
-            max_connects_per_minute: 120,
+            auth_failures_per_token: 5,
+            auth_failures_per_address: 30,
+            auth_failure_window_secs: 60,
+            auth_backoff_secs: 30,
+            auth_backoff_max_secs: 900,
+            auth_max_tracked: 100_000,
+            error_linger_ms: 2000,
             hello_timeout_secs: 10,
             stall_timeout_secs: 15,
             resume_timeout_secs: 60,
@@ -88,6 +150,7 @@ impl Default for IngestConfig {
             journal_commit_delay_ms: 20,
             journal_sync: JournalSync::Filesystem,
             udp_buffer_bytes: 8 * 1024 * 1024,
+            hello: HelloLimits::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 mod committer;
 pub mod config;
 pub mod journal;
+pub mod limiter;
 pub mod metrics;
 mod server;
 mod session;
@@ -63,7 +64,9 @@ pub struct SessionInfo {
 /// The application side of ingest: authentication, codec checks, and where
 /// frames go.
 pub trait SessionHandler: Send + Sync + 'static {
-    /// Resolve a device token; `None` if unknown or revoked.
+    /// Resolve a device token; `None` if unknown or revoked. A `None`
+    /// counts as a failed authentication of the token and of the address
+    /// (`ingest.auth_*`): a token that keeps failing backs off.
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<DeviceIdentity>>;
     /// Check that the tracks can be processed; `Err` explains why not.
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String>;

@@ -3,7 +3,9 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sharecast_formats::ingest::ErrorCode;
+use sharecast_formats::ingest::{ErrorCode, HELLO_FIELDS};
+
+use crate::limiter::Scope;
 
 const CODES: usize = 18;
 
@@ -24,6 +26,13 @@ pub struct IngestMetrics {
     pub sessions_recovered: AtomicU64,
     /// Sessions whose outputs failed.
     pub sessions_failed: AtomicU64,
+    /// Sessions stopped by an error whose client action is "stop"
+    /// (finalised with what they hold, not resumable).
+    pub sessions_stopped: AtomicU64,
+    /// ERROR messages queued to phones (each followed by a close).
+    pub errors_sent: AtomicU64,
+    /// ERROR messages the phone acknowledged before the connection closed.
+    pub errors_acknowledged: AtomicU64,
     /// Frames received (including duplicates).
     pub frames_received: AtomicU64,
     /// Frames received again that were already held (after a resume).
@@ -39,6 +48,20 @@ pub struct IngestMetrics {
     /// Longest commit round so far, microseconds.
     pub journal_round_max_us: AtomicU64,
     rejected: [AtomicU64; CODES],
+    /// `rate_limited` answers of the failed-authentication limiter, by
+    /// scope (token, address).
+    auth_refused: [AtomicU64; 2],
+    /// Token backoffs and address penalties started, by scope.
+    auth_backoffs: [AtomicU64; 2],
+    /// HELLOs refused for a field out of bounds, by field.
+    hello_refused: [AtomicU64; HELLO_FIELDS.len()],
+}
+
+fn scope_index(s: Scope) -> usize {
+    match s {
+        Scope::Token => 0,
+        Scope::Address => 1,
+    }
 }
 
 impl IngestMetrics {
@@ -47,6 +70,37 @@ impl IngestMetrics {
         if let Some(c) = self.rejected.get(code.as_u16() as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Count a `rate_limited` answer of the failed-authentication limiter.
+    pub fn auth_refused(&self, scope: Scope) {
+        self.auth_refused[scope_index(scope)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `rate_limited` answers so far for a scope.
+    pub fn auth_refusals(&self, scope: Scope) -> u64 {
+        self.auth_refused[scope_index(scope)].load(Ordering::Relaxed)
+    }
+
+    /// Count a token backoff or address penalty that started.
+    pub fn auth_backoff(&self, scope: Scope) {
+        self.auth_backoffs[scope_index(scope)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a HELLO refused for `field` (one of [`HELLO_FIELDS`]).
+    pub fn hello_refused(&self, field: &str) {
+        if let Some(i) = HELLO_FIELDS.iter().position(|f| *f == field) {
+            self.hello_refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// HELLOs refused so far for `field`.
+    pub fn hello_refusals(&self, field: &str) -> u64 {
+        HELLO_FIELDS
+            .iter()
+            .position(|f| *f == field)
+            .map(|i| self.hello_refused[i].load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     /// Rejections so far for a code.
@@ -59,7 +113,7 @@ impl IngestMetrics {
 
     /// Append Prometheus text for these counters.
     pub fn render(&self, out: &mut String, active_sessions: usize, connected_sessions: usize) {
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "sharecast_ingest_connections_total",
                 "QUIC connections accepted",
@@ -94,6 +148,21 @@ impl IngestMetrics {
                 "sharecast_ingest_sessions_failed_total",
                 "Sessions whose outputs failed",
                 &self.sessions_failed,
+            ),
+            (
+                "sharecast_ingest_sessions_stopped_total",
+                "Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
+                &self.sessions_stopped,
+            ),
+            (
+                "sharecast_ingest_errors_sent_total",
+                "ERROR messages sent to phones before closing their connection",
+                &self.errors_sent,
+            ),
+            (
+                "sharecast_ingest_errors_acknowledged_total",
+                "ERROR messages the phone acknowledged before the connection closed",
+                &self.errors_acknowledged,
             ),
             (
                 "sharecast_ingest_frames_received_total",
@@ -146,6 +215,41 @@ impl IngestMetrics {
                     self.rejected(code)
                 );
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_auth_refused_total HELLOs answered rate_limited by the failed-authentication limits (token: backing off, refused without lookup; address: a failure from a penalised address)\n# TYPE sharecast_ingest_auth_refused_total counter"
+        );
+        for s in [Scope::Token, Scope::Address] {
+            let _ = writeln!(
+                out,
+                "sharecast_ingest_auth_refused_total{{scope=\"{}\"}} {}",
+                s.name(),
+                self.auth_refusals(s)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_auth_backoffs_total Token backoffs and address penalties started by failed authentications\n# TYPE sharecast_ingest_auth_backoffs_total counter"
+        );
+        for s in [Scope::Token, Scope::Address] {
+            let _ = writeln!(
+                out,
+                "sharecast_ingest_auth_backoffs_total{{scope=\"{}\"}} {}",
+                s.name(),
+                self.auth_backoffs[scope_index(s)].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sharecast_ingest_hello_refused_total HELLOs refused because a field is out of bounds, by field\n# TYPE sharecast_ingest_hello_refused_total counter"
+        );
+        for f in HELLO_FIELDS {
+            let _ = writeln!(
+                out,
+                "sharecast_ingest_hello_refused_total{{field=\"{f}\"}} {}",
+                self.hello_refusals(f)
+            );
         }
         let _ = writeln!(
             out,

@@ -2,7 +2,7 @@
 //! sessions, detach and finalise.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::committer::{self, Committer, CommitterConfig};
 use crate::config::IngestConfig;
 use crate::journal::{self, JournalWriter, SessionMeta};
+use crate::limiter::{address_key, token_key, AuthLimiter, Gate, Scope};
 use crate::metrics::IngestMetrics;
 use crate::session::{Lifecycle, Reject, Session, SessionLimits};
 use crate::tls::{self, TlsMaterial};
@@ -37,7 +38,8 @@ pub struct SessionSnapshot {
     pub device_id: String,
     /// Device name.
     pub device_name: String,
-    /// connected, suspended, finishing, finished, failed.
+    /// connected, suspended, stopped (by an error; being finalised),
+    /// finishing, finished, failed.
     pub state: &'static str,
     /// Start time, Unix ms.
     pub started_unix_ms: u64,
@@ -75,7 +77,8 @@ struct Shared {
     handler: Arc<dyn SessionHandler>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     metrics: Arc<IngestMetrics>,
-    connects: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Failed authentications per token and per address.
+    limiter: Mutex<AuthLimiter>,
     finished: Mutex<HashMap<String, VideoAttributes>>,
     /// Connections already refused (by stable id): a connection is refused,
     /// counted and told once, however many of its streams hit an error.
@@ -136,7 +139,7 @@ impl IngestServer {
             quinn::IdleTimeout::try_from(Duration::from_secs(cfg.idle_timeout_secs))
                 .context("idle_timeout_secs")?,
         ));
-        transport.max_concurrent_uni_streams(256u32.into());
+        transport.max_concurrent_uni_streams(cfg.max_frame_streams.into());
         transport.max_concurrent_bidi_streams(4u32.into());
         transport.stream_receive_window((16u32 * 1024 * 1024).into());
         transport.receive_window((64u32 * 1024 * 1024).into());
@@ -167,6 +170,7 @@ impl IngestServer {
             },
             metrics.clone(),
         )?;
+        let limiter = AuthLimiter::new(cfg.auth_limits());
         Ok(IngestServer {
             endpoint,
             shared: Arc::new(Shared {
@@ -175,7 +179,7 @@ impl IngestServer {
                 handler,
                 sessions: Mutex::new(HashMap::new()),
                 metrics,
-                connects: Mutex::new(HashMap::new()),
+                limiter: Mutex::new(limiter),
                 finished: Mutex::new(HashMap::new()),
                 refused: Mutex::new(std::collections::HashSet::new()),
                 committer,
@@ -334,7 +338,10 @@ fn snapshot(s: &Session) -> SessionSnapshot {
     let backlog = st.tracks.values().map(|t| t.in_flight.len() as u64).sum();
     let resumes = st.resumes;
     let state = st.lifecycle.name();
-    let span_us = st.first_pts.map(|f| (st.max_pts - f).max(0)).unwrap_or(0);
+    let span_us = st
+        .first_pts
+        .map(|f| st.max_pts.saturating_sub(f).max(0))
+        .unwrap_or(0);
     let video = s.info.tracks.iter().find(|t| t.width.is_some());
     let video_frames = video
         .and_then(|v| st.tracks.get(&v.id))
@@ -495,15 +502,85 @@ impl Drop for ForgetRefusal {
     }
 }
 
+/// A refusal to tell the phone: its code, a message, and for
+/// `rate_limited` how long to wait.
+#[derive(Debug)]
+struct Refused {
+    code: ErrorCode,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl From<Reject> for Refused {
+    fn from((code, message): Reject) -> Refused {
+        Refused {
+            code,
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// What the control writer sends.
+// Nearly every item is a control message (ACKs); boxing them to shrink the
+// rare ERROR's difference would cost an allocation per ACK.
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    /// A control message.
+    Msg(Control),
+    /// ERROR: written, the stream finished, then (once the phone has
+    /// acknowledged it, or after `error_linger_ms`) the connection closed
+    /// with the code and `"<name>: <message>"` as reason.
+    Error {
+        msg: ErrorMsg,
+        code: ErrorCode,
+        reason: Vec<u8>,
+    },
+}
+
+/// The sending side of a connection's control stream.
+type ControlTx = mpsc::UnboundedSender<Outgoing>;
+
 /// Reject: count it, tell the client (ERROR message, then close with the code
 /// and the message as reason).
 fn reject(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: &quinn::Connection,
-    ctrl: Option<&mpsc::UnboundedSender<Control>>,
+    ctrl: Option<&ControlTx>,
     code: ErrorCode,
     message: &str,
 ) {
+    refuse(shared, conn, ctrl, (code, message.to_string()).into());
+}
+
+/// Reject input of an attached session. A code whose client action is
+/// "stop" ([`ErrorCode::ends_session`]) also stops the session: it is
+/// finalised with the frames already accepted once the connection is gone,
+/// cannot be resumed and no longer counts against `max_sessions_per_device`.
+fn reject_in_session(
+    shared: &Arc<Shared>,
+    session: &Session,
+    conn: &quinn::Connection,
+    ctrl: &ControlTx,
+    code: ErrorCode,
+    message: &str,
+) {
+    if code.ends_session() && session.stop(conn.stable_id(), code) {
+        shared
+            .metrics
+            .sessions_stopped
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(session = %session.info.id, code = code.name(), "session stopped by an error; it will be finalised and cannot be resumed");
+    }
+    reject(shared, conn, Some(ctrl), code, message);
+}
+
+/// Refuse once per connection: count it, log it, send ERROR on the control
+/// stream (if there is one) and close the connection once the phone has
+/// acknowledged it, after `error_linger_ms` at most. Without a control
+/// stream the connection is closed at once; the close carries the code and
+/// the message either way.
+fn refuse(shared: &Arc<Shared>, conn: &quinn::Connection, ctrl: Option<&ControlTx>, r: Refused) {
     let first = {
         let mut refused = shared.refused.lock().unwrap_or_else(|e| e.into_inner());
         // Each connection's handler removes its entry when it ends; bound
@@ -516,31 +593,50 @@ fn reject(
     if !first {
         return;
     }
+    let Refused {
+        code,
+        message,
+        retry_after,
+    } = r;
     shared.metrics.reject(code);
-    tracing::warn!(remote = %conn.remote_address(), code = code.name(), message, "ingest rejected input");
-    if let Some(tx) = ctrl {
-        let _ = tx.send(Control::Error(ErrorMsg {
-            code: code.as_u16(),
-            message: message.to_string(),
-        }));
+    if code == ErrorCode::RateLimited {
+        // Refusals of the failed-authentication limiter come in floods;
+        // the backoff that caused them was logged when it started.
+        tracing::debug!(remote = %conn.remote_address(), code = code.name(), message, "ingest rejected input");
+    } else {
+        tracing::warn!(remote = %conn.remote_address(), code = code.name(), message, "ingest rejected input");
     }
     let reason = format!("{}: {}", code.name(), message);
-    let reason = &reason.as_bytes()[..reason.len().min(512)];
-    conn.close(code.as_u16().into(), reason);
-}
-
-fn rate_limited(shared: &Shared, ip: IpAddr) -> bool {
-    let mut m = shared.connects.lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    if m.len() > 10_000 {
-        m.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(60));
+    let reason = reason.as_bytes()[..reason.len().min(512)].to_vec();
+    let msg = ErrorMsg {
+        code: code.as_u16(),
+        message,
+        retry_after_ms: retry_after.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+    };
+    let queued = ctrl.is_some_and(|tx| {
+        tx.send(Outgoing::Error {
+            msg,
+            code,
+            reason: reason.clone(),
+        })
+        .is_ok()
+    });
+    if !queued {
+        conn.close(code.as_u16().into(), &reason);
+        return;
     }
-    let e = m.entry(ip).or_insert((now, 0));
-    if now.duration_since(e.0) >= Duration::from_secs(60) {
-        *e = (now, 0);
-    }
-    e.1 += 1;
-    e.1 > shared.cfg.max_connects_per_minute
+    shared.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+    // The writer closes the connection as soon as the phone has the ERROR;
+    // this closes it anyway when the phone does not acknowledge it in time
+    // (or earlier messages still wait for flow control).
+    let linger = Duration::from_millis(shared.cfg.error_linger_ms);
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => conn.close(code.as_u16().into(), &reason),
+            _ = conn.closed() => {}
+        }
+    });
 }
 
 struct ControlReader {
@@ -607,21 +703,13 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
     // `conn` itself is dropped), or the next connection with its id would be
     // taken as refused already and dropped without a word.
     let _forget = ForgetRefusal(shared.clone(), conn.stable_id());
-    if rate_limited(&shared, remote.ip()) {
-        reject(
-            &shared,
-            &conn,
-            None,
-            ErrorCode::RateLimited,
-            "too many connection attempts; wait a minute",
-        );
-        return Ok(());
-    }
     let hello_timeout = Duration::from_secs(shared.cfg.hello_timeout_secs);
     let (send, recv) = match tokio::time::timeout(hello_timeout, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(e).context("accepting the control stream"),
         Err(_) => {
+            // No control stream: the close code and reason are all the
+            // phone can get.
             reject(
                 &shared,
                 &conn,
@@ -629,6 +717,7 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
                 ErrorCode::Stalled,
                 "no control stream opened in time",
             );
+            let _ = conn.closed().await;
             return Ok(());
         }
     };
@@ -637,8 +726,17 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         dec: ControlDecoder::new(),
         stall: Duration::from_secs(shared.cfg.stall_timeout_secs),
     };
-    let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Control>();
-    tokio::spawn(control_writer(send, ctrl_rx));
+    let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel::<Outgoing>();
+    tokio::spawn(control_writer(shared.clone(), conn.clone(), send, ctrl_rx));
+    // Until the connection closes, a refusal is still being delivered.
+    let refused = |r: Refused| {
+        let (shared, conn, ctrl_tx) = (shared.clone(), conn.clone(), ctrl_tx.clone());
+        async move {
+            refuse(&shared, &conn, Some(&ctrl_tx), r);
+            let _ = conn.closed().await;
+            Ok(())
+        }
+    };
     let hello = match tokio::time::timeout(hello_timeout, ctrl.next()).await {
         Ok(Ok(Some(Control::Hello(h)))) => h,
         Ok(Ok(Some(other))) => {
@@ -646,33 +744,22 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
                 "expected HELLO, got message type 0x{:02x}",
                 other.type_byte()
             );
-            reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &msg);
-            return Ok(());
+            return refused((ErrorCode::BadMessage, msg).into()).await;
         }
         Ok(Ok(None)) => return Ok(()),
         Ok(Err((code, msg))) => {
-            if code != ErrorCode::Ok {
-                reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
+            if code == ErrorCode::Ok {
+                return Ok(());
             }
-            return Ok(());
+            return refused((code, msg).into()).await;
         }
         Err(_) => {
-            reject(
-                &shared,
-                &conn,
-                Some(&ctrl_tx),
-                ErrorCode::Stalled,
-                "no HELLO in time",
-            );
-            return Ok(());
+            return refused((ErrorCode::Stalled, "no HELLO in time".to_string()).into()).await;
         }
     };
-    let session = match open_session(&shared, &hello).await {
+    let session = match open_session(&shared, &hello, remote).await {
         Ok(s) => s,
-        Err((code, msg)) => {
-            reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
-            return Ok(());
-        }
+        Err(r) => return refused(r).await,
     };
     // Attach this connection, superseding any previous one.
     let generation = session.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -710,7 +797,7 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         },
         live_urls: shared.handler.live_urls(&session.info.id),
     };
-    let _ = ctrl_tx.send(Control::Welcome(welcome));
+    let _ = ctrl_tx.send(Outgoing::Msg(Control::Welcome(welcome)));
     tracing::info!(session = %session.info.id, device = %session.info.device.name, %remote, resumed, "ingest connection attached");
 
     // Acknowledgements follow durability.
@@ -720,10 +807,9 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         while ack_rx.changed().await.is_ok() {
             let (next_seq, held) = ack_rx.borrow_and_update().clone();
             if ack_tx
-                .send(Control::Ack(sharecast_formats::ingest::Ack {
-                    next_seq,
-                    held,
-                }))
+                .send(Outgoing::Msg(Control::Ack(
+                    sharecast_formats::ingest::Ack { next_seq, held },
+                )))
                 .is_err()
             {
                 break;
@@ -743,31 +829,45 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
     loop {
         match ctrl.next().await {
             Ok(Some(Control::End(end))) => {
-                match handle_end(&shared, &session, &end).await {
+                match handle_end(&shared, &session, &conn, &end).await {
                     Ok(attributes) => {
-                        let _ = ctrl_tx.send(Control::Finished(Finished { attributes }));
+                        let _ =
+                            ctrl_tx.send(Outgoing::Msg(Control::Finished(Finished { attributes })));
                         // Let the client read FINISHED and close first.
                         let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
                     }
-                    Err((code, msg)) => reject(&shared, &conn, Some(&ctrl_tx), code, &msg),
+                    // The connection is gone already.
+                    Err((ErrorCode::Ok, _)) => {}
+                    Err((code, msg)) => {
+                        reject_in_session(&shared, &session, &conn, &ctrl_tx, code, &msg)
+                    }
                 }
                 break;
             }
             Ok(Some(Control::Error(e))) => {
-                tracing::warn!(session = %session.info.id, code = e.code, message = %e.message, "client reported an error");
+                // The phone's words, escaped and cut: they go to the log.
+                let message: String = e.message.chars().take(256).collect();
+                tracing::warn!(session = %session.info.id, code = e.code, message = ?message, "client reported an error");
             }
             Ok(Some(other)) => {
                 let msg = format!(
                     "unexpected control message type 0x{:02x} after HELLO",
                     other.type_byte()
                 );
-                reject(&shared, &conn, Some(&ctrl_tx), ErrorCode::BadMessage, &msg);
+                reject_in_session(
+                    &shared,
+                    &session,
+                    &conn,
+                    &ctrl_tx,
+                    ErrorCode::BadMessage,
+                    &msg,
+                );
                 break;
             }
             Ok(None) => break,
             Err((ErrorCode::Ok, _)) => break,
             Err((code, msg)) => {
-                reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
+                reject_in_session(&shared, &session, &conn, &ctrl_tx, code, &msg);
                 break;
             }
         }
@@ -780,6 +880,22 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         .remove(&conn.stable_id());
     acks.abort();
     frames.abort();
+    if session.lifecycle() == Lifecycle::Stopped {
+        // Stopped by an error: not resumable; finalise what it holds now
+        // rather than after the resume timeout.
+        session
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let (shared, session) = (shared.clone(), session.clone());
+        tokio::spawn(async move {
+            if let Err(e) = finalise(&shared, &session).await {
+                tracing::error!(session = %session.info.id, error = %format!("{e:#}"), "could not finalise a stopped session");
+            }
+        });
+        return Ok(());
+    }
     // Detach: if no newer connection took over, the session waits for its phone.
     if session.generation.load(Ordering::SeqCst) == generation {
         let mut c = session.connection.lock().unwrap_or_else(|e| e.into_inner());
@@ -796,7 +912,95 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
     Ok(())
 }
 
-async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session>, Reject> {
+/// Authenticate the token under the failed-authentication limits: a token
+/// backing off is refused before it is looked up; a failure is counted for
+/// the token and the address, and answered `rate_limited` while the
+/// address is penalised; a correct token is always let in.
+async fn authenticate(
+    shared: &Arc<Shared>,
+    token: &str,
+    remote: SocketAddr,
+) -> Result<DeviceIdentity, Refused> {
+    let key = token_key(token);
+    let gate = shared
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .before_check(&key, Instant::now());
+    if let Gate::Refuse(r) = gate {
+        shared.metrics.auth_refused(Scope::Token);
+        return Err(Refused {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "this token failed authentication too often; retry in {} s",
+                r.retry_after.as_secs().max(1)
+            ),
+            retry_after: Some(r.retry_after),
+        });
+    }
+    if let Some(device) = shared.handler.authenticate(token).await {
+        shared
+            .limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .succeeded(&key);
+        return Ok(device);
+    }
+    let f = shared
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .token_failed(&key, address_key(remote.ip()), Instant::now());
+    Err(auth_failure(
+        shared,
+        f,
+        remote,
+        (
+            ErrorCode::Unauthorized,
+            "unknown or revoked device token".into(),
+        ),
+    ))
+}
+
+/// Answer a failed authentication (wrong token or resume secret): its own
+/// code, or `rate_limited` while the address is penalised. Backoffs that
+/// start are logged and counted once.
+fn auth_failure(
+    shared: &Shared,
+    f: crate::limiter::Failure,
+    remote: SocketAddr,
+    own: Reject,
+) -> Refused {
+    if let Some(d) = f.token_backoff {
+        shared.metrics.auth_backoff(Scope::Token);
+        tracing::warn!(%remote, backoff_secs = d.as_secs(), "a device token keeps failing authentication; it backs off");
+    }
+    if let Some(d) = f.address_penalty {
+        shared.metrics.auth_backoff(Scope::Address);
+        tracing::warn!(%remote, penalty_secs = d.as_secs(), "too many failed authentications from this address; its failures are refused for a while (correct tokens still get in)");
+    }
+    match f.refusal {
+        Some(r) => {
+            shared.metrics.auth_refused(Scope::Address);
+            Refused {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "{}; too many failed authentications from this address, retry in {} s",
+                    own.1,
+                    r.retry_after.as_secs().max(1)
+                ),
+                retry_after: Some(r.retry_after),
+            }
+        }
+        None => own.into(),
+    }
+}
+
+async fn open_session(
+    shared: &Arc<Shared>,
+    hello: &Hello,
+    remote: SocketAddr,
+) -> Result<Arc<Session>, Refused> {
     if hello.version != VERSION {
         return Err((
             ErrorCode::UnsupportedVersion,
@@ -804,14 +1008,15 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
                 "protocol version {} is not supported; this server speaks {VERSION}",
                 hello.version
             ),
-        ));
+        )
+            .into());
     }
-    let Some(device) = shared.handler.authenticate(&hello.token).await else {
-        return Err((
-            ErrorCode::Unauthorized,
-            "unknown or revoked device token".into(),
-        ));
-    };
+    // Every field within its bound before anything looks at it.
+    if let Err(r) = hello.check(&shared.cfg.hello) {
+        shared.metrics.hello_refused(r.field);
+        return Err((ErrorCode::BadMessage, format!("HELLO: {}", r.message)).into());
+    }
+    let device = authenticate(shared, &hello.token, remote).await?;
     if let Some(resume) = &hello.resume {
         let s = shared
             .sessions
@@ -823,51 +1028,72 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
             return Err((
                 ErrorCode::UnknownSession,
                 format!("no open session {}", resume.session_id),
-            ));
+            )
+                .into());
         };
         if !constant_time_eq(s.secret.as_bytes(), resume.secret.as_bytes())
             || s.info.device.id != device.id
         {
-            return Err((
-                ErrorCode::BadResumeSecret,
-                "resume secret does not match the session".into(),
+            // A correct token with a wrong secret: the address's failure,
+            // never the token's.
+            let f = shared
+                .limiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .address_failed(address_key(remote.ip()), Instant::now());
+            return Err(auth_failure(
+                shared,
+                f,
+                remote,
+                (
+                    ErrorCode::BadResumeSecret,
+                    "resume secret does not match the session".into(),
+                ),
             ));
         }
-        if matches!(
-            s.lifecycle(),
-            Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
-        ) {
-            return Err((
-                ErrorCode::UnknownSession,
-                format!("session {} has ended", resume.session_id),
-            ));
+        match s.lifecycle() {
+            Lifecycle::Connected | Lifecycle::Suspended => return Ok(s),
+            Lifecycle::Stopped => {
+                return Err((
+                    ErrorCode::UnknownSession,
+                    format!(
+                        "session {} was stopped by an error and cannot be resumed",
+                        resume.session_id
+                    ),
+                )
+                    .into())
+            }
+            Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed => {
+                return Err((
+                    ErrorCode::UnknownSession,
+                    format!("session {} has ended", resume.session_id),
+                )
+                    .into())
+            }
         }
-        return Ok(s);
     }
     if hello.tracks.is_empty() {
-        return Err((ErrorCode::BadMessage, "HELLO declares no tracks".into()));
-    }
-    let mut ids = std::collections::HashSet::new();
-    for t in &hello.tracks {
-        if t.id > sharecast_formats::ingest::MAX_TRACK_ID || !ids.insert(t.id) {
-            return Err((
-                ErrorCode::BadMessage,
-                format!("track id {} is duplicated or above 15", t.id),
-            ));
-        }
-        // A display rotation is a right angle, whatever the codec.
-        t.check_rotation().map_err(|m| (ErrorCode::BadMessage, m))?;
+        return Err((
+            ErrorCode::BadMessage,
+            "HELLO declares no tracks".to_string(),
+        )
+            .into());
     }
     shared
         .handler
         .check_tracks(&hello.tracks)
         .map_err(|m| (ErrorCode::UnsupportedCodec, m))?;
+    // Only sessions that can still take frames count: stopped, finishing
+    // and failed ones do not.
     let open = shared
         .sessions
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .values()
-        .filter(|s| s.info.device.id == device.id)
+        .filter(|s| {
+            s.info.device.id == device.id
+                && matches!(s.lifecycle(), Lifecycle::Connected | Lifecycle::Suspended)
+        })
         .count();
     if open >= shared.cfg.max_sessions_per_device {
         return Err((
@@ -876,9 +1102,12 @@ async fn open_session(shared: &Arc<Shared>, hello: &Hello) -> Result<Arc<Session
                 "device already has {open} open sessions (limit {})",
                 shared.cfg.max_sessions_per_device
             ),
-        ));
+        )
+            .into());
     }
-    let id = random_hex(8);
+    // 128 random bits each: the session id is also the asset id that
+    // addresses the recording's VOD files.
+    let id = random_hex(16);
     let secret = random_hex(16);
     let dir = committer::journals_dir(&shared.data_dir).join(&id);
     let info = SessionInfo {
@@ -941,10 +1170,35 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn control_writer(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Control>) {
+/// Writes the control messages of one connection in order. An ERROR is the
+/// last thing it writes: it finishes the stream, waits until the phone has
+/// acknowledged everything (bounded by the linger timer `refuse` starts),
+/// and closes the connection with the error's code.
+async fn control_writer(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
     while let Some(m) = rx.recv().await {
-        if send.write_all(&m.encode()).await.is_err() {
-            break;
+        match m {
+            Outgoing::Msg(m) => {
+                if send.write_all(&m.encode()).await.is_err() {
+                    break;
+                }
+            }
+            Outgoing::Error { msg, code, reason } => {
+                let wrote = send.write_all(&Control::Error(msg).encode()).await.is_ok()
+                    && send.finish().is_ok();
+                if wrote && matches!(send.stopped().await, Ok(None)) {
+                    shared
+                        .metrics
+                        .errors_acknowledged
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                conn.close(code.as_u16().into(), &reason);
+                return;
+            }
         }
     }
     let _ = send.finish();
@@ -954,7 +1208,7 @@ async fn accept_frame_streams(
     shared: Arc<Shared>,
     session: Arc<Session>,
     conn: quinn::Connection,
-    ctrl_tx: mpsc::UnboundedSender<Control>,
+    ctrl_tx: ControlTx,
 ) {
     while let Ok(stream) = conn.accept_uni().await {
         tokio::spawn(read_frames(
@@ -971,12 +1225,15 @@ async fn read_frames(
     shared: Arc<Shared>,
     session: Arc<Session>,
     conn: quinn::Connection,
-    ctrl_tx: mpsc::UnboundedSender<Control>,
+    ctrl_tx: ControlTx,
     mut stream: quinn::RecvStream,
 ) {
     let mut dec = FrameDecoder::new(shared.cfg.max_frame_bytes);
     let stall = Duration::from_secs(shared.cfg.stall_timeout_secs);
     let mut buf = vec![0u8; 64 * 1024];
+    let refuse = |code: ErrorCode, msg: &str| {
+        reject_in_session(&shared, &session, &conn, &ctrl_tx, code, msg)
+    };
     loop {
         loop {
             match dec.decode_next() {
@@ -998,20 +1255,14 @@ async fn read_frames(
                                 .fetch_add(1, Ordering::Relaxed);
                         }
                         Err((code, msg)) => {
-                            reject(&shared, &conn, Some(&ctrl_tx), code, &msg);
+                            refuse(code, &msg);
                             return;
                         }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    reject(
-                        &shared,
-                        &conn,
-                        Some(&ctrl_tx),
-                        e.code(),
-                        &format!("frame stream: {e}"),
-                    );
+                    refuse(e.code(), &format!("frame stream: {e}"));
                     return;
                 }
             }
@@ -1022,13 +1273,7 @@ async fn read_frames(
             match tokio::time::timeout(stall, stream.read(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    reject(
-                        &shared,
-                        &conn,
-                        Some(&ctrl_tx),
-                        ErrorCode::Stalled,
-                        "frame incomplete for too long",
-                    );
+                    refuse(ErrorCode::Stalled, "frame incomplete for too long");
                     return;
                 }
             }
@@ -1037,13 +1282,7 @@ async fn read_frames(
             Ok(Some(n)) => dec.push(&buf[..n]),
             Ok(None) => {
                 if let Err(e) = dec.finish() {
-                    reject(
-                        &shared,
-                        &conn,
-                        Some(&ctrl_tx),
-                        ErrorCode::BadMessage,
-                        &format!("frame stream: {e}"),
-                    );
+                    refuse(ErrorCode::BadMessage, &format!("frame stream: {e}"));
                 }
                 return;
             }
@@ -1056,6 +1295,7 @@ async fn read_frames(
 async fn handle_end(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
+    conn: &quinn::Connection,
     end: &End,
 ) -> Result<VideoAttributes, Reject> {
     for t in end.frame_count.keys() {
@@ -1073,19 +1313,37 @@ async fn handle_end(
     };
     let mut rx = session.ack_tx.subscribe();
     let wait = Duration::from_secs(shared.cfg.end_wait_secs);
-    let ok = tokio::time::timeout(wait, async {
-        loop {
-            if complete(&rx.borrow_and_update().0) {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
+    // Until END's frames are durable, the wait times out, or the
+    // connection is gone (another error, or the phone left).
+    let waited = tokio::time::timeout(wait, async {
+        tokio::select! {
+            _ = async {
+                loop {
+                    if complete(&rx.borrow_and_update().0) {
+                        return;
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            } => true,
+            _ = conn.closed() => false,
         }
     })
-    .await
-    .is_ok();
-    if !ok || !complete(&session.next_seq()) {
+    .await;
+    if matches!(waited, Ok(false)) {
+        return Err((
+            ErrorCode::Ok,
+            "the connection closed while waiting for END's frames".into(),
+        ));
+    }
+    if session.lifecycle() == Lifecycle::Stopped {
+        return Err((
+            ErrorCode::UnknownSession,
+            "the session was stopped by an error".into(),
+        ));
+    }
+    if !complete(&session.next_seq()) {
         let have = session.next_seq();
         return Err((
             ErrorCode::MissingFrames,

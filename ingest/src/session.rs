@@ -15,6 +15,34 @@ use crate::committer::{Committer, JournalSlot};
 use crate::journal::JournalWriter;
 use crate::{SessionInfo, SessionOutput};
 
+/// A frame's timestamps must lie within the session's longest span of its
+/// first frame's pts, either way: `pts_us` and `dts_us` no farther than
+/// `max_session_us` from `first_pts`. Beyond it the session is too long
+/// (`session_too_long`); within it every difference of two timestamps of
+/// the session fits an i64. The arithmetic saturates, so any value is safe.
+pub(crate) fn check_timestamps(
+    frame: &MediaFrame,
+    first_pts: i64,
+    max_session_us: i64,
+) -> Result<(), Reject> {
+    let off = |t: i64| t.saturating_sub(first_pts).saturating_abs();
+    if off(frame.pts_us) > max_session_us || off(frame.dts_us) > max_session_us {
+        return Err((
+            ErrorCode::SessionTooLong,
+            format!(
+                "track {} seq {}: pts {} us / dts {} us lie more than the session limit of {} s from the first frame's pts {} us",
+                frame.track,
+                frame.seq,
+                frame.pts_us,
+                frame.dts_us,
+                max_session_us / 1_000_000,
+                first_pts
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Durable frames: contiguous prefix and ranges held above it, per track.
 pub(crate) type AckState = (BTreeMap<u8, u64>, BTreeMap<u8, Vec<(u64, u64)>>);
 
@@ -57,6 +85,9 @@ pub(crate) struct TrackState {
 pub(crate) enum Lifecycle {
     Connected,
     Suspended,
+    /// Stopped by an error whose client action is "stop": takes no more
+    /// frames, cannot be resumed, is finalised once its connection is gone.
+    Stopped,
     Finishing,
     Finished,
     Failed,
@@ -67,6 +98,7 @@ impl Lifecycle {
         match self {
             Lifecycle::Connected => "connected",
             Lifecycle::Suspended => "suspended",
+            Lifecycle::Stopped => "stopped",
             Lifecycle::Finishing => "finishing",
             Lifecycle::Finished => "finished",
             Lifecycle::Failed => "failed",
@@ -207,16 +239,18 @@ impl Session {
         let mut st = self.lock();
         if matches!(
             st.lifecycle,
-            Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
+            Lifecycle::Stopped | Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
         ) {
             return Err((ErrorCode::UnknownSession, "session has ended".into()));
         }
         let max_session_us = self.limits.max_session_us;
         let max_bitrate = self.limits.max_bitrate_bps;
         let first_pts = *st.first_pts.get_or_insert(frame.pts_us);
+        // First, so that every later difference of timestamps is small.
+        check_timestamps(&frame, first_pts, max_session_us)?;
         let new_bytes = st.bytes + frame.data.len() as u64;
         let new_max_pts = st.max_pts.max(frame.pts_us);
-        let span_us = (new_max_pts - first_pts).max(10_000_000) as u128;
+        let span_us = new_max_pts.saturating_sub(first_pts).max(10_000_000) as u128;
         let bitrate = (new_bytes as u128 * 8 * 1_000_000 / span_us) as u64;
         if bitrate > max_bitrate {
             return Err((
@@ -300,15 +334,6 @@ impl Session {
                 ));
             }
         }
-        if frame.pts_us.saturating_sub(first_pts) > max_session_us {
-            return Err((
-                ErrorCode::SessionTooLong,
-                format!(
-                    "session is longer than the limit of {} s",
-                    max_session_us / 1_000_000
-                ),
-            ));
-        }
         ts.in_flight.insert(frame.seq, frame.dts_us);
         ts.frames += 1;
         ts.bytes += frame.data.len() as u64;
@@ -323,7 +348,8 @@ impl Session {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as i64)
                 .unwrap_or(0);
-            let delay = (now_us - self.info.anchor_unix_us.saturating_add(frame.pts_us)) / 1000;
+            let delay =
+                now_us.saturating_sub(self.info.anchor_unix_us.saturating_add(frame.pts_us)) / 1000;
             st.live_delay_ms = Some(delay);
             st.max_live_delay_ms = Some(st.max_live_delay_ms.map_or(delay, |m| m.max(delay)));
         }
@@ -432,6 +458,26 @@ impl Session {
         (frames, st.bytes, per)
     }
 
+    /// Stop the session after an error on connection `conn` (a stable id),
+    /// if that connection is the one attached and the session is still
+    /// taking frames. Returns whether it stopped now.
+    pub fn stop(&self, conn: usize, code: ErrorCode) -> bool {
+        let attached = self
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.stable_id());
+        let mut st = self.lock();
+        if attached != Some(conn) || st.lifecycle != Lifecycle::Connected {
+            return false;
+        }
+        st.lifecycle = Lifecycle::Stopped;
+        st.suspended_at = None;
+        tracing::debug!(session = %self.info.id, code = code.name(), "session stopped");
+        true
+    }
+
     pub fn set_lifecycle(&self, l: Lifecycle) {
         let mut st = self.lock();
         st.lifecycle = l;
@@ -448,5 +494,47 @@ impl Session {
 
     pub fn age(&self) -> Duration {
         self.started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(pts_us: i64, dts_us: i64) -> MediaFrame {
+        MediaFrame {
+            track: 0,
+            seq: 1,
+            pts_us,
+            dts_us,
+            duration_us: 0,
+            keyframe: true,
+            data: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn timestamps_stay_within_the_session_span_either_way() {
+        let max = 4 * 3600 * 1_000_000;
+        for (pts, dts, first, ok) in [
+            (0, 0, 0, true),
+            (max, max, 0, true),
+            (max + 1, 0, 0, false),
+            (0, -max - 1, 0, false),
+            (-max, -max, 0, true),
+            // Extremes: no overflow, a clear refusal.
+            (i64::MIN, i64::MIN, i64::MIN, true),
+            (i64::MAX, i64::MAX, i64::MIN, false),
+            (i64::MIN, 0, i64::MAX, false),
+            (0, i64::MAX, 0, false),
+        ] {
+            let r = check_timestamps(&frame(pts, dts), first, max);
+            assert_eq!(r.is_ok(), ok, "pts {pts} dts {dts} first {first}: {r:?}");
+            if let Err((code, msg)) = r {
+                assert_eq!(code, ErrorCode::SessionTooLong);
+                assert!(msg.contains("14400 s"), "{msg}");
+            }
+        }
     }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use sharecast_client_sdk::{Trust, UploadError, Uploader, UploaderConfig};
 use sharecast_formats::attributes::VideoAttributes;
-use sharecast_formats::ingest::{encode_frame, Control, ErrorCode, Hello, VERSION};
+use sharecast_formats::ingest::{
+    encode_frame, Control, ControlDecoder, End, ErrorCode, ErrorMsg, Hello, Resume, Welcome,
+    VERSION,
+};
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use sharecast_ingest::config::JournalSync;
 use sharecast_ingest::journal;
@@ -401,15 +404,29 @@ async fn oversized_frames_and_session_limits_are_refused() {
     assert_eq!(e.code(), Some(ErrorCode::FrameTooLarge), "{e}");
 }
 
-/// A raw client: connect, HELLO, then whatever the test writes.
-async fn raw(
-    env: &Env,
-) -> (
+type RawClient = (
     quinn::Endpoint,
     quinn::Connection,
     quinn::SendStream,
     quinn::RecvStream,
-) {
+);
+
+/// A HELLO of a new session with the good token.
+fn good_hello() -> Hello {
+    Hello {
+        version: VERSION,
+        token: "good".into(),
+        tracks: tracks(),
+        anchor_unix_us: 0,
+        resume: None,
+        client: None,
+        title: None,
+    }
+}
+
+/// A raw client: connect and open the control stream, then whatever the
+/// test writes.
+async fn raw_connect(env: &Env) -> RawClient {
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(
         sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into()))
@@ -420,18 +437,60 @@ async fn raw(
         .unwrap()
         .await
         .unwrap();
-    let (mut s, r) = conn.open_bi().await.unwrap();
-    let hello = Control::Hello(Hello {
-        version: VERSION,
-        token: "good".into(),
-        tracks: tracks(),
-        anchor_unix_us: 0,
-        resume: None,
-        client: None,
-        title: None,
-    });
-    s.write_all(&hello.encode()).await.unwrap();
+    let (s, r) = conn.open_bi().await.unwrap();
     (ep, conn, s, r)
+}
+
+/// A raw client that sends `hello` as it is.
+async fn raw_hello(env: &Env, hello: Hello) -> RawClient {
+    let (ep, conn, mut s, r) = raw_connect(env).await;
+    s.write_all(&Control::Hello(hello).encode()).await.unwrap();
+    (ep, conn, s, r)
+}
+
+/// A raw client: connect, HELLO, then whatever the test writes.
+async fn raw(env: &Env) -> RawClient {
+    raw_hello(env, good_hello()).await
+}
+
+/// The next control message from the server; `None` when the stream or
+/// the connection ended first.
+async fn next_control(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> Option<Control> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(m) = dec
+            .decode_next()
+            .expect("the server's control messages parse")
+        {
+            return Some(m);
+        }
+        // A deadline against a hang, not a timing claim.
+        match tokio::time::timeout(Duration::from_secs(60), r.read(&mut buf)).await {
+            Ok(Ok(Some(n))) => dec.push(&buf[..n]),
+            Ok(Ok(None)) | Ok(Err(_)) => return None,
+            Err(_) => panic!("no control message from the server in 60 s"),
+        }
+    }
+}
+
+/// WELCOME, or a panic naming what came instead.
+async fn expect_welcome(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> Welcome {
+    match next_control(r, dec).await {
+        Some(Control::Welcome(w)) => w,
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+}
+
+/// The ERROR the server sends before it closes: every message up to it is
+/// skipped (WELCOME, ACKs); the stream or connection ending first fails.
+async fn expect_error(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> ErrorMsg {
+    loop {
+        match next_control(r, dec).await {
+            Some(Control::Error(e)) => return e,
+            Some(_) => continue,
+            None => panic!("the connection ended without an ERROR message"),
+        }
+    }
 }
 
 async fn close_code(conn: &quinn::Connection) -> (u16, String) {
@@ -617,24 +676,6 @@ async fn bitrate_and_session_length_limits_are_enforced() {
     .await;
     let e = up.finish().await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::SessionTooLong), "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_attempts_are_rate_limited() {
-    let env = Env::new(IngestConfig {
-        max_connects_per_minute: 2,
-        ..IngestConfig::default()
-    })
-    .await;
-    let a = Uploader::start(env.client("good"), tracks(), 0)
-        .await
-        .unwrap();
-    let b = Uploader::start(env.client("good"), tracks(), 0)
-        .await
-        .unwrap();
-    let e = refused(&env, "good", tracks()).await;
-    assert_eq!(e.code(), Some(ErrorCode::RateLimited), "{e}");
-    drop((a, b));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -928,7 +969,10 @@ async fn concurrent_sessions_share_commit_rounds() {
 async fn every_one_of_many_refused_connections_is_told_why() {
     let env = Env::new(IngestConfig::default()).await;
     for i in 0..25 {
-        let err = Uploader::start(env.client("wrong"), tracks(), 0)
+        // Each a different wrong token (one token failing again and again
+        // backs off: see `a_token_that_keeps_failing_backs_off`), and fewer
+        // than `auth_failures_per_address`.
+        let err = Uploader::start(env.client(&format!("wrong-{i}")), tracks(), 0)
             .await
             .err()
             .unwrap_or_else(|| panic!("connection {i} was accepted"));
@@ -941,4 +985,437 @@ async fn every_one_of_many_refused_connections_is_told_why() {
         // given to the next one.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn metric(env: &Env, line_prefix: &str) -> u64 {
+    let mut out = String::new();
+    env.server.render_metrics(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_prefix:?} in\n{out}"))
+}
+
+/// Security review, ingest finding 1: 150 connections with wrong tokens
+/// from one address (as an attacker behind a carrier NAT makes them) must
+/// not lock a correct phone behind the same address out. With the default
+/// configuration the address is penalised after 30 failures (its failures
+/// are answered `rate_limited`, counted), and the correct token still gets
+/// in, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correct_phone_behind_an_address_that_failed_150_times_gets_in() {
+    let env = Env::new(IngestConfig::default()).await;
+    let per_address = IngestConfig::default().auth_failures_per_address as u64;
+    for i in 0..150 {
+        let e = refused(&env, &format!("sc_guess_{i:04}"), tracks()).await;
+        let want = if i + 1 < per_address {
+            ErrorCode::Unauthorized
+        } else {
+            ErrorCode::RateLimited
+        };
+        assert_eq!(e.code(), Some(want), "attempt {i}: {e}");
+    }
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .expect("a correct token is never locked out");
+    upload(&up, 10, |_, _| {}).await;
+    up.finish().await.unwrap();
+    let m = env.server.metrics();
+    assert_eq!(m.rejected(ErrorCode::Unauthorized), per_address - 1);
+    assert_eq!(m.rejected(ErrorCode::RateLimited), 150 - (per_address - 1));
+    assert_eq!(
+        metric(
+            &env,
+            "sharecast_ingest_auth_refused_total{scope=\"address\"} "
+        ),
+        150 - (per_address - 1)
+    );
+    assert_eq!(
+        metric(
+            &env,
+            "sharecast_ingest_auth_backoffs_total{scope=\"address\"} "
+        ),
+        1
+    );
+}
+
+/// Finding 1, per token: one wrong token presented again and again (a
+/// phone with a revoked token in a retry loop, or a guesser) backs off after
+/// `auth_failures_per_token` failures and is refused without being looked
+/// up, with a retry time; other tokens from the same address, and the
+/// correct one, are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_keeps_failing_backs_off() {
+    let env = Env::new(IngestConfig::default()).await;
+    let per_token = IngestConfig::default().auth_failures_per_token;
+    for i in 0..per_token {
+        let e = refused(&env, "sc_revoked", tracks()).await;
+        assert_eq!(e.code(), Some(ErrorCode::Unauthorized), "attempt {i}: {e}");
+    }
+    let (_ep, _conn, _s, mut r) = raw_hello(
+        &env,
+        Hello {
+            token: "sc_revoked".into(),
+            ..good_hello()
+        },
+    )
+    .await;
+    let e = expect_error(&mut r, &mut ControlDecoder::new()).await;
+    assert_eq!(e.code, ErrorCode::RateLimited.as_u16(), "{e:?}");
+    let wait = e.retry_after_ms.expect("rate_limited says when to retry");
+    assert!(wait > 0 && wait <= 30_000, "{wait} ms");
+    assert_eq!(
+        metric(
+            &env,
+            "sharecast_ingest_auth_refused_total{scope=\"token\"} "
+        ),
+        1
+    );
+    let e = refused(&env, "sc_other", tracks()).await;
+    assert_eq!(e.code(), Some(ErrorCode::Unauthorized), "{e}");
+    Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+}
+
+/// Security review, ingest finding 2: sessions stopped by an error do not
+/// count against `max_sessions_per_device` (four of them used to lock the
+/// device out), cannot be resumed, and are finalised with the frames they
+/// had (nothing accepted is lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_stopped_by_errors_neither_count_nor_resume() {
+    let env = Env::new(IngestConfig::default()).await;
+    let limit = IngestConfig::default().max_sessions_per_device;
+    let mut stopped = Vec::new();
+    for _ in 0..limit + 2 {
+        let (_ep, conn, _s, mut r) = raw(&env).await;
+        let mut dec = ControlDecoder::new();
+        let w = expect_welcome(&mut r, &mut dec).await;
+        let mut u = conn.open_uni().await.unwrap();
+        for i in 0..3 {
+            let mut f = frame(0, i);
+            f.seq = i as u64;
+            u.write_all(&encode_frame(&f)).await.unwrap();
+        }
+        // Wait until the three frames are durable, then send garbage.
+        loop {
+            match next_control(&mut r, &mut dec).await {
+                Some(Control::Ack(a)) if a.covers(0, 2) => break,
+                Some(_) => {}
+                None => panic!("connection ended before the ACK"),
+            }
+        }
+        u.write_all(&[0xde; 64]).await.unwrap();
+        let e = expect_error(&mut r, &mut dec).await;
+        assert_eq!(e.code, ErrorCode::BadMessage.as_u16(), "{e:?}");
+        stopped.push(w);
+    }
+    // The device is not locked out.
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .expect("stopped sessions do not count against the limit");
+    // A stopped session cannot be resumed, even with its secret.
+    let w = &stopped[0];
+    let (_ep, _conn, _s, mut r) = raw_hello(
+        &env,
+        Hello {
+            tracks: vec![],
+            resume: Some(Resume {
+                session_id: w.session_id.clone(),
+                secret: w.resume_secret.clone(),
+            }),
+            ..good_hello()
+        },
+    )
+    .await;
+    let e = expect_error(&mut r, &mut ControlDecoder::new()).await;
+    assert_eq!(e.code, ErrorCode::UnknownSession.as_u16(), "{e:?}");
+    // Each stopped session was finalised with its three durable frames.
+    let n = stopped.len() as u32;
+    for _ in 0..300 {
+        if *env.mem.finished.lock().unwrap() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(*env.mem.finished.lock().unwrap(), n);
+    assert_eq!(env.mem.recorded.lock().unwrap().len(), 3 * n as usize);
+    assert_eq!(
+        metric(&env, "sharecast_ingest_sessions_stopped_total "),
+        n as u64
+    );
+    up.finish().await.unwrap();
+}
+
+/// Security review, ingest finding 3: the ERROR message reaches the client
+/// before the connection closes, for each way a connection is refused, and
+/// the close carries the same code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_message_reaches_the_client_before_the_close() {
+    let env = Env::new(IngestConfig {
+        hello_timeout_secs: 1,
+        end_wait_secs: 1,
+        ..IngestConfig::default()
+    })
+    .await;
+    let check = |what: &'static str, want: ErrorCode| {
+        move |(e, (code, reason)): (ErrorMsg, (u16, String))| {
+            assert_eq!(e.code, want.as_u16(), "{what}: {e:?}");
+            assert!(!e.message.is_empty(), "{what}");
+            assert_eq!(code, want.as_u16(), "{what}: close {reason}");
+            assert!(reason.starts_with(want.name()), "{what}: {reason}");
+        }
+    };
+    async fn error_then_close(
+        conn: &quinn::Connection,
+        r: &mut quinn::RecvStream,
+    ) -> (ErrorMsg, (u16, String)) {
+        let e = expect_error(r, &mut ControlDecoder::new()).await;
+        (e, close_code(conn).await)
+    }
+
+    // A wrong token.
+    let (_ep, conn, _s, mut r) = raw_hello(
+        &env,
+        Hello {
+            token: "sc_wrong".into(),
+            ..good_hello()
+        },
+    )
+    .await;
+    check("bad token", ErrorCode::Unauthorized)(error_then_close(&conn, &mut r).await);
+
+    // A frame record with a bad header.
+    let (_ep, conn, _s, mut r) = raw(&env).await;
+    let mut u = conn.open_uni().await.unwrap();
+    u.write_all(&[0xde; 64]).await.unwrap();
+    check("bad frame header", ErrorCode::BadMessage)(error_then_close(&conn, &mut r).await);
+
+    // A record cut short by the end of its stream.
+    let (_ep, conn, _s, mut r) = raw(&env).await;
+    let mut u = conn.open_uni().await.unwrap();
+    let mut f = frame(0, 0);
+    f.seq = 0;
+    u.write_all(&encode_frame(&f)[..100]).await.unwrap();
+    u.finish().unwrap();
+    check("truncated record", ErrorCode::BadMessage)(error_then_close(&conn, &mut r).await);
+
+    // A HELLO that never completes.
+    let (_ep, conn, mut s, mut r) = raw_connect(&env).await;
+    let hello = Control::Hello(good_hello()).encode();
+    s.write_all(&hello[..hello.len() / 2]).await.unwrap();
+    check("stalled HELLO", ErrorCode::Stalled)(error_then_close(&conn, &mut r).await);
+
+    // END announcing more frames than were sent.
+    let (_ep, conn, mut s, mut r) = raw(&env).await;
+    let mut u = conn.open_uni().await.unwrap();
+    u.write_all(&encode_frame(&f)).await.unwrap();
+    u.finish().unwrap();
+    let end = Control::End(End {
+        frame_count: [(0u8, 5u64)].into_iter().collect(),
+    });
+    s.write_all(&end.encode()).await.unwrap();
+    check("END with missing frames", ErrorCode::MissingFrames)(
+        error_then_close(&conn, &mut r).await,
+    );
+
+    assert_eq!(metric(&env, "sharecast_ingest_errors_sent_total "), 5);
+    assert_eq!(
+        metric(&env, "sharecast_ingest_errors_acknowledged_total "),
+        5
+    );
+}
+
+/// Security review, ingest finding 4: every field of HELLO is bounded;
+/// each out-of-bounds HELLO is refused with `bad_message` naming the field
+/// and the bound, counted by field, and opens nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_fields_out_of_bounds_are_refused() {
+    let env = Env::new(IngestConfig::default()).await;
+    let l = IngestConfig::default().hello;
+    type Edit = Box<dyn Fn(&mut Hello)>;
+    let cases: Vec<(&str, &str, Edit)> = vec![
+        (
+            "dimensions",
+            "8192",
+            Box::new(|h| {
+                h.tracks[0].width = Some(1 << 31);
+                h.tracks[0].height = Some(1 << 31);
+            }),
+        ),
+        (
+            "title",
+            "256",
+            Box::new(|h| h.title = Some("x".repeat(60_000))),
+        ),
+        (
+            "token",
+            "256",
+            Box::new(move |h| h.token = "t".repeat(l.max_token_bytes + 1)),
+        ),
+        (
+            "client",
+            "128",
+            Box::new(|h| h.client = Some("c".repeat(129))),
+        ),
+        (
+            "tracks",
+            "16",
+            Box::new(|h| {
+                h.tracks = (0..17u8)
+                    .map(|id| TrackInfo {
+                        id,
+                        ..tracks()[1].clone()
+                    })
+                    .collect()
+            }),
+        ),
+        (
+            "codec",
+            "16",
+            Box::new(|h| h.tracks[0].codec = "h".repeat(17)),
+        ),
+        (
+            "codec_data",
+            "4096",
+            Box::new(|h| h.tracks[0].codec_data = vec![1; 4097]),
+        ),
+        (
+            "framerate",
+            "1000",
+            Box::new(|h| h.tracks[0].framerate = Some((1001, 1))),
+        ),
+        (
+            "sample_rate",
+            "192000",
+            Box::new(|h| h.tracks[1].sample_rate = Some(192_001)),
+        ),
+        (
+            "channels",
+            "8",
+            Box::new(|h| h.tracks[1].channels = Some(9)),
+        ),
+        (
+            "resume",
+            "128",
+            Box::new(|h| {
+                h.resume = Some(Resume {
+                    session_id: "0".repeat(129),
+                    secret: "s".into(),
+                })
+            }),
+        ),
+    ];
+    for (field, bound, edit) in &cases {
+        let mut h = good_hello();
+        edit(&mut h);
+        let (_ep, conn, _s, mut r) = raw_hello(&env, h).await;
+        let e = expect_error(&mut r, &mut ControlDecoder::new()).await;
+        assert_eq!(e.code, ErrorCode::BadMessage.as_u16(), "{field}: {e:?}");
+        assert!(e.message.contains(bound), "{field}: {}", e.message);
+        let _ = close_code(&conn).await;
+        assert_eq!(
+            metric(
+                &env,
+                &format!("sharecast_ingest_hello_refused_total{{field=\"{field}\"}} ")
+            ),
+            1,
+            "{field}"
+        );
+    }
+    assert_eq!(
+        env.server.metrics().rejected(ErrorCode::BadMessage),
+        cases.len() as u64
+    );
+    assert!(env.mem.opened.lock().unwrap().is_empty(), "nothing opened");
+    // The bounds themselves are accepted.
+    let mut h = good_hello();
+    h.tracks[0].width = Some(l.max_video_dimension);
+    h.title = Some("t".repeat(l.max_title_chars));
+    let (_ep, _conn, _s, mut r) = raw_hello(&env, h).await;
+    expect_welcome(&mut r, &mut ControlDecoder::new()).await;
+}
+
+/// Security review, ingest finding 5: session ids (which are also the
+/// asset ids addressing the VOD files) and resume secrets are 128 random
+/// bits: 32 lowercase hex digits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ids_and_resume_secrets_are_128_random_bits() {
+    let env = Env::new(IngestConfig::default()).await;
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let (_ep, conn, _s, mut r) = raw(&env).await;
+        let w = expect_welcome(&mut r, &mut ControlDecoder::new()).await;
+        for v in [&w.session_id, &w.resume_secret] {
+            assert_eq!(v.len(), 32, "{v}");
+            assert!(v
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        }
+        assert!(w.live_urls[0].ends_with(&w.session_id));
+        assert!(ids.insert(w.session_id.clone()));
+        conn.close(0u32.into(), b"bye");
+    }
+}
+
+/// Timestamps are any i64 on the wire: extreme ones are refused with
+/// `session_too_long` (they lie farther than `max_session_secs` from the
+/// first frame), never an arithmetic overflow in the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_timestamps_are_refused_not_overflowed() {
+    let env = Env::new(IngestConfig::default()).await;
+    for (first, second) in [(i64::MIN, i64::MAX), (0, i64::MIN), (i64::MAX, 0)] {
+        let (_ep, conn, _s, mut r) = raw(&env).await;
+        let mut u = conn.open_uni().await.unwrap();
+        for (seq, t) in [(0u64, first), (1, second)] {
+            let mut f = frame(0, 0);
+            f.seq = seq;
+            (f.pts_us, f.dts_us) = (t, t);
+            u.write_all(&encode_frame(&f)).await.unwrap();
+        }
+        let e = expect_error(&mut r, &mut ControlDecoder::new()).await;
+        assert_eq!(
+            e.code,
+            ErrorCode::SessionTooLong.as_u16(),
+            "{first} then {second}: {e:?}"
+        );
+    }
+}
+
+/// A connection may have `max_frame_streams` frame streams open at once
+/// (QUIC stream credit), so it buffers at most that many partial frames:
+/// with 16 open, the 17th cannot be opened until one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_streams_open_at_once_are_bounded() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let env = Env::new(IngestConfig::default()).await;
+    let (_ep, conn, _s, mut r) = raw(&env).await;
+    expect_welcome(&mut r, &mut ControlDecoder::new()).await;
+    let max = IngestConfig::default().max_frame_streams;
+    let mut open = Vec::new();
+    for _ in 0..max {
+        open.push(conn.open_uni().await.unwrap());
+    }
+    let mut next = std::pin::pin!(conn.open_uni());
+    assert!(
+        matches!(
+            next.as_mut().poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Pending
+        ),
+        "stream {} opened while {max} are open",
+        max + 1
+    );
+    // Ending them gives the credit back (quinn announces it once more than
+    // an eighth of the streams has ended).
+    for (i, mut s) in open.into_iter().enumerate() {
+        let mut f = frame(0, i as i64);
+        f.seq = i as u64;
+        s.write_all(&encode_frame(&f)).await.unwrap();
+        s.finish().unwrap();
+    }
+    next.await.unwrap();
 }
