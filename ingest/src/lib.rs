@@ -64,10 +64,15 @@ pub struct SessionInfo {
 /// The application side of ingest: authentication, codec checks, and where
 /// frames go.
 pub trait SessionHandler: Send + Sync + 'static {
-    /// Resolve a device token; `None` if unknown or revoked. A `None`
+    /// Resolve a device token; `Ok(None)` if unknown or revoked, which
     /// counts as a failed authentication of the token and of the address
-    /// (`ingest.auth_*`): a token that keeps failing backs off.
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<DeviceIdentity>>;
+    /// (`ingest.auth_*`): a token that keeps failing backs off. `Err` (the
+    /// device store cannot answer) is answered `internal` and counts
+    /// against nobody.
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<DeviceIdentity>>>;
     /// Check that the tracks can be processed; `Err` explains why not.
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String>;
     /// Open the outputs of a new (or recovered) session.

@@ -938,7 +938,19 @@ async fn authenticate(
             retry_after: Some(r.retry_after),
         });
     }
-    if let Some(device) = shared.handler.authenticate(token).await {
+    let found = match shared.handler.authenticate(token).await {
+        Ok(found) => found,
+        Err(e) => {
+            // The device store could not answer: not the phone's failure.
+            tracing::error!(error = %format!("{e:#}"), "device lookup failed");
+            return Err(Refused {
+                code: ErrorCode::Internal,
+                message: "the server cannot check device tokens right now; retry".into(),
+                retry_after: None,
+            });
+        }
+    };
+    if let Some(device) = found {
         shared
             .limiter
             .lock()

@@ -62,12 +62,18 @@ impl SessionOutput for Out {
 struct Handler(Arc<Memory>);
 
 impl SessionHandler for Handler {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<DeviceIdentity>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<DeviceIdentity>>> {
         Box::pin(async move {
-            (token == "good").then(|| DeviceIdentity {
+            if token == "store-down" {
+                anyhow::bail!("the device store is unreachable");
+            }
+            Ok((token == "good").then(|| DeviceIdentity {
                 id: "d1".into(),
                 name: "phone".into(),
-            })
+            }))
         })
     }
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String> {
@@ -1037,6 +1043,25 @@ async fn a_correct_phone_behind_an_address_that_failed_150_times_gets_in() {
         ),
         1
     );
+}
+
+/// A device store that cannot answer is the server's failure, not the
+/// phone's: the phone gets `internal`, and neither its token nor its
+/// address is counted as failing (a correct phone gets in right after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_answer_counts_against_nobody() {
+    let env = Env::new(IngestConfig::default()).await;
+    let per_address = IngestConfig::default().auth_failures_per_address as u64;
+    for i in 0..per_address + 5 {
+        let e = refused(&env, "store-down", tracks()).await;
+        assert_eq!(e.code(), Some(ErrorCode::Internal), "attempt {i}: {e}");
+    }
+    let up = Uploader::start(env.client("good"), tracks(), 0)
+        .await
+        .expect("the address was not penalised");
+    upload(&up, 5, |_, _| {}).await;
+    up.finish().await.unwrap();
+    assert_eq!(env.server.metrics().rejected(ErrorCode::Unauthorized), 0);
 }
 
 /// Finding 1, per token: one wrong token presented again and again (a
