@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use sharecast_api::{
+    Gateway, LinkSigner, MetricsFn, Outbound, PlaybackTokens, Policy, SessionsFn, ShareService,
+    Store,
+};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use sharecast_ingest::{
     BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput,
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
-use sharecast_api::{
-    Gateway, LinkSigner, MetricsFn, Outbound, PlaybackTokens, Policy, SessionsFn, ShareService,
-    Store,
-};
 use sharecast_transcoder::{Recording, Transcoder};
 
 use crate::config::Config;
@@ -507,27 +507,25 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         // rendition next to it, measured on the produced file.
         let (public, sessions) = (public.clone(), cfg.data_dir.join("sessions"));
         let timeout = std::time::Duration::from_millis(cfg.transcoder.rendition_timeout_ms);
-        Arc::new(
-            move |req: &sharecast_api::transcodes::TranscodeRequest| {
-                let dir = sessions.join(&req.content_id);
-                let spec = sharecast_transcoder::RenditionSpec {
-                    name: req.name.clone(),
-                    short_side: req.short_side,
-                    ..sharecast_transcoder::RenditionSpec::compat_480p()
-                };
-                let file = sharecast_transcoder::ladder::transcode_file(
-                    &dir.join(sharecast_transcoder::SOURCE_FILE),
-                    &spec,
-                    &dir,
-                    timeout,
-                )
-                // The reason goes to API clients: no server paths in it.
-                .map_err(|e| format!("{e:#}").replace(&format!("{}/", dir.display()), ""))?;
-                rendition_urls(&public, &req.content_id, vec![file])
-                    .pop()
-                    .ok_or_else(|| "the transcoder produced no file".to_string())
-            },
-        )
+        Arc::new(move |req: &sharecast_api::transcodes::TranscodeRequest| {
+            let dir = sessions.join(&req.content_id);
+            let spec = sharecast_transcoder::RenditionSpec {
+                name: req.name.clone(),
+                short_side: req.short_side,
+                ..sharecast_transcoder::RenditionSpec::compat_480p()
+            };
+            let file = sharecast_transcoder::ladder::transcode_file(
+                &dir.join(sharecast_transcoder::SOURCE_FILE),
+                &spec,
+                &dir,
+                timeout,
+            )
+            // The reason goes to API clients: no server paths in it.
+            .map_err(|e| format!("{e:#}").replace(&format!("{}/", dir.display()), ""))?;
+            rendition_urls(&public, &req.content_id, vec![file])
+                .pop()
+                .ok_or_else(|| "the transcoder produced no file".to_string())
+        })
     })
     // S0: another platform's video that no rendition suits the terminal is
     // fetched into a local asset, measured here, then transcoded above.
