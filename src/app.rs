@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use sharecast_api::{
-    Gateway, LinkSigner, MetricsFn, Outbound, PlaybackTokens, Policy, SessionsFn, ShareService,
-    Store,
+    Gateway, LinkSigner, MetricsFn, Outbound, PlaybackTokens, Policy, SessionsFn, Store,
 };
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
@@ -17,6 +16,7 @@ use sharecast_ingest::{
     BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput,
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
+use sharecast_share::{ShareService, Stills};
 use sharecast_transcoder::{Recording, Transcoder};
 
 use crate::config::Config;
@@ -589,13 +589,13 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         });
     }
     let gateway = Gateway::new(store.clone(), cfg.data_dir.clone(), sessions, metrics);
-    let stills = sharecast_api::stills::Stills::new(
+    let stills = Stills::new(
         store.clone(),
         cfg.data_dir.clone(),
         Arc::new(crate::frames::GstFrames),
+        Arc::new(crate::frames::GstFrames),
         public.http.clone(),
-    )
-    .await?;
+    );
     let live = relay.http_routes();
     let (routes, _table) = sharecast_api::routes::routes(
         policy,

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sharecast_api::{GatewayConfig, OutboundConfig, ShareConfig, SmsConfig};
+use sharecast_api::{GatewayConfig, OutboundConfig};
 use sharecast_ingest::IngestConfig;
+use sharecast_share::{ShareConfig, SmsConfig};
 
 /// Live relay (RTSP) settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,9 +1,11 @@
-//! Still frames for the HTTP gateway, made by the transcoder: the gateway's
-//! [`FrameSource`] implemented with `sharecast_transcoder::still`.
+//! Still images for the share services, made by the transcoder: the
+//! [`FrameSource`] and [`StillComposer`] of `sharecast-share` implemented
+//! with `sharecast_transcoder::still` and `sharecast_transcoder::image`.
 
 use std::path::Path;
 
-use sharecast_api::frames::{BoxFuture, FrameError, FrameSource};
+use sharecast_share::{BoxFuture, ComposedStill, FrameError, FrameSource, StillComposer};
+use sharecast_transcoder::image::{self, ImageError, MAX_DRAWING_SIDE};
 use sharecast_transcoder::still::{self, StillError, LIVE_POSTER_FILE, POSTER_FILE};
 use sharecast_transcoder::SOURCE_FILE;
 
@@ -117,5 +119,33 @@ impl FrameSource for GstFrames {
         asset_dir: &'a Path,
     ) -> BoxFuture<'a, Result<Vec<u8>, FrameError>> {
         Box::pin(live_poster(asset_dir))
+    }
+}
+
+impl StillComposer for GstFrames {
+    fn compose(
+        &self,
+        frame_jpeg: &[u8],
+        enhance: bool,
+        drawing_png: Option<&[u8]>,
+    ) -> Result<ComposedStill, sharecast_share::Error> {
+        match image::compose(frame_jpeg, enhance, drawing_png) {
+            Ok(i) => Ok(ComposedStill {
+                jpeg: i.jpeg,
+                width: i.width,
+                height: i.height,
+            }),
+            Err(ImageError::DrawingTooLarge { width, height }) => {
+                Err(sharecast_share::Error::DrawingTooLarge {
+                    width,
+                    height,
+                    max: MAX_DRAWING_SIDE,
+                })
+            }
+            Err(e @ ImageError::BadDrawing(_)) => {
+                Err(sharecast_share::Error::BadDrawing(e.to_string()))
+            }
+            Err(ImageError::Other(e)) => Err(e.into()),
+        }
     }
 }

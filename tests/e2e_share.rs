@@ -510,7 +510,7 @@ impl FakeSms {
         let to = it.next()?.to_string();
         let kind = it.next()?;
         let rest = it.next().unwrap_or("");
-        let dec = |s: &str| sharecast_api::kannel::url_decode(s).expect("url-encoded");
+        let dec = |s: &str| sharecast_share::kannel::url_decode(s).expect("url-encoded");
         Some(match kind {
             "udh" => {
                 let mut p = rest.splitn(3, ' ');

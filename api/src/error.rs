@@ -88,6 +88,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A share service's error as an answer: its kind gives the status, its
+/// code and message go as they are; an internal one is logged.
+impl From<sharecast_share::Error> for ApiError {
+    fn from(e: sharecast_share::Error) -> Self {
+        use sharecast_share::ErrorKind;
+        let status = match e.kind() {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Gone => StatusCode::GONE,
+            ErrorKind::OutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        match e {
+            sharecast_share::Error::Internal(e) => ApiError::internal(e),
+            e => ApiError::new(status, e.code(), e.to_string()),
+        }
+    }
+}
+
 /// The error code of an error answer, for `/metrics` (HTML pages that
 /// answer an error set it too).
 #[derive(Clone, Copy, Debug)]

@@ -19,55 +19,17 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sharecast_share::{FrameError, FrameSource};
 
 use crate::error::{ApiError, ApiPath as UrlPath, ApiQuery as Query};
 use sharecast_store::Store;
 use sharecast_tokens::valid_id;
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why an image could not be made.
-#[derive(Debug)]
-pub enum FrameError {
-    /// The requested time is after the end of the video.
-    PastEnd {
-        /// Requested time, ms.
-        t_ms: u64,
-        /// Duration of the video, ms.
-        duration_ms: u64,
-    },
-    /// The asset has no video (audio only, or nothing written yet).
-    NoVideo(String),
-    /// A live asset has nothing decodable yet; try again in a moment.
-    NotReady(String),
-    /// Anything else.
-    Other(anyhow::Error),
-}
-
-/// Makes still images from an asset's directory (`data/sessions/{id}`).
-pub trait FrameSource: Send + Sync {
-    /// JPEG of the frame shown at `t_ms` of the asset's main video.
-    fn frame_jpeg<'a>(
-        &'a self,
-        asset_dir: &'a Path,
-        t_ms: u64,
-    ) -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
-    /// JPEG poster of an asset whose recording has ended.
-    fn poster<'a>(&'a self, asset_dir: &'a Path) -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
-    /// JPEG poster of an asset still recording: an early key frame of what
-    /// is recorded so far ([`FrameError::NotReady`] until there is one).
-    fn live_poster<'a>(&'a self, asset_dir: &'a Path)
-        -> BoxFuture<'a, Result<Vec<u8>, FrameError>>;
-}
 
 /// The still-frame routes' state.
 #[derive(Clone)]

@@ -10,25 +10,21 @@
 
 pub mod access;
 pub mod admin;
-pub mod delivery;
 pub mod error;
 pub mod fetches;
 pub mod frames;
 pub mod http;
 mod jobs;
-pub mod kannel;
 pub mod outbound;
 pub mod resume;
 pub mod routes;
-pub mod shares;
-pub mod stills;
+mod shares;
+mod stills;
 pub mod transcodes;
 
 pub use access::{Access, Policy, RouteSpec};
 pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};
-pub use kannel::SmsConfig;
 pub use outbound::{Outbound, OutboundConfig};
 pub use sharecast_store::Store;
 pub use sharecast_tokens::LinkSigner;
 pub use sharecast_tokens::PlaybackTokens;
-pub use shares::{ShareConfig, ShareService};

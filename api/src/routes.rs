@@ -12,14 +12,13 @@ use axum::extract::State;
 use axum::http::Method;
 use axum::routing::{delete, get, on, post, MethodFilter};
 use axum::{Json, Router};
+use sharecast_share::{ShareService, Stills};
 
 use crate::access::{Access, AssetIn, AuthAdmin, Policy, RouteSpec, Routes};
 use crate::admin::Admin;
 use crate::frames::Frames;
 use crate::http::Gateway;
 use crate::resume::ResumeService;
-use crate::shares::ShareService;
-use crate::stills::Stills;
 use crate::{admin, frames, http, resume, shares, stills};
 
 /// Everything that serves a route.

@@ -50,6 +50,7 @@ use sharecast_formats::media::TrackInfo;
 
 pub mod caps;
 mod compact;
+pub mod image;
 pub mod ladder;
 pub mod matrix;
 mod probe;

@@ -12,41 +12,37 @@
 //! not retried, so it is never sent twice), `opted_out` (the recipient
 //! replied STOP before it was sent).
 
-pub(crate) use sharecast_store::now_ms;
-use sharecast_store::{DeliveryStatus, DeliveryUpdate, DueDelivery};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use sharecast_formats::attributes::VideoAttributes;
-use sharecast_formats::share::si::ServiceIndication;
-use sharecast_formats::share::sl::ServiceLoading;
 use sharecast_formats::share::{encode_user_data, MessageOptions, ShareFormat};
+use sharecast_store::{now_ms, DeliveryStatus, DeliveryUpdate, DueDelivery, Store};
 
-use crate::kannel::{xml_escape, Kannel, SendError, SmsConfig};
-use sharecast_store::Store;
-
-pub use sharecast_store::Delivery;
+use crate::kannel::{Kannel, SendError, SmsConfig};
+use crate::message::{message_attributes, wap_document};
+use crate::number::digits;
 
 /// Counters for `/metrics`.
 #[derive(Default)]
-pub struct DeliveryMetrics {
+pub(crate) struct DeliveryMetrics {
     /// Deliveries the gateway accepted.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Attempts that failed temporarily (will retry).
-    pub retried: AtomicU64,
+    pub(crate) retried: AtomicU64,
     /// Deliveries that failed for good.
-    pub failed: AtomicU64,
+    pub(crate) failed: AtomicU64,
     /// SMS/pushes handed to the gateway.
-    pub parts: AtomicU64,
+    pub(crate) parts: AtomicU64,
     /// Time spent waiting on the rate limit, ms.
-    pub throttled_ms: AtomicU64,
+    pub(crate) throttled_ms: AtomicU64,
 }
 
 impl DeliveryMetrics {
     /// Append Prometheus text.
-    pub fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         use std::fmt::Write;
         for (name, help, v) in [
             (
@@ -85,7 +81,7 @@ impl DeliveryMetrics {
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` held.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -94,7 +90,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// A full bucket.
-    pub fn new(rate_per_second: f64, burst: u32) -> Self {
+    pub(crate) fn new(rate_per_second: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             rate: if rate_per_second > 0.0 {
@@ -110,7 +106,7 @@ impl RateLimiter {
 
     /// How long to wait before `n` tokens may be taken at `now`; takes them
     /// when the answer is zero.
-    pub fn try_take(&mut self, n: f64, now: Instant) -> Duration {
+    pub(crate) fn try_take(&mut self, n: f64, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -124,7 +120,7 @@ impl RateLimiter {
     }
 
     /// Wait until `n` tokens are available and take them; returns the wait.
-    pub async fn take(&mut self, n: f64) -> Duration {
+    pub(crate) async fn take(&mut self, n: f64) -> Duration {
         let mut waited = Duration::ZERO;
         loop {
             let d = self.try_take(n, Instant::now());
@@ -138,7 +134,7 @@ impl RateLimiter {
 }
 
 /// Delay before attempt `attempts + 1` after `attempts` failures.
-pub fn backoff_ms(cfg: &SmsConfig, attempts: u32) -> u64 {
+pub(crate) fn backoff_ms(cfg: &SmsConfig, attempts: u32) -> u64 {
     let exp = attempts.saturating_sub(1).min(30);
     cfg.backoff_initial_ms
         .saturating_mul(1u64 << exp)
@@ -147,56 +143,12 @@ pub fn backoff_ms(cfg: &SmsConfig, attempts: u32) -> u64 {
 
 /// What the worker sends for one delivery.
 pub(crate) struct Job {
-    pub id: i64,
-    pub share_id: String,
-    pub recipient: String,
-    pub format: String,
-    pub attempts: i64,
-    pub attributes: VideoAttributes,
-}
-
-/// SI or SL as XML for Kannel's PPG, built from the same structures our
-/// WBXML encoder uses.
-pub fn wap_document(
-    attrs: &VideoAttributes,
-    format: ShareFormat,
-) -> Result<(&'static str, String), String> {
-    match format {
-        ShareFormat::WapSi => {
-            let si = ServiceIndication::from_attributes(attrs).map_err(|e| e.to_string())?;
-            let mut a = String::new();
-            if let Some(h) = &si.href {
-                a.push_str(&format!(" href=\"{}\"", xml_escape(h)));
-            }
-            if let Some(id) = &si.si_id {
-                a.push_str(&format!(" si-id=\"{}\"", xml_escape(id)));
-            }
-            if let Some(e) = &si.expires {
-                a.push_str(&format!(" si-expires=\"{}\"", xml_escape(e)));
-            }
-            if let Some(act) = si.action {
-                a.push_str(&format!(" action=\"{}\"", act.as_str()));
-            }
-            Ok((
-                "text/vnd.wap.si",
-                format!(
-                    "<?xml version=\"1.0\"?>\n<!DOCTYPE si PUBLIC \"-//WAPFORUM//DTD SI 1.0//EN\" \"http://www.wapforum.org/DTD/si.dtd\">\n<si><indication{a}>{}</indication></si>\n",
-                    xml_escape(&si.text)
-                ),
-            ))
-        }
-        ShareFormat::WapSl => {
-            let sl = ServiceLoading::from_attributes(attrs).map_err(|e| e.to_string())?;
-            Ok((
-                "text/vnd.wap.sl",
-                format!(
-                    "<?xml version=\"1.0\"?>\n<!DOCTYPE sl PUBLIC \"-//WAPFORUM//DTD SL 1.0//EN\" \"http://www.wapforum.org/DTD/sl.dtd\">\n<sl href=\"{}\"/>\n",
-                    xml_escape(&sl.href)
-                ),
-            ))
-        }
-        other => Err(format!("{other} is not sent through the PPG")),
-    }
+    pub(crate) id: i64,
+    pub(crate) share_id: String,
+    pub(crate) recipient: String,
+    pub(crate) format: String,
+    pub(crate) attempts: i64,
+    pub(crate) attributes: VideoAttributes,
 }
 
 /// Send one job through the gateway; returns the number of SMS/pushes.
@@ -259,60 +211,12 @@ pub(crate) async fn run_worker(
                 continue;
             }
         };
-        for DueDelivery {
-            id,
-            share_id,
-            recipient,
-            format,
-            attempts,
-        } in batch.iter().cloned()
-        {
-            let attributes = match crate::shares::message_attributes(
-                &store,
-                &share_id,
-                &public_http,
-            )
-            .await
-            {
-                Ok(Some(a)) => a,
-                Ok(None) => {
-                    let why = "the share is gone, revoked or expired";
-                    let _ =
-                        set_status(&store, id, DeliveryStatus::Failed, Some(why), None, None).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(delivery = id, error = %format!("{e:#}"), "loading share for delivery");
-                    let why = format!("{e:#}");
-                    let next = Some(now_ms() + 5000);
-                    let _ = set_status(&store, id, DeliveryStatus::Pending, Some(&why), next, None)
-                        .await;
-                    continue;
-                }
-            };
-            match opted_out(&store, &share_id, &recipient).await {
-                Ok(true) => {
-                    tracing::info!(delivery = id, to = %recipient, "recipient opted out (STOP); not sent");
-                    let note = Some(OPTED_OUT_NOTE);
-                    let _ =
-                        set_status(&store, id, DeliveryStatus::OptedOut, note, None, None).await;
-                    continue;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(delivery = id, error = %format!("{e:#}"), "checking opt-out")
-                }
-            }
-            let job = Job {
-                id,
-                share_id,
-                recipient,
-                format,
-                attempts,
-                attributes,
+        for due in batch.iter().cloned() {
+            let Some(job) = prepare(&store, &public_http, due).await else {
+                continue;
             };
             if let Err(e) = process(&store, &kannel, &cfg, &mut limiter, &metrics, &job).await {
-                tracing::error!(delivery = id, error = %format!("{e:#}"), "recording delivery outcome");
+                tracing::error!(delivery = job.id, error = %format!("{e:#}"), "recording delivery outcome");
             }
         }
         if !batch.is_empty() {
@@ -329,14 +233,56 @@ pub(crate) async fn run_worker(
     }
 }
 
+/// The job of a due delivery with what its message carries; `None`, with
+/// the outcome recorded, when it is not to be sent now: its share is gone,
+/// revoked or expired (`failed`), the recipient replied STOP (`opted_out`),
+/// or the share could not be read (tried again 5 s later).
+async fn prepare(store: &Store, public_http: &str, due: DueDelivery) -> Option<Job> {
+    let DueDelivery {
+        id,
+        share_id,
+        recipient,
+        format,
+        attempts,
+    } = due;
+    let attributes = match message_attributes(store, &share_id, public_http).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            let why = Some("the share is gone, revoked or expired");
+            let _ = set_status(store, id, DeliveryStatus::Failed, why, None, None).await;
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(delivery = id, error = %format!("{e:#}"), "loading share for delivery");
+            let why = format!("{e:#}");
+            let next = Some(now_ms() + 5000);
+            let _ = set_status(store, id, DeliveryStatus::Pending, Some(&why), next, None).await;
+            return None;
+        }
+    };
+    match opted_out(store, &share_id, &recipient).await {
+        Ok(true) => {
+            tracing::info!(delivery = id, to = %recipient, "recipient opted out (STOP); not sent");
+            let note = Some(OPTED_OUT_NOTE);
+            let _ = set_status(store, id, DeliveryStatus::OptedOut, note, None, None).await;
+            return None;
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(delivery = id, error = %format!("{e:#}"), "checking opt-out"),
+    }
+    Some(Job {
+        id,
+        share_id,
+        recipient,
+        format,
+        attempts,
+        attributes,
+    })
+}
+
 /// Why a delivery to a number that replied STOP was not sent.
 pub(crate) const OPTED_OUT_NOTE: &str =
     "the recipient replied STOP; nothing is sent to it until it replies START";
-
-/// The digits of a number: how the STOP list keys it.
-pub(crate) fn digits(n: &str) -> String {
-    n.chars().filter(|c| c.is_ascii_digit()).collect()
-}
 
 /// Whether `recipient` replied STOP (and not START since): it gets no
 /// message of any device.
@@ -450,20 +396,30 @@ mod tests {
     /// A sendsms stand-in that answers each request with the next status
     /// of `answers` (the last one repeats) and counts the requests.
     async fn fake_sendsms(answers: Vec<u16>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-        use axum::http::StatusCode;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let h = hits.clone();
-        let app = axum::Router::new().route(
-            "/cgi-bin/sendsms",
-            axum::routing::get(move || {
-                let n = h.fetch_add(1, Ordering::SeqCst);
-                let code = answers[n.min(answers.len() - 1)];
-                async move { (StatusCode::from_u16(code).unwrap(), "answer") }
-            }),
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let h = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                // The request head (a GET has no body).
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = h.fetch_add(1, Ordering::SeqCst);
+                let code = answers[n.min(answers.len() - 1)];
+                let answer = format!(
+                    "HTTP/1.1 {code} X\r\nContent-Length: 6\r\nConnection: close\r\n\r\nanswer"
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
         (format!("http://{addr}/cgi-bin/sendsms"), hits)
     }
 
@@ -584,20 +540,5 @@ mod tests {
         assert_eq!((status.as_str(), n, parts), ("sent", 1, Some(1)));
         assert_eq!(metrics.sent.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.parts.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn si_document_for_the_ppg_escapes_and_carries_the_link() {
-        let attrs = VideoAttributes {
-            id: "ab".into(),
-            title: Some("A & B".into()),
-            share_url: Some("http://h/s/tok?x=1&y=2".into()),
-            ..VideoAttributes::default()
-        };
-        let (ct, doc) = wap_document(&attrs, ShareFormat::WapSi).unwrap();
-        assert_eq!(ct, "text/vnd.wap.si");
-        assert!(doc.contains("href=\"http://h/s/tok?x=1&amp;y=2\""), "{doc}");
-        assert!(doc.contains(">A &amp; B</indication>"), "{doc}");
-        assert!(wap_document(&attrs, ShareFormat::Tlv).is_err());
     }
 }

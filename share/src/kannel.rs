@@ -4,7 +4,7 @@
 //! Kannel).
 //!
 //! Only the wire side lives here; what to send and when is
-//! [`crate::delivery`]'s job.
+//! the delivery queue's job.
 
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ impl Default for SmsConfig {
 
 /// Why a send failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// Worth retrying later (connection refused, timeout, 5xx, queue full).
     #[error("temporary: {0}")]
     Temporary(String),
@@ -88,7 +88,7 @@ pub enum SendError {
 }
 
 /// Percent-encode every byte except RFC 3986 unreserved characters.
-pub fn url_encode(bytes: &[u8]) -> String {
+pub(crate) fn url_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 3);
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -132,7 +132,7 @@ pub fn url_decode(s: &str) -> Result<Vec<u8>, String> {
 
 /// The sendsms query parameters of one SMS (without credentials):
 /// `coding`, `udh`, `text` and `charset` for its user data.
-pub fn sendsms_params(part: &UserData) -> Result<Vec<(&'static str, String)>, String> {
+pub(crate) fn sendsms_params(part: &UserData) -> Result<Vec<(&'static str, String)>, String> {
     let mut p = Vec::new();
     if let Some(h) = &part.header {
         let udh = h.encode().map_err(|e| format!("encoding UDH: {e}"))?;
@@ -175,7 +175,7 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 /// The PAP push-message control document for one recipient number.
-pub fn pap_control(push_id: &str, recipient: &str) -> String {
+pub(crate) fn pap_control(push_id: &str, recipient: &str) -> String {
     format!(
         "<?xml version=\"1.0\"?>\n\
 <!DOCTYPE pap PUBLIC \"-//WAPFORUM//DTD PAP//EN\" \"http://www.wapforum.org/DTD/pap_1.0.dtd\">\n\
@@ -191,14 +191,14 @@ pub fn pap_control(push_id: &str, recipient: &str) -> String {
 }
 
 /// The Kannel client.
-pub struct Kannel {
+pub(crate) struct Kannel {
     cfg: SmsConfig,
     http: reqwest::Client,
 }
 
 impl Kannel {
     /// A client for the configured gateway.
-    pub fn new(cfg: &SmsConfig) -> anyhow::Result<Self> {
+    pub(crate) fn new(cfg: &SmsConfig) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.timeout_ms.max(100)))
             .build()
@@ -210,12 +210,12 @@ impl Kannel {
     }
 
     /// Whether WAP Push SI/SL go through the PPG.
-    pub fn has_ppg(&self) -> bool {
+    pub(crate) fn has_ppg(&self) -> bool {
         !self.cfg.ppg_url.is_empty()
     }
 
     /// Hand one SMS (already segmented, with our UDH) to smsbox.
-    pub async fn send_part(&self, to: &str, part: &UserData) -> Result<(), SendError> {
+    pub(crate) async fn send_part(&self, to: &str, part: &UserData) -> Result<(), SendError> {
         let mut url = format!(
             "{}?username={}&password={}&from={}&to={}",
             self.cfg.sendsms_url,
@@ -243,7 +243,7 @@ impl Kannel {
 
     /// Push a WAP document (`text/vnd.wap.si` or `text/vnd.wap.sl` XML)
     /// through the PPG; Kannel compiles it to WBXML and sends it as SMS.
-    pub async fn push(
+    pub(crate) async fn push(
         &self,
         push_id: &str,
         to: &str,
