@@ -11,8 +11,11 @@
 //! - [`ingest`]: the ingest protocol v1 (control messages and frame records).
 //! - [`share`]: share-message codecs (TLV, XML, delimited text, SMS PDUs,
 //!   WSP/WDP WAP Push, WBXML).
+//! - [`mp4`]: MP4 box writers and readers (fragmented MP4 for live HLS, the
+//!   display rotation of a video track, compaction of a finished recording).
 
 pub mod attributes;
 pub mod ingest;
 pub mod media;
+pub mod mp4;
 pub mod share;

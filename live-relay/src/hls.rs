@@ -1,5 +1,5 @@
 //! Live HLS: per session, frames are cut into fMP4 segments on video
-//! keyframes (see [`crate::fmp4`]) and kept in a sliding window in memory.
+//! keyframes (written by [`sharecast_formats::mp4::fmp4`]) and kept in a sliding window in memory.
 //!
 //! - `/live/{id}/index.m3u8`: multivariant playlist (one variant per
 //!   rendition; the live path carries the `source` rendition).
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 
-use crate::fmp4::{self, Fmp4Track, Sample, TrackRun};
 use crate::lock;
+use sharecast_formats::mp4::fmp4::{self, Fmp4Track, Sample, TrackRun};
 
 /// The one live rendition.
 pub const LIVE_RENDITION: &str = "source";

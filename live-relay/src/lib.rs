@@ -32,7 +32,7 @@
 //! and removes the mount.
 //!
 //! **HLS.** The same frames also feed an fMP4 segmenter per session
-//! ([`hls`], [`fmp4`]); [`LiveRelay::http_routes`] hands the server the
+//! ([`hls`], [`sharecast_formats::mp4::fmp4`]); [`LiveRelay::http_routes`] hands the server the
 //! handlers of the playlists and segments under `/live/{id}/` and of the
 //! viewer heartbeats.
 //!
@@ -45,7 +45,6 @@
 //! carries an SEI with its capture wall clock ([`sei`]), and HLS playlists
 //! carry `#EXT-X-PROGRAM-DATE-TIME`.
 
-pub mod fmp4;
 pub mod hls;
 mod http;
 pub mod sei;
