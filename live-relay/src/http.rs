@@ -187,6 +187,21 @@ async fn wait_ready(stream: &HlsStream) -> bool {
     true
 }
 
+/// What a playlist request waits for and asks: the stream's first
+/// segment (503 without one in time), and the resume position, if any (400,
+/// counted, for one that is not a number). Err is the answer to send.
+#[allow(clippy::result_large_err)]
+async fn ready_at(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Result<Option<u64>, Response> {
+    if !wait_ready(stream).await {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_segment_yet",
+            "the stream has no segment yet",
+        ));
+    }
+    q.start_ms().inspect_err(|_| s.reject("bad_start"))
+}
+
 async fn stream_file(
     State(s): State<Arc<Shared>>,
     Path((id, file)): Path<(String, String)>,
@@ -199,19 +214,9 @@ async fn stream_file(
     };
     match file.as_str() {
         "index.m3u8" => {
-            if !wait_ready(&stream).await {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_segment_yet",
-                    "the stream has no segment yet",
-                );
-            }
-            let start = match q.start_ms() {
-                Ok(v) => v,
-                Err(r) => {
-                    s.reject("bad_start");
-                    return r;
-                }
+            let start = match ready_at(&s, &stream, &q).await {
+                Ok(start) => start,
+                Err(r) => return r,
             };
             let mut query = query_suffix(&q);
             if let Some(p) = start {
@@ -269,19 +274,9 @@ async fn rendition_file(
 /// A rendition's media playlist, once it has a segment; at a resume
 /// position (`start_ms`) and after a blocking reload (`_HLS_msn`) if asked.
 async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Response {
-    if !wait_ready(stream).await {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_segment_yet",
-            "the stream has no segment yet",
-        );
-    }
-    let start = match q.start_ms() {
-        Ok(v) => v,
-        Err(r) => {
-            s.reject("bad_start");
-            return r;
-        }
+    let start = match ready_at(s, stream, q).await {
+        Ok(start) => start,
+        Err(r) => return r,
     };
     if let Err(r) = wait_for_segment(stream, q.hls_msn.as_deref()).await {
         s.reject("bad_directive");
