@@ -52,6 +52,7 @@ pub mod caps;
 mod compact;
 pub mod ladder;
 pub mod matrix;
+mod pipeline;
 mod probe;
 mod recording;
 pub mod source;
@@ -143,6 +144,22 @@ pub struct ProducedFile {
     /// Attributes measured on the file; `url` is empty (the caller knows
     /// where the file is served).
     pub attributes: Rendition,
+}
+
+impl ProducedFile {
+    /// Measures a produced file ([`probe_file`]); its attributes are named
+    /// after its rendition.
+    pub(crate) fn measure(rendition: &str, path: &Path) -> anyhow::Result<ProducedFile> {
+        let attributes = probe_file(path).with_context(|| format!("probing {}", path.display()))?;
+        Ok(ProducedFile {
+            rendition: rendition.to_string(),
+            path: path.to_path_buf(),
+            attributes: Rendition {
+                name: rendition.to_string(),
+                ..attributes
+            },
+        })
+    }
 }
 
 /// Starts recordings. Cheap to share; one per server.
