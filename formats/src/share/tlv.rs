@@ -219,6 +219,33 @@ pub fn frame_rate_value(fps: f64) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// The share URL (literal), then the VOD, live and thumbnail URLs
+/// (relative to the share URL's origin where they share it).
+fn put_links(
+    out: &mut Vec<u8>,
+    attrs: &VideoAttributes,
+    share_origin: Option<&str>,
+) -> Result<(), EncodeError> {
+    if let Some(u) = &attrs.share_url {
+        put(out, tag::SHARE_URL, &url_value(u, None), "share URL")?;
+    }
+    if let Some(u) = &attrs.vod_url {
+        put(out, tag::VOD_URL, &url_value(u, share_origin), "VOD URL")?;
+    }
+    for u in &attrs.live_urls {
+        put(out, tag::LIVE_URL, &url_value(u, share_origin), "live URL")?;
+    }
+    if let Some(u) = &attrs.thumbnail_url {
+        put(
+            out,
+            tag::THUMBNAIL_URL,
+            &url_value(u, share_origin),
+            "thumbnail URL",
+        )?;
+    }
+    Ok(())
+}
+
 /// Encode attributes as a version-1 TLV message.
 pub fn encode(attrs: &VideoAttributes, opts: &TlvOptions) -> Result<Vec<u8>, EncodeError> {
     let mut out = vec![VERSION_1];
@@ -235,33 +262,7 @@ pub fn encode(attrs: &VideoAttributes, opts: &TlvOptions) -> Result<Vec<u8>, Enc
     if let Some(s) = &attrs.sender {
         put(&mut out, tag::SENDER, s.as_bytes(), "sender")?;
     }
-    if let Some(u) = &attrs.share_url {
-        put(&mut out, tag::SHARE_URL, &url_value(u, None), "share URL")?;
-    }
-    if let Some(u) = &attrs.vod_url {
-        put(
-            &mut out,
-            tag::VOD_URL,
-            &url_value(u, share_origin),
-            "VOD URL",
-        )?;
-    }
-    for u in &attrs.live_urls {
-        put(
-            &mut out,
-            tag::LIVE_URL,
-            &url_value(u, share_origin),
-            "live URL",
-        )?;
-    }
-    if let Some(u) = &attrs.thumbnail_url {
-        put(
-            &mut out,
-            tag::THUMBNAIL_URL,
-            &url_value(u, share_origin),
-            "thumbnail URL",
-        )?;
-    }
+    put_links(&mut out, attrs, share_origin)?;
     if !attrs.container.is_empty() {
         put(
             &mut out,
@@ -748,11 +749,8 @@ fn decode_rendition(item: &Item<'_>) -> Result<PendingRendition, DecodeError> {
     Ok(out)
 }
 
-/// Decode a TLV message. Unknown tags are skipped; a repeated
-/// single-valued tag, a bad length, a malformed value or a different major
-/// version is an error.
-pub fn decode(bytes: &[u8]) -> Result<VideoAttributes, DecodeError> {
-    let mut r = Reader::new(bytes, Layer::Tlv);
+/// Checks the version octet: the Sharecast magic, major version 1.
+fn check_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     let v = r.u8("version octet")?;
     if v >> 4 != MAGIC {
         return Err(r.error_at(
@@ -772,132 +770,172 @@ pub fn decode(bytes: &[u8]) -> Result<VideoAttributes, DecodeError> {
             },
         ));
     }
-    let mut a = VideoAttributes::default();
-    let mut seen = Seen([false; 256]);
-    let mut urls: Vec<(u8, RawUrl)> = Vec::new();
-    let mut renditions = Vec::new();
-    let mut id_seen = false;
-    while !r.is_empty() {
-        let it = read_item(&mut r)?;
+    Ok(())
+}
+
+/// A message being decoded, item by item; URLs are resolved at the end,
+/// once the share URL (wherever it was) is known.
+struct MessageDecoder {
+    a: VideoAttributes,
+    seen: Seen,
+    urls: Vec<(u8, RawUrl)>,
+    renditions: Vec<PendingRendition>,
+    id_seen: bool,
+}
+
+impl MessageDecoder {
+    /// The id, as text (`ID`) or as the 16 octets of a UUID (`ID_UUID`);
+    /// only one of the two.
+    fn id(&mut self, it: &Item<'_>) -> Result<(), DecodeError> {
+        if self.id_seen {
+            return Err(DecodeError::new(
+                Layer::Tlv,
+                it.tag_at,
+                ErrorKind::Duplicate("id".into()),
+            ));
+        }
+        self.id_seen = true;
+        self.a.id = if it.tag == tag::ID {
+            utf8(it, "id")?
+        } else if it.value.len() == 16 {
+            uuid_string(it.value)
+        } else {
+            return Err(DecodeError::new(
+                Layer::Tlv,
+                it.value_at,
+                ErrorKind::BadLength(format!("UUID id of {} octets, expected 16", it.value.len())),
+            ));
+        };
+        Ok(())
+    }
+
+    /// The share, VOD or thumbnail URL (each once), kept for resolution.
+    fn url(&mut self, it: &Item<'_>) -> Result<(), DecodeError> {
+        let name = match it.tag {
+            tag::SHARE_URL => "share URL",
+            tag::VOD_URL => "VOD URL",
+            _ => "thumbnail URL",
+        };
+        self.seen.check(it, name)?;
+        let u = raw_url(it, name)?;
+        if it.tag == tag::SHARE_URL && u.code == URL_SAME_ORIGIN {
+            return Err(DecodeError::invalid(
+                Layer::Tlv,
+                it.value_at,
+                "the share URL cannot be relative to itself",
+            ));
+        }
+        self.urls.push((it.tag, u));
+        Ok(())
+    }
+
+    /// One item. Unknown tags are skipped for forward compatibility.
+    fn item(&mut self, it: &Item<'_>) -> Result<(), DecodeError> {
+        let (a, seen) = (&mut self.a, &mut self.seen);
         match it.tag {
-            tag::ID | tag::ID_UUID => {
-                if id_seen {
-                    return Err(DecodeError::new(
-                        Layer::Tlv,
-                        it.tag_at,
-                        ErrorKind::Duplicate("id".into()),
-                    ));
-                }
-                id_seen = true;
-                a.id = if it.tag == tag::ID {
-                    utf8(&it, "id")?
-                } else if it.value.len() == 16 {
-                    uuid_string(it.value)
-                } else {
-                    return Err(DecodeError::new(
-                        Layer::Tlv,
-                        it.value_at,
-                        ErrorKind::BadLength(format!(
-                            "UUID id of {} octets, expected 16",
-                            it.value.len()
-                        )),
-                    ));
-                };
-            }
+            tag::ID | tag::ID_UUID => self.id(it)?,
+            tag::SHARE_URL | tag::VOD_URL | tag::THUMBNAIL_URL => self.url(it)?,
+            tag::LIVE_URL => self.urls.push((it.tag, raw_url(it, "live URL")?)),
+            tag::RENDITION => self.renditions.push(decode_rendition(it)?),
             tag::TITLE => {
-                seen.check(&it, "title")?;
-                a.title = Some(utf8(&it, "title")?);
+                seen.check(it, "title")?;
+                a.title = Some(utf8(it, "title")?);
             }
             tag::SENDER => {
-                seen.check(&it, "sender")?;
-                a.sender = Some(utf8(&it, "sender")?);
+                seen.check(it, "sender")?;
+                a.sender = Some(utf8(it, "sender")?);
             }
-            tag::SHARE_URL | tag::VOD_URL | tag::THUMBNAIL_URL => {
-                let name = match it.tag {
-                    tag::SHARE_URL => "share URL",
-                    tag::VOD_URL => "VOD URL",
-                    _ => "thumbnail URL",
-                };
-                seen.check(&it, name)?;
-                let u = raw_url(&it, name)?;
-                if it.tag == tag::SHARE_URL && u.code == URL_SAME_ORIGIN {
-                    return Err(DecodeError::invalid(
-                        Layer::Tlv,
-                        it.value_at,
-                        "the share URL cannot be relative to itself",
-                    ));
-                }
-                urls.push((it.tag, u));
-            }
-            tag::LIVE_URL => urls.push((it.tag, raw_url(&it, "live URL")?)),
             tag::CONTAINER => {
-                seen.check(&it, "container")?;
-                a.container = utf8(&it, "container")?;
+                seen.check(it, "container")?;
+                a.container = utf8(it, "container")?;
             }
             tag::CODECS => {
-                seen.check(&it, "codecs")?;
-                a.codecs = codecs(&it, "codecs")?;
+                seen.check(it, "codecs")?;
+                a.codecs = codecs(it, "codecs")?;
             }
             tag::SIZE => {
-                seen.check(&it, "size")?;
-                a.size_bytes = number(&it, "size")?;
+                seen.check(it, "size")?;
+                a.size_bytes = number(it, "size")?;
             }
             tag::WIDTH => {
-                seen.check(&it, "width")?;
-                a.width = number_u32(&it, "width")?;
+                seen.check(it, "width")?;
+                a.width = number_u32(it, "width")?;
             }
             tag::HEIGHT => {
-                seen.check(&it, "height")?;
-                a.height = number_u32(&it, "height")?;
+                seen.check(it, "height")?;
+                a.height = number_u32(it, "height")?;
             }
             tag::FRAME_RATE => {
-                seen.check(&it, "frame rate")?;
-                a.frame_rate = frame_rate(&it)?;
+                seen.check(it, "frame rate")?;
+                a.frame_rate = frame_rate(it)?;
             }
             tag::BITRATE => {
-                seen.check(&it, "bitrate")?;
-                a.bitrate = number(&it, "bitrate")?;
+                seen.check(it, "bitrate")?;
+                a.bitrate = number(it, "bitrate")?;
             }
             tag::DURATION => {
-                seen.check(&it, "duration")?;
-                a.duration_ms = number(&it, "duration")?;
+                seen.check(it, "duration")?;
+                a.duration_ms = number(it, "duration")?;
             }
             tag::EXPIRES => {
-                seen.check(&it, "expiry")?;
-                a.expires_unix = Some(number(&it, "expiry")?);
+                seen.check(it, "expiry")?;
+                a.expires_unix = Some(number(it, "expiry")?);
             }
             tag::START_OFFSET => {
-                seen.check(&it, "start offset")?;
-                a.start_offset_ms = Some(number(&it, "start offset")?);
+                seen.check(it, "start offset")?;
+                a.start_offset_ms = Some(number(it, "start offset")?);
             }
-            tag::RENDITION => renditions.push(decode_rendition(&it)?),
-            // Unknown tags: skipped for forward compatibility.
             _ => {}
         }
+        Ok(())
     }
-    // Resolve URLs now that the share URL (wherever it was) is known.
-    let share = match urls.iter().position(|(t, _)| *t == tag::SHARE_URL) {
-        Some(i) => Some(resolve(urls.remove(i).1, None)?),
-        None => None,
+
+    /// The attributes, with every URL resolved against the share URL.
+    fn finish(mut self) -> Result<VideoAttributes, DecodeError> {
+        let mut a = self.a;
+        let share = match self.urls.iter().position(|(t, _)| *t == tag::SHARE_URL) {
+            Some(i) => Some(resolve(self.urls.remove(i).1, None)?),
+            None => None,
+        };
+        let share_origin = share.as_deref().and_then(origin).map(str::to_owned);
+        a.share_url = share;
+        for (t, u) in self.urls {
+            let url = resolve(u, share_origin.as_deref())?;
+            match t {
+                tag::VOD_URL => a.vod_url = Some(url),
+                tag::THUMBNAIL_URL => a.thumbnail_url = Some(url),
+                _ => a.live_urls.push(url),
+            }
+        }
+        for p in self.renditions {
+            let mut rd = p.rendition;
+            if let Some(u) = p.url {
+                rd.url = resolve(u, share_origin.as_deref())?;
+            }
+            a.renditions.push(rd);
+        }
+        Ok(a)
+    }
+}
+
+/// Decode a TLV message. Unknown tags are skipped; a repeated
+/// single-valued tag, a bad length, a malformed value or a different major
+/// version is an error.
+pub fn decode(bytes: &[u8]) -> Result<VideoAttributes, DecodeError> {
+    let mut r = Reader::new(bytes, Layer::Tlv);
+    check_version(&mut r)?;
+    let mut message = MessageDecoder {
+        a: VideoAttributes::default(),
+        seen: Seen([false; 256]),
+        urls: Vec::new(),
+        renditions: Vec::new(),
+        id_seen: false,
     };
-    let share_origin = share.as_deref().and_then(origin).map(str::to_owned);
-    a.share_url = share;
-    for (t, u) in urls {
-        let url = resolve(u, share_origin.as_deref())?;
-        match t {
-            tag::VOD_URL => a.vod_url = Some(url),
-            tag::THUMBNAIL_URL => a.thumbnail_url = Some(url),
-            _ => a.live_urls.push(url),
-        }
+    while !r.is_empty() {
+        let it = read_item(&mut r)?;
+        message.item(&it)?;
     }
-    for p in renditions {
-        let mut rd = p.rendition;
-        if let Some(u) = p.url {
-            rd.url = resolve(u, share_origin.as_deref())?;
-        }
-        a.renditions.push(rd);
-    }
-    Ok(a)
+    message.finish()
 }
 
 #[cfg(test)]
