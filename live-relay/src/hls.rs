@@ -126,13 +126,13 @@ fn ms(us: i64) -> u64 {
 
 /// One media segment.
 #[derive(Debug, Clone)]
-pub(crate) struct Segment {
-    pub(crate) seq: u64,
+struct Segment {
+    seq: u64,
     /// Content time (capture µs) of the segment's first frame.
-    pub(crate) start_us: i64,
-    pub(crate) duration_us: i64,
-    pub(crate) data: Bytes,
-    pub(crate) pdt_unix_us: i64,
+    start_us: i64,
+    duration_us: i64,
+    data: Bytes,
+    pdt_unix_us: i64,
 }
 
 #[derive(Default)]

@@ -4,21 +4,22 @@
 //! [`LivePublisher`], which feeds them to viewers over RTSP
 //! (gst-rtsp-server, `rtsp://HOST:PORT/live/{session_id}`) and to an fMP4
 //! HLS segmenter (`/live/{session_id}/index.m3u8`, served through the
-//! handlers [`LiveRelay::http_routes`] hands the HTTP server). A
-//! [`ViewerTracker`] follows every RTSP session and HLS player, and yields a
-//! [`ViewerEvent::Vanished`] once per viewer that disappeared (what
-//! interruption bookmarks are made from).
+//! handlers [`LiveRelay::http_routes`] hands the HTTP server). Every RTSP
+//! session and HLS player is tracked as a viewer; one that disappears yields
+//! one [`ViewerEvent::Vanished`] (what interruption bookmarks are made
+//! from).
 //!
 //! Main types: [`LiveRelay`] (one per process, configured by
-//! [`LiveRelayConfig`]), [`LivePublisher`] (one per live stream),
-//! [`ViewerTracker`] and [`ViewerEvent`].
+//! [`LiveRelayConfig`]), [`LivePublisher`] (one per live stream) and
+//! [`ViewerEvent`].
 //!
 //! Modules, one job each: `rtsp` (the server, its mounts, the playback-token
 //! guard and the viewer-tracking hooks), `publisher` (feeding frames to the
-//! RTSP medias and to HLS), `hls` (segments and playlists), [`viewers`],
-//! `http` (the HLS and heartbeat handlers), [`sei`] (the capture clock in
-//! the live video, for glass-to-glass measurement) and `vod` (recordings
-//! over RTSP). See `docs/live.md`.
+//! RTSP medias and to HLS), `hls` (segments and playlists), `viewers`
+//! (viewer tracking and events), `http` (the HLS and heartbeat handlers),
+//! `relay` ([`LiveRelay`], which ties them together), [`sei`] (the capture
+//! clock in the live video, for glass-to-glass measurement) and `vod`
+//! (recordings over RTSP). See `docs/live.md`.
 
 #![warn(missing_docs, unreachable_pub)]
 

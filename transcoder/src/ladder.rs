@@ -65,7 +65,7 @@ impl RenditionSpec {
 
 /// Output size for a source size: the shorter side becomes `short_side`
 /// (never upscaled), the other keeps the aspect ratio; both even.
-pub fn scaled_size(width: u32, height: u32, short_side: u32) -> (u32, u32) {
+pub(crate) fn scaled_size(width: u32, height: u32, short_side: u32) -> (u32, u32) {
     let even = |v: u64| u32::try_from((v.div_ceil(2) * 2).max(2)).unwrap_or(u32::MAX);
     let short = width.min(height).max(1);
     if short <= short_side {
@@ -536,7 +536,7 @@ const ON_DEMAND_MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Encodes a finished file (a session's `source.mp4`) into one rendition, on
 /// demand: the file is read frame by frame ([`crate::source::FileSource`])
-/// into the same [`Encoder`] the ladder uses while a phone uploads, so the
+/// into the same encoder the ladder uses while a phone uploads, so the
 /// output is the same H.264 main + AAC MP4 (`out_dir/<name>.mp4`, written
 /// under a temporary name and renamed when complete). The attributes are
 /// measured on the produced file ([`crate::probe_file`]). Blocking; fails

@@ -41,17 +41,19 @@
 //!
 //! Timestamps are microseconds end to end (see [`sharecast_formats::media`]).
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use gstreamer as gst;
-pub use sharecast_formats::attributes::Rendition;
+use sharecast_formats::attributes::Rendition;
 use sharecast_formats::media::TrackInfo;
 
 pub mod caps;
 mod compact;
 pub mod ladder;
-pub mod matrix;
+mod matrix;
 mod pipeline;
 mod probe;
 mod recording;
@@ -191,11 +193,6 @@ impl Transcoder {
             }
         }
         Ok(Transcoder { cfg })
-    }
-
-    /// The configuration in use.
-    pub fn config(&self) -> &TranscoderConfig {
-        &self.cfg
     }
 
     /// Whether a session with these tracks can be recorded; the error says

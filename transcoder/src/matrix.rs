@@ -63,7 +63,7 @@ fn open_moov(path: &Path, write: bool) -> anyhow::Result<(File, u64, Vec<u8>)> {
 /// Reads the display rotation of the file's video track, degrees
 /// clockwise; 0 without a video track. An error for a matrix that is not a
 /// plain rotation (mirrored or scaled).
-pub fn read_rotation(path: &Path) -> anyhow::Result<u32> {
+pub(crate) fn read_rotation(path: &Path) -> anyhow::Result<u32> {
     let (_, _, moov) = open_moov(path, false)?;
     match video_tkhd(&moov).with_context(|| format!("parsing {}", path.display()))? {
         None => Ok(0),
@@ -79,7 +79,7 @@ pub fn read_rotation(path: &Path) -> anyhow::Result<u32> {
 
 /// Whether the file's index lists a video track: `Ok(None)` when the file
 /// has no index (`moov`) yet, as a recording in its first fragment.
-pub fn index_has_video(path: &Path) -> anyhow::Result<Option<bool>> {
+pub(crate) fn index_has_video(path: &Path) -> anyhow::Result<Option<bool>> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let Some((_, moov)) =
         read_moov(&mut file).with_context(|| format!("reading {}", path.display()))?
@@ -93,7 +93,7 @@ pub fn index_has_video(path: &Path) -> anyhow::Result<Option<bool>> {
 /// Writes the display rotation (degrees clockwise) into the file's video
 /// track matrix, in place. Returns `false` (file untouched) when the file
 /// has no video track.
-pub fn write_rotation(path: &Path, rotation: u32) -> anyhow::Result<bool> {
+pub(crate) fn write_rotation(path: &Path, rotation: u32) -> anyhow::Result<bool> {
     let (mut file, at, moov) = open_moov(path, true)?;
     let Some(t) = video_tkhd(&moov).with_context(|| format!("parsing {}", path.display()))? else {
         return Ok(false);

@@ -113,7 +113,7 @@ fn sniff_container(path: &Path) -> anyhow::Result<Container> {
 }
 
 /// The wire codec name for a caps structure ("h264", "aac", "vp8", ...).
-pub fn codec_name(s: &gst::StructureRef) -> String {
+pub(crate) fn codec_name(s: &gst::StructureRef) -> String {
     match s.name().as_str() {
         "video/x-h264" => "h264".into(),
         "video/x-h265" => "h265".into(),

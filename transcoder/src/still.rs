@@ -91,7 +91,7 @@ pub fn frame_jpeg(path: &Path, t_ms: u64) -> Result<Vec<u8>, StillError> {
 /// Writes the poster image of a VOD file (the frame at one second, or at
 /// the middle of shorter videos) to `out`. Returns `Ok(false)` for a file
 /// without video.
-pub fn write_poster(path: &Path, out: &Path) -> anyhow::Result<bool> {
+pub(crate) fn write_poster(path: &Path, out: &Path) -> anyhow::Result<bool> {
     let duration_ms = crate::probe_file(path)
         .with_context(|| format!("probing {}", path.display()))?
         .duration_ms;

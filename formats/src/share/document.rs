@@ -1,7 +1,7 @@
 //! A small element tree shared by the XML and WBXML codecs, and the
 //! Sharecast video-attribute document built on it.
 //!
-//! The video document (namespace [`NAMESPACE`], described in
+//! The video document (namespace `urn:sharecast:video-attributes:1`, described in
 //! `docs/share-messages.md`, which also has an XML Schema):
 //!
 //! ```xml
@@ -30,7 +30,7 @@ use crate::attributes::{Rendition, VideoAttributes};
 use super::error::{DecodeError, ErrorKind, Layer};
 
 /// XML namespace of the video document.
-pub const NAMESPACE: &str = "urn:sharecast:video-attributes:1";
+pub(crate) const NAMESPACE: &str = "urn:sharecast:video-attributes:1";
 /// Document version written by this implementation.
 pub const VERSION: &str = "1";
 
@@ -68,7 +68,7 @@ impl Element {
 
     /// Add an attribute (builder style).
     #[must_use]
-    pub fn attr(mut self, name: &str, value: impl Into<String>) -> Self {
+    pub(crate) fn attr(mut self, name: &str, value: impl Into<String>) -> Self {
         self.attributes.push((name.to_owned(), value.into()));
         self
     }
@@ -96,7 +96,7 @@ impl Element {
     }
 
     /// Child elements.
-    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+    pub(crate) fn elements(&self) -> impl Iterator<Item = &Element> {
         self.children.iter().filter_map(|n| match n {
             Node::Element(e) => Some(e),
             Node::Text(_) => None,
@@ -104,7 +104,7 @@ impl Element {
     }
 
     /// All text children concatenated.
-    pub fn text_content(&self) -> String {
+    pub(crate) fn text_content(&self) -> String {
         self.children
             .iter()
             .filter_map(|n| match n {
@@ -346,7 +346,7 @@ fn read_rendition(e: &Element, layer: Layer) -> Result<Rendition, DecodeError> {
 
 /// Read the video document. `layer` is the layer errors are reported in
 /// (XML or WBXML); offsets are the elements' offsets in their source.
-pub fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, DecodeError> {
+pub(crate) fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, DecodeError> {
     check_root(root, layer)?;
     let mut a = VideoAttributes {
         id: root.get("id").unwrap_or("").to_owned(),

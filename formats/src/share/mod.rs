@@ -33,7 +33,7 @@ pub mod si;
 pub mod sl;
 pub mod sms;
 pub mod text;
-pub mod time;
+mod time;
 pub mod tlv;
 pub mod ucs2;
 pub mod varint;
@@ -48,7 +48,7 @@ pub use message::{
     encode_user_data, encode_wap_push, Assembled, DecodedShare, MessageOptions, Payload,
     ShareFormat,
 };
-pub use segment::{segment, submit_pdus, Content, SegmentOptions, SubmitOptions};
+pub use segment::{segment, Content, SegmentOptions, SubmitOptions};
 pub use sms::{decode_pdu, parse_hex, Address, SmsDeliver, SmsPdu, SmsSubmit, SmscField};
 
 /// The WDP/SMS application port of Sharecast TLV messages (16029 =

@@ -18,7 +18,7 @@ use crate::attributes::VideoAttributes;
 use super::error::{DecodeError, EncodeError, ErrorKind, Layer};
 
 /// The field delimiter.
-pub const DELIMITER: char = '§';
+pub(crate) const DELIMITER: char = '§';
 
 fn escape(s: &str) -> String {
     s.replace(DELIMITER, "§§")

@@ -16,7 +16,7 @@
 //! version (an incompatible change) changes the low nibble of the first
 //! octet. Numbers are unsigned LEB128 varints that fill their value
 //! exactly. The tag table, value encodings and worked examples are in
-//! `docs/share-messages.md`; the constants are in [`tag`].
+//! `docs/share-messages.md`.
 //!
 //! Offsets in decode errors count bytes from the version octet.
 
@@ -26,78 +26,78 @@ use super::error::{DecodeError, EncodeError, ErrorKind, Layer, Reader};
 use super::varint::{read_leb128, write_leb128};
 
 /// Version octet of version 1.
-pub const VERSION_1: u8 = 0xC1;
+pub(crate) const VERSION_1: u8 = 0xC1;
 /// Magic in the high nibble of the version octet.
-pub const MAGIC: u8 = 0xC;
+pub(crate) const MAGIC: u8 = 0xC;
 
 /// Tag numbers.
-pub mod tag {
+pub(crate) mod tag {
     /// Asset id, UTF-8.
-    pub const ID: u8 = 0x01;
+    pub(crate) const ID: u8 = 0x01;
     /// Asset id that is a lowercase hyphenated UUID, as 16 raw octets.
-    pub const ID_UUID: u8 = 0x02;
+    pub(crate) const ID_UUID: u8 = 0x02;
     /// Title, UTF-8.
-    pub const TITLE: u8 = 0x03;
+    pub(crate) const TITLE: u8 = 0x03;
     /// Sender, UTF-8.
-    pub const SENDER: u8 = 0x04;
+    pub(crate) const SENDER: u8 = 0x04;
     /// Share page URL (URL encoding).
-    pub const SHARE_URL: u8 = 0x05;
+    pub(crate) const SHARE_URL: u8 = 0x05;
     /// VOD URL (URL encoding).
-    pub const VOD_URL: u8 = 0x06;
+    pub(crate) const VOD_URL: u8 = 0x06;
     /// A live URL (URL encoding); repeatable.
-    pub const LIVE_URL: u8 = 0x07;
+    pub(crate) const LIVE_URL: u8 = 0x07;
     /// Thumbnail URL (URL encoding).
-    pub const THUMBNAIL_URL: u8 = 0x08;
+    pub(crate) const THUMBNAIL_URL: u8 = 0x08;
     /// Container, UTF-8.
-    pub const CONTAINER: u8 = 0x09;
+    pub(crate) const CONTAINER: u8 = 0x09;
     /// Codecs: comma-separated RFC 6381 strings, ASCII with the
-    /// [`super::CODEC_FRAGMENTS`] codes.
-    pub const CODECS: u8 = 0x0A;
+    /// `CODEC_FRAGMENTS` codes.
+    pub(crate) const CODECS: u8 = 0x0A;
     /// Size in bytes, varint.
-    pub const SIZE: u8 = 0x0B;
+    pub(crate) const SIZE: u8 = 0x0B;
     /// Width, varint.
-    pub const WIDTH: u8 = 0x0C;
+    pub(crate) const WIDTH: u8 = 0x0C;
     /// Height, varint.
-    pub const HEIGHT: u8 = 0x0D;
+    pub(crate) const HEIGHT: u8 = 0x0D;
     /// Frame rate: one varint (milli-fps) or two (numerator, denominator).
-    pub const FRAME_RATE: u8 = 0x0E;
+    pub(crate) const FRAME_RATE: u8 = 0x0E;
     /// Bitrate in bits per second, varint.
-    pub const BITRATE: u8 = 0x0F;
+    pub(crate) const BITRATE: u8 = 0x0F;
     /// Duration in milliseconds, varint.
-    pub const DURATION: u8 = 0x10;
+    pub(crate) const DURATION: u8 = 0x10;
     /// Expiry, Unix seconds, varint.
-    pub const EXPIRES: u8 = 0x11;
+    pub(crate) const EXPIRES: u8 = 0x11;
     /// Start offset in milliseconds, varint.
-    pub const START_OFFSET: u8 = 0x12;
+    pub(crate) const START_OFFSET: u8 = 0x12;
     /// A rendition: nested items with the `R_*` tags; repeatable.
-    pub const RENDITION: u8 = 0x13;
+    pub(crate) const RENDITION: u8 = 0x13;
 
     /// Rendition name, UTF-8.
-    pub const R_NAME: u8 = 0x01;
+    pub(crate) const R_NAME: u8 = 0x01;
     /// Rendition URL (URL encoding).
-    pub const R_URL: u8 = 0x02;
+    pub(crate) const R_URL: u8 = 0x02;
     /// Rendition container, UTF-8.
-    pub const R_CONTAINER: u8 = 0x03;
+    pub(crate) const R_CONTAINER: u8 = 0x03;
     /// Rendition MIME type, UTF-8.
-    pub const R_MIME: u8 = 0x04;
+    pub(crate) const R_MIME: u8 = 0x04;
     /// Rendition codecs (as [`CODECS`]).
-    pub const R_CODECS: u8 = 0x05;
+    pub(crate) const R_CODECS: u8 = 0x05;
     /// Rendition size, varint.
-    pub const R_SIZE: u8 = 0x06;
+    pub(crate) const R_SIZE: u8 = 0x06;
     /// Rendition width, varint.
-    pub const R_WIDTH: u8 = 0x07;
+    pub(crate) const R_WIDTH: u8 = 0x07;
     /// Rendition height, varint.
-    pub const R_HEIGHT: u8 = 0x08;
+    pub(crate) const R_HEIGHT: u8 = 0x08;
     /// Rendition frame rate (as [`FRAME_RATE`]).
-    pub const R_FRAME_RATE: u8 = 0x09;
+    pub(crate) const R_FRAME_RATE: u8 = 0x09;
     /// Rendition bitrate, varint.
-    pub const R_BITRATE: u8 = 0x0A;
+    pub(crate) const R_BITRATE: u8 = 0x0A;
     /// Rendition duration, varint.
-    pub const R_DURATION: u8 = 0x0B;
+    pub(crate) const R_DURATION: u8 = 0x0B;
 }
 
 /// URL prefix codes: the first octet of every URL value.
-pub const URL_PREFIXES: [(u8, &str); 6] = [
+pub(crate) const URL_PREFIXES: [(u8, &str); 6] = [
     (0x01, "http://"),
     (0x02, "https://"),
     (0x03, "http://www."),
@@ -106,10 +106,10 @@ pub const URL_PREFIXES: [(u8, &str); 6] = [
     (0x06, "rtsps://"),
 ];
 /// URL code 0x00: the rest is the whole URL.
-pub const URL_LITERAL: u8 = 0x00;
+pub(crate) const URL_LITERAL: u8 = 0x00;
 /// URL code 0x07: the rest is a path (starting with `/`) on the origin
 /// (`scheme://host[:port]`) of the share URL.
-pub const URL_SAME_ORIGIN: u8 = 0x07;
+pub(crate) const URL_SAME_ORIGIN: u8 = 0x07;
 
 /// What to include.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -198,7 +198,7 @@ fn url_value(url: &str, share_origin: Option<&str>) -> Vec<u8> {
 /// varints (numerator, denominator) with denominator 1001 when exact, else
 /// micro-fps as (fps * 10^6, 10^6). `None` for 0, negative or non-finite
 /// rates (they are not sent; the recipient reads 0).
-pub fn frame_rate_value(fps: f64) -> Option<Vec<u8>> {
+pub(crate) fn frame_rate_value(fps: f64) -> Option<Vec<u8>> {
     if !fps.is_finite() || fps <= 0.0 || fps > 1.0e12 {
         return None;
     }
@@ -310,7 +310,7 @@ fn put_nonzero(out: &mut Vec<u8>, tag: u8, v: u64) {
 
 /// Codec-string fragments sent as one octet (0x80 + index) inside codecs
 /// values. RFC 6381 codec strings are ASCII, so octets from 0x80 are free.
-pub const CODEC_FRAGMENTS: [&str; 15] = [
+pub(crate) const CODEC_FRAGMENTS: [&str; 15] = [
     "avc1.",
     "avc3.",
     "hvc1.",
@@ -331,7 +331,7 @@ pub const CODEC_FRAGMENTS: [&str; 15] = [
 /// The codecs value: the codec strings joined by commas, with the
 /// [`CODEC_FRAGMENTS`] replaced by their one-octet codes (longest match
 /// first).
-pub fn codecs_value(codecs: &[String]) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn codecs_value(codecs: &[String]) -> Result<Vec<u8>, EncodeError> {
     if let Some(c) = codecs
         .iter()
         .find(|c| c.contains(',') || c.is_empty() || !c.is_ascii())

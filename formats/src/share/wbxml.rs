@@ -23,25 +23,25 @@ use super::varint::{read_uintvar, write_uintvar};
 /// Global tokens (WAP-192 §7.1).
 pub mod token {
     /// Change the code page.
-    pub const SWITCH_PAGE: u8 = 0x00;
+    pub(crate) const SWITCH_PAGE: u8 = 0x00;
     /// End of attribute list or element.
     pub const END: u8 = 0x01;
     /// Character entity.
-    pub const ENTITY: u8 = 0x02;
+    pub(crate) const ENTITY: u8 = 0x02;
     /// Inline string.
-    pub const STR_I: u8 = 0x03;
+    pub(crate) const STR_I: u8 = 0x03;
     /// Unknown tag or attribute name (string-table reference).
-    pub const LITERAL: u8 = 0x04;
+    pub(crate) const LITERAL: u8 = 0x04;
     /// Processing instruction.
-    pub const PI: u8 = 0x43;
+    pub(crate) const PI: u8 = 0x43;
     /// String-table reference.
-    pub const STR_T: u8 = 0x83;
+    pub(crate) const STR_T: u8 = 0x83;
     /// Opaque data.
     pub const OPAQUE: u8 = 0xC3;
     /// Tag has attributes.
-    pub const HAS_ATTRIBUTES: u8 = 0x80;
+    pub(crate) const HAS_ATTRIBUTES: u8 = 0x80;
     /// Tag has content.
-    pub const HAS_CONTENT: u8 = 0x40;
+    pub(crate) const HAS_CONTENT: u8 = 0x40;
 }
 
 /// WBXML version 1.3.
@@ -49,11 +49,11 @@ pub const VERSION_1_3: u8 = 0x03;
 /// WBXML version 1.2.
 pub const VERSION_1_2: u8 = 0x02;
 /// IANA MIBenum of UTF-8.
-pub const CHARSET_UTF8: u32 = 106;
+pub(crate) const CHARSET_UTF8: u32 = 106;
 /// Public identifier "unknown or missing" (WAP-192 §7.2.1).
-pub const PUBLIC_ID_UNKNOWN: u32 = 0x01;
+pub(crate) const PUBLIC_ID_UNKNOWN: u32 = 0x01;
 /// Deepest element nesting accepted when decoding.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// How a dialect's documents are identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub struct Document {
 // per octet, trailing zero octets dropped.
 
 /// Encode an ISO 8601 UTC date (`YYYY-MM-DDThh:mm:ssZ`) as 1..=7 octets.
-pub fn encode_date(s: &str) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn encode_date(s: &str) -> Result<Vec<u8>, EncodeError> {
     let b = s.as_bytes();
     let shape_ok = b.len() == 20
         && b[4] == b'-'
@@ -180,7 +180,7 @@ pub fn iso_date(unix: u64) -> String {
 }
 
 /// Unix seconds of `YYYY-MM-DDThh:mm:ssZ`, if valid and not before 1970.
-pub fn parse_iso_date(s: &str) -> Option<u64> {
+pub(crate) fn parse_iso_date(s: &str) -> Option<u64> {
     let octets = encode_date(s).ok()?;
     let mut d = [0u32; 14];
     for (i, o) in octets.iter().enumerate() {

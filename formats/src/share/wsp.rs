@@ -18,20 +18,18 @@ use super::error::{DecodeError, EncodeError, ErrorKind, Layer, Reader};
 use super::varint::{read_uintvar, write_uintvar};
 
 /// PDU type Push.
-pub const PDU_PUSH: u8 = 0x06;
+pub(crate) const PDU_PUSH: u8 = 0x06;
 /// PDU type ConfirmedPush (connection-oriented only; not accepted here).
-pub const PDU_CONFIRMED_PUSH: u8 = 0x07;
+pub(crate) const PDU_CONFIRMED_PUSH: u8 = 0x07;
 /// WDP port of the connectionless push application (WAP-259-WDP Appendix B).
 pub const WAP_PUSH_PORT: u16 = 2948;
 /// Source port used for pushes (the WSP/WTP gateway port).
 pub const WAP_PUSH_SOURCE_PORT: u16 = 9200;
 /// Well-known header field X-Wap-Application-Id (WAP-230 Table 39).
-pub const FIELD_X_WAP_APPLICATION_ID: u8 = 0x2F;
-/// Well-known header field Content-Type.
-pub const FIELD_CONTENT_TYPE: u8 = 0x11;
+pub(crate) const FIELD_X_WAP_APPLICATION_ID: u8 = 0x2F;
 /// Push application id `x-wap-application:wml.ua` (OMNA registry), used
 /// for SI and SL.
-pub const APP_ID_WML_UA: u32 = 0x02;
+pub(crate) const APP_ID_WML_UA: u32 = 0x02;
 
 /// Content type `application/vnd.wap.sic` (WAP-230 Table 40).
 pub const CT_SIC: u8 = 0x2E;
@@ -89,7 +87,7 @@ impl ContentType {
 /// The push application the PDU is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplicationId {
-    /// A registered code (e.g. [`APP_ID_WML_UA`]).
+    /// A registered code (e.g. 0x02, `x-wap-application:wml.ua`).
     Code(u32),
     /// A URI.
     Uri(String),

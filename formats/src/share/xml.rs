@@ -1,5 +1,5 @@
 //! The video-attribute document as XML text (namespace
-//! [`document::NAMESPACE`]), sent as a plain
+//! `urn:sharecast:video-attributes:1`), sent as a plain
 //! text SMS (GSM 7-bit when the content allows, else UCS-2) or inside a WAP
 //! Push as `application/vnd.sharecast.video+xml`.
 //!
@@ -17,7 +17,7 @@ use super::document::{self, Element, Node, NAMESPACE};
 use super::error::{DecodeError, EncodeError, ErrorKind, Layer};
 
 /// Deepest element nesting accepted when parsing.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 fn check_chars(s: &str, field: &'static str) -> Result<(), EncodeError> {
     match s.chars().find(|&c| {
@@ -88,7 +88,7 @@ fn write_element(out: &mut String, e: &Element, xmlns: Option<&str>) -> Result<(
 
 /// Serialise an element tree as an XML document (no indentation, to keep
 /// SMS short), with `namespace` declared on the root.
-pub fn write_document(root: &Element, namespace: &str) -> Result<String, EncodeError> {
+pub(crate) fn write_document(root: &Element, namespace: &str) -> Result<String, EncodeError> {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     write_element(&mut out, root, Some(namespace))?;
     Ok(out)
