@@ -15,6 +15,11 @@
 //! shares comes from the produced files. See the `recording` module source
 //! for the pipeline and `docs/transcoder.md`.
 //!
+//! Main types: [`Transcoder`] (one per server, configured by
+//! [`TranscoderConfig`]), [`Recording`] (one per session) and the
+//! [`ProducedFile`]s it yields; [`source::FileSource`] reads a file frame by
+//! frame.
+//!
 //! ```no_run
 //! # fn demo(tracks: &[sharecast_formats::media::TrackInfo],
 //! #         frames: &[sharecast_formats::media::MediaFrame]) -> anyhow::Result<()> {

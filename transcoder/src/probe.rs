@@ -1,5 +1,5 @@
-//! Measuring a produced file: the video attribute data (SEEDS S4 step 4) comes
-//! from the file on disk, never from what the phone claimed.
+//! Measuring a produced file: the video attribute data the phone shares
+//! comes from the file on disk, never from what the phone claimed.
 
 use std::path::Path;
 

@@ -1,4 +1,6 @@
-//! Share-message codecs (SEEDS S4 step 5). See `docs/share-messages.md`.
+//! Share-message codecs: how phone video sharing carries a video's
+//! attributes to recipients in share messages (SMS and WAP Push). See
+//! `docs/share-messages.md`.
 //!
 //! The phone (or the communication proxy) wraps the video attributes into a
 //! message and sends it to recipients by SMS; the recipient parses it. Every
