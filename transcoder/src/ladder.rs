@@ -255,9 +255,9 @@ fn video_encoding(
     let profile = gst::Caps::builder("video/x-h264")
         .field("profile", "main")
         .build();
-    // Slice threads only: frame threading costs about 12% more CPU in this
-    // decoder (thread hand-offs) for no gain in a ladder whose encoder
-    // already keeps every core busy (bench/transcoder.sh).
+    // Slice threads only: frame threading costs this decoder more CPU
+    // (thread hand-offs) for no gain in a ladder whose encoder already
+    // keeps every core busy (figures in bench/RESULTS.md).
     let decoder = gst::ElementFactory::make(decoder)
         .property_from_str("thread-type", "slice")
         .build()
