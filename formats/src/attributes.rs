@@ -1,5 +1,6 @@
-//! Video attribute data (SEEDS S4 step 4): what the server returns to the phone
-//! when the outputs exist, and what share messages carry to recipients.
+//! Video attribute data of phone video sharing: what the server returns to
+//! the phone when the outputs exist, and what share messages carry to
+//! recipients.
 //!
 //! Sizes are in bytes, durations and offsets in milliseconds, bitrates in bits
 //! per second, frame rates in frames per second.

@@ -24,15 +24,15 @@ pub const ALPN: &[u8] = b"sharecast/1";
 /// Protocol version carried in HELLO.
 pub const VERSION: u32 = 1;
 /// Size of a control message header (type + length).
-pub const CONTROL_HEADER_LEN: usize = 5;
+pub(crate) const CONTROL_HEADER_LEN: usize = 5;
 /// Largest control payload accepted (64 KiB).
-pub const MAX_CONTROL_PAYLOAD: usize = 64 * 1024;
+pub(crate) const MAX_CONTROL_PAYLOAD: usize = 64 * 1024;
 /// Size of a frame record header.
 pub const FRAME_HEADER_LEN: usize = 36;
 /// First byte of every frame record.
-pub const FRAME_RECORD_TYPE: u8 = 0x46; // 'F'
+pub(crate) const FRAME_RECORD_TYPE: u8 = 0x46; // 'F'
 /// Frame flag: the frame is a keyframe (decoding can start here).
-pub const FLAG_KEYFRAME: u8 = 0x01;
+pub(crate) const FLAG_KEYFRAME: u8 = 0x01;
 /// Largest track id.
 pub const MAX_TRACK_ID: u8 = 15;
 /// Most tracks one HELLO may declare (ids are 0..=[`MAX_TRACK_ID`], unique).
@@ -576,7 +576,7 @@ pub enum DecodeError {
     /// A control message type byte that v1 does not define.
     #[error("unknown control message type 0x{0:02x} at byte 0")]
     UnknownType(u8),
-    /// A control payload longer than [`MAX_CONTROL_PAYLOAD`].
+    /// A control payload longer than the limit (64 KiB).
     #[error("control payload of {0} bytes exceeds the limit of {MAX_CONTROL_PAYLOAD}")]
     ControlTooLarge(u32),
     /// The JSON payload does not match the message type.
@@ -589,7 +589,7 @@ pub enum DecodeError {
         /// Parser message.
         detail: String,
     },
-    /// A frame record does not start with [`FRAME_RECORD_TYPE`].
+    /// A frame record does not start with its type octet, `F` (0x46).
     #[error("frame record starts with 0x{0:02x}, expected 0x46")]
     BadRecordType(u8),
     /// A frame record's reserved byte or unknown flag bits are set.

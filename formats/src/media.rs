@@ -83,15 +83,15 @@ pub struct TrackInfo {
     pub channels: Option<u32>,
     /// Display rotation of a video track, degrees **clockwise**: the coded
     /// picture (`width` x `height`, as the sensor delivers it) must be
-    /// rotated by this much to be shown upright. One of 0, 90, 180, 270
-    /// ([`ROTATIONS`]); anything else is refused by the server. Optional on
+    /// rotated by this much to be shown upright. One of 0, 90, 180, 270;
+    /// anything else is refused by the server. Optional on
     /// the wire (protocol v1): absent means 0, and 0 is not sent.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rotation: u32,
 }
 
 /// The display rotations a track may declare, degrees clockwise.
-pub const ROTATIONS: [u32; 4] = [0, 90, 180, 270];
+pub(crate) const ROTATIONS: [u32; 4] = [0, 90, 180, 270];
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
@@ -104,7 +104,7 @@ impl TrackInfo {
     }
 
     /// Checks the declared display rotation: `Err` with a message fit for
-    /// the phone and the log unless it is one of [`ROTATIONS`].
+    /// the phone and the log unless it is 0, 90, 180 or 270.
     pub fn check_rotation(&self) -> Result<(), String> {
         if ROTATIONS.contains(&self.rotation) {
             Ok(())
@@ -146,11 +146,11 @@ pub trait FrameSink: Send + Sync {
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         hex::decode(s).map_err(serde::de::Error::custom)
     }

@@ -1,5 +1,5 @@
 //! Live HLS: per session, frames are cut into fMP4 segments on video
-//! keyframes (see [`crate::fmp4`]) and kept in a sliding window in memory.
+//! keyframes (written by [`sharecast_formats::mp4::fmp4`]) and kept in a sliding window in memory.
 //!
 //! - `/live/{id}/index.m3u8`: multivariant playlist (one variant per
 //!   rendition; the live path carries the `source` rendition).
@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 
-use crate::fmp4::{self, Fmp4Track, Sample, TrackRun};
 use crate::lock;
+use sharecast_formats::mp4::fmp4::{self, Fmp4Track, Sample, TrackRun};
 
 /// The one live rendition.
-pub const LIVE_RENDITION: &str = "source";
+pub(crate) const LIVE_RENDITION: &str = "source";
 
 /// HLS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,13 +126,13 @@ fn ms(us: i64) -> u64 {
 
 /// One media segment.
 #[derive(Debug, Clone)]
-pub(crate) struct Segment {
-    pub seq: u64,
+struct Segment {
+    seq: u64,
     /// Content time (capture µs) of the segment's first frame.
-    pub start_us: i64,
-    pub duration_us: i64,
-    pub data: Bytes,
-    pub pdt_unix_us: i64,
+    start_us: i64,
+    duration_us: i64,
+    data: Bytes,
+    pdt_unix_us: i64,
 }
 
 #[derive(Default)]
@@ -155,7 +155,7 @@ struct State {
 }
 
 /// The HLS side of one live session.
-pub struct HlsStream {
+pub(crate) struct HlsStream {
     pub(crate) session_id: String,
     tracks: Vec<Fmp4Track>,
     has_video: bool,
@@ -387,7 +387,7 @@ impl HlsStream {
     }
 
     /// Where a player resuming at content position `position_ms` starts.
-    pub fn live_start(&self, position_ms: u64) -> Result<LiveStart, LiveStartError> {
+    pub(crate) fn live_start(&self, position_ms: u64) -> Result<LiveStart, LiveStartError> {
         let st = lock(&self.state);
         let position_us = i64::try_from(position_ms)
             .unwrap_or(i64::MAX / 1000)
@@ -536,7 +536,7 @@ impl HlsStream {
 }
 
 /// Unix µs as `2024-01-02T03:04:05.678Z`.
-pub fn iso8601(unix_us: i64) -> String {
+fn iso8601(unix_us: i64) -> String {
     let ms = unix_us.div_euclid(1000);
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);

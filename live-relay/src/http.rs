@@ -14,8 +14,9 @@ use axum::Json;
 use serde::Deserialize;
 
 use crate::hls::{HlsStream, LiveStartError, LIVE_RENDITION};
+use crate::lock;
+use crate::relay::Shared;
 use crate::viewers::{Heartbeat, HeartbeatRefused, Protocol};
-use crate::{lock, Shared};
 
 /// How long a playlist request waits for the first segment.
 const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
@@ -106,10 +107,6 @@ impl TokenQuery {
 }
 
 impl Shared {
-    pub(crate) fn reject(&self, reason: &'static str) {
-        *lock(&self.rejected).entry(reason).or_insert(0) += 1;
-    }
-
     /// The stream, after the token check. Err is the answer to send.
     // The error is the HTTP answer itself; handlers return it as is.
     #[allow(clippy::result_large_err)]
@@ -190,6 +187,21 @@ async fn wait_ready(stream: &HlsStream) -> bool {
     true
 }
 
+/// What a playlist request waits for and asks: the stream's first
+/// segment (503 without one in time), and the resume position, if any (400,
+/// counted, for one that is not a number). Err is the answer to send.
+#[allow(clippy::result_large_err)]
+async fn ready_at(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Result<Option<u64>, Response> {
+    if !wait_ready(stream).await {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_segment_yet",
+            "the stream has no segment yet",
+        ));
+    }
+    q.start_ms().inspect_err(|_| s.reject("bad_start"))
+}
+
 async fn stream_file(
     State(s): State<Arc<Shared>>,
     Path((id, file)): Path<(String, String)>,
@@ -202,19 +214,9 @@ async fn stream_file(
     };
     match file.as_str() {
         "index.m3u8" => {
-            if !wait_ready(&stream).await {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_segment_yet",
-                    "the stream has no segment yet",
-                );
-            }
-            let start = match q.start_ms() {
-                Ok(v) => v,
-                Err(r) => {
-                    s.reject("bad_start");
-                    return r;
-                }
+            let start = match ready_at(&s, &stream, &q).await {
+                Ok(start) => start,
+                Err(r) => return r,
             };
             let mut query = query_suffix(&q);
             if let Some(p) = start {
@@ -261,40 +263,41 @@ async fn rendition_file(
         );
     };
     if file == "index.m3u8" {
-        if !wait_ready(&stream).await {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_segment_yet",
-                "the stream has no segment yet",
-            );
-        }
-        let start = match q.start_ms() {
-            Ok(v) => v,
-            Err(r) => {
-                s.reject("bad_start");
-                return r;
-            }
-        };
-        if let Err(r) = wait_for_segment(&stream, q.hls_msn.as_deref()).await {
-            s.reject("bad_directive");
-            return r;
-        }
-        return match stream.media_playlist(&query_suffix(&q), start) {
-            Ok(body) => playlist(body),
-            Err(e @ LiveStartError::PastEnd { .. }) => {
-                s.reject("past_end");
-                error(StatusCode::RANGE_NOT_SATISFIABLE, "past_end", e.to_string())
-            }
-            Err(e) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_segment_yet",
-                e.to_string(),
-            ),
-        };
+        return media_playlist(&s, &stream, &q).await;
     }
     if file == "init.mp4" {
         return media(stream.init(), "max-age=3600");
     }
+    segment(&s, &stream, &file)
+}
+
+/// A rendition's media playlist, once it has a segment; at a resume
+/// position (`start_ms`) and after a blocking reload (`_HLS_msn`) if asked.
+async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Response {
+    let start = match ready_at(s, stream, q).await {
+        Ok(start) => start,
+        Err(r) => return r,
+    };
+    if let Err(r) = wait_for_segment(stream, q.hls_msn.as_deref()).await {
+        s.reject("bad_directive");
+        return r;
+    }
+    match stream.media_playlist(&query_suffix(q), start) {
+        Ok(body) => playlist(body),
+        Err(e @ LiveStartError::PastEnd { .. }) => {
+            s.reject("past_end");
+            error(StatusCode::RANGE_NOT_SATISFIABLE, "past_end", e.to_string())
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_segment_yet",
+            e.to_string(),
+        ),
+    }
+}
+
+/// A media segment, `seg{n}.m4s`, while the stream still has it.
+fn segment(s: &Shared, stream: &HlsStream, file: &str) -> Response {
     let seq = file
         .strip_prefix("seg")
         .and_then(|r| r.strip_suffix(".m4s"))

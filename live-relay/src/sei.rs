@@ -2,7 +2,7 @@
 //! unregistered" message inserted in every H.264/H.265 access unit of the
 //! RTSP path, so a test client can compute capture-to-display delay.
 //!
-//! Payload: the 16-byte [`CAPTURE_CLOCK_UUID`] then the capture wall clock as
+//! Payload: the 16-byte UUID `SHARECASTCLOCK!!` then the capture wall clock as
 //! an 8-byte big-endian count of microseconds since the Unix epoch (the
 //! session's `anchor_unix_us` + the frame's PTS). The NAL goes right before
 //! the first slice of the access unit; emulation prevention is applied.
@@ -11,11 +11,11 @@ use bytes::Bytes;
 
 /// UUID identifying the Sharecast capture-clock SEI
 /// (`5348-4152-4543-4153-54434c4f434b2121`, "SHARECASTCLOCK!!").
-pub const CAPTURE_CLOCK_UUID: [u8; 16] = *b"SHARECASTCLOCK!!";
+pub(crate) const CAPTURE_CLOCK_UUID: [u8; 16] = *b"SHARECASTCLOCK!!";
 
 /// Which NAL syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NalSyntax {
+pub(crate) enum NalSyntax {
     /// H.264: 1-byte NAL header.
     H264,
     /// H.265: 2-byte NAL header.
@@ -23,7 +23,7 @@ pub enum NalSyntax {
 }
 
 /// NAL length-prefix size from an avcC (byte 4) or hvcC (byte 21) record.
-pub fn length_size(syntax: NalSyntax, codec_data: &[u8]) -> usize {
+pub(crate) fn length_size(syntax: NalSyntax, codec_data: &[u8]) -> usize {
     let b = match syntax {
         NalSyntax::H264 => codec_data.get(4),
         NalSyntax::H265 => codec_data.get(21),
@@ -61,7 +61,7 @@ fn is_vcl(syntax: NalSyntax, header: u8) -> bool {
 
 /// Returns the access unit with the capture-clock SEI inserted before its
 /// first slice, or `None` when the AU does not parse (it is then sent as is).
-pub fn insert_capture_clock(
+pub(crate) fn insert_capture_clock(
     syntax: NalSyntax,
     length_size: usize,
     au: &[u8],

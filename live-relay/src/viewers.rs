@@ -29,7 +29,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Protocol::Rtsp => "rtsp",
             Protocol::Hls => "hls",
@@ -75,14 +75,14 @@ pub enum ViewerEvent {
 
 impl ViewerEvent {
     /// The details.
-    pub fn end(&self) -> &ViewerEnd {
+    pub(crate) fn end(&self) -> &ViewerEnd {
         match self {
             ViewerEvent::Vanished(e) | ViewerEvent::Left(e) | ViewerEvent::Kicked(e) => e,
         }
     }
 
     /// "vanished", "left" or "kicked".
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ViewerEvent::Vanished(_) => "vanished",
             ViewerEvent::Left(_) => "left",
@@ -115,7 +115,7 @@ pub struct ViewerSnapshot {
 }
 
 /// Closes an RTSP viewer's connection (for kicks).
-pub type Closer = Box<dyn Fn() + Send + Sync>;
+pub(crate) type Closer = Box<dyn Fn() + Send + Sync>;
 
 struct Viewer {
     snap: ViewerSnapshot,
@@ -129,34 +129,34 @@ struct Viewer {
 
 /// A heartbeat from a player page.
 #[derive(Debug, Clone)]
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     /// Stable id of the player instance.
-    pub viewer_id: String,
+    pub(crate) viewer_id: String,
     /// Current position, ms.
-    pub position_ms: u64,
+    pub(crate) position_ms: u64,
     /// User, if known.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// HLS (live) or VOD.
-    pub protocol: Protocol,
+    pub(crate) protocol: Protocol,
     /// Player state.
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
     /// The page is closing: end as [`ViewerEvent::Left`].
-    pub leaving: bool,
+    pub(crate) leaving: bool,
     /// Remote address.
-    pub remote: Option<String>,
+    pub(crate) remote: Option<String>,
     /// The playback token the heartbeat carried.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// Why a heartbeat was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeartbeatRefused {
+pub(crate) enum HeartbeatRefused {
     /// The viewer was kicked; the page must stop.
     Kicked,
 }
 
 /// Tracks viewers and emits their events.
-pub struct ViewerTracker {
+pub(crate) struct ViewerTracker {
     timeout: Duration,
     viewers: Mutex<HashMap<String, Viewer>>,
     kicked: Mutex<HashMap<String, Instant>>,
@@ -177,7 +177,7 @@ fn unix_ms() -> u64 {
 
 impl ViewerTracker {
     /// A tracker; heartbeat viewers vanish after `timeout` without one.
-    pub fn new(timeout: Duration, recent_max: usize) -> ViewerTracker {
+    pub(crate) fn new(timeout: Duration, recent_max: usize) -> ViewerTracker {
         let (tx, _) = broadcast::channel(1024);
         ViewerTracker {
             timeout,
@@ -193,22 +193,22 @@ impl ViewerTracker {
     }
 
     /// The heartbeat timeout.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// Receives every viewer event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ViewerEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ViewerEvent> {
         self.tx.subscribe()
     }
 
     /// The most recent events, oldest first.
-    pub fn recent_events(&self) -> Vec<ViewerEvent> {
+    pub(crate) fn recent_events(&self) -> Vec<ViewerEvent> {
         lock(&self.recent).iter().cloned().collect()
     }
 
     /// Current viewers.
-    pub fn snapshot(&self) -> Vec<ViewerSnapshot> {
+    pub(crate) fn snapshot(&self) -> Vec<ViewerSnapshot> {
         let mut v: Vec<ViewerSnapshot> = lock(&self.viewers)
             .values()
             .map(|v| {
@@ -244,7 +244,11 @@ impl ViewerTracker {
     }
 
     /// Records a heartbeat; starts tracking the viewer if new.
-    pub fn heartbeat(&self, content_id: &str, hb: Heartbeat) -> Result<(), HeartbeatRefused> {
+    pub(crate) fn heartbeat(
+        &self,
+        content_id: &str,
+        hb: Heartbeat,
+    ) -> Result<(), HeartbeatRefused> {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
         if lock(&self.kicked).contains_key(&hb.viewer_id) {
             return Err(HeartbeatRefused::Kicked);
@@ -374,7 +378,7 @@ impl ViewerTracker {
 
     /// Kicks a viewer: an RTSP connection is closed, an HLS page's next
     /// heartbeat is refused. False when no such viewer.
-    pub fn kick(&self, viewer_id: &str) -> bool {
+    pub(crate) fn kick(&self, viewer_id: &str) -> bool {
         let known = lock(&self.viewers).contains_key(viewer_id);
         if known {
             let mut kicked = lock(&self.kicked);
@@ -386,7 +390,7 @@ impl ViewerTracker {
 
     /// Ends heartbeat viewers whose last heartbeat is older than the
     /// timeout. Returns how many vanished.
-    pub fn reap(&self) -> usize {
+    pub(crate) fn reap(&self) -> usize {
         let stale: Vec<String> = lock(&self.viewers)
             .iter()
             .filter(|(_, v)| v.heartbeat && v.last_seen.elapsed() > self.timeout)
@@ -399,7 +403,7 @@ impl ViewerTracker {
     }
 
     /// Current viewers by protocol.
-    pub fn counts_by_protocol(&self) -> HashMap<Protocol, usize> {
+    pub(crate) fn counts_by_protocol(&self) -> HashMap<Protocol, usize> {
         let mut m = HashMap::new();
         for v in lock(&self.viewers).values() {
             *m.entry(v.snap.protocol).or_insert(0) += 1;

@@ -12,7 +12,7 @@ use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
 /// The RTSP mount path of a recording.
-pub fn vod_mount_path(id: &str) -> String {
+fn vod_mount_path(id: &str) -> String {
     format!("/vod/{id}")
 }
 

@@ -27,7 +27,10 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use sharecast_formats::media::{Codec, FrameSink, MediaFrame, TrackInfo};
 
-use crate::caps::{caps_for_track, parser_for_track};
+use crate::caps::parser_for_track;
+use crate::pipeline::{
+    frame_buffer, input_appsrc, link_to_muxer, make, shifted_segment, video_rotation, TS_SHIFT_US,
+};
 use crate::recording::watch_bus;
 
 /// One rung of the rendition ladder (besides the source rendition, which is
@@ -62,7 +65,7 @@ impl RenditionSpec {
 
 /// Output size for a source size: the shorter side becomes `short_side`
 /// (never upscaled), the other keeps the aspect ratio; both even.
-pub fn scaled_size(width: u32, height: u32, short_side: u32) -> (u32, u32) {
+pub(crate) fn scaled_size(width: u32, height: u32, short_side: u32) -> (u32, u32) {
     let even = |v: u64| u32::try_from((v.div_ceil(2) * 2).max(2)).unwrap_or(u32::MAX);
     let short = width.min(height).max(1);
     if short <= short_side {
@@ -94,12 +97,6 @@ impl std::fmt::Debug for Encoder {
             .field("rendition", &self.spec.name)
             .finish_non_exhaustive()
     }
-}
-
-fn make(factory: &str) -> anyhow::Result<gst::Element> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .with_context(|| format!("creating {factory} (is the GStreamer plugin installed?)"))
 }
 
 /// Frames of a rendition on their way to its live stream.
@@ -145,7 +142,7 @@ impl TapState {
         let to_us = |t: gst::ClockTime| {
             i64::try_from(t.useconds())
                 .unwrap_or(i64::MAX)
-                .saturating_sub(crate::recording::TS_SHIFT_US)
+                .saturating_sub(TS_SHIFT_US)
         };
         let (Some(pts), dts) = (buffer.pts().or(buffer.dts()), buffer.dts()) else {
             return Ok(()); // nothing to place it by
@@ -190,6 +187,147 @@ impl TapState {
     }
 }
 
+/// Refuses a rendition name that cannot name a file or a live path.
+fn check_name(spec: &RenditionSpec) -> anyhow::Result<()> {
+    let valid_name = !spec.name.is_empty()
+        && spec.name.len() <= 32
+        && spec.name != crate::SOURCE_RENDITION
+        && spec
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid_name {
+        bail!("rendition name {:?} is not allowed", spec.name);
+    }
+    Ok(())
+}
+
+/// The rendition's muxer (`faststart`, its scratch media file at `mdat`)
+/// and file sink (writing `tmp`), added to the pipeline and linked.
+fn rendition_muxer(
+    pipeline: &gst::Pipeline,
+    spec: &RenditionSpec,
+    tmp: &Path,
+    mdat: &Path,
+) -> anyhow::Result<gst::Element> {
+    let mux = gst::ElementFactory::make("mp4mux")
+        .name(format!("mux-{}", spec.name))
+        .property("faststart", true)
+        .property("faststart-file", mdat.to_string_lossy().as_ref())
+        .build()
+        .context("creating mp4mux")?;
+    let sink = gst::ElementFactory::make("filesink")
+        .property("location", tmp.to_string_lossy().as_ref())
+        .build()
+        .context("creating filesink")?;
+    pipeline.add_many([&mux, &sink]).context("adding mp4mux")?;
+    mux.link(&sink).context("linking mp4mux to filesink")?;
+    Ok(mux)
+}
+
+/// The elements that turn a parsed video track into the rendition's
+/// H.264: decoder, scaler to the rendition's size, x264 and parser.
+fn video_encoding(
+    t: &TrackInfo,
+    codec: Codec,
+    spec: &RenditionSpec,
+) -> anyhow::Result<Vec<gst::Element>> {
+    let (w, h) = scaled_size(t.width.unwrap_or(2), t.height.unwrap_or(2), spec.short_side);
+    let fps = t.framerate.map(|(n, d)| n.div_ceil(d.max(1))).unwrap_or(30);
+    let decoder = if codec == Codec::H264 {
+        "avdec_h264"
+    } else {
+        "avdec_h265"
+    };
+    let scale_caps = gst::Caps::builder("video/x-raw")
+        .field("width", i32::try_from(w).unwrap_or(640))
+        .field("height", i32::try_from(h).unwrap_or(480))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build();
+    let x264 = gst::ElementFactory::make("x264enc")
+        .name(format!("x264enc-{}", spec.name))
+        .property("bitrate", spec.video_kbps.max(1))
+        .property("key-int-max", (fps * 2).max(1))
+        .property("bframes", 0u32)
+        .property_from_str("speed-preset", &spec.x264_preset)
+        .build()
+        .context("creating x264enc (gstreamer1.0-plugins-ugly)")?;
+    let profile = gst::Caps::builder("video/x-h264")
+        .field("profile", "main")
+        .build();
+    // Slice threads only: frame threading costs this decoder more CPU
+    // (thread hand-offs) for no gain in a ladder whose encoder already
+    // keeps every core busy (figures in bench/RESULTS.md).
+    let decoder = gst::ElementFactory::make(decoder)
+        .property_from_str("thread-type", "slice")
+        .build()
+        .with_context(|| format!("creating {decoder} (gstreamer1.0-libav)"))?;
+    let capsfilter = |caps: &gst::Caps| {
+        gst::ElementFactory::make("capsfilter")
+            .property("caps", caps)
+            .build()
+            .context("creating capsfilter")
+    };
+    Ok(vec![
+        decoder,
+        make("videoconvert")?,
+        make("videoscale")?,
+        capsfilter(&scale_caps)?,
+        x264,
+        capsfilter(&profile)?,
+        make("h264parse")?,
+    ])
+}
+
+/// The elements that turn a parsed audio track into the rendition's AAC:
+/// none for AAC (kept as is), a decoder and an AAC encoder for Opus.
+fn audio_encoding(codec: Codec, spec: &RenditionSpec) -> anyhow::Result<Vec<gst::Element>> {
+    if codec != Codec::Opus {
+        return Ok(Vec::new());
+    }
+    let aac = gst::ElementFactory::make("avenc_aac")
+        .property("bitrate", i32::try_from(spec.audio_bps).unwrap_or(128_000))
+        .build()
+        .context("creating avenc_aac (gstreamer1.0-libav)")?;
+    Ok(vec![
+        make("opusdec")?,
+        make("audioconvert")?,
+        make("audioresample")?,
+        aac,
+        make("aacparse")?,
+    ])
+}
+
+/// One track's branch of a rendition: appsrc, parser, the encoding, a
+/// queue, into the muxer. Returns the appsrc and the pad the encoded output
+/// leaves by (where a live tap listens).
+fn rendition_branch(
+    pipeline: &gst::Pipeline,
+    mux: &gst::Element,
+    t: &TrackInfo,
+    codec: Codec,
+    spec: &RenditionSpec,
+) -> anyhow::Result<(gst_app::AppSrc, Option<gst::Pad>)> {
+    let appsrc = input_appsrc(t)?;
+    let parser = make(parser_for_track(t)?)?;
+    let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), parser];
+    if codec.is_video() {
+        chain.extend(video_encoding(t, codec, spec)?);
+    } else {
+        chain.extend(audio_encoding(codec, spec)?);
+    }
+    let output = chain.last().and_then(|e| e.static_pad("src"));
+    let queue = make("queue")?;
+    chain.push(queue.clone());
+    pipeline
+        .add_many(chain.iter())
+        .context("adding rendition elements")?;
+    gst::Element::link_many(chain.iter())
+        .with_context(|| format!("linking track {} of rendition {}", t.id, spec.name))?;
+    link_to_muxer(&queue, mux, codec.is_video(), t.id)?;
+    Ok((appsrc, output))
+}
+
 impl Encoder {
     /// Builds and starts the pipeline of one rendition. `None` when the
     /// rendition does not apply (no video track).
@@ -205,33 +343,12 @@ impl Encoder {
         {
             return Ok(None);
         }
-        let valid_name = !spec.name.is_empty()
-            && spec.name.len() <= 32
-            && spec.name != crate::SOURCE_RENDITION
-            && spec
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
-            bail!("rendition name {:?} is not allowed", spec.name);
-        }
+        check_name(spec)?;
         let path = out_dir.join(format!("{}.mp4", spec.name));
         let tmp = out_dir.join(format!(".{}.mp4.part", spec.name));
         let mdat = out_dir.join(format!(".{}.mp4.mdat", spec.name));
         let pipeline = gst::Pipeline::with_name(&format!("rendition-{}-{session_id}", spec.name));
-        let mux = gst::ElementFactory::make("mp4mux")
-            .name(format!("mux-{}", spec.name))
-            .property("faststart", true)
-            .property("faststart-file", mdat.to_string_lossy().as_ref())
-            .build()
-            .context("creating mp4mux")?;
-        let sink = gst::ElementFactory::make("filesink")
-            .property("location", tmp.to_string_lossy().as_ref())
-            .build()
-            .context("creating filesink")?;
-        pipeline.add_many([&mux, &sink]).context("adding mp4mux")?;
-        mux.link(&sink).context("linking mp4mux to filesink")?;
-
+        let mux = rendition_muxer(&pipeline, spec, &tmp, &mdat)?;
         let mut appsrcs = Vec::new();
         let mut outputs = Vec::new();
         let mut have_video = false;
@@ -240,104 +357,9 @@ impl Encoder {
             if codec.is_video() && have_video {
                 continue; // one video track per rendition
             }
-            let appsrc = gst_app::AppSrc::builder()
-                .name(format!("track{}", t.id))
-                .caps(&caps_for_track(t)?)
-                .format(gst::Format::Time)
-                .is_live(false)
-                .do_timestamp(false)
-                .block(false)
-                .max_bytes(0)
-                .max_buffers(0)
-                .max_time(None)
-                .handle_segment_change(true)
-                .build();
-            let parser = make(parser_for_track(t)?)?;
-            let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), parser];
-            let template = if codec.is_video() {
-                have_video = true;
-                let (w, h) =
-                    scaled_size(t.width.unwrap_or(2), t.height.unwrap_or(2), spec.short_side);
-                let fps = t.framerate.map(|(n, d)| n.div_ceil(d.max(1))).unwrap_or(30);
-                let decoder = if codec == Codec::H264 {
-                    "avdec_h264"
-                } else {
-                    "avdec_h265"
-                };
-                let scale_caps = gst::Caps::builder("video/x-raw")
-                    .field("width", i32::try_from(w).unwrap_or(640))
-                    .field("height", i32::try_from(h).unwrap_or(480))
-                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                    .build();
-                let x264 = gst::ElementFactory::make("x264enc")
-                    .name(format!("x264enc-{}", spec.name))
-                    .property("bitrate", spec.video_kbps.max(1))
-                    .property("key-int-max", (fps * 2).max(1))
-                    .property("bframes", 0u32)
-                    .property_from_str("speed-preset", &spec.x264_preset)
-                    .build()
-                    .context("creating x264enc (gstreamer1.0-plugins-ugly)")?;
-                let profile = gst::Caps::builder("video/x-h264")
-                    .field("profile", "main")
-                    .build();
-                // Slice threads only: frame threading costs about 12% more
-                // CPU in this decoder (thread hand-offs) for no gain in a
-                // ladder whose encoder already keeps every core busy
-                // (bench/transcoder.sh).
-                let decoder = gst::ElementFactory::make(decoder)
-                    .property_from_str("thread-type", "slice")
-                    .build()
-                    .with_context(|| format!("creating {decoder} (gstreamer1.0-libav)"))?;
-                chain.extend([
-                    decoder,
-                    make("videoconvert")?,
-                    make("videoscale")?,
-                    gst::ElementFactory::make("capsfilter")
-                        .property("caps", &scale_caps)
-                        .build()
-                        .context("creating capsfilter")?,
-                    x264,
-                    gst::ElementFactory::make("capsfilter")
-                        .property("caps", &profile)
-                        .build()
-                        .context("creating capsfilter")?,
-                    make("h264parse")?,
-                ]);
-                "video_%u"
-            } else {
-                if codec == Codec::Opus {
-                    let aac = gst::ElementFactory::make("avenc_aac")
-                        .property("bitrate", i32::try_from(spec.audio_bps).unwrap_or(128_000))
-                        .build()
-                        .context("creating avenc_aac (gstreamer1.0-libav)")?;
-                    chain.extend([
-                        make("opusdec")?,
-                        make("audioconvert")?,
-                        make("audioresample")?,
-                        aac,
-                        make("aacparse")?,
-                    ]);
-                }
-                "audio_%u"
-            };
-            if let Some(pad) = chain.last().and_then(|e| e.static_pad("src")) {
-                outputs.push((t.id, pad));
-            }
-            chain.push(make("queue")?);
-            pipeline
-                .add_many(chain.iter())
-                .context("adding rendition elements")?;
-            gst::Element::link_many(chain.iter())
-                .with_context(|| format!("linking track {} of rendition {}", t.id, spec.name))?;
-            let mux_pad = mux
-                .request_pad_simple(template)
-                .ok_or_else(|| anyhow!("mp4mux refused a {template} pad"))?;
-            chain
-                .last()
-                .and_then(|q| q.static_pad("src"))
-                .ok_or_else(|| anyhow!("queue without src pad"))?
-                .link(&mux_pad)
-                .with_context(|| format!("linking track {} to mp4mux", t.id))?;
+            have_video |= codec.is_video();
+            let (appsrc, output) = rendition_branch(&pipeline, &mux, t, codec, spec)?;
+            outputs.extend(output.map(|pad| (t.id, pad)));
             appsrcs.push((t.id, appsrc));
         }
         let error = watch_bus(&pipeline, session_id, &format!("rendition {}", spec.name))?;
@@ -361,7 +383,7 @@ impl Encoder {
             path,
             tmp,
             session_id: session_id.to_string(),
-            rotation: crate::recording::video_rotation(tracks),
+            rotation: video_rotation(tracks),
         }))
     }
 
@@ -514,7 +536,7 @@ const ON_DEMAND_MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Encodes a finished file (a session's `source.mp4`) into one rendition, on
 /// demand: the file is read frame by frame ([`crate::source::FileSource`])
-/// into the same [`Encoder`] the ladder uses while a phone uploads, so the
+/// into the same encoder the ladder uses while a phone uploads, so the
 /// output is the same H.264 main + AAC MP4 (`out_dir/<name>.mp4`, written
 /// under a temporary name and renamed when complete). The attributes are
 /// measured on the produced file ([`crate::probe_file`]). Blocking; fails
@@ -536,7 +558,7 @@ pub fn transcode_file(
         .unwrap_or_else(|| "on-demand".into());
     let encoder = Encoder::start(&id, spec, &tracks, out_dir)?
         .ok_or_else(|| anyhow!("{} has no video track to transcode", input.display()))?;
-    let segment = crate::recording::shifted_segment().upcast();
+    let segment = shifted_segment().upcast();
     let mut end_us = 0i64;
     while let Some(frame) = source.next_frame() {
         let frame = frame.with_context(|| format!("reading {}", input.display()))?;
@@ -550,23 +572,9 @@ pub fn transcode_file(
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let mut buffer = gst::Buffer::from_slice(frame.data.clone());
-        {
-            let b = buffer
-                .get_mut()
-                .ok_or_else(|| anyhow!("new buffer is not writable"))?;
-            b.set_pts(crate::recording::shifted(frame.pts_us));
-            b.set_dts(crate::recording::shifted(frame.dts_us));
-            if frame.duration_us > 0 {
-                b.set_duration(gst::ClockTime::from_useconds(u64::from(frame.duration_us)));
-            }
-            if !frame.keyframe {
-                b.set_flags(gst::BufferFlags::DELTA_UNIT);
-            }
-        }
         end_us = end_us.max(frame.pts_us.saturating_add(i64::from(frame.duration_us)));
         let sample = gst::Sample::builder()
-            .buffer(&buffer)
+            .buffer(&frame_buffer(&frame, frame.pts_us, frame.dts_us)?)
             .segment(&segment)
             .build();
         encoder.push(frame.track, &sample)?;
@@ -578,23 +586,15 @@ pub fn transcode_file(
         left,
         gst::ClockTime::from_useconds(u64::try_from(end_us).unwrap_or(0)),
     )?;
-    let attributes = crate::probe_file(&encoder.path)
-        .with_context(|| format!("probing {}", encoder.path.display()))?;
+    let file = crate::ProducedFile::measure(&spec.name, &encoder.path)?;
     tracing::info!(
         input = %input.display(),
         rendition = %spec.name,
-        size = attributes.size_bytes,
+        size = file.attributes.size_bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "on-demand rendition finished"
     );
-    Ok(crate::ProducedFile {
-        rendition: spec.name.clone(),
-        path: encoder.path.clone(),
-        attributes: crate::Rendition {
-            name: spec.name.clone(),
-            ..attributes
-        },
-    })
+    Ok(file)
 }
 
 impl Drop for Encoder {

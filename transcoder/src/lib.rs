@@ -15,6 +15,11 @@
 //! shares comes from the produced files. See the `recording` module source
 //! for the pipeline and `docs/transcoder.md`.
 //!
+//! Main types: [`Transcoder`] (one per server, configured by
+//! [`TranscoderConfig`]), [`Recording`] (one per session) and the
+//! [`ProducedFile`]s it yields; [`source::FileSource`] reads a file frame by
+//! frame.
+//!
 //! ```no_run
 //! # fn demo(tracks: &[sharecast_formats::media::TrackInfo],
 //! #         frames: &[sharecast_formats::media::MediaFrame]) -> anyhow::Result<()> {
@@ -41,18 +46,21 @@
 //!
 //! Timestamps are microseconds end to end (see [`sharecast_formats::media`]).
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use gstreamer as gst;
-pub use sharecast_formats::attributes::Rendition;
+use sharecast_formats::attributes::Rendition;
 use sharecast_formats::media::TrackInfo;
 
 pub mod caps;
 mod compact;
 pub mod image;
 pub mod ladder;
-pub mod matrix;
+mod matrix;
+mod pipeline;
 mod probe;
 mod recording;
 pub mod source;
@@ -146,6 +154,22 @@ pub struct ProducedFile {
     pub attributes: Rendition,
 }
 
+impl ProducedFile {
+    /// Measures a produced file ([`probe_file`]); its attributes are named
+    /// after its rendition.
+    pub(crate) fn measure(rendition: &str, path: &Path) -> anyhow::Result<ProducedFile> {
+        let attributes = probe_file(path).with_context(|| format!("probing {}", path.display()))?;
+        Ok(ProducedFile {
+            rendition: rendition.to_string(),
+            path: path.to_path_buf(),
+            attributes: Rendition {
+                name: rendition.to_string(),
+                ..attributes
+            },
+        })
+    }
+}
+
 /// Starts recordings. Cheap to share; one per server.
 #[derive(Debug, Clone)]
 pub struct Transcoder {
@@ -175,11 +199,6 @@ impl Transcoder {
             }
         }
         Ok(Transcoder { cfg })
-    }
-
-    /// The configuration in use.
-    pub fn config(&self) -> &TranscoderConfig {
-        &self.cfg
     }
 
     /// Whether a session with these tracks can be recorded; the error says

@@ -1,5 +1,5 @@
-//! Measuring a produced file: the video attribute data (SEEDS S4 step 4) comes
-//! from the file on disk, never from what the phone claimed.
+//! Measuring a produced file: the video attribute data the phone shares
+//! comes from the file on disk, never from what the phone claimed.
 
 use std::path::Path;
 
@@ -41,15 +41,8 @@ fn mime_codec(caps: &gst::CapsRef) -> Option<String> {
         .map(|s| s.to_string())
 }
 
-/// Measures a media file: container, MIME type, RFC 6381 codecs, size,
-/// dimensions (coded, as stored), display rotation (degrees clockwise, from
-/// the video track matrix), frame rate, duration and overall bitrate. `name` and `url` are
-/// left empty for the caller.
-pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
-    gst::init().context("initialising GStreamer")?;
-    let size_bytes = std::fs::metadata(path)
-        .with_context(|| format!("reading metadata of {}", path.display()))?
-        .len();
+/// Runs the discoverer on a file; an error unless it read the file fully.
+fn discover(path: &Path) -> anyhow::Result<gst_pbutils::DiscovererInfo> {
     let abs = path
         .canonicalize()
         .with_context(|| format!("resolving {}", path.display()))?;
@@ -61,32 +54,32 @@ pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
         .discover_uri(&uri)
         .with_context(|| format!("discovering {}", path.display()))?;
     match info.result() {
-        gst_pbutils::DiscovererResult::Ok => {}
+        gst_pbutils::DiscovererResult::Ok => Ok(info),
         other => bail!("discovering {}: {other:?}", path.display()),
     }
+}
 
-    let videos = info.video_streams();
-    let audios = info.audio_streams();
-    if videos.is_empty() && audios.is_empty() {
-        bail!("{}: no audio or video stream", path.display());
-    }
-    let (container, mime) = container_of(
-        info.stream_info().and_then(|s| s.caps()),
-        !videos.is_empty(),
-    );
-
-    let mut codecs = Vec::new();
-    for caps in videos
+/// The RFC 6381 codec string of every stream, video first.
+fn codecs(
+    videos: &[gst_pbutils::DiscovererVideoInfo],
+    audios: &[gst_pbutils::DiscovererAudioInfo],
+    path: &Path,
+) -> anyhow::Result<Vec<String>> {
+    videos
         .iter()
         .filter_map(|v| v.caps())
         .chain(audios.iter().filter_map(|a| a.caps()))
-    {
-        let codec = mime_codec(&caps)
-            .ok_or_else(|| anyhow!("{}: no RFC 6381 codec string for {caps}", path.display()))?;
-        codecs.push(codec);
-    }
+        .map(|caps| {
+            mime_codec(&caps)
+                .ok_or_else(|| anyhow!("{}: no RFC 6381 codec string for {caps}", path.display()))
+        })
+        .collect()
+}
 
-    let (width, height, frame_rate) = videos
+/// Width, height and frame rate of the first video stream; zeros without
+/// one.
+fn picture(videos: &[gst_pbutils::DiscovererVideoInfo]) -> (u32, u32, f64) {
+    videos
         .first()
         .map(|v| {
             let fr = v.framerate();
@@ -97,8 +90,30 @@ pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
             };
             (v.width(), v.height(), fps)
         })
-        .unwrap_or((0, 0, 0.0));
+        .unwrap_or((0, 0, 0.0))
+}
 
+/// Measures a media file: container, MIME type, RFC 6381 codecs, size,
+/// dimensions (coded, as stored), display rotation (degrees clockwise, from
+/// the video track matrix), frame rate, duration and overall bitrate. `name`
+/// and `url` are left empty for the caller.
+pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
+    gst::init().context("initialising GStreamer")?;
+    let size_bytes = std::fs::metadata(path)
+        .with_context(|| format!("reading metadata of {}", path.display()))?
+        .len();
+    let info = discover(path)?;
+    let videos = info.video_streams();
+    let audios = info.audio_streams();
+    if videos.is_empty() && audios.is_empty() {
+        bail!("{}: no audio or video stream", path.display());
+    }
+    let (container, mime) = container_of(
+        info.stream_info().and_then(|s| s.caps()),
+        !videos.is_empty(),
+    );
+    let codecs = codecs(&videos, &audios, path)?;
+    let (width, height, frame_rate) = picture(&videos);
     // The display rotation, from the video track's matrix in the file
     // (ISO BMFF only; other containers carry none that we write).
     let rotation = if !videos.is_empty() && (container == "mp4" || container == "mov") {
@@ -107,7 +122,6 @@ pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
     } else {
         0
     };
-
     let duration_us = info.duration().map(|d| d.useconds()).unwrap_or(0);
     let duration_ms = (duration_us + 500) / 1000;
     // size * 8 / duration, with the duration as reported (milliseconds).
@@ -117,7 +131,6 @@ pub fn probe_file(path: &Path) -> anyhow::Result<Rendition> {
     } else {
         0
     };
-
     Ok(Rendition {
         name: String::new(),
         url: String::new(),

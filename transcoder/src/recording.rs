@@ -70,9 +70,13 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use sharecast_formats::media::{FrameSink, MediaFrame, TrackInfo};
 
-use crate::caps::{caps_for_track, check_tracks, parser_for_track};
+use crate::caps::{check_tracks, parser_for_track};
 use crate::ladder::Encoder;
-use crate::{probe_file, ProducedFile, TranscoderConfig};
+use crate::pipeline::{
+    frame_buffer, input_appsrc, link_to_muxer, make_named, shifted_segment, video_rotation,
+    TS_SHIFT_US,
+};
+use crate::{ProducedFile, TranscoderConfig};
 
 /// Name of the source rendition (the phone's encoding, remuxed).
 pub const SOURCE_RENDITION: &str = "source";
@@ -112,6 +116,35 @@ pub struct SyncStats {
     pub jumps: u64,
 }
 
+/// The limits of a recording, from [`TranscoderConfig`], in the units the
+/// recording works in.
+struct Limits {
+    start_window_us: i64,
+    max_queued_bytes: u64,
+    max_duration_us: i64,
+    jump_threshold_us: i64,
+    max_gap_us: i64,
+    finish_timeout: Duration,
+    rendition_timeout: Duration,
+    compact_max_bytes: u64,
+}
+
+impl Limits {
+    fn new(cfg: &TranscoderConfig) -> Limits {
+        Limits {
+            start_window_us: i64::from(cfg.start_window_ms) * 1000,
+            max_queued_bytes: cfg.max_queued_bytes,
+            max_duration_us: i64::try_from(cfg.max_duration_ms.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            jump_threshold_us: i64::from(cfg.jump_threshold_ms) * 1000,
+            max_gap_us: i64::try_from(cfg.max_gap_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
+            finish_timeout: Duration::from_millis(cfg.finish_timeout_ms),
+            rendition_timeout: Duration::from_millis(cfg.rendition_timeout_ms),
+            compact_max_bytes: cfg.compact_max_bytes,
+        }
+    }
+}
+
 /// A session being recorded. Push frames in arrival order; call
 /// [`Recording::finish`] at the end of the session.
 pub struct Recording {
@@ -129,14 +162,7 @@ pub struct Recording {
     /// every output's track matrix at the end.
     rotation: u32,
     track_count: usize,
-    start_window_us: i64,
-    max_queued_bytes: u64,
-    max_duration_us: i64,
-    jump_threshold_us: i64,
-    max_gap_us: i64,
-    finish_timeout: Duration,
-    rendition_timeout: Duration,
-    compact_max_bytes: u64,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Recording {
@@ -148,44 +174,92 @@ impl std::fmt::Debug for Recording {
     }
 }
 
-fn element(factory: &str, name: &str) -> anyhow::Result<gst::Element> {
-    gst::ElementFactory::make(factory)
-        .name(name)
+/// Media each mp4mux pad may queue, ns.
+const MUX_QUEUE_NS: u64 = 2_000_000_000;
+
+/// The source muxer and its file sink, added to the pipeline and linked.
+fn source_muxer(
+    pipeline: &gst::Pipeline,
+    cfg: &TranscoderConfig,
+    path: &Path,
+) -> anyhow::Result<gst::Element> {
+    let max_duration_ns = cfg.max_duration_ms.max(1).saturating_mul(1_000_000);
+    let vodmux = gst::ElementFactory::make("mp4mux")
+        .name("vodmux")
+        .property("reserved-max-duration", max_duration_ns)
+        .property(
+            "reserved-moov-update-period",
+            u64::from(cfg.fragment_duration_ms.max(1)) * 1_000_000,
+        )
+        // Each mux pad may hold this much media (the pipeline is not
+        // live, so it adds no delay): a batch of frames pushed at once
+        // goes into the muxer in one go instead of one thread hand-off
+        // per frame.
+        .property("latency", MUX_QUEUE_NS)
         .build()
-        .with_context(|| format!("creating {factory} (is the GStreamer plugin installed?)"))
+        .context("creating mp4mux")?;
+    let sink = gst::ElementFactory::make("filesink")
+        .name("vodsink")
+        .property("location", path.to_string_lossy().as_ref())
+        // Media data is written in blocks of `buffer-size`; filesink
+        // flushes its buffer before every seek, so each index update
+        // (a seek back to the reserved room, a write, a seek to the
+        // end) reaches the kernel together with the data it indexes.
+        .property_from_str("buffer-mode", "full")
+        .property("buffer-size", 256u32 * 1024)
+        .build()
+        .context("creating filesink")?;
+    pipeline
+        .add_many([&vodmux, &sink])
+        .context("adding mp4mux and filesink")?;
+    vodmux.link(&sink).context("linking mp4mux to filesink")?;
+    Ok(vodmux)
 }
 
-/// Offset added to buffer timestamps (and to the segment start) so that
-/// negative decode timestamps can be represented: 1000 hours, as in
-/// GStreamer's video encoders.
-pub(crate) const TS_SHIFT_US: i64 = 1000 * 3600 * 1_000_000;
-
-pub(crate) fn shifted(us: i64) -> gst::ClockTime {
-    gst::ClockTime::from_useconds(u64::try_from(us.saturating_add(TS_SHIFT_US)).unwrap_or(0))
+/// One track's branch of the source pipeline: appsrc and parser, linked
+/// into the muxer. No queue: each appsrc has its own streaming thread and
+/// queue, and every mp4mux pad holds its own buffer, so a queue would only
+/// add a thread and a hand-off per frame.
+fn source_branch(
+    pipeline: &gst::Pipeline,
+    vodmux: &gst::Element,
+    t: &TrackInfo,
+) -> anyhow::Result<Track> {
+    let appsrc = input_appsrc(t)?;
+    let parser = make_named(parser_for_track(t)?, &format!("parse{}", t.id))?;
+    pipeline
+        .add_many([appsrc.upcast_ref(), &parser])
+        .context("adding appsrc and parser")?;
+    appsrc
+        .link(&parser)
+        .with_context(|| format!("linking track {} to its parser", t.id))?;
+    let video = t.codec().is_some_and(|c| c.is_video());
+    link_to_muxer(&parser, vodmux, video, t.id)?;
+    Ok(Track {
+        appsrc,
+        last_dts_us: None,
+        last_dur_us: 0,
+    })
 }
 
-/// The segment every buffer is pushed in: running time = timestamp − shift.
-pub(crate) fn shifted_segment() -> gst::FormattedSegment<gst::ClockTime> {
-    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
-    segment.set_start(shifted(0));
-    segment.set_time(gst::ClockTime::ZERO);
-    segment
-}
-
-/// The display rotation of a session: that of its (first) video track.
-pub(crate) fn video_rotation(tracks: &[TrackInfo]) -> u32 {
-    tracks
-        .iter()
-        .find(|t| t.codec().is_some_and(|c| c.is_video()))
-        .map(|t| t.rotation)
-        .unwrap_or(0)
+/// Starts the pipeline of every extra rendition that applies.
+fn start_encoders(
+    cfg: &TranscoderConfig,
+    session_id: &str,
+    tracks: &[TrackInfo],
+    out_dir: &Path,
+) -> anyhow::Result<Vec<Encoder>> {
+    let mut encoders = Vec::new();
+    for spec in &cfg.renditions {
+        let encoder = Encoder::start(session_id, spec, tracks, out_dir)
+            .with_context(|| format!("starting rendition {} of session {session_id}", spec.name))?;
+        encoders.extend(encoder);
+    }
+    Ok(encoders)
 }
 
 /// Logs every error and warning of a pipeline with the session id and the
 /// element's name; the first error is kept in the returned slot.
-/// Media each mp4mux pad may queue, ns (see `Recording::start`).
-const MUX_QUEUE_NS: u64 = 2_000_000_000;
-
 pub(crate) fn watch_bus(
     pipeline: &gst::Pipeline,
     session_id: &str,
@@ -245,101 +319,16 @@ impl Recording {
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
         let path = out_dir.join(SOURCE_FILE);
-
         let pipeline = gst::Pipeline::with_name(&format!("recording-{session_id}"));
-        let max_duration_ns = cfg.max_duration_ms.max(1).saturating_mul(1_000_000);
-        let vodmux = gst::ElementFactory::make("mp4mux")
-            .name("vodmux")
-            .property("reserved-max-duration", max_duration_ns)
-            .property(
-                "reserved-moov-update-period",
-                u64::from(cfg.fragment_duration_ms.max(1)) * 1_000_000,
-            )
-            // Each mux pad may hold this much media (the pipeline is not
-            // live, so it adds no delay): a batch of frames pushed at once
-            // goes into the muxer in one go instead of one thread hand-off
-            // per frame.
-            .property("latency", MUX_QUEUE_NS)
-            .build()
-            .context("creating mp4mux")?;
-        let sink = gst::ElementFactory::make("filesink")
-            .name("vodsink")
-            .property("location", path.to_string_lossy().as_ref())
-            // Media data is written in blocks of `buffer-size`; filesink
-            // flushes its buffer before every seek, so each index update
-            // (a seek back to the reserved room, a write, a seek to the
-            // end) reaches the kernel together with the data it indexes.
-            .property_from_str("buffer-mode", "full")
-            .property("buffer-size", 256u32 * 1024)
-            .build()
-            .context("creating filesink")?;
-        pipeline
-            .add_many([&vodmux, &sink])
-            .context("adding mp4mux and filesink")?;
-        vodmux.link(&sink).context("linking mp4mux to filesink")?;
-
+        let vodmux = source_muxer(&pipeline, cfg, &path)?;
         let mut branches = HashMap::new();
         for t in tracks {
-            let caps = caps_for_track(t)?;
-            let appsrc = gst_app::AppSrc::builder()
-                .name(format!("track{}", t.id))
-                .caps(&caps)
-                .format(gst::Format::Time)
-                .is_live(false)
-                .do_timestamp(false)
-                .block(false)
-                // The queue limit is enforced in `push` with a clear error.
-                .max_bytes(0)
-                .max_buffers(0)
-                .max_time(None)
-                .handle_segment_change(true)
-                .build();
-            let parser = element(parser_for_track(t)?, &format!("parse{}", t.id))?;
-            // No queue: each appsrc has its own streaming thread and queue,
-            // and every mp4mux pad holds its own buffer, so a queue would
-            // only add a thread and a hand-off per frame.
-            pipeline
-                .add_many([appsrc.upcast_ref(), &parser])
-                .context("adding appsrc and parser")?;
-            appsrc
-                .link(&parser)
-                .with_context(|| format!("linking track {} to its parser", t.id))?;
-            let is_video = t.codec().is_some_and(|c| c.is_video());
-            let template = if is_video { "video_%u" } else { "audio_%u" };
-            let mux_pad = vodmux
-                .request_pad_simple(template)
-                .ok_or_else(|| anyhow!("mp4mux refused a {template} pad"))?;
-            parser
-                .static_pad("src")
-                .ok_or_else(|| anyhow!("parser without src pad"))?
-                .link(&mux_pad)
-                .with_context(|| format!("linking track {} to mp4mux", t.id))?;
-            branches.insert(
-                t.id,
-                Track {
-                    appsrc,
-                    last_dts_us: None,
-                    last_dur_us: 0,
-                },
-            );
+            branches.insert(t.id, source_branch(&pipeline, &vodmux, t)?);
         }
-
         let error = watch_bus(&pipeline, session_id, "source")?;
-        let mut encoders = Vec::new();
-        for spec in &cfg.renditions {
-            match Encoder::start(session_id, spec, tracks, out_dir) {
-                Ok(Some(e)) => encoders.push(e),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = pipeline.set_state(gst::State::Null);
-                    return Err(e.context(format!(
-                        "starting rendition {} of session {session_id}",
-                        spec.name
-                    )));
-                }
-            }
-        }
-
+        let encoders = start_encoders(cfg, session_id, tracks, out_dir).inspect_err(|_| {
+            let _ = pipeline.set_state(gst::State::Null);
+        })?;
         let recording = Recording {
             session_id: session_id.to_string(),
             pipeline,
@@ -361,15 +350,7 @@ impl Recording {
             base: Arc::default(),
             rotation: video_rotation(tracks),
             track_count: tracks.len(),
-            start_window_us: i64::from(cfg.start_window_ms) * 1000,
-            max_queued_bytes: cfg.max_queued_bytes,
-            max_duration_us: i64::try_from(cfg.max_duration_ms.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-            jump_threshold_us: i64::from(cfg.jump_threshold_ms) * 1000,
-            max_gap_us: i64::try_from(cfg.max_gap_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
-            finish_timeout: Duration::from_millis(cfg.finish_timeout_ms),
-            rendition_timeout: Duration::from_millis(cfg.rendition_timeout_ms),
-            compact_max_bytes: cfg.compact_max_bytes,
+            limits: Limits::new(cfg),
         };
         recording
             .pipeline
@@ -385,7 +366,6 @@ impl Recording {
         Ok(recording)
     }
 
-    /// Where the source rendition is being written.
     /// Sends each extra rendition's encoded output to a live stream while
     /// it is encoded: `tap(rendition, tracks, base_us)` is called once per
     /// rendition when its first frames are out, and returns where its frames
@@ -401,6 +381,7 @@ impl Recording {
         }
     }
 
+    /// Where the source rendition is being written.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -458,23 +439,28 @@ impl Recording {
                 frame.track
             );
         }
-        if sync.base_us.is_none() {
-            sync.pending.push(frame.clone());
-            if !self.start_ready(&sync.pending) {
-                return Ok(());
-            }
-            let base = sync.pending.iter().map(|f| f.pts_us).min().unwrap_or(0);
-            tracing::debug!(session = %self.session_id, base_us = base, "session start aligned");
-            sync.base_us = Some(base);
-            self.base.store(base, std::sync::atomic::Ordering::Relaxed);
-            let pending = std::mem::take(&mut sync.pending);
-            for f in &pending {
-                self.push_aligned(&mut sync, base, f)?;
-            }
+        if let Some(base) = sync.base_us {
+            return self.push_aligned(&mut sync, base, frame);
+        }
+        sync.pending.push(frame.clone());
+        if !self.start_ready(&sync.pending) {
             return Ok(());
         }
-        let base = sync.base_us.unwrap_or(0);
-        self.push_aligned(&mut sync, base, frame)
+        self.align_start(&mut sync)
+    }
+
+    /// Fixes the session's start at the smallest presentation timestamp of
+    /// the held-back frames, and pushes them.
+    fn align_start(&self, sync: &mut Sync) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut sync.pending);
+        let base = pending.iter().map(|f| f.pts_us).min().unwrap_or(0);
+        tracing::debug!(session = %self.session_id, base_us = base, "session start aligned");
+        sync.base_us = Some(base);
+        self.base.store(base, std::sync::atomic::Ordering::Relaxed);
+        for f in &pending {
+            self.push_aligned(sync, base, f)?;
+        }
+        Ok(())
     }
 
     /// Whether the held-back start frames are enough to fix the base: one
@@ -488,18 +474,16 @@ impl Recording {
         }
         let min = pending.iter().map(|f| f.dts_us).min().unwrap_or(0);
         let max = pending.iter().map(|f| f.dts_us).max().unwrap_or(0);
-        max.saturating_sub(min) >= self.start_window_us
+        max.saturating_sub(min) >= self.limits.start_window_us
     }
 
-    fn push_aligned(&self, sync: &mut Sync, base: i64, frame: &MediaFrame) -> anyhow::Result<()> {
-        let mut pts = frame
-            .pts_us
-            .saturating_sub(base)
-            .saturating_add(sync.offset_us);
-        let mut dts = frame
-            .dts_us
-            .saturating_sub(base)
-            .saturating_add(sync.offset_us);
+    /// A frame's timestamps on the session's timeline (µs after its start),
+    /// re-timing the session when the frame's track jumped: backwards by
+    /// more than the jump threshold or forwards by more than the longest
+    /// gap. The frame then follows its track's previous frame directly.
+    fn retime(&self, sync: &mut Sync, base: i64, frame: &MediaFrame) -> anyhow::Result<(i64, i64)> {
+        let on_timeline = |us: i64| us.saturating_sub(base).saturating_add(sync.offset_us);
+        let (pts, dts) = (on_timeline(frame.pts_us), on_timeline(frame.dts_us));
         let Some(track) = sync.tracks.get(&frame.track) else {
             bail!(
                 "session {}: frame for unknown track {}",
@@ -507,38 +491,60 @@ impl Recording {
                 frame.track
             );
         };
-        // Clock jumps: re-time the session so this frame follows its track.
-        if let Some(last) = track.last_dts_us {
-            let step = dts.saturating_sub(last);
-            if step < -self.jump_threshold_us || step > self.max_gap_us {
-                let target = last.saturating_add(track.last_dur_us.max(1));
-                let correction = target.saturating_sub(dts);
-                sync.offset_us = sync.offset_us.saturating_add(correction);
-                sync.jumps += 1;
-                tracing::warn!(
-                    session = %self.session_id,
-                    track = frame.track,
-                    seq = frame.seq,
-                    jump_ms = step / 1000,
-                    correction_ms = correction / 1000,
-                    "capture clock jumped; re-timing the session so the timeline stays continuous"
-                );
-                pts = pts.saturating_add(correction);
-                dts = dts.saturating_add(correction);
-            }
+        let Some(last) = track.last_dts_us else {
+            return Ok((pts, dts));
+        };
+        let step = dts.saturating_sub(last);
+        if step >= -self.limits.jump_threshold_us && step <= self.limits.max_gap_us {
+            return Ok((pts, dts));
         }
+        let target = last.saturating_add(track.last_dur_us.max(1));
+        let correction = target.saturating_sub(dts);
+        sync.offset_us = sync.offset_us.saturating_add(correction);
+        sync.jumps += 1;
+        tracing::warn!(
+            session = %self.session_id,
+            track = frame.track,
+            seq = frame.seq,
+            jump_ms = step / 1000,
+            correction_ms = correction / 1000,
+            "capture clock jumped; re-timing the session so the timeline stays continuous"
+        );
+        Ok((
+            pts.saturating_add(correction),
+            dts.saturating_add(correction),
+        ))
+    }
+
+    /// Fails the session when it runs past the longest recording or its
+    /// muxer has fallen too far behind.
+    fn check_limits(&self, track: &Track, frame: &MediaFrame, pts: i64) -> anyhow::Result<()> {
+        if pts > self.limits.max_duration_us {
+            bail!(
+                "session {}: recording is longer than max_duration_ms ({} ms)",
+                self.session_id,
+                self.limits.max_duration_us / 1000
+            );
+        }
+        let queued = track.appsrc.current_level_bytes();
+        let max = self.limits.max_queued_bytes;
+        if max > 0 && queued > max {
+            bail!(
+                "session {}: muxer is not keeping up ({queued} bytes queued on track {}); \
+                 is a declared track not sending frames?",
+                self.session_id,
+                frame.track
+            );
+        }
+        Ok(())
+    }
+
+    fn push_aligned(&self, sync: &mut Sync, base: i64, frame: &MediaFrame) -> anyhow::Result<()> {
+        let (pts, dts) = self.retime(sync, base, frame)?;
         let Some(track) = sync.tracks.get_mut(&frame.track) else {
             bail!("session {}: unknown track {}", self.session_id, frame.track);
         };
-        let reason = if pts < 0 || dts < -TS_SHIFT_US {
-            Some("before the session start")
-        } else if track.last_dts_us.is_some_and(|last| dts <= last) {
-            // Equal decode timestamps make mp4mux fail the whole file.
-            Some("decode timestamp not after the previous frame's")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = drop_reason(track, pts, dts) {
             sync.dropped += 1;
             tracing::warn!(
                 session = %self.session_id,
@@ -550,22 +556,7 @@ impl Recording {
             );
             return Ok(());
         }
-        if pts > self.max_duration_us {
-            bail!(
-                "session {}: recording is longer than max_duration_ms ({} ms)",
-                self.session_id,
-                self.max_duration_us / 1000
-            );
-        }
-        let queued = track.appsrc.current_level_bytes();
-        if self.max_queued_bytes > 0 && queued > self.max_queued_bytes {
-            bail!(
-                "session {}: muxer is not keeping up ({queued} bytes queued on track {}); \
-                 is a declared track not sending frames?",
-                self.session_id,
-                frame.track
-            );
-        }
+        self.check_limits(track, frame, pts)?;
         let dur = i64::from(frame.duration_us);
         track.last_dur_us = if dur > 0 {
             dur
@@ -574,36 +565,17 @@ impl Recording {
         };
         track.last_dts_us = Some(dts);
         sync.end_us = sync.end_us.max(pts.saturating_add(dur));
-        let mut buffer = gst::Buffer::from_slice(frame.data.clone());
-        {
-            let b = buffer
-                .get_mut()
-                .ok_or_else(|| anyhow!("new buffer is not writable"))?;
-            b.set_pts(shifted(pts));
-            b.set_dts(shifted(dts));
-            if frame.duration_us > 0 {
-                b.set_duration(gst::ClockTime::from_useconds(u64::from(frame.duration_us)));
-            }
-            if !frame.keyframe {
-                b.set_flags(gst::BufferFlags::DELTA_UNIT);
-            }
-        }
         let sample = gst::Sample::builder()
-            .buffer(&buffer)
+            .buffer(&frame_buffer(frame, pts, dts)?)
             .segment(&self.segment)
             .build();
         track.appsrc.push_sample(&sample).map_err(|flow| {
-            let detail = self
-                .error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_default();
             anyhow!(
-                "session {}: track {} refused frame {}: {flow:?} {detail}",
+                "session {}: track {} refused frame {}: {flow:?} {}",
                 self.session_id,
                 frame.track,
-                frame.seq
+                frame.seq,
+                self.failure()
             )
         })?;
         for enc in &self.encoders {
@@ -614,6 +586,15 @@ impl Recording {
         }
         sync.pushed += 1;
         Ok(())
+    }
+
+    /// The pipeline's first error, or "".
+    fn failure(&self) -> String {
+        self.error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Ends the session: flushes the muxers, waits until the source file is
@@ -628,62 +609,55 @@ impl Recording {
         Ok(produced)
     }
 
-    /// Like [`Recording::finish`], but returns as soon as the source
-    /// rendition is final and measured (and the poster written): the VOD can
-    /// be served at once, while [`PendingRenditions::wait`] finishes the
-    /// other renditions.
-    pub fn finish_source(mut self) -> anyhow::Result<Finished> {
-        self.check_error()?;
-        let end_us;
-        {
-            let mut sync = self.sync.lock().unwrap_or_else(|p| p.into_inner());
-            if sync.base_us.is_none() {
-                let pending = std::mem::take(&mut sync.pending);
-                let base = pending.iter().map(|f| f.pts_us).min().unwrap_or(0);
-                sync.base_us = Some(base);
-                self.base.store(base, std::sync::atomic::Ordering::Relaxed);
-                for f in &pending {
-                    self.push_aligned(&mut sync, base, f)?;
-                }
-            }
-            if sync.dropped > 0 || sync.jumps > 0 {
-                tracing::warn!(
-                    session = %self.session_id,
-                    dropped = sync.dropped,
-                    clock_jumps = sync.jumps,
-                    "timestamps repaired"
-                );
-            }
-            if sync.pushed == 0 {
-                bail!(
-                    "recording of session {}: no frames were recorded",
-                    self.session_id
-                );
-            }
-            for (id, track) in &sync.tracks {
-                track
-                    .appsrc
-                    .end_of_stream()
-                    .map_err(|flow| anyhow!("track {id}: end of stream refused: {flow:?}"))?;
-            }
-            for enc in &self.encoders {
-                enc.end_of_stream();
-            }
-            end_us = sync.end_us;
+    /// Pushes the frames still held back (a session shorter than the start
+    /// window), and sends end-of-stream to every track and rendition.
+    /// Returns the largest end time pushed, µs after the start.
+    fn end_of_stream(&self) -> anyhow::Result<i64> {
+        let mut sync = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        if sync.base_us.is_none() {
+            self.align_start(&mut sync)?;
         }
-        let stop = Instant::now();
+        if sync.dropped > 0 || sync.jumps > 0 {
+            tracing::warn!(
+                session = %self.session_id,
+                dropped = sync.dropped,
+                clock_jumps = sync.jumps,
+                "timestamps repaired"
+            );
+        }
+        if sync.pushed == 0 {
+            bail!(
+                "recording of session {}: no frames were recorded",
+                self.session_id
+            );
+        }
+        for (id, track) in &sync.tracks {
+            track
+                .appsrc
+                .end_of_stream()
+                .map_err(|flow| anyhow!("track {id}: end of stream refused: {flow:?}"))?;
+        }
+        for enc in &self.encoders {
+            enc.end_of_stream();
+        }
+        Ok(sync.end_us)
+    }
+
+    /// Waits until the source muxer has written the last index, then stops
+    /// the pipeline.
+    fn wait_for_muxer(&self) -> anyhow::Result<()> {
         let bus = self
             .pipeline
             .bus()
             .ok_or_else(|| anyhow!("pipeline without bus"))?;
         let timeout = gst::ClockTime::from_mseconds(
-            u64::try_from(self.finish_timeout.as_millis()).unwrap_or(u64::MAX),
+            u64::try_from(self.limits.finish_timeout.as_millis()).unwrap_or(u64::MAX),
         );
         let msg =
             bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error]);
         let _ = self.pipeline.set_state(gst::State::Null);
         match msg {
-            Some(msg) if matches!(msg.view(), gst::MessageView::Eos(_)) => {}
+            Some(msg) if matches!(msg.view(), gst::MessageView::Eos(_)) => Ok(()),
             Some(_) => {
                 self.check_error()?;
                 bail!("recording of session {} failed", self.session_id);
@@ -691,29 +665,62 @@ impl Recording {
             None => bail!(
                 "recording of session {}: muxer did not finish within {:?}",
                 self.session_id,
-                self.finish_timeout
+                self.limits.finish_timeout
             ),
         }
-        let finalised = stop.elapsed();
-        let compact_start = Instant::now();
-        if self.compact_max_bytes > 0 {
-            match crate::compact::compact(&self.path, self.compact_max_bytes) {
-                Ok(saved) if saved > 0 => tracing::debug!(
+    }
+
+    /// Compacts a short source file (see [`crate::compact`]); a failure
+    /// keeps the file as it is.
+    fn compact_source(&self) {
+        if self.limits.compact_max_bytes == 0 {
+            return;
+        }
+        match crate::compact::compact(&self.path, self.limits.compact_max_bytes) {
+            Ok(saved) if saved > 0 => tracing::debug!(
+                session = %self.session_id,
+                saved,
+                "reserved index room removed"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = std::fs::remove_file(self.path.with_extension("mp4.compact"));
+                tracing::warn!(
                     session = %self.session_id,
-                    saved,
-                    "reserved index room removed"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = std::fs::remove_file(self.path.with_extension("mp4.compact"));
-                    tracing::warn!(
-                        session = %self.session_id,
-                        "could not compact {} (kept as is): {e:#}",
-                        self.path.display()
-                    );
-                }
+                    "could not compact {} (kept as is): {e:#}",
+                    self.path.display()
+                );
             }
         }
+    }
+
+    /// Writes the poster image next to the source file (an error is logged,
+    /// not returned), and removes the live poster, which is stale now.
+    fn write_poster(&self, stop: Instant) {
+        let poster = self.out_dir.join(crate::still::POSTER_FILE);
+        match crate::still::write_poster(&self.path, &poster) {
+            Ok(_) => tracing::info!(
+                session = %self.session_id,
+                after_stop_ms = stop.elapsed().as_secs_f64() * 1000.0,
+                "poster written"
+            ),
+            Err(e) => tracing::error!(session = %self.session_id, "no poster: {e:#}"),
+        }
+        let _ = std::fs::remove_file(self.out_dir.join(crate::still::LIVE_POSTER_FILE));
+    }
+
+    /// Like [`Recording::finish`], but returns as soon as the source
+    /// rendition is final and measured (and the poster written): the VOD can
+    /// be served at once, while [`PendingRenditions::wait`] finishes the
+    /// other renditions.
+    pub fn finish_source(mut self) -> anyhow::Result<Finished> {
+        self.check_error()?;
+        let end_us = self.end_of_stream()?;
+        let stop = Instant::now();
+        self.wait_for_muxer()?;
+        let finalised = stop.elapsed();
+        let compact_start = Instant::now();
+        self.compact_source();
         let compacted = compact_start.elapsed();
         // mp4mux (1.22) writes no rotation: set the video track's matrix
         // now that the index is final (36 bytes in place).
@@ -726,44 +733,25 @@ impl Recording {
                 )
             })?;
         }
-        let attributes =
-            probe_file(&self.path).with_context(|| format!("probing {}", self.path.display()))?;
+        let source = ProducedFile::measure(SOURCE_RENDITION, &self.path)?;
         tracing::info!(
             session = %self.session_id,
             path = %self.path.display(),
             compact_ms = compacted.as_secs_f64() * 1000.0,
-            size = attributes.size_bytes,
-            duration_ms = attributes.duration_ms,
+            size = source.attributes.size_bytes,
+            duration_ms = source.attributes.duration_ms,
             finalise_ms = finalised.as_secs_f64() * 1000.0,
             ready_ms = stop.elapsed().as_secs_f64() * 1000.0,
             "source rendition finished"
         );
-        let produced = vec![ProducedFile {
-            rendition: SOURCE_RENDITION.to_string(),
-            path: self.path.clone(),
-            attributes: crate::Rendition {
-                name: SOURCE_RENDITION.to_string(),
-                ..attributes
-            },
-        }];
-        let poster = self.out_dir.join(crate::still::POSTER_FILE);
-        match crate::still::write_poster(&self.path, &poster) {
-            Ok(_) => tracing::info!(
-                session = %self.session_id,
-                after_stop_ms = stop.elapsed().as_secs_f64() * 1000.0,
-                "poster written"
-            ),
-            Err(e) => tracing::error!(session = %self.session_id, "no poster: {e:#}"),
-        }
-        // The live poster (kept by the HTTP side while recording) is stale.
-        let _ = std::fs::remove_file(self.out_dir.join(crate::still::LIVE_POSTER_FILE));
+        self.write_poster(stop);
         Ok(Finished {
-            source: produced,
+            source: vec![source],
             renditions: PendingRenditions {
                 session_id: self.session_id.clone(),
                 encoders: std::mem::take(&mut self.encoders),
                 media_end: gst::ClockTime::from_useconds(u64::try_from(end_us).unwrap_or(0)),
-                timeout: self.rendition_timeout,
+                timeout: self.limits.rendition_timeout,
                 stop,
             },
         })
@@ -774,6 +762,19 @@ impl Recording {
     pub fn abort(self) {
         tracing::info!(session = %self.session_id, "recording aborted");
         // Drop stops the pipelines.
+    }
+}
+
+/// Why a frame is dropped rather than muxed: before the session start, or
+/// a decode timestamp not after its track's previous one.
+fn drop_reason(track: &Track, pts: i64, dts: i64) -> Option<&'static str> {
+    if pts < 0 || dts < -TS_SHIFT_US {
+        Some("before the session start")
+    } else if track.last_dts_us.is_some_and(|last| dts <= last) {
+        // Equal decode timestamps make mp4mux fail the whole file.
+        Some("decode timestamp not after the previous frame's")
+    } else {
+        None
     }
 }
 
@@ -816,26 +817,19 @@ impl PendingRenditions {
     pub fn wait(self) -> Vec<ProducedFile> {
         let mut produced = Vec::new();
         for enc in &self.encoders {
-            let result = enc.wait(self.timeout, self.media_end).and_then(|()| {
-                probe_file(&enc.path).with_context(|| format!("probing {}", enc.path.display()))
-            });
+            let result = enc
+                .wait(self.timeout, self.media_end)
+                .and_then(|()| ProducedFile::measure(&enc.spec.name, &enc.path));
             match result {
-                Ok(attributes) => {
+                Ok(file) => {
                     tracing::info!(
                         session = %self.session_id,
                         rendition = %enc.spec.name,
-                        size = attributes.size_bytes,
+                        size = file.attributes.size_bytes,
                         after_stop_ms = self.stop.elapsed().as_secs_f64() * 1000.0,
                         "rendition finished"
                     );
-                    produced.push(ProducedFile {
-                        rendition: enc.spec.name.clone(),
-                        path: enc.path.clone(),
-                        attributes: crate::Rendition {
-                            name: enc.spec.name.clone(),
-                            ..attributes
-                        },
-                    });
+                    produced.push(file);
                 }
                 Err(e) => tracing::error!(
                     session = %self.session_id,

@@ -113,7 +113,7 @@ fn sniff_container(path: &Path) -> anyhow::Result<Container> {
 }
 
 /// The wire codec name for a caps structure ("h264", "aac", "vp8", ...).
-pub fn codec_name(s: &gst::StructureRef) -> String {
+pub(crate) fn codec_name(s: &gst::StructureRef) -> String {
     match s.name().as_str() {
         "video/x-h264" => "h264".into(),
         "video/x-h265" => "h265".into(),
@@ -360,6 +360,82 @@ fn attach_track(
     Ok(info)
 }
 
+/// `filesrc ! {qtdemux,matroskademux}`, added to a new pipeline and linked;
+/// returns the pipeline and the demuxer.
+fn demux_pipeline(
+    path: &Path,
+    container: Container,
+) -> anyhow::Result<(gst::Pipeline, gst::Element)> {
+    let pipeline = gst::Pipeline::with_name("file-source");
+    let src = gst::ElementFactory::make("filesrc")
+        .name("src")
+        .property("location", path.to_string_lossy().as_ref())
+        .build()
+        .context("creating filesrc")?;
+    let demux_factory = match container {
+        Container::IsoBmff => "qtdemux",
+        Container::Matroska => "matroskademux",
+    };
+    let demux = gst::ElementFactory::make(demux_factory)
+        .name("demux")
+        .build()
+        .with_context(|| format!("creating {demux_factory}"))?;
+    pipeline
+        .add_many([&src, &demux])
+        .context("building the demux pipeline")?;
+    src.link(&demux).context("linking filesrc to the demuxer")?;
+    Ok((pipeline, demux))
+}
+
+/// Gives each pad the demuxer adds a track id and an appsink, and says what
+/// it found (a track, an error, or that there are no more pads) on
+/// `discovered`.
+fn announce_tracks(
+    demux: &gst::Element,
+    pipeline: &gst::Pipeline,
+    frames: SyncSender<Item>,
+    discovered: mpsc::Sender<Discovery>,
+    tags: SharedTags,
+) {
+    let next_id = std::sync::Mutex::new(0u8);
+    let weak = pipeline.downgrade();
+    let pad_discovered = discovered.clone();
+    demux.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else {
+            return;
+        };
+        let id = {
+            let mut next = next_id.lock().unwrap_or_else(|e| e.into_inner());
+            let id = *next;
+            *next = next.saturating_add(1);
+            id
+        };
+        let msg = match attach_track(&pipeline, pad, id, frames.clone(), tags.clone()) {
+            Ok(info) => Discovery::Track(info),
+            Err(e) => Discovery::Error(format!("{e:#}")),
+        };
+        let _ = pad_discovered.send(msg);
+    });
+    demux.connect_no_more_pads(move |_| {
+        let _ = discovered.send(Discovery::NoMorePads);
+    });
+}
+
+/// Logs the demuxer's warnings; errors stay on the bus for [`bus_error`].
+fn log_warnings(pipeline: &gst::Pipeline, path: &Path) {
+    if let Some(bus) = pipeline.bus() {
+        let name = path.display().to_string();
+        bus.set_sync_handler(move |_, msg| match msg.view() {
+            gst::MessageView::Error(_) => gst::BusSyncReply::Pass,
+            gst::MessageView::Warning(w) => {
+                tracing::warn!(path = %name, "demuxer warning: {} ({:?})", w.error(), w.debug());
+                gst::BusSyncReply::Drop
+            }
+            _ => gst::BusSyncReply::Drop,
+        });
+    }
+}
+
 impl FileSource {
     /// Opens a media file and waits until the demuxer has announced all its
     /// tracks. Frames are then read with [`FileSource::next_frame`] (or by
@@ -367,64 +443,12 @@ impl FileSource {
     pub fn open(path: &Path) -> anyhow::Result<FileSource> {
         gst::init().context("initialising GStreamer")?;
         let container = sniff_container(path)?;
-        let pipeline = gst::Pipeline::with_name("file-source");
-        let src = gst::ElementFactory::make("filesrc")
-            .name("src")
-            .property("location", path.to_string_lossy().as_ref())
-            .build()
-            .context("creating filesrc")?;
-        let demux_factory = match container {
-            Container::IsoBmff => "qtdemux",
-            Container::Matroska => "matroskademux",
-        };
-        let demux = gst::ElementFactory::make(demux_factory)
-            .name("demux")
-            .build()
-            .with_context(|| format!("creating {demux_factory}"))?;
-        pipeline
-            .add_many([&src, &demux])
-            .context("building the demux pipeline")?;
-        src.link(&demux).context("linking filesrc to the demuxer")?;
-
+        let (pipeline, demux) = demux_pipeline(path, container)?;
         let (frame_tx, frame_rx) = mpsc::sync_channel::<Item>(READ_AHEAD);
         let (disc_tx, disc_rx) = mpsc::channel::<Discovery>();
-        let next_id = std::sync::Mutex::new(0u8);
         let tags = SharedTags::default();
-        let pad_tags = tags.clone();
-        let weak = pipeline.downgrade();
-        let pad_disc_tx = disc_tx.clone();
-        demux.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = weak.upgrade() else {
-                return;
-            };
-            let id = {
-                let mut next = next_id.lock().unwrap_or_else(|e| e.into_inner());
-                let id = *next;
-                *next = next.saturating_add(1);
-                id
-            };
-            let msg = match attach_track(&pipeline, pad, id, frame_tx.clone(), pad_tags.clone()) {
-                Ok(info) => Discovery::Track(info),
-                Err(e) => Discovery::Error(format!("{e:#}")),
-            };
-            let _ = pad_disc_tx.send(msg);
-        });
-        demux.connect_no_more_pads(move |_| {
-            let _ = disc_tx.send(Discovery::NoMorePads);
-        });
-
-        if let Some(bus) = pipeline.bus() {
-            let name = path.display().to_string();
-            bus.set_sync_handler(move |_, msg| match msg.view() {
-                gst::MessageView::Error(_) => gst::BusSyncReply::Pass,
-                gst::MessageView::Warning(w) => {
-                    tracing::warn!(path = %name, "demuxer warning: {} ({:?})", w.error(), w.debug());
-                    gst::BusSyncReply::Drop
-                }
-                _ => gst::BusSyncReply::Drop,
-            });
-        }
-
+        announce_tracks(&demux, &pipeline, frame_tx, disc_tx, tags.clone());
+        log_warnings(&pipeline, path);
         let mut source = FileSource {
             tracks: Vec::new(),
             frames: Some(frame_rx),
@@ -442,25 +466,10 @@ impl FileSource {
                     .unwrap_or_else(|| anyhow!("demux pipeline failed to start"))
             })
             .with_context(|| format!("opening {}", path.display()))?;
-
         let deadline = Instant::now() + DISCOVERY_TIMEOUT;
-        loop {
-            match disc_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Discovery::Track(info)) => source.tracks.push(info),
-                Ok(Discovery::NoMorePads) => break,
-                Ok(Discovery::Error(e)) => {
-                    return Err(anyhow!(e)).with_context(|| format!("opening {}", path.display()))
-                }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    if let Some(e) = bus_error(&source.bus()) {
-                        return Err(e).with_context(|| format!("opening {}", path.display()));
-                    }
-                    if Instant::now() > deadline {
-                        bail!("{}: timed out waiting for the demuxer", path.display());
-                    }
-                }
-            }
-        }
+        source
+            .discover_tracks(&disc_rx, deadline)
+            .with_context(|| format!("opening {}", path.display()))?;
         source.tracks.sort_by_key(|t| t.id);
         if source.tracks.is_empty() {
             bail!("{}: no tracks", path.display());
@@ -470,6 +479,29 @@ impl FileSource {
             .with_context(|| format!("opening {}", path.display()))?;
         tracing::debug!(path = %path.display(), tracks = ?source.tracks, "opened media file");
         Ok(source)
+    }
+
+    /// Collects the tracks the demuxer announces until it has no more pads.
+    fn discover_tracks(
+        &mut self,
+        discovered: &Receiver<Discovery>,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
+        loop {
+            match discovered.recv_timeout(Duration::from_millis(50)) {
+                Ok(Discovery::Track(info)) => self.tracks.push(info),
+                Ok(Discovery::NoMorePads) => return Ok(()),
+                Ok(Discovery::Error(e)) => bail!(e),
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    if let Some(e) = bus_error(&self.bus()) {
+                        return Err(e);
+                    }
+                    if Instant::now() > deadline {
+                        bail!("timed out waiting for the demuxer");
+                    }
+                }
+            }
+        }
     }
 
     /// Sets each video track's rotation from its `image-orientation` tag.

@@ -24,6 +24,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use crate::pipeline::make;
+
 /// File name of the poster image inside a session's output directory.
 pub const POSTER_FILE: &str = "poster.jpg";
 /// File name of the poster kept while a session is live (the first frame of
@@ -51,16 +53,6 @@ pub enum StillError {
 
 /// How long one still-frame extraction may take.
 const TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(20);
-
-struct Extraction {
-    pipeline: gst::Pipeline,
-}
-
-impl Drop for Extraction {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
 
 fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
     let bus = pipeline.bus()?;
@@ -99,7 +91,7 @@ pub fn frame_jpeg(path: &Path, t_ms: u64) -> Result<Vec<u8>, StillError> {
 /// Writes the poster image of a VOD file (the frame at one second, or at
 /// the middle of shorter videos) to `out`. Returns `Ok(false)` for a file
 /// without video.
-pub fn write_poster(path: &Path, out: &Path) -> anyhow::Result<bool> {
+pub(crate) fn write_poster(path: &Path, out: &Path) -> anyhow::Result<bool> {
     let duration_ms = crate::probe_file(path)
         .with_context(|| format!("probing {}", path.display()))?
         .duration_ms;
@@ -116,135 +108,178 @@ pub fn write_poster(path: &Path, out: &Path) -> anyhow::Result<bool> {
     }
 }
 
+/// The still-frame pipeline of one file. Dropping it stops the pipeline.
+struct StillPipeline {
+    pipeline: gst::Pipeline,
+    /// In front of the decoder: linked once the demuxer has a video pad.
+    queue: gst::Element,
+    sink: gst_app::AppSink,
+}
+
+impl Drop for StillPipeline {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Links the demuxer's video pad to the queue, and the decoder's video pad
+/// to the converter, as they appear.
+fn link_video_pads(
+    demux: &gst::Element,
+    queue: &gst::Element,
+    decode: &gst::Element,
+    convert: &gst::Element,
+) {
+    let queue = queue.clone();
+    demux.connect_pad_added(move |_, pad| {
+        if pad.name().starts_with("video_") {
+            if let Some(sinkpad) = queue.static_pad("sink") {
+                if !sinkpad.is_linked() {
+                    let _ = pad.link(&sinkpad);
+                }
+            }
+        }
+    });
+    let convert = convert.clone();
+    decode.connect_pad_added(move |_, pad| {
+        let is_video = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+            .unwrap_or(false);
+        if let (true, Some(sinkpad)) = (is_video, convert.static_pad("sink")) {
+            if !sinkpad.is_linked() {
+                let _ = pad.link(&sinkpad);
+            }
+        }
+    });
+}
+
+impl StillPipeline {
+    fn build(path: &Path) -> anyhow::Result<StillPipeline> {
+        let pipeline = gst::Pipeline::with_name("still");
+        let src = gst::ElementFactory::make("filesrc")
+            .property("location", path.to_string_lossy().as_ref())
+            .build()
+            .context("creating filesrc")?;
+        let demux = make("qtdemux")?;
+        let queue = make("queue")?;
+        let decode = make("decodebin")?;
+        let convert = make("videoconvert")?;
+        // Shown upright: the file's display rotation (the track matrix, which
+        // qtdemux announces as an image-orientation tag) is applied.
+        let flip = gst::ElementFactory::make("videoflip")
+            .property_from_str("video-direction", "auto")
+            .build()
+            .context("creating videoflip")?;
+        let sink = gst_app::AppSink::builder()
+            .caps(
+                &gst::Caps::builder("video/x-raw")
+                    .field("format", "RGB")
+                    .build(),
+            )
+            .sync(false)
+            .max_buffers(2)
+            .build();
+        let still = StillPipeline {
+            pipeline,
+            queue,
+            sink,
+        };
+        let elements = [&src, &demux, &still.queue, &decode, &convert, &flip];
+        still
+            .pipeline
+            .add_many(elements)
+            .and_then(|()| still.pipeline.add(&still.sink))
+            .context("building the still-frame pipeline")?;
+        src.link(&demux).context("linking filesrc to qtdemux")?;
+        still
+            .queue
+            .link(&decode)
+            .context("linking queue to decodebin")?;
+        gst::Element::link_many([&convert, &flip, still.sink.upcast_ref()])
+            .context("linking videoconvert, videoflip and appsink")?;
+        link_video_pads(&demux, &still.queue, &decode, &convert);
+        Ok(still)
+    }
+
+    /// Whether the demuxer gave a video pad.
+    fn has_video(&self) -> bool {
+        self.queue.static_pad("sink").is_some_and(|p| p.is_linked())
+    }
+
+    /// Prerolls the pipeline; returns the file's duration, ms.
+    fn preroll(&self, path: &Path) -> Result<u64, StillError> {
+        let pipeline = &self.pipeline;
+        pipeline.set_state(gst::State::Paused).map_err(|_| {
+            anyhow!(
+                "opening {}: {}",
+                path.display(),
+                bus_error(pipeline).unwrap_or_default()
+            )
+        })?;
+        let (res, _, _) = pipeline.state(TIMEOUT);
+        if res.is_err() {
+            let err = bus_error(pipeline).unwrap_or_default();
+            if !self.has_video() {
+                return Err(StillError::NoVideo);
+            }
+            return Err(anyhow!("decoding {}: {err}", path.display()).into());
+        }
+        if !self.has_video() {
+            return Err(StillError::NoVideo);
+        }
+        Ok(pipeline
+            .query_duration::<gst::ClockTime>()
+            .map(|d| d.mseconds())
+            .unwrap_or(0))
+    }
+
+    /// Seeks to the key frame at or before `target` and walks to the frame
+    /// shown at `target`. A key-unit seek may land on a key frame after t
+    /// (open GOPs: the key frame's decode time is before t, the frames shown
+    /// just before it are not decodable from it); then it seeks further back
+    /// and tries again.
+    fn frame_shown_at(
+        &self,
+        target: gst::ClockTime,
+        path: &Path,
+    ) -> Result<Option<gst::Sample>, StillError> {
+        let mut seek_to = target;
+        let mut back = gst::ClockTime::from_seconds(1);
+        loop {
+            self.pipeline
+                .seek_simple(
+                    gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT | gst::SeekFlags::SNAP_BEFORE,
+                    seek_to,
+                )
+                .map_err(|_| anyhow!("seeking {} to {seek_to}", path.display()))?;
+            let (first, chosen) = walk_to(&self.pipeline, &self.sink, target, path)?;
+            if first.is_some_and(|f| f > target) && seek_to > gst::ClockTime::ZERO {
+                seek_to = seek_to.saturating_sub(back);
+                back *= 2;
+                continue;
+            }
+            return Ok(chosen);
+        }
+    }
+}
+
 fn frame_at(path: &Path, t_ms: u64) -> Result<gst::Sample, StillError> {
     gst::init().context("initialising GStreamer")?;
     if !path.is_file() {
         return Err(anyhow!("{} does not exist", path.display()).into());
     }
-    let pipeline = gst::Pipeline::with_name("still");
-    let ex = Extraction {
-        pipeline: pipeline.clone(),
-    };
-    let make = |factory: &str| {
-        gst::ElementFactory::make(factory)
-            .build()
-            .with_context(|| format!("creating {factory}"))
-    };
-    let src = gst::ElementFactory::make("filesrc")
-        .property("location", path.to_string_lossy().as_ref())
-        .build()
-        .context("creating filesrc")?;
-    let demux = make("qtdemux")?;
-    let queue = make("queue")?;
-    let decode = make("decodebin")?;
-    let convert = make("videoconvert")?;
-    // Shown upright: the file's display rotation (the track matrix, which
-    // qtdemux announces as an image-orientation tag) is applied.
-    let flip = gst::ElementFactory::make("videoflip")
-        .property_from_str("video-direction", "auto")
-        .build()
-        .context("creating videoflip")?;
-    let sink = gst_app::AppSink::builder()
-        .caps(
-            &gst::Caps::builder("video/x-raw")
-                .field("format", "RGB")
-                .build(),
-        )
-        .sync(false)
-        .max_buffers(2)
-        .build();
-    pipeline
-        .add_many([
-            &src,
-            &demux,
-            &queue,
-            &decode,
-            &convert,
-            &flip,
-            sink.upcast_ref(),
-        ])
-        .context("building the still-frame pipeline")?;
-    src.link(&demux).context("linking filesrc to qtdemux")?;
-    queue.link(&decode).context("linking queue to decodebin")?;
-    gst::Element::link_many([&convert, &flip, sink.upcast_ref()])
-        .context("linking videoconvert, videoflip and appsink")?;
-    {
-        let queue = queue.clone();
-        demux.connect_pad_added(move |_, pad| {
-            if pad.name().starts_with("video_") {
-                if let Some(sinkpad) = queue.static_pad("sink") {
-                    if !sinkpad.is_linked() {
-                        let _ = pad.link(&sinkpad);
-                    }
-                }
-            }
-        });
-    }
-    {
-        let convert = convert.clone();
-        decode.connect_pad_added(move |_, pad| {
-            let is_video = pad
-                .current_caps()
-                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
-                .unwrap_or(false);
-            if let (true, Some(sinkpad)) = (is_video, convert.static_pad("sink")) {
-                if !sinkpad.is_linked() {
-                    let _ = pad.link(&sinkpad);
-                }
-            }
-        });
-    }
-
-    pipeline.set_state(gst::State::Paused).map_err(|_| {
-        anyhow!(
-            "opening {}: {}",
-            path.display(),
-            bus_error(&pipeline).unwrap_or_default()
-        )
-    })?;
-    let (res, _, _) = pipeline.state(TIMEOUT);
-    if res.is_err() {
-        let err = bus_error(&pipeline).unwrap_or_default();
-        if queue.static_pad("sink").is_some_and(|p| !p.is_linked()) {
-            return Err(StillError::NoVideo);
-        }
-        return Err(anyhow!("decoding {}: {err}", path.display()).into());
-    }
-    if queue.static_pad("sink").is_some_and(|p| !p.is_linked()) {
-        return Err(StillError::NoVideo);
-    }
-    let duration_ms = pipeline
-        .query_duration::<gst::ClockTime>()
-        .map(|d| d.mseconds())
-        .unwrap_or(0);
+    let still = StillPipeline::build(path)?;
+    let duration_ms = still.preroll(path)?;
     if t_ms > duration_ms {
         return Err(StillError::PastEnd { t_ms, duration_ms });
     }
-    let target = gst::ClockTime::from_mseconds(t_ms);
-    pipeline
+    still
+        .pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| anyhow!("decoding {}", path.display()))?;
-    // A key-unit seek may land on a key frame after t (open GOPs: the key
-    // frame's decode time is before t, the frames shown just before it are
-    // not decodable from it). Then seek further back and try again.
-    let mut seek_to = target;
-    let mut back = gst::ClockTime::from_seconds(1);
-    let chosen = loop {
-        pipeline
-            .seek_simple(
-                gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT | gst::SeekFlags::SNAP_BEFORE,
-                seek_to,
-            )
-            .map_err(|_| anyhow!("seeking {} to {seek_to}", path.display()))?;
-        let (first, chosen) = walk_to(&pipeline, &sink, target, path)?;
-        if first.is_some_and(|f| f > target) && seek_to > gst::ClockTime::ZERO {
-            seek_to = seek_to.saturating_sub(back);
-            back *= 2;
-            continue;
-        }
-        break chosen;
-    };
-    drop(ex);
+    let chosen = still.frame_shown_at(gst::ClockTime::from_mseconds(t_ms), path)?;
+    drop(still);
     chosen.ok_or_else(|| StillError::Other(anyhow!("no frame decoded at {t_ms} ms")))
 }
 

@@ -27,7 +27,7 @@ pub const VP8_OPUS: &str = "vp8_opus.webm";
 pub const ROTATED_90: &str = "rotated90_640x360.mp4";
 
 /// Every fixture clip.
-pub const ALL: [&str; 7] = [
+pub(crate) const ALL: [&str; 7] = [
     H264_AAC,
     PORTRAIT,
     H265_AAC,

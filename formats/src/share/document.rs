@@ -1,7 +1,7 @@
 //! A small element tree shared by the XML and WBXML codecs, and the
 //! Sharecast video-attribute document built on it.
 //!
-//! The video document (namespace [`NAMESPACE`], described in
+//! The video document (namespace `urn:sharecast:video-attributes:1`, described in
 //! `docs/share-messages.md`, which also has an XML Schema):
 //!
 //! ```xml
@@ -30,7 +30,7 @@ use crate::attributes::{Rendition, VideoAttributes};
 use super::error::{DecodeError, ErrorKind, Layer};
 
 /// XML namespace of the video document.
-pub const NAMESPACE: &str = "urn:sharecast:video-attributes:1";
+pub(crate) const NAMESPACE: &str = "urn:sharecast:video-attributes:1";
 /// Document version written by this implementation.
 pub const VERSION: &str = "1";
 
@@ -68,7 +68,7 @@ impl Element {
 
     /// Add an attribute (builder style).
     #[must_use]
-    pub fn attr(mut self, name: &str, value: impl Into<String>) -> Self {
+    pub(crate) fn attr(mut self, name: &str, value: impl Into<String>) -> Self {
         self.attributes.push((name.to_owned(), value.into()));
         self
     }
@@ -96,7 +96,7 @@ impl Element {
     }
 
     /// Child elements.
-    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+    pub(crate) fn elements(&self) -> impl Iterator<Item = &Element> {
         self.children.iter().filter_map(|n| match n {
             Node::Element(e) => Some(e),
             Node::Text(_) => None,
@@ -104,7 +104,7 @@ impl Element {
     }
 
     /// All text children concatenated.
-    pub fn text_content(&self) -> String {
+    pub(crate) fn text_content(&self) -> String {
         self.children
             .iter()
             .filter_map(|n| match n {
@@ -282,9 +282,8 @@ fn codec_list(e: &Element) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Read the video document. `layer` is the layer errors are reported in
-/// (XML or WBXML); offsets are the elements' offsets in their source.
-pub fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, DecodeError> {
+/// Refuses a root that is not a `<video>` of major version 1.
+fn check_root(root: &Element, layer: Layer) -> Result<(), DecodeError> {
     if root.name != "video" {
         return Err(DecodeError::invalid(
             layer,
@@ -305,6 +304,50 @@ pub fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, Dec
             ));
         }
     }
+    Ok(())
+}
+
+/// A `<link>`: its `href` under its relation.
+fn read_link(a: &mut VideoAttributes, e: &Element, layer: Layer) -> Result<(), DecodeError> {
+    let href = e
+        .get("href")
+        .ok_or_else(|| bad(layer, e, "<link> without href".into()))?
+        .to_owned();
+    match e.get("rel") {
+        Some("share") => a.share_url = Some(href),
+        Some("vod") => a.vod_url = Some(href),
+        Some("live") => a.live_urls.push(href),
+        Some("thumbnail") => a.thumbnail_url = Some(href),
+        // Unknown relations are for later revisions.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The attributes of a `<rendition>`, or of the `<media>` element (which
+/// has no name, link or MIME type).
+fn read_rendition(e: &Element, layer: Layer) -> Result<Rendition, DecodeError> {
+    Ok(Rendition {
+        name: e.get("name").unwrap_or("").to_owned(),
+        url: e.get("href").unwrap_or("").to_owned(),
+        container: e.get("container").unwrap_or("").to_owned(),
+        mime: e.get("mime").unwrap_or("").to_owned(),
+        codecs: codec_list(e),
+        size_bytes: num(layer, e, "size")?.unwrap_or(0),
+        width: num(layer, e, "width")?.unwrap_or(0),
+        height: num(layer, e, "height")?.unwrap_or(0),
+        // Share messages carry no display rotation (docs/share-messages.md).
+        rotation: 0,
+        frame_rate: fps(layer, e)?,
+        bitrate: num(layer, e, "bitrate")?.unwrap_or(0),
+        duration_ms: num(layer, e, "duration-ms")?.unwrap_or(0),
+    })
+}
+
+/// Read the video document. `layer` is the layer errors are reported in
+/// (XML or WBXML); offsets are the elements' offsets in their source.
+pub(crate) fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, DecodeError> {
+    check_root(root, layer)?;
     let mut a = VideoAttributes {
         id: root.get("id").unwrap_or("").to_owned(),
         expires_unix: num(layer, root, "expires")?,
@@ -316,20 +359,7 @@ pub fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, Dec
         match e.name.as_str() {
             "title" => a.title = Some(e.text_content()),
             "sender" => a.sender = Some(e.text_content()),
-            "link" => {
-                let href = e
-                    .get("href")
-                    .ok_or_else(|| bad(layer, e, "<link> without href".into()))?
-                    .to_owned();
-                match e.get("rel") {
-                    Some("share") => a.share_url = Some(href),
-                    Some("vod") => a.vod_url = Some(href),
-                    Some("live") => a.live_urls.push(href),
-                    Some("thumbnail") => a.thumbnail_url = Some(href),
-                    // Unknown relations are for later revisions.
-                    _ => {}
-                }
-            }
+            "link" => read_link(&mut a, e, layer)?,
             "media" => {
                 if media_seen {
                     return Err(DecodeError::new(
@@ -339,30 +369,17 @@ pub fn from_element(root: &Element, layer: Layer) -> Result<VideoAttributes, Dec
                     ));
                 }
                 media_seen = true;
-                a.container = e.get("container").unwrap_or("").to_owned();
-                a.codecs = codec_list(e);
-                a.size_bytes = num(layer, e, "size")?.unwrap_or(0);
-                a.width = num(layer, e, "width")?.unwrap_or(0);
-                a.height = num(layer, e, "height")?.unwrap_or(0);
-                a.frame_rate = fps(layer, e)?;
-                a.bitrate = num(layer, e, "bitrate")?.unwrap_or(0);
-                a.duration_ms = num(layer, e, "duration-ms")?.unwrap_or(0);
+                let m = read_rendition(e, layer)?;
+                a.container = m.container;
+                a.codecs = m.codecs;
+                a.size_bytes = m.size_bytes;
+                a.width = m.width;
+                a.height = m.height;
+                a.frame_rate = m.frame_rate;
+                a.bitrate = m.bitrate;
+                a.duration_ms = m.duration_ms;
             }
-            "rendition" => a.renditions.push(Rendition {
-                name: e.get("name").unwrap_or("").to_owned(),
-                url: e.get("href").unwrap_or("").to_owned(),
-                container: e.get("container").unwrap_or("").to_owned(),
-                mime: e.get("mime").unwrap_or("").to_owned(),
-                codecs: codec_list(e),
-                size_bytes: num(layer, e, "size")?.unwrap_or(0),
-                width: num(layer, e, "width")?.unwrap_or(0),
-                height: num(layer, e, "height")?.unwrap_or(0),
-                // Share messages carry no display rotation (docs/share-messages.md).
-                rotation: 0,
-                frame_rate: fps(layer, e)?,
-                bitrate: num(layer, e, "bitrate")?.unwrap_or(0),
-                duration_ms: num(layer, e, "duration-ms")?.unwrap_or(0),
-            }),
+            "rendition" => a.renditions.push(read_rendition(e, layer)?),
             _ => {}
         }
     }

@@ -231,12 +231,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Look at the next byte without consuming it.
-    pub fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
 
     /// Read one byte.
-    pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         match self.buf.get(self.pos) {
             Some(b) => {
                 self.pos += 1;
@@ -247,7 +247,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Read a big-endian u16.
-    pub fn u16_be(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16_be(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         let b = self.take(2, what)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
@@ -265,14 +265,14 @@ impl<'a> Reader<'a> {
     }
 
     /// Read the rest of the buffer.
-    pub fn take_rest(&mut self) -> &'a [u8] {
+    pub(crate) fn take_rest(&mut self) -> &'a [u8] {
         let r = self.rest();
         self.pos = self.buf.len();
         r
     }
 
     /// Read bytes up to a NUL terminator (consumed, not returned).
-    pub fn cstr(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn cstr(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let rest = self.rest();
         match rest.iter().position(|&b| b == 0) {
             Some(n) => {
@@ -297,7 +297,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A truncation error at the current offset.
-    pub fn truncated(&self, what: &'static str, needed: usize) -> DecodeError {
+    pub(crate) fn truncated(&self, what: &'static str, needed: usize) -> DecodeError {
         DecodeError::new(
             self.layer,
             self.pos,
@@ -309,12 +309,12 @@ impl<'a> Reader<'a> {
     }
 
     /// An error at the current offset.
-    pub fn error_here(&self, kind: ErrorKind) -> DecodeError {
+    pub(crate) fn error_here(&self, kind: ErrorKind) -> DecodeError {
         DecodeError::new(self.layer, self.pos, kind)
     }
 
     /// An error at `offset`.
-    pub fn error_at(&self, offset: usize, kind: ErrorKind) -> DecodeError {
+    pub(crate) fn error_at(&self, offset: usize, kind: ErrorKind) -> DecodeError {
         DecodeError::new(self.layer, offset, kind)
     }
 }

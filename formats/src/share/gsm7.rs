@@ -10,7 +10,7 @@
 use super::error::{DecodeError, ErrorKind, Layer};
 
 /// The escape septet that introduces an extension-table character.
-pub const ESCAPE: u8 = 0x1B;
+pub(crate) const ESCAPE: u8 = 0x1B;
 
 /// The basic table, indexed by septet. Index 0x1B is the escape and never
 /// produced as a character.
@@ -41,7 +41,7 @@ const EXTENSION: [(u8, char); 10] = [
 
 /// The septet(s) for `c`: one for the basic table, two (escape + code) for
 /// the extension table, `None` when `c` is not in the alphabet.
-pub fn char_to_septets(c: char) -> Option<(u8, Option<u8>)> {
+pub(crate) fn char_to_septets(c: char) -> Option<(u8, Option<u8>)> {
     if c == '\u{1B}' {
         return None;
     }
@@ -54,14 +54,8 @@ pub fn char_to_septets(c: char) -> Option<(u8, Option<u8>)> {
         .map(|(s, _)| (ESCAPE, Some(*s)))
 }
 
-/// Whether every character of `text` is in the GSM 7-bit alphabet
-/// (basic or extension table).
-pub fn is_encodable(text: &str) -> bool {
-    text.chars().all(|c| char_to_septets(c).is_some())
-}
-
 /// Number of septets `text` needs, or `None` if it is not encodable.
-pub fn septet_len(text: &str) -> Option<usize> {
+pub(crate) fn septet_len(text: &str) -> Option<usize> {
     text.chars().try_fold(0usize, |n, c| {
         char_to_septets(c).map(|(_, ext)| n + if ext.is_some() { 2 } else { 1 })
     })
@@ -213,7 +207,7 @@ mod tests {
     #[test]
     fn unencodable_chars_are_reported() {
         assert_eq!(encode("ab中"), Err((2, '中')));
-        assert!(!is_encodable("\u{1B}"));
+        assert_eq!(septet_len("\u{1B}"), None);
         assert_eq!(septet_len("中"), None);
     }
 

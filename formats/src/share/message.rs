@@ -30,7 +30,7 @@ pub const VIDEO_WBXML_CONTENT_TYPE: &str = "application/vnd.sharecast.video+wbxm
 /// decode).
 pub const VIDEO_XML_CONTENT_TYPE: &str = "application/vnd.sharecast.video+xml";
 /// X-Wap-Application-Id of video-document pushes.
-pub const VIDEO_PUSH_APPLICATION_ID: &str = "urn:sharecast:push:video";
+pub(crate) const VIDEO_PUSH_APPLICATION_ID: &str = "urn:sharecast:push:video";
 
 /// The share-message formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

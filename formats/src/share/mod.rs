@@ -1,4 +1,6 @@
-//! Share-message codecs (SEEDS S4 step 5). See `docs/share-messages.md`.
+//! Share-message codecs: how phone video sharing carries a video's
+//! attributes to recipients in share messages (SMS and WAP Push). See
+//! `docs/share-messages.md`.
 //!
 //! The phone (or the communication proxy) wraps the video attributes into a
 //! message and sends it to recipients by SMS; the recipient parses it. Every
@@ -33,7 +35,7 @@ pub mod si;
 pub mod sl;
 pub mod sms;
 pub mod text;
-pub mod time;
+mod time;
 pub mod tlv;
 pub mod ucs2;
 pub mod varint;
@@ -48,7 +50,7 @@ pub use message::{
     encode_user_data, encode_wap_push, Assembled, DecodedShare, MessageOptions, Payload,
     ShareFormat,
 };
-pub use segment::{segment, submit_pdus, Content, SegmentOptions, SubmitOptions};
+pub use segment::{segment, Content, SegmentOptions, SubmitOptions};
 pub use sms::{decode_pdu, parse_hex, Address, SmsDeliver, SmsPdu, SmsSubmit, SmscField};
 
 /// The WDP/SMS application port of Sharecast TLV messages (16029 =

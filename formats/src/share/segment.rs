@@ -36,7 +36,7 @@ pub enum Content {
 
 impl Content {
     /// The coded body.
-    pub fn to_body(&self) -> Body {
+    pub(crate) fn to_body(&self) -> Body {
         match self {
             Self::Text(t) => Body::from_text(t),
             Self::Binary(b) => Body::EightBit(b.clone()),
@@ -195,7 +195,7 @@ pub struct SubmitOptions {
 }
 
 /// Encode parts as SMS-SUBMIT PDUs to `destination`.
-pub fn submit_pdus(
+pub(crate) fn submit_pdus(
     destination: &Address,
     parts: Vec<UserData>,
     opts: &SubmitOptions,

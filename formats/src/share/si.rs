@@ -9,12 +9,12 @@ use super::error::{DecodeError, EncodeError, Layer};
 use super::wbxml::{self, Dialect, DialectId};
 
 /// WBXML public identifier of SI 1.0.
-pub const PUBLIC_ID: u32 = 0x05;
+pub(crate) const PUBLIC_ID: u32 = 0x05;
 /// Its string form.
-pub const PUBLIC_ID_STR: &str = "-//WAPFORUM//DTD SI 1.0//EN";
+pub(crate) const PUBLIC_ID_STR: &str = "-//WAPFORUM//DTD SI 1.0//EN";
 
 /// 9999-12-31T23:59:59Z, the latest date an SI can carry.
-pub const LATEST_DATE_UNIX: u64 = 253_402_300_799;
+pub(crate) const LATEST_DATE_UNIX: u64 = 253_402_300_799;
 
 /// The SI token tables (WAP-167 §9.3.1 tags, §9.3.2 attribute starts,
 /// §9.3.3 attribute values).
@@ -136,7 +136,7 @@ impl ServiceIndication {
     }
 
     /// Read an `<si>` element tree.
-    pub fn from_element(root: &Element) -> Result<Self, DecodeError> {
+    pub(crate) fn from_element(root: &Element) -> Result<Self, DecodeError> {
         if root.name != "si" {
             return Err(DecodeError::invalid(
                 Layer::Si,
@@ -192,7 +192,8 @@ impl ServiceIndication {
     /// The SI announcing a share: `href` is the share URL (else the VOD or
     /// first live URL), the text the title (else "Video from SENDER", else
     /// "Shared video"), `si-id` the id, `si-expires` the expiry (clamped to
-    /// [`LATEST_DATE_UNIX`]), `action="signal-medium"`.
+    /// the latest date an SI can carry, 9999-12-31T23:59:59Z),
+    /// `action="signal-medium"`.
     pub fn from_attributes(a: &VideoAttributes) -> Result<Self, EncodeError> {
         let href = a
             .share_url

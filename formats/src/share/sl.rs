@@ -9,9 +9,9 @@ use super::error::{DecodeError, EncodeError, Layer};
 use super::wbxml::{self, Dialect, DialectId};
 
 /// WBXML public identifier of SL 1.0.
-pub const PUBLIC_ID: u32 = 0x06;
+pub(crate) const PUBLIC_ID: u32 = 0x06;
 /// Its string form.
-pub const PUBLIC_ID_STR: &str = "-//WAPFORUM//DTD SL 1.0//EN";
+pub(crate) const PUBLIC_ID_STR: &str = "-//WAPFORUM//DTD SL 1.0//EN";
 
 /// The SL token tables (WAP-168 §9.3).
 pub const DIALECT: Dialect = Dialect {
@@ -85,7 +85,7 @@ impl ServiceLoading {
     }
 
     /// Read an `<sl>` element.
-    pub fn from_element(root: &Element) -> Result<Self, DecodeError> {
+    pub(crate) fn from_element(root: &Element) -> Result<Self, DecodeError> {
         if root.name != "sl" {
             return Err(DecodeError::invalid(
                 Layer::Sl,

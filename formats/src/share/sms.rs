@@ -19,13 +19,13 @@ use super::time::DateTime;
 use super::ucs2;
 
 /// Most octets of user data in one SMS (TS 23.040 §9.2.3.16).
-pub const MAX_USER_DATA_OCTETS: usize = 140;
+pub(crate) const MAX_USER_DATA_OCTETS: usize = 140;
 /// Most septets of 7-bit user data in one SMS.
-pub const MAX_USER_DATA_SEPTETS: usize = 160;
+pub(crate) const MAX_USER_DATA_SEPTETS: usize = 160;
 /// Most digits in an address field (TS 23.040 §9.1.2.5: 10 octets).
-pub const MAX_ADDRESS_DIGITS: usize = 20;
+pub(crate) const MAX_ADDRESS_DIGITS: usize = 20;
 /// Most characters of an alphanumeric address (10 octets of septets).
-pub const MAX_ALPHANUMERIC_CHARS: usize = 11;
+pub(crate) const MAX_ALPHANUMERIC_CHARS: usize = 11;
 
 /// Type of number (TS 23.040 §9.1.2.5), bits 6..4 of the type-of-address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +77,7 @@ impl TypeOfNumber {
 }
 
 /// Numbering plan: ISDN/telephone (E.164/E.163).
-pub const NPI_ISDN: u8 = 1;
+pub(crate) const NPI_ISDN: u8 = 1;
 
 /// An originating, destination or service-centre address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -168,7 +168,7 @@ impl Address {
     }
 
     /// An alphanumeric address (a sender name).
-    pub fn alphanumeric(s: &str) -> Result<Self, EncodeError> {
+    pub(crate) fn alphanumeric(s: &str) -> Result<Self, EncodeError> {
         let n = gsm7::septet_len(s).ok_or_else(|| {
             EncodeError::invalid("address", format!("{s:?} is not GSM 7-bit text"))
         })?;
@@ -184,11 +184,6 @@ impl Address {
             npi: 0,
             value: s.to_string(),
         })
-    }
-
-    /// An international number from its digits (no `+`).
-    pub fn international(digits: &str) -> Result<Self, EncodeError> {
-        Self::parse(&format!("+{digits}"))
     }
 
     fn type_of_address(&self) -> u8 {
@@ -246,7 +241,7 @@ impl Address {
 
     /// Write as the RP (SMSC) address of the PDU-mode layout: length in
     /// octets (type included), type, value.
-    pub fn encode_smsc(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub(crate) fn encode_smsc(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if self.ton == TypeOfNumber::Alphanumeric {
             return Err(EncodeError::invalid(
                 "SMSC address",
@@ -314,7 +309,7 @@ impl Address {
     }
 
     /// Read the RP (SMSC) address; `None` when its length is 0.
-    pub fn decode_smsc(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+    pub(crate) fn decode_smsc(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
         let at = r.pos();
         let len = usize::from(r.u8("SMSC address length")?);
         if len == 0 {
@@ -509,7 +504,7 @@ impl Alphabet {
 
     /// The alphabet a data coding scheme octet selects (TS 23.038 §4).
     /// Compressed user data is not supported.
-    pub fn from_dcs(dcs: u8) -> Result<Self, String> {
+    pub(crate) fn from_dcs(dcs: u8) -> Result<Self, String> {
         let from_bits = |b: u8| match (b >> 2) & 3 {
             1 => Self::EightBit,
             2 => Self::Ucs2,

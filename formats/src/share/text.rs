@@ -18,7 +18,7 @@ use crate::attributes::VideoAttributes;
 use super::error::{DecodeError, EncodeError, ErrorKind, Layer};
 
 /// The field delimiter.
-pub const DELIMITER: char = '§';
+pub(crate) const DELIMITER: char = '§';
 
 fn escape(s: &str) -> String {
     s.replace(DELIMITER, "§§")
@@ -141,6 +141,64 @@ pub fn looks_like(text: &str) -> bool {
         && (fields[1].1.contains('=') || (fields.len() == 2 && fields[1].1.is_empty()))
 }
 
+/// Sets the attribute a `key=value` field carries (`value` starts at byte
+/// `value_at`). Unknown keys are skipped: later revisions.
+fn set_field(
+    a: &mut VideoAttributes,
+    key: &str,
+    value: &str,
+    value_at: usize,
+) -> Result<(), DecodeError> {
+    match key {
+        "title" => a.title = Some(value.to_owned()),
+        "from" => a.sender = Some(value.to_owned()),
+        "id" => a.id = value.to_owned(),
+        "vod" => a.vod_url = Some(value.to_owned()),
+        "live" => a.live_urls.push(value.to_owned()),
+        "thumb" => a.thumbnail_url = Some(value.to_owned()),
+        "fmt" => a.container = value.to_owned(),
+        "codecs" => {
+            a.codecs = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        "res" => {
+            let (w, h) = value.split_once(['x', 'X']).ok_or_else(|| {
+                DecodeError::invalid(
+                    Layer::Text,
+                    value_at,
+                    format!("res={value:?} (expected WIDTHxHEIGHT)"),
+                )
+            })?;
+            a.width = parse_num(value_at, "res width", w)?;
+            a.height = parse_num(value_at, "res height", h)?;
+        }
+        "fps" => {
+            a.frame_rate = match value.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() && f >= 0.0 => f,
+                _ => {
+                    return Err(DecodeError::invalid(
+                        Layer::Text,
+                        value_at,
+                        format!("fps={value:?} (expected a non-negative number)"),
+                    ))
+                }
+            }
+        }
+        "dur" => a.duration_ms = parse_num(value_at, key, value)?,
+        "size" => a.size_bytes = parse_num(value_at, key, value)?,
+        "bps" => a.bitrate = parse_num(value_at, key, value)?,
+        "exp" => a.expires_unix = Some(parse_num(value_at, key, value)?),
+        "start" => a.start_offset_ms = Some(parse_num(value_at, key, value)?),
+        // Unknown keys: later revisions.
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Decode a delimited text message. Values are taken exactly as written
 /// (no trimming), so they round-trip.
 pub fn decode(text: &str) -> Result<VideoAttributes, DecodeError> {
@@ -186,53 +244,7 @@ pub fn decode(text: &str) -> Result<VideoAttributes, DecodeError> {
             }
             seen.push(key.to_owned());
         }
-        match key {
-            "title" => a.title = Some(value.to_owned()),
-            "from" => a.sender = Some(value.to_owned()),
-            "id" => a.id = value.to_owned(),
-            "vod" => a.vod_url = Some(value.to_owned()),
-            "live" => a.live_urls.push(value.to_owned()),
-            "thumb" => a.thumbnail_url = Some(value.to_owned()),
-            "fmt" => a.container = value.to_owned(),
-            "codecs" => {
-                a.codecs = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-            }
-            "res" => {
-                let (w, h) = value.split_once(['x', 'X']).ok_or_else(|| {
-                    DecodeError::invalid(
-                        Layer::Text,
-                        value_at,
-                        format!("res={value:?} (expected WIDTHxHEIGHT)"),
-                    )
-                })?;
-                a.width = parse_num(value_at, "res width", w)?;
-                a.height = parse_num(value_at, "res height", h)?;
-            }
-            "fps" => {
-                a.frame_rate = match value.trim().parse::<f64>() {
-                    Ok(f) if f.is_finite() && f >= 0.0 => f,
-                    _ => {
-                        return Err(DecodeError::invalid(
-                            Layer::Text,
-                            value_at,
-                            format!("fps={value:?} (expected a non-negative number)"),
-                        ))
-                    }
-                }
-            }
-            "dur" => a.duration_ms = parse_num(value_at, key, value)?,
-            "size" => a.size_bytes = parse_num(value_at, key, value)?,
-            "bps" => a.bitrate = parse_num(value_at, key, value)?,
-            "exp" => a.expires_unix = Some(parse_num(value_at, key, value)?),
-            "start" => a.start_offset_ms = Some(parse_num(value_at, key, value)?),
-            // Unknown keys: later revisions.
-            _ => {}
-        }
+        set_field(&mut a, key, value, value_at)?;
     }
     if !any {
         return Err(DecodeError::invalid(

@@ -2,7 +2,7 @@
 //! WAP Push dates, without a clock.
 
 /// Days since 1970-01-01 for a civil date. `month` is 1..=12, `day` 1..=31.
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     // Shift the year so it starts in March; then the leap day is the last
     // day of the (shifted) year and month lengths follow a fixed pattern.
     let y = if month <= 2 { year - 1 } else { year };
@@ -16,7 +16,7 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// Civil date (year, month 1..=12, day 1..=31) for days since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097); // [0, 146096]
@@ -30,7 +30,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Number of days in a month.
-pub fn days_in_month(year: i64, month: u32) -> u32 {
+pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -42,24 +42,24 @@ pub fn days_in_month(year: i64, month: u32) -> u32 {
 
 /// A UTC date and time broken down into fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DateTime {
+pub(crate) struct DateTime {
     /// Year, e.g. 2024.
-    pub year: i64,
+    pub(crate) year: i64,
     /// Month, 1..=12.
-    pub month: u32,
+    pub(crate) month: u32,
     /// Day of month, 1..=31.
-    pub day: u32,
+    pub(crate) day: u32,
     /// Hour, 0..=23.
-    pub hour: u32,
+    pub(crate) hour: u32,
     /// Minute, 0..=59.
-    pub minute: u32,
+    pub(crate) minute: u32,
     /// Second, 0..=59.
-    pub second: u32,
+    pub(crate) second: u32,
 }
 
 impl DateTime {
     /// Break Unix seconds down into UTC fields.
-    pub fn from_unix(secs: i64) -> Self {
+    pub(crate) fn from_unix(secs: i64) -> Self {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (year, month, day) = civil_from_days(days);
@@ -74,7 +74,7 @@ impl DateTime {
     }
 
     /// Unix seconds of these UTC fields.
-    pub fn to_unix(&self) -> i64 {
+    pub(crate) fn to_unix(self) -> i64 {
         days_from_civil(self.year, self.month, self.day) * 86_400
             + i64::from(self.hour) * 3600
             + i64::from(self.minute) * 60
@@ -82,7 +82,7 @@ impl DateTime {
     }
 
     /// Whether every field is in range (seconds up to 59).
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         (1..=12).contains(&self.month)
             && self.day >= 1
             && self.day <= days_in_month(self.year, self.month)

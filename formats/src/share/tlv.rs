@@ -16,7 +16,7 @@
 //! version (an incompatible change) changes the low nibble of the first
 //! octet. Numbers are unsigned LEB128 varints that fill their value
 //! exactly. The tag table, value encodings and worked examples are in
-//! `docs/share-messages.md`; the constants are in [`tag`].
+//! `docs/share-messages.md`.
 //!
 //! Offsets in decode errors count bytes from the version octet.
 
@@ -26,78 +26,78 @@ use super::error::{DecodeError, EncodeError, ErrorKind, Layer, Reader};
 use super::varint::{read_leb128, write_leb128};
 
 /// Version octet of version 1.
-pub const VERSION_1: u8 = 0xC1;
+pub(crate) const VERSION_1: u8 = 0xC1;
 /// Magic in the high nibble of the version octet.
-pub const MAGIC: u8 = 0xC;
+pub(crate) const MAGIC: u8 = 0xC;
 
 /// Tag numbers.
-pub mod tag {
+pub(crate) mod tag {
     /// Asset id, UTF-8.
-    pub const ID: u8 = 0x01;
+    pub(crate) const ID: u8 = 0x01;
     /// Asset id that is a lowercase hyphenated UUID, as 16 raw octets.
-    pub const ID_UUID: u8 = 0x02;
+    pub(crate) const ID_UUID: u8 = 0x02;
     /// Title, UTF-8.
-    pub const TITLE: u8 = 0x03;
+    pub(crate) const TITLE: u8 = 0x03;
     /// Sender, UTF-8.
-    pub const SENDER: u8 = 0x04;
+    pub(crate) const SENDER: u8 = 0x04;
     /// Share page URL (URL encoding).
-    pub const SHARE_URL: u8 = 0x05;
+    pub(crate) const SHARE_URL: u8 = 0x05;
     /// VOD URL (URL encoding).
-    pub const VOD_URL: u8 = 0x06;
+    pub(crate) const VOD_URL: u8 = 0x06;
     /// A live URL (URL encoding); repeatable.
-    pub const LIVE_URL: u8 = 0x07;
+    pub(crate) const LIVE_URL: u8 = 0x07;
     /// Thumbnail URL (URL encoding).
-    pub const THUMBNAIL_URL: u8 = 0x08;
+    pub(crate) const THUMBNAIL_URL: u8 = 0x08;
     /// Container, UTF-8.
-    pub const CONTAINER: u8 = 0x09;
+    pub(crate) const CONTAINER: u8 = 0x09;
     /// Codecs: comma-separated RFC 6381 strings, ASCII with the
-    /// [`super::CODEC_FRAGMENTS`] codes.
-    pub const CODECS: u8 = 0x0A;
+    /// `CODEC_FRAGMENTS` codes.
+    pub(crate) const CODECS: u8 = 0x0A;
     /// Size in bytes, varint.
-    pub const SIZE: u8 = 0x0B;
+    pub(crate) const SIZE: u8 = 0x0B;
     /// Width, varint.
-    pub const WIDTH: u8 = 0x0C;
+    pub(crate) const WIDTH: u8 = 0x0C;
     /// Height, varint.
-    pub const HEIGHT: u8 = 0x0D;
+    pub(crate) const HEIGHT: u8 = 0x0D;
     /// Frame rate: one varint (milli-fps) or two (numerator, denominator).
-    pub const FRAME_RATE: u8 = 0x0E;
+    pub(crate) const FRAME_RATE: u8 = 0x0E;
     /// Bitrate in bits per second, varint.
-    pub const BITRATE: u8 = 0x0F;
+    pub(crate) const BITRATE: u8 = 0x0F;
     /// Duration in milliseconds, varint.
-    pub const DURATION: u8 = 0x10;
+    pub(crate) const DURATION: u8 = 0x10;
     /// Expiry, Unix seconds, varint.
-    pub const EXPIRES: u8 = 0x11;
+    pub(crate) const EXPIRES: u8 = 0x11;
     /// Start offset in milliseconds, varint.
-    pub const START_OFFSET: u8 = 0x12;
+    pub(crate) const START_OFFSET: u8 = 0x12;
     /// A rendition: nested items with the `R_*` tags; repeatable.
-    pub const RENDITION: u8 = 0x13;
+    pub(crate) const RENDITION: u8 = 0x13;
 
     /// Rendition name, UTF-8.
-    pub const R_NAME: u8 = 0x01;
+    pub(crate) const R_NAME: u8 = 0x01;
     /// Rendition URL (URL encoding).
-    pub const R_URL: u8 = 0x02;
+    pub(crate) const R_URL: u8 = 0x02;
     /// Rendition container, UTF-8.
-    pub const R_CONTAINER: u8 = 0x03;
+    pub(crate) const R_CONTAINER: u8 = 0x03;
     /// Rendition MIME type, UTF-8.
-    pub const R_MIME: u8 = 0x04;
+    pub(crate) const R_MIME: u8 = 0x04;
     /// Rendition codecs (as [`CODECS`]).
-    pub const R_CODECS: u8 = 0x05;
+    pub(crate) const R_CODECS: u8 = 0x05;
     /// Rendition size, varint.
-    pub const R_SIZE: u8 = 0x06;
+    pub(crate) const R_SIZE: u8 = 0x06;
     /// Rendition width, varint.
-    pub const R_WIDTH: u8 = 0x07;
+    pub(crate) const R_WIDTH: u8 = 0x07;
     /// Rendition height, varint.
-    pub const R_HEIGHT: u8 = 0x08;
+    pub(crate) const R_HEIGHT: u8 = 0x08;
     /// Rendition frame rate (as [`FRAME_RATE`]).
-    pub const R_FRAME_RATE: u8 = 0x09;
+    pub(crate) const R_FRAME_RATE: u8 = 0x09;
     /// Rendition bitrate, varint.
-    pub const R_BITRATE: u8 = 0x0A;
+    pub(crate) const R_BITRATE: u8 = 0x0A;
     /// Rendition duration, varint.
-    pub const R_DURATION: u8 = 0x0B;
+    pub(crate) const R_DURATION: u8 = 0x0B;
 }
 
 /// URL prefix codes: the first octet of every URL value.
-pub const URL_PREFIXES: [(u8, &str); 6] = [
+pub(crate) const URL_PREFIXES: [(u8, &str); 6] = [
     (0x01, "http://"),
     (0x02, "https://"),
     (0x03, "http://www."),
@@ -106,10 +106,10 @@ pub const URL_PREFIXES: [(u8, &str); 6] = [
     (0x06, "rtsps://"),
 ];
 /// URL code 0x00: the rest is the whole URL.
-pub const URL_LITERAL: u8 = 0x00;
+pub(crate) const URL_LITERAL: u8 = 0x00;
 /// URL code 0x07: the rest is a path (starting with `/`) on the origin
 /// (`scheme://host[:port]`) of the share URL.
-pub const URL_SAME_ORIGIN: u8 = 0x07;
+pub(crate) const URL_SAME_ORIGIN: u8 = 0x07;
 
 /// What to include.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -198,7 +198,7 @@ fn url_value(url: &str, share_origin: Option<&str>) -> Vec<u8> {
 /// varints (numerator, denominator) with denominator 1001 when exact, else
 /// micro-fps as (fps * 10^6, 10^6). `None` for 0, negative or non-finite
 /// rates (they are not sent; the recipient reads 0).
-pub fn frame_rate_value(fps: f64) -> Option<Vec<u8>> {
+pub(crate) fn frame_rate_value(fps: f64) -> Option<Vec<u8>> {
     if !fps.is_finite() || fps <= 0.0 || fps > 1.0e12 {
         return None;
     }
@@ -219,6 +219,33 @@ pub fn frame_rate_value(fps: f64) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// The share URL (literal), then the VOD, live and thumbnail URLs
+/// (relative to the share URL's origin where they share it).
+fn put_links(
+    out: &mut Vec<u8>,
+    attrs: &VideoAttributes,
+    share_origin: Option<&str>,
+) -> Result<(), EncodeError> {
+    if let Some(u) = &attrs.share_url {
+        put(out, tag::SHARE_URL, &url_value(u, None), "share URL")?;
+    }
+    if let Some(u) = &attrs.vod_url {
+        put(out, tag::VOD_URL, &url_value(u, share_origin), "VOD URL")?;
+    }
+    for u in &attrs.live_urls {
+        put(out, tag::LIVE_URL, &url_value(u, share_origin), "live URL")?;
+    }
+    if let Some(u) = &attrs.thumbnail_url {
+        put(
+            out,
+            tag::THUMBNAIL_URL,
+            &url_value(u, share_origin),
+            "thumbnail URL",
+        )?;
+    }
+    Ok(())
+}
+
 /// Encode attributes as a version-1 TLV message.
 pub fn encode(attrs: &VideoAttributes, opts: &TlvOptions) -> Result<Vec<u8>, EncodeError> {
     let mut out = vec![VERSION_1];
@@ -235,33 +262,7 @@ pub fn encode(attrs: &VideoAttributes, opts: &TlvOptions) -> Result<Vec<u8>, Enc
     if let Some(s) = &attrs.sender {
         put(&mut out, tag::SENDER, s.as_bytes(), "sender")?;
     }
-    if let Some(u) = &attrs.share_url {
-        put(&mut out, tag::SHARE_URL, &url_value(u, None), "share URL")?;
-    }
-    if let Some(u) = &attrs.vod_url {
-        put(
-            &mut out,
-            tag::VOD_URL,
-            &url_value(u, share_origin),
-            "VOD URL",
-        )?;
-    }
-    for u in &attrs.live_urls {
-        put(
-            &mut out,
-            tag::LIVE_URL,
-            &url_value(u, share_origin),
-            "live URL",
-        )?;
-    }
-    if let Some(u) = &attrs.thumbnail_url {
-        put(
-            &mut out,
-            tag::THUMBNAIL_URL,
-            &url_value(u, share_origin),
-            "thumbnail URL",
-        )?;
-    }
+    put_links(&mut out, attrs, share_origin)?;
     if !attrs.container.is_empty() {
         put(
             &mut out,
@@ -309,7 +310,7 @@ fn put_nonzero(out: &mut Vec<u8>, tag: u8, v: u64) {
 
 /// Codec-string fragments sent as one octet (0x80 + index) inside codecs
 /// values. RFC 6381 codec strings are ASCII, so octets from 0x80 are free.
-pub const CODEC_FRAGMENTS: [&str; 15] = [
+pub(crate) const CODEC_FRAGMENTS: [&str; 15] = [
     "avc1.",
     "avc3.",
     "hvc1.",
@@ -330,7 +331,7 @@ pub const CODEC_FRAGMENTS: [&str; 15] = [
 /// The codecs value: the codec strings joined by commas, with the
 /// [`CODEC_FRAGMENTS`] replaced by their one-octet codes (longest match
 /// first).
-pub fn codecs_value(codecs: &[String]) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn codecs_value(codecs: &[String]) -> Result<Vec<u8>, EncodeError> {
     if let Some(c) = codecs
         .iter()
         .find(|c| c.contains(',') || c.is_empty() || !c.is_ascii())
@@ -748,11 +749,8 @@ fn decode_rendition(item: &Item<'_>) -> Result<PendingRendition, DecodeError> {
     Ok(out)
 }
 
-/// Decode a TLV message. Unknown tags are skipped; a repeated
-/// single-valued tag, a bad length, a malformed value or a different major
-/// version is an error.
-pub fn decode(bytes: &[u8]) -> Result<VideoAttributes, DecodeError> {
-    let mut r = Reader::new(bytes, Layer::Tlv);
+/// Checks the version octet: the Sharecast magic, major version 1.
+fn check_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     let v = r.u8("version octet")?;
     if v >> 4 != MAGIC {
         return Err(r.error_at(
@@ -772,132 +770,172 @@ pub fn decode(bytes: &[u8]) -> Result<VideoAttributes, DecodeError> {
             },
         ));
     }
-    let mut a = VideoAttributes::default();
-    let mut seen = Seen([false; 256]);
-    let mut urls: Vec<(u8, RawUrl)> = Vec::new();
-    let mut renditions = Vec::new();
-    let mut id_seen = false;
-    while !r.is_empty() {
-        let it = read_item(&mut r)?;
+    Ok(())
+}
+
+/// A message being decoded, item by item; URLs are resolved at the end,
+/// once the share URL (wherever it was) is known.
+struct MessageDecoder {
+    a: VideoAttributes,
+    seen: Seen,
+    urls: Vec<(u8, RawUrl)>,
+    renditions: Vec<PendingRendition>,
+    id_seen: bool,
+}
+
+impl MessageDecoder {
+    /// The id, as text (`ID`) or as the 16 octets of a UUID (`ID_UUID`);
+    /// only one of the two.
+    fn id(&mut self, it: &Item<'_>) -> Result<(), DecodeError> {
+        if self.id_seen {
+            return Err(DecodeError::new(
+                Layer::Tlv,
+                it.tag_at,
+                ErrorKind::Duplicate("id".into()),
+            ));
+        }
+        self.id_seen = true;
+        self.a.id = if it.tag == tag::ID {
+            utf8(it, "id")?
+        } else if it.value.len() == 16 {
+            uuid_string(it.value)
+        } else {
+            return Err(DecodeError::new(
+                Layer::Tlv,
+                it.value_at,
+                ErrorKind::BadLength(format!("UUID id of {} octets, expected 16", it.value.len())),
+            ));
+        };
+        Ok(())
+    }
+
+    /// The share, VOD or thumbnail URL (each once), kept for resolution.
+    fn url(&mut self, it: &Item<'_>) -> Result<(), DecodeError> {
+        let name = match it.tag {
+            tag::SHARE_URL => "share URL",
+            tag::VOD_URL => "VOD URL",
+            _ => "thumbnail URL",
+        };
+        self.seen.check(it, name)?;
+        let u = raw_url(it, name)?;
+        if it.tag == tag::SHARE_URL && u.code == URL_SAME_ORIGIN {
+            return Err(DecodeError::invalid(
+                Layer::Tlv,
+                it.value_at,
+                "the share URL cannot be relative to itself",
+            ));
+        }
+        self.urls.push((it.tag, u));
+        Ok(())
+    }
+
+    /// One item. Unknown tags are skipped for forward compatibility.
+    fn item(&mut self, it: &Item<'_>) -> Result<(), DecodeError> {
+        let (a, seen) = (&mut self.a, &mut self.seen);
         match it.tag {
-            tag::ID | tag::ID_UUID => {
-                if id_seen {
-                    return Err(DecodeError::new(
-                        Layer::Tlv,
-                        it.tag_at,
-                        ErrorKind::Duplicate("id".into()),
-                    ));
-                }
-                id_seen = true;
-                a.id = if it.tag == tag::ID {
-                    utf8(&it, "id")?
-                } else if it.value.len() == 16 {
-                    uuid_string(it.value)
-                } else {
-                    return Err(DecodeError::new(
-                        Layer::Tlv,
-                        it.value_at,
-                        ErrorKind::BadLength(format!(
-                            "UUID id of {} octets, expected 16",
-                            it.value.len()
-                        )),
-                    ));
-                };
-            }
+            tag::ID | tag::ID_UUID => self.id(it)?,
+            tag::SHARE_URL | tag::VOD_URL | tag::THUMBNAIL_URL => self.url(it)?,
+            tag::LIVE_URL => self.urls.push((it.tag, raw_url(it, "live URL")?)),
+            tag::RENDITION => self.renditions.push(decode_rendition(it)?),
             tag::TITLE => {
-                seen.check(&it, "title")?;
-                a.title = Some(utf8(&it, "title")?);
+                seen.check(it, "title")?;
+                a.title = Some(utf8(it, "title")?);
             }
             tag::SENDER => {
-                seen.check(&it, "sender")?;
-                a.sender = Some(utf8(&it, "sender")?);
+                seen.check(it, "sender")?;
+                a.sender = Some(utf8(it, "sender")?);
             }
-            tag::SHARE_URL | tag::VOD_URL | tag::THUMBNAIL_URL => {
-                let name = match it.tag {
-                    tag::SHARE_URL => "share URL",
-                    tag::VOD_URL => "VOD URL",
-                    _ => "thumbnail URL",
-                };
-                seen.check(&it, name)?;
-                let u = raw_url(&it, name)?;
-                if it.tag == tag::SHARE_URL && u.code == URL_SAME_ORIGIN {
-                    return Err(DecodeError::invalid(
-                        Layer::Tlv,
-                        it.value_at,
-                        "the share URL cannot be relative to itself",
-                    ));
-                }
-                urls.push((it.tag, u));
-            }
-            tag::LIVE_URL => urls.push((it.tag, raw_url(&it, "live URL")?)),
             tag::CONTAINER => {
-                seen.check(&it, "container")?;
-                a.container = utf8(&it, "container")?;
+                seen.check(it, "container")?;
+                a.container = utf8(it, "container")?;
             }
             tag::CODECS => {
-                seen.check(&it, "codecs")?;
-                a.codecs = codecs(&it, "codecs")?;
+                seen.check(it, "codecs")?;
+                a.codecs = codecs(it, "codecs")?;
             }
             tag::SIZE => {
-                seen.check(&it, "size")?;
-                a.size_bytes = number(&it, "size")?;
+                seen.check(it, "size")?;
+                a.size_bytes = number(it, "size")?;
             }
             tag::WIDTH => {
-                seen.check(&it, "width")?;
-                a.width = number_u32(&it, "width")?;
+                seen.check(it, "width")?;
+                a.width = number_u32(it, "width")?;
             }
             tag::HEIGHT => {
-                seen.check(&it, "height")?;
-                a.height = number_u32(&it, "height")?;
+                seen.check(it, "height")?;
+                a.height = number_u32(it, "height")?;
             }
             tag::FRAME_RATE => {
-                seen.check(&it, "frame rate")?;
-                a.frame_rate = frame_rate(&it)?;
+                seen.check(it, "frame rate")?;
+                a.frame_rate = frame_rate(it)?;
             }
             tag::BITRATE => {
-                seen.check(&it, "bitrate")?;
-                a.bitrate = number(&it, "bitrate")?;
+                seen.check(it, "bitrate")?;
+                a.bitrate = number(it, "bitrate")?;
             }
             tag::DURATION => {
-                seen.check(&it, "duration")?;
-                a.duration_ms = number(&it, "duration")?;
+                seen.check(it, "duration")?;
+                a.duration_ms = number(it, "duration")?;
             }
             tag::EXPIRES => {
-                seen.check(&it, "expiry")?;
-                a.expires_unix = Some(number(&it, "expiry")?);
+                seen.check(it, "expiry")?;
+                a.expires_unix = Some(number(it, "expiry")?);
             }
             tag::START_OFFSET => {
-                seen.check(&it, "start offset")?;
-                a.start_offset_ms = Some(number(&it, "start offset")?);
+                seen.check(it, "start offset")?;
+                a.start_offset_ms = Some(number(it, "start offset")?);
             }
-            tag::RENDITION => renditions.push(decode_rendition(&it)?),
-            // Unknown tags: skipped for forward compatibility.
             _ => {}
         }
+        Ok(())
     }
-    // Resolve URLs now that the share URL (wherever it was) is known.
-    let share = match urls.iter().position(|(t, _)| *t == tag::SHARE_URL) {
-        Some(i) => Some(resolve(urls.remove(i).1, None)?),
-        None => None,
+
+    /// The attributes, with every URL resolved against the share URL.
+    fn finish(mut self) -> Result<VideoAttributes, DecodeError> {
+        let mut a = self.a;
+        let share = match self.urls.iter().position(|(t, _)| *t == tag::SHARE_URL) {
+            Some(i) => Some(resolve(self.urls.remove(i).1, None)?),
+            None => None,
+        };
+        let share_origin = share.as_deref().and_then(origin).map(str::to_owned);
+        a.share_url = share;
+        for (t, u) in self.urls {
+            let url = resolve(u, share_origin.as_deref())?;
+            match t {
+                tag::VOD_URL => a.vod_url = Some(url),
+                tag::THUMBNAIL_URL => a.thumbnail_url = Some(url),
+                _ => a.live_urls.push(url),
+            }
+        }
+        for p in self.renditions {
+            let mut rd = p.rendition;
+            if let Some(u) = p.url {
+                rd.url = resolve(u, share_origin.as_deref())?;
+            }
+            a.renditions.push(rd);
+        }
+        Ok(a)
+    }
+}
+
+/// Decode a TLV message. Unknown tags are skipped; a repeated
+/// single-valued tag, a bad length, a malformed value or a different major
+/// version is an error.
+pub fn decode(bytes: &[u8]) -> Result<VideoAttributes, DecodeError> {
+    let mut r = Reader::new(bytes, Layer::Tlv);
+    check_version(&mut r)?;
+    let mut message = MessageDecoder {
+        a: VideoAttributes::default(),
+        seen: Seen([false; 256]),
+        urls: Vec::new(),
+        renditions: Vec::new(),
+        id_seen: false,
     };
-    let share_origin = share.as_deref().and_then(origin).map(str::to_owned);
-    a.share_url = share;
-    for (t, u) in urls {
-        let url = resolve(u, share_origin.as_deref())?;
-        match t {
-            tag::VOD_URL => a.vod_url = Some(url),
-            tag::THUMBNAIL_URL => a.thumbnail_url = Some(url),
-            _ => a.live_urls.push(url),
-        }
+    while !r.is_empty() {
+        let it = read_item(&mut r)?;
+        message.item(&it)?;
     }
-    for p in renditions {
-        let mut rd = p.rendition;
-        if let Some(u) = p.url {
-            rd.url = resolve(u, share_origin.as_deref())?;
-        }
-        a.renditions.push(rd);
-    }
-    Ok(a)
+    message.finish()
 }
 
 #[cfg(test)]

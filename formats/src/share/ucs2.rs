@@ -31,7 +31,7 @@ pub fn decode(octets: &[u8]) -> Result<String, DecodeError> {
 }
 
 /// Whether the UTF-16 code unit is a high (leading) surrogate.
-pub fn is_high_surrogate(unit: u16) -> bool {
+pub(crate) fn is_high_surrogate(unit: u16) -> bool {
     (0xD800..0xDC00).contains(&unit)
 }
 

@@ -1,5 +1,5 @@
 //! WBXML form of the Sharecast video document (see
-//! [`document`]): public identifier [`PUBLIC_ID`] carried
+//! [`document`]): public identifier `-//SHARECAST//DTD VIDEO 1.0//EN` carried
 //! as a string in the string table, and Sharecast's own token tables (code
 //! page 0), listed in `docs/share-messages.md`. Numbers travel as inline
 //! strings, as in the XML form.
@@ -11,7 +11,7 @@ use super::error::{DecodeError, EncodeError, Layer};
 use super::wbxml::{self, Dialect, DialectId};
 
 /// The public identifier (string-table form).
-pub const PUBLIC_ID: &str = "-//SHARECAST//DTD VIDEO 1.0//EN";
+pub(crate) const PUBLIC_ID: &str = "-//SHARECAST//DTD VIDEO 1.0//EN";
 
 /// Sharecast video document token tables.
 pub const DIALECT: Dialect = Dialect {

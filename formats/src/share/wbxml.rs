@@ -23,25 +23,25 @@ use super::varint::{read_uintvar, write_uintvar};
 /// Global tokens (WAP-192 §7.1).
 pub mod token {
     /// Change the code page.
-    pub const SWITCH_PAGE: u8 = 0x00;
+    pub(crate) const SWITCH_PAGE: u8 = 0x00;
     /// End of attribute list or element.
     pub const END: u8 = 0x01;
     /// Character entity.
-    pub const ENTITY: u8 = 0x02;
+    pub(crate) const ENTITY: u8 = 0x02;
     /// Inline string.
-    pub const STR_I: u8 = 0x03;
+    pub(crate) const STR_I: u8 = 0x03;
     /// Unknown tag or attribute name (string-table reference).
-    pub const LITERAL: u8 = 0x04;
+    pub(crate) const LITERAL: u8 = 0x04;
     /// Processing instruction.
-    pub const PI: u8 = 0x43;
+    pub(crate) const PI: u8 = 0x43;
     /// String-table reference.
-    pub const STR_T: u8 = 0x83;
+    pub(crate) const STR_T: u8 = 0x83;
     /// Opaque data.
     pub const OPAQUE: u8 = 0xC3;
     /// Tag has attributes.
-    pub const HAS_ATTRIBUTES: u8 = 0x80;
+    pub(crate) const HAS_ATTRIBUTES: u8 = 0x80;
     /// Tag has content.
-    pub const HAS_CONTENT: u8 = 0x40;
+    pub(crate) const HAS_CONTENT: u8 = 0x40;
 }
 
 /// WBXML version 1.3.
@@ -49,11 +49,11 @@ pub const VERSION_1_3: u8 = 0x03;
 /// WBXML version 1.2.
 pub const VERSION_1_2: u8 = 0x02;
 /// IANA MIBenum of UTF-8.
-pub const CHARSET_UTF8: u32 = 106;
+pub(crate) const CHARSET_UTF8: u32 = 106;
 /// Public identifier "unknown or missing" (WAP-192 §7.2.1).
-pub const PUBLIC_ID_UNKNOWN: u32 = 0x01;
+pub(crate) const PUBLIC_ID_UNKNOWN: u32 = 0x01;
 /// Deepest element nesting accepted when decoding.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// How a dialect's documents are identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub struct Document {
 // per octet, trailing zero octets dropped.
 
 /// Encode an ISO 8601 UTC date (`YYYY-MM-DDThh:mm:ssZ`) as 1..=7 octets.
-pub fn encode_date(s: &str) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn encode_date(s: &str) -> Result<Vec<u8>, EncodeError> {
     let b = s.as_bytes();
     let shape_ok = b.len() == 20
         && b[4] == b'-'
@@ -180,7 +180,7 @@ pub fn iso_date(unix: u64) -> String {
 }
 
 /// Unix seconds of `YYYY-MM-DDThh:mm:ssZ`, if valid and not before 1970.
-pub fn parse_iso_date(s: &str) -> Option<u64> {
+pub(crate) fn parse_iso_date(s: &str) -> Option<u64> {
     let octets = encode_date(s).ok()?;
     let mut d = [0u32; 14];
     for (i, o) in octets.iter().enumerate() {
@@ -522,49 +522,85 @@ impl<'a> Decoder<'a, '_> {
         }
     }
 
+    /// A piece of an attribute value given inline, by string table
+    /// reference, as an entity, or as opaque data (a date, for the
+    /// dialect's date attributes).
+    fn attr_value_piece(
+        &mut self,
+        b: u8,
+        at: usize,
+        current: Option<&(String, String)>,
+    ) -> Result<String, DecodeError> {
+        Ok(match b {
+            token::STR_I => self.inline()?,
+            token::STR_T => self.table()?,
+            token::ENTITY => self.entity()?.to_string(),
+            _ => {
+                let data = self.opaque()?;
+                let is_date =
+                    current.is_some_and(|(n, _)| self.dialect.date_attrs.contains(&n.as_str()));
+                if is_date {
+                    decode_date(data).map_err(|e| DecodeError::invalid(Layer::Wbxml, at, e))?
+                } else {
+                    String::from_utf8_lossy(data).into_owned()
+                }
+            }
+        })
+    }
+
+    /// An attribute token the dialect's tables (code page 0) do not have.
+    fn unknown_attr_token(&self, kind: &str, b: u8, at: usize) -> DecodeError {
+        DecodeError::unsupported(
+            Layer::Wbxml,
+            at,
+            format!(
+                "attribute {kind} token {b:#04x} (code page {}) in {}",
+                self.attr_page, self.dialect.name
+            ),
+        )
+    }
+
+    /// The attribute an attribute-start token (below 0x80) names, with the
+    /// start of its value.
+    fn attr_start(&self, b: u8, at: usize) -> Result<(String, String), DecodeError> {
+        let start = (self.attr_page == 0)
+            .then(|| self.dialect.attr_starts.iter().find(|(t, _, _)| *t == b))
+            .flatten();
+        let Some((_, name, prefix)) = start else {
+            return Err(self.unknown_attr_token("start", b, at));
+        };
+        Ok(((*name).to_owned(), (*prefix).to_owned()))
+    }
+
+    /// The value fragment an attribute-value token (0x80 and up) stands for.
+    fn attr_value_token(&self, b: u8, at: usize) -> Result<&'static str, DecodeError> {
+        let value = (self.attr_page == 0)
+            .then(|| self.dialect.attr_values.iter().find(|(t, _)| *t == b))
+            .flatten();
+        let Some((_, frag)) = value else {
+            return Err(self.unknown_attr_token("value", b, at));
+        };
+        Ok(frag)
+    }
+
     fn attributes(&mut self, el: &mut Element) -> Result<(), DecodeError> {
         let mut current: Option<(String, String)> = None;
         loop {
             let at = self.r.pos();
             let b = self.r.u8("attribute token")?;
-            match b {
+            let piece = match b {
                 token::END => break,
-                token::SWITCH_PAGE => self.attr_page = self.r.u8("code page")?,
+                token::SWITCH_PAGE => {
+                    self.attr_page = self.r.u8("code page")?;
+                    continue;
+                }
                 token::LITERAL => {
-                    if let Some(a) = current.take() {
-                        el.attributes.push(a);
-                    }
-                    let name = self.table()?;
-                    current = Some((name, String::new()));
+                    el.attributes.extend(current.take());
+                    current = Some((self.table()?, String::new()));
+                    continue;
                 }
                 token::STR_I | token::STR_T | token::ENTITY | token::OPAQUE => {
-                    let piece = match b {
-                        token::STR_I => self.inline()?,
-                        token::STR_T => self.table()?,
-                        token::ENTITY => self.entity()?.to_string(),
-                        _ => {
-                            let data = self.opaque()?;
-                            let is_date = current.as_ref().is_some_and(|(n, _)| {
-                                self.dialect.date_attrs.contains(&n.as_str())
-                            });
-                            if is_date {
-                                decode_date(data)
-                                    .map_err(|e| DecodeError::invalid(Layer::Wbxml, at, e))?
-                            } else {
-                                String::from_utf8_lossy(data).into_owned()
-                            }
-                        }
-                    };
-                    match current.as_mut() {
-                        Some((_, v)) => v.push_str(&piece),
-                        None => {
-                            return Err(DecodeError::invalid(
-                                Layer::Wbxml,
-                                at,
-                                "attribute value before any attribute name",
-                            ))
-                        }
-                    }
+                    self.attr_value_piece(b, at, current.as_ref())?
                 }
                 b if is_ext(b) => {
                     return Err(DecodeError::unsupported(
@@ -574,54 +610,24 @@ impl<'a> Decoder<'a, '_> {
                     ))
                 }
                 b if b < 0x80 => {
-                    if let Some(a) = current.take() {
-                        el.attributes.push(a);
-                    }
-                    let start = (self.attr_page == 0)
-                        .then(|| self.dialect.attr_starts.iter().find(|(t, _, _)| *t == b))
-                        .flatten();
-                    let Some((_, name, prefix)) = start else {
-                        return Err(DecodeError::unsupported(
-                            Layer::Wbxml,
-                            at,
-                            format!(
-                                "attribute start token {b:#04x} (code page {}) in {}",
-                                self.attr_page, self.dialect.name
-                            ),
-                        ));
-                    };
-                    current = Some(((*name).to_owned(), (*prefix).to_owned()));
+                    el.attributes.extend(current.take());
+                    current = Some(self.attr_start(b, at)?);
+                    continue;
                 }
-                _ => {
-                    let value = (self.attr_page == 0)
-                        .then(|| self.dialect.attr_values.iter().find(|(t, _)| *t == b))
-                        .flatten();
-                    let Some((_, frag)) = value else {
-                        return Err(DecodeError::unsupported(
-                            Layer::Wbxml,
-                            at,
-                            format!(
-                                "attribute value token {b:#04x} (code page {}) in {}",
-                                self.attr_page, self.dialect.name
-                            ),
-                        ));
-                    };
-                    match current.as_mut() {
-                        Some((_, v)) => v.push_str(frag),
-                        None => {
-                            return Err(DecodeError::invalid(
-                                Layer::Wbxml,
-                                at,
-                                "attribute value before any attribute name",
-                            ))
-                        }
-                    }
+                _ => self.attr_value_token(b, at)?.to_owned(),
+            };
+            match current.as_mut() {
+                Some((_, v)) => v.push_str(&piece),
+                None => {
+                    return Err(DecodeError::invalid(
+                        Layer::Wbxml,
+                        at,
+                        "attribute value before any attribute name",
+                    ))
                 }
             }
         }
-        if let Some(a) = current.take() {
-            el.attributes.push(a);
-        }
+        el.attributes.extend(current.take());
         Ok(())
     }
 
@@ -740,6 +746,80 @@ impl<'a> Decoder<'a, '_> {
     }
 }
 
+/// The character set a document declares (version 1 and up; UTF-8
+/// before): its MIBenum and how its strings are read.
+fn read_charset(r: &mut Reader<'_>, version: u8) -> Result<(u32, Charset), DecodeError> {
+    let charset_at = r.pos();
+    let charset_num = if version >= 1 {
+        read_uintvar(r)?
+    } else {
+        CHARSET_UTF8
+    };
+    let charset = match charset_num {
+        0 | 106 => Charset::Utf8,
+        3 | 4 => Charset::Latin1,
+        n => {
+            return Err(r.error_at(
+                charset_at,
+                ErrorKind::Unsupported(format!("character set MIBenum {n}")),
+            ))
+        }
+    };
+    Ok((charset_num, charset))
+}
+
+/// The string table: where it starts, and its bytes.
+fn read_string_table<'a>(r: &mut Reader<'a>) -> Result<(usize, &'a [u8]), DecodeError> {
+    let len_at = r.pos();
+    let len = read_uintvar(r)? as usize;
+    if len > r.remaining() {
+        return Err(r.error_at(
+            len_at,
+            ErrorKind::BadLength(format!(
+                "string table of {len} octets but only {} follow",
+                r.remaining()
+            )),
+        ));
+    }
+    let strtbl_at = r.pos();
+    Ok((strtbl_at, r.take(len, "string table")?))
+}
+
+/// Refuses a document whose public identifier is not the dialect's (an
+/// unknown identifier is accepted).
+fn check_public_id(
+    public_id: &PublicId,
+    dialect: &Dialect,
+    pid_at: usize,
+) -> Result<(), DecodeError> {
+    let matches = match (public_id, dialect.id) {
+        (PublicId::Known(PUBLIC_ID_UNKNOWN), _) => true,
+        (PublicId::Known(n), DialectId::Known(m, _)) => *n == m,
+        (PublicId::Literal(s), DialectId::Literal(l)) => s == l,
+        (PublicId::Literal(s), DialectId::Known(_, l)) => s == l,
+        (PublicId::Known(_), DialectId::Literal(_)) => false,
+    };
+    if !matches {
+        return Err(DecodeError::unsupported(
+            Layer::Wbxml,
+            pid_at,
+            format!("public identifier {public_id:?}, expected {}", dialect.name),
+        ));
+    }
+    Ok(())
+}
+
+impl Decoder<'_, '_> {
+    /// Skips processing instructions.
+    fn skip_pis(&mut self) -> Result<(), DecodeError> {
+        while self.r.peek() == Some(token::PI) {
+            self.r.u8("pi")?;
+            self.skip_pi()?;
+        }
+        Ok(())
+    }
+}
+
 /// Decode a WBXML document with `dialect`'s tables. The declared public
 /// identifier must be the dialect's, or "unknown" (0x01), which some senders
 /// use when the content type already says what the document is.
@@ -762,35 +842,8 @@ pub fn decode(bytes: &[u8], dialect: &Dialect) -> Result<Document, DecodeError> 
     } else {
         None
     };
-    let charset_at = r.pos();
-    let charset_num = if version >= 1 {
-        read_uintvar(&mut r)?
-    } else {
-        CHARSET_UTF8
-    };
-    let charset = match charset_num {
-        0 | 106 => Charset::Utf8,
-        3 | 4 => Charset::Latin1,
-        n => {
-            return Err(r.error_at(
-                charset_at,
-                ErrorKind::Unsupported(format!("character set MIBenum {n}")),
-            ))
-        }
-    };
-    let len_at = r.pos();
-    let len = read_uintvar(&mut r)? as usize;
-    if len > r.remaining() {
-        return Err(r.error_at(
-            len_at,
-            ErrorKind::BadLength(format!(
-                "string table of {len} octets but only {} follow",
-                r.remaining()
-            )),
-        ));
-    }
-    let strtbl_at = r.pos();
-    let strtbl = r.take(len, "string table")?;
+    let (charset_num, charset) = read_charset(&mut r, version)?;
+    let (strtbl_at, strtbl) = read_string_table(&mut r)?;
     let mut d = Decoder {
         r,
         dialect,
@@ -804,29 +857,10 @@ pub fn decode(bytes: &[u8], dialect: &Dialect) -> Result<Document, DecodeError> 
         Some(idx) => PublicId::Literal(d.lookup(idx, pid_at)?),
         None => PublicId::Known(pid),
     };
-    let matches = match (&public_id, dialect.id) {
-        (PublicId::Known(PUBLIC_ID_UNKNOWN), _) => true,
-        (PublicId::Known(n), DialectId::Known(m, _)) => *n == m,
-        (PublicId::Literal(s), DialectId::Literal(l)) => s == l,
-        (PublicId::Literal(s), DialectId::Known(_, l)) => s == l,
-        (PublicId::Known(_), DialectId::Literal(_)) => false,
-    };
-    if !matches {
-        return Err(DecodeError::unsupported(
-            Layer::Wbxml,
-            pid_at,
-            format!("public identifier {public_id:?}, expected {}", dialect.name),
-        ));
-    }
-    while d.r.peek() == Some(token::PI) {
-        d.r.u8("pi")?;
-        d.skip_pi()?;
-    }
+    check_public_id(&public_id, dialect, pid_at)?;
+    d.skip_pis()?;
     let root = d.element(0)?;
-    while d.r.peek() == Some(token::PI) {
-        d.r.u8("pi")?;
-        d.skip_pi()?;
-    }
+    d.skip_pis()?;
     d.r.finish()?;
     Ok(Document {
         version,

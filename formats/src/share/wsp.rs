@@ -18,20 +18,18 @@ use super::error::{DecodeError, EncodeError, ErrorKind, Layer, Reader};
 use super::varint::{read_uintvar, write_uintvar};
 
 /// PDU type Push.
-pub const PDU_PUSH: u8 = 0x06;
+pub(crate) const PDU_PUSH: u8 = 0x06;
 /// PDU type ConfirmedPush (connection-oriented only; not accepted here).
-pub const PDU_CONFIRMED_PUSH: u8 = 0x07;
+pub(crate) const PDU_CONFIRMED_PUSH: u8 = 0x07;
 /// WDP port of the connectionless push application (WAP-259-WDP Appendix B).
 pub const WAP_PUSH_PORT: u16 = 2948;
 /// Source port used for pushes (the WSP/WTP gateway port).
 pub const WAP_PUSH_SOURCE_PORT: u16 = 9200;
 /// Well-known header field X-Wap-Application-Id (WAP-230 Table 39).
-pub const FIELD_X_WAP_APPLICATION_ID: u8 = 0x2F;
-/// Well-known header field Content-Type.
-pub const FIELD_CONTENT_TYPE: u8 = 0x11;
+pub(crate) const FIELD_X_WAP_APPLICATION_ID: u8 = 0x2F;
 /// Push application id `x-wap-application:wml.ua` (OMNA registry), used
 /// for SI and SL.
-pub const APP_ID_WML_UA: u32 = 0x02;
+pub(crate) const APP_ID_WML_UA: u32 = 0x02;
 
 /// Content type `application/vnd.wap.sic` (WAP-230 Table 40).
 pub const CT_SIC: u8 = 0x2E;
@@ -89,7 +87,7 @@ impl ContentType {
 /// The push application the PDU is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplicationId {
-    /// A registered code (e.g. [`APP_ID_WML_UA`]).
+    /// A registered code (e.g. 0x02, `x-wap-application:wml.ua`).
     Code(u32),
     /// A URI.
     Uri(String),
@@ -278,6 +276,59 @@ fn read_content_type(r: &mut Reader<'_>) -> Result<ContentType, DecodeError> {
     }
 }
 
+/// The X-Wap-Application-Id value: a URI, or a registered code.
+fn read_application_id(h: &mut Reader<'_>) -> Result<ApplicationId, DecodeError> {
+    let next = h.peek().ok_or_else(|| h.truncated("application id", 1))?;
+    Ok(if (0x20..0x80).contains(&next) {
+        ApplicationId::Uri(read_text(h, "application id")?)
+    } else {
+        ApplicationId::Code(read_integer(h, "application id")?)
+    })
+}
+
+/// The push headers: the content type, the application id if any, and the
+/// other headers, encoded, as they were. Offsets are from the start of the
+/// headers.
+fn read_headers(
+    headers: &[u8],
+) -> Result<(ContentType, Option<ApplicationId>, Vec<u8>), DecodeError> {
+    let mut h = Reader::new(headers, Layer::Wsp);
+    let content_type = read_content_type(&mut h)?;
+    let mut application_id = None;
+    let mut other_headers = Vec::new();
+    while !h.is_empty() {
+        let start = h.pos();
+        let b = h.u8("header field")?;
+        match b {
+            // Shift-delimiter + page, or a short-cut shift: code page changes
+            // are kept with the other headers.
+            0x7F => {
+                h.u8("code page")?;
+            }
+            0x01..=0x1F => {}
+            0x80..=0xFF if b & 0x7F == FIELD_X_WAP_APPLICATION_ID => {
+                application_id = Some(read_application_id(&mut h)?);
+                continue;
+            }
+            0x80..=0xFF => skip_value(&mut h)?,
+            0x00 => {
+                return Err(DecodeError::invalid(
+                    Layer::Wsp,
+                    start,
+                    "header field name 0x00",
+                ))
+            }
+            // Application header: Token-text name, Text-string value.
+            _ => {
+                h.cstr("header name")?;
+                h.cstr("header value")?;
+            }
+        }
+        other_headers.extend_from_slice(&headers[start..h.pos()]);
+    }
+    Ok((content_type, application_id, other_headers))
+}
+
 /// Decode a connectionless push PDU.
 pub fn decode(bytes: &[u8]) -> Result<PushPdu, DecodeError> {
     let mut r = Reader::new(bytes, Layer::Wsp);
@@ -309,52 +360,8 @@ pub fn decode(bytes: &[u8]) -> Result<PushPdu, DecodeError> {
     let headers = r.take(len, "headers")?;
     let body = r.take_rest().to_vec();
 
-    let mut h = Reader::new(headers, Layer::Wsp);
-    let content_type = read_content_type(&mut h).map_err(|e| e.shifted(headers_at))?;
-    let mut application_id = None;
-    let mut other_headers = Vec::new();
-    while !h.is_empty() {
-        let start = h.pos();
-        let b = h.u8("header field").map_err(|e| e.shifted(headers_at))?;
-        match b {
-            // Shift-delimiter + page, or a short-cut shift: code page changes
-            // are kept with the other headers.
-            0x7F => {
-                h.u8("code page").map_err(|e| e.shifted(headers_at))?;
-            }
-            0x01..=0x1F => {}
-            0x80..=0xFF if b & 0x7F == FIELD_X_WAP_APPLICATION_ID => {
-                let next = h
-                    .peek()
-                    .ok_or_else(|| h.truncated("application id", 1).shifted(headers_at))?;
-                application_id = Some(if (0x20..0x80).contains(&next) {
-                    ApplicationId::Uri(
-                        read_text(&mut h, "application id").map_err(|e| e.shifted(headers_at))?,
-                    )
-                } else {
-                    ApplicationId::Code(
-                        read_integer(&mut h, "application id")
-                            .map_err(|e| e.shifted(headers_at))?,
-                    )
-                });
-                continue;
-            }
-            0x80..=0xFF => skip_value(&mut h).map_err(|e| e.shifted(headers_at))?,
-            0x00 => {
-                return Err(DecodeError::invalid(
-                    Layer::Wsp,
-                    headers_at + start,
-                    "header field name 0x00",
-                ))
-            }
-            // Application header: Token-text name, Text-string value.
-            _ => {
-                h.cstr("header name").map_err(|e| e.shifted(headers_at))?;
-                h.cstr("header value").map_err(|e| e.shifted(headers_at))?;
-            }
-        }
-        other_headers.extend_from_slice(&headers[start..h.pos()]);
-    }
+    let (content_type, application_id, other_headers) =
+        read_headers(headers).map_err(|e| e.shifted(headers_at))?;
     Ok(PushPdu {
         transaction_id,
         content_type,

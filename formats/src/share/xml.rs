@@ -1,5 +1,5 @@
 //! The video-attribute document as XML text (namespace
-//! [`document::NAMESPACE`]), sent as a plain
+//! `urn:sharecast:video-attributes:1`), sent as a plain
 //! text SMS (GSM 7-bit when the content allows, else UCS-2) or inside a WAP
 //! Push as `application/vnd.sharecast.video+xml`.
 //!
@@ -7,7 +7,7 @@
 //! elements in other namespaces and unknown elements or attributes, and
 //! reports the byte offset (in the UTF-8 text) of what it rejects.
 
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
@@ -17,7 +17,7 @@ use super::document::{self, Element, Node, NAMESPACE};
 use super::error::{DecodeError, EncodeError, ErrorKind, Layer};
 
 /// Deepest element nesting accepted when parsing.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 fn check_chars(s: &str, field: &'static str) -> Result<(), EncodeError> {
     match s.chars().find(|&c| {
@@ -88,7 +88,7 @@ fn write_element(out: &mut String, e: &Element, xmlns: Option<&str>) -> Result<(
 
 /// Serialise an element tree as an XML document (no indentation, to keep
 /// SMS short), with `namespace` declared on the root.
-pub fn write_document(root: &Element, namespace: &str) -> Result<String, EncodeError> {
+pub(crate) fn write_document(root: &Element, namespace: &str) -> Result<String, EncodeError> {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     write_element(&mut out, root, Some(namespace))?;
     Ok(out)
@@ -117,6 +117,131 @@ fn qualified(ns: &ResolveResult<'_>, local: &[u8]) -> String {
     }
 }
 
+/// The element tree being built, event by event.
+#[derive(Default)]
+struct Tree {
+    /// Open elements, outermost first.
+    stack: Vec<Element>,
+    root: Option<Element>,
+}
+
+impl Tree {
+    /// Whether an element may start at `at`: only inside the root (or as
+    /// the root), at most [`MAX_DEPTH`] deep.
+    fn check_start(&self, at: usize) -> Result<(), DecodeError> {
+        if self.root.is_some() {
+            return Err(DecodeError::invalid(
+                Layer::Xml,
+                at,
+                "content after the root element",
+            ));
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(DecodeError::unsupported(
+                Layer::Xml,
+                at,
+                format!("nesting deeper than {MAX_DEPTH} elements"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a finished element to its parent, or makes it the root.
+    fn attach(&mut self, el: Element) {
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(Node::Element(el)),
+            None => self.root = Some(el),
+        }
+    }
+
+    /// An element starts; an empty one (`<a/>`) is finished at once.
+    fn start(&mut self, el: Element, empty: bool) {
+        if empty {
+            self.attach(el);
+        } else {
+            self.stack.push(el);
+        }
+    }
+
+    /// The innermost open element ends.
+    fn end(&mut self, at: usize) -> Result<(), DecodeError> {
+        let el = self
+            .stack
+            .pop()
+            .ok_or_else(|| DecodeError::invalid(Layer::Xml, at, "end tag without a start tag"))?;
+        self.attach(el);
+        Ok(())
+    }
+
+    /// Text (or CDATA, `what`); outside the root only whitespace text is
+    /// allowed.
+    fn text(&mut self, s: &str, at: usize, what: &'static str) -> Result<(), DecodeError> {
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(Node::Text(s.to_owned())),
+            None if what == "text" && s.trim().is_empty() => {}
+            None => {
+                return Err(DecodeError::invalid(
+                    Layer::Xml,
+                    at,
+                    format!("{what} outside the root element"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The root, once the document ends with every element closed.
+    fn finish(self, len: usize) -> Result<Element, DecodeError> {
+        if !self.stack.is_empty() {
+            return Err(DecodeError::new(
+                Layer::Xml,
+                len,
+                ErrorKind::Truncated {
+                    what: "closing tags",
+                    needed: self.stack.len(),
+                },
+            ));
+        }
+        self.root.ok_or_else(|| {
+            DecodeError::new(
+                Layer::Xml,
+                len,
+                ErrorKind::Truncated {
+                    what: "root element",
+                    needed: 1,
+                },
+            )
+        })
+    }
+}
+
+/// A start tag as an element: its name and its unprefixed attributes.
+fn start_element(
+    reader: &NsReader<&[u8]>,
+    s: &BytesStart<'_>,
+    name: String,
+    at: usize,
+) -> Result<Element, DecodeError> {
+    let mut el = Element {
+        name,
+        offset: at,
+        ..Element::default()
+    };
+    for attr in s.attributes() {
+        let attr = attr.map_err(|e| xml_err(reader, e))?;
+        let key = attr.key;
+        if key.as_namespace_binding().is_some() || key.prefix().is_some() {
+            continue;
+        }
+        let v = attr.unescape_value().map_err(|e| xml_err(reader, e))?;
+        el.attributes.push((
+            String::from_utf8_lossy(key.local_name().as_ref()).into_owned(),
+            v.into_owned(),
+        ));
+    }
+    Ok(el)
+}
+
 /// Parse an XML document into an element tree. Element names in the
 /// Sharecast namespace are kept as their local name; others become
 /// `{namespace}local` so the video reader skips them. Attributes without a
@@ -124,8 +249,7 @@ fn qualified(ns: &ResolveResult<'_>, local: &[u8]) -> String {
 /// dropped.
 pub fn parse_document(text: &str) -> Result<Element, DecodeError> {
     let mut reader = NsReader::from_str(text);
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
+    let mut tree = Tree::default();
     loop {
         let at = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let (name, ev) = match reader.read_resolved_event() {
@@ -140,105 +264,21 @@ pub fn parse_document(text: &str) -> Result<Element, DecodeError> {
         };
         match ev {
             Event::Start(ref s) | Event::Empty(ref s) => {
-                if root.is_some() {
-                    return Err(DecodeError::invalid(
-                        Layer::Xml,
-                        at,
-                        "content after the root element",
-                    ));
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(DecodeError::unsupported(
-                        Layer::Xml,
-                        at,
-                        format!("nesting deeper than {MAX_DEPTH} elements"),
-                    ));
-                }
-                let mut el = Element {
-                    name,
-                    offset: at,
-                    ..Element::default()
-                };
-                for attr in s.attributes() {
-                    let attr = attr.map_err(|e| xml_err(&reader, e))?;
-                    let key = attr.key;
-                    if key.as_namespace_binding().is_some() || key.prefix().is_some() {
-                        continue;
-                    }
-                    let v = attr.unescape_value().map_err(|e| xml_err(&reader, e))?;
-                    el.attributes.push((
-                        String::from_utf8_lossy(key.local_name().as_ref()).into_owned(),
-                        v.into_owned(),
-                    ));
-                }
-                if matches!(ev, Event::Start(_)) {
-                    stack.push(el);
-                } else {
-                    match stack.last_mut() {
-                        Some(parent) => parent.children.push(Node::Element(el)),
-                        None => root = Some(el),
-                    }
-                }
+                tree.check_start(at)?;
+                let el = start_element(&reader, s, name, at)?;
+                tree.start(el, matches!(ev, Event::Empty(_)));
             }
-            Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| {
-                    DecodeError::invalid(Layer::Xml, at, "end tag without a start tag")
-                })?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Element(el)),
-                    None => root = Some(el),
-                }
-            }
+            Event::End(_) => tree.end(at)?,
             Event::Text(t) => {
                 let s = t.unescape().map_err(|e| xml_err(&reader, e))?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Text(s.into_owned())),
-                    None if s.trim().is_empty() => {}
-                    None => {
-                        return Err(DecodeError::invalid(
-                            Layer::Xml,
-                            at,
-                            "text outside the root element",
-                        ))
-                    }
-                }
+                tree.text(&s, at, "text")?;
             }
             Event::CData(c) => {
                 let s = String::from_utf8_lossy(&c.into_inner()).into_owned();
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Text(s)),
-                    None => {
-                        return Err(DecodeError::invalid(
-                            Layer::Xml,
-                            at,
-                            "CDATA outside the root element",
-                        ))
-                    }
-                }
+                tree.text(&s, at, "CDATA")?;
             }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
-            Event::Eof => {
-                if !stack.is_empty() {
-                    return Err(DecodeError::new(
-                        Layer::Xml,
-                        text.len(),
-                        ErrorKind::Truncated {
-                            what: "closing tags",
-                            needed: stack.len(),
-                        },
-                    ));
-                }
-                return root.ok_or_else(|| {
-                    DecodeError::new(
-                        Layer::Xml,
-                        text.len(),
-                        ErrorKind::Truncated {
-                            what: "root element",
-                            needed: 1,
-                        },
-                    )
-                });
-            }
+            Event::Eof => return tree.finish(text.len()),
         }
     }
 }

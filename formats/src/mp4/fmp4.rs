@@ -1,14 +1,16 @@
-//! A small fragmented-MP4 (CMAF-style) writer for the HLS path: one init
+//! A small fragmented-MP4 (CMAF-style) writer for live HLS: one init
 //! segment (`ftyp` + `moov` with `mvex`) and media segments (`moof` + `mdat`)
 //! built directly from the frames the phone sent (AVC/HVC1 length-prefixed
-//! access units, raw AAC packets). No GStreamer: segment boundaries are
-//! chosen exactly on video keyframes by [`crate::hls`].
+//! access units, raw AAC packets). No GStreamer: the caller chooses segment
+//! boundaries (the live relay cuts exactly on video keyframes).
 //!
 //! Timescales: 90 kHz for video, the sample rate for audio. Decode times are
 //! capture timestamps (µs) minus a base, so the HLS timeline matches the
 //! capture timeline (and the VOD's).
 
-use sharecast_formats::media::{Codec, TrackInfo};
+use super::boxes::{put_u16, put_u32, put_u64, write_box as bx, write_full_box as fbx};
+use super::matrix::{matrix_for, IDENTITY};
+use crate::media::{Codec, TrackInfo};
 
 /// One track as written to the MP4.
 #[derive(Debug, Clone)]
@@ -108,61 +110,30 @@ pub struct TrackRun {
     pub samples: Vec<Sample>,
 }
 
-/// Writes one box: size, type, then whatever `body` appends.
-fn bx(out: &mut Vec<u8>, typ: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
-    let start = out.len();
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(typ);
-    body(out);
-    let size = (out.len() - start) as u32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
-}
-
-/// A full box: box plus version and flags.
-fn fbx(out: &mut Vec<u8>, typ: &[u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut Vec<u8>)) {
-    bx(out, typ, |o| {
-        o.push(version);
-        o.extend_from_slice(&flags.to_be_bytes()[1..]);
-        body(o);
-    })
-}
-
-fn u16b(o: &mut Vec<u8>, v: u16) {
-    o.extend_from_slice(&v.to_be_bytes());
-}
-fn u32b(o: &mut Vec<u8>, v: u32) {
-    o.extend_from_slice(&v.to_be_bytes());
-}
-fn u64b(o: &mut Vec<u8>, v: u64) {
-    o.extend_from_slice(&v.to_be_bytes());
-}
-
-const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
-
 /// The init segment: `ftyp` + `moov` (with `mvex`) for these tracks.
 pub fn init_segment(tracks: &[Fmp4Track]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     bx(&mut out, b"ftyp", |o| {
         o.extend_from_slice(b"iso6");
-        u32b(o, 0);
+        put_u32(o, 0);
         for b in [b"iso6", b"cmfc", b"isom", b"mp41"] {
             o.extend_from_slice(b);
         }
     });
     bx(&mut out, b"moov", |o| {
         fbx(o, b"mvhd", 0, 0, |o| {
-            u32b(o, 0);
-            u32b(o, 0);
-            u32b(o, 1000);
-            u32b(o, 0);
-            u32b(o, 0x0001_0000);
-            u16b(o, 0x0100);
+            put_u32(o, 0);
+            put_u32(o, 0);
+            put_u32(o, 1000);
+            put_u32(o, 0);
+            put_u32(o, 0x0001_0000);
+            put_u16(o, 0x0100);
             o.extend_from_slice(&[0; 10]);
-            for m in MATRIX {
-                u32b(o, m);
+            for m in IDENTITY {
+                put_u32(o, m as u32);
             }
             o.extend_from_slice(&[0; 24]);
-            u32b(o, tracks.len() as u32 + 1);
+            put_u32(o, tracks.len() as u32 + 1);
         });
         for t in tracks {
             trak(o, t);
@@ -170,11 +141,11 @@ pub fn init_segment(tracks: &[Fmp4Track]) -> Vec<u8> {
         bx(o, b"mvex", |o| {
             for t in tracks {
                 fbx(o, b"trex", 0, 0, |o| {
-                    u32b(o, t.track_id);
-                    u32b(o, 1);
-                    u32b(o, 0);
-                    u32b(o, 0);
-                    u32b(o, 0);
+                    put_u32(o, t.track_id);
+                    put_u32(o, 1);
+                    put_u32(o, 0);
+                    put_u32(o, 0);
+                    put_u32(o, 0);
                 });
             }
         });
@@ -183,80 +154,95 @@ pub fn init_segment(tracks: &[Fmp4Track]) -> Vec<u8> {
 }
 
 fn trak(o: &mut Vec<u8>, t: &Fmp4Track) {
-    let video = t.is_video();
-    let (w, h) = (t.info.width.unwrap_or(0), t.info.height.unwrap_or(0));
     bx(o, b"trak", |o| {
-        fbx(o, b"tkhd", 0, 3, |o| {
-            u32b(o, 0);
-            u32b(o, 0);
-            u32b(o, t.track_id);
-            u32b(o, 0);
-            u32b(o, 0);
-            o.extend_from_slice(&[0; 8]);
-            u16b(o, 0);
-            u16b(o, 0);
-            u16b(o, if video { 0 } else { 0x0100 });
-            u16b(o, 0);
-            // The phone's display rotation, as in the VOD files.
-            let matrix = if video {
-                sharecast_transcoder::matrix::matrix_for(t.info.rotation, w, h)
-                    .map(|m| m.map(|v| v as u32))
-                    .unwrap_or(MATRIX)
-            } else {
-                MATRIX
-            };
-            for m in matrix {
-                u32b(o, m);
-            }
-            u32b(o, if video { w << 16 } else { 0 });
-            u32b(o, if video { h << 16 } else { 0 });
-        });
+        tkhd(o, t);
         bx(o, b"mdia", |o| {
-            fbx(o, b"mdhd", 0, 0, |o| {
-                u32b(o, 0);
-                u32b(o, 0);
-                u32b(o, t.timescale);
-                u32b(o, 0);
-                u16b(o, 0x55c4); // "und"
-                u16b(o, 0);
-            });
-            fbx(o, b"hdlr", 0, 0, |o| {
-                u32b(o, 0);
-                o.extend_from_slice(if video { b"vide" } else { b"soun" });
-                o.extend_from_slice(&[0; 12]);
-                o.extend_from_slice(if video {
-                    b"VideoHandler\0".as_slice()
-                } else {
-                    b"SoundHandler\0".as_slice()
-                });
-            });
+            mdhd_and_hdlr(o, t);
             bx(o, b"minf", |o| {
-                if video {
+                if t.is_video() {
                     fbx(o, b"vmhd", 0, 1, |o| o.extend_from_slice(&[0; 8]));
                 } else {
                     fbx(o, b"smhd", 0, 0, |o| o.extend_from_slice(&[0; 4]));
                 }
                 bx(o, b"dinf", |o| {
                     fbx(o, b"dref", 0, 0, |o| {
-                        u32b(o, 1);
+                        put_u32(o, 1);
                         fbx(o, b"url ", 0, 1, |_| {});
                     });
                 });
-                bx(o, b"stbl", |o| {
-                    fbx(o, b"stsd", 0, 0, |o| {
-                        u32b(o, 1);
-                        sample_entry(o, t);
-                    });
-                    fbx(o, b"stts", 0, 0, |o| u32b(o, 0));
-                    fbx(o, b"stsc", 0, 0, |o| u32b(o, 0));
-                    fbx(o, b"stsz", 0, 0, |o| {
-                        u32b(o, 0);
-                        u32b(o, 0);
-                    });
-                    fbx(o, b"stco", 0, 0, |o| u32b(o, 0));
-                });
+                stbl(o, t);
             });
         });
+    });
+}
+
+/// The track header, with the phone's display rotation in its matrix (as in
+/// the VOD files).
+fn tkhd(o: &mut Vec<u8>, t: &Fmp4Track) {
+    let video = t.is_video();
+    let (w, h) = (t.info.width.unwrap_or(0), t.info.height.unwrap_or(0));
+    fbx(o, b"tkhd", 0, 3, |o| {
+        put_u32(o, 0);
+        put_u32(o, 0);
+        put_u32(o, t.track_id);
+        put_u32(o, 0);
+        put_u32(o, 0);
+        o.extend_from_slice(&[0; 8]);
+        put_u16(o, 0);
+        put_u16(o, 0);
+        put_u16(o, if video { 0 } else { 0x0100 });
+        put_u16(o, 0);
+        let matrix = if video {
+            matrix_for(t.info.rotation, w, h).unwrap_or(IDENTITY)
+        } else {
+            IDENTITY
+        };
+        for m in matrix {
+            put_u32(o, m as u32);
+        }
+        put_u32(o, if video { w << 16 } else { 0 });
+        put_u32(o, if video { h << 16 } else { 0 });
+    });
+}
+
+/// The media header (timescale, language) and the handler (video or sound).
+fn mdhd_and_hdlr(o: &mut Vec<u8>, t: &Fmp4Track) {
+    let video = t.is_video();
+    fbx(o, b"mdhd", 0, 0, |o| {
+        put_u32(o, 0);
+        put_u32(o, 0);
+        put_u32(o, t.timescale);
+        put_u32(o, 0);
+        put_u16(o, 0x55c4); // "und"
+        put_u16(o, 0);
+    });
+    fbx(o, b"hdlr", 0, 0, |o| {
+        put_u32(o, 0);
+        o.extend_from_slice(if video { b"vide" } else { b"soun" });
+        o.extend_from_slice(&[0; 12]);
+        o.extend_from_slice(if video {
+            b"VideoHandler\0".as_slice()
+        } else {
+            b"SoundHandler\0".as_slice()
+        });
+    });
+}
+
+/// The sample table: the sample description, and empty tables (the samples
+/// are in the fragments).
+fn stbl(o: &mut Vec<u8>, t: &Fmp4Track) {
+    bx(o, b"stbl", |o| {
+        fbx(o, b"stsd", 0, 0, |o| {
+            put_u32(o, 1);
+            sample_entry(o, t);
+        });
+        fbx(o, b"stts", 0, 0, |o| put_u32(o, 0));
+        fbx(o, b"stsc", 0, 0, |o| put_u32(o, 0));
+        fbx(o, b"stsz", 0, 0, |o| {
+            put_u32(o, 0);
+            put_u32(o, 0);
+        });
+        fbx(o, b"stco", 0, 0, |o| put_u32(o, 0));
     });
 }
 
@@ -270,30 +256,30 @@ fn sample_entry(o: &mut Vec<u8>, t: &Fmp4Track) {
             };
             bx(o, entry, |o| {
                 o.extend_from_slice(&[0; 6]);
-                u16b(o, 1);
+                put_u16(o, 1);
                 o.extend_from_slice(&[0; 16]);
-                u16b(o, t.info.width.unwrap_or(0) as u16);
-                u16b(o, t.info.height.unwrap_or(0) as u16);
-                u32b(o, 0x0048_0000);
-                u32b(o, 0x0048_0000);
-                u32b(o, 0);
-                u16b(o, 1);
+                put_u16(o, t.info.width.unwrap_or(0) as u16);
+                put_u16(o, t.info.height.unwrap_or(0) as u16);
+                put_u32(o, 0x0048_0000);
+                put_u32(o, 0x0048_0000);
+                put_u32(o, 0);
+                put_u16(o, 1);
                 o.extend_from_slice(&[0; 32]);
-                u16b(o, 0x0018);
-                u16b(o, 0xffff);
+                put_u16(o, 0x0018);
+                put_u16(o, 0xffff);
                 bx(o, config, |o| o.extend_from_slice(&t.info.codec_data));
             });
         }
         Codec::Aac => {
             bx(o, b"mp4a", |o| {
                 o.extend_from_slice(&[0; 6]);
-                u16b(o, 1);
+                put_u16(o, 1);
                 o.extend_from_slice(&[0; 8]);
-                u16b(o, t.info.channels.unwrap_or(2) as u16);
-                u16b(o, 16);
-                u16b(o, 0);
-                u16b(o, 0);
-                u32b(o, (t.timescale.min(65535)) << 16);
+                put_u16(o, t.info.channels.unwrap_or(2) as u16);
+                put_u16(o, 16);
+                put_u16(o, 0);
+                put_u16(o, 0);
+                put_u32(o, (t.timescale.min(65535)) << 16);
                 fbx(o, b"esds", 0, 0, |o| {
                     let asc = &t.info.codec_data;
                     let mut dcd = vec![0x40, 0x15, 0, 0, 0];
@@ -331,19 +317,19 @@ pub fn media_segment(sequence: u32, runs: &[TrackRun]) -> Vec<u8> {
         Vec::with_capacity(256 + runs.iter().map(|r| r.samples.len() * 16).sum::<usize>());
     let mut offset_fields = Vec::new();
     bx(&mut moof, b"moof", |o| {
-        fbx(o, b"mfhd", 0, 0, |o| u32b(o, sequence));
+        fbx(o, b"mfhd", 0, 0, |o| put_u32(o, sequence));
         for r in &runs {
             bx(o, b"traf", |o| {
-                fbx(o, b"tfhd", 0, 0x02_0000, |o| u32b(o, r.track_id));
-                fbx(o, b"tfdt", 1, 0, |o| u64b(o, r.base_decode_time));
+                fbx(o, b"tfhd", 0, 0x02_0000, |o| put_u32(o, r.track_id));
+                fbx(o, b"tfdt", 1, 0, |o| put_u64(o, r.base_decode_time));
                 fbx(o, b"trun", 1, 0x000f01, |o| {
-                    u32b(o, r.samples.len() as u32);
+                    put_u32(o, r.samples.len() as u32);
                     offset_fields.push(o.len());
-                    u32b(o, 0);
+                    put_u32(o, 0);
                     for s in &r.samples {
-                        u32b(o, s.duration);
-                        u32b(o, s.data.len() as u32);
-                        u32b(o, if s.keyframe { 0x0200_0000 } else { 0x0101_0000 });
+                        put_u32(o, s.duration);
+                        put_u32(o, s.data.len() as u32);
+                        put_u32(o, if s.keyframe { 0x0200_0000 } else { 0x0101_0000 });
                         o.extend_from_slice(&s.cts.to_be_bytes());
                     }
                 });
@@ -362,7 +348,7 @@ pub fn media_segment(sequence: u32, runs: &[TrackRun]) -> Vec<u8> {
     }
     let mut out = moof;
     out.reserve(payload + 8);
-    u32b(&mut out, (payload + 8) as u32);
+    put_u32(&mut out, (payload + 8) as u32);
     out.extend_from_slice(b"mdat");
     for r in &runs {
         for s in &r.samples {
@@ -375,33 +361,37 @@ pub fn media_segment(sequence: u32, runs: &[TrackRun]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mp4::boxes::children_exact;
+    use crate::mp4::matrix::{rotation_of, video_tkhd};
 
+    /// A 320x240 H.264 track, as a phone announces it in its HELLO.
     fn avc() -> TrackInfo {
-        TrackInfo {
-            id: 0,
-            codec: "h264".into(),
-            codec_data: vec![1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 0],
-            width: Some(320),
-            height: Some(240),
-            framerate: Some((30, 1)),
-            sample_rate: None,
-            channels: None,
-            rotation: 0,
-        }
+        serde_json::from_str(
+            r#"{"id": 0, "codec": "h264", "codec_data": "0164001fffe10000",
+                "width": 320, "height": 240, "framerate": [30, 1]}"#,
+        )
+        .unwrap()
     }
 
-    /// Walks top-level boxes: (type, size).
+    /// The top-level boxes, which must cover the buffer exactly: (type, size).
     fn boxes(b: &[u8]) -> Vec<(String, usize)> {
-        let mut v = Vec::new();
-        let mut i = 0;
-        while i + 8 <= b.len() {
-            let size = u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-            v.push((String::from_utf8_lossy(&b[i + 4..i + 8]).to_string(), size));
-            assert!(size >= 8, "box size");
-            i += size;
-        }
-        assert_eq!(i, b.len(), "boxes cover the buffer exactly");
-        v
+        children_exact(b, 0, b.len())
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    String::from_utf8_lossy(&r.kind).to_string(),
+                    r.end - r.start,
+                )
+            })
+            .collect()
+    }
+
+    /// The `moov` box of an init segment.
+    fn moov(init: &[u8]) -> &[u8] {
+        let top = children_exact(init, 0, init.len()).unwrap();
+        let moov = top.iter().find(|b| &b.kind == b"moov").unwrap();
+        &init[moov.start..moov.end]
     }
 
     #[test]
@@ -424,15 +414,37 @@ mod tests {
         for rotation in [0, 90, 180, 270] {
             let info = TrackInfo { rotation, ..avc() };
             let t = Fmp4Track::new(1, &info).unwrap();
-            let path = std::env::temp_dir().join(format!(
-                "sharecast-init-{}-{rotation}.mp4",
-                std::process::id()
-            ));
-            std::fs::write(&path, init_segment(std::slice::from_ref(&t))).unwrap();
-            let read = sharecast_transcoder::matrix::read_rotation(&path);
-            let _ = std::fs::remove_file(&path);
-            assert_eq!(read.unwrap(), rotation);
+            let init = init_segment(std::slice::from_ref(&t));
+            let tkhd = video_tkhd(moov(&init)).unwrap().unwrap();
+            assert_eq!(rotation_of(&tkhd.matrix), Some(rotation));
+            assert_eq!((tkhd.width, tkhd.height), (320, 240));
         }
+    }
+
+    /// An AAC track: a sound handler, an `mp4a` entry whose `esds` carries
+    /// the AudioSpecificConfig, and no video track header.
+    #[test]
+    fn an_audio_init_segment_carries_its_decoder_config() {
+        let info = TrackInfo {
+            codec: "aac".into(),
+            codec_data: vec![0x12, 0x10],
+            width: None,
+            height: None,
+            framerate: None,
+            sample_rate: Some(44_100),
+            channels: Some(2),
+            ..avc()
+        };
+        let t = Fmp4Track::new(2, &info).unwrap();
+        let init = init_segment(std::slice::from_ref(&t));
+        let moov = moov(&init);
+        assert_eq!(video_tkhd(moov), Ok(None));
+        let has = |needle: &[u8]| moov.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"soun") && has(b"mp4a") && has(b"esds"));
+        // DecoderSpecificInfo: tag 5, a 4-byte length of 2, the ASC.
+        assert!(has(&[0x05, 0x80, 0x80, 0x80, 0x02, 0x12, 0x10]));
+        // The sample rate, 16.16.
+        assert!(has(&(44_100u32 << 16).to_be_bytes()));
     }
 
     #[test]
@@ -471,5 +483,45 @@ mod tests {
         let off_at = trun + 4 + 4 + 4;
         let off = u32::from_be_bytes(moof[off_at..off_at + 4].try_into().unwrap()) as usize;
         assert_eq!(&seg[off..off + 4], b"abcd");
+    }
+
+    /// With two tracks, each `trun` points at its own samples in `mdat`,
+    /// and a track without samples gets no `traf`.
+    #[test]
+    fn each_run_points_at_its_own_samples() {
+        let sample = |data: &'static [u8]| Sample {
+            duration: 1024,
+            cts: 0,
+            keyframe: true,
+            data: bytes::Bytes::from_static(data),
+        };
+        let run = |track_id, samples| TrackRun {
+            track_id,
+            base_decode_time: 0,
+            samples,
+        };
+        let seg = media_segment(
+            1,
+            &[
+                run(1, vec![sample(b"video")]),
+                run(2, vec![]),
+                run(3, vec![sample(b"au1"), sample(b"au2")]),
+            ],
+        );
+        let top = boxes(&seg);
+        let moof = &seg[..top[0].1];
+        assert_eq!(moof.windows(4).filter(|w| w == b"traf").count(), 2);
+        let offsets: Vec<usize> = moof
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| w == b"trun")
+            .map(|(i, _)| {
+                let at = i + 4 + 4 + 4;
+                u32::from_be_bytes(moof[at..at + 4].try_into().unwrap()) as usize
+            })
+            .collect();
+        assert_eq!(&seg[offsets[0]..offsets[0] + 5], b"video");
+        assert_eq!(&seg[offsets[1]..offsets[1] + 6], b"au1au2");
+        assert_eq!(offsets[1] + 6, seg.len());
     }
 }
