@@ -13,6 +13,7 @@
 //!   WSP/WDP WAP Push, WBXML).
 
 pub mod attributes;
+pub mod compat;
 pub mod ingest;
 pub mod media;
 pub mod share;
