@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use sharecast_api::{GatewayConfig, ShareConfig, SmsConfig};
 use sharecast_ingest::IngestConfig;
-use sharecast_api::{GatewayConfig, OutboundConfig, ShareConfig, SmsConfig};
+use sharecast_resume::outbound::OutboundConfig;
 
 /// Live relay (RTSP) settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,7 +172,7 @@ pub struct Config {
     /// Transcoder.
     pub transcoder: TranscodeConfig,
     /// History, resume tokens and cross-platform hand-off.
-    pub resume: sharecast_api::resume::ResumeConfig,
+    pub resume: sharecast_resume::ResumeConfig,
     /// Share links and the share page.
     pub share: ShareConfig,
     /// SMS / WAP Push gateway for share messages.

@@ -4,7 +4,7 @@
 //! and Prometheus metrics at `/metrics`, over the store (`sharecast-store`).
 //! Every route is declared with who may call it in [`routes`], and applied
 //! by the [`access`] policy; every request the server makes to an address it
-//! was given goes through the [`outbound`] policy. It knows nothing of media
+//! was given goes through `sharecast_resume::outbound`. It knows nothing of media
 //! internals: outputs arrive as files and
 //! [`sharecast_formats::attributes::VideoAttributes`].
 
@@ -12,22 +12,17 @@ pub mod access;
 pub mod admin;
 pub mod delivery;
 pub mod error;
-pub mod fetches;
 pub mod frames;
 pub mod http;
-mod jobs;
 pub mod kannel;
-pub mod outbound;
 pub mod resume;
 pub mod routes;
 pub mod shares;
 pub mod stills;
-pub mod transcodes;
 
 pub use access::{Access, Policy, RouteSpec};
 pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};
 pub use kannel::SmsConfig;
-pub use outbound::{Outbound, OutboundConfig};
 pub use sharecast_store::Store;
 pub use sharecast_tokens::LinkSigner;
 pub use sharecast_tokens::PlaybackTokens;

@@ -17,10 +17,10 @@ use crate::access::{Access, AssetIn, AuthAdmin, Policy, RouteSpec, Routes};
 use crate::admin::Admin;
 use crate::frames::Frames;
 use crate::http::Gateway;
-use crate::resume::ResumeService;
 use crate::shares::ShareService;
 use crate::stills::Stills;
 use crate::{admin, frames, http, resume, shares, stills};
+use sharecast_resume::ResumeService;
 
 /// Everything that serves a route.
 pub struct Services {
