@@ -23,19 +23,19 @@ const LISTED: i64 = 200;
 #[derive(Debug, Clone, Serialize)]
 pub struct Bookmark {
     /// Bookmark id.
-    pub id: String,
+    pub(crate) id: String,
     /// Content id (on the platform that holds the video).
-    pub content_id: String,
+    pub(crate) content_id: String,
     /// Position, ms.
-    pub position_ms: u64,
+    pub(crate) position_ms: u64,
     /// Optional name.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Optional description.
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// `handoff`, `interruption` or `user`.
-    pub source: String,
+    pub(crate) source: String,
     /// Address to play from.
-    pub address: String,
+    pub(crate) address: String,
     /// `ready` (the address plays on the terminal), `rendition:<name>` (a
     /// rendition chosen for the terminal), `transcoding` (an on-demand
     /// transcode makes one: see `transcode`), `transcode_failed` (see the
@@ -44,17 +44,17 @@ pub struct Bookmark {
     /// fetched, see `fetch`, then transcoded), `fetch_failed` (see the
     /// fetch's `error`), or `needs_transcode` (none suits the terminal and
     /// this platform fetches nothing: `fetch_remote` is off).
-    pub status: String,
+    pub(crate) status: String,
     /// The on-demand transcode this bookmark waits for, while it is known
     /// (jobs are kept in memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transcode: Option<TranscodeJob>,
+    pub(crate) transcode: Option<TranscodeJob>,
     /// The fetch of another platform's video this bookmark waits for, while
     /// it is known (jobs are kept in memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fetch: Option<FetchJob>,
+    pub(crate) fetch: Option<FetchJob>,
     /// Created, Unix ms.
-    pub created_unix_ms: i64,
+    pub(crate) created_unix_ms: i64,
 }
 
 /// A reverse-bookmark request: the streaming side reports a viewer that was
@@ -78,7 +78,7 @@ pub struct ReverseBookmark {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReverseBookmarkAnswer {
     /// The user the bookmark belongs to, when known.
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     /// 0 saved; 2 unknown user token; 3 user mismatch; 4 unknown content;
     /// 5 position past the end; 6 the playback token does not open this
     /// (live) content; 9 store error.
@@ -86,7 +86,7 @@ pub struct ReverseBookmarkAnswer {
     /// Human-readable result.
     pub description: String,
     /// The stored bookmark's id.
-    pub bookmark_id: Option<String>,
+    pub(crate) bookmark_id: Option<String>,
 }
 
 impl ReverseBookmarkAnswer {
@@ -104,29 +104,29 @@ impl ReverseBookmarkAnswer {
 #[derive(Debug, Clone, Serialize)]
 pub struct BookmarkPlay {
     /// The bookmark.
-    pub bookmark_id: String,
+    bookmark_id: String,
     /// The content it plays.
-    pub content_id: String,
+    content_id: String,
     /// Its position, ms.
-    pub position_ms: u64,
+    position_ms: u64,
     /// Whether it plays the live stream.
-    pub live: bool,
+    live: bool,
     /// What to play.
-    pub url: String,
+    url: String,
     /// `url` with the `#t=` seconds players start from (the live URL
     /// itself, which carries `start_ms`).
-    pub play_url: String,
+    play_url: String,
     /// The bookmark's source: `handoff`, `interruption` or `user`.
-    pub source: String,
+    source: String,
     /// What kind of play it is, with what goes with it.
     #[serde(flatten)]
-    pub from: PlayFrom,
+    from: PlayFrom,
 }
 
 /// The three ways a bookmark resumes.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum PlayFrom {
+pub(crate) enum PlayFrom {
     /// Another platform's video, still being fetched (or whose fetch
     /// failed): its address, which the terminal cannot play.
     Fetching {
@@ -156,11 +156,11 @@ pub enum PlayFrom {
 
 /// A seekable RTSP stream of a recording and the `Range` to send in `PLAY`.
 #[derive(Debug, Clone, Serialize)]
-pub struct RtspStart {
+pub(crate) struct RtspStart {
     /// `rtsp://HOST:PORT/vod/ID`.
-    pub url: String,
+    url: String,
     /// `npt=<seconds>-`.
-    pub range: String,
+    range: String,
 }
 
 impl BookmarkPlay {
@@ -467,7 +467,7 @@ mod tests {
     use sharecast_tokens::{PlaybackTokens, Signer};
 
     use super::*;
-    use crate::testing::{ready_asset, service};
+    use crate::testing::{ready_asset, service, terminal};
 
     /// Playback tokens that live streams need.
     fn tokens() -> PlaybackTokens {
@@ -518,11 +518,7 @@ mod tests {
             .await
             .unwrap();
         let alice = s.create_user("alice").await.unwrap();
-        let phone = s
-            .add_terminal(&alice.user_id, "mobile", None)
-            .await
-            .unwrap()
-            .terminal_id;
+        let phone = terminal(&s, &alice.user_id, "mobile").await;
 
         let forged = s
             .reverse_bookmark(&reverse(&alice.user_token, "live1", "1-00"))
@@ -577,11 +573,7 @@ mod tests {
             .unwrap();
         ready_asset(&s.store, "rec1", 10_000).await;
         let alice = s.create_user("alice").await.unwrap();
-        let tv = s
-            .add_terminal(&alice.user_id, "tv", None)
-            .await
-            .unwrap()
-            .terminal_id;
+        let tv = terminal(&s, &alice.user_id, "tv").await;
         for (id, access_until_ms) in [("handoff", None), ("ended", Some(now_ms() - 1_000))] {
             let record = BookmarkRecord {
                 id: id.into(),
@@ -620,7 +612,7 @@ mod tests {
         let bob = s.create_user("bob").await.unwrap().user_id;
         let e = s.resume_bookmark(&bob, &id, &tv).await.unwrap_err();
         assert_eq!(e.code(), "unknown_terminal");
-        let bobs = s.add_terminal(&bob, "tv", None).await.unwrap().terminal_id;
+        let bobs = terminal(&s, &bob, "tv").await;
         let e = s.resume_bookmark(&bob, &id, &bobs).await.unwrap_err();
         assert_eq!(e.code(), "unknown_bookmark");
     }

@@ -286,7 +286,7 @@ impl From<sharecast_tokens::LinkError> for Error {
 }
 
 /// The service's results.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

@@ -43,25 +43,25 @@ pub(crate) const REMOTE_DEVICE: &str = "remote";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FetchJob {
     /// Job id.
-    pub id: String,
+    pub(crate) id: String,
     /// The remote address, without its query.
-    pub address: String,
+    pub(crate) address: String,
     /// The local asset the video becomes.
-    pub content_id: String,
+    pub(crate) content_id: String,
     /// `fetching`, `done` or `failed`.
-    pub state: String,
+    pub(crate) state: String,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Bytes received so far.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Where to poll this job.
-    pub poll_url: String,
+    pub(crate) poll_url: String,
     /// Created, Unix ms.
-    pub created_unix_ms: i64,
+    pub(crate) created_unix_ms: i64,
     /// Finished (done or failed), Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_unix_ms: Option<i64>,
+    pub(crate) finished_unix_ms: Option<i64>,
 }
 
 /// Fetch configuration.
@@ -205,7 +205,7 @@ impl Fetches {
     }
 
     /// The fetch of `address` under way, or a new one started (`true`).
-    /// `waiter` is told when it ends (see [`Fetches::finish`]). Jobs that
+    /// `waiter` is told when it ends (see [`Fetches::run`]). Jobs that
     /// failed are not reused: the next request tries again.
     pub(crate) fn start(
         &self,

@@ -26,60 +26,60 @@ use crate::transcodes::{Scheduled, TranscodeJob};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SuspendState {
     /// State id.
-    pub id: String,
+    id: String,
     /// Short code a user can type on another platform.
-    pub code: String,
+    code: String,
     /// Content (asset) id on the issuing platform.
-    pub content_id: String,
+    content_id: String,
     /// Address of the video (signed where the issuing platform needs it).
-    pub address: String,
+    address: String,
     /// Playback progress, ms.
-    pub position_ms: u64,
+    position_ms: u64,
     /// Container format.
-    pub format: String,
+    format: String,
     /// RFC 6381 codecs.
-    pub codecs: Vec<String>,
+    codecs: Vec<String>,
     /// Frames per second.
-    pub frame_rate: f64,
+    frame_rate: f64,
     /// Every rendition the issuing platform has, with its address.
     #[serde(default)]
-    pub renditions: Vec<Rendition>,
+    renditions: Vec<Rendition>,
     /// Title, if any.
     #[serde(default)]
-    pub title: Option<String>,
+    title: Option<String>,
     /// Issuing platform's base URL.
-    pub platform: String,
+    platform: String,
     /// Expiry, Unix ms.
-    pub expires_unix_ms: i64,
+    expires_unix_ms: i64,
 }
 
 /// A hand-off just created: the state, its signed pull URL and its code.
 #[derive(Debug, Clone, Serialize)]
 pub struct HandoffCreated {
     /// The suspend state.
-    pub state: SuspendState,
+    state: SuspendState,
     /// `…/api/v1/handoff/{id}?exp=…&sig=…`, valid as long as the state.
-    pub pull_url: String,
+    pull_url: String,
     /// The 8-character code a user can type instead.
-    pub code: String,
+    code: String,
 }
 
 /// A hand-off pushed by another platform (or to one).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Received {
     /// The suspend state.
-    pub state: SuspendState,
+    state: SuspendState,
     /// Whose bookmark: the receiving platform's user token, given by the
     /// user to the pushing platform.
-    pub user_token: String,
+    user_token: String,
     /// The terminal that will play, on the receiving platform.
-    pub terminal_id: String,
+    terminal_id: String,
     /// Optional bookmark name.
     #[serde(default)]
-    pub name: Option<String>,
+    name: Option<String>,
     /// Optional bookmark description.
     #[serde(default)]
-    pub description: Option<String>,
+    description: Option<String>,
 }
 
 /// A hand-off pushed to another platform: where, and the bookmark it made
@@ -87,9 +87,9 @@ pub struct Received {
 #[derive(Debug, Clone, Serialize)]
 pub struct Pushed {
     /// The receiving address.
-    pub pushed_to: String,
+    pushed_to: String,
     /// The bookmark made there.
-    pub bookmark_id: String,
+    bookmark_id: String,
 }
 
 /// A suspend state pulled after a redirect, with the bookmark made of it
@@ -97,10 +97,10 @@ pub struct Pushed {
 #[derive(Debug, Clone, Serialize)]
 pub struct Accepted {
     /// The suspend state.
-    pub state: SuspendState,
+    state: SuspendState,
     /// The bookmark made.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bookmark: Option<Bookmark>,
+    bookmark: Option<Bookmark>,
 }
 
 /// Where platform B gets a suspend state from.
@@ -616,7 +616,7 @@ fn is_handoff_address(url: &url::Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ready_asset, service_with, PLATFORM};
+    use crate::testing::{ready_asset, service_with, terminal, PLATFORM};
     use crate::ResumeConfig;
 
     /// Wrong codes from one address are refused past the limit, even the
@@ -631,11 +631,7 @@ mod tests {
         let (s, _dir) = service_with(cfg).await;
         ready_asset(&s.store, "c1", 10_000).await;
         let alice = s.create_user("alice").await.unwrap().user_id;
-        let tv = s
-            .add_terminal(&alice, "tv", None)
-            .await
-            .unwrap()
-            .terminal_id;
+        let tv = terminal(&s, &alice, "tv").await;
         let h = s.create_handoff(&alice, "c1", 1_000).await.unwrap();
         let (guesser, other): (IpAddr, IpAddr) =
             ("192.0.2.7".parse().unwrap(), "192.0.2.8".parse().unwrap());
@@ -683,11 +679,7 @@ mod tests {
         let (s, _dir) = service_with(ResumeConfig::default()).await;
         ready_asset(&s.store, "c1", 10_000).await;
         let alice = s.create_user("alice").await.unwrap().user_id;
-        let web = s
-            .add_terminal(&alice, "web", None)
-            .await
-            .unwrap()
-            .terminal_id;
+        let web = terminal(&s, &alice, "web").await;
         let h = s.create_handoff(&alice, "c1", 1_000).await.unwrap();
         assert_eq!(s.pull_handoff(&h.state.id).await.unwrap(), h.state);
         // The browser gets the H.264 rendition, not the H.265 source.
@@ -731,11 +723,10 @@ mod tests {
         assert_eq!(e.code(), "expired");
         // Pushed by another platform, expired: nothing is stored.
         let carol = s.create_user("carol").await.unwrap();
-        let terminal = s.add_terminal(&carol.user_id, "tv", None).await.unwrap();
         let received = Received {
             state: old,
+            terminal_id: terminal(&s, &carol.user_id, "tv").await,
             user_token: carol.user_token,
-            terminal_id: terminal.terminal_id,
             name: None,
             description: None,
         };

@@ -19,49 +19,49 @@ const LISTED: i64 = 200;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Stop {
     /// The user's terminal that stopped.
-    pub terminal_id: String,
+    terminal_id: String,
     /// The content (asset) id.
-    pub content_id: String,
+    content_id: String,
     /// Where a recording stopped, ms (ignored for live).
-    pub position_ms: u64,
+    position_ms: u64,
     /// A live programme: the breakpoint is the wall time of the stop.
     #[serde(default)]
-    pub live: bool,
+    live: bool,
     /// The stop was abnormal.
     #[serde(default)]
-    pub abnormal: bool,
+    abnormal: bool,
 }
 
 /// A stop recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stopped {
     /// The history record's id.
-    pub history_id: String,
+    history_id: String,
     /// The token that resumes it on any of the user's terminals.
-    pub resume_token: String,
+    resume_token: String,
 }
 
 /// A history record, as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
     /// Record id.
-    pub history_id: String,
+    history_id: String,
     /// The content.
-    pub content_id: String,
+    content_id: String,
     /// The terminal that stopped.
-    pub terminal_id: String,
+    terminal_id: String,
     /// Its type.
-    pub terminal_type: String,
+    terminal_type: String,
     /// A live programme.
-    pub live: bool,
+    live: bool,
     /// The relative breakpoint of a recording, ms.
-    pub position_ms: Option<i64>,
+    position_ms: Option<i64>,
     /// The absolute breakpoint of a live programme, Unix ms.
-    pub breakpoint_unix_ms: Option<i64>,
+    breakpoint_unix_ms: Option<i64>,
     /// An abnormal stop.
-    pub abnormal: bool,
+    abnormal: bool,
     /// When recorded, Unix ms.
-    pub recorded_unix_ms: i64,
+    recorded_unix_ms: i64,
 }
 
 impl From<HistoryRecord> for HistoryEntry {
@@ -82,17 +82,17 @@ impl From<HistoryRecord> for HistoryEntry {
 
 /// One link of a programme: a rendition the terminal plays.
 #[derive(Debug, Clone, Serialize)]
-pub struct Link {
+pub(crate) struct Link {
     /// Rendition name.
-    pub rendition: String,
+    rendition: String,
     /// Its URL.
-    pub url: String,
+    url: String,
     /// Its RFC 6381 codecs.
-    pub codecs: Vec<String>,
+    codecs: Vec<String>,
     /// Picture width.
-    pub width: u32,
+    width: u32,
     /// Picture height.
-    pub height: u32,
+    height: u32,
 }
 
 impl From<&Rendition> for Link {
@@ -109,35 +109,35 @@ impl From<&Rendition> for Link {
 
 /// A programme of the catalogue.
 #[derive(Debug, Clone, Serialize)]
-pub struct Programme {
+pub(crate) struct Programme {
     /// The content.
-    pub content_id: String,
+    content_id: String,
     /// Its title.
-    pub title: Option<String>,
+    title: Option<String>,
     /// Its duration, ms.
-    pub duration_ms: u64,
+    duration_ms: u64,
     /// The renditions the terminal plays (at least one).
-    pub links: Vec<Link>,
+    links: Vec<Link>,
 }
 
 /// A history record in the catalogue, with the link the terminal should use.
 #[derive(Debug, Clone, Serialize)]
-pub struct CatalogueEntry {
+pub(crate) struct CatalogueEntry {
     /// The record.
     #[serde(flatten)]
-    pub record: HistoryEntry,
+    record: HistoryEntry,
     /// The first link of its programme, when the terminal plays one.
-    pub link: Option<Link>,
+    link: Option<Link>,
 }
 
 /// The terminal a catalogue is for.
 #[derive(Debug, Clone, Serialize)]
-pub struct TerminalRef {
+pub(crate) struct TerminalRef {
     /// Terminal id.
-    pub id: String,
+    id: String,
     /// Its type.
     #[serde(rename = "type")]
-    pub kind: String,
+    kind: String,
 }
 
 /// What a terminal is offered: the programmes the user may see that its
@@ -145,11 +145,11 @@ pub struct TerminalRef {
 #[derive(Debug, Clone, Serialize)]
 pub struct Catalogue {
     /// The terminal.
-    pub terminal: TerminalRef,
+    terminal: TerminalRef,
     /// Published programmes and the user's own, with playable links.
-    pub programmes: Vec<Programme>,
+    programmes: Vec<Programme>,
     /// The user's history, newest first.
-    pub history: Vec<CatalogueEntry>,
+    history: Vec<CatalogueEntry>,
 }
 
 /// Where a resume token goes on, on one terminal.
@@ -157,25 +157,25 @@ pub struct Catalogue {
 pub struct ResumeAnswer {
     /// `ready`, or `transcoding` while an on-demand transcode makes a
     /// rendition the terminal plays.
-    pub status: &'static str,
+    status: &'static str,
     /// That transcode.
-    pub transcode: Option<TranscodeJob>,
+    transcode: Option<TranscodeJob>,
     /// The content.
-    pub content_id: String,
+    content_id: String,
     /// A live programme.
-    pub live: bool,
+    live: bool,
     /// Where to start, ms.
-    pub position_ms: u64,
+    position_ms: u64,
     /// The absolute breakpoint of a live programme, Unix ms.
-    pub breakpoint_unix_ms: Option<i64>,
+    breakpoint_unix_ms: Option<i64>,
     /// The terminal's type.
-    pub terminal_type: String,
+    terminal_type: String,
     /// The rendition's URL.
-    pub url: Option<String>,
+    url: Option<String>,
     /// `url` with `#t=` seconds.
-    pub play_url: Option<String>,
+    play_url: Option<String>,
     /// The rendition's name.
-    pub rendition: Option<String>,
+    rendition: Option<String>,
 }
 
 impl ResumeService {
@@ -336,7 +336,18 @@ fn programme(asset: Asset, terminal_type: &str) -> Option<Programme> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ready_asset, service};
+    use crate::testing::{ready_asset, service, terminal};
+
+    /// A stop of a recording at `position_ms`.
+    fn stop(terminal_id: &str, content_id: &str, position_ms: u64) -> Stop {
+        Stop {
+            terminal_id: terminal_id.into(),
+            content_id: content_id.into(),
+            position_ms,
+            live: false,
+            abnormal: false,
+        }
+    }
 
     /// A token opens its record on every terminal of its user, for no one
     /// else, and not once it has expired.
@@ -346,25 +357,11 @@ mod tests {
         ready_asset(&s.store, "c1", 10_000).await;
         let alice = s.create_user("alice").await.unwrap().user_id;
         let bob = s.create_user("bob").await.unwrap().user_id;
-        let phone = s
-            .add_terminal(&alice, "mobile", None)
-            .await
-            .unwrap()
-            .terminal_id;
-        let tv = s
-            .add_terminal(&alice, "tv", None)
-            .await
-            .unwrap()
-            .terminal_id;
-        let bobs = s.add_terminal(&bob, "tv", None).await.unwrap().terminal_id;
-        let stop = Stop {
-            terminal_id: phone.clone(),
-            content_id: "c1".into(),
-            position_ms: 4_000,
-            live: false,
-            abnormal: false,
-        };
-        let token = s.record_stop(&alice, &stop).await.unwrap().resume_token;
+        let phone = terminal(&s, &alice, "mobile").await;
+        let tv = terminal(&s, &alice, "tv").await;
+        let bobs = terminal(&s, &bob, "tv").await;
+        let stopped = s.record_stop(&alice, &stop(&phone, "c1", 4_000)).await;
+        let token = stopped.unwrap().resume_token;
 
         let on_tv = s.resume(&alice, &token, &tv).await.unwrap();
         assert_eq!((on_tv.position_ms, on_tv.status), (4_000, "ready"));
@@ -388,10 +385,7 @@ mod tests {
         assert_eq!((e.code(), e.kind()), ("expired", crate::ErrorKind::Gone));
 
         // Past the end is refused, and nothing is stored.
-        let past = Stop {
-            position_ms: 10_001,
-            ..stop
-        };
+        let past = stop(&phone, "c1", 10_001);
         let e = s.record_stop(&alice, &past).await.unwrap_err();
         assert_eq!(e.code(), "position_past_end");
         assert_eq!(s.history(&alice).await.unwrap().len(), 2);
@@ -408,19 +402,10 @@ mod tests {
         }
         crate::testing::publish(&s.store, "published").await;
         let alice = s.create_user("alice").await.unwrap().user_id;
-        let web = s
-            .add_terminal(&alice, "web", None)
+        let web = terminal(&s, &alice, "web").await;
+        s.record_stop(&alice, &stop(&web, "watched", 1_000))
             .await
-            .unwrap()
-            .terminal_id;
-        let stop = Stop {
-            terminal_id: web.clone(),
-            content_id: "watched".into(),
-            position_ms: 1_000,
-            live: false,
-            abnormal: false,
-        };
-        s.record_stop(&alice, &stop).await.unwrap();
+            .unwrap();
 
         let c = s.catalogue(&alice, &web).await.unwrap();
         let mut ids: Vec<&str> = c.programmes.iter().map(|p| p.content_id.as_str()).collect();
@@ -437,7 +422,7 @@ mod tests {
         assert_eq!(c.terminal.kind, "web");
         // Another user's catalogue has the published programme only.
         let bob = s.create_user("bob").await.unwrap().user_id;
-        let bobs = s.add_terminal(&bob, "web", None).await.unwrap().terminal_id;
+        let bobs = terminal(&s, &bob, "web").await;
         let c = s.catalogue(&bob, &bobs).await.unwrap();
         assert_eq!(c.programmes.len(), 1);
         assert_eq!(c.programmes[0].content_id, "published");

@@ -37,17 +37,12 @@ mod users;
 #[cfg(test)]
 mod testing;
 
-pub use bookmarks::{
-    Bookmark, BookmarkPlay, PlayFrom, ReverseBookmark, ReverseBookmarkAnswer, RtspStart,
-};
+pub use bookmarks::{Bookmark, BookmarkPlay, ReverseBookmark, ReverseBookmarkAnswer};
 pub use config::ResumeConfig;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind};
 pub use fetches::{FetchJob, Probe};
 pub use handoff::{Accepted, HandoffCreated, HandoffSource, Pushed, Received, SuspendState};
-pub use history::{
-    Catalogue, CatalogueEntry, HistoryEntry, Link, Programme, ResumeAnswer, Stop, Stopped,
-    TerminalRef,
-};
+pub use history::{Catalogue, HistoryEntry, ResumeAnswer, Stop, Stopped};
 pub use live::{LiveLookup, LiveStartInfo, LiveStarts, RtspVod};
 pub use service::ResumeService;
 pub use transcodes::{Scheduled, Transcode, TranscodeJob, TranscodeRequest};

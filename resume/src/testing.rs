@@ -23,10 +23,8 @@ pub(crate) const PLATFORM: &str = "http://a";
 /// A store in a temporary directory (kept alive by the returned guard).
 pub(crate) async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
-    (s, dir)
+    let path = dir.path().join("resume.db");
+    (Store::open_sqlite(&path).await.unwrap(), dir)
 }
 
 /// A service at [`PLATFORM`] over a store in a temporary directory, with
@@ -42,6 +40,12 @@ pub(crate) async fn service_with(cfg: ResumeConfig) -> (ResumeService, tempfile:
     let outbound = Outbound::new(&OutboundConfig::default()).unwrap();
     let s = ResumeService::new(store, cfg, dir.path(), PLATFORM.into(), links, outbound);
     (s, dir)
+}
+
+/// A new terminal of `kind` for the user: its id.
+pub(crate) async fn terminal(s: &ResumeService, user_id: &str, kind: &str) -> String {
+    let t = s.add_terminal(user_id, kind, None).await.unwrap();
+    t.terminal_id
 }
 
 /// Records a finished recording `id` of `duration_ms`: an H.265 source

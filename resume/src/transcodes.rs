@@ -45,31 +45,31 @@ pub type Transcode = Arc<dyn Fn(&TranscodeRequest) -> Result<Rendition, String> 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TranscodeJob {
     /// Job id.
-    pub id: String,
+    pub(crate) id: String,
     /// The content being transcoded.
-    pub content_id: String,
+    pub(crate) content_id: String,
     /// Name of the rendition being made.
-    pub rendition: String,
+    pub(crate) rendition: String,
     /// Requested shorter side, pixels.
-    pub short_side: u32,
+    pub(crate) short_side: u32,
     /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    pub(crate) state: String,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The new rendition's URL, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// The new rendition's attributes, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<Rendition>,
+    pub(crate) attributes: Option<Rendition>,
     /// Where to poll this job.
-    pub poll_url: String,
+    pub(crate) poll_url: String,
     /// Created, Unix ms.
-    pub created_unix_ms: i64,
+    pub(crate) created_unix_ms: i64,
     /// Finished (done or failed), Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_unix_ms: Option<i64>,
+    pub(crate) finished_unix_ms: Option<i64>,
 }
 
 impl TranscodeJob {

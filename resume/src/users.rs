@@ -10,19 +10,19 @@ use crate::service::ResumeService;
 #[derive(Debug, Clone, Serialize)]
 pub struct NewUser {
     /// User id.
-    pub user_id: String,
+    pub(crate) user_id: String,
     /// The user's token (`su_…`), shown this once and stored hashed.
-    pub user_token: String,
+    pub(crate) user_token: String,
 }
 
 /// A terminal just added.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewTerminal {
     /// Terminal id.
-    pub terminal_id: String,
+    pub(crate) terminal_id: String,
     /// Its type, one of [`TERMINAL_TYPES`].
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 impl ResumeService {
