@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sharecast_ingest::IngestServer;
-use sharecast_live_relay::LiveRelay;
 use sharecast_api::admin::{Admin, AdminSources};
 use sharecast_api::{PlaybackTokens, Store};
+use sharecast_ingest::IngestServer;
+use sharecast_live_relay::LiveRelay;
 
 use crate::config::Config;
 

@@ -144,8 +144,7 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
                 cfg.data_dir = d;
             }
             let store =
-                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
-                    .await?;
+                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
             let (dev, token) = store.add_device(&name).await?;
             eprintln!(
                 "device {} ({}) added; its token (shown once):",
@@ -160,8 +159,7 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
                 cfg.data_dir = d;
             }
             let store =
-                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db"))
-                    .await?;
+                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
             for d in store.devices().await? {
                 println!("{}\t{}", d.id, d.name);
             }
