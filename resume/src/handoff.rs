@@ -511,10 +511,10 @@ impl ResumeService {
         }
         let title = state.title.clone();
         let j = self.start_fetch(f, &state.address, title, bookmark_id, terminal_type);
+        let waiting = plays(&state.address, BookmarkStatus::Fetching(j.id.clone()));
         Ok(Choice {
-            status: BookmarkStatus::Fetching(j.id.clone()),
             fetch: Some(j),
-            ..plays(&state.address, BookmarkStatus::Ready)
+            ..waiting
         })
     }
 
