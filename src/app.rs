@@ -7,15 +7,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use sharecast_api::{
-    Gateway, LinkSigner, MetricsFn, Outbound, PlaybackTokens, Policy, SessionsFn, Store,
-};
+use sharecast_api::{Gateway, LinkSigner, MetricsFn, PlaybackTokens, Policy, SessionsFn, Store};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use sharecast_ingest::{
     BoxFuture, DeviceIdentity, IngestServer, SessionHandler, SessionInfo, SessionOutput,
 };
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
+use sharecast_resume::outbound::Outbound;
 use sharecast_share::{ShareService, Stills};
 use sharecast_transcoder::{Recording, Transcoder};
 
@@ -454,7 +453,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             o.render_metrics(out);
         }));
     }
-    let resume = sharecast_api::resume::ResumeService::new(
+    let resume = sharecast_resume::ResumeService::new(
         store.clone(),
         cfg.resume.clone(),
         &cfg.data_dir,
@@ -462,10 +461,9 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         links,
         outbound,
     )
-    .await?
     .with_playback_tokens(tokens.clone())
     .with_live_starts({
-        use sharecast_api::resume::{LiveLookup, LiveStartInfo};
+        use sharecast_resume::{LiveLookup, LiveStartInfo};
         let relay = relay.clone();
         Arc::new(move |content_id: &str, position_ms: u64| {
             Some(match relay.live_start(content_id, position_ms)? {
@@ -499,12 +497,13 @@ pub async fn start(cfg: &Config) -> Result<Running> {
         })
     })
     .with_transcode({
-        // On demand (S0): a finished recording's source file, read frame
-        // by frame into the ladder's encoder, becomes an H.264 + AAC
-        // rendition next to it, measured on the produced file.
+        // On demand (hand-off between platforms): a finished recording's
+        // source file, read frame by frame into the ladder's encoder,
+        // becomes an H.264 + AAC rendition next to it, measured on the
+        // produced file.
         let (public, sessions) = (public.clone(), cfg.data_dir.join("sessions"));
         let timeout = std::time::Duration::from_millis(cfg.transcoder.rendition_timeout_ms);
-        Arc::new(move |req: &sharecast_api::transcodes::TranscodeRequest| {
+        Arc::new(move |req: &sharecast_resume::TranscodeRequest| {
             let dir = sessions.join(&req.content_id);
             let spec = sharecast_transcoder::RenditionSpec {
                 name: req.name.clone(),
@@ -524,8 +523,9 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                 .ok_or_else(|| "the transcoder produced no file".to_string())
         })
     })
-    // S0: another platform's video that no rendition suits the terminal is
-    // fetched into a local asset, measured here, then transcoded above.
+    // Hand-off between platforms: another platform's video that no
+    // rendition suits the terminal is fetched into a local asset, measured
+    // here, then transcoded above.
     .with_fetch(Arc::new(|path: &std::path::Path| {
         sharecast_transcoder::probe_file(path).map_err(|e| {
             // The reason goes to API clients: no server paths in it.
@@ -536,17 +536,13 @@ pub async fn start(cfg: &Config) -> Result<Running> {
             }
         })
     }))?;
-    if let Some(f) = resume.fetches() {
-        let f = f.clone();
-        metrics.push(Arc::new(move |out: &mut String| f.render_metrics(out)));
+    {
+        let resume = resume.clone();
+        metrics.push(Arc::new(move |out: &mut String| resume.render_metrics(out)));
     }
-    if let Some(t) = resume.transcodes() {
-        let t = t.clone();
-        metrics.push(Arc::new(move |out: &mut String| t.render_metrics(out)));
-    }
-    // S3: a viewer that vanished (missed heartbeats, RTSP timeout) and said
-    // who it is (its user token) gets an interruption bookmark through the
-    // reverse-bookmark interface.
+    // Interruption bookmarks: a viewer that vanished (missed heartbeats,
+    // RTSP timeout) and said who it is (its user token) gets one through
+    // the reverse-bookmark interface.
     {
         let mut events = relay.viewer_events();
         let resume = resume.clone();
@@ -560,7 +556,7 @@ pub async fn start(cfg: &Config) -> Result<Running> {
                         };
                         // What the viewer's access proved (its playback
                         // token) is all the bookmark may hand out later.
-                        let req = sharecast_api::resume::ReverseBookmark {
+                        let req = sharecast_resume::ReverseBookmark {
                             user_id: None,
                             content_id: end.content_id.clone(),
                             position_ms: end.position_ms,

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sharecast_api::{GatewayConfig, OutboundConfig};
+use sharecast_api::GatewayConfig;
 use sharecast_ingest::IngestConfig;
+use sharecast_resume::outbound::OutboundConfig;
 use sharecast_share::{ShareConfig, SmsConfig};
 
 /// Live relay (RTSP) settings.
@@ -172,7 +173,7 @@ pub struct Config {
     /// Transcoder.
     pub transcoder: TranscodeConfig,
     /// History, resume tokens and cross-platform hand-off.
-    pub resume: sharecast_api::resume::ResumeConfig,
+    pub resume: sharecast_resume::ResumeConfig,
     /// Share links and the share page.
     pub share: ShareConfig,
     /// SMS / WAP Push gateway for share messages.

@@ -18,8 +18,8 @@ use crate::access::{Access, AssetIn, AuthAdmin, Policy, RouteSpec, Routes};
 use crate::admin::Admin;
 use crate::frames::Frames;
 use crate::http::Gateway;
-use crate::resume::ResumeService;
 use crate::{admin, frames, http, resume, shares, stills};
+use sharecast_resume::ResumeService;
 
 /// Everything that serves a route.
 pub struct Services {

@@ -23,6 +23,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod attributes;
+pub mod compat;
 pub mod ingest;
 pub mod media;
 pub mod mp4;

@@ -8,9 +8,7 @@ pub(crate) const KEEP_FINISHED: usize = 1000;
 
 /// A new job id: 16 hex digits, random.
 pub(crate) fn new_job_id() -> String {
-    let mut b = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
-    hex::encode(b)
+    sharecast_tokens::random_hex(8)
 }
 
 /// Makes room for one more job: when the table holds [`KEEP_FINISHED`] or

@@ -1,5 +1,5 @@
-//! On-demand transcodes (SEEDS S0: platform B transcodes what the terminal
-//! cannot play). When no rendition of a finished recording suits a terminal
+//! On-demand transcodes (in a hand-off between platforms, the platform
+//! that continues transcodes what the terminal cannot play). When no rendition of a finished recording suits a terminal
 //! type, a job encodes one (H.264 main + AAC, a short side the terminal type
 //! allows) in the background; when it is done the rendition joins the
 //! asset's attributes, so the catalogue, history, bookmarks and later
@@ -18,13 +18,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
+use sharecast_formats::compat::{playable_rendition, terminal_max_height};
+use sharecast_store::{AssetState, Store};
 
-use crate::http::ApiError;
-use crate::resume::{playable_rendition, terminal_max_height};
-use sharecast_store::Store;
+use crate::error::{Error, Result};
 
 /// What the hook is asked to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,31 +45,31 @@ pub type Transcode = Arc<dyn Fn(&TranscodeRequest) -> Result<Rendition, String> 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TranscodeJob {
     /// Job id.
-    pub id: String,
+    pub(crate) id: String,
     /// The content being transcoded.
-    pub content_id: String,
+    pub(crate) content_id: String,
     /// Name of the rendition being made.
-    pub rendition: String,
+    pub(crate) rendition: String,
     /// Requested shorter side, pixels.
-    pub short_side: u32,
+    pub(crate) short_side: u32,
     /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    pub(crate) state: String,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The new rendition's URL, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// The new rendition's attributes, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<Rendition>,
+    pub(crate) attributes: Option<Rendition>,
     /// Where to poll this job.
-    pub poll_url: String,
+    pub(crate) poll_url: String,
     /// Created, Unix ms.
-    pub created_unix_ms: i64,
+    pub(crate) created_unix_ms: i64,
     /// Finished (done or failed), Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_unix_ms: Option<i64>,
+    pub(crate) finished_unix_ms: Option<i64>,
 }
 
 impl TranscodeJob {
@@ -110,14 +109,14 @@ struct Inner {
 
 /// The on-demand transcodes of one server. Cheap to clone.
 #[derive(Clone)]
-pub struct Transcodes {
+pub(crate) struct Transcodes {
     inner: Arc<Inner>,
 }
 
 /// The shorter side of a rendition of a `width` x `height` source that a
 /// terminal type can show: at most `wanted`, never more than the source's,
 /// and small enough that the picture's height fits the terminal; even.
-pub fn short_side_for(width: u32, height: u32, wanted: u32, terminal_type: &str) -> u32 {
+pub(crate) fn short_side_for(width: u32, height: u32, wanted: u32, terminal_type: &str) -> u32 {
     let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));
     let short = w.min(h);
     let mut side = u64::from(wanted.max(2)).min(short);
@@ -131,7 +130,7 @@ pub fn short_side_for(width: u32, height: u32, wanted: u32, terminal_type: &str)
 }
 
 /// Rendition name of an on-demand transcode: `<short side>p-h264`.
-pub fn rendition_name(short_side: u32) -> String {
+pub(crate) fn rendition_name(short_side: u32) -> String {
     format!("{short_side}p-h264")
 }
 
@@ -139,7 +138,7 @@ impl Transcodes {
     /// `short_side`: the preferred shorter side of on-demand renditions;
     /// `max_concurrent`: jobs encoding at once (at least 1); `max_pending`:
     /// jobs queued or running, beyond which scheduling is refused.
-    pub fn new(
+    pub(crate) fn new(
         hook: Transcode,
         store: Store,
         public_url: &str,
@@ -162,7 +161,7 @@ impl Transcodes {
     }
 
     /// A job by id.
-    pub fn job(&self, id: &str) -> Option<TranscodeJob> {
+    pub(crate) fn job(&self, id: &str) -> Option<TranscodeJob> {
         self.jobs().get(id).cloned()
     }
 
@@ -173,50 +172,23 @@ impl Transcodes {
     /// The rendition of a finished recording that `terminal_type` plays, or
     /// the job that makes one (scheduled now, or already under way: two
     /// requests for the same content and rendition share one job). Errors:
-    /// unknown content (404), recording not ready (409), nothing to
-    /// transcode (422), too many jobs (503).
-    pub async fn schedule(
+    /// unknown content, recording not ready, nothing to transcode, too many
+    /// jobs.
+    pub(crate) async fn schedule(
         &self,
         content_id: &str,
         terminal_type: &str,
-    ) -> Result<Scheduled, ApiError> {
-        let c = &self.inner.counters;
-        let attrs = match self.inner.store.asset(content_id).await {
-            Err(e) => return Err(ApiError::internal(e)),
-            Ok(None) => {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_content",
-                    format!("no content {content_id}"),
-                ))
-            }
-            Ok(Some(a)) => match (a.state.as_str(), a.attributes) {
-                ("ready", Some(attrs)) => attrs,
-                (state, _) => {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "not_ready",
-                        format!(
-                            "the recording of {content_id} is not ready (state {state}); \
-                             it can be transcoded once it is"
-                        ),
-                    ))
-                }
-            },
-        };
+    ) -> Result<Scheduled> {
+        let attrs = self.finished(content_id).await?;
         if let Some(r) = playable_rendition(&attrs, terminal_type) {
             return Ok(Scheduled::Ready(r));
         }
         if attrs.width == 0 || attrs.height == 0 {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "cannot_transcode",
-                format!(
-                    "content {content_id} has no video a {terminal_type} terminal can play \
-                     and nothing to transcode (codecs {:?})",
-                    attrs.codecs
-                ),
-            ));
+            return Err(Error::CannotTranscode {
+                content_id: content_id.to_string(),
+                terminal_type: terminal_type.to_string(),
+                codecs: attrs.codecs,
+            });
         }
         let short_side = short_side_for(
             attrs.width,
@@ -227,51 +199,13 @@ impl Transcodes {
         let name = rendition_name(short_side);
         // Made before (perhaps for another terminal type): reuse it.
         if let Some(r) = attrs.renditions.iter().find(|r| r.name == name) {
-            c.reused.fetch_add(1, Ordering::Relaxed);
+            self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(Scheduled::Ready(r.clone()));
         }
-        let job = {
-            let mut jobs = self.jobs();
-            if let Some(j) = jobs
-                .values()
-                .find(|j| j.content_id == content_id && j.rendition == name && j.state != "failed")
-            {
-                c.reused.fetch_add(1, Ordering::Relaxed);
-                return Ok(Scheduled::Job(j.clone()));
-            }
-            let pending = jobs.values().filter(|j| j.pending()).count();
-            if pending >= self.inner.max_pending {
-                c.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "transcode_busy",
-                    format!(
-                        "{pending} transcodes are queued or running (transcode_max_pending); \
-                         try again later"
-                    ),
-                ));
-            }
-            crate::jobs::make_room(&mut jobs, |j| {
-                (!j.pending()).then(|| j.finished_unix_ms.unwrap_or(0))
-            });
-            let id = crate::jobs::new_job_id();
-            let job = TranscodeJob {
-                poll_url: format!("{}/api/v1/transcodes/{id}", self.inner.public_url),
-                id: id.clone(),
-                content_id: content_id.to_string(),
-                rendition: name.clone(),
-                short_side,
-                state: "queued".into(),
-                error: None,
-                url: None,
-                attributes: None,
-                created_unix_ms: now_ms(),
-                finished_unix_ms: None,
-            };
-            jobs.insert(id, job.clone());
-            job
-        };
-        c.scheduled.fetch_add(1, Ordering::Relaxed);
+        let (job, new) = self.enqueue(content_id, &name, short_side)?;
+        if !new {
+            return Ok(Scheduled::Job(job));
+        }
         tracing::info!(content = %content_id, job = %job.id, rendition = %name, terminal_type, "on-demand transcode scheduled");
         let this = self.clone();
         let req = TranscodeRequest {
@@ -282,6 +216,64 @@ impl Transcodes {
         let id = job.id.clone();
         tokio::spawn(async move { this.run(id, req).await });
         Ok(Scheduled::Job(job))
+    }
+
+    /// The attributes of a finished recording.
+    async fn finished(&self, content_id: &str) -> Result<VideoAttributes> {
+        let asset = self.inner.store.asset(content_id).await?;
+        let asset = asset.ok_or_else(|| Error::UnknownContent(content_id.to_string()))?;
+        match (asset.state, asset.attributes) {
+            (AssetState::Ready, Some(attrs)) => Ok(attrs),
+            (state, _) => Err(Error::RecordingNotReady {
+                content_id: content_id.to_string(),
+                state: state.as_str(),
+            }),
+        }
+    }
+
+    /// The job making `name` of the content: the one under way, or a new
+    /// one queued (`true`; the caller runs it); refused past
+    /// `transcode_max_pending`.
+    fn enqueue(
+        &self,
+        content_id: &str,
+        name: &str,
+        short_side: u32,
+    ) -> Result<(TranscodeJob, bool)> {
+        let c = &self.inner.counters;
+        let mut jobs = self.jobs();
+        if let Some(j) = jobs
+            .values()
+            .find(|j| j.content_id == content_id && j.rendition == name && j.state != "failed")
+        {
+            c.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok((j.clone(), false));
+        }
+        let pending = jobs.values().filter(|j| j.pending()).count();
+        if pending >= self.inner.max_pending {
+            c.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::TranscodeBusy(pending));
+        }
+        crate::jobs::make_room(&mut jobs, |j| {
+            (!j.pending()).then(|| j.finished_unix_ms.unwrap_or(0))
+        });
+        let id = crate::jobs::new_job_id();
+        let job = TranscodeJob {
+            poll_url: format!("{}/api/v1/transcodes/{id}", self.inner.public_url),
+            id: id.clone(),
+            content_id: content_id.to_string(),
+            rendition: name.to_string(),
+            short_side,
+            state: "queued".into(),
+            error: None,
+            url: None,
+            attributes: None,
+            created_unix_ms: now_ms(),
+            finished_unix_ms: None,
+        };
+        jobs.insert(id, job.clone());
+        c.scheduled.fetch_add(1, Ordering::Relaxed);
+        Ok((job, true))
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut TranscodeJob)) {
@@ -359,7 +351,7 @@ impl Transcodes {
     }
 
     /// Prometheus text for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
+    pub(crate) fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let c = &self.inner.counters;
         let _ = writeln!(
@@ -398,13 +390,8 @@ impl Transcodes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::response::IntoResponse;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Condvar;
-
-    fn status(e: ApiError) -> u16 {
-        e.into_response().status().as_u16()
-    }
 
     /// Lets `n` more hook calls through.
     fn open_gate(gate: &(Mutex<u32>, Condvar), n: u32) {
@@ -460,10 +447,7 @@ mod tests {
     /// and end to end).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jobs_are_deduplicated_bounded_and_join_the_asset() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let (store, _dir) = crate::testing::store().await;
         for id in ["a1", "a2", "a3", "a4"] {
             store.asset_recording(id, "dev", None, 0).await.unwrap();
         }
@@ -509,8 +493,14 @@ mod tests {
         let t = Transcodes::new(hook, store.clone(), "http://x/", 480, 1, 2);
 
         // Unknown content, and a recording not ready yet.
-        assert_eq!(status(t.schedule("nope", "web").await.unwrap_err()), 404);
-        assert_eq!(status(t.schedule("a1", "web").await.unwrap_err()), 409);
+        assert_eq!(
+            t.schedule("nope", "web").await.unwrap_err().code(),
+            "unknown_content"
+        );
+        assert_eq!(
+            t.schedule("a1", "web").await.unwrap_err().code(),
+            "not_ready"
+        );
         for id in ["a1", "a2", "a3", "a4"] {
             store.asset_ready(id, &h265(id)).await.unwrap();
         }
@@ -534,7 +524,10 @@ mod tests {
             panic!("a job")
         };
         // Two pending (transcode_max_pending = 2): a third is refused.
-        assert_eq!(status(t.schedule("a3", "web").await.unwrap_err()), 503);
+        assert_eq!(
+            t.schedule("a3", "web").await.unwrap_err().code(),
+            "transcode_busy"
+        );
         // One encodes (transcode_max_concurrent = 1), the other waits.
         for _ in 0..500 {
             if calls.load(Ordering::SeqCst) > 0 {

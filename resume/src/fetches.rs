@@ -1,5 +1,6 @@
-//! Fetching another platform's video (SEEDS S0: B fetches and transcodes
-//! what the terminal cannot play). When a hand-off names a video held by
+//! Fetching another platform's video (in a hand-off between platforms, the
+//! platform that continues fetches and transcodes what the terminal cannot
+//! play). When a hand-off names a video held by
 //! another platform and none of its renditions suits the terminal, the
 //! source file is downloaded from the suspend state's address (http or
 //! https only) into a temporary file under the data directory, with a size
@@ -21,14 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
-
-use crate::http::ApiError;
-use crate::outbound::{Outbound, OutboundError};
 use sharecast_store::Store;
+
+use crate::error::Error;
+use crate::outbound::{Outbound, OutboundError};
 
 /// Measures a media file (container, codecs, size, picture, frame rate,
 /// duration); `name` and `url` are filled by the caller. Blocking: it runs
@@ -36,44 +36,44 @@ use sharecast_store::Store;
 pub type Probe = Arc<dyn Fn(&Path) -> Result<Rendition, String> + Send + Sync>;
 
 /// The device id recorded for assets fetched from another platform.
-pub const REMOTE_DEVICE: &str = "remote";
+pub(crate) const REMOTE_DEVICE: &str = "remote";
 
 /// A fetch of another platform's video, as `GET /api/v1/fetches/{id}`
 /// shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FetchJob {
     /// Job id.
-    pub id: String,
+    pub(crate) id: String,
     /// The remote address, without its query.
-    pub address: String,
+    pub(crate) address: String,
     /// The local asset the video becomes.
-    pub content_id: String,
+    pub(crate) content_id: String,
     /// `fetching`, `done` or `failed`.
-    pub state: String,
+    pub(crate) state: String,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Bytes received so far.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Where to poll this job.
-    pub poll_url: String,
+    pub(crate) poll_url: String,
     /// Created, Unix ms.
-    pub created_unix_ms: i64,
+    pub(crate) created_unix_ms: i64,
     /// Finished (done or failed), Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_unix_ms: Option<i64>,
+    pub(crate) finished_unix_ms: Option<i64>,
 }
 
 /// Fetch configuration.
 #[derive(Debug, Clone)]
-pub struct FetchLimits {
+pub(crate) struct FetchLimits {
     /// Largest file fetched, bytes.
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Whole fetch (connect, headers and body), at most.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Which addresses may be fetched from, and through which redirects:
     /// the server's one outbound policy.
-    pub outbound: Outbound,
+    pub(crate) outbound: Outbound,
 }
 
 #[derive(Default)]
@@ -87,7 +87,7 @@ struct Counters {
 }
 
 /// Someone waiting for a fetch: a bookmark and the terminal type it plays on.
-pub type Waiter = (String, String);
+pub(crate) type Waiter = (String, String);
 
 struct Job {
     job: FetchJob,
@@ -109,7 +109,7 @@ struct Inner {
 
 /// The fetches of one server. Cheap to clone.
 #[derive(Clone)]
-pub struct Fetches {
+pub(crate) struct Fetches {
     inner: Arc<Inner>,
 }
 
@@ -135,7 +135,7 @@ fn without_query(url: &str) -> &str {
 
 /// The local asset id of a remote address: 32 hex digits of its SHA-256
 /// (query left out).
-pub fn local_id(address: &str) -> String {
+pub(crate) fn local_id(address: &str) -> String {
     let d = Sha256::digest(without_query(address).as_bytes());
     hex::encode(&d[..16])
 }
@@ -143,7 +143,7 @@ pub fn local_id(address: &str) -> String {
 impl Fetches {
     /// Temporary files go to `<data_dir>/fetching` (emptied here: a fetch
     /// cut by a restart is forgotten), assets to `<data_dir>/sessions`.
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         probe: Probe,
         limits: FetchLimits,
@@ -173,20 +173,19 @@ impl Fetches {
     }
 
     /// A job by id.
-    pub fn job(&self, id: &str) -> Option<FetchJob> {
+    pub(crate) fn job(&self, id: &str) -> Option<FetchJob> {
         self.jobs().get(id).map(|j| j.job.clone())
     }
 
     /// Checks that `address` can be fetched under the outbound policy: an
     /// http or https URL of an allowed host that is not an internal address
     /// (names are checked again on the addresses they resolve to).
-    pub fn check_address(&self, address: &str) -> Result<(), ApiError> {
+    pub(crate) fn check_address(&self, address: &str) -> Result<(), Error> {
         let shown = address.chars().take(200).collect::<String>();
         if address.len() > 2048 {
             self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::bad_request(
-                "bad_address",
-                "the video's address is longer than 2048 characters",
+            return Err(Error::BadAddress(
+                "the video's address is longer than 2048 characters".into(),
             ));
         }
         match self.inner.limits.outbound.rules().check_url(address) {
@@ -194,28 +193,26 @@ impl Fetches {
             Err(e) => {
                 self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
                 Err(match e {
-                    OutboundError::NotAllowed(why) => ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "platform_not_allowed",
-                        format!(
-                            "the video's address {shown:?} is not fetched from: {why} (outbound.allowed_hosts)"
-                        ),
-                    ),
-                    _ => ApiError::bad_request(
-                        "bad_address",
-                        format!(
-                            "the video's address {shown:?} is not an http(s) URL; it cannot be fetched"
-                        ),
-                    ),
+                    OutboundError::NotAllowed(why) => Error::PlatformNotAllowed(format!(
+                        "the video's address {shown:?} is not fetched from: {why} (outbound.allowed_hosts)"
+                    )),
+                    _ => Error::BadAddress(format!(
+                        "the video's address {shown:?} is not an http(s) URL; it cannot be fetched"
+                    )),
                 })
             }
         }
     }
 
     /// The fetch of `address` under way, or a new one started (`true`).
-    /// `waiter` is told when it ends (see [`Fetches::finish`]). Jobs that
+    /// `waiter` is told when it ends (see [`Fetches::run`]). Jobs that
     /// failed are not reused: the next request tries again.
-    pub fn start(&self, address: &str, title: Option<String>, waiter: Waiter) -> (FetchJob, bool) {
+    pub(crate) fn start(
+        &self,
+        address: &str,
+        title: Option<String>,
+        waiter: Waiter,
+    ) -> (FetchJob, bool) {
         let key = without_query(address).to_string();
         let mut jobs = self.jobs();
         if let Some(j) = jobs
@@ -257,7 +254,7 @@ impl Fetches {
     /// Runs a job started by [`Fetches::start`]: download, move into the
     /// local asset, probe, record. Marks the job done or failed and answers
     /// it with the waiters to tell.
-    pub async fn run(&self, id: &str) -> (FetchJob, Vec<Waiter>) {
+    pub(crate) async fn run(&self, id: &str) -> (FetchJob, Vec<Waiter>) {
         let Some((url, title, content_id)) = self
             .jobs()
             .get(id)
@@ -449,7 +446,7 @@ impl Fetches {
     }
 
     /// Prometheus text for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
+    pub(crate) fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let c = &self.inner.counters;
         let _ = writeln!(
@@ -482,7 +479,7 @@ impl Fetches {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::routing::get;
+    use crate::testing::{serve, Reply};
 
     /// What the probe hook says of a fetched file it accepts.
     fn hevc_rendition() -> Rendition {
@@ -507,32 +504,20 @@ mod tests {
     /// hook (the real probe runs end to end).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fetches_are_bounded_and_leave_nothing_behind_when_they_fail() {
-        let app = axum::Router::new()
-            .route("/big.mp4", get(|| async { vec![0u8; 1000] }))
-            .route(
-                "/chunked.mp4",
-                get(|| async {
-                    let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(vec![0u8; 100]));
-                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
-                }),
-            )
-            .route(
-                "/slow.mp4",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                    "late"
-                }),
-            )
-            .route("/text.mp4", get(|| async { "not a video" }))
-            .route("/ok.mp4", get(|| async { vec![7u8; 200] }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = serve(
+            &[
+                ("/big.mp4", Reply::Body(vec![0u8; 1000])),
+                ("/chunked.mp4", Reply::Chunked(vec![vec![0u8; 100]; 10])),
+                ("/slow.mp4", Reply::Slow(Duration::from_secs(10))),
+                ("/text.mp4", Reply::Body(b"not a video".to_vec())),
+                ("/ok.mp4", Reply::Body(vec![7u8; 200])),
+            ],
+            None,
+        )
+        .await;
+        let base = server.base;
 
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let (store, dir) = crate::testing::store().await;
         let probe: Probe = Arc::new(|path: &Path| {
             if std::fs::read(path)
                 .map_err(|e| e.to_string())?
@@ -642,33 +627,20 @@ mod tests {
     /// fetch without that host ever being asked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_allowed_platforms_are_fetched_from_even_through_redirects() {
-        use axum::response::IntoResponse;
-        use std::sync::atomic::AtomicUsize;
-        let other_hits = Arc::new(AtomicUsize::new(0));
-        let hits = other_hits.clone();
-        let other = axum::Router::new().fallback(move || {
-            hits.fetch_add(1, Ordering::SeqCst);
-            async { vec![7u8; 200] }
-        });
-        let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let other_base = format!("http://{}", other_listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(other_listener, other).await });
-        let target = format!("{other_base}/ok.mp4");
-        let allowed = axum::Router::new()
-            .route("/ok.mp4", get(|| async { vec![7u8; 200] }))
-            .route(
-                "/moved.mp4",
-                get(move || async move { axum::response::Redirect::temporary(&target) }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let allowed_addr = listener.local_addr().unwrap();
-        let base = format!("http://{allowed_addr}");
-        tokio::spawn(async move { axum::serve(listener, allowed).await });
+        let other = serve(&[], Some(Reply::Body(vec![7u8; 200]))).await;
+        let other_base = other.base.clone();
+        let moved = Reply::Redirect(format!("{other_base}/ok.mp4"));
+        let allowed = serve(
+            &[
+                ("/ok.mp4", Reply::Body(vec![7u8; 200])),
+                ("/moved.mp4", moved),
+            ],
+            None,
+        )
+        .await;
+        let (allowed_addr, base) = (allowed.addr, allowed.base.clone());
 
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let (store, dir) = crate::testing::store().await;
         let probe: Probe = Arc::new(|_: &Path| Ok(hevc_rendition()));
         let f = Fetches::new(
             store.clone(),
@@ -687,8 +659,8 @@ mod tests {
             format!("http://localhost:{}/ok.mp4", allowed_addr.port()),
             "http://internal.example/ok.mp4".to_string(),
         ] {
-            let r = f.check_address(&refused).unwrap_err().into_response();
-            assert_eq!(r.status().as_u16(), 403, "{refused}");
+            let e = f.check_address(&refused).unwrap_err();
+            assert_eq!(e.code(), "platform_not_allowed", "{refused}");
         }
         assert!(f.check_address("ftp://127.0.0.1/x.mp4").is_err());
         assert!(f.check_address(&format!("{base}/ok.mp4")).is_ok());
@@ -710,7 +682,7 @@ mod tests {
         assert_eq!(job.state, "failed");
         let error = job.error.unwrap();
         assert!(error.contains("not allowed"), "{error}");
-        assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+        assert_eq!(other.hits.load(Ordering::SeqCst), 0);
 
         // The allowed host itself is fetched.
         let (job, _) = f.start(&format!("{base}/ok.mp4"), None, ("b1".into(), "web".into()));

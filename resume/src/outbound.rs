@@ -1,7 +1,8 @@
 //! The one policy for every request the server makes to an address it was
 //! given (a hand-off pushed to another platform, a suspend state pulled
 //! from one, another platform's video fetched), and for the redirects it
-//! hands out to other platforms.
+//! hands out to other platforms: nothing the server asks of another
+//! address goes around it.
 //!
 //! - Only `http` and `https`.
 //! - When `outbound.allowed_hosts` lists hosts, only those (`host`, any
@@ -25,10 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-
-use crate::error::ApiError;
 
 /// `[outbound]`: requests to addresses the server was given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +61,7 @@ impl Default for OutboundConfig {
 
 /// Why a destination or a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboundError {
+pub(crate) enum OutboundError {
     /// Not an http(s) URL with a host.
     BadUrl(String),
     /// A host or address the policy does not allow.
@@ -90,36 +88,6 @@ impl std::fmt::Display for OutboundError {
 }
 
 impl std::error::Error for OutboundError {}
-
-impl From<OutboundError> for ApiError {
-    fn from(e: OutboundError) -> Self {
-        match e {
-            OutboundError::BadUrl(m) => {
-                ApiError::bad_request("bad_url", format!("the platform address: {m}"))
-            }
-            OutboundError::NotAllowed(m) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "platform_not_allowed",
-                format!("{m} (outbound.allowed_hosts)"),
-            ),
-            OutboundError::Unreachable => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "platform_unreachable",
-                "the platform could not be reached",
-            ),
-            OutboundError::Refused(s) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "platform_refused",
-                format!("the platform answered HTTP {s}"),
-            ),
-            OutboundError::BadAnswer(m) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "bad_state",
-                format!("the platform's answer: {m}"),
-            ),
-        }
-    }
-}
 
 /// An entry of the allow-list.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,7 +207,7 @@ fn embedded_v4(a: Ipv6Addr) -> Option<Ipv4Addr> {
 
 /// Whether an address is internal (not reachable from the internet at
 /// large): what the server refuses to send requests to by default.
-pub fn is_internal(ip: IpAddr) -> bool {
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => internal_v4(a),
         IpAddr::V6(a) => {
@@ -261,7 +229,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
 
 /// The policy's decisions, pure (no I/O): tested on their own.
 #[derive(Debug, Clone)]
-pub struct Rules {
+pub(crate) struct Rules {
     entries: Vec<Entry>,
     allow_private: bool,
 }
@@ -269,7 +237,7 @@ pub struct Rules {
 impl Rules {
     /// The rules of a configuration; an unreadable allow-list entry is an
     /// error naming it.
-    pub fn new(cfg: &OutboundConfig) -> Result<Rules, String> {
+    pub(crate) fn new(cfg: &OutboundConfig) -> Result<Rules, String> {
         let entries = cfg
             .allowed_hosts
             .iter()
@@ -283,7 +251,7 @@ impl Rules {
 
     /// The http(s) URL, if its host may be asked at all (before any name is
     /// resolved); an IP address in it is checked here.
-    pub fn check_url(&self, raw: &str) -> Result<url::Url, OutboundError> {
+    pub(crate) fn check_url(&self, raw: &str) -> Result<url::Url, OutboundError> {
         let url = url::Url::parse(raw.trim())
             .map_err(|e| OutboundError::BadUrl(format!("{raw:?} is not a URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -312,7 +280,7 @@ impl Rules {
     }
 
     /// Whether the server may connect to `ip` (which `host` resolved to).
-    pub fn check_addr(&self, host: &str, ip: IpAddr) -> Result<(), OutboundError> {
+    pub(crate) fn check_addr(&self, host: &str, ip: IpAddr) -> Result<(), OutboundError> {
         let ip = match ip {
             IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
@@ -327,7 +295,7 @@ impl Rules {
     }
 
     /// Whether viewers may be redirected to `raw`: only to listed hosts.
-    pub fn check_redirect(&self, raw: &str) -> Result<url::Url, OutboundError> {
+    pub(crate) fn check_redirect(&self, raw: &str) -> Result<url::Url, OutboundError> {
         if self.entries.is_empty() {
             return Err(OutboundError::NotAllowed(
                 "redirects go only to platforms listed in outbound.allowed_hosts".into(),
@@ -392,12 +360,12 @@ impl Outbound {
     }
 
     /// The pure rules.
-    pub fn rules(&self) -> &Rules {
+    pub(crate) fn rules(&self) -> &Rules {
         &self.rules
     }
 
     /// A reqwest client held to the policy, with this overall timeout.
-    pub fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    pub(crate) fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
         let rules = self.rules.clone();
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= 5 {
@@ -430,7 +398,7 @@ impl Outbound {
     }
 
     /// Counts the outcome of a request made with [`Outbound::client`].
-    pub fn record(&self, result: Result<(), &OutboundError>) {
+    pub(crate) fn record(&self, result: Result<(), &OutboundError>) {
         self.count(match result {
             Ok(()) => "ok",
             Err(OutboundError::BadUrl(_)) => "bad_url",
@@ -443,7 +411,7 @@ impl Outbound {
 
     /// Maps a transport error to the policy's error (a refusal by the
     /// policy, or "unreachable"), logging the detail.
-    pub fn transport_error(&self, url: &str, e: &reqwest::Error) -> OutboundError {
+    pub(crate) fn transport_error(&self, url: &str, e: &reqwest::Error) -> OutboundError {
         let mut source: Option<&dyn std::error::Error> = Some(e);
         while let Some(s) = source {
             if let Some(o) = s.downcast_ref::<OutboundError>() {
@@ -510,7 +478,7 @@ impl Outbound {
     }
 
     /// GET a JSON document.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
     ) -> Result<T, OutboundError> {
@@ -518,7 +486,7 @@ impl Outbound {
     }
 
     /// POST a JSON body, read a JSON answer.
-    pub async fn post_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn post_json<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
         body: &serde_json::Value,
@@ -706,27 +674,21 @@ mod tests {
 
     #[tokio::test]
     async fn redirects_into_internal_addresses_are_not_followed() {
-        use axum::routing::get;
-        let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let inner_port = inner.local_addr().unwrap().port();
-        let app = axum::Router::new().route(
-            "/state",
-            get(move || async move {
-                axum::response::Redirect::to(&format!("http://localhost:{inner_port}/secret"))
-            }),
-        );
-        let outer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let outer_port = outer.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(outer, app).await });
+        use crate::testing::{serve, Reply};
+        let inner = serve(&[("/secret", Reply::Body(b"{}".to_vec()))], None).await;
+        let redirect = format!("http://localhost:{}/secret", inner.addr.port());
+        let outer = serve(&[("/state", Reply::Redirect(redirect))], None).await;
         let o = Outbound::new(&OutboundConfig {
-            allowed_hosts: vec![format!("127.0.0.1:{outer_port}")],
+            allowed_hosts: vec![format!("127.0.0.1:{}", outer.addr.port())],
             ..OutboundConfig::default()
         })
         .unwrap();
         let e = o
-            .get_json::<serde_json::Value>(&format!("http://127.0.0.1:{outer_port}/state"))
+            .get_json::<serde_json::Value>(&format!("{}/state", outer.base))
             .await
             .unwrap_err();
         assert!(matches!(e, OutboundError::NotAllowed(_)), "{e:?}");
+        assert_eq!(outer.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(inner.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }
