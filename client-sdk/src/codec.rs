@@ -616,6 +616,38 @@ fn asc_from_esds(d: &[u8]) -> Result<Vec<u8>, CodecError> {
     audio_config(AudioCodec::Aac, &d[dsi..dsi + len], 0, 0)
 }
 
+/// The duration of an Opus packet (RFC 6716 §3.1: its TOC byte and frame
+/// count), microseconds; `None` for an empty or malformed packet.
+pub fn opus_packet_duration_us(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    // Frame size in tenths of a millisecond.
+    let frame = match config {
+        0..=11 => [100, 200, 400, 600][usize::from(config % 4)],
+        12..=15 => [100, 200][usize::from(config % 2)],
+        _ => [25, 50, 100, 200][usize::from(config % 4)],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0x3F),
+    };
+    (frames > 0 && frame * frames <= 1200).then_some(frame * frames * 100)
+}
+
+/// The duration of a frame when the encoder does not give it (MediaCodec
+/// and VideoToolbox give timestamps only): an AAC access unit is 1024
+/// samples, an Opus packet says its own length, a video frame lasts one
+/// nominal frame interval. Microseconds, 0 when unknown.
+pub fn frame_duration_us(codec: Codec, data: &[u8], sample_rate: u32, fps: u32) -> u32 {
+    match codec {
+        Codec::Aac if sample_rate > 0 => (1024u64 * 1_000_000 / u64::from(sample_rate)) as u32,
+        Codec::Opus => opus_packet_duration_us(data).unwrap_or(0),
+        Codec::H264 | Codec::H265 if fps > 0 => 1_000_000 / fps,
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -777,5 +809,20 @@ mod tests {
         );
         assert!(audio_config(AudioCodec::Opus, b"OpusTags", 48_000, 2).is_err());
         assert!(audio_config(AudioCodec::Opus, &[], 48_000, 6).is_err());
+    }
+
+    #[test]
+    fn frame_durations() {
+        assert_eq!(frame_duration_us(Codec::Aac, &[1], 48_000, 0), 21_333);
+        assert_eq!(frame_duration_us(Codec::Aac, &[1], 0, 0), 0);
+        assert_eq!(frame_duration_us(Codec::H264, &[1], 0, 30), 33_333);
+        // Opus: CELT 20 ms (config 31), one frame; two 10 ms SILK frames;
+        // three 20 ms CELT frames (code 3).
+        assert_eq!(opus_packet_duration_us(&[31 << 3]), Some(20_000));
+        assert_eq!(opus_packet_duration_us(&[(1 << 3) | 1]), Some(40_000));
+        assert_eq!(opus_packet_duration_us(&[(31 << 3) | 3, 3]), Some(60_000));
+        assert_eq!(opus_packet_duration_us(&[(31 << 3) | 3]), None);
+        assert_eq!(opus_packet_duration_us(&[]), None);
+        assert_eq!(frame_duration_us(Codec::Opus, &[], 48_000, 0), 0);
     }
 }

@@ -366,8 +366,8 @@ impl Inner {
 /// A running upload session.
 pub struct Uploader {
     inner: Arc<Inner>,
-    done: Option<oneshot::Receiver<Result<VideoAttributes, UploadError>>>,
-    events: Option<mpsc::Receiver<UploadEvent>>,
+    done: tokio::sync::Mutex<Option<oneshot::Receiver<Result<VideoAttributes, UploadError>>>>,
+    events: Mutex<Option<mpsc::Receiver<UploadEvent>>>,
 }
 
 /// What [`Uploader::resume_pending`] found.
@@ -493,8 +493,8 @@ impl Uploader {
         tokio::spawn(io::monitor(Arc::downgrade(&inner)));
         Uploader {
             inner,
-            done: Some(rx),
-            events: Some(events_rx),
+            done: tokio::sync::Mutex::new(Some(rx)),
+            events: Mutex::new(Some(events_rx)),
         }
     }
 
@@ -640,8 +640,8 @@ impl Uploader {
     /// The events of this upload, from [`UploadEvent::Connected`] on, in
     /// order (the first call takes them; later calls get `None`). Events
     /// beyond [`EVENT_QUEUE`] unread ones are dropped.
-    pub fn take_events(&mut self) -> Option<mpsc::Receiver<UploadEvent>> {
-        self.events.take()
+    pub fn take_events(&self) -> Option<mpsc::Receiver<UploadEvent>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Queue one frame. Its `seq` is assigned here (per track, from 0).
@@ -730,16 +730,22 @@ impl Uploader {
     /// Like [`Uploader::finish`], and the statistics as they stand once the
     /// session has ended (resumes that happened after the last frame was
     /// queued included).
-    pub async fn finish_with_stats(
-        mut self,
-    ) -> (Result<VideoAttributes, UploadError>, UploadStats) {
+    pub async fn finish_with_stats(self) -> (Result<VideoAttributes, UploadError>, UploadStats) {
+        self.end().await
+    }
+
+    /// [`Uploader::finish_with_stats`] for a shared uploader: ends the
+    /// recording and waits for the outcome. A second call answers at once
+    /// that the session already ended.
+    pub async fn end(&self) -> (Result<VideoAttributes, UploadError>, UploadStats) {
         self.inner.lock().state.request_end();
         self.inner.changed.notify_waiters();
-        let result = match self.done.take() {
+        let rx = self.done.lock().await.take();
+        let result = match rx {
             Some(rx) => rx
                 .await
                 .unwrap_or_else(|_| Err(UploadError::Disconnected("uploader task stopped".into()))),
-            None => Err(UploadError::Disconnected("already finished".into())),
+            None => Err(UploadError::Closed("already finished".into())),
         };
         (result, self.stats())
     }

@@ -256,6 +256,8 @@ impl UploadState {
     pub fn stats(&self) -> UploadStats {
         let mut s = self.stats.clone();
         s.resident_bytes = self.resident_bytes as u64;
+        s.backlog_bytes = self.buffer_bytes as u64;
+        s.backlog_frames = self.buffer.len() as u64;
         s
     }
 
