@@ -181,19 +181,24 @@ fun bench(args: List<String>) = runBlocking {
     val frames = readFrames(dir)
     var bytes = 0L
     val os = java.lang.management.ManagementFactory.getOperatingSystemMXBean() as com.sun.management.OperatingSystemMXBean
-    val start = System.nanoTime()
-    val cpu0 = os.processCpuTime
-    repeat(rounds) {
+    suspend fun round(): Long {
+        var sent = 0L
         val up = SharecastUploader.start(settings(args[1], args[2], args[3], null), tracks)
         val sink = launch(Dispatchers.Default) { up.events.collect { } }
         for (f in frames) {
             up.sendFrameBlocking(f.track, f.ptsUs, f.dtsUs, f.keyframe, f.data)
-            bytes += f.data.size
+            sent += f.data.size
         }
         up.finish()
         sink.join()
         up.close()
+        return sent
     }
+    // One round to load classes and warm the JIT, not measured.
+    round()
+    val start = System.nanoTime()
+    val cpu0 = os.processCpuTime
+    repeat(rounds) { bytes += round() }
     val secs = (System.nanoTime() - start) / 1e9
     val cpu = (os.processCpuTime - cpu0) / 1e9
     say("bench rounds=$rounds bytes=$bytes wall_s=${"%.3f".format(secs)} cpu_s=${"%.3f".format(cpu)}")
