@@ -680,12 +680,6 @@ impl Uploader {
                     .into(),
             ));
         }
-        if !self.inner.tracks.iter().any(|t| t.id == frame.track) {
-            return Err(UploadError::Invalid(format!(
-                "track {} is not one of this session's tracks",
-                frame.track
-            )));
-        }
         let now = Instant::now();
         let mut g = self.inner.lock();
         let sh = &mut *g;
