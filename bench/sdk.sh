@@ -11,8 +11,8 @@
 #    (utime + stime): for the JVM it includes its own threads (GC, JIT).
 # 2. Memory and spool bytes during a BLACKOUT_S (default 60) blackout at
 #    2 Mbit/s (the server stopped with SIGSTOP), every second.
-# 3. Time from Uploader::resume_pending to the first resent frame after
-#    that blackout (the server continued).
+# 3. Time from Uploader::resume_pending to the first resent frame, after
+#    a RESUME_BLACKOUT_S (default 5) blackout.
 #
 # perf's instruction counter is not available on these machines and
 # callgrind cannot follow the JVM, so CPU seconds are given with their
@@ -87,6 +87,21 @@ done
 wait "$BLACK_PID" || true
 kill -CONT "$server_pid"
 
-echo "== 3. resume_pending to the first resent frame"
-"$helper" resume "$ingest" "$token" "$pin" "$spool"
+echo "== 3. resume_pending to the first resent frame (after a ${RESUME_BLACKOUT_S:=5} s blackout)"
+# A short blackout: the server finalises a session whose phone stayed away
+# longer than ingest.resume_timeout_secs (60 s), counted from the last
+# packet, so the 60 s run above cannot be resumed.
+spool2="$work/spool2"
+coproc BLACK2 { "$helper" blackout "$ingest" "$token" "$pin" "$RESUME_BLACKOUT_S" 2000000 "$spool2" 2>"$work/blackout2.err"; }
+read -r line <&"${BLACK2[0]}"
+read -r line <&"${BLACK2[0]}"
+kill -STOP "$server_pid"
+while read -r line <&"${BLACK2[0]}"; do
+  case "$line" in
+    "blackout done"*) echo "$line" ;;
+  esac
+done
+wait "$BLACK2_PID" || true
+kill -CONT "$server_pid"
+"$helper" resume "$ingest" "$token" "$pin" "$spool2"
 echo "machine: $(nproc) cores, $(uname -srm); $(date -u +%Y-%m-%d)"
