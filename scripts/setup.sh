@@ -14,6 +14,8 @@ PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-x ffmpeg sqlite3 curl ca-certificates
   kannel kannel-extras chromium
+  # The phone SDK's Kotlin binding runs on the JVM in tests/mobile_kotlin.rs.
+  openjdk-17-jdk-headless libjna-java
 )
 # Node.js and npm from Debian unless the machine already has them (a Node.js
 # from another source bundles its own npm, which Debian's npm conflicts with).
@@ -52,4 +54,10 @@ fi
 if [ ! -d web/share/node_modules/playwright-core ]; then
   echo "setup: npm ci --prefix web/share"
   npm ci --prefix web/share --no-audit --no-fund --loglevel=error
+fi
+# The Kotlin compiler for the phone SDK's JVM tests (its lib/ holds
+# kotlin-stdlib and kotlinx-coroutines-core-jvm); locked version.
+if [ ! -x client-sdk/ffi/node_modules/kotlin-compiler/bin/kotlinc ]; then
+  echo "setup: npm ci --prefix client-sdk/ffi"
+  npm ci --prefix client-sdk/ffi --no-audit --no-fund --loglevel=error
 fi

@@ -209,13 +209,15 @@ pub async fn run(a: PushArgs) -> Result<()> {
     // Wall clock of the last frame, for measuring how soon the VOD is served
     // (bench/vod_ready.sh); printed now, before the session ends.
     println!("last_frame_unix_ms {}", now_unix_us() / 1000);
-    let resumes = uploader.stats().resumes;
     let per_track = uploader.frames_per_track();
-    let attrs = uploader.finish().await?;
+    // The statistics once the session has ended: a resume may happen after
+    // the last frame was queued (a drop near the end, a long blackout).
+    let (attrs, stats) = uploader.finish_with_stats().await;
+    let attrs = attrs?;
     let ready_ms = last_frame_at.elapsed().as_secs_f64() * 1000.0;
     println!("frames {n}");
     println!("frames_per_track {}", serde_json::to_string(&per_track)?);
-    println!("resumes {resumes}");
+    println!("resumes {}", stats.resumes);
     if let Some(v) = &attrs.vod_url {
         println!("vod {v}");
     }

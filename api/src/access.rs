@@ -309,32 +309,12 @@ impl Policy {
         let a = spec.access;
         match a {
             Access::Public | Access::Capability | Access::BodyTokens => Ok(Caller::Anyone),
-            Access::Admin => {
-                if self.is_admin(cred) {
-                    Ok(Caller::Admin)
-                } else {
-                    Err(Refused::unauthorized(a, "the admin token is required"))
-                }
-            }
-            Access::Device => match self.device(cred).await? {
-                Some(d) => Ok(Caller::Device(d)),
-                None => Err(Refused::unauthorized(
-                    a,
-                    "send the device token as Authorization: Bearer <token>",
-                )),
+            Access::Admin => match self.is_admin(cred) {
+                true => Ok(Caller::Admin),
+                false => Err(Refused::unauthorized(a, "the admin token is required")),
             },
-            Access::DeviceOrAdmin => {
-                if self.is_admin(cred) {
-                    return Ok(Caller::Admin);
-                }
-                match self.device(cred).await? {
-                    Some(d) => Ok(Caller::Device(d)),
-                    None => Err(Refused::unauthorized(
-                        a,
-                        "send a device token (or the admin token) as Authorization: Bearer <token>",
-                    )),
-                }
-            }
+            Access::Device => self.device_rule(a, cred, false).await,
+            Access::DeviceOrAdmin => self.device_rule(a, cred, true).await,
             Access::User => match self.user(cred).await? {
                 Some(u) => Ok(Caller::User(u)),
                 None => Err(Refused::unauthorized(
@@ -342,104 +322,134 @@ impl Policy {
                     "give a user token: Authorization: Bearer <token>",
                 )),
             },
-            Access::AssetOwner => {
-                if self.is_admin(cred) {
-                    return Ok(Caller::Admin);
-                }
-                let Some(d) = self.device(cred).await? else {
-                    return Err(Refused::unauthorized(
-                        a,
-                        "send the device token as Authorization: Bearer <token>",
-                    ));
-                };
-                match self.asset(asset_id).await? {
-                    Some(asset) if asset.device_id != d.id => Err(Refused::new(
-                        a,
-                        StatusCode::FORBIDDEN,
-                        "not_owner",
-                        "this asset belongs to another device",
-                    )),
-                    // Unknown assets are the handler's 404.
-                    _ => Ok(Caller::Device(d)),
-                }
-            }
-            Access::LiveViewer => {
-                let id = asset_id.unwrap_or_default();
-                self.live_viewer(id, cred).ok_or_else(|| {
+            Access::AssetOwner => self.asset_owner_rule(cred, asset_id).await,
+            Access::LiveViewer => self
+                .live_viewer(asset_id.unwrap_or_default(), cred)
+                .ok_or_else(|| {
                     Refused::unauthorized(a, "a playback token is needed for this stream")
-                })
-            }
-            Access::AssetViewer => {
-                let Some(asset) = self.asset(asset_id).await? else {
-                    return Ok(Caller::Anyone);
-                };
-                if asset.state != AssetState::Recording {
-                    return Ok(Caller::Anyone);
-                }
-                if self.is_admin(cred) {
-                    return Ok(Caller::Admin);
-                }
-                if let Some(d) = self.device(cred).await? {
-                    if d.id == asset.device_id {
-                        return Ok(Caller::Device(d));
-                    }
-                }
-                self.live_viewer(&asset.id, cred).ok_or_else(|| {
-                    Refused::unauthorized(
-                        a,
-                        "this video is live: a playback token for it is needed",
-                    )
-                })
-            }
-            Access::SignedLink => {
-                let id = asset_id.unwrap_or_default();
-                let (Some(exp), Some(sig)) = (query.get("exp"), query.get("sig")) else {
-                    return Err(Refused::new(
-                        a,
-                        StatusCode::FORBIDDEN,
-                        "bad_signature",
-                        "this link needs its exp and sig parameters",
-                    ));
-                };
-                let exp: i64 = exp.parse().map_err(|_| {
-                    Refused::new(
-                        a,
-                        StatusCode::FORBIDDEN,
-                        "bad_signature",
-                        "exp is a time in ms",
-                    )
-                })?;
-                self.inner
-                    .links
-                    .verify(id, exp, sig)
-                    .map(|()| Caller::Anyone)
-                    .map_err(|e| {
-                        let error = link_refusal(e);
-                        Refused {
-                            access: a,
-                            reason: error.code(),
-                            error,
-                        }
-                    })
-            }
-            Access::SmsGateway => {
-                let key = &self.inner.sms_inbound_key;
-                let ok = !key.is_empty()
-                    && query
-                        .get("key")
-                        .is_some_and(|k| constant_time_eq(k.as_bytes(), key.as_bytes()));
-                if ok {
-                    Ok(Caller::Gateway)
-                } else {
-                    Err(Refused::new(
-                        a,
-                        StatusCode::FORBIDDEN,
-                        "bad_key",
-                        "inbound SMS callbacks need the inbound key (sms.inbound_key)",
-                    ))
-                }
-            }
+                }),
+            Access::AssetViewer => self.asset_viewer_rule(cred, asset_id).await,
+            Access::SignedLink => self.signed_link_rule(query, asset_id.unwrap_or_default()),
+            Access::SmsGateway => self.sms_gateway_rule(query),
         }
+    }
+
+    /// `device` (and, with `admin_too`, `device_or_admin`).
+    async fn device_rule(
+        &self,
+        a: Access,
+        cred: Option<&str>,
+        admin_too: bool,
+    ) -> Result<Caller, Refused> {
+        if admin_too && self.is_admin(cred) {
+            return Ok(Caller::Admin);
+        }
+        match self.device(cred).await? {
+            Some(d) => Ok(Caller::Device(d)),
+            None if admin_too => Err(Refused::unauthorized(
+                a,
+                "send a device token (or the admin token) as Authorization: Bearer <token>",
+            )),
+            None => Err(Refused::unauthorized(
+                a,
+                "send the device token as Authorization: Bearer <token>",
+            )),
+        }
+    }
+
+    /// `asset_owner`: the device that recorded the asset, or the admin.
+    async fn asset_owner_rule(
+        &self,
+        cred: Option<&str>,
+        asset_id: Option<&str>,
+    ) -> Result<Caller, Refused> {
+        let a = Access::AssetOwner;
+        if self.is_admin(cred) {
+            return Ok(Caller::Admin);
+        }
+        let Some(d) = self.device(cred).await? else {
+            return Err(Refused::unauthorized(
+                a,
+                "send the device token as Authorization: Bearer <token>",
+            ));
+        };
+        match self.asset(asset_id).await? {
+            Some(asset) if asset.device_id != d.id => Err(Refused::new(
+                a,
+                StatusCode::FORBIDDEN,
+                "not_owner",
+                "this asset belongs to another device",
+            )),
+            // Unknown assets are the handler's 404.
+            _ => Ok(Caller::Device(d)),
+        }
+    }
+
+    /// `asset_viewer`: while it records, as `live_viewer` (or its device,
+    /// or the admin); once recorded, anyone holding its id.
+    async fn asset_viewer_rule(
+        &self,
+        cred: Option<&str>,
+        asset_id: Option<&str>,
+    ) -> Result<Caller, Refused> {
+        let Some(asset) = self.asset(asset_id).await? else {
+            return Ok(Caller::Anyone);
+        };
+        if asset.state != AssetState::Recording {
+            return Ok(Caller::Anyone);
+        }
+        if self.is_admin(cred) {
+            return Ok(Caller::Admin);
+        }
+        if let Some(d) = self.device(cred).await?.filter(|d| d.id == asset.device_id) {
+            return Ok(Caller::Device(d));
+        }
+        self.live_viewer(&asset.id, cred).ok_or_else(|| {
+            Refused::unauthorized(
+                Access::AssetViewer,
+                "this video is live: a playback token for it is needed",
+            )
+        })
+    }
+
+    /// `signed_link`: `exp` and `sig` over the id in the path.
+    fn signed_link_rule(&self, query: &Query, id: &str) -> Result<Caller, Refused> {
+        let a = Access::SignedLink;
+        let refuse = |m: &str| Refused::new(a, StatusCode::FORBIDDEN, "bad_signature", m);
+        let (Some(exp), Some(sig)) = (query.get("exp"), query.get("sig")) else {
+            return Err(refuse("this link needs its exp and sig parameters"));
+        };
+        let exp: i64 = exp.parse().map_err(|_| refuse("exp is a time in ms"))?;
+        self.inner
+            .links
+            .verify(id, exp, sig)
+            .map(|()| Caller::Anyone)
+            .map_err(|e| {
+                let error = link_refusal(e);
+                Refused {
+                    access: a,
+                    reason: error.code(),
+                    error,
+                }
+            })
+    }
+
+    /// `sms_gateway`: the inbound key.
+    fn sms_gateway_rule(&self, query: &Query) -> Result<Caller, Refused> {
+        let key = &self.inner.sms_inbound_key;
+        let ok = !key.is_empty()
+            && query
+                .get("key")
+                .is_some_and(|k| constant_time_eq(k.as_bytes(), key.as_bytes()));
+        if ok {
+            return Ok(Caller::Gateway);
+        }
+        Err(Refused::new(
+            Access::SmsGateway,
+            StatusCode::FORBIDDEN,
+            "bad_key",
+            "inbound SMS callbacks need the inbound key (sms.inbound_key)",
+        ))
     }
 
     async fn asset(&self, id: Option<&str>) -> Result<Option<Asset>, ApiError> {

@@ -30,6 +30,7 @@
 
 pub mod http;
 pub mod media;
+pub mod mediacodec;
 pub mod process;
 pub mod repo;
 pub mod server;

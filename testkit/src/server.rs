@@ -213,6 +213,11 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL the server (no shutdown of any kind).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,72 +1,6 @@
-//! The recipient side of share messages (SEEDS S4 step 7): take SMS PDUs as
-//! they arrive, reassemble concatenated messages, recognise the share
-//! format, return the video attributes, and choose how to play the video.
-//!
-//! Everything here is a sans-I/O state machine: PDUs in, events out, and the
-//! current time passed in by the caller (milliseconds on any monotonic
-//! clock) so that timeouts are testable.
-//!
-//! ```
-//! use sharecast_client_sdk::recipient::{Reassembler, PushOutcome};
-//! # let pdus: Vec<Vec<u8>> = Vec::new();
-//! let mut r = Reassembler::default();
-//! for pdu in &pdus {
-//!     match r.push_pdu(pdu, 0) {
-//!         Ok(PushOutcome::Complete(share)) => println!("{:?}", share.attributes),
-//!         Ok(_) => {}
-//!         Err(e) => eprintln!("{e}"),
-//!     }
-//! }
-//! for lost in r.expire(10 * 60 * 1000) {
-//!     eprintln!("gave up on {lost}");
-//! }
-//! ```
-//!
-//! # Reassembly rules
-//!
-//! - A part is identified by its peer (the originator of an SMS-DELIVER, the
-//!   destination of an SMS-SUBMIT), its concatenation reference (8 or 16
-//!   bits), its part count and its destination port: parts of different
-//!   messages never mix, even when two senders pick the same reference.
-//! - Parts may arrive in any order. A part already held is reported as
-//!   [`PushOutcome::Duplicate`] (and whether it is identical) and the first
-//!   copy is kept. A message is remembered for
-//!   [`ReassemblyConfig::timeout_ms`] after it completes, so a part that a
-//!   service centre sends again after the whole message arrived (a lost
-//!   acknowledgement) is a duplicate too, not the start of a new message.
-//!   A part that differs from the completed one starts a new message:
-//!   references wrap. Likewise a single-SMS message received again within
-//!   that time, byte for byte with the same peer, ports and service-centre
-//!   timestamp, is a duplicate (`sequence` 1, `reference` 0).
-//! - A message still missing parts [`ReassemblyConfig::timeout_ms`] after its
-//!   first part arrived is dropped and reported by [`Reassembler::expire`]
-//!   with the parts that were missing. When more than
-//!   [`ReassemblyConfig::max_pending`] messages are incomplete, the oldest is
-//!   dropped the same way.
-//! - A complete message is decoded by port and content
-//!   ([`sharecast_formats::share::decode_payload`]): TLV on port 16029, WAP
-//!   Push (SI, SL, video WBXML) on port 2948, XML or delimited text in plain
-//!   text SMS.
-//!
-//! # Playback rules ([`choose_playback`])
-//!
-//! 1. Candidates are the primary output (`vod_url` with the top-level
-//!    attributes) and every rendition with a URL. A candidate fits when
-//!    every codec it lists matches one of the player's RFC 6381 prefixes
-//!    (`avc1` matches `avc1.64001f`; `avc1.64` matches only High profile),
-//!    its container is one the player lists (any, when the list is empty),
-//!    and its resolution fits the screen in either orientation.
-//! 2. Live: when the message has a live URL whose scheme the player can play
-//!    and the primary codecs fit, the live stream is chosen if there is no
-//!    VOD yet or the player prefers live.
-//! 3. Otherwise the best fitting VOD candidate is chosen (most pixels, then
-//!    highest bitrate; on cellular, the best one within
-//!    `max_cellular_bitrate` if any). It is played progressively when the
-//!    player can stream and the network allows it (Wi-Fi, Ethernet, unknown,
-//!    or cellular within the bitrate limit); otherwise it is downloaded
-//!    first (a download needs `free_storage_bytes` for the file when known).
-//! 4. When nothing fits, [`PlaybackChoice::NeedsCompatibleRendition`] says
-//!    why each candidate was rejected.
+//! Reassembly of concatenated SMS and decoding of share messages (see the
+//! [module documentation](super) for the rules): PDUs in any order in,
+//! [`ReceivedShare`]s out, the time passed in.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,6 +11,8 @@ use sharecast_formats::share::{
     assemble, decode_payload, decode_pdu, parse_hex, Address, DecodeError, Layer, ShareFormat,
     SmscField,
 };
+
+use super::links::{check_links, LinkError};
 
 /// Limits of the reassembler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +157,34 @@ pub enum RecipientError {
         /// What is wrong, with the offset in the reassembled payload.
         error: DecodeError,
     },
+    /// The message decodes but carries no link a recipient could open.
+    #[error("message from {peer} carries no link to the video (no share page, VOD or live URL)")]
+    NoLink {
+        /// The peer (empty for a WAP Push body given alone).
+        peer: String,
+    },
+    /// The message carries a link a recipient must not be offered.
+    #[error("message from {peer} carries an unsafe link: {error}")]
+    UnsafeLink {
+        /// The peer (empty for a WAP Push body given alone).
+        peer: String,
+        /// Which link and why.
+        error: LinkError,
+    },
+}
+
+impl RecipientError {
+    fn from_links(peer: &str, e: LinkError) -> Self {
+        match e {
+            LinkError::NoLink => RecipientError::NoLink {
+                peer: peer.to_owned(),
+            },
+            other => RecipientError::UnsafeLink {
+                peer: peer.to_owned(),
+                error: other,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -532,6 +496,7 @@ fn finish(
     };
     let payload = assemble(bodies).map_err(|e| payload_error(&peer, e))?;
     let share = decode_payload(ports, &payload).map_err(|e| payload_error(&peer, e))?;
+    check_links(&share.attributes).map_err(|e| RecipientError::from_links(&peer.to_string(), e))?;
     Ok(PushOutcome::Complete(Box::new(ReceivedShare {
         peer,
         timestamp,
@@ -541,307 +506,69 @@ fn finish(
     })))
 }
 
-// ---------------------------------------------------------------------------
-// Choosing how to play
-
-/// The network the phone is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Network {
-    /// Wi-Fi.
-    Wifi,
-    /// Wired.
-    Ethernet,
-    /// Mobile data.
-    Cellular,
-    /// No connection.
-    Offline,
-    /// Not known.
-    #[default]
-    Unknown,
-}
-
-/// What the local player can do.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlayerCaps {
-    /// RFC 6381 codec prefixes the player decodes, e.g. `avc1`, `avc1.4d`,
-    /// `mp4a.40`.
-    pub codecs: Vec<String>,
-    /// Containers it plays, e.g. `mp4`; empty means any.
-    pub containers: Vec<String>,
-    /// Largest width it displays (0 = no limit).
-    pub max_width: u32,
-    /// Largest height it displays (0 = no limit).
-    pub max_height: u32,
-    /// Current network.
-    pub network: Network,
-    /// Whether it can play a VOD file while downloading it (HTTP
-    /// progressive playback).
-    pub can_stream: bool,
-    /// URL schemes of live streams it plays (e.g. `rtsp`, `https` for HLS);
-    /// empty means no live playback.
-    pub live_schemes: Vec<String>,
-    /// On cellular, stream only up to this bitrate (bits per second);
-    /// above it, download first.
-    pub max_cellular_bitrate: Option<u64>,
-    /// Free storage for downloads, if known.
-    pub free_storage_bytes: Option<u64>,
-    /// Prefer the live stream over a VOD when both exist.
-    pub prefer_live: bool,
-}
-
-impl Default for PlayerCaps {
-    /// A typical phone player: H.264 + AAC in MP4, up to 1920x1080, RTSP
-    /// and HLS live, streaming allowed, 4 Mbit/s on cellular.
-    fn default() -> Self {
-        Self {
-            codecs: vec!["avc1".into(), "mp4a.40".into()],
-            containers: vec!["mp4".into()],
-            max_width: 1920,
-            max_height: 1080,
-            network: Network::Unknown,
-            can_stream: true,
-            live_schemes: vec!["rtsp".into(), "https".into(), "http".into()],
-            max_cellular_bitrate: Some(4_000_000),
-            free_storage_bytes: None,
-            prefer_live: false,
-        }
-    }
-}
-
-/// How to play a shared video.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlaybackChoice {
-    /// Download the VOD file, then play it.
-    DownloadThenPlay {
-        /// The file to download.
-        url: String,
-        /// The rendition's name (`None` for the primary output).
-        rendition: Option<String>,
-        /// Why.
-        reason: String,
-    },
-    /// Play the VOD file while it downloads.
-    Progressive {
-        /// The file.
-        url: String,
-        /// The rendition's name (`None` for the primary output).
-        rendition: Option<String>,
-        /// Why.
-        reason: String,
-    },
-    /// Play the live stream.
-    Live {
-        /// The stream.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// Nothing in the message fits this player.
-    NeedsCompatibleRendition {
-        /// Why each option was rejected.
-        reason: String,
-    },
-}
-
-struct Candidate<'a> {
-    name: Option<&'a str>,
-    url: &'a str,
-    container: &'a str,
-    codecs: &'a [String],
-    width: u32,
-    height: u32,
-    bitrate: u64,
-    size: u64,
-}
-
-/// Whether an RFC 6381 codec string matches one of the player's prefixes:
-/// equal, or the prefix followed by `.` (`avc1` matches `avc1.64001f`), or
-/// a prefix that already names a sub-field (`avc1.64` matches
-/// `avc1.64001f`). Case-insensitive.
-pub fn codec_supported(codec: &str, prefixes: &[String]) -> bool {
-    let c = codec.trim().to_ascii_lowercase();
-    prefixes.iter().any(|p| {
-        let p = p.trim().to_ascii_lowercase();
-        if p.is_empty() {
-            return false;
-        }
-        c == p
-            || (c.starts_with(&p) && (p.contains('.') || c.as_bytes().get(p.len()) == Some(&b'.')))
-    })
-}
-
-fn misfit(c: &Candidate<'_>, caps: &PlayerCaps) -> Option<String> {
-    if let Some(bad) = c.codecs.iter().find(|k| !codec_supported(k, &caps.codecs)) {
-        return Some(format!("codec {bad} not supported"));
-    }
-    if !caps.containers.is_empty()
-        && !c.container.is_empty()
-        && !caps
-            .containers
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(c.container))
-    {
-        return Some(format!("container {} not supported", c.container));
-    }
-    let fits = |mw: u32, mh: u32| (mw == 0 || c.width <= mw) && (mh == 0 || c.height <= mh);
-    if !fits(caps.max_width, caps.max_height) && !fits(caps.max_height, caps.max_width) {
-        return Some(format!(
-            "{}x{} exceeds {}x{}",
-            c.width, c.height, caps.max_width, caps.max_height
-        ));
-    }
-    None
-}
-
-fn scheme(url: &str) -> String {
-    url.split_once("://")
-        .map(|(s, _)| s.to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
-/// Choose how to play the video described by `attrs` with this player. See
-/// the module documentation for the rules.
-pub fn choose_playback(attrs: &VideoAttributes, caps: &PlayerCaps) -> PlaybackChoice {
-    let mut rejected: Vec<String> = Vec::new();
-    let primary = Candidate {
-        name: None,
-        url: attrs.vod_url.as_deref().unwrap_or(""),
-        container: &attrs.container,
-        codecs: &attrs.codecs,
-        width: attrs.width,
-        height: attrs.height,
-        bitrate: attrs.bitrate,
-        size: attrs.size_bytes,
+/// Decode the body of a WAP Push as Android's `WAP_PUSH_DELIVER` intent
+/// gives it (the `data` extra, with the content type from its
+/// `mimeType`): a Service Indication (`application/vnd.wap.sic`), a Service
+/// Loading (`application/vnd.wap.slc`) or the Sharecast video document
+/// (WBXML or XML). The same link rules apply as to SMS.
+pub fn decode_wap_body(
+    content_type: &str,
+    body: &[u8],
+) -> Result<sharecast_formats::share::DecodedShare, RecipientError> {
+    use sharecast_formats::share::message::{VIDEO_WBXML_CONTENT_TYPE, VIDEO_XML_CONTENT_TYPE};
+    use sharecast_formats::share::DecodedShare;
+    use sharecast_formats::share::{si::ServiceIndication, sl::ServiceLoading, video_wbxml, xml};
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let err = |error| RecipientError::Payload {
+        peer: String::new(),
+        parts: 1,
+        error,
     };
-    let primary_misfit = misfit(&primary, caps);
-
-    // Live.
-    let live_url = attrs.live_urls.iter().find(|u| {
-        caps.live_schemes
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(&scheme(u)))
-    });
-    let has_vod = attrs.vod_url.is_some() || attrs.renditions.iter().any(|r| !r.url.is_empty());
-    if !attrs.live_urls.is_empty() {
-        match (live_url, &primary_misfit, caps.network) {
-            (_, _, Network::Offline) => rejected.push("live: offline".into()),
-            (None, _, _) => rejected.push(format!(
-                "live: no stream in a supported scheme ({})",
-                caps.live_schemes.join(", ")
-            )),
-            (Some(_), Some(why), _) => rejected.push(format!("live: {why}")),
-            (Some(url), None, _) => {
-                if !has_vod || caps.prefer_live {
-                    return PlaybackChoice::Live {
-                        url: url.clone(),
-                        reason: if has_vod {
-                            "the player prefers live".into()
-                        } else {
-                            "the video is live and has no VOD file yet".into()
-                        },
-                    };
-                }
+    let share = match media.as_str() {
+        "application/vnd.wap.sic" => DecodedShare {
+            format: ShareFormat::WapSi,
+            attributes: ServiceIndication::decode_wbxml(body)
+                .map_err(err)?
+                .to_attributes(),
+        },
+        "application/vnd.wap.slc" => DecodedShare {
+            format: ShareFormat::WapSl,
+            attributes: ServiceLoading::decode_wbxml(body)
+                .map_err(err)?
+                .to_attributes(),
+        },
+        m if m == VIDEO_WBXML_CONTENT_TYPE => DecodedShare {
+            format: ShareFormat::WapVideo,
+            attributes: video_wbxml::decode(body).map_err(err)?,
+        },
+        m if m == VIDEO_XML_CONTENT_TYPE => {
+            let text = std::str::from_utf8(body).map_err(|e| {
+                err(DecodeError::invalid(
+                    Layer::Xml,
+                    e.valid_up_to(),
+                    "UTF-8 in XML body",
+                ))
+            })?;
+            DecodedShare {
+                format: ShareFormat::Xml,
+                attributes: xml::decode(text).map_err(err)?,
             }
         }
-    }
-
-    // VOD candidates.
-    let mut fitting: Vec<Candidate<'_>> = Vec::new();
-    if !primary.url.is_empty() {
-        match primary_misfit {
-            None => fitting.push(primary),
-            Some(why) => rejected.push(format!("primary: {why}")),
+        other => {
+            return Err(err(DecodeError::unsupported(
+                Layer::Wsp,
+                0,
+                format!("push content type {other:?}"),
+            )))
         }
-    }
-    for r in &attrs.renditions {
-        if r.url.is_empty() {
-            continue;
-        }
-        let c = Candidate {
-            name: Some(&r.name),
-            url: &r.url,
-            container: &r.container,
-            codecs: &r.codecs,
-            width: r.width,
-            height: r.height,
-            bitrate: r.bitrate,
-            size: r.size_bytes,
-        };
-        match misfit(&c, caps) {
-            None => fitting.push(c),
-            Some(why) => rejected.push(format!("rendition {}: {why}", r.name)),
-        }
-    }
-    if fitting.is_empty() {
-        if rejected.is_empty() {
-            rejected.push(match &attrs.share_url {
-                Some(u) => format!("the message only links the share page {u}"),
-                None => "the message has no playable URL".into(),
-            });
-        }
-        return PlaybackChoice::NeedsCompatibleRendition {
-            reason: rejected.join("; "),
-        };
-    }
-    // Best first: most pixels, then highest bitrate.
-    fitting
-        .sort_by_key(|c| std::cmp::Reverse((u64::from(c.width) * u64::from(c.height), c.bitrate)));
-    let cellular_limit = match caps.network {
-        Network::Cellular => caps.max_cellular_bitrate,
-        _ => None,
     };
-    let within_limit = cellular_limit.and_then(|l| fitting.iter().position(|c| c.bitrate <= l));
-    let best = &fitting[within_limit.unwrap_or(0)];
-    let rendition = best.name.map(str::to_owned);
-    let url = best.url.to_owned();
-    let what = match best.name {
-        Some(n) => format!("rendition {n}"),
-        None => "the primary file".to_owned(),
-    };
-
-    let stream_ok = caps.can_stream
-        && match caps.network {
-            Network::Offline => false,
-            Network::Cellular => cellular_limit.is_none_or(|l| best.bitrate <= l),
-            _ => true,
-        };
-    if stream_ok {
-        return PlaybackChoice::Progressive {
-            url,
-            rendition,
-            reason: format!("{what} fits the player and the network allows streaming"),
-        };
-    }
-    let why_download = if !caps.can_stream {
-        "the player cannot stream".to_owned()
-    } else if caps.network == Network::Offline {
-        "offline: download when a connection is available".to_owned()
-    } else {
-        format!(
-            "{} bit/s is above the cellular streaming limit",
-            best.bitrate
-        )
-    };
-    if let Some(free) = caps.free_storage_bytes {
-        if best.size > free {
-            // A smaller fitting file that can be stored?
-            if let Some(small) = fitting.iter().find(|c| c.size <= free) {
-                return PlaybackChoice::DownloadThenPlay {
-                    url: small.url.to_owned(),
-                    rendition: small.name.map(str::to_owned),
-                    reason: format!("{why_download}; the best file does not fit the free storage"),
-                };
-            }
-            return PlaybackChoice::NeedsCompatibleRendition {
-                reason: format!("{why_download}, and no fitting file fits the {free} free bytes"),
-            };
-        }
-    }
-    PlaybackChoice::DownloadThenPlay {
-        url,
-        rendition,
-        reason: format!("{what}: {why_download}"),
-    }
+    check_links(&share.attributes).map_err(|e| RecipientError::from_links("", e))?;
+    Ok(share)
 }
 
 #[cfg(test)]
@@ -1293,152 +1020,178 @@ mod tests {
         assert!(matches!(bad, Err(RecipientError::Pdu(_))));
     }
 
-    #[test]
-    fn codec_prefixes() {
-        let caps = vec![
-            "avc1".to_string(),
-            "mp4a.40".to_string(),
-            "hvc1.1".to_string(),
-        ];
-        assert!(codec_supported("avc1.64001f", &caps));
-        assert!(codec_supported("AVC1.64001F", &caps));
-        assert!(codec_supported("mp4a.40.2", &caps));
-        assert!(codec_supported("hvc1.1.6.L93.B0", &caps));
-        assert!(!codec_supported("avc12", &caps));
-        assert!(!codec_supported("hvc1.2.4.L120", &caps));
-        assert!(!codec_supported("opus", &caps));
-        assert!(codec_supported("avc1.4d401e", &["avc1.4d".to_string()]));
-        assert!(!codec_supported("avc1.64001f", &["avc1.4d".to_string()]));
+    /// A single SMS on `port` carrying `payload` (8-bit data).
+    fn binary_sms(port: u16, payload: Vec<u8>) -> Vec<u8> {
+        let ud = UserData {
+            header: Some(sharecast_formats::share::sms::UserDataHeader {
+                elements: vec![sharecast_formats::share::sms::InformationElement::Ports {
+                    destination: port,
+                    source: port,
+                    wide: true,
+                }],
+            }),
+            body: Body::EightBit(payload),
+        };
+        SmsDeliver::new(
+            Address::parse("+8613800138000").unwrap(),
+            Timestamp::from_unix(1_700_000_000, 0),
+            ud,
+        )
+        .encode()
+        .unwrap()
+    }
+
+    fn refused(pdus: &[Vec<u8>]) -> RecipientError {
+        let mut r = Reassembler::default();
+        let mut last = None;
+        for p in pdus {
+            last = Some(r.push_pdu(p, 0));
+        }
+        match last.unwrap() {
+            Err(e) => e,
+            Ok(o) => panic!("accepted: {o:?}"),
+        }
     }
 
     #[test]
-    fn playback_choices() {
-        let a = attrs();
-        let wifi = PlayerCaps {
-            network: Network::Wifi,
+    fn a_message_without_a_link_is_refused() {
+        // A Sharecast TLV of only its version octet (0xC1): no id, no URL.
+        let e = refused(&[binary_sms(
+            sharecast_formats::share::SHARECAST_PORT,
+            vec![0xC1],
+        )]);
+        assert!(matches!(e, RecipientError::NoLink { .. }), "{e}");
+        assert!(e.to_string().contains("no link"), "{e}");
+        // A WAP Push SI without href.
+        let si = sharecast_formats::share::si::ServiceIndication {
+            text: "Watch this".into(),
             ..Default::default()
         };
-        // Wi-Fi: best fitting file, progressive.
-        match choose_playback(&a, &wifi) {
-            PlaybackChoice::Progressive { url, rendition, .. } => {
-                assert_eq!(url, a.vod_url.clone().unwrap());
-                assert_eq!(rendition, None);
-            }
-            other => panic!("{other:?}"),
+        let push = sharecast_formats::share::wsp::PushPdu {
+            transaction_id: 0,
+            content_type: sharecast_formats::share::wsp::ContentType::WellKnown(
+                sharecast_formats::share::wsp::CT_SIC,
+            ),
+            application_id: None,
+            other_headers: Vec::new(),
+            body: si
+                .encode_wbxml(sharecast_formats::share::wbxml::VERSION_1_3)
+                .unwrap(),
         }
-        // Cellular with a 2 Mbit/s limit: the 480p rendition streams.
-        let cell = PlayerCaps {
-            network: Network::Cellular,
-            max_cellular_bitrate: Some(2_000_000),
-            ..Default::default()
-        };
-        match choose_playback(&a, &cell) {
-            PlaybackChoice::Progressive { rendition, .. } => {
-                assert_eq!(rendition.as_deref(), Some("480p"))
-            }
-            other => panic!("{other:?}"),
-        }
-        // Cellular, only the big file fits the screen: download first.
-        let small_limit = PlayerCaps {
-            network: Network::Cellular,
-            max_cellular_bitrate: Some(500_000),
-            ..Default::default()
-        };
-        let only_primary = VideoAttributes {
-            renditions: Vec::new(),
-            ..a.clone()
-        };
+        .encode()
+        .unwrap();
+        let e = refused(&[binary_sms(
+            sharecast_formats::share::wsp::WAP_PUSH_PORT,
+            push,
+        )]);
+        assert!(matches!(e, RecipientError::NoLink { .. }), "{e}");
+        // The same as a WAP Push body given alone.
+        let body = si
+            .encode_wbxml(sharecast_formats::share::wbxml::VERSION_1_3)
+            .unwrap();
         assert!(matches!(
-            choose_playback(&only_primary, &small_limit),
-            PlaybackChoice::DownloadThenPlay { .. }
+            decode_wap_body("application/vnd.wap.sic", &body),
+            Err(RecipientError::NoLink { .. })
         ));
-        // A small screen rules out 1080p: the rendition is used.
-        let small_screen = PlayerCaps {
-            max_width: 960,
-            max_height: 540,
-            network: Network::Wifi,
-            ..Default::default()
-        };
-        match choose_playback(&a, &small_screen) {
-            PlaybackChoice::Progressive { rendition, .. } => {
-                assert_eq!(rendition.as_deref(), Some("480p"))
+    }
+
+    #[test]
+    fn unsafe_links_are_refused_in_every_format() {
+        for (field, url) in [
+            ("share_url", "javascript:alert(document.cookie)"),
+            ("share_url", "file:///data/data/app/secret"),
+            ("vod_url", "file:///sdcard/x.mp4"),
+            ("live_urls", "javascript:alert(1)"),
+        ] {
+            for f in ShareFormat::ALL {
+                let mut a = attrs();
+                match field {
+                    "share_url" => a.share_url = Some(url.into()),
+                    "vod_url" => {
+                        a.share_url = None;
+                        a.vod_url = Some(url.into())
+                    }
+                    _ => {
+                        a.share_url = None;
+                        a.vod_url = None;
+                        a.live_urls = vec![url.into()];
+                    }
+                }
+                let opts = MessageOptions {
+                    include_renditions: true,
+                    ..Default::default()
+                };
+                let Ok(uds) = encode_user_data(&a, f, &opts) else {
+                    // The encoder refuses it (a URL it cannot carry).
+                    continue;
+                };
+                let pdus: Vec<Vec<u8>> = uds
+                    .into_iter()
+                    .map(|ud| {
+                        SmsDeliver::new(
+                            Address::parse("+8613800138000").unwrap(),
+                            Timestamp::from_unix(1_700_000_000, 0),
+                            ud,
+                        )
+                        .encode()
+                        .unwrap()
+                    })
+                    .collect();
+                let mut r = Reassembler::default();
+                let mut last = None;
+                for p in &pdus {
+                    last = Some(r.push_pdu(p, 0));
+                }
+                match last.unwrap() {
+                    Err(RecipientError::UnsafeLink { error, .. }) => {
+                        assert!(
+                            error.to_string().contains("not allowed"),
+                            "{f} {url}: {error}"
+                        )
+                    }
+                    // Formats that do not carry this field at all (SL has
+                    // only one URL) give no link instead; the text format
+                    // does not even recognise a share without a web link.
+                    Err(RecipientError::NoLink { .. }) => {}
+                    Err(RecipientError::Payload { .. }) if f == ShareFormat::Text => {}
+                    other => panic!("{f} {field}={url}: {other:?}"),
+                }
             }
-            other => panic!("{other:?}"),
         }
-        // No HEVC/H.264 decoder: nothing fits, and the reason says why.
-        let no_avc = PlayerCaps {
-            codecs: vec!["hvc1".into(), "mp4a.40".into()],
-            ..Default::default()
+        // A WAP Push SL body with a javascript: href.
+        let sl = sharecast_formats::share::sl::ServiceLoading {
+            href: "javascript:alert(1)".into(),
+            action: None,
         };
-        match choose_playback(&a, &no_avc) {
-            PlaybackChoice::NeedsCompatibleRendition { reason } => {
-                assert!(reason.contains("codec avc1.64001f"), "{reason}");
-                assert!(reason.contains("rendition 480p"), "{reason}");
-            }
-            other => panic!("{other:?}"),
+        let body = sl
+            .encode_wbxml(sharecast_formats::share::wbxml::VERSION_1_3)
+            .unwrap();
+        assert!(matches!(
+            decode_wap_body("application/vnd.wap.slc", &body),
+            Err(RecipientError::UnsafeLink { .. })
+        ));
+    }
+
+    #[test]
+    fn wap_bodies_decode_as_android_delivers_them() {
+        use sharecast_formats::share::{encode_wap_push, wsp};
+        for f in [
+            ShareFormat::WapSi,
+            ShareFormat::WapSl,
+            ShareFormat::WapVideo,
+        ] {
+            let pdu = encode_wap_push(&attrs(), f, &MessageOptions::default()).unwrap();
+            let push = wsp::decode(&pdu).unwrap();
+            let ct = push.content_type.media_type().unwrap();
+            let share = decode_wap_body(&ct, &push.body).unwrap();
+            assert_eq!(share.format, f);
+            assert_eq!(share.attributes.share_url, attrs().share_url);
         }
-        // Still live, no VOD yet.
-        let live = VideoAttributes {
-            vod_url: None,
-            renditions: Vec::new(),
-            ..a.clone()
-        };
         assert!(matches!(
-            choose_playback(&live, &wifi),
-            PlaybackChoice::Live { .. }
+            decode_wap_body("text/plain", b"hi"),
+            Err(RecipientError::Payload { .. })
         ));
-        // Prefer live.
-        let prefer = PlayerCaps {
-            prefer_live: true,
-            ..wifi.clone()
-        };
-        assert!(matches!(
-            choose_playback(&a, &prefer),
-            PlaybackChoice::Live { .. }
-        ));
-        // No live scheme: live-only video cannot play.
-        let no_live = PlayerCaps {
-            live_schemes: Vec::new(),
-            ..wifi.clone()
-        };
-        assert!(matches!(
-            choose_playback(&live, &no_live),
-            PlaybackChoice::NeedsCompatibleRendition { .. }
-        ));
-        // Cannot stream, not enough storage for the big file: the smaller one.
-        let no_stream = PlayerCaps {
-            can_stream: false,
-            free_storage_bytes: Some(10_000_000),
-            ..wifi.clone()
-        };
-        match choose_playback(&a, &no_stream) {
-            PlaybackChoice::DownloadThenPlay { rendition, .. } => {
-                assert_eq!(rendition.as_deref(), Some("480p"))
-            }
-            other => panic!("{other:?}"),
-        }
-        // An SI gives only a share page.
-        let si_only = VideoAttributes {
-            share_url: Some("https://sc.example/s/X".into()),
-            ..Default::default()
-        };
-        match choose_playback(&si_only, &wifi) {
-            PlaybackChoice::NeedsCompatibleRendition { reason } => {
-                assert!(reason.contains("share page"), "{reason}")
-            }
-            other => panic!("{other:?}"),
-        }
-        // Rotated screens: a portrait video fits a landscape limit.
-        let portrait = VideoAttributes {
-            width: 1080,
-            height: 1920,
-            renditions: Vec::new(),
-            ..a
-        };
-        assert!(matches!(
-            choose_playback(&portrait, &wifi),
-            PlaybackChoice::Progressive { .. }
-        ));
+        assert!(decode_wap_body("application/vnd.wap.sic", &[0xFF, 0]).is_err());
     }
 
     mod props {
