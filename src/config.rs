@@ -6,156 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sharecast_api::GatewayConfig;
+use sharecast_api::{AdminConfig, GatewayConfig};
 use sharecast_ingest::IngestConfig;
+use sharecast_live_relay::LiveRelayConfig;
 use sharecast_resume::outbound::OutboundConfig;
 use sharecast_share::{ShareConfig, SmsConfig};
-
-/// Live relay (RTSP) settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LiveConfig {
-    /// Address the RTSP server binds. Default `0.0.0.0`.
-    pub bind: String,
-    /// RTSP TCP port. Default 8554. 0 picks a free port.
-    pub rtsp_port: u16,
-    /// Host name put in RTSP URLs. Empty: the host of `http.public_url`.
-    pub public_host: String,
-    /// A viewer without a heartbeat (HLS) or RTSP activity for this long has
-    /// vanished, s. Default 5.
-    pub viewer_timeout_secs: u64,
-    /// RTSP session timeout, s: a UDP viewer with no RTSP request and no
-    /// RTCP report for this long has vanished. Default 15.
-    pub rtsp_session_timeout_secs: u64,
-    /// Shortest live HLS segment, ms (cut at the next keyframe). Default 1000.
-    pub hls_segment_ms: u32,
-    /// Segments listed in a live HLS playlist. Default 6.
-    pub hls_window_segments: usize,
-    /// How long an ended stream's HLS playlist stays served, s. Default 600.
-    pub hls_keep_ended_secs: u64,
-    /// Stamp the capture wall clock into RTSP video as an SEI. Default true.
-    pub capture_clock_sei: bool,
-    /// Live viewers (RTSP and HLS) need a playback token for the session
-    /// unless it was shared publicly (docs/live.md). Default true.
-    pub playback_tokens: bool,
-    /// Lifetime of issued playback tokens, s. Default 86400 (one day).
-    pub playback_token_ttl_secs: u64,
-}
-
-impl Default for LiveConfig {
-    fn default() -> Self {
-        Self {
-            bind: "0.0.0.0".into(),
-            rtsp_port: 8554,
-            public_host: String::new(),
-            viewer_timeout_secs: 5,
-            rtsp_session_timeout_secs: 15,
-            hls_segment_ms: 1000,
-            hls_window_segments: 6,
-            hls_keep_ended_secs: 600,
-            capture_clock_sei: true,
-            playback_tokens: true,
-            playback_token_ttl_secs: 86_400,
-        }
-    }
-}
-
-/// Admin dashboard and API settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Token for `/admin` and `/api/v1/admin/` (`Authorization: Bearer`).
-    /// Empty (default): generated at first start into
-    /// `<data_dir>/admin-token` and printed by `serve`.
-    pub token: String,
-}
-
-/// One extra rendition of the ladder.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenditionConfig {
-    /// Name; the file is `<name>.mp4` (letters, digits, `_`, `-`).
-    pub name: String,
-    /// Shorter side of the picture, pixels (never upscaled).
-    pub short_side: u32,
-    /// H.264 video bitrate, kbit/s.
-    pub video_kbps: u32,
-    /// AAC bitrate when the audio must be encoded (Opus input), bit/s.
-    pub audio_bps: u32,
-    /// x264 speed preset.
-    pub x264_preset: String,
-}
-
-/// Transcoder settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TranscodeConfig {
-    /// How often the index at the front of the recorded MP4 is rewritten,
-    /// ms: a crash loses at most this much. Default 1000.
-    pub fragment_duration_ms: u32,
-    /// Longest recording, ms (room for the index is reserved for it).
-    /// Default 3 600 000.
-    pub max_duration_ms: u64,
-    /// Media held back at the start to line tracks up, ms. Default 500.
-    pub start_window_ms: u32,
-    /// Finished files up to this size get the reserved index room removed,
-    /// bytes. Default 32 MiB; 0 = never.
-    pub compact_max_bytes: u64,
-    /// How long renditions may take after the phone stopped, ms. Default 3 600 000.
-    pub rendition_timeout_ms: u64,
-    /// Extra renditions besides the source. Default: one 480p H.264 + AAC
-    /// compatibility rendition. Empty (`renditions = []`): source only.
-    pub renditions: Vec<RenditionConfig>,
-}
-
-impl Default for TranscodeConfig {
-    fn default() -> Self {
-        let t = sharecast_transcoder::TranscoderConfig::default();
-        Self {
-            fragment_duration_ms: t.fragment_duration_ms,
-            max_duration_ms: t.max_duration_ms,
-            start_window_ms: t.start_window_ms,
-            compact_max_bytes: t.compact_max_bytes,
-            rendition_timeout_ms: t.rendition_timeout_ms,
-            renditions: t
-                .renditions
-                .into_iter()
-                .map(|r| RenditionConfig {
-                    name: r.name,
-                    short_side: r.short_side,
-                    video_kbps: r.video_kbps,
-                    audio_bps: r.audio_bps,
-                    x264_preset: r.x264_preset,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl TranscodeConfig {
-    /// The transcoder crate's configuration.
-    pub fn to_transcoder(&self) -> sharecast_transcoder::TranscoderConfig {
-        sharecast_transcoder::TranscoderConfig {
-            fragment_duration_ms: self.fragment_duration_ms,
-            max_duration_ms: self.max_duration_ms,
-            start_window_ms: self.start_window_ms,
-            compact_max_bytes: self.compact_max_bytes,
-            rendition_timeout_ms: self.rendition_timeout_ms,
-            renditions: self
-                .renditions
-                .iter()
-                .map(|r| sharecast_transcoder::RenditionSpec {
-                    name: r.name.clone(),
-                    short_side: r.short_side,
-                    video_kbps: r.video_kbps,
-                    audio_bps: r.audio_bps,
-                    x264_preset: r.x264_preset.clone(),
-                })
-                .collect(),
-            ..sharecast_transcoder::TranscoderConfig::default()
-        }
-    }
-}
+use sharecast_transcoder::TranscoderConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,9 +25,9 @@ pub struct Config {
     /// HTTP API, VOD files, metrics.
     pub http: GatewayConfig,
     /// Live relay.
-    pub live: LiveConfig,
+    pub live: LiveRelayConfig,
     /// Transcoder.
-    pub transcoder: TranscodeConfig,
+    pub transcoder: TranscoderConfig,
     /// History, resume tokens and cross-platform hand-off.
     pub resume: sharecast_resume::ResumeConfig,
     /// Share links and the share page.
@@ -192,8 +48,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             ingest: IngestConfig::default(),
             http: GatewayConfig::default(),
-            live: LiveConfig::default(),
-            transcoder: TranscodeConfig::default(),
+            live: LiveRelayConfig::default(),
+            transcoder: TranscoderConfig::default(),
             resume: Default::default(),
             share: ShareConfig::default(),
             sms: SmsConfig::default(),
@@ -206,20 +62,74 @@ impl Default for Config {
 impl Config {
     /// Load a TOML file, or the defaults when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Config> {
-        match path {
-            None => Ok(Config::default()),
+        Self::load_with(path, &[])
+    }
+
+    /// Load a TOML file (or the defaults), then set each `(dotted.key,
+    /// value)` of `overrides` as if the file said so: command-line flags
+    /// are keys of the file, checked by the same rules.
+    pub fn load_with(path: Option<&Path>, overrides: &[(&str, toml::Value)]) -> Result<Config> {
+        let mut doc = match path {
+            None => toml::Table::new(),
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading config {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
+                toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?
             }
+        };
+        for (key, value) in overrides {
+            set_key(&mut doc, key, value.clone())?;
         }
+        let what = path.map_or("the defaults".to_string(), |p| p.display().to_string());
+        toml::Value::Table(doc)
+            .try_into()
+            .with_context(|| format!("config {what} with the command-line settings"))
     }
+}
+
+/// Sets `dotted.key` in a TOML table, making the tables on the way.
+fn set_key(doc: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().context("empty configuration key")?;
+    let mut table = doc;
+    for part in parts {
+        table = table
+            .entry(part)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("configuration key {key}: {part} is not a table"))?;
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_settings_are_keys_of_the_file() {
+        let cfg = Config::load_with(
+            None,
+            &[
+                ("http.listen", "127.0.0.1:0".into()),
+                ("live.rtsp_port", toml::Value::Integer(0)),
+                ("data_dir", "elsewhere".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.http.listen, "127.0.0.1:0");
+        assert_eq!(cfg.live.rtsp_port, 0);
+        assert_eq!(cfg.data_dir, PathBuf::from("elsewhere"));
+        assert_eq!(cfg.ingest.listen, IngestConfig::default().listen);
+        let bad = Config::load_with(None, &[("live.rtsp_port", "many".into())]).unwrap_err();
+        assert!(format!("{bad:#}").contains("rtsp_port"), "{bad:#}");
+        let unknown = Config::load_with(None, &[("live.no_such_key", true.into())]).unwrap_err();
+        assert!(
+            format!("{unknown:#}").contains("no_such_key"),
+            "{unknown:#}"
+        );
+    }
 
     /// Every `a.b.c = value` leaf of a TOML value, as dotted paths.
     fn leaves(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) {

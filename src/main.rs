@@ -2,19 +2,17 @@
 //! `device add` registers a phone; `push` is a phone simulator built on the
 //! client SDK; `message` encodes and decodes share messages.
 
-mod app;
-mod config;
-mod frames;
-mod live_admin;
 mod message_cmd;
 mod push;
-mod secure;
 mod sim;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sharecast::config::Config;
+use sharecast::secure;
+use sharecast::server::Server;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +67,35 @@ struct ServeArgs {
     /// Overrides `ingest.resume_timeout_secs`.
     #[arg(long)]
     resume_timeout_secs: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The flags given, as keys of the configuration file.
+    fn overrides(&self) -> Vec<(&'static str, toml::Value)> {
+        let text = |v: &Option<String>| v.clone().map(toml::Value::String);
+        let int = |v: Option<i64>| v.map(toml::Value::Integer);
+        [
+            (
+                "data_dir",
+                text(&self.data_dir.as_ref().map(|d| d.display().to_string())),
+            ),
+            ("ingest.listen", text(&self.ingest_listen)),
+            ("http.listen", text(&self.http_listen)),
+            ("http.public_url", text(&self.public_url)),
+            ("live.rtsp_port", int(self.rtsp_port.map(i64::from))),
+            (
+                "ingest.max_frame_bytes",
+                int(self.max_frame_bytes.map(i64::from)),
+            ),
+            (
+                "ingest.resume_timeout_secs",
+                int(self.resume_timeout_secs.and_then(|v| i64::try_from(v).ok())),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
+    }
 }
 
 #[derive(Subcommand)]
@@ -139,12 +166,7 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
             config,
             data_dir,
         } => {
-            let mut cfg = config::Config::load(config.as_deref())?;
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            let store =
-                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+            let store = open_store(config, data_dir).await?;
             let (dev, token) = store.add_device(&name).await?;
             eprintln!(
                 "device {} ({}) added; its token (shown once):",
@@ -154,12 +176,7 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
             Ok(())
         }
         DeviceCmd::List { config, data_dir } => {
-            let mut cfg = config::Config::load(config.as_deref())?;
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            let store =
-                sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+            let store = open_store(config, data_dir).await?;
             for d in store.devices().await? {
                 println!("{}\t{}", d.id, d.name);
             }
@@ -168,78 +185,81 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
     }
 }
 
-async fn serve(a: ServeArgs) -> Result<()> {
-    let mut cfg = config::Config::load(a.config.as_deref())?;
-    if let Some(d) = a.data_dir {
+/// The store of the configured data directory.
+async fn open_store(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<sharecast_api::Store> {
+    let mut cfg = Config::load(config.as_deref())?;
+    if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
-    if let Some(v) = a.ingest_listen {
-        cfg.ingest.listen = v;
-    }
-    if let Some(v) = a.http_listen {
-        cfg.http.listen = v;
-    }
-    if let Some(v) = a.public_url {
-        cfg.http.public_url = v;
-    }
-    if let Some(v) = a.rtsp_port {
-        cfg.live.rtsp_port = v;
-    }
-    if let Some(v) = a.max_frame_bytes {
-        cfg.ingest.max_frame_bytes = v;
-    }
-    if let Some(v) = a.resume_timeout_secs {
-        cfg.ingest.resume_timeout_secs = v;
-    }
-    let running = app::start(&cfg).await?;
+    sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await
+}
 
-    // A ready-made device for trying it out: made at the first start only
-    // (no device yet), its token printed once and stored hashed like every
-    // device token (`sharecast device add` makes more).
+async fn serve(a: ServeArgs) -> Result<()> {
+    let cfg = Config::load_with(a.config.as_deref(), &a.overrides())?;
+    let server = Server::start(&cfg).await?;
+    let demo_token = demo_device(&cfg, &server).await?;
+    print_banner(&cfg, &server, demo_token.as_deref());
+    // Written last: whoever waits for it finds the banner printed. No
+    // secrets in it.
+    let info = serde_json::json!({
+        "ingest": format!("127.0.0.1:{}", server.ingest_addr.port()),
+        "http": server.public.http,
+        "rtsp_port": server.public.rtsp_port,
+        "fingerprint": server.ingest.fingerprint().to_string(),
+        "pid": std::process::id(),
+    });
+    secure::write_private(
+        &cfg.data_dir.join("server.json"),
+        &serde_json::to_vec_pretty(&info)?,
+    )?;
+    wait_for_shutdown().await?;
+    eprintln!("shutting down; open sessions will be recovered at the next start");
+    server.close();
+    Ok(())
+}
+
+/// A ready-made device for trying it out: made at the first start only (no
+/// device yet), its token printed once and stored hashed like every device
+/// token (`sharecast device add` makes more).
+async fn demo_device(cfg: &Config, server: &Server) -> Result<Option<String>> {
     let _ = std::fs::remove_file(cfg.data_dir.join("demo-device-token"));
-    let demo_token = if running.store.devices().await?.is_empty() {
-        let (_, token) = running.store.add_device("demo-phone").await?;
-        Some(token)
-    } else {
-        None
-    };
-    let fingerprint = running.ingest.fingerprint().to_string();
-    let ingest_port = running.ingest_addr.port();
+    if !server.store.devices().await?.is_empty() {
+        return Ok(None);
+    }
+    let (_, token) = server.store.add_device("demo-phone").await?;
+    Ok(Some(token))
+}
+
+/// What runs where, and how to try it.
+fn print_banner(cfg: &Config, server: &Server, demo_token: Option<&str>) {
+    let http = &server.public.http;
+    let fingerprint = server.ingest.fingerprint().to_string();
+    let ingest_port = server.ingest_addr.port();
     println!("Sharecast is running.");
     println!(
-        "  QUIC ingest   udp {}  (certificate SHA-256 {})",
-        running.ingest_addr, fingerprint
+        "  QUIC ingest   udp {}  (certificate SHA-256 {fingerprint})",
+        server.ingest_addr
     );
-    println!("  HTTP API      {}/api/v1/health", running.public.http);
-    println!(
-        "  VOD files     {}/vod/<asset>/source.mp4",
-        running.public.http
-    );
-    println!(
-        "  metrics       {}/metrics{}",
-        running.public.http,
-        if cfg.http.metrics_public {
-            ""
-        } else {
-            "  (Authorization: Bearer <admin token>)"
-        }
-    );
-    println!(
-        "  admin         {}/admin?token={}",
-        running.public.http,
-        live_admin::admin_token(&cfg)?
-    );
-    println!(
-        "  live (HLS)    {}/live/<session>/index.m3u8  player {}/watch/<session>",
-        running.public.http, running.public.http
-    );
+    println!("  HTTP API      {http}/api/v1/health");
+    println!("  VOD files     {http}/vod/<asset>/source.mp4");
+    let metrics_auth = if cfg.http.metrics_public {
+        ""
+    } else {
+        "  (Authorization: Bearer <admin token>)"
+    };
+    println!("  metrics       {http}/metrics{metrics_auth}");
+    println!("  admin         {http}/admin?token={}", server.admin_token);
+    println!("  live (HLS)    {http}/live/<session>/index.m3u8  player {http}/watch/<session>");
     println!(
         "  live (RTSP)   rtsp://{}:{}/live/<session>",
-        running.public.rtsp_host, running.public.rtsp_port
+        server.public.rtsp_host, server.public.rtsp_port
     );
     println!("  data          {}", cfg.data_dir.display());
     println!();
-    match &demo_token {
+    match demo_token {
         Some(token) => {
             println!("Demo device token (shown once; stored hashed): {token}");
             println!("Try it (in another terminal):");
@@ -255,24 +275,6 @@ async fn serve(a: ServeArgs) -> Result<()> {
         }
     }
     println!();
-    // Written last: whoever waits for it finds the banner printed. No
-    // secrets in it.
-    let info = serde_json::json!({
-        "ingest": format!("127.0.0.1:{ingest_port}"),
-        "http": running.public.http,
-        "rtsp_port": running.public.rtsp_port,
-        "fingerprint": fingerprint,
-        "pid": std::process::id(),
-    });
-    secure::write_private(
-        &cfg.data_dir.join("server.json"),
-        &serde_json::to_vec_pretty(&info)?,
-    )?;
-
-    wait_for_shutdown().await?;
-    eprintln!("shutting down; open sessions will be recovered at the next start");
-    running.ingest.close();
-    Ok(())
 }
 
 /// The demo clip `serve` suggests pushing, relative to the repository root

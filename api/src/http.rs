@@ -54,6 +54,16 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Admin dashboard and API settings (the `[admin]` table).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Token for `/admin` and `/api/v1/admin/` (`Authorization: Bearer`).
+    /// Empty (default): generated at first start into
+    /// `<data_dir>/admin-token` and printed by `serve`.
+    pub token: String,
+}
+
 /// The HTTP gateway.
 #[derive(Clone)]
 pub struct Gateway {

@@ -21,7 +21,7 @@ mod shares;
 mod stills;
 
 pub use access::{Access, Policy, RouteSpec};
-pub use http::{Gateway, GatewayConfig, MetricsFn, SessionsFn};
+pub use http::{AdminConfig, Gateway, GatewayConfig, MetricsFn, SessionsFn};
 pub use sharecast_store::Store;
 pub use sharecast_tokens::LinkSigner;
 pub use sharecast_tokens::PlaybackTokens;

@@ -41,11 +41,7 @@ pub struct HlsConfig {
 
 impl Default for HlsConfig {
     fn default() -> Self {
-        HlsConfig {
-            segment_target_ms: 1000,
-            window_segments: 6,
-            keep_ended_secs: 600,
-        }
+        crate::LiveRelayConfig::default().hls()
     }
 }
 

@@ -23,7 +23,6 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
-mod config;
 mod hls;
 mod http;
 mod publisher;
@@ -33,6 +32,7 @@ pub mod sei;
 mod viewers;
 mod vod;
 
+pub mod config;
 pub use config::LiveRelayConfig;
 pub use hls::{HlsConfig, LiveStart, LiveStartError};
 pub use http::LiveRoutes;

@@ -307,14 +307,8 @@ impl LiveRelay {
         anchor_unix_us: i64,
     ) -> Option<Arc<HlsStream>> {
         let vod_url = format!("/vod/{session_id}/{}", sharecast_transcoder::SOURCE_FILE);
-        let stream = HlsStream::new(
-            session_id,
-            tracks,
-            anchor_unix_us,
-            self.cfg.hls.clone(),
-            vod_url,
-        )
-        .map(Arc::new)?;
+        let stream = HlsStream::new(session_id, tracks, anchor_unix_us, self.cfg.hls(), vod_url)
+            .map(Arc::new)?;
         let mut streams = lock(&self.shared.hls);
         match rendition {
             None => {

@@ -34,8 +34,10 @@ use crate::pipeline::{
 use crate::recording::watch_bus;
 
 /// One rung of the rendition ladder (besides the source rendition, which is
-/// always produced).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// always produced): a `[[transcoder.renditions]]` table of the
+/// configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RenditionSpec {
     /// Rendition name; the file is `<name>.mp4`. Letters, digits, `_`, `-`.
     pub name: String,

@@ -83,61 +83,81 @@ pub use recording::{
     Finished, PendingRenditions, Recording, SyncStats, SOURCE_FILE, SOURCE_RENDITION,
 };
 
-/// Settings of the transcoder; every limit has a documented default.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Default of [`TranscoderConfig::fragment_duration_ms`].
+pub const DEFAULT_FRAGMENT_DURATION_MS: u32 = 1000;
+/// Default of [`TranscoderConfig::max_duration_ms`].
+pub const DEFAULT_MAX_DURATION_MS: u64 = 3_600_000;
+/// Default of [`TranscoderConfig::start_window_ms`].
+pub const DEFAULT_START_WINDOW_MS: u32 = 500;
+/// Default of [`TranscoderConfig::compact_max_bytes`].
+pub const DEFAULT_COMPACT_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// Default of [`TranscoderConfig::rendition_timeout_ms`].
+pub const DEFAULT_RENDITION_TIMEOUT_MS: u64 = 3_600_000;
+/// Default of [`TranscoderConfig::max_queued_bytes`].
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 256 * 1024 * 1024;
+/// Default of [`TranscoderConfig::finish_timeout_ms`].
+pub const DEFAULT_FINISH_TIMEOUT_MS: u64 = 60_000;
+/// Default of [`TranscoderConfig::jump_threshold_ms`].
+pub const DEFAULT_JUMP_THRESHOLD_MS: u32 = 1000;
+/// Default of [`TranscoderConfig::max_gap_ms`].
+pub const DEFAULT_MAX_GAP_MS: u64 = 300_000;
+
+/// Settings of the transcoder (the `[transcoder]` table of the
+/// configuration file); every limit has a documented default.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TranscoderConfig {
-    /// Length of one MP4 fragment, milliseconds (default 1000). Media is on
-    /// disk and playable at most this long after it arrived.
+    /// How often the index at the front of the recorded MP4 is rewritten,
+    /// ms: media is on disk and playable, and a crash loses, at most this
+    /// much.
     pub fragment_duration_ms: u32,
-    /// How much media (milliseconds) is held back at the start of a session
-    /// while waiting for every track's first frame, to line tracks up by
-    /// their capture timestamps (default 500).
+    /// Longest recording, ms. The source file reserves room for its index
+    /// at the front for this long (about 550 bytes per second per track);
+    /// longer sessions are refused.
+    pub max_duration_ms: u64,
+    /// Media held back at the start of a session while waiting for every
+    /// track's first frame, to line tracks up by their capture timestamps,
+    /// ms.
     pub start_window_ms: u32,
+    /// A finished source file up to this size (bytes) is compacted: the
+    /// index room reserved at the front is removed (a bounded copy, a few
+    /// tens of ms). 0 = never.
+    pub compact_max_bytes: u64,
+    /// How long renditions may take after the phone stopped, ms; a
+    /// rendition still not done is left out with an error in the log.
+    pub rendition_timeout_ms: u64,
+    /// Extra renditions besides the source (default: one 480p H.264 + AAC
+    /// compatibility rendition). Empty (`renditions = []`): source only.
+    pub renditions: Vec<RenditionSpec>,
     /// Bytes that may wait in one track's queue before `push` fails, for
     /// example because a declared track never sends frames and the muxer
-    /// waits for it (default 256 MiB, 0 = unlimited).
+    /// waits for it (0 = unlimited).
     pub max_queued_bytes: u64,
-    /// How long `finish` waits for the muxer to finalise the file,
-    /// milliseconds (default 60000).
+    /// How long finishing waits for the muxer to finalise the file, ms.
     pub finish_timeout_ms: u64,
-    /// Longest recording, milliseconds (default 3600000 = 1 h). The source
-    /// file reserves room for its index at the front for this long (about
-    /// 550 bytes per second per track); longer sessions are refused.
-    pub max_duration_ms: u64,
-    /// A track's timestamps going backwards by more than this (milliseconds,
-    /// default 1000) is a jump of the phone's clock, repaired by re-timing;
-    /// smaller steps backwards drop the frame.
+    /// A track's timestamps going backwards by more than this (ms) is a
+    /// jump of the phone's clock, repaired by re-timing; smaller steps
+    /// backwards drop the frame.
     pub jump_threshold_ms: u32,
-    /// A forward step of a track's timestamps up to this long (milliseconds,
-    /// default 300000) is a gap in the upload and stays in the timeline;
-    /// longer is a clock jump, repaired by re-timing.
+    /// A forward step of a track's timestamps up to this long (ms) is a gap
+    /// in the upload and stays in the timeline; longer is a clock jump,
+    /// repaired by re-timing.
     pub max_gap_ms: u64,
-    /// Extra renditions besides the source (default: one 480p H.264 + AAC
-    /// compatibility rendition). Empty = source only.
-    pub renditions: Vec<RenditionSpec>,
-    /// How long `finish` waits for the extra renditions after the source is
-    /// ready, milliseconds (default 3600000); a rendition still not done is
-    /// left out with an error in the log.
-    pub rendition_timeout_ms: u64,
-    /// A finished source file up to this size (bytes, default 32 MiB) is
-    /// compacted: the index room reserved at the front is removed (a bounded
-    /// copy, a few tens of ms). 0 = never.
-    pub compact_max_bytes: u64,
 }
 
 impl Default for TranscoderConfig {
     fn default() -> Self {
         TranscoderConfig {
-            fragment_duration_ms: 1000,
-            start_window_ms: 500,
-            max_queued_bytes: 256 * 1024 * 1024,
-            finish_timeout_ms: 60_000,
-            max_duration_ms: 3_600_000,
-            jump_threshold_ms: 1000,
-            max_gap_ms: 300_000,
+            fragment_duration_ms: DEFAULT_FRAGMENT_DURATION_MS,
+            max_duration_ms: DEFAULT_MAX_DURATION_MS,
+            start_window_ms: DEFAULT_START_WINDOW_MS,
+            compact_max_bytes: DEFAULT_COMPACT_MAX_BYTES,
+            rendition_timeout_ms: DEFAULT_RENDITION_TIMEOUT_MS,
             renditions: vec![RenditionSpec::compat_480p()],
-            rendition_timeout_ms: 3_600_000,
-            compact_max_bytes: 32 * 1024 * 1024,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            finish_timeout_ms: DEFAULT_FINISH_TIMEOUT_MS,
+            jump_threshold_ms: DEFAULT_JUMP_THRESHOLD_MS,
+            max_gap_ms: DEFAULT_MAX_GAP_MS,
         }
     }
 }
