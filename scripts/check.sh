@@ -11,3 +11,5 @@ echo "check: cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "check: relative links of README.md and docs/"
 python3 scripts/check_links.py
+echo "check: no non-test function over 80 lines"
+python3 scripts/check_fn_length.py

@@ -61,3 +61,10 @@ if [ ! -x client-sdk/ffi/node_modules/kotlin-compiler/bin/kotlinc ]; then
   echo "setup: npm ci --prefix client-sdk/ffi"
   npm ci --prefix client-sdk/ffi --no-audit --no-fund --loglevel=error
 fi
+# `make check` (run by scripts/test.sh before the tests) needs rustfmt and
+# clippy; rustup installs them with the toolchain it manages.
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi

@@ -113,13 +113,7 @@ impl Server {
             live: live_handlers(&relay),
             metrics_public: cfg.http.metrics_public,
         };
-        let (routes, _table) = sharecast_api::routes::routes(access.policy, services);
-        let app = gateway.app(routes, cfg.http.max_body_bytes);
-        tokio::spawn(async move {
-            if let Err(e) = Gateway::serve(app, http_listener).await {
-                tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
-            }
-        });
+        serve_http(cfg, access.policy, services, http_listener);
         let ingest_addr = ingest.local_addr()?;
         {
             let ingest = ingest.clone();
@@ -140,6 +134,18 @@ impl Server {
     pub fn close(&self) {
         self.ingest.close();
     }
+}
+
+/// Every route behind the access policy, served on `listener`.
+fn serve_http(cfg: &Config, policy: Policy, services: Services, listener: TcpListener) {
+    let gateway = services.gateway.clone();
+    let (routes, _table) = sharecast_api::routes::routes(policy, services);
+    let app = gateway.app(routes, cfg.http.max_body_bytes);
+    tokio::spawn(async move {
+        if let Err(e) = Gateway::serve(app, listener).await {
+            tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
+        }
+    });
 }
 
 /// The one access policy, for HTTP routes and RTSP alike.

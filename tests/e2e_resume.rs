@@ -1,4 +1,5 @@
-//! Resume everywhere (SEEDS S1, S0, S3): history across a user's terminals
+//! Resume everywhere (cross-terminal history, hand-off between platforms,
+//! interruption bookmarks): history across a user's terminals
 //! with resume tokens and purging, hand-off of suspend-state information
 //! between two Sharecast instances (push, pull, redirect, short code), and
 //! interruption bookmarks: a headless Chromium watching a live stream is
@@ -1093,7 +1094,7 @@ fn a_killed_chromium_live_viewer_gets_a_bookmark_that_resumes_the_live_stream_th
     );
 }
 
-/// S3 over RTSP: a viewer that names its user (`?user=` next to the playback
+/// Interruption bookmarks over RTSP: a viewer that names its user (`?user=` next to the playback
 /// token) and drops its connection without TEARDOWN gets an interruption
 /// bookmark at the position it had reached.
 #[test]

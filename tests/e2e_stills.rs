@@ -1,4 +1,4 @@
-//! Still-frame shares (SEEDS S2): the still matches the frame at that time
+//! Still-frame shares: the still matches the frame at that time
 //! (pixels against ffmpeg), enhancement brightens a dark frame, a drawing and
 //! a comment travel with it, the share page carries Open Graph tags, offers the
 //! download under the chosen name and starts the video within one frame of

@@ -1,6 +1,6 @@
-//! The recipient side of share messages (SEEDS S4 step 7): take SMS PDUs as
-//! they arrive, reassemble concatenated messages, recognise the share
-//! format, return the video attributes, and choose how to play the video.
+//! The recipient side of share messages (the phone that receives a share):
+//! take SMS PDUs as they arrive, reassemble concatenated messages, recognise
+//! the share format, return the video attributes, and choose how to play the video.
 //!
 //! Everything here is a sans-I/O state machine: PDUs in, events out, and the
 //! current time passed in by the caller (milliseconds on any monotonic

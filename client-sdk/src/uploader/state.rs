@@ -2,7 +2,7 @@
 //! no clock of its own. Time is passed in by the caller (`now`), so that a
 //! test can drive it with a test clock, the way `quinn-proto` is tested.
 //!
-//! The I/O layer ([`super::io`]) feeds it events — a frame queued by the
+//! The I/O layer (`uploader::io`) feeds it events — a frame queued by the
 //! app, a WELCOME, an ACK, a lost connection — and asks it what to do next:
 //! which frame to transmit on which lane ([`UploadState::poll_transmit`]),
 //! whether the app must wait ([`UploadState::offer`]), what the encoder
