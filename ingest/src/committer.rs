@@ -31,7 +31,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -40,6 +40,7 @@ use sharecast_formats::media::MediaFrame;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::JournalWriter;
+use crate::lock;
 use crate::metrics::IngestMetrics;
 use crate::session::Session;
 
@@ -52,12 +53,6 @@ pub enum JournalSync {
     Filesystem,
     /// One `fdatasync` per journal file per round.
     File,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock means a panic elsewhere while holding it; the queue
-    // itself stays consistent (every change is a single push or take).
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Queue {
@@ -254,13 +249,6 @@ fn run(
     }
 }
 
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Write and sync one round; the results, failures already settled, for
 /// [`deliver_round`].
 fn round(
@@ -301,7 +289,7 @@ fn round(
                 None => Err(anyhow!("journal writer is closed after an earlier failure")),
                 Some(w) => w.write_frames(&frames).and_then(|()| {
                     if end.is_some() {
-                        w.write_end(now_unix_ms())
+                        w.write_end(crate::unix_now_ms())
                     } else {
                         Ok(())
                     }

@@ -9,6 +9,8 @@
 
 mod committer;
 pub mod config;
+mod connection;
+mod hello;
 pub mod journal;
 pub mod limiter;
 pub mod metrics;
@@ -20,7 +22,8 @@ pub mod udp;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
@@ -93,4 +96,26 @@ pub trait SessionOutput: Send + Sync {
     fn record(&self, frame: &MediaFrame) -> anyhow::Result<()>;
     /// The session ended: finalise the outputs and return their attributes.
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>>;
+}
+
+/// Lock `m`, poisoned or not. A poisoned lock means a panic elsewhere while
+/// it was held; what the crate keeps behind its locks (session state, the
+/// committer's queue, registries) changes in steps that leave it readable,
+/// so the server carries on and finishes its sessions rather than failing
+/// every one of them.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wall-clock time, Unix microseconds (0 for a clock before 1970).
+pub(crate) fn unix_now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Wall-clock time, Unix milliseconds (0 for a clock before 1970).
+pub(crate) fn unix_now_ms() -> u64 {
+    (unix_now_us() / 1000) as u64
 }
