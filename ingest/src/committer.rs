@@ -75,17 +75,17 @@ pub(crate) struct Committer {
 #[derive(Debug, Clone)]
 pub(crate) struct CommitterConfig {
     /// A directory on the journals' filesystem (for `syncfs`).
-    pub dir: PathBuf,
-    pub sync: JournalSync,
+    pub(crate) dir: PathBuf,
+    pub(crate) sync: JournalSync,
     /// Rounds start at most this often.
-    pub min_interval: Duration,
+    pub(crate) min_interval: Duration,
     /// Most frames of one session written by one round.
-    pub batch_frames: usize,
+    pub(crate) batch_frames: usize,
 }
 
 impl Committer {
     /// Start the committer thread.
-    pub fn start(cfg: CommitterConfig, metrics: Arc<IngestMetrics>) -> Result<Committer> {
+    pub(crate) fn start(cfg: CommitterConfig, metrics: Arc<IngestMetrics>) -> Result<Committer> {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;
         let dir = File::open(&cfg.dir)
@@ -116,7 +116,7 @@ impl Committer {
     }
 
     /// A slot for one session's journal.
-    pub fn slot(&self, writer: JournalWriter, session: Weak<Session>) -> Arc<JournalSlot> {
+    pub(crate) fn slot(&self, writer: JournalWriter, session: Weak<Session>) -> Arc<JournalSlot> {
         Arc::new(JournalSlot {
             committer: self.inner.clone(),
             pending: Mutex::new(Pending {
@@ -172,7 +172,7 @@ impl JournalSlot {
     }
 
     /// Queue a frame for the next round.
-    pub fn push(self: &Arc<Self>, frame: MediaFrame) -> Result<(), String> {
+    pub(crate) fn push(self: &Arc<Self>, frame: MediaFrame) -> Result<(), String> {
         let mut p = lock(&self.pending);
         if let Some(why) = &p.closed {
             return Err(why.clone());
@@ -184,7 +184,7 @@ impl JournalSlot {
 
     /// Make every queued frame durable, then write the END record; the
     /// receiver answers once END is durable too.
-    pub fn end(self: &Arc<Self>) -> oneshot::Receiver<Result<()>> {
+    pub(crate) fn end(self: &Arc<Self>) -> oneshot::Receiver<Result<()>> {
         let (tx, rx) = oneshot::channel();
         let mut p = lock(&self.pending);
         if let Some(why) = &p.closed {

@@ -1,11 +1,24 @@
 //! Sharecast ingest: the QUIC server phones upload to while they film.
 //!
-//! It authenticates devices, receives encoded frames (ingest protocol v1, see
-//! `docs/ingest-protocol.md` and [`sharecast_formats::ingest`]), appends them
-//! to a per-session [`journal`] and acknowledges them only once they are
-//! durable, lets a phone resume a session after a drop, and hands frames to a
-//! [`SessionOutput`] (the transcoder and live relay, wired by the binary). It
-//! knows nothing about GStreamer or HTTP.
+//! Its one job: take a phone's encoded frames (ingest protocol v1,
+//! `docs/ingest-protocol.md`, codecs in [`sharecast_formats::ingest`]),
+//! acknowledge each only once it is durable in the session's [`journal`],
+//! let the phone resume the session after a drop or a server restart, and
+//! hand the frames on. It authenticates devices and enforces every limit
+//! of the protocol; it knows nothing about GStreamer or HTTP.
+//!
+//! Main types: [`IngestServer`] (bind, run, recover sessions, snapshots for
+//! the admin API), configured by [`IngestConfig`]; [`SessionHandler`], the
+//! application side (authentication, codec checks, outputs), and
+//! [`SessionOutput`], where a session's frames go (the transcoder and the
+//! live relay, wired by the binary).
+//!
+//! Inside: one connection's protocol (`connection`), answering HELLO
+//! (`hello`), a session's frames and acknowledgements (`session`), the
+//! group commit of every journal (`committer`), the journal file
+//! ([`journal`]) and the failed-authentication limits ([`limiter`], pure).
+
+#![warn(missing_docs, unreachable_pub)]
 
 mod committer;
 pub mod config;
@@ -16,8 +29,8 @@ pub mod limiter;
 pub mod metrics;
 mod server;
 mod session;
-pub mod tls;
-pub mod udp;
+mod tls;
+mod udp;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -30,6 +43,7 @@ use sharecast_formats::media::{MediaFrame, TrackInfo};
 
 pub use config::IngestConfig;
 pub use server::{IngestServer, SessionSnapshot};
+pub use udp::UdpBuffers;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
