@@ -16,34 +16,51 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
 use sharecast_client_sdk::{Trust, Uploader, UploaderConfig};
 use sharecast_formats::media::MediaFrame;
 use sharecast_transcoder::source::FileSource;
 
-fn arg(args: &[String], name: &str) -> Result<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .with_context(|| format!("missing {name}"))
+/// N concurrent phones uploading a clip in real time.
+#[derive(Parser)]
+struct Load {
+    /// The ingest server, HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// A device token.
+    #[arg(long)]
+    token: String,
+    /// SHA-256 fingerprint of the server's certificate.
+    #[arg(long)]
+    pin: String,
+    /// The clip every phone uploads, looped.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    sessions: usize,
+    #[arg(long)]
+    seconds: f64,
+    /// Seconds of each phone's start-up left out of the steady state.
+    #[arg(long, default_value_t = 0.0)]
+    warm: f64,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let server = arg(&args, "--server")?;
-    let token = arg(&args, "--token")?;
-    let pin = arg(&args, "--pin")?;
-    let input = arg(&args, "--input")?;
-    let sessions: usize = arg(&args, "--sessions")?.parse()?;
-    let seconds: f64 = arg(&args, "--seconds")?.parse()?;
-    let warm: f64 = match arg(&args, "--warm") {
-        Ok(w) => w.parse()?,
-        Err(_) => 0.0,
-    };
+    let Load {
+        server,
+        token,
+        pin,
+        input,
+        sessions,
+        seconds,
+        warm,
+    } = Load::parse();
 
-    let mut src = FileSource::open(input.as_ref())?;
+    let mut src = FileSource::open(&input)?;
     let tracks = src.tracks.clone();
     let frames: Vec<MediaFrame> = src.by_ref().collect::<Result<_>>()?;
     let clip_us = frames

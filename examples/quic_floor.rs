@@ -18,13 +18,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use clap::Parser;
 
-fn arg(args: &[String], name: &str) -> Result<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .with_context(|| format!("missing {name}"))
+/// The bare QUIC transport of the ingest benchmark.
+#[derive(Parser)]
+enum Floor {
+    /// Receive and discard until killed; write the self-signed certificate
+    /// (DER) to `--cert-out`.
+    Serve {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        cert_out: String,
+    },
+    /// Push `--sessions` phones' chunks for `--seconds`; print one line of
+    /// JSON.
+    Push {
+        #[arg(long)]
+        server: SocketAddr,
+        /// The server's certificate (DER), as `serve` wrote it.
+        #[arg(long)]
+        cert: String,
+        #[arg(long)]
+        sessions: usize,
+        #[arg(long)]
+        seconds: f64,
+        /// Each phone's bitrate, kbit/s.
+        #[arg(long, default_value_t = 2000)]
+        kbit: u64,
+    },
 }
 
 const ALPN: &[u8] = b"sharecast-floor";
@@ -151,23 +173,14 @@ async fn push(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("serve") => serve(arg(&args, "--listen")?.parse()?, &arg(&args, "--cert-out")?).await,
-        Some("push") => {
-            let kbit = match arg(&args, "--kbit") {
-                Ok(k) => k.parse()?,
-                Err(_) => 2000,
-            };
-            push(
-                arg(&args, "--server")?.parse()?,
-                &arg(&args, "--cert")?,
-                arg(&args, "--sessions")?.parse()?,
-                arg(&args, "--seconds")?.parse()?,
-                kbit,
-            )
-            .await
-        }
-        _ => anyhow::bail!("usage: quic_floor serve --listen ADDR --cert-out FILE | push --server ADDR --cert FILE --sessions N --seconds S [--kbit K]"),
+    match Floor::parse() {
+        Floor::Serve { listen, cert_out } => serve(listen, &cert_out).await,
+        Floor::Push {
+            server,
+            cert,
+            sessions,
+            seconds,
+            kbit,
+        } => push(server, &cert, sessions, seconds, kbit).await,
     }
 }

@@ -273,10 +273,57 @@ fn refuse(field: &'static str, message: String) -> Result<(), HelloRefusal> {
     Err(HelloRefusal { field, message })
 }
 
-/// Characters that have no place in a title or client name (C0 and C1
-/// controls: line breaks, escapes).
-fn control_char(s: &str) -> Option<char> {
-    s.chars().find(|c| c.is_control())
+/// Refuses `what` (named as the phone is told it, such as `token` or
+/// `track 0: codec name`) when it is longer than `max` `unit`s.
+fn at_most(
+    field: &'static str,
+    what: &str,
+    len: usize,
+    max: usize,
+    unit: &str,
+) -> Result<(), HelloRefusal> {
+    if len > max {
+        return refuse(
+            field,
+            format!("{what} of {len} {unit} is longer than the limit of {max} {unit}"),
+        );
+    }
+    Ok(())
+}
+
+/// A value that must lie in `1..=max` when present; `describe` says what is
+/// wrong with it.
+fn in_one_to(
+    field: &'static str,
+    value: Option<u32>,
+    max: u32,
+    describe: impl Fn(u32) -> String,
+) -> Result<(), HelloRefusal> {
+    match value {
+        Some(v) if v == 0 || v > max => refuse(field, describe(v)),
+        _ => Ok(()),
+    }
+}
+
+/// A free text of the phone's (title, client name): at most `max_chars`
+/// characters and no control characters (C0 and C1: line breaks, escapes).
+fn check_text(
+    field: &'static str,
+    what: &str,
+    text: Option<&str>,
+    max_chars: usize,
+) -> Result<(), HelloRefusal> {
+    let Some(text) = text else {
+        return Ok(());
+    };
+    at_most(field, what, text.chars().count(), max_chars, "characters")?;
+    match text.chars().find(|c| c.is_control()) {
+        Some(c) => refuse(
+            field,
+            format!("{what} contains the control character U+{:04X}", c as u32),
+        ),
+        None => Ok(()),
+    }
 }
 
 impl Hello {
@@ -288,68 +335,23 @@ impl Hello {
     /// decide whether a codec is supported (`unsupported_codec`) or the
     /// version is spoken (`unsupported_version`).
     pub fn check(&self, limits: &HelloLimits) -> Result<(), HelloRefusal> {
-        if self.token.len() > limits.max_token_bytes {
-            return refuse(
-                "token",
-                format!(
-                    "token of {} bytes is longer than the limit of {} bytes",
-                    self.token.len(),
-                    limits.max_token_bytes
-                ),
-            );
-        }
-        if let Some(title) = &self.title {
-            let n = title.chars().count();
-            if n > limits.max_title_chars {
-                return refuse(
-                    "title",
-                    format!(
-                        "title of {n} characters is longer than the limit of {} characters",
-                        limits.max_title_chars
-                    ),
-                );
-            }
-            if let Some(c) = control_char(title) {
-                return refuse(
-                    "title",
-                    format!("title contains the control character U+{:04X}", c as u32),
-                );
-            }
-        }
-        if let Some(client) = &self.client {
-            let n = client.chars().count();
-            if n > limits.max_client_chars {
-                return refuse(
-                    "client",
-                    format!(
-                        "client name of {n} characters is longer than the limit of {} characters",
-                        limits.max_client_chars
-                    ),
-                );
-            }
-            if let Some(c) = control_char(client) {
-                return refuse(
-                    "client",
-                    format!(
-                        "client name contains the control character U+{:04X}",
-                        c as u32
-                    ),
-                );
-            }
-        }
+        let token = self.token.len();
+        at_most("token", "token", token, limits.max_token_bytes, "bytes")?;
+        let (title, client) = (self.title.as_deref(), self.client.as_deref());
+        check_text("title", "title", title, limits.max_title_chars)?;
+        check_text("client", "client name", client, limits.max_client_chars)?;
         if let Some(r) = &self.resume {
             for (name, v) in [("session_id", &r.session_id), ("secret", &r.secret)] {
-                if v.len() > MAX_RESUME_FIELD_BYTES {
-                    return refuse(
-                        "resume",
-                        format!(
-                            "resume.{name} of {} bytes is longer than the limit of {MAX_RESUME_FIELD_BYTES} bytes",
-                            v.len()
-                        ),
-                    );
-                }
+                let what = format!("resume.{name}");
+                at_most("resume", &what, v.len(), MAX_RESUME_FIELD_BYTES, "bytes")?;
             }
         }
+        self.check_tracks(limits)
+    }
+
+    /// At most [`MAX_TRACKS`] tracks, ids unique and up to
+    /// [`MAX_TRACK_ID`], each within its bounds.
+    fn check_tracks(&self, limits: &HelloLimits) -> Result<(), HelloRefusal> {
         if self.tracks.len() > MAX_TRACKS {
             return refuse(
                 "tracks",
@@ -376,15 +378,8 @@ impl Hello {
 
 fn check_track(t: &TrackInfo, limits: &HelloLimits) -> Result<(), HelloRefusal> {
     let id = t.id;
-    if t.codec.len() > MAX_CODEC_NAME_BYTES {
-        return refuse(
-            "codec",
-            format!(
-                "track {id}: codec name of {} bytes is longer than the limit of {MAX_CODEC_NAME_BYTES} bytes",
-                t.codec.len()
-            ),
-        );
-    }
+    let what = format!("track {id}: codec name");
+    at_most("codec", &what, t.codec.len(), MAX_CODEC_NAME_BYTES, "bytes")?;
     if t.codec_data.len() > limits.max_codec_data_bytes {
         return refuse(
             "codec_data",
@@ -395,18 +390,11 @@ fn check_track(t: &TrackInfo, limits: &HelloLimits) -> Result<(), HelloRefusal> 
             ),
         );
     }
+    let max = limits.max_video_dimension;
     for (name, v) in [("width", t.width), ("height", t.height)] {
-        if let Some(v) = v {
-            if v == 0 || v > limits.max_video_dimension {
-                return refuse(
-                    "dimensions",
-                    format!(
-                        "track {id}: {name} {v} is outside 1..={} pixels",
-                        limits.max_video_dimension
-                    ),
-                );
-            }
-        }
+        in_one_to("dimensions", v, max, |v| {
+            format!("track {id}: {name} {v} is outside 1..={max} pixels")
+        })?;
     }
     if let Some((num, den)) = t.framerate {
         if num == 0
@@ -422,28 +410,14 @@ fn check_track(t: &TrackInfo, limits: &HelloLimits) -> Result<(), HelloRefusal> 
             );
         }
     }
-    if let Some(rate) = t.sample_rate {
-        if rate == 0 || rate > limits.max_sample_rate_hz {
-            return refuse(
-                "sample_rate",
-                format!(
-                    "track {id}: sample rate {rate} Hz is outside 1..={} Hz",
-                    limits.max_sample_rate_hz
-                ),
-            );
-        }
-    }
-    if let Some(ch) = t.channels {
-        if ch == 0 || ch > limits.max_channels {
-            return refuse(
-                "channels",
-                format!(
-                    "track {id}: {ch} channels is outside 1..={}",
-                    limits.max_channels
-                ),
-            );
-        }
-    }
+    let max = limits.max_sample_rate_hz;
+    in_one_to("sample_rate", t.sample_rate, max, |rate| {
+        format!("track {id}: sample rate {rate} Hz is outside 1..={max} Hz")
+    })?;
+    let max = limits.max_channels;
+    in_one_to("channels", t.channels, max, |ch| {
+        format!("track {id}: {ch} channels is outside 1..={max}")
+    })?;
     t.check_rotation()
         .or_else(|message| refuse("rotation", message))
 }
@@ -932,6 +906,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Codec;
     use proptest::prelude::*;
 
     fn frame(seq: u64) -> MediaFrame {
@@ -1118,15 +1093,8 @@ mod tests {
                 version: 1,
                 token: "sc_abc".into(),
                 tracks: vec![TrackInfo {
-                    id: 0,
-                    codec: "h264".into(),
-                    codec_data: vec![1, 2, 3],
-                    width: Some(640),
-                    height: Some(360),
-                    framerate: Some((30, 1)),
-                    sample_rate: None,
-                    channels: None,
                     rotation: 90,
+                    ..TrackInfo::video(0, Codec::H264, vec![1, 2, 3], (640, 360), (30, 1))
                 }],
                 anchor_unix_us: 1_700_000_000_000_000,
                 resume: None,
@@ -1172,28 +1140,8 @@ mod tests {
             version: 1,
             token: "sc_abc".into(),
             tracks: vec![
-                TrackInfo {
-                    id: 0,
-                    codec: "h264".into(),
-                    codec_data: vec![1, 0x64, 0, 0x1f],
-                    width: Some(640),
-                    height: Some(360),
-                    framerate: Some((30, 1)),
-                    sample_rate: None,
-                    channels: None,
-                    rotation: 0,
-                },
-                TrackInfo {
-                    id: 1,
-                    codec: "aac".into(),
-                    codec_data: vec![0x11, 0x90],
-                    width: None,
-                    height: None,
-                    framerate: None,
-                    sample_rate: Some(48_000),
-                    channels: Some(2),
-                    rotation: 0,
-                },
+                TrackInfo::video(0, Codec::H264, vec![1, 0x64, 0, 0x1f], (640, 360), (30, 1)),
+                TrackInfo::audio(1, Codec::Aac, vec![0x11, 0x90], 48_000, 2),
             ],
             anchor_unix_us: 0,
             resume: None,
@@ -1443,17 +1391,22 @@ mod tests {
         assert_eq!(ErrorCode::from_u16(18), None);
     }
 
+    /// Takes up to ten messages from a decoder, stopping at the first that
+    /// is incomplete or wrong.
+    fn decode_some<T>(mut next: impl FnMut() -> Result<Option<T>, DecodeError>) {
+        for _ in 0..10 {
+            if !matches!(next(), Ok(Some(_))) {
+                break;
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn control_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut d = ControlDecoder::new();
             d.push(&data);
-            for _ in 0..10 {
-                match d.decode_next() {
-                    Ok(Some(_)) => continue,
-                    _ => break,
-                }
-            }
+            decode_some(|| d.decode_next());
             let _ = d.finish();
         }
 
@@ -1461,12 +1414,7 @@ mod tests {
         fn frame_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300), max in 0u32..200) {
             let mut d = FrameDecoder::new(max);
             d.push(&data);
-            for _ in 0..10 {
-                match d.decode_next() {
-                    Ok(Some(_)) => continue,
-                    _ => break,
-                }
-            }
+            decode_some(|| d.decode_next());
             let _ = d.finish();
         }
 

@@ -98,6 +98,53 @@ fn is_zero(v: &u32) -> bool {
 }
 
 impl TrackInfo {
+    /// A video track of `codec` described by `codec_data`: `width` x
+    /// `height` pixels at `framerate` (num, den), not rotated.
+    pub fn video(
+        id: u8,
+        codec: Codec,
+        codec_data: Vec<u8>,
+        (width, height): (u32, u32),
+        framerate: (u32, u32),
+    ) -> TrackInfo {
+        TrackInfo {
+            width: Some(width),
+            height: Some(height),
+            framerate: Some(framerate),
+            ..TrackInfo::bare(id, codec, codec_data)
+        }
+    }
+
+    /// An audio track of `codec` described by `codec_data`: `sample_rate`
+    /// Hz, `channels` channels.
+    pub fn audio(
+        id: u8,
+        codec: Codec,
+        codec_data: Vec<u8>,
+        sample_rate: u32,
+        channels: u32,
+    ) -> TrackInfo {
+        TrackInfo {
+            sample_rate: Some(sample_rate),
+            channels: Some(channels),
+            ..TrackInfo::bare(id, codec, codec_data)
+        }
+    }
+
+    fn bare(id: u8, codec: Codec, codec_data: Vec<u8>) -> TrackInfo {
+        TrackInfo {
+            id,
+            codec: codec.as_str().into(),
+            codec_data,
+            width: None,
+            height: None,
+            framerate: None,
+            sample_rate: None,
+            channels: None,
+            rotation: 0,
+        }
+    }
+
     /// The parsed codec, if known.
     pub fn codec(&self) -> Option<Codec> {
         Codec::parse(&self.codec)

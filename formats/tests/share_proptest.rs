@@ -11,6 +11,14 @@ use sharecast_formats::share::{
     wsp, xml, Address, Assembled, Content, MessageOptions, SegmentOptions, ShareFormat, SmscField,
 };
 
+/// Asserts that a decoding fails with an error of the kind given.
+macro_rules! assert_fails {
+    ($decoded:expr, $kind:pat) => {
+        let e = $decoded.unwrap_err();
+        assert!(matches!(e.kind, $kind), "{e}");
+    };
+}
+
 const FPS: [f64; 11] = [
     0.0,
     12.5,
@@ -401,28 +409,18 @@ fn tlv_rejects_wrong_version_truncation_and_overlong() {
         &Default::default(),
     )
     .unwrap();
-    assert!(matches!(
-        tlv::decode(&[0xC2]).unwrap_err().kind,
-        ErrorKind::BadVersion { .. }
-    ));
-    assert!(matches!(
-        tlv::decode(&b[..100]).unwrap_err().kind,
-        ErrorKind::Truncated { .. }
-    ));
+    assert_fails!(tlv::decode(&[0xC2]), ErrorKind::BadVersion { .. });
+    assert_fails!(tlv::decode(&b[..100]), ErrorKind::Truncated { .. });
     // Title length 0x81 0x05 is not minimal.
-    assert!(matches!(
-        tlv::decode(&[0xC1, 0x03, 0x81, 5, 1, 2, 3, 4, 5])
-            .unwrap_err()
-            .kind,
+    assert_fails!(
+        tlv::decode(&[0xC1, 0x03, 0x81, 5, 1, 2, 3, 4, 5]),
         ErrorKind::Overlong(_)
-    ));
+    );
     // A varint with a redundant zero group.
-    assert!(matches!(
-        tlv::decode(&[0xC1, 0x0C, 0x02, 0x80, 0x00])
-            .unwrap_err()
-            .kind,
+    assert_fails!(
+        tlv::decode(&[0xC1, 0x0C, 0x02, 0x80, 0x00]),
         ErrorKind::Overlong(_)
-    ));
+    );
 }
 
 #[test]
@@ -442,24 +440,22 @@ fn sms_rejects_wrong_lengths() {
     // UDL above 160 septets.
     let mut huge = ok.clone();
     huge[14] = 161;
-    assert!(matches!(
-        decode_pdu(&huge, SmscField::Present).unwrap_err().kind,
+    assert_fails!(
+        decode_pdu(&huge, SmscField::Present),
         ErrorKind::BadLength(_)
-    ));
+    );
     // Address length above 20 digits.
     let mut addr = ok;
     addr[3] = 21;
-    assert!(matches!(
-        decode_pdu(&addr, SmscField::Present).unwrap_err().kind,
+    assert_fails!(
+        decode_pdu(&addr, SmscField::Present),
         ErrorKind::BadLength(_)
-    ));
+    );
     // A concatenation element with the wrong length.
-    assert!(matches!(
-        UserDataHeader::decode(&[4, 0x00, 2, 1, 1])
-            .unwrap_err()
-            .kind,
+    assert_fails!(
+        UserDataHeader::decode(&[4, 0x00, 2, 1, 1]),
         ErrorKind::BadLength(_)
-    ));
+    );
 }
 
 #[test]
@@ -467,18 +463,12 @@ fn wbxml_and_documents_reject_wrong_versions() {
     let mut b =
         video_wbxml::encode(&VideoAttributes::default(), false, wbxml::VERSION_1_3).unwrap();
     b[0] = 0x04;
-    assert!(matches!(
-        video_wbxml::decode(&b).unwrap_err().kind,
-        ErrorKind::BadVersion { .. }
-    ));
+    assert_fails!(video_wbxml::decode(&b), ErrorKind::BadVersion { .. });
     let root = document::to_element(&VideoAttributes::default(), false);
     let mut v2 = root.clone();
     v2.attributes[0].1 = "2".into();
     let b = wbxml::encode(&v2, &video_wbxml::DIALECT, wbxml::VERSION_1_3).unwrap();
-    assert!(matches!(
-        video_wbxml::decode(&b).unwrap_err().kind,
-        ErrorKind::BadVersion { .. }
-    ));
+    assert_fails!(video_wbxml::decode(&b), ErrorKind::BadVersion { .. });
     // An SI document is not a video document.
     let si = si::ServiceIndication {
         href: Some("http://x".into()),

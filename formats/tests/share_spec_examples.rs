@@ -18,6 +18,22 @@ fn pdu(h: &str) -> SmsPdu {
     decode_pdu(&parse_hex(h).unwrap(), SmscField::Auto).unwrap()
 }
 
+/// The SMS-DELIVER in hex `h`.
+fn deliver(h: &str) -> SmsDeliver {
+    match pdu(h) {
+        SmsPdu::Deliver(d) => d,
+        other => panic!("not a deliver: {other:?}"),
+    }
+}
+
+/// The SMS-SUBMIT in hex `h`.
+fn submit(h: &str) -> SmsSubmit {
+    match pdu(h) {
+        SmsPdu::Submit(s) => s,
+        other => panic!("not a submit: {other:?}"),
+    }
+}
+
 /// 3GPP TS 23.038 §6.1.2.1.1 "Packing of 7 bit characters": septets are
 /// packed least significant bit first. The classic worked example of that
 /// rule packs "hellohello" (10 septets) into the 9 octets
@@ -60,9 +76,7 @@ fn ts23040_submit_reference_pdu() {
 #[test]
 fn ts23040_deliver_reference_pdu() {
     let h = "07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37";
-    let SmsPdu::Deliver(d) = pdu(h) else {
-        panic!("not a deliver")
-    };
+    let d = deliver(h);
     assert_eq!(d.smsc.as_ref().unwrap().to_string(), "+27381000015");
     assert_eq!(d.originator.value, "27838890001");
     assert_eq!(d.originator.ton, TypeOfNumber::Subscriber);
@@ -121,9 +135,7 @@ fn real_handset_captures() {
     assert_eq!(ucs2.user_data().body.text().unwrap(), ".@€£hello éìkð");
 
     for h in [part1, part2] {
-        let SmsPdu::Deliver(d) = pdu(h) else {
-            panic!("not a deliver")
-        };
+        let d = deliver(h);
         assert_eq!(hex_upper(&d.encode().unwrap()), h);
     }
 }
@@ -134,9 +146,7 @@ fn real_handset_captures() {
 #[test]
 fn captured_submit_with_smsc() {
     let h = "0891683108200805F01151048181160000FF16C8329BFD66B5F320B8BC4CA7E741F7B79C4D0E01";
-    let SmsPdu::Submit(s) = pdu(h) else {
-        panic!("not a submit")
-    };
+    let s = submit(h);
     assert_eq!(s.smsc.as_ref().unwrap().to_string(), "+8613800280500");
     assert_eq!(s.message_ref, 0x51);
     assert_eq!(s.destination.value, "1861");

@@ -31,7 +31,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -40,6 +40,7 @@ use sharecast_formats::media::MediaFrame;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::JournalWriter;
+use crate::lock;
 use crate::metrics::IngestMetrics;
 use crate::session::Session;
 
@@ -52,12 +53,6 @@ pub enum JournalSync {
     Filesystem,
     /// One `fdatasync` per journal file per round.
     File,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock means a panic elsewhere while holding it; the queue
-    // itself stays consistent (every change is a single push or take).
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Queue {
@@ -80,17 +75,17 @@ pub(crate) struct Committer {
 #[derive(Debug, Clone)]
 pub(crate) struct CommitterConfig {
     /// A directory on the journals' filesystem (for `syncfs`).
-    pub dir: PathBuf,
-    pub sync: JournalSync,
+    pub(crate) dir: PathBuf,
+    pub(crate) sync: JournalSync,
     /// Rounds start at most this often.
-    pub min_interval: Duration,
+    pub(crate) min_interval: Duration,
     /// Most frames of one session written by one round.
-    pub batch_frames: usize,
+    pub(crate) batch_frames: usize,
 }
 
 impl Committer {
     /// Start the committer thread.
-    pub fn start(cfg: CommitterConfig, metrics: Arc<IngestMetrics>) -> Result<Committer> {
+    pub(crate) fn start(cfg: CommitterConfig, metrics: Arc<IngestMetrics>) -> Result<Committer> {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;
         let dir = File::open(&cfg.dir)
@@ -121,7 +116,7 @@ impl Committer {
     }
 
     /// A slot for one session's journal.
-    pub fn slot(&self, writer: JournalWriter, session: Weak<Session>) -> Arc<JournalSlot> {
+    pub(crate) fn slot(&self, writer: JournalWriter, session: Weak<Session>) -> Arc<JournalSlot> {
         Arc::new(JournalSlot {
             committer: self.inner.clone(),
             pending: Mutex::new(Pending {
@@ -177,7 +172,7 @@ impl JournalSlot {
     }
 
     /// Queue a frame for the next round.
-    pub fn push(self: &Arc<Self>, frame: MediaFrame) -> Result<(), String> {
+    pub(crate) fn push(self: &Arc<Self>, frame: MediaFrame) -> Result<(), String> {
         let mut p = lock(&self.pending);
         if let Some(why) = &p.closed {
             return Err(why.clone());
@@ -189,7 +184,7 @@ impl JournalSlot {
 
     /// Make every queued frame durable, then write the END record; the
     /// receiver answers once END is durable too.
-    pub fn end(self: &Arc<Self>) -> oneshot::Receiver<Result<()>> {
+    pub(crate) fn end(self: &Arc<Self>) -> oneshot::Receiver<Result<()>> {
         let (tx, rx) = oneshot::channel();
         let mut p = lock(&self.pending);
         if let Some(why) = &p.closed {
@@ -254,13 +249,6 @@ fn run(
     }
 }
 
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Write and sync one round; the results, failures already settled, for
 /// [`deliver_round`].
 fn round(
@@ -301,7 +289,7 @@ fn round(
                 None => Err(anyhow!("journal writer is closed after an earlier failure")),
                 Some(w) => w.write_frames(&frames).and_then(|()| {
                     if end.is_some() {
-                        w.write_end(now_unix_ms())
+                        w.write_end(crate::unix_now_ms())
                     } else {
                         Ok(())
                     }

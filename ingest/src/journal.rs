@@ -14,7 +14,7 @@
 //!
 //! **fsync policy (group commit across sessions)**: one committer thread
 //! (`committer.rs`) runs rounds, at most one every `journal_commit_delay_ms`
-//! (default 10). A round appends each waiting session's frames (up to
+//! (default 20). A round appends each waiting session's frames (up to
 //! `journal_batch_frames` per session) to its journal with one `write`, makes
 //! the round durable with one `syncfs` of the journals' filesystem
 //! (`journal_sync = "filesystem"`, the default) or one `fdatasync` per file
@@ -66,7 +66,7 @@ pub struct SessionMeta {
 }
 
 /// Appends records to a session journal.
-pub struct JournalWriter {
+pub(crate) struct JournalWriter {
     file: File,
     path: PathBuf,
     scratch: BytesMut,
@@ -88,7 +88,7 @@ fn put_record(out: &mut BytesMut, kind: u8, body_parts: &[&[u8]]) {
 
 impl JournalWriter {
     /// Create a new journal with its META record, durable on return.
-    pub fn create(dir: &Path, meta: &SessionMeta) -> Result<Self> {
+    pub(crate) fn create(dir: &Path, meta: &SessionMeta) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal");
         let mut file = OpenOptions::new()
@@ -116,7 +116,7 @@ impl JournalWriter {
     }
 
     /// Reopen an existing journal for appending (after recovery truncated it).
-    pub fn reopen(path: &Path) -> Result<Self> {
+    pub(crate) fn reopen(path: &Path) -> Result<Self> {
         let mut file = OpenOptions::new()
             .write(true)
             .open(path)
@@ -131,7 +131,7 @@ impl JournalWriter {
     }
 
     /// Append frames with one write, not yet durable (see [`Self::sync_data`]).
-    pub fn write_frames(&mut self, frames: &[MediaFrame]) -> Result<()> {
+    pub(crate) fn write_frames(&mut self, frames: &[MediaFrame]) -> Result<()> {
         self.scratch.clear();
         let mut header = BytesMut::with_capacity(FRAME_HEADER_LEN);
         for f in frames {
@@ -145,7 +145,7 @@ impl JournalWriter {
     }
 
     /// Append the END record marking the session finished, not yet durable.
-    pub fn write_end(&mut self, finished_unix_ms: u64) -> Result<()> {
+    pub(crate) fn write_end(&mut self, finished_unix_ms: u64) -> Result<()> {
         self.scratch.clear();
         let body = serde_json::json!({ "finished_unix_ms": finished_unix_ms }).to_string();
         put_record(&mut self.scratch, KIND_END, &[body.as_bytes()]);
@@ -155,22 +155,10 @@ impl JournalWriter {
     }
 
     /// Make everything written so far durable (`fdatasync`).
-    pub fn sync_data(&mut self) -> Result<()> {
+    pub(crate) fn sync_data(&mut self) -> Result<()> {
         self.file
             .sync_data()
             .with_context(|| format!("fdatasync {}", self.path.display()))
-    }
-
-    /// Append frames and make them durable.
-    pub fn append_frames(&mut self, frames: &[MediaFrame]) -> Result<()> {
-        self.write_frames(frames)?;
-        self.sync_data()
-    }
-
-    /// Mark the session finished; durable on return.
-    pub fn append_end(&mut self, finished_unix_ms: u64) -> Result<()> {
-        self.write_end(finished_unix_ms)?;
-        self.sync_data()
     }
 }
 
@@ -284,6 +272,12 @@ mod tests {
         }
     }
 
+    /// Append frames and make them durable, as a commit round does.
+    fn append(w: &mut JournalWriter, frames: &[MediaFrame]) {
+        w.write_frames(frames).unwrap();
+        w.sync_data().unwrap();
+    }
+
     fn frame(seq: u64) -> MediaFrame {
         MediaFrame {
             track: 0,
@@ -300,9 +294,10 @@ mod tests {
     fn write_and_recover() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = JournalWriter::create(dir.path(), &meta()).unwrap();
-        w.append_frames(&[frame(0), frame(1)]).unwrap();
-        w.append_frames(&[frame(2)]).unwrap();
-        w.append_end(9).unwrap();
+        append(&mut w, &[frame(0), frame(1)]);
+        append(&mut w, &[frame(2)]);
+        w.write_end(9).unwrap();
+        w.sync_data().unwrap();
         let r = recover(&dir.path().join("journal")).unwrap();
         assert_eq!(r.meta, meta());
         assert_eq!(r.frames, vec![frame(0), frame(1), frame(2)]);
@@ -315,9 +310,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
         let mut w = JournalWriter::create(dir.path(), &meta()).unwrap();
-        w.append_frames(&[frame(0), frame(1)]).unwrap();
+        append(&mut w, &[frame(0), frame(1)]);
         let good_len = std::fs::metadata(&path).unwrap().len();
-        w.append_frames(&[frame(2)]).unwrap();
+        append(&mut w, &[frame(2)]);
         let full = std::fs::read(&path).unwrap();
         for cut in good_len as usize..full.len() {
             std::fs::write(&path, &full[..cut]).unwrap();
@@ -332,7 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
         let mut w = JournalWriter::create(dir.path(), &meta()).unwrap();
-        w.append_frames(&[frame(0), frame(1), frame(2)]).unwrap();
+        append(&mut w, &[frame(0), frame(1), frame(2)]);
         let mut data = std::fs::read(&path).unwrap();
         let n = data.len();
         data[n - 10] ^= 0xff; // inside frame 2's data
@@ -341,7 +336,7 @@ mod tests {
         assert_eq!(r.frames, vec![frame(0), frame(1)]);
         // Appending after recovery continues a valid journal.
         let mut w = JournalWriter::reopen(&path).unwrap();
-        w.append_frames(&[frame(2)]).unwrap();
+        append(&mut w, &[frame(2)]);
         assert_eq!(recover(&path).unwrap().frames.len(), 3);
     }
 

@@ -1,32 +1,49 @@
 //! Sharecast ingest: the QUIC server phones upload to while they film.
 //!
-//! It authenticates devices, receives encoded frames (ingest protocol v1, see
-//! `docs/ingest-protocol.md` and [`sharecast_formats::ingest`]), appends them
-//! to a per-session [`journal`] and acknowledges them only once they are
-//! durable, lets a phone resume a session after a drop, and hands frames to a
-//! [`SessionOutput`] (the transcoder and live relay, wired by the binary). It
-//! knows nothing about GStreamer or HTTP.
+//! Its one job: take a phone's encoded frames (ingest protocol v1,
+//! `docs/ingest-protocol.md`, codecs in [`sharecast_formats::ingest`]),
+//! acknowledge each only once it is durable in the session's [`journal`],
+//! let the phone resume the session after a drop or a server restart, and
+//! hand the frames on. It authenticates devices and enforces every limit
+//! of the protocol; it knows nothing about GStreamer or HTTP.
+//!
+//! Main types: [`IngestServer`] (bind, run, recover sessions, snapshots for
+//! the admin API), configured by [`IngestConfig`]; [`SessionHandler`], the
+//! application side (authentication, codec checks, outputs), and
+//! [`SessionOutput`], where a session's frames go (the transcoder and the
+//! live relay, wired by the binary).
+//!
+//! Inside: one connection's protocol (`connection`), answering HELLO
+//! (`hello`), a session's frames and acknowledgements (`session`), the
+//! group commit of every journal (`committer`), the journal file
+//! ([`journal`]) and the failed-authentication limits ([`limiter`], pure).
+
+#![warn(missing_docs, unreachable_pub)]
 
 mod committer;
 pub mod config;
+mod connection;
+mod hello;
 pub mod journal;
 pub mod limiter;
 pub mod metrics;
 mod server;
 mod session;
-pub mod tls;
-pub mod udp;
+mod tls;
+mod udp;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 
 pub use config::IngestConfig;
 pub use server::{IngestServer, SessionSnapshot};
+pub use udp::UdpBuffers;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -93,4 +110,26 @@ pub trait SessionOutput: Send + Sync {
     fn record(&self, frame: &MediaFrame) -> anyhow::Result<()>;
     /// The session ended: finalise the outputs and return their attributes.
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>>;
+}
+
+/// Lock `m`, poisoned or not. A poisoned lock means a panic elsewhere while
+/// it was held; what the crate keeps behind its locks (session state, the
+/// committer's queue, registries) changes in steps that leave it readable,
+/// so the server carries on and finishes its sessions rather than failing
+/// every one of them.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wall-clock time, Unix microseconds (0 for a clock before 1970).
+pub(crate) fn unix_now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Wall-clock time, Unix milliseconds (0 for a clock before 1970).
+pub(crate) fn unix_now_ms() -> u64 {
+    (unix_now_us() / 1000) as u64
 }

@@ -3,9 +3,12 @@
 //! [`JournalSlot`] of the shared committer.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 use sharecast_formats::ingest::ErrorCode;
 use sharecast_formats::media::MediaFrame;
@@ -13,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::committer::{Committer, JournalSlot};
 use crate::journal::JournalWriter;
-use crate::{SessionInfo, SessionOutput};
+use crate::{lock, SessionInfo, SessionOutput};
 
 /// A frame's timestamps must lie within the session's longest span of its
 /// first frame's pts, either way: `pts_us` and `dts_us` no farther than
@@ -55,9 +58,9 @@ const RECORD_BATCH: Duration = Duration::from_millis(300);
 
 /// Released frames on their way to the recording.
 pub(crate) struct RecordBatch {
-    pub frames: Vec<MediaFrame>,
+    pub(crate) frames: Vec<MediaFrame>,
     /// When the oldest waiting frame was released.
-    pub since: Instant,
+    pub(crate) since: Instant,
 }
 
 /// A rejected frame: code and explanation.
@@ -66,19 +69,125 @@ pub(crate) type Reject = (ErrorCode, String);
 #[derive(Debug, Default)]
 pub(crate) struct TrackState {
     /// Every frame below this is durable and released to `record`.
-    pub durable_next: u64,
+    pub(crate) durable_next: u64,
     /// Durable frames waiting for a gap below them to fill.
-    pub durable_ahead: BTreeMap<u64, MediaFrame>,
+    pub(crate) durable_ahead: BTreeMap<u64, MediaFrame>,
     /// Frames sent to the journal and not yet durable: seq → dts.
-    pub in_flight: BTreeMap<u64, i64>,
+    pub(crate) in_flight: BTreeMap<u64, i64>,
     /// dts of the last frame released (seq durable_next - 1).
-    pub last_dts: Option<i64>,
+    pub(crate) last_dts: Option<i64>,
     /// The next seq the live output may take (newest first).
-    pub live_next: u64,
+    pub(crate) live_next: u64,
     /// Frames received (unique).
-    pub frames: u64,
+    pub(crate) frames: u64,
     /// Bytes received (unique).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
+}
+
+impl TrackState {
+    /// Whether frame `seq` is held already (durable, or on its way to the
+    /// journal): a duplicate.
+    fn holds(&self, seq: u64) -> bool {
+        seq < self.durable_next
+            || self.durable_ahead.contains_key(&seq)
+            || self.in_flight.contains_key(&seq)
+    }
+
+    /// Decode timestamps must not go backwards in sequence order: a new
+    /// frame's dts lies between those of the frames held next to it.
+    fn check_dts_order(&self, frame: &MediaFrame) -> Result<(), Reject> {
+        let out_of_order = |side: &str, other: i64| {
+            Err((
+                ErrorCode::NonMonotonicTimestamp,
+                format!(
+                    "track {} seq {}: dts {} us is {side} frame's {other} us",
+                    frame.track, frame.seq, frame.dts_us
+                ),
+            ))
+        };
+        match (self.dts_before(frame.seq), self.dts_after(frame.seq)) {
+            (Some(p), _) if frame.dts_us < p => out_of_order("before the previous", p),
+            (_, Some(n)) if frame.dts_us > n => out_of_order("after the next", n),
+            _ => Ok(()),
+        }
+    }
+
+    /// The dts of the frame held just below `seq` (durable ahead of a gap,
+    /// or on its way to the journal), else of the last frame released.
+    fn dts_before(&self, seq: u64) -> Option<i64> {
+        if seq == self.durable_next {
+            return self.last_dts;
+        }
+        let ahead = self.durable_ahead.range(..seq).next_back();
+        let flying = self.in_flight.range(..seq).next_back();
+        let below = ahead
+            .map(|(s, f)| (*s, f.dts_us))
+            .into_iter()
+            .chain(flying.map(|(s, d)| (*s, *d)))
+            .max_by_key(|(s, _)| *s);
+        below.map(|(_, dts)| dts).or(self.last_dts)
+    }
+
+    /// The dts of the frame held just above `seq`, if any.
+    fn dts_after(&self, seq: u64) -> Option<i64> {
+        let above = (Bound::Excluded(seq), Bound::Unbounded);
+        let ahead = self.durable_ahead.range(above).next();
+        let flying = self.in_flight.range(above).next();
+        ahead
+            .map(|(s, f)| (*s, f.dts_us))
+            .into_iter()
+            .chain(flying.map(|(s, d)| (*s, *d)))
+            .min_by_key(|(s, _)| *s)
+            .map(|(_, dts)| dts)
+    }
+
+    /// Take a new frame on its way to the journal; whether it is the newest
+    /// so far (the live output takes it).
+    fn take(&mut self, frame: &MediaFrame) -> bool {
+        self.in_flight.insert(frame.seq, frame.dts_us);
+        self.frames += 1;
+        self.bytes += frame.data.len() as u64;
+        let live = frame.seq >= self.live_next;
+        if live {
+            self.live_next = frame.seq + 1;
+        }
+        live
+    }
+
+    /// A frame of this track is durable: released (onto `release`) with
+    /// the durable frames above it that it un-gaps, or held above a gap.
+    fn durable(&mut self, f: MediaFrame, release: &mut Vec<MediaFrame>) {
+        if f.seq == self.durable_next {
+            self.durable_next += 1;
+            self.last_dts = Some(f.dts_us);
+            release.push(f);
+            while let Some(n) = self.durable_ahead.remove(&self.durable_next) {
+                self.durable_next += 1;
+                self.last_dts = Some(n.dts_us);
+                release.push(n);
+            }
+        } else if f.seq > self.durable_next {
+            self.durable_ahead.insert(f.seq, f);
+        }
+    }
+
+    /// The durable ranges `[start, end)` above the contiguous prefix, at
+    /// most [`MAX_HELD_RANGES`].
+    fn held_ranges(&self) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for seq in self.durable_ahead.keys() {
+            match ranges.last_mut() {
+                Some((_, end)) if *end == *seq => *end += 1,
+                _ => {
+                    if ranges.len() == MAX_HELD_RANGES {
+                        break;
+                    }
+                    ranges.push((*seq, *seq + 1));
+                }
+            }
+        }
+        ranges
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +203,7 @@ pub(crate) enum Lifecycle {
 }
 
 impl Lifecycle {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Lifecycle::Connected => "connected",
             Lifecycle::Suspended => "suspended",
@@ -104,49 +213,101 @@ impl Lifecycle {
             Lifecycle::Failed => "failed",
         }
     }
+
+    /// Whether the session still takes frames (and counts against
+    /// `max_sessions_per_device`): connected, or waiting for its phone.
+    pub(crate) fn is_open(self) -> bool {
+        matches!(self, Lifecycle::Connected | Lifecycle::Suspended)
+    }
 }
 
 pub(crate) struct State {
-    pub tracks: BTreeMap<u8, TrackState>,
-    pub first_pts: Option<i64>,
-    pub max_pts: i64,
-    pub bytes: u64,
-    pub lifecycle: Lifecycle,
-    pub suspended_at: Option<Instant>,
-    pub resumes: u64,
-    pub failure: Option<String>,
+    pub(crate) tracks: BTreeMap<u8, TrackState>,
+    pub(crate) first_pts: Option<i64>,
+    pub(crate) max_pts: i64,
+    pub(crate) bytes: u64,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) suspended_at: Option<Instant>,
+    pub(crate) resumes: u64,
+    pub(crate) failure: Option<String>,
     /// Capture-to-arrival delay of the newest live frame, ms (wall clock of
     /// arrival minus the phone's anchor + capture time).
-    pub live_delay_ms: Option<i64>,
+    pub(crate) live_delay_ms: Option<i64>,
     /// Largest live delay seen, ms.
-    pub max_live_delay_ms: Option<i64>,
+    pub(crate) max_live_delay_ms: Option<i64>,
+}
+
+impl State {
+    /// The session's limits, checked before anything else of a frame: its
+    /// timestamps within the session's span, the average bitrate with it
+    /// below the limit. Returns the session's bytes and highest pts with
+    /// the frame, for [`Session::accept`] to keep once it takes it.
+    fn check_limits(
+        &mut self,
+        frame: &MediaFrame,
+        limits: &SessionLimits,
+    ) -> Result<(u64, i64), Reject> {
+        let first_pts = *self.first_pts.get_or_insert(frame.pts_us);
+        // First, so that every later difference of timestamps is small.
+        check_timestamps(frame, first_pts, limits.max_session_us)?;
+        let bytes = self.bytes + frame.data.len() as u64;
+        let max_pts = self.max_pts.max(frame.pts_us);
+        let span_us = max_pts.saturating_sub(first_pts).max(10_000_000) as u128;
+        let bitrate = (bytes as u128 * 8 * 1_000_000 / span_us) as u64;
+        let max_bitrate = limits.max_bitrate_bps;
+        if bitrate > max_bitrate {
+            return Err((
+                ErrorCode::BitrateExceeded,
+                format!(
+                    "average bitrate {bitrate} bit/s is above the limit of {max_bitrate} bit/s"
+                ),
+            ));
+        }
+        Ok((bytes, max_pts))
+    }
+
+    /// A live frame captured at `anchor_unix_us + pts_us` arrived now.
+    fn note_live_delay(&mut self, anchor_unix_us: i64, pts_us: i64) {
+        let now_us = crate::unix_now_us();
+        let delay = now_us.saturating_sub(anchor_unix_us.saturating_add(pts_us)) / 1000;
+        self.live_delay_ms = Some(delay);
+        self.max_live_delay_ms = Some(self.max_live_delay_ms.map_or(delay, |m| m.max(delay)));
+    }
+
+    /// Per track, the lowest sequence number not yet durable.
+    fn next_seq(&self) -> BTreeMap<u8, u64> {
+        self.tracks
+            .iter()
+            .map(|(k, t)| (*k, t.durable_next))
+            .collect()
+    }
 }
 
 /// One ingest session, independent of the connection carrying it.
 pub(crate) struct Session {
-    pub info: SessionInfo,
-    pub secret: String,
-    pub output: Arc<dyn SessionOutput>,
-    pub state: Mutex<State>,
-    pub ack_tx: watch::Sender<AckState>,
-    pub journal: Arc<JournalSlot>,
+    pub(crate) info: SessionInfo,
+    pub(crate) secret: String,
+    pub(crate) output: Arc<dyn SessionOutput>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) ack_tx: watch::Sender<AckState>,
+    pub(crate) journal: Arc<JournalSlot>,
     /// Generation of the connection currently attached (0 = none yet).
-    pub generation: AtomicU64,
-    pub connection: Mutex<Option<quinn::Connection>>,
-    pub started: Instant,
+    pub(crate) generation: AtomicU64,
+    pub(crate) connection: Mutex<Option<quinn::Connection>>,
+    pub(crate) started: Instant,
     /// Released frames waiting to go to the recording together.
-    pub record_batch: Mutex<RecordBatch>,
-    pub limits: SessionLimits,
+    pub(crate) record_batch: Mutex<RecordBatch>,
+    pub(crate) limits: SessionLimits,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SessionLimits {
-    pub max_session_us: i64,
-    pub max_bitrate_bps: u64,
+    pub(crate) max_session_us: i64,
+    pub(crate) max_bitrate_bps: u64,
 }
 
 impl Session {
-    pub fn new(
+    pub(crate) fn new(
         info: SessionInfo,
         secret: String,
         output: Arc<dyn SessionOutput>,
@@ -190,76 +351,34 @@ impl Session {
         })
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A poisoned lock means a panic in another task while holding it;
-        // the state itself is still consistent enough to read and finish.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
     }
 
-    pub fn next_seq(&self) -> BTreeMap<u8, u64> {
-        self.lock()
-            .tracks
-            .iter()
-            .map(|(k, t)| (*k, t.durable_next))
-            .collect()
+    pub(crate) fn next_seq(&self) -> BTreeMap<u8, u64> {
+        self.lock().next_seq()
     }
 
     /// Contiguous durable prefix and durable ranges above it.
-    pub fn ack_state(&self) -> AckState {
+    pub(crate) fn ack_state(&self) -> AckState {
         let st = self.lock();
-        let next = st
+        let held = st
             .tracks
             .iter()
-            .map(|(k, t)| (*k, t.durable_next))
+            .map(|(k, t)| (*k, t.held_ranges()))
+            .filter(|(_, ranges)| !ranges.is_empty())
             .collect();
-        let mut held = BTreeMap::new();
-        for (k, t) in &st.tracks {
-            let mut ranges: Vec<(u64, u64)> = Vec::new();
-            for seq in t.durable_ahead.keys() {
-                match ranges.last_mut() {
-                    Some((_, end)) if *end == *seq => *end += 1,
-                    _ => {
-                        if ranges.len() == MAX_HELD_RANGES {
-                            break;
-                        }
-                        ranges.push((*seq, *seq + 1));
-                    }
-                }
-            }
-            if !ranges.is_empty() {
-                held.insert(*k, ranges);
-            }
-        }
-        (next, held)
+        (st.next_seq(), held)
     }
 
     /// Take a received frame: dedup, validate, pass to live, queue for the
     /// journal. Returns `Ok(false)` for a duplicate.
-    pub fn accept(&self, frame: MediaFrame) -> Result<bool, Reject> {
+    pub(crate) fn accept(&self, frame: MediaFrame) -> Result<bool, Reject> {
         let mut st = self.lock();
-        if matches!(
-            st.lifecycle,
-            Lifecycle::Stopped | Lifecycle::Finishing | Lifecycle::Finished | Lifecycle::Failed
-        ) {
+        if !st.lifecycle.is_open() {
             return Err((ErrorCode::UnknownSession, "session has ended".into()));
         }
-        let max_session_us = self.limits.max_session_us;
-        let max_bitrate = self.limits.max_bitrate_bps;
-        let first_pts = *st.first_pts.get_or_insert(frame.pts_us);
-        // First, so that every later difference of timestamps is small.
-        check_timestamps(&frame, first_pts, max_session_us)?;
-        let new_bytes = st.bytes + frame.data.len() as u64;
-        let new_max_pts = st.max_pts.max(frame.pts_us);
-        let span_us = new_max_pts.saturating_sub(first_pts).max(10_000_000) as u128;
-        let bitrate = (new_bytes as u128 * 8 * 1_000_000 / span_us) as u64;
-        if bitrate > max_bitrate {
-            return Err((
-                ErrorCode::BitrateExceeded,
-                format!(
-                    "average bitrate {bitrate} bit/s is above the limit of {max_bitrate} bit/s"
-                ),
-            ));
-        }
+        let (bytes, max_pts) = st.check_limits(&frame, &self.limits)?;
         let Some(ts) = st.tracks.get_mut(&frame.track) else {
             return Err((
                 ErrorCode::UnknownTrack,
@@ -269,89 +388,15 @@ impl Session {
                 ),
             ));
         };
-        if frame.seq < ts.durable_next
-            || ts.durable_ahead.contains_key(&frame.seq)
-            || ts.in_flight.contains_key(&frame.seq)
-        {
+        if ts.holds(frame.seq) {
             return Ok(false);
         }
-        // Decode timestamps must not go backwards in sequence order.
-        let prev = if frame.seq == ts.durable_next {
-            ts.last_dts
-        } else {
-            let a = ts
-                .durable_ahead
-                .range(..frame.seq)
-                .next_back()
-                .map(|(s, f)| (*s, f.dts_us));
-            let b = ts
-                .in_flight
-                .range(..frame.seq)
-                .next_back()
-                .map(|(s, d)| (*s, *d));
-            match (a, b) {
-                (Some(a), Some(b)) => Some(if a.0 > b.0 { a.1 } else { b.1 }),
-                (Some(a), None) => Some(a.1),
-                (None, Some(b)) => Some(b.1),
-                (None, None) => ts.last_dts,
-            }
-        };
-        if let Some(p) = prev {
-            if frame.dts_us < p {
-                return Err((
-                    ErrorCode::NonMonotonicTimestamp,
-                    format!(
-                        "track {} seq {}: dts {} us is before the previous frame's {} us",
-                        frame.track, frame.seq, frame.dts_us, p
-                    ),
-                ));
-            }
-        }
-        let next = {
-            let a = ts
-                .durable_ahead
-                .range(frame.seq + 1..)
-                .next()
-                .map(|(s, f)| (*s, f.dts_us));
-            let b = ts
-                .in_flight
-                .range(frame.seq + 1..)
-                .next()
-                .map(|(s, d)| (*s, *d));
-            match (a, b) {
-                (Some(a), Some(b)) => Some(if a.0 < b.0 { a.1 } else { b.1 }),
-                (x, y) => x.or(y).map(|v| v.1),
-            }
-        };
-        if let Some(n) = next {
-            if frame.dts_us > n {
-                return Err((
-                    ErrorCode::NonMonotonicTimestamp,
-                    format!(
-                        "track {} seq {}: dts {} us is after the next frame's {} us",
-                        frame.track, frame.seq, frame.dts_us, n
-                    ),
-                ));
-            }
-        }
-        ts.in_flight.insert(frame.seq, frame.dts_us);
-        ts.frames += 1;
-        ts.bytes += frame.data.len() as u64;
-        let live = frame.seq >= ts.live_next;
+        ts.check_dts_order(&frame)?;
+        let live = ts.take(&frame);
+        st.bytes = bytes;
+        st.max_pts = max_pts;
         if live {
-            ts.live_next = frame.seq + 1;
-        }
-        st.bytes = new_bytes;
-        st.max_pts = new_max_pts;
-        if live {
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
-            let delay =
-                now_us.saturating_sub(self.info.anchor_unix_us.saturating_add(frame.pts_us)) / 1000;
-            st.live_delay_ms = Some(delay);
-            st.max_live_delay_ms = Some(st.max_live_delay_ms.map_or(delay, |m| m.max(delay)));
+            st.note_live_delay(self.info.anchor_unix_us, frame.pts_us);
         }
         drop(st);
         if live {
@@ -376,18 +421,7 @@ impl Session {
                     continue;
                 };
                 ts.in_flight.remove(&f.seq);
-                if f.seq == ts.durable_next {
-                    ts.durable_next += 1;
-                    ts.last_dts = Some(f.dts_us);
-                    release.push(f);
-                    while let Some(n) = ts.durable_ahead.remove(&ts.durable_next) {
-                        ts.durable_next += 1;
-                        ts.last_dts = Some(n.dts_us);
-                        release.push(n);
-                    }
-                } else if f.seq > ts.durable_next {
-                    ts.durable_ahead.insert(f.seq, f);
-                }
+                ts.durable(f, &mut release);
             }
         }
         // Into the batch before the ACK: whoever sees the ACK and finishes
@@ -396,12 +430,48 @@ impl Session {
         self.ack_tx.send_replace(self.ack_state());
     }
 
+    /// Take the frames of a journal read back after a restart: every one is
+    /// durable already. Each track's contiguous prefix goes to the
+    /// recording now, in decode order; frames above a gap wait for the
+    /// phone's resend.
+    pub(crate) fn replay(&self, frames: Vec<MediaFrame>) -> anyhow::Result<()> {
+        let mut by_track: HashMap<u8, Vec<MediaFrame>> = HashMap::new();
+        for f in frames {
+            by_track.entry(f.track).or_default().push(f);
+        }
+        let mut release = Vec::new();
+        let mut st = self.lock();
+        for (track, mut frames) in by_track {
+            frames.sort_by_key(|f| f.seq);
+            frames.dedup_by_key(|f| f.seq);
+            let Some(ts) = st.tracks.get_mut(&track) else {
+                continue;
+            };
+            for f in frames {
+                ts.frames += 1;
+                ts.bytes += f.data.len() as u64;
+                ts.durable(f, &mut release);
+            }
+            ts.live_next = ts.durable_next;
+        }
+        st.bytes = st.tracks.values().map(|t| t.bytes).sum();
+        drop(st);
+        release.sort_by_key(|f| f.dts_us);
+        for f in &release {
+            self.output.record(f).with_context(|| {
+                format!("recording replayed frame {} of track {}", f.seq, f.track)
+            })?;
+        }
+        self.ack_tx.send_replace(self.ack_state());
+        Ok(())
+    }
+
     /// Hand frames released in order to the recording, in batches: they wait
     /// until the oldest has waited [`RECORD_BATCH`] (or `flush`), then go
     /// together, so the recording's threads wake once per batch rather than
     /// once per frame. Durability and acknowledgements do not wait for this.
     fn record(&self, frames: Vec<MediaFrame>, flush: bool) {
-        let mut batch = self.record_batch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = lock(&self.record_batch);
         if batch.frames.is_empty() {
             batch.since = Instant::now();
         }
@@ -423,12 +493,12 @@ impl Session {
 
     /// Hand every released frame still waiting in the batch to the recording
     /// (before the recording is finished).
-    pub fn flush_record(&self) {
+    pub(crate) fn flush_record(&self) {
         self.record(Vec::new(), true);
     }
 
     /// Make everything durable so far and write the END record.
-    pub async fn close_journal(&self) -> anyhow::Result<()> {
+    pub(crate) async fn close_journal(&self) -> anyhow::Result<()> {
         self.journal
             .end()
             .await
@@ -440,34 +510,22 @@ impl Session {
     pub(crate) fn journal_failed(&self, msg: &str) {
         tracing::error!(session = %self.info.id, error = %msg, "session journal failed");
         self.lock().failure.get_or_insert_with(|| msg.to_string());
-        if let Some(c) = self
-            .connection
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(c) = lock(&self.connection).as_ref() {
             c.close(ErrorCode::Internal.as_u16().into(), msg.as_bytes());
         }
     }
 
-    /// Frames held per track (unique), for snapshots.
-    pub fn counts(&self) -> (u64, u64, HashMap<u8, u64>) {
+    /// Unique frames and bytes held, for snapshots.
+    pub(crate) fn counts(&self) -> (u64, u64) {
         let st = self.lock();
-        let frames = st.tracks.values().map(|t| t.frames).sum();
-        let per = st.tracks.iter().map(|(k, t)| (*k, t.frames)).collect();
-        (frames, st.bytes, per)
+        (st.tracks.values().map(|t| t.frames).sum(), st.bytes)
     }
 
     /// Stop the session after an error on connection `conn` (a stable id),
     /// if that connection is the one attached and the session is still
     /// taking frames. Returns whether it stopped now.
-    pub fn stop(&self, conn: usize, code: ErrorCode) -> bool {
-        let attached = self
-            .connection
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|c| c.stable_id());
+    pub(crate) fn stop(&self, conn: usize, code: ErrorCode) -> bool {
+        let attached = lock(&self.connection).as_ref().map(|c| c.stable_id());
         let mut st = self.lock();
         if attached != Some(conn) || st.lifecycle != Lifecycle::Connected {
             return false;
@@ -478,7 +536,7 @@ impl Session {
         true
     }
 
-    pub fn set_lifecycle(&self, l: Lifecycle) {
+    pub(crate) fn set_lifecycle(&self, l: Lifecycle) {
         let mut st = self.lock();
         st.lifecycle = l;
         st.suspended_at = if l == Lifecycle::Suspended {
@@ -488,11 +546,11 @@ impl Session {
         };
     }
 
-    pub fn lifecycle(&self) -> Lifecycle {
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
         self.lock().lifecycle
     }
 
-    pub fn age(&self) -> Duration {
+    pub(crate) fn age(&self) -> Duration {
         self.started.elapsed()
     }
 }

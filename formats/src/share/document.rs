@@ -103,6 +103,35 @@ impl Element {
         })
     }
 
+    /// Refuses a root element other than `<name>`.
+    pub(crate) fn expect_root(&self, name: &str, layer: Layer) -> Result<(), DecodeError> {
+        if self.name == name {
+            return Ok(());
+        }
+        Err(DecodeError::invalid(
+            layer,
+            self.offset,
+            format!("root element <{}>, expected <{name}>", self.name),
+        ))
+    }
+
+    /// The attribute `name` read by `parse`, if present; a value `parse`
+    /// refuses is an error naming the attribute and the value.
+    pub(crate) fn parse_attr<T>(
+        &self,
+        name: &str,
+        layer: Layer,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, DecodeError> {
+        self.get(name)
+            .map(|v| {
+                parse(v).ok_or_else(|| {
+                    DecodeError::invalid(layer, self.offset, format!("{name} {v:?}"))
+                })
+            })
+            .transpose()
+    }
+
     /// All text children concatenated.
     pub(crate) fn text_content(&self) -> String {
         self.children
@@ -284,13 +313,7 @@ fn codec_list(e: &Element) -> Vec<String> {
 
 /// Refuses a root that is not a `<video>` of major version 1.
 fn check_root(root: &Element, layer: Layer) -> Result<(), DecodeError> {
-    if root.name != "video" {
-        return Err(DecodeError::invalid(
-            layer,
-            root.offset,
-            format!("root element <{}>, expected <video>", root.name),
-        ));
-    }
+    root.expect_root("video", layer)?;
     if let Some(v) = root.get("version") {
         let major = v.split('.').next().unwrap_or("");
         if major.trim() != "1" {

@@ -4,7 +4,7 @@
 
 use crate::attributes::VideoAttributes;
 
-use super::document::{Element, Node};
+use super::document::Element;
 use super::error::{DecodeError, EncodeError, Layer};
 use super::wbxml::{self, Dialect, DialectId};
 
@@ -137,33 +137,15 @@ impl ServiceIndication {
 
     /// Read an `<si>` element tree.
     pub(crate) fn from_element(root: &Element) -> Result<Self, DecodeError> {
-        if root.name != "si" {
-            return Err(DecodeError::invalid(
-                Layer::Si,
-                root.offset,
-                format!("root element <{}>, expected <si>", root.name),
-            ));
-        }
+        root.expect_root("si", Layer::Si)?;
         let ind = root
             .elements()
             .find(|e| e.name == "indication")
             .ok_or_else(|| {
                 DecodeError::invalid(Layer::Si, root.offset, "<si> without <indication>")
             })?;
-        let action = match ind.get("action") {
-            None => None,
-            Some(a) => Some(SiAction::parse(a).ok_or_else(|| {
-                DecodeError::invalid(Layer::Si, ind.offset, format!("action {a:?}"))
-            })?),
-        };
-        let text: String = ind
-            .children
-            .iter()
-            .filter_map(|n| match n {
-                Node::Text(t) => Some(t.as_str()),
-                Node::Element(_) => None,
-            })
-            .collect::<String>()
+        let text = ind
+            .text_content()
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
@@ -172,7 +154,7 @@ impl ServiceIndication {
             si_id: ind.get("si-id").map(str::to_owned),
             created: ind.get("created").map(str::to_owned),
             expires: ind.get("si-expires").map(str::to_owned),
-            action,
+            action: ind.parse_attr("action", Layer::Si, SiAction::parse)?,
             class: ind.get("class").map(str::to_owned),
             text,
         })

@@ -86,23 +86,12 @@ impl ServiceLoading {
 
     /// Read an `<sl>` element.
     pub(crate) fn from_element(root: &Element) -> Result<Self, DecodeError> {
-        if root.name != "sl" {
-            return Err(DecodeError::invalid(
-                Layer::Sl,
-                root.offset,
-                format!("root element <{}>, expected <sl>", root.name),
-            ));
-        }
+        root.expect_root("sl", Layer::Sl)?;
         let href = root
             .get("href")
             .ok_or_else(|| DecodeError::invalid(Layer::Sl, root.offset, "<sl> without href"))?
             .to_owned();
-        let action = match root.get("action") {
-            None => None,
-            Some(a) => Some(SlAction::parse(a).ok_or_else(|| {
-                DecodeError::invalid(Layer::Sl, root.offset, format!("action {a:?}"))
-            })?),
-        };
+        let action = root.parse_attr("action", Layer::Sl, SlAction::parse)?;
         Ok(Self { href, action })
     }
 

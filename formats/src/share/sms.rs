@@ -11,6 +11,7 @@
 //! Offsets in [`DecodeError`]s from this module count bytes from the start
 //! of the PDU that was passed in.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::error::{DecodeError, EncodeError, ErrorKind, Layer, Reader};
@@ -853,7 +854,9 @@ impl UserData {
             None => Vec::new(),
         };
         let h = header.len();
-        match &self.body {
+        // TP-UDL counts septets for a 7-bit body (the header padded to a
+        // septet boundary), octets otherwise.
+        let (udl, max, field, body) = match &self.body {
             Body::Gsm7(septets) => {
                 if let Some(bad) = septets.iter().find(|s| **s > 0x7F) {
                     return Err(EncodeError::invalid(
@@ -863,32 +866,30 @@ impl UserData {
                 }
                 let header_septets = (h * 8).div_ceil(7);
                 let fill = (header_septets * 7 - h * 8) as u8;
-                let udl = header_septets + septets.len();
-                if udl > MAX_USER_DATA_SEPTETS {
-                    return Err(EncodeError::TooLong {
-                        field: "7-bit user data (septets)",
-                        len: udl,
-                        max: MAX_USER_DATA_SEPTETS,
-                    });
-                }
-                let mut out = header;
-                out.extend_from_slice(&gsm7::pack(septets, fill));
-                Ok((udl as u8, out))
+                (
+                    header_septets + septets.len(),
+                    MAX_USER_DATA_SEPTETS,
+                    "7-bit user data (septets)",
+                    Cow::Owned(gsm7::pack(septets, fill)),
+                )
             }
-            Body::EightBit(b) | Body::Ucs2(b) => {
-                let udl = h + b.len();
-                if udl > MAX_USER_DATA_OCTETS {
-                    return Err(EncodeError::TooLong {
-                        field: "user data (octets)",
-                        len: udl,
-                        max: MAX_USER_DATA_OCTETS,
-                    });
-                }
-                let mut out = header;
-                out.extend_from_slice(b);
-                Ok((udl as u8, out))
-            }
+            Body::EightBit(b) | Body::Ucs2(b) => (
+                h + b.len(),
+                MAX_USER_DATA_OCTETS,
+                "user data (octets)",
+                Cow::Borrowed(b.as_slice()),
+            ),
+        };
+        if udl > max {
+            return Err(EncodeError::TooLong {
+                field,
+                len: udl,
+                max,
+            });
         }
+        let mut out = header;
+        out.extend_from_slice(&body);
+        Ok((udl as u8, out))
     }
 
     /// Read TP-UDL and TP-UD, which must end the PDU exactly.
@@ -1038,27 +1039,14 @@ impl SmsSubmit {
 
     /// Encode in PDU-mode layout (SMSC address field first).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        self.check_dcs()?;
-        let mut out = Vec::with_capacity(MAX_USER_DATA_OCTETS + 30);
-        match &self.smsc {
-            Some(a) => a.encode_smsc(&mut out)?,
-            None => out.push(0),
-        }
-        let mut first = 0x01;
+        let mut out = start_pdu(&self.smsc, self.dcs, &self.user_data)?;
+        let mut first = 0x01 | self.validity.vpf() << 3;
         if self.reject_duplicates {
             first |= 0x04;
         }
-        first |= self.validity.vpf() << 3;
-        if self.status_report_request {
-            first |= 0x20;
-        }
-        if self.user_data.header.is_some() {
-            first |= 0x40;
-        }
-        if self.reply_path {
-            first |= 0x80;
-        }
-        out.push(first);
+        out.push(
+            first | common_flags(self.status_report_request, &self.user_data, self.reply_path),
+        );
         out.push(self.message_ref);
         self.destination.encode_tp(&mut out)?;
         out.push(self.protocol_id);
@@ -1069,15 +1057,49 @@ impl SmsSubmit {
             Validity::Enhanced(b) => out.extend_from_slice(b),
             Validity::Absolute(t) => out.extend_from_slice(&t.encode()?),
         }
-        let (udl, ud) = self.user_data.encode()?;
-        out.push(udl);
-        out.extend_from_slice(&ud);
-        Ok(out)
+        end_pdu(out, &self.user_data)
     }
+}
 
-    fn check_dcs(&self) -> Result<(), EncodeError> {
-        check_dcs(self.dcs, &self.user_data.body)
+/// The start of an SMS-SUBMIT or SMS-DELIVER in PDU mode: the DCS checked
+/// against the body, then the SMSC address field (0: the phone's default).
+fn start_pdu(
+    smsc: &Option<Address>,
+    dcs: u8,
+    user_data: &UserData,
+) -> Result<Vec<u8>, EncodeError> {
+    check_dcs(dcs, &user_data.body)?;
+    let mut out = Vec::with_capacity(MAX_USER_DATA_OCTETS + 30);
+    match smsc {
+        Some(a) => a.encode_smsc(&mut out)?,
+        None => out.push(0),
     }
+    Ok(out)
+}
+
+/// The bits of the first octet that SMS-SUBMIT and SMS-DELIVER share:
+/// TP-SRR / TP-SRI (0x20), TP-UDHI (0x40, a user data header follows) and
+/// TP-RP (0x80).
+fn common_flags(status_report: bool, user_data: &UserData, reply_path: bool) -> u8 {
+    let mut bits = 0;
+    if status_report {
+        bits |= 0x20;
+    }
+    if user_data.header.is_some() {
+        bits |= 0x40;
+    }
+    if reply_path {
+        bits |= 0x80;
+    }
+    bits
+}
+
+/// The end of an SMS-SUBMIT or SMS-DELIVER: TP-UDL and TP-UD.
+fn end_pdu(mut out: Vec<u8>, user_data: &UserData) -> Result<Vec<u8>, EncodeError> {
+    let (udl, ud) = user_data.encode()?;
+    out.push(udl);
+    out.extend_from_slice(&ud);
+    Ok(out)
 }
 
 fn check_dcs(dcs: u8, body: &Body) -> Result<(), EncodeError> {
@@ -1138,12 +1160,7 @@ impl SmsDeliver {
 
     /// Encode in PDU-mode layout (SMSC address field first).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        check_dcs(self.dcs, &self.user_data.body)?;
-        let mut out = Vec::with_capacity(MAX_USER_DATA_OCTETS + 30);
-        match &self.smsc {
-            Some(a) => a.encode_smsc(&mut out)?,
-            None => out.push(0),
-        }
+        let mut out = start_pdu(&self.smsc, self.dcs, &self.user_data)?;
         let mut first = 0x00;
         if !self.more_messages_to_send {
             first |= 0x04;
@@ -1151,24 +1168,17 @@ impl SmsDeliver {
         if self.loop_prevention {
             first |= 0x08;
         }
-        if self.status_report_indication {
-            first |= 0x20;
-        }
-        if self.user_data.header.is_some() {
-            first |= 0x40;
-        }
-        if self.reply_path {
-            first |= 0x80;
-        }
-        out.push(first);
+        let flags = common_flags(
+            self.status_report_indication,
+            &self.user_data,
+            self.reply_path,
+        );
+        out.push(first | flags);
         self.originator.encode_tp(&mut out)?;
         out.push(self.protocol_id);
         out.push(self.dcs);
         out.extend_from_slice(&self.timestamp.encode()?);
-        let (udl, ud) = self.user_data.encode()?;
-        out.push(udl);
-        out.extend_from_slice(&ud);
-        Ok(out)
+        end_pdu(out, &self.user_data)
     }
 }
 
@@ -1232,6 +1242,16 @@ pub fn decode_pdu(bytes: &[u8], smsc: SmscField) -> Result<SmsPdu, DecodeError> 
     }
 }
 
+/// TP-PID and TP-DCS, with the alphabet the DCS selects.
+fn read_pid_dcs(r: &mut Reader<'_>) -> Result<(u8, u8, Alphabet), DecodeError> {
+    let protocol_id = r.u8("protocol identifier")?;
+    let dcs_at = r.pos();
+    let dcs = r.u8("data coding scheme")?;
+    let alphabet =
+        Alphabet::from_dcs(dcs).map_err(|e| r.error_at(dcs_at, ErrorKind::Unsupported(e)))?;
+    Ok((protocol_id, dcs, alphabet))
+}
+
 fn decode_tpdu(bytes: &[u8], with_smsc: bool) -> Result<SmsPdu, DecodeError> {
     let mut r = Reader::new(bytes, Layer::Sms);
     let smsc = if with_smsc {
@@ -1245,11 +1265,7 @@ fn decode_tpdu(bytes: &[u8], with_smsc: bool) -> Result<SmsPdu, DecodeError> {
     match first & 0x03 {
         0b00 => {
             let originator = Address::decode_tp(&mut r)?;
-            let protocol_id = r.u8("protocol identifier")?;
-            let dcs_at = r.pos();
-            let dcs = r.u8("data coding scheme")?;
-            let alphabet = Alphabet::from_dcs(dcs)
-                .map_err(|e| r.error_at(dcs_at, ErrorKind::Unsupported(e)))?;
+            let (protocol_id, dcs, alphabet) = read_pid_dcs(&mut r)?;
             let timestamp = Timestamp::decode(&mut r)?;
             let user_data = UserData::decode(&mut r, alphabet, udhi)?;
             Ok(SmsPdu::Deliver(SmsDeliver {
@@ -1268,11 +1284,7 @@ fn decode_tpdu(bytes: &[u8], with_smsc: bool) -> Result<SmsPdu, DecodeError> {
         0b01 => {
             let message_ref = r.u8("message reference")?;
             let destination = Address::decode_tp(&mut r)?;
-            let protocol_id = r.u8("protocol identifier")?;
-            let dcs_at = r.pos();
-            let dcs = r.u8("data coding scheme")?;
-            let alphabet = Alphabet::from_dcs(dcs)
-                .map_err(|e| r.error_at(dcs_at, ErrorKind::Unsupported(e)))?;
+            let (protocol_id, dcs, alphabet) = read_pid_dcs(&mut r)?;
             let validity = match (first >> 3) & 0x03 {
                 0b00 => Validity::None,
                 0b10 => Validity::Relative(r.u8("validity period")?),

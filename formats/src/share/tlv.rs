@@ -158,6 +158,40 @@ fn put(out: &mut Vec<u8>, tag: u8, value: &[u8], field: &'static str) -> Result<
     Ok(())
 }
 
+/// A text field, left out when empty.
+fn put_text(out: &mut Vec<u8>, tag: u8, v: &str, field: &'static str) -> Result<(), EncodeError> {
+    if v.is_empty() {
+        return Ok(());
+    }
+    put(out, tag, v.as_bytes(), field)
+}
+
+/// A codecs field (see [`codecs_value`]), left out when there is none.
+fn put_codecs(
+    out: &mut Vec<u8>,
+    tag: u8,
+    codecs: &[String],
+    field: &'static str,
+) -> Result<(), EncodeError> {
+    if codecs.is_empty() {
+        return Ok(());
+    }
+    put(out, tag, &codecs_value(codecs)?, field)
+}
+
+/// A frame-rate field (see [`frame_rate_value`]), left out when unknown.
+fn put_frame_rate(
+    out: &mut Vec<u8>,
+    tag: u8,
+    fps: f64,
+    field: &'static str,
+) -> Result<(), EncodeError> {
+    match frame_rate_value(fps) {
+        Some(v) => put(out, tag, &v, field),
+        None => Ok(()),
+    }
+}
+
 fn put_num(out: &mut Vec<u8>, tag: u8, v: u64) {
     let mut val = Vec::with_capacity(10);
     write_leb128(&mut val, v);
@@ -263,28 +297,12 @@ pub fn encode(attrs: &VideoAttributes, opts: &TlvOptions) -> Result<Vec<u8>, Enc
         put(&mut out, tag::SENDER, s.as_bytes(), "sender")?;
     }
     put_links(&mut out, attrs, share_origin)?;
-    if !attrs.container.is_empty() {
-        put(
-            &mut out,
-            tag::CONTAINER,
-            attrs.container.as_bytes(),
-            "container",
-        )?;
-    }
-    if !attrs.codecs.is_empty() {
-        put(
-            &mut out,
-            tag::CODECS,
-            &codecs_value(&attrs.codecs)?,
-            "codecs",
-        )?;
-    }
+    put_text(&mut out, tag::CONTAINER, &attrs.container, "container")?;
+    put_codecs(&mut out, tag::CODECS, &attrs.codecs, "codecs")?;
     put_nonzero(&mut out, tag::SIZE, attrs.size_bytes);
     put_nonzero(&mut out, tag::WIDTH, u64::from(attrs.width));
     put_nonzero(&mut out, tag::HEIGHT, u64::from(attrs.height));
-    if let Some(v) = frame_rate_value(attrs.frame_rate) {
-        put(&mut out, tag::FRAME_RATE, &v, "frame rate")?;
-    }
+    put_frame_rate(&mut out, tag::FRAME_RATE, attrs.frame_rate, "frame rate")?;
     put_nonzero(&mut out, tag::BITRATE, attrs.bitrate);
     put_nonzero(&mut out, tag::DURATION, attrs.duration_ms);
     if let Some(v) = attrs.expires_unix {
@@ -366,47 +384,28 @@ pub(crate) fn codecs_value(codecs: &[String]) -> Result<Vec<u8>, EncodeError> {
 
 fn encode_rendition(r: &Rendition, share_origin: Option<&str>) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
-    if !r.name.is_empty() {
-        put(&mut out, tag::R_NAME, r.name.as_bytes(), "rendition name")?;
-    }
+    put_text(&mut out, tag::R_NAME, &r.name, "rendition name")?;
     if !r.url.is_empty() {
-        put(
-            &mut out,
-            tag::R_URL,
-            &url_value(&r.url, share_origin),
-            "rendition URL",
-        )?;
+        let url = url_value(&r.url, share_origin);
+        put(&mut out, tag::R_URL, &url, "rendition URL")?;
     }
-    if !r.container.is_empty() {
-        put(
-            &mut out,
-            tag::R_CONTAINER,
-            r.container.as_bytes(),
-            "rendition container",
-        )?;
-    }
-    if !r.mime.is_empty() {
-        put(
-            &mut out,
-            tag::R_MIME,
-            r.mime.as_bytes(),
-            "rendition MIME type",
-        )?;
-    }
-    if !r.codecs.is_empty() {
-        put(
-            &mut out,
-            tag::R_CODECS,
-            &codecs_value(&r.codecs)?,
-            "rendition codecs",
-        )?;
-    }
+    put_text(
+        &mut out,
+        tag::R_CONTAINER,
+        &r.container,
+        "rendition container",
+    )?;
+    put_text(&mut out, tag::R_MIME, &r.mime, "rendition MIME type")?;
+    put_codecs(&mut out, tag::R_CODECS, &r.codecs, "rendition codecs")?;
     put_nonzero(&mut out, tag::R_SIZE, r.size_bytes);
     put_nonzero(&mut out, tag::R_WIDTH, u64::from(r.width));
     put_nonzero(&mut out, tag::R_HEIGHT, u64::from(r.height));
-    if let Some(v) = frame_rate_value(r.frame_rate) {
-        put(&mut out, tag::R_FRAME_RATE, &v, "rendition frame rate")?;
-    }
+    put_frame_rate(
+        &mut out,
+        tag::R_FRAME_RATE,
+        r.frame_rate,
+        "rendition frame rate",
+    )?;
     put_nonzero(&mut out, tag::R_BITRATE, r.bitrate);
     put_nonzero(&mut out, tag::R_DURATION, r.duration_ms);
     Ok(out)
@@ -473,22 +472,17 @@ fn read_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError> {
     let first = r.u8("length")?;
     let len = match first {
         0x00..=0x7F => usize::from(first),
-        0x81 => {
-            let l = usize::from(r.u8("length")?);
-            if l < 0x80 {
+        0x81 | 0x82 => {
+            // A long form only for a length the shorter forms cannot hold.
+            let (l, least, octets) = if first == 0x81 {
+                (usize::from(r.u8("length")?), 0x80, 2)
+            } else {
+                (usize::from(r.u16_be("length")?), 0x100, 3)
+            };
+            if l < least {
                 return Err(r.error_at(
                     len_at,
-                    ErrorKind::Overlong(format!("length {l} in the 2-octet form")),
-                ));
-            }
-            l
-        }
-        0x82 => {
-            let l = usize::from(r.u16_be("length")?);
-            if l < 0x100 {
-                return Err(r.error_at(
-                    len_at,
-                    ErrorKind::Overlong(format!("length {l} in the 3-octet form")),
+                    ErrorKind::Overlong(format!("length {l} in the {octets}-octet form")),
                 ));
             }
             l
@@ -667,6 +661,17 @@ fn resolve(u: RawUrl, share_origin: Option<&str>) -> Result<String, DecodeError>
 struct Seen([bool; 256]);
 
 impl Seen {
+    /// A single-valued item, read by `read` unless its tag came before.
+    fn once<T>(
+        &mut self,
+        item: &Item<'_>,
+        name: &str,
+        read: impl FnOnce(&Item<'_>, &str) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        self.check(item, name)?;
+        read(item, name)
+    }
+
     fn check(&mut self, item: &Item<'_>, name: &str) -> Result<(), DecodeError> {
         let slot = &mut self.0[usize::from(item.tag)];
         if *slot {
@@ -699,50 +704,19 @@ fn decode_rendition(item: &Item<'_>) -> Result<PendingRendition, DecodeError> {
         it.value_at += item.value_at;
         let rd = &mut out.rendition;
         match it.tag {
-            tag::R_NAME => {
-                seen.check(&it, "rendition name")?;
-                rd.name = utf8(&it, "rendition name")?;
-            }
-            tag::R_URL => {
-                seen.check(&it, "rendition URL")?;
-                out.url = Some(raw_url(&it, "rendition URL")?);
-            }
-            tag::R_CONTAINER => {
-                seen.check(&it, "rendition container")?;
-                rd.container = utf8(&it, "rendition container")?;
-            }
-            tag::R_MIME => {
-                seen.check(&it, "rendition MIME type")?;
-                rd.mime = utf8(&it, "rendition MIME type")?;
-            }
-            tag::R_CODECS => {
-                seen.check(&it, "rendition codecs")?;
-                rd.codecs = codecs(&it, "rendition codecs")?;
-            }
-            tag::R_SIZE => {
-                seen.check(&it, "rendition size")?;
-                rd.size_bytes = number(&it, "rendition size")?;
-            }
-            tag::R_WIDTH => {
-                seen.check(&it, "rendition width")?;
-                rd.width = number_u32(&it, "rendition width")?;
-            }
-            tag::R_HEIGHT => {
-                seen.check(&it, "rendition height")?;
-                rd.height = number_u32(&it, "rendition height")?;
-            }
+            tag::R_NAME => rd.name = seen.once(&it, "rendition name", utf8)?,
+            tag::R_URL => out.url = Some(seen.once(&it, "rendition URL", raw_url)?),
+            tag::R_CONTAINER => rd.container = seen.once(&it, "rendition container", utf8)?,
+            tag::R_MIME => rd.mime = seen.once(&it, "rendition MIME type", utf8)?,
+            tag::R_CODECS => rd.codecs = seen.once(&it, "rendition codecs", codecs)?,
+            tag::R_SIZE => rd.size_bytes = seen.once(&it, "rendition size", number)?,
+            tag::R_WIDTH => rd.width = seen.once(&it, "rendition width", number_u32)?,
+            tag::R_HEIGHT => rd.height = seen.once(&it, "rendition height", number_u32)?,
             tag::R_FRAME_RATE => {
-                seen.check(&it, "rendition frame rate")?;
-                rd.frame_rate = frame_rate(&it)?;
+                rd.frame_rate = seen.once(&it, "rendition frame rate", |it, _| frame_rate(it))?
             }
-            tag::R_BITRATE => {
-                seen.check(&it, "rendition bitrate")?;
-                rd.bitrate = number(&it, "rendition bitrate")?;
-            }
-            tag::R_DURATION => {
-                seen.check(&it, "rendition duration")?;
-                rd.duration_ms = number(&it, "rendition duration")?;
-            }
+            tag::R_BITRATE => rd.bitrate = seen.once(&it, "rendition bitrate", number)?,
+            tag::R_DURATION => rd.duration_ms = seen.once(&it, "rendition duration", number)?,
             _ => {}
         }
     }
@@ -837,54 +811,20 @@ impl MessageDecoder {
             tag::SHARE_URL | tag::VOD_URL | tag::THUMBNAIL_URL => self.url(it)?,
             tag::LIVE_URL => self.urls.push((it.tag, raw_url(it, "live URL")?)),
             tag::RENDITION => self.renditions.push(decode_rendition(it)?),
-            tag::TITLE => {
-                seen.check(it, "title")?;
-                a.title = Some(utf8(it, "title")?);
-            }
-            tag::SENDER => {
-                seen.check(it, "sender")?;
-                a.sender = Some(utf8(it, "sender")?);
-            }
-            tag::CONTAINER => {
-                seen.check(it, "container")?;
-                a.container = utf8(it, "container")?;
-            }
-            tag::CODECS => {
-                seen.check(it, "codecs")?;
-                a.codecs = codecs(it, "codecs")?;
-            }
-            tag::SIZE => {
-                seen.check(it, "size")?;
-                a.size_bytes = number(it, "size")?;
-            }
-            tag::WIDTH => {
-                seen.check(it, "width")?;
-                a.width = number_u32(it, "width")?;
-            }
-            tag::HEIGHT => {
-                seen.check(it, "height")?;
-                a.height = number_u32(it, "height")?;
-            }
+            tag::TITLE => a.title = Some(seen.once(it, "title", utf8)?),
+            tag::SENDER => a.sender = Some(seen.once(it, "sender", utf8)?),
+            tag::CONTAINER => a.container = seen.once(it, "container", utf8)?,
+            tag::CODECS => a.codecs = seen.once(it, "codecs", codecs)?,
+            tag::SIZE => a.size_bytes = seen.once(it, "size", number)?,
+            tag::WIDTH => a.width = seen.once(it, "width", number_u32)?,
+            tag::HEIGHT => a.height = seen.once(it, "height", number_u32)?,
             tag::FRAME_RATE => {
-                seen.check(it, "frame rate")?;
-                a.frame_rate = frame_rate(it)?;
+                a.frame_rate = seen.once(it, "frame rate", |it, _| frame_rate(it))?
             }
-            tag::BITRATE => {
-                seen.check(it, "bitrate")?;
-                a.bitrate = number(it, "bitrate")?;
-            }
-            tag::DURATION => {
-                seen.check(it, "duration")?;
-                a.duration_ms = number(it, "duration")?;
-            }
-            tag::EXPIRES => {
-                seen.check(it, "expiry")?;
-                a.expires_unix = Some(number(it, "expiry")?);
-            }
-            tag::START_OFFSET => {
-                seen.check(it, "start offset")?;
-                a.start_offset_ms = Some(number(it, "start offset")?);
-            }
+            tag::BITRATE => a.bitrate = seen.once(it, "bitrate", number)?,
+            tag::DURATION => a.duration_ms = seen.once(it, "duration", number)?,
+            tag::EXPIRES => a.expires_unix = Some(seen.once(it, "expiry", number)?),
+            tag::START_OFFSET => a.start_offset_ms = Some(seen.once(it, "start offset", number)?),
             _ => {}
         }
         Ok(())
