@@ -10,7 +10,7 @@ use sharecast_transcoder::still::{self, StillError, LIVE_POSTER_FILE, POSTER_FIL
 use sharecast_transcoder::SOURCE_FILE;
 
 /// Decodes frames from a session's source rendition.
-pub struct GstFrames;
+pub(crate) struct GstFrames;
 
 fn convert(e: StillError) -> FrameError {
     match e {

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::recording::Public;
 
 /// Where a live stream starts for a viewer resuming at `position_ms`.
-pub fn live_starts(relay: &Arc<LiveRelay>) -> LiveStarts {
+pub(crate) fn live_starts(relay: &Arc<LiveRelay>) -> LiveStarts {
     let relay = relay.clone();
     Arc::new(move |content_id: &str, position_ms: u64| {
         Some(match relay.live_start(content_id, position_ms)? {
@@ -38,7 +38,7 @@ pub fn live_starts(relay: &Arc<LiveRelay>) -> LiveStarts {
 }
 
 /// An RTSP mount of a finished recording, for terminals that play RTSP.
-pub fn rtsp_vod(relay: &Arc<LiveRelay>, public: &Public, sessions: PathBuf) -> RtspVod {
+pub(crate) fn rtsp_vod(relay: &Arc<LiveRelay>, public: &Public, sessions: PathBuf) -> RtspVod {
     let (relay, public) = (relay.clone(), public.clone());
     Arc::new(move |content_id: &str, codecs: &[String]| {
         let file = sessions.join(content_id).join(SOURCE_FILE);
@@ -52,7 +52,7 @@ pub fn rtsp_vod(relay: &Arc<LiveRelay>, public: &Public, sessions: PathBuf) -> R
 /// On demand (hand-off between platforms): a finished recording's source
 /// file, read frame by frame into the ladder's encoder, becomes an H.264 +
 /// AAC rendition next to it, measured on the produced file.
-pub fn transcode(public: &Public, sessions: PathBuf, timeout: Duration) -> Transcode {
+pub(crate) fn transcode(public: &Public, sessions: PathBuf, timeout: Duration) -> Transcode {
     let public = public.clone();
     Arc::new(move |req: &TranscodeRequest| {
         let dir = sessions.join(&req.content_id);
@@ -72,7 +72,7 @@ pub fn transcode(public: &Public, sessions: PathBuf, timeout: Duration) -> Trans
 
 /// Hand-off between platforms: another platform's video that no rendition
 /// suits the terminal is fetched into a local asset and measured here.
-pub fn probe_fetched() -> Probe {
+pub(crate) fn probe_fetched() -> Probe {
     Arc::new(|path: &Path| {
         probe_file(path).map_err(|e| {
             let msg = format!("{e:#}");
@@ -93,7 +93,7 @@ fn without_dir(msg: &str, dir: &Path) -> String {
 /// timeout) and said who it is (its user token) gets one through the
 /// reverse-bookmark interface. What the viewer's access proved (its
 /// playback token) is all the bookmark may hand out later.
-pub fn bookmark_interruptions(relay: &LiveRelay, resume: ResumeService) {
+pub(crate) fn bookmark_interruptions(relay: &LiveRelay, resume: ResumeService) {
     let mut events = relay.viewer_events();
     tokio::spawn(async move {
         loop {

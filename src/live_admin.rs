@@ -15,13 +15,13 @@ use sharecast_live_relay::LiveRelay;
 use crate::config::Config;
 
 /// Where a generated admin token is kept.
-pub fn token_path(cfg: &Config) -> PathBuf {
+pub(crate) fn token_path(cfg: &Config) -> PathBuf {
     cfg.data_dir.join("admin-token")
 }
 
 /// The admin token: `admin.token` from the configuration, else the one in
 /// `<data_dir>/admin-token`, generated (random, 128 bits) at first start.
-pub fn admin_token(cfg: &Config) -> Result<String> {
+pub(crate) fn admin_token(cfg: &Config) -> Result<String> {
     if !cfg.admin.token.is_empty() {
         return Ok(cfg.admin.token.clone());
     }
@@ -30,7 +30,7 @@ pub fn admin_token(cfg: &Config) -> Result<String> {
 
 /// The key inbound SMS callbacks carry: `sms.inbound_key`, else the one in
 /// `<data_dir>/sms-inbound-key`, generated (random, 128 bits) at first start.
-pub fn sms_inbound_key(cfg: &Config) -> Result<String> {
+pub(crate) fn sms_inbound_key(cfg: &Config) -> Result<String> {
     if !cfg.sms.inbound_key.is_empty() {
         return Ok(cfg.sms.inbound_key.clone());
     }
@@ -56,7 +56,7 @@ fn stored_secret(path: &std::path::Path, prefix: &str) -> Result<String> {
 }
 
 /// The admin routes over the running components.
-pub fn admin(
+pub(crate) fn admin(
     store: &Store,
     ingest: &Arc<IngestServer>,
     relay: &Arc<LiveRelay>,

@@ -52,7 +52,7 @@ impl From<FormatArg> for ShareFormat {
 
 /// `sharecast message ...`
 #[derive(Debug, clap::Subcommand)]
-pub enum MessageCmd {
+pub(crate) enum MessageCmd {
     /// Encode video attributes as SMS-SUBMIT PDUs, printed as hex, one a line.
     Encode {
         /// Message format.
@@ -92,7 +92,7 @@ pub enum MessageCmd {
 }
 
 /// Run a `message` subcommand.
-pub fn run(cmd: MessageCmd) -> Result<()> {
+pub(crate) fn run(cmd: MessageCmd) -> Result<()> {
     match cmd {
         MessageCmd::Encode {
             format,

@@ -13,7 +13,7 @@ use sharecast_formats::media::MediaFrame;
 
 /// Arguments of `sharecast push`.
 #[derive(clap::Args, Debug)]
-pub struct PushArgs {
+pub(crate) struct PushArgs {
     /// Ingest server, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:4433")]
     server: String,
@@ -107,7 +107,7 @@ fn now_unix_us() -> i64 {
 }
 
 /// Run the push.
-pub async fn run(a: PushArgs) -> Result<()> {
+pub(crate) async fn run(a: PushArgs) -> Result<()> {
     let trust = trust(&a)?;
     let testsrc = a.input.as_os_str() == "testsrc";
     let (tracks, frames, controls) = if testsrc {

@@ -67,7 +67,7 @@ impl Public {
 }
 
 /// Turns ingest sessions into recordings, live streams and assets.
-pub struct Handler {
+pub(crate) struct Handler {
     /// Devices and assets.
     pub store: Store,
     /// Records and encodes the renditions.

@@ -20,8 +20,6 @@
 //! - [`mp4`]: MP4 box writers and readers (fragmented MP4 for live HLS, the
 //!   display rotation of a video track, compaction of a finished recording).
 
-#![warn(missing_docs, unreachable_pub)]
-
 pub mod attributes;
 pub mod compat;
 pub mod ingest;

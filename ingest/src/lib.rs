@@ -18,8 +18,6 @@
 //! group commit of every journal (`committer`), the journal file
 //! ([`journal`]) and the failed-authentication limits ([`limiter`], pure).
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod committer;
 pub mod config;
 mod connection;

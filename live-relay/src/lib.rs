@@ -21,8 +21,6 @@
 //! clock in the live video, for glass-to-glass measurement) and `vod`
 //! (recordings over RTSP). See `docs/live.md`.
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod hls;
 mod http;
 mod publisher;

@@ -18,8 +18,6 @@
 //! - [`Error`]: what a request cannot do, with a stable code
 //!   ([`Error::code`]) and an [`ErrorKind`].
 
-#![warn(missing_docs, unreachable_pub)]
-
 mod delivery;
 mod error;
 mod frames;

@@ -16,7 +16,7 @@
 //! Tracks in codecs the server does not accept are still listed (for
 //! example `codec: "vp8"`), so the server gets the chance to reject them.
 
-pub use sharecast_transcoder::source::FileSource;
+pub(crate) use sharecast_transcoder::source::FileSource;
 
 #[cfg(test)]
 mod tests {

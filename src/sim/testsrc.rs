@@ -23,7 +23,7 @@ use sharecast_formats::media::{MediaFrame, TrackInfo};
 use sharecast_transcoder::source::track_info_from_caps;
 
 /// A running live test source.
-pub struct TestSource {
+pub(crate) struct TestSource {
     pipeline: gst::Pipeline,
     encoder: gst::Element,
     rate: gst::Element,
@@ -48,7 +48,7 @@ fn running_us(sample: &gst::Sample, t: Option<gst::ClockTime>) -> Option<i64> {
 
 impl TestSource {
     /// Start the pattern at `width`x`height`, `fps`, with the encoder at `bitrate_bps`.
-    pub fn start(width: u32, height: u32, fps: u32, bitrate_bps: u64) -> Result<TestSource> {
+    pub(crate) fn start(width: u32, height: u32, fps: u32, bitrate_bps: u64) -> Result<TestSource> {
         gst::init().context("initialising GStreamer")?;
         let overlay = if gst::ElementFactory::find("clockoverlay").is_some() {
             "clockoverlay time-format=\"%H:%M:%S\" ! timeoverlay valignment=bottom ! "
@@ -110,7 +110,7 @@ impl TestSource {
     }
 
     /// A handle that changes the encoder's targets from another thread.
-    pub fn controls(&self) -> Controls {
+    pub(crate) fn controls(&self) -> Controls {
         Controls {
             encoder: self.encoder.clone(),
             rate: self.rate.clone(),
@@ -119,7 +119,7 @@ impl TestSource {
 
     /// The next encoded frame of either track (earliest first), blocking up
     /// to `timeout`.
-    pub fn next_frame(&mut self, timeout: Duration) -> Option<Result<MediaFrame>> {
+    pub(crate) fn next_frame(&mut self, timeout: Duration) -> Option<Result<MediaFrame>> {
         for i in 0..self.sinks.len() {
             if self.pending[i].is_none() {
                 let t = gst::ClockTime::from_nseconds(timeout.as_nanos() as u64);
@@ -163,14 +163,14 @@ impl TestSource {
 
 /// Changes the live encoder's targets.
 #[derive(Clone)]
-pub struct Controls {
+pub(crate) struct Controls {
     encoder: gst::Element,
     rate: gst::Element,
 }
 
 impl Controls {
     /// Follow the SDK's advice: encoder bitrate and frame rate.
-    pub fn set_target(&self, bitrate_bps: u64, fps: u32) {
+    pub(crate) fn set_target(&self, bitrate_bps: u64, fps: u32) {
         self.encoder
             .set_property("bitrate", ((bitrate_bps / 1000).max(16)) as u32);
         self.rate.set_property("max-rate", fps.max(1) as i32);

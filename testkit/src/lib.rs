@@ -26,8 +26,6 @@
 //! `SHARECAST_TEST_WATCHDOG_S` seconds (default 900) it kills the servers it
 //! started and exits, so a hang fails the suite at once.
 
-#![warn(missing_docs)]
-
 pub mod http;
 pub mod media;
 pub mod mediacodec;

@@ -46,8 +46,6 @@
 //!
 //! Timestamps are microseconds end to end (see [`sharecast_formats::media`]).
 
-#![warn(missing_docs, unreachable_pub)]
-
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 /// What the server handed to the outputs of every session.
 #[derive(Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     pub recorded: Mutex<Vec<MediaFrame>>,
     /// When each frame reached `record`.
     pub record_times: Mutex<Vec<Instant>>,
@@ -33,7 +33,7 @@ pub struct Memory {
 }
 
 impl Memory {
-    pub fn finished(&self) -> u32 {
+    pub(crate) fn finished(&self) -> u32 {
         *self.finished.lock().unwrap()
     }
 }
@@ -100,7 +100,7 @@ impl SessionHandler for Handler {
 }
 
 /// H.264 640x360 at 30 fps (track 0) and AAC 48 kHz stereo (track 1).
-pub fn tracks() -> Vec<TrackInfo> {
+pub(crate) fn tracks() -> Vec<TrackInfo> {
     vec![
         TrackInfo::video(0, Codec::H264, vec![1, 0x64, 0, 0x1f], (640, 360), (30, 1)),
         TrackInfo::audio(1, Codec::Aac, vec![0x11, 0x90], 48_000, 2),
@@ -110,7 +110,7 @@ pub fn tracks() -> Vec<TrackInfo> {
 /// The `i`th frame of a track of [`tracks`], for the uploader (which
 /// numbers it): 3000-byte video frames at 30 fps, 300-byte audio frames
 /// every 21.3 ms.
-pub fn frame(track: u8, i: i64) -> MediaFrame {
+pub(crate) fn frame(track: u8, i: i64) -> MediaFrame {
     let dur = if track == 0 { 33_333 } else { 21_333 };
     MediaFrame {
         track,
@@ -124,7 +124,7 @@ pub fn frame(track: u8, i: i64) -> MediaFrame {
 }
 
 /// The `i`th frame of a track numbered `i`, as a raw client sends it.
-pub fn numbered(track: u8, i: i64) -> MediaFrame {
+pub(crate) fn numbered(track: u8, i: i64) -> MediaFrame {
     MediaFrame {
         seq: i as u64,
         ..frame(track, i)
@@ -132,7 +132,7 @@ pub fn numbered(track: u8, i: i64) -> MediaFrame {
 }
 
 /// The sequence numbers of a track's frames, in the order given.
-pub fn seqs(frames: &[MediaFrame], track: u8) -> Vec<u64> {
+pub(crate) fn seqs(frames: &[MediaFrame], track: u8) -> Vec<u64> {
     frames
         .iter()
         .filter(|f| f.track == track)
@@ -141,7 +141,7 @@ pub fn seqs(frames: &[MediaFrame], track: u8) -> Vec<u64> {
 }
 
 /// A server on loopback, serving until dropped.
-pub struct Env {
+pub(crate) struct Env {
     pub server: Arc<IngestServer>,
     pub mem: Arc<Memory>,
     pub dir: Arc<tempfile::TempDir>,
@@ -157,12 +157,12 @@ impl Drop for Env {
 impl Env {
     /// A server with the default configuration on a fresh data directory,
     /// on any free port.
-    pub async fn new() -> Env {
+    pub(crate) async fn new() -> Env {
         Env::with(|_| {}).await
     }
 
     /// The same with the configuration changed by `tweak`.
-    pub async fn with(tweak: impl FnOnce(&mut IngestConfig)) -> Env {
+    pub(crate) async fn with(tweak: impl FnOnce(&mut IngestConfig)) -> Env {
         let mut cfg = IngestConfig {
             listen: "127.0.0.1:0".into(),
             ..IngestConfig::default()
@@ -193,7 +193,7 @@ impl Env {
     /// Stop this server as a crash would (nothing finalised), then start
     /// another on the same data directory and address. Returns it and how
     /// many sessions it recovered.
-    pub async fn restart(self) -> (Env, usize) {
+    pub(crate) async fn restart(self) -> (Env, usize) {
         let addr = self.server.local_addr().unwrap();
         self.server.close();
         let dir = self.dir.clone();
@@ -208,7 +208,7 @@ impl Env {
     }
 
     /// An uploader's configuration for this server, trusting it by its pin.
-    pub fn client(&self, token: &str) -> UploaderConfig {
+    pub(crate) fn client(&self, token: &str) -> UploaderConfig {
         let mut c = UploaderConfig::new(
             self.server.local_addr().unwrap().to_string(),
             token,
@@ -220,19 +220,19 @@ impl Env {
     }
 
     /// A phone filming: a session of the good device with [`tracks`].
-    pub async fn phone(&self) -> Uploader {
+    pub(crate) async fn phone(&self) -> Uploader {
         self.phone_with(|_| {}).await
     }
 
     /// The same with the uploader's configuration changed by `tweak`.
-    pub async fn phone_with(&self, tweak: impl FnOnce(&mut UploaderConfig)) -> Uploader {
+    pub(crate) async fn phone_with(&self, tweak: impl FnOnce(&mut UploaderConfig)) -> Uploader {
         let mut c = self.client("good");
         tweak(&mut c);
         Uploader::start(c, tracks(), 0).await.unwrap()
     }
 
     /// How the server refuses a new session.
-    pub async fn refused(&self, token: &str, tracks: Vec<TrackInfo>) -> UploadError {
+    pub(crate) async fn refused(&self, token: &str, tracks: Vec<TrackInfo>) -> UploadError {
         match Uploader::start(self.client(token), tracks, 0).await {
             Ok(_) => panic!("expected a refusal"),
             Err(e) => e,
@@ -240,7 +240,7 @@ impl Env {
     }
 
     /// Every recorded frame exactly once, in sequence order per track.
-    pub fn assert_complete(&self, video: u64, audio: u64) {
+    pub(crate) fn assert_complete(&self, video: u64, audio: u64) {
         let rec = self.mem.recorded.lock().unwrap();
         for (track, n) in [(0u8, video), (1u8, audio)] {
             assert_eq!(
@@ -252,7 +252,7 @@ impl Env {
     }
 
     /// The value of the metrics line that starts with `line_prefix`.
-    pub fn metric(&self, line_prefix: &str) -> u64 {
+    pub(crate) fn metric(&self, line_prefix: &str) -> u64 {
         let mut out = String::new();
         self.server.render_metrics(&mut out);
         out.lines()
@@ -264,7 +264,7 @@ impl Env {
 
 /// Film `n` frames of each track as fast as the uploader takes them (a
 /// pause every ten), calling `each` after each pair.
-pub async fn upload(up: &Uploader, n: i64, mut each: impl FnMut(i64, &Uploader)) {
+pub(crate) async fn upload(up: &Uploader, n: i64, mut each: impl FnMut(i64, &Uploader)) {
     for i in 0..n {
         send_pair(up, i).await;
         each(i, up);
@@ -276,7 +276,7 @@ pub async fn upload(up: &Uploader, n: i64, mut each: impl FnMut(i64, &Uploader))
 
 /// Film frames `range` of each track, pausing `pause` after each pair (as
 /// a camera spreads them out).
-pub async fn film(up: &Uploader, range: Range<i64>, pause: Duration) {
+pub(crate) async fn film(up: &Uploader, range: Range<i64>, pause: Duration) {
     for i in range {
         send_pair(up, i).await;
         if !pause.is_zero() {
@@ -286,14 +286,14 @@ pub async fn film(up: &Uploader, range: Range<i64>, pause: Duration) {
 }
 
 /// Frame `i` of the video and of the audio track.
-pub async fn send_pair(up: &Uploader, i: i64) {
+pub(crate) async fn send_pair(up: &Uploader, i: i64) {
     up.send(frame(0, i)).await.unwrap();
     up.send(frame(1, i)).await.unwrap();
 }
 
 /// Waits until `done`, checking every 10 ms, for at most `deadline` (a
 /// guard against a hang, not a timing claim): whether it came true.
-pub async fn eventually(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + deadline;
     while !done() {
         if Instant::now() >= until {
@@ -305,7 +305,7 @@ pub async fn eventually(deadline: Duration, mut done: impl FnMut() -> bool) -> b
 }
 
 /// A raw client: its endpoint, connection and control stream.
-pub type RawClient = (
+pub(crate) type RawClient = (
     quinn::Endpoint,
     quinn::Connection,
     quinn::SendStream,
@@ -313,7 +313,7 @@ pub type RawClient = (
 );
 
 /// A HELLO of a new session with the good token.
-pub fn good_hello() -> Hello {
+pub(crate) fn good_hello() -> Hello {
     Hello {
         version: VERSION,
         token: "good".into(),
@@ -327,7 +327,7 @@ pub fn good_hello() -> Hello {
 
 /// A raw client: connect and open the control stream, then whatever the
 /// test writes.
-pub async fn raw_connect(env: &Env) -> RawClient {
+pub(crate) async fn raw_connect(env: &Env) -> RawClient {
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(
         sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into()))
@@ -343,20 +343,23 @@ pub async fn raw_connect(env: &Env) -> RawClient {
 }
 
 /// A raw client that sends `hello` as it is.
-pub async fn raw_hello(env: &Env, hello: Hello) -> RawClient {
+pub(crate) async fn raw_hello(env: &Env, hello: Hello) -> RawClient {
     let (ep, conn, mut s, r) = raw_connect(env).await;
     s.write_all(&Control::Hello(hello).encode()).await.unwrap();
     (ep, conn, s, r)
 }
 
 /// A raw client: connect, HELLO, then whatever the test writes.
-pub async fn raw(env: &Env) -> RawClient {
+pub(crate) async fn raw(env: &Env) -> RawClient {
     raw_hello(env, good_hello()).await
 }
 
 /// The next control message from the server; `None` when the stream or
 /// the connection ended first.
-pub async fn next_control(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> Option<Control> {
+pub(crate) async fn next_control(
+    r: &mut quinn::RecvStream,
+    dec: &mut ControlDecoder,
+) -> Option<Control> {
     let mut buf = [0u8; 4096];
     loop {
         if let Some(m) = dec
@@ -375,7 +378,7 @@ pub async fn next_control(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -
 }
 
 /// WELCOME, or a panic naming what came instead.
-pub async fn expect_welcome(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> Welcome {
+pub(crate) async fn expect_welcome(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> Welcome {
     match next_control(r, dec).await {
         Some(Control::Welcome(w)) => w,
         other => panic!("expected WELCOME, got {other:?}"),
@@ -384,7 +387,7 @@ pub async fn expect_welcome(r: &mut quinn::RecvStream, dec: &mut ControlDecoder)
 
 /// The ERROR the server sends before it closes: every message up to it is
 /// skipped (WELCOME, ACKs); the stream or connection ending first fails.
-pub async fn expect_error(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> ErrorMsg {
+pub(crate) async fn expect_error(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -> ErrorMsg {
     loop {
         match next_control(r, dec).await {
             Some(Control::Error(e)) => return e,
@@ -395,7 +398,12 @@ pub async fn expect_error(r: &mut quinn::RecvStream, dec: &mut ControlDecoder) -
 }
 
 /// Reads control messages until an ACK covers frame `seq` of `track`.
-pub async fn until_acked(r: &mut quinn::RecvStream, dec: &mut ControlDecoder, track: u8, seq: u64) {
+pub(crate) async fn until_acked(
+    r: &mut quinn::RecvStream,
+    dec: &mut ControlDecoder,
+    track: u8,
+    seq: u64,
+) {
     loop {
         match next_control(r, dec).await {
             Some(Control::Ack(a)) if a.covers(track, seq) => return,
@@ -406,7 +414,7 @@ pub async fn until_acked(r: &mut quinn::RecvStream, dec: &mut ControlDecoder, tr
 }
 
 /// The code and reason the server closed the connection with.
-pub async fn close_code(conn: &quinn::Connection) -> (u16, String) {
+pub(crate) async fn close_code(conn: &quinn::Connection) -> (u16, String) {
     match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await {
         Ok(quinn::ConnectionError::ApplicationClosed(c)) => (
             u64::from(c.error_code) as u16,

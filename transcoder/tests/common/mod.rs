@@ -10,10 +10,10 @@ use sharecast_transcoder::testing::fixture;
 use sharecast_transcoder::{ProducedFile, Transcoder, TranscoderConfig};
 
 /// The phone's capture clock does not start at 0.
-pub const CLOCK_OFFSET_US: i64 = 12_345_678;
+pub(crate) const CLOCK_OFFSET_US: i64 = 12_345_678;
 
 /// Every frame of a fixture, capture clock shifted by [`CLOCK_OFFSET_US`].
-pub fn read_all(name: &str) -> (Vec<TrackInfo>, Vec<MediaFrame>) {
+pub(crate) fn read_all(name: &str) -> (Vec<TrackInfo>, Vec<MediaFrame>) {
     let mut src = FileSource::open(&fixture(name).unwrap()).unwrap();
     let mut frames = Vec::new();
     while let Some(f) = src.next_frame() {
@@ -27,7 +27,7 @@ pub fn read_all(name: &str) -> (Vec<TrackInfo>, Vec<MediaFrame>) {
 
 /// Records frames (in the order given) and finishes; source rendition only
 /// unless `cfg` says otherwise.
-pub fn record(
+pub(crate) fn record(
     tracks: &[TrackInfo],
     frames: &[MediaFrame],
     cfg: TranscoderConfig,
@@ -43,7 +43,7 @@ pub fn record(
 }
 
 /// Source rendition only: faster tests.
-pub fn source_only() -> TranscoderConfig {
+pub(crate) fn source_only() -> TranscoderConfig {
     TranscoderConfig {
         renditions: vec![],
         ..TranscoderConfig::default()
@@ -52,7 +52,7 @@ pub fn source_only() -> TranscoderConfig {
 
 /// Presentation times (seconds) of one stream's packets ("v" or "a"),
 /// sorted.
-pub fn packet_pts(path: &Path, stream: &str) -> Vec<f64> {
+pub(crate) fn packet_pts(path: &Path, stream: &str) -> Vec<f64> {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", stream])
         .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
@@ -73,7 +73,7 @@ pub fn packet_pts(path: &Path, stream: &str) -> Vec<f64> {
 }
 
 /// Asserts two sorted time lists are equal within `tol` seconds.
-pub fn assert_times(what: &str, got: &[f64], want: &[f64], tol: f64) {
+pub(crate) fn assert_times(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: packet count");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
@@ -84,7 +84,7 @@ pub fn assert_times(what: &str, got: &[f64], want: &[f64], tol: f64) {
 }
 
 /// Expected output times of one track: pts relative to `base_us`, sorted.
-pub fn expected_pts(frames: &[MediaFrame], track: u8, base_us: i64) -> Vec<f64> {
+pub(crate) fn expected_pts(frames: &[MediaFrame], track: u8, base_us: i64) -> Vec<f64> {
     let mut v: Vec<f64> = frames
         .iter()
         .filter(|f| f.track == track)
@@ -95,7 +95,7 @@ pub fn expected_pts(frames: &[MediaFrame], track: u8, base_us: i64) -> Vec<f64> 
 }
 
 /// Decodes the whole file with ffmpeg; panics on any decode error.
-pub fn decodes_cleanly(path: &Path) {
+pub(crate) fn decodes_cleanly(path: &Path) {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
