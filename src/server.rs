@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
 use sharecast_api::admin::Admin;
 use sharecast_api::routes::{LiveHandlers, Services};
 use sharecast_api::{Gateway, LinkSigner, MetricsFn, PlaybackTokens, Policy, SessionsFn, Store};
@@ -260,7 +262,7 @@ fn metrics(
     let (ingest, shares, relay) = (ingest.clone(), shares.clone(), relay.clone());
     let (policy, outbound, resume) = (access.policy.clone(), outbound.clone(), resume.clone());
     vec![
-        Arc::new(move |out: &mut String| ingest.render_metrics(out)),
+        registered(move |r| ingest.register_metrics(r)),
         Arc::new(move |out: &mut String| shares.render_metrics(out)),
         Arc::new(move |out: &mut String| relay.render_metrics(out)),
         admin.metrics(),
@@ -270,6 +272,18 @@ fn metrics(
         }),
         Arc::new(move |out: &mut String| resume.render_metrics(out)),
     ]
+}
+
+/// Text of the families `register` adds to a registry, while the rest still
+/// renders its own.
+fn registered(register: impl Fn(&mut Registry) + Send + Sync + 'static) -> MetricsFn {
+    Arc::new(move |out: &mut String| {
+        let mut registry = Registry::with_prefix("sharecast");
+        register(&mut registry);
+        if let Err(e) = prometheus_text::encode(out, &registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+    })
 }
 
 /// The live relay's HTTP handlers (player page, HLS files, heartbeats).

@@ -8,9 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use std::fmt::Write as _;
-
 use anyhow::{anyhow, Context, Result};
+use prometheus_client::registry::Registry;
 use rand::RngCore;
 use serde::Serialize;
 use sharecast_formats::attributes::VideoAttributes;
@@ -24,7 +23,7 @@ use crate::committer::{self, Committer, CommitterConfig};
 use crate::config::IngestConfig;
 use crate::journal::{self, JournalWriter, SessionMeta};
 use crate::limiter::{address_key, token_key, AuthLimiter, Gate, Scope};
-use crate::metrics::IngestMetrics;
+use crate::metrics::{IngestCollector, IngestMetrics};
 use crate::session::{Lifecycle, Reject, Session, SessionLimits};
 use crate::tls::{self, TlsMaterial};
 use crate::{DeviceIdentity, SessionHandler, SessionInfo};
@@ -210,31 +209,16 @@ impl IngestServer {
         self.shared.metrics.clone()
     }
 
-    /// Append Prometheus text for ingest.
-    pub fn render_metrics(&self, out: &mut String) {
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let active = sessions.len();
-        let connected = sessions
-            .values()
-            .filter(|s| s.lifecycle() == Lifecycle::Connected)
-            .count();
-        drop(sessions);
-        self.shared.metrics.render(out, active, connected);
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_udp_receive_buffer_bytes Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)\n# TYPE sharecast_ingest_udp_receive_buffer_bytes gauge\nsharecast_ingest_udp_receive_buffer_bytes {}",
-            self.udp_buffers.receive
-        );
-        if let Some(drops) = crate::udp::drops(self.udp_buffers.inode) {
-            let _ = writeln!(
-                out,
-                "# HELP sharecast_ingest_udp_receive_drops_total Datagrams the kernel dropped on the ingest socket (receive buffer full)\n# TYPE sharecast_ingest_udp_receive_drops_total counter\nsharecast_ingest_udp_receive_drops_total {drops}"
-            );
-        }
+    /// Registers ingest's families (`ingest_…`, under the registry's
+    /// prefix): the counters, and the sessions and UDP socket gauges read
+    /// at each scrape.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let shared = self.shared.clone();
+        registry.register_collector(Box::new(IngestCollector {
+            metrics: self.shared.metrics.clone(),
+            sessions: Box::new(move || session_counts(&shared)),
+            udp: self.udp_buffers,
+        }));
     }
 
     /// Snapshots of the open sessions.
@@ -330,6 +314,17 @@ impl IngestServer {
             b"server shutting down",
         );
     }
+}
+
+/// Sessions open (connected or waiting for their phone), and those with a
+/// live connection.
+fn session_counts(shared: &Shared) -> (usize, usize) {
+    let sessions = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    let connected = sessions
+        .values()
+        .filter(|s| s.lifecycle() == Lifecycle::Connected)
+        .count();
+    (sessions.len(), connected)
 }
 
 fn snapshot(s: &Session) -> SessionSnapshot {
@@ -467,10 +462,7 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(meta.id.clone(), session.clone());
-    shared
-        .metrics
-        .sessions_recovered
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.sessions_recovered.inc();
     tracing::info!(session = %meta.id, "recovered session from its journal; waiting for the phone to resume");
     spawn_resume_timer(shared.clone(), session, 0);
     Ok(true)
@@ -566,10 +558,7 @@ fn reject_in_session(
     message: &str,
 ) {
     if code.ends_session() && session.stop(conn.stable_id(), code) {
-        shared
-            .metrics
-            .sessions_stopped
-            .fetch_add(1, Ordering::Relaxed);
+        shared.metrics.sessions_stopped.inc();
         tracing::info!(session = %session.info.id, code = code.name(), "session stopped by an error; it will be finalised and cannot be resumed");
     }
     reject(shared, conn, Some(ctrl), code, message);
@@ -625,7 +614,7 @@ fn refuse(shared: &Arc<Shared>, conn: &quinn::Connection, ctrl: Option<&ControlT
         conn.close(code.as_u16().into(), &reason);
         return;
     }
-    shared.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.errors_sent.inc();
     // The writer closes the connection as soon as the phone has the ERROR;
     // this closes it anyway when the phone does not acknowledge it in time
     // (or earlier messages still wait for flow control).
@@ -689,15 +678,12 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
         Err(e) => {
             // A client speaking another protocol (no `sharecast/1` ALPN), or
             // failing TLS, never reaches the session layer: count and log it.
-            shared
-                .metrics
-                .handshakes_failed
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.handshakes_failed.inc();
             tracing::info!(%remote, error = %e, "ingest handshake failed");
             return Ok(());
         }
     };
-    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.connections.inc();
     // Stable ids are addresses: a later connection can get the id of one
     // that is gone. Forget this one's refusal when its handler ends (before
     // `conn` itself is dropped), or the next connection with its id would be
@@ -778,10 +764,7 @@ async fn handle_connection(shared: Arc<Shared>, incoming: quinn::Incoming) -> Re
     session.set_lifecycle(Lifecycle::Connected);
     if resumed {
         session.lock().resumes += 1;
-        shared
-            .metrics
-            .sessions_resumed
-            .fetch_add(1, Ordering::Relaxed);
+        shared.metrics.sessions_resumed.inc();
     }
     let (next_seq, held) = session.ack_state();
     let welcome = Welcome {
@@ -1170,10 +1153,7 @@ async fn open_session(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.clone(), session.clone());
-    shared
-        .metrics
-        .sessions_started
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.sessions_started.inc();
     tracing::info!(session = %id, device = %device.name, tracks = hello.tracks.len(), "ingest session opened");
     Ok(session)
 }
@@ -1203,10 +1183,7 @@ async fn control_writer(
                 let wrote = send.write_all(&Control::Error(msg).encode()).await.is_ok()
                     && send.finish().is_ok();
                 if wrote && matches!(send.stopped().await, Ok(None)) {
-                    shared
-                        .metrics
-                        .errors_acknowledged
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.errors_acknowledged.inc();
                 }
                 conn.close(code.as_u16().into(), &reason);
                 return;
@@ -1250,21 +1227,15 @@ async fn read_frames(
         loop {
             match dec.decode_next() {
                 Ok(Some(frame)) => {
-                    shared
-                        .metrics
-                        .frames_received
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.frames_received.inc();
                     shared
                         .metrics
                         .bytes_received
-                        .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+                        .inc_by(frame.data.len() as u64);
                     match session.accept(frame) {
                         Ok(true) => {}
                         Ok(false) => {
-                            shared
-                                .metrics
-                                .frames_duplicate
-                                .fetch_add(1, Ordering::Relaxed);
+                            shared.metrics.frames_duplicate.inc();
                         }
                         Err((code, msg)) => {
                             refuse(code, &msg);
@@ -1415,10 +1386,7 @@ async fn finalise(shared: &Arc<Shared>, session: &Arc<Session>) -> Result<VideoA
     match result {
         Ok(a) => {
             session.set_lifecycle(Lifecycle::Finished);
-            shared
-                .metrics
-                .sessions_finished
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.sessions_finished.inc();
             let mut f = shared.finished.lock().unwrap_or_else(|e| e.into_inner());
             if f.len() > 1000 {
                 f.clear();
@@ -1429,10 +1397,7 @@ async fn finalise(shared: &Arc<Shared>, session: &Arc<Session>) -> Result<VideoA
         }
         Err(e) => {
             session.set_lifecycle(Lifecycle::Failed);
-            shared
-                .metrics
-                .sessions_failed
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.sessions_failed.inc();
             tracing::error!(session = %id, error = %format!("{e:#}"), "session failed to finalise");
             Err(e)
         }

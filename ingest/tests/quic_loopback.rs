@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus_client::registry::Registry;
 use sharecast_client_sdk::{Trust, UploadError, Uploader, UploaderConfig};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{
@@ -176,6 +177,15 @@ impl Env {
         c
     }
 
+    /// The server's families on `/metrics`, as Prometheus text.
+    fn metrics(&self) -> String {
+        let mut registry = Registry::with_prefix("sharecast");
+        self.server.register_metrics(&mut registry);
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
     /// Every recorded frame exactly once, in sequence order per track.
     fn assert_complete(&self, video: u64, audio: u64) {
         let rec = self.mem.recorded.lock().unwrap();
@@ -254,8 +264,7 @@ async fn dropped_connections_resume_without_loss_or_duplicates() {
     up.finish().await.unwrap();
     assert_eq!(stats.resumes, 3);
     env.assert_complete(300, 300);
-    let mut out = String::new();
-    env.server.render_metrics(&mut out);
+    let out = env.metrics();
     assert!(
         out.contains("sharecast_ingest_sessions_resumed_total 3"),
         "{out}"
@@ -278,8 +287,7 @@ async fn the_ingest_socket_gets_large_buffers_and_reports_its_drops() {
     let env = Env::new(cfg).await;
     let got = env.server.udp_buffers().receive;
     assert!(got >= want.min(cap), "asked {want}, cap {cap}, got {got}");
-    let mut out = String::new();
-    env.server.render_metrics(&mut out);
+    let out = env.metrics();
     assert!(
         out.contains(&format!(
             "sharecast_ingest_udp_receive_buffer_bytes {got}\n"
@@ -795,8 +803,7 @@ async fn durable_frames_reach_the_recording_in_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_commit_delay_groups_frames_into_fewer_syncs() {
     let commits = |env: &Env| {
-        let mut out = String::new();
-        env.server.render_metrics(&mut out);
+        let out = env.metrics();
         out.lines()
             .find_map(|l| l.strip_prefix("sharecast_ingest_journal_commits_total "))
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -859,8 +866,7 @@ async fn only_the_sharecast_alpn_is_accepted() {
         }
     };
     let failed = |env: &Env| {
-        let mut out = String::new();
-        env.server.render_metrics(&mut out);
+        let out = env.metrics();
         out.lines()
             .find_map(|l| l.strip_prefix("sharecast_ingest_handshakes_failed_total "))
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -929,8 +935,7 @@ async fn concurrent_sessions_share_commit_rounds() {
             ids.push(t.await.unwrap());
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let mut out = String::new();
-        env.server.render_metrics(&mut out);
+        let out = env.metrics();
         let commits = out
             .lines()
             .find_map(|l| l.strip_prefix("sharecast_ingest_journal_commits_total "))
@@ -994,8 +999,7 @@ async fn every_one_of_many_refused_connections_is_told_why() {
 }
 
 fn metric(env: &Env, line_prefix: &str) -> u64 {
-    let mut out = String::new();
-    env.server.render_metrics(&mut out);
+    let out = env.metrics();
     out.lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .and_then(|v| v.trim().parse().ok())
