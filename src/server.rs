@@ -263,7 +263,7 @@ fn metrics(
     let (policy, outbound, resume) = (access.policy.clone(), outbound.clone(), resume.clone());
     vec![
         registered(move |r| ingest.register_metrics(r)),
-        Arc::new(move |out: &mut String| shares.render_metrics(out)),
+        registered(move |r| shares.register_metrics(r)),
         Arc::new(move |out: &mut String| relay.render_metrics(out)),
         admin.metrics(),
         Arc::new(move |out: &mut String| {
