@@ -264,7 +264,7 @@ fn metrics(
     vec![
         registered(move |r| ingest.register_metrics(r)),
         registered(move |r| shares.register_metrics(r)),
-        Arc::new(move |out: &mut String| relay.render_metrics(out)),
+        registered(move |r| relay.register_metrics(r)),
         admin.metrics(),
         Arc::new(move |out: &mut String| {
             policy.render_metrics(out);
