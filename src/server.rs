@@ -266,11 +266,9 @@ fn metrics(
         registered(move |r| shares.register_metrics(r)),
         registered(move |r| relay.register_metrics(r)),
         admin.metrics(),
-        Arc::new(move |out: &mut String| {
-            policy.render_metrics(out);
-            outbound.render_metrics(out);
-        }),
-        Arc::new(move |out: &mut String| resume.render_metrics(out)),
+        Arc::new(move |out: &mut String| policy.render_metrics(out)),
+        registered(move |r| outbound.register_metrics(r)),
+        registered(move |r| resume.register_metrics(r)),
     ]
 }
 
