@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 use sharecast_api::admin::Admin;
 use sharecast_api::routes::{LiveHandlers, Services};
-use sharecast_api::{Gateway, LinkSigner, MetricsFn, PlaybackTokens, Policy, SessionsFn, Store};
+use sharecast_api::{Gateway, LinkSigner, PlaybackTokens, Policy, SessionsFn, Store};
 use sharecast_ingest::IngestServer;
 use sharecast_live_relay::LiveRelay;
 use sharecast_resume::outbound::Outbound;
@@ -249,39 +248,26 @@ fn resume_service(
     .with_fetch(hooks::probe_fetched())
 }
 
-/// What `/metrics` renders, component by component.
+/// The one registry of `/metrics`, prefixed `sharecast`: every component
+/// registers its own families (the gateway adds its HTTP counts).
 fn metrics(
-    ingest: &Arc<IngestServer>,
+    ingest: &IngestServer,
     shares: &ShareService,
-    relay: &Arc<LiveRelay>,
+    relay: &LiveRelay,
     admin: &Admin,
     access: &Access,
     outbound: &Outbound,
     resume: &ResumeService,
-) -> Vec<MetricsFn> {
-    let (ingest, shares, relay) = (ingest.clone(), shares.clone(), relay.clone());
-    let (policy, outbound, resume) = (access.policy.clone(), outbound.clone(), resume.clone());
-    vec![
-        registered(move |r| ingest.register_metrics(r)),
-        registered(move |r| shares.register_metrics(r)),
-        registered(move |r| relay.register_metrics(r)),
-        admin.metrics(),
-        Arc::new(move |out: &mut String| policy.render_metrics(out)),
-        registered(move |r| outbound.register_metrics(r)),
-        registered(move |r| resume.register_metrics(r)),
-    ]
-}
-
-/// Text of the families `register` adds to a registry, while the rest still
-/// renders its own.
-fn registered(register: impl Fn(&mut Registry) + Send + Sync + 'static) -> MetricsFn {
-    Arc::new(move |out: &mut String| {
-        let mut registry = Registry::with_prefix("sharecast");
-        register(&mut registry);
-        if let Err(e) = prometheus_text::encode(out, &registry) {
-            tracing::error!(error = %e, "encoding metrics");
-        }
-    })
+) -> Registry {
+    let mut registry = Registry::with_prefix("sharecast");
+    ingest.register_metrics(&mut registry);
+    shares.register_metrics(&mut registry);
+    relay.register_metrics(&mut registry);
+    admin.register_metrics(&mut registry);
+    access.policy.register_metrics(&mut registry);
+    outbound.register_metrics(&mut registry);
+    resume.register_metrics(&mut registry);
+    registry
 }
 
 /// The live relay's HTTP handlers (player page, HLS files, heartbeats).
