@@ -35,6 +35,75 @@ struct FieldLabel {
     field: &'static str,
 }
 
+/// The unlabelled counters of [`IngestMetrics::counters`], in its order:
+/// name (without `_total`, which the encoder adds) and help text.
+const COUNTERS: [(&str, &str); 16] = [
+    (
+        "ingest_connections",
+        "QUIC connections accepted",
+    ),
+    (
+        "ingest_handshakes_failed",
+        "QUIC/TLS handshakes that failed (wrong ALPN, TLS errors, timeouts)",
+    ),
+    (
+        "ingest_sessions_started",
+        "Ingest sessions opened",
+    ),
+    (
+        "ingest_sessions_resumed",
+        "Sessions resumed on a new connection",
+    ),
+    (
+        "ingest_sessions_finished",
+        "Sessions finalised",
+    ),
+    (
+        "ingest_sessions_recovered",
+        "Sessions recovered from journals at start-up",
+    ),
+    (
+        "ingest_sessions_failed",
+        "Sessions whose outputs failed",
+    ),
+    (
+        "ingest_sessions_stopped",
+        "Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
+    ),
+    (
+        "ingest_errors_sent",
+        "ERROR messages sent to phones before closing their connection",
+    ),
+    (
+        "ingest_errors_acknowledged",
+        "ERROR messages the phone acknowledged before the connection closed",
+    ),
+    (
+        "ingest_frames_received",
+        "Frames received, duplicates included",
+    ),
+    (
+        "ingest_frames_duplicate",
+        "Frames received that were already held",
+    ),
+    (
+        "ingest_bytes_received",
+        "Frame bytes received",
+    ),
+    (
+        "ingest_journal_commits",
+        "Journal commit rounds (one sync for the frames of every session in the round)",
+    ),
+    (
+        "ingest_journal_frames",
+        "Frames made durable",
+    ),
+    (
+        "ingest_journal_sync_microseconds",
+        "Time spent in journal commit rounds (writes and sync)",
+    ),
+];
+
 /// Counters of the ingest server.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
@@ -191,96 +260,31 @@ impl IngestMetrics {
             .fetch_max(took_us, Ordering::Relaxed);
     }
 
-    /// The unlabelled counters with their names (without `_total`, which
-    /// the encoder adds) and help texts.
-    fn counters(&self) -> [(&'static str, &'static str, &Counter); 16] {
+    /// The unlabelled counters, in the order of [`COUNTERS`].
+    fn counters(&self) -> [&Counter; 16] {
         [
-            (
-                "ingest_connections",
-                "QUIC connections accepted",
-                &self.connections,
-            ),
-            (
-                "ingest_handshakes_failed",
-                "QUIC/TLS handshakes that failed (wrong ALPN, TLS errors, timeouts)",
-                &self.handshakes_failed,
-            ),
-            (
-                "ingest_sessions_started",
-                "Ingest sessions opened",
-                &self.sessions_started,
-            ),
-            (
-                "ingest_sessions_resumed",
-                "Sessions resumed on a new connection",
-                &self.sessions_resumed,
-            ),
-            (
-                "ingest_sessions_finished",
-                "Sessions finalised",
-                &self.sessions_finished,
-            ),
-            (
-                "ingest_sessions_recovered",
-                "Sessions recovered from journals at start-up",
-                &self.sessions_recovered,
-            ),
-            (
-                "ingest_sessions_failed",
-                "Sessions whose outputs failed",
-                &self.sessions_failed,
-            ),
-            (
-                "ingest_sessions_stopped",
-                "Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
-                &self.sessions_stopped,
-            ),
-            (
-                "ingest_errors_sent",
-                "ERROR messages sent to phones before closing their connection",
-                &self.errors_sent,
-            ),
-            (
-                "ingest_errors_acknowledged",
-                "ERROR messages the phone acknowledged before the connection closed",
-                &self.errors_acknowledged,
-            ),
-            (
-                "ingest_frames_received",
-                "Frames received, duplicates included",
-                &self.frames_received,
-            ),
-            (
-                "ingest_frames_duplicate",
-                "Frames received that were already held",
-                &self.frames_duplicate,
-            ),
-            (
-                "ingest_bytes_received",
-                "Frame bytes received",
-                &self.bytes_received,
-            ),
-            (
-                "ingest_journal_commits",
-                "Journal commit rounds (one sync for the frames of every session in the round)",
-                &self.journal_commits,
-            ),
-            (
-                "ingest_journal_frames",
-                "Frames made durable",
-                &self.journal_frames,
-            ),
-            (
-                "ingest_journal_sync_microseconds",
-                "Time spent in journal commit rounds (writes and sync)",
-                &self.journal_sync_us,
-            ),
+            &self.connections,
+            &self.handshakes_failed,
+            &self.sessions_started,
+            &self.sessions_resumed,
+            &self.sessions_finished,
+            &self.sessions_recovered,
+            &self.sessions_failed,
+            &self.sessions_stopped,
+            &self.errors_sent,
+            &self.errors_acknowledged,
+            &self.frames_received,
+            &self.frames_duplicate,
+            &self.bytes_received,
+            &self.journal_commits,
+            &self.journal_frames,
+            &self.journal_sync_us,
         ]
     }
 
     /// Encodes the counters and the labelled families.
     fn encode_counters(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
-        for (name, help, counter) in self.counters() {
+        for ((name, help), counter) in COUNTERS.into_iter().zip(self.counters()) {
             family(enc, name, help, counter)?;
         }
         let r = &self.refusals;
