@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use prometheus_client::registry::Registry;
 use sharecast_api::admin::Admin;
 use sharecast_api::routes::{LiveHandlers, Services};
-use sharecast_api::{Gateway, LinkSigner, MetricsFn, PlaybackTokens, Policy, SessionsFn, Store};
+use sharecast_api::{Gateway, LinkSigner, PlaybackTokens, Policy, SessionsFn, Store};
 use sharecast_ingest::IngestServer;
 use sharecast_live_relay::LiveRelay;
 use sharecast_resume::outbound::Outbound;
@@ -253,29 +254,26 @@ fn resume_service(
     .with_fetch(hooks::probe_fetched())
 }
 
-/// What `/metrics` renders, component by component.
+/// The one registry of `/metrics`, prefixed `sharecast`: every component
+/// registers its own families (the gateway adds its HTTP counts).
 fn metrics(
-    ingest: &Arc<IngestServer>,
+    ingest: &IngestServer,
     shares: &ShareService,
-    relay: &Arc<LiveRelay>,
+    relay: &LiveRelay,
     admin: &Admin,
     access: &Access,
     outbound: &Outbound,
     resume: &ResumeService,
-) -> Vec<MetricsFn> {
-    let (ingest, shares, relay) = (ingest.clone(), shares.clone(), relay.clone());
-    let (policy, outbound, resume) = (access.policy.clone(), outbound.clone(), resume.clone());
-    vec![
-        Arc::new(move |out: &mut String| ingest.render_metrics(out)),
-        Arc::new(move |out: &mut String| shares.render_metrics(out)),
-        Arc::new(move |out: &mut String| relay.render_metrics(out)),
-        admin.metrics(),
-        Arc::new(move |out: &mut String| {
-            policy.render_metrics(out);
-            outbound.render_metrics(out);
-        }),
-        Arc::new(move |out: &mut String| resume.render_metrics(out)),
-    ]
+) -> Registry {
+    let mut registry = Registry::with_prefix("sharecast");
+    ingest.register_metrics(&mut registry);
+    shares.register_metrics(&mut registry);
+    relay.register_metrics(&mut registry);
+    admin.register_metrics(&mut registry);
+    access.policy.register_metrics(&mut registry);
+    outbound.register_metrics(&mut registry);
+    resume.register_metrics(&mut registry);
+    registry
 }
 
 /// The live relay's HTTP handlers (player page, HLS files, heartbeats).

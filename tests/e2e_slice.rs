@@ -516,6 +516,99 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
     assert_eq!(reqwest::blocking::get(&vod).unwrap().status(), 200);
 }
 
+/// Every family `/metrics` has, as `name type help` and sorted: what
+/// scrapers, dashboards and alerts know. The drop counter of the ingest
+/// socket is there where the kernel reports it (Linux).
+const METRIC_FAMILIES: [&str; 50] = [
+    "sharecast_admin_actions_total counter Sessions ended and viewers kicked by admins",
+    "sharecast_admin_rejected_total counter Admin requests refused for a missing or wrong token",
+    "sharecast_http_errors_total counter HTTP requests answered with an error, by status and code",
+    "sharecast_http_refused_total counter Requests refused by the access policy, by route rule and reason",
+    "sharecast_http_requests_total counter HTTP requests served",
+    "sharecast_ingest_auth_backoffs_total counter Token backoffs and address penalties started by failed authentications",
+    "sharecast_ingest_auth_refused_total counter HELLOs answered rate_limited by the failed-authentication limits (token: backing off, refused without lookup; address: a failure from a penalised address)",
+    "sharecast_ingest_bytes_received_total counter Frame bytes received",
+    "sharecast_ingest_connections_total counter QUIC connections accepted",
+    "sharecast_ingest_errors_acknowledged_total counter ERROR messages the phone acknowledged before the connection closed",
+    "sharecast_ingest_errors_sent_total counter ERROR messages sent to phones before closing their connection",
+    "sharecast_ingest_frames_duplicate_total counter Frames received that were already held",
+    "sharecast_ingest_frames_received_total counter Frames received, duplicates included",
+    "sharecast_ingest_handshakes_failed_total counter QUIC/TLS handshakes that failed (wrong ALPN, TLS errors, timeouts)",
+    "sharecast_ingest_hello_refused_total counter HELLOs refused because a field is out of bounds, by field",
+    "sharecast_ingest_journal_commits_total counter Journal commit rounds (one sync for the frames of every session in the round)",
+    "sharecast_ingest_journal_frames_total counter Frames made durable",
+    "sharecast_ingest_journal_round_max_microseconds gauge Longest journal commit round so far (writes and sync)",
+    "sharecast_ingest_journal_sync_microseconds_total counter Time spent in journal commit rounds (writes and sync)",
+    "sharecast_ingest_rejected_total counter Inputs rejected by the ingest server, by error code",
+    "sharecast_ingest_sessions_active gauge Sessions open (connected or waiting for resume)",
+    "sharecast_ingest_sessions_connected gauge Sessions with a live connection",
+    "sharecast_ingest_sessions_failed_total counter Sessions whose outputs failed",
+    "sharecast_ingest_sessions_finished_total counter Sessions finalised",
+    "sharecast_ingest_sessions_recovered_total counter Sessions recovered from journals at start-up",
+    "sharecast_ingest_sessions_resumed_total counter Sessions resumed on a new connection",
+    "sharecast_ingest_sessions_started_total counter Ingest sessions opened",
+    "sharecast_ingest_sessions_stopped_total counter Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
+    "sharecast_ingest_udp_receive_buffer_bytes gauge Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)",
+    "sharecast_ingest_udp_receive_drops_total counter Datagrams the kernel dropped on the ingest socket (receive buffer full)",
+    "sharecast_live_frames_total counter Frames fed to live streams",
+    "sharecast_live_heartbeats_total counter Viewer heartbeats received",
+    "sharecast_live_hls_segments gauge Live HLS segments made by the streams currently held",
+    "sharecast_live_hls_segments_served_total counter HLS segments served",
+    "sharecast_live_rejected_total counter Live requests refused, by reason",
+    "sharecast_live_rendition_streams gauge Live streams of extra renditions being published",
+    "sharecast_live_streams gauge Live streams being published",
+    "sharecast_live_viewer_events_total counter Viewer endings by kind",
+    "sharecast_live_viewers gauge Current viewers by protocol",
+    "sharecast_ondemand_transcodes gauge On-demand transcodes now, by state",
+    "sharecast_ondemand_transcodes_total counter On-demand transcodes, by outcome (scheduled, reused: an existing job or rendition served the request, done, failed, refused: too many pending)",
+    "sharecast_outbound_requests_total counter Requests the server made to addresses it was given, by result",
+    "sharecast_recent_log_errors gauge Warnings and errors in the recent log buffer",
+    "sharecast_remote_fetch_bytes_total counter Bytes received fetching other platforms' videos",
+    "sharecast_remote_fetches_total counter Fetches of another platform's video, by outcome (started, reused: a fetch under way served the request, done, failed, refused: not an http(s) address)",
+    "sharecast_share_deliveries_failed_total counter share deliveries that failed for good",
+    "sharecast_share_deliveries_sent_total counter share deliveries accepted by the SMS gateway",
+    "sharecast_share_delivery_retries_total counter share delivery attempts that failed temporarily and will be retried",
+    "sharecast_share_rate_limited_ms_total counter time the delivery worker waited on the gateway rate limit, ms",
+    "sharecast_share_sms_parts_total counter SMS or pushes handed to the gateway",
+];
+
+/// `/metrics` is Prometheus text (0.0.4) whose families are exactly
+/// [`METRIC_FAMILIES`]: the move to `prometheus-client` changed no name
+/// (nor the `_total` of counters), type or help text.
+#[test]
+fn metrics_keep_every_family_name_type_and_help_text() {
+    let server = Server::start();
+    let r = server.get_raw("/metrics", Some(&server.admin_token()));
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().unwrap();
+    let help = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("# HELP ")?
+                    .strip_prefix(name)?
+                    .strip_prefix(' ')
+            })
+            .unwrap_or_else(|| panic!("no help for {name}"))
+    };
+    let mut families: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
+        .map(|(name, kind)| format!("{name} {kind} {}", help(name)))
+        .collect();
+    families.sort();
+    let expected: Vec<&str> = METRIC_FAMILIES
+        .into_iter()
+        .filter(|f| {
+            cfg!(target_os = "linux") || !f.starts_with("sharecast_ingest_udp_receive_drops")
+        })
+        .collect();
+    assert_eq!(families, expected, "{text}");
+}
+
 #[test]
 fn device_add_prints_a_token_stored_only_as_its_hash_that_lets_a_phone_push() {
     let server = Server::start();

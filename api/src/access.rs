@@ -16,8 +16,7 @@
 //! player cannot set a header (admin pages, live streams). See
 //! `docs/security.md` for the rule of every route.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
@@ -27,10 +26,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use sharecast_tokens::{constant_time_eq, LinkError, LinkSigner};
 
 use crate::error::ApiError;
+use crate::metrics::family;
 use sharecast_store::{Asset, AssetState, Device, Store};
 use sharecast_tokens::PlaybackTokens;
 
@@ -189,7 +194,39 @@ struct PolicyInner {
     sms_inbound_key: String,
     tokens: PlaybackTokens,
     links: LinkSigner,
-    refused: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    refusals: Refusals,
+}
+
+/// The labels of a refusal: the route's rule and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    rule: &'static str,
+    reason: &'static str,
+}
+
+/// Requests the policy refused, by rule and reason (a pair appears once
+/// counted), and the admin requests among them. Clones count together.
+#[derive(Clone, Debug, Default)]
+struct Refusals {
+    by_rule: Family<RefusalLabels, Counter>,
+    admin: Counter,
+}
+
+impl Collector for Refusals {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        family(
+            &mut enc,
+            "admin_rejected",
+            "Admin requests refused for a missing or wrong token",
+            &self.admin,
+        )?;
+        family(
+            &mut enc,
+            "http_refused",
+            "Requests refused by the access policy, by route rule and reason",
+            &self.by_rule,
+        )
+    }
 }
 
 impl Policy {
@@ -209,7 +246,7 @@ impl Policy {
                 sms_inbound_key,
                 tokens,
                 links,
-                refused: Mutex::default(),
+                refusals: Refusals::default(),
             }),
         }
     }
@@ -274,28 +311,21 @@ impl Policy {
     }
 
     fn count(&self, access: Access, reason: &'static str) {
-        let mut m = self.inner.refused.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((access.name(), reason)).or_insert(0) += 1;
+        let r = &self.inner.refusals;
+        let rule = access.name();
+        r.by_rule
+            .get_or_create(&RefusalLabels { rule, reason })
+            .inc();
+        if access == Access::Admin {
+            r.admin.inc();
+        }
     }
 
-    /// Prometheus text: requests refused by the policy, by rule and reason
-    /// (and, as before, admin requests refused).
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let m = self.inner.refused.lock().unwrap_or_else(|e| e.into_inner());
-        let admin: u64 = m
-            .iter()
-            .filter(|((rule, _), _)| *rule == Access::Admin.name())
-            .map(|(_, n)| n)
-            .sum();
-        let _ = writeln!(out, "# HELP sharecast_admin_rejected_total Admin requests refused for a missing or wrong token\n# TYPE sharecast_admin_rejected_total counter\nsharecast_admin_rejected_total {admin}");
-        let _ = writeln!(out, "# HELP sharecast_http_refused_total Requests refused by the access policy, by route rule and reason\n# TYPE sharecast_http_refused_total counter");
-        for ((rule, reason), n) in m.iter() {
-            let _ = writeln!(
-                out,
-                "sharecast_http_refused_total{{rule=\"{rule}\",reason=\"{reason}\"}} {n}"
-            );
-        }
+    /// Registers the policy's families (under the registry's prefix):
+    /// `http_refused`, requests refused by rule and reason, and
+    /// `admin_rejected`, the admin requests among them.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.inner.refusals.clone()));
     }
 
     /// Decides a request: the caller, or the answer refusing it.

@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,12 +19,17 @@ use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::access::AuthAdmin;
 use crate::error::ApiPath as Path;
 
-use crate::http::MetricsFn;
+use crate::metrics::family;
 use sharecast_store::Store;
 
 /// Returns a JSON value (a list of sessions, viewers, …).
@@ -62,7 +66,32 @@ pub struct Admin {
 
 struct AdminInner {
     src: AdminSources,
-    actions: AtomicU64,
+    /// Sessions ended and viewers kicked.
+    actions: Counter,
+}
+
+/// The admin side's families: the actions taken, and the warnings and
+/// errors in the recent log buffer (read at each scrape).
+#[derive(Debug)]
+struct AdminMetrics {
+    actions: Counter,
+}
+
+impl Collector for AdminMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        family(
+            &mut enc,
+            "admin_actions",
+            "Sessions ended and viewers kicked by admins",
+            &self.actions,
+        )?;
+        family(
+            &mut enc,
+            "recent_log_errors",
+            "Warnings and errors in the recent log buffer",
+            &ConstGauge::new(recent_errors().len()),
+        )
+    }
 }
 
 /// One captured warning or error.
@@ -162,7 +191,7 @@ impl Admin {
         Admin {
             inner: Arc::new(AdminInner {
                 src,
-                actions: AtomicU64::new(0),
+                actions: Counter::default(),
             }),
         }
     }
@@ -188,15 +217,12 @@ impl Admin {
         })
     }
 
-    /// Prometheus text for the admin side.
-    pub fn metrics(&self) -> MetricsFn {
-        let inner = self.inner.clone();
-        Arc::new(move |out: &mut String| {
-            use std::fmt::Write;
-            let _ = writeln!(out, "# HELP sharecast_admin_actions_total Sessions ended and viewers kicked by admins\n# TYPE sharecast_admin_actions_total counter\nsharecast_admin_actions_total {}", inner.actions.load(Ordering::Relaxed));
-            let errors = recent_errors();
-            let _ = writeln!(out, "# HELP sharecast_recent_log_errors Warnings and errors in the recent log buffer\n# TYPE sharecast_recent_log_errors gauge\nsharecast_recent_log_errors {}", errors.len());
-        })
+    /// Registers the admin side's families (under the registry's prefix):
+    /// `admin_actions` and `recent_log_errors`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(AdminMetrics {
+            actions: self.inner.actions.clone(),
+        }));
     }
 }
 
@@ -276,7 +302,7 @@ pub(crate) async fn end_session(
         return api_error(StatusCode::BAD_REQUEST, "bad_id", "bad session id");
     }
     if (a.inner.src.end_session)(&id) {
-        a.inner.actions.fetch_add(1, Ordering::Relaxed);
+        a.inner.actions.inc();
         tracing::info!(session = %id, "admin ended session");
         Json(serde_json::json!({ "ended": id })).into_response()
     } else {
@@ -297,7 +323,7 @@ pub(crate) async fn kick_viewer(
         return api_error(StatusCode::BAD_REQUEST, "bad_id", "bad viewer id");
     }
     if (a.inner.src.kick_viewer)(&id) {
-        a.inner.actions.fetch_add(1, Ordering::Relaxed);
+        a.inner.actions.inc();
         tracing::info!(viewer = %id, "admin kicked viewer");
         Json(serde_json::json!({ "kicked": id })).into_response()
     } else {

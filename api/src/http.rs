@@ -1,9 +1,7 @@
 //! HTTP routes. See `docs/http-api.md`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -11,17 +9,18 @@ use axum::http::HeaderMap;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use crate::access::Scope;
 use crate::error::{ApiPath, ApiQuery};
+use crate::metrics::HttpMetrics;
 use sharecast_store::Store;
 use sharecast_tokens::valid_id;
 
-/// Appends Prometheus text for one component.
-pub type MetricsFn = Arc<dyn Fn(&mut String) + Send + Sync>;
 /// Returns the open ingest sessions as JSON.
 pub type SessionsFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
@@ -74,33 +73,32 @@ struct Inner {
     store: Store,
     data_dir: PathBuf,
     sessions: SessionsFn,
-    metrics: Vec<MetricsFn>,
+    /// Every component's families, and the gateway's own.
+    registry: Registry,
     http: HttpMetrics,
-}
-
-#[derive(Default)]
-struct HttpMetrics {
-    requests: AtomicU64,
-    errors: Mutex<BTreeMap<(u16, &'static str), u64>>,
 }
 
 pub use crate::error::{ApiError, ErrorCodeTag};
 
 impl Gateway {
-    /// A gateway over a store and data directory.
+    /// A gateway over a store and data directory; `/metrics` encodes
+    /// `registry` (every component's families), to which the gateway adds
+    /// its request and error counts (`http_…`, under the registry's prefix).
     pub fn new(
         store: Store,
         data_dir: PathBuf,
         sessions: SessionsFn,
-        metrics: Vec<MetricsFn>,
+        mut registry: Registry,
     ) -> Self {
+        let http = HttpMetrics::default();
+        registry.register_collector(Box::new(http.clone()));
         Self {
             inner: Arc::new(Inner {
                 store,
                 data_dir,
                 sessions,
-                metrics,
-                http: HttpMetrics::default(),
+                registry,
+                http,
             }),
         }
     }
@@ -137,7 +135,7 @@ async fn count_requests(
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    g.inner.http.requests.fetch_add(1, Ordering::Relaxed);
+    g.inner.http.request();
     let r = next.run(req).await;
     if r.status().is_client_error() || r.status().is_server_error() {
         let code = r
@@ -145,13 +143,7 @@ async fn count_requests(
             .get::<ErrorCodeTag>()
             .map(|t| t.0)
             .unwrap_or("other");
-        let mut m = g
-            .inner
-            .http
-            .errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *m.entry((r.status().as_u16(), code)).or_insert(0) += 1;
+        g.inner.http.error(r.status().as_u16(), code);
     }
     r
 }
@@ -304,43 +296,12 @@ pub(crate) async fn vod_file(
     Ok(resp)
 }
 
-/// `GET /metrics`: Prometheus text.
-pub(crate) async fn metrics(State(g): State<Gateway>) -> Response {
+/// `GET /metrics`: the registry in the Prometheus text format (0.0.4).
+pub(crate) async fn metrics(State(g): State<Gateway>) -> Result<Response, ApiError> {
     let mut out = String::new();
-    for m in &g.inner.metrics {
-        m(&mut out);
-    }
-    use std::fmt::Write;
-    let _ = writeln!(
-        out,
-        "# HELP sharecast_http_requests_total HTTP requests served\n# TYPE sharecast_http_requests_total counter\nsharecast_http_requests_total {}",
-        g.inner.http.requests.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP sharecast_http_errors_total HTTP requests answered with an error, by status and code\n# TYPE sharecast_http_errors_total counter"
-    );
-    for ((status, code), n) in g
-        .inner
-        .http
-        .errors
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
-        let _ = writeln!(
-            out,
-            "sharecast_http_errors_total{{status=\"{status}\",code=\"{code}\"}} {n}"
-        );
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
+    prometheus_text::encode(&mut out, &g.inner.registry)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("encoding /metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], out).into_response())
 }
 
 #[cfg(test)]

@@ -15,13 +15,14 @@ pub mod admin;
 pub mod error;
 pub mod frames;
 pub mod http;
+mod metrics;
 pub mod resume;
 pub mod routes;
 mod shares;
 mod stills;
 
 pub use access::{Access, Policy, RouteSpec};
-pub use http::{AdminConfig, Gateway, GatewayConfig, MetricsFn, SessionsFn};
+pub use http::{AdminConfig, Gateway, GatewayConfig, SessionsFn};
 pub use sharecast_store::Store;
 pub use sharecast_tokens::LinkSigner;
 pub use sharecast_tokens::PlaybackTokens;

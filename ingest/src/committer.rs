@@ -30,7 +30,6 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -304,14 +303,7 @@ fn round(
         });
     }
     sync_round(cfg.sync, dir, &mut written);
-    metrics.journal_commits.fetch_add(1, Ordering::Relaxed);
-    let took_us = started.elapsed().as_micros() as u64;
-    metrics
-        .journal_sync_us
-        .fetch_add(took_us, Ordering::Relaxed);
-    metrics
-        .journal_round_max_us
-        .fetch_max(took_us, Ordering::Relaxed);
+    metrics.journal_round(started.elapsed().as_micros() as u64);
     for w in written.iter_mut() {
         if let Err(e) = &w.result {
             settle_failure(&w.slot, &format!("journal write failed: {e:#}"));
@@ -398,9 +390,7 @@ fn deliver(metrics: &IngestMetrics, w: Written) {
     } = w;
     match result {
         Ok(()) => {
-            metrics
-                .journal_frames
-                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            metrics.journal_frames.inc_by(frames.len() as u64);
             if let Some(s) = slot.session.upgrade() {
                 if !frames.is_empty() {
                     s.on_durable(frames);

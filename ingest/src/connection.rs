@@ -92,14 +92,11 @@ async fn handshake(shared: &Shared, incoming: quinn::Incoming) -> Option<quinn::
     let remote = incoming.remote_address();
     match incoming.await {
         Ok(conn) => {
-            shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.connections.inc();
             Some(conn)
         }
         Err(e) => {
-            shared
-                .metrics
-                .handshakes_failed
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.handshakes_failed.inc();
             tracing::info!(%remote, error = %e, "ingest handshake failed");
             None
         }
@@ -200,10 +197,7 @@ impl Link {
         session.set_lifecycle(Lifecycle::Connected);
         if resumed {
             session.lock().resumes += 1;
-            self.shared
-                .metrics
-                .sessions_resumed
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.metrics.sessions_resumed.inc();
         }
         generation
     }
@@ -421,12 +415,10 @@ async fn read_frames(link: Link, mut stream: quinn::RecvStream) {
 /// counted as one).
 fn take_frame(link: &Link, frame: sharecast_formats::media::MediaFrame) -> Result<(), Reject> {
     let metrics = &link.shared.metrics;
-    metrics.frames_received.fetch_add(1, Ordering::Relaxed);
-    metrics
-        .bytes_received
-        .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+    metrics.frames_received.inc();
+    metrics.bytes_received.inc_by(frame.data.len() as u64);
     if !link.session.accept(frame)? {
-        metrics.frames_duplicate.fetch_add(1, Ordering::Relaxed);
+        metrics.frames_duplicate.inc();
     }
     Ok(())
 }
@@ -504,10 +496,7 @@ fn reject_in_session(
     message: &str,
 ) {
     if code.ends_session() && session.stop(conn.stable_id(), code) {
-        shared
-            .metrics
-            .sessions_stopped
-            .fetch_add(1, Ordering::Relaxed);
+        shared.metrics.sessions_stopped.inc();
         tracing::info!(session = %session.info.id, code = code.name(), "session stopped by an error; it will be finalised and cannot be resumed");
     }
     reject(shared, conn, Some(ctrl), code, message);
@@ -548,7 +537,7 @@ fn refuse(shared: &Arc<Shared>, conn: &quinn::Connection, ctrl: Option<&ControlT
         conn.close(code.as_u16().into(), &reason);
         return;
     }
-    shared.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.errors_sent.inc();
     // The writer closes the connection as soon as the phone has the ERROR;
     // this closes it anyway when the phone does not acknowledge it in time
     // (or earlier messages still wait for flow control).
@@ -656,10 +645,7 @@ async fn control_writer(
                 let wrote = send.write_all(&Control::Error(msg).encode()).await.is_ok()
                     && send.finish().is_ok();
                 if wrote && matches!(send.stopped().await, Ok(None)) {
-                    shared
-                        .metrics
-                        .errors_acknowledged
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.errors_acknowledged.inc();
                 }
                 conn.close(code.as_u16().into(), &reason);
                 return;

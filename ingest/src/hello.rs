@@ -5,7 +5,6 @@
 //! outputs).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -196,10 +195,7 @@ async fn new_session(
     };
     let session = create_session(shared, meta).await?;
     shared.register(&session);
-    shared
-        .metrics
-        .sessions_started
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.sessions_started.inc();
     tracing::info!(session = %session.info.id, device = %session.info.device.name, tracks = hello.tracks.len(), "ingest session opened");
     Ok(session)
 }

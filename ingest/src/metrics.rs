@@ -1,268 +1,387 @@
-//! Ingest counters, rendered in Prometheus text format by [`IngestMetrics::render`].
+//! Ingest counters as `prometheus-client` metrics: [`IngestMetrics`] holds
+//! them, and [`IngestServer::register_metrics`](crate::IngestServer::register_metrics)
+//! exposes them, with the gauges read at scrape time (sessions, the UDP
+//! socket), under the registry's prefix (`sharecast` in the server).
 
-use std::fmt::Write;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use sharecast_formats::ingest::{ErrorCode, HELLO_FIELDS};
 
 use crate::limiter::Scope;
+use crate::udp::UdpBuffers;
 
-const CODES: usize = 18;
+/// Error codes are numbered below this (`ok` is 0 and never a rejection).
+const CODES: u16 = 18;
 
-/// Counters of the ingest server.
-#[derive(Default)]
-pub struct IngestMetrics {
-    /// QUIC connections accepted.
-    pub connections: AtomicU64,
-    /// Handshakes that failed (wrong ALPN, TLS errors, timeouts).
-    pub handshakes_failed: AtomicU64,
-    /// Sessions opened.
-    pub sessions_started: AtomicU64,
-    /// Sessions resumed on a new connection.
-    pub sessions_resumed: AtomicU64,
-    /// Sessions finalised into outputs.
-    pub sessions_finished: AtomicU64,
-    /// Sessions recovered from journals at start-up.
-    pub sessions_recovered: AtomicU64,
-    /// Sessions whose outputs failed.
-    pub sessions_failed: AtomicU64,
-    /// Sessions stopped by an error whose client action is "stop"
-    /// (finalised with what they hold, not resumable).
-    pub sessions_stopped: AtomicU64,
-    /// ERROR messages queued to phones (each followed by a close).
-    pub errors_sent: AtomicU64,
-    /// ERROR messages the phone acknowledged before the connection closed.
-    pub errors_acknowledged: AtomicU64,
-    /// Frames received (including duplicates).
-    pub frames_received: AtomicU64,
-    /// Frames received again that were already held (after a resume).
-    pub frames_duplicate: AtomicU64,
-    /// Frame bytes received.
-    pub bytes_received: AtomicU64,
-    /// Journal commit rounds.
-    pub journal_commits: AtomicU64,
-    /// Frames made durable.
-    pub journal_frames: AtomicU64,
-    /// Time spent in commit rounds (writes and sync), microseconds.
-    pub journal_sync_us: AtomicU64,
-    /// Longest commit round so far, microseconds.
-    pub journal_round_max_us: AtomicU64,
-    rejected: [AtomicU64; CODES],
-    /// `rate_limited` answers of the failed-authentication limiter, by
-    /// scope (token, address).
-    auth_refused: [AtomicU64; 2],
-    /// Token backoffs and address penalties started, by scope.
-    auth_backoffs: [AtomicU64; 2],
-    /// HELLOs refused for a field out of bounds, by field.
-    hello_refused: [AtomicU64; HELLO_FIELDS.len()],
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: &'static str,
 }
 
-fn scope_index(s: Scope) -> usize {
-    match s {
-        Scope::Token => 0,
-        Scope::Address => 1,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabel {
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabel {
+    field: &'static str,
+}
+
+/// The unlabelled counters of [`IngestMetrics::counters`], in its order:
+/// name (without `_total`, which the encoder adds) and help text.
+const COUNTERS: [(&str, &str); 16] = [
+    (
+        "ingest_connections",
+        "QUIC connections accepted",
+    ),
+    (
+        "ingest_handshakes_failed",
+        "QUIC/TLS handshakes that failed (wrong ALPN, TLS errors, timeouts)",
+    ),
+    (
+        "ingest_sessions_started",
+        "Ingest sessions opened",
+    ),
+    (
+        "ingest_sessions_resumed",
+        "Sessions resumed on a new connection",
+    ),
+    (
+        "ingest_sessions_finished",
+        "Sessions finalised",
+    ),
+    (
+        "ingest_sessions_recovered",
+        "Sessions recovered from journals at start-up",
+    ),
+    (
+        "ingest_sessions_failed",
+        "Sessions whose outputs failed",
+    ),
+    (
+        "ingest_sessions_stopped",
+        "Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
+    ),
+    (
+        "ingest_errors_sent",
+        "ERROR messages sent to phones before closing their connection",
+    ),
+    (
+        "ingest_errors_acknowledged",
+        "ERROR messages the phone acknowledged before the connection closed",
+    ),
+    (
+        "ingest_frames_received",
+        "Frames received, duplicates included",
+    ),
+    (
+        "ingest_frames_duplicate",
+        "Frames received that were already held",
+    ),
+    (
+        "ingest_bytes_received",
+        "Frame bytes received",
+    ),
+    (
+        "ingest_journal_commits",
+        "Journal commit rounds (one sync for the frames of every session in the round)",
+    ),
+    (
+        "ingest_journal_frames",
+        "Frames made durable",
+    ),
+    (
+        "ingest_journal_sync_microseconds",
+        "Time spent in journal commit rounds (writes and sync)",
+    ),
+];
+
+/// Counters of the ingest server.
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    /// QUIC connections accepted.
+    pub connections: Counter,
+    /// Handshakes that failed (wrong ALPN, TLS errors, timeouts).
+    pub handshakes_failed: Counter,
+    /// Sessions opened.
+    pub sessions_started: Counter,
+    /// Sessions resumed on a new connection.
+    pub sessions_resumed: Counter,
+    /// Sessions finalised into outputs.
+    pub sessions_finished: Counter,
+    /// Sessions recovered from journals at start-up.
+    pub sessions_recovered: Counter,
+    /// Sessions whose outputs failed.
+    pub sessions_failed: Counter,
+    /// Sessions stopped by an error whose client action is "stop"
+    /// (finalised with what they hold, not resumable).
+    pub sessions_stopped: Counter,
+    /// ERROR messages queued to phones (each followed by a close).
+    pub errors_sent: Counter,
+    /// ERROR messages the phone acknowledged before the connection closed.
+    pub errors_acknowledged: Counter,
+    /// Frames received (including duplicates).
+    pub frames_received: Counter,
+    /// Frames received again that were already held (after a resume).
+    pub frames_duplicate: Counter,
+    /// Frame bytes received.
+    pub bytes_received: Counter,
+    /// Journal commit rounds.
+    pub journal_commits: Counter,
+    /// Frames made durable.
+    pub journal_frames: Counter,
+    /// Time spent in commit rounds (writes and sync), microseconds.
+    pub journal_sync_us: Counter,
+    /// Longest commit round so far, microseconds.
+    pub journal_round_max_us: Gauge<u64, AtomicU64>,
+    refusals: Refusals,
+}
+
+/// The labelled counters, every label value present (at 0) from the start.
+#[derive(Debug)]
+struct Refusals {
+    /// Inputs rejected, by error code.
+    rejected: Family<CodeLabel, Counter>,
+    /// `rate_limited` answers of the failed-authentication limiter, by
+    /// scope (token, address).
+    auth_refused: Family<ScopeLabel, Counter>,
+    /// Token backoffs and address penalties started, by scope.
+    auth_backoffs: Family<ScopeLabel, Counter>,
+    /// HELLOs refused for a field out of bounds, by field.
+    hello_refused: Family<FieldLabel, Counter>,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        let scopes = [Scope::Token, Scope::Address].map(|s| ScopeLabel { scope: s.name() });
+        Refusals {
+            rejected: listed(
+                (1..CODES)
+                    .filter_map(ErrorCode::from_u16)
+                    .map(|c| CodeLabel { code: c.name() }),
+            ),
+            auth_refused: listed(scopes.clone()),
+            auth_backoffs: listed(scopes),
+            hello_refused: listed(HELLO_FIELDS.map(|field| FieldLabel { field })),
+        }
     }
+}
+
+/// A family with a series for each of `labels`, at 0.
+fn listed<L: Clone + std::hash::Hash + Eq>(
+    labels: impl IntoIterator<Item = L>,
+) -> Family<L, Counter> {
+    let family = Family::default();
+    for label in labels {
+        drop(family.get_or_create(&label));
+    }
+    family
+}
+
+/// Adds one to the series of `family` labelled `label`, when it has one:
+/// only the label values listed from the start are counted.
+fn count<L: Clone + std::hash::Hash + Eq>(family: &Family<L, Counter>, label: &L) {
+    if let Some(c) = family.get(label) {
+        c.inc();
+    }
+}
+
+/// The value of the series of `family` labelled `label` (0 when none).
+fn value<L: Clone + std::hash::Hash + Eq>(family: &Family<L, Counter>, label: &L) -> u64 {
+    family.get(label).map(|c| c.get()).unwrap_or(0)
 }
 
 impl IngestMetrics {
     /// Count a rejected input by error code.
     pub fn reject(&self, code: ErrorCode) {
-        if let Some(c) = self.rejected.get(code.as_u16() as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        count(&self.refusals.rejected, &CodeLabel { code: code.name() });
     }
 
     /// Count a `rate_limited` answer of the failed-authentication limiter.
     pub fn auth_refused(&self, scope: Scope) {
-        self.auth_refused[scope_index(scope)].fetch_add(1, Ordering::Relaxed);
+        let label = ScopeLabel {
+            scope: scope.name(),
+        };
+        count(&self.refusals.auth_refused, &label);
     }
 
     /// `rate_limited` answers so far for a scope.
     pub fn auth_refusals(&self, scope: Scope) -> u64 {
-        self.auth_refused[scope_index(scope)].load(Ordering::Relaxed)
+        let label = ScopeLabel {
+            scope: scope.name(),
+        };
+        value(&self.refusals.auth_refused, &label)
     }
 
     /// Count a token backoff or address penalty that started.
     pub fn auth_backoff(&self, scope: Scope) {
-        self.auth_backoffs[scope_index(scope)].fetch_add(1, Ordering::Relaxed);
+        let label = ScopeLabel {
+            scope: scope.name(),
+        };
+        count(&self.refusals.auth_backoffs, &label);
     }
 
     /// Count a HELLO refused for `field` (one of [`HELLO_FIELDS`]).
     pub fn hello_refused(&self, field: &str) {
-        if let Some(i) = HELLO_FIELDS.iter().position(|f| *f == field) {
-            self.hello_refused[i].fetch_add(1, Ordering::Relaxed);
+        if let Some(field) = HELLO_FIELDS.into_iter().find(|f| *f == field) {
+            count(&self.refusals.hello_refused, &FieldLabel { field });
         }
     }
 
     /// HELLOs refused so far for `field`.
     pub fn hello_refusals(&self, field: &str) -> u64 {
         HELLO_FIELDS
-            .iter()
-            .position(|f| *f == field)
-            .map(|i| self.hello_refused[i].load(Ordering::Relaxed))
+            .into_iter()
+            .find(|f| *f == field)
+            .map(|field| value(&self.refusals.hello_refused, &FieldLabel { field }))
             .unwrap_or(0)
     }
 
     /// Rejections so far for a code.
     pub fn rejected(&self, code: ErrorCode) -> u64 {
-        self.rejected
-            .get(code.as_u16() as usize)
-            .map(|c| c.load(Ordering::Relaxed))
-            .unwrap_or(0)
+        value(&self.refusals.rejected, &CodeLabel { code: code.name() })
     }
 
-    /// Append Prometheus text for these counters.
-    pub fn render(&self, out: &mut String, active_sessions: usize, connected_sessions: usize) {
-        let counters: [(&str, &str, &AtomicU64); 16] = [
-            (
-                "sharecast_ingest_connections_total",
-                "QUIC connections accepted",
-                &self.connections,
-            ),
-            (
-                "sharecast_ingest_handshakes_failed_total",
-                "QUIC/TLS handshakes that failed (wrong ALPN, TLS errors, timeouts)",
-                &self.handshakes_failed,
-            ),
-            (
-                "sharecast_ingest_sessions_started_total",
-                "Ingest sessions opened",
-                &self.sessions_started,
-            ),
-            (
-                "sharecast_ingest_sessions_resumed_total",
-                "Sessions resumed on a new connection",
-                &self.sessions_resumed,
-            ),
-            (
-                "sharecast_ingest_sessions_finished_total",
-                "Sessions finalised",
-                &self.sessions_finished,
-            ),
-            (
-                "sharecast_ingest_sessions_recovered_total",
-                "Sessions recovered from journals at start-up",
-                &self.sessions_recovered,
-            ),
-            (
-                "sharecast_ingest_sessions_failed_total",
-                "Sessions whose outputs failed",
-                &self.sessions_failed,
-            ),
-            (
-                "sharecast_ingest_sessions_stopped_total",
-                "Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
-                &self.sessions_stopped,
-            ),
-            (
-                "sharecast_ingest_errors_sent_total",
-                "ERROR messages sent to phones before closing their connection",
-                &self.errors_sent,
-            ),
-            (
-                "sharecast_ingest_errors_acknowledged_total",
-                "ERROR messages the phone acknowledged before the connection closed",
-                &self.errors_acknowledged,
-            ),
-            (
-                "sharecast_ingest_frames_received_total",
-                "Frames received, duplicates included",
-                &self.frames_received,
-            ),
-            (
-                "sharecast_ingest_frames_duplicate_total",
-                "Frames received that were already held",
-                &self.frames_duplicate,
-            ),
-            (
-                "sharecast_ingest_bytes_received_total",
-                "Frame bytes received",
-                &self.bytes_received,
-            ),
-            (
-                "sharecast_ingest_journal_commits_total",
-                "Journal commit rounds (one sync for the frames of every session in the round)",
-                &self.journal_commits,
-            ),
-            (
-                "sharecast_ingest_journal_frames_total",
-                "Frames made durable",
-                &self.journal_frames,
-            ),
-            (
-                "sharecast_ingest_journal_sync_microseconds_total",
-                "Time spent in journal commit rounds (writes and sync)",
-                &self.journal_sync_us,
-            ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
+    /// Count a journal commit round that took `took_us` microseconds
+    /// (writes and sync).
+    pub fn journal_round(&self, took_us: u64) {
+        self.journal_commits.inc();
+        self.journal_sync_us.inc_by(took_us);
+        self.journal_round_max_us
+            .inner()
+            .fetch_max(took_us, Ordering::Relaxed);
+    }
+
+    /// The unlabelled counters, in the order of [`COUNTERS`].
+    fn counters(&self) -> [&Counter; 16] {
+        [
+            &self.connections,
+            &self.handshakes_failed,
+            &self.sessions_started,
+            &self.sessions_resumed,
+            &self.sessions_finished,
+            &self.sessions_recovered,
+            &self.sessions_failed,
+            &self.sessions_stopped,
+            &self.errors_sent,
+            &self.errors_acknowledged,
+            &self.frames_received,
+            &self.frames_duplicate,
+            &self.bytes_received,
+            &self.journal_commits,
+            &self.journal_frames,
+            &self.journal_sync_us,
+        ]
+    }
+
+    /// Encodes the counters and the labelled families.
+    fn encode_counters(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        for ((name, help), counter) in COUNTERS.into_iter().zip(self.counters()) {
+            family(enc, name, help, counter)?;
         }
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_rejected_total Inputs rejected by the ingest server, by error code\n# TYPE sharecast_ingest_rejected_total counter"
-        );
-        for i in 1..CODES as u16 {
-            if let Some(code) = ErrorCode::from_u16(i) {
-                let _ = writeln!(
-                    out,
-                    "sharecast_ingest_rejected_total{{code=\"{}\"}} {}",
-                    code.name(),
-                    self.rejected(code)
-                );
-            }
+        let r = &self.refusals;
+        family(
+            enc,
+            "ingest_rejected",
+            "Inputs rejected by the ingest server, by error code",
+            &r.rejected,
+        )?;
+        family(
+            enc,
+            "ingest_auth_refused",
+            "HELLOs answered rate_limited by the failed-authentication limits (token: backing off, refused without lookup; address: a failure from a penalised address)",
+            &r.auth_refused,
+        )?;
+        family(
+            enc,
+            "ingest_auth_backoffs",
+            "Token backoffs and address penalties started by failed authentications",
+            &r.auth_backoffs,
+        )?;
+        family(
+            enc,
+            "ingest_hello_refused",
+            "HELLOs refused because a field is out of bounds, by field",
+            &r.hello_refused,
+        )?;
+        family(
+            enc,
+            "ingest_journal_round_max_microseconds",
+            "Longest journal commit round so far (writes and sync)",
+            &self.journal_round_max_us,
+        )
+    }
+}
+
+/// One metric family under its exact name and help text (the registry's
+/// own `register` would end the help with a full stop).
+fn family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> fmt::Result {
+    metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Counts the sessions open and those with a live connection.
+pub(crate) type SessionCounts = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
+
+/// Ingest's families on `/metrics`: the counters, and the gauges read at
+/// each scrape.
+pub(crate) struct IngestCollector {
+    pub(crate) metrics: Arc<IngestMetrics>,
+    pub(crate) sessions: SessionCounts,
+    pub(crate) udp: UdpBuffers,
+}
+
+impl fmt::Debug for IngestCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IngestCollector")
+            .field("metrics", &self.metrics)
+            .field("udp", &self.udp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for IngestCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        self.metrics.encode_counters(&mut enc)?;
+        let (active, connected) = (self.sessions)();
+        family(
+            &mut enc,
+            "ingest_sessions_active",
+            "Sessions open (connected or waiting for resume)",
+            &ConstGauge::new(active),
+        )?;
+        family(
+            &mut enc,
+            "ingest_sessions_connected",
+            "Sessions with a live connection",
+            &ConstGauge::new(connected),
+        )?;
+        family(
+            &mut enc,
+            "ingest_udp_receive_buffer_bytes",
+            "Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)",
+            &ConstGauge::new(self.udp.receive),
+        )?;
+        if let Some(drops) = crate::udp::drops(self.udp.inode) {
+            family(
+                &mut enc,
+                "ingest_udp_receive_drops",
+                "Datagrams the kernel dropped on the ingest socket (receive buffer full)",
+                &ConstCounter::new(drops),
+            )?;
         }
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_auth_refused_total HELLOs answered rate_limited by the failed-authentication limits (token: backing off, refused without lookup; address: a failure from a penalised address)\n# TYPE sharecast_ingest_auth_refused_total counter"
-        );
-        for s in [Scope::Token, Scope::Address] {
-            let _ = writeln!(
-                out,
-                "sharecast_ingest_auth_refused_total{{scope=\"{}\"}} {}",
-                s.name(),
-                self.auth_refusals(s)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_auth_backoffs_total Token backoffs and address penalties started by failed authentications\n# TYPE sharecast_ingest_auth_backoffs_total counter"
-        );
-        for s in [Scope::Token, Scope::Address] {
-            let _ = writeln!(
-                out,
-                "sharecast_ingest_auth_backoffs_total{{scope=\"{}\"}} {}",
-                s.name(),
-                self.auth_backoffs[scope_index(s)].load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_hello_refused_total HELLOs refused because a field is out of bounds, by field\n# TYPE sharecast_ingest_hello_refused_total counter"
-        );
-        for f in HELLO_FIELDS {
-            let _ = writeln!(
-                out,
-                "sharecast_ingest_hello_refused_total{{field=\"{f}\"}} {}",
-                self.hello_refusals(f)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_journal_round_max_microseconds Longest journal commit round so far (writes and sync)\n# TYPE sharecast_ingest_journal_round_max_microseconds gauge\nsharecast_ingest_journal_round_max_microseconds {}",
-            self.journal_round_max_us.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_sessions_active Sessions open (connected or waiting for resume)\n# TYPE sharecast_ingest_sessions_active gauge\nsharecast_ingest_sessions_active {active_sessions}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_sessions_connected Sessions with a live connection\n# TYPE sharecast_ingest_sessions_connected gauge\nsharecast_ingest_sessions_connected {connected_sessions}"
-        );
+        Ok(())
     }
 }

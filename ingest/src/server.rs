@@ -13,9 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::fmt::Write as _;
-
 use anyhow::{anyhow, Context, Result};
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{ErrorCode, ALPN};
@@ -25,7 +24,7 @@ use crate::config::IngestConfig;
 use crate::connection::handle_connection;
 use crate::journal::{self, JournalWriter, SessionMeta};
 use crate::limiter::AuthLimiter;
-use crate::metrics::IngestMetrics;
+use crate::metrics::{IngestCollector, IngestMetrics};
 use crate::session::{Lifecycle, Session, SessionLimits};
 use crate::tls::{self, TlsMaterial};
 use crate::{lock, DeviceIdentity, SessionInfo, SessionOutput};
@@ -230,31 +229,16 @@ impl IngestServer {
         self.shared.metrics.clone()
     }
 
-    /// Append Prometheus text for ingest.
-    pub fn render_metrics(&self, out: &mut String) {
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let active = sessions.len();
-        let connected = sessions
-            .values()
-            .filter(|s| s.lifecycle() == Lifecycle::Connected)
-            .count();
-        drop(sessions);
-        self.shared.metrics.render(out, active, connected);
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ingest_udp_receive_buffer_bytes Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)\n# TYPE sharecast_ingest_udp_receive_buffer_bytes gauge\nsharecast_ingest_udp_receive_buffer_bytes {}",
-            self.udp_buffers.receive
-        );
-        if let Some(drops) = crate::udp::drops(self.udp_buffers.inode) {
-            let _ = writeln!(
-                out,
-                "# HELP sharecast_ingest_udp_receive_drops_total Datagrams the kernel dropped on the ingest socket (receive buffer full)\n# TYPE sharecast_ingest_udp_receive_drops_total counter\nsharecast_ingest_udp_receive_drops_total {drops}"
-            );
-        }
+    /// Registers ingest's families (`ingest_…`, under the registry's
+    /// prefix): the counters, and the sessions and UDP socket gauges read
+    /// at each scrape.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let shared = self.shared.clone();
+        registry.register_collector(Box::new(IngestCollector {
+            metrics: self.shared.metrics.clone(),
+            sessions: Box::new(move || session_counts(&shared)),
+            udp: self.udp_buffers,
+        }));
     }
 
     /// Snapshots of the open sessions.
@@ -325,6 +309,17 @@ impl IngestServer {
             b"server shutting down",
         );
     }
+}
+
+/// Sessions open (connected or waiting for their phone), and those with a
+/// live connection.
+fn session_counts(shared: &Shared) -> (usize, usize) {
+    let sessions = lock(&shared.sessions);
+    let connected = sessions
+        .values()
+        .filter(|s| s.lifecycle() == Lifecycle::Connected)
+        .count();
+    (sessions.len(), connected)
 }
 
 /// TLS 1.3 with the `sharecast/1` ALPN only, and the transport limits of
@@ -434,10 +429,7 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
     session.replay(rec.frames)?;
     session.set_lifecycle(Lifecycle::Suspended);
     shared.register(&session);
-    shared
-        .metrics
-        .sessions_recovered
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.sessions_recovered.inc();
     tracing::info!(session = %session.info.id, "recovered session from its journal; waiting for the phone to resume");
     spawn_resume_timer(shared.clone(), session, 0);
     Ok(true)
@@ -488,7 +480,7 @@ pub(crate) async fn finalise(
         Err(_) => (Lifecycle::Failed, &shared.metrics.sessions_failed),
     };
     session.set_lifecycle(lifecycle);
-    counter.fetch_add(1, Ordering::Relaxed);
+    counter.inc();
     match result {
         Ok(a) => {
             let mut f = lock(&shared.finished);

@@ -2,7 +2,6 @@
 //! stream status, and viewer heartbeats. Merged into the gateway's router by
 //! the binary.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -308,8 +307,7 @@ fn segment(s: &Shared, stream: &HlsStream, file: &str) -> Response {
     };
     match stream.segment(seq) {
         Some(data) => {
-            s.hls_segments_served
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.hls_segments_served.inc();
             media(data, "max-age=3600")
         }
         None => {
@@ -447,14 +445,5 @@ pub(crate) fn routes(shared: Arc<Shared>) -> LiveRoutes {
         stream_file: get(stream_file).with_state(shared.clone()),
         rendition_file: get(rendition_file).with_state(shared.clone()),
         heartbeat: post(heartbeat).with_state(shared),
-    }
-}
-
-/// Prometheus lines for rejected inputs.
-pub(crate) fn render_rejected(rejected: &BTreeMap<&'static str, u64>, out: &mut String) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "# HELP sharecast_live_rejected_total Live requests refused, by reason\n# TYPE sharecast_live_rejected_total counter");
-    for (k, n) in rejected {
-        let _ = writeln!(out, "sharecast_live_rejected_total{{reason=\"{k}\"}} {n}");
     }
 }

@@ -23,6 +23,7 @@
 
 mod hls;
 mod http;
+mod metrics;
 mod publisher;
 mod relay;
 mod rtsp;

@@ -279,7 +279,7 @@ impl PublisherInner {
             tracing::warn!(session = %self.stream.session_id, track = frame.track, "live frame for unknown track");
             return;
         }
-        self.stage.shared.frames.fetch_add(1, Ordering::Relaxed);
+        self.stage.shared.frames.inc();
         self.stream
             .position
             .fetch_max(frame.pts_us / 1000, Ordering::Relaxed);

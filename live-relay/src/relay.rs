@@ -3,14 +3,17 @@
 //! and heartbeat handlers, and answers for viewers, streams and metrics.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use sharecast_formats::media::TrackInfo;
 use sharecast_transcoder::caps::check_tracks;
 
 use crate::hls::{self, HlsStream, LiveStart, LiveStartError};
+use crate::metrics::{ReasonLabel, Rejections, RelayCollector};
 use crate::publisher::{self, LivePublisher, Stage, Stream};
 use crate::rtsp::{mount_path, RtspServer};
 use crate::viewers::{ViewerEvent, ViewerSnapshot, ViewerTracker};
@@ -23,10 +26,10 @@ pub type Authorizer = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
 pub(crate) struct Shared {
     pub(crate) hls: Mutex<HashMap<String, Arc<HlsStream>>>,
     pub(crate) tracker: Arc<ViewerTracker>,
-    pub(crate) rejected: Mutex<BTreeMap<&'static str, u64>>,
+    pub(crate) rejected: Rejections,
     pub(crate) authorizer: Mutex<Option<Authorizer>>,
-    pub(crate) hls_segments_served: AtomicU64,
-    pub(crate) frames: AtomicU64,
+    pub(crate) hls_segments_served: Counter,
+    pub(crate) frames: Counter,
 }
 
 impl Shared {
@@ -37,16 +40,16 @@ impl Shared {
                 std::time::Duration::from_secs(cfg.viewer_timeout_secs.max(1)),
                 cfg.recent_viewer_events,
             )),
-            rejected: Mutex::default(),
+            rejected: Rejections::default(),
             authorizer: Mutex::default(),
-            hls_segments_served: AtomicU64::new(0),
-            frames: AtomicU64::new(0),
+            hls_segments_served: Counter::default(),
+            frames: Counter::default(),
         }
     }
 
     /// Counts a refused request by reason.
     pub(crate) fn reject(&self, reason: &'static str) {
-        *lock(&self.rejected).entry(reason).or_insert(0) += 1;
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Reaps heartbeat viewers and drops ended HLS streams past their keep
@@ -215,25 +218,13 @@ impl LiveRelay {
         out
     }
 
-    /// Prometheus text for the relay.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let (published, renditions) = {
-            let p = lock(&self.published);
-            let renditions = p.iter().filter(|k| k.contains('/')).count();
-            (p.len() - renditions, renditions)
-        };
-        let segments: u64 = lock(&self.shared.hls)
-            .values()
-            .map(|s| s.segments_made.load(Ordering::Relaxed))
-            .sum();
-        let _ = writeln!(out, "# HELP sharecast_live_streams Live streams being published\n# TYPE sharecast_live_streams gauge\nsharecast_live_streams {published}");
-        let _ = writeln!(out, "# HELP sharecast_live_rendition_streams Live streams of extra renditions being published\n# TYPE sharecast_live_rendition_streams gauge\nsharecast_live_rendition_streams {renditions}");
-        let _ = writeln!(out, "# HELP sharecast_live_frames_total Frames fed to live streams\n# TYPE sharecast_live_frames_total counter\nsharecast_live_frames_total {}", self.shared.frames.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP sharecast_live_hls_segments Live HLS segments made by the streams currently held\n# TYPE sharecast_live_hls_segments gauge\nsharecast_live_hls_segments {segments}");
-        let _ = writeln!(out, "# HELP sharecast_live_hls_segments_served_total HLS segments served\n# TYPE sharecast_live_hls_segments_served_total counter\nsharecast_live_hls_segments_served_total {}", self.shared.hls_segments_served.load(Ordering::Relaxed));
-        self.shared.tracker.render_metrics(out);
-        http::render_rejected(&lock(&self.shared.rejected), out);
+    /// Registers the relay's families (`live_…`, under the registry's
+    /// prefix): streams, frames, HLS segments, viewers and refusals.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(RelayCollector {
+            shared: self.shared.clone(),
+            published: self.published.clone(),
+        }));
     }
 
     /// The port the server is bound to (the real one when configured with 0).

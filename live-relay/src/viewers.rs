@@ -6,14 +6,20 @@
 //! bookmark feature consumes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::lock;
+use crate::metrics::{family, EventLabel, ProtocolLabel};
 
 /// How a viewer watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -164,8 +170,9 @@ pub(crate) struct ViewerTracker {
     tx: broadcast::Sender<ViewerEvent>,
     recent: Mutex<VecDeque<ViewerEvent>>,
     recent_max: usize,
-    counts: Mutex<HashMap<&'static str, u64>>,
-    heartbeats: AtomicU64,
+    /// Viewer endings, by kind (every kind listed from the start).
+    endings: Family<EventLabel, Counter>,
+    heartbeats: Counter,
 }
 
 fn unix_ms() -> u64 {
@@ -187,8 +194,8 @@ impl ViewerTracker {
             tx,
             recent: Mutex::default(),
             recent_max: recent_max.max(1),
-            counts: Mutex::default(),
-            heartbeats: AtomicU64::new(0),
+            endings: endings_by_kind(),
+            heartbeats: Counter::default(),
         }
     }
 
@@ -249,7 +256,7 @@ impl ViewerTracker {
         content_id: &str,
         hb: Heartbeat,
     ) -> Result<(), HeartbeatRefused> {
-        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        self.heartbeats.inc();
         if lock(&self.kicked).contains_key(&hb.viewer_id) {
             return Err(HeartbeatRefused::Kicked);
         }
@@ -359,7 +366,11 @@ impl ViewerTracker {
             Ending::Kicked => ViewerEvent::Kicked(end),
         };
         tracing::info!(event = event.kind(), viewer = %viewer_id, content = %event.end().content_id, position_ms, "viewer ended");
-        *lock(&self.counts).entry(event.kind()).or_insert(0) += 1;
+        self.endings
+            .get_or_create(&EventLabel {
+                event: event.kind(),
+            })
+            .inc();
         {
             let mut recent = lock(&self.recent);
             recent.push_back(event.clone());
@@ -411,30 +422,45 @@ impl ViewerTracker {
         m
     }
 
-    /// Prometheus text.
-    pub(crate) fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// Encodes the viewer families: current viewers by protocol (read
+    /// now), endings by kind and heartbeats.
+    pub(crate) fn encode_metrics(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         let counts = self.counts_by_protocol();
-        let _ = writeln!(out, "# HELP sharecast_live_viewers Current viewers by protocol\n# TYPE sharecast_live_viewers gauge");
+        let mut viewers = enc.encode_descriptor(
+            "live_viewers",
+            "Current viewers by protocol",
+            None,
+            MetricType::Gauge,
+        )?;
         for p in [Protocol::Rtsp, Protocol::Hls, Protocol::Vod] {
-            let _ = writeln!(
-                out,
-                "sharecast_live_viewers{{protocol=\"{}\"}} {}",
-                p.as_str(),
-                counts.get(&p).copied().unwrap_or(0)
-            );
+            let n = counts.get(&p).copied().unwrap_or(0);
+            let label = ProtocolLabel {
+                protocol: p.as_str(),
+            };
+            ConstGauge::new(n).encode(viewers.encode_family(&label)?)?;
         }
-        let _ = writeln!(out, "# HELP sharecast_live_viewer_events_total Viewer endings by kind\n# TYPE sharecast_live_viewer_events_total counter");
-        let c = lock(&self.counts);
-        for k in ["vanished", "left", "kicked"] {
-            let _ = writeln!(
-                out,
-                "sharecast_live_viewer_events_total{{event=\"{k}\"}} {}",
-                c.get(k).copied().unwrap_or(0)
-            );
-        }
-        let _ = writeln!(out, "# HELP sharecast_live_heartbeats_total Viewer heartbeats received\n# TYPE sharecast_live_heartbeats_total counter\nsharecast_live_heartbeats_total {}", self.heartbeats.load(Ordering::Relaxed));
+        family(
+            enc,
+            "live_viewer_events",
+            "Viewer endings by kind",
+            &self.endings,
+        )?;
+        family(
+            enc,
+            "live_heartbeats",
+            "Viewer heartbeats received",
+            &self.heartbeats,
+        )
     }
+}
+
+/// The endings family, with a series for each kind at 0.
+fn endings_by_kind() -> Family<EventLabel, Counter> {
+    let endings = Family::default();
+    for event in ["vanished", "left", "kicked"] {
+        drop(endings.get_or_create(&EventLabel { event }));
+    }
+    endings
 }
 
 /// How a viewing ends.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
 use sharecast_formats::media::{FrameSink, MediaFrame};
 use sharecast_live_relay::{LivePublisher, LiveRelay, LiveRelayConfig};
 use sharecast_transcoder::source::FileSource;
@@ -311,8 +313,10 @@ fn playback_token_guards_rtsp() {
         let answer = String::from_utf8_lossy(&buf[..n]);
         assert!(answer.starts_with("RTSP/1.0 401"), "{answer}");
     }
+    let mut registry = Registry::with_prefix("sharecast");
+    relay.register_metrics(&mut registry);
     let mut metrics = String::new();
-    relay.render_metrics(&mut metrics);
+    prometheus_text::encode(&mut metrics, &registry).unwrap();
     assert!(
         metrics.contains("reason=\"unauthorized\"} 3"),
         "three refusals counted:\n{metrics}"

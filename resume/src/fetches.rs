@@ -18,16 +18,20 @@
 use sharecast_store::now_ms;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
 use sharecast_store::Store;
 
 use crate::error::Error;
+use crate::metrics::{by_result, family};
 use crate::outbound::{Outbound, OutboundError};
 
 /// Measures a media file (container, codecs, size, picture, frame rate,
@@ -76,14 +80,39 @@ pub(crate) struct FetchLimits {
     pub(crate) outbound: Outbound,
 }
 
-#[derive(Default)]
+/// The fetches' counters, and the collector that writes them.
+#[derive(Debug, Default)]
 struct Counters {
-    started: AtomicU64,
-    reused: AtomicU64,
-    done: AtomicU64,
-    failed: AtomicU64,
-    refused: AtomicU64,
-    bytes: AtomicU64,
+    started: Counter,
+    reused: Counter,
+    done: Counter,
+    failed: Counter,
+    refused: Counter,
+    bytes: Counter,
+}
+
+impl Collector for Counters {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        by_result(
+            &mut enc,
+            "remote_fetches",
+            "Fetches of another platform's video, by outcome (started, reused: a fetch under \
+             way served the request, done, failed, refused: not an http(s) address)",
+            &[
+                ("started", &self.started),
+                ("reused", &self.reused),
+                ("done", &self.done),
+                ("failed", &self.failed),
+                ("refused", &self.refused),
+            ],
+        )?;
+        family(
+            &mut enc,
+            "remote_fetch_bytes",
+            "Bytes received fetching other platforms' videos",
+            &self.bytes,
+        )
+    }
 }
 
 /// Someone waiting for a fetch: a bookmark and the terminal type it plays on.
@@ -104,7 +133,7 @@ struct Inner {
     data_dir: PathBuf,
     public_url: String,
     jobs: Mutex<HashMap<String, Job>>,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 /// The fetches of one server. Cheap to clone.
@@ -163,7 +192,7 @@ impl Fetches {
                 data_dir: data_dir.to_path_buf(),
                 public_url: public_url.trim_end_matches('/').to_string(),
                 jobs: Mutex::new(HashMap::new()),
-                counters: Counters::default(),
+                counters: Arc::default(),
             }),
         })
     }
@@ -183,7 +212,7 @@ impl Fetches {
     pub(crate) fn check_address(&self, address: &str) -> Result<(), Error> {
         let shown = address.chars().take(200).collect::<String>();
         if address.len() > 2048 {
-            self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            self.inner.counters.refused.inc();
             return Err(Error::BadAddress(
                 "the video's address is longer than 2048 characters".into(),
             ));
@@ -191,7 +220,7 @@ impl Fetches {
         match self.inner.limits.outbound.rules().check_url(address) {
             Ok(_) => Ok(()),
             Err(e) => {
-                self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.refused.inc();
                 Err(match e {
                     OutboundError::NotAllowed(why) => Error::PlatformNotAllowed(format!(
                         "the video's address {shown:?} is not fetched from: {why} (outbound.allowed_hosts)"
@@ -220,7 +249,7 @@ impl Fetches {
             .find(|j| j.job.address == key && j.job.state == "fetching")
         {
             j.waiters.push(waiter);
-            self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
+            self.inner.counters.reused.inc();
             return (j.job.clone(), false);
         }
         crate::jobs::make_room(&mut jobs, |j| {
@@ -247,7 +276,7 @@ impl Fetches {
                 waiters: vec![waiter],
             },
         );
-        self.inner.counters.started.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.started.inc();
         (job, true)
     }
 
@@ -271,12 +300,12 @@ impl Fetches {
         j.job.finished_unix_ms = Some(now_ms());
         match result {
             Ok(()) => {
-                c.done.fetch_add(1, Ordering::Relaxed);
+                c.done.inc();
                 j.job.state = "done".into();
                 tracing::info!(fetch = %id, address = %j.job.address, content = %content_id, bytes = j.job.bytes, "remote video fetched");
             }
             Err(e) => {
-                c.failed.fetch_add(1, Ordering::Relaxed);
+                c.failed.inc();
                 tracing::error!(fetch = %id, address = %j.job.address, error = %e, "fetching a remote video failed");
                 j.job.state = "failed".into();
                 j.job.error = Some(e);
@@ -363,10 +392,7 @@ impl Fetches {
             file.write_all(&chunk)
                 .await
                 .map_err(|e| format!("writing the temporary file: {e}"))?;
-            self.inner
-                .counters
-                .bytes
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.inner.counters.bytes.inc_by(chunk.len() as u64);
             if let Some(j) = self.jobs().get_mut(id) {
                 j.job.bytes = n;
             }
@@ -445,34 +471,10 @@ impl Fetches {
         Ok(())
     }
 
-    /// Prometheus text for `/metrics`.
-    pub(crate) fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let c = &self.inner.counters;
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_remote_fetches_total Fetches of another platform's video, by outcome \
-             (started, reused: a fetch under way served the request, done, failed, refused: not an \
-             http(s) address)\n# TYPE sharecast_remote_fetches_total counter"
-        );
-        for (k, v) in [
-            ("started", &c.started),
-            ("reused", &c.reused),
-            ("done", &c.done),
-            ("failed", &c.failed),
-            ("refused", &c.refused),
-        ] {
-            let _ = writeln!(
-                out,
-                "sharecast_remote_fetches_total{{result=\"{k}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_remote_fetch_bytes_total Bytes received fetching other platforms' videos\n# TYPE sharecast_remote_fetch_bytes_total counter\nsharecast_remote_fetch_bytes_total {}",
-            c.bytes.load(Ordering::Relaxed)
-        );
+    /// Registers the fetch counters (`remote_fetch…`, under the
+    /// registry's prefix).
+    pub(crate) fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.inner.counters.clone()));
     }
 }
 
@@ -480,6 +482,7 @@ impl Fetches {
 mod tests {
     use super::*;
     use crate::testing::{serve, Reply};
+    use std::sync::atomic::Ordering;
 
     /// What the probe hook says of a fetched file it accepts.
     fn hevc_rendition() -> Rendition {
@@ -607,8 +610,7 @@ mod tests {
             .len(),
             200
         );
-        let mut m = String::new();
-        f.render_metrics(&mut m);
+        let m = crate::testing::scrape(|r| f.register_metrics(r));
         for line in [
             "sharecast_remote_fetches_total{result=\"started\"} 6",
             "sharecast_remote_fetches_total{result=\"reused\"} 1",
@@ -664,8 +666,7 @@ mod tests {
         }
         assert!(f.check_address("ftp://127.0.0.1/x.mp4").is_err());
         assert!(f.check_address(&format!("{base}/ok.mp4")).is_ok());
-        let mut metrics = String::new();
-        f.render_metrics(&mut metrics);
+        let metrics = crate::testing::scrape(|r| f.register_metrics(r));
         assert!(
             metrics.contains("sharecast_remote_fetches_total{result=\"refused\"} 4"),
             "{metrics}"

@@ -29,6 +29,7 @@ mod handoff;
 mod history;
 mod jobs;
 mod live;
+mod metrics;
 pub mod outbound;
 mod service;
 mod transcodes;

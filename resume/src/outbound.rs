@@ -21,12 +21,18 @@
 //!   from a timeout.
 //! - Counted in `sharecast_outbound_requests_total{result}`.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::{family, ResultLabel};
 
 /// `[outbound]`: requests to addresses the server was given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,7 +343,23 @@ impl reqwest::dns::Resolve for Resolver {
 pub struct Outbound {
     rules: Arc<Rules>,
     cfg: OutboundConfig,
-    counts: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    counts: Requests,
+}
+
+/// The requests made, by result (a result appears once counted): the
+/// collector of `sharecast_outbound_requests_total`.
+#[derive(Clone, Debug, Default)]
+struct Requests(Family<ResultLabel, Counter>);
+
+impl Collector for Requests {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        family(
+            &mut enc,
+            "outbound_requests",
+            "Requests the server made to addresses it was given, by result",
+            &self.0,
+        )
+    }
 }
 
 impl std::fmt::Debug for Outbound {
@@ -355,7 +377,7 @@ impl Outbound {
         Ok(Outbound {
             rules: Arc::new(rules),
             cfg: cfg.clone(),
-            counts: Arc::default(),
+            counts: Requests::default(),
         })
     }
 
@@ -389,12 +411,7 @@ impl Outbound {
     }
 
     fn count(&self, result: &'static str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(result)
-            .or_insert(0) += 1;
+        self.counts.0.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// Counts the outcome of a request made with [`Outbound::client`].
@@ -494,16 +511,10 @@ impl Outbound {
         self.exchange(url, Some(body)).await
     }
 
-    /// Prometheus text.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(out, "# HELP sharecast_outbound_requests_total Requests the server made to addresses it was given, by result\n# TYPE sharecast_outbound_requests_total counter");
-        for (k, n) in self.counts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "sharecast_outbound_requests_total{{result=\"{k}\"}} {n}"
-            );
-        }
+    /// Registers `outbound_requests` (under the registry's prefix): the
+    /// requests made, by result.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.counts.clone()));
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus_client::registry::Registry;
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_store::{now_ms, Store};
 use sharecast_tokens::{AttemptLimiter, LinkSigner, PlaybackTokens};
@@ -133,14 +134,14 @@ impl ResumeService {
         Ok(self)
     }
 
-    /// Prometheus text of the on-demand transcodes and fetches, for
-    /// `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Registers the families of the fetches and on-demand transcodes (when
+    /// this service has them), under the registry's prefix.
+    pub fn register_metrics(&self, registry: &mut Registry) {
         if let Some(f) = &self.fetches {
-            f.render_metrics(out);
+            f.register_metrics(registry);
         }
         if let Some(t) = &self.transcodes {
-            t.render_metrics(out);
+            t.register_metrics(registry);
         }
     }
 

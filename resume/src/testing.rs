@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
 use sharecast_store::{ShareRecord, Store};
 use sharecast_tokens::{LinkSigner, Signer};
@@ -16,6 +18,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::outbound::{Outbound, OutboundConfig};
 use crate::{ResumeConfig, ResumeService};
+
+/// The Prometheus text of the families `register` adds to a registry
+/// with the server's prefix.
+pub(crate) fn scrape(register: impl FnOnce(&mut Registry)) -> String {
+    let mut registry = Registry::with_prefix("sharecast");
+    register(&mut registry);
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry).unwrap();
+    out
+}
 
 /// This platform's base URL in the service tests.
 pub(crate) const PLATFORM: &str = "http://a";

@@ -15,15 +15,21 @@
 
 use sharecast_store::now_ms;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
 use sharecast_formats::compat::{playable_rendition, terminal_max_height};
 use sharecast_store::{AssetState, Store};
 
 use crate::error::{Error, Result};
+use crate::metrics::{by_result, StateLabel};
 
 /// What the hook is asked to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,11 +95,11 @@ pub enum Scheduled {
 
 #[derive(Default)]
 struct Counters {
-    scheduled: AtomicU64,
-    reused: AtomicU64,
-    done: AtomicU64,
-    failed: AtomicU64,
-    refused: AtomicU64,
+    scheduled: Counter,
+    reused: Counter,
+    done: Counter,
+    failed: Counter,
+    refused: Counter,
 }
 
 struct Inner {
@@ -111,6 +117,14 @@ struct Inner {
 #[derive(Clone)]
 pub(crate) struct Transcodes {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Transcodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcodes")
+            .field("public_url", &self.inner.public_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The shorter side of a rendition of a `width` x `height` source that a
@@ -199,7 +213,7 @@ impl Transcodes {
         let name = rendition_name(short_side);
         // Made before (perhaps for another terminal type): reuse it.
         if let Some(r) = attrs.renditions.iter().find(|r| r.name == name) {
-            self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
+            self.inner.counters.reused.inc();
             return Ok(Scheduled::Ready(r.clone()));
         }
         let (job, new) = self.enqueue(content_id, &name, short_side)?;
@@ -246,12 +260,12 @@ impl Transcodes {
             .values()
             .find(|j| j.content_id == content_id && j.rendition == name && j.state != "failed")
         {
-            c.reused.fetch_add(1, Ordering::Relaxed);
+            c.reused.inc();
             return Ok((j.clone(), false));
         }
         let pending = jobs.values().filter(|j| j.pending()).count();
         if pending >= self.inner.max_pending {
-            c.refused.fetch_add(1, Ordering::Relaxed);
+            c.refused.inc();
             return Err(Error::TranscodeBusy(pending));
         }
         crate::jobs::make_room(&mut jobs, |j| {
@@ -272,7 +286,7 @@ impl Transcodes {
             finished_unix_ms: None,
         };
         jobs.insert(id, job.clone());
-        c.scheduled.fetch_add(1, Ordering::Relaxed);
+        c.scheduled.inc();
         Ok((job, true))
     }
 
@@ -319,7 +333,7 @@ impl Transcodes {
         if let Err(e) = r {
             tracing::warn!(job = %id, error = %e, "updating bookmarks after a transcode failed");
         }
-        self.inner.counters.done.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.done.inc();
         tracing::info!(job = %id, content = %req.content_id, rendition = %rendition.name, url = %rendition.url, "on-demand transcode done");
     }
 
@@ -337,7 +351,7 @@ impl Transcodes {
     }
 
     async fn fail(&self, id: &str, reason: &str) {
-        self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.failed.inc();
         tracing::error!(job = %id, reason, "on-demand transcode failed");
         self.update(id, |j| {
             j.state = "failed".into();
@@ -350,29 +364,30 @@ impl Transcodes {
         }
     }
 
-    /// Prometheus text for `/metrics`.
-    pub(crate) fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// Registers the on-demand transcode families (`ondemand_transcodes…`,
+    /// under the registry's prefix).
+    pub(crate) fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.clone()));
+    }
+}
+
+/// The outcome counters, and the jobs queued and running now.
+impl Collector for Transcodes {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let c = &self.inner.counters;
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ondemand_transcodes_total On-demand transcodes, by outcome \
-             (scheduled, reused: an existing job or rendition served the request, done, failed, \
-             refused: too many pending)\n# TYPE sharecast_ondemand_transcodes_total counter"
-        );
-        for (k, v) in [
-            ("scheduled", &c.scheduled),
-            ("reused", &c.reused),
-            ("done", &c.done),
-            ("failed", &c.failed),
-            ("refused", &c.refused),
-        ] {
-            let _ = writeln!(
-                out,
-                "sharecast_ondemand_transcodes_total{{result=\"{k}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
+        by_result(
+            &mut enc,
+            "ondemand_transcodes",
+            "On-demand transcodes, by outcome (scheduled, reused: an existing job or rendition \
+             served the request, done, failed, refused: too many pending)",
+            &[
+                ("scheduled", &c.scheduled),
+                ("reused", &c.reused),
+                ("done", &c.done),
+                ("failed", &c.failed),
+                ("refused", &c.refused),
+            ],
+        )?;
         let (queued, running) = {
             let jobs = self.jobs();
             (
@@ -380,17 +395,23 @@ impl Transcodes {
                 jobs.values().filter(|j| j.state == "running").count(),
             )
         };
-        let _ = writeln!(
-            out,
-            "# HELP sharecast_ondemand_transcodes On-demand transcodes now, by state\n# TYPE sharecast_ondemand_transcodes gauge\nsharecast_ondemand_transcodes{{state=\"queued\"}} {queued}\nsharecast_ondemand_transcodes{{state=\"running\"}} {running}"
-        );
+        let mut now = enc.encode_descriptor(
+            "ondemand_transcodes",
+            "On-demand transcodes now, by state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, n) in [("queued", queued), ("running", running)] {
+            ConstGauge::new(n).encode(now.encode_family(&StateLabel { state })?)?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Condvar;
 
     /// Lets `n` more hook calls through.
@@ -590,8 +611,7 @@ mod tests {
         open_gate(&gate, 1);
         wait_finished(&t, &retry.id).await;
 
-        let mut m = String::new();
-        t.render_metrics(&mut m);
+        let m = crate::testing::scrape(|r| t.register_metrics(r));
         for line in [
             "sharecast_ondemand_transcodes_total{result=\"scheduled\"} 4",
             "sharecast_ondemand_transcodes_total{result=\"done\"} 2",

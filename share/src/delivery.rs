@@ -12,11 +12,13 @@
 //! not retried, so it is never sent twice), `opted_out` (the recipient
 //! replied STOP before it was sent).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::share::{encode_user_data, MessageOptions, ShareFormat};
 use sharecast_store::{now_ms, DeliveryStatus, DeliveryUpdate, DueDelivery, Store};
@@ -25,58 +27,56 @@ use crate::kannel::{Kannel, SendError, SmsConfig};
 use crate::message::{message_attributes, wap_document};
 use crate::number::digits;
 
-/// Counters for `/metrics`.
-#[derive(Default)]
+/// Counters for `/metrics`, exposed under the registry's prefix
+/// (`share_…`) by [`ShareService::register_metrics`](crate::ShareService::register_metrics).
+#[derive(Debug, Default)]
 pub(crate) struct DeliveryMetrics {
     /// Deliveries the gateway accepted.
-    pub(crate) sent: AtomicU64,
+    pub(crate) sent: Counter,
     /// Attempts that failed temporarily (will retry).
-    pub(crate) retried: AtomicU64,
+    pub(crate) retried: Counter,
     /// Deliveries that failed for good.
-    pub(crate) failed: AtomicU64,
+    pub(crate) failed: Counter,
     /// SMS/pushes handed to the gateway.
-    pub(crate) parts: AtomicU64,
+    pub(crate) parts: Counter,
     /// Time spent waiting on the rate limit, ms.
-    pub(crate) throttled_ms: AtomicU64,
+    pub(crate) throttled_ms: Counter,
 }
 
-impl DeliveryMetrics {
-    /// Append Prometheus text.
-    pub(crate) fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        for (name, help, v) in [
+impl Collector for DeliveryMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        for (name, help, counter) in [
             (
-                "sharecast_share_deliveries_sent_total",
+                "share_deliveries_sent",
                 "share deliveries accepted by the SMS gateway",
                 &self.sent,
             ),
             (
-                "sharecast_share_delivery_retries_total",
+                "share_delivery_retries",
                 "share delivery attempts that failed temporarily and will be retried",
                 &self.retried,
             ),
             (
-                "sharecast_share_deliveries_failed_total",
+                "share_deliveries_failed",
                 "share deliveries that failed for good",
                 &self.failed,
             ),
             (
-                "sharecast_share_sms_parts_total",
+                "share_sms_parts",
                 "SMS or pushes handed to the gateway",
                 &self.parts,
             ),
             (
-                "sharecast_share_rate_limited_ms_total",
+                "share_rate_limited_ms",
                 "time the delivery worker waited on the gateway rate limit, ms",
                 &self.throttled_ms,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
+            // Under its exact help text: `Registry::register` would add a
+            // full stop.
+            counter.encode(enc.encode_descriptor(name, help, None, counter.metric_type())?)?;
         }
+        Ok(())
     }
 }
 
@@ -165,12 +165,10 @@ async fn send(
     if kannel.has_ppg() && matches!(format, ShareFormat::WapSi | ShareFormat::WapSl) {
         let (ct, doc) = wap_document(&job.attributes, format).map_err(SendError::Permanent)?;
         let waited = limiter.take(1.0).await;
-        metrics
-            .throttled_ms
-            .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+        metrics.throttled_ms.inc_by(waited.as_millis() as u64);
         let push_id = format!("{}-{}@sharecast", job.share_id, job.id);
         kannel.push(&push_id, &job.recipient, ct, &doc).await?;
-        metrics.parts.fetch_add(1, Ordering::Relaxed);
+        metrics.parts.inc();
         return Ok(1);
     }
     let opts = MessageOptions {
@@ -182,11 +180,9 @@ async fn send(
         .map_err(|e| SendError::Permanent(format!("encoding the {format} message: {e}")))?;
     for part in &parts {
         let waited = limiter.take(1.0).await;
-        metrics
-            .throttled_ms
-            .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+        metrics.throttled_ms.inc_by(waited.as_millis() as u64);
         kannel.send_part(&job.recipient, part).await?;
-        metrics.parts.fetch_add(1, Ordering::Relaxed);
+        metrics.parts.inc();
     }
     Ok(parts.len() as i64)
 }
@@ -331,19 +327,19 @@ pub(crate) async fn process(
     let attempts = job.attempts + 1;
     match send(kannel, limiter, metrics, job).await {
         Ok(parts) => {
-            metrics.sent.fetch_add(1, Ordering::Relaxed);
+            metrics.sent.inc();
             tracing::info!(delivery = job.id, share = %job.share_id, to = %job.recipient, format = %job.format, parts, "share message accepted by the gateway");
             set_status(store, job.id, DeliveryStatus::Sent, None, None, Some(parts)).await
         }
         Err(SendError::Temporary(e)) if (attempts as u32) < cfg.max_attempts => {
-            metrics.retried.fetch_add(1, Ordering::Relaxed);
+            metrics.retried.inc();
             let delay = backoff_ms(cfg, attempts as u32);
             tracing::warn!(delivery = job.id, to = %job.recipient, attempts, retry_in_ms = delay, error = %e, "share message not accepted; will retry");
             let next = Some(now_ms() + delay as i64);
             set_status(store, job.id, DeliveryStatus::Pending, Some(&e), next, None).await
         }
         Err(e) => {
-            metrics.failed.fetch_add(1, Ordering::Relaxed);
+            metrics.failed.inc();
             let msg = format!("{e} (after {attempts} attempt(s))");
             tracing::error!(delivery = job.id, to = %job.recipient, error = %msg, "share message failed");
             set_status(
@@ -362,6 +358,7 @@ pub(crate) async fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn backoff_doubles_and_caps() {
@@ -508,8 +505,8 @@ mod tests {
         assert_eq!((status.as_str(), n), ("failed", 3));
         assert!(err.unwrap().contains("after 3 attempt(s)"));
         assert_eq!(hits.load(Ordering::SeqCst), 3);
-        assert_eq!(metrics.retried.load(Ordering::Relaxed), 2);
-        assert_eq!(metrics.failed.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.retried.get(), 2);
+        assert_eq!(metrics.failed.get(), 1);
 
         // 403 (bad credentials): failed at the first attempt.
         let (url, _) = fake_sendsms(vec![403]).await;
@@ -524,7 +521,7 @@ mod tests {
         let (status, n, _, err, _) = row(&store, 2).await;
         assert_eq!((status.as_str(), n), ("failed", 1));
         assert!(err.unwrap().contains("permanent"));
-        assert_eq!(metrics.failed.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.failed.get(), 2);
 
         // 202: sent, one part.
         let (url, _) = fake_sendsms(vec![202]).await;
@@ -538,7 +535,7 @@ mod tests {
             .unwrap();
         let (status, n, _, _, parts) = row(&store, 3).await;
         assert_eq!((status.as_str(), n, parts), ("sent", 1, Some(1)));
-        assert_eq!(metrics.sent.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.parts.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.sent.get(), 1);
+        assert_eq!(metrics.parts.get(), 1);
     }
 }

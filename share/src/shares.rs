@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::share::ShareFormat;
@@ -286,9 +287,10 @@ impl ShareService {
         &self.inner.cfg
     }
 
-    /// Append the delivery counters in Prometheus text.
-    pub fn render_metrics(&self, out: &mut String) {
-        self.inner.metrics.render(out);
+    /// Registers the delivery counters (`share_…`, under the registry's
+    /// prefix).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.inner.metrics.clone()));
     }
 
     /// Share an asset of `device`: the link, and a delivery queued per

@@ -253,8 +253,11 @@ impl Env {
 
     /// The value of the metrics line that starts with `line_prefix`.
     pub(crate) fn metric(&self, line_prefix: &str) -> u64 {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("sharecast");
+        self.server.register_metrics(&mut registry);
         let mut out = String::new();
-        self.server.render_metrics(&mut out);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+            .expect("encoding the ingest metrics");
         out.lines()
             .find_map(|l| l.strip_prefix(line_prefix))
             .and_then(|v| v.trim().parse().ok())
