@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::sim::demux::FileSource;
-use crate::sim::testsrc::TestSource;
+use crate::sim::testsrc::{Controls, TestSource};
 use anyhow::{Context, Result};
 use sharecast_client_sdk::{Trust, Uploader, UploaderConfig};
-use sharecast_formats::media::MediaFrame;
+use sharecast_formats::media::{MediaFrame, TrackInfo};
 
 /// Arguments of `sharecast push`.
 #[derive(clap::Args, Debug)]
@@ -110,25 +110,7 @@ fn now_unix_us() -> i64 {
 pub(crate) async fn run(a: PushArgs) -> Result<()> {
     let trust = trust(&a)?;
     let testsrc = a.input.as_os_str() == "testsrc";
-    let (tracks, frames, controls) = if testsrc {
-        let (w, h, fps, bps) = (640, 360, 30, a.bitrate);
-        let src = tokio::task::spawn_blocking(move || TestSource::start(w, h, fps, bps))
-            .await
-            .context("test source task")??;
-        let controls = src.controls();
-        (
-            src.tracks.clone(),
-            Frames::Test(src, a.duration),
-            Some(controls),
-        )
-    } else {
-        let input = a.input.clone();
-        let src = tokio::task::spawn_blocking(move || FileSource::open(&input))
-            .await
-            .context("demuxer task")?
-            .with_context(|| format!("opening {}", a.input.display()))?;
-        (src.tracks.clone(), Frames::File(src), None)
-    };
+    let (tracks, frames, controls) = open_input(&a, testsrc).await?;
     let mut cfg = UploaderConfig::new(a.server.clone(), a.token.clone(), trust);
     cfg.initial_bitrate_bps = a.bitrate;
     cfg.title = a.title.clone();
@@ -138,8 +120,63 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
     for u in uploader.live_urls() {
         println!("live {u}");
     }
+    follow_advice(&uploader, controls);
 
-    // Print the encoder advice as it changes; a live encoder follows it.
+    // Read frames on a blocking thread, upload here.
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    std::thread::spawn(move || frames.run(tx));
+    // The test source films in real time already.
+    let pace = a.realtime && !testsrc;
+    let n = upload(&a, &uploader, rx, pace).await?;
+    let last_frame_at = Instant::now();
+    // Wall clock of the last frame, for measuring how soon the VOD is served
+    // (bench/vod_ready.sh); printed now, before the session ends.
+    println!("last_frame_unix_ms {}", now_unix_us() / 1000);
+    let per_track = uploader.frames_per_track();
+    // The statistics once the session has ended: a resume may happen after
+    // the last frame was queued (a drop near the end, a long blackout).
+    let (attrs, stats) = uploader.finish_with_stats().await;
+    let attrs = attrs?;
+    let ready_ms = last_frame_at.elapsed().as_secs_f64() * 1000.0;
+    println!("frames {n}");
+    println!("frames_per_track {}", serde_json::to_string(&per_track)?);
+    println!("resumes {}", stats.resumes);
+    if let Some(v) = &attrs.vod_url {
+        println!("vod {v}");
+    }
+    println!("ready_after_last_frame_ms {ready_ms:.0}");
+    println!("attributes {}", serde_json::to_string(&attrs)?);
+    Ok(())
+}
+
+/// The input's tracks and frames: the clip demuxed, or the live test
+/// pattern (with the controls of its encoder).
+async fn open_input(
+    a: &PushArgs,
+    testsrc: bool,
+) -> Result<(Vec<TrackInfo>, Frames, Option<Controls>)> {
+    if testsrc {
+        let (w, h, fps, bps) = (640, 360, 30, a.bitrate);
+        let src = tokio::task::spawn_blocking(move || TestSource::start(w, h, fps, bps))
+            .await
+            .context("test source task")??;
+        let controls = src.controls();
+        return Ok((
+            src.tracks.clone(),
+            Frames::Test(src, a.duration),
+            Some(controls),
+        ));
+    }
+    let input = a.input.clone();
+    let src = tokio::task::spawn_blocking(move || FileSource::open(&input))
+        .await
+        .context("demuxer task")?
+        .with_context(|| format!("opening {}", a.input.display()))?;
+    Ok((src.tracks.clone(), Frames::File(src), None))
+}
+
+/// Print the encoder advice as it changes; a live encoder follows it.
+fn follow_advice(uploader: &Uploader, controls: Option<Controls>) {
     let started = Instant::now();
     let mut advice = uploader.advice_watch();
     tokio::spawn(async move {
@@ -160,18 +197,24 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
             }
         }
     });
+}
 
-    // Read frames on a blocking thread, upload here.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    let realtime = a.realtime || testsrc;
-    std::thread::spawn(move || frames.run(tx));
+/// Send every frame from `rx` (at its capture pace with `pace`), applying
+/// the testing aids and reporting progress every second. Returns how many
+/// frames were sent.
+async fn upload(
+    a: &PushArgs,
+    uploader: &Uploader,
+    mut rx: tokio::sync::mpsc::Receiver<Result<MediaFrame>>,
+    pace: bool,
+) -> Result<u64> {
     let start = Instant::now();
     let mut first_dts: Option<i64> = None;
     let mut n = 0u64;
     let mut last_report = Instant::now();
     while let Some(f) = rx.recv().await {
         let f = f.context("reading the input clip")?;
-        if realtime && !testsrc {
+        if pace {
             let base = *first_dts.get_or_insert(f.dts_us);
             let due = Duration::from_micros((f.dts_us - base).max(0) as u64);
             let elapsed = start.elapsed();
@@ -205,25 +248,7 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
             );
         }
     }
-    let last_frame_at = Instant::now();
-    // Wall clock of the last frame, for measuring how soon the VOD is served
-    // (bench/vod_ready.sh); printed now, before the session ends.
-    println!("last_frame_unix_ms {}", now_unix_us() / 1000);
-    let per_track = uploader.frames_per_track();
-    // The statistics once the session has ended: a resume may happen after
-    // the last frame was queued (a drop near the end, a long blackout).
-    let (attrs, stats) = uploader.finish_with_stats().await;
-    let attrs = attrs?;
-    let ready_ms = last_frame_at.elapsed().as_secs_f64() * 1000.0;
-    println!("frames {n}");
-    println!("frames_per_track {}", serde_json::to_string(&per_track)?);
-    println!("resumes {}", stats.resumes);
-    if let Some(v) = &attrs.vod_url {
-        println!("vod {v}");
-    }
-    println!("ready_after_last_frame_ms {ready_ms:.0}");
-    println!("attributes {}", serde_json::to_string(&attrs)?);
-    Ok(())
+    Ok(n)
 }
 
 /// Where frames come from.

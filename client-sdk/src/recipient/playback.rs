@@ -1,7 +1,7 @@
 //! Choosing how to play a received share (see the
 //! [module documentation](super) for the rules).
 
-use sharecast_formats::attributes::VideoAttributes;
+use sharecast_formats::attributes::{Rendition, VideoAttributes};
 
 /// The network the phone is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,75 +162,12 @@ fn scheme(url: &str) -> String {
 /// the module documentation for the rules.
 pub fn choose_playback(attrs: &VideoAttributes, caps: &PlayerCaps) -> PlaybackChoice {
     let mut rejected: Vec<String> = Vec::new();
-    let primary = Candidate {
-        name: None,
-        url: attrs.vod_url.as_deref().unwrap_or(""),
-        container: &attrs.container,
-        codecs: &attrs.codecs,
-        width: attrs.width,
-        height: attrs.height,
-        bitrate: attrs.bitrate,
-        size: attrs.size_bytes,
-    };
+    let primary = Candidate::primary(attrs);
     let primary_misfit = misfit(&primary, caps);
-
-    // Live.
-    let live_url = attrs.live_urls.iter().find(|u| {
-        caps.live_schemes
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(&scheme(u)))
-    });
-    let has_vod = attrs.vod_url.is_some() || attrs.renditions.iter().any(|r| !r.url.is_empty());
-    if !attrs.live_urls.is_empty() {
-        match (live_url, &primary_misfit, caps.network) {
-            (_, _, Network::Offline) => rejected.push("live: offline".into()),
-            (None, _, _) => rejected.push(format!(
-                "live: no stream in a supported scheme ({})",
-                caps.live_schemes.join(", ")
-            )),
-            (Some(_), Some(why), _) => rejected.push(format!("live: {why}")),
-            (Some(url), None, _) => {
-                if !has_vod || caps.prefer_live {
-                    return PlaybackChoice::Live {
-                        url: url.clone(),
-                        reason: if has_vod {
-                            "the player prefers live".into()
-                        } else {
-                            "the video is live and has no VOD file yet".into()
-                        },
-                    };
-                }
-            }
-        }
+    if let Some(live) = live_choice(attrs, caps, primary_misfit.as_deref(), &mut rejected) {
+        return live;
     }
-
-    // VOD candidates.
-    let mut fitting: Vec<Candidate<'_>> = Vec::new();
-    if !primary.url.is_empty() {
-        match primary_misfit {
-            None => fitting.push(primary),
-            Some(why) => rejected.push(format!("primary: {why}")),
-        }
-    }
-    for r in &attrs.renditions {
-        if r.url.is_empty() {
-            continue;
-        }
-        let c = Candidate {
-            name: Some(&r.name),
-            url: &r.url,
-            container: &r.container,
-            codecs: &r.codecs,
-            width: r.width,
-            height: r.height,
-            bitrate: r.bitrate,
-            size: r.size_bytes,
-        };
-        match misfit(&c, caps) {
-            None => fitting.push(c),
-            Some(why) => rejected.push(format!("rendition {}: {why}", r.name)),
-        }
-    }
+    let mut fitting = fitting_vod(attrs, caps, primary, primary_misfit, &mut rejected);
     if fitting.is_empty() {
         if rejected.is_empty() {
             rejected.push(match &attrs.share_url {
@@ -245,6 +182,109 @@ pub fn choose_playback(attrs: &VideoAttributes, caps: &PlayerCaps) -> PlaybackCh
     // Best first: most pixels, then highest bitrate.
     fitting
         .sort_by_key(|c| std::cmp::Reverse((u64::from(c.width) * u64::from(c.height), c.bitrate)));
+    vod_choice(&fitting, caps)
+}
+
+impl<'a> Candidate<'a> {
+    /// The message's primary file (its URL empty when there is none).
+    fn primary(attrs: &'a VideoAttributes) -> Self {
+        Candidate {
+            name: None,
+            url: attrs.vod_url.as_deref().unwrap_or(""),
+            container: &attrs.container,
+            codecs: &attrs.codecs,
+            width: attrs.width,
+            height: attrs.height,
+            bitrate: attrs.bitrate,
+            size: attrs.size_bytes,
+        }
+    }
+
+    /// One of the message's renditions.
+    fn rendition(r: &'a Rendition) -> Self {
+        Candidate {
+            name: Some(&r.name),
+            url: &r.url,
+            container: &r.container,
+            codecs: &r.codecs,
+            width: r.width,
+            height: r.height,
+            bitrate: r.bitrate,
+            size: r.size_bytes,
+        }
+    }
+}
+
+/// The live stream, when the message has one this player can open and it is
+/// the better choice (no VOD yet, or the player prefers live); otherwise
+/// why live was passed over goes into `rejected`.
+fn live_choice(
+    attrs: &VideoAttributes,
+    caps: &PlayerCaps,
+    primary_misfit: Option<&str>,
+    rejected: &mut Vec<String>,
+) -> Option<PlaybackChoice> {
+    if attrs.live_urls.is_empty() {
+        return None;
+    }
+    let live_url = attrs.live_urls.iter().find(|u| {
+        caps.live_schemes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&scheme(u)))
+    });
+    let has_vod = attrs.vod_url.is_some() || attrs.renditions.iter().any(|r| !r.url.is_empty());
+    match (live_url, primary_misfit, caps.network) {
+        (_, _, Network::Offline) => rejected.push("live: offline".into()),
+        (None, _, _) => rejected.push(format!(
+            "live: no stream in a supported scheme ({})",
+            caps.live_schemes.join(", ")
+        )),
+        (Some(_), Some(why), _) => rejected.push(format!("live: {why}")),
+        (Some(url), None, _) => {
+            if !has_vod || caps.prefer_live {
+                return Some(PlaybackChoice::Live {
+                    url: url.clone(),
+                    reason: if has_vod {
+                        "the player prefers live".into()
+                    } else {
+                        "the video is live and has no VOD file yet".into()
+                    },
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The VOD files (primary first, then renditions) that fit the player; why
+/// each other one does not goes into `rejected`.
+fn fitting_vod<'a>(
+    attrs: &'a VideoAttributes,
+    caps: &PlayerCaps,
+    primary: Candidate<'a>,
+    primary_misfit: Option<String>,
+    rejected: &mut Vec<String>,
+) -> Vec<Candidate<'a>> {
+    let mut fitting: Vec<Candidate<'a>> = Vec::new();
+    if !primary.url.is_empty() {
+        match primary_misfit {
+            None => fitting.push(primary),
+            Some(why) => rejected.push(format!("primary: {why}")),
+        }
+    }
+    for r in attrs.renditions.iter().filter(|r| !r.url.is_empty()) {
+        let c = Candidate::rendition(r);
+        match misfit(&c, caps) {
+            None => fitting.push(c),
+            Some(why) => rejected.push(format!("rendition {}: {why}", r.name)),
+        }
+    }
+    fitting
+}
+
+/// Stream or download the best of the fitting VOD files (`fitting` is best
+/// first and not empty), within the cellular limit and the free storage.
+fn vod_choice(fitting: &[Candidate<'_>], caps: &PlayerCaps) -> PlaybackChoice {
     let cellular_limit = match caps.network {
         Network::Cellular => caps.max_cellular_bitrate,
         _ => None,
@@ -271,16 +311,7 @@ pub fn choose_playback(attrs: &VideoAttributes, caps: &PlayerCaps) -> PlaybackCh
             reason: format!("{what} fits the player and the network allows streaming"),
         };
     }
-    let why_download = if !caps.can_stream {
-        "the player cannot stream".to_owned()
-    } else if caps.network == Network::Offline {
-        "offline: download when a connection is available".to_owned()
-    } else {
-        format!(
-            "{} bit/s is above the cellular streaming limit",
-            best.bitrate
-        )
-    };
+    let why_download = why_download(caps, best);
     if let Some(free) = caps.free_storage_bytes {
         if best.size > free {
             // A smaller fitting file that can be stored?
@@ -300,6 +331,20 @@ pub fn choose_playback(attrs: &VideoAttributes, caps: &PlayerCaps) -> PlaybackCh
         url,
         rendition,
         reason: format!("{what}: {why_download}"),
+    }
+}
+
+/// Why `best` is downloaded rather than streamed.
+fn why_download(caps: &PlayerCaps, best: &Candidate<'_>) -> String {
+    if !caps.can_stream {
+        "the player cannot stream".to_owned()
+    } else if caps.network == Network::Offline {
+        "offline: download when a connection is available".to_owned()
+    } else {
+        format!(
+            "{} bit/s is above the cellular streaming limit",
+            best.bitrate
+        )
     }
 }
 

@@ -337,28 +337,8 @@ impl Reassembler {
     ) -> Result<PushOutcome, RecipientError> {
         self.collect_timeouts(now_ms);
         let ports = user_data.ports();
-        let concat = user_data.concat().filter(|c| c.total > 1);
-        let Some(c) = concat else {
-            let single = Single {
-                peer: peer.to_string(),
-                timestamp,
-                ports,
-                body: user_data.body,
-            };
-            if self.singles.iter().any(|(s, _)| *s == single) {
-                return Ok(PushOutcome::Duplicate {
-                    peer: single.peer,
-                    reference: 0,
-                    sequence: 1,
-                    identical: true,
-                });
-            }
-            let outcome = finish(peer, timestamp, ports, &[&single.body]);
-            if self.singles.len() >= self.config.max_pending.max(1) {
-                self.singles.remove(0);
-            }
-            self.singles.push((single, now_ms));
-            return outcome;
+        let Some(c) = user_data.concat().filter(|c| c.total > 1) else {
+            return self.push_single(peer, timestamp, ports, user_data.body, now_ms);
         };
         if c.sequence == 0 || c.sequence > c.total {
             // Decoded PDUs never get here; hand-built user data might.
@@ -375,37 +355,22 @@ impl Reassembler {
             total: c.total,
             port: ports.map(|(d, _)| d),
         };
-        let alphabet = user_data.body.alphabet();
-        if !self.pending.contains_key(&key) {
-            if let Some((parts, _)) = self.completed.get(&key) {
-                if parts.get(usize::from(c.sequence) - 1) == Some(&user_data.body) {
-                    return Ok(PushOutcome::Duplicate {
-                        identical: true,
-                        peer: key.peer,
-                        reference: key.reference,
-                        sequence: c.sequence,
-                    });
-                }
-                // Different content under a completed message's key: the
-                // sender's reference wrapped round to a new message.
-                self.completed.remove(&key);
-            }
-            self.make_room();
-            self.pending.insert(
-                key.clone(),
-                Pending {
-                    peer: peer.clone(),
-                    timestamp,
-                    ports,
-                    alphabet,
-                    parts: vec![None; usize::from(c.total)],
-                    first_seen_ms: now_ms,
-                },
-            );
+        let body = user_data.body;
+        let alphabet = body.alphabet();
+        let repeat = self.open_pending(&key, c.sequence, &body, || Pending {
+            peer: peer.clone(),
+            timestamp,
+            ports,
+            alphabet,
+            parts: vec![None; usize::from(c.total)],
+            first_seen_ms: now_ms,
+        });
+        if let Some(repeat) = repeat {
+            return Ok(repeat);
         }
         let Some(entry) = self.pending.get_mut(&key) else {
             // Just inserted; unreachable in practice, but never panic.
-            return finish(peer, timestamp, ports, &[&user_data.body]);
+            return finish(peer, timestamp, ports, &[&body]);
         };
         if entry.alphabet != alphabet {
             return Err(RecipientError::MixedAlphabets {
@@ -419,13 +384,13 @@ impl Reassembler {
         let slot = usize::from(c.sequence) - 1;
         if let Some(existing) = &entry.parts[slot] {
             return Ok(PushOutcome::Duplicate {
-                identical: *existing == user_data.body,
+                identical: *existing == body,
                 peer: key.peer,
                 reference: key.reference,
                 sequence: c.sequence,
             });
         }
-        entry.parts[slot] = Some(user_data.body);
+        entry.parts[slot] = Some(body);
         if entry.parts.iter().any(Option::is_none) {
             return Ok(PushOutcome::Pending {
                 received: entry.parts.iter().filter(|p| p.is_some()).count() as u8,
@@ -434,9 +399,79 @@ impl Reassembler {
                 reference: key.reference,
             });
         }
-        let Some(done) = self.pending.remove(&key) else {
-            return finish(peer, timestamp, ports, &[]);
+        self.complete(key, now_ms)
+            .unwrap_or_else(|| finish(peer, timestamp, ports, &[]))
+    }
+
+    /// A message in one SMS: decoded at once, unless the same SMS came
+    /// within the timeout (then it is a duplicate).
+    fn push_single(
+        &mut self,
+        peer: Address,
+        timestamp: Option<Timestamp>,
+        ports: Option<(u16, u16)>,
+        body: Body,
+        now_ms: u64,
+    ) -> Result<PushOutcome, RecipientError> {
+        let single = Single {
+            peer: peer.to_string(),
+            timestamp,
+            ports,
+            body,
         };
+        if self.singles.iter().any(|(s, _)| *s == single) {
+            return Ok(PushOutcome::Duplicate {
+                peer: single.peer,
+                reference: 0,
+                sequence: 1,
+                identical: true,
+            });
+        }
+        let outcome = finish(peer, timestamp, ports, &[&single.body]);
+        if self.singles.len() >= self.config.max_pending.max(1) {
+            self.singles.remove(0);
+        }
+        self.singles.push((single, now_ms));
+        outcome
+    }
+
+    /// Make sure a message is pending under `key` (made by `new` when it is
+    /// not), unless part `sequence` repeats a message completed under the
+    /// same key: then the duplicate outcome. A different part under a
+    /// completed key means the sender's reference wrapped round to a new
+    /// message.
+    fn open_pending(
+        &mut self,
+        key: &Key,
+        sequence: u8,
+        body: &Body,
+        new: impl FnOnce() -> Pending,
+    ) -> Option<PushOutcome> {
+        if self.pending.contains_key(key) {
+            return None;
+        }
+        if let Some((parts, _)) = self.completed.get(key) {
+            if parts.get(usize::from(sequence) - 1) == Some(body) {
+                return Some(PushOutcome::Duplicate {
+                    identical: true,
+                    peer: key.peer.clone(),
+                    reference: key.reference,
+                    sequence,
+                });
+            }
+            // Different content under a completed message's key: the
+            // sender's reference wrapped round to a new message.
+            self.completed.remove(key);
+        }
+        self.make_room();
+        self.pending.insert(key.clone(), new());
+        None
+    }
+
+    /// Decode the message pending under `key`, whose parts are all in, and
+    /// remember it as completed (`None` when nothing is pending there).
+    fn complete(&mut self, key: Key, now_ms: u64) -> Option<Result<PushOutcome, RecipientError>> {
+        let done = self.pending.remove(&key)?;
         let bodies: Vec<Body> = done.parts.into_iter().flatten().collect();
         let outcome = finish(
             done.peer,
@@ -445,7 +480,7 @@ impl Reassembler {
             &bodies.iter().collect::<Vec<_>>(),
         );
         self.remember_completed(key, bodies, now_ms);
-        outcome
+        Some(outcome)
     }
 
     /// Keep a completed message's parts for `timeout_ms`, at most

@@ -308,41 +308,11 @@ pub(super) async fn run(
     let result = loop {
         let c = match current.take() {
             Some(c) => c,
-            None => {
-                let since = *lost_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > inner.cfg.reconnect_deadline {
-                    break Err(UploadError::Disconnected(format!(
-                        "could not resume within {:?}",
-                        inner.cfg.reconnect_deadline
-                    )));
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                let resume = Resume {
-                    session_id: inner.session_id.clone(),
-                    secret: inner.secret.clone(),
-                };
-                match connect(
-                    &inner.cfg,
-                    &inner.tracks,
-                    inner.anchor_unix_us,
-                    Some(resume),
-                )
-                .await
-                {
-                    Ok(c) => {
-                        tracing::info!(session = %inner.session_id, "resumed upload session");
-                        c
-                    }
-                    Err(UploadError::Refused { code, message }) if is_fatal(code) => {
-                        break Err(UploadError::Refused { code, message });
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "reconnect failed; retrying");
-                        continue;
-                    }
-                }
-            }
+            None => match reconnect(&inner, &mut lost_since, &mut backoff).await {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(e) => break Err(e),
+            },
         };
         lost_since = None;
         backoff = Duration::from_millis(100);
@@ -358,8 +328,59 @@ pub(super) async fn run(
             }
         }
     };
+    report_outcome(&inner, &result);
+    let _ = done.send(result);
+}
+
+/// One attempt to resume the session after a loss, after a backoff that
+/// doubles up to two seconds: the new connection, `None` to try again, or
+/// the error that ends the upload (the server refused for good, or
+/// `reconnect_deadline` passed since the loss).
+async fn reconnect(
+    inner: &Inner,
+    lost_since: &mut Option<Instant>,
+    backoff: &mut Duration,
+) -> Result<Option<Connected>, UploadError> {
+    let since = *lost_since.get_or_insert_with(Instant::now);
+    if since.elapsed() > inner.cfg.reconnect_deadline {
+        return Err(UploadError::Disconnected(format!(
+            "could not resume within {:?}",
+            inner.cfg.reconnect_deadline
+        )));
+    }
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    let resume = Resume {
+        session_id: inner.session_id.clone(),
+        secret: inner.secret.clone(),
+    };
+    match connect(
+        &inner.cfg,
+        &inner.tracks,
+        inner.anchor_unix_us,
+        Some(resume),
+    )
+    .await
+    {
+        Ok(c) => {
+            tracing::info!(session = %inner.session_id, "resumed upload session");
+            Ok(Some(c))
+        }
+        Err(UploadError::Refused { code, message }) if is_fatal(code) => {
+            Err(UploadError::Refused { code, message })
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "reconnect failed; retrying");
+            Ok(None)
+        }
+    }
+}
+
+/// The upload ended: drop the spool once the server has everything, tell
+/// the app, and close the connection.
+fn report_outcome(inner: &Inner, result: &Result<VideoAttributes, UploadError>) {
     inner.lock().ended = true;
-    match &result {
+    match result {
         Ok(a) => {
             // The server has everything: the spool's copy can go.
             let spool = inner.lock().spool.take();
@@ -380,7 +401,6 @@ pub(super) async fn run(
         c.close(0u32.into(), b"done");
         drop(ep);
     }
-    let _ = done.send(result);
 }
 
 /// Every second: tell the app about a backlog (more than half a second of
@@ -459,6 +479,8 @@ fn next_transmit(inner: &Inner, end_sent: bool) -> Result<Next, String> {
     Ok(Next { frame: next, end })
 }
 
+/// Drive one connection: resend what the server lacks, then write frames
+/// and read acks until the upload finishes or the connection ends.
 async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
     let Connected {
         endpoint,
@@ -468,6 +490,38 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
         mut dec,
         welcome,
     } = c;
+    on_welcome(inner, endpoint, &conn, &welcome);
+    let end = tokio::select! {
+        why = write_frames(inner, &conn, &mut send) => match why {
+            Err(local) => ConnEnd::Fatal(local),
+            // The writer only stops on an error; the connection's close
+            // reason (if the server closed it) tells whether it is fatal.
+            Ok(why) => match tokio::time::timeout(Duration::from_secs(2), conn.closed()).await {
+                Ok(e) => match refused_from(&e) {
+                    Some(UploadError::Refused { code, message }) if is_fatal(code) => {
+                        ConnEnd::Fatal(UploadError::Refused { code, message })
+                    }
+                    _ => ConnEnd::Lost(why),
+                },
+                Err(_) => ConnEnd::Lost(why),
+            },
+        },
+        end = read_acks(inner, &conn, &mut recv, &mut dec) => end,
+    };
+    if let ConnEnd::Finished(_) = &end {
+        conn.close(0u32.into(), b"finished");
+    }
+    end
+}
+
+/// The server's WELCOME is in: queue everything not yet durable again,
+/// publish the connection, and count a resume.
+fn on_welcome(
+    inner: &Inner,
+    endpoint: quinn::Endpoint,
+    conn: &quinn::Connection,
+    welcome: &Welcome,
+) {
     {
         let mut g = inner.lock();
         let sh = &mut *g;
@@ -489,107 +543,102 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
         inner.emit(UploadEvent::Resumed { resumes });
     }
     inner.changed.notify_waiters();
+}
 
-    let writer = async {
-        let mut end_sent = false;
-        let mut live: Option<quinn::SendStream> = None;
-        let mut backfill: Option<quinn::SendStream> = None;
-        loop {
-            let notified = inner.changed.notified();
-            let Next {
-                frame: next,
-                end: send_end,
-            } = match next_transmit(inner, end_sent) {
-                Ok(x) => x,
-                Err(why) => return Err(UploadError::Spool(why)),
+/// The writer: frames on their lane's stream (opened on first use, live
+/// before backlog), END when it is due. Stops only on an error: a local
+/// one (the spool) ends the upload, a network one (`Ok(why)`) loses the
+/// connection.
+async fn write_frames(
+    inner: &Inner,
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+) -> Result<String, UploadError> {
+    let mut end_sent = false;
+    let mut live: Option<quinn::SendStream> = None;
+    let mut backfill: Option<quinn::SendStream> = None;
+    loop {
+        let notified = inner.changed.notified();
+        let Next {
+            frame: next,
+            end: send_end,
+        } = match next_transmit(inner, end_sent) {
+            Ok(x) => x,
+            Err(why) => return Err(UploadError::Spool(why)),
+        };
+        if let Some((lane, bytes)) = next {
+            let slot = match lane {
+                Lane::Live => &mut live,
+                Lane::Backfill => &mut backfill,
             };
-            if let Some((lane, bytes)) = next {
-                let slot = match lane {
-                    Lane::Live => &mut live,
-                    Lane::Backfill => &mut backfill,
-                };
-                if slot.is_none() {
-                    match conn.open_uni().await {
-                        Ok(s) => {
-                            // Live data goes on the wire before backlog.
-                            let _ = s.set_priority(if lane == Lane::Live { 1 } else { 0 });
-                            *slot = Some(s);
-                        }
-                        Err(e) => return Ok(format!("opening a frame stream: {e}")),
+            if slot.is_none() {
+                match conn.open_uni().await {
+                    Ok(s) => {
+                        // Live data goes on the wire before backlog.
+                        let _ = s.set_priority(if lane == Lane::Live { 1 } else { 0 });
+                        *slot = Some(s);
                     }
+                    Err(e) => return Ok(format!("opening a frame stream: {e}")),
                 }
-                if let Some(stream) = slot.as_mut() {
-                    if let Err(e) = stream.write_all(&bytes).await {
-                        return Ok(format!("writing frames: {e}"));
-                    }
-                }
-                continue;
             }
-            if let Some(end) = send_end {
-                if let Err(e) = send.write_all(&Control::End(end).encode()).await {
-                    return Ok(format!("sending END: {e}"));
+            if let Some(stream) = slot.as_mut() {
+                if let Err(e) = stream.write_all(&bytes).await {
+                    return Ok(format!("writing frames: {e}"));
                 }
-                end_sent = true;
             }
-            // Wake on new frames or acks; also re-check periodically.
-            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+            continue;
         }
-    };
-    let reader = async {
-        loop {
-            match read_control(&conn, &mut recv, &mut dec).await {
-                Ok(Control::Ack(a)) => {
-                    let advice = {
-                        let mut g = inner.lock();
-                        let sh = &mut *g;
-                        let out =
-                            sh.state
-                                .on_ack(&a.next_seq, &a.held, Some(conn.rtt()), Instant::now());
-                        if let Some(s) = sh.spool.as_mut() {
-                            s.release(&out.spool_released);
-                        }
-                        out.advice
-                    };
-                    inner.publish_advice(advice);
-                    inner.changed.notify_waiters();
-                }
-                Ok(Control::Finished(f)) => return ConnEnd::Finished(Box::new(f.attributes)),
-                Ok(Control::Error(e)) => {
-                    if is_fatal(e.code) {
-                        return ConnEnd::Fatal(UploadError::Refused {
-                            code: e.code,
-                            message: e.message,
-                        });
-                    }
-                    return ConnEnd::Lost(format!("server error {}: {}", e.code, e.message));
-                }
-                Ok(_) => {}
-                Err(UploadError::Refused { code, message }) if is_fatal(code) => {
-                    return ConnEnd::Fatal(UploadError::Refused { code, message })
-                }
-                Err(e) => return ConnEnd::Lost(e.to_string()),
+        if let Some(end) = send_end {
+            if let Err(e) = send.write_all(&Control::End(end).encode()).await {
+                return Ok(format!("sending END: {e}"));
             }
+            end_sent = true;
         }
-    };
-    let end = tokio::select! {
-        why = writer => match why {
-            Err(local) => ConnEnd::Fatal(local),
-            // The writer only stops on an error; the connection's close
-            // reason (if the server closed it) tells whether it is fatal.
-            Ok(why) => match tokio::time::timeout(Duration::from_secs(2), conn.closed()).await {
-                Ok(e) => match refused_from(&e) {
-                    Some(UploadError::Refused { code, message }) if is_fatal(code) => {
-                        ConnEnd::Fatal(UploadError::Refused { code, message })
-                    }
-                    _ => ConnEnd::Lost(why),
-                },
-                Err(_) => ConnEnd::Lost(why),
-            },
-        },
-        end = reader => end,
-    };
-    if let ConnEnd::Finished(_) = &end {
-        conn.close(0u32.into(), b"finished");
+        // Wake on new frames or acks; also re-check periodically.
+        let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
     }
-    end
+}
+
+/// The reader: acks release frames (and their spool copies) until the
+/// server says FINISHED or ERROR, or the connection ends.
+async fn read_acks(
+    inner: &Inner,
+    conn: &quinn::Connection,
+    recv: &mut quinn::RecvStream,
+    dec: &mut ControlDecoder,
+) -> ConnEnd {
+    loop {
+        match read_control(conn, recv, dec).await {
+            Ok(Control::Ack(a)) => {
+                let advice = {
+                    let mut g = inner.lock();
+                    let sh = &mut *g;
+                    let out =
+                        sh.state
+                            .on_ack(&a.next_seq, &a.held, Some(conn.rtt()), Instant::now());
+                    if let Some(s) = sh.spool.as_mut() {
+                        s.release(&out.spool_released);
+                    }
+                    out.advice
+                };
+                inner.publish_advice(advice);
+                inner.changed.notify_waiters();
+            }
+            Ok(Control::Finished(f)) => return ConnEnd::Finished(Box::new(f.attributes)),
+            Ok(Control::Error(e)) => {
+                if is_fatal(e.code) {
+                    return ConnEnd::Fatal(UploadError::Refused {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                return ConnEnd::Lost(format!("server error {}: {}", e.code, e.message));
+            }
+            Ok(_) => {}
+            Err(UploadError::Refused { code, message }) if is_fatal(code) => {
+                return ConnEnd::Fatal(UploadError::Refused { code, message })
+            }
+            Err(e) => return ConnEnd::Lost(e.to_string()),
+        }
+    }
 }

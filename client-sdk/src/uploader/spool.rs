@@ -708,16 +708,7 @@ pub fn recover(cfg: &SpoolConfig) -> (Vec<Recovered>, Vec<Unrecoverable>) {
 }
 
 fn recover_one(cfg: &SpoolConfig, dir: &Path) -> Result<Option<Recovered>, SpoolError> {
-    let meta_path = dir.join(META);
-    let text = match std::fs::read(&meta_path) {
-        Ok(t) => t,
-        Err(e) => return Err(io_err(&meta_path, "reading", e)),
-    };
-    let meta: SessionMeta = serde_json::from_slice(&text).map_err(|e| SpoolError::Corrupt {
-        path: meta_path.display().to_string(),
-        offset: 0,
-        message: e.to_string(),
-    })?;
+    let meta = read_meta(dir)?;
     let lock = match lock(dir, &meta.session_id) {
         Ok(l) => l,
         Err(SpoolError::Busy(s)) => {
@@ -732,94 +723,17 @@ fn recover_one(cfg: &SpoolConfig, dir: &Path) -> Result<Option<Recovered>, Spool
         .filter_map(|e| parse_segment_name(&e.file_name().to_string_lossy()))
         .collect();
     numbers.sort_unstable();
-    let mut frames = Vec::new();
-    let mut counts: BTreeMap<u8, u64> = BTreeMap::new();
-    let mut issues = Vec::new();
+    let mut scan = Scan::default();
     let mut segments = BTreeMap::new();
     let mut total = 0u64;
     let last = numbers.last().copied();
     for n in numbers {
-        let path = dir.join(segment_name(n));
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, "opening", e))?;
-        let mut head = [0u8; HEADER_LEN as usize];
-        let header_ok = f.read_exact(&mut head).is_ok()
-            && &head[..8] == MAGIC
-            && head[8..12] == VERSION.to_be_bytes()
-            && head[12..16] == n.to_be_bytes();
-        if !header_ok {
-            issues.push(format!(
-                "{}: bad segment header; its frames are lost",
-                path.display()
-            ));
-            continue;
+        if let Some(info) = scan.segment(&dir.join(segment_name(n)), n, Some(n) == last)? {
+            total += info.bytes;
+            segments.insert(n, info);
         }
-        let mut offset = HEADER_LEN;
-        let mut live = 0u64;
-        loop {
-            match read_record(&mut f, offset) {
-                Ok(None) => break,
-                Ok(Some((body, next))) => {
-                    match body {
-                        Body::Frame(fr) => {
-                            let c = counts.entry(fr.track).or_insert(0);
-                            *c = (*c).max(fr.seq + 1);
-                            let len = fr.data.len();
-                            frames.push(SpooledFrame {
-                                frame: MediaFrame {
-                                    data: Bytes::new(),
-                                    ..fr
-                                },
-                                len,
-                                at: SpoolRef { segment: n, offset },
-                            });
-                            live += 1;
-                        }
-                        Body::Counts(k) => {
-                            for (t, v) in k {
-                                let c = counts.entry(t).or_insert(0);
-                                *c = (*c).max(v);
-                            }
-                        }
-                    }
-                    offset = next;
-                }
-                Err(why) => {
-                    let size = f.metadata().map(|m| m.len()).unwrap_or(offset);
-                    if Some(n) == last {
-                        // A write cut short by the kill: cut it off.
-                        issues.push(format!(
-                            "{}: {why} at byte {offset}; the last {} bytes (a write cut short) were cut off",
-                            path.display(),
-                            size - offset
-                        ));
-                        f.set_len(offset)
-                            .map_err(|e| io_err(&path, "cutting a torn tail", e))?;
-                    } else {
-                        issues.push(format!(
-                            "{}: {why} at byte {offset}; the frames in its last {} bytes are lost",
-                            path.display(),
-                            size - offset
-                        ));
-                    }
-                    break;
-                }
-            }
-        }
-        let bytes = f.metadata().map(|m| m.len()).unwrap_or(offset);
-        total += bytes;
-        segments.insert(
-            n,
-            SegmentInfo {
-                bytes,
-                live_frames: live,
-            },
-        );
     }
-    for i in &issues {
+    for i in &scan.issues {
         tracing::warn!(session = %meta.session_id, "spool recovery: {i}");
     }
     let spool = Spool {
@@ -837,10 +751,131 @@ fn recover_one(cfg: &SpoolConfig, dir: &Path) -> Result<Option<Recovered>, Spool
     Ok(Some(Recovered {
         meta,
         spool,
-        frames,
-        counts,
-        issues,
+        frames: scan.frames,
+        counts: scan.counts,
+        issues: scan.issues,
     }))
+}
+
+/// A session folder's `meta.json`.
+fn read_meta(dir: &Path) -> Result<SessionMeta, SpoolError> {
+    let meta_path = dir.join(META);
+    let text = match std::fs::read(&meta_path) {
+        Ok(t) => t,
+        Err(e) => return Err(io_err(&meta_path, "reading", e)),
+    };
+    serde_json::from_slice(&text).map_err(|e| SpoolError::Corrupt {
+        path: meta_path.display().to_string(),
+        offset: 0,
+        message: e.to_string(),
+    })
+}
+
+/// What recovery has found so far in a session's segments.
+#[derive(Default)]
+struct Scan {
+    frames: Vec<SpooledFrame>,
+    counts: BTreeMap<u8, u64>,
+    issues: Vec<String>,
+}
+
+impl Scan {
+    /// Read segment `n` at `path` record by record. A torn tail of the
+    /// `last` segment (a write cut short) is cut off; elsewhere the frames
+    /// after a bad record are lost. `None` when the header is bad.
+    fn segment(
+        &mut self,
+        path: &Path,
+        n: u32,
+        last: bool,
+    ) -> Result<Option<SegmentInfo>, SpoolError> {
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io_err(path, "opening", e))?;
+        let mut head = [0u8; HEADER_LEN as usize];
+        let header_ok = f.read_exact(&mut head).is_ok()
+            && &head[..8] == MAGIC
+            && head[8..12] == VERSION.to_be_bytes()
+            && head[12..16] == n.to_be_bytes();
+        if !header_ok {
+            self.issues.push(format!(
+                "{}: bad segment header; its frames are lost",
+                path.display()
+            ));
+            return Ok(None);
+        }
+        let mut offset = HEADER_LEN;
+        let mut live = 0u64;
+        loop {
+            match read_record(&mut f, offset) {
+                Ok(None) => break,
+                Ok(Some((body, next))) => {
+                    if self.record(body, SpoolRef { segment: n, offset }) {
+                        live += 1;
+                    }
+                    offset = next;
+                }
+                Err(why) => {
+                    let size = f.metadata().map(|m| m.len()).unwrap_or(offset);
+                    if last {
+                        // A write cut short by the kill: cut it off.
+                        self.issues.push(format!(
+                            "{}: {why} at byte {offset}; the last {} bytes (a write cut short) were cut off",
+                            path.display(),
+                            size - offset
+                        ));
+                        f.set_len(offset)
+                            .map_err(|e| io_err(path, "cutting a torn tail", e))?;
+                    } else {
+                        self.issues.push(format!(
+                            "{}: {why} at byte {offset}; the frames in its last {} bytes are lost",
+                            path.display(),
+                            size - offset
+                        ));
+                    }
+                    break;
+                }
+            }
+        }
+        let bytes = f.metadata().map(|m| m.len()).unwrap_or(offset);
+        Ok(Some(SegmentInfo {
+            bytes,
+            live_frames: live,
+        }))
+    }
+
+    /// Take one record found `at`: a frame (then `true`) or a track count.
+    fn record(&mut self, body: Body, at: SpoolRef) -> bool {
+        match body {
+            Body::Frame(fr) => {
+                self.count(fr.track, fr.seq + 1);
+                let len = fr.data.len();
+                self.frames.push(SpooledFrame {
+                    frame: MediaFrame {
+                        data: Bytes::new(),
+                        ..fr
+                    },
+                    len,
+                    at,
+                });
+                true
+            }
+            Body::Counts(k) => {
+                for (t, v) in k {
+                    self.count(t, v);
+                }
+                false
+            }
+        }
+    }
+
+    /// At least `n` frames were queued on `track`.
+    fn count(&mut self, track: u8, n: u64) {
+        let c = self.counts.entry(track).or_insert(0);
+        *c = (*c).max(n);
+    }
 }
 
 /// Delete a spooled session the app gives up on (for example one the server
