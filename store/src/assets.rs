@@ -3,8 +3,10 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::VideoAttributes;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::{now_ms, Store};
 
 /// Where a recording is.
@@ -61,17 +63,22 @@ pub struct Asset {
 
 const COLUMNS: &str = "id, device_id, title, state, created_ms, ready_ms, attributes, error";
 
-fn asset(r: &sqlx::sqlite::SqliteRow) -> Asset {
-    let attrs: Option<String> = r.get(6);
-    Asset {
-        id: r.get(0),
-        device_id: r.get(1),
-        title: r.get(2),
-        state: AssetState::parse(r.get(3)),
-        created_unix_ms: r.get(4),
-        ready_unix_ms: r.get(5),
-        attributes: attrs.and_then(|a| serde_json::from_str(&a).ok()),
-        error: r.get(7),
+impl Record for Asset {
+    const TABLE: &'static str = "assets";
+    const COLUMNS: &'static str = COLUMNS;
+
+    fn from_row(r: &SqliteRow) -> Self {
+        let attrs: Option<String> = r.get(6);
+        Asset {
+            id: r.get(0),
+            device_id: r.get(1),
+            title: r.get(2),
+            state: AssetState::parse(r.get(3)),
+            created_unix_ms: r.get(4),
+            ready_unix_ms: r.get(5),
+            attributes: attrs.and_then(|a| serde_json::from_str(&a).ok()),
+            error: r.get(7),
+        }
     }
 }
 
@@ -136,12 +143,9 @@ impl Store {
 
     /// One asset.
     pub async fn asset(&self, id: &str) -> Result<Option<Asset>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM assets WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+        self.find("id", id)
             .await
-            .with_context(|| format!("loading asset {id}"))?;
-        Ok(row.as_ref().map(asset))
+            .with_context(|| format!("loading asset {id}"))
     }
 
     /// The newest assets first.
@@ -153,20 +157,14 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("listing assets")?;
-        Ok(rows.iter().map(asset).collect())
+        Ok(rows.iter().map(Asset::from_row).collect())
     }
 
     /// One device's assets, newest first.
     pub async fn assets_of(&self, device_id: &str, limit: i64) -> Result<Vec<Asset>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM assets WHERE device_id = $1 ORDER BY created_ms DESC LIMIT $2"
-        ))
-        .bind(device_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .with_context(|| format!("listing the assets of device {device_id}"))?;
-        Ok(rows.iter().map(asset).collect())
+        self.newest("device_id", device_id, limit)
+            .await
+            .with_context(|| format!("listing the assets of device {device_id}"))
     }
 
     /// Assets with a public share that is neither revoked nor expired
@@ -183,7 +181,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("listing published assets")?;
-        Ok(rows.iter().map(asset).collect())
+        Ok(rows.iter().map(Asset::from_row).collect())
     }
 }
 

@@ -2,8 +2,10 @@
 //! interruption, or the user's own), and what it waits for.
 
 use anyhow::{Context, Result};
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::Store;
 
 /// What a bookmark plays, or waits for.
@@ -94,19 +96,24 @@ pub struct BookmarkRecord {
 
 const COLUMNS: &str = "id, user_id, content_id, position_ms, name, description, source, address, status, created_ms, access_until_ms, job_id, rendition";
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> BookmarkRecord {
-    BookmarkRecord {
-        id: r.get(0),
-        user_id: r.get(1),
-        content_id: r.get(2),
-        position_ms: r.get(3),
-        name: r.get(4),
-        description: r.get(5),
-        source: r.get(6),
-        address: r.get(7),
-        status: BookmarkStatus::from_columns(r.get(8), r.get(11), r.get(12)),
-        created_ms: r.get(9),
-        access_until_ms: r.get(10),
+impl Record for BookmarkRecord {
+    const TABLE: &'static str = "bookmarks";
+    const COLUMNS: &'static str = COLUMNS;
+
+    fn from_row(r: &SqliteRow) -> Self {
+        BookmarkRecord {
+            id: r.get(0),
+            user_id: r.get(1),
+            content_id: r.get(2),
+            position_ms: r.get(3),
+            name: r.get(4),
+            description: r.get(5),
+            source: r.get(6),
+            address: r.get(7),
+            status: BookmarkStatus::from_columns(r.get(8), r.get(11), r.get(12)),
+            created_ms: r.get(9),
+            access_until_ms: r.get(10),
+        }
     }
 }
 
@@ -150,25 +157,14 @@ impl Store {
 
     /// A bookmark by id.
     pub async fn bookmark(&self, id: &str) -> Result<Option<BookmarkRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM bookmarks WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .context("loading bookmark")?;
-        Ok(row.as_ref().map(record))
+        self.find("id", id).await.context("loading bookmark")
     }
 
     /// A user's bookmarks, newest first.
     pub async fn bookmarks_of(&self, user_id: &str, limit: i64) -> Result<Vec<BookmarkRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM bookmarks WHERE user_id = $1 ORDER BY created_ms DESC LIMIT $2"
-        ))
-        .bind(user_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("listing bookmarks")?;
-        Ok(rows.iter().map(record).collect())
+        self.newest("user_id", user_id, limit)
+            .await
+            .context("listing bookmarks")
     }
 
     /// Changes a bookmark, when its status is still `only_if` (any status

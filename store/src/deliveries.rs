@@ -4,8 +4,10 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::Store;
 
 /// Where a delivery is.
@@ -87,25 +89,30 @@ pub struct Delivery {
 
 const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts";
 
-fn delivery(r: &sqlx::sqlite::SqliteRow) -> Delivery {
-    let status = DeliveryStatus::parse(r.get(5));
-    Delivery {
-        id: r.get(0),
-        share_id: r.get(1),
-        event: r.get(2),
-        recipient: r.get(3),
-        format: r.get(4),
-        next_attempt_unix_ms: if status == DeliveryStatus::Pending {
-            r.get(7)
-        } else {
-            None
-        },
-        status,
-        attempts: r.get(6),
-        last_error: r.get(8),
-        created_unix_ms: r.get(9),
-        sent_unix_ms: r.get(10),
-        parts: r.get(11),
+impl Record for Delivery {
+    const TABLE: &'static str = "share_deliveries";
+    const COLUMNS: &'static str = COLUMNS;
+
+    fn from_row(r: &SqliteRow) -> Self {
+        let status = DeliveryStatus::parse(r.get(5));
+        Delivery {
+            id: r.get(0),
+            share_id: r.get(1),
+            event: r.get(2),
+            recipient: r.get(3),
+            format: r.get(4),
+            next_attempt_unix_ms: if status == DeliveryStatus::Pending {
+                r.get(7)
+            } else {
+                None
+            },
+            status,
+            attempts: r.get(6),
+            last_error: r.get(8),
+            created_unix_ms: r.get(9),
+            sent_unix_ms: r.get(10),
+            parts: r.get(11),
+        }
     }
 }
 
@@ -197,7 +204,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("listing deliveries")?;
-        Ok(rows.iter().map(delivery).collect())
+        Ok(rows.iter().map(Delivery::from_row).collect())
     }
 
     /// One delivery.
@@ -209,7 +216,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .with_context(|| format!("loading delivery {id}"))?;
-        Ok(row.as_ref().map(delivery))
+        Ok(row.as_ref().map(Delivery::from_row))
     }
 
     /// Fails a share's pending deliveries (it was revoked).

@@ -1,8 +1,10 @@
 //! Suspend states of hand-offs between platforms.
 
 use anyhow::{Context, Result};
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::Store;
 
 /// A suspend state as stored: its JSON, owner and expiry.
@@ -20,22 +22,28 @@ pub struct SuspendRecord {
     pub expires_ms: i64,
 }
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> SuspendRecord {
-    SuspendRecord {
-        id: r.get(0),
-        code: r.get(1),
-        user_id: r.get(2),
-        state: r.get(3),
-        expires_ms: r.get(4),
+impl Record for SuspendRecord {
+    const TABLE: &'static str = "suspend_states";
+    const COLUMNS: &'static str = "id, code, user_id, state, expires_ms";
+
+    fn from_row(r: &SqliteRow) -> Self {
+        SuspendRecord {
+            id: r.get(0),
+            code: r.get(1),
+            user_id: r.get(2),
+            state: r.get(3),
+            expires_ms: r.get(4),
+        }
     }
 }
 
 impl Store {
     /// Stores a suspend state.
     pub async fn insert_suspend_state(&self, s: &SuspendRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO suspend_states (id, code, user_id, state, expires_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
+        sqlx::query(&format!(
+            "INSERT INTO suspend_states ({}) VALUES ($1, $2, $3, $4, $5)",
+            SuspendRecord::COLUMNS
+        ))
         .bind(&s.id)
         .bind(&s.code)
         .bind(&s.user_id)
@@ -49,26 +57,16 @@ impl Store {
 
     /// A suspend state by id.
     pub async fn suspend_state(&self, id: &str) -> Result<Option<SuspendRecord>> {
-        let row = sqlx::query(
-            "SELECT id, code, user_id, state, expires_ms FROM suspend_states WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .context("loading the suspend state")?;
-        Ok(row.as_ref().map(record))
+        self.find("id", id)
+            .await
+            .context("loading the suspend state")
     }
 
     /// A suspend state by its code.
     pub async fn suspend_state_by_code(&self, code: &str) -> Result<Option<SuspendRecord>> {
-        let row = sqlx::query(
-            "SELECT id, code, user_id, state, expires_ms FROM suspend_states WHERE code = $1",
-        )
-        .bind(code)
-        .fetch_optional(&self.pool)
-        .await
-        .context("loading the suspend state by code")?;
-        Ok(row.as_ref().map(record))
+        self.find("code", code)
+            .await
+            .context("loading the suspend state by code")
     }
 }
 

@@ -2,8 +2,10 @@
 //! resume a record on any of them.
 
 use anyhow::{Context, Result};
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::{hash_token, new_token, Store};
 
 /// Where a terminal stopped a programme.
@@ -44,18 +46,23 @@ pub struct ResumeGrant {
 
 const COLUMNS: &str = "h.id, h.user_id, h.content_id, h.terminal_id, h.terminal_type, h.live, h.position_ms, h.breakpoint_unix_ms, h.abnormal, h.created_ms";
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> HistoryRecord {
-    HistoryRecord {
-        id: r.get(0),
-        user_id: r.get(1),
-        content_id: r.get(2),
-        terminal_id: r.get(3),
-        terminal_type: r.get(4),
-        live: r.get::<i64, _>(5) != 0,
-        position_ms: r.get(6),
-        breakpoint_unix_ms: r.get(7),
-        abnormal: r.get::<i64, _>(8) != 0,
-        created_ms: r.get(9),
+impl Record for HistoryRecord {
+    const TABLE: &'static str = "history h";
+    const COLUMNS: &'static str = COLUMNS;
+
+    fn from_row(r: &SqliteRow) -> Self {
+        HistoryRecord {
+            id: r.get(0),
+            user_id: r.get(1),
+            content_id: r.get(2),
+            terminal_id: r.get(3),
+            terminal_type: r.get(4),
+            live: r.get::<i64, _>(5) != 0,
+            position_ms: r.get(6),
+            breakpoint_unix_ms: r.get(7),
+            abnormal: r.get::<i64, _>(8) != 0,
+            created_ms: r.get(9),
+        }
     }
 }
 
@@ -98,15 +105,9 @@ impl Store {
 
     /// A user's history, newest first.
     pub async fn history_of(&self, user_id: &str, limit: i64) -> Result<Vec<HistoryRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM history h WHERE h.user_id = $1 ORDER BY h.created_ms DESC LIMIT $2"
-        ))
-        .bind(user_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("listing history")?;
-        Ok(rows.iter().map(record).collect())
+        self.newest("h.user_id", user_id, limit)
+            .await
+            .context("listing history")
     }
 
     /// What a resume token opens, if it exists.
@@ -122,7 +123,7 @@ impl Store {
         Ok(row.map(|r| ResumeGrant {
             user_id: r.get(10),
             expires_ms: r.get(11),
-            record: record(&r),
+            record: HistoryRecord::from_row(&r),
         }))
     }
 

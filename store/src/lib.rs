@@ -24,6 +24,7 @@ pub mod devices;
 pub mod handoff;
 pub mod history;
 mod legacy;
+mod rows;
 pub mod shares;
 pub mod stills;
 pub mod subscriptions;

@@ -3,8 +3,10 @@
 
 use anyhow::{Context, Result};
 use sharecast_formats::attributes::VideoAttributes;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::Store;
 
 /// A share link as stored.
@@ -37,20 +39,25 @@ pub struct ShareRecord {
 const COLUMNS: &str =
     "id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms, revoked_ms, public";
 
-fn share(r: &sqlx::sqlite::SqliteRow) -> ShareRecord {
-    let attrs: String = r.get(6);
-    ShareRecord {
-        id: r.get(0),
-        token: r.get(1),
-        asset_id: r.get(2),
-        device_id: r.get(3),
-        kind: r.get(4),
-        event_key: r.get(5),
-        attributes: serde_json::from_str(&attrs).unwrap_or_default(),
-        created_ms: r.get(7),
-        expires_ms: r.get(8),
-        revoked_ms: r.get(9),
-        public: r.get::<i64, _>(10) != 0,
+impl Record for ShareRecord {
+    const TABLE: &'static str = "shares";
+    const COLUMNS: &'static str = COLUMNS;
+
+    fn from_row(r: &SqliteRow) -> Self {
+        let attrs: String = r.get(6);
+        ShareRecord {
+            id: r.get(0),
+            token: r.get(1),
+            asset_id: r.get(2),
+            device_id: r.get(3),
+            kind: r.get(4),
+            event_key: r.get(5),
+            attributes: serde_json::from_str(&attrs).unwrap_or_default(),
+            created_ms: r.get(7),
+            expires_ms: r.get(8),
+            revoked_ms: r.get(9),
+            public: r.get::<i64, _>(10) != 0,
+        }
     }
 }
 
@@ -80,12 +87,9 @@ impl Store {
     }
 
     async fn share_where(&self, column: &str, value: &str) -> Result<Option<ShareRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM shares WHERE {column} = $1"))
-            .bind(value)
-            .fetch_optional(&self.pool)
+        self.find(column, value)
             .await
-            .with_context(|| format!("loading a share by {column}"))?;
-        Ok(row.as_ref().map(share))
+            .with_context(|| format!("loading a share by {column}"))
     }
 
     /// A share by id.
@@ -105,15 +109,9 @@ impl Store {
 
     /// A device's shares, newest first.
     pub async fn shares_of(&self, device_id: &str, limit: i64) -> Result<Vec<ShareRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM shares WHERE device_id = $1 ORDER BY created_ms DESC LIMIT $2"
-        ))
-        .bind(device_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("listing shares")?;
-        Ok(rows.iter().map(share).collect())
+        self.newest("device_id", device_id, limit)
+            .await
+            .context("listing shares")
     }
 
     /// Revokes a share (the first revocation time stays).

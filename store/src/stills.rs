@@ -1,8 +1,10 @@
 //! Still-frame shares.
 
 use anyhow::{Context, Result};
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::Store;
 
 /// A still as stored.
@@ -33,18 +35,23 @@ pub struct StillRecord {
 const COLUMNS: &str =
     "id, token, content_id, t_ms, comment, name, enhanced, width, height, created_ms";
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> StillRecord {
-    StillRecord {
-        id: r.get(0),
-        token: r.get(1),
-        content_id: r.get(2),
-        t_ms: r.get(3),
-        comment: r.get(4),
-        name: r.get(5),
-        enhanced: r.get::<i64, _>(6) != 0,
-        width: r.get(7),
-        height: r.get(8),
-        created_ms: r.get(9),
+impl Record for StillRecord {
+    const TABLE: &'static str = "stills";
+    const COLUMNS: &'static str = COLUMNS;
+
+    fn from_row(r: &SqliteRow) -> Self {
+        StillRecord {
+            id: r.get(0),
+            token: r.get(1),
+            content_id: r.get(2),
+            t_ms: r.get(3),
+            comment: r.get(4),
+            name: r.get(5),
+            enhanced: r.get::<i64, _>(6) != 0,
+            width: r.get(7),
+            height: r.get(8),
+            created_ms: r.get(9),
+        }
     }
 }
 
@@ -72,22 +79,14 @@ impl Store {
 
     /// A still by id.
     pub async fn still(&self, id: &str) -> Result<Option<StillRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM stills WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .context("loading the still")?;
-        Ok(row.as_ref().map(record))
+        self.find("id", id).await.context("loading the still")
     }
 
     /// A still by the token of its page.
     pub async fn still_by_token(&self, token: &str) -> Result<Option<StillRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM stills WHERE token = $1"))
-            .bind(token)
-            .fetch_optional(&self.pool)
+        self.find("token", token)
             .await
-            .context("loading the still by token")?;
-        Ok(row.as_ref().map(record))
+            .context("loading the still by token")
     }
 }
 

@@ -3,8 +3,10 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::rows::Record;
 use crate::Store;
 
 /// Where a subscription is.
@@ -57,14 +59,19 @@ pub struct Subscription {
 
 const COLUMNS: &str = "device_id, recipient, format, status, created_ms, updated_ms";
 
-fn subscription(r: &sqlx::sqlite::SqliteRow) -> Subscription {
-    Subscription {
-        device_id: r.get(0),
-        recipient: r.get(1),
-        format: r.get(2),
-        status: SubscriptionStatus::parse(r.get(3)),
-        created_unix_ms: r.get(4),
-        updated_unix_ms: r.get(5),
+impl Record for Subscription {
+    const TABLE: &'static str = "share_subscriptions";
+    const COLUMNS: &'static str = COLUMNS;
+
+    fn from_row(r: &SqliteRow) -> Self {
+        Subscription {
+            device_id: r.get(0),
+            recipient: r.get(1),
+            format: r.get(2),
+            status: SubscriptionStatus::parse(r.get(3)),
+            created_unix_ms: r.get(4),
+            updated_unix_ms: r.get(5),
+        }
     }
 }
 
@@ -83,7 +90,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .context("loading subscription")?;
-        Ok(row.as_ref().map(subscription))
+        Ok(row.as_ref().map(Subscription::from_row))
     }
 
     /// A device's subscriptions, oldest first.
@@ -95,7 +102,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("listing subscriptions")?;
-        Ok(rows.iter().map(subscription).collect())
+        Ok(rows.iter().map(Subscription::from_row).collect())
     }
 
     /// The active subscribers of a device: (number, format).
