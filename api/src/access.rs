@@ -35,7 +35,7 @@ use serde::Serialize;
 use sharecast_tokens::{constant_time_eq, LinkError, LinkSigner};
 
 use crate::error::ApiError;
-use crate::metrics::family;
+use sharecast_metrics::family;
 use sharecast_store::{Asset, AssetState, Device, Store};
 use sharecast_tokens::PlaybackTokens;
 

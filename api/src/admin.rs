@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::access::AuthAdmin;
 use crate::error::ApiPath as Path;
 
-use crate::metrics::family;
+use sharecast_metrics::family;
 use sharecast_store::Store;
 
 /// Returns a JSON value (a list of sessions, viewers, …).

@@ -11,19 +11,10 @@
 use std::fmt;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-
-/// One metric family under its exact name and help text.
-pub(crate) fn family(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> fmt::Result {
-    metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
-}
+use sharecast_metrics::family;
 
 /// The labels of an error answer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use sharecast_formats::ingest::{ErrorCode, HELLO_FIELDS};
+use sharecast_metrics::family;
 
 use crate::limiter::Scope;
 use crate::udp::UdpBuffers;
@@ -319,17 +320,6 @@ impl IngestMetrics {
             &self.journal_round_max_us,
         )
     }
-}
-
-/// One metric family under its exact name and help text (the registry's
-/// own `register` would end the help with a full stop).
-fn family(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> fmt::Result {
-    metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 /// Counts the sessions open and those with a live connection.

@@ -9,10 +9,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use sharecast_metrics::family;
 
 use crate::lock;
 use crate::relay::Shared;
@@ -37,17 +38,6 @@ pub(crate) struct ProtocolLabel {
 
 /// Counts of refused requests, by reason (a reason appears once counted).
 pub(crate) type Rejections = Family<ReasonLabel, Counter>;
-
-/// One metric family under its exact name and help text (the registry's
-/// own `register` would end the help with a full stop).
-pub(crate) fn family(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> fmt::Result {
-    metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
-}
 
 /// The relay's families: what [`Shared`] and its viewer tracker count, and
 /// the streams published now.

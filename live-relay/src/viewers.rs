@@ -19,7 +19,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::lock;
-use crate::metrics::{family, EventLabel, ProtocolLabel};
+use crate::metrics::{EventLabel, ProtocolLabel};
+use sharecast_metrics::family;
 
 /// How a viewer watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -31,8 +31,9 @@ use sharecast_formats::attributes::{Rendition, VideoAttributes};
 use sharecast_store::Store;
 
 use crate::error::Error;
-use crate::metrics::{by_result, family};
+use crate::metrics::by_result;
 use crate::outbound::{Outbound, OutboundError};
+use sharecast_metrics::family;
 
 /// Measures a media file (container, codecs, size, picture, frame rate,
 /// duration); `name` and `url` are filled by the caller. Blocking: it runs

@@ -23,17 +23,6 @@ pub(crate) struct StateLabel {
     pub(crate) state: &'static str,
 }
 
-/// One metric family under its exact name and help text (the registry's
-/// own `register` would end the help with a full stop).
-pub(crate) fn family(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> fmt::Result {
-    metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
 /// One counter family labelled `result`: a series per outcome, in order.
 pub(crate) fn by_result(
     enc: &mut DescriptorEncoder,

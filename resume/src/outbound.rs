@@ -32,7 +32,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{family, ResultLabel};
+use crate::metrics::ResultLabel;
+use sharecast_metrics::family;
 
 /// `[outbound]`: requests to addresses the server was given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
