@@ -72,22 +72,9 @@ async fn asset_dir_and_state(f: &Frames, id: &str) -> Result<(PathBuf, bool), Ap
     }
 }
 
+/// The asset's directory.
 async fn asset_dir(f: &Frames, id: &str) -> Result<PathBuf, ApiError> {
-    if !valid_id(id) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_id",
-            "asset ids are hexadecimal",
-        ));
-    }
-    match f.store.asset(id).await.map_err(ApiError::internal)? {
-        Some(_) => Ok(f.data_dir.join("sessions").join(id)),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_asset",
-            format!("no asset {id}"),
-        )),
-    }
+    Ok(asset_dir_and_state(f, id).await?.0)
 }
 
 fn jpeg(result: Result<Vec<u8>, FrameError>, id: &str) -> Result<Response, ApiError> {
