@@ -84,6 +84,8 @@
 pub mod links;
 pub mod playback;
 pub mod reassembly;
+#[cfg(test)]
+mod testing;
 
 pub use links::{check_links, LinkError};
 pub use playback::{
