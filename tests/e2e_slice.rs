@@ -614,16 +614,11 @@ fn device_add_prints_a_token_stored_only_as_its_hash_that_lets_a_phone_push() {
     let server = Server::start();
     let data = server.data_dir();
     // Added while the server runs, as an operator would.
-    let out = Command::new(bin())
-        .args(["device", "add", "field-phone", "--data-dir"])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "device add: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(bin())
+            .args(["device", "add", "field-phone", "--data-dir"])
+            .arg(&data)
+            .env("RUST_LOG", "warn"),
     );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(

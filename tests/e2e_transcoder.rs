@@ -277,23 +277,10 @@ fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
     let src = fixture(H264_AAC).unwrap();
     let (mut push, id, _out) = server.spawn_push(&src, &["--realtime"]);
     let vod = server.session_file(&id, "source.mp4");
-    let frames = |p: &std::path::Path| -> u64 {
-        let o = Command::new("ffprobe")
-            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-            .arg(p)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .trim_end_matches(',')
-            .parse()
-            .unwrap_or(0)
-    };
     wait_until(
         "something playable on disk while recording",
         Duration::from_secs(30),
-        || (frames(&vod) >= 30).then_some(()),
+        || (video_frames(&vod) >= 30).then_some(()),
     );
     // While live: a poster and still frames from what is recorded so far.
     let poster = server.get_raw(
@@ -310,7 +297,7 @@ fn kill9_of_the_server_mid_recording_leaves_a_playable_vod() {
     server.kill9();
     let _ = push.kill();
     let _ = push.wait();
-    let n = frames(&vod);
+    let n = video_frames(&vod);
     assert!(n >= 30, "{n} frames playable after kill -9");
     let o = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])

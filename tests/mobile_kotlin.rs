@@ -235,44 +235,13 @@ impl Drop for Program {
     }
 }
 
-/// Per-frame MD5 of the decoded stream, in order (as e2e_resilience).
-fn frame_hashes(path: &Path, stream: &str) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", stream, "-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_string()))
-        .collect()
-}
-
 /// Packets per stream kind (`video`, `audio`) of a file, counted by ffprobe.
 fn packet_counts(path: &Path) -> std::collections::BTreeMap<String, u64> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-show_streams",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-count_packets", "-show_streams"])
+            .args(["-of", "json"])
+            .arg(path),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["streams"]
@@ -305,7 +274,7 @@ fn assert_complete_vod(src: &Path, clip: &mediacodec::Dumped, vod: &Path) {
         stream(&ffprobe(src), "video").unwrap()["nb_read_frames"]
     );
     for s in ["0:v", "0:a"] {
-        let (x, y) = (frame_hashes(src, s), frame_hashes(vod, s));
+        let (x, y) = (frame_md5s(src, s), frame_md5s(vod, s));
         assert!(!x.is_empty());
         assert!(x == y, "{s}: decoded frames differ from the source");
     }
@@ -500,17 +469,12 @@ fn kotlin_decodes_every_share_format_with_parts_shuffled() {
     let mut messages = String::new();
     let mut multi = 0;
     for f in ["tlv", "xml", "text", "wap-si", "wap-sl", "wap-video"] {
-        let out = Command::new(bin())
-            .args(["message", "encode", "--format", f, "--to", "+8613912345678"])
-            .arg("--attributes")
-            .arg(&file)
-            .arg("--renditions")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            Command::new(bin())
+                .args(["message", "encode", "--format", f, "--to", "+8613912345678"])
+                .arg("--attributes")
+                .arg(&file)
+                .arg("--renditions"),
         );
         let pdus = String::from_utf8(out.stdout).unwrap();
         if pdus.lines().count() > 1 {

@@ -45,6 +45,23 @@ pub fn num(v: &Value) -> f64 {
     }
 }
 
+/// The video frames ffprobe counts in a file's first video stream; 0
+/// while the file cannot be read (not written yet, or cut short before its
+/// first fragment).
+pub fn video_frames(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("running ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap_or(0)
+}
+
 /// The display rotation ffprobe reads from a stream's matrix, in
 /// Sharecast's clockwise degrees (ffprobe's `rotation` side data is
 /// counter-clockwise: -90 for a quarter turn clockwise); 0 without a

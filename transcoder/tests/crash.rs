@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sharecast_testkit::media::video_frames;
 use sharecast_transcoder::testing;
 use sharecast_transcoder::{Transcoder, TranscoderConfig};
 
@@ -46,20 +47,6 @@ fn crash_child() {
             recording.push(&f).unwrap();
         }
     }
-}
-
-fn video_frames(path: &std::path::Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_end_matches(',')
-        .parse()
-        .unwrap_or(0)
 }
 
 #[test]

@@ -6,68 +6,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sharecast_formats::attributes::rotation_from_ffprobe;
 use sharecast_formats::media::MediaFrame;
+use sharecast_testkit::media::{self, ffprobe, num, stream};
 use sharecast_transcoder::source::FileSource;
 use sharecast_transcoder::testing::{self, fixture};
 use sharecast_transcoder::{probe_file, Transcoder, TranscoderConfig};
 
-/// The phone's capture clock does not start at 0.
-const CLOCK_OFFSET_US: i64 = 12_345_678;
+mod common;
 
-fn ffprobe(path: &Path) -> Value {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_streams",
-            "-show_format",
-        ])
-        .args(["-of", "json"])
-        .arg(path)
-        .output()
-        .expect("running ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
-}
-
-/// The display rotation ffprobe reads from a stream's matrix, converted to
-/// Sharecast's clockwise degrees (ffprobe's side data is counter-clockwise:
-/// -90 for a quarter turn clockwise); 0 without a display matrix.
-fn ffprobe_rotation(stream: &Value) -> u32 {
-    let ccw = stream["side_data_list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|d| d["side_data_type"] == "Display Matrix")
-        .map(|d| {
-            d["rotation"]
-                .as_i64()
-                .expect("rotation in the display matrix")
-        })
-        .unwrap_or(0);
-    rotation_from_ffprobe(ccw)
-}
-
-fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
-    probe["streams"]
-        .as_array()?
-        .iter()
-        .find(|s| s["codec_type"] == kind)
-}
-
-fn num(v: &Value) -> f64 {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| v.as_f64())
-        .unwrap_or_else(|| panic!("not a number: {v}"))
-}
+use common::{read_all, CLOCK_OFFSET_US};
 
 fn frame_count(v: &Value) -> u64 {
     num(&v["nb_read_frames"]) as u64
@@ -84,30 +31,18 @@ fn rate(v: &Value) -> f64 {
     }
 }
 
-fn read_all(name: &str) -> (FileSource, Vec<MediaFrame>) {
-    let mut src = FileSource::open(&fixture(name).unwrap()).unwrap();
-    let mut frames = Vec::new();
-    while let Some(f) = src.next_frame() {
-        let mut f = f.unwrap();
-        f.pts_us += CLOCK_OFFSET_US;
-        f.dts_us += CLOCK_OFFSET_US;
-        frames.push(f);
-    }
-    (src, frames)
-}
-
 fn record_and_check(name: &str) {
     let source_path = fixture(name).unwrap();
-    let (src, frames) = read_all(name);
+    let (tracks, frames) = read_all(name);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
-    Transcoder::check_tracks(&src.tracks).unwrap();
-    let recording = transcoder.start("test", &src.tracks, dir.path()).unwrap();
+    Transcoder::check_tracks(&tracks).unwrap();
+    let recording = transcoder.start("test", &tracks, dir.path()).unwrap();
     for f in &frames {
         recording.push(f).unwrap();
     }
     let produced = recording.finish().unwrap();
-    let has_video = src.tracks.iter().any(|t| t.width.is_some());
+    let has_video = tracks.iter().any(|t| t.width.is_some());
     assert_eq!(produced.len(), if has_video { 2 } else { 1 }, "{name}");
     let out = &produced[0];
     assert_eq!(out.rendition, "source");
@@ -272,7 +207,11 @@ fn check_attributes_against_ffprobe(name: &str, p: &sharecast_transcoder::Produc
             v["height"].as_u64().unwrap(),
             "{ctx}: height"
         );
-        assert_eq!(a.rotation, ffprobe_rotation(v), "{ctx}: rotation");
+        assert_eq!(
+            u64::from(a.rotation),
+            media::ffprobe_rotation(v),
+            "{ctx}: rotation"
+        );
         let fps = rate(&v["avg_frame_rate"]);
         assert!(
             (a.frame_rate - fps).abs() < 0.05,
@@ -367,8 +306,8 @@ fn check_compat_rendition(name: &str, source: &Path, p: &sharecast_transcoder::P
     // The rendition is scaled as coded and keeps the source's display
     // rotation: players turn both the same way.
     assert_eq!(
-        ffprobe_rotation(gv),
-        ffprobe_rotation(wv),
+        media::ffprobe_rotation(gv),
+        media::ffprobe_rotation(wv),
         "{name}: rotation"
     );
     let aspect = |w: u64, h: u64| w as f64 / h as f64;
@@ -400,13 +339,10 @@ fn records_a_rotated_clip_with_its_rotation_in_every_rendition() {
     record_and_check(testing::ROTATED_90);
     // The same frames, announced with each rotation: every output carries
     // the rotation announced (not the one in the fixture file).
-    let (src, frames) = read_all(testing::ROTATED_90);
-    assert_eq!(
-        src.tracks[0].rotation, 90,
-        "demuxed from the fixture's matrix"
-    );
+    let (tracks, frames) = read_all(testing::ROTATED_90);
+    assert_eq!(tracks[0].rotation, 90, "demuxed from the fixture's matrix");
     for rotation in [0, 180, 270] {
-        let mut tracks = src.tracks.clone();
+        let mut tracks = tracks.clone();
         tracks[0].rotation = rotation;
         let dir = tempfile::tempdir().unwrap();
         let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
@@ -460,12 +396,10 @@ fn rejects_unsupported_codecs() {
 
 #[test]
 fn push_rejects_unknown_track_and_garbage_does_not_panic() {
-    let (src, frames) = read_all(testing::H264_AAC);
+    let (tracks, frames) = read_all(testing::H264_AAC);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
-    let recording = transcoder
-        .start("garbage", &src.tracks, dir.path())
-        .unwrap();
+    let recording = transcoder.start("garbage", &tracks, dir.path()).unwrap();
     let mut bad = frames[0].clone();
     bad.track = 9;
     assert!(recording.push(&bad).is_err());
@@ -485,14 +419,14 @@ fn push_rejects_unknown_track_and_garbage_does_not_panic() {
 
 #[test]
 fn aborted_recording_is_playable_up_to_the_last_fragment() {
-    let (src, frames) = read_all(testing::H264_AAC);
+    let (tracks, frames) = read_all(testing::H264_AAC);
     let dir = tempfile::tempdir().unwrap();
     let cfg = TranscoderConfig {
         fragment_duration_ms: 500,
         ..TranscoderConfig::default()
     };
     let transcoder = Transcoder::new(cfg).unwrap();
-    let recording = transcoder.start("crash", &src.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("crash", &tracks, dir.path()).unwrap();
     // Two seconds of media, then the server "crashes".
     let cut = CLOCK_OFFSET_US + 2_000_000;
     for f in frames.iter().filter(|f| f.dts_us < cut) {
@@ -526,10 +460,10 @@ fn aborted_recording_is_playable_up_to_the_last_fragment() {
 #[test]
 fn keeps_a_late_track_start_offset() {
     // The phone's audio encoder started 320 ms after the camera.
-    let (src, frames) = read_all(testing::H264_AAC);
+    let (tracks, frames) = read_all(testing::H264_AAC);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
-    let recording = transcoder.start("late", &src.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("late", &tracks, dir.path()).unwrap();
     for f in frames
         .iter()
         .filter(|f| !(f.track == 1 && f.pts_us < CLOCK_OFFSET_US + 300_000))
@@ -547,9 +481,8 @@ fn keeps_a_late_track_start_offset() {
 
 #[test]
 fn records_opus_audio() {
-    let (src, frames) = read_all(testing::VP8_OPUS);
-    let opus: Vec<_> = src
-        .tracks
+    let (tracks, frames) = read_all(testing::VP8_OPUS);
+    let opus: Vec<_> = tracks
         .iter()
         .filter(|t| t.codec == "opus")
         .cloned()
@@ -576,10 +509,10 @@ fn records_opus_audio() {
 #[test]
 fn a_declared_track_that_never_sends_frames() {
     // The phone announced audio but the microphone never delivered.
-    let (src, frames) = read_all(testing::H264_AAC);
+    let (tracks, frames) = read_all(testing::H264_AAC);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
-    let recording = transcoder.start("mute", &src.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("mute", &tracks, dir.path()).unwrap();
     for f in frames.iter().filter(|f| f.track == 0) {
         recording.push(f).unwrap();
     }
@@ -591,10 +524,10 @@ fn a_declared_track_that_never_sends_frames() {
 
 #[test]
 fn finishing_without_frames_is_an_error_not_a_panic() {
-    let (src, _) = read_all(testing::H264_AAC);
+    let (tracks, _) = read_all(testing::H264_AAC);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
-    let recording = transcoder.start("empty", &src.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("empty", &tracks, dir.path()).unwrap();
     assert!(recording.finish().is_err());
 }
 
@@ -609,12 +542,12 @@ fn recordings_and_frames_cross_threads() {
 #[test]
 fn opus_is_kept_in_the_source_and_transcoded_to_aac_for_480p() {
     // A phone sending H.264 + Opus: video from one clip, Opus from another.
-    let (vsrc, vframes) = read_all(testing::H264_AAC);
-    let (osrc, oframes) = read_all(testing::VP8_OPUS);
-    let opus = osrc.tracks.iter().find(|t| t.codec == "opus").unwrap();
+    let (vtracks, vframes) = read_all(testing::H264_AAC);
+    let (otracks, oframes) = read_all(testing::VP8_OPUS);
+    let opus = otracks.iter().find(|t| t.codec == "opus").unwrap();
     let mut opus_track = opus.clone();
     opus_track.id = 5;
-    let tracks = vec![vsrc.tracks[0].clone(), opus_track];
+    let tracks = vec![vtracks[0].clone(), opus_track];
     let mut frames: Vec<MediaFrame> = vframes.into_iter().filter(|f| f.track == 0).collect();
     frames.extend(
         oframes
@@ -652,14 +585,14 @@ fn short_recordings_carry_no_reserved_index_room() {
     // The source file is about the size of the media: the index room
     // reserved for an hour (MBs) is removed at finish.
     let src = fixture(testing::H264_AAC).unwrap();
-    let (s, frames) = read_all(testing::H264_AAC);
+    let (tracks, frames) = read_all(testing::H264_AAC);
     let dir = tempfile::tempdir().unwrap();
     let cfg = TranscoderConfig {
         renditions: vec![],
         ..TranscoderConfig::default()
     };
     let transcoder = Transcoder::new(cfg.clone()).unwrap();
-    let recording = transcoder.start("small", &s.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("small", &tracks, dir.path()).unwrap();
     for f in &frames {
         recording.push(f).unwrap();
     }
@@ -674,7 +607,7 @@ fn short_recordings_carry_no_reserved_index_room() {
         ..cfg
     })
     .unwrap();
-    let recording = transcoder.start("big", &s.tracks, dir2.path()).unwrap();
+    let recording = transcoder.start("big", &tracks, dir2.path()).unwrap();
     for f in &frames {
         recording.push(f).unwrap();
     }
@@ -694,10 +627,10 @@ fn the_source_is_ready_before_the_renditions_and_nothing_is_dropped() {
     // All frames arrive at once (far faster than real time), so the 480p
     // encoder is behind when the phone stops: the source is served first,
     // the rendition follows with every frame.
-    let (src, frames) = read_all(testing::PORTRAIT);
+    let (tracks, frames) = read_all(testing::PORTRAIT);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
-    let recording = transcoder.start("split", &src.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("split", &tracks, dir.path()).unwrap();
     for f in &frames {
         recording.push(f).unwrap();
     }
@@ -733,10 +666,10 @@ fn rendition_output_is_tapped_while_encoding() {
             self.0.lock().unwrap().push(frame.clone());
         }
     }
-    let (src, frames) = read_all(testing::PORTRAIT);
+    let (tracks, frames) = read_all(testing::PORTRAIT);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig::default()).unwrap();
-    let recording = transcoder.start("tap", &src.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("tap", &tracks, dir.path()).unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     type Started = Vec<(String, Vec<TrackInfo>, i64)>;
     let seen: Arc<Mutex<Started>> = Arc::default();
@@ -781,14 +714,14 @@ fn rendition_output_is_tapped_while_encoding() {
 /// Records a fixture with no ladder (source only) and returns the session
 /// dir holding `source.mp4`.
 fn record_source_only(name: &str) -> tempfile::TempDir {
-    let (src, frames) = read_all(name);
+    let (tracks, frames) = read_all(name);
     let dir = tempfile::tempdir().unwrap();
     let transcoder = Transcoder::new(TranscoderConfig {
         renditions: Vec::new(),
         ..TranscoderConfig::default()
     })
     .unwrap();
-    let recording = transcoder.start("od", &src.tracks, dir.path()).unwrap();
+    let recording = transcoder.start("od", &tracks, dir.path()).unwrap();
     for f in &frames {
         recording.push(f).unwrap();
     }

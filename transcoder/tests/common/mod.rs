@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use sharecast_formats::media::{MediaFrame, TrackInfo};
+use sharecast_testkit::run_ok;
 use sharecast_transcoder::source::FileSource;
 use sharecast_transcoder::testing::fixture;
 use sharecast_transcoder::{ProducedFile, Transcoder, TranscoderConfig};
@@ -53,16 +54,11 @@ pub(crate) fn source_only() -> TranscoderConfig {
 /// Presentation times (seconds) of one stream's packets ("v" or "a"),
 /// sorted.
 pub(crate) fn packet_pts(path: &Path, stream: &str) -> Vec<f64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream])
-        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("running ffprobe");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", stream])
+            .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+            .arg(path),
     );
     let mut v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
         .lines()
