@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sharecast_client_sdk::codec;
 use sharecast_client_sdk::{SpoolConfig, Trust, Uploader, UploaderConfig};
-use sharecast_formats::media::{MediaFrame, TrackInfo};
+use sharecast_formats::media::{Codec, MediaFrame, TrackInfo};
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, from /proc (clock ticks of 100 Hz).
@@ -174,23 +174,14 @@ async fn blackout(a: &[String]) -> Result<()> {
     let mut cfg = config(&a[0], &a[1], &a[2]);
     cfg.spool = Some(SpoolConfig::new(&a[5]));
     cfg.reconnect_deadline = Duration::from_secs(secs + 120);
-    let tracks = vec![TrackInfo {
-        id: 0,
-        codec: "h264".into(),
-        codec_data: codec::avc_decoder_config(
-            &[&[
-                0x67, 0x64, 0x00, 0x1e, 0xac, 0xb4, 0x05, 0x01, 0x7f, 0xcb, 0x80,
-            ][..]],
-            &[&[0x68, 0xef, 0x3c, 0xb0][..]],
-        )
-        .unwrap_or_default(),
-        width: Some(640),
-        height: Some(360),
-        framerate: Some((30, 1)),
-        sample_rate: None,
-        channels: None,
-        rotation: 0,
-    }];
+    let avcc = codec::avc_decoder_config(
+        &[&[
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xb4, 0x05, 0x01, 0x7f, 0xcb, 0x80,
+        ][..]],
+        &[&[0x68, 0xef, 0x3c, 0xb0][..]],
+    )
+    .unwrap_or_default();
+    let tracks = vec![TrackInfo::video(0, Codec::H264, avcc, (640, 360), (30, 1))];
     let up = Uploader::start(cfg, tracks, now_us()).await?;
     println!("session {}", up.session_id());
     println!("ready");

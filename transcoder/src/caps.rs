@@ -182,31 +182,12 @@ mod tests {
     use super::*;
 
     fn h264() -> TrackInfo {
-        TrackInfo {
-            id: 0,
-            codec: "h264".into(),
-            codec_data: vec![1, 0x64, 0, 0x1e, 0xff, 0xe1, 0],
-            width: Some(640),
-            height: Some(360),
-            framerate: Some((30, 1)),
-            sample_rate: None,
-            channels: None,
-            rotation: 0,
-        }
+        let avcc = vec![1, 0x64, 0, 0x1e, 0xff, 0xe1, 0];
+        TrackInfo::video(0, Codec::H264, avcc, (640, 360), (30, 1))
     }
 
     fn aac() -> TrackInfo {
-        TrackInfo {
-            id: 1,
-            codec: "aac".into(),
-            codec_data: vec![0x11, 0x90],
-            width: None,
-            height: None,
-            framerate: None,
-            sample_rate: Some(48_000),
-            channels: Some(2),
-            rotation: 0,
-        }
+        TrackInfo::audio(1, Codec::Aac, vec![0x11, 0x90], 48_000, 2)
     }
 
     #[test]

@@ -640,6 +640,7 @@ mod tests {
     //! The decisions, driven by a test clock: no socket, no sleep.
     use super::*;
     use bytes::Bytes;
+    use sharecast_formats::media::Codec;
 
     /// A test clock: a fixed origin plus milliseconds.
     struct Clock(Instant);
@@ -665,28 +666,8 @@ mod tests {
 
     fn tracks() -> Vec<TrackInfo> {
         vec![
-            TrackInfo {
-                id: 0,
-                codec: "h264".into(),
-                codec_data: vec![1],
-                width: Some(640),
-                height: Some(360),
-                framerate: Some((30, 1)),
-                sample_rate: None,
-                channels: None,
-                rotation: 0,
-            },
-            TrackInfo {
-                id: 1,
-                codec: "aac".into(),
-                codec_data: vec![0x11, 0x90],
-                width: None,
-                height: None,
-                framerate: None,
-                sample_rate: Some(48_000),
-                channels: Some(2),
-                rotation: 0,
-            },
+            TrackInfo::video(0, Codec::H264, vec![1], (640, 360), (30, 1)),
+            TrackInfo::audio(1, Codec::Aac, vec![0x11, 0x90], 48_000, 2),
         ]
     }
 
