@@ -15,6 +15,11 @@ pub(crate) trait Record: Sized {
     fn from_row(r: &SqliteRow) -> Self;
 }
 
+/// `SELECT` of `T`'s columns from its table, `WHERE` `filter`.
+fn select<T: Record>(filter: &str) -> String {
+    format!("SELECT {} FROM {} WHERE {filter}", T::COLUMNS, T::TABLE)
+}
+
 impl Store {
     /// The record whose `column` is `value`, if any.
     pub(crate) async fn find<T: Record>(
@@ -22,11 +27,7 @@ impl Store {
         column: &str,
         value: &str,
     ) -> Result<Option<T>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {column} = $1",
-            T::COLUMNS,
-            T::TABLE
-        );
+        let sql = select::<T>(&format!("{column} = $1"));
         let row = sqlx::query(&sql)
             .bind(value)
             .fetch_optional(&self.pool)
@@ -42,11 +43,7 @@ impl Store {
         value: &str,
         limit: i64,
     ) -> Result<Vec<T>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {column} = $1 ORDER BY created_ms DESC LIMIT $2",
-            T::COLUMNS,
-            T::TABLE
-        );
+        let sql = select::<T>(&format!("{column} = $1 ORDER BY created_ms DESC LIMIT $2"));
         let rows = sqlx::query(&sql)
             .bind(value)
             .bind(limit)
