@@ -446,6 +446,15 @@ mod tests {
 
     use crate::recipient::testing::attrs;
 
+    /// The rendition a progressive choice streams (`None`: the primary
+    /// file); panics on any other choice.
+    fn streamed(choice: PlaybackChoice) -> Option<String> {
+        match choice {
+            PlaybackChoice::Progressive { rendition, .. } => rendition,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn recommendations() {
         let wifi = PlayerCaps {
@@ -534,12 +543,10 @@ mod tests {
             max_cellular_bitrate: Some(2_000_000),
             ..Default::default()
         };
-        match choose_playback(&a, &cell) {
-            PlaybackChoice::Progressive { rendition, .. } => {
-                assert_eq!(rendition.as_deref(), Some("480p"))
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            streamed(choose_playback(&a, &cell)).as_deref(),
+            Some("480p")
+        );
         // Cellular, only the big file fits the screen: download first.
         let small_limit = PlayerCaps {
             network: Network::Cellular,
@@ -561,12 +568,10 @@ mod tests {
             network: Network::Wifi,
             ..Default::default()
         };
-        match choose_playback(&a, &small_screen) {
-            PlaybackChoice::Progressive { rendition, .. } => {
-                assert_eq!(rendition.as_deref(), Some("480p"))
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            streamed(choose_playback(&a, &small_screen)).as_deref(),
+            Some("480p")
+        );
         // No HEVC/H.264 decoder: nothing fits, and the reason says why.
         let no_avc = PlayerCaps {
             codecs: vec!["hvc1".into(), "mp4a.40".into()],
