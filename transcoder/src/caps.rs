@@ -22,6 +22,23 @@ pub fn check_tracks(tracks: &[TrackInfo]) -> Result<(), String> {
     Ok(())
 }
 
+/// A codec that cannot be set up without its configuration `record`: the
+/// track's `codec_data` must be there, and `valid` (shaped like the record).
+fn needs_config(id: u8, codec: Codec, cd: &[u8], record: &str, valid: bool) -> Result<(), String> {
+    let name = codec.as_str();
+    if cd.is_empty() {
+        return Err(format!(
+            "track {id} ({name}): missing codec_data ({record})"
+        ));
+    }
+    if !valid {
+        return Err(format!(
+            "track {id} ({name}): codec_data is not an {record}"
+        ));
+    }
+    Ok(())
+}
+
 fn check_track(t: &TrackInfo) -> Result<(), String> {
     let id = t.id;
     t.check_rotation()?;
@@ -34,40 +51,16 @@ fn check_track(t: &TrackInfo) -> Result<(), String> {
     let cd = &t.codec_data;
     match codec {
         Codec::H264 => {
-            if cd.is_empty() {
-                return Err(format!(
-                    "track {id} (h264): missing codec_data (AVCDecoderConfigurationRecord)"
-                ));
-            }
-            if cd.len() < 7 || cd[0] != 1 {
-                return Err(format!(
-                    "track {id} (h264): codec_data is not an AVCDecoderConfigurationRecord"
-                ));
-            }
+            let valid = cd.len() >= 7 && cd[0] == 1;
+            needs_config(id, codec, cd, "AVCDecoderConfigurationRecord", valid)?
         }
         Codec::H265 => {
-            if cd.is_empty() {
-                return Err(format!(
-                    "track {id} (h265): missing codec_data (HEVCDecoderConfigurationRecord)"
-                ));
-            }
-            if cd.len() < 23 || cd[0] != 1 {
-                return Err(format!(
-                    "track {id} (h265): codec_data is not an HEVCDecoderConfigurationRecord"
-                ));
-            }
+            let valid = cd.len() >= 23 && cd[0] == 1;
+            needs_config(id, codec, cd, "HEVCDecoderConfigurationRecord", valid)?
         }
         Codec::Aac => {
-            if cd.is_empty() {
-                return Err(format!(
-                    "track {id} (aac): missing codec_data (AudioSpecificConfig)"
-                ));
-            }
-            if cd.len() < 2 || cd[0] >> 3 == 0 {
-                return Err(format!(
-                    "track {id} (aac): codec_data is not an AudioSpecificConfig"
-                ));
-            }
+            let valid = cd.len() >= 2 && cd[0] >> 3 != 0;
+            needs_config(id, codec, cd, "AudioSpecificConfig", valid)?
         }
         Codec::Opus => {
             if !cd.is_empty() && !cd.starts_with(b"OpusHead") {
@@ -220,6 +213,41 @@ mod tests {
         assert!(check_tracks(&[a])
             .unwrap_err()
             .contains("AudioSpecificConfig"));
+    }
+
+    #[test]
+    fn says_which_configuration_record_is_missing_or_malformed() {
+        let h265 = || TrackInfo {
+            codec: "h265".into(),
+            ..h264()
+        };
+        for (track, record) in [
+            (h264(), "AVCDecoderConfigurationRecord"),
+            (h265(), "HEVCDecoderConfigurationRecord"),
+            (aac(), "AudioSpecificConfig"),
+        ] {
+            let (id, name) = (track.id, track.codec.clone());
+            let missing = TrackInfo {
+                codec_data: Vec::new(),
+                ..track.clone()
+            };
+            assert_eq!(
+                check_tracks(&[missing]),
+                Err(format!(
+                    "track {id} ({name}): missing codec_data ({record})"
+                ))
+            );
+            let malformed = TrackInfo {
+                codec_data: vec![0],
+                ..track
+            };
+            assert_eq!(
+                check_tracks(&[malformed]),
+                Err(format!(
+                    "track {id} ({name}): codec_data is not an {record}"
+                ))
+            );
+        }
     }
 
     #[test]
