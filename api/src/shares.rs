@@ -229,7 +229,7 @@ pub(crate) struct PageQuery {
 
 /// Escape text for HTML content and attribute values.
 pub(crate) fn html_escape(s: &str) -> String {
-    sharecast_share::kannel::xml_escape(s)
+    sharecast_formats::share::xml::escape_markup(s)
 }
 
 /// A page that says why there is nothing to show, with the error's status

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sharecast_formats::share::gsm7;
 use sharecast_formats::share::sms::{Body, UserData};
+use sharecast_formats::share::xml::escape_markup;
 
 /// SMS gateway settings (`[sms]` in the configuration file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,22 +159,6 @@ pub(crate) fn sendsms_params(part: &UserData) -> Result<Vec<(&'static str, Strin
     Ok(p)
 }
 
-/// Minimal XML attribute/text escaping.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The PAP push-message control document for one recipient number.
 pub(crate) fn pap_control(push_id: &str, recipient: &str) -> String {
     format!(
@@ -185,8 +170,8 @@ pub(crate) fn pap_control(push_id: &str, recipient: &str) -> String {
     <quality-of-service priority=\"medium\" delivery-method=\"unconfirmed\" network-required=\"true\" network=\"GSM\" bearer-required=\"true\" bearer=\"SMS\"></quality-of-service>\n\
   </push-message>\n\
 </pap>\n",
-        xml_escape(push_id),
-        xml_escape(recipient)
+        escape_markup(push_id),
+        escape_markup(recipient)
     )
 }
 

@@ -9,8 +9,8 @@ use sharecast_formats::share::sl::ServiceLoading;
 use sharecast_formats::share::ShareFormat;
 use sharecast_store::{now_ms, Store};
 
-use crate::kannel::xml_escape;
 use crate::shares::ShareRow;
+use sharecast_formats::share::xml::escape_markup;
 
 /// The attributes a share message carries: the snapshot taken when the
 /// share was made, plus the share link, poster and expiry. `None` when the
@@ -50,13 +50,13 @@ pub(crate) fn wap_document(
             let si = ServiceIndication::from_attributes(attrs).map_err(|e| e.to_string())?;
             let mut a = String::new();
             if let Some(h) = &si.href {
-                a.push_str(&format!(" href=\"{}\"", xml_escape(h)));
+                a.push_str(&format!(" href=\"{}\"", escape_markup(h)));
             }
             if let Some(id) = &si.si_id {
-                a.push_str(&format!(" si-id=\"{}\"", xml_escape(id)));
+                a.push_str(&format!(" si-id=\"{}\"", escape_markup(id)));
             }
             if let Some(e) = &si.expires {
-                a.push_str(&format!(" si-expires=\"{}\"", xml_escape(e)));
+                a.push_str(&format!(" si-expires=\"{}\"", escape_markup(e)));
             }
             if let Some(act) = si.action {
                 a.push_str(&format!(" action=\"{}\"", act.as_str()));
@@ -65,7 +65,7 @@ pub(crate) fn wap_document(
                 "text/vnd.wap.si",
                 format!(
                     "<?xml version=\"1.0\"?>\n<!DOCTYPE si PUBLIC \"-//WAPFORUM//DTD SI 1.0//EN\" \"http://www.wapforum.org/DTD/si.dtd\">\n<si><indication{a}>{}</indication></si>\n",
-                    xml_escape(&si.text)
+                    escape_markup(&si.text)
                 ),
             ))
         }
@@ -75,7 +75,7 @@ pub(crate) fn wap_document(
                 "text/vnd.wap.sl",
                 format!(
                     "<?xml version=\"1.0\"?>\n<!DOCTYPE sl PUBLIC \"-//WAPFORUM//DTD SL 1.0//EN\" \"http://www.wapforum.org/DTD/sl.dtd\">\n<sl href=\"{}\"/>\n",
-                    xml_escape(&sl.href)
+                    escape_markup(&sl.href)
                 ),
             ))
         }

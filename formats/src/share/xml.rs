@@ -31,7 +31,20 @@ fn check_chars(s: &str, field: &'static str) -> Result<(), EncodeError> {
     }
 }
 
+/// `s` with the five characters markup reserves written as entities
+/// (`&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`): safe in XML or HTML text
+/// and in attribute values.
+pub fn escape_markup(s: &str) -> String {
+    escape_with(s, false)
+}
+
+/// [`escape_markup`], and CR, tab and LF as character references: they keep
+/// through attribute-value normalisation.
 fn escape(s: &str) -> String {
+    escape_with(s, true)
+}
+
+fn escape_with(s: &str, whitespace: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -40,10 +53,9 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Keep CR and tab through attribute-value normalisation.
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
+            '\r' if whitespace => out.push_str("&#13;"),
+            '\t' if whitespace => out.push_str("&#9;"),
+            '\n' if whitespace => out.push_str("&#10;"),
             c => out.push(c),
         }
     }
@@ -315,6 +327,19 @@ mod tests {
         let x = encode(&a, true).unwrap();
         assert!(x.contains("&amp;b=2"));
         assert_eq!(decode(&x).unwrap(), a);
+    }
+
+    #[test]
+    fn markup_escaping_keeps_whitespace_and_the_encoder_does_not() {
+        let s = "<a href=\"x?a=1&b='2'\">\r\n\t</a>";
+        assert_eq!(
+            escape_markup(s),
+            "&lt;a href=&quot;x?a=1&amp;b=&apos;2&apos;&quot;&gt;\r\n\t&lt;/a&gt;"
+        );
+        assert_eq!(
+            escape(s),
+            "&lt;a href=&quot;x?a=1&amp;b=&apos;2&apos;&quot;&gt;&#13;&#10;&#9;&lt;/a&gt;"
+        );
     }
 
     #[test]
