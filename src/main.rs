@@ -185,7 +185,7 @@ async fn device(cmd: DeviceCmd) -> Result<()> {
     }
 }
 
-/// The store of the configured data directory.
+/// The configured store (SQLite in the data directory, or PostgreSQL).
 async fn open_store(
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
@@ -194,7 +194,7 @@ async fn open_store(
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
-    sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await
+    sharecast_api::Store::open(&cfg.store, &cfg.data_dir).await
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {

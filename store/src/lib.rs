@@ -39,9 +39,7 @@ pub mod users;
 
 pub use assets::{Asset, AssetState};
 pub use bookmarks::{BookmarkRecord, BookmarkStatus, BookmarkUpdate};
-pub use config::{
-    redact, Engine, StoreConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_URL, SQLITE_FILE,
-};
+pub use config::{redact, Engine, StoreConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_URL, SQLITE_FILE};
 pub use deliveries::{Delivery, DeliveryStatus, DeliveryUpdate, DueDelivery, NewDelivery};
 pub use devices::Device;
 pub use handoff::SuspendRecord;
@@ -155,7 +153,11 @@ impl Store {
                 legacy::upgrade(&self.pool).await?;
                 sqlx::migrate!("./migrations/sqlite").run(&self.pool).await
             }
-            Engine::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await,
+            Engine::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await
+            }
         }
         .with_context(|| format!("applying the {} migrations", self.engine.name()))
     }
@@ -164,8 +166,8 @@ impl Store {
 /// The `sqlite://` URL of a database file, created if missing (the path
 /// made absolute, and what a URL would read otherwise escaped).
 fn sqlite_url(path: &Path) -> Result<String> {
-    let path = std::path::absolute(path)
-        .with_context(|| format!("database path {}", path.display()))?;
+    let path =
+        std::path::absolute(path).with_context(|| format!("database path {}", path.display()))?;
     let text = path
         .to_str()
         .with_context(|| format!("database path {} is not UTF-8", path.display()))?;
@@ -197,10 +199,7 @@ mod tests {
             .iter()
             .map(|m| (m.version, hex::encode(&m.checksum)))
             .collect();
-        let want: Vec<(i64, String)> = released
-            .iter()
-            .map(|(v, c)| (*v, c.to_string()))
-            .collect();
+        let want: Vec<(i64, String)> = released.iter().map(|(v, c)| (*v, c.to_string())).collect();
         assert_eq!(got, want);
     }
 
@@ -233,9 +232,9 @@ mod tests {
                     .fetch_one(&pool)
                     .await
                     .unwrap();
-                let value: String = row.try_get(0).unwrap_or_else(|_| {
-                    row.get::<i64, _>(0).to_string()
-                });
+                let value: String = row
+                    .try_get(0)
+                    .unwrap_or_else(|_| row.get::<i64, _>(0).to_string());
                 value
             }
         };

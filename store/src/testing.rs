@@ -164,7 +164,10 @@ mod tests {
             with_database("postgres://u@h:1/postgres?sslmode=disable", "t1"),
             "postgres://u@h:1/t1?sslmode=disable"
         );
-        assert_eq!(with_database("postgres://u@h:1", "t2"), "postgres://u@h:1/t2");
+        assert_eq!(
+            with_database("postgres://u@h:1", "t2"),
+            "postgres://u@h:1/t2"
+        );
     }
 
     /// The store of the tests runs on the engine the environment names, and
