@@ -52,6 +52,12 @@ struct ServeArgs {
     /// Overrides `ingest.listen` (UDP).
     #[arg(long)]
     ingest_listen: Option<String>,
+    /// Overrides `ingest.rtmp_listen` (TCP; RTMP publishers).
+    #[arg(long)]
+    rtmp_listen: Option<String>,
+    /// Overrides `ingest.rejoin_window_secs`.
+    #[arg(long)]
+    rejoin_window_secs: Option<u64>,
     /// Overrides `http.listen` (TCP).
     #[arg(long)]
     http_listen: Option<String>,
@@ -80,6 +86,11 @@ impl ServeArgs {
                 text(&self.data_dir.as_ref().map(|d| d.display().to_string())),
             ),
             ("ingest.listen", text(&self.ingest_listen)),
+            ("ingest.rtmp_listen", text(&self.rtmp_listen)),
+            (
+                "ingest.rejoin_window_secs",
+                int(self.rejoin_window_secs.and_then(|v| i64::try_from(v).ok())),
+            ),
             ("http.listen", text(&self.http_listen)),
             ("http.public_url", text(&self.public_url)),
             ("live.rtsp_port", int(self.rtsp_port.map(i64::from))),
@@ -209,6 +220,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         "http": server.public.http,
         "rtsp_port": server.public.rtsp_port,
         "fingerprint": server.ingest.fingerprint().to_string(),
+        "rtmp": server.ingest.rtmp_addr().map(|a| format!("127.0.0.1:{}", a.port())),
         "pid": std::process::id(),
     });
     secure::write_private(
@@ -243,6 +255,9 @@ fn print_banner(cfg: &Config, server: &Server, demo_token: Option<&str>) {
         "  QUIC ingest   udp {}  (certificate SHA-256 {fingerprint})",
         server.ingest_addr
     );
+    if let Some(rtmp) = server.ingest.rtmp_addr() {
+        println!("  RTMP ingest   rtmp://{rtmp}/live/<device token>  (docs/publishing.md)");
+    }
     println!("  HTTP API      {http}/api/v1/health");
     println!("  VOD files     {http}/vod/<asset>/source.mp4");
     let metrics_auth = if cfg.http.metrics_public {

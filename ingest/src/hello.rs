@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use rand::RngCore;
 use sharecast_formats::ingest::{ErrorCode, Hello, Resume, VERSION};
+use sharecast_formats::media::TrackInfo;
 
 use crate::committer;
 use crate::connection::Refused;
@@ -52,7 +53,7 @@ pub(crate) async fn open_session(
 /// backing off is refused before it is looked up; a failure is counted for
 /// the token and the address, and answered `rate_limited` while the
 /// address is penalised; a correct token is always let in.
-async fn authenticate(
+pub(crate) async fn authenticate(
     shared: &Arc<Shared>,
     token: &str,
     remote: SocketAddr,
@@ -155,20 +156,39 @@ fn resume_session(
     Err((ErrorCode::UnknownSession, format!("session {id} {ended}")).into())
 }
 
-/// A new session: tracks the server can process, within the device's
-/// session limit, with its journal durable before WELCOME.
+/// A new session of HELLO's tracks.
 async fn new_session(
     shared: &Arc<Shared>,
     hello: &Hello,
     device: DeviceIdentity,
 ) -> Result<Arc<Session>, Refused> {
-    if hello.tracks.is_empty() {
+    start_session(
+        shared,
+        device,
+        hello.tracks.clone(),
+        hello.anchor_unix_us,
+        hello.title.clone(),
+    )
+    .await
+}
+
+/// A new session (of a HELLO, or of an RTMP publish): tracks the server can
+/// process, within the device's session limit, with its journal durable
+/// before the client hears of it.
+pub(crate) async fn start_session(
+    shared: &Arc<Shared>,
+    device: DeviceIdentity,
+    tracks: Vec<TrackInfo>,
+    anchor_unix_us: i64,
+    title: Option<String>,
+) -> Result<Arc<Session>, Refused> {
+    if tracks.is_empty() {
         let no_tracks = "HELLO declares no tracks".to_string();
         return Err((ErrorCode::BadMessage, no_tracks).into());
     }
     shared
         .handler
-        .check_tracks(&hello.tracks)
+        .check_tracks(&tracks)
         .map_err(|m| (ErrorCode::UnsupportedCodec, m))?;
     // Only sessions that can still take frames count: stopped, finishing
     // and failed ones do not.
@@ -181,6 +201,7 @@ async fn new_session(
         )
             .into());
     }
+    let count = tracks.len();
     let meta = SessionMeta {
         // 128 random bits each: the session id is also the asset id that
         // addresses the recording's VOD files.
@@ -188,15 +209,15 @@ async fn new_session(
         secret: random_hex(16),
         device_id: device.id,
         device_name: device.name,
-        tracks: hello.tracks.clone(),
-        anchor_unix_us: hello.anchor_unix_us,
-        title: hello.title.clone(),
+        tracks,
+        anchor_unix_us,
+        title,
         started_unix_ms: crate::unix_now_ms(),
     };
     let session = create_session(shared, meta).await?;
     shared.register(&session);
     shared.metrics.sessions_started.inc();
-    tracing::info!(session = %session.info.id, device = %session.info.device.name, tracks = hello.tracks.len(), "ingest session opened");
+    tracing::info!(session = %session.info.id, device = %session.info.device.name, tracks = count, "ingest session opened");
     Ok(session)
 }
 

@@ -13,6 +13,10 @@
 //! [`SessionOutput`], where a session's frames go (the transcoder and the
 //! live relay, wired by the binary).
 //!
+//! Publishers that speak RTMP (OBS, Larix, ffmpeg) feed the same sessions
+//! (`rtmp`, when `ingest.rtmp_listen` is set), and keep one recording
+//! across their reconnects.
+//!
 //! Inside: one connection's protocol (`connection`), answering HELLO
 //! (`hello`), a session's frames and acknowledgements (`session`), the
 //! group commit of every journal (`committer`), the journal file
@@ -25,6 +29,7 @@ mod hello;
 pub mod journal;
 pub mod limiter;
 pub mod metrics;
+mod rtmp;
 mod server;
 mod session;
 mod tls;

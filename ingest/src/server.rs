@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) refused: Mutex<HashSet<usize>>,
     /// Makes every session's frames durable (group commit across sessions).
     pub(crate) committer: Committer,
+    /// RTMP publishes that a publisher can rejoin.
+    pub(crate) rtmp: crate::rtmp::Publishes,
 }
 
 impl Shared {
@@ -147,6 +149,9 @@ pub struct IngestServer {
     shared: Arc<Shared>,
     fingerprint: String,
     udp_buffers: crate::udp::UdpBuffers,
+    /// The RTMP listener (`ingest.rtmp_listen`), until `run` takes it.
+    rtmp: Mutex<Option<tokio::net::TcpListener>>,
+    rtmp_addr: Option<SocketAddr>,
 }
 
 impl IngestServer {
@@ -190,6 +195,8 @@ impl IngestServer {
             metrics.clone(),
         )?;
         let limiter = AuthLimiter::new(cfg.auth_limits());
+        let rtmp = bind_rtmp(&cfg.rtmp_listen)?;
+        let rtmp_addr = rtmp.as_ref().and_then(|l| l.local_addr().ok());
         Ok(IngestServer {
             endpoint,
             shared: Arc::new(Shared {
@@ -202,9 +209,12 @@ impl IngestServer {
                 finished: Mutex::new(HashMap::new()),
                 refused: Mutex::new(HashSet::new()),
                 committer,
+                rtmp: Default::default(),
             }),
             fingerprint,
             udp_buffers,
+            rtmp: Mutex::new(rtmp),
+            rtmp_addr,
         })
     }
 
@@ -217,6 +227,11 @@ impl IngestServer {
     /// The bound UDP address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.endpoint.local_addr().context("ingest local address")
+    }
+
+    /// The bound RTMP address, when `ingest.rtmp_listen` is set.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp_addr
     }
 
     /// SHA-256 fingerprint of the server certificate (what clients pin).
@@ -289,8 +304,19 @@ impl IngestServer {
         Ok(n)
     }
 
-    /// Accept connections until the endpoint is closed.
+    /// Accept connections (QUIC, and RTMP when it listens) until the
+    /// endpoint is closed.
     pub async fn run(&self) {
+        let rtmp = lock(&self.rtmp)
+            .take()
+            .map(|l| tokio::spawn(crate::rtmp::serve(self.shared.clone(), l)));
+        self.accept_quic().await;
+        if let Some(rtmp) = rtmp {
+            rtmp.abort();
+        }
+    }
+
+    async fn accept_quic(&self) {
         while let Some(incoming) = self.endpoint.accept().await {
             let shared = self.shared.clone();
             tokio::spawn(async move {
@@ -309,6 +335,23 @@ impl IngestServer {
             b"server shutting down",
         );
     }
+}
+
+/// The RTMP listener of `listen` (none when empty).
+fn bind_rtmp(listen: &str) -> Result<Option<tokio::net::TcpListener>> {
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("ingest RTMP listen address {listen:?}"))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the RTMP ingest on tcp {addr}"))?;
+    listener
+        .set_nonblocking(true)
+        .context("the RTMP listener")?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("the RTMP listener")?;
+    Ok(Some(listener))
 }
 
 /// Sessions open (connected or waiting for their phone), and those with a
@@ -431,14 +474,20 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
     shared.register(&session);
     shared.metrics.sessions_recovered.inc();
     tracing::info!(session = %session.info.id, "recovered session from its journal; waiting for the phone to resume");
-    spawn_resume_timer(shared.clone(), session, 0);
+    let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
+    spawn_resume_timer(shared.clone(), session, 0, wait);
     Ok(true)
 }
 
-/// Finalise a session whose phone has not resumed within
-/// `resume_timeout_secs` of `generation`'s connection going away.
-pub(crate) fn spawn_resume_timer(shared: Arc<Shared>, session: Arc<Session>, generation: u64) {
-    let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
+/// Finalise a session whose client has not come back within `wait` of
+/// `generation`'s connection going away (`resume_timeout_secs` for a
+/// phone, `rejoin_window_secs` for an RTMP publisher).
+pub(crate) fn spawn_resume_timer(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    generation: u64,
+    wait: Duration,
+) {
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;
         if session.generation.load(Ordering::SeqCst) == generation
