@@ -2,7 +2,8 @@
 //! `store/migrations/` applied by `sqlx::migrate!`, and typed repositories
 //! over it, as methods of [`Store`] grouped by what they keep: [`devices`],
 //! [`assets`], [`shares`], [`deliveries`], [`subscriptions`], [`users`],
-//! [`history`], [`handoff`], [`bookmarks`], [`stills`]. States are enums
+//! [`history`], [`handoff`], [`bookmarks`], [`stills`],
+//! [`publishing_keys`]. States are enums
 //! ([`AssetState`], [`DeliveryStatus`], [`SubscriptionStatus`],
 //! [`BookmarkStatus`]).
 //!
@@ -24,6 +25,7 @@ pub mod devices;
 pub mod handoff;
 pub mod history;
 mod legacy;
+pub mod publishing_keys;
 pub mod shares;
 pub mod stills;
 pub mod subscriptions;
@@ -35,6 +37,7 @@ pub use deliveries::{Delivery, DeliveryStatus, DeliveryUpdate, DueDelivery, NewD
 pub use devices::Device;
 pub use handoff::SuspendRecord;
 pub use history::{HistoryRecord, ResumeGrant};
+pub use publishing_keys::PublishingKey;
 pub use sharecast_tokens::now_ms;
 pub use shares::ShareRecord;
 pub use stills::StillRecord;
