@@ -3,7 +3,8 @@
 //! same numbers and tables: `sqlite/` and `postgres/`), and typed repositories
 //! over it, as methods of [`Store`] grouped by what they keep: [`devices`],
 //! [`assets`], [`shares`], [`deliveries`], [`subscriptions`], [`users`],
-//! [`history`], [`handoff`], [`bookmarks`], [`stills`]. States are enums
+//! [`history`], [`handoff`], [`bookmarks`], [`stills`],
+//! [`publishing_keys`]. States are enums
 //! ([`AssetState`], [`DeliveryStatus`], [`SubscriptionStatus`],
 //! [`BookmarkStatus`]).
 //!
@@ -30,6 +31,7 @@ pub mod devices;
 pub mod handoff;
 pub mod history;
 mod legacy;
+pub mod publishing_keys;
 pub mod shares;
 pub mod stills;
 pub mod subscriptions;
@@ -44,6 +46,7 @@ pub use deliveries::{Delivery, DeliveryStatus, DeliveryUpdate, DueDelivery, NewD
 pub use devices::Device;
 pub use handoff::SuspendRecord;
 pub use history::{HistoryRecord, ResumeGrant};
+pub use publishing_keys::PublishingKey;
 pub use sharecast_tokens::now_ms;
 pub use shares::ShareRecord;
 pub use stills::StillRecord;
@@ -194,6 +197,7 @@ mod tests {
             (2, "2294380476eb3c9f231d16b29901cb5b410b50b9477cc454c77c71c041398ffaf23e0b44f7be2a431a2fc79fd784cbc4"),
             (3, "1cbf269e833a70be3385dfe27fc2d11a45afb1a2a7f46188b502d07d82aeeb3ada1a86cb602e7a2d6df778096c5dce12"),
             (4, "6a13daa5ac59a7120ef7a31f6781e07bc3161d2d98f842df111f8a6a01ba64086e97d44371a9070b79b21b732d503eac"),
+            (5, "f19a8bd2ee34c78f2cc889e890e9cbc545f7cd3626d1d2f48538546d62ff780d1085cc099e19797ff8b5a73596650001"),
         ];
         let got: Vec<(i64, String)> = sqlx::migrate!("./migrations/sqlite")
             .iter()
@@ -212,7 +216,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let sqlite = names(sqlx::migrate!("./migrations/sqlite"));
-        assert_eq!(sqlite.len(), 4);
+        assert_eq!(sqlite.len(), 5);
         assert_eq!(sqlite, names(sqlx::migrate!("./migrations/postgres")));
     }
 
