@@ -11,4 +11,17 @@ cargo build --workspace --all-targets
 # The build's wall time, printed before the tests so that cargo test's own
 # summary stays the last thing printed (test time = total - this - setup).
 echo "test.sh: cargo build --workspace --all-targets took $((SECONDS - build_start)) s"
-cargo test --workspace --no-fail-fast -- --test-threads=2
+# A throwaway PostgreSQL (stopped on exit unless it was running before):
+# the store, share and resume tests and the in-process server run again on
+# it, each test in a fresh database.
+if ! bash scripts/postgres.sh status; then
+  bash scripts/postgres.sh start
+  trap 'bash scripts/postgres.sh stop' EXIT
+fi
+status=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 || status=$?
+echo "test.sh: the store's tests, the share and resume services and the in-process server on PostgreSQL"
+SHARECAST_TEST_STORE=postgres cargo test --no-fail-fast \
+  -p sharecast-store -p sharecast-share -p sharecast-resume -- --test-threads=2 || status=$?
+SHARECAST_TEST_STORE=postgres cargo test -p sharecast --test in_process || status=$?
+exit $status

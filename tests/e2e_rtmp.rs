@@ -9,11 +9,37 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sharecast_testkit::*;
 
 fn rtmp_server() -> Server {
     Server::start_with(&["--rtmp-listen", "127.0.0.1:0", "--rejoin-window-secs", "20"])
+}
+
+/// A new publishing key of the demo device: (id, stream key).
+fn publishing_key(server: &Server) -> (String, String) {
+    let (st, v) = server.post(
+        "/api/v1/publishing-keys",
+        Some(&server.token),
+        json!({ "name": "ffmpeg" }),
+    );
+    assert_eq!(st, 201, "{v}");
+    let key = v["stream_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("sk_"), "{v}");
+    (v["id"].as_str().unwrap().to_string(), key)
+}
+
+/// `sharecast device ARGS --data-dir DATA`'s standard output.
+fn device_cli(server: &Server, args: &[&str]) -> String {
+    let out = run_ok(
+        Command::new(bin())
+            .arg("device")
+            .args(args)
+            .arg("--data-dir")
+            .arg(server.data_dir())
+            .env("RUST_LOG", "warn"),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn rtmp_url(server: &Server, key: &str) -> String {
@@ -67,13 +93,17 @@ fn frame_counts(path: &std::path::Path) -> (u64, u64) {
 fn ffmpeg_publishes_over_rtmp_and_the_recording_has_every_frame() {
     let server = rtmp_server();
     let clip = fixture(H264_AAC).unwrap();
-    let out = ffmpeg_publish(
-        &[],
-        clip.to_str().unwrap(),
-        &rtmp_url(&server, &server.token),
-    )
-    .output()
-    .unwrap();
+    // A key made with the command line, listed by it.
+    let key = device_cli(&server, &["add-key", "demo-phone", "--name", "studio"]);
+    assert!(key.starts_with("sk_"), "{key}");
+    let listed = device_cli(&server, &["keys", "demo-phone"]);
+    assert!(
+        listed.ends_with("\tstudio") && !listed.contains(&key),
+        "{listed}"
+    );
+    let out = ffmpeg_publish(&[], clip.to_str().unwrap(), &rtmp_url(&server, &key))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "ffmpeg: {}",
@@ -107,7 +137,7 @@ fn ffmpeg_publishes_over_rtmp_and_the_recording_has_every_frame() {
 fn a_publisher_that_reconnects_with_its_key_continues_one_recording() {
     let server = rtmp_server();
     let clip = fixture(H264_AAC).unwrap();
-    let url = rtmp_url(&server, &server.token);
+    let url = rtmp_url(&server, &publishing_key(&server).1);
     // First part: in real time, killed (no unpublish) after about 2 s.
     let looped = ["-re", "-stream_loop", "-1"];
     let mut first = ChildGuard::new(
@@ -185,15 +215,23 @@ fn wrong_keys_and_garbage_are_refused_and_counted() {
     let server = rtmp_server();
     let clip = fixture(H264_AAC).unwrap();
     let clip = clip.to_str().unwrap();
-    // A wrong key: ffmpeg is refused before any media is taken.
-    let out = ffmpeg_publish(&[], clip, &rtmp_url(&server, "sc_wrong"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a wrong key must be refused");
+    let (key_id, key) = publishing_key(&server);
+    // Refused before any media is taken: a wrong key, the device's token
+    // (never sent in clear), a revoked key.
+    let path = format!("/api/v1/publishing-keys/{key_id}");
+    assert_eq!(server.delete(&path, Some(&server.token)).0, 204);
+    for wrong in ["sk_wrong", server.token.as_str(), key.as_str()] {
+        let out = ffmpeg_publish(&[], clip, &rtmp_url(&server, wrong))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the key {wrong} must be refused");
+    }
     let series = |r: &str| format!("sharecast_ingest_rtmp_ended_total{{reason=\"{r}\"}}");
-    wait_until("the refusal to be counted", Duration::from_secs(10), || {
-        (server.metric(&series("unauthorized")) == 1.0).then_some(())
-    });
+    wait_until(
+        "the refusals to be counted",
+        Duration::from_secs(10),
+        || (server.metric(&series("unauthorized")) == 3.0).then_some(()),
+    );
     // Garbage instead of a handshake.
     let addr = server.rtmp.clone().unwrap();
     let mut raw = TcpStream::connect(&addr).unwrap();
@@ -213,7 +251,7 @@ fn wrong_keys_and_garbage_are_refused_and_counted() {
         "nothing recorded from refused input"
     );
     // Another publisher is unaffected.
-    let out = ffmpeg_publish(&[], clip, &rtmp_url(&server, &server.token))
+    let out = ffmpeg_publish(&[], clip, &rtmp_url(&server, &publishing_key(&server).1))
         .output()
         .unwrap();
     assert!(

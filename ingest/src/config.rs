@@ -17,7 +17,7 @@ pub struct IngestConfig {
     pub listen: String,
     /// TCP address of the RTMP ingest, for publishers that speak RTMP
     /// (OBS, Larix Broadcaster, ffmpeg): `rtmp://HOST:PORT/live/<key>`,
-    /// the key being a device token. Empty: no RTMP. Default empty: RTMP
+    /// the key being a publishing key of a device. Empty: no RTMP. Default empty: RTMP
     /// has no encryption and carries the key in clear, so it is opt-in
     /// (`docs/publishing.md`).
     pub rtmp_listen: String,

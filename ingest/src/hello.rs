@@ -42,11 +42,20 @@ pub(crate) async fn open_session(
         shared.metrics.hello_refused(r.field);
         return Err((ErrorCode::BadMessage, format!("HELLO: {}", r.message)).into());
     }
-    let device = authenticate(shared, &hello.token, remote).await?;
+    let device = authenticate(shared, &hello.token, Credential::DeviceToken, remote).await?;
     match &hello.resume {
         Some(resume) => resume_session(shared, resume, &device, remote),
         None => new_session(shared, hello, device).await,
     }
+}
+
+/// What a client presents to be let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// A device token (HELLO).
+    DeviceToken,
+    /// A publishing key (an RTMP stream key).
+    PublishingKey,
 }
 
 /// Authenticate the token under the failed-authentication limits: a token
@@ -56,6 +65,7 @@ pub(crate) async fn open_session(
 pub(crate) async fn authenticate(
     shared: &Arc<Shared>,
     token: &str,
+    kind: Credential,
     remote: SocketAddr,
 ) -> Result<DeviceIdentity, Refused> {
     let key = token_key(token);
@@ -71,7 +81,11 @@ pub(crate) async fn authenticate(
             retry_after: Some(r.retry_after),
         });
     }
-    let found = match shared.handler.authenticate(token).await {
+    let lookup = match kind {
+        Credential::DeviceToken => shared.handler.authenticate(token),
+        Credential::PublishingKey => shared.handler.authenticate_publisher(token),
+    };
+    let found = match lookup.await {
         Ok(found) => found,
         Err(e) => {
             // The device store could not answer: not the phone's failure.
@@ -88,9 +102,13 @@ pub(crate) async fn authenticate(
         return Ok(device);
     }
     let f = lock(&shared.limiter).token_failed(&key, address_key(remote.ip()), Instant::now());
+    let what = match kind {
+        Credential::DeviceToken => "device token",
+        Credential::PublishingKey => "publishing key",
+    };
     let own = (
         ErrorCode::Unauthorized,
-        "unknown or revoked device token".into(),
+        format!("unknown or revoked {what}"),
     );
     Err(auth_failure(shared, f, remote, own))
 }

@@ -93,6 +93,17 @@ pub trait SessionHandler: Send + Sync + 'static {
         &'a self,
         token: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Option<DeviceIdentity>>>;
+    /// Resolve an RTMP stream key (a publishing key: it can only publish,
+    /// as its device), as [`authenticate`](Self::authenticate) resolves a
+    /// device token. The default knows no publishing keys: every RTMP
+    /// publisher is refused.
+    fn authenticate_publisher<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<DeviceIdentity>>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
     /// Check that the tracks can be processed; `Err` explains why not.
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String>;
     /// Open the outputs of a new (or recovered) session.

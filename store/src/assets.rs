@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sharecast_formats::attributes::VideoAttributes;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -67,7 +67,7 @@ impl Record for Asset {
     const TABLE: &'static str = "assets";
     const COLUMNS: &'static str = COLUMNS;
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         let attrs: Option<String> = r.get(6);
         Asset {
             id: r.get(0),

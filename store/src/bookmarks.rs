@@ -2,7 +2,7 @@
 //! interruption, or the user's own), and what it waits for.
 
 use anyhow::{Context, Result};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -100,7 +100,7 @@ impl Record for BookmarkRecord {
     const TABLE: &'static str = "bookmarks";
     const COLUMNS: &'static str = COLUMNS;
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         BookmarkRecord {
             id: r.get(0),
             user_id: r.get(1),

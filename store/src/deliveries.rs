@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -93,7 +93,7 @@ impl Record for Delivery {
     const TABLE: &'static str = "share_deliveries";
     const COLUMNS: &'static str = COLUMNS;
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         let status = DeliveryStatus::parse(r.get(5));
         Delivery {
             id: r.get(0),

@@ -1,7 +1,7 @@
 //! Suspend states of hand-offs between platforms.
 
 use anyhow::{Context, Result};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -26,7 +26,7 @@ impl Record for SuspendRecord {
     const TABLE: &'static str = "suspend_states";
     const COLUMNS: &'static str = "id, code, user_id, state, expires_ms";
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         SuspendRecord {
             id: r.get(0),
             code: r.get(1),

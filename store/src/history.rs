@@ -2,7 +2,7 @@
 //! resume a record on any of them.
 
 use anyhow::{Context, Result};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -50,7 +50,7 @@ impl Record for HistoryRecord {
     const TABLE: &'static str = "history h";
     const COLUMNS: &'static str = COLUMNS;
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         HistoryRecord {
             id: r.get(0),
             user_id: r.get(1),

@@ -1,7 +1,7 @@
 //! What every repository reads the same way: a record type built from the
 //! columns it selects, found by one column or listed newest first.
 
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::Store;
 
@@ -12,7 +12,7 @@ pub(crate) trait Record: Sized {
     /// The columns selected, in the order [`Record::from_row`] reads them.
     const COLUMNS: &'static str;
     /// The record in a row of `COLUMNS`.
-    fn from_row(r: &SqliteRow) -> Self;
+    fn from_row(r: &AnyRow) -> Self;
 }
 
 /// `SELECT` of `T`'s columns from its table, `WHERE` `filter`.

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use sharecast_formats::attributes::VideoAttributes;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -43,7 +43,7 @@ impl Record for ShareRecord {
     const TABLE: &'static str = "shares";
     const COLUMNS: &'static str = COLUMNS;
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         let attrs: String = r.get(6);
         ShareRecord {
             id: r.get(0),

@@ -1,7 +1,7 @@
 //! Still-frame shares.
 
 use anyhow::{Context, Result};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -39,7 +39,7 @@ impl Record for StillRecord {
     const TABLE: &'static str = "stills";
     const COLUMNS: &'static str = COLUMNS;
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         StillRecord {
             id: r.get(0),
             token: r.get(1),

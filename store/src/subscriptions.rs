@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
@@ -63,7 +63,7 @@ impl Record for Subscription {
     const TABLE: &'static str = "share_subscriptions";
     const COLUMNS: &'static str = COLUMNS;
 
-    fn from_row(r: &SqliteRow) -> Self {
+    fn from_row(r: &AnyRow) -> Self {
         Subscription {
             device_id: r.get(0),
             recipient: r.get(1),

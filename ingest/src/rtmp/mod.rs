@@ -3,8 +3,9 @@
 //! protocol: journal, recording, live stream, attributes, admin, metrics.
 //!
 //! The RTMP session (handshake, chunking, AMF commands) is `rml_rtmp`'s;
-//! this module authenticates the stream key (a device token, under the
-//! same failed-authentication limits as HELLO), reads the FLV media
+//! this module authenticates the stream key (a publishing key of a device,
+//! [`SessionHandler::authenticate_publisher`](crate::SessionHandler::authenticate_publisher),
+//! under the same failed-authentication limits as HELLO), reads the FLV media
 //! ([`flv`]) into frames and keeps **one recording across reconnects**: a
 //! publisher that comes back with the same key within
 //! `ingest.rejoin_window_secs` continues its session (same asset, same
@@ -323,7 +324,8 @@ impl Conn {
                 "a second publish on one connection",
             ));
         }
-        match crate::hello::authenticate(&self.shared, key, self.remote).await {
+        let kind = crate::hello::Credential::PublishingKey;
+        match crate::hello::authenticate(&self.shared, key, kind, self.remote).await {
             Ok(device) => {
                 let results = self.session().accept_request(request_id);
                 self.reply(stream, results).await?;
