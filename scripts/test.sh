@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash fixtures/generate.sh
 echo "test.sh: setup and fixtures took ${SECONDS} s"
+# The developer loop's checks first (formatting, lints, docs, links,
+# function length): CI enforces them.
+check_start=$SECONDS
+bash scripts/check.sh
+echo "test.sh: checks took $((SECONDS - check_start)) s"
 build_start=$SECONDS
 cargo build --workspace --all-targets
 # The build's wall time, printed before the tests so that cargo test's own
