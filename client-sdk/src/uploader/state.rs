@@ -38,6 +38,13 @@ pub const ADVICE_INTERVAL: Duration = Duration::from_millis(500);
 /// Over how long the acknowledged throughput is measured.
 pub const THROUGHPUT_WINDOW: Duration = Duration::from_secs(2);
 
+/// The shortest span the throughput is divided by: in a connection's first
+/// [`THROUGHPUT_WINDOW`] the bytes acknowledged so far are divided by the
+/// time since it came up (not by the whole window, which would make a new
+/// connection look up to four times slower than it is at the first advice),
+/// but by no less than this.
+pub const MIN_THROUGHPUT_SPAN: Duration = Duration::from_millis(500);
+
 /// What the encoder should aim for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Advice {
@@ -195,6 +202,9 @@ pub struct UploadState {
     end_requested: bool,
     stats: UploadStats,
     ack_log: VecDeque<(Instant, u64)>,
+    /// When the current connection came up: the throughput is measured on
+    /// it alone.
+    rate_since: Instant,
     connected: bool,
     /// Since when the app has found the buffer full with no connection.
     stuck_since: Option<Instant>,
@@ -235,6 +245,7 @@ impl UploadState {
             end_requested: false,
             stats: UploadStats::default(),
             ack_log: VecDeque::new(),
+            rate_since: now,
             connected: true,
             stuck_since: None,
             ack_latencies_us: Vec::new(),
@@ -419,6 +430,10 @@ impl UploadState {
         self.inflight = 0;
         self.live_cursor = 0;
         let out = self.on_ack(next_seq, held, None, now);
+        // A new path, measured afresh: what WELCOME released was carried by
+        // the old connection.
+        self.ack_log.clear();
+        self.rate_since = now;
         self.connected = true;
         self.stuck_since = None;
         out
@@ -526,7 +541,10 @@ impl UploadState {
             self.ack_log.pop_front();
         }
         let bytes: u64 = self.ack_log.iter().map(|(_, b)| *b).sum();
-        self.stats.acked_bps = bytes * 8 / THROUGHPUT_WINDOW.as_secs();
+        let span = now
+            .saturating_duration_since(self.rate_since)
+            .clamp(MIN_THROUGHPUT_SPAN, THROUGHPUT_WINDOW);
+        self.stats.acked_bps = (bytes as f64 * 8.0 / span.as_secs_f64()) as u64;
     }
 
     /// Periodic work: refresh the throughput and, at most every 500 ms, the
@@ -939,6 +957,49 @@ mod tests {
         }
         let out = s.on_ack(&ack(&[(0, 100)]), &no_held(), None, c.at(600));
         assert_eq!(out.advice.map(|a| a.target_bps), Some(8_000_000));
+    }
+
+    #[test]
+    fn a_connection_is_measured_over_its_own_life() {
+        // A 1 Mbit/s link under a 3 Mbit/s encoder from the first frame:
+        // every 50 ms three 6250-byte frames are made and one is
+        // acknowledged.
+        let c = Clock(Instant::now());
+        let mut s = UploadState::new(cfg(), &tracks(), c.at(0));
+        let mut seq = 0u64;
+        let mut advice = None;
+        let mut feed = |s: &mut UploadState, seq: &mut u64, from: u64, to: u64| {
+            for t in (from + 50..=to).step_by(50) {
+                for k in 0..3 {
+                    s.push(video((t + k) as i64, false, 6_250), None, c.at(t));
+                }
+                *seq += 1;
+                let out = s.on_ack(&ack(&[(0, *seq)]), &no_held(), None, c.at(t));
+                advice = out.advice.or(advice);
+            }
+            advice
+        };
+        let first = feed(&mut s, &mut seq, 0, 500);
+        // The first advice sees 1 Mbit/s (500 ms of acknowledgements over
+        // 500 ms, not over the 2 s window: 250 kbit/s) and asks for 0.85 of
+        // it, not for a quarter of that.
+        let thr = s.stats().acked_bps;
+        assert!((900_000..=1_100_000).contains(&thr), "{thr}");
+        let a = first.expect("advised at 500 ms");
+        assert_eq!(a.reason, "congested");
+        assert!(a.target_bps >= 800_000, "{a:?}");
+        // The connection is lost and another comes up: WELCOME releases
+        // what the old one carried (not this path's throughput), then the
+        // new path carries 1 Mbit/s too.
+        s.on_lost();
+        seq += 20;
+        let _ = s.on_welcome(&ack(&[(0, seq)]), &no_held(), c.at(1500));
+        feed(&mut s, &mut seq, 1500, 2000);
+        let thr = s.stats().acked_bps;
+        assert!(
+            (900_000..=1_100_000).contains(&thr),
+            "after the reconnect: {thr}"
+        );
     }
 
     #[test]
