@@ -54,6 +54,10 @@ pub(crate) struct PushArgs {
     /// Testing aid: move to a new local UDP port after this many frames.
     #[arg(long)]
     rebind_after: Option<u64>,
+    /// Milliseconds between two progress lines on standard error (`sent …
+    /// acked … backlog …`). Default 1000.
+    #[arg(long, default_value_t = 1000)]
+    stats_interval_ms: u64,
 }
 
 fn trust(a: &PushArgs) -> Result<Trust> {
@@ -139,7 +143,40 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
         println!("live {u}");
     }
 
-    // Print the encoder advice as it changes; a live encoder follows it.
+    follow_advice(&uploader, controls);
+    let uploader = std::sync::Arc::new(uploader);
+    let monitor = Monitor::spawn(
+        uploader.clone(),
+        Duration::from_millis(a.stats_interval_ms.max(10)),
+    );
+    let n = upload_frames(&a, &uploader, frames, testsrc).await?;
+    let last_frame_at = Instant::now();
+    // Wall clock of the last frame, for measuring how soon the VOD is served
+    // (bench/vod_ready.sh); printed now, before the session ends.
+    println!("last_frame_unix_ms {}", now_unix_us() / 1000);
+    let per_track = uploader.frames_per_track();
+    // The statistics once the session has ended: a resume may happen after
+    // the last frame was queued (a drop near the end, a long blackout).
+    let (attrs, stats) = uploader.end().await;
+    let measured = monitor.stop().await;
+    let attrs = attrs?;
+    let ready_ms = last_frame_at.elapsed().as_secs_f64() * 1000.0;
+    println!("frames {n}");
+    println!("frames_per_track {}", serde_json::to_string(&per_track)?);
+    println!("resumes {}", stats.resumes);
+    println!("ack_latency_ms {}", measured.latency_summary());
+    println!("peak_held_bytes {}", measured.peak_held_bytes);
+    if let Some(v) = &attrs.vod_url {
+        println!("vod {v}");
+    }
+    println!("ready_after_last_frame_ms {ready_ms:.0}");
+    println!("attributes {}", serde_json::to_string(&attrs)?);
+    Ok(())
+}
+
+/// Prints the encoder advice as it changes; a live encoder (`controls`)
+/// follows it.
+fn follow_advice(uploader: &Uploader, controls: Option<crate::sim::testsrc::Controls>) {
     let started = Instant::now();
     let mut advice = uploader.advice_watch();
     tokio::spawn(async move {
@@ -160,15 +197,23 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
             }
         }
     });
+}
 
-    // Read frames on a blocking thread, upload here.
+/// Reads the frames on a blocking thread and uploads them here (at their
+/// capture pace with `--realtime`), with the testing aids' drops and
+/// rebinds; answers how many frames were sent.
+async fn upload_frames(
+    a: &PushArgs,
+    uploader: &Uploader,
+    frames: Frames,
+    testsrc: bool,
+) -> Result<u64> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
     let realtime = a.realtime || testsrc;
     std::thread::spawn(move || frames.run(tx));
     let start = Instant::now();
     let mut first_dts: Option<i64> = None;
     let mut n = 0u64;
-    let mut last_report = Instant::now();
     while let Some(f) = rx.recv().await {
         let f = f.context("reading the input clip")?;
         if realtime && !testsrc {
@@ -192,38 +237,87 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
             let after = uploader.rebind()?;
             eprintln!("rebound local socket {before:?} -> {after}");
         }
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            last_report = Instant::now();
-            let s = uploader.stats();
-            eprintln!(
-                "sent {} acked {} backlog {} frames rtt {:.1} ms throughput {} kbit/s",
-                s.frames_sent,
-                s.frames_acked,
-                s.backlog_frames,
-                s.rtt_ms,
-                s.acked_bps / 1000
-            );
+    }
+    Ok(n)
+}
+
+/// What the push measured of its upload: every acknowledgement latency and
+/// the most frame bytes the SDK held at once.
+#[derive(Default)]
+struct Measured {
+    latencies_us: Vec<u32>,
+    peak_held_bytes: u64,
+}
+
+impl Measured {
+    /// Takes a look at the uploader: its new acknowledgement latencies and
+    /// the frame bytes it holds now.
+    fn sample(&mut self, uploader: &Uploader) -> sharecast_client_sdk::UploadStats {
+        let s = uploader.stats();
+        self.latencies_us.extend(uploader.take_ack_latencies());
+        self.peak_held_bytes = self.peak_held_bytes.max(s.resident_bytes);
+        s
+    }
+
+    /// `p50 A p99 B max C` (milliseconds), or `none` when nothing was
+    /// acknowledged.
+    fn latency_summary(&self) -> String {
+        let mut v = self.latencies_us.clone();
+        if v.is_empty() {
+            return "none".into();
         }
+        v.sort_unstable();
+        let at = |p: f64| {
+            let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            f64::from(v[i]) / 1000.0
+        };
+        format!("p50 {:.1} p99 {:.1} max {:.1}", at(0.5), at(0.99), at(1.0))
     }
-    let last_frame_at = Instant::now();
-    // Wall clock of the last frame, for measuring how soon the VOD is served
-    // (bench/vod_ready.sh); printed now, before the session ends.
-    println!("last_frame_unix_ms {}", now_unix_us() / 1000);
-    let per_track = uploader.frames_per_track();
-    // The statistics once the session has ended: a resume may happen after
-    // the last frame was queued (a drop near the end, a long blackout).
-    let (attrs, stats) = uploader.finish_with_stats().await;
-    let attrs = attrs?;
-    let ready_ms = last_frame_at.elapsed().as_secs_f64() * 1000.0;
-    println!("frames {n}");
-    println!("frames_per_track {}", serde_json::to_string(&per_track)?);
-    println!("resumes {}", stats.resumes);
-    if let Some(v) = &attrs.vod_url {
-        println!("vod {v}");
+}
+
+/// Prints a progress line every interval while the upload runs (during a
+/// blackout and the drain after the last frame too) and gathers
+/// [`Measured`].
+struct Monitor {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Measured>,
+}
+
+impl Monitor {
+    fn spawn(uploader: std::sync::Arc<Uploader>, every: Duration) -> Monitor {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut m = Measured::default();
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {}
+                }
+                let s = m.sample(&uploader);
+                eprintln!(
+                    "sent {} acked {} backlog {} frames rtt {:.1} ms throughput {} kbit/s held {} KiB resumes {}",
+                    s.frames_sent,
+                    s.frames_acked,
+                    s.backlog_frames,
+                    s.rtt_ms,
+                    s.acked_bps / 1000,
+                    s.resident_bytes / 1024,
+                    s.resumes
+                );
+            }
+            m.sample(&uploader);
+            m
+        });
+        Monitor { stop, task }
     }
-    println!("ready_after_last_frame_ms {ready_ms:.0}");
-    println!("attributes {}", serde_json::to_string(&attrs)?);
-    Ok(())
+
+    /// Stops the progress lines; what was measured.
+    async fn stop(self) -> Measured {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
 }
 
 /// Where frames come from.
