@@ -172,15 +172,15 @@ async fn new_session(
         .map_err(|m| (ErrorCode::UnsupportedCodec, m))?;
     // Only sessions that can still take frames count: stopped, finishing
     // and failed ones do not.
-    let open = shared.open_sessions_of(&device.id);
-    let limit = shared.cfg.max_sessions_per_device;
-    if open >= limit {
-        return Err((
+    // The place is held until the session is registered (end of this
+    // function), so that HELLOs arriving together are counted together.
+    let _slot = shared.reserve_session(&device.id).map_err(|open| {
+        let limit = shared.cfg.max_sessions_per_device;
+        (
             ErrorCode::SessionLimit,
             format!("device already has {open} open sessions (limit {limit})"),
         )
-            .into());
-    }
+    })?;
     let meta = SessionMeta {
         // 128 random bits each: the session id is also the asset id that
         // addresses the recording's VOD files.
