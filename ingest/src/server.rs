@@ -212,13 +212,14 @@ impl IngestServer {
             .context("binding the QUIC ingest socket")?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| anyhow!("the QUIC ingest needs a Tokio runtime"))?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
-            socket,
-            runtime,
-        )
-        .with_context(|| format!("starting QUIC ingest on udp {addr}"))?;
+        let secrets = tls::load_or_generate_reset_key(data_dir)?;
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(secrets.reset_key));
+        let cid_key = secrets.cid_key;
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
+            .with_context(|| format!("starting QUIC ingest on udp {addr}"))?;
         let metrics = Arc::new(IngestMetrics::default());
         let committer = Committer::start(
             CommitterConfig {
