@@ -13,6 +13,9 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-x ffmpeg sqlite3 curl ca-certificates
+  # The store's tests on PostgreSQL (scripts/postgres.sh starts a throwaway
+  # server from it).
+  postgresql
   kannel kannel-extras chromium
   # The phone SDK's Kotlin binding runs on the JVM in tests/mobile_kotlin.rs.
   openjdk-17-jdk-headless libjna-java

@@ -11,9 +11,24 @@ echo "test.sh: setup and fixtures took ${SECONDS} s"
 build_start=$SECONDS
 cargo build --workspace --all-targets
 echo "test.sh: cargo build --workspace --all-targets took $((SECONDS - build_start)) s"
+# A throwaway PostgreSQL (stopped on exit unless it was running before):
+# the store, share and resume tests and the in-process server run again on
+# it, each test in a fresh database.
+if ! bash scripts/postgres.sh status; then
+  bash scripts/postgres.sh start
+  trap 'bash scripts/postgres.sh stop' EXIT
+fi
+status=0
 tests_start=$SECONDS
-cargo test --workspace --no-fail-fast -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2 || status=$?
+echo "test.sh: the store's tests, the share and resume services and the in-process server on PostgreSQL"
+SHARECAST_TEST_STORE=postgres cargo test --no-fail-fast \
+  -p sharecast-store -p sharecast-share -p sharecast-resume -- --test-threads=2 || status=$?
+SHARECAST_TEST_STORE=postgres cargo test -p sharecast --test in_process || status=$?
 echo "test.sh: cargo test took $((SECONDS - tests_start)) s"
+# The chaos suite's short form (tests/chaos/run.sh; about two minutes; needs
+# root for its network namespaces and fails loudly without).
 chaos_start=$SECONDS
-bash tests/chaos/run.sh --short
+bash tests/chaos/run.sh --short || status=$?
 echo "test.sh: the chaos suite (short form) took $((SECONDS - chaos_start)) s"
+exit $status

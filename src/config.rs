@@ -11,6 +11,7 @@ use sharecast_ingest::IngestConfig;
 use sharecast_live_relay::LiveRelayConfig;
 use sharecast_resume::outbound::OutboundConfig;
 use sharecast_share::{ShareConfig, SmsConfig};
+use sharecast_store::StoreConfig;
 use sharecast_transcoder::TranscoderConfig;
 
 /// The whole configuration.
@@ -20,6 +21,8 @@ pub struct Config {
     /// Where journals, recordings, TLS material and the database live.
     /// Default `./data`.
     pub data_dir: PathBuf,
+    /// The metadata database: SQLite in `data_dir` (default) or PostgreSQL.
+    pub store: StoreConfig,
     /// QUIC ingest.
     pub ingest: IngestConfig,
     /// HTTP API, VOD files, metrics.
@@ -46,6 +49,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             http: GatewayConfig::default(),
             live: LiveRelayConfig::default(),

@@ -52,6 +52,12 @@ struct ServeArgs {
     /// Overrides `ingest.listen` (UDP).
     #[arg(long)]
     ingest_listen: Option<String>,
+    /// Overrides `ingest.rtmp_listen` (TCP; RTMP publishers).
+    #[arg(long)]
+    rtmp_listen: Option<String>,
+    /// Overrides `ingest.rejoin_window_secs`.
+    #[arg(long)]
+    rejoin_window_secs: Option<u64>,
     /// Overrides `http.listen` (TCP).
     #[arg(long)]
     http_listen: Option<String>,
@@ -80,6 +86,11 @@ impl ServeArgs {
                 text(&self.data_dir.as_ref().map(|d| d.display().to_string())),
             ),
             ("ingest.listen", text(&self.ingest_listen)),
+            ("ingest.rtmp_listen", text(&self.rtmp_listen)),
+            (
+                "ingest.rejoin_window_secs",
+                int(self.rejoin_window_secs.and_then(|v| i64::try_from(v).ok())),
+            ),
             ("http.listen", text(&self.http_listen)),
             ("http.public_url", text(&self.public_url)),
             ("live.rtsp_port", int(self.rtsp_port.map(i64::from))),
@@ -104,22 +115,52 @@ enum DeviceCmd {
     Add {
         /// Device name.
         name: String,
-        /// Configuration file, for `data_dir`.
-        #[arg(long, env = "SHARECAST_CONFIG")]
-        config: Option<PathBuf>,
-        /// Overrides `data_dir`.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List devices.
     List {
-        /// Configuration file, for `data_dir`.
-        #[arg(long, env = "SHARECAST_CONFIG")]
-        config: Option<PathBuf>,
-        /// Overrides `data_dir`.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
+    /// Make a publishing key (an RTMP stream key, docs/publishing.md) of a
+    /// device and print it (shown once; stored hashed).
+    AddKey {
+        /// The device, by id or name.
+        device: String,
+        /// What the key is for.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a device's publishing keys (never the keys themselves).
+    Keys {
+        /// The device, by id or name.
+        device: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a publishing key of a device.
+    RevokeKey {
+        /// The device, by id or name.
+        device: String,
+        /// The key's id (as `keys` lists it).
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where a `device` command finds the store.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Configuration file, for `data_dir`.
+    #[arg(long, env = "SHARECAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -161,40 +202,75 @@ fn main() -> Result<()> {
 
 async fn device(cmd: DeviceCmd) -> Result<()> {
     match cmd {
-        DeviceCmd::Add {
-            name,
-            config,
-            data_dir,
-        } => {
-            let store = open_store(config, data_dir).await?;
+        DeviceCmd::Add { name, store } => {
+            let store = open_store(store).await?;
             let (dev, token) = store.add_device(&name).await?;
             eprintln!(
                 "device {} ({}) added; its token (shown once):",
                 dev.name, dev.id
             );
             println!("{token}");
-            Ok(())
         }
-        DeviceCmd::List { config, data_dir } => {
-            let store = open_store(config, data_dir).await?;
-            for d in store.devices().await? {
+        DeviceCmd::List { store } => {
+            for d in open_store(store).await?.devices().await? {
                 println!("{}\t{}", d.id, d.name);
             }
-            Ok(())
         }
+        DeviceCmd::AddKey {
+            device,
+            name,
+            store,
+        } => {
+            let store = open_store(store).await?;
+            let dev = find_device(&store, &device).await?;
+            let (key, secret) = store.add_publishing_key(&dev.id, &name).await?;
+            eprintln!(
+                "publishing key {} of device {} made; the key (shown once):",
+                key.id, dev.name
+            );
+            println!("{secret}");
+        }
+        DeviceCmd::Keys { device, store } => {
+            let store = open_store(store).await?;
+            let dev = find_device(&store, &device).await?;
+            for k in store.publishing_keys(&dev.id).await? {
+                println!("{}\t{}\t{}", k.id, k.created_unix_ms, k.name);
+            }
+        }
+        DeviceCmd::RevokeKey { device, id, store } => {
+            let store = open_store(store).await?;
+            let dev = find_device(&store, &device).await?;
+            if !store.revoke_publishing_key(&dev.id, &id).await? {
+                anyhow::bail!("device {} has no publishing key {id}", dev.name);
+            }
+            eprintln!("publishing key {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// A device by id, else by name (refused when the name is not unique).
+async fn find_device(store: &sharecast_api::Store, which: &str) -> Result<sharecast_store::Device> {
+    let devices = store.devices().await?;
+    if let Some(d) = devices.iter().find(|d| d.id == which) {
+        return Ok(d.clone());
+    }
+    let mut named = devices.into_iter().filter(|d| d.name == which);
+    match (named.next(), named.next()) {
+        (Some(d), None) => Ok(d),
+        (Some(_), Some(_)) => anyhow::bail!("several devices are named {which:?}; give its id"),
+        (None, _) => anyhow::bail!("no device {which:?} (sharecast device list)"),
     }
 }
 
-/// The store of the configured data directory.
-async fn open_store(
-    config: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-) -> Result<sharecast_api::Store> {
+/// The configured store (SQLite in the data directory, or PostgreSQL).
+async fn open_store(args: StoreArgs) -> Result<sharecast_api::Store> {
+    let StoreArgs { config, data_dir } = args;
     let mut cfg = Config::load(config.as_deref())?;
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
-    sharecast_api::Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await
+    sharecast_api::Store::open(&cfg.store, &cfg.data_dir).await
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
@@ -209,6 +285,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         "http": server.public.http,
         "rtsp_port": server.public.rtsp_port,
         "fingerprint": server.ingest.fingerprint().to_string(),
+        "rtmp": server.ingest.rtmp_addr().map(|a| format!("127.0.0.1:{}", a.port())),
         "pid": std::process::id(),
     });
     secure::write_private(
@@ -243,6 +320,9 @@ fn print_banner(cfg: &Config, server: &Server, demo_token: Option<&str>) {
         "  QUIC ingest   udp {}  (certificate SHA-256 {fingerprint})",
         server.ingest_addr
     );
+    if let Some(rtmp) = server.ingest.rtmp_addr() {
+        println!("  RTMP ingest   rtmp://{rtmp}/live/<publishing key>  (docs/publishing.md)");
+    }
     println!("  HTTP API      {http}/api/v1/health");
     println!("  VOD files     {http}/vod/<asset>/source.mp4");
     let metrics_auth = if cfg.http.metrics_public {

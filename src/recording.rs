@@ -94,6 +94,22 @@ impl SessionHandler for Handler {
         })
     }
 
+    fn authenticate_publisher<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DeviceIdentity>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .device_by_publishing_key(key)
+                .await?
+                .map(|d| DeviceIdentity {
+                    id: d.id,
+                    name: d.name,
+                }))
+        })
+    }
+
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String> {
         Transcoder::check_tracks(tracks)
     }

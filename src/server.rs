@@ -53,7 +53,7 @@ impl Server {
     /// Build and start every component.
     pub async fn start(cfg: &Config) -> Result<Server> {
         crate::secure::secure_data_dir(&cfg.data_dir)?;
-        let store = Store::open_sqlite(&cfg.data_dir.join("sharecast.db")).await?;
+        let store = Store::open(&cfg.store, &cfg.data_dir).await?;
         let transcoder = Arc::new(Transcoder::new(cfg.transcoder.clone())?);
         let relay = Arc::new(LiveRelay::start(cfg.live.clone())?);
         let http_listener = TcpListener::bind(&cfg.http.listen)

@@ -99,6 +99,8 @@ struct World {
     handoff: Value,
     bookmark: String,
     terminal_a: String,
+    /// A publishing key of device A.
+    key_a: String,
 }
 
 impl World {
@@ -142,6 +144,7 @@ impl World {
                 format!("/api/v1/shares/{}/deliveries", self.share_id)
             }
             "/api/v1/subscriptions/{recipient}" => "/api/v1/subscriptions/+15550001".into(),
+            "/api/v1/publishing-keys/{id}" => format!("/api/v1/publishing-keys/{}", self.key_a),
             "/s/{token}" => format!("/s/{}", self.share_token),
             "/api/v1/stills/{id}/{file}" => format!("/api/v1/stills/{}/image.jpg", self.still_id),
             "/p/{token}" => format!("/p/{}", self.still_token),
@@ -192,7 +195,8 @@ impl World {
 fn expect(access: &str, path: &str, c: Cred) -> Want {
     use Cred::*;
     // Routes whose resource belongs to device A or user A.
-    let owned_by_device = path.starts_with("/api/v1/shares/{id}");
+    let owned_by_device =
+        path.starts_with("/api/v1/shares/{id}") || path == "/api/v1/publishing-keys/{id}";
     let owned_by_user = matches!(
         path,
         "/api/v1/bookmarks/{id}/resume" | "/api/v1/handoff/{id}/push" | "/api/v1/catalogue"
@@ -269,6 +273,14 @@ fn build_world(server: &Server) -> (World, ChildGuard) {
     let user_a = server.new_user("alice");
     let user_b = server.new_user("bob");
     let terminal_a = server.new_terminal(&user_a, "web");
+    let key_a = post(
+        "/api/v1/publishing-keys",
+        Some(&server.token),
+        json!({ "name": "obs" }),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let handoff = server.new_handoff(&user_a, &ready, 500);
     let bookmark = post(
         "/api/v1/reverse-bookmark",
@@ -305,6 +317,7 @@ fn build_world(server: &Server) -> (World, ChildGuard) {
         handoff,
         bookmark,
         terminal_a,
+        key_a,
     };
     (world, guard)
 }

@@ -519,7 +519,7 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
 /// Every family `/metrics` has, as `name type help` and sorted: what
 /// scrapers, dashboards and alerts know. The drop counter of the ingest
 /// socket is there where the kernel reports it (Linux).
-const METRIC_FAMILIES: [&str; 50] = [
+const METRIC_FAMILIES: [&str; 52] = [
     "sharecast_admin_actions_total counter Sessions ended and viewers kicked by admins",
     "sharecast_admin_rejected_total counter Admin requests refused for a missing or wrong token",
     "sharecast_http_errors_total counter HTTP requests answered with an error, by status and code",
@@ -540,6 +540,8 @@ const METRIC_FAMILIES: [&str; 50] = [
     "sharecast_ingest_journal_round_max_microseconds gauge Longest journal commit round so far (writes and sync)",
     "sharecast_ingest_journal_sync_microseconds_total counter Time spent in journal commit rounds (writes and sync)",
     "sharecast_ingest_rejected_total counter Inputs rejected by the ingest server, by error code",
+    "sharecast_ingest_rtmp_connections_total counter RTMP connections accepted",
+    "sharecast_ingest_rtmp_ended_total counter RTMP connections that ended before their publisher finished, by reason (closed: the publisher may rejoin)",
     "sharecast_ingest_sessions_active gauge Sessions open (connected or waiting for resume)",
     "sharecast_ingest_sessions_connected gauge Sessions with a live connection",
     "sharecast_ingest_sessions_failed_total counter Sessions whose outputs failed",

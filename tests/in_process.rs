@@ -1,7 +1,9 @@
 //! The server started in process with `sharecast::server::Server::start`, as
 //! an embedding application (or a test that wants no child process) would:
 //! a phone's upload through the client SDK becomes a VOD file that ffprobe
-//! reads, and the asset is ready in the store and over HTTP.
+//! reads, and the asset is ready in the store and over HTTP. The store is on
+//! the engine `SHARECAST_TEST_STORE` names (SQLite by default; `postgres`: a
+//! fresh database on the tests' PostgreSQL, as `scripts/test.sh` runs it).
 
 use sharecast::config::Config;
 use sharecast::server::Server;
@@ -13,10 +15,12 @@ use sharecast_transcoder::source::FileSource;
 async fn an_in_process_server_turns_an_upload_into_a_vod_file() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
+    let (store, _database) = sharecast_store::testing::store_config().await;
     let cfg = Config::load_with(
         None,
         &[
             ("data_dir", data_dir.display().to_string().into()),
+            ("store.url", store.url.clone().into()),
             ("ingest.listen", "127.0.0.1:0".into()),
             ("http.listen", "127.0.0.1:0".into()),
             ("live.rtsp_port", toml::Value::Integer(0)),
@@ -24,6 +28,12 @@ async fn an_in_process_server_turns_an_upload_into_a_vod_file() {
     )
     .unwrap();
     let server = Server::start(&cfg).await.unwrap();
+    assert_eq!(server.store.engine(), sharecast_store::testing::engine());
+    assert_eq!(
+        data_dir.join(sharecast_store::SQLITE_FILE).exists(),
+        store.url.is_empty(),
+        "the SQLite file exists only when the store is SQLite"
+    );
     let (_, token) = server.store.add_device("in-process").await.unwrap();
 
     let clip = fixture(H264_AAC).unwrap();

@@ -81,6 +81,11 @@ struct Inner {
 pub use crate::error::{ApiError, ErrorCodeTag};
 
 impl Gateway {
+    /// The metadata store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// A gateway over a store and data directory; `/metrics` encodes
     /// `registry` (every component's families), to which the gateway adds
     /// its request and error counts (`http_…`, under the registry's prefix).

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod error;
 pub mod frames;
 pub mod http;
+mod keys;
 mod metrics;
 pub mod resume;
 pub mod routes;

@@ -18,7 +18,7 @@ use crate::access::{Access, AssetIn, AuthAdmin, Policy, RouteSpec, Routes};
 use crate::admin::Admin;
 use crate::frames::Frames;
 use crate::http::Gateway;
-use crate::{admin, frames, http, resume, shares, stills};
+use crate::{admin, frames, http, keys, resume, shares, stills};
 use sharecast_resume::ResumeService;
 
 /// Everything that serves a route.
@@ -86,6 +86,9 @@ fn server_and_assets(r: Routes, g: &Gateway, f: &Frames, metrics: Access) -> Rou
         .add(Method::GET, "/api/v1/assets/{id}/frame", AssetViewer, get(frames::frame).with_state(f.clone()))
         .add(Method::GET, "/api/v1/assets/{id}/poster.jpg", AssetViewer, get(frames::poster).with_state(f.clone()))
         .add(Method::GET, "/api/v1/sessions", DeviceOrAdmin, get(http::list_sessions).with_state(g.clone()))
+        .add(Method::GET, "/api/v1/publishing-keys", Device, get(keys::list_keys).with_state(g.clone()))
+        .add(Method::POST, "/api/v1/publishing-keys", Device, post(keys::create_key).with_state(g.clone()))
+        .add(Method::DELETE, "/api/v1/publishing-keys/{id}", Device, delete(keys::revoke_key).with_state(g.clone()))
         .add(Method::GET, "/vod/{id}/{file}", Capability, get(http::vod_file).with_state(g.clone()))
         .add(Method::HEAD, "/vod/{id}/{file}", Capability, on(MethodFilter::HEAD, http::vod_file).with_state(g.clone()))
 }

@@ -15,6 +15,16 @@ use crate::limiter::AuthLimits;
 pub struct IngestConfig {
     /// UDP address to listen on. Default `0.0.0.0:4433`.
     pub listen: String,
+    /// TCP address of the RTMP ingest, for publishers that speak RTMP
+    /// (OBS, Larix Broadcaster, ffmpeg): `rtmp://HOST:PORT/live/<key>`,
+    /// the key being a publishing key of a device. Empty: no RTMP. Default empty: RTMP
+    /// has no encryption and carries the key in clear, so it is opt-in
+    /// (`docs/publishing.md`).
+    pub rtmp_listen: String,
+    /// Seconds an RTMP publisher whose connection dropped has to come back
+    /// with the same key and continue the same recording; after that the
+    /// session is finalised into its VOD. Default 60.
+    pub rejoin_window_secs: u64,
     /// PEM certificate chain. Empty: use (or generate) a self-signed
     /// certificate under `<data_dir>/tls/`.
     pub cert_chain: String,
@@ -127,6 +137,8 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:4433".into(),
+            rtmp_listen: String::new(),
+            rejoin_window_secs: 60,
             cert_chain: String::new(),
             private_key: String::new(),
             max_frame_bytes: 4 * 1024 * 1024,

@@ -358,7 +358,8 @@ impl Link {
         if session.lifecycle() == Lifecycle::Connected {
             session.set_lifecycle(Lifecycle::Suspended);
             tracing::info!(session = %session.info.id, "phone disconnected; waiting for it to resume");
-            spawn_resume_timer(shared, session, generation);
+            let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
+            spawn_resume_timer(shared, session, generation, wait);
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use rand::RngCore;
 use sharecast_formats::ingest::{ErrorCode, Hello, Resume, VERSION};
+use sharecast_formats::media::TrackInfo;
 
 use crate::committer;
 use crate::connection::Refused;
@@ -41,20 +42,30 @@ pub(crate) async fn open_session(
         shared.metrics.hello_refused(r.field);
         return Err((ErrorCode::BadMessage, format!("HELLO: {}", r.message)).into());
     }
-    let device = authenticate(shared, &hello.token, remote).await?;
+    let device = authenticate(shared, &hello.token, Credential::DeviceToken, remote).await?;
     match &hello.resume {
         Some(resume) => resume_session(shared, resume, &device, remote),
         None => new_session(shared, hello, device).await,
     }
 }
 
+/// What a client presents to be let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// A device token (HELLO).
+    DeviceToken,
+    /// A publishing key (an RTMP stream key).
+    PublishingKey,
+}
+
 /// Authenticate the token under the failed-authentication limits: a token
 /// backing off is refused before it is looked up; a failure is counted for
 /// the token and the address, and answered `rate_limited` while the
 /// address is penalised; a correct token is always let in.
-async fn authenticate(
+pub(crate) async fn authenticate(
     shared: &Arc<Shared>,
     token: &str,
+    kind: Credential,
     remote: SocketAddr,
 ) -> Result<DeviceIdentity, Refused> {
     let key = token_key(token);
@@ -70,7 +81,11 @@ async fn authenticate(
             retry_after: Some(r.retry_after),
         });
     }
-    let found = match shared.handler.authenticate(token).await {
+    let lookup = match kind {
+        Credential::DeviceToken => shared.handler.authenticate(token),
+        Credential::PublishingKey => shared.handler.authenticate_publisher(token),
+    };
+    let found = match lookup.await {
         Ok(found) => found,
         Err(e) => {
             // The device store could not answer: not the phone's failure.
@@ -87,9 +102,13 @@ async fn authenticate(
         return Ok(device);
     }
     let f = lock(&shared.limiter).token_failed(&key, address_key(remote.ip()), Instant::now());
+    let what = match kind {
+        Credential::DeviceToken => "device token",
+        Credential::PublishingKey => "publishing key",
+    };
     let own = (
         ErrorCode::Unauthorized,
-        "unknown or revoked device token".into(),
+        format!("unknown or revoked {what}"),
     );
     Err(auth_failure(shared, f, remote, own))
 }
@@ -155,25 +174,44 @@ fn resume_session(
     Err((ErrorCode::UnknownSession, format!("session {id} {ended}")).into())
 }
 
-/// A new session: tracks the server can process, within the device's
-/// session limit, with its journal durable before WELCOME.
+/// A new session of HELLO's tracks.
 async fn new_session(
     shared: &Arc<Shared>,
     hello: &Hello,
     device: DeviceIdentity,
 ) -> Result<Arc<Session>, Refused> {
-    if hello.tracks.is_empty() {
+    start_session(
+        shared,
+        device,
+        hello.tracks.clone(),
+        hello.anchor_unix_us,
+        hello.title.clone(),
+    )
+    .await
+}
+
+/// A new session (of a HELLO, or of an RTMP publish): tracks the server can
+/// process, within the device's session limit, with its journal durable
+/// before the client hears of it.
+pub(crate) async fn start_session(
+    shared: &Arc<Shared>,
+    device: DeviceIdentity,
+    tracks: Vec<TrackInfo>,
+    anchor_unix_us: i64,
+    title: Option<String>,
+) -> Result<Arc<Session>, Refused> {
+    if tracks.is_empty() {
         let no_tracks = "HELLO declares no tracks".to_string();
         return Err((ErrorCode::BadMessage, no_tracks).into());
     }
     shared
         .handler
-        .check_tracks(&hello.tracks)
+        .check_tracks(&tracks)
         .map_err(|m| (ErrorCode::UnsupportedCodec, m))?;
     // Only sessions that can still take frames count: stopped, finishing
-    // and failed ones do not.
-    // The place is held until the session is registered (end of this
-    // function), so that HELLOs arriving together are counted together.
+    // and failed ones do not. The place is held until the session is
+    // registered (end of this function), so that HELLOs (and RTMP
+    // publishes) arriving together are counted together.
     let _slot = shared.reserve_session(&device.id).map_err(|open| {
         let limit = shared.cfg.max_sessions_per_device;
         (
@@ -181,6 +219,7 @@ async fn new_session(
             format!("device already has {open} open sessions (limit {limit})"),
         )
     })?;
+    let count = tracks.len();
     let meta = SessionMeta {
         // 128 random bits each: the session id is also the asset id that
         // addresses the recording's VOD files.
@@ -188,15 +227,15 @@ async fn new_session(
         secret: random_hex(16),
         device_id: device.id,
         device_name: device.name,
-        tracks: hello.tracks.clone(),
-        anchor_unix_us: hello.anchor_unix_us,
-        title: hello.title.clone(),
+        tracks,
+        anchor_unix_us,
+        title,
         started_unix_ms: crate::unix_now_ms(),
     };
     let session = create_session(shared, meta).await?;
     shared.register(&session);
     shared.metrics.sessions_started.inc();
-    tracing::info!(session = %session.info.id, device = %session.info.device.name, tracks = hello.tracks.len(), "ingest session opened");
+    tracing::info!(session = %session.info.id, device = %session.info.device.name, tracks = count, "ingest session opened");
     Ok(session)
 }
 

@@ -13,6 +13,10 @@
 //! [`SessionOutput`], where a session's frames go (the transcoder and the
 //! live relay, wired by the binary).
 //!
+//! Publishers that speak RTMP (OBS, Larix, ffmpeg) feed the same sessions
+//! (`rtmp`, when `ingest.rtmp_listen` is set), and keep one recording
+//! across their reconnects.
+//!
 //! Inside: one connection's protocol (`connection`), answering HELLO
 //! (`hello`), a session's frames and acknowledgements (`session`), the
 //! group commit of every journal (`committer`), the journal file
@@ -25,6 +29,7 @@ mod hello;
 pub mod journal;
 pub mod limiter;
 pub mod metrics;
+mod rtmp;
 mod server;
 mod session;
 mod tls;
@@ -88,6 +93,17 @@ pub trait SessionHandler: Send + Sync + 'static {
         &'a self,
         token: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Option<DeviceIdentity>>>;
+    /// Resolve an RTMP stream key (a publishing key: it can only publish,
+    /// as its device), as [`authenticate`](Self::authenticate) resolves a
+    /// device token. The default knows no publishing keys: every RTMP
+    /// publisher is refused.
+    fn authenticate_publisher<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<DeviceIdentity>>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
     /// Check that the tracks can be processed; `Err` explains why not.
     fn check_tracks(&self, tracks: &[TrackInfo]) -> Result<(), String>;
     /// Open the outputs of a new (or recovered) session.

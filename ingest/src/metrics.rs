@@ -31,16 +31,80 @@ struct ScopeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Why an RTMP connection ended before its publisher finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtmpEnd {
+    /// No valid RTMP handshake (garbage, or none within
+    /// `hello_timeout_secs`).
+    Handshake,
+    /// RTMP messages the session cannot read, or in the wrong order.
+    Protocol,
+    /// An unknown or revoked stream key.
+    Unauthorized,
+    /// A stream key backing off, or an address penalised, by the
+    /// failed-authentication limits.
+    RateLimited,
+    /// Media the server cannot take (codec, sequence headers).
+    Media,
+    /// The session refused a frame or could not open (limits, codecs).
+    Session,
+    /// A play request: the RTMP ingest takes publishers only.
+    Play,
+    /// No data for `stall_timeout_secs`.
+    Stalled,
+    /// The connection closed or was superseded by the same key's newer
+    /// one (the session waits for the publisher to rejoin).
+    Closed,
+}
+
+impl RtmpEnd {
+    const ALL: [RtmpEnd; 9] = [
+        RtmpEnd::Handshake,
+        RtmpEnd::Protocol,
+        RtmpEnd::Unauthorized,
+        RtmpEnd::RateLimited,
+        RtmpEnd::Media,
+        RtmpEnd::Session,
+        RtmpEnd::Play,
+        RtmpEnd::Stalled,
+        RtmpEnd::Closed,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            RtmpEnd::Handshake => "handshake",
+            RtmpEnd::Protocol => "protocol",
+            RtmpEnd::Unauthorized => "unauthorized",
+            RtmpEnd::RateLimited => "rate_limited",
+            RtmpEnd::Media => "media",
+            RtmpEnd::Session => "session",
+            RtmpEnd::Play => "play",
+            RtmpEnd::Stalled => "stalled",
+            RtmpEnd::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FieldLabel {
     field: &'static str,
 }
 
 /// The unlabelled counters of [`IngestMetrics::counters`], in its order:
 /// name (without `_total`, which the encoder adds) and help text.
-const COUNTERS: [(&str, &str); 16] = [
+const COUNTERS: [(&str, &str); 17] = [
     (
         "ingest_connections",
         "QUIC connections accepted",
+    ),
+    (
+        "ingest_rtmp_connections",
+        "RTMP connections accepted",
     ),
     (
         "ingest_handshakes_failed",
@@ -109,6 +173,8 @@ const COUNTERS: [(&str, &str); 16] = [
 pub struct IngestMetrics {
     /// QUIC connections accepted.
     pub connections: Counter,
+    /// RTMP connections accepted.
+    pub rtmp_connections: Counter,
     /// Handshakes that failed (wrong ALPN, TLS errors, timeouts).
     pub handshakes_failed: Counter,
     /// Sessions opened.
@@ -157,6 +223,9 @@ struct Refusals {
     auth_backoffs: Family<ScopeLabel, Counter>,
     /// HELLOs refused for a field out of bounds, by field.
     hello_refused: Family<FieldLabel, Counter>,
+    /// RTMP connections that ended before their publisher finished, by
+    /// reason.
+    rtmp_ended: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Refusals {
@@ -171,6 +240,7 @@ impl Default for Refusals {
             auth_refused: listed(scopes.clone()),
             auth_backoffs: listed(scopes),
             hello_refused: listed(HELLO_FIELDS.map(|field| FieldLabel { field })),
+            rtmp_ended: listed(RtmpEnd::ALL.map(|r| ReasonLabel { reason: r.name() })),
         }
     }
 }
@@ -245,6 +315,26 @@ impl IngestMetrics {
             .unwrap_or(0)
     }
 
+    /// Count an RTMP connection that ended before its publisher finished.
+    pub fn rtmp_ended(&self, reason: RtmpEnd) {
+        count(
+            &self.refusals.rtmp_ended,
+            &ReasonLabel {
+                reason: reason.name(),
+            },
+        );
+    }
+
+    /// RTMP connections so far that ended for `reason`.
+    pub fn rtmp_endings(&self, reason: RtmpEnd) -> u64 {
+        value(
+            &self.refusals.rtmp_ended,
+            &ReasonLabel {
+                reason: reason.name(),
+            },
+        )
+    }
+
     /// Rejections so far for a code.
     pub fn rejected(&self, code: ErrorCode) -> u64 {
         value(&self.refusals.rejected, &CodeLabel { code: code.name() })
@@ -261,9 +351,10 @@ impl IngestMetrics {
     }
 
     /// The unlabelled counters, in the order of [`COUNTERS`].
-    fn counters(&self) -> [&Counter; 16] {
+    fn counters(&self) -> [&Counter; 17] {
         [
             &self.connections,
+            &self.rtmp_connections,
             &self.handshakes_failed,
             &self.sessions_started,
             &self.sessions_resumed,
@@ -311,6 +402,12 @@ impl IngestMetrics {
             "ingest_hello_refused",
             "HELLOs refused because a field is out of bounds, by field",
             &r.hello_refused,
+        )?;
+        family(
+            enc,
+            "ingest_rtmp_ended",
+            "RTMP connections that ended before their publisher finished, by reason (closed: the publisher may rejoin)",
+            &r.rtmp_ended,
         )?;
         family(
             enc,

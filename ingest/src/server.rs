@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     /// Sessions being created, per device id: they count against
     /// `max_sessions_per_device` with the open ones (see [`SessionSlot`]).
     pub(crate) opening: Mutex<HashMap<String, usize>>,
+    /// RTMP publishes that a publisher can rejoin.
+    pub(crate) rtmp: crate::rtmp::Publishes,
 }
 
 /// A place among a device's `max_sessions_per_device`, taken before its
@@ -187,6 +189,9 @@ pub struct IngestServer {
     shared: Arc<Shared>,
     fingerprint: String,
     udp_buffers: crate::udp::UdpBuffers,
+    /// The RTMP listener (`ingest.rtmp_listen`), until `run` takes it.
+    rtmp: Mutex<Option<tokio::net::TcpListener>>,
+    rtmp_addr: Option<SocketAddr>,
 }
 
 impl IngestServer {
@@ -231,6 +236,8 @@ impl IngestServer {
             metrics.clone(),
         )?;
         let limiter = AuthLimiter::new(cfg.auth_limits());
+        let rtmp = bind_rtmp(&cfg.rtmp_listen)?;
+        let rtmp_addr = rtmp.as_ref().and_then(|l| l.local_addr().ok());
         Ok(IngestServer {
             endpoint,
             shared: Arc::new(Shared {
@@ -244,9 +251,12 @@ impl IngestServer {
                 refused: Mutex::new(HashSet::new()),
                 opening: Mutex::new(HashMap::new()),
                 committer,
+                rtmp: Default::default(),
             }),
             fingerprint,
             udp_buffers,
+            rtmp: Mutex::new(rtmp),
+            rtmp_addr,
         })
     }
 
@@ -259,6 +269,11 @@ impl IngestServer {
     /// The bound UDP address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.endpoint.local_addr().context("ingest local address")
+    }
+
+    /// The bound RTMP address, when `ingest.rtmp_listen` is set.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp_addr
     }
 
     /// SHA-256 fingerprint of the server certificate (what clients pin).
@@ -331,8 +346,19 @@ impl IngestServer {
         Ok(n)
     }
 
-    /// Accept connections until the endpoint is closed.
+    /// Accept connections (QUIC, and RTMP when it listens) until the
+    /// endpoint is closed.
     pub async fn run(&self) {
+        let rtmp = lock(&self.rtmp)
+            .take()
+            .map(|l| tokio::spawn(crate::rtmp::serve(self.shared.clone(), l)));
+        self.accept_quic().await;
+        if let Some(rtmp) = rtmp {
+            rtmp.abort();
+        }
+    }
+
+    async fn accept_quic(&self) {
         while let Some(incoming) = self.endpoint.accept().await {
             let shared = self.shared.clone();
             tokio::spawn(async move {
@@ -351,6 +377,23 @@ impl IngestServer {
             b"server shutting down",
         );
     }
+}
+
+/// The RTMP listener of `listen` (none when empty).
+fn bind_rtmp(listen: &str) -> Result<Option<tokio::net::TcpListener>> {
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("ingest RTMP listen address {listen:?}"))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the RTMP ingest on tcp {addr}"))?;
+    listener
+        .set_nonblocking(true)
+        .context("the RTMP listener")?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("the RTMP listener")?;
+    Ok(Some(listener))
 }
 
 /// Sessions open (connected or waiting for their phone), and those with a
@@ -473,14 +516,20 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
     shared.register(&session);
     shared.metrics.sessions_recovered.inc();
     tracing::info!(session = %session.info.id, "recovered session from its journal; waiting for the phone to resume");
-    spawn_resume_timer(shared.clone(), session, 0);
+    let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
+    spawn_resume_timer(shared.clone(), session, 0, wait);
     Ok(true)
 }
 
-/// Finalise a session whose phone has not resumed within
-/// `resume_timeout_secs` of `generation`'s connection going away.
-pub(crate) fn spawn_resume_timer(shared: Arc<Shared>, session: Arc<Session>, generation: u64) {
-    let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
+/// Finalise a session whose client has not come back within `wait` of
+/// `generation`'s connection going away (`resume_timeout_secs` for a
+/// phone, `rejoin_window_secs` for an RTMP publisher).
+pub(crate) fn spawn_resume_timer(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    generation: u64,
+    wait: Duration,
+) {
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;
         if session.generation.load(Ordering::SeqCst) == generation

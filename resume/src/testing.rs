@@ -11,6 +11,7 @@ use std::time::Duration;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
+use sharecast_store::testing::TestDir;
 use sharecast_store::{ShareRecord, Store};
 use sharecast_tokens::{LinkSigner, Signer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,21 +33,20 @@ pub(crate) fn scrape(register: impl FnOnce(&mut Registry)) -> String {
 /// This platform's base URL in the service tests.
 pub(crate) const PLATFORM: &str = "http://a";
 
-/// A store in a temporary directory (kept alive by the returned guard).
-pub(crate) async fn store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("resume.db");
-    (Store::open_sqlite(&path).await.unwrap(), dir)
+/// A store (on the engine `SHARECAST_TEST_STORE` names) and a temporary
+/// directory, kept alive by the returned guard.
+pub(crate) async fn store() -> (Store, TestDir) {
+    sharecast_store::testing::store().await
 }
 
 /// A service at [`PLATFORM`] over a store in a temporary directory, with
 /// the default configuration.
-pub(crate) async fn service() -> (ResumeService, tempfile::TempDir) {
+pub(crate) async fn service() -> (ResumeService, TestDir) {
     service_with(ResumeConfig::default()).await
 }
 
 /// [`service`] with this configuration.
-pub(crate) async fn service_with(cfg: ResumeConfig) -> (ResumeService, tempfile::TempDir) {
+pub(crate) async fn service_with(cfg: ResumeConfig) -> (ResumeService, TestDir) {
     let (store, dir) = store().await;
     let links = LinkSigner::new(Signer::new(vec![3u8; 32]));
     let outbound = Outbound::new(&OutboundConfig::default()).unwrap();

@@ -437,10 +437,7 @@ mod tests {
     /// success records the parts. Each outcome is counted.
     #[tokio::test]
     async fn failures_back_off_then_fail_and_successes_count_parts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let (store, _dir) = sharecast_store::testing::store().await;
         for recipient in ["+1555001", "+1555002", "+1555003"] {
             let d = sharecast_store::NewDelivery {
                 share_id: "ab",

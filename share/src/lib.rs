@@ -45,21 +45,18 @@ mod testing {
 
     use crate::{ShareConfig, ShareService, SmsConfig};
 
-    /// A share service without a gateway over a temporary store, with one
-    /// device.
+    /// A share service without a gateway over a temporary store (on the
+    /// engine `SHARECAST_TEST_STORE` names), with one device.
     pub(crate) struct Fixture {
         pub(crate) store: Store,
         pub(crate) svc: ShareService,
         pub(crate) tokens: PlaybackTokens,
         pub(crate) device: Device,
-        pub(crate) dir: tempfile::TempDir,
+        pub(crate) dir: sharecast_store::testing::TestDir,
     }
 
     pub(crate) async fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let (store, dir) = sharecast_store::testing::store().await;
         let (device, _) = store.add_device("phone").await.unwrap();
         let tokens = PlaybackTokens::load(dir.path(), true, 3600).unwrap();
         let svc = start(&store, &tokens).await;

@@ -61,7 +61,7 @@ pub struct Asset {
 
 const COLUMNS: &str = "id, device_id, title, state, created_ms, ready_ms, attributes, error";
 
-fn asset(r: &sqlx::sqlite::SqliteRow) -> Asset {
+fn asset(r: &sqlx::any::AnyRow) -> Asset {
     let attrs: Option<String> = r.get(6);
     Asset {
         id: r.get(0),

@@ -94,7 +94,7 @@ pub struct BookmarkRecord {
 
 const COLUMNS: &str = "id, user_id, content_id, position_ms, name, description, source, address, status, created_ms, access_until_ms, job_id, rendition";
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> BookmarkRecord {
+fn record(r: &sqlx::any::AnyRow) -> BookmarkRecord {
     BookmarkRecord {
         id: r.get(0),
         user_id: r.get(1),

@@ -87,7 +87,7 @@ pub struct Delivery {
 
 const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts";
 
-fn delivery(r: &sqlx::sqlite::SqliteRow) -> Delivery {
+fn delivery(r: &sqlx::any::AnyRow) -> Delivery {
     let status = DeliveryStatus::parse(r.get(5));
     Delivery {
         id: r.get(0),

@@ -17,7 +17,7 @@ pub struct Device {
     pub created_unix_ms: i64,
 }
 
-fn device(r: &sqlx::sqlite::SqliteRow) -> Device {
+fn device(r: &sqlx::any::AnyRow) -> Device {
     Device {
         id: r.get(0),
         name: r.get(1),

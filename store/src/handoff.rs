@@ -20,7 +20,7 @@ pub struct SuspendRecord {
     pub expires_ms: i64,
 }
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> SuspendRecord {
+fn record(r: &sqlx::any::AnyRow) -> SuspendRecord {
     SuspendRecord {
         id: r.get(0),
         code: r.get(1),

@@ -44,7 +44,7 @@ pub struct ResumeGrant {
 
 const COLUMNS: &str = "h.id, h.user_id, h.content_id, h.terminal_id, h.terminal_type, h.live, h.position_ms, h.breakpoint_unix_ms, h.abnormal, h.created_ms";
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> HistoryRecord {
+fn record(r: &sqlx::any::AnyRow) -> HistoryRecord {
     HistoryRecord {
         id: r.get(0),
         user_id: r.get(1),

@@ -6,9 +6,9 @@
 //! that older form.
 
 use anyhow::{Context, Result};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
-async fn has_table(pool: &SqlitePool, table: &str) -> Result<bool> {
+async fn has_table(pool: &AnyPool, table: &str) -> Result<bool> {
     Ok(
         sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1")
             .bind(table)
@@ -19,7 +19,7 @@ async fn has_table(pool: &SqlitePool, table: &str) -> Result<bool> {
     )
 }
 
-async fn add_column(pool: &SqlitePool, table: &str, column: &str, ddl: &str) -> Result<()> {
+async fn add_column(pool: &AnyPool, table: &str, column: &str, ddl: &str) -> Result<()> {
     let present = sqlx::query("SELECT 1 FROM pragma_table_info($1) WHERE name = $2")
         .bind(table)
         .bind(column)
@@ -38,7 +38,7 @@ async fn add_column(pool: &SqlitePool, table: &str, column: &str, ddl: &str) -> 
 
 /// Brings a pre-migration database to the state of the first migrations;
 /// does nothing to a new database or one the migrations manage.
-pub(crate) async fn upgrade(pool: &SqlitePool) -> Result<()> {
+pub(crate) async fn upgrade(pool: &AnyPool) -> Result<()> {
     if has_table(pool, "_sqlx_migrations").await? || !has_table(pool, "assets").await? {
         return Ok(());
     }

@@ -37,7 +37,7 @@ pub struct ShareRecord {
 const COLUMNS: &str =
     "id, token, asset_id, device_id, kind, event_key, attributes, created_ms, expires_ms, revoked_ms, public";
 
-fn share(r: &sqlx::sqlite::SqliteRow) -> ShareRecord {
+fn share(r: &sqlx::any::AnyRow) -> ShareRecord {
     let attrs: String = r.get(6);
     ShareRecord {
         id: r.get(0),

@@ -33,7 +33,7 @@ pub struct StillRecord {
 const COLUMNS: &str =
     "id, token, content_id, t_ms, comment, name, enhanced, width, height, created_ms";
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> StillRecord {
+fn record(r: &sqlx::any::AnyRow) -> StillRecord {
     StillRecord {
         id: r.get(0),
         token: r.get(1),

@@ -57,7 +57,7 @@ pub struct Subscription {
 
 const COLUMNS: &str = "device_id, recipient, format, status, created_ms, updated_ms";
 
-fn subscription(r: &sqlx::sqlite::SqliteRow) -> Subscription {
+fn subscription(r: &sqlx::any::AnyRow) -> Subscription {
     Subscription {
         device_id: r.get(0),
         recipient: r.get(1),

@@ -82,6 +82,9 @@ pub struct Server {
     pub http: String,
     /// The RTSP port.
     pub rtsp_port: u16,
+    /// The RTMP ingest address (`host:port`), when it listens
+    /// (`--rtmp-listen`).
+    pub rtmp: Option<String>,
     /// The SHA-256 fingerprint of the ingest certificate (`push --pin`).
     pub fingerprint: String,
     /// The demo device's token, printed at the first start.
@@ -123,6 +126,7 @@ impl Server {
             ingest: String::new(),
             http: String::new(),
             rtsp_port: 0,
+            rtmp: None,
             fingerprint: String::new(),
             token: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -191,6 +195,7 @@ impl Server {
         self.http = info["http"].as_str().unwrap().to_string();
         self.rtsp_port = info["rtsp_port"].as_u64().unwrap() as u16;
         self.fingerprint = info["fingerprint"].as_str().unwrap().to_string();
+        self.rtmp = info["rtmp"].as_str().map(str::to_string);
         // The demo device is made (and its token printed) at the first
         // start only; a restart keeps the token we have.
         if let Some(t) = self

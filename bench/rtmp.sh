@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# RTMP ingest benchmark: the same ffmpeg publishers (a 2 Mbit/s 640x360
+# H.264 + AAC clip, -re -c copy, looped) pushed to Sharecast's RTMP ingest
+# (docs/publishing.md: journal, recording, live relay) and to nginx-rtmp
+# (Debian's libnginx-mod-rtmp, recording on), one after the other in the
+# same run. Prints, per publisher count: ingested Mbit/s, server CPU and CPU
+# seconds per ingested Mbit over the steady part of each run.
+#
+# Prints numbers, asserts nothing. Env: SESSIONS="10 25" SECONDS_PER_RUN=20
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SESSIONS="${SESSIONS:-10 25}"
+SECS="${SECONDS_PER_RUN:-20}"
+WORK="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+need=()
+for p in nginx libnginx-mod-rtmp; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bench/rtmp: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  $SUDO systemctl stop nginx 2>/dev/null || $SUDO service nginx stop 2>/dev/null || true
+fi
+
+cargo build --release --bin sharecast 2>&1 | tail -1
+BIN=target/release/sharecast
+
+CLIP="$WORK/clip_2mbps.mp4"
+gst-launch-1.0 -q videotestsrc num-buffers=300 pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1 \
+  ! videoconvert ! video/x-raw,format=I420 ! x264enc bitrate=1900 key-int-max=30 speed-preset=ultrafast \
+  ! h264parse ! mp4mux name=m ! filesink location="$CLIP" \
+  audiotestsrc num-buffers=470 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=96000 ! aacparse ! m.
+CLIP_MBPS=$(ffprobe -v error -show_entries format=bit_rate -of csv=p=0 "$CLIP" | awk '{printf "%.2f", $1/1e6}')
+echo "clip: $CLIP_MBPS Mbit/s, 10 s, looped"
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+WARM=3
+[ "$SECS" -ge $((WARM + 4)) ] || { echo "SECONDS_PER_RUN must be at least $((WARM + 4))" >&2; exit 2; }
+WINDOW=$((SECS - WARM - 1))
+
+# n publishers of the clip to "$1/<key i>" for SECS seconds; CPU of the
+# processes given after the URL over the steady window; prints the row.
+publish_and_measure() {
+  local n=$1 base=$2 keys_file=$3; shift 3
+  local pids=() i=0 t0=0 t1=0 p
+  while read -r key && [ $i -lt "$n" ]; do
+    timeout $((SECS + 30)) ffmpeg -v error -re -stream_loop -1 -t "$SECS" -i "$CLIP" -c copy -f flv "$base/$key" </dev/null &
+    pids+=($!); i=$((i + 1))
+  done < "$keys_file"
+  sleep "$WARM"
+  for p in "$@"; do t0=$((t0 + $(cpu_ticks "$p"))); done
+  sleep "$WINDOW"
+  for p in "$@"; do t1=$((t1 + $(cpu_ticks "$p"))); done
+  wait "${pids[@]}" 2>/dev/null || true
+  echo "$t0 $t1"
+}
+
+row() { # n bytes t0 t1
+  python3 -c "
+n=$1; b=$2; secs=$SECS; window=$WINDOW; cpu=($4-$3)/$HZ
+mbit=b*8/1e6/secs
+print(f'{n:<9} {mbit:<10.1f} {100*cpu/window:<9.0f} {cpu/(mbit*window) if mbit else 0:<12.4f}')"
+}
+
+# Sharecast: RTMP ingest, passthrough recording (no 480p encode), the live
+# relay on as always.
+cat > "$WORK/sharecast.toml" <<EOF
+data_dir = "$WORK/data"
+[ingest]
+listen = "127.0.0.1:24433"
+rtmp_listen = "127.0.0.1:21936"
+max_sessions_per_device = 100000
+[http]
+listen = "127.0.0.1:28080"
+[live]
+rtsp_port = 28554
+[transcoder]
+renditions = []
+EOF
+"$BIN" device add bench --config "$WORK/sharecast.toml" >/dev/null 2>&1
+max=$(for n in $SESSIONS; do echo "$n"; done | sort -n | tail -1)
+for _ in $(seq "$max"); do
+  "$BIN" device add-key bench --config "$WORK/sharecast.toml" 2>/dev/null
+done > "$WORK/keys"
+
+printf '\nSharecast RTMP ingest (journal, recording, live relay), ffmpeg -re -c copy, CPU over the steady window:\n'
+printf '%-9s %-10s %-9s %-12s\n' publishers "Mbit/s" "cpu %" "cpu s/Mbit"
+for n in $SESSIONS; do
+  RUST_LOG=warn "$BIN" serve --config "$WORK/sharecast.toml" >"$WORK/serve.out" 2>"$WORK/serve.log" &
+  SPID=$!
+  for _ in $(seq 100); do [ -s "$WORK/data/server.json" ] && break; sleep 0.1; done
+  read -r t0 t1 < <(publish_and_measure "$n" rtmp://127.0.0.1:21936/live "$WORK/keys" "$SPID")
+  sleep 2
+  kill -INT $SPID 2>/dev/null || true; wait $SPID 2>/dev/null || true
+  rm -f "$WORK/data/server.json"
+  # Ingested bytes: what the journals hold (frames and their small
+  # headers; close enough at these frame sizes).
+  bytes=$(du -cb "$WORK"/data/sessions/*/journal 2>/dev/null | tail -1 | cut -f1)
+  rm -rf "$WORK"/data/sessions
+  row "$n" "${bytes:-0}" "$t0" "$t1"
+done
+
+NGX="$WORK/nginx"
+mkdir -p "$NGX/rec" "$NGX/logs"
+chmod 755 "$WORK" "$NGX"; chmod 777 "$NGX/rec"
+cat > "$NGX/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+daemon off;
+pid $NGX/nginx.pid;
+error_log $NGX/logs/error.log;
+events { worker_connections 4096; }
+rtmp {
+  server {
+    listen 127.0.0.1:21935;
+    application live {
+      live on;
+      record all;
+      record_path $NGX/rec;
+    }
+  }
+}
+EOF
+seq "$max" | sed 's/^/s/' > "$WORK/names"
+printf '\nnginx-rtmp (recording on), the same publishers, the same window:\n'
+printf '%-9s %-10s %-9s %-12s\n' publishers "Mbit/s" "cpu %" "cpu s/Mbit"
+for n in $SESSIONS; do
+  rm -f "$NGX"/rec/*
+  nginx -p "$NGX" -c "$NGX/nginx.conf" 2>/dev/null &
+  NPID=$!
+  sleep 1
+  WPID=$( (pgrep -P $NPID || true) | head -1); WPID=${WPID:-$NPID}
+  read -r t0 t1 < <(publish_and_measure "$n" rtmp://127.0.0.1:21935/live "$WORK/names" "$NPID" "$WPID")
+  bytes=$( (du -cb "$NGX"/rec/*.flv 2>/dev/null || echo 0) | tail -1 | cut -f1)
+  kill $NPID 2>/dev/null || true; wait $NPID 2>/dev/null || true
+  row "$n" "$bytes" "$t0" "$t1"
+done

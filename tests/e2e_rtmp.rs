@@ -1,0 +1,296 @@
+//! RTMP ingest with a real publisher: ffmpeg publishes the demo clip to the
+//! real server, and the recording holds every frame; a publisher killed
+//! and restarted with the same key continues one recording; wrong keys and
+//! garbage are refused, counted, and leave other publishers alone.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use serde_json::{json, Value};
+use sharecast_testkit::*;
+
+fn rtmp_server() -> Server {
+    Server::start_with(&["--rtmp-listen", "127.0.0.1:0", "--rejoin-window-secs", "20"])
+}
+
+/// A new publishing key of the demo device: (id, stream key).
+fn publishing_key(server: &Server) -> (String, String) {
+    let (st, v) = server.post(
+        "/api/v1/publishing-keys",
+        Some(&server.token),
+        json!({ "name": "ffmpeg" }),
+    );
+    assert_eq!(st, 201, "{v}");
+    let key = v["stream_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("sk_"), "{v}");
+    (v["id"].as_str().unwrap().to_string(), key)
+}
+
+/// `sharecast device ARGS --data-dir DATA`'s standard output.
+fn device_cli(server: &Server, args: &[&str]) -> String {
+    let out = run_ok(
+        Command::new(bin())
+            .arg("device")
+            .args(args)
+            .arg("--data-dir")
+            .arg(server.data_dir())
+            .env("RUST_LOG", "warn"),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn rtmp_url(server: &Server, key: &str) -> String {
+    format!(
+        "rtmp://{}/live/{key}",
+        server.rtmp.as_ref().expect("RTMP listens")
+    )
+}
+
+/// `ffmpeg` sending `input` (its streams copied, `extra` before the
+/// input) to `url` as FLV over RTMP.
+fn ffmpeg_publish(extra: &[&str], input: &str, url: &str) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(extra)
+        .args(["-i", input, "-c", "copy", "-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// The device's assets, newest first.
+fn assets(server: &Server) -> Vec<Value> {
+    let (st, v) = server.get("/api/v1/assets", Some(&server.token));
+    assert_eq!(st, 200, "{v}");
+    v["assets"].as_array().expect("assets").clone()
+}
+
+/// Waits for the only asset to be ready; returns its id.
+fn only_ready_asset(server: &Server) -> String {
+    wait_until(
+        "the RTMP recording to be ready",
+        Duration::from_secs(60),
+        || {
+            let list = assets(server);
+            assert!(list.len() <= 1, "one recording expected: {list:?}");
+            let a = list.first()?;
+            (a["state"] == "ready").then(|| a["id"].as_str().unwrap().to_string())
+        },
+    )
+}
+
+/// Frames ffprobe decodes in each stream of a file: (video, audio).
+fn frame_counts(path: &std::path::Path) -> (u64, u64) {
+    let probe = ffprobe(path);
+    let n = |kind| num(&stream(&probe, kind).expect(kind)["nb_read_frames"]) as u64;
+    (n("video"), n("audio"))
+}
+
+#[test]
+fn ffmpeg_publishes_over_rtmp_and_the_recording_has_every_frame() {
+    let server = rtmp_server();
+    let clip = fixture(H264_AAC).unwrap();
+    // A key made with the command line, listed by it.
+    let key = device_cli(&server, &["add-key", "demo-phone", "--name", "studio"]);
+    assert!(key.starts_with("sk_"), "{key}");
+    let listed = device_cli(&server, &["keys", "demo-phone"]);
+    assert!(
+        listed.ends_with("\tstudio") && !listed.contains(&key),
+        "{listed}"
+    );
+    let out = ffmpeg_publish(&[], clip.to_str().unwrap(), &rtmp_url(&server, &key))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = only_ready_asset(&server);
+    let vod = server.session_file(&id, "source.mp4");
+    assert_eq!(
+        frame_counts(&vod),
+        frame_counts(&clip),
+        "every frame of the clip, once"
+    );
+    assert!(
+        frame_md5s(&vod, "0:v") == frame_md5s(&clip, "0:v"),
+        "the recording's pictures are the clip's, in order"
+    );
+    let asset = server.asset(&id);
+    let attrs = &asset["attributes"];
+    assert_eq!(
+        (attrs["width"].as_u64(), attrs["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{asset}"
+    );
+    assert_eq!(
+        server.metric("sharecast_ingest_rtmp_connections_total"),
+        1.0
+    );
+}
+
+#[test]
+fn a_publisher_that_reconnects_with_its_key_continues_one_recording() {
+    let server = rtmp_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let url = rtmp_url(&server, &publishing_key(&server).1);
+    // First part: in real time, killed (no unpublish) after about 2 s.
+    let looped = ["-re", "-stream_loop", "-1"];
+    let mut first = ChildGuard::new(
+        ffmpeg_publish(&looped, clip.to_str().unwrap(), &url)
+            .spawn()
+            .unwrap(),
+    );
+    let live = wait_until(
+        "the RTMP session to be live",
+        Duration::from_secs(20),
+        || {
+            assets(&server)
+                .first()
+                .map(|a| a["id"].as_str().unwrap().to_string())
+        },
+    );
+    // Watched live over HLS and RTSP while it records.
+    let token = server.playback_token(&live);
+    wait_until("the live HLS playlist", Duration::from_secs(20), || {
+        let r = server.get_raw(
+            &format!("/live/{live}/source/index.m3u8?token={token}"),
+            None,
+        );
+        (r.status().as_u16() == 200 && r.text().unwrap().contains("#EXTINF")).then_some(())
+    });
+    let rtsp = format!(
+        "rtsp://127.0.0.1:{}/live/{live}?token={token}",
+        server.rtsp_port
+    );
+    let mut viewer = spawn_rtsp_viewer(&rtsp);
+    std::thread::sleep(Duration::from_secs(2));
+    first.stop();
+    // Back 3 s later with the same key, in real time: the rest of the
+    // recording. The RTSP viewer stays connected through the gap.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut second = ChildGuard::new(
+        ffmpeg_publish(&["-re"], clip.to_str().unwrap(), &url)
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        viewer.wait_timeout(Duration::ZERO).is_none(),
+        "the RTSP viewer was dropped by the rejoin"
+    );
+    let status = second
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the second part ends");
+    assert!(status.success(), "the second ffmpeg failed");
+    let id = only_ready_asset(&server);
+    assert_eq!(id, live, "the rejoin continued the same asset");
+    let (clip_video, clip_audio) = frame_counts(&clip);
+    let (video, audio) = frame_counts(&server.session_file(&id, "source.mp4"));
+    // The whole second part, and what the first sent in about 2 s.
+    assert!(
+        video > clip_video + 30 && audio > clip_audio + 50,
+        "{video} video / {audio} audio frames"
+    );
+    // The time away is a gap: the recording lasts the first part, the gap
+    // and the clip.
+    let duration = num(&ffprobe(&server.session_file(&id, "source.mp4"))["format"]["duration"]);
+    assert!(duration > 3.0 + 2.0 + 2.5, "duration {duration} s");
+    assert_eq!(
+        server.metric("sharecast_ingest_sessions_resumed_total"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("sharecast_ingest_sessions_started_total"),
+        1.0
+    );
+}
+
+#[test]
+fn wrong_keys_and_garbage_are_refused_and_counted() {
+    let server = rtmp_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let clip = clip.to_str().unwrap();
+    let (key_id, key) = publishing_key(&server);
+    // Refused before any media is taken: a wrong key, the device's token
+    // (never sent in clear), a revoked key.
+    let path = format!("/api/v1/publishing-keys/{key_id}");
+    assert_eq!(server.delete(&path, Some(&server.token)).0, 204);
+    for wrong in ["sk_wrong", server.token.as_str(), key.as_str()] {
+        let out = ffmpeg_publish(&[], clip, &rtmp_url(&server, wrong))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the key {wrong} must be refused");
+    }
+    let series = |r: &str| format!("sharecast_ingest_rtmp_ended_total{{reason=\"{r}\"}}");
+    wait_until(
+        "the refusals to be counted",
+        Duration::from_secs(10),
+        || (server.metric(&series("unauthorized")) == 3.0).then_some(()),
+    );
+    // Garbage instead of a handshake.
+    let addr = server.rtmp.clone().unwrap();
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    raw.write_all(&[0x42; 1537]).unwrap();
+    expect_closed(&mut raw);
+    // A valid handshake, then garbage.
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    client_handshake(&mut raw);
+    raw.write_all(&[0xff; 4096]).unwrap();
+    expect_closed(&mut raw);
+    wait_until("garbage to be counted", Duration::from_secs(10), || {
+        (server.metric(&series("handshake")) == 1.0 && server.metric(&series("protocol")) == 1.0)
+            .then_some(())
+    });
+    assert!(
+        assets(&server).is_empty(),
+        "nothing recorded from refused input"
+    );
+    // Another publisher is unaffected.
+    let out = ffmpeg_publish(&[], clip, &rtmp_url(&server, &publishing_key(&server).1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    only_ready_asset(&server);
+}
+
+/// The server closes the connection (within 15 s).
+fn expect_closed(raw: &mut TcpStream) {
+    raw.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = [0u8; 8192];
+    loop {
+        match raw.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// A client's RTMP handshake on `raw`.
+fn client_handshake(raw: &mut TcpStream) {
+    let mut hs = Handshake::new(PeerType::Client);
+    raw.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed during the handshake");
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                raw.write_all(&response_bytes).unwrap()
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                raw.write_all(&response_bytes).unwrap();
+                return;
+            }
+        }
+    }
+}
