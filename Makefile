@@ -1,13 +1,25 @@
 # `make check` is what CI runs before the tests; `make test` is the README's
 # test command. Benchmarks print numbers; they assert nothing (see the rules
 # in docs/architecture.md).
-.PHONY: check test bench
+.PHONY: check test bench chaos chaos-short
 
 check:
 	bash scripts/check.sh
 
 test:
 	bash scripts/test.sh
+
+# The chaos suite (docs/reliability.md): phone and server in two network
+# namespaces under loss, blackout, NAT rebinding and a slow uplink, and twenty
+# phones through a kill -9 of the server. Needs root. `chaos-short` is the
+# form scripts/test.sh (CI) runs.
+chaos:
+	cargo build --bin sharecast
+	bash tests/chaos/run.sh --full
+
+chaos-short:
+	cargo build --bin sharecast
+	bash tests/chaos/run.sh --short
 
 bench:
 	@set -e; for script in bench/*.sh; do echo "== $$script"; bash "$$script"; done

@@ -19,6 +19,9 @@ PACKAGES=(
   kannel kannel-extras chromium
   # The phone SDK's Kotlin binding runs on the JVM in tests/mobile_kotlin.rs.
   openjdk-17-jdk-headless libjna-java
+  # The chaos suite (tests/chaos/run.sh): network namespaces, veth, tbf,
+  # nftables loss and blackouts, conntrack for NAT rebinding, /usr/bin/time.
+  iproute2 nftables conntrack time
 )
 # Node.js and npm from Debian unless the machine already has them (a Node.js
 # from another source bundles its own npm, which Debian's npm conflicts with).

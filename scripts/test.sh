@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install whatever is missing, then run every test
-# (unit, property, GStreamer, QUIC on loopback, end-to-end with the real binary).
+# (unit, property, GStreamer, QUIC on loopback, end-to-end with the real binary),
+# then the chaos suite's short form (tests/chaos/run.sh --short; needs root
+# for its network namespaces and fails loudly without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,8 +15,6 @@ bash scripts/check.sh
 echo "test.sh: checks took $((SECONDS - check_start)) s"
 build_start=$SECONDS
 cargo build --workspace --all-targets
-# The build's wall time, printed before the tests so that cargo test's own
-# summary stays the last thing printed (test time = total - this - setup).
 echo "test.sh: cargo build --workspace --all-targets took $((SECONDS - build_start)) s"
 # A throwaway PostgreSQL (stopped on exit unless it was running before):
 # the store, share and resume tests and the in-process server run again on
@@ -24,9 +24,16 @@ if ! bash scripts/postgres.sh status; then
   trap 'bash scripts/postgres.sh stop' EXIT
 fi
 status=0
+tests_start=$SECONDS
 cargo test --workspace --no-fail-fast -- --test-threads=2 || status=$?
 echo "test.sh: the store's tests, the share and resume services and the in-process server on PostgreSQL"
 SHARECAST_TEST_STORE=postgres cargo test --no-fail-fast \
   -p sharecast-store -p sharecast-share -p sharecast-resume -- --test-threads=2 || status=$?
 SHARECAST_TEST_STORE=postgres cargo test -p sharecast --test in_process || status=$?
+echo "test.sh: cargo test took $((SECONDS - tests_start)) s"
+# The chaos suite's short form (tests/chaos/run.sh; about two minutes; needs
+# root for its network namespaces and fails loudly without).
+chaos_start=$SECONDS
+bash tests/chaos/run.sh --short || status=$?
+echo "test.sh: the chaos suite (short form) took $((SECONDS - chaos_start)) s"
 exit $status

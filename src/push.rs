@@ -54,6 +54,10 @@ pub(crate) struct PushArgs {
     /// Testing aid: move to a new local UDP port after this many frames.
     #[arg(long)]
     rebind_after: Option<u64>,
+    /// Milliseconds between two progress lines on standard error (`sent …
+    /// acked … backlog …`). Default 1000.
+    #[arg(long, default_value_t = 1000)]
+    stats_interval_ms: u64,
 }
 
 fn trust(a: &PushArgs) -> Result<Trust> {
@@ -122,6 +126,11 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
     }
     follow_advice(&uploader, controls);
 
+    let uploader = std::sync::Arc::new(uploader);
+    let monitor = Monitor::spawn(
+        uploader.clone(),
+        Duration::from_millis(a.stats_interval_ms.max(10)),
+    );
     // Read frames on a blocking thread, upload here.
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     std::thread::spawn(move || frames.run(tx));
@@ -135,12 +144,15 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
     let per_track = uploader.frames_per_track();
     // The statistics once the session has ended: a resume may happen after
     // the last frame was queued (a drop near the end, a long blackout).
-    let (attrs, stats) = uploader.finish_with_stats().await;
+    let (attrs, stats) = uploader.end().await;
+    let measured = monitor.stop().await;
     let attrs = attrs?;
     let ready_ms = last_frame_at.elapsed().as_secs_f64() * 1000.0;
     println!("frames {n}");
     println!("frames_per_track {}", serde_json::to_string(&per_track)?);
     println!("resumes {}", stats.resumes);
+    println!("ack_latency_ms {}", measured.latency_summary());
+    println!("peak_held_bytes {}", measured.peak_held_bytes);
     if let Some(v) = &attrs.vod_url {
         println!("vod {v}");
     }
@@ -200,8 +212,7 @@ fn follow_advice(uploader: &Uploader, controls: Option<Controls>) {
 }
 
 /// Send every frame from `rx` (at its capture pace with `pace`), applying
-/// the testing aids and reporting progress every second. Returns how many
-/// frames were sent.
+/// the testing aids' drops and rebinds. Returns how many frames were sent.
 async fn upload(
     a: &PushArgs,
     uploader: &Uploader,
@@ -211,7 +222,6 @@ async fn upload(
     let start = Instant::now();
     let mut first_dts: Option<i64> = None;
     let mut n = 0u64;
-    let mut last_report = Instant::now();
     while let Some(f) = rx.recv().await {
         let f = f.context("reading the input clip")?;
         if pace {
@@ -235,20 +245,87 @@ async fn upload(
             let after = uploader.rebind()?;
             eprintln!("rebound local socket {before:?} -> {after}");
         }
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            last_report = Instant::now();
-            let s = uploader.stats();
-            eprintln!(
-                "sent {} acked {} backlog {} frames rtt {:.1} ms throughput {} kbit/s",
-                s.frames_sent,
-                s.frames_acked,
-                s.backlog_frames,
-                s.rtt_ms,
-                s.acked_bps / 1000
-            );
-        }
     }
     Ok(n)
+}
+
+/// What the push measured of its upload: every acknowledgement latency and
+/// the most frame bytes the SDK held at once.
+#[derive(Default)]
+struct Measured {
+    latencies_us: Vec<u32>,
+    peak_held_bytes: u64,
+}
+
+impl Measured {
+    /// Takes a look at the uploader: its new acknowledgement latencies and
+    /// the frame bytes it holds now.
+    fn sample(&mut self, uploader: &Uploader) -> sharecast_client_sdk::UploadStats {
+        let s = uploader.stats();
+        self.latencies_us.extend(uploader.take_ack_latencies());
+        self.peak_held_bytes = self.peak_held_bytes.max(s.resident_bytes);
+        s
+    }
+
+    /// `p50 A p99 B max C` (milliseconds), or `none` when nothing was
+    /// acknowledged.
+    fn latency_summary(&self) -> String {
+        let mut v = self.latencies_us.clone();
+        if v.is_empty() {
+            return "none".into();
+        }
+        v.sort_unstable();
+        let at = |p: f64| {
+            let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            f64::from(v[i]) / 1000.0
+        };
+        format!("p50 {:.1} p99 {:.1} max {:.1}", at(0.5), at(0.99), at(1.0))
+    }
+}
+
+/// Prints a progress line every interval while the upload runs (during a
+/// blackout and the drain after the last frame too) and gathers
+/// [`Measured`].
+struct Monitor {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Measured>,
+}
+
+impl Monitor {
+    fn spawn(uploader: std::sync::Arc<Uploader>, every: Duration) -> Monitor {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut m = Measured::default();
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {}
+                }
+                let s = m.sample(&uploader);
+                eprintln!(
+                    "sent {} acked {} backlog {} frames rtt {:.1} ms throughput {} kbit/s held {} KiB resumes {}",
+                    s.frames_sent,
+                    s.frames_acked,
+                    s.backlog_frames,
+                    s.rtt_ms,
+                    s.acked_bps / 1000,
+                    s.resident_bytes / 1024,
+                    s.resumes
+                );
+            }
+            m.sample(&uploader);
+            m
+        });
+        Monitor { stop, task }
+    }
+
+    /// Stops the progress lines; what was measured.
+    async fn stop(self) -> Measured {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
 }
 
 /// Where frames come from.

@@ -2,6 +2,7 @@
 //! of the server during an upload still give a complete VOD, every frame
 //! exactly once and in order (compared frame by frame with the source).
 
+use std::io::Read;
 use std::time::Duration;
 
 use sharecast_testkit::*;
@@ -51,10 +52,24 @@ fn server_killed_mid_upload_recovers_and_completes() {
     std::thread::sleep(Duration::from_millis(500));
     server.restart(Some(&ingest));
     let out = push.wait().unwrap();
+    let mut stderr = String::new();
+    push.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(
         out.success(),
-        "push did not complete after the restart; server log:\n{}",
+        "push did not complete after the restart:\n{stderr}\nserver log:\n{}",
         server.log()
+    );
+    // The restarted server answers the old connection's packets with a
+    // stateless reset (its reset and connection-id keys outlive the
+    // process, see ingest/src/tls.rs): the phone learns of the restart from
+    // the server instead of waiting for its 10 s idle timeout.
+    assert!(
+        stderr.contains("reset by peer"),
+        "the phone did not learn of the restart from the server:\n{stderr}"
     );
     assert!(
         server.log().contains("recovered session"),

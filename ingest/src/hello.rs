@@ -209,16 +209,16 @@ pub(crate) async fn start_session(
         .check_tracks(&tracks)
         .map_err(|m| (ErrorCode::UnsupportedCodec, m))?;
     // Only sessions that can still take frames count: stopped, finishing
-    // and failed ones do not.
-    let open = shared.open_sessions_of(&device.id);
-    let limit = shared.cfg.max_sessions_per_device;
-    if open >= limit {
-        return Err((
+    // and failed ones do not. The place is held until the session is
+    // registered (end of this function), so that HELLOs (and RTMP
+    // publishes) arriving together are counted together.
+    let _slot = shared.reserve_session(&device.id).map_err(|open| {
+        let limit = shared.cfg.max_sessions_per_device;
+        (
             ErrorCode::SessionLimit,
             format!("device already has {open} open sessions (limit {limit})"),
         )
-            .into());
-    }
+    })?;
     let count = tracks.len();
     let meta = SessionMeta {
         // 128 random bits each: the session id is also the asset id that

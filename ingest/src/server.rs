@@ -86,8 +86,32 @@ pub(crate) struct Shared {
     pub(crate) refused: Mutex<HashSet<usize>>,
     /// Makes every session's frames durable (group commit across sessions).
     pub(crate) committer: Committer,
+    /// Sessions being created, per device id: they count against
+    /// `max_sessions_per_device` with the open ones (see [`SessionSlot`]).
+    pub(crate) opening: Mutex<HashMap<String, usize>>,
     /// RTMP publishes that a publisher can rejoin.
     pub(crate) rtmp: crate::rtmp::Publishes,
+}
+
+/// A place among a device's `max_sessions_per_device`, taken before its
+/// session is created and given back when dropped (once the session is
+/// registered, or its creation failed). Without it, HELLOs arriving together
+/// would all pass the check before any of their sessions was registered.
+pub(crate) struct SessionSlot {
+    shared: Arc<Shared>,
+    device_id: String,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut opening = lock(&self.shared.opening);
+        if let Some(n) = opening.get_mut(&self.device_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                opening.remove(&self.device_id);
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -102,6 +126,22 @@ impl Shared {
             .values()
             .filter(|s| s.info.device.id == device_id && s.lifecycle().is_open())
             .count()
+    }
+
+    /// A place for one more session of a device, or `Err(open)` (its open
+    /// sessions and those being created) when it has `max_sessions_per_device`.
+    pub(crate) fn reserve_session(self: &Arc<Self>, device_id: &str) -> Result<SessionSlot, usize> {
+        let mut opening = lock(&self.opening);
+        let pending = opening.get(device_id).copied().unwrap_or(0);
+        let open = self.open_sessions_of(device_id) + pending;
+        if open >= self.cfg.max_sessions_per_device {
+            return Err(open);
+        }
+        *opening.entry(device_id.to_string()).or_insert(0) += 1;
+        Ok(SessionSlot {
+            shared: self.clone(),
+            device_id: device_id.to_string(),
+        })
     }
 
     /// A session over a journal, with this server's limits and committer.
@@ -177,13 +217,14 @@ impl IngestServer {
             .context("binding the QUIC ingest socket")?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| anyhow!("the QUIC ingest needs a Tokio runtime"))?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
-            socket,
-            runtime,
-        )
-        .with_context(|| format!("starting QUIC ingest on udp {addr}"))?;
+        let secrets = tls::load_or_generate_reset_key(data_dir)?;
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(secrets.reset_key));
+        let cid_key = secrets.cid_key;
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
+            .with_context(|| format!("starting QUIC ingest on udp {addr}"))?;
         let metrics = Arc::new(IngestMetrics::default());
         let committer = Committer::start(
             CommitterConfig {
@@ -208,6 +249,7 @@ impl IngestServer {
                 limiter: Mutex::new(limiter),
                 finished: Mutex::new(HashMap::new()),
                 refused: Mutex::new(HashSet::new()),
+                opening: Mutex::new(HashMap::new()),
                 committer,
                 rtmp: Default::default(),
             }),

@@ -20,6 +20,77 @@ pub(crate) struct TlsMaterial {
     pub(crate) generated: bool,
 }
 
+/// The file under `<data_dir>/tls/` holding the stateless-reset secret.
+pub(crate) const RESET_KEY_FILE: &str = "stateless-reset.key";
+
+/// What the QUIC endpoint derives its connection ids and stateless-reset
+/// tokens from, the same across restarts (see [`load_or_generate_reset_key`]).
+pub(crate) struct EndpointSecrets {
+    /// The stateless-reset token key.
+    pub(crate) reset_key: ring::hmac::Key,
+    /// The key of the connection ids' check value (quinn's
+    /// `HashedConnectionIdGenerator`): a restarted server must accept the
+    /// ids its previous process issued, or it drops their packets instead of
+    /// resetting them.
+    pub(crate) cid_key: u64,
+}
+
+/// The secret the QUIC endpoint derives its stateless-reset tokens and
+/// connection-id checks from, kept in `<data_dir>/tls/stateless-reset.key`
+/// (32 random bytes, mode 0600; made at the first start). The same secret
+/// across restarts lets a restarted server answer a packet of a connection
+/// its previous process held with a stateless reset the phone accepts: the
+/// phone then resumes at once instead of waiting for its idle timeout.
+pub(crate) fn load_or_generate_reset_key(data_dir: &Path) -> Result<EndpointSecrets> {
+    let dir = data_dir.join("tls");
+    let path = dir.join(RESET_KEY_FILE);
+    let secret = match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => b,
+        Ok(b) => anyhow::bail!(
+            "{} holds {} bytes, not 32 (delete it to make a new one)",
+            path.display(),
+            b.len()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut b = vec![0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+            write_private(&path, &b)?;
+            b
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    let tag = ring::hmac::sign(&reset_key, b"sharecast connection id key");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    Ok(EndpointSecrets {
+        reset_key,
+        cid_key: u64::from_le_bytes(cid_key),
+    })
+}
+
+/// Writes a file only its owner may read (mode 0600 on Unix), whole or not
+/// at all (a temporary file renamed into place).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
 /// SHA-256 fingerprint (lowercase hex) of a DER certificate.
 pub(crate) fn fingerprint(cert: &[u8]) -> String {
     hex::encode(Sha256::digest(cert))
@@ -89,4 +160,34 @@ fn load(cert: &Path, key: &Path, generated: bool) -> Result<TlsMaterial> {
         fingerprint,
         generated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reset_key_survives_a_restart_and_stays_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let sign = |k: &EndpointSecrets| {
+            let tag = ring::hmac::sign(&k.reset_key, b"connection id");
+            (tag.as_ref().to_vec(), k.cid_key)
+        };
+        let first = sign(&load_or_generate_reset_key(dir.path()).unwrap());
+        let again = sign(&load_or_generate_reset_key(dir.path()).unwrap());
+        assert_eq!(first, again, "a restart must derive the same reset tokens");
+        let other = tempfile::tempdir().unwrap();
+        let elsewhere = sign(&load_or_generate_reset_key(other.path()).unwrap());
+        assert_ne!(first, elsewhere, "each data directory has its own secret");
+        let path = dir.path().join("tls").join(RESET_KEY_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, b"short").unwrap();
+        let e = load_or_generate_reset_key(dir.path()).err().unwrap();
+        assert!(format!("{e:#}").contains("not 32"), "{e:#}");
+    }
 }

@@ -106,6 +106,36 @@ async fn oversized_frames_and_session_limits_are_refused() {
     assert_eq!(e.code(), Some(ErrorCode::FrameTooLarge), "{e}");
 }
 
+/// Found by the chaos suite (twenty phones of one device): HELLOs arriving
+/// together all passed the per-device check before any of their sessions
+/// was registered, so the limit let through as many as came at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hellos_arriving_together_respect_the_session_limit() {
+    let env = Env::with(|c| c.max_sessions_per_device = 4).await;
+    let starts = (0..16).map(|_| Uploader::start(env.client("good"), tracks(), 0));
+    let results = futures_join_all(starts).await;
+    let (ok, refused): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 4, "sessions opened at once with a limit of 4");
+    for e in refused {
+        let e = e.err().unwrap();
+        assert_eq!(e.code(), Some(ErrorCode::SessionLimit), "{e}");
+    }
+}
+
+/// Every future to its end, concurrently (on the runtime's threads).
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_a_frame_stream_is_refused() {
     let env = Env::new().await;

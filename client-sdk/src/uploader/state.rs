@@ -38,6 +38,18 @@ pub const ADVICE_INTERVAL: Duration = Duration::from_millis(500);
 /// Over how long the acknowledged throughput is measured.
 pub const THROUGHPUT_WINDOW: Duration = Duration::from_secs(2);
 
+/// A connection younger than [`THROUGHPUT_WINDOW`] is measured by its
+/// delivery rate since its first acknowledgement (dividing what it carried so
+/// far by the whole window would make it look up to four times slower at the
+/// first advice, and a large first keyframe still in flight slower still);
+/// until that spans at least this long and [`MIN_THROUGHPUT_ACKS`]
+/// acknowledgements, there is no measurement and the advice stays as it is.
+pub const MIN_THROUGHPUT_SPAN: Duration = Duration::from_millis(500);
+
+/// Acknowledgements (that released frames) a young connection needs before
+/// its rate counts (see [`MIN_THROUGHPUT_SPAN`]).
+pub const MIN_THROUGHPUT_ACKS: usize = 4;
+
 /// What the encoder should aim for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Advice {
@@ -195,6 +207,11 @@ pub struct UploadState {
     end_requested: bool,
     stats: UploadStats,
     ack_log: VecDeque<(Instant, u64)>,
+    /// When the current connection came up: the throughput is measured on
+    /// it alone.
+    rate_since: Instant,
+    /// Whether the throughput is measured yet (see [`MIN_THROUGHPUT_SPAN`]).
+    rate_known: bool,
     connected: bool,
     /// Since when the app has found the buffer full with no connection.
     stuck_since: Option<Instant>,
@@ -235,6 +252,8 @@ impl UploadState {
             end_requested: false,
             stats: UploadStats::default(),
             ack_log: VecDeque::new(),
+            rate_since: now,
+            rate_known: false,
             connected: true,
             stuck_since: None,
             ack_latencies_us: Vec::new(),
@@ -419,6 +438,10 @@ impl UploadState {
         self.inflight = 0;
         self.live_cursor = 0;
         let out = self.on_ack(next_seq, held, None, now);
+        // A new path, measured afresh: what WELCOME released was carried by
+        // the old connection.
+        self.ack_log.clear();
+        self.rate_since = now;
         self.connected = true;
         self.stuck_since = None;
         out
@@ -492,7 +515,9 @@ impl UploadState {
             *e = (*e).max(*n);
         }
         self.stats.frames_acked += acked_frames;
-        self.ack_log.push_back((now, freed as u64));
+        if freed > 0 {
+            self.ack_log.push_back((now, freed as u64));
+        }
         self.refresh_rate(now);
         self.stats.backlog_bytes = self.buffer_bytes as u64;
         self.stats.backlog_frames = self.buffer.len() as u64;
@@ -526,7 +551,21 @@ impl UploadState {
             self.ack_log.pop_front();
         }
         let bytes: u64 = self.ack_log.iter().map(|(_, b)| *b).sum();
-        self.stats.acked_bps = bytes * 8 / THROUGHPUT_WINDOW.as_secs();
+        if now.saturating_duration_since(self.rate_since) >= THROUGHPUT_WINDOW {
+            self.rate_known = true;
+            self.stats.acked_bps = bytes * 8 / THROUGHPUT_WINDOW.as_secs();
+            return;
+        }
+        // A young connection: what it delivered after its first
+        // acknowledgement, over the time since.
+        let (first_at, first_bytes) = self.ack_log.front().copied().unwrap_or((now, 0));
+        let span = now.saturating_duration_since(first_at);
+        self.rate_known = span >= MIN_THROUGHPUT_SPAN && self.ack_log.len() >= MIN_THROUGHPUT_ACKS;
+        self.stats.acked_bps = if self.rate_known {
+            ((bytes - first_bytes) as f64 * 8.0 / span.as_secs_f64()) as u64
+        } else {
+            0
+        };
     }
 
     /// Periodic work: refresh the throughput and, at most every 500 ms, the
@@ -538,7 +577,7 @@ impl UploadState {
 
     /// Recompute the encoder advice (at most every 500 ms).
     fn update_advice(&mut self, now: Instant) -> Option<Advice> {
-        if now.saturating_duration_since(self.advice_at) < ADVICE_INTERVAL {
+        if now.saturating_duration_since(self.advice_at) < ADVICE_INTERVAL || !self.rate_known {
             return None;
         }
         let throughput = self.stats.acked_bps.max(1);
@@ -918,8 +957,71 @@ mod tests {
         for k in 0..100 {
             s.push(video(k, false, 50_000), None, c.at(0));
         }
+        // (Four acknowledgements over half a second: a measured rate.)
+        for (seq, t) in [(25, 100), (50, 250), (75, 400)] {
+            let _ = s.on_ack(&ack(&[(0, seq)]), &no_held(), None, c.at(t));
+        }
         let out = s.on_ack(&ack(&[(0, 100)]), &no_held(), None, c.at(600));
         assert_eq!(out.advice.map(|a| a.target_bps), Some(8_000_000));
+    }
+
+    #[test]
+    fn a_connection_is_measured_over_its_own_life() {
+        // A 1 Mbit/s link under a 3 Mbit/s encoder: every 50 ms three
+        // 6250-byte frames are made and one is acknowledged, except while
+        // the first keyframe (twelve frames' worth) is on its way.
+        let c = Clock(Instant::now());
+        let mut s = UploadState::new(cfg(), &tracks(), c.at(0));
+        let mut seq = 0u64;
+        let mut advice = None;
+        let mut step = |s: &mut UploadState, seq: &mut u64, t: u64, acked: u64| {
+            for k in 0..3 {
+                s.push(video((t + k) as i64, false, 6_250), None, c.at(t));
+            }
+            if acked > 0 {
+                *seq += acked;
+                let out = s.on_ack(&ack(&[(0, *seq)]), &no_held(), None, c.at(t));
+                advice = out.advice.or(advice);
+            }
+            advice
+        };
+        // A first small frame acknowledged at 100 ms, then nothing for
+        // 600 ms: no measurement, so no advice (the 2 s window would say
+        // 25 kbit/s, and the advice would fall to the floor).
+        for t in (50..=650).step_by(50) {
+            assert_eq!(
+                step(&mut s, &mut seq, t, u64::from(t == 100)),
+                None,
+                "{t} ms"
+            );
+        }
+        assert_eq!(s.tick(c.at(650)), None);
+        assert_eq!(s.advice().reason, "start");
+        // The keyframe arrives at 700 ms, then one frame every 50 ms: the
+        // rate is 1 Mbit/s, and the advice asks for 0.85 of it.
+        let mut first = None;
+        for t in (700..=1200).step_by(50) {
+            first = step(&mut s, &mut seq, t, if t == 700 { 12 } else { 1 });
+        }
+        let first = first.expect("advised");
+        let thr = s.stats().acked_bps;
+        assert!((900_000..=1_100_000).contains(&thr), "{thr}");
+        assert_eq!(first.reason, "congested");
+        assert!(first.target_bps >= 800_000, "{first:?}");
+        // The connection is lost and another comes up: WELCOME releases
+        // what the old one carried (not this path's throughput), then the
+        // new path carries 1 Mbit/s too.
+        s.on_lost();
+        seq += 20;
+        let _ = s.on_welcome(&ack(&[(0, seq)]), &no_held(), c.at(1500));
+        for t in (1550..=2100).step_by(50) {
+            step(&mut s, &mut seq, t, 1);
+        }
+        let thr = s.stats().acked_bps;
+        assert!(
+            (900_000..=1_100_000).contains(&thr),
+            "after the reconnect: {thr}"
+        );
     }
 
     #[test]

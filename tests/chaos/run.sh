@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# The chaos suite (docs/reliability.md): real faults, real processes.
+#
+#   bash tests/chaos/run.sh [--short|--full] [CASE...]
+#
+# CASEs (default: all, in this order):
+#   loss      20% of packets dropped each way for the whole push
+#   blackout  every packet dropped in the middle of the push (12 s short,
+#             30 s full), then the link back
+#   rebind    NAT rebinding: mid-push the phone's packets leave from another
+#             address and port (second address + SNAT rule swapped, its
+#             conntrack entry deleted); QUIC migrates or the SDK resumes
+#   uplink    a 1 Mbit/s uplink (tbf) under a 2 Mbit/s live encoder that
+#             follows the SDK's bitrate advice (--input testsrc)
+#   kill      twenty phones killed together: 20 pushes on loopback, the
+#             server SIGKILLed at a random moment and restarted
+#             (tests/chaos/twenty_phones.rs; 3 rounds short, 10 full)
+#
+# The phone (`sharecast push`) and the server (`sharecast serve`) run in two
+# network namespaces joined by a veth pair made here. This kernel has no
+# netem: faults are nftables rules on each side's INPUT hook (a drop on
+# output would tell the sender with EPERM, which a radio link never does)
+# and a tbf qdisc for the rate. Each case prints one `chaos NAME: PASS|FAIL`
+# line (tests/chaos/check_vod.py: every frame exactly once in the VOD,
+# frames sent / in the VOD, duplicates, resumes, back-to-live time, ack
+# latency p99, memory). Logs stay in target/chaos/. Exit status 1 when a
+# case fails, 2 when the machine cannot run the suite (no root /
+# CAP_NET_ADMIN, no nft/tc/conntrack): said loudly, never a silent pass.
+#
+# Needs: root (network namespaces), iproute2, nftables, conntrack, ffmpeg,
+# GStreamer, python3, and the debug build (`cargo build`; the kill case runs
+# `cargo test`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+FORM=short
+CASES=()
+for arg in "$@"; do
+  case "$arg" in
+    --short) FORM=short ;;
+    --full) FORM=full ;;
+    loss | blackout | rebind | uplink | kill) CASES+=("$arg") ;;
+    *) echo "usage: $0 [--short|--full] [loss|blackout|rebind|uplink|kill]..." >&2; exit 64 ;;
+  esac
+done
+[ ${#CASES[@]} -gt 0 ] || CASES=(loss blackout rebind uplink kill)
+
+if [ "$FORM" = full ]; then
+  LOSS_S=30 PRE_S=10 BLACKOUT_S=30 POST_S=10 REBIND_S=30 UPLINK_S=30 KILL_ROUNDS=10
+else
+  LOSS_S=10 PRE_S=5 BLACKOUT_S=12 POST_S=5 REBIND_S=10 UPLINK_S=10 KILL_ROUNDS=3
+fi
+
+BIN=${SHARECAST_BIN:-$PWD/target/debug/sharecast}
+OUT=${CHAOS_DIR:-$PWD/target/chaos}/$(date -u +%Y%m%dT%H%M%SZ)-$FORM
+HERE=$PWD/tests/chaos
+SUFFIX=$$
+NS_PHONE=scphone$SUFFIX NS_SRV=scsrv$SUFFIX
+VETH_PHONE=scp$SUFFIX VETH_SRV=scs$SUFFIX
+SRV_IP=10.211.0.1 PHONE_IP=10.211.0.2 PHONE_IP2=10.211.0.3
+INGEST=$SRV_IP:4433
+SERVER_PID=""
+FAILED=()
+SUITE_START=$SECONDS
+
+cannot() {
+  {
+    echo "=================================================================="
+    echo "CHAOS SUITE CANNOT RUN: $*"
+    echo "It needs root (or CAP_NET_ADMIN) for network namespaces, and"
+    echo "iproute2, nftables and conntrack (scripts/setup.sh installs them)."
+    echo "Nothing was tested: this is a failure, not a pass."
+    echo "=================================================================="
+  } >&2
+  exit 2
+}
+
+for tool in ip nft tc conntrack ffprobe ffmpeg gst-launch-1.0 python3 /usr/bin/time; do
+  command -v "$tool" >/dev/null || cannot "$tool not found"
+done
+probe_err=$(ip netns add "scprobe$SUFFIX" 2>&1) || cannot "ip netns add failed: $probe_err"
+ip netns del "scprobe$SUFFIX"
+[ -x "$BIN" ] || { echo "chaos: no $BIN (run cargo build first)" >&2; exit 1; }
+mkdir -p "$OUT"
+echo "chaos: $FORM form, cases: ${CASES[*]}; logs in $OUT"
+
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    { kill -9 "$SERVER_PID" && wait "$SERVER_PID"; } 2>/dev/null || true
+  fi
+  ip netns del "$NS_PHONE" 2>/dev/null || true
+  ip netns del "$NS_SRV" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------- network ---
+
+in_phone() { ip netns exec "$NS_PHONE" "$@"; }
+in_srv() { ip netns exec "$NS_SRV" "$@"; }
+
+make_network() {
+  ip netns add "$NS_PHONE"
+  ip netns add "$NS_SRV"
+  ip link add "$VETH_PHONE" netns "$NS_PHONE" type veth peer name "$VETH_SRV" netns "$NS_SRV"
+  ip -n "$NS_PHONE" addr add "$PHONE_IP/24" dev "$VETH_PHONE"
+  ip -n "$NS_PHONE" addr add "$PHONE_IP2/24" dev "$VETH_PHONE"
+  ip -n "$NS_SRV" addr add "$SRV_IP/24" dev "$VETH_SRV"
+  for ns in "$NS_PHONE" "$NS_SRV"; do
+    ip -n "$ns" link set lo up
+    ip netns exec "$ns" nft -f - <<'EOF'
+table inet chaos {
+  chain input { type filter hook input priority 0; policy accept; }
+}
+EOF
+  done
+  ip -n "$NS_PHONE" link set "$VETH_PHONE" up
+  ip -n "$NS_SRV" link set "$VETH_SRV" up
+  # The phone's NAT (a mapping per socket, like a carrier's): its uploads
+  # leave from PHONE_IP, ports 41000-41999, until a rebind.
+  in_phone nft -f - <<'EOF'
+table ip chaosnat {
+  chain post { type nat hook postrouting priority srcnat; policy accept; }
+}
+EOF
+  nat_to "$PHONE_IP:41000-41999"
+}
+
+# Both sides' INPUT hooks: RULE for packets arriving over the veth.
+drop_rule() {
+  in_phone nft add rule inet chaos input iifname "$VETH_PHONE" "$@"
+  in_srv nft add rule inet chaos input iifname "$VETH_SRV" "$@"
+}
+
+# nat_to ADDR:PORTS: the phone's uploads leave from there from now on (the
+# old mappings are deleted, so a socket's next packet gets a new one).
+nat_to() {
+  in_phone nft flush chain ip chaosnat post
+  in_phone nft add rule ip chaosnat post ip daddr "$SRV_IP" udp dport 4433 snat to "$1"
+  in_phone conntrack -D -p udp --dport 4433 >/dev/null 2>&1 || true
+}
+
+reset_network() {
+  in_phone nft flush chain inet chaos input
+  in_srv nft flush chain inet chaos input
+  in_phone tc qdisc del dev "$VETH_PHONE" root 2>/dev/null || true
+  nat_to "$PHONE_IP:41000-41999"
+}
+
+# --------------------------------------------------------------- server ---
+
+start_server() {
+  in_srv env RUST_LOG=info,sharecast=debug "$BIN" serve --data-dir "$OUT/data" \
+    --ingest-listen "$INGEST" --http-listen 127.0.0.1:0 --rtsp-port 0 \
+    >"$OUT/server.out" 2>"$OUT/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 600); do
+    [ -s "$OUT/data/server.json" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server.log" >&2; echo "chaos: the server exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  FINGERPRINT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fingerprint"])' "$OUT/data/server.json")
+  TOKEN=$(sed -n 's/^Demo device token (shown once; stored hashed): //p' "$OUT/server.out")
+  [ -n "$TOKEN" ] || { echo "chaos: no demo token in the server's banner" >&2; exit 1; }
+}
+
+# ----------------------------------------------------------------- push ---
+
+# A clip of SECONDS seconds (640x360 30 fps H.264 at 1 Mbit/s without B
+# frames, 48 kHz AAC), made once per run like fixtures/generate.sh makes
+# the test clips.
+clip() {
+  local s=$1 f="$OUT/clip-$1s.mp4"
+  if [ ! -s "$f" ]; then
+    gst-launch-1.0 -q -e mp4mux name=mux ! filesink location="$f" \
+      videotestsrc num-buffers=$((s * 30)) pattern=ball horizontal-speed=4 \
+      ! video/x-raw,width=640,height=360,framerate=30/1 ! timeoverlay ! videoconvert \
+      ! x264enc speed-preset=veryfast key-int-max=30 bitrate=1000 bframes=0 ! h264parse ! mux. \
+      audiotestsrc num-buffers=$(((s * 48000 + 1023) / 1024)) samplesperbuffer=1024 wave=sine \
+      ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac bitrate=128000 ! aacparse ! mux. \
+      >"$OUT/clip.log" 2>&1 || { cat "$OUT/clip.log" >&2; exit 1; }
+  fi
+  echo "$f"
+}
+
+# Prefix every line with the wall clock (epoch seconds, microseconds).
+stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+
+# push DIR ARGS...: starts a push in the phone's namespace, in the
+# background (PUSH_PID); DIR gets push.out, push.err (stamped), push.rss.
+push() {
+  local d=$1
+  shift
+  mkdir -p "$d"
+  (
+    in_phone env RUST_LOG=info timeout 600 /usr/bin/time -f '%M' -o "$d/push.rss" \
+      "$BIN" push --server "$INGEST" --token "$TOKEN" --pin "$FINGERPRINT" \
+      --stats-interval-ms 100 "$@" 2>&1 >"$d/push.out" | stamp >"$d/push.err"
+  ) &
+  PUSH_PID=$!
+}
+
+# Waits for the push started last; its exit status in PUSH_STATUS.
+wait_push() {
+  PUSH_STATUS=0
+  wait "$PUSH_PID" || PUSH_STATUS=$?
+}
+
+# verdict NAME DIR [check_vod.py options]: checks the VOD of the push that
+# ended (wait_push) and prints the case's result line.
+verdict() {
+  local name=$1 d=$2 status=$PUSH_STATUS
+  shift 2
+  local session
+  session=$(sed -n 's/^session //p' "$d/push.out")
+  if [ "$status" -ne 0 ] || [ -z "$session" ]; then
+    echo "chaos $name: FAIL: the push failed (status $status); last lines of $d/push.err:"
+    tail -n 15 "$d/push.err"
+    FAILED+=("$name")
+    return
+  fi
+  python3 "$HERE/check_vod.py" --name "$name" --push-out "$d/push.out" --push-err "$d/push.err" \
+    --vod "$OUT/data/sessions/$session/source.mp4" --rss-file "$d/push.rss" \
+    --json "$d/result.json" "$@" || FAILED+=("$name")
+}
+
+# ---------------------------------------------------------------- cases ---
+
+case_loss() {
+  local d="$OUT/loss" src
+  src=$(clip "$LOSS_S")
+  drop_rule numgen random mod 100 '<' 20 drop
+  push "$d" --input "$src" --realtime
+  wait_push
+  reset_network
+  verdict loss-20pc "$d" --source "$src"
+}
+
+case_blackout() {
+  local d="$OUT/blackout" src back
+  src=$(clip $((PRE_S + BLACKOUT_S + POST_S)))
+  push "$d" --input "$src" --realtime
+  sleep "$PRE_S"
+  drop_rule drop
+  sleep "$BLACKOUT_S"
+  reset_network
+  back=$EPOCHREALTIME
+  wait_push
+  verdict "blackout-${BLACKOUT_S}s" "$d" --source "$src" --link-back "$back"
+}
+
+case_rebind() {
+  local d="$OUT/rebind" src at
+  src=$(clip "$REBIND_S")
+  push "$d" --input "$src" --realtime
+  sleep $((REBIND_S / 2))
+  nat_to "$PHONE_IP2:42000-42999"
+  at=$EPOCHREALTIME
+  sleep 1
+  # The upload's packets took the new mapping (the server answers the new
+  # address), or the case proves nothing.
+  in_phone conntrack -L -p udp --dport 4433 >"$d/conntrack.txt" 2>/dev/null || true
+  wait_push
+  verdict nat-rebind "$d" --source "$src" --link-back "$at"
+  if ! grep -q "dst=$PHONE_IP2 " "$d/conntrack.txt"; then
+    echo "chaos nat-rebind: FAIL: no upload packets through the new mapping ($d/conntrack.txt)"
+    FAILED+=(nat-rebind)
+  fi
+}
+
+case_uplink() {
+  local d="$OUT/uplink"
+  in_phone tc qdisc add dev "$VETH_PHONE" root tbf rate 1mbit burst 32kb latency 400ms
+  push "$d" --input testsrc --duration "$UPLINK_S" --bitrate 2000000
+  wait_push
+  reset_network
+  verdict uplink-1mbit "$d"
+  local lowest
+  lowest=$(sed -n 's/^advice .* bitrate=\([0-9]*\) .*/\1/p' "$d/push.out" | sort -n | head -n 1)
+  echo "chaos uplink-1mbit: lowest bitrate advice ${lowest:-none} bit/s"
+}
+
+case_kill() {
+  local log="$OUT/kill.log" status=0
+  SHARECAST_BIN="$BIN" SHARECAST_CHAOS_ROUNDS=$KILL_ROUNDS \
+    cargo test --quiet --test chaos_twenty_phones -- --ignored --nocapture \
+    >"$log" 2>&1 || status=$?
+  grep -E '^(kill-20|chaos kill-20)' "$log" || true
+  if [ "$status" -ne 0 ]; then
+    echo "chaos kill-20: FAIL (cargo test status $status); see $log"
+    tail -n 40 "$log"
+    FAILED+=(kill-20)
+  else
+    echo "chaos kill-20: PASS: $KILL_ROUNDS rounds"
+  fi
+}
+
+NETWORK_MADE=""
+for c in "${CASES[@]}"; do
+  started=$SECONDS
+  if [ "$c" != kill ] && [ -z "$NETWORK_MADE" ]; then
+    make_network
+    start_server
+    NETWORK_MADE=1
+  fi
+  "case_$c"
+  echo "chaos: case $c took $((SECONDS - started)) s"
+done
+
+echo "chaos: $FORM form took $((SECONDS - SUITE_START)) s; logs in $OUT"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "chaos: FAILED: ${FAILED[*]}" >&2
+  exit 1
+fi
+echo "chaos: all cases passed"
