@@ -15,17 +15,8 @@ SECS="${SECONDS_PER_RUN:-20}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-need=()
-for p in nginx libnginx-mod-rtmp; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "bench/rtmp: installing ${need[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  $SUDO systemctl stop nginx 2>/dev/null || $SUDO service nginx stop 2>/dev/null || true
-fi
+source bench/lib/nginx-rtmp.sh
+nginx_rtmp_install
 
 cargo build --release --bin sharecast 2>&1 | tail -1
 BIN=target/release/sharecast
@@ -107,26 +98,8 @@ for n in $SESSIONS; do
 done
 
 NGX="$WORK/nginx"
-mkdir -p "$NGX/rec" "$NGX/logs"
-chmod 755 "$WORK" "$NGX"; chmod 777 "$NGX/rec"
-cat > "$NGX/nginx.conf" <<EOF
-load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-worker_processes 1;
-daemon off;
-pid $NGX/nginx.pid;
-error_log $NGX/logs/error.log;
-events { worker_connections 4096; }
-rtmp {
-  server {
-    listen 127.0.0.1:21935;
-    application live {
-      live on;
-      record all;
-      record_path $NGX/rec;
-    }
-  }
-}
-EOF
+chmod 755 "$WORK"
+nginx_rtmp_config "$NGX" 21935
 seq "$max" | sed 's/^/s/' > "$WORK/names"
 printf '\nnginx-rtmp (recording on), the same publishers, the same window:\n'
 printf '%-9s %-10s %-9s %-12s\n' publishers "Mbit/s" "cpu %" "cpu s/Mbit"

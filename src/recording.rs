@@ -80,18 +80,17 @@ pub(crate) struct Handler {
     pub shares: ShareService,
 }
 
+/// The ingest's view of a device.
+fn identity(d: sharecast_store::Device) -> DeviceIdentity {
+    DeviceIdentity {
+        id: d.id,
+        name: d.name,
+    }
+}
+
 impl SessionHandler for Handler {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<DeviceIdentity>>> {
-        Box::pin(async move {
-            Ok(self
-                .store
-                .device_by_token(token)
-                .await?
-                .map(|d| DeviceIdentity {
-                    id: d.id,
-                    name: d.name,
-                }))
-        })
+        Box::pin(async move { Ok(self.store.device_by_token(token).await?.map(identity)) })
     }
 
     fn authenticate_publisher<'a>(
@@ -103,10 +102,7 @@ impl SessionHandler for Handler {
                 .store
                 .device_by_publishing_key(key)
                 .await?
-                .map(|d| DeviceIdentity {
-                    id: d.id,
-                    name: d.name,
-                }))
+                .map(identity))
         })
     }
 
