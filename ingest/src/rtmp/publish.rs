@@ -154,11 +154,14 @@ impl Conn {
         }
         let i = usize::from(track);
         let dts_us =
-            (self.base_us + since_origin_ms * 1000).max(p.last_dts_us[i].unwrap_or(i64::MIN));
+            // Saturating: timestamps that run away are refused by the
+            // session's span check (`session_too_long`), never overflow.
+            (self.base_us.saturating_add(since_origin_ms.saturating_mul(1000)))
+                .max(p.last_dts_us[i].unwrap_or(i64::MIN));
         let frame = MediaFrame {
             track,
             seq: p.next_seq[i],
-            pts_us: dts_us + i64::from(cts_ms) * 1000,
+            pts_us: dts_us.saturating_add(i64::from(cts_ms) * 1000),
             dts_us,
             duration_us: 0,
             keyframe,
@@ -206,7 +209,7 @@ impl Conn {
     /// taken as signed).
     fn extend(&mut self, ts: u32) -> i64 {
         let (last, ext) = self.clock.unwrap_or((ts, 0));
-        let ext = ext + i64::from(ts.wrapping_sub(last) as i32);
+        let ext = ext.saturating_add(i64::from(ts.wrapping_sub(last) as i32));
         self.clock = Some((ts, ext));
         ext
     }
@@ -274,7 +277,12 @@ impl Conn {
         session.set_lifecycle(Lifecycle::Connected);
         if rejoin {
             let away_us = crate::unix_now_us() - session.info.anchor_unix_us;
-            let after_last = p.last_dts_us.iter().flatten().max().map_or(0, |d| d + 1000);
+            let after_last = p
+                .last_dts_us
+                .iter()
+                .flatten()
+                .max()
+                .map_or(0, |d| d.saturating_add(1000));
             self.base_us = away_us.max(after_last);
             session.lock().resumes += 1;
             self.shared.metrics.sessions_resumed.inc();
