@@ -9,6 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
+};
+use rml_rtmp::time::RtmpTimestamp;
 use serde_json::{json, Value};
 use sharecast_testkit::*;
 
@@ -293,4 +297,126 @@ fn client_handshake(raw: &mut TcpStream) {
             }
         }
     }
+}
+
+/// A publisher speaking RTMP with `rml_rtmp`'s client session over `raw`
+/// (handshake done): connected to `live`, publishing with `key`.
+struct RawPublisher {
+    raw: TcpStream,
+    session: ClientSession,
+}
+
+impl RawPublisher {
+    fn start(addr: &str, key: &str) -> RawPublisher {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        client_handshake(&mut raw);
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (session, results) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+        let mut p = RawPublisher { raw, session };
+        p.send(results);
+        let r = p.session.request_connection("live".into()).unwrap();
+        p.send(vec![r]);
+        p.until(|e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted));
+        let r = p
+            .session
+            .request_publishing(key.into(), PublishRequestType::Live)
+            .unwrap();
+        p.send(vec![r]);
+        p.until(|e| matches!(e, ClientSessionEvent::PublishRequestAccepted));
+        p
+    }
+
+    fn send(&mut self, results: Vec<ClientSessionResult>) {
+        for r in results {
+            if let ClientSessionResult::OutboundResponse(packet) = r {
+                self.raw.write_all(&packet.bytes).unwrap();
+            }
+        }
+    }
+
+    /// Reads and answers the server until it raises an event `want` takes.
+    fn until(&mut self, want: impl Fn(&ClientSessionEvent) -> bool) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.raw.read(&mut buf).unwrap();
+            assert!(n > 0, "the server closed the connection");
+            let mut seen = false;
+            let mut out = Vec::new();
+            for r in self.session.handle_input(&buf[..n]).unwrap() {
+                match r {
+                    ClientSessionResult::RaisedEvent(e) => seen |= want(&e),
+                    other => out.push(other),
+                }
+            }
+            self.send(out);
+            if seen {
+                return;
+            }
+        }
+    }
+
+    /// One FLV video tag body at RTMP time `ts_ms`; false once the server
+    /// has closed the connection.
+    fn video(&mut self, body: Vec<u8>, ts_ms: u32) -> bool {
+        let r = self
+            .session
+            .publish_video_data(body.into(), RtmpTimestamp::new(ts_ms), false)
+            .unwrap();
+        match r {
+            ClientSessionResult::OutboundResponse(packet) => {
+                self.raw.write_all(&packet.bytes).is_ok()
+            }
+            _ => true,
+        }
+    }
+}
+
+#[test]
+fn timestamps_that_run_away_stop_the_session_with_what_it_holds() {
+    let server = rtmp_server();
+    let (_, key) = publishing_key(&server);
+    let mut p = RawPublisher::start(server.rtmp.as_ref().unwrap(), &key);
+    // The demo clip's AVC sequence header, then key frames 33 ms apart,
+    // then ones that jump 24 days ahead at each step (the 32-bit RTMP
+    // clock, wrapping): the session's span check refuses them.
+    let avcc = hex_avcc();
+    let mut config = vec![0x17, 0, 0, 0, 0];
+    config.extend_from_slice(&avcc);
+    assert!(p.video(config, 0));
+    let frame = || vec![0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+    for i in 0..5 {
+        assert!(p.video(frame(), i * 33));
+    }
+    for i in 1..=8u32 {
+        if !p.video(frame(), i.wrapping_mul(0x7fff_ffff)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    expect_closed(&mut p.raw);
+    let series = r#"sharecast_ingest_rtmp_ended_total{reason="session"}"#;
+    wait_until("the stop to be counted", Duration::from_secs(10), || {
+        (server.metric(series) == 1.0).then_some(())
+    });
+    assert_eq!(
+        server.metric(r#"sharecast_ingest_rejected_total{code="session_too_long"}"#),
+        1.0
+    );
+    // The session is finalised with the frames it took; nothing else broke.
+    let (st, _) = server.get("/api/v1/health", None);
+    assert_eq!(st, 200);
+    wait_until("the session to end", Duration::from_secs(30), || {
+        let list = assets(&server);
+        let a = list.first()?;
+        (a["state"] != "recording").then_some(())
+    });
+}
+
+/// The AVCDecoderConfigurationRecord of the demo clip (640x360, 30 fps).
+fn hex_avcc() -> Vec<u8> {
+    let hex = "0164001effe1001e6764001eacb405017fcb80b5060606a50000030001000003003c8f162ea001000468ef3cb0";
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
