@@ -255,10 +255,15 @@ case_rebind() {
   sleep $((REBIND_S / 2))
   nat_to "$PHONE_IP2:42000-42999"
   at=$EPOCHREALTIME
-  sleep 1
   # The upload's packets took the new mapping (the server answers the new
-  # address), or the case proves nothing.
-  in_phone conntrack -L -p udp --dport 4433 >"$d/conntrack.txt" 2>/dev/null || true
+  # address), or the case proves nothing. Looked for over up to 5 s: a
+  # listing can come back empty or before the new entry is made.
+  local i
+  for i in $(seq 25); do
+    sleep 0.2
+    in_phone conntrack -L -p udp --dport 4433 >"$d/conntrack.txt" 2>/dev/null || true
+    grep -q "dst=$PHONE_IP2 " "$d/conntrack.txt" && break
+  done
   wait_push
   verdict nat-rebind "$d" --source "$src" --link-back "$at"
   if ! grep -q "dst=$PHONE_IP2 " "$d/conntrack.txt"; then
