@@ -111,7 +111,7 @@ pub(crate) fn admin(
         let relay = relay.clone();
         Arc::new(move |id: &str| relay.kick_viewer(id))
     };
-    Admin::new(AdminSources {
+    let admin = Admin::new(AdminSources {
         sessions,
         streams,
         viewers,
@@ -120,7 +120,9 @@ pub(crate) fn admin(
         kick_viewer,
         store: store.clone(),
         refresh: Duration::from_secs(1),
-    })
+    });
+    admin.spawn_sampler();
+    admin
 }
 
 /// Players identify with their user token (`user`); admins see only its
