@@ -85,7 +85,7 @@ impl Server {
         let outbound = Outbound::new(&cfg.outbound)?;
         let resume = resume_service(cfg, &store, &relay, &public, &access, outbound.clone())?;
         hooks::bookmark_interruptions(&relay, resume.clone());
-        let admin = live_admin::admin(&store, &ingest, &relay, &access.tokens);
+        let admin = live_admin::admin(&store, &ingest, &relay, &access.tokens, &resume);
         let metrics = metrics(
             &ingest, &shares, &relay, &admin, &access, &outbound, &resume,
         );

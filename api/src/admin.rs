@@ -5,7 +5,8 @@
 //! headers).
 //!
 //! It knows nothing of media: the binary hands it closures that return JSON
-//! (ingest sessions, live streams, viewers, viewer events) and that end a
+//! (ingest sessions, live streams, viewers, viewer events, on-demand jobs)
+//! and that end a
 //! session or kick a viewer. Recent warnings and errors come from the
 //! [`ErrorCapture`] tracing layer.
 
@@ -49,6 +50,8 @@ pub struct AdminSources {
     pub viewers: JsonFn,
     /// Recent viewer events (vanished, left, kicked).
     pub viewer_events: JsonFn,
+    /// On-demand transcodes and fetches with their progress.
+    pub jobs: JsonFn,
     /// Ends an ingest session.
     pub end_session: ActionFn,
     /// Kicks a viewer.
@@ -250,6 +253,7 @@ impl Admin {
             "streams": (s.streams)(),
             "viewers": (s.viewers)(),
             "viewer_events": (s.viewer_events)(),
+            "jobs": (s.jobs)(),
             "errors": recent_errors(),
             "assets": assets,
         })
@@ -289,6 +293,7 @@ pub(crate) async fn list(
         "viewers" => (s.viewers)(),
         "viewer-events" => (s.viewer_events)(),
         "errors" => serde_json::to_value(recent_errors()).unwrap_or_default(),
+        "jobs" => (s.jobs)(),
         "history" => serde_json::to_value(a.history()).unwrap_or_default(),
         "assets" => match s.store.assets(50).await {
             Ok(a) => serde_json::to_value(a).unwrap_or_default(),
