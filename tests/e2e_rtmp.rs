@@ -87,6 +87,26 @@ fn only_ready_asset(server: &Server) -> String {
     )
 }
 
+/// ffmpeg looping `clip` in real time to `url`, once its session records;
+/// the session's id.
+fn publish_looped(server: &Server, clip: &std::path::Path, url: &str) -> (ChildGuard, String) {
+    let looped = ["-re", "-stream_loop", "-1"];
+    let publisher = ChildGuard::new(
+        ffmpeg_publish(&looped, clip.to_str().unwrap(), url)
+            .spawn()
+            .unwrap(),
+    );
+    let live = wait_until(
+        "the RTMP session to be live",
+        Duration::from_secs(20),
+        || {
+            let a = assets(server).first().cloned()?;
+            (a["state"] == "recording").then(|| a["id"].as_str().unwrap().to_string())
+        },
+    );
+    (publisher, live)
+}
+
 /// Frames ffprobe decodes in each stream of a file: (video, audio).
 fn frame_counts(path: &std::path::Path) -> (u64, u64) {
     let probe = ffprobe(path);
@@ -140,25 +160,10 @@ fn ffmpeg_publishes_over_rtmp_and_the_recording_has_every_frame() {
 
 #[test]
 fn a_publisher_that_reconnects_with_its_key_continues_one_recording() {
-    let server = rtmp_server();
-    let clip = fixture(H264_AAC).unwrap();
+    let (server, clip) = (rtmp_server(), fixture(H264_AAC).unwrap());
     let url = rtmp_url(&server, &publishing_key(&server).1);
     // First part: in real time, killed (no unpublish) after about 2 s.
-    let looped = ["-re", "-stream_loop", "-1"];
-    let mut first = ChildGuard::new(
-        ffmpeg_publish(&looped, clip.to_str().unwrap(), &url)
-            .spawn()
-            .unwrap(),
-    );
-    let live = wait_until(
-        "the RTMP session to be live",
-        Duration::from_secs(20),
-        || {
-            assets(&server)
-                .first()
-                .map(|a| a["id"].as_str().unwrap().to_string())
-        },
-    );
+    let (mut first, live) = publish_looped(&server, &clip, &url);
     // Watched live over HLS and RTSP while it records.
     let token = server.playback_token(&live);
     wait_until("the live HLS playlist", Duration::from_secs(20), || {
@@ -217,24 +222,10 @@ fn a_publisher_that_reconnects_with_its_key_continues_one_recording() {
 
 #[test]
 fn a_second_publisher_with_the_same_key_takes_the_recording_over() {
-    let server = rtmp_server();
-    let clip = fixture(H264_AAC).unwrap();
+    let (server, clip) = (rtmp_server(), fixture(H264_AAC).unwrap());
     let url = rtmp_url(&server, &publishing_key(&server).1);
     // The first publisher loops the clip in real time, and never stops.
-    let looped = ["-re", "-stream_loop", "-1"];
-    let mut first = ChildGuard::new(
-        ffmpeg_publish(&looped, clip.to_str().unwrap(), &url)
-            .spawn()
-            .unwrap(),
-    );
-    let live = wait_until(
-        "the RTMP session to be live",
-        Duration::from_secs(20),
-        || {
-            let a = assets(&server).first().cloned()?;
-            (a["state"] == "recording").then(|| a["id"].as_str().unwrap().to_string())
-        },
-    );
+    let (mut first, live) = publish_looped(&server, &clip, &url);
     std::thread::sleep(Duration::from_secs(2));
     // A second one with the same key (a phone that reconnected before the
     // server saw the old connection die): it takes over, the first is cut.
