@@ -8,13 +8,14 @@
 //! MP4, JPEG, HLS, Prometheus text, server-sent events, redirects) and the
 //! one error answer (`{"error": {"code", "message"}}`) with every status
 //! the API uses. The query parameters the handlers read are listed in
-//! [`QUERY`]. Request bodies are described as JSON objects; their fields
-//! are documented in `docs/http-api.md` and checked by the handlers
-//! (422 for a body that does not match).
+//! [`QUERY`]; the JSON bodies in `BODIES`, their schemas derived
+//! (`utoipa::ToSchema`) from the types the handlers read (422 for a body
+//! that does not match). Answers are described by status and content type;
+//! their fields are in `docs/http-api.md`.
 //!
-//! CI runs Schemathesis against a running server with this document
-//! (`scripts/schemathesis.sh`): every answer must match it, and no request
-//! may get a 5xx.
+//! The test suite runs Schemathesis against a running server with this
+//! document (`tests/openapi_schemathesis.rs`): every answer must match it,
+//! and no request may get a 5xx.
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -22,9 +23,10 @@ use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, Paths,
-    Ref, Required, ResponseBuilder, ResponsesBuilder, Schema, Type,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OneOfBuilder, OpenApi,
+    OpenApiBuilder, Paths, Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema, Type,
 };
+use utoipa::ToSchema;
 
 use crate::access::{Access, RouteSpec};
 
@@ -39,6 +41,85 @@ pub const QUERY: &[(&str, &str, &str, bool)] = &[
     ("/oembed", "url", "string", true),
     ("/api/v1/handoff/{id}", "exp", "string", false),
     ("/api/v1/handoff/{id}", "sig", "string", false),
+];
+
+/// A request body's schema: registers it (and the schemas it refers to)
+/// in `components` and answers a reference to it.
+type Body = fn(&mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema>;
+
+fn body<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+    T::schemas(components);
+    components.push((T::name().into_owned(), T::schema()));
+    Ref::from_schema_name(T::name()).into()
+}
+
+/// The JSON body each route takes, from the type its handler reads.
+/// Other POST routes take none, or an optional object (documented in
+/// `docs/http-api.md`).
+const BODIES: &[(&str, &str, Body)] = &[
+    (
+        "POST",
+        "/api/v1/publishing-keys",
+        body::<crate::keys::NewKey>,
+    ),
+    ("POST", "/api/v1/shares", body::<sharecast_share::NewShare>),
+    (
+        "POST",
+        "/api/v1/subscriptions",
+        body::<sharecast_share::NewSubscription>,
+    ),
+    (
+        "POST",
+        "/api/v1/stills",
+        body::<sharecast_share::StillRequest>,
+    ),
+    ("POST", "/api/v1/users", body::<crate::resume::UserRequest>),
+    (
+        "POST",
+        "/api/v1/terminals",
+        body::<crate::resume::TerminalRequest>,
+    ),
+    ("POST", "/api/v1/history", body::<sharecast_resume::Stop>),
+    (
+        "POST",
+        "/api/v1/resume",
+        body::<crate::resume::ResumeRequest>,
+    ),
+    (
+        "POST",
+        "/api/v1/bookmarks/{id}/resume",
+        body::<crate::resume::OnTerminal>,
+    ),
+    (
+        "POST",
+        "/api/v1/reverse-bookmark",
+        body::<sharecast_resume::ReverseBookmark>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff",
+        body::<crate::resume::HandoffRequest>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff/{id}/push",
+        body::<crate::resume::PushRequest>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff/receive",
+        body::<sharecast_resume::Received>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff/accept",
+        body::<crate::resume::AcceptRequest>,
+    ),
+    (
+        "POST",
+        "/api/v1/transcodes",
+        body::<crate::resume::TranscodeRequest>,
+    ),
 ];
 
 /// Every status an error answer may have.
@@ -146,7 +227,10 @@ fn operation_id(spec: &RouteSpec) -> String {
 }
 
 /// The operation of one route.
-fn operation(spec: &RouteSpec) -> utoipa::openapi::path::Operation {
+fn operation(
+    spec: &RouteSpec,
+    components: &mut Vec<(String, RefOr<Schema>)>,
+) -> utoipa::openapi::path::Operation {
     let tag = spec
         .path
         .trim_start_matches("/api/v1/")
@@ -193,22 +277,51 @@ fn operation(spec: &RouteSpec) -> utoipa::openapi::path::Operation {
     let json_body = spec.method == "POST"
         && spec.path.starts_with("/api/")
         && spec.path != "/api/v1/sms/inbound";
+    let typed = BODIES
+        .iter()
+        .find(|(m, p, _)| *m == spec.method && *p == spec.path);
+    let (schema, required): (RefOr<Schema>, _) = match typed {
+        Some((_, _, schema)) => (schema(components), Required::True),
+        None => (
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .build()
+                .into(),
+            Required::False,
+        ),
+    };
     if json_body {
-        let object = ObjectBuilder::new().schema_type(Type::Object).build();
         op = op.request_body(Some(
             RequestBodyBuilder::new()
                 .content(
                     "application/json",
-                    ContentBuilder::new().schema(Some(object)).build(),
+                    ContentBuilder::new().schema(Some(schema)).build(),
                 )
-                .required(Some(Required::False))
+                .required(Some(required))
                 .build(),
         ));
     }
-    op.responses(responses(spec)).build()
+    op.responses(responses(spec, components)).build()
 }
 
-fn responses(spec: &RouteSpec) -> utoipa::openapi::Responses {
+/// Routes whose refusals are their interface's own answer, besides the
+/// error answer: the reverse-bookmark interface answers its result codes.
+const OWN_REFUSALS: &[(&str, Body)] = &[(
+    "/api/v1/reverse-bookmark",
+    body::<sharecast_resume::ReverseBookmarkAnswer>,
+)];
+
+fn responses(
+    spec: &RouteSpec,
+    components: &mut Vec<(String, RefOr<Schema>)>,
+) -> utoipa::openapi::Responses {
+    let error: RefOr<Schema> = match OWN_REFUSALS.iter().find(|(p, _)| *p == spec.path) {
+        Some((_, own)) => OneOfBuilder::new()
+            .item(Ref::from_schema_name("Error"))
+            .item(own(components))
+            .into(),
+        None => Ref::from_schema_name("Error").into(),
+    };
     let (codes, kind) = success(spec);
     let mut r = ResponsesBuilder::new();
     for code in codes {
@@ -220,9 +333,7 @@ fn responses(spec: &RouteSpec) -> utoipa::openapi::Responses {
         r = r.response(*code, answer.build());
     }
     for (code, why) in ERROR_STATUSES {
-        let error = ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Error")))
-            .build();
+        let error = ContentBuilder::new().schema(Some(error.clone())).build();
         let mut answer = ResponseBuilder::new().description(*why);
         if spec.method != "HEAD" {
             answer = answer.content("application/json", error);
@@ -254,9 +365,10 @@ fn error_schema() -> Schema {
 /// The description of every route of `table`.
 pub fn document(table: &[RouteSpec]) -> OpenApi {
     let mut paths = Paths::new();
+    let mut schemas = Vec::new();
     for spec in table {
         if let Some(m) = method(&spec.method) {
-            paths.add_path_operation(spec.path, vec![m], operation(spec));
+            paths.add_path_operation(spec.path, vec![m], operation(spec, &mut schemas));
         }
     }
     let bearer = HttpBuilder::new()
@@ -266,6 +378,7 @@ pub fn document(table: &[RouteSpec]) -> OpenApi {
         ))
         .build();
     let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
         .schema("Error", error_schema())
         .security_scheme("bearer", SecurityScheme::Http(bearer))
         .security_scheme(
@@ -346,9 +459,20 @@ mod tests {
             "#/components/schemas/Error"
         );
         let share = &paths["/api/v1/shares"]["post"];
+        let body = &share["requestBody"];
+        assert_eq!(body["required"], true, "{share}");
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/NewShare"
+        );
+        let new_share = &doc["components"]["schemas"]["NewShare"];
         assert!(
-            share["requestBody"]["content"]["application/json"].is_object(),
-            "{share}"
+            new_share["properties"]["asset_id"].is_object(),
+            "{new_share}"
+        );
+        assert_eq!(
+            new_share["additionalProperties"], false,
+            "deny_unknown_fields: {new_share}"
         );
         assert_eq!(share["security"][0]["bearer"], serde_json::json!([]));
         assert_eq!(share["operationId"], "postApiV1Shares");

@@ -16,6 +16,7 @@ use crate::transcodes::{Scheduled, TranscodeJob};
 const LISTED: i64 = 200;
 
 /// A terminal stopped a programme.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct Stop {
     /// The user's terminal that stopped.
