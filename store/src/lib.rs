@@ -4,7 +4,8 @@
 //! over it, as methods of [`Store`] grouped by what they keep: [`devices`],
 //! [`assets`], [`shares`], [`deliveries`], [`subscriptions`], [`users`],
 //! [`history`], [`handoff`], [`bookmarks`], [`stills`],
-//! [`publishing_keys`]. States are enums
+//! [`publishing_keys`], [`webhooks`] (endpoints, and the outbox of events
+//! written in the transaction of the change each reports). States are enums
 //! ([`AssetState`], [`DeliveryStatus`], [`SubscriptionStatus`],
 //! [`BookmarkStatus`]).
 //!
@@ -39,6 +40,7 @@ pub mod subscriptions;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod users;
+pub mod webhooks;
 
 pub use assets::{Asset, AssetState};
 pub use bookmarks::{BookmarkRecord, BookmarkStatus, BookmarkUpdate};
@@ -52,6 +54,9 @@ pub use sharecast_tokens::now_ms;
 pub use shares::ShareRecord;
 pub use stills::StillRecord;
 pub use subscriptions::{Subscription, SubscriptionStatus};
+pub use webhooks::{
+    DueWebhook, NewEvent, WebhookDelivery, WebhookEndpoint, WebhookEvent, EVENT_TYPES,
+};
 
 /// The metadata store; cheap to clone.
 #[derive(Clone)]
@@ -199,6 +204,7 @@ mod tests {
             (3, "1cbf269e833a70be3385dfe27fc2d11a45afb1a2a7f46188b502d07d82aeeb3ada1a86cb602e7a2d6df778096c5dce12"),
             (4, "6a13daa5ac59a7120ef7a31f6781e07bc3161d2d98f842df111f8a6a01ba64086e97d44371a9070b79b21b732d503eac"),
             (5, "f19a8bd2ee34c78f2cc889e890e9cbc545f7cd3626d1d2f48538546d62ff780d1085cc099e19797ff8b5a73596650001"),
+            (6, "7a6f0864881a00c4113a3ec60b64dfd946f1c2e6ea76b68bb91009308de87550014f1c2bf4d3a9dc7504e78d4f80690a"),
         ];
         let got: Vec<(i64, String)> = sqlx::migrate!("./migrations/sqlite")
             .iter()
@@ -217,7 +223,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let sqlite = names(sqlx::migrate!("./migrations/sqlite"));
-        assert_eq!(sqlite.len(), 5);
+        assert_eq!(sqlite.len(), 6);
         assert_eq!(sqlite, names(sqlx::migrate!("./migrations/postgres")));
     }
 
