@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::rows::Record;
-use crate::webhooks::{record_event, NewEvent};
+use crate::webhooks::{record_event, session_event};
 use crate::{now_ms, Store};
 
 /// Where a recording is.
@@ -81,21 +81,6 @@ impl Record for Asset {
             attributes: attrs.and_then(|a| serde_json::from_str(&a).ok()),
             error: r.get(7),
         }
-    }
-}
-
-/// An event of session `id` (its asset has the same id).
-pub(crate) fn session_event(
-    kind: &'static str,
-    id: &str,
-    device_id: &str,
-    data: serde_json::Value,
-) -> NewEvent {
-    NewEvent {
-        kind,
-        subject: format!("session:{id}"),
-        device_id: Some(device_id.to_string()),
-        data,
     }
 }
 

@@ -94,6 +94,9 @@ pub struct DueWebhook {
     pub event_pos: i64,
     /// Attempts made so far.
     pub attempts: i64,
+    /// When it was queued (or queued again by a replay), Unix ms: retries
+    /// are counted from then.
+    pub queued_ms: i64,
     /// The event.
     pub event: WebhookEvent,
 }
@@ -162,6 +165,21 @@ fn event_at(r: &AnyRow, at: usize) -> WebhookEvent {
     }
 }
 
+/// An event of session `id` (its asset has the same id).
+pub fn session_event(
+    kind: &'static str,
+    id: &str,
+    device_id: &str,
+    data: serde_json::Value,
+) -> NewEvent {
+    NewEvent {
+        kind,
+        subject: format!("session:{id}"),
+        device_id: Some(device_id.to_string()),
+        data,
+    }
+}
+
 /// Records `e` on `conn` (inside the caller's transaction): the subject's
 /// next sequence number, the event, and a pending delivery for every live
 /// endpoint that wants it (the device's own and the global ones).
@@ -195,8 +213,8 @@ pub(crate) async fn record_event(conn: &mut AnyConnection, e: &NewEvent) -> Resu
     .with_context(what)?;
     let (pos, seq): (i64, i64) = (row.get(0), row.get(1));
     sqlx::query(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_pos, subject, seq, status, next_ms)
-         SELECT id, $1, $2, $3, 'pending', $4 FROM webhook_endpoints
+        "INSERT INTO webhook_deliveries (endpoint_id, event_pos, subject, seq, status, next_ms, created_ms)
+         SELECT id, $1, $2, $3, 'pending', $4, $4 FROM webhook_endpoints
          WHERE deleted_ms IS NULL AND (device_id IS NULL OR device_id = $5)
            AND (event_types = ',*,' OR event_types LIKE '%,' || $6 || ',%')",
     )
@@ -314,7 +332,7 @@ impl Store {
     /// the earlier ones), in outbox order.
     pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<DueWebhook>> {
         let rows = sqlx::query(
-            "SELECT d.endpoint_id, p.url, p.secret, d.event_pos, d.attempts,
+            "SELECT d.endpoint_id, p.url, p.secret, d.event_pos, d.attempts, d.created_ms,
                     e.id, e.kind, e.subject, e.seq, e.created_ms, e.data
              FROM webhook_deliveries d
              JOIN webhook_endpoints p ON p.id = d.endpoint_id
@@ -338,7 +356,8 @@ impl Store {
                 secret: r.get(2),
                 event_pos: r.get(3),
                 attempts: r.get(4),
-                event: event_at(r, 5),
+                queued_ms: r.get(5),
+                event: event_at(r, 6),
             })
             .collect())
     }
@@ -394,13 +413,13 @@ impl Store {
             return Ok(None);
         };
         let done = sqlx::query(
-            "INSERT INTO webhook_deliveries (endpoint_id, event_pos, subject, seq, status, next_ms)
-             SELECT p.id, e.pos, e.subject, e.seq, 'pending', $1
+            "INSERT INTO webhook_deliveries (endpoint_id, event_pos, subject, seq, status, next_ms, created_ms)
+             SELECT p.id, e.pos, e.subject, e.seq, 'pending', $1, $1
              FROM webhook_events e JOIN webhook_endpoints p ON p.id = $2
              WHERE e.pos >= $3 AND (p.device_id IS NULL OR p.device_id = e.device_id)
                AND (p.event_types = ',*,' OR p.event_types LIKE '%,' || e.kind || ',%')
              ON CONFLICT(endpoint_id, event_pos) DO UPDATE SET status = 'pending', attempts = 0,
-                next_ms = excluded.next_ms, last_error = NULL, done_ms = NULL",
+                next_ms = excluded.next_ms, created_ms = excluded.created_ms, last_error = NULL, done_ms = NULL",
         )
         .bind(now_ms())
         .bind(endpoint_id)

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     next_ms BIGINT NOT NULL,
     last_error TEXT,
     done_ms BIGINT,
+    created_ms BIGINT NOT NULL,
     PRIMARY KEY (endpoint_id, event_pos)
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, next_ms);
