@@ -94,10 +94,7 @@ impl Server {
             &ingest, &shares, &relay, &admin, &access, &outbound, &resume,
         );
         webhooks.register_metrics(&mut metrics);
-        let sessions: SessionsFn = {
-            let ingest = ingest.clone();
-            Arc::new(move || serde_json::to_value(ingest.sessions()).unwrap_or_default())
-        };
+        let sessions = sessions_fn(&ingest);
         let gateway = Gateway::new(store.clone(), cfg.data_dir.clone(), sessions, metrics);
         let services = Services {
             gateway: gateway.clone(),
@@ -141,6 +138,12 @@ impl Server {
     pub fn close(&self) {
         self.ingest.close();
     }
+}
+
+/// The ingest's sessions, as JSON, for the HTTP API.
+fn sessions_fn(ingest: &Arc<IngestServer>) -> SessionsFn {
+    let ingest = ingest.clone();
+    Arc::new(move || serde_json::to_value(ingest.sessions()).unwrap_or_default())
 }
 
 /// Every route behind the access policy, served on `listener`.

@@ -123,6 +123,49 @@ fn assert_signed(r: &Received, secret: &str) {
     assert!((now - ts).abs() < 300, "timestamp {ts}, now {now}");
 }
 
+/// Runs the verification snippet of `docs/webhooks.md` (Python) on every
+/// request of `got`, and on one with a changed body; returns what it said
+/// of each.
+fn documented_verify(got: &[Received], secret: &str) -> Vec<bool> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/webhooks.md")).unwrap();
+    let snippet = doc
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a python snippet in docs/webhooks.md");
+    let mut requests: Vec<Value> = got
+        .iter()
+        .map(|r| {
+            json!({
+                "headers": {
+                    "webhook-id": r.id,
+                    "webhook-timestamp": r.timestamp,
+                    "webhook-signature": r.signature,
+                },
+                "body": B64.encode(&r.body),
+            })
+        })
+        .collect();
+    let mut tampered = requests[0].clone();
+    tampered["body"] = json!(B64.encode(b"{}"));
+    requests.push(tampered);
+    let script = format!(
+        "{snippet}\nimport json, sys\nargs = json.load(sys.stdin)\n\
+         print(json.dumps([verify(args['secret'], r['headers'], base64.b64decode(r['body'])) for r in args['requests']]))\n"
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let input = json!({ "secret": secret, "requests": requests }).to_string();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The events of `got` once each (by `webhook-id`), in order of first
 /// arrival, and their bodies.
 fn dedup(got: &[Received]) -> Vec<Value> {
@@ -268,6 +311,11 @@ fn every_event_arrives_once_in_order_signed_through_failures_and_replays() {
         assert_signed(r, &secret);
     }
     assert!(got.iter().filter(|r| r.answered == 500).count() >= 3);
+    // The documented snippet accepts every request, and refuses a changed body.
+    let verdicts = documented_verify(&got, &secret);
+    assert_eq!(verdicts.len(), got.len() + 1);
+    assert!(verdicts[..got.len()].iter().all(|ok| *ok), "{verdicts:?}");
+    assert!(!verdicts[got.len()], "a changed body passed the snippet");
     // The slow answer's event was sent again: a duplicate to drop.
     assert!(got.len() > dedup(&got).len(), "no duplicate was sent");
     let events = dedup(&got);
@@ -329,6 +377,17 @@ fn every_event_arrives_once_in_order_signed_through_failures_and_replays() {
     );
     assert_eq!((s, error_code(&v)), (404, "unknown_event"));
     let other = server.add_device("other");
+    let (s, v) = server.get("/api/v1/webhooks", Some(&other));
+    assert_eq!(
+        (s, v["webhooks"].as_array().unwrap().len()),
+        (200, 0),
+        "{v}"
+    );
+    let (s, v) = server.get("/api/v1/webhooks", Some(&server.token));
+    assert_eq!(v["webhooks"][0]["id"], endpoint.as_str(), "{s} {v}");
+    assert!(v["webhooks"][0].get("secret").is_none(), "{v}");
+    let (s, _) = server.delete(&format!("/api/v1/webhooks/{endpoint}"), Some(&other));
+    assert_eq!(s, 404);
     let (s, _) = server.post_empty(
         &format!("/api/v1/webhooks/{endpoint}/replay?from={first}"),
         Some(&other),

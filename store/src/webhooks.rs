@@ -1,7 +1,7 @@
 //! Webhooks: the endpoints integrators register, the outbox of events and
 //! the delivery of each event to each endpoint that wants it.
 //!
-//! An event is written by [`record_event`] inside the transaction of the
+//! An event is written by `record_event` inside the transaction of the
 //! change it reports (so a change is never kept without its event, nor an
 //! event without its change), with the next sequence number of its subject
 //! (`session:{id}` or `share:{id}`), and one `pending` delivery row for each
