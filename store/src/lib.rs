@@ -204,7 +204,7 @@ mod tests {
             (3, "1cbf269e833a70be3385dfe27fc2d11a45afb1a2a7f46188b502d07d82aeeb3ada1a86cb602e7a2d6df778096c5dce12"),
             (4, "6a13daa5ac59a7120ef7a31f6781e07bc3161d2d98f842df111f8a6a01ba64086e97d44371a9070b79b21b732d503eac"),
             (5, "f19a8bd2ee34c78f2cc889e890e9cbc545f7cd3626d1d2f48538546d62ff780d1085cc099e19797ff8b5a73596650001"),
-            (6, "7a6f0864881a00c4113a3ec60b64dfd946f1c2e6ea76b68bb91009308de87550014f1c2bf4d3a9dc7504e78d4f80690a"),
+            (6, "8d505e7297ff36237c84eea72e89a19f740c6ecee56f9eb7b67ffe767c05f40a34754d5a25ea17e79de7baa3bbff265b"),
         ];
         let got: Vec<(i64, String)> = sqlx::migrate!("./migrations/sqlite")
             .iter()
