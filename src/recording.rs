@@ -16,6 +16,7 @@ use sharecast_ingest::{
 use sharecast_live_relay::{LivePublisher, LiveRelay};
 use sharecast_share::ShareService;
 use sharecast_store::webhooks::session_event;
+use sharecast_store::SessionStart;
 use sharecast_transcoder::{
     Finished, PendingRenditions, ProducedFile, Recording, Transcoder, SOURCE_RENDITION,
 };
@@ -116,17 +117,21 @@ impl SessionHandler for Handler {
 
     fn open<'a>(&'a self, info: &'a SessionInfo) -> BoxFuture<'a, Result<Arc<dyn SessionOutput>>> {
         Box::pin(async move {
-            let (id, device, title) = (&info.id, &info.device.id, info.title.as_deref());
-            let started = info.started_unix_ms as i64;
+            let start = SessionStart {
+                id: &info.id,
+                device_id: &info.device.id,
+                title: info.title.as_deref(),
+                started_ms: info.started_unix_ms as i64,
+            };
             if info.recovered {
                 // Its start was reported when it started.
-                self.store
-                    .asset_recording(id, device, title, started)
+                let s = start;
+                let store = &self.store;
+                store
+                    .asset_recording(s.id, s.device_id, s.title, s.started_ms)
                     .await?;
             } else {
-                self.store
-                    .session_started(id, device, title, started)
-                    .await?;
+                self.store.session_started(&start).await?;
             }
             let recording = self.start_recording(info).await?;
             let live = self.publish_live(info);

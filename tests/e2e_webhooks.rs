@@ -8,7 +8,6 @@
 //! server before its delivery.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -248,10 +247,17 @@ fn deliveries(server: &Server, endpoint: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Waits until every delivery to `endpoint` is done and the receiver holds
-/// each of them; returns the admin's list.
-fn wait_all_delivered(server: &Server, endpoint: &str, rx: &Receiver, want: &[&str]) -> Vec<Value> {
-    wait_until("every webhook delivered", Duration::from_secs(90), || {
+/// Waits until every delivery to `endpoint` is done (events of each type
+/// of `want` among them) and the receiver holds each of them, and checks
+/// the signature of every request it got; returns the admin's list and
+/// the requests.
+fn all_delivered(
+    server: &Server,
+    (endpoint, secret): (&str, &str),
+    rx: &Receiver,
+    want: &[&str],
+) -> (Vec<Value>, Vec<Received>) {
+    let list = wait_until("every webhook delivered", Duration::from_secs(90), || {
         let list = deliveries(server, endpoint);
         let kinds: HashSet<&str> = list.iter().filter_map(|d| d["type"].as_str()).collect();
         let done = list.iter().all(|d| d["status"] == "delivered");
@@ -260,7 +266,12 @@ fn wait_all_delivered(server: &Server, endpoint: &str, rx: &Receiver, want: &[&s
             .iter()
             .all(|d| ids.contains(d["event_id"].as_str().unwrap()));
         (done && held && want.iter().all(|k| kinds.contains(k))).then_some(list)
-    })
+    });
+    let got = rx.got();
+    for r in &got {
+        assert_signed(r, secret);
+    }
+    (list, got)
 }
 
 #[test]
@@ -304,12 +315,7 @@ fn every_event_arrives_once_in_order_signed_through_failures_and_replays() {
         "session.ended",
         "share.created",
     ];
-    let list = wait_all_delivered(&server, &endpoint, &rx, &want);
-
-    let got = rx.got();
-    for r in &got {
-        assert_signed(r, &secret);
-    }
+    let (list, got) = all_delivered(&server, (&endpoint, &secret), &rx, &want);
     assert!(got.iter().filter(|r| r.answered == 500).count() >= 3);
     // The documented snippet accepts every request, and refuses a changed body.
     let verdicts = documented_verify(&got, &secret);
@@ -405,7 +411,7 @@ fn an_event_survives_a_kill_9_between_its_change_and_its_delivery() {
     // The session starts while the receiver is down; the server is killed
     // before it could deliver anything.
     let src = fixture(H264_AAC).unwrap();
-    let (mut push, session, _out) = server.spawn_push(&src, &["--realtime"]);
+    let (push, session, _out) = server.spawn_push(&src, &["--realtime"]);
     std::thread::sleep(Duration::from_millis(1200));
     let pending = deliveries(&server, &endpoint);
     assert!(
@@ -418,14 +424,12 @@ fn an_event_survives_a_kill_9_between_its_change_and_its_delivery() {
     server.kill9();
     std::thread::sleep(Duration::from_millis(500));
     server.restart(Some(&ingest));
-    let out = push.wait().unwrap();
-    let mut stderr = String::new();
-    push.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(out.success(), "push failed after the restart:\n{stderr}");
+    let out = push.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "push failed after the restart:\n{stderr}"
+    );
 
     let rx = Receiver::default();
     rx.listen(&rt, addr);
@@ -435,11 +439,7 @@ fn an_event_survives_a_kill_9_between_its_change_and_its_delivery() {
         "asset.ready",
         "session.ended",
     ];
-    let list = wait_all_delivered(&server, &endpoint, &rx, &want);
-    let got = rx.got();
-    for r in &got {
-        assert_signed(r, &secret);
-    }
+    let (list, got) = all_delivered(&server, (&endpoint, &secret), &rx, &want);
     let events = dedup(&got);
     assert_eq!(events.len(), list.len());
     let kinds = assert_ordered(&events);

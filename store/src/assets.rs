@@ -42,6 +42,19 @@ impl AssetState {
     }
 }
 
+/// An ingest session that starts (see [`Store::session_started`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStart<'a> {
+    /// The session id (its asset's).
+    pub id: &'a str,
+    /// Its device.
+    pub device_id: &'a str,
+    /// Its title, if given.
+    pub title: Option<&'a str>,
+    /// When it started, Unix ms.
+    pub started_ms: i64,
+}
+
 /// A recording and its outputs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Asset {
@@ -203,65 +216,67 @@ impl Store {
 
     /// Records that a device's ingest session started: its asset is
     /// recording, and the `session.started` event in the same transaction.
-    pub async fn session_started(
-        &self,
-        id: &str,
-        device_id: &str,
-        title: Option<&str>,
-        created_ms: i64,
-    ) -> Result<()> {
+    pub async fn session_started(&self, s: &SessionStart<'_>) -> Result<()> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        insert_recording(&mut tx, id, device_id, title, created_ms).await?;
-        let data = json!({ "session_id": id, "device_id": device_id, "title": title, "started_unix_ms": created_ms });
-        record_event(
-            &mut tx,
-            &session_event("session.started", id, device_id, data),
-        )
-        .await?;
+        insert_recording(&mut tx, s.id, s.device_id, s.title, s.started_ms).await?;
+        let data = json!({
+            "session_id": s.id,
+            "device_id": s.device_id,
+            "title": s.title,
+            "started_unix_ms": s.started_ms,
+        });
+        let event = session_event("session.started", s.id, s.device_id, data);
+        record_event(&mut tx, &event).await?;
         tx.commit()
             .await
-            .with_context(|| format!("committing session {id}'s start"))
+            .with_context(|| format!("committing session {}'s start", s.id))
     }
 
     /// Records that the outputs of a recording are ready, with the event
     /// `asset.ready` (the first time) or a `rendition.ready` for each
     /// rendition it did not have.
     pub async fn asset_ready(&self, id: &str, attributes: &VideoAttributes) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        mark_ready(&mut tx, id, attributes).await?;
-        tx.commit()
-            .await
-            .with_context(|| format!("committing asset {id} ready"))
+        self.settle_asset(id, Ok(attributes), false).await
     }
 
     /// Records that a recording failed, with the event `asset.failed`.
     pub async fn asset_failed(&self, id: &str, error: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        mark_failed(&mut tx, id, error).await?;
-        tx.commit()
-            .await
-            .with_context(|| format!("committing asset {id} failed"))
+        self.settle_asset(id, Err(error), false).await
     }
 
     /// Records that an ingest session ended with its asset ready
     /// (`Ok(attributes)`) or failed (`Err(why)`): the asset's state and the
-    /// events `session.ended` and `asset.ready` (or `asset.failed`), in one
+    /// events `asset.ready` (or `asset.failed`) and `session.ended`, in one
     /// transaction.
     pub async fn session_ended(
         &self,
         id: &str,
         outcome: Result<&VideoAttributes, &str>,
     ) -> Result<()> {
+        self.settle_asset(id, outcome, true).await
+    }
+
+    /// An asset ready or failed, with its events (and `session.ended` when
+    /// `ended`), in one transaction.
+    async fn settle_asset(
+        &self,
+        id: &str,
+        outcome: Result<&VideoAttributes, &str>,
+        ended: bool,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let device = match outcome {
             Ok(attributes) => mark_ready(&mut tx, id, attributes).await?,
             Err(error) => mark_failed(&mut tx, id, error).await?,
         };
-        let data = json!({ "session_id": id, "outcome": if outcome.is_ok() { "ready" } else { "failed" } });
-        record_event(&mut tx, &session_event("session.ended", id, &device, data)).await?;
+        let state = if outcome.is_ok() { "ready" } else { "failed" };
+        if ended {
+            let data = json!({ "session_id": id, "outcome": state });
+            record_event(&mut tx, &session_event("session.ended", id, &device, data)).await?;
+        }
         tx.commit()
             .await
-            .with_context(|| format!("committing session {id}'s end"))
+            .with_context(|| format!("committing asset {id} {state}"))
     }
 
     /// Forgets an asset (its files are the caller's).

@@ -42,7 +42,7 @@ pub mod testing;
 pub mod users;
 pub mod webhooks;
 
-pub use assets::{Asset, AssetState};
+pub use assets::{Asset, AssetState, SessionStart};
 pub use bookmarks::{BookmarkRecord, BookmarkStatus, BookmarkUpdate};
 pub use config::{redact, Engine, StoreConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_URL, SQLITE_FILE};
 pub use deliveries::{Delivery, DeliveryStatus, DeliveryUpdate, DueDelivery, NewDelivery};

@@ -503,6 +503,15 @@ mod tests {
         }
     }
 
+    fn start<'a>(id: &'a str, device_id: &'a str) -> crate::SessionStart<'a> {
+        crate::SessionStart {
+            id,
+            device_id,
+            title: None,
+            started_ms: 1,
+        }
+    }
+
     fn all() -> Vec<String> {
         vec!["*".to_string()]
     }
@@ -527,14 +536,14 @@ mod tests {
         assert_eq!(s.webhooks(None).await.unwrap().len(), 2);
         assert_eq!(s.webhook(&global.id, Some(&a.id)).await.unwrap(), None);
 
-        s.session_started("s1", &a.id, Some("t"), 5).await.unwrap();
+        s.session_started(&start("s1", &a.id)).await.unwrap();
         s.session_ended("s1", Ok(&attrs(&["source"])))
             .await
             .unwrap();
         s.asset_ready("s1", &attrs(&["source", "360p"]))
             .await
             .unwrap();
-        s.session_started("s2", &b.id, None, 6).await.unwrap();
+        s.session_started(&start("s2", &b.id)).await.unwrap();
         // A change that fails keeps no event: no asset "nope".
         assert!(s.asset_ready("nope", &attrs(&[])).await.is_err());
         assert!(s
@@ -592,10 +601,10 @@ mod tests {
             .add_webhook(Some(&a.id), "http://a.example/h", &all(), "whsec_a")
             .await
             .unwrap();
-        s.session_started("s1", &a.id, None, 1).await.unwrap();
-        s.session_started("s3", &a.id, None, 1).await.unwrap();
+        s.session_started(&start("s1", &a.id)).await.unwrap();
+        s.session_started(&start("s3", &a.id)).await.unwrap();
         s.asset_failed("s1", "broken").await.unwrap();
-        s.session_started("s2", &b.id, None, 1).await.unwrap();
+        s.session_started(&start("s2", &b.id)).await.unwrap();
         let now = now_ms();
         let due = s.due_webhooks(now, 10).await.unwrap();
         // One per subject: s1's first event and s3's, not s1's second.
@@ -659,7 +668,7 @@ mod tests {
         s.add_webhook(None, "http://g.example/h", &all(), "whsec_g")
             .await
             .unwrap();
-        s.session_started("s1", &a.id, None, 1).await.unwrap();
+        s.session_started(&start("s1", &a.id)).await.unwrap();
         let share = crate::ShareRecord {
             id: "sh1".into(),
             token: "tok".into(),
