@@ -311,6 +311,82 @@ mod tests {
         assert_ne!(new_secret(), new_secret());
     }
 
+    /// A loopback address nothing listens on.
+    fn closed_url() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", l.local_addr().unwrap())
+    }
+
+    fn worker(store: &Store, cfg: WebhooksConfig) -> Webhooks {
+        let outbound = Outbound::new(&crate::outbound::OutboundConfig {
+            allow_private_addresses: true,
+            timeout_secs: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        Webhooks::new(store.clone(), outbound, cfg).unwrap()
+    }
+
+    /// A failed attempt is retried after the first wait; past
+    /// `give_up_after_secs` it is marked failed, and the subject's next
+    /// event goes on.
+    #[tokio::test]
+    async fn failed_attempts_are_retried_then_given_up_and_the_next_goes_on() {
+        let (store, _d) = sharecast_store::testing::store().await;
+        let all = vec!["*".to_string()];
+        store
+            .add_webhook(None, &closed_url(), &all, &new_secret())
+            .await
+            .unwrap();
+        let start = sharecast_store::SessionStart {
+            id: "s1",
+            device_id: "dev",
+            title: None,
+            started_ms: 1,
+        };
+        store.session_started(&start).await.unwrap();
+        store.asset_failed("s1", "broken").await.unwrap();
+
+        // Retried: pending, due again after about retry_initial_ms.
+        let retrying = worker(&store, WebhooksConfig::default());
+        let before = now_ms();
+        assert_eq!(retrying.pass().await.unwrap(), 1);
+        let list = store.webhook_deliveries(Some("pending"), 10).await.unwrap();
+        let first = list.iter().find(|d| d.sequence == 1).unwrap();
+        assert_eq!(first.attempts, 1);
+        assert_eq!(first.last_error.as_deref(), Some("could not be reached"));
+        assert!(first.next_unix_ms >= before + 5000, "{first:?}");
+        assert_eq!(retrying.pass().await.unwrap(), 0, "not due yet");
+
+        // Given up: failed, listed, counted; the next event is attempted.
+        let giving_up = worker(
+            &store,
+            WebhooksConfig {
+                give_up_after_secs: 0,
+                ..WebhooksConfig::default()
+            },
+        );
+        store
+            .replay_webhook(&first.endpoint_id, &first.event_id)
+            .await
+            .unwrap();
+        assert_eq!(giving_up.pass().await.unwrap(), 1);
+        let failed = store.webhook_deliveries(Some("failed"), 10).await.unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].sequence, 1);
+        assert_eq!(giving_up.pass().await.unwrap(), 1);
+        assert_eq!(
+            store
+                .webhook_deliveries(Some("failed"), 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(giving_up.counts.failed.get(), 2);
+        assert_eq!(retrying.counts.retried.get(), 1);
+    }
+
     #[test]
     fn retries_back_off_exponentially_up_to_the_longest_wait() {
         let cfg = WebhooksConfig {

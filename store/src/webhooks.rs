@@ -28,6 +28,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "share.created",
     "delivery.sent",
     "delivery.failed",
+    "subscriber.opted_out",
+    "subscriber.opted_in",
     "viewer.interrupted",
     "handoff.accepted",
 ];
@@ -748,5 +750,25 @@ mod tests {
         );
         assert_eq!(events[1].data["position_ms"], 1500);
         assert_eq!(s.webhook_deliveries(None, 100).await.unwrap().len(), 5);
+
+        // STOP, then START, from a subscriber of device a.
+        s.upsert_subscription(&a.id, "+15550009", "tlv", 1)
+            .await
+            .unwrap();
+        assert_eq!(s.set_opt_out("15550009", true, 2).await.unwrap(), 1);
+        assert_eq!(s.set_opt_out("15550009", false, 3).await.unwrap(), 1);
+        let events = s
+            .webhook_events_of(&format!("subscriber:{}:15550009", a.id))
+            .await
+            .unwrap();
+        let kinds: Vec<(&str, i64)> = events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.sequence))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("subscriber.opted_out", 1), ("subscriber.opted_in", 2)]
+        );
+        assert_eq!(events[0].data["recipient"], "+15550009");
     }
 }
