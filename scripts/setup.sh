@@ -50,9 +50,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${install[@]}"
 fi
 
-# Front-end libraries (hls.js) from the npm registry, never committed.
+# Front-end libraries (hls.js, uPlot) from the npm registry, never committed.
 # Locked versions (package-lock.json), installed from the npm registry.
-if [ ! -f web/node_modules/hls.js/dist/hls.min.js ]; then
+if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || [ ! -f web/node_modules/uplot/dist/uPlot.iife.min.js ]; then
   echo "setup: npm ci --prefix web"
   npm ci --prefix web --no-audit --no-fund --loglevel=error
 fi

@@ -89,7 +89,7 @@ impl Server {
         webhooks.start();
         let resume = resume_service(cfg, &store, &relay, &public, &access, outbound.clone())?;
         hooks::bookmark_interruptions(&relay, resume.clone());
-        let admin = live_admin::admin(&store, &ingest, &relay, &access.tokens);
+        let admin = live_admin::admin(&store, &ingest, &relay, &access.tokens, &resume);
         let mut metrics = metrics(
             &ingest, &shares, &relay, &admin, &access, &outbound, &resume,
         );

@@ -14,6 +14,7 @@ pub mod access;
 pub mod admin;
 pub mod error;
 pub mod frames;
+pub mod history;
 pub mod http;
 mod keys;
 mod metrics;

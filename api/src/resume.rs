@@ -133,7 +133,7 @@ pub(crate) struct BookmarkList {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub(crate) enum TranscodeAnswer {
     Ready { rendition: Rendition },
-    Transcoding { transcode: TranscodeJob },
+    Transcoding { transcode: Box<TranscodeJob> },
 }
 
 pub(crate) async fn create_user(

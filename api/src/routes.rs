@@ -106,6 +106,8 @@ fn live(r: Routes, l: LiveHandlers, sh: &ShareService) -> Routes {
         .add(Method::POST, "/api/v1/live/{id}/heartbeat", LiveViewer, l.heartbeat)
         .add(Method::POST, "/api/v1/live/{id}/playback-tokens", AssetOwner, post(shares::issue_playback_token).with_state(sh.clone()))
         .add(Method::GET, "/assets/hls.js", Public, get(shares::hls_js).with_state(sh.clone()))
+        .add(Method::GET, "/assets/uplot.js", Public, get(shares::uplot_js).with_state(sh.clone()))
+        .add(Method::GET, "/assets/uplot.css", Public, get(shares::uplot_css).with_state(sh.clone()))
 }
 
 #[rustfmt::skip]

@@ -154,6 +154,8 @@ async fn control_loop(link: &Link, ctrl: &mut ControlReader) {
     loop {
         match ctrl.next().await {
             Ok(Some(Control::End(end))) => return link.end(&end).await,
+            // What the phone sees (its advice, its backlog): for the admin.
+            Ok(Some(Control::Report(r))) => link.session.lock().report = Some(r),
             Ok(Some(Control::Error(e))) => {
                 // The phone's words, escaped and cut: they go to the log.
                 let message: String = e.message.chars().take(256).collect();
@@ -222,6 +224,7 @@ impl Link {
                 max_session_secs: cfg.max_session_secs,
             },
             live_urls: self.shared.handler.live_urls(&session.info.id),
+            reports: true,
         };
         let _ = self.ctrl.send(Outgoing::Msg(Control::Welcome(welcome)));
     }

@@ -69,6 +69,12 @@ pub struct SessionSnapshot {
     pub live_delay_ms: Option<i64>,
     /// Largest capture-to-arrival delay of a live frame, ms.
     pub max_live_delay_ms: Option<i64>,
+    /// Bytes of the frames made durable (acknowledged to the phone).
+    pub durable_bytes: u64,
+    /// The encoder bitrate the phone advises, from its last REPORT, bit/s.
+    pub advised_bitrate_bps: Option<u64>,
+    /// Bytes the phone holds unacknowledged, from its last REPORT.
+    pub phone_backlog_bytes: Option<u64>,
 }
 
 /// What every connection of the server shares.
@@ -456,6 +462,8 @@ fn snapshot(s: &Session) -> SessionSnapshot {
         .map(|t| t.frames)
         .unwrap_or(0);
     let (live_delay_ms, max_live_delay_ms) = (st.live_delay_ms, st.max_live_delay_ms);
+    let durable_bytes = st.durable_bytes;
+    let report = st.report.clone().unwrap_or_default();
     drop(st);
     let (ingest_bitrate_bps, frame_rate) = if span_us > 0 {
         (
@@ -487,6 +495,9 @@ fn snapshot(s: &Session) -> SessionSnapshot {
         frame_rate,
         live_delay_ms,
         max_live_delay_ms,
+        durable_bytes,
+        advised_bitrate_bps: report.advised_bps,
+        phone_backlog_bytes: report.backlog_bytes,
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use sharecast_client_sdk::{UploadError, Uploader};
 use sharecast_formats::ingest::{
-    encode_frame, Control, ControlDecoder, End, ErrorCode, ErrorMsg, Hello, Resume,
+    encode_frame, Control, ControlDecoder, End, ErrorCode, ErrorMsg, Hello, Report, Resume,
 };
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use sharecast_ingest::IngestConfig;
@@ -154,6 +154,45 @@ async fn garbage_on_the_control_stream_is_refused() {
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let (code, reason) = close_code(&conn).await;
     assert_eq!(code, ErrorCode::BadMessage.as_u16(), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_kept_and_a_bad_report_is_refused() {
+    let env = Env::new().await;
+    let (_ep, conn, mut s, mut r) = raw(&env).await;
+    let mut dec = ControlDecoder::new();
+    let welcome = expect_welcome(&mut r, &mut dec).await;
+    assert!(welcome.reports, "this server takes REPORT");
+    let report = Report {
+        advised_bps: Some(1_200_000),
+        backlog_bytes: Some(5_000),
+        backlog_frames: Some(2),
+    };
+    s.write_all(&Control::Report(report).encode())
+        .await
+        .unwrap();
+    let seen = eventually(Duration::from_secs(5), || {
+        env.server.sessions().iter().any(|x| {
+            x.advised_bitrate_bps == Some(1_200_000) && x.phone_backlog_bytes == Some(5_000)
+        })
+    })
+    .await;
+    assert!(
+        seen,
+        "the REPORT reaches the session: {:?}",
+        env.server.sessions()
+    );
+    // A REPORT whose payload is not its JSON object: refused, told why.
+    // (a JSON array would fill the fields in order; a string for a number
+    // does not parse).
+    let bad = br#"{"advised_bps":"fast"}"#;
+    s.write_all(&[0x08, 0, 0, 0, bad.len() as u8])
+        .await
+        .unwrap();
+    s.write_all(bad).await.unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::BadMessage.as_u16(), "{reason}");
+    assert!(reason.contains("REPORT"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

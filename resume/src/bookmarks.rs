@@ -394,7 +394,7 @@ impl ResumeService {
                     Scheduled::Ready(r) => url = r.url,
                     Scheduled::Job(j) => {
                         self.wait_for_new_job(&row.id, &row.status, &j).await?;
-                        transcode = Some(Box::new(j));
+                        transcode = Some(j);
                     }
                 }
             }

@@ -532,7 +532,7 @@ impl ResumeService {
             Scheduled::Job(j) => (
                 state.address.clone(),
                 BookmarkStatus::Transcoding(j.id.clone()),
-                Some(j),
+                Some(*j),
             ),
         };
         Ok(Choice {

@@ -288,7 +288,7 @@ impl ResumeService {
         if rendition.is_none() && self.transcodes.is_some() {
             match self.schedule(&record.content_id, &terminal_type).await? {
                 Scheduled::Ready(r) => rendition = Some(r),
-                Scheduled::Job(j) => transcode = Some(j),
+                Scheduled::Job(j) => transcode = Some(*j),
             }
         }
         let position_ms = record.position_ms.unwrap_or(0).max(0) as u64;

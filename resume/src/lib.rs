@@ -47,6 +47,6 @@ pub use fetches::{FetchJob, Probe};
 pub use handoff::{Accepted, HandoffCreated, HandoffSource, Pushed, Received, SuspendState};
 pub use history::{Catalogue, HistoryEntry, ResumeAnswer, Stop, Stopped};
 pub use live::{LiveLookup, LiveStartInfo, LiveStarts, RtspVod};
-pub use service::ResumeService;
-pub use transcodes::{Scheduled, Transcode, TranscodeJob, TranscodeRequest};
+pub use service::{Jobs, ResumeService};
+pub use transcodes::{JobProgress, Scheduled, Transcode, TranscodeJob, TranscodeRequest};
 pub use users::{NewTerminal, NewUser};
