@@ -281,6 +281,24 @@ fn every_event_arrives_once_in_order_signed_through_failures_and_replays() {
     let addr = free_addr();
     let url = format!("http://{addr}/hook");
     let (endpoint, secret) = register(&server, &url);
+    for (body, code) in [
+        (
+            json!({ "url": url, "event_types": ["asset.nope"] }),
+            "bad_event_types",
+        ),
+        (json!({ "url": url, "event_types": [] }), "bad_event_types"),
+        (
+            json!({ "url": "ftp://example.com/x", "event_types": ["*"] }),
+            "bad_url",
+        ),
+        (
+            json!({ "url": "http://u:p@example.com/x", "event_types": ["*"] }),
+            "bad_url",
+        ),
+    ] {
+        let (s, v) = server.post("/api/v1/webhooks", Some(&server.token), body.clone());
+        assert_eq!((s, error_code(&v)), (400, code), "{body}: {v}");
+    }
 
     // Down: nothing listens while the session is recorded and shared.
     let r = server.push(

@@ -151,6 +151,11 @@ fn endpoint(r: &AnyRow) -> WebhookEndpoint {
     }
 }
 
+/// The deliveries (`d`) with their endpoints (`p`) and events (`e`).
+const DELIVERIES_JOINED: &str = "FROM webhook_deliveries d
+     JOIN webhook_endpoints p ON p.id = d.endpoint_id
+     JOIN webhook_events e ON e.pos = d.event_pos";
+
 const ENDPOINT_COLUMNS: &str = "id, device_id, url, event_types, created_ms";
 
 /// The event in columns `id, kind, subject, seq, created_ms, data` from
@@ -187,6 +192,8 @@ pub fn session_event(
 /// endpoint that wants it (the device's own and the global ones).
 pub(crate) async fn record_event(conn: &mut AnyConnection, e: &NewEvent) -> Result<()> {
     let what = || format!("recording event {} of {}", e.kind, e.subject);
+    // Types are matched in the `,a,b,` column with LIKE: they hold no `%`,
+    // and a `_` in one matches no other known type.
     // The counter row is written first: it serialises the writers of one
     // subject (a row lock on PostgreSQL, the write lock on SQLite).
     sqlx::query(
@@ -333,18 +340,16 @@ impl Store {
     /// and subject only the earliest pending one (a later event waits for
     /// the earlier ones), in outbox order.
     pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<DueWebhook>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT d.endpoint_id, p.url, p.secret, d.event_pos, d.attempts, d.created_ms,
                     e.id, e.kind, e.subject, e.seq, e.created_ms, e.data
-             FROM webhook_deliveries d
-             JOIN webhook_endpoints p ON p.id = d.endpoint_id
-             JOIN webhook_events e ON e.pos = d.event_pos
+             {DELIVERIES_JOINED}
              WHERE d.status = 'pending' AND d.next_ms <= $1
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries b
                    WHERE b.endpoint_id = d.endpoint_id AND b.subject = d.subject
                      AND b.status = 'pending' AND b.seq < d.seq)
-             ORDER BY d.event_pos LIMIT $2",
-        )
+             ORDER BY d.event_pos LIMIT $2"
+        ))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -440,15 +445,11 @@ impl Store {
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<WebhookDelivery>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT d.endpoint_id, p.url, e.id, e.kind, e.subject, e.seq, d.status, d.attempts,
-                    d.last_error, d.next_ms, d.done_ms
-             FROM webhook_deliveries d
-             JOIN webhook_endpoints p ON p.id = d.endpoint_id
-             JOIN webhook_events e ON e.pos = d.event_pos
-             WHERE ($1 IS NULL OR d.status = $1)
-             ORDER BY d.event_pos DESC LIMIT $2",
-        )
+                    d.last_error, d.next_ms, d.done_ms {DELIVERIES_JOINED}
+             WHERE ($1 IS NULL OR d.status = $1) ORDER BY d.event_pos DESC LIMIT $2"
+        ))
         .bind(status)
         .bind(limit)
         .fetch_all(&self.pool)
