@@ -18,6 +18,7 @@ pub mod history;
 pub mod http;
 mod keys;
 mod metrics;
+pub mod openapi;
 pub mod resume;
 pub mod routes;
 mod shares;

@@ -167,6 +167,7 @@ fn admin_routes(r: Routes, a: &Admin, table: &Arc<OnceLock<Vec<RouteSpec>>>) -> 
         .add(Method::GET, "/api/v1/admin/overview", Admin, get(admin::overview).with_state(a.clone()))
         .add(Method::GET, "/api/v1/admin/events", Admin, get(admin::events).with_state(a.clone()))
         .add(Method::GET, "/api/v1/admin/routes", Admin, get(route_table).with_state(table.clone()))
+        .add(Method::GET, "/api/v1/openapi.json", Public, get(openapi).with_state(table.clone()))
         .add(Method::GET, "/api/v1/admin/{what}", Admin, get(admin::list).with_state(a.clone()))
         .add(Method::POST, "/api/v1/admin/sessions/{id}/end", Admin, post(admin::end_session).with_state(a.clone()))
         .add(Method::POST, "/api/v1/admin/viewers/{id}/kick", Admin, post(admin::kick_viewer).with_state(a.clone()))
@@ -190,6 +191,15 @@ async fn route_table(
     Json(RouteTable {
         routes: table.get().cloned().unwrap_or_default(),
     })
+}
+
+/// `GET /api/v1/openapi.json`: the description of every route.
+async fn openapi(
+    State(table): State<Arc<OnceLock<Vec<RouteSpec>>>>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document(
+        table.get().map(Vec::as_slice).unwrap_or_default(),
+    ))
 }
 
 /// The answer of `GET /api/v1/admin/routes`.

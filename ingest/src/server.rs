@@ -97,6 +97,36 @@ pub(crate) struct Shared {
     pub(crate) opening: Mutex<HashMap<String, usize>>,
     /// RTMP publishes that a publisher can rejoin.
     pub(crate) rtmp: crate::rtmp::Publishes,
+    /// Connections (QUIC and RTMP) open now, against `max_connections`.
+    pub(crate) open_connections: std::sync::atomic::AtomicUsize,
+}
+
+/// A place among the `max_connections` open at once, given back when
+/// dropped (when the connection's handler ends).
+pub(crate) struct ConnectionSlot(Arc<Shared>);
+
+impl ConnectionSlot {
+    /// A place, or `None` (counted) when `max_connections` are open.
+    pub(crate) fn take(shared: &Arc<Shared>) -> Option<ConnectionSlot> {
+        let open = &shared.open_connections;
+        let max = shared.cfg.max_connections;
+        let taken = open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            shared.metrics.connections_over_limit.inc();
+            return None;
+        }
+        Some(ConnectionSlot(shared.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A place among a device's `max_sessions_per_device`, taken before its
@@ -258,6 +288,7 @@ impl IngestServer {
                 opening: Mutex::new(HashMap::new()),
                 committer,
                 rtmp: Default::default(),
+                open_connections: Default::default(),
             }),
             fingerprint,
             udp_buffers,
@@ -367,7 +398,13 @@ impl IngestServer {
     async fn accept_quic(&self) {
         while let Some(incoming) = self.endpoint.accept().await {
             let shared = self.shared.clone();
+            let Some(slot) = ConnectionSlot::take(&shared) else {
+                tracing::warn!(remote = %incoming.remote_address(), "ingest connection refused: max_connections are open");
+                incoming.refuse();
+                continue;
+            };
             tokio::spawn(async move {
+                let _slot = slot;
                 if let Err(e) = handle_connection(shared, incoming).await {
                     tracing::debug!(error = %format!("{e:#}"), "ingest connection ended");
                 }

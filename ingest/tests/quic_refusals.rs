@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use common::*;
-use sharecast_client_sdk::{UploadError, Uploader};
+use sharecast_client_sdk::{Trust, UploadError, Uploader};
 use sharecast_formats::ingest::{
     encode_frame, Control, ControlDecoder, End, ErrorCode, ErrorMsg, Hello, Report, Resume,
 };
@@ -193,6 +193,65 @@ async fn reports_are_kept_and_a_bad_report_is_refused() {
     let (code, reason) = close_code(&conn).await;
     assert_eq!(code, ErrorCode::BadMessage.as_u16(), "{reason}");
     assert!(reason.contains("REPORT"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_are_refused_and_counted() {
+    let env = Env::with(|c| {
+        c.max_connections = 2;
+        c.rtmp_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let (_e1, c1, _s1, _r1) = raw_connect(&env).await;
+    let (_e2, _c2, _s2, _r2) = raw_connect(&env).await;
+    let client = || {
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(
+            sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into()))
+                .unwrap(),
+        );
+        ep
+    };
+    // A third QUIC connection is refused before its handshake completes.
+    let ep = client();
+    let third = ep
+        .connect(env.server.local_addr().unwrap(), "localhost")
+        .unwrap()
+        .await;
+    assert!(
+        matches!(third, Err(quinn::ConnectionError::ConnectionClosed(_))),
+        "{third:?}"
+    );
+    // An RTMP connection too: the server closes it at once.
+    let mut tcp = tokio::net::TcpStream::connect(env.server.rtmp_addr().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert_eq!(env.server.metrics().connections_over_limit.get(), 2);
+    // One closes: its place is free again.
+    c1.close(0u32.into(), b"done");
+    let ep = client();
+    let mut again = None;
+    for _ in 0..50 {
+        match ep
+            .connect(env.server.local_addr().unwrap(), "localhost")
+            .unwrap()
+            .await
+        {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(again.is_some(), "a connection gets in once one closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
