@@ -23,6 +23,7 @@ pub mod resume;
 pub mod routes;
 mod shares;
 mod stills;
+pub mod webhooks;
 
 pub use access::{Access, Policy, RouteSpec};
 pub use http::{AdminConfig, Gateway, GatewayConfig, SessionsFn};

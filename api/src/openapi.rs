@@ -41,6 +41,19 @@ pub const QUERY: &[(&str, &str, &str, bool)] = &[
     ("/oembed", "url", "string", true),
     ("/api/v1/handoff/{id}", "exp", "string", false),
     ("/api/v1/handoff/{id}", "sig", "string", false),
+    ("/api/v1/webhooks/{id}/replay", "from", "string", true),
+    (
+        "/api/v1/admin/webhook-deliveries",
+        "status",
+        "string",
+        false,
+    ),
+    (
+        "/api/v1/admin/webhook-deliveries",
+        "limit",
+        "integer",
+        false,
+    ),
 ];
 
 /// A request body's schema: registers it (and the schemas it refers to)

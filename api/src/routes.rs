@@ -18,7 +18,8 @@ use crate::access::{Access, AssetIn, AuthAdmin, Policy, RouteSpec, Routes};
 use crate::admin::Admin;
 use crate::frames::Frames;
 use crate::http::Gateway;
-use crate::{admin, frames, http, keys, resume, shares, stills};
+use crate::webhooks::WebhookRoutes;
+use crate::{admin, frames, http, keys, resume, shares, stills, webhooks};
 use sharecast_resume::ResumeService;
 
 /// Everything that serves a route.
@@ -37,6 +38,8 @@ pub struct Services {
     pub admin: Admin,
     /// The live relay's handlers.
     pub live: LiveHandlers,
+    /// Webhook endpoints, replays and deliveries.
+    pub webhooks: WebhookRoutes,
     /// Whether `/metrics` is public (`http.metrics_public`).
     pub metrics_public: bool,
 }
@@ -69,6 +72,7 @@ pub fn routes(policy: Policy, s: Services) -> (Router, Vec<RouteSpec>) {
     let routes = users_and_history(routes, &s.resume);
     let routes = handoff_and_jobs(routes, &s.resume);
     let routes = admin_routes(routes, &s.admin, &table);
+    let routes = webhook_routes(routes, &s.webhooks);
     let (router, specs) = routes.into_parts();
     let _ = table.set(specs.clone());
     (router, specs)
@@ -167,6 +171,16 @@ fn admin_routes(r: Routes, a: &Admin, table: &Arc<OnceLock<Vec<RouteSpec>>>) -> 
         .add(Method::GET, "/api/v1/admin/{what}", Admin, get(admin::list).with_state(a.clone()))
         .add(Method::POST, "/api/v1/admin/sessions/{id}/end", Admin, post(admin::end_session).with_state(a.clone()))
         .add(Method::POST, "/api/v1/admin/viewers/{id}/kick", Admin, post(admin::kick_viewer).with_state(a.clone()))
+}
+
+#[rustfmt::skip]
+fn webhook_routes(r: Routes, w: &WebhookRoutes) -> Routes {
+    use Access::*;
+    r.add(Method::GET, "/api/v1/webhooks", DeviceOrAdmin, get(webhooks::list).with_state(w.clone()))
+        .add(Method::POST, "/api/v1/webhooks", DeviceOrAdmin, post(webhooks::create).with_state(w.clone()))
+        .add(Method::DELETE, "/api/v1/webhooks/{id}", DeviceOrAdmin, delete(webhooks::delete).with_state(w.clone()))
+        .add(Method::POST, "/api/v1/webhooks/{id}/replay", DeviceOrAdmin, post(webhooks::replay).with_state(w.clone()))
+        .add(Method::GET, "/api/v1/admin/webhook-deliveries", Admin, get(webhooks::deliveries).with_state(w.clone()))
 }
 
 /// `GET /api/v1/admin/routes`: every route with its rule.

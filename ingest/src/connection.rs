@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::hello::open_session;
-use crate::lock;
 use crate::server::{finalise, spawn_resume_timer, Shared};
 use crate::session::{Lifecycle, Reject, Session};
+use crate::{lock, ConnectionChange};
 
 /// Serve one connection from its handshake to its close.
 pub(crate) async fn handle_connection(
@@ -196,8 +196,12 @@ impl Link {
                 b"superseded by a resumed connection",
             );
         }
+        let was_suspended = session.lifecycle() == Lifecycle::Suspended;
         session.set_lifecycle(Lifecycle::Connected);
         if resumed {
+            if was_suspended {
+                session.output.connection_changed(ConnectionChange::Resumed);
+            }
             session.lock().resumes += 1;
             self.shared.metrics.sessions_resumed.inc();
         }
@@ -360,6 +364,11 @@ impl Link {
         drop(c);
         if session.lifecycle() == Lifecycle::Connected {
             session.set_lifecycle(Lifecycle::Suspended);
+            session
+                .output
+                .connection_changed(ConnectionChange::Suspended {
+                    reason: "connection_lost",
+                });
             tracing::info!(session = %session.info.id, "phone disconnected; waiting for it to resume");
             let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
             spawn_resume_timer(shared, session, generation, wait);

@@ -27,7 +27,7 @@ use crate::limiter::AuthLimiter;
 use crate::metrics::{IngestCollector, IngestMetrics};
 use crate::session::{Lifecycle, Session, SessionLimits};
 use crate::tls::{self, TlsMaterial};
-use crate::{lock, DeviceIdentity, SessionInfo, SessionOutput};
+use crate::{lock, ConnectionChange, DeviceIdentity, SessionInfo, SessionOutput};
 
 /// A point-in-time view of one session, for the admin API.
 #[derive(Debug, Clone, Serialize)]
@@ -561,6 +561,11 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
     let session = shared.new_session(info, rec.meta.secret.clone(), output, writer);
     session.replay(rec.frames)?;
     session.set_lifecycle(Lifecycle::Suspended);
+    session
+        .output
+        .connection_changed(ConnectionChange::Suspended {
+            reason: "server_restart",
+        });
     shared.register(&session);
     shared.metrics.sessions_recovered.inc();
     tracing::info!(session = %session.info.id, "recovered session from its journal; waiting for the phone to resume");

@@ -10,7 +10,8 @@
 //! terminal cannot play what it resumes, the service makes it playable: an
 //! on-demand transcode of a local recording, or a fetch of another
 //! platform's video first. Every request it makes to an address it was
-//! given goes through [`outbound`], the one outbound policy.
+//! given goes through [`outbound`], the one outbound policy, and so do
+//! the [`webhooks`] it delivers.
 //!
 //! Main types: [`ResumeService`] and its [`ResumeConfig`]; the answers
 //! [`Bookmark`], [`BookmarkPlay`], [`SuspendState`], [`ResumeAnswer`] and
@@ -34,6 +35,7 @@ pub mod outbound;
 mod service;
 mod transcodes;
 mod users;
+pub mod webhooks;
 
 #[cfg(test)]
 mod testing;
