@@ -415,6 +415,12 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         "dashboard shows the session and the viewer",
     );
     check_dashboard_charts(&mut dash, &server, &sid);
+    // The webhook deliveries' table loaded (no endpoint: none).
+    dash.wait_for(
+        "document.querySelector('#webhooks tbody').innerText.trim() === 'none'",
+        10,
+        "the dashboard lists webhook deliveries",
+    );
     dash.screenshot("admin-dashboard.png");
     let streams = admin_get(&server, "/api/v1/admin/streams");
     let st = streams["streams"]

@@ -133,6 +133,11 @@ const BODIES: &[(&str, &str, Body)] = &[
         "/api/v1/transcodes",
         body::<crate::resume::TranscodeRequest>,
     ),
+    (
+        "POST",
+        "/api/v1/webhooks",
+        body::<crate::webhooks::NewEndpoint>,
+    ),
 ];
 
 /// Every status an error answer may have.

@@ -36,7 +36,7 @@ impl WebhookRoutes {
 }
 
 /// `POST /api/v1/webhooks` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewEndpoint {
     /// Where events are posted (http or https).
