@@ -929,16 +929,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn segments_on_keyframes_and_ends_the_playlist() {
-        let s = HlsStream::new(
+    fn stream() -> HlsStream {
+        HlsStream::new(
             "s1",
             &[track()],
             1_700_000_000_000_000,
             HlsConfig::default(),
             "/vod/s1/source.mp4".into(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn segments_on_keyframes_and_ends_the_playlist() {
+        let s = stream();
         // Delta frames before the first keyframe are skipped.
         s.push(&frame(0, false));
         for i in 1..=35 {
@@ -979,18 +983,7 @@ mod tests {
     /// have a segment, and are found by name.
     #[test]
     fn renditions_are_listed_once_ready() {
-        let new = || {
-            Arc::new(
-                HlsStream::new(
-                    "s1",
-                    &[track()],
-                    1_700_000_000_000_000,
-                    HlsConfig::default(),
-                    "/vod/s1/source.mp4".into(),
-                )
-                .unwrap(),
-            )
-        };
+        let new = || Arc::new(stream());
         let (source, low) = (new(), new());
         source.add_rendition("low", low.clone());
         for i in 1..=15 {
@@ -1087,17 +1080,6 @@ mod tests {
         s.end();
         assert_eq!(s.live_start(9500).unwrap().state, "ended");
         assert!(s.status()["capture_epoch_unix_ms"] == 1_700_000_000_000u64);
-    }
-
-    fn stream() -> HlsStream {
-        HlsStream::new(
-            "s1",
-            &[track()],
-            1_700_000_000_000_000,
-            HlsConfig::default(),
-            "/vod/s1/source.mp4".into(),
-        )
-        .unwrap()
     }
 
     /// 10 fps, a keyframe every second from 0.1 s: seg0 and seg1 closed
