@@ -22,6 +22,9 @@ PACKAGES=(
   # The chaos suite (tests/chaos/run.sh): network namespaces, veth, tbf,
   # nftables loss and blackouts, conntrack for NAT rebinding, /usr/bin/time.
   iproute2 nftables conntrack time
+  # Schemathesis (PyPI) checks the OpenAPI description against the server
+  # (tests/openapi_schemathesis.rs), from a virtual environment.
+  python3 python3-venv
 )
 # Node.js and npm from Debian unless the machine already has them (a Node.js
 # from another source bundles its own npm, which Debian's npm conflicts with).
@@ -50,11 +53,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${install[@]}"
 fi
 
-# Front-end libraries (hls.js) from the npm registry, never committed.
+# Front-end libraries (hls.js, uPlot) from the npm registry, never committed.
 # Locked versions (package-lock.json), installed from the npm registry.
-if [ ! -f web/node_modules/hls.js/dist/hls.min.js ]; then
+if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || [ ! -f web/node_modules/uplot/dist/uPlot.iife.min.js ]; then
   echo "setup: npm ci --prefix web"
   npm ci --prefix web --no-audit --no-fund --loglevel=error
+fi
+# Schemathesis from PyPI (locked version), in a virtual environment under
+# target/ (a build output, never committed).
+SCHEMATHESIS_VERSION=4.32.5
+if ! target/schemathesis-venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "setup: pip install schemathesis==$SCHEMATHESIS_VERSION into target/schemathesis-venv"
+  python3 -m venv target/schemathesis-venv
+  target/schemathesis-venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 # playwright-core drives the system Chromium in the share-page tests.
 if [ ! -d web/share/node_modules/playwright-core ]; then

@@ -10,6 +10,7 @@ use sharecast_api::{AdminConfig, GatewayConfig};
 use sharecast_ingest::IngestConfig;
 use sharecast_live_relay::LiveRelayConfig;
 use sharecast_resume::outbound::OutboundConfig;
+use sharecast_resume::webhooks::WebhooksConfig;
 use sharecast_share::{ShareConfig, SmsConfig};
 use sharecast_store::StoreConfig;
 use sharecast_transcoder::TranscoderConfig;
@@ -43,6 +44,8 @@ pub struct Config {
     /// and pull, fetches of other platforms' videos), and redirects to
     /// other platforms.
     pub outbound: OutboundConfig,
+    /// Delivery of webhook events (retries, polling).
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             sms: SmsConfig::default(),
             admin: AdminConfig::default(),
             outbound: OutboundConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sharecast_live_relay::{LiveRelay, LiveStartError, ViewerEvent};
 use sharecast_resume::{
-    LiveLookup, LiveStartInfo, LiveStarts, Probe, ResumeService, ReverseBookmark, RtspVod,
-    Transcode, TranscodeRequest,
+    JobProgress, LiveLookup, LiveStartInfo, LiveStarts, Probe, ResumeService, ReverseBookmark,
+    RtspVod, Transcode, TranscodeRequest,
 };
 use sharecast_transcoder::{ladder, probe_file, RenditionSpec, SOURCE_FILE};
 use tokio::sync::broadcast::error::RecvError;
@@ -54,20 +54,24 @@ pub(crate) fn rtsp_vod(relay: &Arc<LiveRelay>, public: &Public, sessions: PathBu
 /// AAC rendition next to it, measured on the produced file.
 pub(crate) fn transcode(public: &Public, sessions: PathBuf, timeout: Duration) -> Transcode {
     let public = public.clone();
-    Arc::new(move |req: &TranscodeRequest| {
-        let dir = sessions.join(&req.content_id);
-        let spec = RenditionSpec {
-            name: req.name.clone(),
-            short_side: req.short_side,
-            ..RenditionSpec::compat_480p()
-        };
-        let file = ladder::transcode_file(&dir.join(SOURCE_FILE), &spec, &dir, timeout)
-            .map_err(|e| without_dir(&format!("{e:#}"), &dir))?;
-        public
-            .rendition_urls(&req.content_id, vec![file])
-            .pop()
-            .ok_or_else(|| "the transcoder produced no file".to_string())
-    })
+    Arc::new(
+        move |req: &TranscodeRequest, progress: &dyn Fn(JobProgress)| {
+            let dir = sessions.join(&req.content_id);
+            let spec = RenditionSpec {
+                name: req.name.clone(),
+                short_side: req.short_side,
+                ..RenditionSpec::compat_480p()
+            };
+            let report = |done, total| progress(JobProgress::new(done, total));
+            let file =
+                ladder::transcode_file(&dir.join(SOURCE_FILE), &spec, &dir, timeout, &report)
+                    .map_err(|e| without_dir(&format!("{e:#}"), &dir))?;
+            public
+                .rendition_urls(&req.content_id, vec![file])
+                .pop()
+                .ok_or_else(|| "the transcoder produced no file".to_string())
+        },
+    )
 }
 
 /// Hand-off between platforms: another platform's video that no rendition

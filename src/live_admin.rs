@@ -11,6 +11,7 @@ use sharecast_api::admin::{Admin, AdminSources};
 use sharecast_api::{PlaybackTokens, Store};
 use sharecast_ingest::IngestServer;
 use sharecast_live_relay::LiveRelay;
+use sharecast_resume::ResumeService;
 
 use crate::config::Config;
 
@@ -61,6 +62,7 @@ pub(crate) fn admin(
     ingest: &Arc<IngestServer>,
     relay: &Arc<LiveRelay>,
     tokens: &PlaybackTokens,
+    resume: &ResumeService,
 ) -> Admin {
     let to_json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
     let sessions = {
@@ -92,6 +94,10 @@ pub(crate) fn admin(
         let relay = relay.clone();
         Arc::new(move || mask_tokens(to_json(serde_json::to_value(relay.recent_viewer_events()))))
     };
+    let jobs = {
+        let resume = resume.clone();
+        Arc::new(move || to_json(serde_json::to_value(resume.jobs())))
+    };
     let end_session = {
         let ingest = ingest.clone();
         Arc::new(move |id: &str| {
@@ -111,16 +117,19 @@ pub(crate) fn admin(
         let relay = relay.clone();
         Arc::new(move |id: &str| relay.kick_viewer(id))
     };
-    Admin::new(AdminSources {
+    let admin = Admin::new(AdminSources {
         sessions,
         streams,
         viewers,
         viewer_events,
+        jobs,
         end_session,
         kick_viewer,
         store: store.clone(),
         refresh: Duration::from_secs(1),
-    })
+    });
+    admin.spawn_sampler();
+    admin
 }
 
 /// Players identify with their user token (`user`); admins see only its

@@ -2,12 +2,16 @@
 //! encoded frames (no re-encoding), stamps capture timestamps and uploads them
 //! through the client SDK, in real time with `--realtime`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::sim::demux::FileSource;
 use crate::sim::testsrc::{Controls, TestSource};
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sharecast_client_sdk::{Trust, Uploader, UploaderConfig};
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 
@@ -54,8 +58,9 @@ pub(crate) struct PushArgs {
     /// Testing aid: move to a new local UDP port after this many frames.
     #[arg(long)]
     rebind_after: Option<u64>,
-    /// Milliseconds between two progress lines on standard error (`sent …
-    /// acked … backlog …`). Default 1000.
+    /// Milliseconds between two progress updates on standard error: a
+    /// progress bar when it is a terminal, else a line (`sent … acked …
+    /// backlog …`). Default 1000.
     #[arg(long, default_value_t = 1000)]
     stats_interval_ms: u64,
 }
@@ -114,7 +119,7 @@ fn now_unix_us() -> i64 {
 pub(crate) async fn run(a: PushArgs) -> Result<()> {
     let trust = trust(&a)?;
     let testsrc = a.input.as_os_str() == "testsrc";
-    let (tracks, frames, controls) = open_input(&a, testsrc).await?;
+    let (tracks, frames, controls, total) = open_input(&a, testsrc).await?;
     let mut cfg = UploaderConfig::new(a.server.clone(), a.token.clone(), trust);
     cfg.initial_bitrate_bps = a.bitrate;
     cfg.title = a.title.clone();
@@ -126,21 +131,22 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
     }
     follow_advice(&uploader, controls);
 
-    let uploader = std::sync::Arc::new(uploader);
-    let monitor = Monitor::spawn(
-        uploader.clone(),
-        Duration::from_millis(a.stats_interval_ms.max(10)),
-    );
+    let uploader = Arc::new(uploader);
+    let position = Arc::new(AtomicU64::new(0));
+    let every = Duration::from_millis(a.stats_interval_ms.max(10));
+    let monitor = Monitor::spawn(uploader.clone(), every, Progress::new(total, &position));
     // Read frames on a blocking thread, upload here.
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     std::thread::spawn(move || frames.run(tx));
     // The test source films in real time already.
     let pace = a.realtime && !testsrc;
-    let n = upload(&a, &uploader, rx, pace).await?;
+    let n = upload(&a, &uploader, rx, pace, &position).await?;
+    // Every frame of the input is queued.
+    position.store(u64::MAX, Ordering::Relaxed);
     let last_frame_at = Instant::now();
     // Wall clock of the last frame, for measuring how soon the VOD is served
     // (bench/vod_ready.sh); printed now, before the session ends.
-    println!("last_frame_unix_ms {}", now_unix_us() / 1000);
+    out(format!("last_frame_unix_ms {}", now_unix_us() / 1000));
     let per_track = uploader.frames_per_track();
     // The statistics once the session has ended: a resume may happen after
     // the last frame was queued (a drop near the end, a long blackout).
@@ -166,17 +172,19 @@ pub(crate) async fn run(a: PushArgs) -> Result<()> {
 async fn open_input(
     a: &PushArgs,
     testsrc: bool,
-) -> Result<(Vec<TrackInfo>, Frames, Option<Controls>)> {
+) -> Result<(Vec<TrackInfo>, Frames, Option<Controls>, Option<Duration>)> {
     if testsrc {
         let (w, h, fps, bps) = (640, 360, 30, a.bitrate);
         let src = tokio::task::spawn_blocking(move || TestSource::start(w, h, fps, bps))
             .await
             .context("test source task")??;
         let controls = src.controls();
+        let total = Duration::try_from_secs_f64(a.duration).ok();
         return Ok((
             src.tracks.clone(),
             Frames::Test(src, a.duration),
             Some(controls),
+            total,
         ));
     }
     let input = a.input.clone();
@@ -184,7 +192,8 @@ async fn open_input(
         .await
         .context("demuxer task")?
         .with_context(|| format!("opening {}", a.input.display()))?;
-    Ok((src.tracks.clone(), Frames::File(src), None))
+    let total = src.duration();
+    Ok((src.tracks.clone(), Frames::File(src), None, total))
 }
 
 /// Print the encoder advice as it changes; a live encoder follows it.
@@ -194,13 +203,13 @@ fn follow_advice(uploader: &Uploader, controls: Option<Controls>) {
     tokio::spawn(async move {
         loop {
             let a = *advice.borrow_and_update();
-            println!(
+            out(format!(
                 "advice t_ms={} bitrate={} fps={} reason={}",
                 started.elapsed().as_millis(),
                 a.target_bps,
                 a.target_fps,
                 a.reason
-            );
+            ));
             if let Some(c) = &controls {
                 c.set_target(a.target_bps, a.target_fps);
             }
@@ -218,12 +227,17 @@ async fn upload(
     uploader: &Uploader,
     mut rx: tokio::sync::mpsc::Receiver<Result<MediaFrame>>,
     pace: bool,
+    position: &AtomicU64,
 ) -> Result<u64> {
     let start = Instant::now();
     let mut first_dts: Option<i64> = None;
+    let mut first_pts: Option<i64> = None;
     let mut n = 0u64;
     while let Some(f) = rx.recv().await {
         let f = f.context("reading the input clip")?;
+        let from = *first_pts.get_or_insert(f.pts_us);
+        let at_ms = (f.pts_us.saturating_sub(from).max(0) / 1000) as u64;
+        position.fetch_max(at_ms, Ordering::Relaxed);
         if pace {
             let base = *first_dts.get_or_insert(f.dts_us);
             let due = Duration::from_micros((f.dts_us - base).max(0) as u64);
@@ -237,13 +251,13 @@ async fn upload(
         if a.drop_after.contains(&n) {
             // Give the frames a moment to be in flight, then cut.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            eprintln!("dropping the connection after {n} frames");
+            err(format!("dropping the connection after {n} frames"));
             uploader.drop_connection();
         }
         if a.rebind_after == Some(n) {
             let before = uploader.local_addr();
             let after = uploader.rebind()?;
-            eprintln!("rebound local socket {before:?} -> {after}");
+            err(format!("rebound local socket {before:?} -> {after}"));
         }
     }
     Ok(n)
@@ -283,16 +297,93 @@ impl Measured {
     }
 }
 
-/// Prints a progress line every interval while the upload runs (during a
-/// blackout and the drain after the last frame too) and gathers
-/// [`Measured`].
+/// The progress bar, while one is drawn.
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// A line on standard output, above the progress bar if one is drawn.
+fn out(line: String) {
+    match BAR.get().filter(|b| !b.is_finished()) {
+        Some(bar) => bar.suspend(|| println!("{line}")),
+        None => println!("{line}"),
+    }
+}
+
+/// A line on standard error, above the progress bar if one is drawn.
+fn err(line: String) {
+    match BAR.get().filter(|b| !b.is_finished()) {
+        Some(bar) => bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// The progress bar on a terminal: how far into the input the frames
+/// queued so far reach, and the upload's counts.
+struct Progress {
+    bar: ProgressBar,
+    position: Arc<AtomicU64>,
+}
+
+impl Progress {
+    /// A bar over `total` when standard error is a terminal; `None`
+    /// otherwise (the progress lines are printed instead).
+    fn new(total: Option<Duration>, position: &Arc<AtomicU64>) -> Option<Progress> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let len = total.map_or(0, |t| t.as_millis() as u64);
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        let template =
+            "{elapsed_precise} [{bar:24}] {percent:>3}% of the input queued · {wide_msg}";
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let _ = BAR.set(bar.clone());
+        Some(Progress {
+            bar,
+            position: position.clone(),
+        })
+    }
+
+    fn show(&self, s: &sharecast_client_sdk::UploadStats) {
+        let len = self.bar.length().unwrap_or(0);
+        self.bar
+            .set_position(self.position.load(Ordering::Relaxed).min(len));
+        self.bar.set_message(format!(
+            "sent {} acked {} backlog {} · {} kbit/s · rtt {:.1} ms · resumes {}",
+            s.frames_sent,
+            s.frames_acked,
+            s.backlog_frames,
+            s.acked_bps / 1000,
+            s.rtt_ms,
+            s.resumes
+        ));
+    }
+}
+
+/// Shows progress every interval while the upload runs (during a blackout
+/// and the drain after the last frame too): a bar on a terminal, a line
+/// otherwise; and gathers [`Measured`].
 struct Monitor {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Measured>,
 }
 
+/// One progress line (`sent … acked … backlog …`).
+fn progress_line(s: &sharecast_client_sdk::UploadStats) {
+    eprintln!(
+        "sent {} acked {} backlog {} frames rtt {:.1} ms throughput {} kbit/s held {} KiB resumes {}",
+        s.frames_sent,
+        s.frames_acked,
+        s.backlog_frames,
+        s.rtt_ms,
+        s.acked_bps / 1000,
+        s.resident_bytes / 1024,
+        s.resumes
+    );
+}
+
 impl Monitor {
-    fn spawn(uploader: std::sync::Arc<Uploader>, every: Duration) -> Monitor {
+    fn spawn(uploader: Arc<Uploader>, every: Duration, progress: Option<Progress>) -> Monitor {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut m = Measured::default();
@@ -304,18 +395,18 @@ impl Monitor {
                     _ = tick.tick() => {}
                 }
                 let s = m.sample(&uploader);
-                eprintln!(
-                    "sent {} acked {} backlog {} frames rtt {:.1} ms throughput {} kbit/s held {} KiB resumes {}",
-                    s.frames_sent,
-                    s.frames_acked,
-                    s.backlog_frames,
-                    s.rtt_ms,
-                    s.acked_bps / 1000,
-                    s.resident_bytes / 1024,
-                    s.resumes
-                );
+                match &progress {
+                    Some(p) => p.show(&s),
+                    None => progress_line(&s),
+                }
             }
-            m.sample(&uploader);
+            let s = m.sample(&uploader);
+            if let Some(p) = &progress {
+                p.show(&s);
+                p.bar.finish();
+                // The summary goes below the finished bar.
+                eprintln!();
+            }
             m
         });
         Monitor { stop, task }

@@ -10,12 +10,17 @@ use anyhow::{Context, Result};
 use sharecast_api::{PlaybackTokens, Store};
 use sharecast_formats::attributes::{Rendition, VideoAttributes};
 use sharecast_formats::media::{FrameSink, MediaFrame, TrackInfo};
-use sharecast_ingest::{BoxFuture, DeviceIdentity, SessionHandler, SessionInfo, SessionOutput};
+use sharecast_ingest::{
+    BoxFuture, ConnectionChange, DeviceIdentity, SessionHandler, SessionInfo, SessionOutput,
+};
 use sharecast_live_relay::{LivePublisher, LiveRelay};
 use sharecast_share::ShareService;
+use sharecast_store::webhooks::session_event;
+use sharecast_store::SessionStart;
 use sharecast_transcoder::{
     Finished, PendingRenditions, ProducedFile, Recording, Transcoder, SOURCE_RENDITION,
 };
+use tokio::sync::{mpsc, oneshot};
 
 /// Public addresses derived from the configuration and the bound sockets.
 #[derive(Debug, Clone)]
@@ -112,14 +117,22 @@ impl SessionHandler for Handler {
 
     fn open<'a>(&'a self, info: &'a SessionInfo) -> BoxFuture<'a, Result<Arc<dyn SessionOutput>>> {
         Box::pin(async move {
-            self.store
-                .asset_recording(
-                    &info.id,
-                    &info.device.id,
-                    info.title.as_deref(),
-                    info.started_unix_ms as i64,
-                )
-                .await?;
+            let start = SessionStart {
+                id: &info.id,
+                device_id: &info.device.id,
+                title: info.title.as_deref(),
+                started_ms: info.started_unix_ms as i64,
+            };
+            if info.recovered {
+                // Its start was reported when it started.
+                let s = start;
+                let store = &self.store;
+                store
+                    .asset_recording(s.id, s.device_id, s.title, s.started_ms)
+                    .await?;
+            } else {
+                self.store.session_started(&start).await?;
+            }
             let recording = self.start_recording(info).await?;
             let live = self.publish_live(info);
             // Communication proxy: the device's subscribers hear it is live.
@@ -144,6 +157,7 @@ impl SessionHandler for Handler {
                 public: self.public.clone(),
                 shares: self.shares.clone(),
                 relay: self.relay.clone(),
+                events: SessionEvents::start(self.store.clone(), &info.id, &info.device.id),
             });
             Ok(out)
         })
@@ -207,9 +221,67 @@ struct Output {
     store: Store,
     public: Public,
     shares: ShareService,
+    events: SessionEvents,
+}
+
+/// What the session's event writer is asked, in order.
+enum EventMsg {
+    /// Write this change's event.
+    Change(ConnectionChange),
+    /// Answer once everything asked before is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The events of a session's connection changes (which are not database
+/// writes), each written to the outbox, in order, by one task, as soon as
+/// the change happens.
+struct SessionEvents(mpsc::UnboundedSender<EventMsg>);
+
+impl SessionEvents {
+    fn start(store: Store, id: &str, device: &str) -> SessionEvents {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (id, device) = (id.to_string(), device.to_string());
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let change = match msg {
+                    EventMsg::Change(c) => c,
+                    EventMsg::Flush(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                let (kind, data) = match change {
+                    ConnectionChange::Suspended { reason } => (
+                        "session.suspended",
+                        serde_json::json!({ "session_id": id, "reason": reason }),
+                    ),
+                    ConnectionChange::Resumed => {
+                        ("session.resumed", serde_json::json!({ "session_id": id }))
+                    }
+                };
+                let event = session_event(kind, &id, &device, data);
+                if let Err(e) = store.emit_events(&[event]).await {
+                    tracing::error!(session = %id, kind, error = %format!("{e:#}"), "could not record a session event");
+                }
+            }
+        });
+        SessionEvents(tx)
+    }
+
+    /// Waits until every change passed so far is written.
+    async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.0.send(EventMsg::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
 }
 
 impl SessionOutput for Output {
+    fn connection_changed(&self, change: ConnectionChange) {
+        let _ = self.events.0.send(EventMsg::Change(change));
+    }
+
     fn live(&self, frame: &MediaFrame) {
         if let Some(p) = self.live.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             p.push(frame);
@@ -230,9 +302,10 @@ impl SessionOutput for Output {
 
     fn finish(&self) -> BoxFuture<'_, Result<VideoAttributes>> {
         Box::pin(async move {
+            self.events.flush().await;
             let finished = self.finish_source().await?;
             let attributes = self.attributes(finished.source)?;
-            self.store.asset_ready(&self.id, &attributes).await?;
+            self.store.session_ended(&self.id, Ok(&attributes)).await?;
             // HLS players of the ended live stream switch to the recording.
             self.relay.set_vod_ready(&self.id);
             self.shares.vod_ready(attributes.clone());
@@ -260,7 +333,8 @@ impl Output {
             .await
             .context("transcoder finish task")?;
         if let Err(e) = &result {
-            if let Err(store_err) = self.store.asset_failed(&self.id, &format!("{e:#}")).await {
+            let why = format!("{e:#}");
+            if let Err(store_err) = self.store.session_ended(&self.id, Err(&why)).await {
                 tracing::error!(session = %self.id, error = %format!("{store_err:#}"), "could not mark the asset failed");
             }
         }

@@ -10,10 +10,12 @@ use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
 use sharecast_api::admin::Admin;
 use sharecast_api::routes::{LiveHandlers, Services};
+use sharecast_api::webhooks::WebhookRoutes;
 use sharecast_api::{Gateway, LinkSigner, PlaybackTokens, Policy, SessionsFn, Store};
 use sharecast_ingest::IngestServer;
 use sharecast_live_relay::LiveRelay;
 use sharecast_resume::outbound::Outbound;
+use sharecast_resume::webhooks::Webhooks;
 use sharecast_resume::ResumeService;
 use sharecast_share::{ShareService, Stills};
 use sharecast_transcoder::Transcoder;
@@ -83,16 +85,16 @@ impl Server {
         };
         let ingest = start_ingest(cfg, handler).await?;
         let outbound = Outbound::new(&cfg.outbound)?;
+        let webhooks = Webhooks::new(store.clone(), outbound.clone(), cfg.webhooks.clone())?;
+        webhooks.start();
         let resume = resume_service(cfg, &store, &relay, &public, &access, outbound.clone())?;
         hooks::bookmark_interruptions(&relay, resume.clone());
-        let admin = live_admin::admin(&store, &ingest, &relay, &access.tokens);
-        let metrics = metrics(
+        let admin = live_admin::admin(&store, &ingest, &relay, &access.tokens, &resume);
+        let mut metrics = metrics(
             &ingest, &shares, &relay, &admin, &access, &outbound, &resume,
         );
-        let sessions: SessionsFn = {
-            let ingest = ingest.clone();
-            Arc::new(move || serde_json::to_value(ingest.sessions()).unwrap_or_default())
-        };
+        webhooks.register_metrics(&mut metrics);
+        let sessions = sessions_fn(&ingest);
         let gateway = Gateway::new(store.clone(), cfg.data_dir.clone(), sessions, metrics);
         let services = Services {
             gateway: gateway.clone(),
@@ -112,6 +114,7 @@ impl Server {
             ),
             admin,
             live: live_handlers(&relay),
+            webhooks: WebhookRoutes::new(store.clone(), webhooks),
             metrics_public: cfg.http.metrics_public,
         };
         serve_http(cfg, access.policy, services, http_listener);
@@ -135,6 +138,12 @@ impl Server {
     pub fn close(&self) {
         self.ingest.close();
     }
+}
+
+/// The ingest's sessions, as JSON, for the HTTP API.
+fn sessions_fn(ingest: &Arc<IngestServer>) -> SessionsFn {
+    let ingest = ingest.clone();
+    Arc::new(move || serde_json::to_value(ingest.sessions()).unwrap_or_default())
 }
 
 /// Every route behind the access policy, served on `listener`.

@@ -101,6 +101,8 @@ struct World {
     terminal_a: String,
     /// A publishing key of device A.
     key_a: String,
+    /// A webhook endpoint of device A.
+    webhook_a: String,
 }
 
 impl World {
@@ -145,6 +147,10 @@ impl World {
             }
             "/api/v1/subscriptions/{recipient}" => "/api/v1/subscriptions/+15550001".into(),
             "/api/v1/publishing-keys/{id}" => format!("/api/v1/publishing-keys/{}", self.key_a),
+            "/api/v1/webhooks/{id}" => format!("/api/v1/webhooks/{}", self.webhook_a),
+            "/api/v1/webhooks/{id}/replay" => {
+                format!("/api/v1/webhooks/{}/replay?from=00ff", self.webhook_a)
+            }
             "/s/{token}" => format!("/s/{}", self.share_token),
             "/api/v1/stills/{id}/{file}" => format!("/api/v1/stills/{}/image.jpg", self.still_id),
             "/p/{token}" => format!("/p/{}", self.still_token),
@@ -281,6 +287,14 @@ fn build_world(server: &Server) -> (World, ChildGuard) {
         .as_str()
         .unwrap()
         .to_string();
+    let webhook_a = post(
+        "/api/v1/webhooks",
+        Some(&server.token),
+        json!({ "url": "http://127.0.0.1:9/hook", "event_types": ["*"] }),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let handoff = server.new_handoff(&user_a, &ready, 500);
     let bookmark = post(
         "/api/v1/reverse-bookmark",
@@ -318,6 +332,7 @@ fn build_world(server: &Server) -> (World, ChildGuard) {
         bookmark,
         terminal_a,
         key_a,
+        webhook_a,
     };
     (world, guard)
 }

@@ -124,6 +124,25 @@ impl Page {
         std::fs::write(artifacts_dir().join(name), png).expect("writing screenshot");
     }
 
+    /// A screenshot of the first element matching `selector`, kept as
+    /// `test-artifacts/<name>`, decoded.
+    fn element_screenshot(&mut self, selector: &str, name: &str) -> image::RgbaImage {
+        let sel = serde_json::to_string(selector).unwrap();
+        let rect = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({sel}); if (!e) return null; e.scrollIntoView(); const r = e.getBoundingClientRect(); return {{ x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height, scale: 1 }}; }})()"
+        ));
+        assert!(rect.is_object(), "no element {selector} on the page");
+        let r = self.call(
+            "Page.captureScreenshot",
+            json!({ "format": "png", "clip": rect, "captureBeyondViewport": true }),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("base64");
+        std::fs::write(artifacts_dir().join(name), &png).expect("writing screenshot");
+        image::load_from_memory(&png).expect("PNG").to_rgba8()
+    }
+
     /// The video element's `currentTime`, in seconds.
     fn current_time(&mut self) -> f64 {
         self.eval("document.getElementById('video').currentTime")
@@ -311,6 +330,60 @@ fn assert_prometheus_text(text: &str) -> usize {
     samples
 }
 
+/// Pixels of `img` within 40 of `rgb` in each channel.
+fn pixels_near(img: &image::RgbaImage, rgb: [u8; 3]) -> usize {
+    img.pixels()
+        .filter(|p| p.0[..3].iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 40))
+        .count()
+}
+
+/// The dashboard's charts during a live push: the history API holds the
+/// session's rates, the phone's advice (its REPORTs) and its viewer, and
+/// the screenshots of the charts show the lines.
+fn check_dashboard_charts(dash: &mut Page, server: &Server, sid: &str) {
+    dash.wait_for(
+        &format!("(() => {{ const c = window.__sharecastCharts, s = c && c.sessions['{sid}']; return !!(s && c.server && s.bitrate.data[0].length >= 3 && s.bitrate.data[3].some((v) => v > 0) && c.server.data[0].length >= 3); }})()"),
+        30,
+        "the dashboard charts the session",
+    );
+    let history = admin_get(server, "/api/v1/admin/history");
+    let points = history["history"]["sessions"][sid]
+        .as_array()
+        .unwrap_or_else(|| panic!("no series for {sid}: {history}"))
+        .clone();
+    let any = |f: &dyn Fn(&Value) -> bool| points.iter().any(f);
+    assert!(
+        any(&|p| p["ingest_bps"].as_u64() > Some(100_000)),
+        "{points:?}"
+    );
+    assert!(
+        any(&|p| p["acked_bps"].as_u64() > Some(100_000)),
+        "{points:?}"
+    );
+    assert!(any(&|p| p["advised_bps"].as_u64() > Some(0)), "{points:?}");
+    assert!(any(&|p| p["rtt_ms"].as_f64().is_some()), "{points:?}");
+    assert!(any(&|p| p["viewers"].as_u64() >= Some(1)), "{points:?}");
+    let server_points = history["history"]["server"].as_array().unwrap();
+    assert!(server_points
+        .iter()
+        .any(|p| p["sessions"] == 1 && p["ingest_bps"].as_u64() > Some(100_000)));
+    // Drawn: the ingest line (blue) and the advice (red, dashed) in the
+    // session's bitrate chart, the ingest line in the server's chart.
+    let sel = format!("[data-session='{sid}'] canvas");
+    let bitrate = dash.element_screenshot(&sel, "admin-chart-session.png");
+    let server_chart = dash.element_screenshot("#server-chart canvas", "admin-chart-server.png");
+    let (blue, red) = (
+        pixels_near(&bitrate, [31, 119, 180]),
+        pixels_near(&bitrate, [214, 39, 40]),
+    );
+    assert!(
+        blue > 150 && red > 60,
+        "session chart drawn: {blue} blue, {red} red pixels"
+    );
+    let blue = pixels_near(&server_chart, [31, 119, 180]);
+    assert!(blue > 150, "server chart drawn: {blue} blue pixels");
+}
+
 #[test]
 fn hls_in_chromium_live_then_vod_with_dashboard() {
     let server = Server::start();
@@ -340,6 +413,13 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         &format!("document.querySelector('#sessions tbody').innerText.includes('{sid}') && document.querySelector('#viewers tbody').innerText.includes('alice')"),
         20,
         "dashboard shows the session and the viewer",
+    );
+    check_dashboard_charts(&mut dash, &server, &sid);
+    // The webhook deliveries' table loaded (no endpoint: none).
+    dash.wait_for(
+        "document.querySelector('#webhooks tbody').innerText.trim() === 'none'",
+        10,
+        "the dashboard lists webhook deliveries",
     );
     dash.screenshot("admin-dashboard.png");
     let streams = admin_get(&server, "/api/v1/admin/streams");

@@ -424,6 +424,21 @@ fn a_handoff_to_a_terminal_that_cannot_play_h265_transcodes_it_on_demand() {
 
     let job = wait_transcode(&s, &alice, &job_id);
     assert_eq!(job["state"], "done", "{job}");
+    // Its progress: the whole source encoded; the admin lists the job too.
+    let p = &job["progress"];
+    assert_eq!(p["percent"], 100, "{job}");
+    let total_ms = p["total_ms"].as_f64().unwrap();
+    let source_ms = asset["attributes"]["duration_ms"].as_f64().unwrap();
+    assert!((total_ms - source_ms).abs() < 300.0, "{job}");
+    let (st, jobs) = s.get("/api/v1/admin/jobs", Some(&s.admin_token()));
+    assert_eq!(st, 200, "{jobs}");
+    let listed = jobs["jobs"]["transcodes"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|j| j["id"] == job_id.as_str() && j["progress"]["percent"] == 100),
+        "{jobs}"
+    );
     let url = job["url"].as_str().unwrap().to_string();
     assert!(
         url.ends_with(&format!("/vod/{content}/240p-h264.mp4")),
@@ -1190,6 +1205,18 @@ fn platform_b_fetches_and_transcodes_a_video_of_platform_a_its_terminal_cannot_p
         job["bytes"].as_u64().unwrap(),
         asset["attributes"]["size_bytes"].as_u64().unwrap(),
         "{job}"
+    );
+    // A's VOD route announces its size: the job says how far it got.
+    assert_eq!(job["total_bytes"], job["bytes"], "{job}");
+    assert_eq!(job["percent"], 100, "{job}");
+    let (_, jobs) = b.get("/api/v1/admin/jobs", Some(&b.admin_token()));
+    assert!(
+        jobs["jobs"]["fetches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == fetch_id.as_str()),
+        "{jobs}"
     );
     // The local copy is an asset of B, laid out like B's own recordings.
     let (st, local_asset) = admin_asset(&b, &local);

@@ -1,6 +1,7 @@
 //! RTMP ingest with a real publisher: ffmpeg publishes the demo clip to the
 //! real server, and the recording holds every frame; a publisher killed
-//! and restarted with the same key continues one recording; wrong keys and
+//! and restarted with the same key continues one recording, and so does a
+//! second publisher with the key while the first is still up; wrong keys and
 //! garbage are refused, counted, and leave other publishers alone.
 
 use std::io::{Read, Write};
@@ -86,6 +87,26 @@ fn only_ready_asset(server: &Server) -> String {
     )
 }
 
+/// ffmpeg looping `clip` in real time to `url`, once its session records;
+/// the session's id.
+fn publish_looped(server: &Server, clip: &std::path::Path, url: &str) -> (ChildGuard, String) {
+    let looped = ["-re", "-stream_loop", "-1"];
+    let publisher = ChildGuard::new(
+        ffmpeg_publish(&looped, clip.to_str().unwrap(), url)
+            .spawn()
+            .unwrap(),
+    );
+    let live = wait_until(
+        "the RTMP session to be live",
+        Duration::from_secs(20),
+        || {
+            let a = assets(server).first().cloned()?;
+            (a["state"] == "recording").then(|| a["id"].as_str().unwrap().to_string())
+        },
+    );
+    (publisher, live)
+}
+
 /// Frames ffprobe decodes in each stream of a file: (video, audio).
 fn frame_counts(path: &std::path::Path) -> (u64, u64) {
     let probe = ffprobe(path);
@@ -139,25 +160,10 @@ fn ffmpeg_publishes_over_rtmp_and_the_recording_has_every_frame() {
 
 #[test]
 fn a_publisher_that_reconnects_with_its_key_continues_one_recording() {
-    let server = rtmp_server();
-    let clip = fixture(H264_AAC).unwrap();
+    let (server, clip) = (rtmp_server(), fixture(H264_AAC).unwrap());
     let url = rtmp_url(&server, &publishing_key(&server).1);
     // First part: in real time, killed (no unpublish) after about 2 s.
-    let looped = ["-re", "-stream_loop", "-1"];
-    let mut first = ChildGuard::new(
-        ffmpeg_publish(&looped, clip.to_str().unwrap(), &url)
-            .spawn()
-            .unwrap(),
-    );
-    let live = wait_until(
-        "the RTMP session to be live",
-        Duration::from_secs(20),
-        || {
-            assets(&server)
-                .first()
-                .map(|a| a["id"].as_str().unwrap().to_string())
-        },
-    );
+    let (mut first, live) = publish_looped(&server, &clip, &url);
     // Watched live over HLS and RTSP while it records.
     let token = server.playback_token(&live);
     wait_until("the live HLS playlist", Duration::from_secs(20), || {
@@ -211,6 +217,43 @@ fn a_publisher_that_reconnects_with_its_key_continues_one_recording() {
     assert_eq!(
         server.metric("sharecast_ingest_sessions_started_total"),
         1.0
+    );
+}
+
+#[test]
+fn a_second_publisher_with_the_same_key_takes_the_recording_over() {
+    let (server, clip) = (rtmp_server(), fixture(H264_AAC).unwrap());
+    let url = rtmp_url(&server, &publishing_key(&server).1);
+    // The first publisher loops the clip in real time, and never stops.
+    let (mut first, live) = publish_looped(&server, &clip, &url);
+    std::thread::sleep(Duration::from_secs(2));
+    // A second one with the same key (a phone that reconnected before the
+    // server saw the old connection die): it takes over, the first is cut.
+    let second = ffmpeg_publish(&["-re"], clip.to_str().unwrap(), &url)
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "the second ffmpeg: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        first.wait_timeout(Duration::from_secs(10)).is_some(),
+        "the superseded publisher was disconnected"
+    );
+    // One recording: the first's frames, then the second's.
+    let id = only_ready_asset(&server);
+    assert_eq!(id, live, "the takeover continued the same asset");
+    let (clip_video, _) = frame_counts(&clip);
+    let (video, _) = frame_counts(&server.session_file(&id, "source.mp4"));
+    assert!(video > clip_video + 30, "{video} video frames");
+    assert_eq!(
+        server.metric("sharecast_ingest_sessions_started_total"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("sharecast_ingest_rtmp_connections_total"),
+        2.0
     );
 }
 

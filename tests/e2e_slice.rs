@@ -519,7 +519,7 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
 /// Every family `/metrics` has, as `name type help` and sorted: what
 /// scrapers, dashboards and alerts know. The drop counter of the ingest
 /// socket is there where the kernel reports it (Linux).
-const METRIC_FAMILIES: [&str; 52] = [
+const METRIC_FAMILIES: [&str; 54] = [
     "sharecast_admin_actions_total counter Sessions ended and viewers kicked by admins",
     "sharecast_admin_rejected_total counter Admin requests refused for a missing or wrong token",
     "sharecast_http_errors_total counter HTTP requests answered with an error, by status and code",
@@ -528,6 +528,7 @@ const METRIC_FAMILIES: [&str; 52] = [
     "sharecast_ingest_auth_backoffs_total counter Token backoffs and address penalties started by failed authentications",
     "sharecast_ingest_auth_refused_total counter HELLOs answered rate_limited by the failed-authentication limits (token: backing off, refused without lookup; address: a failure from a penalised address)",
     "sharecast_ingest_bytes_received_total counter Frame bytes received",
+    "sharecast_ingest_connections_over_limit_total counter Ingest connections (QUIC or RTMP) refused because max_connections were open",
     "sharecast_ingest_connections_total counter QUIC connections accepted",
     "sharecast_ingest_errors_acknowledged_total counter ERROR messages the phone acknowledged before the connection closed",
     "sharecast_ingest_errors_sent_total counter ERROR messages sent to phones before closing their connection",
@@ -572,6 +573,7 @@ const METRIC_FAMILIES: [&str; 52] = [
     "sharecast_share_delivery_retries_total counter share delivery attempts that failed temporarily and will be retried",
     "sharecast_share_rate_limited_ms_total counter time the delivery worker waited on the gateway rate limit, ms",
     "sharecast_share_sms_parts_total counter SMS or pushes handed to the gateway",
+    "sharecast_webhook_deliveries_total counter Webhook delivery attempts, by outcome (delivered, retried later, failed for good)",
 ];
 
 /// `/metrics` is Prometheus text (0.0.4) whose families are exactly

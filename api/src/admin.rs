@@ -5,7 +5,8 @@
 //! headers).
 //!
 //! It knows nothing of media: the binary hands it closures that return JSON
-//! (ingest sessions, live streams, viewers, viewer events) and that end a
+//! (ingest sessions, live streams, viewers, viewer events, on-demand jobs)
+//! and that end a
 //! session or kick a viewer. Recent warnings and errors come from the
 //! [`ErrorCapture`] tracing layer.
 
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 use crate::access::AuthAdmin;
 use crate::error::ApiPath as Path;
+use crate::history::{History, Series};
 
 use sharecast_metrics::family;
 use sharecast_store::Store;
@@ -48,6 +50,8 @@ pub struct AdminSources {
     pub viewers: JsonFn,
     /// Recent viewer events (vanished, left, kicked).
     pub viewer_events: JsonFn,
+    /// On-demand transcodes and fetches with their progress.
+    pub jobs: JsonFn,
     /// Ends an ingest session.
     pub end_session: ActionFn,
     /// Kicks a viewer.
@@ -68,6 +72,10 @@ struct AdminInner {
     src: AdminSources,
     /// Sessions ended and viewers kicked.
     actions: Counter,
+    /// The charts' samples.
+    history: Mutex<History>,
+    /// Each new sample, as the event stream's JSON.
+    samples: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 /// The admin side's families: the actions taken, and the warnings and
@@ -109,6 +117,9 @@ pub struct ErrorEntry {
 
 const MAX_ERRORS: usize = 200;
 
+/// How often the charts take a sample.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
 fn error_log() -> &'static Mutex<VecDeque<ErrorEntry>> {
     static LOG: OnceLock<Mutex<VecDeque<ErrorEntry>>> = OnceLock::new();
     LOG.get_or_init(Mutex::default)
@@ -122,6 +133,10 @@ pub fn recent_errors() -> Vec<ErrorEntry> {
         .iter()
         .cloned()
         .collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn unix_ms() -> u64 {
@@ -192,8 +207,34 @@ impl Admin {
             inner: Arc::new(AdminInner {
                 src,
                 actions: Counter::default(),
+                history: Mutex::new(History::new()),
+                samples: tokio::sync::broadcast::channel(16).0,
             }),
         }
+    }
+
+    /// Starts taking the charts' samples, one a second, for as long as the
+    /// admin side lives (call once, within the runtime).
+    pub fn spawn_sampler(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let (sessions, streams) = ((inner.src.sessions)(), (inner.src.streams)());
+                let sample = lock(&inner.history).record(unix_ms(), &sessions, &streams);
+                let json = serde_json::to_string(&sample).unwrap_or_default();
+                // No subscriber (no dashboard open) is not an error.
+                let _ = inner.samples.send(json.into());
+            }
+        });
+    }
+
+    /// The charts' series of the last minutes.
+    pub fn history(&self) -> Series {
+        lock(&self.inner.history).series()
     }
 
     /// Everything the dashboard shows, as one JSON object.
@@ -212,6 +253,7 @@ impl Admin {
             "streams": (s.streams)(),
             "viewers": (s.viewers)(),
             "viewer_events": (s.viewer_events)(),
+            "jobs": (s.jobs)(),
             "errors": recent_errors(),
             "assets": assets,
         })
@@ -251,6 +293,8 @@ pub(crate) async fn list(
         "viewers" => (s.viewers)(),
         "viewer-events" => (s.viewer_events)(),
         "errors" => serde_json::to_value(recent_errors()).unwrap_or_default(),
+        "jobs" => (s.jobs)(),
+        "history" => serde_json::to_value(a.history()).unwrap_or_default(),
         "assets" => match s.store.assets(50).await {
             Ok(a) => serde_json::to_value(a).unwrap_or_default(),
             Err(e) => {
@@ -268,19 +312,35 @@ pub(crate) async fn list(
     Json(serde_json::json!({ key: v })).into_response()
 }
 
+/// The event stream: `history` (the charts' series) first, then an
+/// `overview` every `refresh` and a `sample` every second.
 pub(crate) async fn events(State(a): State<Admin>, _: AuthAdmin) -> Response {
+    use futures_util::StreamExt;
     let period = a.inner.src.refresh.max(Duration::from_millis(100));
-    let stream = futures_util::stream::unfold((a, true), move |(a, first)| async move {
+    let samples = a.inner.samples.subscribe();
+    let history = serde_json::to_string(&a.history()).unwrap_or_default();
+    let first = futures_util::stream::iter([Event::default().event("history").data(history)]);
+    let overviews = futures_util::stream::unfold((a, true), move |(a, first)| async move {
         if !first {
             tokio::time::sleep(period).await;
         }
         let data = a.overview().await.to_string();
-        Some((
-            Ok::<Event, Infallible>(Event::default().event("overview").data(data)),
-            (a, false),
-        ))
+        Some((Event::default().event("overview").data(data), (a, false)))
     });
-    Sse::new(stream)
+    let samples = futures_util::stream::unfold(samples, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(json) => return Some((Event::default().event("sample").data(&*json), rx)),
+                // A slow reader misses samples; the next one still comes.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let events = first
+        .chain(futures_util::stream::select(overviews, samples))
+        .map(Ok::<Event, Infallible>);
+    Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
 }

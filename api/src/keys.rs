@@ -16,7 +16,7 @@ use crate::http::Gateway;
 const MAX_NAME_CHARS: usize = 100;
 
 /// `POST /api/v1/publishing-keys` body.
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
     /// What the key is for ("OBS in the studio"); optional.

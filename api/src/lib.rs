@@ -14,13 +14,16 @@ pub mod access;
 pub mod admin;
 pub mod error;
 pub mod frames;
+pub mod history;
 pub mod http;
 mod keys;
 mod metrics;
+pub mod openapi;
 pub mod resume;
 pub mod routes;
 mod shares;
 mod stills;
+pub mod webhooks;
 
 pub use access::{Access, Policy, RouteSpec};
 pub use http::{AdminConfig, Gateway, GatewayConfig, SessionsFn};

@@ -44,12 +44,12 @@ impl From<sharecast_resume::Error> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct UserRequest {
     name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct TerminalRequest {
     #[serde(rename = "type")]
     kind: String,
@@ -58,24 +58,24 @@ pub(crate) struct TerminalRequest {
 }
 
 /// A body or query naming the terminal that will play.
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct OnTerminal {
     terminal_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct ResumeRequest {
     resume_token: String,
     terminal_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct HandoffRequest {
     content_id: String,
     position_ms: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct PushRequest {
     /// Base URL of the platform pushed to.
     target: String,
@@ -86,7 +86,7 @@ pub(crate) struct RedirectQuery {
     target: String,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct AcceptRequest {
     /// A signed pull URL of a suspend state on another platform.
     #[serde(default)]
@@ -111,7 +111,7 @@ pub(crate) struct AcceptQuery {
     terminal_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 pub(crate) struct TranscodeRequest {
     content_id: String,
     /// The terminal that will play (its type decides the rendition).
@@ -133,7 +133,7 @@ pub(crate) struct BookmarkList {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub(crate) enum TranscodeAnswer {
     Ready { rendition: Rendition },
-    Transcoding { transcode: TranscodeJob },
+    Transcoding { transcode: Box<TranscodeJob> },
 }
 
 pub(crate) async fn create_user(

@@ -18,7 +18,8 @@ use crate::access::{Access, AssetIn, AuthAdmin, Policy, RouteSpec, Routes};
 use crate::admin::Admin;
 use crate::frames::Frames;
 use crate::http::Gateway;
-use crate::{admin, frames, http, keys, resume, shares, stills};
+use crate::webhooks::WebhookRoutes;
+use crate::{admin, frames, http, keys, resume, shares, stills, webhooks};
 use sharecast_resume::ResumeService;
 
 /// Everything that serves a route.
@@ -37,6 +38,8 @@ pub struct Services {
     pub admin: Admin,
     /// The live relay's handlers.
     pub live: LiveHandlers,
+    /// Webhook endpoints, replays and deliveries.
+    pub webhooks: WebhookRoutes,
     /// Whether `/metrics` is public (`http.metrics_public`).
     pub metrics_public: bool,
 }
@@ -69,6 +72,7 @@ pub fn routes(policy: Policy, s: Services) -> (Router, Vec<RouteSpec>) {
     let routes = users_and_history(routes, &s.resume);
     let routes = handoff_and_jobs(routes, &s.resume);
     let routes = admin_routes(routes, &s.admin, &table);
+    let routes = webhook_routes(routes, &s.webhooks);
     let (router, specs) = routes.into_parts();
     let _ = table.set(specs.clone());
     (router, specs)
@@ -102,6 +106,8 @@ fn live(r: Routes, l: LiveHandlers, sh: &ShareService) -> Routes {
         .add(Method::POST, "/api/v1/live/{id}/heartbeat", LiveViewer, l.heartbeat)
         .add(Method::POST, "/api/v1/live/{id}/playback-tokens", AssetOwner, post(shares::issue_playback_token).with_state(sh.clone()))
         .add(Method::GET, "/assets/hls.js", Public, get(shares::hls_js).with_state(sh.clone()))
+        .add(Method::GET, "/assets/uplot.js", Public, get(shares::uplot_js).with_state(sh.clone()))
+        .add(Method::GET, "/assets/uplot.css", Public, get(shares::uplot_css).with_state(sh.clone()))
 }
 
 #[rustfmt::skip]
@@ -161,9 +167,20 @@ fn admin_routes(r: Routes, a: &Admin, table: &Arc<OnceLock<Vec<RouteSpec>>>) -> 
         .add(Method::GET, "/api/v1/admin/overview", Admin, get(admin::overview).with_state(a.clone()))
         .add(Method::GET, "/api/v1/admin/events", Admin, get(admin::events).with_state(a.clone()))
         .add(Method::GET, "/api/v1/admin/routes", Admin, get(route_table).with_state(table.clone()))
+        .add(Method::GET, "/api/v1/openapi.json", Public, get(openapi).with_state(table.clone()))
         .add(Method::GET, "/api/v1/admin/{what}", Admin, get(admin::list).with_state(a.clone()))
         .add(Method::POST, "/api/v1/admin/sessions/{id}/end", Admin, post(admin::end_session).with_state(a.clone()))
         .add(Method::POST, "/api/v1/admin/viewers/{id}/kick", Admin, post(admin::kick_viewer).with_state(a.clone()))
+}
+
+#[rustfmt::skip]
+fn webhook_routes(r: Routes, w: &WebhookRoutes) -> Routes {
+    use Access::*;
+    r.add(Method::GET, "/api/v1/webhooks", DeviceOrAdmin, get(webhooks::list).with_state(w.clone()))
+        .add(Method::POST, "/api/v1/webhooks", DeviceOrAdmin, post(webhooks::create).with_state(w.clone()))
+        .add(Method::DELETE, "/api/v1/webhooks/{id}", DeviceOrAdmin, delete(webhooks::delete).with_state(w.clone()))
+        .add(Method::POST, "/api/v1/webhooks/{id}/replay", DeviceOrAdmin, post(webhooks::replay).with_state(w.clone()))
+        .add(Method::GET, "/api/v1/admin/webhook-deliveries", Admin, get(webhooks::deliveries).with_state(w.clone()))
 }
 
 /// `GET /api/v1/admin/routes`: every route with its rule.
@@ -174,6 +191,15 @@ async fn route_table(
     Json(RouteTable {
         routes: table.get().cloned().unwrap_or_default(),
     })
+}
+
+/// `GET /api/v1/openapi.json`: the description of every route.
+async fn openapi(
+    State(table): State<Arc<OnceLock<Vec<RouteSpec>>>>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document(
+        table.get().map(Vec::as_slice).unwrap_or_default(),
+    ))
 }
 
 /// The answer of `GET /api/v1/admin/routes`.

@@ -198,12 +198,38 @@ pub(crate) async fn inbound(
 
 /// `GET /assets/hls.js`: the share page's HLS player, from npm.
 pub(crate) async fn hls_js(State(svc): State<ShareService>) -> Response {
+    npm_file(
+        &svc,
+        "hls.js/dist/hls.min.js",
+        "text/javascript; charset=utf-8",
+    )
+    .await
+}
+
+/// `GET /assets/uplot.js`: the admin dashboard's charting library, from npm.
+pub(crate) async fn uplot_js(State(svc): State<ShareService>) -> Response {
+    npm_file(
+        &svc,
+        "uplot/dist/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+    )
+    .await
+}
+
+/// `GET /assets/uplot.css`: uPlot's style sheet, from npm.
+pub(crate) async fn uplot_css(State(svc): State<ShareService>) -> Response {
+    npm_file(&svc, "uplot/dist/uPlot.min.css", "text/css; charset=utf-8").await
+}
+
+/// A file of an npm package installed under `web_dir/node_modules`
+/// (`scripts/setup.sh` runs `npm ci` there); 503 while it is missing.
+async fn npm_file(svc: &ShareService, file: &str, content_type: &'static str) -> Response {
     let web_dir = &svc.config().web_dir;
-    let path = web_dir.join("node_modules/hls.js/dist/hls.min.js");
+    let path = web_dir.join("node_modules").join(file);
     match tokio::fs::read(&path).await {
         Ok(bytes) => (
             [
-                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CONTENT_TYPE, content_type),
                 (header::CACHE_CONTROL, "public, max-age=3600"),
             ],
             bytes,
@@ -211,7 +237,7 @@ pub(crate) async fn hls_js(State(svc): State<ShareService>) -> Response {
             .into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "hls_js_missing",
+            "asset_missing",
             format!(
                 "{} is missing ({e}); run `npm ci` in {} (scripts/setup.sh does)",
                 path.display(),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One output file (a VOD rendition) and its attributes, measured on the
 /// produced file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Rendition {
     /// Rendition name, e.g. "source" or "480p".

@@ -454,6 +454,11 @@ pub struct Welcome {
     /// Where viewers can watch the live stream.
     #[serde(default)]
     pub live_urls: Vec<String>,
+    /// Whether the server takes REPORT messages (0x08) on this session.
+    /// Absent (false) from servers that do not: a client must not send
+    /// REPORT to them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reports: bool,
 }
 
 /// ACK (server → client, type 0x03): cumulative, durable acknowledgement.
@@ -525,6 +530,23 @@ pub struct Stats {
     pub pending_frames: u64,
 }
 
+/// REPORT (client → server, type 0x08, only to a server whose WELCOME
+/// says `reports`): what the phone sees, about once a second, for the
+/// admin's charts. Unknown fields are ignored; every field is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Report {
+    /// The encoder bitrate the client currently advises, bit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advised_bps: Option<u64>,
+    /// Bytes of frames the client holds that the server has not
+    /// acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_bytes: Option<u64>,
+    /// Frames the client holds that the server has not acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_frames: Option<u64>,
+}
+
 /// A control message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Control {
@@ -542,6 +564,8 @@ pub enum Control {
     Error(ErrorMsg),
     /// 0x07
     Stats(Stats),
+    /// 0x08
+    Report(Report),
 }
 
 /// What went wrong decoding a message.
@@ -618,6 +642,7 @@ impl Control {
             Control::Finished(_) => 0x05,
             Control::Error(_) => 0x06,
             Control::Stats(_) => 0x07,
+            Control::Report(_) => 0x08,
         }
     }
 
@@ -631,6 +656,7 @@ impl Control {
             Control::Finished(m) => serde_json::to_vec(m),
             Control::Error(m) => serde_json::to_vec(m),
             Control::Stats(m) => serde_json::to_vec(m),
+            Control::Report(m) => serde_json::to_vec(m),
         }
         // Serialising these plain structs to JSON cannot fail: no maps with
         // non-string keys other than u8 (serialised as strings), no floats
@@ -672,6 +698,7 @@ impl Control {
             0x05 => Control::Finished(parse("FINISHED", payload)?),
             0x06 => Control::Error(parse("ERROR", payload)?),
             0x07 => Control::Stats(parse("STATS", payload)?),
+            0x08 => Control::Report(parse("REPORT", payload)?),
             other => return Err(DecodeError::UnknownType(other)),
         })
     }
@@ -700,7 +727,7 @@ impl ControlDecoder {
             return Ok(None);
         }
         let ty = self.buf[0];
-        if !(0x01..=0x07).contains(&ty) {
+        if !(0x01..=0x08).contains(&ty) {
             return Err(DecodeError::UnknownType(ty));
         }
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
@@ -1366,6 +1393,44 @@ mod tests {
         let Control::Ack(a) = a else { unreachable!() };
         assert!(a.covers(0, 30) && a.covers(0, 44) && a.covers(0, 50));
         assert!(!a.covers(0, 31) && !a.covers(0, 45) && !a.covers(0, 51) && !a.covers(2, 0));
+    }
+
+    #[test]
+    fn report_round_trips_and_welcome_says_whether_it_is_taken() {
+        let r = Control::Report(Report {
+            advised_bps: Some(1_500_000),
+            backlog_bytes: Some(40_000),
+            backlog_frames: Some(3),
+        });
+        let enc = r.encode();
+        assert_eq!(enc[0], 0x08);
+        assert_eq!(
+            &enc[5..],
+            br#"{"advised_bps":1500000,"backlog_bytes":40000,"backlog_frames":3}"#
+        );
+        let mut d = ControlDecoder::new();
+        d.push(&enc);
+        assert_eq!(d.decode_next(), Ok(Some(r)));
+        // Every field is optional, unknown ones are ignored.
+        let mut d = ControlDecoder::new();
+        d.push(&[0x08, 0, 0, 0, 8]);
+        d.push(br#"{"x":1} "#);
+        assert_eq!(
+            d.decode_next(),
+            Ok(Some(Control::Report(Report::default())))
+        );
+        // A WELCOME without `reports` (an older server) means false, and
+        // false is not written.
+        let w = br#"{"session_id":"s","resume_secret":"r","resumed":false,"next_seq":{},"limits":{"max_frame_bytes":1,"max_bitrate_bps":1,"max_session_secs":1}}"#;
+        let mut welcome: Welcome = serde_json::from_slice(w).expect("welcome");
+        assert!(!welcome.reports);
+        assert!(
+            !String::from_utf8_lossy(&Control::Welcome(welcome.clone()).encode())
+                .contains("reports")
+        );
+        welcome.reports = true;
+        assert!(String::from_utf8_lossy(&Control::Welcome(welcome).encode())
+            .contains(r#""reports":true"#));
     }
 
     #[test]

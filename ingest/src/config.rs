@@ -71,6 +71,11 @@ pub struct IngestConfig {
     /// (memory bound; beyond it, failures are answered without tracking).
     /// Default 100 000.
     pub auth_max_tracked: usize,
+    /// Ingest connections (QUIC and RTMP together) open at once; one more
+    /// is refused before its handshake (QUIC: CONNECTION_REFUSED; RTMP: the
+    /// TCP connection is closed) and counted in
+    /// `sharecast_ingest_connections_over_limit_total`. Default 2000.
+    pub max_connections: usize,
     /// After an ERROR, how long the server waits for the phone to
     /// acknowledge it before it closes the connection, ms. Default 2000.
     pub error_linger_ms: u64,
@@ -152,6 +157,7 @@ impl Default for IngestConfig {
             auth_backoff_secs: 30,
             auth_backoff_max_secs: 900,
             auth_max_tracked: 100_000,
+            max_connections: 2000,
             error_linger_ms: 2000,
             hello_timeout_secs: 10,
             stall_timeout_secs: 15,

@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::hello::open_session;
-use crate::lock;
 use crate::server::{finalise, spawn_resume_timer, Shared};
 use crate::session::{Lifecycle, Reject, Session};
+use crate::{lock, ConnectionChange};
 
 /// Serve one connection from its handshake to its close.
 pub(crate) async fn handle_connection(
@@ -154,6 +154,8 @@ async fn control_loop(link: &Link, ctrl: &mut ControlReader) {
     loop {
         match ctrl.next().await {
             Ok(Some(Control::End(end))) => return link.end(&end).await,
+            // What the phone sees (its advice, its backlog): for the admin.
+            Ok(Some(Control::Report(r))) => link.session.lock().report = Some(r),
             Ok(Some(Control::Error(e))) => {
                 // The phone's words, escaped and cut: they go to the log.
                 let message: String = e.message.chars().take(256).collect();
@@ -194,8 +196,12 @@ impl Link {
                 b"superseded by a resumed connection",
             );
         }
+        let was_suspended = session.lifecycle() == Lifecycle::Suspended;
         session.set_lifecycle(Lifecycle::Connected);
         if resumed {
+            if was_suspended {
+                session.output.connection_changed(ConnectionChange::Resumed);
+            }
             session.lock().resumes += 1;
             self.shared.metrics.sessions_resumed.inc();
         }
@@ -218,6 +224,7 @@ impl Link {
                 max_session_secs: cfg.max_session_secs,
             },
             live_urls: self.shared.handler.live_urls(&session.info.id),
+            reports: true,
         };
         let _ = self.ctrl.send(Outgoing::Msg(Control::Welcome(welcome)));
     }
@@ -357,6 +364,11 @@ impl Link {
         drop(c);
         if session.lifecycle() == Lifecycle::Connected {
             session.set_lifecycle(Lifecycle::Suspended);
+            session
+                .output
+                .connection_changed(ConnectionChange::Suspended {
+                    reason: "connection_lost",
+                });
             tracing::info!(session = %session.info.id, "phone disconnected; waiting for it to resume");
             let wait = Duration::from_secs(shared.cfg.resume_timeout_secs);
             spawn_resume_timer(shared, session, generation, wait);

@@ -124,6 +124,23 @@ pub trait SessionOutput: Send + Sync {
     fn record(&self, frame: &MediaFrame) -> anyhow::Result<()>;
     /// The session ended: finalise the outputs and return their attributes.
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>>;
+    /// The session's client went away (it may come back) or came back;
+    /// called in the order of the changes, without waiting.
+    fn connection_changed(&self, change: ConnectionChange);
+}
+
+/// A change of a session's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionChange {
+    /// The client is gone, and the session waits for it to resume;
+    /// `reason` is `connection_lost` or `server_restart` (a session
+    /// recovered from its journal).
+    Suspended {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The client resumed the session on a new connection.
+    Resumed,
 }
 
 /// Lock `m`, poisoned or not. A poisoned lock means a panic elsewhere while

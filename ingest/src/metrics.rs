@@ -98,7 +98,7 @@ struct FieldLabel {
 
 /// The unlabelled counters of [`IngestMetrics::counters`], in its order:
 /// name (without `_total`, which the encoder adds) and help text.
-const COUNTERS: [(&str, &str); 17] = [
+const COUNTERS: [(&str, &str); 18] = [
     (
         "ingest_connections",
         "QUIC connections accepted",
@@ -106,6 +106,10 @@ const COUNTERS: [(&str, &str); 17] = [
     (
         "ingest_rtmp_connections",
         "RTMP connections accepted",
+    ),
+    (
+        "ingest_connections_over_limit",
+        "Ingest connections (QUIC or RTMP) refused because max_connections were open",
     ),
     (
         "ingest_handshakes_failed",
@@ -176,6 +180,8 @@ pub struct IngestMetrics {
     pub connections: Counter,
     /// RTMP connections accepted.
     pub rtmp_connections: Counter,
+    /// Connections refused because `max_connections` were open.
+    pub connections_over_limit: Counter,
     /// Handshakes that failed (wrong ALPN, TLS errors, timeouts).
     pub handshakes_failed: Counter,
     /// Sessions opened.
@@ -352,10 +358,11 @@ impl IngestMetrics {
     }
 
     /// The unlabelled counters, in the order of [`COUNTERS`].
-    fn counters(&self) -> [&Counter; 17] {
+    fn counters(&self) -> [&Counter; 18] {
         [
             &self.connections,
             &self.rtmp_connections,
+            &self.connections_over_limit,
             &self.handshakes_failed,
             &self.sessions_started,
             &self.sessions_resumed,

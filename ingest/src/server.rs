@@ -27,7 +27,7 @@ use crate::limiter::AuthLimiter;
 use crate::metrics::{IngestCollector, IngestMetrics};
 use crate::session::{Lifecycle, Session, SessionLimits};
 use crate::tls::{self, TlsMaterial};
-use crate::{lock, DeviceIdentity, SessionInfo, SessionOutput};
+use crate::{lock, ConnectionChange, DeviceIdentity, SessionInfo, SessionOutput};
 
 /// A point-in-time view of one session, for the admin API.
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +69,12 @@ pub struct SessionSnapshot {
     pub live_delay_ms: Option<i64>,
     /// Largest capture-to-arrival delay of a live frame, ms.
     pub max_live_delay_ms: Option<i64>,
+    /// Bytes of the frames made durable (acknowledged to the phone).
+    pub durable_bytes: u64,
+    /// The encoder bitrate the phone advises, from its last REPORT, bit/s.
+    pub advised_bitrate_bps: Option<u64>,
+    /// Bytes the phone holds unacknowledged, from its last REPORT.
+    pub phone_backlog_bytes: Option<u64>,
 }
 
 /// What every connection of the server shares.
@@ -91,6 +97,36 @@ pub(crate) struct Shared {
     pub(crate) opening: Mutex<HashMap<String, usize>>,
     /// RTMP publishes that a publisher can rejoin.
     pub(crate) rtmp: crate::rtmp::Publishes,
+    /// Connections (QUIC and RTMP) open now, against `max_connections`.
+    pub(crate) open_connections: std::sync::atomic::AtomicUsize,
+}
+
+/// A place among the `max_connections` open at once, given back when
+/// dropped (when the connection's handler ends).
+pub(crate) struct ConnectionSlot(Arc<Shared>);
+
+impl ConnectionSlot {
+    /// A place, or `None` (counted) when `max_connections` are open.
+    pub(crate) fn take(shared: &Arc<Shared>) -> Option<ConnectionSlot> {
+        let open = &shared.open_connections;
+        let max = shared.cfg.max_connections;
+        let taken = open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            shared.metrics.connections_over_limit.inc();
+            return None;
+        }
+        Some(ConnectionSlot(shared.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A place among a device's `max_sessions_per_device`, taken before its
@@ -252,6 +288,7 @@ impl IngestServer {
                 opening: Mutex::new(HashMap::new()),
                 committer,
                 rtmp: Default::default(),
+                open_connections: Default::default(),
             }),
             fingerprint,
             udp_buffers,
@@ -361,7 +398,13 @@ impl IngestServer {
     async fn accept_quic(&self) {
         while let Some(incoming) = self.endpoint.accept().await {
             let shared = self.shared.clone();
+            let Some(slot) = ConnectionSlot::take(&shared) else {
+                tracing::warn!(remote = %incoming.remote_address(), "ingest connection refused: max_connections are open");
+                incoming.refuse();
+                continue;
+            };
             tokio::spawn(async move {
+                let _slot = slot;
                 if let Err(e) = handle_connection(shared, incoming).await {
                     tracing::debug!(error = %format!("{e:#}"), "ingest connection ended");
                 }
@@ -456,6 +499,8 @@ fn snapshot(s: &Session) -> SessionSnapshot {
         .map(|t| t.frames)
         .unwrap_or(0);
     let (live_delay_ms, max_live_delay_ms) = (st.live_delay_ms, st.max_live_delay_ms);
+    let durable_bytes = st.durable_bytes;
+    let report = st.report.clone().unwrap_or_default();
     drop(st);
     let (ingest_bitrate_bps, frame_rate) = if span_us > 0 {
         (
@@ -487,6 +532,9 @@ fn snapshot(s: &Session) -> SessionSnapshot {
         frame_rate,
         live_delay_ms,
         max_live_delay_ms,
+        durable_bytes,
+        advised_bitrate_bps: report.advised_bps,
+        phone_backlog_bytes: report.backlog_bytes,
     }
 }
 
@@ -513,6 +561,11 @@ async fn recover_one(shared: &Arc<Shared>, dir: &Path, path: &Path) -> Result<bo
     let session = shared.new_session(info, rec.meta.secret.clone(), output, writer);
     session.replay(rec.frames)?;
     session.set_lifecycle(Lifecycle::Suspended);
+    session
+        .output
+        .connection_changed(ConnectionChange::Suspended {
+            reason: "server_restart",
+        });
     shared.register(&session);
     shared.metrics.sessions_recovered.inc();
     tracing::info!(session = %session.info.id, "recovered session from its journal; waiting for the phone to resume");

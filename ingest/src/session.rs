@@ -226,6 +226,12 @@ pub(crate) struct State {
     pub(crate) first_pts: Option<i64>,
     pub(crate) max_pts: i64,
     pub(crate) bytes: u64,
+    /// Bytes of the frames made durable (acknowledged), for the admin's
+    /// throughput chart.
+    pub(crate) durable_bytes: u64,
+    /// The phone's latest REPORT (its encoder advice and backlog), if it
+    /// sends them.
+    pub(crate) report: Option<sharecast_formats::ingest::Report>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) suspended_at: Option<Instant>,
     pub(crate) resumes: u64,
@@ -331,6 +337,8 @@ impl Session {
                 first_pts: None,
                 max_pts: i64::MIN,
                 bytes: 0,
+                durable_bytes: 0,
+                report: None,
                 lifecycle: Lifecycle::Suspended,
                 suspended_at: Some(Instant::now()),
                 resumes: 0,
@@ -415,12 +423,15 @@ impl Session {
     pub(crate) fn on_durable(&self, frames: Vec<MediaFrame>) {
         let mut release = Vec::new();
         {
-            let mut st = self.lock();
+            let mut guard = self.lock();
+            let st = &mut *guard;
             for f in frames {
+                let len = f.data.len() as u64;
                 let Some(ts) = st.tracks.get_mut(&f.track) else {
                     continue;
                 };
                 ts.in_flight.remove(&f.seq);
+                st.durable_bytes += len;
                 ts.durable(f, &mut release);
             }
         }
@@ -455,6 +466,7 @@ impl Session {
             ts.live_next = ts.durable_next;
         }
         st.bytes = st.tracks.values().map(|t| t.bytes).sum();
+        st.durable_bytes = st.bytes;
         drop(st);
         release.sort_by_key(|f| f.dts_us);
         for f in &release {

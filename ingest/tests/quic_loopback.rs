@@ -14,7 +14,7 @@ use sharecast_client_sdk::{Trust, UploadError, Uploader};
 use sharecast_formats::ingest::{encode_frame, ControlDecoder, ALPN};
 use sharecast_ingest::config::JournalSync;
 use sharecast_ingest::journal;
-use sharecast_ingest::IngestConfig;
+use sharecast_ingest::{ConnectionChange, IngestConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_is_recorded_in_order_and_finished_once() {
@@ -117,6 +117,16 @@ async fn journal_recovery_reopens_an_unfinished_session() {
     film(&up, 40..80, Duration::ZERO).await;
     up.finish().await.unwrap();
     env.assert_complete(80, 80);
+    // The recovered session was suspended by the restart, then resumed.
+    assert_eq!(
+        *env.mem.connection_changes.lock().unwrap(),
+        [
+            ConnectionChange::Suspended {
+                reason: "server_restart"
+            },
+            ConnectionChange::Resumed
+        ]
+    );
     assert!(env.dir.path().join("sessions").exists());
 }
 

@@ -10,9 +10,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use common::*;
-use sharecast_client_sdk::{UploadError, Uploader};
+use sharecast_client_sdk::{Trust, UploadError, Uploader};
 use sharecast_formats::ingest::{
-    encode_frame, Control, ControlDecoder, End, ErrorCode, ErrorMsg, Hello, Resume,
+    encode_frame, Control, ControlDecoder, End, ErrorCode, ErrorMsg, Hello, Report, Resume,
 };
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use sharecast_ingest::IngestConfig;
@@ -154,6 +154,104 @@ async fn garbage_on_the_control_stream_is_refused() {
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let (code, reason) = close_code(&conn).await;
     assert_eq!(code, ErrorCode::BadMessage.as_u16(), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_kept_and_a_bad_report_is_refused() {
+    let env = Env::new().await;
+    let (_ep, conn, mut s, mut r) = raw(&env).await;
+    let mut dec = ControlDecoder::new();
+    let welcome = expect_welcome(&mut r, &mut dec).await;
+    assert!(welcome.reports, "this server takes REPORT");
+    let report = Report {
+        advised_bps: Some(1_200_000),
+        backlog_bytes: Some(5_000),
+        backlog_frames: Some(2),
+    };
+    s.write_all(&Control::Report(report).encode())
+        .await
+        .unwrap();
+    let seen = eventually(Duration::from_secs(5), || {
+        env.server.sessions().iter().any(|x| {
+            x.advised_bitrate_bps == Some(1_200_000) && x.phone_backlog_bytes == Some(5_000)
+        })
+    })
+    .await;
+    assert!(
+        seen,
+        "the REPORT reaches the session: {:?}",
+        env.server.sessions()
+    );
+    // A REPORT whose payload is not its JSON object: refused, told why.
+    // (a JSON array would fill the fields in order; a string for a number
+    // does not parse).
+    let bad = br#"{"advised_bps":"fast"}"#;
+    s.write_all(&[0x08, 0, 0, 0, bad.len() as u8])
+        .await
+        .unwrap();
+    s.write_all(bad).await.unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::BadMessage.as_u16(), "{reason}");
+    assert!(reason.contains("REPORT"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_are_refused_and_counted() {
+    let env = Env::with(|c| {
+        c.max_connections = 2;
+        c.rtmp_listen = "127.0.0.1:0".into();
+    })
+    .await;
+    let (_e1, c1, _s1, _r1) = raw_connect(&env).await;
+    let (_e2, _c2, _s2, _r2) = raw_connect(&env).await;
+    let client = || {
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(
+            sharecast_client_sdk::client_config(&Trust::PinSha256(env.server.fingerprint().into()))
+                .unwrap(),
+        );
+        ep
+    };
+    // A third QUIC connection is refused before its handshake completes.
+    let ep = client();
+    let third = ep
+        .connect(env.server.local_addr().unwrap(), "localhost")
+        .unwrap()
+        .await;
+    assert!(
+        matches!(third, Err(quinn::ConnectionError::ConnectionClosed(_))),
+        "{third:?}"
+    );
+    // An RTMP connection too: the server closes it at once.
+    let mut tcp = tokio::net::TcpStream::connect(env.server.rtmp_addr().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert_eq!(env.server.metrics().connections_over_limit.get(), 2);
+    // One closes: its place is free again.
+    c1.close(0u32.into(), b"done");
+    let ep = client();
+    let mut again = None;
+    for _ in 0..50 {
+        match ep
+            .connect(env.server.local_addr().unwrap(), "localhost")
+            .unwrap()
+            .await
+        {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(again.is_some(), "a connection gets in once one closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,7 @@ pub struct Bookmark {
 
 /// A reverse-bookmark request: the streaming side reports a viewer that was
 /// interrupted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReverseBookmark {
     /// User id, if the caller knows it (checked against the token).
@@ -75,6 +76,7 @@ pub struct ReverseBookmark {
 }
 
 /// The reverse-bookmark answer: user id, result code (0 saved) and description.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ReverseBookmarkAnswer {
     /// The user the bookmark belongs to, when known.
@@ -394,7 +396,7 @@ impl ResumeService {
                     Scheduled::Ready(r) => url = r.url,
                     Scheduled::Job(j) => {
                         self.wait_for_new_job(&row.id, &row.status, &j).await?;
-                        transcode = Some(Box::new(j));
+                        transcode = Some(j);
                     }
                 }
             }

@@ -60,6 +60,12 @@ pub struct FetchJob {
     pub(crate) error: Option<String>,
     /// Bytes received so far.
     pub(crate) bytes: u64,
+    /// The file's size, when the platform announced it (Content-Length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) total_bytes: Option<u64>,
+    /// `bytes` of `total_bytes`, 0–100, when the size is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) percent: Option<u8>,
     /// Where to poll this job.
     pub(crate) poll_url: String,
     /// Created, Unix ms.
@@ -152,6 +158,8 @@ fn forgotten(id: &str, address: String, content_id: String) -> FetchJob {
         state: "failed".into(),
         error: Some("the fetch was forgotten".into()),
         bytes: 0,
+        total_bytes: None,
+        percent: None,
         poll_url: String::new(),
         created_unix_ms: 0,
         finished_unix_ms: None,
@@ -203,6 +211,11 @@ impl Fetches {
     }
 
     /// A job by id.
+    /// Every job kept.
+    pub(crate) fn list(&self) -> Vec<FetchJob> {
+        self.jobs().values().map(|j| j.job.clone()).collect()
+    }
+
     pub(crate) fn job(&self, id: &str) -> Option<FetchJob> {
         self.jobs().get(id).map(|j| j.job.clone())
     }
@@ -265,6 +278,8 @@ impl Fetches {
             state: "fetching".into(),
             error: None,
             bytes: 0,
+            total_bytes: None,
+            percent: None,
             created_unix_ms: now_ms(),
             finished_unix_ms: None,
         };
@@ -380,6 +395,11 @@ impl Fetches {
         if let Some(n) = resp.content_length().filter(|n| *n > max) {
             return Err(too_large(n));
         }
+        let total = resp.content_length();
+        if let Some(j) = self.jobs().get_mut(id) {
+            j.job.total_bytes = total;
+            j.job.percent = total.map(|_| 0);
+        }
         let mut file = tokio::fs::File::create(tmp)
             .await
             .map_err(|e| format!("creating a temporary file: {e}"))?;
@@ -396,6 +416,7 @@ impl Fetches {
             self.inner.counters.bytes.inc_by(chunk.len() as u64);
             if let Some(j) = self.jobs().get_mut(id) {
                 j.job.bytes = n;
+                j.job.percent = total.map(|t| (n.min(t) * 100 / t.max(1)) as u8);
             }
         }
         file.sync_all()
@@ -591,6 +612,8 @@ mod tests {
         let (done, waiters) = f.run(&job.id).await;
         assert_eq!(done.state, "done", "{done:?}");
         assert_eq!(done.bytes, 200);
+        // The platform announced the size: the job says how far it got.
+        assert_eq!((done.total_bytes, done.percent), (Some(200), Some(100)));
         assert_eq!(waiters.len(), 2);
         let asset = store.asset(&done.content_id).await.unwrap().unwrap();
         assert_eq!(asset.state, sharecast_store::AssetState::Ready);

@@ -230,6 +230,8 @@ impl FetchJob {
             state: "done".into(),
             error: None,
             bytes: 0,
+            total_bytes: None,
+            percent: None,
             poll_url: String::new(),
             created_unix_ms: now_ms(),
             finished_unix_ms: None,

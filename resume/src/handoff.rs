@@ -23,6 +23,7 @@ use crate::service::ResumeService;
 use crate::transcodes::{Scheduled, TranscodeJob};
 
 /// A suspend state: where playback stopped, and what it needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SuspendState {
     /// State id.
@@ -65,6 +66,7 @@ pub struct HandoffCreated {
 }
 
 /// A hand-off pushed by another platform (or to one).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Received {
     /// The suspend state.
@@ -532,7 +534,7 @@ impl ResumeService {
             Scheduled::Job(j) => (
                 state.address.clone(),
                 BookmarkStatus::Transcoding(j.id.clone()),
-                Some(j),
+                Some(*j),
             ),
         };
         Ok(Choice {

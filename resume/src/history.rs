@@ -16,6 +16,7 @@ use crate::transcodes::{Scheduled, TranscodeJob};
 const LISTED: i64 = 200;
 
 /// A terminal stopped a programme.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct Stop {
     /// The user's terminal that stopped.
@@ -288,7 +289,7 @@ impl ResumeService {
         if rendition.is_none() && self.transcodes.is_some() {
             match self.schedule(&record.content_id, &terminal_type).await? {
                 Scheduled::Ready(r) => rendition = Some(r),
-                Scheduled::Job(j) => transcode = Some(j),
+                Scheduled::Job(j) => transcode = Some(*j),
             }
         }
         let position_ms = record.position_ms.unwrap_or(0).max(0) as u64;

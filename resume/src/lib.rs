@@ -10,7 +10,8 @@
 //! terminal cannot play what it resumes, the service makes it playable: an
 //! on-demand transcode of a local recording, or a fetch of another
 //! platform's video first. Every request it makes to an address it was
-//! given goes through [`outbound`], the one outbound policy.
+//! given goes through [`outbound`], the one outbound policy, and so do
+//! the [`webhooks`] it delivers.
 //!
 //! Main types: [`ResumeService`] and its [`ResumeConfig`]; the answers
 //! [`Bookmark`], [`BookmarkPlay`], [`SuspendState`], [`ResumeAnswer`] and
@@ -34,6 +35,7 @@ pub mod outbound;
 mod service;
 mod transcodes;
 mod users;
+pub mod webhooks;
 
 #[cfg(test)]
 mod testing;
@@ -45,6 +47,6 @@ pub use fetches::{FetchJob, Probe};
 pub use handoff::{Accepted, HandoffCreated, HandoffSource, Pushed, Received, SuspendState};
 pub use history::{Catalogue, HistoryEntry, ResumeAnswer, Stop, Stopped};
 pub use live::{LiveLookup, LiveStartInfo, LiveStarts, RtspVod};
-pub use service::ResumeService;
-pub use transcodes::{Scheduled, Transcode, TranscodeJob, TranscodeRequest};
+pub use service::{Jobs, ResumeService};
+pub use transcodes::{JobProgress, Scheduled, Transcode, TranscodeJob, TranscodeRequest};
 pub use users::{NewTerminal, NewUser};

@@ -512,6 +512,51 @@ impl Outbound {
         self.exchange(url, Some(body)).await
     }
 
+    /// Whether `url` may be asked at all (scheme, credentials, allowed
+    /// hosts, an internal IP address in it): what a registration of an
+    /// address is checked against. Names are checked again, after they
+    /// are resolved, when a request is made.
+    pub fn check_destination(&self, url: &str) -> Result<(), String> {
+        self.rules
+            .check_url(url)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// POSTs `body` with `headers` to `url` on `client` (one of
+    /// [`Outbound::client`]); any 2xx answer is success, and the answer is
+    /// not read.
+    pub(crate) async fn post_bytes(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<(), OutboundError> {
+        let r = async {
+            let parsed = self.rules.check_url(url)?;
+            let resp = client
+                .post(parsed)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(url, &e))?;
+            match resp.status() {
+                s if s.is_success() => Ok(()),
+                s => Err(OutboundError::Refused(s.as_u16())),
+            }
+        }
+        .await;
+        self.record(r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// The longest request, from the configuration.
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.timeout_secs.max(1))
+    }
+
     /// Registers `outbound_requests` (under the registry's prefix): the
     /// requests made, by result.
     pub fn register_metrics(&self, registry: &mut Registry) {

@@ -38,6 +38,15 @@ pub struct ResumeService {
     data_dir: PathBuf,
 }
 
+/// The on-demand jobs of a server (see [`ResumeService::jobs`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Jobs {
+    /// On-demand transcodes, as `GET /api/v1/transcodes/{id}` shows them.
+    pub transcodes: Vec<TranscodeJob>,
+    /// Fetches of other platforms' videos, as `GET /api/v1/fetches/{id}`.
+    pub fetches: Vec<FetchJob>,
+}
+
 impl ResumeService {
     /// The service over `store`, signing hand-off links with `links` and
     /// asking other platforms through `outbound`. Purges aged history every
@@ -142,6 +151,24 @@ impl ResumeService {
         }
         if let Some(t) = &self.transcodes {
             t.register_metrics(registry);
+        }
+    }
+
+    /// The on-demand transcodes and fetches this server knows (running,
+    /// queued, and the recent finished ones), newest first: for the admin.
+    pub fn jobs(&self) -> Jobs {
+        let newest_first = |a: i64, b: i64| b.cmp(&a);
+        let mut transcodes = self
+            .transcodes
+            .as_ref()
+            .map(Transcodes::list)
+            .unwrap_or_default();
+        transcodes.sort_by(|a, b| newest_first(a.created_unix_ms, b.created_unix_ms));
+        let mut fetches = self.fetches.as_ref().map(Fetches::list).unwrap_or_default();
+        fetches.sort_by(|a, b| newest_first(a.created_unix_ms, b.created_unix_ms));
+        Jobs {
+            transcodes,
+            fetches,
         }
     }
 

@@ -44,8 +44,35 @@ pub struct TranscodeRequest {
 
 /// Encodes a finished recording into one H.264 + AAC rendition and answers
 /// its attributes, measured on the produced file, with its public URL; or
-/// why it failed. Blocking: it runs on the blocking thread pool.
-pub type Transcode = Arc<dyn Fn(&TranscodeRequest) -> Result<Rendition, String> + Send + Sync>;
+/// why it failed. Blocking: it runs on the blocking thread pool. It tells
+/// the job how far it is through the second argument.
+pub type Transcode =
+    Arc<dyn Fn(&TranscodeRequest, &dyn Fn(JobProgress)) -> Result<Rendition, String> + Send + Sync>;
+
+/// How far a transcode is: media time encoded of the whole.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobProgress {
+    /// Media time encoded, ms.
+    pub done_ms: u64,
+    /// The whole, ms (0 when unknown).
+    pub total_ms: u64,
+    /// `done_ms` of `total_ms`, 0–100.
+    pub percent: u8,
+}
+
+impl JobProgress {
+    /// `done_ms` of `total_ms` (never above 100 %).
+    pub fn new(done_ms: u64, total_ms: u64) -> JobProgress {
+        let percent = (done_ms.min(total_ms) * 100)
+            .checked_div(total_ms)
+            .map_or(0, |p| p as u8);
+        JobProgress {
+            done_ms,
+            total_ms,
+            percent,
+        }
+    }
+}
 
 /// An on-demand transcode job, as `GET /api/v1/transcodes/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -69,6 +96,9 @@ pub struct TranscodeJob {
     /// The new rendition's attributes, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) attributes: Option<Rendition>,
+    /// How far it is, once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) progress: Option<JobProgress>,
     /// Where to poll this job.
     pub(crate) poll_url: String,
     /// Created, Unix ms.
@@ -90,7 +120,7 @@ pub enum Scheduled {
     /// A rendition the terminal plays exists already.
     Ready(Rendition),
     /// A job makes one (new, or the one already under way).
-    Job(TranscodeJob),
+    Job(Box<TranscodeJob>),
 }
 
 #[derive(Default)]
@@ -175,6 +205,11 @@ impl Transcodes {
     }
 
     /// A job by id.
+    /// Every job kept.
+    pub(crate) fn list(&self) -> Vec<TranscodeJob> {
+        self.jobs().values().cloned().collect()
+    }
+
     pub(crate) fn job(&self, id: &str) -> Option<TranscodeJob> {
         self.jobs().get(id).cloned()
     }
@@ -218,7 +253,7 @@ impl Transcodes {
         }
         let (job, new) = self.enqueue(content_id, &name, short_side)?;
         if !new {
-            return Ok(Scheduled::Job(job));
+            return Ok(Scheduled::Job(Box::new(job)));
         }
         tracing::info!(content = %content_id, job = %job.id, rendition = %name, terminal_type, "on-demand transcode scheduled");
         let this = self.clone();
@@ -229,7 +264,7 @@ impl Transcodes {
         };
         let id = job.id.clone();
         tokio::spawn(async move { this.run(id, req).await });
-        Ok(Scheduled::Job(job))
+        Ok(Scheduled::Job(Box::new(job)))
     }
 
     /// The attributes of a finished recording.
@@ -282,6 +317,7 @@ impl Transcodes {
             error: None,
             url: None,
             attributes: None,
+            progress: None,
             created_unix_ms: now_ms(),
             finished_unix_ms: None,
         };
@@ -303,8 +339,9 @@ impl Transcodes {
         self.update(&id, |j| j.state = "running".into());
         let hook = self.inner.hook.clone();
         let r = {
-            let req = req.clone();
-            tokio::task::spawn_blocking(move || hook(&req)).await
+            let (req, this, id) = (req.clone(), self.clone(), id.clone());
+            let progress = move |p: JobProgress| this.update(&id, |j| j.progress = Some(p));
+            tokio::task::spawn_blocking(move || hook(&req, &progress)).await
         };
         let rendition = match r {
             Ok(Ok(r)) => r,
@@ -320,6 +357,9 @@ impl Transcodes {
         // now on sees the job done (see `ResumeService::store_bookmark`).
         self.update(&id, |j| {
             j.state = "done".into();
+            if let Some(p) = &mut j.progress {
+                *p = JobProgress::new(p.total_ms, p.total_ms);
+            }
             j.url = Some(rendition.url.clone());
             j.attributes = Some(rendition.clone());
             j.finished_unix_ms = Some(now_ms());
@@ -486,30 +526,33 @@ mod tests {
                 running.clone(),
                 max_running.clone(),
             );
-            Arc::new(move |req: &TranscodeRequest| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                max_running.fetch_max(now, Ordering::SeqCst);
-                {
-                    let mut open = gate.0.lock().unwrap();
-                    while *open == 0 {
-                        open = gate.1.wait(open).unwrap();
+            Arc::new(
+                move |req: &TranscodeRequest, progress: &dyn Fn(JobProgress)| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    progress(JobProgress::new(250, 1000));
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    max_running.fetch_max(now, Ordering::SeqCst);
+                    {
+                        let mut open = gate.0.lock().unwrap();
+                        while *open == 0 {
+                            open = gate.1.wait(open).unwrap();
+                        }
+                        *open -= 1;
                     }
-                    *open -= 1;
-                }
-                running.fetch_sub(1, Ordering::SeqCst);
-                if req.content_id == "a3" {
-                    return Err("decoder exploded at frame 12".into());
-                }
-                Ok(Rendition {
-                    name: req.name.clone(),
-                    url: format!("http://x/vod/{}/{}.mp4", req.content_id, req.name),
-                    codecs: vec!["avc1.4D401F".into(), "mp4a.40.2".into()],
-                    width: req.short_side * 16 / 9,
-                    height: req.short_side,
-                    ..Rendition::default()
-                })
-            })
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    if req.content_id == "a3" {
+                        return Err("decoder exploded at frame 12".into());
+                    }
+                    Ok(Rendition {
+                        name: req.name.clone(),
+                        url: format!("http://x/vod/{}/{}.mp4", req.content_id, req.name),
+                        codecs: vec!["avc1.4D401F".into(), "mp4a.40.2".into()],
+                        width: req.short_side * 16 / 9,
+                        height: req.short_side,
+                        ..Rendition::default()
+                    })
+                },
+            )
         };
         let t = Transcodes::new(hook, store.clone(), "http://x/", 480, 1, 2);
 
@@ -558,6 +601,16 @@ mod tests {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The running job tells how far it is; the waiting one does not.
+        let (a, b) = (t.job(&j1.id).unwrap(), t.job(&j2.id).unwrap());
+        let (run, wait) = if a.state == "running" { (a, b) } else { (b, a) };
+        assert_eq!(
+            (run.state.as_str(), wait.state.as_str()),
+            ("running", "queued")
+        );
+        assert_eq!(run.progress, Some(JobProgress::new(250, 1000)));
+        assert_eq!(run.progress.map(|p| p.percent), Some(25));
+        assert_eq!(wait.progress, None);
         assert_eq!(t.job(&j1.id).unwrap().state, "running");
         assert_eq!(t.job(&j2.id).unwrap().state, "queued");
 

@@ -114,6 +114,7 @@ impl ShareRow {
 }
 
 /// A request to share an asset.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewShare {

@@ -34,6 +34,7 @@ const STILLS_AT_ONCE: usize = 1;
 const STILL_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// A request for a still: the frame of a video at a time point.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Deserialize)]
 pub struct StillRequest {
     /// The video (asset) id.

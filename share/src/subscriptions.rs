@@ -12,6 +12,7 @@ use crate::number::{digits, normalize_number};
 use crate::shares::ShareService;
 
 /// A request to subscribe a number to the calling device's videos.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {

@@ -2,11 +2,13 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sharecast_formats::attributes::VideoAttributes;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::rows::Record;
+use crate::webhooks::{record_event, session_event};
 use crate::{now_ms, Store};
 
 /// Where a recording is.
@@ -38,6 +40,19 @@ impl AssetState {
             _ => AssetState::Failed,
         }
     }
+}
+
+/// An ingest session that starts (see [`Store::session_started`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStart<'a> {
+    /// The session id (its asset's).
+    pub id: &'a str,
+    /// Its device.
+    pub device_id: &'a str,
+    /// Its title, if given.
+    pub title: Option<&'a str>,
+    /// When it started, Unix ms.
+    pub started_ms: i64,
 }
 
 /// A recording and its outputs.
@@ -82,6 +97,110 @@ impl Record for Asset {
     }
 }
 
+async fn insert_recording(
+    conn: &mut AnyConnection,
+    id: &str,
+    device_id: &str,
+    title: Option<&str>,
+    created_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO assets (id, device_id, title, state, created_ms) VALUES ($1, $2, $3, 'recording', $4)
+         ON CONFLICT(id) DO UPDATE SET state = 'recording'",
+    )
+    .bind(id)
+    .bind(device_id)
+    .bind(title)
+    .bind(created_ms)
+    .execute(conn)
+    .await
+    .with_context(|| format!("recording asset {id}"))?;
+    Ok(())
+}
+
+/// The asset's device, state and attributes before a change, its row
+/// written first so that the transaction holds it (see
+/// [`record_event`]).
+async fn lock_asset(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<(String, String, Option<String>)> {
+    let row = sqlx::query(
+        "UPDATE assets SET state = state WHERE id = $1 RETURNING device_id, state, attributes",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .with_context(|| format!("loading asset {id}"))?
+    .with_context(|| format!("no asset {id}"))?;
+    Ok((row.get(0), row.get(1), row.get(2)))
+}
+
+/// Marks an asset ready with its events; returns its device.
+async fn mark_ready(
+    conn: &mut AnyConnection,
+    id: &str,
+    attributes: &VideoAttributes,
+) -> Result<String> {
+    let (device, state, before) = lock_asset(conn, id).await?;
+    let json = serde_json::to_string(attributes).context("serialising attributes")?;
+    sqlx::query(
+        "UPDATE assets SET state = 'ready', ready_ms = $1, attributes = $2, error = NULL WHERE id = $3",
+    )
+    .bind(now_ms())
+    .bind(json)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("marking asset {id} ready"))?;
+    let events = if state == AssetState::Ready.as_str() {
+        let before: Option<VideoAttributes> = before.and_then(|b| serde_json::from_str(&b).ok());
+        let had = |name: &str| {
+            before
+                .as_ref()
+                .is_some_and(|b| b.renditions.iter().any(|r| r.name == name))
+        };
+        attributes
+            .renditions
+            .iter()
+            .filter(|r| !had(&r.name))
+            .map(|r| {
+                session_event(
+                    "rendition.ready",
+                    id,
+                    &device,
+                    json!({ "asset_id": id, "rendition": r }),
+                )
+            })
+            .collect()
+    } else {
+        vec![session_event(
+            "asset.ready",
+            id,
+            &device,
+            json!({ "asset_id": id, "attributes": attributes }),
+        )]
+    };
+    for e in &events {
+        record_event(conn, e).await?;
+    }
+    Ok(device)
+}
+
+/// Marks an asset failed with its event; returns its device.
+async fn mark_failed(conn: &mut AnyConnection, id: &str, error: &str) -> Result<String> {
+    let (device, _, _) = lock_asset(conn, id).await?;
+    sqlx::query("UPDATE assets SET state = 'failed', error = $1 WHERE id = $2")
+        .bind(error)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("marking asset {id} failed"))?;
+    let data = json!({ "asset_id": id, "error": error });
+    record_event(conn, &session_event("asset.failed", id, &device, data)).await?;
+    Ok(device)
+}
+
 impl Store {
     /// Records that a recording started (idempotent).
     pub async fn asset_recording(
@@ -91,33 +210,73 @@ impl Store {
         title: Option<&str>,
         created_ms: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO assets (id, device_id, title, state, created_ms) VALUES ($1, $2, $3, 'recording', $4)
-             ON CONFLICT(id) DO UPDATE SET state = 'recording'",
-        )
-        .bind(id)
-        .bind(device_id)
-        .bind(title)
-        .bind(created_ms)
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("recording asset {id}"))?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.context("a database connection")?;
+        insert_recording(&mut conn, id, device_id, title, created_ms).await
     }
 
-    /// Records that the outputs of a recording are ready.
+    /// Records that a device's ingest session started: its asset is
+    /// recording, and the `session.started` event in the same transaction.
+    pub async fn session_started(&self, s: &SessionStart<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        insert_recording(&mut tx, s.id, s.device_id, s.title, s.started_ms).await?;
+        let data = json!({
+            "session_id": s.id,
+            "device_id": s.device_id,
+            "title": s.title,
+            "started_unix_ms": s.started_ms,
+        });
+        let event = session_event("session.started", s.id, s.device_id, data);
+        record_event(&mut tx, &event).await?;
+        tx.commit()
+            .await
+            .with_context(|| format!("committing session {}'s start", s.id))
+    }
+
+    /// Records that the outputs of a recording are ready, with the event
+    /// `asset.ready` (the first time) or a `rendition.ready` for each
+    /// rendition it did not have.
     pub async fn asset_ready(&self, id: &str, attributes: &VideoAttributes) -> Result<()> {
-        let json = serde_json::to_string(attributes).context("serialising attributes")?;
-        sqlx::query(
-            "UPDATE assets SET state = 'ready', ready_ms = $1, attributes = $2, error = NULL WHERE id = $3",
-        )
-        .bind(now_ms())
-        .bind(json)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("marking asset {id} ready"))?;
-        Ok(())
+        self.settle_asset(id, Ok(attributes), false).await
+    }
+
+    /// Records that a recording failed, with the event `asset.failed`.
+    pub async fn asset_failed(&self, id: &str, error: &str) -> Result<()> {
+        self.settle_asset(id, Err(error), false).await
+    }
+
+    /// Records that an ingest session ended with its asset ready
+    /// (`Ok(attributes)`) or failed (`Err(why)`): the asset's state and the
+    /// events `asset.ready` (or `asset.failed`) and `session.ended`, in one
+    /// transaction.
+    pub async fn session_ended(
+        &self,
+        id: &str,
+        outcome: Result<&VideoAttributes, &str>,
+    ) -> Result<()> {
+        self.settle_asset(id, outcome, true).await
+    }
+
+    /// An asset ready or failed, with its events (and `session.ended` when
+    /// `ended`), in one transaction.
+    async fn settle_asset(
+        &self,
+        id: &str,
+        outcome: Result<&VideoAttributes, &str>,
+        ended: bool,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let device = match outcome {
+            Ok(attributes) => mark_ready(&mut tx, id, attributes).await?,
+            Err(error) => mark_failed(&mut tx, id, error).await?,
+        };
+        let state = if outcome.is_ok() { "ready" } else { "failed" };
+        if ended {
+            let data = json!({ "session_id": id, "outcome": state });
+            record_event(&mut tx, &session_event("session.ended", id, &device, data)).await?;
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("committing asset {id} {state}"))
     }
 
     /// Forgets an asset (its files are the caller's).
@@ -127,17 +286,6 @@ impl Store {
             .execute(&self.pool)
             .await
             .with_context(|| format!("deleting asset {id}"))?;
-        Ok(())
-    }
-
-    /// Records that a recording failed.
-    pub async fn asset_failed(&self, id: &str, error: &str) -> Result<()> {
-        sqlx::query("UPDATE assets SET state = 'failed', error = $1 WHERE id = $2")
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .with_context(|| format!("marking asset {id} failed"))?;
         Ok(())
     }
 

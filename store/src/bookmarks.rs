@@ -2,10 +2,12 @@
 //! interruption, or the user's own), and what it waits for.
 
 use anyhow::{Context, Result};
+use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
+use crate::webhooks::{record_event, NewEvent};
 use crate::Store;
 
 /// What a bookmark plays, or waits for.
@@ -130,9 +132,12 @@ pub struct BookmarkUpdate<'a> {
 }
 
 impl Store {
-    /// Stores a bookmark.
+    /// Stores a bookmark. One of an interruption (`source` `interruption`)
+    /// is reported by the event `viewer.interrupted`, one of a hand-off
+    /// (`handoff`) by `handoff.accepted`, in the same transaction.
     pub async fn insert_bookmark(&self, b: &BookmarkRecord) -> Result<()> {
         let (status, job, rendition) = b.status.columns();
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
         sqlx::query(&format!(
             "INSERT INTO bookmarks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
@@ -149,10 +154,35 @@ impl Store {
         .bind(b.access_until_ms)
         .bind(job)
         .bind(rendition)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .context("storing bookmark")?;
-        Ok(())
+        let kind = match b.source.as_str() {
+            "interruption" => Some("viewer.interrupted"),
+            "handoff" => Some("handoff.accepted"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let device: Option<String> =
+                sqlx::query_scalar("SELECT device_id FROM assets WHERE id = $1")
+                    .bind(&b.content_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("loading the bookmarked asset")?;
+            let data = json!({
+                "bookmark_id": b.id,
+                "content_id": b.content_id,
+                "position_ms": b.position_ms,
+            });
+            let event = NewEvent {
+                kind,
+                subject: format!("session:{}", b.content_id),
+                device_id: device,
+                data,
+            };
+            record_event(&mut tx, &event).await?;
+        }
+        tx.commit().await.context("committing a bookmark")
     }
 
     /// A bookmark by id.

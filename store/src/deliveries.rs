@@ -4,10 +4,12 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
+use crate::webhooks::{record_event, NewEvent};
 use crate::Store;
 
 /// Where a delivery is.
@@ -277,18 +279,21 @@ impl Store {
         Ok(r.get(0))
     }
 
-    /// Records an attempt's outcome; `Sending` counts an attempt.
+    /// Records an attempt's outcome; `Sending` counts an attempt. `Sent`
+    /// and `Failed` are reported by the events `delivery.sent` and
+    /// `delivery.failed`, in the same transaction.
     pub async fn set_delivery_status(
         &self,
         id: i64,
         status: DeliveryStatus,
         u: DeliveryUpdate<'_>,
     ) -> Result<()> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let row = sqlx::query(
             "UPDATE share_deliveries SET status = $1, last_error = COALESCE($2, last_error),
              next_ms = COALESCE($3, next_ms), sent_ms = COALESCE($4, sent_ms), parts = COALESCE($5, parts),
              attempts = attempts + $6
-             WHERE id = $7",
+             WHERE id = $7 RETURNING share_id, recipient, format, last_error",
         )
         .bind(status.as_str())
         .bind(u.error)
@@ -297,10 +302,40 @@ impl Store {
         .bind(u.parts)
         .bind(i64::from(status == DeliveryStatus::Sending))
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .with_context(|| format!("updating delivery {id}"))?;
-        Ok(())
+        let kind = match status {
+            DeliveryStatus::Sent => Some("delivery.sent"),
+            DeliveryStatus::Failed => Some("delivery.failed"),
+            _ => None,
+        };
+        if let (Some(kind), Some(row)) = (kind, row) {
+            let share_id: String = row.get(0);
+            let device: Option<String> =
+                sqlx::query_scalar("SELECT device_id FROM shares WHERE id = $1")
+                    .bind(&share_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .with_context(|| format!("loading share {share_id}"))?;
+            let data = json!({
+                "share_id": share_id,
+                "delivery_id": id,
+                "recipient": row.get::<String, _>(1),
+                "format": row.get::<String, _>(2),
+                "error": row.get::<Option<String>, _>(3).filter(|_| status == DeliveryStatus::Failed),
+            });
+            let event = NewEvent {
+                kind,
+                subject: format!("share:{share_id}"),
+                device_id: device,
+                data,
+            };
+            record_event(&mut tx, &event).await?;
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("committing delivery {id}"))
     }
 }
 

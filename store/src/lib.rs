@@ -4,7 +4,8 @@
 //! over it, as methods of [`Store`] grouped by what they keep: [`devices`],
 //! [`assets`], [`shares`], [`deliveries`], [`subscriptions`], [`users`],
 //! [`history`], [`handoff`], [`bookmarks`], [`stills`],
-//! [`publishing_keys`]. States are enums
+//! [`publishing_keys`], [`webhooks`] (endpoints, and the outbox of events
+//! written in the transaction of the change each reports). States are enums
 //! ([`AssetState`], [`DeliveryStatus`], [`SubscriptionStatus`],
 //! [`BookmarkStatus`]).
 //!
@@ -39,8 +40,9 @@ pub mod subscriptions;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod users;
+pub mod webhooks;
 
-pub use assets::{Asset, AssetState};
+pub use assets::{Asset, AssetState, SessionStart};
 pub use bookmarks::{BookmarkRecord, BookmarkStatus, BookmarkUpdate};
 pub use config::{redact, Engine, StoreConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_URL, SQLITE_FILE};
 pub use deliveries::{Delivery, DeliveryStatus, DeliveryUpdate, DueDelivery, NewDelivery};
@@ -52,6 +54,9 @@ pub use sharecast_tokens::now_ms;
 pub use shares::ShareRecord;
 pub use stills::StillRecord;
 pub use subscriptions::{Subscription, SubscriptionStatus};
+pub use webhooks::{
+    DueWebhook, NewEvent, WebhookDelivery, WebhookEndpoint, WebhookEvent, EVENT_TYPES,
+};
 
 /// The metadata store; cheap to clone.
 #[derive(Clone)]
@@ -199,6 +204,7 @@ mod tests {
             (3, "1cbf269e833a70be3385dfe27fc2d11a45afb1a2a7f46188b502d07d82aeeb3ada1a86cb602e7a2d6df778096c5dce12"),
             (4, "6a13daa5ac59a7120ef7a31f6781e07bc3161d2d98f842df111f8a6a01ba64086e97d44371a9070b79b21b732d503eac"),
             (5, "f19a8bd2ee34c78f2cc889e890e9cbc545f7cd3626d1d2f48538546d62ff780d1085cc099e19797ff8b5a73596650001"),
+            (6, "8d505e7297ff36237c84eea72e89a19f740c6ecee56f9eb7b67ffe767c05f40a34754d5a25ea17e79de7baa3bbff265b"),
         ];
         let got: Vec<(i64, String)> = sqlx::migrate!("./migrations/sqlite")
             .iter()
@@ -217,7 +223,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let sqlite = names(sqlx::migrate!("./migrations/sqlite"));
-        assert_eq!(sqlite.len(), 5);
+        assert_eq!(sqlite.len(), 6);
         assert_eq!(sqlite, names(sqlx::migrate!("./migrations/postgres")));
     }
 

@@ -2,11 +2,13 @@
 //! shares.
 
 use anyhow::{Context, Result};
+use serde_json::json;
 use sharecast_formats::attributes::VideoAttributes;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
+use crate::webhooks::{record_event, NewEvent};
 use crate::Store;
 
 /// A share link as stored.
@@ -64,8 +66,11 @@ impl Record for ShareRecord {
 impl Store {
     /// Stores a share. With an `event_key` already taken, nothing is stored
     /// (one share per subscription event).
+    /// A share stored is reported by the event `share.created`, in the same
+    /// transaction.
     pub async fn insert_share(&self, s: &ShareRecord) -> Result<()> {
-        sqlx::query(&format!(
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let done = sqlx::query(&format!(
             "INSERT INTO shares ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT(event_key) DO NOTHING"
         ))
@@ -80,10 +85,29 @@ impl Store {
         .bind(s.expires_ms)
         .bind(s.revoked_ms)
         .bind(s.public as i64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .with_context(|| format!("inserting share {}", s.id))?;
-        Ok(())
+        if done.rows_affected() == 1 {
+            let data = json!({
+                "share_id": s.id,
+                "asset_id": s.asset_id,
+                "kind": s.kind,
+                "public": s.public,
+                "created_unix_ms": s.created_ms,
+                "expires_unix_ms": s.expires_ms,
+            });
+            let event = NewEvent {
+                kind: "share.created",
+                subject: format!("share:{}", s.id),
+                device_id: Some(s.device_id.clone()),
+                data,
+            };
+            record_event(&mut tx, &event).await?;
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("committing share {}", s.id))
     }
 
     async fn share_where(&self, column: &str, value: &str) -> Result<Option<ShareRecord>> {

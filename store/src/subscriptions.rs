@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::rows::Record;
+use crate::webhooks::{record_event, NewEvent};
 use crate::Store;
 
 /// Where a subscription is.
@@ -188,9 +189,12 @@ impl Store {
     }
 
     /// A number replied STOP (`stop`) or START: it is put on or taken off
-    /// the STOP list, and its subscriptions of every device follow; returns
-    /// how many subscriptions changed.
+    /// the STOP list, and its subscriptions of every device follow, each
+    /// change reported by the event `subscriber.opted_out` (or
+    /// `subscriber.opted_in`) in the same transaction; returns how many
+    /// subscriptions changed.
     pub async fn set_opt_out(&self, digits: &str, stop: bool, now: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let list = if stop {
             sqlx::query(
                 "INSERT INTO share_opt_outs (digits, updated_ms) VALUES ($1, $2)
@@ -201,7 +205,7 @@ impl Store {
         } else {
             sqlx::query("DELETE FROM share_opt_outs WHERE digits = $1").bind(digits)
         };
-        list.execute(&self.pool)
+        list.execute(&mut *tx)
             .await
             .context("recording STOP/START")?;
         let (from, to) = if stop {
@@ -209,18 +213,34 @@ impl Store {
         } else {
             (SubscriptionStatus::OptedOut, SubscriptionStatus::Active)
         };
-        let r = sqlx::query(
+        let changed = sqlx::query(
             "UPDATE share_subscriptions SET status = $1, updated_ms = $2
-             WHERE REPLACE(recipient, '+', '') = $3 AND status = $4",
+             WHERE REPLACE(recipient, '+', '') = $3 AND status = $4 RETURNING device_id, recipient",
         )
         .bind(to.as_str())
         .bind(now)
         .bind(digits)
         .bind(from.as_str())
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .context("updating subscriptions after STOP/START")?;
-        Ok(r.rows_affected())
+        let kind = if stop {
+            "subscriber.opted_out"
+        } else {
+            "subscriber.opted_in"
+        };
+        for row in &changed {
+            let (device, recipient): (String, String) = (row.get(0), row.get(1));
+            let event = NewEvent {
+                kind,
+                subject: format!("subscriber:{device}:{digits}"),
+                device_id: Some(device),
+                data: serde_json::json!({ "recipient": recipient }),
+            };
+            record_event(&mut tx, &event).await?;
+        }
+        tx.commit().await.context("committing STOP/START")?;
+        Ok(changed.len() as u64)
     }
 }
 

@@ -454,6 +454,13 @@ impl Encoder {
         Ok(())
     }
 
+    /// Media time the encoder has reached.
+    pub(crate) fn position(&self) -> gst::ClockTime {
+        self.pipeline
+            .query_position::<gst::ClockTime>()
+            .unwrap_or(gst::ClockTime::ZERO)
+    }
+
     /// Encoded input waiting in this rendition's queues, bytes.
     pub(crate) fn queued_bytes(&self) -> u64 {
         self.appsrcs
@@ -470,7 +477,12 @@ impl Encoder {
 
     /// Waits until the rendition is written, logging progress every second
     /// (`media_end` is the last timestamp pushed, for the percentage).
-    pub(crate) fn wait(&self, timeout: Duration, media_end: gst::ClockTime) -> anyhow::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        timeout: Duration,
+        media_end: gst::ClockTime,
+        on_progress: OnProgress<'_>,
+    ) -> anyhow::Result<()> {
         let bus = self
             .pipeline
             .bus()
@@ -490,10 +502,8 @@ impl Encoder {
                 ),
                 None => {}
             }
-            let done = self
-                .pipeline
-                .query_position::<gst::ClockTime>()
-                .unwrap_or(gst::ClockTime::ZERO);
+            let done = self.position();
+            on_progress(done.mseconds(), media_end.mseconds());
             let pct = if media_end.nseconds() > 0 {
                 (done.nseconds().min(media_end.nseconds()) * 100) / media_end.nseconds()
             } else {
@@ -527,6 +537,7 @@ impl Encoder {
         }
         std::fs::rename(&self.tmp, &self.path)
             .with_context(|| format!("moving {} to {}", self.tmp.display(), self.path.display()))?;
+        on_progress(media_end.mseconds(), media_end.mseconds());
         Ok(())
     }
 }
@@ -536,6 +547,13 @@ impl Encoder {
 /// encodes it, and the whole file must not end up in memory.
 const ON_DEMAND_MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Told how far an encode is: media time encoded and the whole, ms (about
+/// once a second, and once more at the end with both equal).
+pub type OnProgress<'a> = &'a dyn Fn(u64, u64);
+
+/// How often [`transcode_file`] reports progress while it feeds frames.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
 /// Encodes a finished file (a session's `source.mp4`) into one rendition, on
 /// demand: the file is read frame by frame ([`crate::source::FileSource`])
 /// into the same encoder the ladder uses while a phone uploads, so the
@@ -543,12 +561,14 @@ const ON_DEMAND_MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 /// under a temporary name and renamed when complete). The attributes are
 /// measured on the produced file ([`crate::probe_file`]). Blocking; fails
 /// (leaving no file) when the input cannot be read, has no video, the
-/// encoder fails, or it takes longer than `timeout`.
+/// encoder fails, or it takes longer than `timeout`. `on_progress` is told
+/// how far it is.
 pub fn transcode_file(
     input: &Path,
     spec: &RenditionSpec,
     out_dir: &Path,
     timeout: Duration,
+    on_progress: OnProgress<'_>,
 ) -> anyhow::Result<crate::ProducedFile> {
     let started = Instant::now();
     let mut source =
@@ -561,9 +581,15 @@ pub fn transcode_file(
     let encoder = Encoder::start(&id, spec, &tracks, out_dir)?
         .ok_or_else(|| anyhow!("{} has no video track to transcode", input.display()))?;
     let segment = shifted_segment().upcast();
+    let total_ms = source.duration().map_or(0, |d| d.as_millis() as u64);
     let mut end_us = 0i64;
+    let mut reported = Instant::now();
     while let Some(frame) = source.next_frame() {
         let frame = frame.with_context(|| format!("reading {}", input.display()))?;
+        if reported.elapsed() >= PROGRESS_EVERY {
+            reported = Instant::now();
+            on_progress(encoder.position().mseconds(), total_ms);
+        }
         // Back-pressure: wait while the encoder is behind.
         while encoder.queued_bytes() > ON_DEMAND_MAX_QUEUED_BYTES {
             if let Some(e) = encoder.failed() {
@@ -584,10 +610,8 @@ pub fn transcode_file(
     drop(source);
     encoder.end_of_stream();
     let left = timeout.saturating_sub(started.elapsed());
-    encoder.wait(
-        left,
-        gst::ClockTime::from_useconds(u64::try_from(end_us).unwrap_or(0)),
-    )?;
+    let media_end = gst::ClockTime::from_useconds(u64::try_from(end_us).unwrap_or(0));
+    encoder.wait(left, media_end, on_progress)?;
     let file = crate::ProducedFile::measure(&spec.name, &encoder.path)?;
     tracing::info!(
         input = %input.display(),

@@ -818,7 +818,7 @@ impl PendingRenditions {
         let mut produced = Vec::new();
         for enc in &self.encoders {
             let result = enc
-                .wait(self.timeout, self.media_end)
+                .wait(self.timeout, self.media_end, &|_, _| {})
                 .and_then(|()| ProducedFile::measure(&enc.spec.name, &enc.path));
             match result {
                 Ok(file) => {

@@ -545,6 +545,14 @@ impl FileSource {
         self.pipeline.bus().unwrap_or_default()
     }
 
+    /// The file's duration, as the demuxer knows it (none for a file that
+    /// does not say).
+    pub fn duration(&self) -> Option<Duration> {
+        self.pipeline
+            .query_duration::<gst::ClockTime>()
+            .map(|d| Duration::from_nanos(d.nseconds()))
+    }
+
     /// The next frame (blocking), tracks interleaved by decode timestamp as
     /// a phone would send them; `None` at the end of the file,
     /// `Some(Err(..))` if demuxing failed (after which the source is

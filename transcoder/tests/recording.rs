@@ -735,13 +735,29 @@ fn transcodes_a_finished_recording_on_demand_like_the_ladder() {
     for name in [testing::H265_AAC, testing::PORTRAIT, testing::ROTATED_90] {
         let dir = record_source_only(name);
         let source = dir.path().join("source.mp4");
+        let progress = std::sync::Mutex::new(Vec::new());
         let p = sharecast_transcoder::ladder::transcode_file(
             &source,
             &sharecast_transcoder::RenditionSpec::compat_480p(),
             dir.path(),
             Duration::from_secs(120),
+            &|done, total| progress.lock().unwrap().push((done, total)),
         )
         .unwrap();
+        // Progress ends with the whole encoded; what came before never
+        // went past the whole.
+        let progress = progress.into_inner().unwrap();
+        let &(done, total) = progress.last().expect("progress reported");
+        assert_eq!(done, total, "{name}: {progress:?}");
+        let duration_ms = p.attributes.duration_ms;
+        assert!(
+            total.abs_diff(duration_ms) <= duration_ms / 10 + 100,
+            "{name}: {total} ms of {duration_ms}"
+        );
+        assert!(
+            progress.iter().all(|(d, t)| d <= t || *t == 0),
+            "{name}: {progress:?}"
+        );
         assert_eq!(p.path, dir.path().join("480p.mp4"), "{name}");
         assert_eq!(p.attributes.name, "480p");
         // The same checks as the ladder's rendition made while uploading:
@@ -768,6 +784,7 @@ fn an_on_demand_transcode_of_a_bad_input_fails_and_leaves_no_file() {
         &spec,
         dir.path(),
         timeout,
+        &|_, _| {},
     )
     .unwrap_err();
     assert!(format!("{e:#}").contains("no video track"), "{e:#}");
@@ -775,8 +792,14 @@ fn an_on_demand_transcode_of_a_bad_input_fails_and_leaves_no_file() {
     let bad = dir.path().join("bad.mp4");
     std::fs::write(&bad, b"not an mp4 at all").unwrap();
     for input in [bad.clone(), dir.path().join("missing.mp4")] {
-        let e = sharecast_transcoder::ladder::transcode_file(&input, &spec, dir.path(), timeout)
-            .unwrap_err();
+        let e = sharecast_transcoder::ladder::transcode_file(
+            &input,
+            &spec,
+            dir.path(),
+            timeout,
+            &|_, _| {},
+        )
+        .unwrap_err();
         assert!(
             format!("{e:#}").contains(&input.display().to_string()),
             "{e:#}"

@@ -13,7 +13,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{
-    encode_frame, Control, ControlDecoder, End, ErrorCode, Hello, Resume, Welcome, ALPN, VERSION,
+    encode_frame, Control, ControlDecoder, End, ErrorCode, Hello, Report, Resume, Welcome, ALPN,
+    VERSION,
 };
 use sharecast_formats::media::TrackInfo;
 use tokio::sync::oneshot;
@@ -492,7 +493,7 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
     } = c;
     on_welcome(inner, endpoint, &conn, &welcome);
     let end = tokio::select! {
-        why = write_frames(inner, &conn, &mut send) => match why {
+        why = write_frames(inner, &conn, &mut send, welcome.reports) => match why {
             Err(local) => ConnEnd::Fatal(local),
             // The writer only stops on an error; the connection's close
             // reason (if the server closed it) tells whether it is fatal.
@@ -545,19 +546,44 @@ fn on_welcome(
     inner.changed.notify_waiters();
 }
 
+/// How often the client sends REPORT to a server that takes them.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// REPORT: the advice the app is given and the backlog, as the state
+/// machine has them now.
+fn report(inner: &Inner) -> Report {
+    let g = inner.lock();
+    let stats = g.state.stats();
+    Report {
+        advised_bps: Some(g.state.advice().target_bps),
+        backlog_bytes: Some(stats.backlog_bytes),
+        backlog_frames: Some(stats.backlog_frames),
+    }
+}
+
 /// The writer: frames on their lane's stream (opened on first use, live
-/// before backlog), END when it is due. Stops only on an error: a local
+/// before backlog), END when it is due, and a REPORT every second to a
+/// server that takes them (`reports`). Stops only on an error: a local
 /// one (the spool) ends the upload, a network one (`Ok(why)`) loses the
 /// connection.
 async fn write_frames(
     inner: &Inner,
     conn: &quinn::Connection,
     send: &mut quinn::SendStream,
+    reports: bool,
 ) -> Result<String, UploadError> {
     let mut end_sent = false;
     let mut live: Option<quinn::SendStream> = None;
     let mut backfill: Option<quinn::SendStream> = None;
+    let mut last_report: Option<Instant> = None;
     loop {
+        if reports && !end_sent && last_report.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL) {
+            last_report = Some(Instant::now());
+            let msg = Control::Report(report(inner)).encode();
+            if let Err(e) = send.write_all(&msg).await {
+                return Ok(format!("sending REPORT: {e}"));
+            }
+        }
         let notified = inner.changed.notified();
         let Next {
             frame: next,

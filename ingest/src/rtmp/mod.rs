@@ -43,8 +43,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
+                let Some(slot) = crate::server::ConnectionSlot::take(&shared) else {
+                    tracing::warn!(%remote, "RTMP connection refused: max_connections are open");
+                    drop(stream);
+                    continue;
+                };
                 let shared = shared.clone();
-                tokio::spawn(async move { connection(shared, stream, remote).await });
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    connection(shared, stream, remote).await
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accepting an RTMP connection failed");

@@ -14,10 +14,10 @@ use tokio::sync::Notify;
 
 use super::flv::{self, Tag, TagError, AUDIO_TRACK, VIDEO_TRACK};
 use super::{ended, Conn, Ended, Publish, Publishes};
-use crate::lock;
 use crate::metrics::RtmpEnd;
 use crate::server::{finalise, spawn_resume_timer};
 use crate::session::{Lifecycle, Session};
+use crate::{lock, ConnectionChange};
 
 /// The frame duration assumed for a track's last frame when its publisher
 /// is gone before a next frame gave it one and none was measured, µs.
@@ -274,8 +274,12 @@ impl Conn {
         p.generation += 1;
         let session = p.session.clone();
         self.session_generation = session.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let was_suspended = session.lifecycle() == Lifecycle::Suspended;
         session.set_lifecycle(Lifecycle::Connected);
         if rejoin {
+            if was_suspended {
+                session.output.connection_changed(ConnectionChange::Resumed);
+            }
             let away_us = crate::unix_now_us() - session.info.anchor_unix_us;
             let after_last = p
                 .last_dts_us
@@ -377,6 +381,11 @@ impl Conn {
             return;
         }
         session.set_lifecycle(Lifecycle::Suspended);
+        session
+            .output
+            .connection_changed(ConnectionChange::Suspended {
+                reason: "connection_lost",
+            });
         tracing::info!(session = %session.info.id, "RTMP publisher disconnected; waiting for it to rejoin");
         let wait = Duration::from_secs(shared.cfg.rejoin_window_secs);
         spawn_resume_timer(shared, session, self.session_generation, wait);

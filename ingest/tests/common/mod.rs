@@ -15,8 +15,8 @@ use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{Control, ControlDecoder, ErrorMsg, Hello, Welcome, VERSION};
 use sharecast_formats::media::{Codec, MediaFrame, TrackInfo};
 use sharecast_ingest::{
-    BoxFuture, DeviceIdentity, IngestConfig, IngestServer, SessionHandler, SessionInfo,
-    SessionOutput,
+    BoxFuture, ConnectionChange, DeviceIdentity, IngestConfig, IngestServer, SessionHandler,
+    SessionInfo, SessionOutput,
 };
 use tokio::task::JoinHandle;
 
@@ -28,6 +28,8 @@ pub(crate) struct Memory {
     pub record_times: Mutex<Vec<Instant>>,
     pub live: Mutex<Vec<(u8, u64)>>,
     pub finished: Mutex<u32>,
+    /// Every session's connection changes, in order.
+    pub connection_changes: Mutex<Vec<ConnectionChange>>,
     /// Tracks of every session opened, as the handler received them.
     pub opened: Mutex<Vec<Vec<TrackInfo>>>,
 }
@@ -48,6 +50,9 @@ impl SessionOutput for Out {
         self.0.recorded.lock().unwrap().push(f.clone());
         self.0.record_times.lock().unwrap().push(Instant::now());
         Ok(())
+    }
+    fn connection_changed(&self, change: ConnectionChange) {
+        self.0.connection_changes.lock().unwrap().push(change);
     }
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>> {
         Box::pin(async move {
