@@ -25,7 +25,7 @@ use sharecast_tokens::valid_id;
 pub type SessionsFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// HTTP configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// TCP address to listen on. Default `0.0.0.0:8080`.
@@ -54,7 +54,7 @@ impl Default for GatewayConfig {
 }
 
 /// Admin dashboard and API settings (the `[admin]` table).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Token for `/admin` and `/api/v1/admin/` (`Authorization: Bearer`).

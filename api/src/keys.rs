@@ -25,7 +25,7 @@ pub(crate) struct NewKey {
 }
 
 /// A key just made: its listing and the key, shown this once.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct CreatedKey {
     #[serde(flatten)]
     key: PublishingKey,
@@ -34,7 +34,7 @@ pub(crate) struct CreatedKey {
 }
 
 /// `GET /api/v1/publishing-keys` answer.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Keys {
     publishing_keys: Vec<PublishingKey>,
 }

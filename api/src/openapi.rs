@@ -10,8 +10,9 @@
 //! the API uses. The query parameters the handlers read are listed in
 //! [`QUERY`]; the JSON bodies in `BODIES`, their schemas derived
 //! (`utoipa::ToSchema`) from the types the handlers read (422 for a body
-//! that does not match). Answers are described by status and content type;
-//! their fields are in `docs/http-api.md`.
+//! that does not match); the JSON answers in `ANSWERS`, from the types the
+//! handlers answer. Answers built from the server's state (health,
+//! sessions, the admin's lists) are JSON without a schema.
 //!
 //! The test suite runs Schemathesis against a running server with this
 //! document (`tests/openapi_schemathesis.rs`): every answer must match it,
@@ -140,6 +141,165 @@ const BODIES: &[(&str, &str, Body)] = &[
     ),
 ];
 
+/// The JSON answer of each route on success, from the type its handler
+/// answers. Routes not listed answer JSON built from the server's state
+/// (the admin's lists, sessions, health) or no JSON at all.
+const ANSWERS: &[(&str, &str, Body)] = &[
+    ("GET", "/api/v1/assets/{id}", body::<sharecast_store::Asset>),
+    (
+        "POST",
+        "/api/v1/publishing-keys",
+        body::<crate::keys::CreatedKey>,
+    ),
+    ("GET", "/api/v1/publishing-keys", body::<crate::keys::Keys>),
+    ("POST", "/api/v1/users", body::<sharecast_resume::NewUser>),
+    (
+        "POST",
+        "/api/v1/terminals",
+        body::<sharecast_resume::NewTerminal>,
+    ),
+    ("POST", "/api/v1/history", body::<sharecast_resume::Stopped>),
+    ("GET", "/api/v1/history", body::<crate::resume::HistoryList>),
+    (
+        "GET",
+        "/api/v1/catalogue",
+        body::<sharecast_resume::Catalogue>,
+    ),
+    (
+        "POST",
+        "/api/v1/resume",
+        body::<sharecast_resume::ResumeAnswer>,
+    ),
+    (
+        "GET",
+        "/api/v1/bookmarks",
+        body::<crate::resume::BookmarkList>,
+    ),
+    (
+        "POST",
+        "/api/v1/bookmarks/{id}/resume",
+        body::<sharecast_resume::BookmarkPlay>,
+    ),
+    (
+        "POST",
+        "/api/v1/reverse-bookmark",
+        body::<sharecast_resume::ReverseBookmarkAnswer>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff",
+        body::<sharecast_resume::HandoffCreated>,
+    ),
+    (
+        "GET",
+        "/api/v1/handoff/{id}",
+        body::<sharecast_resume::SuspendState>,
+    ),
+    (
+        "GET",
+        "/api/v1/handoff/by-code/{code}",
+        body::<sharecast_resume::SuspendState>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff/{id}/push",
+        body::<sharecast_resume::Pushed>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff/receive",
+        body::<sharecast_resume::Bookmark>,
+    ),
+    (
+        "GET",
+        "/api/v1/handoff/accept",
+        body::<sharecast_resume::Accepted>,
+    ),
+    (
+        "POST",
+        "/api/v1/handoff/accept",
+        body::<sharecast_resume::Bookmark>,
+    ),
+    (
+        "POST",
+        "/api/v1/transcodes",
+        body::<crate::resume::TranscodeAnswer>,
+    ),
+    (
+        "GET",
+        "/api/v1/transcodes/{id}",
+        body::<sharecast_resume::TranscodeJob>,
+    ),
+    (
+        "GET",
+        "/api/v1/fetches/{id}",
+        body::<sharecast_resume::FetchJob>,
+    ),
+    (
+        "POST",
+        "/api/v1/shares",
+        body::<sharecast_share::CreatedShare>,
+    ),
+    ("GET", "/api/v1/shares", body::<crate::shares::Shares>),
+    (
+        "GET",
+        "/api/v1/shares/{id}",
+        body::<crate::shares::ShareWithDeliveries>,
+    ),
+    (
+        "GET",
+        "/api/v1/shares/{id}/deliveries",
+        body::<crate::shares::Deliveries>,
+    ),
+    (
+        "DELETE",
+        "/api/v1/shares/{id}",
+        body::<crate::shares::OneShare>,
+    ),
+    (
+        "POST",
+        "/api/v1/live/{id}/playback-tokens",
+        body::<sharecast_share::LivePlayback>,
+    ),
+    (
+        "POST",
+        "/api/v1/subscriptions",
+        body::<sharecast_store::Subscription>,
+    ),
+    (
+        "GET",
+        "/api/v1/subscriptions",
+        body::<crate::shares::Subscriptions>,
+    ),
+    (
+        "DELETE",
+        "/api/v1/subscriptions/{recipient}",
+        body::<sharecast_store::Subscription>,
+    ),
+    ("POST", "/api/v1/stills", body::<sharecast_share::Still>),
+    ("GET", "/oembed", body::<sharecast_share::Oembed>),
+    (
+        "POST",
+        "/api/v1/webhooks",
+        body::<crate::webhooks::CreatedEndpoint>,
+    ),
+    (
+        "GET",
+        "/api/v1/webhooks",
+        body::<crate::webhooks::Endpoints>,
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/{id}/replay",
+        body::<crate::webhooks::Replayed>,
+    ),
+    (
+        "GET",
+        "/api/v1/admin/webhook-deliveries",
+        body::<crate::webhooks::Deliveries>,
+    ),
+];
+
 /// Every status an error answer may have.
 const ERROR_STATUSES: &[(&str, &str)] = &[
     (
@@ -164,11 +324,19 @@ const ERROR_STATUSES: &[(&str, &str)] = &[
     ("503", "busy, or not ready yet (with Retry-After)"),
 ];
 
-/// What a route answers on success: status keys and content type.
+/// Routes whose DELETE answers 204 No Content.
+const NO_CONTENT: &[&str] = &["/api/v1/publishing-keys/{id}", "/api/v1/webhooks/{id}"];
+
+/// What a route answers on success: status keys and content type (none
+/// for an empty answer).
 fn success(spec: &RouteSpec) -> (&'static [&'static str], &'static str) {
     let p = spec.path;
-    if p.ends_with("/redirect") || (p == "/api/v1/handoff/accept" && spec.method == "GET") {
+    if p.ends_with("/redirect") {
         return (&["3XX"], "text/plain");
+    }
+    // Deletions that answer 204 without a body.
+    if spec.method == "DELETE" && NO_CONTENT.contains(&p) {
+        return (&["204"], "");
     }
     let ok: &'static [&'static str] = &["2XX"];
     let kind = if spec.page || p == "/watch/{id}" {
@@ -342,10 +510,14 @@ fn responses(
     };
     let (codes, kind) = success(spec);
     let mut r = ResponsesBuilder::new();
+    let answer = ANSWERS
+        .iter()
+        .find(|(m, p, _)| *m == spec.method && *p == spec.path)
+        .map(|(_, _, schema)| schema(components));
     for code in codes {
-        let content = ContentBuilder::new().build();
+        let content = ContentBuilder::new().schema(answer.clone()).build();
         let mut answer = ResponseBuilder::new().description("success");
-        if spec.method != "HEAD" {
+        if spec.method != "HEAD" && !kind.is_empty() {
             answer = answer.content(kind, content);
         }
         r = r.response(*code, answer.build());

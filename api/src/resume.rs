@@ -118,18 +118,18 @@ pub(crate) struct TranscodeRequest {
     terminal_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct HistoryList {
     history: Vec<HistoryEntry>,
 }
 
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct BookmarkList {
     bookmarks: Vec<Bookmark>,
 }
 
 /// `POST /api/v1/transcodes`: the rendition, or the job making it.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub(crate) enum TranscodeAnswer {
     Ready { rendition: Rendition },

@@ -40,32 +40,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ShareBody<T> {
 }
 
 /// `{"shares": [...]}`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Shares {
     shares: Vec<Share>,
 }
 
 /// `{"share": {...}, "deliveries": [...]}`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct ShareWithDeliveries {
     share: Share,
     deliveries: Vec<Delivery>,
 }
 
 /// `{"share": {...}}`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct OneShare {
     share: Share,
 }
 
 /// `{"deliveries": [...]}`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Deliveries {
     deliveries: Vec<Delivery>,
 }
 
 /// `{"subscriptions": [...]}`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Subscriptions {
     subscriptions: Vec<Subscription>,
 }

@@ -46,7 +46,7 @@ pub(crate) struct NewEndpoint {
 }
 
 /// An endpoint just made, and its secret (shown this once).
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct CreatedEndpoint {
     #[serde(flatten)]
     endpoint: WebhookEndpoint,
@@ -55,7 +55,7 @@ pub(crate) struct CreatedEndpoint {
 }
 
 /// `GET /api/v1/webhooks` answer.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Endpoints {
     webhooks: Vec<WebhookEndpoint>,
 }
@@ -170,7 +170,7 @@ pub(crate) struct ReplayQuery {
 }
 
 /// `POST /api/v1/webhooks/{id}/replay` answer.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Replayed {
     /// Events queued again.
     queued: u64,
@@ -216,7 +216,8 @@ pub(crate) struct DeliveriesQuery {
 }
 
 /// `GET /api/v1/admin/webhook-deliveries` answer.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
+#[schema(as = WebhookDeliveries)]
 pub(crate) struct Deliveries {
     deliveries: Vec<WebhookDelivery>,
 }

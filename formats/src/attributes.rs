@@ -44,6 +44,7 @@ pub struct Rendition {
 }
 
 /// The video attribute data of a shared video.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct VideoAttributes {
     /// Asset or session id the attributes describe.

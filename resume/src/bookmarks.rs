@@ -20,6 +20,7 @@ const LISTED: i64 = 200;
 
 /// A bookmark: of a hand-off between platforms, of an interruption, or the
 /// user's own.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Bookmark {
     /// Bookmark id.
@@ -103,6 +104,7 @@ impl ReverseBookmarkAnswer {
 }
 
 /// Where resuming a bookmark plays from, on one terminal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct BookmarkPlay {
     /// The bookmark.
@@ -126,6 +128,7 @@ pub struct BookmarkPlay {
 }
 
 /// The three ways a bookmark resumes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub(crate) enum PlayFrom {
@@ -157,6 +160,7 @@ pub(crate) enum PlayFrom {
 }
 
 /// A seekable RTSP stream of a recording and the `Range` to send in `PLAY`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RtspStart {
     /// `rtsp://HOST:PORT/vod/ID`.

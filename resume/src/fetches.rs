@@ -45,6 +45,7 @@ pub(crate) const REMOTE_DEVICE: &str = "remote";
 
 /// A fetch of another platform's video, as `GET /api/v1/fetches/{id}`
 /// shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FetchJob {
     /// Job id.

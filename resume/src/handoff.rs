@@ -55,6 +55,7 @@ pub struct SuspendState {
 }
 
 /// A hand-off just created: the state, its signed pull URL and its code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct HandoffCreated {
     /// The suspend state.
@@ -86,6 +87,7 @@ pub struct Received {
 
 /// A hand-off pushed to another platform: where, and the bookmark it made
 /// (nothing else the other platform said is passed on).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Pushed {
     /// The receiving address.
@@ -96,6 +98,7 @@ pub struct Pushed {
 
 /// A suspend state pulled after a redirect, with the bookmark made of it
 /// when a terminal was named.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Accepted {
     /// The suspend state.

@@ -34,6 +34,7 @@ pub struct Stop {
 }
 
 /// A stop recorded.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Stopped {
     /// The history record's id.
@@ -43,6 +44,7 @@ pub struct Stopped {
 }
 
 /// A history record, as listed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
     /// Record id.
@@ -82,6 +84,7 @@ impl From<HistoryRecord> for HistoryEntry {
 }
 
 /// One link of a programme: a rendition the terminal plays.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Link {
     /// Rendition name.
@@ -109,6 +112,7 @@ impl From<&Rendition> for Link {
 }
 
 /// A programme of the catalogue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Programme {
     /// The content.
@@ -122,6 +126,7 @@ pub(crate) struct Programme {
 }
 
 /// A history record in the catalogue, with the link the terminal should use.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CatalogueEntry {
     /// The record.
@@ -132,6 +137,7 @@ pub(crate) struct CatalogueEntry {
 }
 
 /// The terminal a catalogue is for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct TerminalRef {
     /// Terminal id.
@@ -143,6 +149,7 @@ pub(crate) struct TerminalRef {
 
 /// What a terminal is offered: the programmes the user may see that its
 /// type plays, and the user's history from every terminal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Catalogue {
     /// The terminal.
@@ -154,6 +161,7 @@ pub struct Catalogue {
 }
 
 /// Where a resume token goes on, on one terminal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ResumeAnswer {
     /// `ready`, or `transcoding` while an on-demand transcode makes a

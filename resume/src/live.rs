@@ -11,6 +11,7 @@ use crate::service::ResumeService;
 
 /// Where a resume into a still-running live stream starts, as the live
 /// relay works it out (positions are content time: ms of capture).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveStartInfo {
     /// `live`, or `ended` (the phone stopped; the recording is not ready yet).

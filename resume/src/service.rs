@@ -39,6 +39,7 @@ pub struct ResumeService {
 }
 
 /// The on-demand jobs of a server (see [`ResumeService::jobs`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Jobs {
     /// On-demand transcodes, as `GET /api/v1/transcodes/{id}` shows them.

@@ -50,6 +50,7 @@ pub type Transcode =
     Arc<dyn Fn(&TranscodeRequest, &dyn Fn(JobProgress)) -> Result<Rendition, String> + Send + Sync>;
 
 /// How far a transcode is: media time encoded of the whole.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobProgress {
     /// Media time encoded, ms.
@@ -75,6 +76,7 @@ impl JobProgress {
 }
 
 /// An on-demand transcode job, as `GET /api/v1/transcodes/{id}` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TranscodeJob {
     /// Job id.

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::service::ResumeService;
 
 /// A user just made.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct NewUser {
     /// User id.
@@ -16,6 +17,7 @@ pub struct NewUser {
 }
 
 /// A terminal just added.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct NewTerminal {
     /// Terminal id.

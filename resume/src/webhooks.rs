@@ -36,6 +36,7 @@ use crate::outbound::{Outbound, OutboundError};
 pub const SECRET_PREFIX: &str = "whsec_";
 
 /// `[webhooks]`: how events are delivered.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {

@@ -56,6 +56,7 @@ impl Default for ShareConfig {
 }
 
 /// A share link.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Share {
     /// Share id.
@@ -133,6 +134,7 @@ pub struct NewShare {
 }
 
 /// A share just made.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct CreatedShare {
     /// The share.
@@ -144,6 +146,7 @@ pub struct CreatedShare {
 }
 
 /// A playback token for a live session, with the URLs that carry it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct LivePlayback {
     /// The token.

@@ -56,6 +56,7 @@ pub struct StillRequest {
 }
 
 /// A still just made: the interface data of the share.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct Still {
     /// Still id.
@@ -147,6 +148,7 @@ pub struct StillPage {
 }
 
 /// An oEmbed `photo` answer for a still's page.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct Oembed {
     /// oEmbed version, `1.0`.

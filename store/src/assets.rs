@@ -12,6 +12,7 @@ use crate::webhooks::{record_event, session_event};
 use crate::{now_ms, Store};
 
 /// Where a recording is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetState {
@@ -56,6 +57,7 @@ pub struct SessionStart<'a> {
 }
 
 /// A recording and its outputs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Asset {
     /// Asset id (the ingest session id).

@@ -13,6 +13,7 @@ use crate::webhooks::{record_event, NewEvent};
 use crate::Store;
 
 /// Where a delivery is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
@@ -61,6 +62,7 @@ impl DeliveryStatus {
 }
 
 /// One delivery of one event to one recipient in one format.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
     /// Row id.

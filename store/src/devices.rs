@@ -7,6 +7,7 @@ use sqlx::Row;
 use crate::{hash_token, new_token, now_ms, Store};
 
 /// A registered device (a phone that uploads).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     /// Device id.

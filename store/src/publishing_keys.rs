@@ -10,6 +10,7 @@ use crate::devices::Device;
 use crate::{hash_token, new_token, now_ms, Store};
 
 /// A publishing key as listed (never the key itself).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublishingKey {
     /// Key id.

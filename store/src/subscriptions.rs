@@ -11,6 +11,7 @@ use crate::webhooks::{record_event, NewEvent};
 use crate::Store;
 
 /// Where a subscription is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
@@ -42,6 +43,7 @@ impl SubscriptionStatus {
 }
 
 /// A subscription of a recipient number to a source device.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Subscription {
     /// Source device.

@@ -49,6 +49,7 @@ pub struct NewEvent {
 }
 
 /// An event as recorded.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebhookEvent {
     /// Event id (the `webhook-id` header; the same for every attempt and
@@ -68,6 +69,7 @@ pub struct WebhookEvent {
 }
 
 /// A registered endpoint (its secret is shown only when it is made).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookEndpoint {
     /// Endpoint id.
@@ -104,6 +106,7 @@ pub struct DueWebhook {
 }
 
 /// A delivery as the admin lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookDelivery {
     /// The endpoint.
