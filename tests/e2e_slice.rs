@@ -519,7 +519,7 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
 /// Every family `/metrics` has, as `name type help` and sorted: what
 /// scrapers, dashboards and alerts know. The drop counter of the ingest
 /// socket is there where the kernel reports it (Linux).
-const METRIC_FAMILIES: [&str; 54] = [
+const METRIC_FAMILIES: [&str; 55] = [
     "sharecast_admin_actions_total counter Sessions ended and viewers kicked by admins",
     "sharecast_admin_rejected_total counter Admin requests refused for a missing or wrong token",
     "sharecast_http_errors_total counter HTTP requests answered with an error, by status and code",
@@ -555,6 +555,7 @@ const METRIC_FAMILIES: [&str; 54] = [
     "sharecast_ingest_udp_receive_drops_total counter Datagrams the kernel dropped on the ingest socket (receive buffer full)",
     "sharecast_live_frames_total counter Frames fed to live streams",
     "sharecast_live_heartbeats_total counter Viewer heartbeats received",
+    "sharecast_live_hls_parts_served_total counter LL-HLS partial segments served",
     "sharecast_live_hls_segments gauge Live HLS segments made by the streams currently held",
     "sharecast_live_hls_segments_served_total counter HLS segments served",
     "sharecast_live_rejected_total counter Live requests refused, by reason",

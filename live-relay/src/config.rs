@@ -15,6 +15,8 @@ pub const DEFAULT_VIEWER_TIMEOUT_SECS: u64 = 5;
 pub const DEFAULT_RTSP_SESSION_TIMEOUT_SECS: u64 = 15;
 /// Default of [`LiveRelayConfig::hls_segment_ms`].
 pub const DEFAULT_HLS_SEGMENT_MS: u32 = 1000;
+/// Default of [`LiveRelayConfig::hls_part_target_ms`].
+pub const DEFAULT_HLS_PART_TARGET_MS: u32 = 200;
 /// Default of [`LiveRelayConfig::hls_window_segments`].
 pub const DEFAULT_HLS_WINDOW_SEGMENTS: usize = 6;
 /// Default of [`LiveRelayConfig::hls_keep_ended_secs`].
@@ -47,6 +49,9 @@ pub struct LiveRelayConfig {
     pub rtsp_session_timeout_secs: u64,
     /// Shortest live HLS segment, ms (cut at the next keyframe).
     pub hls_segment_ms: u32,
+    /// Longest LL-HLS partial segment, ms (cut on any video frame; at most
+    /// `hls_segment_ms`).
+    pub hls_part_target_ms: u32,
     /// Segments listed in a live HLS playlist.
     pub hls_window_segments: usize,
     /// How long an ended stream's HLS playlists stay served, s.
@@ -78,6 +83,7 @@ impl Default for LiveRelayConfig {
             viewer_timeout_secs: DEFAULT_VIEWER_TIMEOUT_SECS,
             rtsp_session_timeout_secs: DEFAULT_RTSP_SESSION_TIMEOUT_SECS,
             hls_segment_ms: DEFAULT_HLS_SEGMENT_MS,
+            hls_part_target_ms: DEFAULT_HLS_PART_TARGET_MS,
             hls_window_segments: DEFAULT_HLS_WINDOW_SEGMENTS,
             hls_keep_ended_secs: DEFAULT_HLS_KEEP_ENDED_SECS,
             capture_clock_sei: true,
@@ -95,6 +101,7 @@ impl LiveRelayConfig {
     pub fn hls(&self) -> HlsConfig {
         HlsConfig {
             segment_target_ms: self.hls_segment_ms,
+            part_target_ms: self.hls_part_target_ms,
             window_segments: self.hls_window_segments,
             keep_ended_secs: self.hls_keep_ended_secs,
         }

@@ -33,6 +33,10 @@ pub struct HlsConfig {
     /// Shortest segment, ms; segments are cut at the first video keyframe
     /// after this (default 1000).
     pub segment_target_ms: u32,
+    /// Longest partial segment (LL-HLS part), ms (default 200). Parts are
+    /// cut on any video frame, so a part is at most this long unless the
+    /// capture itself has a longer gap between two frames.
+    pub part_target_ms: u32,
     /// Segments listed in the live media playlist (default 6).
     pub window_segments: usize,
     /// How long an ended stream's playlists stay available, s (default 600).
@@ -120,6 +124,20 @@ fn ms(us: i64) -> u64 {
     (us.max(0) / 1000) as u64
 }
 
+/// One partial segment (LL-HLS part): a `moof`+`mdat` fragment. A segment is
+/// the concatenation of its parts, and once the segment is closed each
+/// part's bytes are a slice of the segment's.
+#[derive(Debug, Clone)]
+struct Part {
+    /// Number of the part in the whole stream: its URI is `part{id}.m4s`,
+    /// so the next part's URI is known before the segment it falls in is.
+    id: u64,
+    duration_us: i64,
+    /// It starts with a video keyframe (always, for a stream without video).
+    independent: bool,
+    data: Bytes,
+}
+
 /// One media segment.
 #[derive(Debug, Clone)]
 struct Segment {
@@ -129,16 +147,22 @@ struct Segment {
     duration_us: i64,
     data: Bytes,
     pdt_unix_us: i64,
+    parts: Vec<Part>,
 }
 
 #[derive(Default)]
 struct State {
     started: bool,
     base_us: i64,
-    /// Frames of the open segment, per MP4 track.
+    /// Frames of the open part, per MP4 track.
     pending: Vec<Vec<MediaFrame>>,
     open_start_us: i64,
     open_pts_us: i64,
+    /// Decode time of the open part's first frame.
+    part_start_us: i64,
+    /// Closed parts of the open segment.
+    open_parts: Vec<Part>,
+    next_part: u64,
     segments: VecDeque<Segment>,
     next_seq: u64,
     last_dts_us: i64,
@@ -148,6 +172,74 @@ struct State {
     vod_ready: bool,
     bytes: u64,
     duration_us: i64,
+}
+
+impl State {
+    /// (media sequence number, part index) of the newest part.
+    fn newest_part(&self) -> Option<(u64, u64)> {
+        if let Some(n) = self.open_parts.len().checked_sub(1) {
+            return Some((self.next_seq, n as u64));
+        }
+        let s = self.segments.back()?;
+        Some((s.seq, s.parts.len().saturating_sub(1) as u64))
+    }
+
+    /// A part by number, from the open segment or a kept one.
+    fn part(&self, id: u64) -> Option<&Part> {
+        self.open_parts
+            .iter()
+            .chain(self.segments.iter().rev().flat_map(|s| s.parts.iter()))
+            .find(|p| p.id == id)
+    }
+
+    fn any_pending(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty())
+    }
+}
+
+/// A blocking playlist reload's delivery directives: `_HLS_msn` and
+/// `_HLS_part` (RFC 8216bis 6.2.5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Directive {
+    /// Media sequence number asked for.
+    pub(crate) msn: u64,
+    /// Part index in that segment, if asked for.
+    pub(crate) part: Option<u64>,
+}
+
+impl Directive {
+    /// The directives of a playlist request; `None` without `_HLS_msn`.
+    /// Err is why they are refused: a value that is not a decimal integer,
+    /// or `_HLS_part` without `_HLS_msn`.
+    pub(crate) fn parse(
+        msn: Option<&str>,
+        part: Option<&str>,
+    ) -> Result<Option<Directive>, String> {
+        let number = |name: &str, v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name} is a decimal integer, not {v:?}"))
+        };
+        let part = part.map(|p| number("_HLS_part", p)).transpose()?;
+        match msn {
+            Some(m) => Ok(Some(Directive {
+                msn: number("_HLS_msn", m)?,
+                part,
+            })),
+            None if part.is_some() => Err("_HLS_part needs _HLS_msn".into()),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What a request for a part gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PartAnswer {
+    /// The part's bytes.
+    Ready(Bytes),
+    /// The part is not (or no longer) there and will not come.
+    Missing,
+    /// The part was to come but did not in time.
+    Late,
 }
 
 /// The HLS side of one live session.
@@ -161,6 +253,9 @@ pub(crate) struct HlsStream {
     vod_url: String,
     state: Mutex<State>,
     pub(crate) segments_made: std::sync::atomic::AtomicU64,
+    /// Bumped at every new part, segment and at the end: what blocking
+    /// requests wait on.
+    changed: tokio::sync::watch::Sender<u64>,
     /// Extra renditions (variants of the multivariant playlist).
     renditions: Mutex<Vec<(String, Arc<HlsStream>)>>,
 }
@@ -200,12 +295,14 @@ impl HlsStream {
             cfg,
             vod_url,
             segments_made: Default::default(),
+            changed: tokio::sync::watch::Sender::new(0),
             renditions: Mutex::default(),
         })
     }
 
-    /// Adds a frame; closes a segment when a keyframe arrives after the
-    /// target duration.
+    /// Adds a frame; closes a part when the next frame would make it longer
+    /// than the part target, and a segment when a keyframe arrives after the
+    /// segment target.
     pub(crate) fn push(&self, frame: &MediaFrame) {
         let Some(ti) = self.tracks.iter().position(|t| t.source_id == frame.track) else {
             return;
@@ -223,25 +320,29 @@ impl HlsStream {
             st.base_us = frame.dts_us.min(0);
             st.open_start_us = frame.dts_us;
             st.open_pts_us = frame.pts_us;
+            st.part_start_us = frame.dts_us;
         }
         if frame.dts_us < st.base_us {
             return;
         }
-        let cuts = if self.has_video {
-            video && frame.keyframe
-        } else {
-            true
-        };
-        let target = i64::from(self.cfg.segment_target_ms) * 1000;
-        let open = st.pending.iter().any(|p| !p.is_empty());
-        if cuts && open && frame.dts_us - st.open_start_us >= target {
-            self.close_segment(&mut st, frame.dts_us);
+        let cuts = video || !self.has_video;
+        if cuts && st.any_pending() {
+            let target = i64::from(self.cfg.segment_target_ms) * 1000;
+            let next_us = i64::from(frame.duration_us).max(st.last_duration_us);
+            if (frame.keyframe || !video) && frame.dts_us - st.open_start_us >= target {
+                self.close_segment(&mut st, frame.dts_us);
+            } else if frame.dts_us + next_us - st.part_start_us > self.part_target_us() {
+                self.close_part(&mut st, frame.dts_us);
+            }
         }
-        if !st.pending.iter().any(|p| !p.is_empty()) {
-            st.open_start_us = frame.dts_us;
-            st.open_pts_us = frame.pts_us;
+        if !st.any_pending() {
+            if st.open_parts.is_empty() {
+                st.open_start_us = frame.dts_us;
+                st.open_pts_us = frame.pts_us;
+            }
+            st.part_start_us = frame.dts_us;
         }
-        if video || !self.has_video {
+        if cuts {
             st.last_dts_us = frame.dts_us;
             if frame.duration_us > 0 {
                 st.last_duration_us = i64::from(frame.duration_us);
@@ -250,7 +351,18 @@ impl HlsStream {
         st.pending[ti].push(frame.clone());
     }
 
-    fn close_segment(&self, st: &mut State, end_dts_us: i64) {
+    /// The part target, µs (at least one ms, at most the segment target).
+    fn part_target_us(&self) -> i64 {
+        i64::from(
+            self.cfg
+                .part_target_ms
+                .clamp(1, self.cfg.segment_target_ms.max(1)),
+        ) * 1000
+    }
+
+    /// The pending frames as one track run per track, the last sample of
+    /// each lasting until `end_dts_us` (video) or its own duration.
+    fn runs(&self, st: &mut State, end_dts_us: i64) -> Vec<TrackRun> {
         let base = st.base_us;
         let mut runs = Vec::new();
         for (ti, t) in self.tracks.iter().enumerate() {
@@ -282,15 +394,60 @@ impl HlsStream {
                 samples,
             });
         }
+        runs
+    }
+
+    /// Closes the open part (its frames up to `end_dts_us`) into the open
+    /// segment, and wakes the requests waiting for it.
+    fn close_part(&self, st: &mut State, end_dts_us: i64) {
+        let independent = !self.has_video
+            || self
+                .tracks
+                .iter()
+                .zip(&st.pending)
+                .find(|(t, _)| t.is_video())
+                .and_then(|(_, frames)| frames.first())
+                .is_some_and(|f| f.keyframe);
+        let runs = self.runs(st, end_dts_us);
         if runs.is_empty() {
             return;
         }
-        let seq = st.next_seq;
-        st.next_seq += 1;
+        let id = st.next_part;
+        st.next_part += 1;
         let data = Bytes::from(fmp4::media_segment(
-            u32::try_from(seq + 1).unwrap_or(u32::MAX),
+            u32::try_from(id + 1).unwrap_or(u32::MAX),
             &runs,
         ));
+        st.open_parts.push(Part {
+            id,
+            duration_us: (end_dts_us - st.part_start_us).max(1),
+            independent,
+            data,
+        });
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Closes the open part and the open segment, whose bytes are its
+    /// parts' bytes one after the other.
+    fn close_segment(&self, st: &mut State, end_dts_us: i64) {
+        self.close_part(st, end_dts_us);
+        let mut parts = std::mem::take(&mut st.open_parts);
+        if parts.is_empty() {
+            return;
+        }
+        let mut whole = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for p in &parts {
+            whole.extend_from_slice(&p.data);
+        }
+        let data = Bytes::from(whole);
+        let mut at = 0;
+        for p in &mut parts {
+            let len = p.data.len();
+            p.data = data.slice(at..at + len);
+            at += len;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
         let duration_us = (end_dts_us - st.open_start_us).max(1);
         st.bytes += data.len() as u64;
         st.duration_us += duration_us;
@@ -300,12 +457,14 @@ impl HlsStream {
             duration_us,
             data,
             pdt_unix_us: self.anchor_unix_us.saturating_add(st.open_pts_us),
+            parts,
         });
         while st.segments.len() > self.cfg.window_segments + 4 {
             st.segments.pop_front();
         }
         self.segments_made
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.changed.send_modify(|v| *v += 1);
         tracing::debug!(session = %self.session_id, seq, duration_us, "HLS segment");
     }
 
@@ -315,12 +474,13 @@ impl HlsStream {
         if st.ended {
             return;
         }
-        if st.pending.iter().any(|p| !p.is_empty()) {
+        if st.any_pending() || !st.open_parts.is_empty() {
             let end = st.last_dts_us + st.last_duration_us.max(1000);
             self.close_segment(&mut st, end);
         }
         st.ended = true;
         st.ended_at = Some(Instant::now());
+        self.changed.send_modify(|v| *v += 1);
     }
 
     /// Marks the recording as available.
@@ -335,16 +495,137 @@ impl HlsStream {
             .is_some_and(|t| t.elapsed() > Duration::from_secs(self.cfg.keep_ended_secs))
     }
 
-    /// Whether segment `msn` exists or never will (the stream ended): what a
-    /// blocking playlist reload (`_HLS_msn`) waits for.
-    pub(crate) fn has_segment(&self, msn: u64) -> bool {
-        let st = lock(&self.state);
-        st.ended || st.next_seq > msn
+    /// Waits until `done` holds for the state, at most `limit`; whether it
+    /// holds. Woken by each new part, segment and the end (no polling).
+    async fn wait_until(&self, limit: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if done(&lock(&self.state)) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return done(&lock(&self.state)),
+            }
+        }
     }
 
-    /// The sequence number the next segment will get.
-    pub(crate) fn next_seq(&self) -> u64 {
-        lock(&self.state).next_seq
+    /// Waits (at most `limit`) for the first segment; whether there is one
+    /// (or the stream ended).
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> bool {
+        self.wait_until(limit, |st| st.ended || !st.segments.is_empty())
+            .await
+    }
+
+    /// The target duration of the media playlist, s: the longest kept
+    /// segment rounded up, at least the segment target rounded up.
+    fn target_duration_s(&self, st: &State) -> i64 {
+        st.segments
+            .iter()
+            .map(|s| (s.duration_us + 999_999) / 1_000_000)
+            .max()
+            .unwrap_or(0)
+            .max(i64::from(self.cfg.segment_target_ms.div_ceil(1000)))
+            .max(1)
+    }
+
+    /// How long a blocking request is held: three target durations
+    /// (RFC 8216bis 6.2.5.2).
+    pub(crate) fn block_limit(&self) -> Duration {
+        let td = self.target_duration_s(&lock(&self.state));
+        Duration::from_secs(3 * td.unsigned_abs())
+    }
+
+    /// Parts a request may ask for beyond the newest one (the Advance Part
+    /// Limit: three divided by the part target in s if it is under a
+    /// second, else three).
+    fn advance_part_limit(&self) -> u64 {
+        let part_ms = (self.part_target_us() / 1000).unsigned_abs().max(1);
+        if part_ms < 1000 {
+            3000 / part_ms
+        } else {
+            3
+        }
+    }
+
+    /// Err (why) for a directive asking too far ahead: `_HLS_msn` more than
+    /// two past the newest segment (the open one counts once it has a part),
+    /// or `_HLS_part` more than the Advance Part Limit past the newest part.
+    /// An ended stream refuses nothing (the directives are ignored).
+    pub(crate) fn check_directive(&self, d: Directive) -> Result<(), String> {
+        let st = lock(&self.state);
+        if st.ended {
+            return Ok(());
+        }
+        let (last_msn, last_part) = st.newest_part().unwrap_or((st.next_seq, 0));
+        if d.msn > last_msn.saturating_add(2) {
+            return Err(format!(
+                "_HLS_msn {} is more than two segments past the newest ({last_msn})",
+                d.msn
+            ));
+        }
+        let apl = self.advance_part_limit();
+        let ahead = match d.part {
+            Some(p) if d.msn == last_msn => p.saturating_sub(last_part),
+            Some(p) if d.msn > last_msn => p.saturating_add(1),
+            _ => 0,
+        };
+        if ahead > apl {
+            return Err(format!(
+                "_HLS_part {} is more than {apl} parts past the newest",
+                d.part.unwrap_or(0)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the playlist holds what a directive asks for: segment `msn`
+    /// complete, or with `_HLS_part`, that part or a later one (a part index
+    /// past a segment's last part is part 0 of the next segment). Always
+    /// true once the stream ended.
+    fn directive_met(st: &State, d: Directive) -> bool {
+        if st.ended {
+            return true;
+        }
+        match d.part {
+            None => st.next_seq > d.msn,
+            Some(p) => st.newest_part().is_some_and(|newest| newest >= (d.msn, p)),
+        }
+    }
+
+    /// Holds a blocking playlist reload until the playlist has what it
+    /// asks for; false when that did not happen within three target
+    /// durations.
+    pub(crate) async fn wait_directive(&self, d: Directive) -> bool {
+        let limit = self.block_limit();
+        self.wait_until(limit, |st| Self::directive_met(st, d))
+            .await
+    }
+
+    /// Part `id`; one that is still to come (the preload hint, up to the
+    /// Advance Part Limit ahead) is waited for, at most three target
+    /// durations.
+    pub(crate) async fn part(&self, id: u64) -> PartAnswer {
+        let coming = {
+            let st = lock(&self.state);
+            if let Some(p) = st.part(id) {
+                return PartAnswer::Ready(p.data.clone());
+            }
+            !st.ended && id >= st.next_part && id - st.next_part < self.advance_part_limit()
+        };
+        if !coming {
+            return PartAnswer::Missing;
+        }
+        let limit = self.block_limit();
+        self.wait_until(limit, |st| st.ended || st.next_part > id)
+            .await;
+        let st = lock(&self.state);
+        match st.part(id) {
+            Some(p) => PartAnswer::Ready(p.data.clone()),
+            None if st.ended => PartAnswer::Missing,
+            None => PartAnswer::Late,
+        }
     }
 
     /// Whether at least one segment exists (or the stream ended).
@@ -494,32 +775,15 @@ impl HlsStream {
                 offset_us as f64 / 1e6
             );
         }
-        let listed: Vec<&Segment> = st.segments.iter().skip(skip).collect();
-        let target = listed
-            .iter()
-            .map(|s| (s.duration_us + 999_999) / 1_000_000)
-            .max()
-            .unwrap_or(i64::from(self.cfg.segment_target_ms.div_ceil(1000)))
-            .max(1);
+        let target = self.target_duration_s(&st);
+        let first_seq = st.segments.get(skip).map_or(st.next_seq, |s| s.seq);
         let mut out = String::new();
         let _ = write!(
             out,
-            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n{}#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-INDEPENDENT-SEGMENTS\n{start_line}#EXT-X-MAP:URI=\"init.mp4{query}\"\n",
-            // Blocking reload: a player asks for the playlist that holds the
-            // next segment (`_HLS_msn`) and gets it the moment it exists,
-            // instead of polling every target duration.
-            if st.ended { "" } else { "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n" },
-            listed.first().map(|s| s.seq).unwrap_or(st.next_seq)
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n{}#EXT-X-MEDIA-SEQUENCE:{first_seq}\n#EXT-X-INDEPENDENT-SEGMENTS\n{start_line}#EXT-X-MAP:URI=\"init.mp4{query}\"\n",
+            self.server_control(&st),
         );
-        for s in listed {
-            let _ = write!(
-                out,
-                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\nseg{}.m4s{query}\n",
-                iso8601(s.pdt_unix_us),
-                s.duration_us as f64 / 1e6,
-                s.seq
-            );
-        }
+        self.write_segments(&mut out, &st, skip, target, query);
         if st.ended {
             let _ = write!(
                 out,
@@ -528,6 +792,79 @@ impl HlsStream {
             );
         }
         Ok(out)
+    }
+
+    /// While live: blocking reload (a player asks for the playlist holding
+    /// the next part or segment and gets it the moment it exists) and the
+    /// part target, with the hold-back of three part targets players keep
+    /// from the live edge. Nothing once ended.
+    fn server_control(&self, st: &State) -> String {
+        if st.ended {
+            return String::new();
+        }
+        let part_s = self.part_target_us() as f64 / 1e6;
+        format!(
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}\n#EXT-X-PART-INF:PART-TARGET={part_s:.3}\n",
+            3.0 * part_s
+        )
+    }
+
+    /// The segments from index `skip` on; while live, the parts of those
+    /// that end within three target durations of the playlist's end, then
+    /// the open segment's parts and the preload hint of the next part.
+    fn write_segments(&self, out: &mut String, st: &State, skip: usize, target: i64, query: &str) {
+        use std::fmt::Write;
+        let listed: Vec<&Segment> = st.segments.iter().skip(skip).collect();
+        let horizon_us = 3 * target * 1_000_000;
+        let mut after_us: i64 = st.open_parts.iter().map(|p| p.duration_us).sum();
+        let mut with_parts = vec![false; listed.len()];
+        for (i, s) in listed.iter().enumerate().rev() {
+            with_parts[i] = !st.ended && after_us < horizon_us;
+            after_us += s.duration_us;
+        }
+        for (s, parts) in listed.into_iter().zip(with_parts) {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.pdt_unix_us));
+            if parts {
+                write_parts(out, &s.parts, query);
+            }
+            let _ = write!(
+                out,
+                "#EXTINF:{:.3},\nseg{}.m4s{query}\n",
+                s.duration_us as f64 / 1e6,
+                s.seq
+            );
+        }
+        if st.ended {
+            return;
+        }
+        if !st.open_parts.is_empty() {
+            let pdt = self.anchor_unix_us.saturating_add(st.open_pts_us);
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(pdt));
+            write_parts(out, &st.open_parts, query);
+        }
+        let _ = writeln!(
+            out,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part{}.m4s{query}\"",
+            st.next_part
+        );
+    }
+}
+
+/// `#EXT-X-PART` lines.
+fn write_parts(out: &mut String, parts: &[Part], query: &str) {
+    use std::fmt::Write;
+    for p in parts {
+        let _ = writeln!(
+            out,
+            "#EXT-X-PART:DURATION={:.3},URI=\"part{}.m4s{query}\"{}",
+            p.duration_us as f64 / 1e6,
+            p.id,
+            if p.independent {
+                ",INDEPENDENT=YES"
+            } else {
+                ""
+            }
+        );
     }
 }
 
@@ -592,16 +929,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn segments_on_keyframes_and_ends_the_playlist() {
-        let s = HlsStream::new(
+    fn stream() -> HlsStream {
+        HlsStream::new(
             "s1",
             &[track()],
             1_700_000_000_000_000,
             HlsConfig::default(),
             "/vod/s1/source.mp4".into(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn segments_on_keyframes_and_ends_the_playlist() {
+        let s = stream();
         // Delta frames before the first keyframe are skipped.
         s.push(&frame(0, false));
         for i in 1..=35 {
@@ -614,11 +955,15 @@ mod tests {
                 && pl.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.100Z")
         );
         assert!(!pl.contains("ENDLIST"));
-        assert!(pl.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n"));
-        assert!(s.has_segment(2) && !s.has_segment(3));
-        assert_eq!(s.next_seq(), 3);
+        assert!(pl.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n"));
+        let seg = |msn| Directive { msn, part: None };
+        assert!(HlsStream::directive_met(&lock(&s.state), seg(2)));
+        assert!(!HlsStream::directive_met(&lock(&s.state), seg(3)));
         s.end();
-        assert!(s.has_segment(99), "an ended stream blocks no reload");
+        assert!(
+            HlsStream::directive_met(&lock(&s.state), seg(99)),
+            "an ended stream blocks no reload"
+        );
         assert!(!s
             .media_playlist("", None)
             .unwrap()
@@ -638,18 +983,7 @@ mod tests {
     /// have a segment, and are found by name.
     #[test]
     fn renditions_are_listed_once_ready() {
-        let new = || {
-            Arc::new(
-                HlsStream::new(
-                    "s1",
-                    &[track()],
-                    1_700_000_000_000_000,
-                    HlsConfig::default(),
-                    "/vod/s1/source.mp4".into(),
-                )
-                .unwrap(),
-            )
-        };
+        let new = || Arc::new(stream());
         let (source, low) = (new(), new());
         source.add_rendition("low", low.clone());
         for i in 1..=15 {
@@ -746,5 +1080,200 @@ mod tests {
         s.end();
         assert_eq!(s.live_start(9500).unwrap().state, "ended");
         assert!(s.status()["capture_epoch_unix_ms"] == 1_700_000_000_000u64);
+    }
+
+    /// 10 fps, a keyframe every second from 0.1 s: seg0 and seg1 closed
+    /// (parts 0-4 and 5-9), seg2 open with parts 10 and 11 and frame 25
+    /// pending.
+    fn stream_with_open_parts() -> HlsStream {
+        let s = stream();
+        for i in 1..=25 {
+            s.push(&frame(i, i % 10 == 1));
+        }
+        s
+    }
+
+    fn parts_of(first: u64, last: u64) -> String {
+        (first..=last)
+            .map(|id| {
+                format!(
+                    "#EXT-X-PART:DURATION=0.200,URI=\"part{id}.m4s?t=1\"{}\n",
+                    if id % 5 == 0 { ",INDEPENDENT=YES" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    /// The LL-HLS media playlist, to the byte: parts of the closed segments
+    /// before their EXTINF, the open segment's parts, the preload hint.
+    #[test]
+    fn playlist_lists_parts_and_the_preload_hint() {
+        let s = stream_with_open_parts();
+        let pl = s.media_playlist("?t=1", None).unwrap();
+        let want = format!(
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n\
+             #EXT-X-PART-INF:PART-TARGET=0.200\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4?t=1\"\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.100Z\n{}#EXTINF:1.000,\nseg0.m4s?t=1\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:21.100Z\n{}#EXTINF:1.000,\nseg1.m4s?t=1\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.100Z\n{}\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part12.m4s?t=1\"\n",
+            parts_of(0, 4),
+            parts_of(5, 9),
+            parts_of(10, 11)
+        );
+        assert_eq!(pl, want);
+        // Ended: the parts, the hint and the part target go; the segments
+        // (now with seg2, frames 21-25) stay.
+        s.end();
+        let pl = s.media_playlist("", None).unwrap();
+        for gone in ["#EXT-X-PART", "PRELOAD-HINT", "SERVER-CONTROL"] {
+            assert!(!pl.contains(gone), "{gone}: {pl}");
+        }
+        assert!(
+            pl.contains("#EXTINF:0.500,\nseg2.m4s\n#EXT-X-SHARECAST-VOD"),
+            "{pl}"
+        );
+    }
+
+    /// Only segments ending within three target durations of the playlist's
+    /// end keep their parts.
+    #[test]
+    fn old_segments_lose_their_parts() {
+        let s = stream();
+        for i in 1..=61 {
+            s.push(&frame(i, i % 10 == 1));
+        }
+        // seg0..seg5 closed, the open seg6 has no part yet.
+        let pl = s.media_playlist("", None).unwrap();
+        assert!(!pl.contains("part14.m4s"), "{pl}");
+        assert!(pl.contains("URI=\"part15.m4s\",INDEPENDENT=YES\n"), "{pl}");
+        assert!(
+            pl.ends_with(
+                "#EXTINF:1.000,\nseg5.m4s\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part30.m4s\"\n"
+            ),
+            "{pl}"
+        );
+    }
+
+    /// A part is a moof+mdat fragment whose first sample is the one the
+    /// playlist says; a segment is its parts' bytes, shared, not copied.
+    #[test]
+    fn parts_are_fragments_and_segments_share_their_bytes() {
+        let s = stream_with_open_parts();
+        let st = lock(&s.state);
+        let seg = st.segments.iter().find(|x| x.seq == 1).unwrap();
+        let joined: Vec<u8> = seg.parts.iter().flat_map(|p| p.data.to_vec()).collect();
+        assert_eq!(joined, seg.data.to_vec());
+        assert_eq!(seg.parts[0].data.as_ptr(), seg.data.as_ptr());
+        for (i, p) in seg.parts.iter().enumerate() {
+            assert_eq!(&p.data[4..8], b"moof");
+            // mfhd sequence number: the part number + 1.
+            assert_eq!(&p.data[20..24], &(p.id as u32 + 1).to_be_bytes());
+            assert_eq!(p.independent, i == 0);
+            let moof = u32::from_be_bytes(p.data[0..4].try_into().unwrap()) as usize;
+            assert_eq!(&p.data[moof + 4..moof + 8], b"mdat");
+            // Two 5-byte frames per part.
+            assert_eq!(p.data.len() - moof, 8 + 10);
+        }
+        assert_eq!(st.open_parts.len(), 2);
+        assert_eq!(st.newest_part(), Some((2, 1)));
+    }
+
+    #[test]
+    fn directives_parse_strictly() {
+        let d = |m: &str, p: Option<&str>| Directive::parse(Some(m), p);
+        assert_eq!(
+            d("3", Some("1")),
+            Ok(Some(Directive {
+                msn: 3,
+                part: Some(1)
+            }))
+        );
+        assert_eq!(Directive::parse(None, None), Ok(None));
+        for bad in [
+            d("x", None),
+            d("-1", None),
+            d("18446744073709551616", None),
+            d("3", Some("1.5")),
+            d("", None),
+            Directive::parse(None, Some("2")),
+        ] {
+            assert!(bad.is_err(), "{bad:?}");
+        }
+    }
+
+    /// `_HLS_part` past a segment's last part means part 0 of the next one;
+    /// requests too far ahead are refused (RFC 8216bis 6.2.5.2).
+    #[test]
+    fn directives_wait_for_parts_and_refuse_what_is_too_far() {
+        let s = stream_with_open_parts();
+        let met = |msn, part| HlsStream::directive_met(&lock(&s.state), Directive { msn, part });
+        assert!(met(2, Some(1)) && !met(2, Some(2)));
+        assert!(met(1, Some(9)), "past seg1's last part: seg2 part 0 exists");
+        assert!(met(1, None) && !met(2, None));
+        let check = |msn, part| s.check_directive(Directive { msn, part });
+        // Part target 0.2 s: an Advance Part Limit of 15 parts.
+        assert!(check(4, None).is_ok() && check(5, None).is_err());
+        assert!(check(2, Some(16)).is_ok() && check(2, Some(17)).is_err());
+        assert!(check(3, Some(14)).is_ok() && check(3, Some(15)).is_err());
+        assert!(check(u64::MAX, Some(u64::MAX)).is_err());
+        s.end();
+        assert!(check(5, Some(99)).is_ok(), "ignored once ended");
+    }
+
+    /// A blocking reload and a blocking preload are held until the part is
+    /// made, and woken by it; a part that will never come is refused at
+    /// once, and a reload that is not satisfied in 3 target durations ends.
+    #[tokio::test]
+    async fn blocking_requests_wake_on_the_part() {
+        let s = Arc::new(stream_with_open_parts());
+        let reload = tokio::spawn({
+            let s = s.clone();
+            async move {
+                s.wait_directive(Directive {
+                    msn: 2,
+                    part: Some(2),
+                })
+                .await
+            }
+        });
+        let preload = tokio::spawn({
+            let s = s.clone();
+            async move { s.part(12).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!reload.is_finished() && !preload.is_finished());
+        assert_eq!(s.part(40).await, PartAnswer::Missing);
+        let asked = Instant::now();
+        s.push(&frame(26, false));
+        s.push(&frame(27, false));
+        assert!(reload.await.unwrap());
+        let PartAnswer::Ready(data) = preload.await.unwrap() else {
+            panic!("part 12 not served");
+        };
+        assert!(asked.elapsed() < Duration::from_millis(500));
+        assert_eq!(&data[4..8], b"moof");
+        assert!(matches!(s.part(0).await, PartAnswer::Ready(_)));
+        let started = Instant::now();
+        let d = Directive {
+            msn: 3,
+            part: Some(0),
+        };
+        assert!(!s.wait_directive(d).await, "nothing came");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4));
+        let late = tokio::spawn({
+            let s = s.clone();
+            async move { s.part(13).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.end();
+        assert_eq!(
+            late.await.unwrap(),
+            PartAnswer::Ready(lock(&s.state).part(13).unwrap().data.clone())
+        );
+        assert_eq!(s.part(14).await, PartAnswer::Missing, "ended");
     }
 }

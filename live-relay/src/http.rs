@@ -3,7 +3,7 @@
 //! the binary.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -12,7 +12,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Json;
 use serde::Deserialize;
 
-use crate::hls::{HlsStream, LiveStartError, LIVE_RENDITION};
+use crate::hls::{Directive, HlsStream, LiveStartError, PartAnswer, LIVE_RENDITION};
 use crate::lock;
 use crate::relay::Shared;
 use crate::viewers::{Heartbeat, HeartbeatRefused, Protocol};
@@ -43,36 +43,45 @@ struct TokenQuery {
     /// in the playlist.
     #[serde(rename = "_HLS_msn")]
     hls_msn: Option<String>,
+    /// With `_HLS_msn`: answer once this part of that segment (or a later
+    /// part) is in the playlist.
+    #[serde(rename = "_HLS_part")]
+    hls_part: Option<String>,
 }
 
-/// Longest wait of a blocking playlist reload (three target durations of the
-/// default 1 s segments, as the HLS specification bounds it).
-const BLOCKING_RELOAD_WAIT: Duration = Duration::from_secs(3);
+/// 400 `bad_directive`, counted.
+fn bad_directive(s: &Shared, message: String) -> Response {
+    s.reject("bad_directive");
+    error(StatusCode::BAD_REQUEST, "bad_directive", message)
+}
 
-/// Waits for the playlist a blocking reload asks for. Err is the answer to
-/// send: `_HLS_msn` that is not a number or is more than two segments ahead.
+/// Holds a blocking playlist reload (`_HLS_msn`, `_HLS_part`) until the
+/// playlist has what it asks for. Err is the answer to send, counted: 400
+/// `bad_directive` for a request too far ahead (RFC 8216bis 6.2.5.2), 503
+/// `blocking_timeout` when it did not come within three target durations.
 #[allow(clippy::result_large_err)]
-async fn wait_for_segment(stream: &HlsStream, msn: Option<&str>) -> Result<(), Response> {
-    let Some(msn) = msn else { return Ok(()) };
-    let msn: u64 = msn.parse().map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_directive",
-            "_HLS_msn is a media sequence number",
-        )
-    })?;
-    if msn > stream.next_seq().saturating_add(2) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_directive",
-            format!("_HLS_msn {msn} is more than two segments ahead"),
-        ));
+async fn wait_for_directive(
+    s: &Shared,
+    stream: &HlsStream,
+    directive: Directive,
+) -> Result<(), Response> {
+    stream
+        .check_directive(directive)
+        .map_err(|m| bad_directive(s, m))?;
+    if stream.wait_directive(directive).await {
+        return Ok(());
     }
-    let deadline = Instant::now() + BLOCKING_RELOAD_WAIT;
-    while !stream.has_segment(msn) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
+    s.reject("blocking_timeout");
+    Err(error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "blocking_timeout",
+        format!(
+            "the playlist did not reach segment {} part {:?} within {} s",
+            directive.msn,
+            directive.part,
+            stream.block_limit().as_secs()
+        ),
+    ))
 }
 
 /// The bearer token of a request, if any.
@@ -175,23 +184,12 @@ fn media(body: bytes::Bytes, cache: &'static str) -> Response {
         .into_response()
 }
 
-async fn wait_ready(stream: &HlsStream) -> bool {
-    let deadline = Instant::now() + FIRST_SEGMENT_WAIT;
-    while !stream.ready() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
-}
-
 /// What a playlist request waits for and asks: the stream's first
 /// segment (503 without one in time), and the resume position, if any (400,
 /// counted, for one that is not a number). Err is the answer to send.
 #[allow(clippy::result_large_err)]
 async fn ready_at(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Result<Option<u64>, Response> {
-    if !wait_ready(stream).await {
+    if !stream.wait_ready(FIRST_SEGMENT_WAIT).await {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_segment_yet",
@@ -267,19 +265,65 @@ async fn rendition_file(
     if file == "init.mp4" {
         return media(stream.init(), "max-age=3600");
     }
+    if let Some(id) = numbered(&file, "part") {
+        return part(&s, &stream, id).await;
+    }
     segment(&s, &stream, &file)
+}
+
+/// `n` of `{prefix}{n}.m4s`.
+fn numbered(file: &str, prefix: &str) -> Option<u64> {
+    file.strip_prefix(prefix)?
+        .strip_suffix(".m4s")?
+        .parse::<u64>()
+        .ok()
+}
+
+/// A partial segment, `part{n}.m4s`: at once if it exists; the next ones
+/// (the preload hint) are held until they do (blocking preload), at most
+/// three target durations (then 503 `part_not_ready`); any other is 404.
+async fn part(s: &Shared, stream: &HlsStream, id: u64) -> Response {
+    match stream.part(id).await {
+        PartAnswer::Ready(data) => {
+            s.hls_parts_served.inc();
+            media(data, "max-age=3600")
+        }
+        PartAnswer::Missing => {
+            s.reject("unknown_part");
+            error(
+                StatusCode::NOT_FOUND,
+                "unknown_part",
+                format!("part {id} is not (or no longer) available"),
+            )
+        }
+        PartAnswer::Late => {
+            s.reject("part_not_ready");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "part_not_ready",
+                format!("part {id} was not ready in time"),
+            )
+        }
+    }
 }
 
 /// A rendition's media playlist, once it has a segment; at a resume
 /// position (`start_ms`) and after a blocking reload (`_HLS_msn`) if asked.
 async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Response {
+    // Directives that are not decimal integers, or `_HLS_part` without
+    // `_HLS_msn`: 400 before anything waits.
+    let directive = match Directive::parse(q.hls_msn.as_deref(), q.hls_part.as_deref()) {
+        Ok(d) => d,
+        Err(m) => return bad_directive(s, m),
+    };
     let start = match ready_at(s, stream, q).await {
         Ok(start) => start,
         Err(r) => return r,
     };
-    if let Err(r) = wait_for_segment(stream, q.hls_msn.as_deref()).await {
-        s.reject("bad_directive");
-        return r;
+    if let Some(d) = directive {
+        if let Err(r) = wait_for_directive(s, stream, d).await {
+            return r;
+        }
     }
     match stream.media_playlist(&query_suffix(q), start) {
         Ok(body) => playlist(body),
@@ -297,11 +341,7 @@ async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Respo
 
 /// A media segment, `seg{n}.m4s`, while the stream still has it.
 fn segment(s: &Shared, stream: &HlsStream, file: &str) -> Response {
-    let seq = file
-        .strip_prefix("seg")
-        .and_then(|r| r.strip_suffix(".m4s"))
-        .and_then(|n| n.parse::<u64>().ok());
-    let Some(seq) = seq else {
+    let Some(seq) = numbered(file, "seg") else {
         s.reject("unknown_file");
         return error(StatusCode::NOT_FOUND, "unknown_file", "no such file");
     };

@@ -94,6 +94,12 @@ impl Collector for RelayCollector {
             "HLS segments served",
             &s.hls_segments_served,
         )?;
+        family(
+            &mut enc,
+            "live_hls_parts_served",
+            "LL-HLS partial segments served",
+            &s.hls_parts_served,
+        )?;
         s.tracker.encode_metrics(&mut enc)?;
         family(
             &mut enc,

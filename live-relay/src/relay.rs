@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) rejected: Rejections,
     pub(crate) authorizer: Mutex<Option<Authorizer>>,
     pub(crate) hls_segments_served: Counter,
+    /// LL-HLS partial segments served.
+    pub(crate) hls_parts_served: Counter,
     pub(crate) frames: Counter,
 }
 
@@ -43,6 +45,7 @@ impl Shared {
             rejected: Rejections::default(),
             authorizer: Mutex::default(),
             hls_segments_served: Counter::default(),
+            hls_parts_served: Counter::default(),
             frames: Counter::default(),
         }
     }
