@@ -410,7 +410,9 @@ fn hls_in_chromium_live_then_vod_with_dashboard() {
         30,
         "live HLS reaches playing",
     );
-    let (t1, t2) = page.current_times(Duration::from_secs(2));
+    // Low-latency mode plays near the live edge and may wait for a part
+    // on a loaded machine: 3 s apart, at least 1 s of video.
+    let (t1, t2) = page.current_times(Duration::from_secs(3));
     assert!(t2 > t1 + 1.0, "currentTime advances: {t1} → {t2}");
     assert_eq!(page.eval("window.sharecast.mode"), json!("live"));
     page.screenshot("watch-live.png");
