@@ -157,9 +157,28 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
+/// The answer of `GET /api/v1/health`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok` (the process answers).
+    status: &'static str,
+    /// The server's version.
+    version: &'static str,
+}
+
 /// `GET /api/v1/health`.
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// The answer of `GET /api/v1/assets`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AssetList {
+    /// Newest first.
+    assets: Vec<sharecast_store::Asset>,
 }
 
 #[derive(Deserialize)]
@@ -172,7 +191,7 @@ pub(crate) async fn list_assets(
     State(g): State<Gateway>,
     scope: Scope,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AssetList>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let store = &g.inner.store;
     let assets = match &scope {
@@ -180,7 +199,7 @@ pub(crate) async fn list_assets(
         Scope::All => store.assets(limit).await,
     }
     .map_err(ApiError::internal)?;
-    Ok(Json(serde_json::json!({ "assets": assets })))
+    Ok(Json(AssetList { assets }))
 }
 
 /// `GET /api/v1/assets/{id}`, for the device that recorded it.

@@ -11,8 +11,8 @@
 //! [`QUERY`]; the JSON bodies in `BODIES`, their schemas derived
 //! (`utoipa::ToSchema`) from the types the handlers read (422 for a body
 //! that does not match); the JSON answers in `ANSWERS`, from the types the
-//! handlers answer. Answers built from the server's state (health,
-//! sessions, the admin's lists) are JSON without a schema.
+//! handlers answer. Answers built from the server's state (the
+//! open sessions, the admin's lists) are JSON without a schema.
 //!
 //! The test suite runs Schemathesis against a running server with this
 //! document (`tests/openapi_schemathesis.rs`): every answer must match it,
@@ -145,6 +145,8 @@ const BODIES: &[(&str, &str, Body)] = &[
 /// answers. Routes not listed answer JSON built from the server's state
 /// (the admin's lists, sessions, health) or no JSON at all.
 const ANSWERS: &[(&str, &str, Body)] = &[
+    ("GET", "/api/v1/health", body::<crate::http::Health>),
+    ("GET", "/api/v1/assets", body::<crate::http::AssetList>),
     ("GET", "/api/v1/assets/{id}", body::<sharecast_store::Asset>),
     (
         "POST",
