@@ -367,9 +367,11 @@ fn check_dashboard_charts(dash: &mut Page, server: &Server, sid: &str) {
     assert!(server_points
         .iter()
         .any(|p| p["sessions"] == 1 && p["ingest_bps"].as_u64() > Some(100_000)));
-    // Drawn: the ingest line (blue) and the advice (red, dashed) in the
-    // session's bitrate chart, the ingest line in the server's chart. A
-    // loaded machine may take a moment to paint: looked at for up to 15 s.
+    // Drawn: the ingest (blue) or acknowledged (green, drawn over the
+    // ingest line where they are equal) line and the advice (red, dashed)
+    // in the session's bitrate chart, the ingest line in the server's
+    // chart. A loaded machine may take a moment to paint: looked at for up
+    // to 15 s.
     let sel = format!("[data-session='{sid}'] canvas");
     let mut seen = (0, 0, 0);
     for _ in 0..15 {
@@ -377,7 +379,7 @@ fn check_dashboard_charts(dash: &mut Page, server: &Server, sid: &str) {
         let server_chart =
             dash.element_screenshot("#server-chart canvas", "admin-chart-server.png");
         seen = (
-            pixels_near(&bitrate, [31, 119, 180]),
+            pixels_near(&bitrate, [31, 119, 180]) + pixels_near(&bitrate, [44, 160, 44]),
             pixels_near(&bitrate, [214, 39, 40]),
             pixels_near(&server_chart, [31, 119, 180]),
         );
@@ -387,7 +389,7 @@ fn check_dashboard_charts(dash: &mut Page, server: &Server, sid: &str) {
         std::thread::sleep(Duration::from_secs(1));
     }
     panic!(
-        "charts drawn: session chart {} blue and {} red pixels, server chart {} blue pixels",
+        "charts drawn: session chart {} blue or green and {} red pixels, server chart {} blue pixels",
         seen.0, seen.1, seen.2
     );
 }
