@@ -502,7 +502,9 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
                     Some(UploadError::Refused { code, message }) if is_fatal(code) => {
                         ConnEnd::Fatal(UploadError::Refused { code, message })
                     }
-                    _ => ConnEnd::Lost(why),
+                    // Why the connection ended (a stateless reset from a
+                    // restarted server, a timeout), not only that it did.
+                    _ => ConnEnd::Lost(format!("{why} ({e})")),
                 },
                 Err(_) => ConnEnd::Lost(why),
             },
