@@ -127,12 +127,7 @@ fn error_log() -> &'static Mutex<VecDeque<ErrorEntry>> {
 
 /// The most recent warnings and errors logged by the process, newest last.
 pub fn recent_errors() -> Vec<ErrorEntry> {
-    error_log()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .cloned()
-        .collect()
+    lock(error_log()).iter().cloned().collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,7 +177,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCapture {
         }
         let mut v = MessageVisitor(String::new());
         event.record(&mut v);
-        let mut log = error_log().lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = lock(error_log());
         log.push_back(ErrorEntry {
             at_unix_ms: unix_ms(),
             level: level.to_string(),

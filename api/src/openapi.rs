@@ -57,11 +57,11 @@ pub const QUERY: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
-/// A request body's schema: registers it (and the schemas it refers to)
-/// in `components` and answers a reference to it.
-type Body = fn(&mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema>;
+/// The schema of a body (a request's or an answer's): registers it (and
+/// the schemas it refers to) in `components` and answers a reference to it.
+type SchemaOf = fn(&mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema>;
 
-fn body<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+fn schema_of<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
     T::schemas(components);
     components.push((T::name().into_owned(), T::schema()));
     Ref::from_schema_name(T::name()).into()
@@ -70,235 +70,271 @@ fn body<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Sch
 /// The JSON body each route takes, from the type its handler reads.
 /// Other POST routes take none, or an optional object (documented in
 /// `docs/http-api.md`).
-const BODIES: &[(&str, &str, Body)] = &[
+const BODIES: &[(&str, &str, SchemaOf)] = &[
     (
         "POST",
         "/api/v1/publishing-keys",
-        body::<crate::keys::NewKey>,
+        schema_of::<crate::keys::NewKey>,
     ),
-    ("POST", "/api/v1/shares", body::<sharecast_share::NewShare>),
+    (
+        "POST",
+        "/api/v1/shares",
+        schema_of::<sharecast_share::NewShare>,
+    ),
     (
         "POST",
         "/api/v1/subscriptions",
-        body::<sharecast_share::NewSubscription>,
+        schema_of::<sharecast_share::NewSubscription>,
     ),
     (
         "POST",
         "/api/v1/stills",
-        body::<sharecast_share::StillRequest>,
+        schema_of::<sharecast_share::StillRequest>,
     ),
-    ("POST", "/api/v1/users", body::<crate::resume::UserRequest>),
+    (
+        "POST",
+        "/api/v1/users",
+        schema_of::<crate::resume::UserRequest>,
+    ),
     (
         "POST",
         "/api/v1/terminals",
-        body::<crate::resume::TerminalRequest>,
+        schema_of::<crate::resume::TerminalRequest>,
     ),
-    ("POST", "/api/v1/history", body::<sharecast_resume::Stop>),
+    (
+        "POST",
+        "/api/v1/history",
+        schema_of::<sharecast_resume::Stop>,
+    ),
     (
         "POST",
         "/api/v1/resume",
-        body::<crate::resume::ResumeRequest>,
+        schema_of::<crate::resume::ResumeRequest>,
     ),
     (
         "POST",
         "/api/v1/bookmarks/{id}/resume",
-        body::<crate::resume::OnTerminal>,
+        schema_of::<crate::resume::OnTerminal>,
     ),
     (
         "POST",
         "/api/v1/reverse-bookmark",
-        body::<sharecast_resume::ReverseBookmark>,
+        schema_of::<sharecast_resume::ReverseBookmark>,
     ),
     (
         "POST",
         "/api/v1/handoff",
-        body::<crate::resume::HandoffRequest>,
+        schema_of::<crate::resume::HandoffRequest>,
     ),
     (
         "POST",
         "/api/v1/handoff/{id}/push",
-        body::<crate::resume::PushRequest>,
+        schema_of::<crate::resume::PushRequest>,
     ),
     (
         "POST",
         "/api/v1/handoff/receive",
-        body::<sharecast_resume::Received>,
+        schema_of::<sharecast_resume::Received>,
     ),
     (
         "POST",
         "/api/v1/handoff/accept",
-        body::<crate::resume::AcceptRequest>,
+        schema_of::<crate::resume::AcceptRequest>,
     ),
     (
         "POST",
         "/api/v1/transcodes",
-        body::<crate::resume::TranscodeRequest>,
+        schema_of::<crate::resume::TranscodeRequest>,
     ),
     (
         "POST",
         "/api/v1/webhooks",
-        body::<crate::webhooks::NewEndpoint>,
+        schema_of::<crate::webhooks::NewEndpoint>,
     ),
 ];
 
 /// The JSON answer of each route on success, from the type its handler
 /// answers. Routes not listed answer JSON built from the server's state
 /// (the admin's lists, sessions, health) or no JSON at all.
-const ANSWERS: &[(&str, &str, Body)] = &[
-    ("GET", "/api/v1/health", body::<crate::http::Health>),
-    ("GET", "/api/v1/assets", body::<crate::http::AssetList>),
-    ("GET", "/api/v1/assets/{id}", body::<sharecast_store::Asset>),
+const ANSWERS: &[(&str, &str, SchemaOf)] = &[
+    ("GET", "/api/v1/health", schema_of::<crate::http::Health>),
+    ("GET", "/api/v1/assets", schema_of::<crate::http::AssetList>),
+    (
+        "GET",
+        "/api/v1/assets/{id}",
+        schema_of::<sharecast_store::Asset>,
+    ),
     (
         "POST",
         "/api/v1/publishing-keys",
-        body::<crate::keys::CreatedKey>,
+        schema_of::<crate::keys::CreatedKey>,
     ),
-    ("GET", "/api/v1/publishing-keys", body::<crate::keys::Keys>),
-    ("POST", "/api/v1/users", body::<sharecast_resume::NewUser>),
+    (
+        "GET",
+        "/api/v1/publishing-keys",
+        schema_of::<crate::keys::Keys>,
+    ),
+    (
+        "POST",
+        "/api/v1/users",
+        schema_of::<sharecast_resume::NewUser>,
+    ),
     (
         "POST",
         "/api/v1/terminals",
-        body::<sharecast_resume::NewTerminal>,
+        schema_of::<sharecast_resume::NewTerminal>,
     ),
-    ("POST", "/api/v1/history", body::<sharecast_resume::Stopped>),
-    ("GET", "/api/v1/history", body::<crate::resume::HistoryList>),
+    (
+        "POST",
+        "/api/v1/history",
+        schema_of::<sharecast_resume::Stopped>,
+    ),
+    (
+        "GET",
+        "/api/v1/history",
+        schema_of::<crate::resume::HistoryList>,
+    ),
     (
         "GET",
         "/api/v1/catalogue",
-        body::<sharecast_resume::Catalogue>,
+        schema_of::<sharecast_resume::Catalogue>,
     ),
     (
         "POST",
         "/api/v1/resume",
-        body::<sharecast_resume::ResumeAnswer>,
+        schema_of::<sharecast_resume::ResumeAnswer>,
     ),
     (
         "GET",
         "/api/v1/bookmarks",
-        body::<crate::resume::BookmarkList>,
+        schema_of::<crate::resume::BookmarkList>,
     ),
     (
         "POST",
         "/api/v1/bookmarks/{id}/resume",
-        body::<sharecast_resume::BookmarkPlay>,
+        schema_of::<sharecast_resume::BookmarkPlay>,
     ),
     (
         "POST",
         "/api/v1/reverse-bookmark",
-        body::<sharecast_resume::ReverseBookmarkAnswer>,
+        schema_of::<sharecast_resume::ReverseBookmarkAnswer>,
     ),
     (
         "POST",
         "/api/v1/handoff",
-        body::<sharecast_resume::HandoffCreated>,
+        schema_of::<sharecast_resume::HandoffCreated>,
     ),
     (
         "GET",
         "/api/v1/handoff/{id}",
-        body::<sharecast_resume::SuspendState>,
+        schema_of::<sharecast_resume::SuspendState>,
     ),
     (
         "GET",
         "/api/v1/handoff/by-code/{code}",
-        body::<sharecast_resume::SuspendState>,
+        schema_of::<sharecast_resume::SuspendState>,
     ),
     (
         "POST",
         "/api/v1/handoff/{id}/push",
-        body::<sharecast_resume::Pushed>,
+        schema_of::<sharecast_resume::Pushed>,
     ),
     (
         "POST",
         "/api/v1/handoff/receive",
-        body::<sharecast_resume::Bookmark>,
+        schema_of::<sharecast_resume::Bookmark>,
     ),
     (
         "GET",
         "/api/v1/handoff/accept",
-        body::<sharecast_resume::Accepted>,
+        schema_of::<sharecast_resume::Accepted>,
     ),
     (
         "POST",
         "/api/v1/handoff/accept",
-        body::<sharecast_resume::Bookmark>,
+        schema_of::<sharecast_resume::Bookmark>,
     ),
     (
         "POST",
         "/api/v1/transcodes",
-        body::<crate::resume::TranscodeAnswer>,
+        schema_of::<crate::resume::TranscodeAnswer>,
     ),
     (
         "GET",
         "/api/v1/transcodes/{id}",
-        body::<sharecast_resume::TranscodeJob>,
+        schema_of::<sharecast_resume::TranscodeJob>,
     ),
     (
         "GET",
         "/api/v1/fetches/{id}",
-        body::<sharecast_resume::FetchJob>,
+        schema_of::<sharecast_resume::FetchJob>,
     ),
     (
         "POST",
         "/api/v1/shares",
-        body::<sharecast_share::CreatedShare>,
+        schema_of::<sharecast_share::CreatedShare>,
     ),
-    ("GET", "/api/v1/shares", body::<crate::shares::Shares>),
+    ("GET", "/api/v1/shares", schema_of::<crate::shares::Shares>),
     (
         "GET",
         "/api/v1/shares/{id}",
-        body::<crate::shares::ShareWithDeliveries>,
+        schema_of::<crate::shares::ShareWithDeliveries>,
     ),
     (
         "GET",
         "/api/v1/shares/{id}/deliveries",
-        body::<crate::shares::Deliveries>,
+        schema_of::<crate::shares::Deliveries>,
     ),
     (
         "DELETE",
         "/api/v1/shares/{id}",
-        body::<crate::shares::OneShare>,
+        schema_of::<crate::shares::OneShare>,
     ),
     (
         "POST",
         "/api/v1/live/{id}/playback-tokens",
-        body::<sharecast_share::LivePlayback>,
+        schema_of::<sharecast_share::LivePlayback>,
     ),
     (
         "POST",
         "/api/v1/subscriptions",
-        body::<sharecast_store::Subscription>,
+        schema_of::<sharecast_store::Subscription>,
     ),
     (
         "GET",
         "/api/v1/subscriptions",
-        body::<crate::shares::Subscriptions>,
+        schema_of::<crate::shares::Subscriptions>,
     ),
     (
         "DELETE",
         "/api/v1/subscriptions/{recipient}",
-        body::<sharecast_store::Subscription>,
+        schema_of::<sharecast_store::Subscription>,
     ),
-    ("POST", "/api/v1/stills", body::<sharecast_share::Still>),
-    ("GET", "/oembed", body::<sharecast_share::Oembed>),
+    (
+        "POST",
+        "/api/v1/stills",
+        schema_of::<sharecast_share::Still>,
+    ),
+    ("GET", "/oembed", schema_of::<sharecast_share::Oembed>),
     (
         "POST",
         "/api/v1/webhooks",
-        body::<crate::webhooks::CreatedEndpoint>,
+        schema_of::<crate::webhooks::CreatedEndpoint>,
     ),
     (
         "GET",
         "/api/v1/webhooks",
-        body::<crate::webhooks::Endpoints>,
+        schema_of::<crate::webhooks::Endpoints>,
     ),
     (
         "POST",
         "/api/v1/webhooks/{id}/replay",
-        body::<crate::webhooks::Replayed>,
+        schema_of::<crate::webhooks::Replayed>,
     ),
     (
         "GET",
         "/api/v1/admin/webhook-deliveries",
-        body::<crate::webhooks::Deliveries>,
+        schema_of::<crate::webhooks::Deliveries>,
     ),
 ];
 
@@ -494,9 +530,9 @@ fn operation(
 
 /// Routes whose refusals are their interface's own answer, besides the
 /// error answer: the reverse-bookmark interface answers its result codes.
-const OWN_REFUSALS: &[(&str, Body)] = &[(
+const OWN_REFUSALS: &[(&str, SchemaOf)] = &[(
     "/api/v1/reverse-bookmark",
-    body::<sharecast_resume::ReverseBookmarkAnswer>,
+    schema_of::<sharecast_resume::ReverseBookmarkAnswer>,
 )];
 
 fn responses(

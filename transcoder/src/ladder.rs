@@ -547,8 +547,9 @@ impl Encoder {
 /// encodes it, and the whole file must not end up in memory.
 const ON_DEMAND_MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Told how far an encode is: media time encoded and the whole, ms (about
-/// once a second, and once more at the end with both equal).
+/// Told how far an encode is: media time encoded and the whole, ms (every
+/// half second while frames are fed, every second while the encoder
+/// finishes, and once more at the end with both equal).
 pub type OnProgress<'a> = &'a dyn Fn(u64, u64);
 
 /// How often [`transcode_file`] reports progress while it feeds frames.
