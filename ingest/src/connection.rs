@@ -521,7 +521,10 @@ fn reject_in_session(
 /// stream the connection is closed at once; the close carries the code and
 /// the message either way.
 fn refuse(shared: &Arc<Shared>, conn: &quinn::Connection, ctrl: Option<&ControlTx>, r: Refused) {
-    if !first_refusal(shared, conn) {
+    // A closed connection was refused already (or is gone): a frame stream
+    // still decoding what arrived before the close is not a second refusal,
+    // even once the handler has forgotten the first.
+    if conn.close_reason().is_some() || !first_refusal(shared, conn) {
         return;
     }
     let Refused {

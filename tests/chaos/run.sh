@@ -116,13 +116,19 @@ EOF
   ip -n "$NS_PHONE" link set "$VETH_PHONE" up
   ip -n "$NS_SRV" link set "$VETH_SRV" up
   # The phone's NAT (a mapping per socket, like a carrier's): its uploads
-  # leave from PHONE_IP, ports 41000-41999, until a rebind.
+  # leave from PHONE_IP, ports 62000-62999, until a rebind. The NAT ports
+  # are above the ephemeral range (32768-60999), so a mapping always
+  # changes the port: were the socket's own port inside the range, the NAT
+  # would keep it, and after a rebind the server's next packet to that
+  # address would make a conntrack entry whose reply direction the phone's
+  # packets then match, unchanged by the new rule (the rebind would not
+  # happen).
   in_phone nft -f - <<'EOF'
 table ip chaosnat {
   chain post { type nat hook postrouting priority srcnat; policy accept; }
 }
 EOF
-  nat_to "$PHONE_IP:41000-41999"
+  nat_to "$PHONE_IP:62000-62999"
 }
 
 # Both sides' INPUT hooks: RULE for packets arriving over the veth.
@@ -143,7 +149,7 @@ reset_network() {
   in_phone nft flush chain inet chaos input
   in_srv nft flush chain inet chaos input
   in_phone tc qdisc del dev "$VETH_PHONE" root 2>/dev/null || true
-  nat_to "$PHONE_IP:41000-41999"
+  nat_to "$PHONE_IP:62000-62999"
 }
 
 # --------------------------------------------------------------- server ---
@@ -253,7 +259,7 @@ case_rebind() {
   src=$(clip "$REBIND_S")
   push "$d" --input "$src" --realtime
   sleep $((REBIND_S / 2))
-  nat_to "$PHONE_IP2:42000-42999"
+  nat_to "$PHONE_IP2:63000-63999"
   at=$EPOCHREALTIME
   # The upload's packets took the new mapping (the server answers the new
   # address), or the case proves nothing. Looked for over up to 5 s: a
