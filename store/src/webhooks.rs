@@ -27,6 +27,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "rendition.ready",
     "share.created",
     "delivery.sent",
+    "delivery.delivered",
     "delivery.failed",
     "subscriber.opted_out",
     "subscriber.opted_in",
