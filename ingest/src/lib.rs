@@ -29,6 +29,7 @@ mod hello;
 pub mod journal;
 pub mod limiter;
 pub mod metrics;
+mod publish;
 mod rtmp;
 mod server;
 mod session;

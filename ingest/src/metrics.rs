@@ -38,7 +38,7 @@ struct ReasonLabel {
 
 /// Why an RTMP connection ended before its publisher finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RtmpEnd {
+pub enum PublishEnd {
     /// No valid RTMP handshake (garbage, or none within
     /// `hello_timeout_secs`).
     Handshake,
@@ -62,31 +62,31 @@ pub enum RtmpEnd {
     Closed,
 }
 
-impl RtmpEnd {
-    const ALL: [RtmpEnd; 9] = [
-        RtmpEnd::Handshake,
-        RtmpEnd::Protocol,
-        RtmpEnd::Unauthorized,
-        RtmpEnd::RateLimited,
-        RtmpEnd::Media,
-        RtmpEnd::Session,
-        RtmpEnd::Play,
-        RtmpEnd::Stalled,
-        RtmpEnd::Closed,
+impl PublishEnd {
+    const ALL: [PublishEnd; 9] = [
+        PublishEnd::Handshake,
+        PublishEnd::Protocol,
+        PublishEnd::Unauthorized,
+        PublishEnd::RateLimited,
+        PublishEnd::Media,
+        PublishEnd::Session,
+        PublishEnd::Play,
+        PublishEnd::Stalled,
+        PublishEnd::Closed,
     ];
 
     /// The label value.
     pub fn name(self) -> &'static str {
         match self {
-            RtmpEnd::Handshake => "handshake",
-            RtmpEnd::Protocol => "protocol",
-            RtmpEnd::Unauthorized => "unauthorized",
-            RtmpEnd::RateLimited => "rate_limited",
-            RtmpEnd::Media => "media",
-            RtmpEnd::Session => "session",
-            RtmpEnd::Play => "play",
-            RtmpEnd::Stalled => "stalled",
-            RtmpEnd::Closed => "closed",
+            PublishEnd::Handshake => "handshake",
+            PublishEnd::Protocol => "protocol",
+            PublishEnd::Unauthorized => "unauthorized",
+            PublishEnd::RateLimited => "rate_limited",
+            PublishEnd::Media => "media",
+            PublishEnd::Session => "session",
+            PublishEnd::Play => "play",
+            PublishEnd::Stalled => "stalled",
+            PublishEnd::Closed => "closed",
         }
     }
 }
@@ -247,7 +247,7 @@ impl Default for Refusals {
             auth_refused: listed(scopes.clone()),
             auth_backoffs: listed(scopes),
             hello_refused: listed(HELLO_FIELDS.map(|field| FieldLabel { field })),
-            rtmp_ended: listed(RtmpEnd::ALL.map(|r| ReasonLabel { reason: r.name() })),
+            rtmp_ended: listed(PublishEnd::ALL.map(|r| ReasonLabel { reason: r.name() })),
         }
     }
 }
@@ -323,7 +323,7 @@ impl IngestMetrics {
     }
 
     /// Count an RTMP connection that ended before its publisher finished.
-    pub fn rtmp_ended(&self, reason: RtmpEnd) {
+    pub fn rtmp_ended(&self, reason: PublishEnd) {
         count(
             &self.refusals.rtmp_ended,
             &ReasonLabel {
@@ -333,7 +333,7 @@ impl IngestMetrics {
     }
 
     /// RTMP connections so far that ended for `reason`.
-    pub fn rtmp_endings(&self, reason: RtmpEnd) -> u64 {
+    pub fn rtmp_endings(&self, reason: PublishEnd) -> u64 {
         value(
             &self.refusals.rtmp_ended,
             &ReasonLabel {

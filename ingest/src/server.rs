@@ -95,8 +95,8 @@ pub(crate) struct Shared {
     /// Sessions being created, per device id: they count against
     /// `max_sessions_per_device` with the open ones (see [`SessionSlot`]).
     pub(crate) opening: Mutex<HashMap<String, usize>>,
-    /// RTMP publishes that a publisher can rejoin.
-    pub(crate) rtmp: crate::rtmp::Publishes,
+    /// RTMP and SRT publishes that a publisher can rejoin.
+    pub(crate) publishes: crate::publish::Publishes,
     /// Connections (QUIC and RTMP) open now, against `max_connections`.
     pub(crate) open_connections: std::sync::atomic::AtomicUsize,
 }
@@ -287,7 +287,7 @@ impl IngestServer {
                 refused: Mutex::new(HashSet::new()),
                 opening: Mutex::new(HashMap::new()),
                 committer,
-                rtmp: Default::default(),
+                publishes: Default::default(),
                 open_connections: Default::default(),
             }),
             fingerprint,

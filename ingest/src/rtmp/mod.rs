@@ -15,28 +15,24 @@
 //! connection dropped: frames lost in flight are lost.
 
 pub(crate) mod flv;
-mod publish;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
 };
-use sharecast_formats::ingest::ErrorCode;
-use sharecast_formats::media::{MediaFrame, TrackInfo};
+use sharecast_formats::media::TrackInfo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 
-use crate::limiter::token_key;
-use crate::metrics::RtmpEnd;
+use self::flv::{Tag, TagError, AUDIO_TRACK, VIDEO_TRACK};
+use crate::metrics::PublishEnd;
+use crate::publish::{ended, Ended, Feed, Unit};
 use crate::server::Shared;
-use crate::session::Session;
-use crate::DeviceIdentity;
 
 /// Accept RTMP connections until the listener fails.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
@@ -62,61 +58,21 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Publishes that can be continued, by the hash of their stream key.
-#[derive(Default)]
-pub(crate) struct Publishes(Mutex<HashMap<String, Arc<Mutex<Publish>>>>);
-
-/// What continues across a publisher's connections: its session, the next
-/// sequence number and the last decode timestamp of each track, and the
-/// frame of each track held until the next one gives its duration.
-pub(crate) struct Publish {
-    session: Arc<Session>,
-    tracks: Vec<TrackInfo>,
-    next_seq: [u64; 2],
-    last_dts_us: [Option<i64>; 2],
-    held: [Option<MediaFrame>; 2],
-    /// The duration of each track's last frame that had a next one, µs
-    /// (0: none yet).
-    last_duration_us: [u32; 2],
-    /// The connection publishing now; the one it supersedes is told.
-    generation: u64,
-    kick: Arc<Notify>,
-}
-
-/// Why a connection ended before its publisher stopped: counted by reason,
-/// logged, and (for a refused publish) answered on the RTMP session.
-#[derive(Debug)]
-struct Ended {
-    reason: RtmpEnd,
-    message: String,
-}
-
-fn ended(reason: RtmpEnd, message: impl Into<String>) -> Ended {
-    Ended {
-        reason,
-        message: message.into(),
-    }
-}
-
 /// One RTMP connection, from handshake to close.
 async fn connection(shared: Arc<Shared>, mut stream: TcpStream, remote: SocketAddr) {
     shared.metrics.rtmp_connections.inc();
     let _ = stream.set_nodelay(true);
     let mut conn = Conn {
+        feed: Feed::new(shared.clone(), remote, "RTMP"),
         shared: shared.clone(),
-        remote,
         rtmp: None,
-        device: None,
-        publish: None,
-        session_generation: 0,
         metadata: StreamMetadata::new(),
         video_cfg: None,
         audio_cfg: None,
         clock: None,
-        base_us: 0,
     };
     let result = conn.run(&mut stream).await;
-    conn.detach();
+    conn.feed.detach();
     match result {
         Ok(()) => tracing::debug!(%remote, "RTMP connection closed"),
         Err(e) => {
@@ -127,25 +83,16 @@ async fn connection(shared: Arc<Shared>, mut stream: TcpStream, remote: SocketAd
 }
 
 struct Conn {
+    /// The publisher's frames into its session.
+    feed: Feed,
     shared: Arc<Shared>,
-    remote: SocketAddr,
     rtmp: Option<ServerSession>,
-    /// The device its stream key authenticated, and the key's hash (what
-    /// a rejoin is found by).
-    device: Option<(DeviceIdentity, String)>,
-    /// The publish this connection feeds, its generation in it, and what
-    /// tells this connection a newer one took over.
-    publish: Option<(Arc<Mutex<Publish>>, u64, Arc<Notify>)>,
-    /// The session's connection generation this connection holds.
-    session_generation: u64,
     metadata: StreamMetadata,
     video_cfg: Option<Vec<u8>>,
     audio_cfg: Option<Vec<u8>>,
     /// The last RTMP timestamp read (32-bit, wrapping) and its extension to
     /// 64 bits, ms; the first one read is this connection's origin.
     clock: Option<(u32, i64)>,
-    /// Where this connection's origin lies in the session's timeline, µs.
-    base_us: i64,
 }
 
 /// What the read loop does after a batch of input.
@@ -159,7 +106,7 @@ impl Conn {
     async fn run(&mut self, stream: &mut TcpStream) -> Result<(), Ended> {
         let rest = self.handshake(stream).await?;
         let (session, results) = ServerSession::new(ServerSessionConfig::new())
-            .map_err(|e| ended(RtmpEnd::Protocol, format!("RTMP session: {e}")))?;
+            .map_err(|e| ended(PublishEnd::Protocol, format!("RTMP session: {e}")))?;
         self.rtmp = Some(session);
         self.answer(stream, results).await?;
         let mut input = rest;
@@ -169,10 +116,10 @@ impl Conn {
                 let results = self
                     .session()
                     .handle_input(&input)
-                    .map_err(|e| ended(RtmpEnd::Protocol, format!("RTMP: {e}")))?;
+                    .map_err(|e| ended(PublishEnd::Protocol, format!("RTMP: {e}")))?;
                 for result in results {
                     if let Next::Finished = self.result(stream, result).await? {
-                        return self.finish().await;
+                        return self.feed.finish().await;
                     }
                 }
             }
@@ -187,7 +134,7 @@ impl Conn {
     /// connection superseded by a newer one of its publisher ends.
     async fn read(&self, stream: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, Ended> {
         let stall = Duration::from_secs(self.shared.cfg.stall_timeout_secs);
-        let kick = self.publish.as_ref().map(|(_, _, k)| k.clone());
+        let kick = self.feed.superseded();
         let superseded = async {
             match kick {
                 Some(k) => k.notified().await,
@@ -197,10 +144,10 @@ impl Conn {
         tokio::select! {
             r = tokio::time::timeout(stall, stream.read(buf)) => match r {
                 Ok(Ok(n)) => Ok(buf[..n].to_vec()),
-                Ok(Err(e)) => Err(ended(RtmpEnd::Closed, format!("reading: {e}"))),
-                Err(_) => Err(ended(RtmpEnd::Stalled, format!("no data for {} s", stall.as_secs()))),
+                Ok(Err(e)) => Err(ended(PublishEnd::Closed, format!("reading: {e}"))),
+                Err(_) => Err(ended(PublishEnd::Stalled, format!("no data for {} s", stall.as_secs()))),
             },
-            _ = superseded => Err(ended(RtmpEnd::Closed, "superseded by a newer connection with the same key")),
+            _ = superseded => Err(ended(PublishEnd::Closed, "superseded by a newer connection with the same key")),
         }
     }
 
@@ -221,13 +168,13 @@ impl Conn {
                 let n = stream
                     .read(&mut buf)
                     .await
-                    .map_err(|e| ended(RtmpEnd::Handshake, format!("reading: {e}")))?;
+                    .map_err(|e| ended(PublishEnd::Handshake, format!("reading: {e}")))?;
                 if n == 0 {
-                    return Err(ended(RtmpEnd::Handshake, "closed during the handshake"));
+                    return Err(ended(PublishEnd::Handshake, "closed during the handshake"));
                 }
                 let step = handshake
                     .process_bytes(&buf[..n])
-                    .map_err(|e| ended(RtmpEnd::Handshake, format!("{e}")))?;
+                    .map_err(|e| ended(PublishEnd::Handshake, format!("{e}")))?;
                 let (response, rest) = match step {
                     HandshakeProcessResult::InProgress { response_bytes } => (response_bytes, None),
                     HandshakeProcessResult::Completed {
@@ -243,7 +190,7 @@ impl Conn {
         };
         tokio::time::timeout(limit, shake).await.map_err(|_| {
             ended(
-                RtmpEnd::Handshake,
+                PublishEnd::Handshake,
                 format!("no RTMP handshake within {} s", limit.as_secs()),
             )
         })?
@@ -293,7 +240,7 @@ impl Conn {
                     "this server takes publishers only; watch over RTSP or HLS",
                 );
                 self.reply(stream, results).await?;
-                return Err(ended(RtmpEnd::Play, "a play request (publish only)"));
+                return Err(ended(PublishEnd::Play, "a play request (publish only)"));
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => self.metadata = metadata,
             ServerSessionEvent::VideoDataReceived {
@@ -314,7 +261,7 @@ impl Conn {
         results: Result<Vec<ServerSessionResult>, rml_rtmp::sessions::ServerSessionError>,
     ) -> Result<(), Ended> {
         let results =
-            results.map_err(|e| ended(RtmpEnd::Protocol, format!("RTMP request: {e}")))?;
+            results.map_err(|e| ended(PublishEnd::Protocol, format!("RTMP request: {e}")))?;
         self.answer(stream, results).await
     }
 
@@ -326,19 +273,10 @@ impl Conn {
         request_id: u32,
         key: &str,
     ) -> Result<(), Ended> {
-        if self.device.is_some() {
-            return Err(ended(
-                RtmpEnd::Protocol,
-                "a second publish on one connection",
-            ));
-        }
-        let kind = crate::hello::Credential::PublishingKey;
-        match crate::hello::authenticate(&self.shared, key, kind, self.remote).await {
-            Ok(device) => {
+        match self.feed.authenticate(key).await {
+            Ok(()) => {
                 let results = self.session().accept_request(request_id);
-                self.reply(stream, results).await?;
-                self.device = Some((device, hex::encode(token_key(key))));
-                Ok(())
+                self.reply(stream, results).await
             }
             Err(refused) => {
                 let results = self.session().reject_request(
@@ -347,14 +285,92 @@ impl Conn {
                     &refused.message,
                 );
                 self.reply(stream, results).await?;
-                let reason = match refused.code {
-                    ErrorCode::RateLimited => RtmpEnd::RateLimited,
-                    ErrorCode::Unauthorized => RtmpEnd::Unauthorized,
-                    _ => RtmpEnd::Session,
-                };
-                Err(ended(reason, refused.message))
+                Err(refused)
             }
         }
+    }
+
+    /// A tag's media: configurations kept, frames taken.
+    async fn media(&mut self, tag: Result<Tag, TagError>, ts: u32) -> Result<(), Ended> {
+        let tag = tag.map_err(|e| ended(PublishEnd::Media, e.0))?;
+        if !self.feed.authenticated() {
+            return Err(ended(PublishEnd::Protocol, "media before a publish request"));
+        }
+        match tag {
+            Tag::Skip => Ok(()),
+            Tag::VideoConfig(c) => self.config(VIDEO_TRACK, c),
+            Tag::AudioConfig(c) => self.config(AUDIO_TRACK, c),
+            Tag::Video {
+                keyframe,
+                cts_ms,
+                data,
+            } => self.frame(VIDEO_TRACK, ts, cts_ms, keyframe, data).await,
+            Tag::Audio(data) => self.frame(AUDIO_TRACK, ts, 0, true, data).await,
+        }
+    }
+
+    /// A sequence header: kept until the session opens; once it is open
+    /// its tracks are fixed.
+    fn config(&mut self, track: u8, config: Vec<u8>) -> Result<(), Ended> {
+        if self.feed.started() {
+            return self.feed.same_config(track, &config);
+        }
+        match track {
+            VIDEO_TRACK => self.video_cfg = Some(config),
+            _ => self.audio_cfg = Some(config),
+        }
+        Ok(())
+    }
+
+    /// The tracks the sequence headers seen so far describe.
+    fn tracks(
+        video_cfg: &Option<Vec<u8>>,
+        audio_cfg: &Option<Vec<u8>>,
+        fps: Option<f32>,
+    ) -> Result<Vec<TrackInfo>, Ended> {
+        let media = |e: TagError| ended(PublishEnd::Media, e.0);
+        let mut tracks = Vec::new();
+        if let Some(c) = video_cfg {
+            tracks.push(flv::video_track(c, fps).map_err(media)?);
+        }
+        if let Some(c) = audio_cfg {
+            tracks.push(flv::audio_track(c).map_err(media)?);
+        }
+        Ok(tracks)
+    }
+
+    /// A frame at RTMP time `ts` (ms).
+    async fn frame(
+        &mut self,
+        track: u8,
+        ts: u32,
+        cts_ms: i32,
+        keyframe: bool,
+        data: Bytes,
+    ) -> Result<(), Ended> {
+        let since_origin_ms = self.extend(ts);
+        let (video, audio) = (&self.video_cfg, &self.audio_cfg);
+        let fps = self.metadata.video_frame_rate;
+        let unit = Unit {
+            track,
+            since_origin_us: since_origin_ms.saturating_mul(1000),
+            cts_us: i64::from(cts_ms) * 1000,
+            keyframe,
+            data,
+        };
+        self.feed
+            .frame(|| Self::tracks(video, audio, fps), unit)
+            .await
+    }
+
+    /// The RTMP timestamp `ts` as ms after this connection's first one
+    /// (32-bit RTMP time wraps; the difference to the previous one is
+    /// taken as signed).
+    fn extend(&mut self, ts: u32) -> i64 {
+        let (last, ext) = self.clock.unwrap_or((ts, 0));
+        let ext = ext.saturating_add(i64::from(ts.wrapping_sub(last) as i32));
+        self.clock = Some((ts, ext));
+        ext
     }
 }
 
@@ -362,5 +378,5 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), Ended> {
     stream
         .write_all(bytes)
         .await
-        .map_err(|e| ended(RtmpEnd::Closed, format!("writing: {e}")))
+        .map_err(|e| ended(PublishEnd::Closed, format!("writing: {e}")))
 }

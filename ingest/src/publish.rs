@@ -1,27 +1,100 @@
-//! An RTMP publisher's frames into its session: the session opened at its
-//! first frame (or continued when the publisher rejoins), timestamps on
-//! the session's timeline, each frame held until the next one of its track
+//! A publisher's timestamped access units into its session, shared by the
+//! RTMP and SRT ingests: the stream key authenticated, the session opened
+//! at its first frame (or continued when the publisher rejoins with the
+//! same key within `ingest.rejoin_window_secs`), timestamps on the
+//! session's timeline, each frame held until the next one of its track
 //! gives its duration, and the session suspended, finished or stopped as
-//! the connection ends.
+//! the connection ends. Unlike a QUIC phone, such a publisher does not
+//! resend what it sent before its connection dropped: frames lost in
+//! flight are lost, and the time it was away is a gap in the recording.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sharecast_formats::ingest::ErrorCode;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 use tokio::sync::Notify;
 
-use super::flv::{self, Tag, TagError, AUDIO_TRACK, VIDEO_TRACK};
-use super::{ended, Conn, Ended, Publish, Publishes};
-use crate::metrics::RtmpEnd;
-use crate::server::{finalise, spawn_resume_timer};
+use crate::limiter::token_key;
+use crate::metrics::PublishEnd;
+use crate::rtmp::flv::{AUDIO_TRACK, VIDEO_TRACK};
+use crate::server::{finalise, spawn_resume_timer, Shared};
 use crate::session::{Lifecycle, Session};
-use crate::{lock, ConnectionChange};
+use crate::{lock, ConnectionChange, DeviceIdentity};
 
 /// The frame duration assumed for a track's last frame when its publisher
 /// is gone before a next frame gave it one and none was measured, µs.
 const FALLBACK_DURATION_US: u32 = 33_333;
+
+/// Publishes that can be continued, by the hash of their stream key (one
+/// map for RTMP and SRT: a key is the same publisher on either).
+#[derive(Default)]
+pub(crate) struct Publishes(Mutex<HashMap<String, Arc<Mutex<Publish>>>>);
+
+/// What continues across a publisher's connections: its session, the next
+/// sequence number and the last decode timestamp of each track, and the
+/// frame of each track held until the next one gives its duration.
+pub(crate) struct Publish {
+    session: Arc<Session>,
+    tracks: Vec<TrackInfo>,
+    next_seq: [u64; 2],
+    last_dts_us: [Option<i64>; 2],
+    held: [Option<MediaFrame>; 2],
+    /// The duration of each track's last frame that had a next one, µs
+    /// (0: none yet).
+    last_duration_us: [u32; 2],
+    /// The connection publishing now; the one it supersedes is told.
+    generation: u64,
+    kick: Arc<Notify>,
+}
+
+/// Why a connection ended before its publisher stopped: counted by reason
+/// and logged by the protocol's module.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    pub(crate) reason: PublishEnd,
+    pub(crate) message: String,
+}
+
+pub(crate) fn ended(reason: PublishEnd, message: impl Into<String>) -> Ended {
+    Ended {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// One access unit of a publisher, timed from its connection's origin.
+pub(crate) struct Unit {
+    pub(crate) track: u8,
+    /// Decode time after the connection's first timestamp, µs.
+    pub(crate) since_origin_us: i64,
+    /// Presentation minus decode time, µs.
+    pub(crate) cts_us: i64,
+    pub(crate) keyframe: bool,
+    pub(crate) data: Bytes,
+}
+
+/// One publisher connection's feed into its session.
+pub(crate) struct Feed {
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    /// "RTMP" or "SRT", for the logs.
+    protocol: &'static str,
+    /// The device its stream key authenticated, and the key's hash (what
+    /// a rejoin is found by).
+    device: Option<(DeviceIdentity, String)>,
+    /// The publish this connection feeds, its generation in it, and what
+    /// tells this connection a newer one took over.
+    publish: Option<(Arc<Mutex<Publish>>, u64, Arc<Notify>)>,
+    /// The session's connection generation this connection holds.
+    session_generation: u64,
+    /// Where this connection's origin lies in the session's timeline, µs.
+    base_us: i64,
+}
 
 impl Publishes {
     /// The publish of `key` that can still take frames, if any.
@@ -44,83 +117,102 @@ impl Publishes {
     }
 }
 
-impl Conn {
-    /// A tag's media: configurations kept, frames taken.
-    pub(super) async fn media(&mut self, tag: Result<Tag, TagError>, ts: u32) -> Result<(), Ended> {
-        let tag = tag.map_err(|e| ended(RtmpEnd::Media, e.0))?;
-        if self.device.is_none() {
-            return Err(ended(RtmpEnd::Protocol, "media before a publish request"));
-        }
-        match tag {
-            Tag::Skip => Ok(()),
-            Tag::VideoConfig(c) => self.config(VIDEO_TRACK, c),
-            Tag::AudioConfig(c) => self.config(AUDIO_TRACK, c),
-            Tag::Video {
-                keyframe,
-                cts_ms,
-                data,
-            } => self.frame(VIDEO_TRACK, ts, cts_ms, keyframe, data).await,
-            Tag::Audio(data) => self.frame(AUDIO_TRACK, ts, 0, true, data).await,
+impl Feed {
+    pub(crate) fn new(shared: Arc<Shared>, remote: SocketAddr, protocol: &'static str) -> Feed {
+        Feed {
+            shared,
+            remote,
+            protocol,
+            device: None,
+            publish: None,
+            session_generation: 0,
+            base_us: 0,
         }
     }
 
-    /// A sequence header. Once the session is open its tracks are fixed: the
-    /// same configuration again is fine, another one is refused.
-    fn config(&mut self, track: u8, config: Vec<u8>) -> Result<(), Ended> {
-        if let Some((publish, _, _)) = &self.publish {
-            let p = lock(publish);
-            let same = p
-                .tracks
-                .iter()
-                .any(|t| t.id == track && t.codec_data == config);
-            if !same {
-                return Err(ended(
-                    RtmpEnd::Media,
-                    format!(
-                        "the publisher changed its {} configuration mid-stream; a recording keeps the one it started with",
-                        kind(track)
-                    ),
-                ));
+    /// The stream key authenticated like a HELLO's token, under the same
+    /// failed-authentication limits; one per connection.
+    pub(crate) async fn authenticate(&mut self, key: &str) -> Result<(), Ended> {
+        if self.device.is_some() {
+            return Err(ended(
+                PublishEnd::Protocol,
+                "a second publish on one connection",
+            ));
+        }
+        let kind = crate::hello::Credential::PublishingKey;
+        match crate::hello::authenticate(&self.shared, key, kind, self.remote).await {
+            Ok(device) => {
+                self.device = Some((device, hex::encode(token_key(key))));
+                Ok(())
             }
+            Err(refused) => {
+                let reason = match refused.code {
+                    ErrorCode::RateLimited => PublishEnd::RateLimited,
+                    ErrorCode::Unauthorized => PublishEnd::Unauthorized,
+                    _ => PublishEnd::Session,
+                };
+                Err(ended(reason, refused.message))
+            }
+        }
+    }
+
+    pub(crate) fn authenticated(&self) -> bool {
+        self.device.is_some()
+    }
+
+    /// Whether the session is open (its tracks fixed).
+    pub(crate) fn started(&self) -> bool {
+        self.publish.is_some()
+    }
+
+    /// What tells this connection that a newer one of its publisher took
+    /// over.
+    pub(crate) fn superseded(&self) -> Option<Arc<Notify>> {
+        self.publish.as_ref().map(|(_, _, k)| k.clone())
+    }
+
+    /// A decoder configuration seen once the session is open: the same one
+    /// again is fine, another one is refused.
+    pub(crate) fn same_config(&self, track: u8, config: &[u8]) -> Result<(), Ended> {
+        let Some((publish, _, _)) = &self.publish else {
+            return Ok(());
+        };
+        let p = lock(publish);
+        if p.tracks
+            .iter()
+            .any(|t| t.id == track && t.codec_data == config)
+        {
             return Ok(());
         }
-        match track {
-            VIDEO_TRACK => self.video_cfg = Some(config),
-            _ => self.audio_cfg = Some(config),
-        }
-        Ok(())
+        Err(ended(
+            PublishEnd::Media,
+            format!(
+                "the publisher changed its {} configuration mid-stream; a recording keeps the one it started with",
+                kind(track)
+            ),
+        ))
     }
 
-    /// The tracks the sequence headers seen so far describe.
-    fn tracks(&self) -> Result<Vec<TrackInfo>, Ended> {
-        let media = |e: TagError| ended(RtmpEnd::Media, e.0);
-        let mut tracks = Vec::new();
-        if let Some(c) = &self.video_cfg {
-            tracks.push(flv::video_track(c, self.metadata.video_frame_rate).map_err(media)?);
-        }
-        if let Some(c) = &self.audio_cfg {
-            tracks.push(flv::audio_track(c).map_err(media)?);
-        }
-        Ok(tracks)
-    }
-
-    /// A frame on the session's timeline: `ts` (RTMP ms) after this
-    /// connection's origin, never before its track's previous frame.
-    async fn frame(
+    /// A frame on the session's timeline: after this connection's origin,
+    /// never before its track's previous frame. The session opens at the
+    /// first one, with the tracks `tracks` gives then.
+    pub(crate) async fn frame(
         &mut self,
-        track: u8,
-        ts: u32,
-        cts_ms: i32,
-        keyframe: bool,
-        data: Bytes,
+        tracks: impl FnOnce() -> Result<Vec<TrackInfo>, Ended>,
+        unit: Unit,
     ) -> Result<(), Ended> {
+        let Unit {
+            track,
+            since_origin_us,
+            cts_us,
+            keyframe,
+            data,
+        } = unit;
         let max = self.shared.cfg.max_frame_bytes;
         if data.len() > max as usize {
-            self.shared
-                .metrics
-                .reject(sharecast_formats::ingest::ErrorCode::FrameTooLarge);
+            self.shared.metrics.reject(ErrorCode::FrameTooLarge);
             return Err(ended(
-                RtmpEnd::Media,
+                PublishEnd::Media,
                 format!(
                     "a {} frame of {} bytes is above ingest.max_frame_bytes ({max})",
                     kind(track),
@@ -129,24 +221,23 @@ impl Conn {
             ));
         }
         if self.publish.is_none() {
-            self.start().await?;
+            self.start(tracks()?).await?;
         }
-        let since_origin_ms = self.extend(ts);
         let Some((publish, generation, _)) = &self.publish else {
-            return Err(ended(RtmpEnd::Protocol, "no publish"));
+            return Err(ended(PublishEnd::Protocol, "no publish"));
         };
         let mut p = lock(publish);
         if p.generation != *generation {
             return Err(ended(
-                RtmpEnd::Closed,
+                PublishEnd::Closed,
                 "superseded by a newer connection with the same key",
             ));
         }
         if !p.tracks.iter().any(|t| t.id == track) {
             return Err(ended(
-                RtmpEnd::Media,
+                PublishEnd::Media,
                 format!(
-                    "{} frames without a {} sequence header before the first frame",
+                    "{} frames without a {} configuration before the first frame",
                     kind(track),
                     kind(track)
                 ),
@@ -156,12 +247,13 @@ impl Conn {
         let dts_us =
             // Saturating: timestamps that run away are refused by the
             // session's span check (`session_too_long`), never overflow.
-            (self.base_us.saturating_add(since_origin_ms.saturating_mul(1000)))
+            self.base_us
+                .saturating_add(since_origin_us)
                 .max(p.last_dts_us[i].unwrap_or(i64::MIN));
         let frame = MediaFrame {
             track,
             seq: p.next_seq[i],
-            pts_us: dts_us.saturating_add(i64::from(cts_ms) * 1000),
+            pts_us: dts_us.saturating_add(cts_us),
             dts_us,
             duration_us: 0,
             keyframe,
@@ -197,34 +289,23 @@ impl Conn {
                     metrics.sessions_stopped.inc();
                 }
                 Err(ended(
-                    RtmpEnd::Session,
+                    PublishEnd::Session,
                     format!("{}: {message}", code.name()),
                 ))
             }
         }
     }
 
-    /// The RTMP timestamp `ts` as ms after this connection's first one
-    /// (32-bit RTMP time wraps; the difference to the previous one is
-    /// taken as signed).
-    fn extend(&mut self, ts: u32) -> i64 {
-        let (last, ext) = self.clock.unwrap_or((ts, 0));
-        let ext = ext.saturating_add(i64::from(ts.wrapping_sub(last) as i32));
-        self.clock = Some((ts, ext));
-        ext
-    }
-
     /// The first frame: continue the key's open publish if its tracks are
     /// the same, else open a new session.
-    async fn start(&mut self) -> Result<(), Ended> {
+    async fn start(&mut self, tracks: Vec<TrackInfo>) -> Result<(), Ended> {
         let Some((device, key)) = self.device.clone() else {
-            return Err(ended(RtmpEnd::Protocol, "media before a publish request"));
+            return Err(ended(PublishEnd::Protocol, "media before a publish request"));
         };
-        let tracks = self.tracks()?;
         if tracks.is_empty() {
-            return Err(ended(RtmpEnd::Media, "a frame before any sequence header"));
+            return Err(ended(PublishEnd::Media, "a frame before any decoder configuration"));
         }
-        let rejoin = self.shared.rtmp.open(&key).filter(|p| {
+        let rejoin = self.shared.publishes.open(&key).filter(|p| {
             let p = lock(p);
             p.tracks == tracks && p.session.info.device.id == device.id
         });
@@ -241,7 +322,7 @@ impl Conn {
                 .await
                 .map_err(|r| {
                     ended(
-                        RtmpEnd::Session,
+                        PublishEnd::Session,
                         format!("{}: {}", r.code.name(), r.message),
                     )
                 })?;
@@ -255,7 +336,7 @@ impl Conn {
                     generation: 0,
                     kick: Arc::new(Notify::new()),
                 }));
-                self.shared.rtmp.insert(key, p.clone());
+                self.shared.publishes.insert(key, p.clone());
                 p
             }
         };
@@ -290,9 +371,9 @@ impl Conn {
             self.base_us = away_us.max(after_last);
             session.lock().resumes += 1;
             self.shared.metrics.sessions_resumed.inc();
-            tracing::info!(session = %session.info.id, "RTMP publisher rejoined its session");
+            tracing::info!(session = %session.info.id, protocol = self.protocol, "publisher rejoined its session");
         } else {
-            tracing::info!(session = %session.info.id, remote = %self.remote, "RTMP publish started");
+            tracing::info!(session = %session.info.id, remote = %self.remote, protocol = self.protocol, "publish started");
         }
         self.publish = Some((publish.clone(), p.generation, p.kick.clone()));
     }
@@ -314,7 +395,7 @@ impl Conn {
 
     /// The publisher finished: its frames durable (within `end_wait_secs`),
     /// then the recording is finalised.
-    pub(super) async fn finish(&mut self) -> Result<(), Ended> {
+    pub(crate) async fn finish(&mut self) -> Result<(), Ended> {
         let Some((publish, generation, _)) = self.publish.take() else {
             return Ok(());
         };
@@ -327,7 +408,7 @@ impl Conn {
             (p.session.clone(), p.next_seq)
         };
         if let Some((_, key)) = &self.device {
-            self.shared.rtmp.remove(key);
+            self.shared.publishes.remove(key);
         }
         let mut rx = session.ack_tx.subscribe();
         let durable = |next: &std::collections::BTreeMap<u8, u64>| {
@@ -346,14 +427,14 @@ impl Conn {
         .await;
         finalise(&self.shared, &session)
             .await
-            .map(|_| tracing::info!(session = %session.info.id, "RTMP publish finished"))
-            .map_err(|e| ended(RtmpEnd::Session, format!("finalising: {e:#}")))
+            .map(|_| tracing::info!(session = %session.info.id, protocol = self.protocol, "publish finished"))
+            .map_err(|e| ended(PublishEnd::Session, format!("finalising: {e:#}")))
     }
 
     /// The connection is gone before its publisher finished: a stopped
     /// session is finalised now; otherwise it waits `rejoin_window_secs`
     /// for the publisher to come back.
-    pub(super) fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         let Some((publish, generation, _)) = self.publish.take() else {
             return;
         };
@@ -386,7 +467,7 @@ impl Conn {
             .connection_changed(ConnectionChange::Suspended {
                 reason: "connection_lost",
             });
-        tracing::info!(session = %session.info.id, "RTMP publisher disconnected; waiting for it to rejoin");
+        tracing::info!(session = %session.info.id, protocol = self.protocol, "publisher disconnected; waiting for it to rejoin");
         let wait = Duration::from_secs(shared.cfg.rejoin_window_secs);
         spawn_resume_timer(shared, session, self.session_generation, wait);
     }
