@@ -55,6 +55,9 @@ struct ServeArgs {
     /// Overrides `ingest.rtmp_listen` (TCP; RTMP publishers).
     #[arg(long)]
     rtmp_listen: Option<String>,
+    /// Overrides `ingest.srt_listen` (UDP; SRT publishers).
+    #[arg(long)]
+    srt_listen: Option<String>,
     /// Overrides `ingest.rejoin_window_secs`.
     #[arg(long)]
     rejoin_window_secs: Option<u64>,
@@ -87,6 +90,7 @@ impl ServeArgs {
             ),
             ("ingest.listen", text(&self.ingest_listen)),
             ("ingest.rtmp_listen", text(&self.rtmp_listen)),
+            ("ingest.srt_listen", text(&self.srt_listen)),
             (
                 "ingest.rejoin_window_secs",
                 int(self.rejoin_window_secs.and_then(|v| i64::try_from(v).ok())),
@@ -286,6 +290,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         "rtsp_port": server.public.rtsp_port,
         "fingerprint": server.ingest.fingerprint().to_string(),
         "rtmp": server.ingest.rtmp_addr().map(|a| format!("127.0.0.1:{}", a.port())),
+        "srt": server.ingest.srt_addr().map(|a| format!("127.0.0.1:{}", a.port())),
         "pid": std::process::id(),
     });
     secure::write_private(
@@ -322,6 +327,9 @@ fn print_banner(cfg: &Config, server: &Server, demo_token: Option<&str>) {
     );
     if let Some(rtmp) = server.ingest.rtmp_addr() {
         println!("  RTMP ingest   rtmp://{rtmp}/live/<publishing key>  (docs/publishing.md)");
+    }
+    if let Some(srt) = server.ingest.srt_addr() {
+        println!("  SRT ingest    srt://{srt}?streamid=<publishing key>  (docs/publishing.md)");
     }
     println!("  HTTP API      {http}/api/v1/health");
     println!("  VOD files     {http}/vod/<asset>/source.mp4");

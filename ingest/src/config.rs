@@ -21,8 +21,17 @@ pub struct IngestConfig {
     /// has no encryption and carries the key in clear, so it is opt-in
     /// (`docs/publishing.md`).
     pub rtmp_listen: String,
-    /// Seconds an RTMP publisher whose connection dropped has to come back
-    /// with the same key and continue the same recording; after that the
+    /// UDP address of the SRT ingest, for publishers that send an MPEG
+    /// transport stream (H.264 and AAC) over SRT (ffmpeg, OBS, Larix):
+    /// `srt://HOST:PORT?streamid=<key>`, the stream id carrying a
+    /// publishing key (also as `#!::r=<key>,m=publish` or `publish:<key>`).
+    /// One port serves every publisher. Empty: no SRT. Default empty
+    /// (opt-in like RTMP; SRT's own encryption is not used, so the key
+    /// travels in clear), e.g. "0.0.0.0:8890".
+    pub srt_listen: String,
+    /// Seconds an RTMP or SRT publisher whose connection dropped (or, for
+    /// SRT, closed: SRT has no "finished" message) has to come back with
+    /// the same key and continue the same recording; after that the
     /// session is finalised into its VOD. Default 60.
     pub rejoin_window_secs: u64,
     /// PEM certificate chain. Empty: use (or generate) a self-signed
@@ -71,9 +80,10 @@ pub struct IngestConfig {
     /// (memory bound; beyond it, failures are answered without tracking).
     /// Default 100 000.
     pub auth_max_tracked: usize,
-    /// Ingest connections (QUIC and RTMP together) open at once; one more
-    /// is refused before its handshake (QUIC: CONNECTION_REFUSED; RTMP: the
-    /// TCP connection is closed) and counted in
+    /// Ingest connections (QUIC, RTMP and SRT together) open at once; one
+    /// more is refused before its handshake (QUIC: CONNECTION_REFUSED;
+    /// RTMP: the TCP connection is closed; SRT: rejected as overloaded) and
+    /// counted in
     /// `sharecast_ingest_connections_over_limit_total`. Default 2000.
     pub max_connections: usize,
     /// After an ERROR, how long the server waits for the phone to
@@ -143,6 +153,7 @@ impl Default for IngestConfig {
         Self {
             listen: "0.0.0.0:4433".into(),
             rtmp_listen: String::new(),
+            srt_listen: String::new(),
             rejoin_window_secs: 60,
             cert_chain: String::new(),
             private_key: String::new(),

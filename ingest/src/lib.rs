@@ -14,8 +14,9 @@
 //! live relay, wired by the binary).
 //!
 //! Publishers that speak RTMP (OBS, Larix, ffmpeg) feed the same sessions
-//! (`rtmp`, when `ingest.rtmp_listen` is set), and keep one recording
-//! across their reconnects.
+//! (`rtmp`, when `ingest.rtmp_listen` is set), and so do publishers that
+//! send an MPEG transport stream over SRT (`srt`, when `ingest.srt_listen`
+//! is set); both keep one recording across their reconnects (`publish`).
 //!
 //! Inside: one connection's protocol (`connection`), answering HELLO
 //! (`hello`), a session's frames and acknowledgements (`session`), the
@@ -33,6 +34,7 @@ mod publish;
 mod rtmp;
 mod server;
 mod session;
+mod srt;
 mod tls;
 mod udp;
 

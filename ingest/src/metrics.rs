@@ -36,24 +36,27 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
-/// Why an RTMP connection ended before its publisher finished.
+/// Why an RTMP or SRT connection ended before its publisher finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishEnd {
     /// No valid RTMP handshake (garbage, or none within
-    /// `hello_timeout_secs`).
+    /// `hello_timeout_secs`), or an SRT connection that could not be set
+    /// up after it was accepted.
     Handshake,
     /// RTMP messages the session cannot read, or in the wrong order.
     Protocol,
-    /// An unknown or revoked stream key.
+    /// An unknown or revoked stream key (or no key in an SRT stream id).
     Unauthorized,
     /// A stream key backing off, or an address penalised, by the
     /// failed-authentication limits.
     RateLimited,
-    /// Media the server cannot take (codec, sequence headers).
+    /// Media the server cannot take (codec, sequence headers; for SRT, a
+    /// stream that is not an MPEG transport stream of H.264 and AAC).
     Media,
     /// The session refused a frame or could not open (limits, codecs).
     Session,
-    /// A play request: the RTMP ingest takes publishers only.
+    /// A play (RTMP) or read (SRT `m=request`) request: the ingest takes
+    /// publishers only.
     Play,
     /// No data for `stall_timeout_secs`.
     Stalled,
@@ -98,7 +101,7 @@ struct FieldLabel {
 
 /// The unlabelled counters of [`IngestMetrics::counters`], in its order:
 /// name (without `_total`, which the encoder adds) and help text.
-const COUNTERS: [(&str, &str); 18] = [
+const COUNTERS: [(&str, &str); 19] = [
     (
         "ingest_connections",
         "QUIC connections accepted",
@@ -108,8 +111,12 @@ const COUNTERS: [(&str, &str); 18] = [
         "RTMP connections accepted",
     ),
     (
+        "ingest_srt_connections",
+        "SRT connection requests taken (each one authenticated, then accepted or refused)",
+    ),
+    (
         "ingest_connections_over_limit",
-        "Ingest connections (QUIC or RTMP) refused because max_connections were open",
+        "Ingest connections (QUIC, RTMP or SRT) refused because max_connections were open",
     ),
     (
         "ingest_handshakes_failed",
@@ -180,6 +187,8 @@ pub struct IngestMetrics {
     pub connections: Counter,
     /// RTMP connections accepted.
     pub rtmp_connections: Counter,
+    /// SRT connection requests taken (within `max_connections`).
+    pub srt_connections: Counter,
     /// Connections refused because `max_connections` were open.
     pub connections_over_limit: Counter,
     /// Handshakes that failed (wrong ALPN, TLS errors, timeouts).
@@ -233,6 +242,9 @@ struct Refusals {
     /// RTMP connections that ended before their publisher finished, by
     /// reason.
     rtmp_ended: Family<ReasonLabel, Counter>,
+    /// SRT connections that ended before their publisher finished (or were
+    /// refused), by reason.
+    srt_ended: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Refusals {
@@ -248,6 +260,7 @@ impl Default for Refusals {
             auth_backoffs: listed(scopes),
             hello_refused: listed(HELLO_FIELDS.map(|field| FieldLabel { field })),
             rtmp_ended: listed(PublishEnd::ALL.map(|r| ReasonLabel { reason: r.name() })),
+            srt_ended: listed(PublishEnd::ALL.map(|r| ReasonLabel { reason: r.name() })),
         }
     }
 }
@@ -332,6 +345,17 @@ impl IngestMetrics {
         );
     }
 
+    /// Count an SRT connection that was refused or ended before its
+    /// publisher finished.
+    pub fn srt_ended(&self, reason: PublishEnd) {
+        count(
+            &self.refusals.srt_ended,
+            &ReasonLabel {
+                reason: reason.name(),
+            },
+        );
+    }
+
     /// RTMP connections so far that ended for `reason`.
     pub fn rtmp_endings(&self, reason: PublishEnd) -> u64 {
         value(
@@ -358,10 +382,11 @@ impl IngestMetrics {
     }
 
     /// The unlabelled counters, in the order of [`COUNTERS`].
-    fn counters(&self) -> [&Counter; 18] {
+    fn counters(&self) -> [&Counter; 19] {
         [
             &self.connections,
             &self.rtmp_connections,
+            &self.srt_connections,
             &self.connections_over_limit,
             &self.handshakes_failed,
             &self.sessions_started,
@@ -416,6 +441,12 @@ impl IngestMetrics {
             "ingest_rtmp_ended",
             "RTMP connections that ended before their publisher finished, by reason (closed: the publisher may rejoin)",
             &r.rtmp_ended,
+        )?;
+        family(
+            enc,
+            "ingest_srt_ended",
+            "SRT connections refused or ended before their publisher finished, by reason (closed: the publisher may rejoin)",
+            &r.srt_ended,
         )?;
         family(
             enc,

@@ -156,6 +156,10 @@ impl Feed {
         }
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn authenticated(&self) -> bool {
         self.device.is_some()
     }
@@ -300,10 +304,16 @@ impl Feed {
     /// the same, else open a new session.
     async fn start(&mut self, tracks: Vec<TrackInfo>) -> Result<(), Ended> {
         let Some((device, key)) = self.device.clone() else {
-            return Err(ended(PublishEnd::Protocol, "media before a publish request"));
+            return Err(ended(
+                PublishEnd::Protocol,
+                "media before a publish request",
+            ));
         };
         if tracks.is_empty() {
-            return Err(ended(PublishEnd::Media, "a frame before any decoder configuration"));
+            return Err(ended(
+                PublishEnd::Media,
+                "a frame before any decoder configuration",
+            ));
         }
         let rejoin = self.shared.publishes.open(&key).filter(|p| {
             let p = lock(p);

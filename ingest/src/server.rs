@@ -97,7 +97,7 @@ pub(crate) struct Shared {
     pub(crate) opening: Mutex<HashMap<String, usize>>,
     /// RTMP and SRT publishes that a publisher can rejoin.
     pub(crate) publishes: crate::publish::Publishes,
-    /// Connections (QUIC and RTMP) open now, against `max_connections`.
+    /// Connections (QUIC, RTMP and SRT) open now, against `max_connections`.
     pub(crate) open_connections: std::sync::atomic::AtomicUsize,
 }
 
@@ -228,6 +228,9 @@ pub struct IngestServer {
     /// The RTMP listener (`ingest.rtmp_listen`), until `run` takes it.
     rtmp: Mutex<Option<tokio::net::TcpListener>>,
     rtmp_addr: Option<SocketAddr>,
+    /// The SRT socket (`ingest.srt_listen`), until `run` takes it.
+    srt: Mutex<Option<std::net::UdpSocket>>,
+    srt_addr: Option<SocketAddr>,
 }
 
 impl IngestServer {
@@ -274,6 +277,8 @@ impl IngestServer {
         let limiter = AuthLimiter::new(cfg.auth_limits());
         let rtmp = bind_rtmp(&cfg.rtmp_listen)?;
         let rtmp_addr = rtmp.as_ref().and_then(|l| l.local_addr().ok());
+        let srt = bind_srt(&cfg.srt_listen)?;
+        let srt_addr = srt.as_ref().and_then(|s| s.local_addr().ok());
         Ok(IngestServer {
             endpoint,
             shared: Arc::new(Shared {
@@ -294,6 +299,8 @@ impl IngestServer {
             udp_buffers,
             rtmp: Mutex::new(rtmp),
             rtmp_addr,
+            srt: Mutex::new(srt),
+            srt_addr,
         })
     }
 
@@ -311,6 +318,11 @@ impl IngestServer {
     /// The bound RTMP address, when `ingest.rtmp_listen` is set.
     pub fn rtmp_addr(&self) -> Option<SocketAddr> {
         self.rtmp_addr
+    }
+
+    /// The bound SRT address (UDP), when `ingest.srt_listen` is set.
+    pub fn srt_addr(&self) -> Option<SocketAddr> {
+        self.srt_addr
     }
 
     /// SHA-256 fingerprint of the server certificate (what clients pin).
@@ -383,15 +395,24 @@ impl IngestServer {
         Ok(n)
     }
 
-    /// Accept connections (QUIC, and RTMP when it listens) until the
-    /// endpoint is closed.
+    /// Accept connections (QUIC, and RTMP and SRT when they listen) until
+    /// the endpoint is closed.
     pub async fn run(&self) {
         let rtmp = lock(&self.rtmp)
             .take()
             .map(|l| tokio::spawn(crate::rtmp::serve(self.shared.clone(), l)));
+        let srt = lock(&self.srt)
+            .take()
+            .and_then(|s| match tokio::net::UdpSocket::from_std(s) {
+                Ok(s) => Some(tokio::spawn(crate::srt::serve(self.shared.clone(), s))),
+                Err(e) => {
+                    tracing::error!(error = %e, "the SRT socket cannot be used; SRT ingest is off");
+                    None
+                }
+            });
         self.accept_quic().await;
-        if let Some(rtmp) = rtmp {
-            rtmp.abort();
+        for task in [rtmp, srt].into_iter().flatten() {
+            task.abort();
         }
     }
 
@@ -420,6 +441,20 @@ impl IngestServer {
             b"server shutting down",
         );
     }
+}
+
+/// The SRT ingest's UDP socket on `listen` (none when empty).
+fn bind_srt(listen: &str) -> Result<Option<std::net::UdpSocket>> {
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("ingest SRT listen address {listen:?}"))?;
+    let socket = std::net::UdpSocket::bind(addr)
+        .with_context(|| format!("binding the SRT ingest on udp {addr}"))?;
+    socket.set_nonblocking(true).context("the SRT socket")?;
+    Ok(Some(socket))
 }
 
 /// The RTMP listener of `listen` (none when empty).

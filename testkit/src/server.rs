@@ -85,6 +85,9 @@ pub struct Server {
     /// The RTMP ingest address (`host:port`), when it listens
     /// (`--rtmp-listen`).
     pub rtmp: Option<String>,
+    /// The SRT ingest address (`host:port`, UDP), when it listens
+    /// (`--srt-listen`).
+    pub srt: Option<String>,
     /// The SHA-256 fingerprint of the ingest certificate (`push --pin`).
     pub fingerprint: String,
     /// The demo device's token, printed at the first start.
@@ -127,6 +130,7 @@ impl Server {
             http: String::new(),
             rtsp_port: 0,
             rtmp: None,
+            srt: None,
             fingerprint: String::new(),
             token: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -196,6 +200,7 @@ impl Server {
         self.rtsp_port = info["rtsp_port"].as_u64().unwrap() as u16;
         self.fingerprint = info["fingerprint"].as_str().unwrap().to_string();
         self.rtmp = info["rtmp"].as_str().map(str::to_string);
+        self.srt = info["srt"].as_str().map(str::to_string);
         // The demo device is made (and its token printed) at the first
         // start only; a restart keeps the token we have.
         if let Some(t) = self

@@ -294,7 +294,10 @@ impl Conn {
     async fn media(&mut self, tag: Result<Tag, TagError>, ts: u32) -> Result<(), Ended> {
         let tag = tag.map_err(|e| ended(PublishEnd::Media, e.0))?;
         if !self.feed.authenticated() {
-            return Err(ended(PublishEnd::Protocol, "media before a publish request"));
+            return Err(ended(
+                PublishEnd::Protocol,
+                "media before a publish request",
+            ));
         }
         match tag {
             Tag::Skip => Ok(()),

@@ -1,0 +1,283 @@
+//! SRT ingest: publishers that send an MPEG transport stream over SRT
+//! (ffmpeg, OBS, Larix Broadcaster, GStreamer's `srtsink`) feed the same
+//! sessions as the QUIC protocol and RTMP: journal, recording, live stream,
+//! attributes, admin, metrics.
+//!
+//! SRT itself (handshake, retransmission, latency) is the pure-Rust
+//! `srt-tokio` listener: one UDP port serves every publisher at once, and
+//! each caller's stream id is seen before the connection is accepted. The
+//! stream id carries a publishing key ([`streamid`]); it is authenticated
+//! under the same failed-authentication limits as HELLO and RTMP, and a
+//! missing or wrong key, or a caller that asks to read, is refused with an
+//! SRT rejection before any media. The transport stream is read into
+//! frames ([`ts`]) and fed to the session through the same
+//! [`Feed`](crate::publish::Feed) as RTMP, with the same continuation by
+//! key within `ingest.rejoin_window_secs`.
+//!
+//! SRT has no "publish finished" message: a caller that closes (or is cut)
+//! leaves its session suspended, and the recording is finalised once the
+//! window passes without the key coming back.
+
+mod streamid;
+mod ts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sharecast_formats::media::TrackInfo;
+use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::{ConnectionRequest, SrtListener};
+
+use self::streamid::Refusal;
+use self::ts::{Access, Demuxer, Item};
+use crate::metrics::PublishEnd;
+use crate::publish::{ended, Ended, Feed, Unit};
+use crate::rtmp::flv::{self, AUDIO_TRACK, VIDEO_TRACK};
+use crate::server::{ConnectionSlot, Shared};
+
+/// Access units held while the session cannot open yet (a track of the
+/// program has not shown its configuration); one more is refused.
+const MAX_PENDING: usize = 2000;
+
+/// Accept SRT callers on `socket` until the listener ends.
+pub(crate) async fn serve(shared: Arc<Shared>, socket: tokio::net::UdpSocket) {
+    let addr = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "the SRT socket has no address; SRT ingest is off");
+            return;
+        }
+    };
+    let bound = SrtListener::builder().socket(socket).bind(addr).await;
+    let (_listener, mut incoming) = match bound {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, %addr, "the SRT listener could not start; SRT ingest is off");
+            return;
+        }
+    };
+    let requests = incoming.incoming();
+    while let Some(request) = requests.next().await {
+        let shared = shared.clone();
+        let Some(slot) = ConnectionSlot::take(&shared) else {
+            let remote = request.remote();
+            tracing::warn!(%remote, "SRT connection refused: max_connections are open");
+            tokio::spawn(reject(request, ServerRejectReason::Overload));
+            continue;
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            connection(shared, request).await
+        });
+    }
+    tracing::warn!(%addr, "the SRT listener ended");
+}
+
+async fn reject(request: ConnectionRequest, reason: ServerRejectReason) {
+    if let Err(e) = request.reject(RejectReason::Server(reason)).await {
+        tracing::debug!(error = %e, "answering an SRT rejection failed");
+    }
+}
+
+/// One SRT caller, from its connection request to its close.
+async fn connection(shared: Arc<Shared>, request: ConnectionRequest) {
+    shared.metrics.srt_connections.inc();
+    let remote = request.remote();
+    let mut conn = Conn {
+        feed: Feed::new(shared.clone(), remote, "SRT"),
+        demux: Demuxer::default(),
+        configs: [None, None],
+        pending: Vec::new(),
+        clock: None,
+    };
+    let result = conn.run(request).await;
+    conn.feed.detach();
+    match result {
+        Ok(()) => tracing::debug!(%remote, "SRT connection closed"),
+        Err(e) => {
+            shared.metrics.srt_ended(e.reason);
+            tracing::info!(%remote, reason = e.reason.name(), message = %e.message, "SRT connection ended");
+        }
+    }
+}
+
+struct Conn {
+    feed: Feed,
+    demux: Demuxer,
+    /// The decoder configuration of each track seen before the session
+    /// opened.
+    configs: [Option<Vec<u8>>; 2],
+    /// Access units waiting for the session to open.
+    pending: Vec<Unit>,
+    /// The first timestamp read (90 kHz, 33 bits), and the last one with
+    /// its distance from the first: the connection's origin and clock.
+    clock: Option<(u64, u64, i64)>,
+}
+
+impl Conn {
+    async fn run(&mut self, request: ConnectionRequest) -> Result<(), Ended> {
+        let shared = self.feed.shared().clone();
+        let key = match streamid::publish_key(request.stream_id().map(|s| s.as_str())) {
+            Ok(k) => k.to_string(),
+            Err(refusal) => {
+                let (reason, message, answer) = match refusal {
+                    Refusal::NoKey(m) => (
+                        PublishEnd::Unauthorized,
+                        m,
+                        ServerRejectReason::Unauthorized,
+                    ),
+                    Refusal::NotPublish(m) => (PublishEnd::Play, m, ServerRejectReason::BadMode),
+                };
+                reject(request, answer).await;
+                return Err(ended(reason, message));
+            }
+        };
+        if let Err(refused) = self.feed.authenticate(&key).await {
+            let answer = match refused.reason {
+                PublishEnd::RateLimited => ServerRejectReason::Overload,
+                PublishEnd::Unauthorized => ServerRejectReason::Unauthorized,
+                _ => ServerRejectReason::Forbidden,
+            };
+            reject(request, answer).await;
+            return Err(refused);
+        }
+        let mut socket = request
+            .accept(None)
+            .await
+            .map_err(|e| ended(PublishEnd::Handshake, format!("accepting: {e}")))?;
+        let stall = Duration::from_secs(shared.cfg.stall_timeout_secs);
+        loop {
+            let kick = self.feed.superseded();
+            let superseded = async {
+                match kick {
+                    Some(k) => k.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                r = tokio::time::timeout(stall, socket.next()) => r.map_err(|_| {
+                    ended(PublishEnd::Stalled, format!("no data for {} s", stall.as_secs()))
+                })?,
+                _ = superseded => {
+                    return Err(ended(PublishEnd::Closed, "superseded by a newer connection with the same key"))
+                }
+            };
+            match next {
+                Some(Ok((_, bytes))) => self.input(&bytes).await?,
+                Some(Err(e)) => return Err(ended(PublishEnd::Closed, format!("reading: {e}"))),
+                None => break,
+            }
+        }
+        let mut rest = Vec::new();
+        self.demux.flush(&mut rest);
+        for pes in rest {
+            self.pes(pes).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the transport stream.
+    async fn input(&mut self, bytes: &[u8]) -> Result<(), Ended> {
+        let mut done = Vec::new();
+        self.demux
+            .push(bytes, &mut done)
+            .map_err(|e| ended(PublishEnd::Media, e.0))?;
+        for pes in done {
+            self.pes(pes).await?;
+        }
+        Ok(())
+    }
+
+    /// One PES packet's configurations and access units.
+    async fn pes(&mut self, pes: ts::Pes) -> Result<(), Ended> {
+        let items = ts::items(pes).map_err(|e| ended(PublishEnd::Media, e.0))?;
+        for item in items {
+            match item {
+                Item::Config(track, config) if self.feed.started() => {
+                    self.feed.same_config(track, &config)?
+                }
+                Item::Config(track, config) => self.configs[usize::from(track)] = Some(config),
+                Item::Unit(access) => {
+                    let unit = self.timed(access);
+                    self.unit(unit).await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An access unit into the session; held until every track of the
+    /// program has shown its configuration, so the session opens with all.
+    async fn unit(&mut self, unit: Unit) -> Result<(), Ended> {
+        if self.feed.started() {
+            return self.feed.frame(|| Ok(Vec::new()), unit).await;
+        }
+        self.pending.push(unit);
+        let declared = self.demux.tracks();
+        let ready = declared
+            .iter()
+            .all(|t| self.configs[usize::from(*t)].is_some());
+        if !ready {
+            if self.pending.len() > MAX_PENDING {
+                return Err(ended(
+                    PublishEnd::Media,
+                    format!(
+                        "no {} configuration within {MAX_PENDING} access units (H.264 needs an in-band SPS and PPS)",
+                        missing(&declared, &self.configs)
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        let tracks = tracks(&self.configs)?;
+        for unit in std::mem::take(&mut self.pending) {
+            let tracks = tracks.clone();
+            self.feed.frame(move || Ok(tracks), unit).await?;
+        }
+        Ok(())
+    }
+
+    /// An access unit timed from this connection's first timestamp (33-bit
+    /// MPEG time wraps; the step from the previous one is taken as signed).
+    fn timed(&mut self, a: Access) -> Unit {
+        let (first, last, ext) = self.clock.unwrap_or((a.dts, a.dts, 0));
+        let ext = ext.saturating_add(ts::delta_33(last, a.dts));
+        self.clock = Some((first, a.dts, ext));
+        Unit {
+            track: a.track,
+            since_origin_us: ticks_to_us(ext),
+            cts_us: ticks_to_us(ts::delta_33(a.dts, a.pts)),
+            keyframe: a.keyframe,
+            data: a.data,
+        }
+    }
+}
+
+/// 90 kHz ticks in µs.
+fn ticks_to_us(ticks: i64) -> i64 {
+    ticks.saturating_mul(100) / 9
+}
+
+/// The tracks the configurations describe (the frame rate from the SPS).
+fn tracks(configs: &[Option<Vec<u8>>; 2]) -> Result<Vec<TrackInfo>, Ended> {
+    let media = |e: flv::TagError| ended(PublishEnd::Media, e.0);
+    let mut tracks = Vec::new();
+    if let Some(c) = &configs[usize::from(VIDEO_TRACK)] {
+        tracks.push(flv::video_track(c, None).map_err(media)?);
+    }
+    if let Some(c) = &configs[usize::from(AUDIO_TRACK)] {
+        tracks.push(flv::audio_track(c).map_err(media)?);
+    }
+    Ok(tracks)
+}
+
+fn missing(declared: &[u8], configs: &[Option<Vec<u8>>; 2]) -> &'static str {
+    match declared
+        .iter()
+        .find(|t| configs[usize::from(**t)].is_none())
+    {
+        Some(&VIDEO_TRACK) => "video",
+        _ => "audio",
+    }
+}

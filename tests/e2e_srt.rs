@@ -1,0 +1,246 @@
+//! SRT ingest with a real publisher: ffmpeg (libsrt, caller) sends the demo
+//! clip as an MPEG transport stream to the real server, and the recording
+//! holds every frame; two publishes with the same key within the rejoin
+//! window make one recording; wrong keys, readers and garbage are refused,
+//! counted, and leave other publishers alone.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sharecast_testkit::*;
+
+/// Seconds a publisher has to come back before its recording is finalised
+/// (SRT has no "finished" message: every publish ends by this wait).
+const WINDOW_SECS: &str = "4";
+
+fn srt_server() -> Server {
+    Server::start_with(&[
+        "--srt-listen",
+        "127.0.0.1:0",
+        "--rejoin-window-secs",
+        WINDOW_SECS,
+    ])
+}
+
+/// A new publishing key of the demo device.
+fn publishing_key(server: &Server) -> String {
+    let (st, v) = server.post(
+        "/api/v1/publishing-keys",
+        Some(&server.token),
+        json!({ "name": "srt" }),
+    );
+    assert_eq!(st, 201, "{v}");
+    v["stream_key"].as_str().unwrap().to_string()
+}
+
+/// The caller URL of `streamid` (ffmpeg takes it as written, `#!::`, `=`
+/// and `,` included). `linger=2`: ffmpeg's libsrt (live mode) otherwise
+/// drops what it has not sent yet when it closes, the last ~0.3 s of the
+/// clip (measured against GStreamer's `srtsrc` too), and the recording
+/// could not hold every frame.
+fn srt_url(server: &Server, streamid: &str) -> String {
+    format!(
+        "srt://{}?mode=caller&linger=2&streamid={streamid}",
+        server.srt.as_ref().expect("SRT listens"),
+    )
+}
+
+/// `ffmpeg` sending `input` in real time (its streams copied, `extra`
+/// before the input) to `url` as MPEG-TS over SRT.
+fn ffmpeg_publish(extra: &[&str], input: &str, url: &str) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(extra)
+        .args(["-i", input, "-c", "copy", "-f", "mpegts", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn publish_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The device's assets, newest first.
+fn assets(server: &Server) -> Vec<Value> {
+    let (st, v) = server.get("/api/v1/assets", Some(&server.token));
+    assert_eq!(st, 200, "{v}");
+    v["assets"].as_array().expect("assets").clone()
+}
+
+/// Waits for the only asset to be ready; returns its id.
+fn only_ready_asset(server: &Server) -> String {
+    wait_until(
+        "the SRT recording to be ready",
+        Duration::from_secs(60),
+        || {
+            let list = assets(server);
+            assert!(list.len() <= 1, "one recording expected: {list:?}");
+            let a = list.first()?;
+            (a["state"] == "ready").then(|| a["id"].as_str().unwrap().to_string())
+        },
+    )
+}
+
+/// Frames ffprobe decodes in each stream of a file: (video, audio).
+fn frame_counts(path: &std::path::Path) -> (u64, u64) {
+    let probe = ffprobe(path);
+    let n = |kind| num(&stream(&probe, kind).expect(kind)["nb_read_frames"]) as u64;
+    (n("video"), n("audio"))
+}
+
+fn codecs(path: &std::path::Path) -> (String, String) {
+    let probe = ffprobe(path);
+    let name = |kind| {
+        stream(&probe, kind).expect(kind)["codec_name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    (name("video"), name("audio"))
+}
+
+fn ended(reason: &str) -> String {
+    format!("sharecast_ingest_srt_ended_total{{reason=\"{reason}\"}}")
+}
+
+#[test]
+fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
+    let server = srt_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let key = publishing_key(&server);
+    publish_ok(&mut ffmpeg_publish(
+        &[],
+        clip.to_str().unwrap(),
+        &srt_url(&server, &key),
+    ));
+    let id = only_ready_asset(&server);
+    let vod = server.session_file(&id, "source.mp4");
+    assert_eq!(codecs(&vod), ("h264".into(), "aac".into()));
+    assert_eq!(
+        frame_counts(&vod),
+        frame_counts(&clip),
+        "every frame of the clip, once"
+    );
+    assert!(
+        frame_md5s(&vod, "0:v") == frame_md5s(&clip, "0:v"),
+        "the recording's pictures are the clip's, in order"
+    );
+    let asset = server.asset(&id);
+    let attrs = &asset["attributes"];
+    assert_eq!(
+        (attrs["width"].as_u64(), attrs["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{asset}"
+    );
+    assert_eq!(server.metric("sharecast_ingest_srt_connections_total"), 1.0);
+}
+
+#[test]
+fn two_publishes_with_the_same_key_within_the_window_make_one_recording() {
+    let server = srt_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let key = publishing_key(&server);
+    // The access-control form of the stream id this time.
+    let url = srt_url(&server, &format!("#!::u=studio,r={key},m=publish"));
+    publish_ok(&mut ffmpeg_publish(&[], clip.to_str().unwrap(), &url));
+    // The first publish ended cleanly; its session waits for the key.
+    let live = wait_until("the session to wait", Duration::from_secs(10), || {
+        let a = assets(&server).first().cloned()?;
+        (a["state"] == "recording").then(|| a["id"].as_str().unwrap().to_string())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    publish_ok(&mut ffmpeg_publish(&[], clip.to_str().unwrap(), &url));
+    let id = only_ready_asset(&server);
+    assert_eq!(id, live, "the second publish continued the same asset");
+    let (clip_video, clip_audio) = frame_counts(&clip);
+    let vod = server.session_file(&id, "source.mp4");
+    assert_eq!(
+        frame_counts(&vod),
+        (2 * clip_video, 2 * clip_audio),
+        "both publishes, every frame once"
+    );
+    // Timestamps continue: the recording lasts both parts and the time
+    // between them (a gap, nothing invented).
+    let clip_secs = num(&ffprobe(&clip)["format"]["duration"]);
+    let duration = num(&ffprobe(&vod)["format"]["duration"]);
+    assert!(
+        duration > 2.0 * clip_secs + 0.5,
+        "duration {duration} s for two parts of {clip_secs} s"
+    );
+    assert_eq!(
+        server.metric("sharecast_ingest_sessions_started_total"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("sharecast_ingest_sessions_resumed_total"),
+        1.0
+    );
+}
+
+#[test]
+fn wrong_keys_readers_and_garbage_are_refused_and_counted() {
+    let server = srt_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let clip = clip.to_str().unwrap();
+    let key = publishing_key(&server);
+    // Refused before any media: a wrong key, the device's token, no key.
+    for id in ["sk_wrong", server.token.as_str(), "#!::m=publish"] {
+        let out = ffmpeg_publish(&["-t", "1"], clip, &srt_url(&server, id))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the stream id {id} must be refused");
+    }
+    // A reader (m=request) with a valid key.
+    let reader = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(srt_url(&server, &format!("#!::r={key},m=request")))
+        .args(["-t", "1", "-f", "null", "-"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!reader.status.success(), "a reader must be refused");
+    wait_until(
+        "the refusals to be counted",
+        Duration::from_secs(10),
+        || {
+            (server.metric(&ended("unauthorized")) == 3.0 && server.metric(&ended("play")) == 1.0)
+                .then_some(())
+        },
+    );
+    // A valid key, then raw PCM instead of a transport stream.
+    let garbage = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=3"])
+        .args(["-f", "s16le"])
+        .arg(srt_url(&server, &key))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    drop(garbage);
+    wait_until("garbage to be counted", Duration::from_secs(10), || {
+        (server.metric(&ended("media")) == 1.0).then_some(())
+    });
+    assert!(
+        server.log().contains("not an MPEG transport stream"),
+        "the error says why"
+    );
+    assert!(
+        assets(&server).is_empty(),
+        "nothing recorded from refused input"
+    );
+    // Another publisher is unaffected.
+    publish_ok(&mut ffmpeg_publish(
+        &[],
+        clip,
+        &srt_url(&server, &format!("publish:{key}")),
+    ));
+    only_ready_asset(&server);
+}
