@@ -519,7 +519,7 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
 /// Every family `/metrics` has, as `name type help` and sorted: what
 /// scrapers, dashboards and alerts know. The drop counter of the ingest
 /// socket is there where the kernel reports it (Linux).
-const METRIC_FAMILIES: [&str; 57] = [
+const METRIC_FAMILIES: [&str; 59] = [
     "sharecast_admin_actions_total counter Sessions ended and viewers kicked by admins",
     "sharecast_admin_rejected_total counter Admin requests refused for a missing or wrong token",
     "sharecast_http_errors_total counter HTTP requests answered with an error, by status and code",
@@ -528,7 +528,7 @@ const METRIC_FAMILIES: [&str; 57] = [
     "sharecast_ingest_auth_backoffs_total counter Token backoffs and address penalties started by failed authentications",
     "sharecast_ingest_auth_refused_total counter HELLOs answered rate_limited by the failed-authentication limits (token: backing off, refused without lookup; address: a failure from a penalised address)",
     "sharecast_ingest_bytes_received_total counter Frame bytes received",
-    "sharecast_ingest_connections_over_limit_total counter Ingest connections (QUIC or RTMP) refused because max_connections were open",
+    "sharecast_ingest_connections_over_limit_total counter Ingest connections (QUIC, RTMP or SRT) refused because max_connections were open",
     "sharecast_ingest_connections_total counter QUIC connections accepted",
     "sharecast_ingest_errors_acknowledged_total counter ERROR messages the phone acknowledged before the connection closed",
     "sharecast_ingest_errors_sent_total counter ERROR messages sent to phones before closing their connection",
@@ -551,6 +551,8 @@ const METRIC_FAMILIES: [&str; 57] = [
     "sharecast_ingest_sessions_resumed_total counter Sessions resumed on a new connection",
     "sharecast_ingest_sessions_started_total counter Ingest sessions opened",
     "sharecast_ingest_sessions_stopped_total counter Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
+    "sharecast_ingest_srt_connections_total counter SRT connection requests taken (each one authenticated, then accepted or refused)",
+    "sharecast_ingest_srt_ended_total counter SRT connections refused or ended before their publisher finished, by reason (closed: the publisher may rejoin)",
     "sharecast_ingest_udp_receive_buffer_bytes gauge Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)",
     "sharecast_ingest_udp_receive_drops_total counter Datagrams the kernel dropped on the ingest socket (receive buffer full)",
     "sharecast_live_frames_total counter Frames fed to live streams",

@@ -48,10 +48,12 @@ fn access_control(fields: &str) -> Result<&str, Refusal> {
         let (name, value) = field.split_once('=').unwrap_or((field, ""));
         match name.trim() {
             "r" => key = Some(value.trim()),
-            "m" if value.trim() != "publish" => return Err(Refusal::NotPublish(format!(
+            "m" if value.trim() != "publish" => {
+                return Err(Refusal::NotPublish(format!(
                 "mode m={} (this server takes publishers only: m=publish; watch over RTSP or HLS)",
                 value.trim()
-            ))),
+            )))
+            }
             _ => {}
         }
     }

@@ -521,7 +521,7 @@ mod tests {
             p.push(stuffing as u8);
             if stuffing > 0 {
                 p.push(0);
-                p.extend(std::iter::repeat(0xff).take(stuffing - 1));
+                p.extend(std::iter::repeat_n(0xff, stuffing - 1));
             }
             p.extend_from_slice(payload);
         }
