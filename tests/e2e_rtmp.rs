@@ -14,7 +14,6 @@ use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
 use rml_rtmp::time::RtmpTimestamp;
-use serde_json::{json, Value};
 use sharecast_testkit::*;
 
 fn rtmp_server() -> Server {
@@ -23,15 +22,7 @@ fn rtmp_server() -> Server {
 
 /// A new publishing key of the demo device: (id, stream key).
 fn publishing_key(server: &Server) -> (String, String) {
-    let (st, v) = server.post(
-        "/api/v1/publishing-keys",
-        Some(&server.token),
-        json!({ "name": "ffmpeg" }),
-    );
-    assert_eq!(st, 201, "{v}");
-    let key = v["stream_key"].as_str().unwrap().to_string();
-    assert!(key.starts_with("sk_"), "{v}");
-    (v["id"].as_str().unwrap().to_string(), key)
+    server.publishing_key("ffmpeg")
 }
 
 /// `sharecast device ARGS --data-dir DATA`'s standard output.
@@ -66,27 +57,6 @@ fn ffmpeg_publish(extra: &[&str], input: &str, url: &str) -> Command {
     cmd
 }
 
-/// The device's assets, newest first.
-fn assets(server: &Server) -> Vec<Value> {
-    let (st, v) = server.get("/api/v1/assets", Some(&server.token));
-    assert_eq!(st, 200, "{v}");
-    v["assets"].as_array().expect("assets").clone()
-}
-
-/// Waits for the only asset to be ready; returns its id.
-fn only_ready_asset(server: &Server) -> String {
-    wait_until(
-        "the RTMP recording to be ready",
-        Duration::from_secs(60),
-        || {
-            let list = assets(server);
-            assert!(list.len() <= 1, "one recording expected: {list:?}");
-            let a = list.first()?;
-            (a["state"] == "ready").then(|| a["id"].as_str().unwrap().to_string())
-        },
-    )
-}
-
 /// ffmpeg looping `clip` in real time to `url`, once its session records;
 /// the session's id.
 fn publish_looped(server: &Server, clip: &std::path::Path, url: &str) -> (ChildGuard, String) {
@@ -100,18 +70,11 @@ fn publish_looped(server: &Server, clip: &std::path::Path, url: &str) -> (ChildG
         "the RTMP session to be live",
         Duration::from_secs(20),
         || {
-            let a = assets(server).first().cloned()?;
+            let a = server.assets().first().cloned()?;
             (a["state"] == "recording").then(|| a["id"].as_str().unwrap().to_string())
         },
     );
     (publisher, live)
-}
-
-/// Frames ffprobe decodes in each stream of a file: (video, audio).
-fn frame_counts(path: &std::path::Path) -> (u64, u64) {
-    let probe = ffprobe(path);
-    let n = |kind| num(&stream(&probe, kind).expect(kind)["nb_read_frames"]) as u64;
-    (n("video"), n("audio"))
 }
 
 #[test]
@@ -134,24 +97,8 @@ fn ffmpeg_publishes_over_rtmp_and_the_recording_has_every_frame() {
         "ffmpeg: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let id = only_ready_asset(&server);
-    let vod = server.session_file(&id, "source.mp4");
-    assert_eq!(
-        frame_counts(&vod),
-        frame_counts(&clip),
-        "every frame of the clip, once"
-    );
-    assert!(
-        frame_md5s(&vod, "0:v") == frame_md5s(&clip, "0:v"),
-        "the recording's pictures are the clip's, in order"
-    );
-    let asset = server.asset(&id);
-    let attrs = &asset["attributes"];
-    assert_eq!(
-        (attrs["width"].as_u64(), attrs["height"].as_u64()),
-        (Some(640), Some(360)),
-        "{asset}"
-    );
+    let id = server.only_ready_asset();
+    server.assert_vod_is_the_640x360_clip(&id, &clip);
     assert_eq!(
         server.metric("sharecast_ingest_rtmp_connections_total"),
         1.0
@@ -197,7 +144,7 @@ fn a_publisher_that_reconnects_with_its_key_continues_one_recording() {
         .wait_timeout(Duration::from_secs(30))
         .expect("the second part ends");
     assert!(status.success(), "the second ffmpeg failed");
-    let id = only_ready_asset(&server);
+    let id = server.only_ready_asset();
     assert_eq!(id, live, "the rejoin continued the same asset");
     let (clip_video, clip_audio) = frame_counts(&clip);
     let (video, audio) = frame_counts(&server.session_file(&id, "source.mp4"));
@@ -242,7 +189,7 @@ fn a_second_publisher_with_the_same_key_takes_the_recording_over() {
         "the superseded publisher was disconnected"
     );
     // One recording: the first's frames, then the second's.
-    let id = only_ready_asset(&server);
+    let id = server.only_ready_asset();
     assert_eq!(id, live, "the takeover continued the same asset");
     let (clip_video, _) = frame_counts(&clip);
     let (video, _) = frame_counts(&server.session_file(&id, "source.mp4"));
@@ -294,7 +241,7 @@ fn wrong_keys_and_garbage_are_refused_and_counted() {
             .then_some(())
     });
     assert!(
-        assets(&server).is_empty(),
+        server.assets().is_empty(),
         "nothing recorded from refused input"
     );
     // Another publisher is unaffected.
@@ -306,7 +253,7 @@ fn wrong_keys_and_garbage_are_refused_and_counted() {
         "ffmpeg: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    only_ready_asset(&server);
+    server.only_ready_asset();
 }
 
 /// The server closes the connection (within 15 s).
@@ -449,7 +396,7 @@ fn timestamps_that_run_away_stop_the_session_with_what_it_holds() {
     let (st, _) = server.get("/api/v1/health", None);
     assert_eq!(st, 200);
     wait_until("the session to end", Duration::from_secs(30), || {
-        let list = assets(&server);
+        let list = server.assets();
         let a = list.first()?;
         (a["state"] != "recording").then_some(())
     });

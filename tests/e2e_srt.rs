@@ -7,7 +7,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use sharecast_testkit::*;
 
 /// Seconds a publisher has to come back before its recording is finalised
@@ -25,13 +24,7 @@ fn srt_server() -> Server {
 
 /// A new publishing key of the demo device.
 fn publishing_key(server: &Server) -> String {
-    let (st, v) = server.post(
-        "/api/v1/publishing-keys",
-        Some(&server.token),
-        json!({ "name": "srt" }),
-    );
-    assert_eq!(st, 201, "{v}");
-    v["stream_key"].as_str().unwrap().to_string()
+    server.publishing_key("srt").1
 }
 
 /// The caller URL of `streamid` (ffmpeg takes it as written, `#!::`, `=`
@@ -67,34 +60,6 @@ fn publish_ok(cmd: &mut Command) {
     );
 }
 
-/// The device's assets, newest first.
-fn assets(server: &Server) -> Vec<Value> {
-    let (st, v) = server.get("/api/v1/assets", Some(&server.token));
-    assert_eq!(st, 200, "{v}");
-    v["assets"].as_array().expect("assets").clone()
-}
-
-/// Waits for the only asset to be ready; returns its id.
-fn only_ready_asset(server: &Server) -> String {
-    wait_until(
-        "the SRT recording to be ready",
-        Duration::from_secs(60),
-        || {
-            let list = assets(server);
-            assert!(list.len() <= 1, "one recording expected: {list:?}");
-            let a = list.first()?;
-            (a["state"] == "ready").then(|| a["id"].as_str().unwrap().to_string())
-        },
-    )
-}
-
-/// Frames ffprobe decodes in each stream of a file: (video, audio).
-fn frame_counts(path: &std::path::Path) -> (u64, u64) {
-    let probe = ffprobe(path);
-    let n = |kind| num(&stream(&probe, kind).expect(kind)["nb_read_frames"]) as u64;
-    (n("video"), n("audio"))
-}
-
 fn codecs(path: &std::path::Path) -> (String, String) {
     let probe = ffprobe(path);
     let name = |kind| {
@@ -120,25 +85,10 @@ fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
         clip.to_str().unwrap(),
         &srt_url(&server, &key),
     ));
-    let id = only_ready_asset(&server);
+    let id = server.only_ready_asset();
     let vod = server.session_file(&id, "source.mp4");
     assert_eq!(codecs(&vod), ("h264".into(), "aac".into()));
-    assert_eq!(
-        frame_counts(&vod),
-        frame_counts(&clip),
-        "every frame of the clip, once"
-    );
-    assert!(
-        frame_md5s(&vod, "0:v") == frame_md5s(&clip, "0:v"),
-        "the recording's pictures are the clip's, in order"
-    );
-    let asset = server.asset(&id);
-    let attrs = &asset["attributes"];
-    assert_eq!(
-        (attrs["width"].as_u64(), attrs["height"].as_u64()),
-        (Some(640), Some(360)),
-        "{asset}"
-    );
+    server.assert_vod_is_the_640x360_clip(&id, &clip);
     assert_eq!(server.metric("sharecast_ingest_srt_connections_total"), 1.0);
 }
 
@@ -152,12 +102,12 @@ fn two_publishes_with_the_same_key_within_the_window_make_one_recording() {
     publish_ok(&mut ffmpeg_publish(&[], clip.to_str().unwrap(), &url));
     // The first publish ended cleanly; its session waits for the key.
     let live = wait_until("the session to wait", Duration::from_secs(10), || {
-        let a = assets(&server).first().cloned()?;
+        let a = server.assets().first().cloned()?;
         (a["state"] == "recording").then(|| a["id"].as_str().unwrap().to_string())
     });
     std::thread::sleep(Duration::from_secs(1));
     publish_ok(&mut ffmpeg_publish(&[], clip.to_str().unwrap(), &url));
-    let id = only_ready_asset(&server);
+    let id = server.only_ready_asset();
     assert_eq!(id, live, "the second publish continued the same asset");
     let (clip_video, clip_audio) = frame_counts(&clip);
     let vod = server.session_file(&id, "source.mp4");
@@ -233,7 +183,7 @@ fn wrong_keys_readers_and_garbage_are_refused_and_counted() {
         "the error says why"
     );
     assert!(
-        assets(&server).is_empty(),
+        server.assets().is_empty(),
         "nothing recorded from refused input"
     );
     // Another publisher is unaffected.
@@ -242,5 +192,5 @@ fn wrong_keys_readers_and_garbage_are_refused_and_counted() {
         clip,
         &srt_url(&server, &format!("publish:{key}")),
     ));
-    only_ready_asset(&server);
+    server.only_ready_asset();
 }

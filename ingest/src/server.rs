@@ -443,14 +443,22 @@ impl IngestServer {
     }
 }
 
-/// The SRT ingest's UDP socket on `listen` (none when empty).
-fn bind_srt(listen: &str) -> Result<Option<std::net::UdpSocket>> {
+/// The address of a listen setting (none when empty).
+fn listen_addr(listen: &str, what: &str) -> Result<Option<SocketAddr>> {
     if listen.is_empty() {
         return Ok(None);
     }
-    let addr: SocketAddr = listen
+    let addr = listen
         .parse()
-        .with_context(|| format!("ingest SRT listen address {listen:?}"))?;
+        .with_context(|| format!("ingest {what} listen address {listen:?}"))?;
+    Ok(Some(addr))
+}
+
+/// The SRT ingest's UDP socket on `listen` (none when empty).
+fn bind_srt(listen: &str) -> Result<Option<std::net::UdpSocket>> {
+    let Some(addr) = listen_addr(listen, "SRT")? else {
+        return Ok(None);
+    };
     let socket = std::net::UdpSocket::bind(addr)
         .with_context(|| format!("binding the SRT ingest on udp {addr}"))?;
     socket.set_nonblocking(true).context("the SRT socket")?;
@@ -459,12 +467,9 @@ fn bind_srt(listen: &str) -> Result<Option<std::net::UdpSocket>> {
 
 /// The RTMP listener of `listen` (none when empty).
 fn bind_rtmp(listen: &str) -> Result<Option<tokio::net::TcpListener>> {
-    if listen.is_empty() {
+    let Some(addr) = listen_addr(listen, "RTMP")? else {
         return Ok(None);
-    }
-    let addr: SocketAddr = listen
-        .parse()
-        .with_context(|| format!("ingest RTMP listen address {listen:?}"))?;
+    };
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("binding the RTMP ingest on tcp {addr}"))?;
     listener

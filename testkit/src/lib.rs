@@ -36,8 +36,8 @@ pub mod wait;
 
 pub use http::{answer, client, error_code, metric_value, send, urlencode};
 pub use media::{
-    ffmpeg_frame, ffprobe, ffprobe_rotation, frame_md5s, mean_abs_diff, num, parse_framemd5,
-    spawn_rtsp_viewer, stream, video_frames,
+    ffmpeg_frame, ffprobe, ffprobe_rotation, frame_counts, frame_md5s, mean_abs_diff, num,
+    parse_framemd5, spawn_rtsp_viewer, stream, video_frames,
 };
 pub use process::{run_ok, spawn_push, ChildGuard};
 pub use repo::{artifacts_dir, check_page, repo_root, web_dir, web_share_script};

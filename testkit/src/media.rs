@@ -45,6 +45,13 @@ pub fn num(v: &Value) -> f64 {
     }
 }
 
+/// The frames ffprobe decodes in each stream of a file: (video, audio).
+pub fn frame_counts(path: &Path) -> (u64, u64) {
+    let probe = ffprobe(path);
+    let n = |kind| num(&stream(&probe, kind).expect(kind)["nb_read_frames"]) as u64;
+    (n("video"), n("audio"))
+}
+
 /// The video frames ffprobe counts in a file's first video stream; 0
 /// while the file cannot be read (not written yet, or cut short before its
 /// first fragment).

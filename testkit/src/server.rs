@@ -432,6 +432,64 @@ impl Server {
         v
     }
 
+    /// The demo device's assets, newest first.
+    pub fn assets(&self) -> Vec<Value> {
+        let (st, v) = self.get("/api/v1/assets", Some(&self.token));
+        assert_eq!(st, 200, "{v}");
+        v["assets"].as_array().expect("assets").clone()
+    }
+
+    /// Waits (up to 60 s) for the device's only asset to be ready (more
+    /// than one fails); returns its id.
+    pub fn only_ready_asset(&self) -> String {
+        wait_until(
+            "the only recording to be ready",
+            Duration::from_secs(60),
+            || {
+                let list = self.assets();
+                assert!(list.len() <= 1, "one recording expected: {list:?}");
+                let a = list.first()?;
+                (a["state"] == "ready").then(|| a["id"].as_str().unwrap().to_string())
+            },
+        )
+    }
+
+    /// The VOD of asset `id` holds every frame of `clip` (the 640x360
+    /// demo clip) once, the same pictures in order, and its attributes say
+    /// 640x360.
+    pub fn assert_vod_is_the_640x360_clip(&self, id: &str, clip: &Path) {
+        let vod = self.session_file(id, "source.mp4");
+        assert_eq!(
+            crate::media::frame_counts(&vod),
+            crate::media::frame_counts(clip),
+            "every frame of the clip, once"
+        );
+        assert!(
+            crate::media::frame_md5s(&vod, "0:v") == crate::media::frame_md5s(clip, "0:v"),
+            "the recording's pictures are the clip's, in order"
+        );
+        let asset = self.asset(id);
+        let attrs = &asset["attributes"];
+        assert_eq!(
+            (attrs["width"].as_u64(), attrs["height"].as_u64()),
+            (Some(640), Some(360)),
+            "{asset}"
+        );
+    }
+
+    /// A new publishing key of the demo device named `name`: (id, key).
+    pub fn publishing_key(&self, name: &str) -> (String, String) {
+        let (st, v) = self.post(
+            "/api/v1/publishing-keys",
+            Some(&self.token),
+            json!({ "name": name }),
+        );
+        assert_eq!(st, 201, "{v}");
+        let key = v["stream_key"].as_str().unwrap().to_string();
+        assert!(key.starts_with("sk_"), "{v}");
+        (v["id"].as_str().unwrap().to_string(), key)
+    }
+
     /// Waits (up to 60 s) until the asset lists at least `n` renditions;
     /// returns its attributes.
     pub fn wait_renditions(&self, id: &str, n: usize) -> Value {

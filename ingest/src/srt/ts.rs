@@ -26,15 +26,9 @@ const STREAM_AAC_ADTS: u8 = 0x0f;
 /// `ingest.max_frame_bytes` later; this bounds the memory before that).
 const MAX_PES_BYTES: usize = 16 * 1024 * 1024;
 
-/// Why a transport stream cannot be taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TsError(pub(crate) String);
-
-impl std::fmt::Display for TsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// Why a transport stream cannot be taken (the error type of the FLV
+/// reader: either is media the server cannot take).
+pub(crate) use crate::rtmp::flv::TagError as TsError;
 
 fn bad(why: impl Into<String>) -> TsError {
     TsError(why.into())
