@@ -47,6 +47,9 @@ struct TokenQuery {
     /// part) is in the playlist.
     #[serde(rename = "_HLS_part")]
     hls_part: Option<String>,
+    /// Delta update (`YES` or `v2`): the oldest segments are skipped.
+    #[serde(rename = "_HLS_skip")]
+    hls_skip: Option<String>,
 }
 
 /// 400 `bad_directive`, counted.
@@ -316,6 +319,13 @@ async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Respo
         Ok(d) => d,
         Err(m) => return bad_directive(s, m),
     };
+    let delta = match q.hls_skip.as_deref() {
+        None => false,
+        Some("YES" | "v2") => true,
+        Some(other) => {
+            return bad_directive(s, format!("_HLS_skip is YES or v2, not {other:?}"));
+        }
+    };
     let start = match ready_at(s, stream, q).await {
         Ok(start) => start,
         Err(r) => return r,
@@ -325,7 +335,7 @@ async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Respo
             return r;
         }
     }
-    match stream.media_playlist(&query_suffix(q), start) {
+    match stream.media_playlist(&query_suffix(q), start, delta) {
         Ok(body) => playlist(body),
         Err(e @ LiveStartError::PastEnd { .. }) => {
             s.reject("past_end");
