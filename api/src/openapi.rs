@@ -647,6 +647,67 @@ mod tests {
         }
     }
 
+    /// Every route of the real table (`crate::routes`, one route a line):
+    /// method, path and whether it is a page, read from its source.
+    fn declared_routes() -> Vec<RouteSpec> {
+        let source = include_str!("routes.rs");
+        let mut specs = Vec::new();
+        for line in source.lines() {
+            let quoted = || line.split('"').nth(1);
+            let found = if line.contains("add_page(\"") {
+                quoted().map(|p| ("GET".to_string(), p, true))
+            } else if let Some((_, rest)) = line
+                .split_once("add(Method::")
+                .or_else(|| line.split_once("add_asset(Method::"))
+            {
+                let method = rest.split(',').next().unwrap_or_default().to_string();
+                quoted().map(|p| (method, p, false))
+            } else {
+                None
+            };
+            if let Some((method, path, page)) = found {
+                let path: &'static str = Box::leak(path.to_string().into_boxed_str());
+                specs.push(spec(&method, path, Access::Public, page));
+            }
+        }
+        specs
+    }
+
+    /// A JSON answer without a schema is a route added undescribed: every
+    /// route of the table that answers `application/json` on success
+    /// (but the description itself) has a schema for it.
+    #[test]
+    fn every_json_answer_has_a_schema() {
+        let table = declared_routes();
+        // The reading of the table found every route (one `.add` a route).
+        let declared = include_str!("routes.rs").matches(".add").count();
+        assert_eq!(table.len(), declared, "routes.rs lines not understood");
+        assert!(table.len() > 60, "{} routes", table.len());
+        let doc = serde_json::to_value(document(&table)).unwrap();
+        let mut undescribed = Vec::new();
+        for spec in &table {
+            if spec.path == "/api/v1/openapi.json" {
+                continue;
+            }
+            let op = &doc["paths"][spec.path][spec.method.to_lowercase()];
+            assert!(op.is_object(), "{} {}", spec.method, spec.path);
+            for (code, answer) in op["responses"].as_object().unwrap() {
+                if !code.starts_with('2') {
+                    continue;
+                }
+                let json = &answer["content"]["application/json"];
+                if json.is_object() && json.get("schema").is_none() {
+                    undescribed.push(format!("{} {}", spec.method, spec.path));
+                }
+            }
+        }
+        assert!(
+            undescribed.is_empty(),
+            "JSON answers without a schema (add them to ANSWERS):\n{}",
+            undescribed.join("\n")
+        );
+    }
+
     #[test]
     fn every_route_is_an_operation_with_its_parameters_and_rule() {
         let table = [
