@@ -11,8 +11,8 @@
 //! [`QUERY`]; the JSON bodies in `BODIES`, their schemas derived
 //! (`utoipa::ToSchema`) from the types the handlers read (422 for a body
 //! that does not match); the JSON answers in `ANSWERS`, from the types the
-//! handlers answer. Answers built from the server's state (the
-//! open sessions, the admin's lists) are JSON without a schema.
+//! handlers answer (a test fails for a route answering JSON without one).
+//! Only this document itself is JSON without a schema.
 //!
 //! The test suite runs Schemathesis against a running server with this
 //! document (`tests/openapi_schemathesis.rs`): every answer must match it,
@@ -151,11 +151,15 @@ const BODIES: &[(&str, &str, SchemaOf)] = &[
         "/api/v1/webhooks",
         schema_of::<crate::webhooks::NewEndpoint>,
     ),
+    (
+        "POST",
+        "/api/v1/live/{id}/heartbeat",
+        schema_of::<sharecast_live_relay::HeartbeatBody>,
+    ),
 ];
 
 /// The JSON answer of each route on success, from the type its handler
-/// answers. Routes not listed answer JSON built from the server's state
-/// (the admin's lists, sessions, health) or no JSON at all.
+/// answers. Routes not listed answer no JSON, but `/api/v1/openapi.json`.
 const ANSWERS: &[(&str, &str, SchemaOf)] = &[
     ("GET", "/api/v1/health", schema_of::<crate::http::Health>),
     ("GET", "/api/v1/assets", schema_of::<crate::http::AssetList>),
@@ -335,6 +339,41 @@ const ANSWERS: &[(&str, &str, SchemaOf)] = &[
         "GET",
         "/api/v1/admin/webhook-deliveries",
         schema_of::<crate::webhooks::Deliveries>,
+    ),
+    (
+        "GET",
+        "/api/v1/sessions",
+        schema_of::<crate::http::SessionList>,
+    ),
+    (
+        "POST",
+        "/api/v1/live/{id}/heartbeat",
+        schema_of::<sharecast_live_relay::HeartbeatAnswer>,
+    ),
+    (
+        "GET",
+        "/api/v1/admin/overview",
+        schema_of::<crate::admin::Overview>,
+    ),
+    (
+        "GET",
+        "/api/v1/admin/routes",
+        schema_of::<crate::routes::RouteTable>,
+    ),
+    (
+        "GET",
+        "/api/v1/admin/{what}",
+        schema_of::<crate::admin::AdminList>,
+    ),
+    (
+        "POST",
+        "/api/v1/admin/sessions/{id}/end",
+        schema_of::<crate::admin::Ended>,
+    ),
+    (
+        "POST",
+        "/api/v1/admin/viewers/{id}/kick",
+        schema_of::<crate::admin::Kicked>,
     ),
 ];
 
