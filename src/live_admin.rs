@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sharecast_api::admin::{Admin, AdminSources, AdminStream};
+use sharecast_api::admin::{Admin, AdminSources, AdminStream, ListFn};
 use sharecast_api::{PlaybackTokens, Store};
 use sharecast_ingest::IngestServer;
-use sharecast_live_relay::{LiveRelay, ViewerEvent};
+use sharecast_live_relay::{LiveRelay, ViewerEvent, ViewerSnapshot};
 use sharecast_resume::ResumeService;
 
 use crate::config::Config;
@@ -68,44 +68,7 @@ pub(crate) fn admin(
         let ingest = ingest.clone();
         Arc::new(move || ingest.sessions())
     };
-    // Each stream with a player link that opens it (a fresh playback token
-    // when one is needed).
-    let streams = {
-        let (relay, tokens) = (relay.clone(), tokens.clone());
-        Arc::new(move || {
-            let streams = relay.streams().into_iter().map(|stream| {
-                let id = &stream.session_id;
-                let q = tokens.query(id);
-                AdminStream {
-                    watch_path: format!("/watch/{id}{q}"),
-                    hls_path: format!("/live/{id}/index.m3u8{q}"),
-                    stream,
-                }
-            });
-            streams.collect()
-        })
-    };
-    let viewers = {
-        let relay = relay.clone();
-        Arc::new(move || {
-            let mut viewers = relay.viewers();
-            viewers.iter_mut().for_each(|v| mask_user(&mut v.user));
-            viewers
-        })
-    };
-    let viewer_events = {
-        let relay = relay.clone();
-        Arc::new(move || {
-            let mut events = relay.recent_viewer_events();
-            for event in &mut events {
-                let (ViewerEvent::Vanished(end)
-                | ViewerEvent::Left(end)
-                | ViewerEvent::Kicked(end)) = event;
-                mask_user(&mut end.user);
-            }
-            events
-        })
-    };
+    let (streams, viewers, viewer_events) = relay_sources(relay, tokens);
     let jobs = {
         let resume = resume.clone();
         Arc::new(move || resume.jobs())
@@ -142,6 +105,56 @@ pub(crate) fn admin(
     });
     admin.spawn_sampler();
     admin
+}
+
+/// What the admin sees of the live relay: each stream with links that open
+/// it (a fresh playback token when one is needed), the viewers and their
+/// recent events (user tokens masked).
+fn relay_sources(
+    relay: &Arc<LiveRelay>,
+    tokens: &PlaybackTokens,
+) -> (
+    ListFn<AdminStream>,
+    ListFn<ViewerSnapshot>,
+    ListFn<ViewerEvent>,
+) {
+    let streams = {
+        let (relay, tokens) = (relay.clone(), tokens.clone());
+        Arc::new(move || {
+            let streams = relay.streams().into_iter().map(|stream| {
+                let id = &stream.session_id;
+                let q = tokens.query(id);
+                AdminStream {
+                    watch_path: format!("/watch/{id}{q}"),
+                    hls_path: format!("/live/{id}/index.m3u8{q}"),
+                    stream,
+                }
+            });
+            streams.collect()
+        })
+    };
+    let viewers = {
+        let relay = relay.clone();
+        Arc::new(move || {
+            let mut viewers = relay.viewers();
+            viewers.iter_mut().for_each(|v| mask_user(&mut v.user));
+            viewers
+        })
+    };
+    let viewer_events = {
+        let relay = relay.clone();
+        Arc::new(move || {
+            let mut events = relay.recent_viewer_events();
+            for event in &mut events {
+                let (ViewerEvent::Vanished(end)
+                | ViewerEvent::Left(end)
+                | ViewerEvent::Kicked(end)) = event;
+                mask_user(&mut end.user);
+            }
+            events
+        })
+    };
+    (streams, viewers, viewer_events)
 }
 
 /// Players identify with their user token (`user`); admins see only its

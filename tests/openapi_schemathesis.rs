@@ -11,7 +11,9 @@
 //!
 //! Three passes, each with the credential its routes take: the device's
 //! token for device routes, a user's token for user routes, the admin
-//! token for the rest.
+//! token for the rest. Schemathesis sees the server's state empty, so a
+//! second test checks the answers built from it (sessions, streams,
+//! viewers, …) against their schemas during a live session with viewers.
 
 use std::io::Write;
 use std::path::PathBuf;
