@@ -17,7 +17,7 @@ use sharecast_live_relay::LiveRelay;
 use sharecast_resume::outbound::Outbound;
 use sharecast_resume::webhooks::Webhooks;
 use sharecast_resume::ResumeService;
-use sharecast_share::{ShareService, Stills};
+use sharecast_share::{ShareService, SmsConfig, Stills};
 use sharecast_transcoder::Transcoder;
 use tokio::net::TcpListener;
 
@@ -67,7 +67,7 @@ impl Server {
         let shares = ShareService::start(
             store.clone(),
             cfg.share.clone(),
-            cfg.sms.clone(),
+            sms_config(cfg)?,
             public.http.clone(),
             format!(
                 "rtsp://{}:{}/live/{{id}}",
@@ -156,6 +156,15 @@ fn serve_http(cfg: &Config, policy: Policy, services: Services, listener: TcpLis
             tracing::error!(error = %format!("{e:#}"), "HTTP server stopped");
         }
     });
+}
+
+/// The SMS settings with the inbound key resolved: delivery reports come
+/// back with the key inbound callbacks carry.
+fn sms_config(cfg: &Config) -> Result<SmsConfig> {
+    Ok(SmsConfig {
+        inbound_key: live_admin::sms_inbound_key(cfg)?,
+        ..cfg.sms.clone()
+    })
 }
 
 /// The one access policy, for HTTP routes and RTSP alike.

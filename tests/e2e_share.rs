@@ -124,6 +124,49 @@ fn share_api_validates_records_no_gateway_and_honours_stop() {
     let (s, v) = server.get("/api/v1/shares/00ff", Some(&tok));
     assert_eq!((s, error_code(&v)), (404, "unknown_share"));
 
+    // Delivery reports: only the gateway (with its key) may send them, and
+    // each bad one is refused clearly; a report on a delivery that was
+    // never sent changes nothing.
+    let id = d[0]["id"].as_i64().unwrap();
+    let key = server.sms_key();
+    let report = |q: &str| server.get_raw(&format!("/api/v1/sms/dlr?{q}"), None);
+    let r = report(&format!("delivery={id}&part=0&type=1"));
+    assert_eq!(r.status().as_u16(), 403, "no key");
+    let r = report(&format!("key=nope&delivery={id}&part=0&type=1"));
+    assert_eq!(r.status().as_u16(), 403, "wrong key");
+    for (q, status, code) in [
+        (format!("delivery={id}&part=0"), 400, "bad_report"),
+        ("delivery=x&part=0&type=1".to_string(), 400, "bad_report"),
+        (format!("delivery={id}&part=63&type=1"), 400, "bad_report"),
+        (format!("delivery={id}&part=-1&type=1"), 400, "bad_report"),
+        (format!("delivery={id}&part=0&type=3"), 400, "bad_report"),
+        (
+            "delivery=999999&part=0&type=1".to_string(),
+            404,
+            "unknown_delivery",
+        ),
+    ] {
+        let r = report(&format!("key={key}&{q}"));
+        assert_eq!(r.status().as_u16(), status, "{q}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(error_code(&v), code, "{q}: {v}");
+    }
+    let r = report(&format!("key={key}&delivery={id}&part=0&type=1"));
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v) = server.get(&format!("/api/v1/shares/{share_id}/deliveries"), Some(&tok));
+    let x = &v["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (x["status"].as_str(), x["parts_delivered"].as_i64()),
+        (Some("no_gateway"), Some(1)),
+        "{x}"
+    );
+
     // The page answers; a revoked share answers 410, an unknown one 404.
     let page = server.get_raw(&format!("/s/{token}"), None);
     assert_eq!(page.status().as_u16(), 200);
@@ -657,7 +700,9 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     let started = Instant::now();
     let d = wait_until("deliveries sent", Duration::from_secs(30), || {
         let d = deliveries(&server, &share_id);
-        d.iter().all(|x| x["status"] == "sent").then_some(d)
+        d.iter()
+            .all(|x| x["status"] == "sent" || x["status"] == "delivered")
+            .then_some(d)
     });
     assert_eq!(d.len(), 3);
     // Subscriber messages (live + VOD events) too; they may still be in
@@ -744,6 +789,16 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
             };
             assert_eq!(&got.data, data, "data to {n}");
         }
+    }
+
+    // The fake SMSC reports every part delivered to the phone: each
+    // concatenated share becomes `delivered` once all its parts are.
+    let d = wait_until("deliveries delivered", Duration::from_secs(20), || {
+        let d = deliveries(&server, &share_id);
+        d.iter().all(|x| x["status"] == "delivered").then_some(d)
+    });
+    for x in &d {
+        assert_eq!(x["parts_delivered"], x["parts"], "{x}");
     }
 
     // The subscriber: one live and one VOD message, never twice.
@@ -848,12 +903,12 @@ fn kannel_delivers_shares_subscriptions_and_compiled_si_pushes() {
     assert_eq!(s, 201, "{v}");
     let text_share = v["share"]["id"].as_str().unwrap().to_string();
     let text_url = v["share"]["url"].as_str().unwrap().to_string();
-    wait_until("text shares sent", Duration::from_secs(20), || {
+    wait_until("text shares delivered", Duration::from_secs(20), || {
         let d = deliveries(&server, &text_share);
         if let Some(f) = d.iter().find(|x| x["status"] == "failed") {
             panic!("text delivery failed: {f}");
         }
-        d.iter().all(|x| x["status"] == "sent").then_some(())
+        d.iter().all(|x| x["status"] == "delivered").then_some(())
     });
     let got = wait_until(
         "text shares at the fake SMSC",

@@ -519,7 +519,7 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
 /// Every family `/metrics` has, as `name type help` and sorted: what
 /// scrapers, dashboards and alerts know. The drop counter of the ingest
 /// socket is there where the kernel reports it (Linux).
-const METRIC_FAMILIES: [&str; 55] = [
+const METRIC_FAMILIES: [&str; 58] = [
     "sharecast_admin_actions_total counter Sessions ended and viewers kicked by admins",
     "sharecast_admin_rejected_total counter Admin requests refused for a missing or wrong token",
     "sharecast_http_errors_total counter HTTP requests answered with an error, by status and code",
@@ -573,8 +573,11 @@ const METRIC_FAMILIES: [&str; 55] = [
     "sharecast_share_deliveries_sent_total counter share deliveries accepted by the SMS gateway",
     "sharecast_share_delivery_retries_total counter share delivery attempts that failed temporarily and will be retried",
     "sharecast_share_rate_limited_ms_total counter time the delivery worker waited on the gateway rate limit, ms",
+    "sharecast_share_sms_parts_delivered_total counter SMS parts the gateway's delivery reports say reached the phone",
     "sharecast_share_sms_parts_total counter SMS or pushes handed to the gateway",
+    "sharecast_share_sms_parts_undelivered_total counter SMS parts the gateway's delivery reports say could not be delivered",
     "sharecast_webhook_deliveries_total counter Webhook delivery attempts, by outcome (delivered, retried later, failed for good)",
+    "sharecast_webhook_events_purged_total counter Webhook events removed after webhooks.retention_days (with their finished deliveries)",
 ];
 
 /// `/metrics` is Prometheus text (0.0.4) whose families are exactly

@@ -38,6 +38,9 @@ pub const QUERY: &[(&str, &str, &str, bool)] = &[
     ("/api/v1/assets/{id}/frame", "t_ms", "integer", true),
     ("/api/v1/sms/inbound", "from", "string", false),
     ("/api/v1/sms/inbound", "text", "string", false),
+    ("/api/v1/sms/dlr", "delivery", "integer", true),
+    ("/api/v1/sms/dlr", "part", "integer", true),
+    ("/api/v1/sms/dlr", "type", "integer", true),
     ("/s/{token}", "t", "string", false),
     ("/oembed", "url", "string", true),
     ("/api/v1/handoff/{id}", "exp", "string", false),
@@ -423,7 +426,7 @@ fn success(spec: &RouteSpec) -> (&'static [&'static str], &'static str) {
     } else if p.ends_with("/frame") || p.ends_with(".jpg") || p.starts_with("/api/v1/stills/{id}/")
     {
         "image/jpeg"
-    } else if p == "/metrics" || p == "/api/v1/sms/inbound" {
+    } else if p == "/metrics" || p.starts_with("/api/v1/sms/") {
         "text/plain"
     } else if p == "/api/v1/admin/events" {
         "text/event-stream"

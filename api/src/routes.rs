@@ -123,6 +123,7 @@ fn shares_and_stills(r: Routes, sh: &ShareService, st: &Stills) -> Routes {
         .add(Method::DELETE, "/api/v1/subscriptions/{recipient}", Device, delete(shares::unsubscribe).with_state(sh.clone()))
         .add(Method::GET, "/api/v1/sms/inbound", SmsGateway, get(shares::inbound).with_state(sh.clone()))
         .add(Method::POST, "/api/v1/sms/inbound", SmsGateway, post(shares::inbound).with_state(sh.clone()))
+        .add(Method::GET, "/api/v1/sms/dlr", SmsGateway, get(shares::delivery_report).with_state(sh.clone()))
         .add_page("/s/{token}", Capability, get(shares::share_page).with_state(sh.clone()))
         .add_asset(Method::POST, "/api/v1/stills", AssetViewer, AssetIn::BodyContentId, post(stills::screenshot).with_state(st.clone()))
         .add(Method::GET, "/api/v1/stills/{id}/{file}", Capability, get(stills::image_file).with_state(st.clone()))

@@ -196,6 +196,35 @@ pub(crate) async fn inbound(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reply).into_response())
 }
 
+#[derive(Deserialize)]
+pub(crate) struct DeliveryReport {
+    delivery: Option<String>,
+    part: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Checked by the access policy (`sms_gateway`).
+    #[allow(dead_code)]
+    key: Option<String>,
+}
+
+/// A delivery report from the gateway (Kannel's `dlr-url`, which the
+/// delivery worker sets on every SMS part it sends:
+/// `/api/v1/sms/dlr?key=…&delivery=ID&part=N&type=%d`). Only the gateway
+/// calls it: the access policy checks its key (`sms.inbound_key`).
+pub(crate) async fn delivery_report(
+    State(svc): State<ShareService>,
+    Query(q): Query<DeliveryReport>,
+) -> Result<Response, ApiError> {
+    let answer = svc
+        .delivery_report(q.delivery.as_deref(), q.part.as_deref(), q.kind.as_deref())
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        answer,
+    )
+        .into_response())
+}
+
 /// `GET /assets/hls.js`: the share page's HLS player, from npm.
 pub(crate) async fn hls_js(State(svc): State<ShareService>) -> Response {
     npm_file(

@@ -26,6 +26,83 @@ use sharecast_store::{now_ms, DeliveryStatus, DeliveryUpdate, DueDelivery, Store
 use crate::kannel::{Kannel, SendError, SmsConfig};
 use crate::message::{message_attributes, wap_document};
 use crate::number::digits;
+use crate::shares::ShareService;
+
+/// Kannel's delivery report types (the `%d` of a `dlr-url`); sendsms
+/// asks for 1 and 2 (`dlr-mask=3`), SMSC-level reports are understood too.
+mod dlr {
+    /// Delivered to the phone.
+    pub(super) const DELIVERED: u32 = 1;
+    /// Not delivered to the phone.
+    pub(super) const UNDELIVERED: u32 = 2;
+    /// Queued on the SMSC.
+    pub(super) const BUFFERED: u32 = 4;
+    /// Accepted by the SMSC.
+    pub(super) const SMSC_ACCEPTED: u32 = 8;
+    /// Refused by the SMSC.
+    pub(super) const SMSC_REFUSED: u32 = 16;
+}
+
+impl ShareService {
+    /// A delivery report from the gateway (`/api/v1/sms/dlr`, Kannel's
+    /// `dlr-url`): part `part` of delivery `delivery` reached the phone
+    /// (type 1) or could not (2; 16: the SMSC refused it); types 4 and 8
+    /// (queued on, accepted by the SMSC) change nothing. The answer is a
+    /// short text for the gateway's log. Errors: `bad_report`,
+    /// `unknown_delivery`.
+    pub async fn delivery_report(
+        &self,
+        delivery: Option<&str>,
+        part: Option<&str>,
+        kind: Option<&str>,
+    ) -> crate::error::Result<&'static str> {
+        use crate::error::Error;
+        let number = |name: &str, v: Option<&str>| {
+            v.and_then(|v| v.parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| Error::BadReport(format!("{name} must be a number")))
+        };
+        let id = number("delivery", delivery)?;
+        let part = number("part", part)?;
+        let part = u32::try_from(part)
+            .ok()
+            .filter(|p| *p < 63)
+            .ok_or_else(|| Error::BadReport("part must be 0 to 62".into()))?;
+        let kind = number("type", kind)?;
+        let outcome = match u32::try_from(kind).unwrap_or(u32::MAX) {
+            dlr::DELIVERED => Ok(()),
+            dlr::UNDELIVERED => Err(format!(
+                "the network could not deliver SMS part {} to the phone",
+                part + 1
+            )),
+            dlr::SMSC_REFUSED => Err(format!("the SMS centre refused SMS part {}", part + 1)),
+            dlr::BUFFERED | dlr::SMSC_ACCEPTED => return Ok("noted"),
+            _ => return Err(Error::BadReport(format!("unknown report type {kind}"))),
+        };
+        let i = &self.inner;
+        let status = i
+            .store
+            .record_delivery_report(
+                id,
+                part,
+                outcome.as_ref().map(|_| ()).map_err(|e| e.as_str()),
+            )
+            .await?
+            .ok_or(Error::UnknownDelivery(id))?;
+        match &outcome {
+            Ok(()) => i.metrics.parts_delivered.inc(),
+            Err(_) => i.metrics.parts_undelivered.inc(),
+        };
+        tracing::info!(
+            delivery = id,
+            part,
+            report = kind,
+            status = status.as_str(),
+            "delivery report"
+        );
+        Ok("recorded")
+    }
+}
 
 /// Counters for `/metrics`, exposed under the registry's prefix
 /// (`share_…`) by [`ShareService::register_metrics`](crate::ShareService::register_metrics).
@@ -41,6 +118,10 @@ pub(crate) struct DeliveryMetrics {
     pub(crate) parts: Counter,
     /// Time spent waiting on the rate limit, ms.
     pub(crate) throttled_ms: Counter,
+    /// SMS parts the network reported delivered to the phone.
+    pub(crate) parts_delivered: Counter,
+    /// SMS parts the network reported it could not deliver.
+    pub(crate) parts_undelivered: Counter,
 }
 
 impl Collector for DeliveryMetrics {
@@ -70,6 +151,16 @@ impl Collector for DeliveryMetrics {
                 "share_rate_limited_ms",
                 "time the delivery worker waited on the gateway rate limit, ms",
                 &self.throttled_ms,
+            ),
+            (
+                "share_sms_parts_delivered",
+                "SMS parts the gateway's delivery reports say reached the phone",
+                &self.parts_delivered,
+            ),
+            (
+                "share_sms_parts_undelivered",
+                "SMS parts the gateway's delivery reports say could not be delivered",
+                &self.parts_undelivered,
             ),
         ] {
             // Under its exact help text: `Registry::register` would add a
@@ -178,10 +269,10 @@ async fn send(
     };
     let parts = encode_user_data(&job.attributes, format, &opts)
         .map_err(|e| SendError::Permanent(format!("encoding the {format} message: {e}")))?;
-    for part in &parts {
+    for (i, part) in parts.iter().enumerate() {
         let waited = limiter.take(1.0).await;
         metrics.throttled_ms.inc_by(waited.as_millis() as u64);
-        kannel.send_part(&job.recipient, part).await?;
+        kannel.send_part(&job.recipient, part, (job.id, i)).await?;
         metrics.parts.inc();
     }
     Ok(parts.len() as i64)
@@ -474,7 +565,7 @@ mod tests {
             backoff_max_ms: 60_000,
             ..SmsConfig::default()
         };
-        let kannel = Kannel::new(&cfg).unwrap();
+        let kannel = Kannel::new(&cfg, "http://127.0.0.1:1").unwrap();
         for (attempts, delay) in [(0, 1000), (1, 2000)] {
             let before = now_ms();
             process(
@@ -511,7 +602,7 @@ mod tests {
             sendsms_url: url,
             ..cfg
         };
-        let kannel = Kannel::new(&cfg).unwrap();
+        let kannel = Kannel::new(&cfg, "http://127.0.0.1:1").unwrap();
         process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(2, 0))
             .await
             .unwrap();
@@ -526,7 +617,7 @@ mod tests {
             sendsms_url: url,
             ..cfg
         };
-        let kannel = Kannel::new(&cfg).unwrap();
+        let kannel = Kannel::new(&cfg, "http://127.0.0.1:1").unwrap();
         process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(3, 0))
             .await
             .unwrap();

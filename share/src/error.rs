@@ -143,6 +143,12 @@ pub enum Error {
     /// Not a still-share link of this server.
     #[error("not a still-share link of this server")]
     UnknownUrl,
+    /// A delivery report (the gateway's callback) that is not one.
+    #[error("{0}")]
+    BadReport(String),
+    /// A delivery report for a delivery that does not exist.
+    #[error("no delivery {0}")]
+    UnknownDelivery(i64),
     /// A fault of the server, with its context.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -180,6 +186,8 @@ impl Error {
             UnknownStill => "unknown_still",
             UnknownFile => "unknown_file",
             UnknownUrl => "unknown_url",
+            BadReport(_) => "bad_report",
+            UnknownDelivery(_) => "unknown_delivery",
             Internal(_) => "internal",
         }
     }
@@ -197,7 +205,8 @@ impl Error {
             | CommentTooLong { .. }
             | BadName
             | BadDrawing(_)
-            | DrawingTooLarge { .. } => ErrorKind::BadRequest,
+            | DrawingTooLarge { .. }
+            | BadReport(_) => ErrorKind::BadRequest,
             NotOwner(_) => ErrorKind::Forbidden,
             UnknownAsset(_)
             | UnknownShare(_)
@@ -205,7 +214,8 @@ impl Error {
             | NoVideo(_)
             | UnknownStill
             | UnknownFile
-            | UnknownUrl => ErrorKind::NotFound,
+            | UnknownUrl
+            | UnknownDelivery(_) => ErrorKind::NotFound,
             AssetFailed { .. } | NotLive { .. } | OptedOut(_) => ErrorKind::Conflict,
             ShareRevoked | ShareExpired { .. } | AssetUnavailable => ErrorKind::Gone,
             PastEnd { .. } => ErrorKind::OutOfRange,

@@ -53,6 +53,14 @@ pub struct SmsConfig {
     /// `<data_dir>/sms-inbound-key`; a callback without the key is always
     /// refused.
     pub inbound_key: String,
+    /// Ask the gateway for delivery reports (Kannel `dlr-mask` 3: delivered
+    /// to the phone, or not) on every SMS part, so that a delivery becomes
+    /// `delivered` (event `delivery.delivered`) or `failed`. Default true.
+    pub delivery_reports: bool,
+    /// Base URL at which smsbox reaches this server for delivery reports
+    /// (`<dlr_base_url>/api/v1/sms/dlr?key=…`). Empty (default): the
+    /// server's public URL (`http.public_url`, else its loopback address).
+    pub dlr_base_url: String,
 }
 
 impl Default for SmsConfig {
@@ -73,6 +81,8 @@ impl Default for SmsConfig {
             backoff_max_ms: 600_000,
             timeout_ms: 10_000,
             inbound_key: String::new(),
+            delivery_reports: true,
+            dlr_base_url: String::new(),
         }
     }
 }
@@ -179,19 +189,48 @@ pub(crate) fn pap_control(push_id: &str, recipient: &str) -> String {
 pub(crate) struct Kannel {
     cfg: SmsConfig,
     http: reqwest::Client,
+    /// The delivery-report callback up to its query's variable part
+    /// (`…/api/v1/sms/dlr?key=…`), when reports are asked for.
+    dlr_url: Option<String>,
 }
 
 impl Kannel {
-    /// A client for the configured gateway.
-    pub(crate) fn new(cfg: &SmsConfig) -> anyhow::Result<Self> {
+    /// A client for the configured gateway; delivery reports come back to
+    /// `sms.dlr_base_url`, else to `public_http`.
+    pub(crate) fn new(cfg: &SmsConfig, public_http: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.timeout_ms.max(100)))
             .build()
             .map_err(|e| anyhow::anyhow!("building the HTTP client for Kannel: {e}"))?;
+        let base = if cfg.dlr_base_url.is_empty() {
+            public_http
+        } else {
+            &cfg.dlr_base_url
+        };
+        let dlr_url = cfg.delivery_reports.then(|| {
+            format!(
+                "{}/api/v1/sms/dlr?key={}",
+                base.trim_end_matches('/'),
+                url_encode(cfg.inbound_key.as_bytes())
+            )
+        });
         Ok(Self {
             cfg: cfg.clone(),
             http,
+            dlr_url,
         })
+    }
+
+    /// The `dlr-mask` and `dlr-url` parameters of part `part` of
+    /// delivery `delivery` (none when reports are off). Kannel replaces
+    /// `%d` by the report's type.
+    fn dlr_params(&self, delivery: i64, part: usize) -> Option<String> {
+        let url = self.dlr_url.as_ref()?;
+        let url = format!("{url}&delivery={delivery}&part={part}&type=%d");
+        Some(format!(
+            "&dlr-mask=3&dlr-url={}",
+            url_encode(url.as_bytes())
+        ))
     }
 
     /// Whether WAP Push SI/SL go through the PPG.
@@ -199,8 +238,14 @@ impl Kannel {
         !self.cfg.ppg_url.is_empty()
     }
 
-    /// Hand one SMS (already segmented, with our UDH) to smsbox.
-    pub(crate) async fn send_part(&self, to: &str, part: &UserData) -> Result<(), SendError> {
+    /// Hand one SMS (already segmented, with our UDH) to smsbox: part
+    /// `index` of delivery `delivery`, whose reports come back tagged so.
+    pub(crate) async fn send_part(
+        &self,
+        to: &str,
+        part: &UserData,
+        (delivery, index): (i64, usize),
+    ) -> Result<(), SendError> {
         let mut url = format!(
             "{}?username={}&password={}&from={}&to={}",
             self.cfg.sendsms_url,
@@ -214,6 +259,9 @@ impl Kannel {
             url.push_str(k);
             url.push('=');
             url.push_str(&v);
+        }
+        if let Some(dlr) = self.dlr_params(delivery, index) {
+            url.push_str(&dlr);
         }
         let resp = self
             .http
@@ -339,6 +387,43 @@ mod tests {
         let udh = url_decode(&get("udh").unwrap()).unwrap();
         assert_eq!(&udh[1..4], &[0x05, 0x04, 0x3E]);
         assert!(get("text").is_some());
+    }
+
+    /// Every part asks for delivery reports to the public URL (or
+    /// `dlr_base_url`) with the inbound key, its delivery and part, and
+    /// Kannel's `%d`; none when reports are off.
+    #[test]
+    fn parts_ask_for_delivery_reports_with_the_key() {
+        let cfg = SmsConfig {
+            inbound_key: "k&1".into(),
+            ..SmsConfig::default()
+        };
+        let k = Kannel::new(&cfg, "http://h:8080/").unwrap();
+        let p = k.dlr_params(42, 2).unwrap();
+        let (mask, url) = p.split_once("&dlr-url=").unwrap();
+        assert_eq!(mask, "&dlr-mask=3");
+        let url = String::from_utf8(url_decode(url).unwrap()).unwrap();
+        assert_eq!(
+            url,
+            "http://h:8080/api/v1/sms/dlr?key=k%261&delivery=42&part=2&type=%d"
+        );
+        let cfg = SmsConfig {
+            dlr_base_url: "https://gw.example".into(),
+            ..cfg
+        };
+        let k = Kannel::new(&cfg, "http://h:8080").unwrap();
+        assert!(url_decode(&k.dlr_params(1, 0).unwrap())
+            .map(|u| String::from_utf8(u).unwrap())
+            .unwrap()
+            .contains("https://gw.example/api/v1/sms/dlr?"));
+        let off = SmsConfig {
+            delivery_reports: false,
+            ..cfg
+        };
+        assert!(Kannel::new(&off, "http://h")
+            .unwrap()
+            .dlr_params(1, 0)
+            .is_none());
     }
 
     #[test]

@@ -213,7 +213,7 @@ pub(crate) struct Inner {
     tokens: PlaybackTokens,
     pub(crate) gateway: bool,
     pub(crate) wake: Arc<tokio::sync::Notify>,
-    metrics: Arc<DeliveryMetrics>,
+    pub(crate) metrics: Arc<DeliveryMetrics>,
 }
 
 impl ShareService {
@@ -272,7 +272,7 @@ impl ShareService {
     }
 
     fn start_worker(&self, sms: SmsConfig) -> anyhow::Result<()> {
-        let kannel = Kannel::new(&sms)?;
+        let kannel = Kannel::new(&sms, &self.inner.public_http)?;
         tracing::info!(sendsms = %sms.sendsms_url, ppg = %sms.ppg_url, "share delivery through Kannel");
         let i = &self.inner;
         tokio::spawn(delivery::run_worker(

@@ -23,6 +23,9 @@ pub enum DeliveryStatus {
     Sending,
     /// The gateway accepted it.
     Sent,
+    /// The network reported every part delivered to the phone (SMS
+    /// delivery reports).
+    Delivered,
     /// A permanent error, or attempts exhausted.
     Failed,
     /// No SMS gateway is configured: recorded, never sent.
@@ -41,6 +44,7 @@ impl DeliveryStatus {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Sending => "sending",
             DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::NoGateway => "no_gateway",
             DeliveryStatus::Unknown => "unknown",
@@ -53,6 +57,7 @@ impl DeliveryStatus {
             "pending" => DeliveryStatus::Pending,
             "sending" => DeliveryStatus::Sending,
             "sent" => DeliveryStatus::Sent,
+            "delivered" => DeliveryStatus::Delivered,
             "no_gateway" => DeliveryStatus::NoGateway,
             "unknown" => DeliveryStatus::Unknown,
             "opted_out" => DeliveryStatus::OptedOut,
@@ -89,9 +94,12 @@ pub struct Delivery {
     pub sent_unix_ms: Option<i64>,
     /// SMS (or pushes) it took.
     pub parts: Option<i64>,
+    /// Parts the network reported delivered to the phone (SMS delivery
+    /// reports; a WAP Push through the PPG gets none).
+    pub parts_delivered: i64,
 }
 
-const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts";
+const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts, delivered_parts";
 
 impl Record for Delivery {
     const TABLE: &'static str = "share_deliveries";
@@ -116,6 +124,7 @@ impl Record for Delivery {
             created_unix_ms: r.get(9),
             sent_unix_ms: r.get(10),
             parts: r.get(11),
+            parts_delivered: i64::from(r.get::<i64, _>(12).count_ones()),
         }
     }
 }
@@ -283,7 +292,9 @@ impl Store {
 
     /// Records an attempt's outcome; `Sending` counts an attempt. `Sent`
     /// and `Failed` are reported by the events `delivery.sent` and
-    /// `delivery.failed`, in the same transaction.
+    /// `delivery.failed`, in the same transaction. A delivery whose every
+    /// part was reported delivered while it was being sent becomes
+    /// `delivered` at once (after its `delivery.sent`).
     pub async fn set_delivery_status(
         &self,
         id: i64,
@@ -295,7 +306,7 @@ impl Store {
             "UPDATE share_deliveries SET status = $1, last_error = COALESCE($2, last_error),
              next_ms = COALESCE($3, next_ms), sent_ms = COALESCE($4, sent_ms), parts = COALESCE($5, parts),
              attempts = attempts + $6
-             WHERE id = $7 RETURNING share_id, recipient, format, last_error",
+             WHERE id = $7 RETURNING share_id, recipient, format, last_error, parts, delivered_parts",
         )
         .bind(status.as_str())
         .bind(u.error)
@@ -307,38 +318,154 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await
         .with_context(|| format!("updating delivery {id}"))?;
-        let kind = match status {
-            DeliveryStatus::Sent => Some("delivery.sent"),
-            DeliveryStatus::Failed => Some("delivery.failed"),
-            _ => None,
-        };
-        if let (Some(kind), Some(row)) = (kind, row) {
-            let share_id: String = row.get(0);
-            let device: Option<String> =
-                sqlx::query_scalar("SELECT device_id FROM shares WHERE id = $1")
-                    .bind(&share_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .with_context(|| format!("loading share {share_id}"))?;
-            let data = json!({
-                "share_id": share_id,
-                "delivery_id": id,
-                "recipient": row.get::<String, _>(1),
-                "format": row.get::<String, _>(2),
-                "error": row.get::<Option<String>, _>(3).filter(|_| status == DeliveryStatus::Failed),
-            });
-            let event = NewEvent {
-                kind,
-                subject: format!("share:{share_id}"),
-                device_id: device,
-                data,
-            };
-            record_event(&mut tx, &event).await?;
+        if let Some(row) = row {
+            let d = Reported::from_row(id, &row);
+            match status {
+                DeliveryStatus::Sent => {
+                    delivery_event(&mut tx, "delivery.sent", &d, None).await?;
+                    if d.all_delivered() {
+                        mark_delivered(&mut tx, &d).await?;
+                    }
+                }
+                DeliveryStatus::Failed => {
+                    delivery_event(&mut tx, "delivery.failed", &d, d.error.as_deref()).await?;
+                }
+                _ => {}
+            }
         }
         tx.commit()
             .await
             .with_context(|| format!("committing delivery {id}"))
     }
+
+    /// Records the network's report on part `part` (0-based, below 63) of
+    /// delivery `id`. `Ok(true)`: the part reached the phone; a `sent`
+    /// delivery whose every part did becomes `delivered` (event
+    /// `delivery.delivered`). `Err(why)`: the network could not deliver
+    /// it; a `sent` delivery becomes `failed` with `why` (event
+    /// `delivery.failed`). Reports are idempotent: a part reported twice
+    /// counts once, and a delivery changes state once. `None`: no such
+    /// delivery; else its status after the report.
+    pub async fn record_delivery_report(
+        &self,
+        id: i64,
+        part: u32,
+        outcome: std::result::Result<(), &str>,
+    ) -> Result<Option<DeliveryStatus>> {
+        anyhow::ensure!(part < 63, "part {part}: at most 63 parts are tracked");
+        let bit = if outcome.is_ok() { 1i64 << part } else { 0 };
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let row = sqlx::query(
+            "UPDATE share_deliveries SET delivered_parts = delivered_parts | $1 WHERE id = $2
+             RETURNING share_id, recipient, format, last_error, parts, delivered_parts, status",
+        )
+        .bind(bit)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .with_context(|| format!("recording a delivery report of delivery {id}"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let d = Reported::from_row(id, &row);
+        let mut status = DeliveryStatus::parse(row.get(6));
+        if status == DeliveryStatus::Sent {
+            match outcome {
+                Ok(()) if d.all_delivered() => {
+                    mark_delivered(&mut tx, &d).await?;
+                    status = DeliveryStatus::Delivered;
+                }
+                Ok(()) => {}
+                Err(why) => {
+                    sqlx::query(
+                        "UPDATE share_deliveries SET status = 'failed', last_error = $1 WHERE id = $2",
+                    )
+                    .bind(why)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("failing delivery {id}"))?;
+                    delivery_event(&mut tx, "delivery.failed", &d, Some(why)).await?;
+                    status = DeliveryStatus::Failed;
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("committing the report of delivery {id}"))?;
+        Ok(Some(status))
+    }
+}
+
+/// A delivery as an update returned it: what its events carry.
+struct Reported {
+    id: i64,
+    share_id: String,
+    recipient: String,
+    format: String,
+    error: Option<String>,
+    parts: Option<i64>,
+    delivered_mask: i64,
+}
+
+impl Reported {
+    /// From `share_id, recipient, format, last_error, parts,
+    /// delivered_parts` (in this order, first).
+    fn from_row(id: i64, r: &AnyRow) -> Reported {
+        Reported {
+            id,
+            share_id: r.get(0),
+            recipient: r.get(1),
+            format: r.get(2),
+            error: r.get(3),
+            parts: r.get(4),
+            delivered_mask: r.get(5),
+        }
+    }
+
+    /// Whether every part it took is reported delivered.
+    fn all_delivered(&self) -> bool {
+        self.parts
+            .is_some_and(|p| p > 0 && i64::from(self.delivered_mask.count_ones()) >= p)
+    }
+}
+
+/// `sent` → `delivered`, with its event.
+async fn mark_delivered(tx: &mut sqlx::AnyConnection, d: &Reported) -> Result<()> {
+    sqlx::query("UPDATE share_deliveries SET status = 'delivered' WHERE id = $1")
+        .bind(d.id)
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("marking delivery {} delivered", d.id))?;
+    delivery_event(tx, "delivery.delivered", d, None).await
+}
+
+/// Records a `delivery.*` event of the delivery's share.
+async fn delivery_event(
+    tx: &mut sqlx::AnyConnection,
+    kind: &'static str,
+    d: &Reported,
+    error: Option<&str>,
+) -> Result<()> {
+    let device: Option<String> = sqlx::query_scalar("SELECT device_id FROM shares WHERE id = $1")
+        .bind(&d.share_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .with_context(|| format!("loading share {}", d.share_id))?;
+    let data = json!({
+        "share_id": d.share_id,
+        "delivery_id": d.id,
+        "recipient": d.recipient,
+        "format": d.format,
+        "error": error,
+    });
+    let event = NewEvent {
+        kind,
+        subject: format!("share:{}", d.share_id),
+        device_id: device,
+        data,
+    };
+    record_event(tx, &event).await
 }
 
 #[cfg(test)]
@@ -386,6 +513,110 @@ mod tests {
         assert_eq!(
             serde_json::to_value(DeliveryStatus::NoGateway).unwrap(),
             "no_gateway"
+        );
+    }
+
+    /// Delivery reports: each part once, `delivered` (and its event) once
+    /// every part is, even when the reports came while it was being sent;
+    /// a failure report fails a sent delivery; unknown deliveries are told.
+    #[tokio::test]
+    async fn delivery_reports_complete_or_fail_a_sent_delivery_once() {
+        let (s, _d) = store().await;
+        let mut ids = Vec::new();
+        for recipient in ["+1", "+2", "+3"] {
+            s.enqueue_delivery(&NewDelivery {
+                share_id: "sh",
+                event: "share:sh",
+                recipient,
+                format: "tlv",
+                status: DeliveryStatus::Pending,
+                note: None,
+                now: 10,
+            })
+            .await
+            .unwrap();
+        }
+        for d in s.deliveries_of("sh").await.unwrap() {
+            ids.push(d.id);
+        }
+        let sent = DeliveryUpdate {
+            parts: Some(2),
+            ..Default::default()
+        };
+        // +1: sent, then both parts reported (one twice).
+        s.set_delivery_status(ids[0], DeliveryStatus::Sent, sent.clone())
+            .await
+            .unwrap();
+        let r = |id, part, outcome| s.record_delivery_report(id, part, outcome);
+        assert_eq!(
+            r(ids[0], 0, Ok(())).await.unwrap(),
+            Some(DeliveryStatus::Sent)
+        );
+        assert_eq!(
+            r(ids[0], 0, Ok(())).await.unwrap(),
+            Some(DeliveryStatus::Sent)
+        );
+        assert_eq!(
+            r(ids[0], 1, Ok(())).await.unwrap(),
+            Some(DeliveryStatus::Delivered)
+        );
+        assert_eq!(
+            r(ids[0], 1, Ok(())).await.unwrap(),
+            Some(DeliveryStatus::Delivered)
+        );
+        let d = s.delivery(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (d.status, d.parts_delivered),
+            (DeliveryStatus::Delivered, 2)
+        );
+        // +2: both reports arrive while it is being sent.
+        s.set_delivery_status(ids[1], DeliveryStatus::Sending, DeliveryUpdate::default())
+            .await
+            .unwrap();
+        r(ids[1], 0, Ok(())).await.unwrap();
+        assert_eq!(
+            r(ids[1], 1, Ok(())).await.unwrap(),
+            Some(DeliveryStatus::Sending)
+        );
+        s.set_delivery_status(ids[1], DeliveryStatus::Sent, sent.clone())
+            .await
+            .unwrap();
+        let d = s.delivery(ids[1]).await.unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Delivered);
+        // +3: a part the network could not deliver.
+        s.set_delivery_status(ids[2], DeliveryStatus::Sent, sent)
+            .await
+            .unwrap();
+        assert_eq!(
+            r(ids[2], 1, Err("not delivered")).await.unwrap(),
+            Some(DeliveryStatus::Failed)
+        );
+        assert_eq!(
+            r(ids[2], 0, Ok(())).await.unwrap(),
+            Some(DeliveryStatus::Failed)
+        );
+        let d = s.delivery(ids[2]).await.unwrap().unwrap();
+        assert_eq!(d.last_error.as_deref(), Some("not delivered"));
+        assert_eq!(r(i64::MAX, 0, Ok(())).await.unwrap(), None);
+        assert!(r(ids[0], 63, Ok(())).await.is_err());
+        // Each change is reported once, in order.
+        let kinds: Vec<String> = s
+            .webhook_events_of("share:sh")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{}:{}", e.kind, e.data["recipient"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "delivery.sent:+1",
+                "delivery.delivered:+1",
+                "delivery.sent:+2",
+                "delivery.delivered:+2",
+                "delivery.sent:+3",
+                "delivery.failed:+3",
+            ]
         );
     }
 }

@@ -27,6 +27,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "rendition.ready",
     "share.created",
     "delivery.sent",
+    "delivery.delivered",
     "delivery.failed",
     "subscriber.opted_out",
     "subscriber.opted_in",
@@ -439,6 +440,33 @@ impl Store {
         .context("queueing a replay")?;
         tx.commit().await.context("committing a replay")?;
         Ok(Some(done.rows_affected()))
+    }
+
+    /// Removes the events recorded before `before_ms` whose deliveries are
+    /// all finished (delivered or given up), with those deliveries; an
+    /// event with a delivery still pending stays. Subjects keep their last
+    /// sequence number, so later events continue it. Returns how many
+    /// events were removed.
+    pub async fn purge_webhook_events(&self, before_ms: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND event_pos IN
+             (SELECT pos FROM webhook_events WHERE created_ms < $1)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await
+        .context("removing old webhook deliveries")?;
+        let done = sqlx::query(
+            "DELETE FROM webhook_events WHERE created_ms < $1 AND NOT EXISTS
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = webhook_events.pos)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await
+        .context("removing old webhook events")?;
+        tx.commit().await.context("committing a webhook purge")?;
+        Ok(done.rows_affected())
     }
 
     /// Deliveries with `status` (any when `None`), newest event first, at
