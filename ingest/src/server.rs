@@ -30,6 +30,7 @@ use crate::tls::{self, TlsMaterial};
 use crate::{lock, ConnectionChange, DeviceIdentity, SessionInfo, SessionOutput};
 
 /// A point-in-time view of one session, for the admin API.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionSnapshot {
     /// Session id.

@@ -34,7 +34,7 @@ mod vod;
 pub mod config;
 pub use config::LiveRelayConfig;
 pub use hls::{HlsConfig, LiveStart, LiveStartError};
-pub use http::LiveRoutes;
+pub use http::{HeartbeatAnswer, HeartbeatBody, LiveRoutes};
 pub use publisher::LivePublisher;
 pub use relay::{Authorizer, LiveRelay, LiveStreamSnapshot};
 pub use viewers::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot};

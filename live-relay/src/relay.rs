@@ -74,6 +74,7 @@ impl Shared {
 }
 
 /// One live stream, for the admin API.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LiveStreamSnapshot {
     /// Session id.

@@ -23,6 +23,7 @@ use crate::metrics::{EventLabel, ProtocolLabel};
 use sharecast_metrics::family;
 
 /// How a viewer watches.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -46,6 +47,7 @@ impl Protocol {
 }
 
 /// The end of one viewing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ViewerEnd {
     /// Viewer id (`rtsp-{session}` for RTSP, the page's id for HLS).
@@ -68,6 +70,7 @@ pub struct ViewerEnd {
 }
 
 /// Something that happened to a viewer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ViewerEvent {
@@ -99,6 +102,7 @@ impl ViewerEvent {
 }
 
 /// A current viewer, as shown by the admin API.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ViewerSnapshot {
     /// Viewer id.
