@@ -31,8 +31,8 @@ use crate::access::AuthAdmin;
 use crate::error::ApiPath as Path;
 use crate::history::{History, Series};
 
-use sharecast_ingest::SessionSnapshot;
-use sharecast_live_relay::{LiveStreamSnapshot, ViewerEvent, ViewerSnapshot};
+use sharecast_formats::status::SessionSnapshot;
+use sharecast_formats::status::{LiveStreamSnapshot, ViewerEvent, ViewerSnapshot};
 use sharecast_metrics::family;
 use sharecast_resume::Jobs;
 use sharecast_store::{Asset, Store};

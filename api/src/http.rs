@@ -18,7 +18,7 @@ use tower_http::services::ServeFile;
 use crate::access::Scope;
 use crate::error::{ApiPath, ApiQuery};
 use crate::metrics::HttpMetrics;
-use sharecast_ingest::SessionSnapshot;
+use sharecast_formats::status::SessionSnapshot;
 use sharecast_store::Store;
 use sharecast_tokens::valid_id;
 

@@ -157,7 +157,7 @@ const BODIES: &[(&str, &str, SchemaOf)] = &[
     (
         "POST",
         "/api/v1/live/{id}/heartbeat",
-        schema_of::<sharecast_live_relay::HeartbeatBody>,
+        schema_of::<sharecast_formats::status::HeartbeatBody>,
     ),
 ];
 
@@ -351,7 +351,7 @@ const ANSWERS: &[(&str, &str, SchemaOf)] = &[
     (
         "POST",
         "/api/v1/live/{id}/heartbeat",
-        schema_of::<sharecast_live_relay::HeartbeatAnswer>,
+        schema_of::<sharecast_formats::status::HeartbeatAnswer>,
     ),
     (
         "GET",

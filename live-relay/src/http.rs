@@ -10,12 +10,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::hls::{Directive, HlsStream, LiveStartError, PartAnswer, LIVE_RENDITION};
 use crate::lock;
 use crate::relay::Shared;
-use crate::viewers::{Heartbeat, HeartbeatRefused, Protocol};
+use crate::viewers::{Heartbeat, HeartbeatRefused};
+use sharecast_formats::status::{HeartbeatAnswer, HeartbeatBody, Protocol};
 
 /// How long a playlist request waits for the first segment.
 const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
@@ -369,39 +370,6 @@ fn segment(s: &Shared, stream: &HlsStream, file: &str) -> Response {
             )
         }
     }
-}
-
-/// Body of `POST /api/v1/live/{id}/heartbeat`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeartbeatBody {
-    /// Stable id of the player instance: 1-64 of `[A-Za-z0-9._-]`.
-    viewer_id: String,
-    /// Current position in the content, ms of capture time.
-    position_ms: u64,
-    /// Who watches (a user token or name), at most 128 bytes.
-    #[serde(default)]
-    user: Option<String>,
-    /// `hls` (live, the default) or `vod` (the recording).
-    #[serde(default)]
-    protocol: Option<String>,
-    /// Player state (`playing`, `waiting`, …), at most 32 bytes.
-    #[serde(default)]
-    state: Option<String>,
-    /// The page is closing: the viewing ends as `left`.
-    #[serde(default)]
-    leaving: bool,
-}
-
-/// Answer of `POST /api/v1/live/{id}/heartbeat`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Serialize)]
-pub struct HeartbeatAnswer {
-    /// Always true: the heartbeat was taken.
-    pub ok: bool,
-    /// The viewer vanishes after this long without a heartbeat, ms.
-    pub timeout_ms: u64,
 }
 
 async fn heartbeat(
