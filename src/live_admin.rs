@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sharecast_api::admin::{Admin, AdminSources};
+use sharecast_api::admin::{Admin, AdminSources, AdminStream, ListFn};
 use sharecast_api::{PlaybackTokens, Store};
 use sharecast_ingest::IngestServer;
-use sharecast_live_relay::LiveRelay;
+use sharecast_live_relay::{LiveRelay, ViewerEvent, ViewerSnapshot};
 use sharecast_resume::ResumeService;
 
 use crate::config::Config;
@@ -64,39 +64,14 @@ pub(crate) fn admin(
     tokens: &PlaybackTokens,
     resume: &ResumeService,
 ) -> Admin {
-    let to_json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
     let sessions = {
         let ingest = ingest.clone();
-        Arc::new(move || to_json(serde_json::to_value(ingest.sessions())))
+        Arc::new(move || ingest.sessions())
     };
-    // Each stream with a player link that opens it (a fresh playback token
-    // when one is needed).
-    let streams = {
-        let (relay, tokens) = (relay.clone(), tokens.clone());
-        Arc::new(move || {
-            let mut v = to_json(serde_json::to_value(relay.streams()));
-            if let Some(list) = v.as_array_mut() {
-                for s in list {
-                    let id = s["session_id"].as_str().unwrap_or_default().to_string();
-                    let q = tokens.query(&id);
-                    s["watch_path"] = format!("/watch/{id}{q}").into();
-                    s["hls_path"] = format!("/live/{id}/index.m3u8{q}").into();
-                }
-            }
-            v
-        })
-    };
-    let viewers = {
-        let relay = relay.clone();
-        Arc::new(move || mask_tokens(to_json(serde_json::to_value(relay.viewers()))))
-    };
-    let viewer_events = {
-        let relay = relay.clone();
-        Arc::new(move || mask_tokens(to_json(serde_json::to_value(relay.recent_viewer_events()))))
-    };
+    let (streams, viewers, viewer_events) = relay_sources(relay, tokens);
     let jobs = {
         let resume = resume.clone();
-        Arc::new(move || to_json(serde_json::to_value(resume.jobs())))
+        Arc::new(move || resume.jobs())
     };
     let end_session = {
         let ingest = ingest.clone();
@@ -132,29 +107,85 @@ pub(crate) fn admin(
     admin
 }
 
+/// What the admin sees of the live relay: each stream with links that open
+/// it (a fresh playback token when one is needed), the viewers and their
+/// recent events (user tokens masked).
+fn relay_sources(
+    relay: &Arc<LiveRelay>,
+    tokens: &PlaybackTokens,
+) -> (
+    ListFn<AdminStream>,
+    ListFn<ViewerSnapshot>,
+    ListFn<ViewerEvent>,
+) {
+    let streams = {
+        let (relay, tokens) = (relay.clone(), tokens.clone());
+        Arc::new(move || {
+            let streams = relay.streams().into_iter().map(|stream| {
+                let id = &stream.session_id;
+                let q = tokens.query(id);
+                AdminStream {
+                    watch_path: format!("/watch/{id}{q}"),
+                    hls_path: format!("/live/{id}/index.m3u8{q}"),
+                    stream,
+                }
+            });
+            streams.collect()
+        })
+    };
+    let viewers = {
+        let relay = relay.clone();
+        Arc::new(move || {
+            let mut viewers = relay.viewers();
+            viewers.iter_mut().for_each(|v| mask_user(&mut v.user));
+            viewers
+        })
+    };
+    let viewer_events = {
+        let relay = relay.clone();
+        Arc::new(move || {
+            let mut events = relay.recent_viewer_events();
+            for event in &mut events {
+                let (ViewerEvent::Vanished(end)
+                | ViewerEvent::Left(end)
+                | ViewerEvent::Kicked(end)) = event;
+                mask_user(&mut end.user);
+            }
+            events
+        })
+    };
+    (streams, viewers, viewer_events)
+}
+
 /// Players identify with their user token (`user`); admins see only its
 /// first and last characters.
-fn mask_tokens(mut v: serde_json::Value) -> serde_json::Value {
-    fn walk(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, x) in m.iter_mut() {
-                    if k == "user" {
-                        if let Some(s) = x.as_str() {
-                            if s.starts_with("su_") && s.len() > 10 {
-                                *x =
-                                    serde_json::Value::String(format!("su_…{}", &s[s.len() - 4..]));
-                            }
-                        }
-                    } else {
-                        walk(x);
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
-            _ => {}
-        }
+fn mask_user(user: &mut Option<String>) {
+    let Some(u) = user else { return };
+    if u.starts_with("su_") && u.len() > 10 {
+        let tail: Vec<char> = u.chars().rev().take(4).collect();
+        *u = format!("su_…{}", tail.iter().rev().collect::<String>());
     }
-    walk(&mut v);
-    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_user;
+
+    #[test]
+    fn user_tokens_are_masked_to_their_ends_other_names_kept() {
+        let masked = |u: Option<&str>| {
+            let mut u = u.map(str::to_string);
+            mask_user(&mut u);
+            u
+        };
+        assert_eq!(
+            masked(Some("su_0123456789abcdef")).as_deref(),
+            Some("su_…cdef")
+        );
+        // Multi-byte characters at the end are not cut in two.
+        assert_eq!(masked(Some("su_12345678éèêë")).as_deref(), Some("su_…éèêë"));
+        assert_eq!(masked(Some("bob")).as_deref(), Some("bob"));
+        assert_eq!(masked(Some("su_short")).as_deref(), Some("su_short"));
+        assert_eq!(masked(None), None);
+    }
 }

@@ -140,10 +140,10 @@ impl Server {
     }
 }
 
-/// The ingest's sessions, as JSON, for the HTTP API.
+/// The ingest's sessions, for the HTTP API.
 fn sessions_fn(ingest: &Arc<IngestServer>) -> SessionsFn {
     let ingest = ingest.clone();
-    Arc::new(move || serde_json::to_value(ingest.sessions()).unwrap_or_default())
+    Arc::new(move || ingest.sessions())
 }
 
 /// Every route behind the access policy, served on `listener`.

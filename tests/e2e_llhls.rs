@@ -114,7 +114,7 @@ fn parts_blocking_reload_preload_and_hls_js_low_latency() {
     };
     let pl = text("index.m3u8", "");
     assert!(
-        pl.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n#EXT-X-PART-INF:PART-TARGET=0.200\n"),
+        pl.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,PART-HOLD-BACK=0.600\n#EXT-X-PART-INF:PART-TARGET=0.200\n"),
         "{pl}"
     );
 
@@ -243,6 +243,7 @@ fn check_bad_directives(server: &Server, sid: &str, pt: &str) {
         format!("_HLS_msn={}", msn + 10),
         format!("_HLS_msn={msn}&_HLS_part={}", part + 100),
         "_HLS_msn=99999999999999999999999".to_string(),
+        "_HLS_skip=NO".to_string(),
     ];
     for q in &bad {
         let (status, body) = answer(server.get_raw(&format!("{path}&{q}"), None));

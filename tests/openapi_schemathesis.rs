@@ -11,11 +11,16 @@
 //!
 //! Three passes, each with the credential its routes take: the device's
 //! token for device routes, a user's token for user routes, the admin
-//! token for the rest.
+//! token for the rest. Schemathesis sees the server's state empty, so a
+//! second test checks the answers built from it (sessions, streams,
+//! viewers, …) against their schemas during a live session with viewers.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use serde_json::{json, Value};
 use sharecast_testkit::*;
 
 /// Device routes (a device token).
@@ -25,7 +30,12 @@ const USER: &str =
     "^/api/v1/(users|terminals|history|catalogue|resume|bookmarks|reverse-bookmark|handoff|transcodes|fetches)";
 
 fn schemathesis() -> PathBuf {
-    let bin = repo_root().join("target/schemathesis-venv/bin/schemathesis");
+    venv_bin("schemathesis")
+}
+
+/// A program of the venv Schemathesis is installed in.
+fn venv_bin(name: &str) -> PathBuf {
+    let bin = repo_root().join("target/schemathesis-venv/bin").join(name);
     assert!(
         bin.exists(),
         "{} is missing: run scripts/setup.sh (it installs Schemathesis from PyPI)",
@@ -128,4 +138,144 @@ fn every_answer_matches_the_openapi_description_and_none_is_a_5xx() {
     // The server is still well.
     let (st, _) = server.get("/api/v1/health", None);
     assert_eq!(st, 200);
+}
+
+/// Checks each answer (method, route as in the description, JSON) against
+/// the schema the description gives its success answer, with the JSON
+/// Schema validator Schemathesis uses (`jsonschema_rs`, same venv).
+fn assert_match_description(doc: &Value, answers: &[(&str, &str, Value)]) {
+    const CHECK: &str = r#"
+import json, sys, jsonschema_rs
+given = json.load(sys.stdin)
+doc, failed = given["doc"], 0
+for method, route, answer in given["answers"]:
+    ok = doc["paths"][route][method]["responses"]["2XX"]["content"]["application/json"]
+    schema = dict(ok["schema"], components=doc["components"])
+    for e in jsonschema_rs.validator_for(schema).iter_errors(answer):
+        failed += 1
+        print(f"{method} {route}: {e}")
+    print(f"{method} {route}: checked")
+sys.exit(1 if failed else 0)
+"#;
+    let answers: Vec<Value> = answers.iter().map(|(m, r, v)| json!([m, r, v])).collect();
+    let mut child = Command::new(venv_bin("python"))
+        .args(["-c", CHECK])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running the venv's python");
+    let input = json!({ "doc": doc, "answers": answers }).to_string();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(out.status.success(), "answers not as described:\n{report}");
+    assert_eq!(report.matches(": checked").count(), answers.len());
+}
+
+/// The answers the server builds from its state (sessions, streams,
+/// viewers, viewer events, jobs, history, the admin's actions, heartbeats)
+/// match their schemas while they have something in them: during a live
+/// session with viewers, one of them gone and one kicked. (Schemathesis
+/// sees them empty.)
+#[test]
+fn state_built_answers_match_their_schemas_during_a_live_session() {
+    let server = Server::start();
+    let admin = server.admin_token();
+    let (_push, sid, pt) = server.start_live(20);
+    let (_, doc) = server.get("/api/v1/openapi.json", None);
+    let heartbeat = format!("/api/v1/live/{sid}/heartbeat");
+    let mut answers = Vec::new();
+    for (viewer, user) in [
+        ("v-stay", "su_0123456789abcdef"),
+        ("v-left", "bob"),
+        ("v-kick", "eve"),
+    ] {
+        let body =
+            json!({"viewer_id": viewer, "position_ms": 1000, "user": user, "state": "playing"});
+        let (st, v) = server.post(&heartbeat, Some(&pt), body);
+        assert_eq!(st, 200, "{v}");
+        answers.push(("post", "/api/v1/live/{id}/heartbeat", v));
+    }
+    let admin_get = |path: &str| {
+        let (st, v) = server.get(path, Some(&admin));
+        assert_eq!(st, 200, "{path}: {v}");
+        v
+    };
+    let viewers = admin_get("/api/v1/admin/viewers");
+    assert_eq!(viewers["viewers"].as_array().unwrap().len(), 3, "{viewers}");
+    // The admin sees a user token only by its ends.
+    assert!(viewers.to_string().contains("\"su_…cdef\""), "{viewers}");
+    answers.push(("get", "/api/v1/admin/{what}", viewers));
+    let leave = json!({"viewer_id": "v-left", "position_ms": 1500, "leaving": true});
+    assert_eq!(server.post(&heartbeat, Some(&pt), leave).0, 200);
+    let (st, kicked) = server.post_empty("/api/v1/admin/viewers/v-kick/kick", Some(&admin));
+    assert_eq!((st, &kicked), (200, &json!({"kicked": "v-kick"})));
+    answers.push(("post", "/api/v1/admin/viewers/{id}/kick", kicked));
+    // The charts have a point of the session (one a second).
+    let history = wait_until("a point of the session", Duration::from_secs(15), || {
+        let h = admin_get("/api/v1/admin/history");
+        h["history"]["sessions"][&sid]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+            .then_some(h)
+    });
+    answers.push(("get", "/api/v1/admin/{what}", history));
+    let (st, own) = server.get("/api/v1/sessions", Some(&server.token));
+    assert_eq!(st, 200, "{own}");
+    assert_eq!(own["sessions"][0]["id"], sid.as_str(), "{own}");
+    answers.push(("get", "/api/v1/sessions", own));
+    for what in [
+        "sessions",
+        "streams",
+        "viewer-events",
+        "errors",
+        "jobs",
+        "assets",
+    ] {
+        let list = admin_get(&format!("/api/v1/admin/{what}"));
+        answers.push(("get", "/api/v1/admin/{what}", list));
+    }
+    let overview = admin_get("/api/v1/admin/overview");
+    assert!(
+        overview["streams"][0]["watch_path"].is_string(),
+        "{overview}"
+    );
+    // (v-stay may have vanished by now: heartbeats stopped.)
+    let events: Vec<(&str, &str)> = overview["viewer_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["viewer_id"].as_str()?, e["event"].as_str()?)))
+        .filter(|(viewer, _)| *viewer != "v-stay")
+        .collect();
+    assert_eq!(
+        events,
+        [("v-left", "left"), ("v-kick", "kicked")],
+        "{overview}"
+    );
+    answers.push(("get", "/api/v1/admin/overview", overview));
+    answers.push((
+        "get",
+        "/api/v1/admin/routes",
+        admin_get("/api/v1/admin/routes"),
+    ));
+    let (st, ended) = server.post_empty(&format!("/api/v1/admin/sessions/{sid}/end"), Some(&admin));
+    assert_eq!((st, &ended), (200, &json!({"ended": sid})));
+    answers.push(("post", "/api/v1/admin/sessions/{id}/end", ended));
+    assert_match_description(&doc, &answers);
+    // An answer that is not as described is caught.
+    let wrong = json!({"sessions": [{"id": 5}]});
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_match_description(&doc, &[("get", "/api/v1/sessions", wrong)])
+    }));
+    assert!(
+        caught.is_err(),
+        "a session with a numeric id passed the check"
+    );
 }

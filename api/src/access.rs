@@ -40,7 +40,7 @@ use sharecast_store::{Asset, AssetState, Device, Store};
 use sharecast_tokens::PlaybackTokens;
 
 /// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Anyone.
@@ -113,7 +113,7 @@ impl Access {
 }
 
 /// Where a route names the asset its rule is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetIn {
     /// The `{id}` path parameter.
@@ -123,7 +123,7 @@ pub enum AssetIn {
 }
 
 /// One route: method, path, rule.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RouteSpec {
     /// HTTP method.
     pub method: String,

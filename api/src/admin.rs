@@ -4,11 +4,11 @@
 //! `?token=T` for the page and the event stream, which browsers cannot give
 //! headers).
 //!
-//! It knows nothing of media: the binary hands it closures that return JSON
-//! (ingest sessions, live streams, viewers, viewer events, on-demand jobs)
-//! and that end a
-//! session or kick a viewer. Recent warnings and errors come from the
-//! [`ErrorCapture`] tracing layer.
+//! It knows nothing of media: the binary hands it closures that return the
+//! components' snapshots (ingest sessions, live streams, viewers, viewer
+//! events, on-demand jobs; their types are what the answers are described
+//! with in the OpenAPI document) and that end a session or kick a viewer.
+//! Recent warnings and errors come from the [`ErrorCapture`] tracing layer.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -31,11 +31,14 @@ use crate::access::AuthAdmin;
 use crate::error::ApiPath as Path;
 use crate::history::{History, Series};
 
+use sharecast_formats::status::SessionSnapshot;
+use sharecast_formats::status::{LiveStreamSnapshot, ViewerEvent, ViewerSnapshot};
 use sharecast_metrics::family;
-use sharecast_store::Store;
+use sharecast_resume::Jobs;
+use sharecast_store::{Asset, Store};
 
-/// Returns a JSON value (a list of sessions, viewers, …).
-pub type JsonFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// Returns a list (of sessions, viewers, …).
+pub type ListFn<T> = Arc<dyn Fn() -> Vec<T> + Send + Sync>;
 /// Acts on an id (end a session, kick a viewer); false when unknown.
 pub type ActionFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -43,15 +46,15 @@ pub type ActionFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 #[derive(Clone)]
 pub struct AdminSources {
     /// Ingest sessions.
-    pub sessions: JsonFn,
-    /// Live streams with their viewers by protocol.
-    pub streams: JsonFn,
+    pub sessions: ListFn<SessionSnapshot>,
+    /// Live streams with their viewers by protocol, and links to them.
+    pub streams: ListFn<AdminStream>,
     /// Current viewers.
-    pub viewers: JsonFn,
+    pub viewers: ListFn<ViewerSnapshot>,
     /// Recent viewer events (vanished, left, kicked).
-    pub viewer_events: JsonFn,
+    pub viewer_events: ListFn<ViewerEvent>,
     /// On-demand transcodes and fetches with their progress.
-    pub jobs: JsonFn,
+    pub jobs: Arc<dyn Fn() -> Jobs + Send + Sync>,
     /// Ends an ingest session.
     pub end_session: ActionFn,
     /// Kicks a viewer.
@@ -102,8 +105,104 @@ impl Collector for AdminMetrics {
     }
 }
 
+/// A live stream as the admin sees it: the relay's snapshot and links that
+/// open it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AdminStream {
+    /// The stream (its fields are at the top level of the JSON).
+    #[serde(flatten)]
+    pub stream: LiveStreamSnapshot,
+    /// The player page, with a fresh playback token when one is needed.
+    pub watch_path: String,
+    /// The HLS playlist, with a fresh playback token when one is needed.
+    pub hls_path: String,
+}
+
+/// Everything the dashboard shows (`GET /api/v1/admin/overview`, and the
+/// event stream's `overview` events).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    /// When it was taken, Unix ms.
+    pub now_unix_ms: u64,
+    /// Open ingest sessions.
+    pub sessions: Vec<SessionSnapshot>,
+    /// Live streams.
+    pub streams: Vec<AdminStream>,
+    /// Current viewers.
+    pub viewers: Vec<ViewerSnapshot>,
+    /// Recent viewer events, oldest first.
+    pub viewer_events: Vec<ViewerEvent>,
+    /// On-demand transcodes and fetches.
+    pub jobs: Jobs,
+    /// Recent warnings and errors of the log, oldest first.
+    pub errors: Vec<ErrorEntry>,
+    /// The 20 newest assets (empty when the store could not list them).
+    pub assets: Vec<Asset>,
+}
+
+/// The answer of `GET /api/v1/admin/{what}`: one object whose one key is
+/// the list's name (`viewer-events` as `viewer_events`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum AdminList {
+    /// `sessions`.
+    Sessions {
+        /// Open ingest sessions.
+        sessions: Vec<SessionSnapshot>,
+    },
+    /// `streams`.
+    Streams {
+        /// Live streams.
+        streams: Vec<AdminStream>,
+    },
+    /// `viewers`.
+    Viewers {
+        /// Current viewers.
+        viewers: Vec<ViewerSnapshot>,
+    },
+    /// `viewer-events`.
+    ViewerEvents {
+        /// Recent viewer events, oldest first.
+        viewer_events: Vec<ViewerEvent>,
+    },
+    /// `errors`.
+    Errors {
+        /// Recent warnings and errors of the log, oldest first.
+        errors: Vec<ErrorEntry>,
+    },
+    /// `jobs`.
+    Jobs {
+        /// On-demand transcodes and fetches.
+        jobs: Jobs,
+    },
+    /// `history`.
+    History {
+        /// The charts' series.
+        history: Series,
+    },
+    /// `assets`.
+    Assets {
+        /// The 50 newest assets.
+        assets: Vec<Asset>,
+    },
+}
+
+/// The answer of `POST /api/v1/admin/sessions/{id}/end`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Ended {
+    /// The session being ended.
+    ended: String,
+}
+
+/// The answer of `POST /api/v1/admin/viewers/{id}/kick`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Kicked {
+    /// The viewer kicked.
+    kicked: String,
+}
+
 /// One captured warning or error.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorEntry {
     /// Unix ms.
     pub at_unix_ms: u64,
@@ -218,7 +317,8 @@ impl Admin {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                let (sessions, streams) = ((inner.src.sessions)(), (inner.src.streams)());
+                let sessions = serde_json::to_value((inner.src.sessions)()).unwrap_or_default();
+                let streams = serde_json::to_value((inner.src.streams)()).unwrap_or_default();
                 let sample = lock(&inner.history).record(unix_ms(), &sessions, &streams);
                 let json = serde_json::to_string(&sample).unwrap_or_default();
                 // No subscriber (no dashboard open) is not an error.
@@ -232,26 +332,23 @@ impl Admin {
         lock(&self.inner.history).series()
     }
 
-    /// Everything the dashboard shows, as one JSON object.
-    pub async fn overview(&self) -> serde_json::Value {
+    /// Everything the dashboard shows.
+    pub async fn overview(&self) -> Overview {
         let s = &self.inner.src;
-        let assets = match s.store.assets(20).await {
-            Ok(a) => serde_json::to_value(a).unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "admin: listing assets");
-                serde_json::Value::Array(vec![])
-            }
-        };
-        serde_json::json!({
-            "now_unix_ms": unix_ms(),
-            "sessions": (s.sessions)(),
-            "streams": (s.streams)(),
-            "viewers": (s.viewers)(),
-            "viewer_events": (s.viewer_events)(),
-            "jobs": (s.jobs)(),
-            "errors": recent_errors(),
-            "assets": assets,
-        })
+        let assets = s.store.assets(20).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "admin: listing assets");
+            Vec::new()
+        });
+        Overview {
+            now_unix_ms: unix_ms(),
+            sessions: (s.sessions)(),
+            streams: (s.streams)(),
+            viewers: (s.viewers)(),
+            viewer_events: (s.viewer_events)(),
+            jobs: (s.jobs)(),
+            errors: recent_errors(),
+            assets,
+        }
     }
 
     /// Registers the admin side's families (under the registry's prefix):
@@ -272,8 +369,8 @@ pub(crate) async fn page(_: AuthAdmin) -> Response {
 /// What `/admin` answers a browser without the admin token.
 pub const LOGIN_HTML: &str = "<!doctype html><title>Sharecast admin</title><form method=get action=/admin>Admin token: <input name=token type=password autofocus> <button>Open</button></form><p>The token is printed by <code>sharecast serve</code> and stored in <code>&lt;data_dir&gt;/admin-token</code>.</p>";
 
-pub(crate) async fn overview(State(a): State<Admin>, _: AuthAdmin) -> Response {
-    Json(a.overview().await).into_response()
+pub(crate) async fn overview(State(a): State<Admin>, _: AuthAdmin) -> Json<Overview> {
+    Json(a.overview().await)
 }
 
 pub(crate) async fn list(
@@ -282,16 +379,28 @@ pub(crate) async fn list(
     Path(what): Path<String>,
 ) -> Response {
     let s = &a.inner.src;
-    let v = match what.as_str() {
-        "sessions" => (s.sessions)(),
-        "streams" => (s.streams)(),
-        "viewers" => (s.viewers)(),
-        "viewer-events" => (s.viewer_events)(),
-        "errors" => serde_json::to_value(recent_errors()).unwrap_or_default(),
-        "jobs" => (s.jobs)(),
-        "history" => serde_json::to_value(a.history()).unwrap_or_default(),
+    let list = match what.as_str() {
+        "sessions" => AdminList::Sessions {
+            sessions: (s.sessions)(),
+        },
+        "streams" => AdminList::Streams {
+            streams: (s.streams)(),
+        },
+        "viewers" => AdminList::Viewers {
+            viewers: (s.viewers)(),
+        },
+        "viewer-events" => AdminList::ViewerEvents {
+            viewer_events: (s.viewer_events)(),
+        },
+        "errors" => AdminList::Errors {
+            errors: recent_errors(),
+        },
+        "jobs" => AdminList::Jobs { jobs: (s.jobs)() },
+        "history" => AdminList::History {
+            history: a.history(),
+        },
         "assets" => match s.store.assets(50).await {
-            Ok(a) => serde_json::to_value(a).unwrap_or_default(),
+            Ok(assets) => AdminList::Assets { assets },
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "admin: listing assets");
                 return api_error(
@@ -303,8 +412,7 @@ pub(crate) async fn list(
         },
         _ => return api_error(StatusCode::NOT_FOUND, "not_found", "no such admin list"),
     };
-    let key = what.replace('-', "_");
-    Json(serde_json::json!({ key: v })).into_response()
+    Json(list).into_response()
 }
 
 /// The event stream: `history` (the charts' series) first, then an
@@ -319,7 +427,7 @@ pub(crate) async fn events(State(a): State<Admin>, _: AuthAdmin) -> Response {
         if !first {
             tokio::time::sleep(period).await;
         }
-        let data = a.overview().await.to_string();
+        let data = serde_json::to_string(&a.overview().await).unwrap_or_default();
         Some((Event::default().event("overview").data(data), (a, false)))
     });
     let samples = futures_util::stream::unfold(samples, |mut rx| async move {
@@ -359,7 +467,7 @@ pub(crate) async fn end_session(
     if (a.inner.src.end_session)(&id) {
         a.inner.actions.inc();
         tracing::info!(session = %id, "admin ended session");
-        Json(serde_json::json!({ "ended": id })).into_response()
+        Json(Ended { ended: id }).into_response()
     } else {
         api_error(
             StatusCode::NOT_FOUND,
@@ -380,7 +488,7 @@ pub(crate) async fn kick_viewer(
     if (a.inner.src.kick_viewer)(&id) {
         a.inner.actions.inc();
         tracing::info!(viewer = %id, "admin kicked viewer");
-        Json(serde_json::json!({ "kicked": id })).into_response()
+        Json(Kicked { kicked: id }).into_response()
     } else {
         api_error(StatusCode::NOT_FOUND, "unknown_viewer", "no such viewer")
     }

@@ -41,7 +41,7 @@ struct StreamIn {
 }
 
 /// One second of one session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SessionPoint {
     /// Unix ms of the sample.
     pub t_ms: u64,
@@ -60,7 +60,7 @@ pub struct SessionPoint {
 }
 
 /// One second of the server.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ServerPoint {
     /// Unix ms of the sample.
     pub t_ms: u64,
@@ -83,7 +83,7 @@ pub struct Sample {
 
 /// The series kept (what `GET /api/v1/admin/history` answers), oldest
 /// first.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Series {
     /// The server's points.
     pub server: Vec<ServerPoint>,

@@ -18,11 +18,12 @@ use tower_http::services::ServeFile;
 use crate::access::Scope;
 use crate::error::{ApiPath, ApiQuery};
 use crate::metrics::HttpMetrics;
+use sharecast_formats::status::SessionSnapshot;
 use sharecast_store::Store;
 use sharecast_tokens::valid_id;
 
-/// Returns the open ingest sessions as JSON.
-pub type SessionsFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// Returns the open ingest sessions.
+pub type SessionsFn = Arc<dyn Fn() -> Vec<SessionSnapshot> + Send + Sync>;
 
 /// HTTP configuration.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
@@ -219,16 +220,18 @@ pub(crate) async fn get_asset(
     }
 }
 
+/// The answer of `GET /api/v1/sessions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SessionList {
+    /// The open ingest sessions.
+    sessions: Vec<SessionSnapshot>,
+}
+
 /// `GET /api/v1/sessions`: the caller's open sessions (all for the admin).
-pub(crate) async fn list_sessions(
-    State(g): State<Gateway>,
-    scope: Scope,
-) -> Json<serde_json::Value> {
+pub(crate) async fn list_sessions(State(g): State<Gateway>, scope: Scope) -> Json<SessionList> {
     let mut sessions = (g.inner.sessions)();
-    if let Some(list) = sessions.as_array_mut() {
-        list.retain(|s| scope.covers(s["device_id"].as_str().unwrap_or_default()));
-    }
-    Json(serde_json::json!({ "sessions": sessions }))
+    sessions.retain(|s| scope.covers(&s.device_id));
+    Json(SessionList { sessions })
 }
 
 /// A `Range` header that is not one well-formed byte range is ignored (RFC

@@ -11,8 +11,8 @@
 //! [`QUERY`]; the JSON bodies in `BODIES`, their schemas derived
 //! (`utoipa::ToSchema`) from the types the handlers read (422 for a body
 //! that does not match); the JSON answers in `ANSWERS`, from the types the
-//! handlers answer. Answers built from the server's state (the
-//! open sessions, the admin's lists) are JSON without a schema.
+//! handlers answer (a test fails for a route answering JSON without one).
+//! Only this document itself is JSON without a schema.
 //!
 //! The test suite runs Schemathesis against a running server with this
 //! document (`tests/openapi_schemathesis.rs`): every answer must match it,
@@ -154,11 +154,15 @@ const BODIES: &[(&str, &str, SchemaOf)] = &[
         "/api/v1/webhooks",
         schema_of::<crate::webhooks::NewEndpoint>,
     ),
+    (
+        "POST",
+        "/api/v1/live/{id}/heartbeat",
+        schema_of::<sharecast_formats::status::HeartbeatBody>,
+    ),
 ];
 
 /// The JSON answer of each route on success, from the type its handler
-/// answers. Routes not listed answer JSON built from the server's state
-/// (the admin's lists, sessions, health) or no JSON at all.
+/// answers. Routes not listed answer no JSON, but `/api/v1/openapi.json`.
 const ANSWERS: &[(&str, &str, SchemaOf)] = &[
     ("GET", "/api/v1/health", schema_of::<crate::http::Health>),
     ("GET", "/api/v1/assets", schema_of::<crate::http::AssetList>),
@@ -338,6 +342,41 @@ const ANSWERS: &[(&str, &str, SchemaOf)] = &[
         "GET",
         "/api/v1/admin/webhook-deliveries",
         schema_of::<crate::webhooks::Deliveries>,
+    ),
+    (
+        "GET",
+        "/api/v1/sessions",
+        schema_of::<crate::http::SessionList>,
+    ),
+    (
+        "POST",
+        "/api/v1/live/{id}/heartbeat",
+        schema_of::<sharecast_formats::status::HeartbeatAnswer>,
+    ),
+    (
+        "GET",
+        "/api/v1/admin/overview",
+        schema_of::<crate::admin::Overview>,
+    ),
+    (
+        "GET",
+        "/api/v1/admin/routes",
+        schema_of::<crate::routes::RouteTable>,
+    ),
+    (
+        "GET",
+        "/api/v1/admin/{what}",
+        schema_of::<crate::admin::AdminList>,
+    ),
+    (
+        "POST",
+        "/api/v1/admin/sessions/{id}/end",
+        schema_of::<crate::admin::Ended>,
+    ),
+    (
+        "POST",
+        "/api/v1/admin/viewers/{id}/kick",
+        schema_of::<crate::admin::Kicked>,
     ),
 ];
 
@@ -648,6 +687,67 @@ mod tests {
             asset: None,
             page,
         }
+    }
+
+    /// Every route of the real table (`crate::routes`, one route a line):
+    /// method, path and whether it is a page, read from its source.
+    fn declared_routes() -> Vec<RouteSpec> {
+        let source = include_str!("routes.rs");
+        let mut specs = Vec::new();
+        for line in source.lines() {
+            let quoted = || line.split('"').nth(1);
+            let found = if line.contains("add_page(\"") {
+                quoted().map(|p| ("GET".to_string(), p, true))
+            } else if let Some((_, rest)) = line
+                .split_once("add(Method::")
+                .or_else(|| line.split_once("add_asset(Method::"))
+            {
+                let method = rest.split(',').next().unwrap_or_default().to_string();
+                quoted().map(|p| (method, p, false))
+            } else {
+                None
+            };
+            if let Some((method, path, page)) = found {
+                let path: &'static str = Box::leak(path.to_string().into_boxed_str());
+                specs.push(spec(&method, path, Access::Public, page));
+            }
+        }
+        specs
+    }
+
+    /// A JSON answer without a schema is a route added undescribed: every
+    /// route of the table that answers `application/json` on success
+    /// (but the description itself) has a schema for it.
+    #[test]
+    fn every_json_answer_has_a_schema() {
+        let table = declared_routes();
+        // The reading of the table found every route (one `.add` a route).
+        let declared = include_str!("routes.rs").matches(".add").count();
+        assert_eq!(table.len(), declared, "routes.rs lines not understood");
+        assert!(table.len() > 60, "{} routes", table.len());
+        let doc = serde_json::to_value(document(&table)).unwrap();
+        let mut undescribed = Vec::new();
+        for spec in &table {
+            if spec.path == "/api/v1/openapi.json" {
+                continue;
+            }
+            let op = &doc["paths"][spec.path][spec.method.to_lowercase()];
+            assert!(op.is_object(), "{} {}", spec.method, spec.path);
+            for (code, answer) in op["responses"].as_object().unwrap() {
+                if !code.starts_with('2') {
+                    continue;
+                }
+                let json = &answer["content"]["application/json"];
+                if json.is_object() && json.get("schema").is_none() {
+                    undescribed.push(format!("{} {}", spec.method, spec.path));
+                }
+            }
+        }
+        assert!(
+            undescribed.is_empty(),
+            "JSON answers without a schema (add them to ANSWERS):\n{}",
+            undescribed.join("\n")
+        );
     }
 
     #[test]

@@ -204,7 +204,8 @@ async fn openapi(
 }
 
 /// The answer of `GET /api/v1/admin/routes`.
-#[derive(serde::Serialize)]
-struct RouteTable {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct RouteTable {
+    /// Every route, in the order of the table.
     routes: Vec<RouteSpec>,
 }

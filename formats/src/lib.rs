@@ -17,6 +17,8 @@
 //! - [`ingest`]: the ingest protocol v1 (control messages and frame records).
 //! - [`share`]: share-message codecs (TLV, XML, delimited text, SMS PDUs,
 //!   WSP/WDP WAP Push, WBXML).
+//! - [`status`]: what the ingest and the live relay report of themselves
+//!   (sessions, live streams, viewers, heartbeats), as the HTTP API shows it.
 //! - [`mp4`]: MP4 box writers and readers (fragmented MP4 for live HLS, the
 //!   display rotation of a video track, compaction of a finished recording).
 
@@ -26,3 +28,4 @@ pub mod ingest;
 pub mod media;
 pub mod mp4;
 pub mod share;
+pub mod status;

@@ -48,7 +48,8 @@ use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::media::{MediaFrame, TrackInfo};
 
 pub use config::IngestConfig;
-pub use server::{IngestServer, SessionSnapshot};
+pub use server::IngestServer;
+pub use sharecast_formats::status::SessionSnapshot;
 pub use udp::UdpBuffers;
 
 /// A boxed, sendable future.

@@ -499,6 +499,18 @@ impl Collector for IngestCollector {
             "Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)",
             &ConstGauge::new(self.udp.receive),
         )?;
+        family(
+            &mut enc,
+            "ingest_udp_gso_segments",
+            "Datagrams the ingest socket sends in one system call (UDP GSO; 1: no offload)",
+            &ConstGauge::new(self.udp.gso_segments),
+        )?;
+        family(
+            &mut enc,
+            "ingest_udp_gro_segments",
+            "Datagrams the ingest socket receives in one system call (UDP GRO; 1: no offload)",
+            &ConstGauge::new(self.udp.gro_segments),
+        )?;
         if let Some(drops) = crate::udp::drops(self.udp.inode) {
             family(
                 &mut enc,

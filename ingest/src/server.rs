@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{ErrorCode, ALPN};
+use sharecast_formats::status::SessionSnapshot;
 
 use crate::committer::{self, Committer, CommitterConfig};
 use crate::config::IngestConfig;
@@ -28,54 +28,6 @@ use crate::metrics::{IngestCollector, IngestMetrics};
 use crate::session::{Lifecycle, Session, SessionLimits};
 use crate::tls::{self, TlsMaterial};
 use crate::{lock, ConnectionChange, DeviceIdentity, SessionInfo, SessionOutput};
-
-/// A point-in-time view of one session, for the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionSnapshot {
-    /// Session id.
-    pub id: String,
-    /// Device id.
-    pub device_id: String,
-    /// Device name.
-    pub device_name: String,
-    /// connected, suspended, stopped (by an error; being finalised),
-    /// finishing, finished, failed.
-    pub state: &'static str,
-    /// Start time, Unix ms.
-    pub started_unix_ms: u64,
-    /// Seconds since start.
-    pub age_secs: f64,
-    /// Unique frames received.
-    pub frames: u64,
-    /// Unique bytes received.
-    pub bytes: u64,
-    /// Times the phone resumed the session.
-    pub resumes: u64,
-    /// Codecs of the tracks.
-    pub codecs: Vec<String>,
-    /// Video width and height, if any.
-    pub width: Option<u32>,
-    /// Video height.
-    pub height: Option<u32>,
-    /// Smoothed RTT of the current connection, ms.
-    pub rtt_ms: Option<f64>,
-    /// Frames received but not yet durable.
-    pub backlog_frames: u64,
-    /// Average ingest bitrate by capture time, bit/s.
-    pub ingest_bitrate_bps: u64,
-    /// Video frames per second of capture time.
-    pub frame_rate: f64,
-    /// Capture-to-arrival delay of the newest live frame, ms.
-    pub live_delay_ms: Option<i64>,
-    /// Largest capture-to-arrival delay of a live frame, ms.
-    pub max_live_delay_ms: Option<i64>,
-    /// Bytes of the frames made durable (acknowledged to the phone).
-    pub durable_bytes: u64,
-    /// The encoder bitrate the phone advises, from its last REPORT, bit/s.
-    pub advised_bitrate_bps: Option<u64>,
-    /// Bytes the phone holds unacknowledged, from its last REPORT.
-    pub phone_backlog_bytes: Option<u64>,
-}
 
 /// What every connection of the server shares.
 pub(crate) struct Shared {

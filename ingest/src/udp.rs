@@ -22,12 +22,32 @@ pub struct UdpBuffers {
     pub send: usize,
     /// Socket inode, to find the socket's drop counter (Linux); 0 if unknown.
     pub(crate) inode: u64,
+    /// Datagrams quinn may send in one `sendmsg` (UDP GSO, segmentation
+    /// offload); 1: none.
+    pub gso_segments: usize,
+    /// Datagrams the kernel may hand over in one `recvmsg` (UDP GRO,
+    /// receive offload); 1: none.
+    pub gro_segments: usize,
 }
 
 /// Bind `addr` with receive and send buffers of `bytes` (0: system default).
 pub(crate) fn bind(addr: SocketAddr, bytes: usize) -> Result<(UdpSocket, UdpBuffers)> {
     let socket = UdpSocket::bind(addr).with_context(|| format!("binding udp {addr}"))?;
-    let bufs = size_buffers(&socket, bytes);
+    let mut bufs = size_buffers(&socket, bytes);
+    // What quinn's own socket state will find: the same probe of the same
+    // socket (it enables GRO where the kernel has it).
+    match quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&socket)) {
+        Ok(state) => {
+            bufs.gso_segments = state.max_gso_segments();
+            bufs.gro_segments = state.gro_segments();
+        }
+        Err(e) => tracing::warn!(error = %e, "probing the ingest UDP socket's offloads"),
+    }
+    tracing::info!(
+        gso_segments = bufs.gso_segments,
+        gro_segments = bufs.gro_segments,
+        "ingest UDP offloads (GSO: datagrams per send; GRO: per receive; 1 is none)"
+    );
     if bytes > 0 && bufs.receive < bytes {
         tracing::warn!(
             asked = bytes,
@@ -68,6 +88,8 @@ fn size_buffers(socket: &UdpSocket, bytes: usize) -> UdpBuffers {
         receive: getsockopt(fd, libc::SO_RCVBUF).unwrap_or(0),
         send: getsockopt(fd, libc::SO_SNDBUF).unwrap_or(0),
         inode: inode(socket),
+        gso_segments: 1,
+        gro_segments: 1,
     }
 }
 

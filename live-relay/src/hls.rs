@@ -744,11 +744,15 @@ impl HlsStream {
     /// kept back to the one holding that content position, and says where
     /// to start with `#EXT-X-START:TIME-OFFSET` (seconds from the first
     /// listed segment); a position that has left the stream starts at the
-    /// oldest segment kept.
+    /// oldest segment kept. With `delta` (a client's `_HLS_skip=YES`)
+    /// while live, a delta update: the oldest segments further than the
+    /// skip boundary (`CAN-SKIP-UNTIL`) from the end are replaced by one
+    /// `#EXT-X-SKIP` (RFC 8216bis 6.2.5.1), and no `#EXT-X-START`.
     pub(crate) fn media_playlist(
         &self,
         query: &str,
         start_ms: Option<u64>,
+        delta: bool,
     ) -> Result<String, LiveStartError> {
         use std::fmt::Write;
         let st = lock(&self.state);
@@ -777,13 +781,24 @@ impl HlsStream {
         }
         let target = self.target_duration_s(&st);
         let first_seq = st.segments.get(skip).map_or(st.next_seq, |s| s.seq);
+        let skipped = if delta && !st.ended {
+            skippable(&st, skip, skip_until_us(target))
+        } else {
+            0
+        };
+        let (version, skip_line) = if skipped > 0 {
+            start_line.clear();
+            (9, format!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n"))
+        } else {
+            (7, String::new())
+        };
         let mut out = String::new();
         let _ = write!(
             out,
-            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n{}#EXT-X-MEDIA-SEQUENCE:{first_seq}\n#EXT-X-INDEPENDENT-SEGMENTS\n{start_line}#EXT-X-MAP:URI=\"init.mp4{query}\"\n",
+            "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n{}#EXT-X-MEDIA-SEQUENCE:{first_seq}\n#EXT-X-INDEPENDENT-SEGMENTS\n{start_line}#EXT-X-MAP:URI=\"init.mp4{query}\"\n{skip_line}",
             self.server_control(&st),
         );
-        self.write_segments(&mut out, &st, skip, target, query);
+        self.write_segments(&mut out, &st, skip + skipped, target, query);
         if st.ended {
             let _ = write!(
                 out,
@@ -803,8 +818,9 @@ impl HlsStream {
             return String::new();
         }
         let part_s = self.part_target_us() as f64 / 1e6;
+        let skip_s = skip_until_us(self.target_duration_s(st)) as f64 / 1e6;
         format!(
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}\n#EXT-X-PART-INF:PART-TARGET={part_s:.3}\n",
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_s:.3},PART-HOLD-BACK={:.3}\n#EXT-X-PART-INF:PART-TARGET={part_s:.3}\n",
             3.0 * part_s
         )
     }
@@ -848,6 +864,29 @@ impl HlsStream {
             st.next_part
         );
     }
+}
+
+/// The skip boundary of delta updates: six target durations, the least
+/// RFC 8216bis allows, µs.
+fn skip_until_us(target_s: i64) -> i64 {
+    6 * target_s * 1_000_000
+}
+
+/// How many of the segments listed from index `from` a delta update skips:
+/// the oldest ones that end at least `boundary_us` before the playlist's
+/// end (the open segment's parts included).
+fn skippable(st: &State, from: usize, boundary_us: i64) -> usize {
+    let listed = st.segments.len().saturating_sub(from);
+    let mut after_us: i64 = st.open_parts.iter().map(|p| p.duration_us).sum();
+    let mut keep = 0;
+    for s in st.segments.iter().skip(from).rev() {
+        if after_us >= boundary_us {
+            break;
+        }
+        after_us += s.duration_us;
+        keep += 1;
+    }
+    listed - keep
 }
 
 /// `#EXT-X-PART` lines.
@@ -948,14 +987,14 @@ mod tests {
         for i in 1..=35 {
             s.push(&frame(i, i % 10 == 1));
         }
-        let pl = s.media_playlist("", None).unwrap();
+        let pl = s.media_playlist("", None, false).unwrap();
         assert_eq!(pl.matches("#EXTINF:1.000,").count(), 3, "{pl}");
         assert!(
             pl.contains("seg0.m4s")
                 && pl.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.100Z")
         );
         assert!(!pl.contains("ENDLIST"));
-        assert!(pl.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n"));
+        assert!(pl.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,PART-HOLD-BACK=0.600\n"));
         let seg = |msn| Directive { msn, part: None };
         assert!(HlsStream::directive_met(&lock(&s.state), seg(2)));
         assert!(!HlsStream::directive_met(&lock(&s.state), seg(3)));
@@ -965,10 +1004,10 @@ mod tests {
             "an ended stream blocks no reload"
         );
         assert!(!s
-            .media_playlist("", None)
+            .media_playlist("", None, false)
             .unwrap()
             .contains("SERVER-CONTROL"));
-        let pl = s.media_playlist("?t=1", None).unwrap();
+        let pl = s.media_playlist("?t=1", None, false).unwrap();
         assert!(pl.contains("#EXTINF:0.500,\nseg3.m4s?t=1\n"), "{pl}");
         assert!(pl.ends_with("#EXT-X-SHARECAST-VOD:URI=\"/vod/s1/source.mp4\"\n#EXT-X-ENDLIST\n"));
         assert!(s.segment(3).is_some());
@@ -1007,6 +1046,60 @@ mod tests {
         assert!(source.rendition("high").is_none());
     }
 
+    /// A delta update (`_HLS_skip=YES`) replaces the oldest segments
+    /// further than six target durations from the end by one
+    /// `#EXT-X-SKIP`; the media sequence and the rest stay as in the full
+    /// playlist; an ended stream is always listed in full.
+    #[test]
+    fn delta_updates_skip_the_oldest_segments() {
+        let cfg = HlsConfig {
+            window_segments: 12,
+            ..HlsConfig::default()
+        };
+        let s = HlsStream::new("s1", &[track()], 1_700_000_000_000_000, cfg, "/v".into()).unwrap();
+        for i in 1..=200 {
+            s.push(&frame(i, i % 10 == 1));
+        }
+        let full = s.media_playlist("?token=a", None, false).unwrap();
+        assert!(full.contains("CAN-SKIP-UNTIL=6.000,"), "{full}");
+        assert!(full.contains("#EXT-X-VERSION:7\n") && !full.contains("EXT-X-SKIP:"));
+        assert!(
+            full.contains("#EXT-X-MEDIA-SEQUENCE:7\n") && full.contains("\nseg7.m4s?token=a\n")
+        );
+        let delta = s.media_playlist("?token=a", None, true).unwrap();
+        assert!(delta.contains("#EXT-X-VERSION:9\n"), "{delta}");
+        assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{delta}");
+        assert!(
+            delta.contains("#EXT-X-MAP:URI=\"init.mp4?token=a\"\n#EXT-X-SKIP:SKIPPED-SEGMENTS=6\n"),
+            "{delta}"
+        );
+        for seq in 7..=12 {
+            assert!(
+                !delta.contains(&format!("\nseg{seq}.m4s")),
+                "seg{seq}: {delta}"
+            );
+        }
+        // What is listed is the full playlist's tail, byte for byte.
+        let tail = delta.split("SKIPPED-SEGMENTS=6\n").nth(1).unwrap();
+        assert!(full.ends_with(tail), "{delta}");
+        assert!(
+            tail.starts_with("#EXT-X-PROGRAM-DATE-TIME:") && tail.contains("\nseg13.m4s?token=a\n")
+        );
+        // Never fewer than six target durations are left: at the boundary.
+        let listed: f64 = tail
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|d| d.trim_end_matches(',').parse::<f64>().unwrap())
+            .sum();
+        assert!((5.0..7.0).contains(&listed), "{listed} s listed: {delta}");
+        s.end();
+        let ended = s.media_playlist("", None, true).unwrap();
+        assert!(
+            !ended.contains("EXT-X-SKIP") && ended.contains("#EXT-X-ENDLIST"),
+            "{ended}"
+        );
+    }
+
     #[test]
     fn resume_positions_map_to_segments_and_start_offsets() {
         let cfg = HlsConfig {
@@ -1020,7 +1113,7 @@ mod tests {
         }
         // Segments of 1 s start at 0.1 s, 1.1 s, …; seg0..seg8 are closed,
         // seg3..seg8 kept (window 2 + 4), seg7 and seg8 listed.
-        let pl = s.media_playlist("", None).unwrap();
+        let pl = s.media_playlist("", None, false).unwrap();
         assert!(
             pl.contains("#EXT-X-MEDIA-SEQUENCE:7\n") && !pl.contains("EXT-X-START"),
             "{pl}"
@@ -1039,7 +1132,7 @@ mod tests {
             }
         );
         // Behind the window but kept: listed from its segment.
-        let pl = s.media_playlist("?token=a", Some(6150)).unwrap();
+        let pl = s.media_playlist("?token=a", Some(6150), false).unwrap();
         assert!(
             pl.contains("#EXT-X-MEDIA-SEQUENCE:6\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-START:TIME-OFFSET=0.050,PRECISE=YES\n"),
             "{pl}"
@@ -1051,7 +1144,7 @@ mod tests {
         );
         // In the window: the usual window, offset from its first segment
         // (seg7, 1 s) into seg8.
-        let pl = s.media_playlist("", Some(8500)).unwrap();
+        let pl = s.media_playlist("", Some(8500), false).unwrap();
         assert!(
             pl.contains("#EXT-X-MEDIA-SEQUENCE:7\n") && pl.contains("TIME-OFFSET=1.400,"),
             "{pl}"
@@ -1062,7 +1155,7 @@ mod tests {
             (at.from, at.segment, at.start_ms),
             ("oldest_segment", 3, 3100)
         );
-        let pl = s.media_playlist("", Some(500)).unwrap();
+        let pl = s.media_playlist("", Some(500), false).unwrap();
         assert!(
             pl.contains("#EXT-X-MEDIA-SEQUENCE:3\n") && pl.contains("TIME-OFFSET=0.000,"),
             "{pl}"
@@ -1072,7 +1165,7 @@ mod tests {
             s.live_start(9200),
             Err(LiveStartError::PastEnd { edge_ms: 9100 })
         );
-        assert!(s.media_playlist("", Some(9200)).is_err());
+        assert!(s.media_playlist("", Some(9200), false).is_err());
         assert_eq!(
             s.live_start(u64::MAX),
             Err(LiveStartError::PastEnd { edge_ms: 9100 })
@@ -1109,10 +1202,10 @@ mod tests {
     #[test]
     fn playlist_lists_parts_and_the_preload_hint() {
         let s = stream_with_open_parts();
-        let pl = s.media_playlist("?t=1", None).unwrap();
+        let pl = s.media_playlist("?t=1", None, false).unwrap();
         let want = format!(
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n\
-             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.000,PART-HOLD-BACK=0.600\n\
              #EXT-X-PART-INF:PART-TARGET=0.200\n#EXT-X-MEDIA-SEQUENCE:0\n\
              #EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4?t=1\"\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.100Z\n{}#EXTINF:1.000,\nseg0.m4s?t=1\n\
@@ -1127,7 +1220,7 @@ mod tests {
         // Ended: the parts, the hint and the part target go; the segments
         // (now with seg2, frames 21-25) stay.
         s.end();
-        let pl = s.media_playlist("", None).unwrap();
+        let pl = s.media_playlist("", None, false).unwrap();
         for gone in ["#EXT-X-PART", "PRELOAD-HINT", "SERVER-CONTROL"] {
             assert!(!pl.contains(gone), "{gone}: {pl}");
         }
@@ -1146,7 +1239,7 @@ mod tests {
             s.push(&frame(i, i % 10 == 1));
         }
         // seg0..seg5 closed, the open seg6 has no part yet.
-        let pl = s.media_playlist("", None).unwrap();
+        let pl = s.media_playlist("", None, false).unwrap();
         assert!(!pl.contains("part14.m4s"), "{pl}");
         assert!(pl.contains("URI=\"part15.m4s\",INDEPENDENT=YES\n"), "{pl}");
         assert!(

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use crate::hls::{Directive, HlsStream, LiveStartError, PartAnswer, LIVE_RENDITION};
 use crate::lock;
 use crate::relay::Shared;
-use crate::viewers::{Heartbeat, HeartbeatRefused, Protocol};
+use crate::viewers::{Heartbeat, HeartbeatRefused};
+use sharecast_formats::status::{HeartbeatAnswer, HeartbeatBody, Protocol};
 
 /// How long a playlist request waits for the first segment.
 const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
@@ -47,6 +48,9 @@ struct TokenQuery {
     /// part) is in the playlist.
     #[serde(rename = "_HLS_part")]
     hls_part: Option<String>,
+    /// Delta update (`YES` or `v2`): the oldest segments are skipped.
+    #[serde(rename = "_HLS_skip")]
+    hls_skip: Option<String>,
 }
 
 /// 400 `bad_directive`, counted.
@@ -316,6 +320,13 @@ async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Respo
         Ok(d) => d,
         Err(m) => return bad_directive(s, m),
     };
+    let delta = match q.hls_skip.as_deref() {
+        None => false,
+        Some("YES" | "v2") => true,
+        Some(other) => {
+            return bad_directive(s, format!("_HLS_skip is YES or v2, not {other:?}"));
+        }
+    };
     let start = match ready_at(s, stream, q).await {
         Ok(start) => start,
         Err(r) => return r,
@@ -325,7 +336,7 @@ async fn media_playlist(s: &Shared, stream: &HlsStream, q: &TokenQuery) -> Respo
             return r;
         }
     }
-    match stream.media_playlist(&query_suffix(q), start) {
+    match stream.media_playlist(&query_suffix(q), start, delta) {
         Ok(body) => playlist(body),
         Err(e @ LiveStartError::PastEnd { .. }) => {
             s.reject("past_end");
@@ -359,22 +370,6 @@ fn segment(s: &Shared, stream: &HlsStream, file: &str) -> Response {
             )
         }
     }
-}
-
-/// Body of `POST /api/v1/live/{id}/heartbeat`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HeartbeatBody {
-    viewer_id: String,
-    position_ms: u64,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    protocol: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    leaving: bool,
 }
 
 async fn heartbeat(
@@ -437,10 +432,10 @@ async fn heartbeat(
         token: token.map(|t| t.chars().take(128).collect()),
     };
     match s.tracker.heartbeat(&id, beat) {
-        Ok(()) => Json(serde_json::json!({
-            "ok": true,
-            "timeout_ms": s.tracker.timeout().as_millis() as u64,
-        }))
+        Ok(()) => Json(HeartbeatAnswer {
+            ok: true,
+            timeout_ms: s.tracker.timeout().as_millis() as u64,
+        })
         .into_response(),
         Err(HeartbeatRefused::Kicked) => error(
             StatusCode::GONE,

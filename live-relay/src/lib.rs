@@ -36,8 +36,11 @@ pub use config::LiveRelayConfig;
 pub use hls::{HlsConfig, LiveStart, LiveStartError};
 pub use http::LiveRoutes;
 pub use publisher::LivePublisher;
-pub use relay::{Authorizer, LiveRelay, LiveStreamSnapshot};
-pub use viewers::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot};
+pub use relay::{Authorizer, LiveRelay};
+pub use sharecast_formats::status::{
+    HeartbeatAnswer, HeartbeatBody, LiveStreamSnapshot, Protocol, ViewerEnd, ViewerEvent,
+    ViewerSnapshot,
+};
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -16,8 +16,9 @@ use crate::hls::{self, HlsStream, LiveStart, LiveStartError};
 use crate::metrics::{ReasonLabel, Rejections, RelayCollector};
 use crate::publisher::{self, LivePublisher, Stage, Stream};
 use crate::rtsp::{mount_path, RtspServer};
-use crate::viewers::{ViewerEvent, ViewerSnapshot, ViewerTracker};
+use crate::viewers::ViewerTracker;
 use crate::{http, lock, vod, LiveRelayConfig};
+use sharecast_formats::status::{LiveStreamSnapshot, ViewerEvent, ViewerSnapshot};
 
 /// Decides whether a playback token opens a stream: `(session_id, token)`.
 pub type Authorizer = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
@@ -71,19 +72,6 @@ impl Shared {
             self.tracker.unregister_content(&id);
         }
     }
-}
-
-/// One live stream, for the admin API.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LiveStreamSnapshot {
-    /// Session id.
-    pub session_id: String,
-    /// `live` or `ended`.
-    pub state: String,
-    /// HLS segments made so far.
-    pub hls_segments: u64,
-    /// Viewers by protocol.
-    pub viewers: BTreeMap<&'static str, usize>,
 }
 
 /// The live relay: the RTSP server, the live streams being published and

@@ -15,111 +15,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use serde::Serialize;
+use sharecast_formats::status::{Protocol, ViewerEnd, ViewerEvent, ViewerSnapshot};
 use tokio::sync::broadcast;
 
 use crate::lock;
 use crate::metrics::{EventLabel, ProtocolLabel};
 use sharecast_metrics::family;
-
-/// How a viewer watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// RTSP (RTP over UDP or interleaved TCP).
-    Rtsp,
-    /// HLS in a browser or phone, tracked by heartbeats.
-    Hls,
-    /// The recording, after the live stream ended (heartbeats continue).
-    Vod,
-}
-
-impl Protocol {
-    /// Lower-case name.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Rtsp => "rtsp",
-            Protocol::Hls => "hls",
-            Protocol::Vod => "vod",
-        }
-    }
-}
-
-/// The end of one viewing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ViewerEnd {
-    /// Viewer id (`rtsp-{session}` for RTSP, the page's id for HLS).
-    pub viewer_id: String,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// Content (live session / asset) id.
-    pub content_id: String,
-    /// User, when the player said who it is.
-    pub user: Option<String>,
-    /// Playback position in the content, ms of capture time (the same
-    /// timeline as the VOD file).
-    pub position_ms: u64,
-    /// When the end was detected, Unix ms.
-    pub at_unix_ms: u64,
-    /// The playback token the viewer presented (what its access proved);
-    /// never shown.
-    #[serde(skip)]
-    pub playback_token: Option<String>,
-}
-
-/// Something that happened to a viewer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum ViewerEvent {
-    /// Abnormal interruption: heartbeats or the RTSP session timed out, or
-    /// the connection closed without TEARDOWN.
-    Vanished(ViewerEnd),
-    /// Normal end (RTSP TEARDOWN, page closed with a final heartbeat).
-    Left(ViewerEnd),
-    /// An admin kicked the viewer.
-    Kicked(ViewerEnd),
-}
-
-impl ViewerEvent {
-    /// The details.
-    pub(crate) fn end(&self) -> &ViewerEnd {
-        match self {
-            ViewerEvent::Vanished(e) | ViewerEvent::Left(e) | ViewerEvent::Kicked(e) => e,
-        }
-    }
-
-    /// "vanished", "left" or "kicked".
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            ViewerEvent::Vanished(_) => "vanished",
-            ViewerEvent::Left(_) => "left",
-            ViewerEvent::Kicked(_) => "kicked",
-        }
-    }
-}
-
-/// A current viewer, as shown by the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct ViewerSnapshot {
-    /// Viewer id.
-    pub viewer_id: String,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// Content id.
-    pub content_id: String,
-    /// User, if known.
-    pub user: Option<String>,
-    /// Position, ms.
-    pub position_ms: u64,
-    /// Player state the page reported ("playing", "waiting", …).
-    pub state: Option<String>,
-    /// Start, Unix ms.
-    pub started_unix_ms: u64,
-    /// Last heartbeat / activity, Unix ms.
-    pub last_seen_unix_ms: u64,
-    /// Remote address, when known.
-    pub remote: Option<String>,
-}
 
 /// Closes an RTSP viewer's connection (for kicks).
 pub(crate) type Closer = Box<dyn Fn() + Send + Sync>;

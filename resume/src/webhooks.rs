@@ -12,6 +12,8 @@
 //! - Every attempt of an event (and every replay) carries the same
 //!   `webhook-id`: receivers deduplicate by it.
 //! - Counted in `sharecast_webhook_deliveries_total{result}`.
+//! - Events older than `retention_days` whose deliveries are all finished
+//!   are removed every hour (`sharecast_webhook_events_purged_total`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use rand::RngCore;
@@ -31,6 +33,9 @@ use sharecast_store::{now_ms, DueWebhook, Store, WebhookEvent};
 
 use crate::metrics::by_result;
 use crate::outbound::{Outbound, OutboundError};
+
+/// How often old events are looked for.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The prefix of a signing secret.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -56,6 +61,10 @@ pub struct WebhooksConfig {
     /// Most deliveries attempted at once (each to a different endpoint or
     /// subject). Default 16.
     pub max_in_flight: u32,
+    /// Days an event is kept after it was recorded; then it is removed
+    /// with its deliveries once none is pending (checked hourly), and can
+    /// no longer be replayed. 0 keeps events forever. Default 30.
+    pub retention_days: u64,
 }
 
 impl Default for WebhooksConfig {
@@ -67,6 +76,7 @@ impl Default for WebhooksConfig {
             give_up_after_secs: 86_400,
             poll_interval_ms: 1000,
             max_in_flight: 16,
+            retention_days: 30,
         }
     }
 }
@@ -113,6 +123,7 @@ struct Counts {
     delivered: Counter,
     retried: Counter,
     failed: Counter,
+    purged: Counter,
 }
 
 impl Collector for Counts {
@@ -126,7 +137,14 @@ impl Collector for Counts {
                 ("retried", &self.retried),
                 ("failed", &self.failed),
             ],
-        )
+        )?;
+        let purged = enc.encode_descriptor(
+            "webhook_events_purged",
+            "Webhook events removed after webhooks.retention_days (with their finished deliveries)",
+            None,
+            self.purged.metric_type(),
+        )?;
+        self.purged.encode(purged)
     }
 }
 
@@ -174,8 +192,21 @@ impl Webhooks {
         self.outbound.check_destination(url)
     }
 
-    /// Starts the delivery worker (unless `webhooks.enabled` is off).
+    /// Starts the hourly purge of old events (unless `retention_days` is
+    /// 0) and the delivery worker (unless `webhooks.enabled` is off).
     pub fn start(&self) {
+        if self.cfg.retention_days > 0 {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let mut hourly = tokio::time::interval(PURGE_EVERY);
+                loop {
+                    hourly.tick().await;
+                    if let Err(e) = this.purge(now_ms()).await {
+                        tracing::error!(error = %format!("{e:#}"), "webhooks: purging old events");
+                    }
+                }
+            });
+        }
         if !self.cfg.enabled {
             tracing::info!("webhooks: delivery is off (webhooks.enabled = false)");
             return;
@@ -194,6 +225,29 @@ impl Webhooks {
             }
             tokio::time::sleep(idle).await;
         }
+    }
+
+    /// Removes the events older than `retention_days` at `now` (Unix ms)
+    /// whose deliveries are all finished; returns how many.
+    pub async fn purge(&self, now: i64) -> anyhow::Result<u64> {
+        let days = self.cfg.retention_days;
+        if days == 0 {
+            return Ok(0);
+        }
+        let keep_ms = i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+        let n = self
+            .store
+            .purge_webhook_events(now.saturating_sub(keep_ms))
+            .await?;
+        if n > 0 {
+            self.counts.purged.inc_by(n);
+            tracing::info!(
+                events = n,
+                retention_days = days,
+                "webhooks: old events removed"
+            );
+        }
+        Ok(n)
     }
 
     /// Attempts every delivery due now (at most `max_in_flight`, at once);
@@ -386,6 +440,69 @@ mod tests {
         );
         assert_eq!(giving_up.counts.failed.get(), 2);
         assert_eq!(retrying.counts.retried.get(), 1);
+    }
+
+    /// Old events whose deliveries are finished are removed (and counted);
+    /// a pending one and recent ones stay; sequences continue; retention 0
+    /// keeps everything.
+    #[tokio::test]
+    async fn old_finished_events_are_purged_and_sequences_continue() {
+        let (store, _d) = sharecast_store::testing::store().await;
+        let all = vec!["*".to_string()];
+        store
+            .add_webhook(None, &closed_url(), &all, &new_secret())
+            .await
+            .unwrap();
+        let start = |id| sharecast_store::SessionStart {
+            id,
+            device_id: "dev",
+            title: None,
+            started_ms: 1,
+        };
+        store.session_started(&start("s1")).await.unwrap();
+        store.asset_failed("s1", "broken").await.unwrap();
+        let giving_up = worker(
+            &store,
+            WebhooksConfig {
+                give_up_after_secs: 0,
+                ..WebhooksConfig::default()
+            },
+        );
+        while giving_up.pass().await.unwrap() > 0 {}
+        store.session_started(&start("s2")).await.unwrap();
+        let month = 31 * 86_400_000;
+        let keep_all = worker(
+            &store,
+            WebhooksConfig {
+                retention_days: 0,
+                ..WebhooksConfig::default()
+            },
+        );
+        assert_eq!(keep_all.purge(now_ms() + month).await.unwrap(), 0);
+        // Nothing is a month old yet.
+        assert_eq!(giving_up.purge(now_ms()).await.unwrap(), 0);
+
+        assert_eq!(giving_up.purge(now_ms() + month).await.unwrap(), 2);
+        assert!(store
+            .webhook_events_of("session:s1")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.webhook_events_of("session:s2").await.unwrap().len(),
+            1
+        );
+        let pending = store.webhook_deliveries(Some("pending"), 10).await.unwrap();
+        assert_eq!(pending.len(), 1, "the pending delivery stays");
+        assert!(store
+            .webhook_deliveries(Some("failed"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(giving_up.counts.purged.get(), 2);
+        store.session_ended("s1", Err("again")).await.unwrap();
+        let events = store.webhook_events_of("session:s1").await.unwrap();
+        assert_eq!(events[0].sequence, 3, "the subject's sequence continues");
     }
 
     #[test]

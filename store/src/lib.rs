@@ -206,6 +206,7 @@ mod tests {
             (5, "f19a8bd2ee34c78f2cc889e890e9cbc545f7cd3626d1d2f48538546d62ff780d1085cc099e19797ff8b5a73596650001"),
             (6, "8d505e7297ff36237c84eea72e89a19f740c6ecee56f9eb7b67ffe767c05f40a34754d5a25ea17e79de7baa3bbff265b"),
             (7, "baaeef2c232881f304993d176821677a76d8507b9414665f87fd8a41da71c06806069eb4d77a472f6c3fe57105292453"),
+            (8, "18005bbeb6db36af5527290bfeabc91d4ed3f9ca51b0bdd4b6e5b6125077a637be8237a59ae3fe021ae6166fa9f5d28a"),
         ];
         let got: Vec<(i64, String)> = sqlx::migrate!("./migrations/sqlite")
             .iter()
@@ -224,7 +225,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let sqlite = names(sqlx::migrate!("./migrations/sqlite"));
-        assert_eq!(sqlite.len(), 7);
+        assert_eq!(sqlite.len(), 8);
         assert_eq!(sqlite, names(sqlx::migrate!("./migrations/postgres")));
     }
 

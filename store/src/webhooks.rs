@@ -442,6 +442,33 @@ impl Store {
         Ok(Some(done.rows_affected()))
     }
 
+    /// Removes the events recorded before `before_ms` whose deliveries are
+    /// all finished (delivered or given up), with those deliveries; an
+    /// event with a delivery still pending stays. Subjects keep their last
+    /// sequence number, so later events continue it. Returns how many
+    /// events were removed.
+    pub async fn purge_webhook_events(&self, before_ms: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND event_pos IN
+             (SELECT pos FROM webhook_events WHERE created_ms < $1)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await
+        .context("removing old webhook deliveries")?;
+        let done = sqlx::query(
+            "DELETE FROM webhook_events WHERE created_ms < $1 AND NOT EXISTS
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_pos = webhook_events.pos)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await
+        .context("removing old webhook events")?;
+        tx.commit().await.context("committing a webhook purge")?;
+        Ok(done.rows_affected())
+    }
+
     /// Deliveries with `status` (any when `None`), newest event first, at
     /// most `limit`: what the admin sees.
     pub async fn webhook_deliveries(
