@@ -1,8 +1,9 @@
-//! SRT ingest with a real publisher: ffmpeg (libsrt, caller) sends the demo
-//! clip as an MPEG transport stream to the real server, and the recording
-//! holds every frame; two publishes with the same key within the rejoin
-//! window make one recording; wrong keys, readers and garbage are refused,
-//! counted, and leave other publishers alone.
+//! SRT ingest with real publishers: ffmpeg (libsrt) and GStreamer
+//! (`srtsink`) send the demo clip as an MPEG transport stream to the real
+//! server, and the recording holds every frame; two publishes with the same
+//! key within the rejoin window make one recording; wrong keys, readers and
+//! garbage are refused, counted, and leave other publishers alone; garbage
+//! mid-publish keeps the frames before it.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -193,4 +194,93 @@ fn wrong_keys_readers_and_garbage_are_refused_and_counted() {
         &srt_url(&server, &format!("publish:{key}")),
     ));
     server.only_ready_asset();
+}
+
+/// `gst-launch-1.0 -e` running `pipeline` (its output piped).
+fn gst_launch(pipeline: &str) -> std::process::Output {
+    Command::new("gst-launch-1.0")
+        .arg("-e")
+        .args(pipeline.split_whitespace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn gstreamer_publishes_over_srt() {
+    let server = srt_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let key = publishing_key(&server);
+    // GStreamer's own SRT caller and MPEG-TS muxer, in real time
+    // (`srtsink sync=true`); h264parse puts the SPS and PPS in band.
+    let pipeline = format!(
+        "filesrc location={clip} ! qtdemux name=d \
+         d.video_0 ! queue ! h264parse config-interval=-1 ! mpegtsmux name=m alignment=7 \
+         ! srtsink uri=srt://{addr} streamid={key} \
+         d.audio_0 ! queue ! aacparse ! m.",
+        clip = clip.display(),
+        addr = server.srt.as_ref().unwrap(),
+    );
+    let out = gst_launch(&pipeline);
+    assert!(
+        out.status.success(),
+        "gst-launch: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = server.only_ready_asset();
+    let vod = server.session_file(&id, "source.mp4");
+    assert_eq!(codecs(&vod), ("h264".into(), "aac".into()));
+    let (video, audio) = frame_counts(&vod);
+    let (clip_video, clip_audio) = frame_counts(&clip);
+    println!("GStreamer over SRT: {video}/{clip_video} video, {audio}/{clip_audio} audio frames");
+    assert_eq!((video, audio), (clip_video, clip_audio), "every frame once");
+}
+
+#[test]
+fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
+    let server = srt_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let key = publishing_key(&server);
+    // The first half of the clip as a transport stream, 4 KiB that are
+    // not one, then the rest (a publisher's last bytes may never leave it,
+    // so the garbage is not at the end).
+    let dir = tempfile::tempdir().unwrap();
+    let ts = dir.path().join("clip.ts");
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+            .arg(&clip)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(&ts),
+    );
+    let bytes = std::fs::read(&ts).unwrap();
+    let half = bytes.len() / 2 / 1316 * 1316;
+    let mut mixed = bytes[..half].to_vec();
+    mixed.extend(std::iter::repeat_n(0u8, 4096));
+    mixed.extend_from_slice(&bytes[half..]);
+    std::fs::write(&ts, &mixed).unwrap();
+    // Sent as it is, in SRT-sized blocks, paced so that nothing is dropped.
+    let pipeline = format!(
+        "filesrc location={} blocksize=1316 ! srtsink uri=srt://{} streamid={key} sync=false throttle-time=2000000",
+        ts.display(),
+        server.srt.as_ref().unwrap(),
+    );
+    let _ = gst_launch(&pipeline);
+    wait_until("the garbage to be counted", Duration::from_secs(20), || {
+        (server.metric(&ended("media")) == 1.0).then_some(())
+    });
+    assert!(
+        server.log().contains("sync byte 0x47"),
+        "the error says why"
+    );
+    // The session is finalised after the window with the frames it took.
+    let id = server.only_ready_asset();
+    let (video, _) = frame_counts(&server.session_file(&id, "source.mp4"));
+    let (clip_video, _) = frame_counts(&clip);
+    assert!(
+        video > clip_video / 4 && video < clip_video,
+        "{video} of {clip_video} video frames: those before the garbage"
+    );
 }
