@@ -29,29 +29,9 @@ WARM=3
 [ "$SECS" -ge $((WARM + 4)) ] || { echo "SECONDS_PER_RUN must be at least $((WARM + 4))" >&2; exit 2; }
 WINDOW=$((SECS - WARM - 1))
 
-# n publishers of the clip to "$1/<key i>" for SECS seconds; CPU of the
-# processes given after the URL over the steady window; prints the row.
-publish_and_measure() {
-  local n=$1 base=$2 keys_file=$3; shift 3
-  local pids=() i=0 t0=0 t1=0 p
-  while read -r key && [ $i -lt "$n" ]; do
-    timeout $((SECS + 30)) ffmpeg -v error -re -stream_loop -1 -t "$SECS" -i "$CLIP" -c copy -f flv "$base/$key" </dev/null &
-    pids+=($!); i=$((i + 1))
-  done < "$keys_file"
-  sleep "$WARM"
-  for p in "$@"; do t0=$((t0 + $(cpu_ticks "$p"))); done
-  sleep "$WINDOW"
-  for p in "$@"; do t1=$((t1 + $(cpu_ticks "$p"))); done
-  wait "${pids[@]}" 2>/dev/null || true
-  echo "$t0 $t1"
-}
-
-row() { # n bytes t0 t1
-  python3 -c "
-n=$1; b=$2; secs=$SECS; window=$WINDOW; cpu=($4-$3)/$HZ
-mbit=b*8/1e6/secs
-print(f'{n:<9} {mbit:<10.1f} {100*cpu/window:<9.0f} {cpu/(mbit*window) if mbit else 0:<12.4f}')"
-}
+source bench/lib/measure.sh
+sharecast_rtmp() { echo "flv rtmp://127.0.0.1:21936/live/$1"; }
+nginx_rtmp() { echo "flv rtmp://127.0.0.1:21935/live/$1"; }
 
 # Sharecast: RTMP ingest, passthrough recording (no 480p encode), the live
 # relay on as always.
@@ -75,12 +55,12 @@ for _ in $(seq "$max"); do
 done > "$WORK/keys"
 
 printf '\nSharecast RTMP ingest (journal, recording, live relay), ffmpeg -re -c copy, CPU over the steady window:\n'
-printf '%-9s %-10s %-9s %-12s\n' publishers "Mbit/s" "cpu %" "cpu s/Mbit"
+header
 for n in $SESSIONS; do
   RUST_LOG=warn "$BIN" serve --config "$WORK/sharecast.toml" >"$WORK/serve.out" 2>"$WORK/serve.log" &
   SPID=$!
   for _ in $(seq 100); do [ -s "$WORK/data/server.json" ] && break; sleep 0.1; done
-  read -r t0 t1 < <(publish_and_measure "$n" rtmp://127.0.0.1:21936/live "$WORK/keys" "$SPID")
+  read -r t0 t1 < <(publish_and_measure "$n" sharecast_rtmp "$WORK/keys" "$SPID")
   sleep 2
   kill -INT $SPID 2>/dev/null || true; wait $SPID 2>/dev/null || true
   rm -f "$WORK/data/server.json"
@@ -96,14 +76,14 @@ chmod 755 "$WORK"
 nginx_rtmp_config "$NGX" 21935
 seq "$max" | sed 's/^/s/' > "$WORK/names"
 printf '\nnginx-rtmp (recording on), the same publishers, the same window:\n'
-printf '%-9s %-10s %-9s %-12s\n' publishers "Mbit/s" "cpu %" "cpu s/Mbit"
+header
 for n in $SESSIONS; do
   rm -f "$NGX"/rec/*
   nginx -p "$NGX" -c "$NGX/nginx.conf" 2>/dev/null &
   NPID=$!
   sleep 1
   WPID=$( (pgrep -P $NPID || true) | head -1); WPID=${WPID:-$NPID}
-  read -r t0 t1 < <(publish_and_measure "$n" rtmp://127.0.0.1:21935/live "$WORK/names" "$NPID" "$WPID")
+  read -r t0 t1 < <(publish_and_measure "$n" nginx_rtmp "$WORK/names" "$NPID" "$WPID")
   bytes=$( (du -cb "$NGX"/rec/*.flv 2>/dev/null || echo 0) | tail -1 | cut -f1)
   kill $NPID 2>/dev/null || true; wait $NPID 2>/dev/null || true
   row "$n" "$bytes" "$t0" "$t1"
