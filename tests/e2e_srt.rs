@@ -284,3 +284,48 @@ fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
         "{video} of {clip_video} video frames: those before the garbage"
     );
 }
+
+#[test]
+fn h264_without_sps_and_pps_in_band_is_refused_with_the_reason() {
+    let server = srt_server();
+    let clip = fixture(H264_AAC).unwrap();
+    let key = publishing_key(&server);
+    // The clip as a transport stream with its SPS and PPS taken out, then
+    // that looped ten times (2 320 access units) at five times real time:
+    // the server holds what comes while it waits for them, then refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let ts = dir.path().join("no_sps.ts");
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+            .arg(&clip)
+            .args([
+                "-c",
+                "copy",
+                "-bsf:v",
+                "h264_mp4toannexb,filter_units=remove_types=7|8",
+            ])
+            .args(["-f", "mpegts"])
+            .arg(&ts),
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-readrate", "5", "-stream_loop", "9", "-i"])
+        .arg(&ts)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(srt_url(&server, &key))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    drop(out);
+    wait_until("the refusal to be counted", Duration::from_secs(30), || {
+        (server.metric(&ended("media")) == 1.0).then_some(())
+    });
+    assert!(
+        server
+            .log()
+            .contains("no video configuration within 2001 access units"),
+        "the error says why"
+    );
+    assert!(server.assets().is_empty(), "no session without its tracks");
+}

@@ -39,6 +39,8 @@ use crate::server::{ConnectionSlot, Shared};
 /// Access units held while the session cannot open yet (a track of the
 /// program has not shown its configuration); one more is refused.
 const MAX_PENDING: usize = 2000;
+/// Bytes of those access units held at most.
+const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
 
 /// Accept SRT callers on `socket` until the listener ends.
 pub(crate) async fn serve(shared: Arc<Shared>, socket: tokio::net::UdpSocket) {
@@ -89,6 +91,7 @@ async fn connection(shared: Arc<Shared>, request: ConnectionRequest) {
         demux: Demuxer::default(),
         configs: [None, None],
         pending: Vec::new(),
+        pending_bytes: 0,
         clock: None,
     };
     let result = conn.run(request).await;
@@ -108,8 +111,9 @@ struct Conn {
     /// The decoder configuration of each track seen before the session
     /// opened.
     configs: [Option<Vec<u8>>; 2],
-    /// Access units waiting for the session to open.
+    /// Access units waiting for the session to open, and their bytes.
     pending: Vec<Unit>,
+    pending_bytes: usize,
     /// The first timestamp read (90 kHz, 33 bits), and the last one with
     /// its distance from the first: the connection's origin and clock.
     clock: Option<(u64, u64, i64)>,
@@ -213,18 +217,21 @@ impl Conn {
         if self.feed.started() {
             return self.feed.frame(|| Ok(Vec::new()), unit).await;
         }
+        self.pending_bytes += unit.data.len();
         self.pending.push(unit);
         let declared = self.demux.tracks();
         let ready = declared
             .iter()
             .all(|t| self.configs[usize::from(*t)].is_some());
         if !ready {
-            if self.pending.len() > MAX_PENDING {
+            let held = self.pending_bytes;
+            if self.pending.len() > MAX_PENDING || held > MAX_PENDING_BYTES {
                 return Err(ended(
                     PublishEnd::Media,
                     format!(
-                        "no {} configuration within {MAX_PENDING} access units (H.264 needs an in-band SPS and PPS)",
-                        missing(&declared, &self.configs)
+                        "no {} configuration within {} access units ({held} bytes; H.264 needs an in-band SPS and PPS)",
+                        missing(&declared, &self.configs),
+                        self.pending.len()
                     ),
                 ));
             }
