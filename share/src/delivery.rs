@@ -278,6 +278,10 @@ async fn send(
     Ok(parts.len() as i64)
 }
 
+/// Longest sleep of an idle worker, ms: deliveries another server queued
+/// (on a shared database) are seen within this.
+const IDLE_POLL_MS: i64 = 5_000;
+
 /// The worker: sends what is due, then sleeps until the next delivery is
 /// due or `wake` is notified. Runs until the process ends.
 pub(crate) async fn run_worker(
@@ -318,8 +322,8 @@ pub(crate) async fn run_worker(
             continue;
         }
         let sleep_ms = match store.next_due_delivery().await {
-            Ok(Some(t)) => (t - now_ms()).clamp(0, 30_000),
-            _ => 30_000,
+            Ok(Some(t)) => (t - now_ms()).clamp(0, IDLE_POLL_MS),
+            _ => IDLE_POLL_MS,
         };
         tokio::select! {
             _ = wake.notified() => {}

@@ -97,9 +97,11 @@ pub struct Delivery {
     /// Parts the network reported delivered to the phone (SMS delivery
     /// reports; a WAP Push through the PPG gets none).
     pub parts_delivered: i64,
+    /// The server (node name) that claimed it to send it, if one has.
+    pub node: Option<String>,
 }
 
-const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts, delivered_parts";
+const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts, delivered_parts, claimed_by";
 
 impl Record for Delivery {
     const TABLE: &'static str = "share_deliveries";
@@ -125,6 +127,7 @@ impl Record for Delivery {
             sent_unix_ms: r.get(10),
             parts: r.get(11),
             parts_delivered: i64::from(r.get::<i64, _>(12).count_ones()),
+            node: r.get(13),
         }
     }
 }
@@ -340,12 +343,18 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// When the next pending delivery is due, Unix ms.
+    /// When this node can next claim a pending delivery, Unix ms: when it
+    /// is due, or when another node's claim on it expires if that is later.
     pub async fn next_due_delivery(&self) -> Result<Option<i64>> {
-        let r = sqlx::query("SELECT MIN(next_ms) FROM share_deliveries WHERE status = 'pending'")
-            .fetch_one(&self.pool)
-            .await
-            .context("finding the next due delivery")?;
+        let r = sqlx::query(
+            "SELECT MIN(CASE WHEN claimed_by <> $1 AND claim_until_ms > next_ms
+                             THEN claim_until_ms ELSE next_ms END)
+             FROM share_deliveries WHERE status = 'pending'",
+        )
+        .bind(&*self.node)
+        .fetch_one(&self.pool)
+        .await
+        .context("finding the next due delivery")?;
         Ok(r.get(0))
     }
 
