@@ -249,7 +249,7 @@ mod tests {
             (6, "8d505e7297ff36237c84eea72e89a19f740c6ecee56f9eb7b67ffe767c05f40a34754d5a25ea17e79de7baa3bbff265b"),
             (7, "baaeef2c232881f304993d176821677a76d8507b9414665f87fd8a41da71c06806069eb4d77a472f6c3fe57105292453"),
             (8, "18005bbeb6db36af5527290bfeabc91d4ed3f9ca51b0bdd4b6e5b6125077a637be8237a59ae3fe021ae6166fa9f5d28a"),
-            (9, "e8b70f633a5e058343364c2f0cca4e03f5fde0c20335c1e5558f0c2d85e5076755f4cc2ca99b0deba607227773d18c96"),
+            (9, "b5cc4b40ff6469fd518c5ad08146c5dfca61f0856f3abb6b4ee3a2886c71f0e96c177009f71d02436e5262a02fce6741"),
         ];
         let got: Vec<(i64, String)> = sqlx::migrate!("./migrations/sqlite")
             .iter()

@@ -5,3 +5,8 @@
 -- way when its node died becomes `unknown` (never sent twice).
 ALTER TABLE share_deliveries ADD COLUMN claimed_by TEXT;
 ALTER TABLE share_deliveries ADD COLUMN claim_until_ms BIGINT;
+-- The same for webhook deliveries (a claim spans an attempt; a webhook is
+-- delivered at least once, so one taken over mid-attempt may arrive twice,
+-- with the same webhook-id).
+ALTER TABLE webhook_deliveries ADD COLUMN claimed_by TEXT;
+ALTER TABLE webhook_deliveries ADD COLUMN claim_until_ms BIGINT;
