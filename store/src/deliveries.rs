@@ -544,25 +544,13 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_is_queued_once_attempted_and_recovered() {
         let (s, _d) = store().await;
-        let q = |recipient| {
-            let s = s.clone();
-            async move {
-                s.enqueue_delivery(&NewDelivery {
-                    share_id: "sh",
-                    event: "share:sh",
-                    recipient,
-                    format: "tlv",
-                    status: DeliveryStatus::Pending,
-                    note: None,
-                    now: 10,
-                })
-                .await
-                .unwrap()
-            }
-        };
-        assert_eq!(q("+1").await, 1);
-        assert_eq!(q("+1").await, 0, "the same event to the same number: once");
-        assert_eq!(q("+2").await, 1);
+        assert_eq!(enqueue(&s, "+1").await, 1);
+        assert_eq!(
+            enqueue(&s, "+1").await,
+            0,
+            "the same event to the same number: once"
+        );
+        assert_eq!(enqueue(&s, "+2").await, 1);
         let due = s.claim_due_deliveries(10, 10).await.unwrap();
         assert_eq!(due.len(), 2);
         assert!(s.claim_due_deliveries(9, 10).await.unwrap().is_empty());
@@ -592,17 +580,7 @@ mod tests {
         let (s, _d) = store().await;
         let mut ids = Vec::new();
         for recipient in ["+1", "+2", "+3"] {
-            s.enqueue_delivery(&NewDelivery {
-                share_id: "sh",
-                event: "share:sh",
-                recipient,
-                format: "tlv",
-                status: DeliveryStatus::Pending,
-                note: None,
-                now: 10,
-            })
-            .await
-            .unwrap();
+            enqueue(&s, recipient).await;
         }
         for d in s.deliveries_of("sh").await.unwrap() {
             ids.push(d.id);
@@ -688,19 +666,24 @@ mod tests {
         );
     }
 
+    /// Queues share `sh`'s message to `recipient`, due at 10; 1 when new.
+    async fn enqueue(s: &Store, recipient: &str) -> u64 {
+        s.enqueue_delivery(&NewDelivery {
+            share_id: "sh",
+            event: "share:sh",
+            recipient,
+            format: "tlv",
+            status: DeliveryStatus::Pending,
+            note: None,
+            now: 10,
+        })
+        .await
+        .unwrap()
+    }
+
     async fn queue(s: &Store, n: usize) {
         for i in 0..n {
-            s.enqueue_delivery(&NewDelivery {
-                share_id: "sh",
-                event: "share:sh",
-                recipient: &format!("+1555{i:04}"),
-                format: "tlv",
-                status: DeliveryStatus::Pending,
-                note: None,
-                now: 10,
-            })
-            .await
-            .unwrap();
+            enqueue(s, &format!("+1555{i:04}")).await;
         }
     }
 
