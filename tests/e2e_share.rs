@@ -628,9 +628,14 @@ fn decode_all(msgs: &[FakeSms]) -> BTreeMap<String, Vec<ReceivedShare>> {
 }
 
 fn deliveries(server: &Server, share_id: &str) -> Vec<Value> {
+    deliveries_with(server, &server.token, share_id)
+}
+
+/// A share's deliveries through `server` with the device token `token`.
+fn deliveries_with(server: &Server, token: &str, share_id: &str) -> Vec<Value> {
     let (s, v) = server.get(
         &format!("/api/v1/shares/{share_id}/deliveries"),
-        Some(&server.token),
+        Some(token),
     );
     assert_eq!(s, 200, "{v}");
     v["deliveries"].as_array().unwrap().clone()
@@ -1029,4 +1034,89 @@ fn live_share_page_plays_through_hls_js_in_headless_chromium() {
         t1 > 0.0 && t2 > t1,
         "live playback advances: {t1} then {t2}: {r}"
     );
+}
+
+// ------------------------------------------------------------- cluster ---
+
+/// Two servers (nodes `a` and `b`) on one PostgreSQL database share the
+/// delivery queue through one Kannel. `a` claims the share's deliveries and
+/// sends; SIGKILLed mid-fan-out, its claims expire (`store.claim_secs = 2`)
+/// and `b` sends the rest. Every recipient gets the message exactly once,
+/// except the one `a` may have been sending when it died: that one becomes
+/// `unknown` and is never sent again.
+#[test]
+fn two_servers_on_one_database_send_each_delivery_once_through_a_kill() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(sharecast_store::testing::TestDatabase::create());
+    let mut kannel = Kannel::reserve();
+    let cfg = |node: &str| {
+        share_config(&format!(
+            "max_recipients = 20\n[store]\nurl = \"{}\"\nnode_name = \"{node}\"\nclaim_secs = 2\n[sms]\nbackend = \"kannel\"\nsendsms_url = \"http://127.0.0.1:{}/cgi-bin/sendsms\"\nusername = \"sharecast\"\npassword = \"secret\"\nrate_per_second = 4.0\nburst = 1\n",
+            db.url, kannel.sendsms_port
+        ))
+    };
+    let mut a = Server::start_with_config(&cfg("a"));
+    let b = Server::start_with_config(&cfg("b"));
+    let inbound = format!("{}/api/v1/sms/inbound?key={}", a.http, a.sms_key());
+    kannel.start(&inbound, "+15559999", "HELLO");
+    let token = a.token.clone();
+    let session = a.push_fixture(H264_AAC);
+    let numbers: Vec<String> = (0..12).map(|i| format!("+15550120{i:02}")).collect();
+    let (s, v) = a.post(
+        "/api/v1/shares",
+        Some(&token),
+        json!({"asset_id": session, "recipients": numbers, "formats": ["tlv"]}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let share_id = v["share"]["id"].as_str().unwrap().to_string();
+    let done = |x: &Value| x["status"] == "sent" || x["status"] == "delivered";
+    wait_until(
+        "a few sent before the kill",
+        Duration::from_secs(30),
+        || {
+            let d = deliveries_with(&b, &token, &share_id);
+            (d.iter().filter(|x| done(x)).count() >= 3).then_some(())
+        },
+    );
+    a.kill9();
+    let d = wait_until("every delivery settled", Duration::from_secs(60), || {
+        let d = deliveries_with(&b, &token, &share_id);
+        d.iter()
+            .all(|x| done(x) || x["status"] == "unknown")
+            .then_some(d)
+    });
+    assert_eq!(d.len(), 12);
+    let unknown: Vec<&Value> = d.iter().filter(|x| x["status"] == "unknown").collect();
+    assert!(unknown.len() <= 1, "only a's send under way: {d:?}");
+    let by = |node: &str| d.iter().filter(|x| x["node"] == node && done(x)).count();
+    eprintln!(
+        "sent by a {}, by b {}, unknown {}",
+        by("a"),
+        by("b"),
+        unknown.len()
+    );
+    assert!(
+        by("a") >= 3 && by("b") >= 1,
+        "a sent {}, b {}: {d:?}",
+        by("a"),
+        by("b")
+    );
+    // Nothing more comes; each number got its message once.
+    std::thread::sleep(Duration::from_millis(1500));
+    let to_them: Vec<FakeSms> = kannel
+        .shares_received()
+        .into_iter()
+        .filter(|m| numbers.contains(&m.to))
+        .collect();
+    let got = decode_all(&to_them);
+    for x in &d {
+        let n = x["recipient"].as_str().unwrap();
+        let copies = got.get(n).map_or(0, Vec::len);
+        if done(x) {
+            assert_eq!(copies, 1, "{n}: {x}");
+        } else {
+            assert!(copies <= 1, "{n}: {x}");
+        }
+    }
+    drop(b);
 }

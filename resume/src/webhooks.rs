@@ -372,6 +372,18 @@ mod tests {
         format!("http://{}/hook", l.local_addr().unwrap())
     }
 
+    /// A store with one global endpoint, for every event, that nothing
+    /// answers.
+    async fn store_with_unreachable_endpoint() -> (Store, sharecast_store::testing::TestDir) {
+        let (store, d) = sharecast_store::testing::store().await;
+        let all = vec!["*".to_string()];
+        store
+            .add_webhook(None, &closed_url(), &all, &new_secret())
+            .await
+            .unwrap();
+        (store, d)
+    }
+
     fn worker(store: &Store, cfg: WebhooksConfig) -> Webhooks {
         let outbound = Outbound::new(&crate::outbound::OutboundConfig {
             allow_private_addresses: true,
@@ -387,12 +399,7 @@ mod tests {
     /// event goes on.
     #[tokio::test]
     async fn failed_attempts_are_retried_then_given_up_and_the_next_goes_on() {
-        let (store, _d) = sharecast_store::testing::store().await;
-        let all = vec!["*".to_string()];
-        store
-            .add_webhook(None, &closed_url(), &all, &new_secret())
-            .await
-            .unwrap();
+        let (store, _d) = store_with_unreachable_endpoint().await;
         let start = sharecast_store::SessionStart {
             id: "s1",
             device_id: "dev",
@@ -447,12 +454,7 @@ mod tests {
     /// keeps everything.
     #[tokio::test]
     async fn old_finished_events_are_purged_and_sequences_continue() {
-        let (store, _d) = sharecast_store::testing::store().await;
-        let all = vec!["*".to_string()];
-        store
-            .add_webhook(None, &closed_url(), &all, &new_secret())
-            .await
-            .unwrap();
+        let (store, _d) = store_with_unreachable_endpoint().await;
         let start = |id| sharecast_store::SessionStart {
             id,
             device_id: "dev",

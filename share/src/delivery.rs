@@ -278,6 +278,10 @@ async fn send(
     Ok(parts.len() as i64)
 }
 
+/// Longest sleep of an idle worker, ms: deliveries another server queued
+/// (on a shared database) are seen within this.
+const IDLE_POLL_MS: i64 = 5_000;
+
 /// The worker: sends what is due, then sleeps until the next delivery is
 /// due or `wake` is notified. Runs until the process ends.
 pub(crate) async fn run_worker(
@@ -290,7 +294,15 @@ pub(crate) async fn run_worker(
 ) {
     let mut limiter = RateLimiter::new(cfg.rate_per_second, cfg.burst);
     loop {
-        let batch = match store.due_deliveries(now_ms(), 32).await {
+        match store.expire_stale_sends(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                deliveries = n,
+                "deliveries whose node stopped mid-send marked unknown; not retried"
+            ),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery queue"),
+        }
+        let batch = match store.claim_due_deliveries(now_ms(), 32).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "delivery queue");
@@ -310,8 +322,8 @@ pub(crate) async fn run_worker(
             continue;
         }
         let sleep_ms = match store.next_due_delivery().await {
-            Ok(Some(t)) => (t - now_ms()).clamp(0, 30_000),
-            _ => 30_000,
+            Ok(Some(t)) => (t - now_ms()).clamp(0, IDLE_POLL_MS),
+            _ => IDLE_POLL_MS,
         };
         tokio::select! {
             _ = wake.notified() => {}
@@ -414,7 +426,13 @@ pub(crate) async fn process(
     metrics: &DeliveryMetrics,
     job: &Job,
 ) -> Result<()> {
-    set_status(store, job.id, DeliveryStatus::Sending, None, None, None).await?;
+    if !store.start_sending(job.id, now_ms()).await? {
+        tracing::info!(
+            delivery = job.id,
+            "delivery taken over by another node; not sent here"
+        );
+        return Ok(());
+    }
     let attempts = job.attempts + 1;
     match send(kannel, limiter, metrics, job).await {
         Ok(parts) => {
@@ -566,8 +584,11 @@ mod tests {
             ..SmsConfig::default()
         };
         let kannel = Kannel::new(&cfg, "http://127.0.0.1:1").unwrap();
+        // Every attempt is of a delivery this node claimed (whenever due).
+        let claim = || store.claim_due_deliveries(i64::MAX / 4, 100);
         for (attempts, delay) in [(0, 1000), (1, 2000)] {
             let before = now_ms();
+            claim().await.unwrap();
             process(
                 &store,
                 &kannel,
@@ -586,6 +607,7 @@ mod tests {
             );
             assert!(err.unwrap().contains("sendsms answered 503"));
         }
+        claim().await.unwrap();
         process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(1, 2))
             .await
             .unwrap();
@@ -603,6 +625,7 @@ mod tests {
             ..cfg
         };
         let kannel = Kannel::new(&cfg, "http://127.0.0.1:1").unwrap();
+        claim().await.unwrap();
         process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(2, 0))
             .await
             .unwrap();
@@ -618,6 +641,7 @@ mod tests {
             ..cfg
         };
         let kannel = Kannel::new(&cfg, "http://127.0.0.1:1").unwrap();
+        claim().await.unwrap();
         process(&store, &kannel, &cfg, &mut limiter, &metrics, &job(3, 0))
             .await
             .unwrap();

@@ -42,6 +42,14 @@ pub struct StoreConfig {
     /// Most connections to PostgreSQL the server holds at once (SQLite,
     /// embedded, keeps its own small pool).
     pub max_connections: u32,
+    /// The name this server claims queued work under (share deliveries),
+    /// unique among the servers on one database. Empty (default): the
+    /// machine's host name.
+    pub node_name: String,
+    /// How long a claim on a pending delivery holds, seconds: a delivery
+    /// claimed by a server that died is taken over by another this long
+    /// after. Default 60.
+    pub claim_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -49,6 +57,8 @@ impl Default for StoreConfig {
         StoreConfig {
             url: DEFAULT_URL.to_string(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            node_name: String::new(),
+            claim_secs: 60,
         }
     }
 }

@@ -97,9 +97,11 @@ pub struct Delivery {
     /// Parts the network reported delivered to the phone (SMS delivery
     /// reports; a WAP Push through the PPG gets none).
     pub parts_delivered: i64,
+    /// The server (node name) that claimed it to send it, if one has.
+    pub node: Option<String>,
 }
 
-const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts, delivered_parts";
+const COLUMNS: &str = "id, share_id, event_key, recipient, format, status, attempts, next_ms, last_error, created_ms, sent_ms, parts, delivered_parts, claimed_by";
 
 impl Record for Delivery {
     const TABLE: &'static str = "share_deliveries";
@@ -125,9 +127,14 @@ impl Record for Delivery {
             sent_unix_ms: r.get(10),
             parts: r.get(11),
             parts_delivered: i64::from(r.get::<i64, _>(12).count_ones()),
+            node: r.get(13),
         }
     }
 }
+
+/// Why a delivery is `unknown`.
+const INTERRUPTED: &str =
+    "the server stopped while the gateway was being called; not retried so that it is never sent twice";
 
 /// A delivery due for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,47 +253,108 @@ impl Store {
         Ok(())
     }
 
-    /// Marks deliveries interrupted mid-send as `unknown` (at start): they
-    /// are not retried, so that none is sent twice.
+    /// Marks this node's deliveries interrupted mid-send as `unknown` (at
+    /// start): they are not retried, so that none is sent twice. (Another
+    /// node's are left to [`Store::expire_stale_sends`] once their claim
+    /// has expired.)
     pub async fn recover_interrupted_deliveries(&self) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE share_deliveries SET status = 'unknown', last_error = 'the server stopped while the gateway was being called; not retried so that it is never sent twice' WHERE status = 'sending'",
-        )
+        let r = sqlx::query(&format!(
+            "UPDATE share_deliveries SET status = 'unknown', last_error = '{INTERRUPTED}'
+             WHERE status = 'sending' AND (claimed_by = $1 OR claimed_by IS NULL)"
+        ))
+        .bind(&*self.node)
         .execute(&self.pool)
         .await
         .context("recovering interrupted deliveries")?;
         Ok(r.rows_affected())
     }
 
-    /// Pending deliveries due at `now`, the oldest first.
-    pub async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<DueDelivery>> {
-        let rows = sqlx::query(
-            "SELECT id, share_id, recipient, format, attempts FROM share_deliveries
-             WHERE status = 'pending' AND next_ms <= $1 ORDER BY next_ms, id LIMIT $2",
-        )
+    /// Marks deliveries whose send has been under way past their claim as
+    /// `unknown` (their node died mid-send): never sent twice. Returns how
+    /// many.
+    pub async fn expire_stale_sends(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query(&format!(
+            "UPDATE share_deliveries SET status = 'unknown', last_error = '{INTERRUPTED}'
+             WHERE status = 'sending' AND claim_until_ms < $1"
+        ))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .context("expiring stale sends")?;
+        Ok(r.rows_affected())
+    }
+
+    /// Claims for this node the pending deliveries due at `now` that no
+    /// other node holds a live claim on, the oldest first, at most
+    /// `limit`. On PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED`,
+    /// so servers claiming at once get disjoint sets; SQLite has one writer.
+    pub async fn claim_due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<DueDelivery>> {
+        let lock = match self.engine {
+            crate::Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::Engine::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE share_deliveries SET claimed_by = $1, claim_until_ms = $2
+             WHERE id IN (SELECT id FROM share_deliveries
+                 WHERE status = 'pending' AND next_ms <= $3
+                   AND (claim_until_ms IS NULL OR claim_until_ms < $3 OR claimed_by = $1)
+                 ORDER BY next_ms, id LIMIT $4{lock})
+             RETURNING id, share_id, recipient, format, attempts, next_ms"
+        ))
+        .bind(&*self.node)
+        .bind(now.saturating_add(self.claim_ms))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .context("loading due deliveries")?;
-        Ok(rows
+        .context("claiming due deliveries")?;
+        let mut due: Vec<(i64, DueDelivery)> = rows
             .iter()
-            .map(|r| DueDelivery {
-                id: r.get(0),
-                share_id: r.get(1),
-                recipient: r.get(2),
-                format: r.get(3),
-                attempts: r.get(4),
+            .map(|r| {
+                let d = DueDelivery {
+                    id: r.get(0),
+                    share_id: r.get(1),
+                    recipient: r.get(2),
+                    format: r.get(3),
+                    attempts: r.get(4),
+                };
+                (r.get(5), d)
             })
-            .collect())
+            .collect();
+        due.sort_by_key(|(next, d)| (*next, d.id));
+        Ok(due.into_iter().map(|(_, d)| d).collect())
     }
 
-    /// When the next pending delivery is due, Unix ms.
+    /// Moves a delivery this node claimed from `pending` to `sending` (an
+    /// attempt counted, the claim renewed): `false` when it is no longer
+    /// this node's to send (another node took it over, or it changed).
+    /// Only the node that made this move sends it.
+    pub async fn start_sending(&self, id: i64, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE share_deliveries SET status = 'sending', attempts = attempts + 1, claim_until_ms = $1
+             WHERE id = $2 AND status = 'pending' AND claimed_by = $3",
+        )
+        .bind(now.saturating_add(self.claim_ms))
+        .bind(id)
+        .bind(&*self.node)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("starting to send delivery {id}"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// When this node can next claim a pending delivery, Unix ms: when it
+    /// is due, or when another node's claim on it expires if that is later.
     pub async fn next_due_delivery(&self) -> Result<Option<i64>> {
-        let r = sqlx::query("SELECT MIN(next_ms) FROM share_deliveries WHERE status = 'pending'")
-            .fetch_one(&self.pool)
-            .await
-            .context("finding the next due delivery")?;
+        let r = sqlx::query(
+            "SELECT MIN(CASE WHEN claimed_by <> $1 AND claim_until_ms > next_ms
+                             THEN claim_until_ms ELSE next_ms END)
+             FROM share_deliveries WHERE status = 'pending'",
+        )
+        .bind(&*self.node)
+        .fetch_one(&self.pool)
+        .await
+        .context("finding the next due delivery")?;
         Ok(r.get(0))
     }
 
@@ -476,28 +544,16 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_is_queued_once_attempted_and_recovered() {
         let (s, _d) = store().await;
-        let q = |recipient| {
-            let s = s.clone();
-            async move {
-                s.enqueue_delivery(&NewDelivery {
-                    share_id: "sh",
-                    event: "share:sh",
-                    recipient,
-                    format: "tlv",
-                    status: DeliveryStatus::Pending,
-                    note: None,
-                    now: 10,
-                })
-                .await
-                .unwrap()
-            }
-        };
-        assert_eq!(q("+1").await, 1);
-        assert_eq!(q("+1").await, 0, "the same event to the same number: once");
-        assert_eq!(q("+2").await, 1);
-        let due = s.due_deliveries(10, 10).await.unwrap();
+        assert_eq!(enqueue(&s, "+1").await, 1);
+        assert_eq!(
+            enqueue(&s, "+1").await,
+            0,
+            "the same event to the same number: once"
+        );
+        assert_eq!(enqueue(&s, "+2").await, 1);
+        let due = s.claim_due_deliveries(10, 10).await.unwrap();
         assert_eq!(due.len(), 2);
-        assert!(s.due_deliveries(9, 10).await.unwrap().is_empty());
+        assert!(s.claim_due_deliveries(9, 10).await.unwrap().is_empty());
         assert_eq!(s.next_due_delivery().await.unwrap(), Some(10));
         let id = due[0].id;
         s.set_delivery_status(id, DeliveryStatus::Sending, DeliveryUpdate::default())
@@ -524,17 +580,7 @@ mod tests {
         let (s, _d) = store().await;
         let mut ids = Vec::new();
         for recipient in ["+1", "+2", "+3"] {
-            s.enqueue_delivery(&NewDelivery {
-                share_id: "sh",
-                event: "share:sh",
-                recipient,
-                format: "tlv",
-                status: DeliveryStatus::Pending,
-                note: None,
-                now: 10,
-            })
-            .await
-            .unwrap();
+            enqueue(&s, recipient).await;
         }
         for d in s.deliveries_of("sh").await.unwrap() {
             ids.push(d.id);
@@ -618,5 +664,98 @@ mod tests {
                 "delivery.failed:+3",
             ]
         );
+    }
+
+    /// Queues share `sh`'s message to `recipient`, due at 10; 1 when new.
+    async fn enqueue(s: &Store, recipient: &str) -> u64 {
+        s.enqueue_delivery(&NewDelivery {
+            share_id: "sh",
+            event: "share:sh",
+            recipient,
+            format: "tlv",
+            status: DeliveryStatus::Pending,
+            note: None,
+            now: 10,
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn queue(s: &Store, n: usize) {
+        for i in 0..n {
+            enqueue(s, &format!("+1555{i:04}")).await;
+        }
+    }
+
+    /// Two nodes claiming at once get disjoint deliveries, and each
+    /// delivery is started (sent) by exactly one node.
+    #[tokio::test]
+    async fn two_nodes_claim_disjoint_deliveries_and_each_is_sent_once() {
+        let (a, b, _d) = crate::testing::two_nodes(60).await;
+        queue(&a, 40).await;
+        let now = crate::now_ms();
+        let mut started = std::collections::BTreeMap::new();
+        for _ in 0..2 {
+            let (ca, cb) = tokio::join!(
+                a.claim_due_deliveries(now, 7),
+                b.claim_due_deliveries(now, 7)
+            );
+            let (ca, cb) = (ca.unwrap(), cb.unwrap());
+            for (node, store, claimed) in [("a", &a, ca), ("b", &b, cb)] {
+                for d in claimed {
+                    // Each node may start only what it claimed; the other
+                    // cannot start it.
+                    let other = if node == "a" { &b } else { &a };
+                    assert!(!other.start_sending(d.id, now).await.unwrap(), "{d:?}");
+                    assert!(store.start_sending(d.id, now).await.unwrap(), "{d:?}");
+                    assert!(started.insert(d.id, node).is_none(), "{d:?} twice");
+                }
+            }
+        }
+        assert_eq!(started.len(), 28);
+        assert!(started.values().any(|n| *n == "a") && started.values().any(|n| *n == "b"));
+        assert_eq!(a.claim_due_deliveries(now, 100).await.unwrap().len(), 12);
+        // a holds the last 12 now: b gets none until the claim expires.
+        assert!(b
+            .claim_due_deliveries(now + 59_000, 100)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// A dead node's claim expires and another node takes the delivery
+    /// over (the dead node can no longer start it); a send under way when
+    /// its node died becomes `unknown` once its claim has expired, and is
+    /// never sent again; a restarting node marks only its own sends.
+    #[tokio::test]
+    async fn an_expired_claim_is_taken_over_and_a_dead_send_is_never_repeated() {
+        let (a, b, _d) = crate::testing::two_nodes(60).await;
+        queue(&a, 2).await;
+        let t = crate::now_ms();
+        let claimed = a.claim_due_deliveries(t, 10).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let (sending, waiting) = (claimed[0].id, claimed[1].id);
+        assert!(a.start_sending(sending, t).await.unwrap());
+        // a dies here. Before its claims expire, b gets nothing.
+        assert!(b
+            .claim_due_deliveries(t + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(b.recover_interrupted_deliveries().await.unwrap(), 0);
+        assert_eq!(b.expire_stale_sends(t + 30_000).await.unwrap(), 0);
+        // After: the waiting one is b's; the one mid-send is unknown.
+        let later = t + 61_000;
+        assert_eq!(b.expire_stale_sends(later).await.unwrap(), 1);
+        let taken = b.claim_due_deliveries(later, 10).await.unwrap();
+        assert_eq!(taken.iter().map(|d| d.id).collect::<Vec<_>>(), [waiting]);
+        assert!(!a.start_sending(waiting, later).await.unwrap(), "a lost it");
+        assert!(b.start_sending(waiting, later).await.unwrap());
+        let d = a.delivery(sending).await.unwrap().unwrap();
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Unknown, 1));
+        let d = a.delivery(waiting).await.unwrap().unwrap();
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Sending, 1));
+        // b restarts: its own interrupted send is unknown at once.
+        assert_eq!(b.recover_interrupted_deliveries().await.unwrap(), 1);
     }
 }

@@ -63,12 +63,17 @@ pub use webhooks::{
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The node name queue claims are made under.
+    node: std::sync::Arc<str>,
+    /// How long a claim holds, ms.
+    claim_ms: i64,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("engine", &self.engine)
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +86,19 @@ pub fn hash_token(token: &str) -> String {
 /// A new secret token: `prefix` and 192 random bits in hex.
 pub(crate) fn new_token(prefix: &str) -> String {
     format!("{prefix}{}", sharecast_tokens::random_hex(24))
+}
+
+/// How long a queue claim holds unless configured (`store.claim_secs`).
+const DEFAULT_CLAIM_MS: i64 = 60_000;
+
+/// The machine's host name (the default node name), else `sharecast`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sharecast".into())
 }
 
 /// Connections SQLite keeps (one writes at a time; WAL lets readers go on).
@@ -96,10 +114,30 @@ impl Store {
     /// when its URL is empty, else that PostgreSQL database; brings its
     /// schema up to date.
     pub async fn open(cfg: &StoreConfig, data_dir: &Path) -> Result<Store> {
-        match cfg.engine()? {
-            Engine::Sqlite => Store::open_sqlite(&data_dir.join(SQLITE_FILE)).await,
-            Engine::Postgres => Store::open_postgres(cfg.url.trim(), cfg.max_connections).await,
-        }
+        let store = match cfg.engine()? {
+            Engine::Sqlite => Store::open_sqlite(&data_dir.join(SQLITE_FILE)).await?,
+            Engine::Postgres => Store::open_postgres(cfg.url.trim(), cfg.max_connections).await?,
+        };
+        let node = if cfg.node_name.trim().is_empty() {
+            host_name()
+        } else {
+            cfg.node_name.trim().to_string()
+        };
+        tracing::info!(node = %node, "store: queue claims under this node name");
+        Ok(store.for_node(&node, cfg.claim_secs))
+    }
+
+    /// The same store, claiming queued work as node `node` for
+    /// `claim_secs` seconds at a time.
+    pub fn for_node(mut self, node: &str, claim_secs: u64) -> Store {
+        self.node = node.into();
+        self.claim_ms = i64::try_from(claim_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The node name queue claims are made under.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Opens (creating if needed) the SQLite database at `path`, and brings
@@ -123,6 +161,8 @@ impl Store {
         let store = Store {
             pool,
             engine: Engine::Sqlite,
+            node: host_name().into(),
+            claim_ms: DEFAULT_CLAIM_MS,
         };
         store.migrate().await?;
         Ok(store)
@@ -143,6 +183,8 @@ impl Store {
         let store = Store {
             pool,
             engine: Engine::Postgres,
+            node: host_name().into(),
+            claim_ms: DEFAULT_CLAIM_MS,
         };
         store.migrate().await?;
         Ok(store)
@@ -207,6 +249,7 @@ mod tests {
             (6, "8d505e7297ff36237c84eea72e89a19f740c6ecee56f9eb7b67ffe767c05f40a34754d5a25ea17e79de7baa3bbff265b"),
             (7, "baaeef2c232881f304993d176821677a76d8507b9414665f87fd8a41da71c06806069eb4d77a472f6c3fe57105292453"),
             (8, "18005bbeb6db36af5527290bfeabc91d4ed3f9ca51b0bdd4b6e5b6125077a637be8237a59ae3fe021ae6166fa9f5d28a"),
+            (9, "b5cc4b40ff6469fd518c5ad08146c5dfca61f0856f3abb6b4ee3a2886c71f0e96c177009f71d02436e5262a02fce6741"),
         ];
         let got: Vec<(i64, String)> = sqlx::migrate!("./migrations/sqlite")
             .iter()
@@ -225,7 +268,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let sqlite = names(sqlx::migrate!("./migrations/sqlite"));
-        assert_eq!(sqlite.len(), 8);
+        assert_eq!(sqlite.len(), 9);
         assert_eq!(sqlite, names(sqlx::migrate!("./migrations/postgres")));
     }
 

@@ -117,6 +117,7 @@ pub async fn store_config() -> (StoreConfig, Option<TestDatabase>) {
             let cfg = StoreConfig {
                 url: db.url.clone(),
                 max_connections: 4,
+                ..StoreConfig::default()
             };
             (cfg, Some(db))
         }
@@ -147,6 +148,23 @@ pub async fn store() -> (Store, TestDir) {
     assert_eq!(store.engine(), engine());
     (
         store,
+        TestDir {
+            dir,
+            _database: database,
+        },
+    )
+}
+
+/// Two stores on one new, empty database, as two servers (nodes `a` and
+/// `b`, claims of `claim_secs`) share it; kept alive by the guard.
+pub async fn two_nodes(claim_secs: u64) -> (Store, Store, TestDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, database) = store_config().await;
+    let a = Store::open(&cfg, dir.path()).await.unwrap();
+    let b = Store::open(&cfg, dir.path()).await.unwrap();
+    (
+        a.for_node("a", claim_secs),
+        b.for_node("b", claim_secs),
         TestDir {
             dir,
             _database: database,

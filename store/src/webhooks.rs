@@ -340,25 +340,50 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Pending deliveries due at `now`, at most `limit`: for each endpoint
-    /// and subject only the earliest pending one (a later event waits for
-    /// the earlier ones), in outbox order.
+    /// Claims for this node the pending deliveries due at `now` that no
+    /// other node holds a live claim on, at most `limit`, and returns them:
+    /// for each endpoint and subject only the earliest pending one (a later
+    /// event waits for the earlier ones, whichever node holds them), in
+    /// outbox order. On PostgreSQL the rows are locked `FOR UPDATE SKIP
+    /// LOCKED`, so servers claiming at once get disjoint sets.
     pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<DueWebhook>> {
+        let lock = match self.engine {
+            crate::Engine::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+            crate::Engine::Sqlite => "",
+        };
+        let until = now.saturating_add(self.claim_ms);
+        sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET claimed_by = $1, claim_until_ms = $2
+             WHERE (endpoint_id, event_pos) IN (SELECT d.endpoint_id, d.event_pos
+                 FROM webhook_deliveries d
+                 WHERE d.status = 'pending' AND d.next_ms <= $3
+                   AND (d.claim_until_ms IS NULL OR d.claim_until_ms < $3 OR d.claimed_by = $1)
+                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries b
+                       WHERE b.endpoint_id = d.endpoint_id AND b.subject = d.subject
+                         AND b.status = 'pending' AND b.seq < d.seq)
+                 ORDER BY d.event_pos LIMIT $4{lock})"
+        ))
+        .bind(&*self.node)
+        .bind(until)
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .context("claiming due webhook deliveries")?;
         let rows = sqlx::query(&format!(
             "SELECT d.endpoint_id, p.url, p.secret, d.event_pos, d.attempts, d.created_ms,
                     e.id, e.kind, e.subject, e.seq, e.created_ms, e.data
              {DELIVERIES_JOINED}
-             WHERE d.status = 'pending' AND d.next_ms <= $1
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries b
-                   WHERE b.endpoint_id = d.endpoint_id AND b.subject = d.subject
-                     AND b.status = 'pending' AND b.seq < d.seq)
-             ORDER BY d.event_pos LIMIT $2"
+             WHERE d.status = 'pending' AND d.claimed_by = $1 AND d.claim_until_ms = $2
+               AND d.next_ms <= $3
+             ORDER BY d.event_pos"
         ))
+        .bind(&*self.node)
+        .bind(until)
         .bind(now)
-        .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .context("loading due webhook deliveries")?;
+        .context("loading claimed webhook deliveries")?;
         Ok(rows
             .iter()
             .map(|r| DueWebhook {
@@ -622,6 +647,67 @@ mod tests {
             [("session:s1".into(), 2), ("session:s1".into(), 4)]
         );
         assert_eq!(to(&global.id).len(), 5);
+    }
+
+    /// Two servers on one database: claims are disjoint, a subject's next
+    /// event waits while another node holds its earlier one, and a dead
+    /// node's claim is taken over once it has expired.
+    #[tokio::test]
+    async fn two_nodes_share_webhook_deliveries_in_order() {
+        let (a, b, _d) = crate::testing::two_nodes(60).await;
+        let (dev, _) = a.add_device("d").await.unwrap();
+        a.add_webhook(None, "http://g.example/h", &all(), "whsec_g")
+            .await
+            .unwrap();
+        for id in ["s1", "s2", "s3", "s4"] {
+            a.session_started(&start(id, &dev.id)).await.unwrap();
+        }
+        a.asset_failed("s1", "broken").await.unwrap();
+        let now = now_ms();
+        let (ca, cb) = tokio::join!(a.due_webhooks(now, 2), b.due_webhooks(now, 10));
+        let (ca, cb) = (ca.unwrap(), cb.unwrap());
+        let subjects = |v: &[DueWebhook]| -> Vec<String> {
+            v.iter().map(|d| d.event.subject.clone()).collect()
+        };
+        let mut all_claimed = [subjects(&ca), subjects(&cb)].concat();
+        all_claimed.sort();
+        // The four first events, once each; s1's second waits for its first.
+        assert_eq!(
+            all_claimed,
+            ["session:s1", "session:s2", "session:s3", "session:s4"]
+        );
+        assert!(ca.iter().chain(&cb).all(|d| d.event.sequence == 1));
+        let other = if subjects(&ca).contains(&"session:s1".to_string()) {
+            &b
+        } else {
+            &a
+        };
+        // The other node gets its own claims again, never s1's events.
+        let again = other.due_webhooks(now, 10).await.unwrap();
+        assert!(
+            again.iter().all(|d| d.event.subject != "session:s1"),
+            "{again:?}"
+        );
+        // The holder of s1 dies: after the claim, the other takes s1 over,
+        // and once that is delivered, s1's second event comes.
+        let later = now + 61_000;
+        let taken = other.due_webhooks(later, 10).await.unwrap();
+        assert_eq!(taken.len(), 4, "every expired claim is taken over");
+        let s1 = taken
+            .iter()
+            .find(|d| d.event.subject == "session:s1")
+            .unwrap();
+        other
+            .webhook_attempted(s1, "delivered", None, None)
+            .await
+            .unwrap();
+        let next = other.due_webhooks(later, 10).await.unwrap();
+        let second: Vec<_> = next
+            .iter()
+            .filter(|d| d.event.subject == "session:s1")
+            .collect();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].event.sequence, 2);
     }
 
     /// A subject's deliveries to an endpoint go one after the other; a
