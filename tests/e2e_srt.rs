@@ -238,6 +238,26 @@ fn gstreamer_publishes_over_srt() {
     assert_eq!((video, audio), (clip_video, clip_audio), "every frame once");
 }
 
+/// `clip` remuxed (`extra` options after the input) to an MPEG-TS file in
+/// `dir`.
+fn as_transport_stream(
+    clip: &std::path::Path,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> std::path::PathBuf {
+    let ts = dir.join("clip.ts");
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+            .arg(clip)
+            .args(["-c", "copy"])
+            .args(extra)
+            .args(["-f", "mpegts"])
+            .arg(&ts),
+    );
+    ts
+}
+
 #[test]
 fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
     let server = srt_server();
@@ -247,14 +267,7 @@ fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
     // not one, then the rest (a publisher's last bytes may never leave it,
     // so the garbage is not at the end).
     let dir = tempfile::tempdir().unwrap();
-    let ts = dir.path().join("clip.ts");
-    run_ok(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
-            .arg(&clip)
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(&ts),
-    );
+    let ts = as_transport_stream(&clip, dir.path(), &[]);
     let bytes = std::fs::read(&ts).unwrap();
     let half = bytes.len() / 2 / 1316 * 1316;
     let mut mixed = bytes[..half].to_vec();
@@ -294,20 +307,8 @@ fn h264_without_sps_and_pps_in_band_is_refused_with_the_reason() {
     // that looped ten times (2 320 access units) at five times real time:
     // the server holds what comes while it waits for them, then refuses.
     let dir = tempfile::tempdir().unwrap();
-    let ts = dir.path().join("no_sps.ts");
-    run_ok(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
-            .arg(&clip)
-            .args([
-                "-c",
-                "copy",
-                "-bsf:v",
-                "h264_mp4toannexb,filter_units=remove_types=7|8",
-            ])
-            .args(["-f", "mpegts"])
-            .arg(&ts),
-    );
+    let no_sps = ["-bsf:v", "h264_mp4toannexb,filter_units=remove_types=7|8"];
+    let ts = as_transport_stream(&clip, dir.path(), &no_sps);
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
         .args(["-readrate", "5", "-stream_loop", "9", "-i"])
