@@ -12,6 +12,12 @@
 #             conntrack entry deleted); QUIC migrates or the SDK resumes
 #   uplink    a 1 Mbit/s uplink (tbf) under a 2 Mbit/s live encoder that
 #             follows the SDK's bitrate advice (--input testsrc)
+#   jitter    300 ms RTT with 50 ms jitter each way: the push goes through
+#             tests/chaos/relay.py (user-space delay, this kernel has no
+#             netem), in order as a radio link's queue keeps it
+#   handover  a Wi-Fi -> mobile switch: through the relay at 20 ms RTT,
+#             then 2 s of nothing (Wi-Fi gone), then another address and
+#             port (SNAT) on a path of 120 ms +- 60 ms RTT and 3% loss
 #   kill      twenty phones killed together: 20 pushes on loopback, the
 #             server SIGKILLed at a random moment and restarted
 #             (tests/chaos/twenty_phones.rs; 3 rounds short, 10 full)
@@ -39,16 +45,18 @@ for arg in "$@"; do
   case "$arg" in
     --short) FORM=short ;;
     --full) FORM=full ;;
-    loss | blackout | rebind | uplink | kill) CASES+=("$arg") ;;
-    *) echo "usage: $0 [--short|--full] [loss|blackout|rebind|uplink|kill]..." >&2; exit 64 ;;
+    loss | blackout | rebind | uplink | jitter | handover | kill) CASES+=("$arg") ;;
+    *) echo "usage: $0 [--short|--full] [loss|blackout|rebind|uplink|jitter|handover|kill]..." >&2; exit 64 ;;
   esac
 done
-[ ${#CASES[@]} -gt 0 ] || CASES=(loss blackout rebind uplink kill)
+[ ${#CASES[@]} -gt 0 ] || CASES=(loss blackout rebind uplink jitter handover kill)
 
 if [ "$FORM" = full ]; then
   LOSS_S=30 PRE_S=10 BLACKOUT_S=30 POST_S=10 REBIND_S=30 UPLINK_S=30 KILL_ROUNDS=10
+  JITTER_S=30 HANDOVER_S=30
 else
   LOSS_S=10 PRE_S=5 BLACKOUT_S=12 POST_S=5 REBIND_S=10 UPLINK_S=10 KILL_ROUNDS=3
+  JITTER_S=10 HANDOVER_S=10
 fi
 
 BIN=${SHARECAST_BIN:-$PWD/target/debug/sharecast}
@@ -59,6 +67,8 @@ NS_PHONE=scphone$SUFFIX NS_SRV=scsrv$SUFFIX
 VETH_PHONE=scp$SUFFIX VETH_SRV=scs$SUFFIX
 SRV_IP=10.211.0.1 PHONE_IP=10.211.0.2 PHONE_IP2=10.211.0.3
 INGEST=$SRV_IP:4433
+# The delay relay's port (tests/chaos/relay.py), in the server's namespace.
+RELAY_PORT=4434
 SERVER_PID=""
 FAILED=()
 SUITE_START=$SECONDS
@@ -85,6 +95,9 @@ mkdir -p "$OUT"
 echo "chaos: $FORM form, cases: ${CASES[*]}; logs in $OUT"
 
 cleanup() {
+  if [ -n "${RELAY_PID:-}" ]; then
+    kill -9 "$RELAY_PID" 2>/dev/null || true
+  fi
   if [ -n "$SERVER_PID" ]; then
     { kill -9 "$SERVER_PID" && wait "$SERVER_PID"; } 2>/dev/null || true
   fi
@@ -141,8 +154,9 @@ drop_rule() {
 # old mappings are deleted, so a socket's next packet gets a new one).
 nat_to() {
   in_phone nft flush chain ip chaosnat post
-  in_phone nft add rule ip chaosnat post ip daddr "$SRV_IP" udp dport 4433 snat to "$1"
+  in_phone nft add rule ip chaosnat post ip daddr "$SRV_IP" udp dport "{ 4433, $RELAY_PORT }" snat to "$1"
   in_phone conntrack -D -p udp --dport 4433 >/dev/null 2>&1 || true
+  in_phone conntrack -D -p udp --dport "$RELAY_PORT" >/dev/null 2>&1 || true
 }
 
 reset_network() {
@@ -155,7 +169,9 @@ reset_network() {
 # --------------------------------------------------------------- server ---
 
 start_server() {
-  in_srv env RUST_LOG=info,sharecast=debug "$BIN" serve --data-dir "$OUT/data" \
+  # `ip netns exec` directly (not the in_srv function): the background
+  # job's PID is then the server's own (ip execs it), so cleanup kills it.
+  ip netns exec "$NS_SRV" env RUST_LOG=info,sharecast=debug "$BIN" serve --data-dir "$OUT/data" \
     --ingest-listen "$INGEST" --http-listen 127.0.0.1:0 --rtsp-port 0 \
     >"$OUT/server.out" 2>"$OUT/server.log" &
   SERVER_PID=$!
@@ -199,7 +215,7 @@ push() {
   mkdir -p "$d"
   (
     in_phone env RUST_LOG=info timeout 600 /usr/bin/time -f '%M' -o "$d/push.rss" \
-      "$BIN" push --server "$INGEST" --token "$TOKEN" --pin "$FINGERPRINT" \
+      "$BIN" push --server "${PUSH_SERVER:-$INGEST}" --token "$TOKEN" --pin "$FINGERPRINT" \
       --stats-interval-ms 100 "$@" 2>&1 >"$d/push.out" | stamp >"$d/push.err"
   ) &
   PUSH_PID=$!
@@ -288,6 +304,68 @@ case_uplink() {
   local lowest
   lowest=$(sed -n 's/^advice .* bitrate=\([0-9]*\) .*/\1/p' "$d/push.out" | sort -n | head -n 1)
   echo "chaos uplink-1mbit: lowest bitrate advice ${lowest:-none} bit/s"
+}
+
+# The delay relay (tests/chaos/relay.py) in the server's namespace, from
+# SRV_IP:RELAY_PORT to the ingest; pushes reach it with
+# PUSH_SERVER=$SRV_IP:$RELAY_PORT. start_relay DIR RELAY-ARGS...
+start_relay() {
+  local d=$1
+  shift
+  mkdir -p "$d"
+  ip netns exec "$NS_SRV" python3 "$HERE/relay.py" --listen "$SRV_IP:$RELAY_PORT" --upstream "$INGEST" "$@" \
+    2>"$d/relay.log" &
+  RELAY_PID=$!
+  for _ in $(seq 50); do
+    grep -q '^relay: ' "$d/relay.log" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "chaos: the relay did not start: $(cat "$d/relay.log")" >&2
+  exit 1
+}
+
+stop_relay() {
+  kill -TERM "$RELAY_PID" 2>/dev/null || true
+  wait "$RELAY_PID" 2>/dev/null || true
+}
+
+case_jitter() {
+  local d="$OUT/jitter" src
+  src=$(clip "$JITTER_S")
+  start_relay "$d" --delay-ms 150 --jitter-ms 50
+  PUSH_SERVER="$SRV_IP:$RELAY_PORT" push "$d" --input "$src" --realtime
+  wait_push
+  stop_relay
+  verdict rtt-300ms-jitter-50ms "$d" --source "$src"
+  tail -n 1 "$d/relay.log"
+}
+
+case_handover() {
+  local d="$OUT/handover" src at
+  src=$(clip "$HANDOVER_S")
+  start_relay "$d" --delay-ms 10 --jitter-ms 2 \
+    --then-delay-ms 60 --then-jitter-ms 30 --then-loss-pct 3
+  PUSH_SERVER="$SRV_IP:$RELAY_PORT" push "$d" --input "$src" --realtime
+  sleep $((HANDOVER_S / 2))
+  # Wi-Fi gone: nothing passes for 2 s. Then the mobile path: another
+  # address and port, a longer and lossier path.
+  drop_rule drop
+  sleep 2
+  nat_to "$PHONE_IP2:63000-63999"
+  kill -USR1 "$RELAY_PID"
+  in_phone nft flush chain inet chaos input
+  in_srv nft flush chain inet chaos input
+  at=$EPOCHREALTIME
+  wait_push
+  stop_relay
+  reset_network
+  verdict wifi-to-mobile "$d" --source "$src" --link-back "$at"
+  tail -n 1 "$d/relay.log"
+  # The phone came from a second address: the relay served two.
+  if ! grep -q 'client addresses 2' "$d/relay.log"; then
+    echo "chaos wifi-to-mobile: FAIL: the phone's address did not change ($d/relay.log)"
+    FAILED+=(wifi-to-mobile)
+  fi
 }
 
 case_kill() {
