@@ -236,6 +236,22 @@ fn rtsp_viewers_decode_during_realtime_push() {
         "rtsp://127.0.0.1:{}/live/{session}?token={token}",
         server.rtsp_port
     );
+    // Two viewers at once, started first (the clip lasts 3 s): one over
+    // TCP (interleaved), one over UDP.
+    let viewer = |transport: &str| {
+        Command::new("ffmpeg")
+            // A socket timeout: a viewer that gets nothing fails, never
+            // hangs the test.
+            .args(["-v", "error", "-timeout", "20000000"])
+            .args(["-rtsp_transport", transport, "-i", &url])
+            .args(["-frames:v", "15", "-f", "framemd5", "-"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ffmpeg")
+    };
+    let tcp = viewer("tcp");
+    let udp = viewer("udp");
     // Without the token the stream does not open.
     let refused = Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
@@ -252,18 +268,6 @@ fn rtsp_viewers_decode_during_realtime_push() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    // Two viewers at once: one over TCP (interleaved), one over UDP.
-    let viewer = |transport: &str| {
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-rtsp_transport", transport, "-i", &url])
-            .args(["-frames:v", "15", "-f", "framemd5", "-"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("ffmpeg")
-    };
-    let tcp = viewer("tcp");
-    let udp = viewer("udp");
     for (name, v) in [("tcp", tcp), ("udp", udp)] {
         let out = v.wait_with_output().unwrap();
         let frames = String::from_utf8_lossy(&out.stdout)
