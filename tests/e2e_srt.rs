@@ -281,7 +281,7 @@ fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
         server.srt.as_ref().unwrap(),
     );
     let _ = gst_launch(&pipeline);
-    wait_until("the garbage to be counted", Duration::from_secs(20), || {
+    wait_until("the garbage to be counted", Duration::from_secs(60), || {
         (server.metric(&ended("media")) == 1.0).then_some(())
     });
     assert!(
