@@ -76,6 +76,17 @@ fn ended(reason: &str) -> String {
     format!("sharecast_ingest_srt_ended_total{{reason=\"{reason}\"}}")
 }
 
+/// Waits until the SRT connections ended for each reason are counted as
+/// many times as given (generously: a loaded CI machine is slow).
+fn wait_ended(server: &Server, what: &str, counts: &[(&str, f64)]) {
+    wait_until(what, Duration::from_secs(60), || {
+        counts
+            .iter()
+            .all(|(reason, n)| server.metric(&ended(reason)) == *n)
+            .then_some(())
+    });
+}
+
 #[test]
 fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
     let server = srt_server();
@@ -158,13 +169,10 @@ fn wrong_keys_readers_and_garbage_are_refused_and_counted() {
         .output()
         .unwrap();
     assert!(!reader.status.success(), "a reader must be refused");
-    wait_until(
+    wait_ended(
+        &server,
         "the refusals to be counted",
-        Duration::from_secs(10),
-        || {
-            (server.metric(&ended("unauthorized")) == 3.0 && server.metric(&ended("play")) == 1.0)
-                .then_some(())
-        },
+        &[("unauthorized", 3.0), ("play", 1.0)],
     );
     // A valid key, then raw PCM instead of a transport stream.
     let garbage = Command::new("ffmpeg")
@@ -176,9 +184,7 @@ fn wrong_keys_readers_and_garbage_are_refused_and_counted() {
         .stderr(Stdio::null())
         .output();
     drop(garbage);
-    wait_until("garbage to be counted", Duration::from_secs(10), || {
-        (server.metric(&ended("media")) == 1.0).then_some(())
-    });
+    wait_ended(&server, "garbage to be counted", &[("media", 1.0)]);
     assert!(
         server.log().contains("not an MPEG transport stream"),
         "the error says why"
@@ -281,9 +287,7 @@ fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
         server.srt.as_ref().unwrap(),
     );
     let _ = gst_launch(&pipeline);
-    wait_until("the garbage to be counted", Duration::from_secs(60), || {
-        (server.metric(&ended("media")) == 1.0).then_some(())
-    });
+    wait_ended(&server, "the garbage to be counted", &[("media", 1.0)]);
     assert!(
         server.log().contains("sync byte 0x47"),
         "the error says why"
@@ -319,9 +323,7 @@ fn h264_without_sps_and_pps_in_band_is_refused_with_the_reason() {
         .stderr(Stdio::null())
         .output();
     drop(out);
-    wait_until("the refusal to be counted", Duration::from_secs(30), || {
-        (server.metric(&ended("media")) == 1.0).then_some(())
-    });
+    wait_ended(&server, "the refusal to be counted", &[("media", 1.0)]);
     assert!(
         server
             .log()
