@@ -49,6 +49,8 @@ struct Access {
     tokens: PlaybackTokens,
     links: LinkSigner,
     admin_token: String,
+    /// The key inbound SMS callbacks and delivery reports carry.
+    sms_key: String,
 }
 
 impl Server {
@@ -64,18 +66,7 @@ impl Server {
         let http_addr = http_listener.local_addr().context("HTTP local address")?;
         let access = access(cfg, &store, &relay)?;
         let public = public_addresses(cfg, http_addr, &relay, &access.tokens);
-        let shares = ShareService::start(
-            store.clone(),
-            cfg.share.clone(),
-            sms_config(cfg)?,
-            public.http.clone(),
-            format!(
-                "rtsp://{}:{}/live/{{id}}",
-                public.rtsp_host, public.rtsp_port
-            ),
-            access.tokens.clone(),
-        )
-        .await?;
+        let shares = start_shares(cfg, &store, &public, &access).await?;
         let handler = Handler {
             store: store.clone(),
             transcoder,
@@ -158,13 +149,31 @@ fn serve_http(cfg: &Config, policy: Policy, services: Services, listener: TcpLis
     });
 }
 
-/// The SMS settings with the inbound key resolved: delivery reports come
-/// back with the key inbound callbacks carry.
-fn sms_config(cfg: &Config) -> Result<SmsConfig> {
-    Ok(SmsConfig {
-        inbound_key: live_admin::sms_inbound_key(cfg)?,
+/// The share service, its deliveries' reports coming back with the key
+/// inbound callbacks carry.
+async fn start_shares(
+    cfg: &Config,
+    store: &Store,
+    public: &Public,
+    access: &Access,
+) -> Result<ShareService> {
+    let sms = SmsConfig {
+        inbound_key: access.sms_key.clone(),
         ..cfg.sms.clone()
-    })
+    };
+    let live_url = format!(
+        "rtsp://{}:{}/live/{{id}}",
+        public.rtsp_host, public.rtsp_port
+    );
+    ShareService::start(
+        store.clone(),
+        cfg.share.clone(),
+        sms,
+        public.http.clone(),
+        live_url,
+        access.tokens.clone(),
+    )
+    .await
 }
 
 /// The one access policy, for HTTP routes and RTSP alike.
@@ -176,10 +185,11 @@ fn access(cfg: &Config, store: &Store, relay: &LiveRelay) -> Result<Access> {
     )?;
     let links = LinkSigner::load(&cfg.data_dir)?;
     let admin_token = live_admin::admin_token(cfg)?;
+    let sms_key = live_admin::sms_inbound_key(cfg)?;
     let policy = Policy::new(
         store.clone(),
         admin_token.clone(),
-        live_admin::sms_inbound_key(cfg)?,
+        sms_key.clone(),
         tokens.clone(),
         links.clone(),
     );
@@ -194,6 +204,7 @@ fn access(cfg: &Config, store: &Store, relay: &LiveRelay) -> Result<Access> {
         tokens,
         links,
         admin_token,
+        sms_key,
     })
 }
 
