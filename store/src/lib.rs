@@ -118,10 +118,9 @@ impl Store {
             Engine::Sqlite => Store::open_sqlite(&data_dir.join(SQLITE_FILE)).await?,
             Engine::Postgres => Store::open_postgres(cfg.url.trim(), cfg.max_connections).await?,
         };
-        let node = if cfg.node_name.trim().is_empty() {
-            host_name()
-        } else {
-            cfg.node_name.trim().to_string()
+        let node = match cfg.node_name.trim() {
+            "" => store.node.to_string(),
+            name => name.to_string(),
         };
         tracing::info!(node = %node, "store: queue claims under this node name");
         Ok(store.for_node(&node, cfg.claim_secs))

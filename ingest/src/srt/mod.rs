@@ -14,9 +14,11 @@
 //! [`Feed`](crate::publish::Feed) as RTMP, with the same continuation by
 //! key within `ingest.rejoin_window_secs`.
 //!
-//! SRT has no "publish finished" message: a caller that closes (or is cut)
-//! leaves its session suspended, and the recording is finalised once the
-//! window passes without the key coming back.
+//! Unlike RTMP's `FCUnpublish`, SRT has no "publish finished" message of
+//! its own; its connection SHUTDOWN is not told apart here from a lost
+//! connection. A caller that closes (or is cut) leaves its session
+//! suspended, and the recording is finalised once the window passes
+//! without the key coming back.
 
 mod streamid;
 mod ts;
