@@ -830,15 +830,10 @@ impl HlsStream {
     /// the open segment's parts and the preload hint of the next part.
     fn write_segments(&self, out: &mut String, st: &State, skip: usize, target: i64, query: &str) {
         use std::fmt::Write;
-        let listed: Vec<&Segment> = st.segments.iter().skip(skip).collect();
         let horizon_us = 3 * target * 1_000_000;
-        let mut after_us: i64 = st.open_parts.iter().map(|p| p.duration_us).sum();
-        let mut with_parts = vec![false; listed.len()];
-        for (i, s) in listed.iter().enumerate().rev() {
-            with_parts[i] = !st.ended && after_us < horizon_us;
-            after_us += s.duration_us;
-        }
-        for (s, parts) in listed.into_iter().zip(with_parts) {
+        let listed = st.segments.iter().skip(skip);
+        for (s, after_us) in listed.zip(after_each(st, skip)) {
+            let parts = !st.ended && after_us < horizon_us;
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.pdt_unix_us));
             if parts {
                 write_parts(out, &s.parts, query);
@@ -872,21 +867,33 @@ fn skip_until_us(target_s: i64) -> i64 {
     6 * target_s * 1_000_000
 }
 
+/// For each segment from index `from` on, the media after its end to the
+/// playlist's end (the open segment's parts included), µs.
+fn after_each(st: &State, from: usize) -> Vec<i64> {
+    let mut after_us: i64 = st.open_parts.iter().map(|p| p.duration_us).sum();
+    let mut after: Vec<i64> = st
+        .segments
+        .iter()
+        .skip(from)
+        .rev()
+        .map(|s| {
+            let this = after_us;
+            after_us += s.duration_us;
+            this
+        })
+        .collect();
+    after.reverse();
+    after
+}
+
 /// How many of the segments listed from index `from` a delta update skips:
 /// the oldest ones that end at least `boundary_us` before the playlist's
-/// end (the open segment's parts included).
+/// end.
 fn skippable(st: &State, from: usize, boundary_us: i64) -> usize {
-    let listed = st.segments.len().saturating_sub(from);
-    let mut after_us: i64 = st.open_parts.iter().map(|p| p.duration_us).sum();
-    let mut keep = 0;
-    for s in st.segments.iter().skip(from).rev() {
-        if after_us >= boundary_us {
-            break;
-        }
-        after_us += s.duration_us;
-        keep += 1;
-    }
-    listed - keep
+    after_each(st, from)
+        .iter()
+        .take_while(|after| **after >= boundary_us)
+        .count()
 }
 
 /// `#EXT-X-PART` lines.
