@@ -1,7 +1,7 @@
 # `make check` is what CI runs before the tests; `make test` is the README's
 # test command. Benchmarks print numbers; they assert nothing (see the rules
 # in docs/architecture.md).
-.PHONY: check test bench chaos chaos-short
+.PHONY: check test bench chaos chaos-short fuzz fuzz-short
 
 check:
 	bash scripts/check.sh
@@ -20,6 +20,15 @@ chaos:
 chaos-short:
 	cargo build --bin sharecast
 	bash tests/chaos/run.sh --short
+
+# The decoders under libFuzzer (docs/reliability.md, "Fuzzing"): `fuzz` runs
+# each target for 10 million executions or one hour, whichever first;
+# `fuzz-short` (what scripts/test.sh and so CI run) about 12 s each.
+fuzz:
+	bash scripts/fuzz.sh --full
+
+fuzz-short:
+	bash scripts/fuzz.sh --short
 
 bench:
 	@set -e; for script in bench/*.sh; do echo "== $$script"; bash "$$script"; done

@@ -2,7 +2,8 @@
 # Quick start, command 2: install whatever is missing, then run every test
 # (unit, property, GStreamer, QUIC on loopback, end-to-end with the real binary),
 # then the chaos suite's short form (tests/chaos/run.sh --short; needs root
-# for its network namespaces and fails loudly without).
+# for its network namespaces and fails loudly without) and every fuzz target
+# for a few seconds (scripts/fuzz.sh --short).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -36,4 +37,9 @@ echo "test.sh: cargo test took $((SECONDS - tests_start)) s"
 chaos_start=$SECONDS
 bash tests/chaos/run.sh --short || status=$?
 echo "test.sh: the chaos suite (short form) took $((SECONDS - chaos_start)) s"
+# The decoders under libFuzzer, about 12 s a target (scripts/fuzz.sh; the
+# full run is `make fuzz`).
+fuzz_start=$SECONDS
+bash scripts/fuzz.sh --short || status=$?
+echo "test.sh: fuzzing (short form) took $((SECONDS - fuzz_start)) s"
 exit $status

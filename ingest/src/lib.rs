@@ -26,6 +26,8 @@
 mod committer;
 pub mod config;
 mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hello;
 pub mod journal;
 pub mod limiter;

@@ -683,6 +683,18 @@ impl UserDataHeader {
     pub fn decode(bytes: &[u8]) -> Result<(Self, usize), DecodeError> {
         let mut r = Reader::new(bytes, Layer::Udh);
         let udhl = usize::from(r.u8("user data header length")?);
+        // The header sits in the 140 octets of user data with its UDHL
+        // octet: a longer one is no SMS's, and would not encode again.
+        if udhl > MAX_USER_DATA_OCTETS - 1 {
+            return Err(DecodeError::new(
+                Layer::Udh,
+                0,
+                ErrorKind::BadLength(format!(
+                    "user data header length {udhl} exceeds the {} octets user data can hold",
+                    MAX_USER_DATA_OCTETS - 1
+                )),
+            ));
+        }
         let body = r.take(udhl, "user data header")?;
         let mut ie_r = Reader::new(body, Layer::Udh);
         let mut elements = Vec::new();
@@ -1435,6 +1447,30 @@ mod tests {
                 wide: false
             })
         );
+    }
+
+    /// Found by fuzzing (fuzz/, target share_udh): a UDHL of 181 was read
+    /// although user data holds 140 octets, and the header then did not
+    /// encode again.
+    #[test]
+    fn udh_longer_than_user_data_is_refused() {
+        let mut bytes = vec![0xB5];
+        for _ in 0..59 {
+            bytes.extend_from_slice(&[0x30, 0x01, 0x01]);
+        }
+        bytes.extend_from_slice(&[0x31, 0x02, 0x01, 0x01]);
+        let e = UserDataHeader::decode(&bytes).unwrap_err();
+        assert_eq!(e.offset, 0);
+        assert!(e.to_string().contains("exceeds the 139 octets"), "{e}");
+        // The longest a header can be still decodes and encodes again.
+        let mut longest = vec![139];
+        for _ in 0..45 {
+            longest.extend_from_slice(&[0x30, 0x01, 0x01]);
+        }
+        longest.extend_from_slice(&[0x31, 0x02, 0x01, 0x01]);
+        let (h, n) = UserDataHeader::decode(&longest).unwrap();
+        assert_eq!(n, 140);
+        assert_eq!(h.encode().unwrap(), longest);
     }
 
     #[test]

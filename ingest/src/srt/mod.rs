@@ -20,8 +20,8 @@
 //! suspended, and the recording is finalised once the window passes
 //! without the key coming back.
 
-mod streamid;
-mod ts;
+pub(crate) mod streamid;
+pub(crate) mod ts;
 
 use std::sync::Arc;
 use std::time::Duration;
