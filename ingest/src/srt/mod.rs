@@ -95,14 +95,15 @@ async fn connection(shared: Arc<Shared>, request: ConnectionRequest) {
         pending: Vec::new(),
         pending_bytes: 0,
         clock: None,
+        received: 0,
     };
     let result = conn.run(request).await;
     conn.feed.detach();
     match result {
-        Ok(()) => tracing::debug!(%remote, "SRT connection closed"),
+        Ok(()) => tracing::debug!(%remote, bytes = conn.received, "SRT connection closed"),
         Err(e) => {
             shared.metrics.srt_ended(e.reason);
-            tracing::info!(%remote, reason = e.reason.name(), message = %e.message, "SRT connection ended");
+            tracing::info!(%remote, reason = e.reason.name(), message = %e.message, bytes = conn.received, "SRT connection ended");
         }
     }
 }
@@ -119,6 +120,8 @@ struct Conn {
     /// The first timestamp read (90 kHz, 33 bits), and the last one with
     /// its distance from the first: the connection's origin and clock.
     clock: Option<(u64, u64, i64)>,
+    /// Transport-stream bytes read from the connection (logged at its end).
+    received: u64,
 }
 
 impl Conn {
@@ -170,7 +173,10 @@ impl Conn {
                 }
             };
             match next {
-                Some(Ok((_, bytes))) => self.input(&bytes).await?,
+                Some(Ok((_, bytes))) => {
+                    self.received += bytes.len() as u64;
+                    self.input(&bytes).await?
+                }
                 Some(Err(e)) => return Err(ended(PublishEnd::Closed, format!("reading: {e}"))),
                 None => break,
             }
