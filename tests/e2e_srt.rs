@@ -91,7 +91,11 @@ fn wait_ended(server: &Server, what: &str, counts: &[(&str, f64)]) {
 
 #[test]
 fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
-    let server = srt_server();
+    // The SRT latency from the configuration: larger than the caller's
+    // 1 s, so the server's is the one used.
+    let server = Server::start_with_config(&format!(
+        "[ingest]\nsrt_listen = \"127.0.0.1:0\"\nrejoin_window_secs = {WINDOW_SECS}\nsrt_latency_ms = 1500\n"
+    ));
     let clip = fixture(H264_AAC).unwrap();
     let key = publishing_key(&server);
     publish_ok(&mut ffmpeg_publish(
@@ -104,6 +108,17 @@ fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
     assert_eq!(codecs(&vod), ("h264".into(), "aac".into()));
     server.assert_vod_is_the_640x360_clip(&id, &clip);
     assert_eq!(server.metric("sharecast_ingest_srt_connections_total"), 1.0);
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("SRT connection accepted") && l.contains("1500")),
+        "the configured SRT latency is the one negotiated"
+    );
+    assert_eq!(
+        server.metric("sharecast_ingest_srt_dropped_packets_total"),
+        0.0
+    );
 }
 
 #[test]
