@@ -638,6 +638,23 @@ impl InformationElement {
     }
 }
 
+/// The UDHL octet. The header sits in the 140 octets of user data with its
+/// UDHL octet: a longer one is no SMS's, and would not encode again.
+fn read_udhl(r: &mut Reader<'_>) -> Result<usize, DecodeError> {
+    let udhl = usize::from(r.u8("user data header length")?);
+    if udhl > MAX_USER_DATA_OCTETS - 1 {
+        return Err(DecodeError::new(
+            Layer::Udh,
+            0,
+            ErrorKind::BadLength(format!(
+                "user data header length {udhl} exceeds the {} octets user data can hold",
+                MAX_USER_DATA_OCTETS - 1
+            )),
+        ));
+    }
+    Ok(udhl)
+}
+
 /// A user data header (TS 23.040 §9.2.3.24).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserDataHeader {
@@ -682,19 +699,7 @@ impl UserDataHeader {
     /// octet.
     pub fn decode(bytes: &[u8]) -> Result<(Self, usize), DecodeError> {
         let mut r = Reader::new(bytes, Layer::Udh);
-        let udhl = usize::from(r.u8("user data header length")?);
-        // The header sits in the 140 octets of user data with its UDHL
-        // octet: a longer one is no SMS's, and would not encode again.
-        if udhl > MAX_USER_DATA_OCTETS - 1 {
-            return Err(DecodeError::new(
-                Layer::Udh,
-                0,
-                ErrorKind::BadLength(format!(
-                    "user data header length {udhl} exceeds the {} octets user data can hold",
-                    MAX_USER_DATA_OCTETS - 1
-                )),
-            ));
-        }
+        let udhl = read_udhl(&mut r)?;
         let body = r.take(udhl, "user data header")?;
         let mut ie_r = Reader::new(body, Layer::Udh);
         let mut elements = Vec::new();

@@ -228,12 +228,15 @@ fn url_value(url: &str, share_origin: Option<&str>) -> Vec<u8> {
     }
 }
 
+/// The highest frame rate sent or read; above it a rate is no camera's.
+const MAX_FRAME_RATE: f64 = 1.0e12;
+
 /// The frame-rate value: one varint of milli-fps when exact, else two
 /// varints (numerator, denominator) with denominator 1001 when exact, else
 /// micro-fps as (fps * 10^6, 10^6). `None` for 0, negative or non-finite
 /// rates (they are not sent; the recipient reads 0).
 pub(crate) fn frame_rate_value(fps: f64) -> Option<Vec<u8>> {
-    if !fps.is_finite() || fps <= 0.0 || fps > 1.0e12 {
+    if !fps.is_finite() || fps <= 0.0 || fps > MAX_FRAME_RATE {
         return None;
     }
     let mut v = Vec::new();
@@ -545,6 +548,18 @@ fn number_u32(item: &Item<'_>, field: &str) -> Result<u32, DecodeError> {
 }
 
 fn frame_rate(item: &Item<'_>) -> Result<f64, DecodeError> {
+    let fps = frame_rate_ratio(item)?;
+    if fps > MAX_FRAME_RATE {
+        return Err(DecodeError::invalid(
+            Layer::Tlv,
+            item.value_at,
+            format!("frame rate {fps} above {MAX_FRAME_RATE}"),
+        ));
+    }
+    Ok(fps)
+}
+
+fn frame_rate_ratio(item: &Item<'_>) -> Result<f64, DecodeError> {
     let mut r = Reader::new(item.value, Layer::Tlv);
     let a = read_leb128(&mut r).map_err(|e| e.shifted(item.value_at))?;
     if r.is_empty() {
@@ -937,6 +952,20 @@ mod tests {
         let b = encode(&upper, &TlvOptions::default()).unwrap();
         assert_eq!(b[1], tag::ID);
         assert_eq!(decode(&b).unwrap().id, id.to_uppercase());
+    }
+
+    #[test]
+    /// Found by fuzzing (fuzz/, target share_tlv): a frame rate of 3.4e13
+    /// was read, which the encoder does not send (it leaves out rates above
+    /// 1e12), so the attributes changed through a second encoding.
+    #[test]
+    fn frame_rate_above_the_limit_is_refused() {
+        let bytes = [
+            0xC1, 0x00, 0x00, 0x03, 0x00, 0x0E, 0x08, 0x8C, 0xEA, 0xEA, 0xEA, 0xEA, 0xF6, 0x8C,
+            0x3D,
+        ];
+        let e = decode(&bytes).unwrap_err();
+        assert!(e.to_string().contains("frame rate"), "{e}");
     }
 
     #[test]

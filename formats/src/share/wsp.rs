@@ -112,7 +112,9 @@ fn write_text(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), Enc
     if s.as_bytes().contains(&0) {
         return Err(EncodeError::invalid(field, "text contains NUL"));
     }
-    if s.as_bytes().first().is_some_and(|b| *b >= 0x80) {
+    // A text that starts with 0x7F is quoted too: the reader takes a
+    // leading 0x7F for the Quote.
+    if s.as_bytes().first().is_some_and(|b| *b >= 0x7F) {
         out.push(0x7F); // Quote
     }
     out.extend_from_slice(s.as_bytes());
@@ -374,6 +376,21 @@ pub fn decode(bytes: &[u8]) -> Result<PushPdu, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (fuzz/, target share_wsp): a content type whose
+    /// text starts with 0x7F was written without the Quote, so the reader
+    /// took its first character for the Quote and lost it.
+    #[test]
+    fn text_starting_with_the_quote_octet_keeps_it() {
+        let pdu = PushPdu {
+            transaction_id: 0x27,
+            content_type: ContentType::Text("\u{7f}\u{7f}x".into()),
+            application_id: None,
+            other_headers: Vec::new(),
+            body: vec![0x10],
+        };
+        assert_eq!(decode(&pdu.encode().unwrap()).unwrap(), pdu);
+    }
 
     /// The PDU Kannel's PPG and many gateways send for an SI: TID 0x01,
     /// Push, headers length 4, content type in the general form
