@@ -135,6 +135,9 @@ pub(crate) fn video_track(avcc: &[u8], metadata_fps: Option<f32>) -> Result<Trac
         .next()
         .ok_or_else(|| bad("AVC sequence header without an SPS"))?
         .map_err(|e| bad(format!("AVC sequence header: SPS: {e:?}")))?;
+    if sps_nal.is_empty() {
+        return Err(bad("AVC sequence header: an empty SPS"));
+    }
     let sps = SeqParameterSet::from_bits(RefNal::new(sps_nal, &[], true).rbsp_bits())
         .map_err(|e| bad(format!("AVC sequence header: SPS: {e:?}")))?;
     let (width, height) = sps
@@ -202,6 +205,22 @@ mod tests {
 
     fn avcc() -> Vec<u8> {
         hex::decode(AVCC_640X360).unwrap()
+    }
+
+    /// Found by fuzzing (fuzz/, target rtmp_flv_tag): a sequence header
+    /// whose SPS is 0 bytes long panicked in the H.264 reader ("RefNal must
+    /// be non-empty"), taking the publisher's task down; now it is refused.
+    #[test]
+    fn a_sequence_header_with_an_empty_sps_is_refused() {
+        let avcc = hex::decode("0142c00affe1000007000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000099036cff6c2b40ffe15b040000035400000068cb83cb20").unwrap();
+        let e = video_track(&avcc, None).unwrap_err();
+        assert!(e.0.contains("empty SPS"), "{e}");
+        let mut body = vec![0x17, 0x00, 0x00, 0x00, 0x00];
+        body.extend_from_slice(&avcc);
+        match video_tag(&Bytes::from(body)).unwrap() {
+            Tag::VideoConfig(c) => assert!(video_track(&c, Some(30.0)).is_err()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
