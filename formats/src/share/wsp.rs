@@ -112,9 +112,13 @@ fn write_text(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), Enc
     if s.as_bytes().contains(&0) {
         return Err(EncodeError::invalid(field, "text contains NUL"));
     }
-    // A text that starts with 0x7F is quoted too: the reader takes a
-    // leading 0x7F for the Quote.
-    if s.as_bytes().first().is_some_and(|b| *b >= 0x7F) {
+    // A text that starts with 0x7F or a control character is quoted too:
+    // the reader takes a leading 0x7F for the Quote, and a value that starts
+    // below 0x20 for a length.
+    if s.as_bytes()
+        .first()
+        .is_some_and(|b| !(0x20..0x7F).contains(b))
+    {
         out.push(0x7F); // Quote
     }
     out.extend_from_slice(s.as_bytes());
@@ -388,6 +392,13 @@ mod tests {
             application_id: None,
             other_headers: Vec::new(),
             body: vec![0x10],
+        };
+        assert_eq!(decode(&pdu.encode().unwrap()).unwrap(), pdu);
+        // Also found by fuzzing: an application id that starts with a
+        // control character was read back as a length.
+        let pdu = PushPdu {
+            application_id: Some(ApplicationId::Uri("\u{b}\u{7f}x".into())),
+            ..pdu
         };
         assert_eq!(decode(&pdu.encode().unwrap()).unwrap(), pdu);
     }
