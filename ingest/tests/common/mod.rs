@@ -54,6 +54,12 @@ impl SessionOutput for Out {
     fn connection_changed(&self, change: ConnectionChange) {
         self.0.connection_changes.lock().unwrap().push(change);
     }
+    fn restart_recording(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.0.recorded.lock().unwrap().clear();
+            Ok(())
+        })
+    }
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>> {
         Box::pin(async move {
             *self.0.finished.lock().unwrap() += 1;
