@@ -530,28 +530,21 @@ pub(crate) fn journals_dir(data_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{recover, SessionMeta};
-    use bytes::Bytes;
-
-    fn frame(seq: u64) -> MediaFrame {
-        MediaFrame {
-            track: 0,
-            seq,
-            pts_us: seq as i64 * 1000,
-            dts_us: seq as i64 * 1000,
-            duration_us: 1000,
-            keyframe: seq == 0,
-            data: Bytes::from(vec![seq as u8; 500]),
-        }
-    }
+    use crate::journal::recover;
+    use crate::journal::tests::{frame, meta};
 
     fn seqs(frames: &[MediaFrame]) -> Vec<u64> {
         frames.iter().map(|f| f.seq).collect()
     }
 
-    /// A committer without its thread: the test runs the rounds.
-    fn committer() -> Committer {
-        Committer {
+    /// A committer without its thread (the test runs the rounds) and its
+    /// settings, on `tmp`.
+    fn committer(
+        tmp: &Path,
+        sync: JournalSync,
+        batch_frames: usize,
+    ) -> (Committer, CommitterConfig) {
+        let c = Committer {
             inner: Arc::new(Inner {
                 queue: Mutex::new(Queue {
                     ready: Vec::new(),
@@ -559,34 +552,25 @@ mod tests {
                 }),
                 wake: Condvar::new(),
             }),
-        }
+        };
+        let cfg = CommitterConfig {
+            dir: tmp.to_path_buf(),
+            sync,
+            min_interval: Duration::ZERO,
+            batch_frames,
+        };
+        (c, cfg)
     }
 
     #[test]
     fn a_full_disk_acknowledges_nothing_of_the_round_and_the_journal_goes_on() {
         let tmp = tempfile::tempdir().unwrap();
         let session_dir = tmp.path().join("s1");
-        let meta = SessionMeta {
-            id: "s1".into(),
-            secret: "ab".into(),
-            device_id: "d".into(),
-            device_name: "phone".into(),
-            tracks: vec![],
-            anchor_unix_us: 0,
-            title: None,
-            started_unix_ms: 0,
-        };
-        let writer = JournalWriter::create(&session_dir, &meta).unwrap();
-        let cfg = CommitterConfig {
-            dir: tmp.path().to_path_buf(),
-            sync: JournalSync::Filesystem,
-            min_interval: Duration::ZERO,
-            batch_frames: 2,
-        };
+        let writer = JournalWriter::create(&session_dir, &meta()).unwrap();
+        let (c, cfg) = committer(tmp.path(), JournalSync::Filesystem, 2);
         let dir = File::open(tmp.path()).unwrap();
         let metrics = IngestMetrics::default();
         let mut episode = Episode::default();
-        let c = committer();
         let slot = c.slot(writer, Weak::new());
         let mut run_round = || {
             let ready = std::mem::take(&mut lock(&c.inner.queue).ready);
@@ -656,27 +640,11 @@ mod tests {
     #[test]
     fn any_other_write_error_closes_the_journal() {
         let tmp = tempfile::tempdir().unwrap();
-        let meta = SessionMeta {
-            id: "s2".into(),
-            secret: "ab".into(),
-            device_id: "d".into(),
-            device_name: "phone".into(),
-            tracks: vec![],
-            anchor_unix_us: 0,
-            title: None,
-            started_unix_ms: 0,
-        };
-        let mut writer = JournalWriter::create(&tmp.path().join("s2"), &meta).unwrap();
+        let mut writer = JournalWriter::create(&tmp.path().join("s2"), &meta()).unwrap();
         writer.fail_next_write(libc::EIO);
-        let cfg = CommitterConfig {
-            dir: tmp.path().to_path_buf(),
-            sync: JournalSync::File,
-            min_interval: Duration::ZERO,
-            batch_frames: 8,
-        };
+        let (c, cfg) = committer(tmp.path(), JournalSync::File, 8);
         let dir = File::open(tmp.path()).unwrap();
         let metrics = IngestMetrics::default();
-        let c = committer();
         let slot = c.slot(writer, Weak::new());
         slot.push(frame(0)).unwrap();
         let ready = std::mem::take(&mut lock(&c.inner.queue).ready);

@@ -346,10 +346,10 @@ fn parse(file: &mut File, path: &Path) -> Result<(Recovered, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn meta() -> SessionMeta {
+    pub(crate) fn meta() -> SessionMeta {
         SessionMeta {
             id: "s1".into(),
             secret: "ab".into(),
@@ -368,7 +368,7 @@ mod tests {
         w.sync_data().unwrap();
     }
 
-    fn frame(seq: u64) -> MediaFrame {
+    pub(crate) fn frame(seq: u64) -> MediaFrame {
         MediaFrame {
             track: 0,
             seq,

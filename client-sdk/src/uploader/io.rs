@@ -694,3 +694,16 @@ async fn read_acks(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_full_means_retry_later() {
+        assert!(!is_fatal(ErrorCode::StorageFull.as_u16()));
+        assert!(!is_fatal(ErrorCode::Internal.as_u16()));
+        assert!(is_fatal(ErrorCode::Unauthorized.as_u16()));
+        assert!(STORAGE_FULL_WAIT >= Duration::from_secs(1));
+    }
+}
