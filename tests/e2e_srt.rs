@@ -32,10 +32,12 @@ fn publishing_key(server: &Server) -> String {
 /// and `,` included). `linger=2`: ffmpeg's libsrt (live mode) otherwise
 /// drops what it has not sent yet when it closes, the last ~0.3 s of the
 /// clip (measured against GStreamer's `srtsrc` too), and the recording
-/// could not hold every frame.
+/// could not hold every frame. `latency=1000000` (1 s, in µs): SRT's live
+/// mode drops what arrives later than its latency (120 ms by default),
+/// and a loaded CI machine can delay the receiver by more than that.
 fn srt_url(server: &Server, streamid: &str) -> String {
     format!(
-        "srt://{}?mode=caller&linger=2&streamid={streamid}",
+        "srt://{}?mode=caller&linger=2&latency=1000000&streamid={streamid}",
         server.srt.as_ref().expect("SRT listens"),
     )
 }
@@ -89,7 +91,11 @@ fn wait_ended(server: &Server, what: &str, counts: &[(&str, f64)]) {
 
 #[test]
 fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
-    let server = srt_server();
+    // The SRT latency from the configuration: larger than the caller's
+    // 1 s, so the server's is the one used.
+    let server = Server::start_with_config(&format!(
+        "[ingest]\nsrt_listen = \"127.0.0.1:0\"\nrejoin_window_secs = {WINDOW_SECS}\nsrt_latency_ms = 1500\n"
+    ));
     let clip = fixture(H264_AAC).unwrap();
     let key = publishing_key(&server);
     publish_ok(&mut ffmpeg_publish(
@@ -102,6 +108,17 @@ fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
     assert_eq!(codecs(&vod), ("h264".into(), "aac".into()));
     server.assert_vod_is_the_640x360_clip(&id, &clip);
     assert_eq!(server.metric("sharecast_ingest_srt_connections_total"), 1.0);
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("SRT connection accepted") && l.contains("1500")),
+        "the configured SRT latency is the one negotiated"
+    );
+    assert_eq!(
+        server.metric("sharecast_ingest_srt_dropped_packets_total"),
+        0.0
+    );
 }
 
 #[test]
@@ -223,7 +240,7 @@ fn gstreamer_publishes_over_srt() {
     let pipeline = format!(
         "filesrc location={clip} ! qtdemux name=d \
          d.video_0 ! queue ! h264parse config-interval=-1 ! mpegtsmux name=m alignment=7 \
-         ! srtsink uri=srt://{addr} streamid={key} \
+         ! srtsink uri=srt://{addr} streamid={key} latency=1000 \
          d.audio_0 ! queue ! aacparse ! m.",
         clip = clip.display(),
         addr = server.srt.as_ref().unwrap(),
@@ -280,9 +297,13 @@ fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
     mixed.extend(std::iter::repeat_n(0u8, 4096));
     mixed.extend_from_slice(&bytes[half..]);
     std::fs::write(&ts, &mixed).unwrap();
-    // Sent as it is, in SRT-sized blocks, paced so that nothing is dropped.
+    // Sent as it is, in SRT-sized blocks, 2 ms apart (`identity`: srtsink
+    // does not throttle) so that libsrt sends each block as it comes: its
+    // live mode drops what it has not sent when it closes (no linger), and
+    // a file written in one burst once lost everything after its first
+    // 60 blocks, the garbage with them.
     let pipeline = format!(
-        "filesrc location={} blocksize=1316 ! srtsink uri=srt://{} streamid={key} sync=false throttle-time=2000000",
+        "filesrc location={} blocksize=1316 ! identity sleep-time=2000 ! srtsink uri=srt://{} streamid={key} latency=1000 sync=false",
         ts.display(),
         server.srt.as_ref().unwrap(),
     );

@@ -29,6 +29,13 @@ pub struct IngestConfig {
     /// (opt-in like RTMP; SRT's own encryption is not used, so the key
     /// travels in clear), e.g. "0.0.0.0:8890".
     pub srt_listen: String,
+    /// The SRT receive latency in milliseconds: how long a packet may take
+    /// to arrive, resends included, before SRT's live mode drops it (the
+    /// publisher's own latency is used when it asks for more). Larger
+    /// keeps more frames on a bad link and delays the live stream by as
+    /// much. Default 1000 (SRT's own default, 120, loses what a mobile
+    /// link resends later than that).
+    pub srt_latency_ms: u64,
     /// Seconds an RTMP or SRT publisher whose connection dropped (or, for
     /// SRT, closed: SRT has no "finished" message) has to come back with
     /// the same key and continue the same recording; after that the
@@ -154,6 +161,7 @@ impl Default for IngestConfig {
             listen: "0.0.0.0:4433".into(),
             rtmp_listen: String::new(),
             srt_listen: String::new(),
+            srt_latency_ms: 1000,
             rejoin_window_secs: 60,
             cert_chain: String::new(),
             private_key: String::new(),

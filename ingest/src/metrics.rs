@@ -101,7 +101,7 @@ struct FieldLabel {
 
 /// The unlabelled counters of [`IngestMetrics::counters`], in its order:
 /// name (without `_total`, which the encoder adds) and help text.
-const COUNTERS: [(&str, &str); 21] = [
+const COUNTERS: [(&str, &str); 22] = [
     (
         "ingest_connections",
         "QUIC connections accepted",
@@ -113,6 +113,10 @@ const COUNTERS: [(&str, &str); 21] = [
     (
         "ingest_srt_connections",
         "SRT connection requests taken (each one authenticated, then accepted or refused)",
+    ),
+    (
+        "ingest_srt_dropped_packets",
+        "SRT packets a publisher sent that arrived too late for the SRT latency (or never) and were dropped (read at each connection's end)",
     ),
     (
         "ingest_connections_over_limit",
@@ -197,6 +201,8 @@ pub struct IngestMetrics {
     pub rtmp_connections: Counter,
     /// SRT connection requests taken (within `max_connections`).
     pub srt_connections: Counter,
+    /// SRT packets dropped by the receiver (too late for the latency).
+    pub srt_dropped_packets: Counter,
     /// Connections refused because `max_connections` were open.
     pub connections_over_limit: Counter,
     /// Handshakes that failed (wrong ALPN, TLS errors, timeouts).
@@ -395,11 +401,12 @@ impl IngestMetrics {
     }
 
     /// The unlabelled counters, in the order of [`COUNTERS`].
-    fn counters(&self) -> [&Counter; 21] {
+    fn counters(&self) -> [&Counter; 22] {
         [
             &self.connections,
             &self.rtmp_connections,
             &self.srt_connections,
+            &self.srt_dropped_packets,
             &self.connections_over_limit,
             &self.handshakes_failed,
             &self.sessions_started,

@@ -26,10 +26,10 @@ mod ts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use sharecast_formats::media::TrackInfo;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
-use srt_tokio::{ConnectionRequest, SrtListener};
+use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
 
 use self::streamid::Refusal;
 use self::ts::{Access, Demuxer, Item};
@@ -53,7 +53,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: tokio::net::UdpSocket) {
             return;
         }
     };
-    let bound = SrtListener::builder().socket(socket).bind(addr).await;
+    let latency = Duration::from_millis(shared.cfg.srt_latency_ms);
+    let bound = SrtListener::builder()
+        .socket(socket)
+        .receive_latency(latency)
+        .bind(addr)
+        .await;
     let (_listener, mut incoming) = match bound {
         Ok(l) => l,
         Err(e) => {
@@ -95,14 +100,15 @@ async fn connection(shared: Arc<Shared>, request: ConnectionRequest) {
         pending: Vec::new(),
         pending_bytes: 0,
         clock: None,
+        received: 0,
     };
     let result = conn.run(request).await;
     conn.feed.detach();
     match result {
-        Ok(()) => tracing::debug!(%remote, "SRT connection closed"),
+        Ok(()) => tracing::debug!(%remote, bytes = conn.received, "SRT connection closed"),
         Err(e) => {
             shared.metrics.srt_ended(e.reason);
-            tracing::info!(%remote, reason = e.reason.name(), message = %e.message, "SRT connection ended");
+            tracing::info!(%remote, reason = e.reason.name(), message = %e.message, bytes = conn.received, "SRT connection ended");
         }
     }
 }
@@ -119,6 +125,8 @@ struct Conn {
     /// The first timestamp read (90 kHz, 33 bits), and the last one with
     /// its distance from the first: the connection's origin and clock.
     clock: Option<(u64, u64, i64)>,
+    /// Transport-stream bytes read from the connection (logged at its end).
+    received: u64,
 }
 
 impl Conn {
@@ -152,6 +160,24 @@ impl Conn {
             .accept(None)
             .await
             .map_err(|e| ended(PublishEnd::Handshake, format!("accepting: {e}")))?;
+        tracing::debug!(
+            latency_ms = socket.settings().recv_tsbpd_latency.as_millis() as u64,
+            "SRT connection accepted"
+        );
+        let result = self.read(&mut socket, &shared).await;
+        let dropped = dropped_packets(&mut socket);
+        if dropped > 0 {
+            shared.metrics.srt_dropped_packets.inc_by(dropped);
+            tracing::warn!(
+                dropped,
+                "SRT packets arrived too late for the latency and were dropped"
+            );
+        }
+        result
+    }
+
+    /// Reads the connection's transport stream until it ends.
+    async fn read(&mut self, socket: &mut SrtSocket, shared: &Shared) -> Result<(), Ended> {
         let stall = Duration::from_secs(shared.cfg.stall_timeout_secs);
         loop {
             let kick = self.feed.superseded();
@@ -170,7 +196,10 @@ impl Conn {
                 }
             };
             match next {
-                Some(Ok((_, bytes))) => self.input(&bytes).await?,
+                Some(Ok((_, bytes))) => {
+                    self.received += bytes.len() as u64;
+                    self.input(&bytes).await?
+                }
                 Some(Err(e)) => return Err(ended(PublishEnd::Closed, format!("reading: {e}"))),
                 None => break,
             }
@@ -264,6 +293,18 @@ impl Conn {
 }
 
 /// 90 kHz ticks in µs.
+/// The packets the connection's receiver dropped as too late, from the
+/// socket's statistics (updated once a second: the last second's drops
+/// may be missing).
+fn dropped_packets(socket: &mut SrtSocket) -> u64 {
+    let mut stats = socket.statistics().clone();
+    stats
+        .next()
+        .now_or_never()
+        .flatten()
+        .map_or(0, |s| s.rx_dropped_data)
+}
+
 fn ticks_to_us(ticks: i64) -> i64 {
     ticks.saturating_mul(100) / 9
 }
