@@ -222,11 +222,25 @@ struct Written {
 }
 
 /// A full disk, from its first refused write to the first round that
-/// writes again: logged once at each end.
-#[derive(Default)]
+/// writes again at least [`Episode::quiet`] after the last refused one (a
+/// disk that is nearly full lets small writes through now and then: that
+/// is the same episode): logged once at each end.
 struct Episode {
     since: Option<Instant>,
+    last_refused: Option<Instant>,
     refused: u64,
+    quiet: Duration,
+}
+
+impl Default for Episode {
+    fn default() -> Self {
+        Episode {
+            since: None,
+            last_refused: None,
+            refused: 0,
+            quiet: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Episode {
@@ -236,6 +250,7 @@ impl Episode {
         if refused > 0 {
             metrics.storage_full.inc_by(refused);
             self.refused += refused;
+            self.last_refused = Some(Instant::now());
             if self.since.is_none() {
                 self.since = Some(Instant::now());
                 metrics.storage_full_episodes.inc();
@@ -243,7 +258,7 @@ impl Episode {
                     "the journals' filesystem is full: sessions are told storage_full and keep their frames until it has room (logged once until then)"
                 );
             }
-        } else if wrote {
+        } else if wrote && self.last_refused.is_some_and(|t| t.elapsed() >= self.quiet) {
             if let Some(since) = self.since.take() {
                 tracing::info!(
                     full_secs = since.elapsed().as_secs(),
@@ -570,7 +585,10 @@ mod tests {
         let (c, cfg) = committer(tmp.path(), JournalSync::Filesystem, 2);
         let dir = File::open(tmp.path()).unwrap();
         let metrics = IngestMetrics::default();
-        let mut episode = Episode::default();
+        let mut episode = Episode {
+            quiet: Duration::ZERO,
+            ..Episode::default()
+        };
         let slot = c.slot(writer, Weak::new());
         let mut run_round = || {
             let ready = std::mem::take(&mut lock(&c.inner.queue).ready);
