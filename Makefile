@@ -1,7 +1,7 @@
 # `make check` is what CI runs before the tests; `make test` is the README's
 # test command. Benchmarks print numbers; they assert nothing (see the rules
 # in docs/architecture.md).
-.PHONY: check test bench chaos chaos-short fuzz fuzz-short
+.PHONY: check test bench chaos chaos-short soak soak-short fuzz fuzz-short
 
 check:
 	bash scripts/check.sh
@@ -20,6 +20,17 @@ chaos:
 chaos-short:
 	cargo build --bin sharecast
 	bash tests/chaos/run.sh --short
+
+# The soak (docs/reliability.md): 50 phones pushing in real time for an
+# hour on loopback with viewers joining and leaving; RSS and descriptors
+# sampled every 10 s. `soak-short` (10 phones, 60 s) is CI's form.
+soak:
+	cargo build --bin sharecast
+	bash tests/chaos/soak.sh
+
+soak-short:
+	cargo build --bin sharecast
+	bash tests/chaos/soak.sh --short
 
 # The decoders under libFuzzer (docs/reliability.md, "Fuzzing"): `fuzz` runs
 # each target for 10 million executions or one hour, whichever first;

@@ -37,6 +37,11 @@ echo "test.sh: cargo test took $((SECONDS - tests_start)) s"
 chaos_start=$SECONDS
 bash tests/chaos/run.sh --short || status=$?
 echo "test.sh: the chaos suite (short form) took $((SECONDS - chaos_start)) s"
+# The soak's short form (tests/chaos/soak.sh: 10 phones for 60 s on
+# loopback, viewers, RSS and descriptors sampled, no ERROR logged).
+soak_start=$SECONDS
+bash tests/chaos/soak.sh --short || status=$?
+echo "test.sh: the soak (short form) took $((SECONDS - soak_start)) s"
 # The decoders under libFuzzer, about 12 s a target (scripts/fuzz.sh; the
 # full run is `make fuzz`).
 fuzz_start=$SECONDS

@@ -133,7 +133,7 @@ impl SessionHandler for Handler {
             } else {
                 self.store.session_started(&start).await?;
             }
-            let recording = self.start_recording(info).await?;
+            let recording = start_recording(&self.transcoder, &self.relay, info).await?;
             let live = self.publish_live(info);
             // Communication proxy: the device's subscribers hear it is live.
             self.shares.source_live(
@@ -147,6 +147,8 @@ impl SessionHandler for Handler {
                 },
             );
             let out: Arc<dyn SessionOutput> = Arc::new(Output {
+                info: info.clone(),
+                transcoder: self.transcoder.clone(),
                 id: info.id.clone(),
                 title: info.title.clone(),
                 sender: info.device.name.clone(),
@@ -171,29 +173,33 @@ impl SessionHandler for Handler {
     }
 }
 
-impl Handler {
-    /// Starts the session's recording; each extra rendition is also a live
-    /// stream while it is encoded (RTSP `/live/{id}/{rendition}`, an HLS
-    /// variant).
-    async fn start_recording(&self, info: &SessionInfo) -> Result<Recording> {
-        let transcoder = self.transcoder.clone();
-        let (id, tracks, dir) = (info.id.clone(), info.tracks.clone(), info.dir.clone());
-        let recording = tokio::task::spawn_blocking(move || transcoder.start(&id, &tracks, &dir))
-            .await
-            .context("transcoder start task")??;
-        let (relay, id, anchor) = (self.relay.clone(), info.id.clone(), info.anchor_unix_us);
-        recording.tap_renditions(Arc::new(move |name, tracks, base_us| {
-            match relay.publish_rendition(&id, name, tracks, anchor.saturating_add(base_us)) {
-                Ok(p) => Some(Box::new(p) as Box<dyn FrameSink>),
-                Err(e) => {
-                    tracing::warn!(session = %id, rendition = name, error = %format!("{e:#}"), "no live stream for the rendition");
-                    None
-                }
+/// Starts a session's recording; each extra rendition is also a live
+/// stream while it is encoded (RTSP `/live/{id}/{rendition}`, an HLS
+/// variant).
+async fn start_recording(
+    transcoder: &Arc<Transcoder>,
+    relay: &Arc<LiveRelay>,
+    info: &SessionInfo,
+) -> Result<Recording> {
+    let transcoder = transcoder.clone();
+    let (id, tracks, dir) = (info.id.clone(), info.tracks.clone(), info.dir.clone());
+    let recording = tokio::task::spawn_blocking(move || transcoder.start(&id, &tracks, &dir))
+        .await
+        .context("transcoder start task")??;
+    let (relay, id, anchor) = (relay.clone(), info.id.clone(), info.anchor_unix_us);
+    recording.tap_renditions(Arc::new(move |name, tracks, base_us| {
+        match relay.publish_rendition(&id, name, tracks, anchor.saturating_add(base_us)) {
+            Ok(p) => Some(Box::new(p) as Box<dyn FrameSink>),
+            Err(e) => {
+                tracing::warn!(session = %id, rendition = name, error = %format!("{e:#}"), "no live stream for the rendition");
+                None
             }
-        }));
-        Ok(recording)
-    }
+        }
+    }));
+    Ok(recording)
+}
 
+impl Handler {
     /// The session's live mount; the recording works without one.
     fn publish_live(&self, info: &SessionInfo) -> Option<LivePublisher> {
         match self
@@ -211,6 +217,9 @@ impl Handler {
 
 /// One session's outputs: its recording and its live mount.
 struct Output {
+    /// What the session was opened with (to start its recording again).
+    info: SessionInfo,
+    transcoder: Arc<Transcoder>,
     relay: Arc<LiveRelay>,
     id: String,
     title: Option<String>,
@@ -298,6 +307,24 @@ impl SessionOutput for Output {
             Some(r) => r.push(frame),
             None => anyhow::bail!("recording of session {} is already finished", self.id),
         }
+    }
+
+    fn restart_recording(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let old = self
+                .recording
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(old) = old {
+                tokio::task::spawn_blocking(move || old.abort())
+                    .await
+                    .context("recording abort task")?;
+            }
+            let fresh = start_recording(&self.transcoder, &self.relay, &self.info).await?;
+            *self.recording.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+            Ok(())
+        })
     }
 
     fn finish(&self) -> BoxFuture<'_, Result<VideoAttributes>> {

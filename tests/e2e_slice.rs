@@ -523,7 +523,7 @@ fn serve_prints_its_urls_a_device_token_and_the_push_command_that_works() {
 /// Every family `/metrics` has, as `name type help` and sorted: what
 /// scrapers, dashboards and alerts know. The drop counter of the ingest
 /// socket is there where the kernel reports it (Linux).
-const METRIC_FAMILIES: [&str; 62] = [
+const METRIC_FAMILIES: [&str; 65] = [
     "sharecast_admin_actions_total counter Sessions ended and viewers kicked by admins",
     "sharecast_admin_rejected_total counter Admin requests refused for a missing or wrong token",
     "sharecast_http_errors_total counter HTTP requests answered with an error, by status and code",
@@ -556,7 +556,10 @@ const METRIC_FAMILIES: [&str; 62] = [
     "sharecast_ingest_sessions_started_total counter Ingest sessions opened",
     "sharecast_ingest_sessions_stopped_total counter Sessions stopped by an error whose client action is stop (finalised with what they hold, not resumable)",
     "sharecast_ingest_srt_connections_total counter SRT connection requests taken (each one authenticated, then accepted or refused)",
+    "sharecast_ingest_srt_dropped_packets_total counter SRT packets a publisher sent that arrived too late for the SRT latency (or never) and were dropped (read at each connection's end)",
     "sharecast_ingest_srt_ended_total counter SRT connections refused or ended before their publisher finished, by reason (closed: the publisher may rejoin)",
+    "sharecast_ingest_storage_full_episodes_total counter Times the journals' filesystem became full (each logged once)",
+    "sharecast_ingest_storage_full_total counter Journal writes refused because the disk was full (one per session and commit round; none of their frames acknowledged)",
     "sharecast_ingest_udp_gro_segments gauge Datagrams the ingest socket receives in one system call (UDP GRO; 1: no offload)",
     "sharecast_ingest_udp_gso_segments gauge Datagrams the ingest socket sends in one system call (UDP GSO; 1: no offload)",
     "sharecast_ingest_udp_receive_buffer_bytes gauge Receive buffer of the ingest UDP socket as the kernel reports it (ingest.udp_buffer_bytes)",

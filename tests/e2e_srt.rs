@@ -1,17 +1,20 @@
 //! SRT ingest with real publishers: ffmpeg (libsrt) and GStreamer
 //! (`srtsink`) send the demo clip as an MPEG transport stream to the real
-//! server, and the recording holds every frame; two publishes with the same
-//! key within the rejoin window make one recording; wrong keys, readers and
+//! server, and the recording holds every frame, finalised as soon as the
+//! caller closes; two publishes with the same key, the first cut, make one
+//! recording; wrong keys, readers and
 //! garbage are refused, counted, and leave other publishers alone; garbage
 //! mid-publish keeps the frames before it.
 
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sharecast_testkit::*;
 
-/// Seconds a publisher has to come back before its recording is finalised
-/// (SRT has no "finished" message: every publish ends by this wait).
+/// Seconds a publisher that was cut has to come back before its recording
+/// is finalised.
 const WINDOW_SECS: &str = "4";
 
 fn srt_server() -> Server {
@@ -32,14 +35,52 @@ fn publishing_key(server: &Server) -> String {
 /// and `,` included). `linger=2`: ffmpeg's libsrt (live mode) otherwise
 /// drops what it has not sent yet when it closes, the last ~0.3 s of the
 /// clip (measured against GStreamer's `srtsrc` too), and the recording
-/// could not hold every frame. `latency=1000000` (1 s, in µs): SRT's live
-/// mode drops what arrives later than its latency (120 ms by default),
-/// and a loaded CI machine can delay the receiver by more than that.
+/// could not hold every frame. No `latency`: the server's (1 s) is used,
+/// larger than the caller's 120 ms, so a loaded CI machine does not drop
+/// packets as too late.
 fn srt_url(server: &Server, streamid: &str) -> String {
-    format!(
-        "srt://{}?mode=caller&linger=2&latency=1000000&streamid={streamid}",
-        server.srt.as_ref().expect("SRT listens"),
-    )
+    srt_url_to(server.srt.as_ref().expect("SRT listens"), streamid)
+}
+
+fn srt_url_to(addr: &str, streamid: &str) -> String {
+    format!("srt://{addr}?mode=caller&linger=2&streamid={streamid}")
+}
+
+/// A UDP relay to `server` that passes everything but SRT's SHUTDOWN
+/// (a control packet of type 5): through it a caller that closes looks
+/// to the server like one whose link was cut right after its last packet.
+/// Returns the relay's address; its threads end with the test.
+fn relay_without_shutdown(server: &str) -> String {
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(server).unwrap();
+    let addr = front.local_addr().unwrap().to_string();
+    let caller: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let (front2, back2, caller2) = (
+        front.try_clone().unwrap(),
+        back.try_clone().unwrap(),
+        caller.clone(),
+    );
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = front2.recv_from(&mut buf) {
+            *caller2.lock().unwrap() = Some(from);
+            if buf[..n].starts_with(&[0x80, 0x05]) {
+                continue;
+            }
+            let _ = back2.send(&buf[..n]);
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok(n) = back.recv(&mut buf) else { continue };
+            if let Some(to) = *caller.lock().unwrap() {
+                let _ = front.send_to(&buf[..n], to);
+            }
+        }
+    });
+    addr
 }
 
 /// `ffmpeg` sending `input` in real time (its streams copied, `extra`
@@ -92,10 +133,12 @@ fn wait_ended(server: &Server, what: &str, counts: &[(&str, f64)]) {
 #[test]
 fn ffmpeg_publishes_over_srt_and_the_recording_has_every_frame() {
     // The SRT latency from the configuration: larger than the caller's
-    // 1 s, so the server's is the one used.
-    let server = Server::start_with_config(&format!(
-        "[ingest]\nsrt_listen = \"127.0.0.1:0\"\nrejoin_window_secs = {WINDOW_SECS}\nsrt_latency_ms = 1500\n"
-    ));
+    // 120 ms, so the server's is the one used. A rejoin window longer than
+    // the wait for the VOD: the caller closes, so the recording is
+    // finalised at once, not after the window.
+    let server = Server::start_with_config(
+        "[ingest]\nsrt_listen = \"127.0.0.1:0\"\nrejoin_window_secs = 600\nsrt_latency_ms = 1500\n",
+    );
     let clip = fixture(H264_AAC).unwrap();
     let key = publishing_key(&server);
     publish_ok(&mut ffmpeg_publish(
@@ -127,14 +170,26 @@ fn two_publishes_with_the_same_key_within_the_window_make_one_recording() {
     let clip = fixture(H264_AAC).unwrap();
     let key = publishing_key(&server);
     // The access-control form of the stream id this time.
-    let url = srt_url(&server, &format!("#!::u=studio,r={key},m=publish"));
-    publish_ok(&mut ffmpeg_publish(&[], clip.to_str().unwrap(), &url));
-    // The first publish ended cleanly; its session waits for the key.
+    let streamid = format!("#!::u=studio,r={key},m=publish");
+    // The first publish through a relay that keeps its SHUTDOWN from the
+    // server: every packet arrives (libsrt lingers until they are
+    // acknowledged), then nothing, as when a link is cut.
+    let relay = relay_without_shutdown(server.srt.as_ref().unwrap());
+    let cut = srt_url_to(&relay, &streamid);
+    publish_ok(&mut ffmpeg_publish(&[], clip.to_str().unwrap(), &cut));
+    // The server sees the link go silent (after SRT's 5 s idle timeout)
+    // and the session waits for the key.
+    wait_until("the cut to be seen", Duration::from_secs(30), || {
+        server
+            .log()
+            .contains("waiting for it to rejoin")
+            .then_some(())
+    });
     let live = wait_until("the session to wait", Duration::from_secs(10), || {
         let a = server.assets().first().cloned()?;
         (a["state"] == "recording").then(|| a["id"].as_str().unwrap().to_string())
     });
-    std::thread::sleep(Duration::from_secs(1));
+    let url = srt_url(&server, &streamid);
     publish_ok(&mut ffmpeg_publish(&[], clip.to_str().unwrap(), &url));
     let id = server.only_ready_asset();
     assert_eq!(id, live, "the second publish continued the same asset");
@@ -240,7 +295,7 @@ fn gstreamer_publishes_over_srt() {
     let pipeline = format!(
         "filesrc location={clip} ! qtdemux name=d \
          d.video_0 ! queue ! h264parse config-interval=-1 ! mpegtsmux name=m alignment=7 \
-         ! srtsink uri=srt://{addr} streamid={key} latency=1000 \
+         ! srtsink uri=srt://{addr} streamid={key} \
          d.audio_0 ! queue ! aacparse ! m.",
         clip = clip.display(),
         addr = server.srt.as_ref().unwrap(),
@@ -303,7 +358,7 @@ fn garbage_after_media_ends_the_publish_and_keeps_what_came_before() {
     // a file written in one burst once lost everything after its first
     // 60 blocks, the garbage with them.
     let pipeline = format!(
-        "filesrc location={} blocksize=1316 ! identity sleep-time=2000 ! srtsink uri=srt://{} streamid={key} latency=1000 sync=false",
+        "filesrc location={} blocksize=1316 ! identity sleep-time=2000 ! srtsink uri=srt://{} streamid={key} sync=false",
         ts.display(),
         server.srt.as_ref().unwrap(),
     );

@@ -85,6 +85,9 @@ pub enum ErrorCode {
     ShuttingDown = 16,
     /// END was received but frames it announced never arrived.
     MissingFrames = 17,
+    /// The server's disk is full: the frames it could not journal were not
+    /// acknowledged. Keep them and resume later; the session stays open.
+    StorageFull = 18,
 }
 
 impl ErrorCode {
@@ -114,6 +117,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::MissingFrames => "missing_frames",
+            ErrorCode::StorageFull => "storage_full",
         }
     }
 
@@ -121,8 +125,8 @@ impl ErrorCode {
     /// ends the phone's session: the codes whose client action is "stop"
     /// (section 7 of the protocol). Such a session is finalised with the
     /// frames already acknowledged and cannot be resumed. `stalled`,
-    /// `internal`, `shutting_down` and `missing_frames` leave the session
-    /// open for a resume, as do `ok` and `rate_limited`.
+    /// `internal`, `shutting_down`, `missing_frames` and `storage_full`
+    /// leave the session open for a resume, as do `ok` and `rate_limited`.
     pub fn ends_session(self) -> bool {
         !matches!(
             self,
@@ -132,13 +136,14 @@ impl ErrorCode {
                 | ErrorCode::ShuttingDown
                 | ErrorCode::MissingFrames
                 | ErrorCode::RateLimited
+                | ErrorCode::StorageFull
         )
     }
 
     /// Map a wire value back to a code.
     pub fn from_u16(v: u16) -> Option<ErrorCode> {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 18] = [
+        const ALL: [ErrorCode; 19] = [
             Ok,
             UnsupportedVersion,
             Unauthorized,
@@ -157,6 +162,7 @@ impl ErrorCode {
             Internal,
             ShuttingDown,
             MissingFrames,
+            StorageFull,
         ];
         ALL.into_iter().find(|c| c.as_u16() == v)
     }
@@ -1358,8 +1364,10 @@ mod tests {
             ErrorCode::ShuttingDown,
             ErrorCode::MissingFrames,
             ErrorCode::RateLimited,
+            ErrorCode::StorageFull,
         ];
-        for v in 0..=17 {
+        assert_eq!(ErrorCode::from_u16(19), None);
+        for v in 0..=18 {
             let c = ErrorCode::from_u16(v).unwrap();
             assert_eq!(c.ends_session(), !resumable.contains(&c), "{}", c.name());
         }

@@ -25,8 +25,15 @@
 //! cross-thread wake-up each; from inside the runtime they are queue pushes.
 //! (Without a runtime, as in unit code, the committer thread delivers.)
 //! A failed write is settled on the committer thread before the next round
-//! (the writer closed, no more frames taken), and reported to its session in
-//! order with the deliveries before it.
+//! and reported to its session in order with the deliveries before it.
+//! Nothing of a failed write or sync is acknowledged, and the journal is cut
+//! back to its last durable record. A full disk (`ENOSPC`, `EDQUOT`) pauses
+//! the session: its frames not yet durable are dropped on the server (the
+//! phone keeps them), the phone's connection is closed with `storage_full`,
+//! and the journal takes frames again when the phone resumes. Any other
+//! failure closes the journal for good. The filesystem becoming full is
+//! logged once per episode (and once when it has room again), counted in
+//! `storage_full_episodes`; each refused write in `storage_full`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -38,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use sharecast_formats::media::MediaFrame;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::journal::JournalWriter;
+use crate::journal::{is_storage_full, JournalWriter};
 use crate::lock;
 use crate::metrics::IngestMetrics;
 use crate::session::Session;
@@ -137,6 +144,9 @@ impl Drop for Committer {
     }
 }
 
+/// Why a slot takes no more frames once END was asked for.
+const ENDED: &str = "session has ended";
+
 struct Pending {
     frames: Vec<MediaFrame>,
     end: Option<oneshot::Sender<Result<()>>>,
@@ -190,7 +200,7 @@ impl JournalSlot {
             let _ = tx.send(Err(anyhow!("journal closed: {why}")));
             return rx;
         }
-        p.closed = Some("session has ended".into());
+        p.closed = Some(ENDED.into());
         p.end = Some(tx);
         self.enqueue(&mut p);
         rx
@@ -203,6 +213,61 @@ struct Written {
     frames: Vec<MediaFrame>,
     end: Option<oneshot::Sender<Result<()>>>,
     result: Result<()>,
+    /// The disk was full: the journal was rolled back and stays open;
+    /// `frames` and `dropped` are forgotten (never acknowledged).
+    full: bool,
+    /// Frames that were waiting for a later round when the write failed:
+    /// dropped with the failed ones.
+    dropped: Vec<MediaFrame>,
+}
+
+/// A full disk, from its first refused write to the first round that
+/// writes again at least [`Episode::quiet`] after the last refused one (a
+/// disk that is nearly full lets small writes through now and then: that
+/// is the same episode): logged once at each end.
+struct Episode {
+    since: Option<Instant>,
+    last_refused: Option<Instant>,
+    refused: u64,
+    quiet: Duration,
+}
+
+impl Default for Episode {
+    fn default() -> Self {
+        Episode {
+            since: None,
+            last_refused: None,
+            refused: 0,
+            quiet: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Episode {
+    /// Counts and logs a round's outcome: `refused` writes refused for lack
+    /// of space, `wrote` successful ones.
+    fn note(&mut self, metrics: &IngestMetrics, refused: u64, wrote: bool) {
+        if refused > 0 {
+            metrics.storage_full.inc_by(refused);
+            self.refused += refused;
+            self.last_refused = Some(Instant::now());
+            if self.since.is_none() {
+                self.since = Some(Instant::now());
+                metrics.storage_full_episodes.inc();
+                tracing::error!(
+                    "the journals' filesystem is full: sessions are told storage_full and keep their frames until it has room (logged once until then)"
+                );
+            }
+        } else if wrote && self.last_refused.is_some_and(|t| t.elapsed() >= self.quiet) {
+            if let Some(since) = self.since.take() {
+                tracing::info!(
+                    full_secs = since.elapsed().as_secs(),
+                    refused_writes = std::mem::take(&mut self.refused),
+                    "the journals' filesystem has room again"
+                );
+            }
+        }
+    }
 }
 
 fn run(
@@ -213,6 +278,7 @@ fn run(
     deliver_to: Option<mpsc::UnboundedSender<Vec<Written>>>,
 ) {
     let mut last_round: Option<Instant> = None;
+    let mut episode = Episode::default();
     loop {
         {
             let mut q = lock(&inner.queue);
@@ -231,7 +297,7 @@ fn run(
         }
         last_round = Some(Instant::now());
         let ready = std::mem::take(&mut lock(&inner.queue).ready);
-        let written = round(&cfg, &dir, &metrics, ready);
+        let written = round(&cfg, &dir, &metrics, &mut episode, ready);
         if written.is_empty() {
             continue;
         }
@@ -254,6 +320,7 @@ fn round(
     cfg: &CommitterConfig,
     dir: &File,
     metrics: &IngestMetrics,
+    episode: &mut Episode,
     ready: Vec<Arc<JournalSlot>>,
 ) -> Vec<Written> {
     let started = Instant::now();
@@ -300,16 +367,59 @@ fn round(
             frames,
             end,
             result,
+            full: false,
+            dropped: Vec::new(),
         });
     }
     sync_round(cfg.sync, dir, &mut written);
     metrics.journal_round(started.elapsed().as_micros() as u64);
+    let mut refused = 0;
     for w in written.iter_mut() {
         if let Err(e) = &w.result {
-            settle_failure(&w.slot, &format!("journal write failed: {e:#}"));
+            let msg = format!("journal write failed: {e:#}");
+            if is_storage_full(e) && roll_back(&w.slot) {
+                w.full = true;
+                w.dropped = settle_full(&w.slot, &msg);
+                refused += 1;
+            } else {
+                settle_failure(&w.slot, &msg);
+            }
         }
     }
+    episode.note(metrics, refused, written.iter().any(|w| w.result.is_ok()));
     written
+}
+
+/// Cut a slot's journal back to its last durable record; whether it can
+/// take frames again.
+fn roll_back(slot: &JournalSlot) -> bool {
+    let mut w = lock(&slot.writer);
+    let Some(writer) = w.as_mut() else {
+        return false;
+    };
+    match writer.roll_back() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not roll back a journal after a failed write");
+            false
+        }
+    }
+}
+
+/// Pause a slot whose write failed for lack of space, before the next
+/// round: the frames still waiting are dropped (returned, so the session
+/// forgets them too) and an END waiting is refused; the journal stays open
+/// for the frames the phone resends when it resumes.
+fn settle_full(slot: &JournalSlot, msg: &str) -> Vec<MediaFrame> {
+    let mut p = lock(&slot.pending);
+    if let Some(tx) = p.end.take() {
+        let _ = tx.send(Err(anyhow!("{msg}")));
+    }
+    if p.closed.as_deref() == Some(ENDED) {
+        // END was refused: the phone asks again after it resumes.
+        p.closed = None;
+    }
+    std::mem::take(&mut p.frames)
 }
 
 /// Close a slot whose write failed, before the next round: the writer is
@@ -346,7 +456,15 @@ fn deliver_round(metrics: &IngestMetrics, written: Vec<Written>) {
 fn sync_round(sync: JournalSync, dir: &File, written: &mut [Written]) {
     if sync == JournalSync::Filesystem && written.iter().any(|w| w.result.is_ok()) {
         match syncfs(dir) {
-            Ok(true) => return,
+            Ok(true) => {
+                for w in written.iter_mut().filter(|w| w.result.is_ok()) {
+                    w.result = match lock(&w.slot.writer).as_mut() {
+                        Some(writer) => writer.synced(),
+                        None => Err(anyhow!("journal writer is closed")),
+                    };
+                }
+                return;
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "syncfs of the journals failed; syncing each journal on its own");
@@ -387,6 +505,8 @@ fn deliver(metrics: &IngestMetrics, w: Written) {
         frames,
         end,
         result,
+        full,
+        dropped,
     } = w;
     match result {
         Ok(()) => {
@@ -401,13 +521,17 @@ fn deliver(metrics: &IngestMetrics, w: Written) {
             }
         }
         Err(e) => {
-            // Already settled by `settle_failure`; tell the session.
+            // Already settled on the committer thread; tell the session.
             let msg = format!("journal write failed: {e:#}");
             if let Some(tx) = end {
                 let _ = tx.send(Err(anyhow!("{msg}")));
             }
             if let Some(s) = slot.session.upgrade() {
-                s.journal_failed(&msg);
+                if full {
+                    s.storage_full(frames.iter().chain(&dropped), &msg);
+                } else {
+                    s.journal_failed(&msg);
+                }
             }
         }
     }
@@ -416,4 +540,135 @@ fn deliver(metrics: &IngestMetrics, w: Written) {
 /// The directory whose filesystem holds the session journals.
 pub(crate) fn journals_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("sessions")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::recover;
+    use crate::journal::tests::{frame, meta};
+
+    fn seqs(frames: &[MediaFrame]) -> Vec<u64> {
+        frames.iter().map(|f| f.seq).collect()
+    }
+
+    /// A committer without its thread (the test runs the rounds) and its
+    /// settings, on `tmp`.
+    fn committer(
+        tmp: &Path,
+        sync: JournalSync,
+        batch_frames: usize,
+    ) -> (Committer, CommitterConfig) {
+        let c = Committer {
+            inner: Arc::new(Inner {
+                queue: Mutex::new(Queue {
+                    ready: Vec::new(),
+                    shutdown: false,
+                }),
+                wake: Condvar::new(),
+            }),
+        };
+        let cfg = CommitterConfig {
+            dir: tmp.to_path_buf(),
+            sync,
+            min_interval: Duration::ZERO,
+            batch_frames,
+        };
+        (c, cfg)
+    }
+
+    #[test]
+    fn a_full_disk_acknowledges_nothing_of_the_round_and_the_journal_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let session_dir = tmp.path().join("s1");
+        let writer = JournalWriter::create(&session_dir, &meta()).unwrap();
+        let (c, cfg) = committer(tmp.path(), JournalSync::Filesystem, 2);
+        let dir = File::open(tmp.path()).unwrap();
+        let metrics = IngestMetrics::default();
+        let mut episode = Episode {
+            quiet: Duration::ZERO,
+            ..Episode::default()
+        };
+        let slot = c.slot(writer, Weak::new());
+        let mut run_round = || {
+            let ready = std::mem::take(&mut lock(&c.inner.queue).ready);
+            round(&cfg, &dir, &metrics, &mut episode, ready)
+        };
+
+        for seq in 0..2 {
+            slot.push(frame(seq)).unwrap();
+        }
+        let w = run_round();
+        assert!(w[0].result.is_ok());
+        assert_eq!(seqs(&w[0].frames), [0, 1]);
+
+        // The disk fills during the next write: frames 2 and 3 are written
+        // half-way; frame 4 waits for a later round.
+        lock(&slot.writer)
+            .as_mut()
+            .unwrap()
+            .fail_next_write(libc::ENOSPC);
+        for seq in 2..5 {
+            slot.push(frame(seq)).unwrap();
+        }
+        let w = run_round();
+        assert_eq!(w.len(), 1);
+        let failed = &w[0];
+        assert!(failed.full, "a full disk pauses the session");
+        assert!(failed.result.is_err(), "nothing of the round is durable");
+        assert_eq!(seqs(&failed.frames), [2, 3]);
+        assert_eq!(seqs(&failed.dropped), [4], "waiting frames are dropped too");
+        assert_eq!(metrics.storage_full.get(), 1);
+        assert_eq!(metrics.storage_full_episodes.get(), 1);
+        // The journal holds exactly the acknowledged frames.
+        let journal = session_dir.join("journal");
+        assert_eq!(
+            seqs(&crate::journal::read(&journal).unwrap().frames),
+            [0, 1]
+        );
+        assert!(run_round().is_empty(), "nothing left waiting");
+
+        // The phone resends after it resumes: the journal takes them.
+        for seq in 2..5 {
+            slot.push(frame(seq)).unwrap();
+        }
+        let mut durable = Vec::new();
+        while durable.len() < 3 {
+            let w = run_round();
+            assert!(w.iter().all(|w| w.result.is_ok() && !w.full));
+            durable.extend(w.into_iter().flat_map(|w| w.frames));
+        }
+        assert_eq!(seqs(&durable), [2, 3, 4]);
+        assert_eq!(metrics.storage_full_episodes.get(), 1);
+
+        // A second episode is counted as one more.
+        lock(&slot.writer)
+            .as_mut()
+            .unwrap()
+            .fail_next_write(libc::ENOSPC);
+        slot.push(frame(5)).unwrap();
+        assert!(run_round()[0].full);
+        assert_eq!(metrics.storage_full_episodes.get(), 2);
+
+        let r = recover(&journal).unwrap();
+        assert_eq!(seqs(&r.frames), [0, 1, 2, 3, 4]);
+        assert_eq!(r.truncated_bytes, 0, "the torn write was cut at once");
+    }
+
+    #[test]
+    fn any_other_write_error_closes_the_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writer = JournalWriter::create(&tmp.path().join("s2"), &meta()).unwrap();
+        writer.fail_next_write(libc::EIO);
+        let (c, cfg) = committer(tmp.path(), JournalSync::File, 8);
+        let dir = File::open(tmp.path()).unwrap();
+        let metrics = IngestMetrics::default();
+        let slot = c.slot(writer, Weak::new());
+        slot.push(frame(0)).unwrap();
+        let ready = std::mem::take(&mut lock(&c.inner.queue).ready);
+        let w = round(&cfg, &dir, &metrics, &mut Episode::default(), ready);
+        assert!(w[0].result.is_err() && !w[0].full);
+        assert!(slot.push(frame(1)).is_err(), "the journal is closed");
+        assert_eq!(metrics.storage_full.get(), 0);
+    }
 }

@@ -36,10 +36,10 @@ pub struct IngestConfig {
     /// much. Default 1000 (SRT's own default, 120, loses what a mobile
     /// link resends later than that).
     pub srt_latency_ms: u64,
-    /// Seconds an RTMP or SRT publisher whose connection dropped (or, for
-    /// SRT, closed: SRT has no "finished" message) has to come back with
-    /// the same key and continue the same recording; after that the
-    /// session is finalised into its VOD. Default 60.
+    /// Seconds an RTMP or SRT publisher whose connection dropped (not one
+    /// that finished: RTMP's `FCUnpublish`, SRT's SHUTDOWN) has to come
+    /// back with the same key and continue the same recording; after that
+    /// the session is finalised into its VOD. Default 60.
     pub rejoin_window_secs: u64,
     /// PEM certificate chain. Empty: use (or generate) a self-signed
     /// certificate under `<data_dir>/tls/`.

@@ -248,10 +248,13 @@ async fn create_session(shared: &Arc<Shared>, meta: SessionMeta) -> Result<Arc<S
         .await
         .map_err(|e| (ErrorCode::Internal, format!("journal task: {e}")))?
         .map_err(|e| {
-            (
-                ErrorCode::Internal,
-                format!("creating the session journal: {e:#}"),
-            )
+            // A full disk: the phone may try again later.
+            let code = if crate::journal::is_storage_full(&e) {
+                ErrorCode::StorageFull
+            } else {
+                ErrorCode::Internal
+            };
+            (code, format!("creating the session journal: {e:#}"))
         })?;
     let output = shared.handler.open(&info).await.map_err(|e| {
         (

@@ -22,6 +22,12 @@
 //! are sent after that. A crash can lose only frames that were never
 //! acknowledged.
 //!
+//! **A failed write or sync** (a full disk, above all) is rolled back: the
+//! file is cut to its length after the last successful sync, so a torn
+//! record never sits in the middle of the journal and later appends stay
+//! readable. Nothing of the failed round was acknowledged; the phone keeps
+//! those frames and resends them (see `committer.rs`).
+//!
 //! **Recovery**: records are read until the end of the file or the first record
 //! whose length or checksum does not match (a torn tail from a crash); the file
 //! is truncated to the last good record.
@@ -70,6 +76,13 @@ pub(crate) struct JournalWriter {
     file: File,
     path: PathBuf,
     scratch: BytesMut,
+    /// Length of the file after the last successful sync: what a failed
+    /// write or sync is rolled back to.
+    durable_len: u64,
+    /// Tests: the next write stops half-way with this OS error (as a full
+    /// disk does).
+    #[cfg(test)]
+    fail_next_write: Option<i32>,
 }
 
 fn put_record(out: &mut BytesMut, kind: u8, body_parts: &[&[u8]]) {
@@ -100,19 +113,36 @@ impl JournalWriter {
         buf.extend_from_slice(MAGIC);
         let json = serde_json::to_vec(meta).context("serialising session meta")?;
         put_record(&mut buf, KIND_META, &[&json]);
-        file.write_all(&buf)
-            .with_context(|| format!("writing {}", path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", path.display()))?;
+        let written = file
+            .write_all(&buf)
+            .with_context(|| format!("writing {}", path.display()))
+            .and_then(|()| {
+                file.sync_all()
+                    .with_context(|| format!("syncing {}", path.display()))
+            });
+        if let Err(e) = written {
+            // No half-made journal for the next start to trip over (a full
+            // disk fails here).
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir(dir);
+            return Err(e);
+        }
         // Make the new directory entry durable too.
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(Self {
+        Ok(Self::new(file, path, buf.len() as u64))
+    }
+
+    fn new(file: File, path: PathBuf, durable_len: u64) -> Self {
+        Self {
             file,
             path,
             scratch: BytesMut::new(),
-        })
+            durable_len,
+            #[cfg(test)]
+            fail_next_write: None,
+        }
     }
 
     /// Reopen an existing journal for appending (after recovery truncated it).
@@ -121,13 +151,10 @@ impl JournalWriter {
             .write(true)
             .open(path)
             .with_context(|| format!("reopening journal {}", path.display()))?;
-        file.seek(SeekFrom::End(0))
+        let len = file
+            .seek(SeekFrom::End(0))
             .with_context(|| format!("seeking {}", path.display()))?;
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-            scratch: BytesMut::new(),
-        })
+        Ok(Self::new(file, path.to_path_buf(), len))
     }
 
     /// Append frames with one write, not yet durable (see [`Self::sync_data`]).
@@ -139,9 +166,24 @@ impl JournalWriter {
             encode_frame_header(f, &mut header);
             put_record(&mut self.scratch, KIND_FRAME, &[&header, &f.data]);
         }
-        self.file
-            .write_all(&self.scratch)
+        self.append_scratch()
             .with_context(|| format!("appending to {}", self.path.display()))
+    }
+
+    fn append_scratch(&mut self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(errno) = self.fail_next_write.take() {
+            self.file
+                .write_all(&self.scratch[..self.scratch.len() / 2])?;
+            return Err(std::io::Error::from_raw_os_error(errno));
+        }
+        self.file.write_all(&self.scratch)
+    }
+
+    /// Tests: make the next write stop half-way with OS error `errno`.
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&mut self, errno: i32) {
+        self.fail_next_write = Some(errno);
     }
 
     /// Append the END record marking the session finished, not yet durable.
@@ -149,8 +191,7 @@ impl JournalWriter {
         self.scratch.clear();
         let body = serde_json::json!({ "finished_unix_ms": finished_unix_ms }).to_string();
         put_record(&mut self.scratch, KIND_END, &[body.as_bytes()]);
-        self.file
-            .write_all(&self.scratch)
+        self.append_scratch()
             .with_context(|| format!("appending END to {}", self.path.display()))
     }
 
@@ -158,8 +199,42 @@ impl JournalWriter {
     pub(crate) fn sync_data(&mut self) -> Result<()> {
         self.file
             .sync_data()
-            .with_context(|| format!("fdatasync {}", self.path.display()))
+            .with_context(|| format!("fdatasync {}", self.path.display()))?;
+        self.synced()
     }
+
+    /// Everything written so far is durable (the round's `syncfs`, or
+    /// [`Self::sync_data`]): a later failure rolls back to here.
+    pub(crate) fn synced(&mut self) -> Result<()> {
+        self.durable_len = self
+            .file
+            .stream_position()
+            .with_context(|| format!("position in {}", self.path.display()))?;
+        Ok(())
+    }
+
+    /// Undo whatever was written since the last successful sync (a failed
+    /// write or sync): cut the file there, so that the next append follows
+    /// the last durable record. An error here leaves the journal unusable.
+    pub(crate) fn roll_back(&mut self) -> Result<()> {
+        let len = self.durable_len;
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.seek(SeekFrom::Start(len)).map(|_| ()))
+            .with_context(|| format!("cutting {} back to {len} bytes", self.path.display()))
+    }
+}
+
+/// Whether an error (of a journal write or sync) is the disk being full:
+/// `ENOSPC`, or `EDQUOT` (a quota).
+pub(crate) fn is_storage_full(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            io.kind() == std::io::ErrorKind::StorageFull
+                || io.raw_os_error() == Some(libc::ENOSPC)
+                || io.raw_os_error() == Some(libc::EDQUOT)
+        })
 }
 
 /// A journal read back from disk.
@@ -182,6 +257,31 @@ pub fn recover(path: &Path) -> Result<Recovered> {
         .write(true)
         .open(path)
         .with_context(|| format!("opening journal {}", path.display()))?;
+    let (rec, pos) = parse(&mut file, path)?;
+    if rec.truncated_bytes > 0 {
+        tracing::warn!(
+            journal = %path.display(),
+            truncated_bytes = rec.truncated_bytes,
+            "journal has a torn tail; cutting it"
+        );
+        file.set_len(pos as u64)
+            .with_context(|| format!("truncating {}", path.display()))?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", path.display()))?;
+    }
+    Ok(rec)
+}
+
+/// Read a journal as it is, changing nothing (its writer may still be
+/// open): the intact records up to the first that is not.
+pub(crate) fn read(path: &Path) -> Result<Recovered> {
+    let mut file =
+        File::open(path).with_context(|| format!("opening journal {}", path.display()))?;
+    Ok(parse(&mut file, path)?.0)
+}
+
+/// The journal's intact records, and the length they end at.
+fn parse(file: &mut File, path: &Path) -> Result<(Recovered, usize)> {
     let mut data = Vec::new();
     file.read_to_end(&mut data)
         .with_context(|| format!("reading journal {}", path.display()))?;
@@ -235,31 +335,21 @@ pub fn recover(path: &Path) -> Result<Recovered> {
         pos += 8 + len as usize;
     }
     let truncated_bytes = (data.len() - pos) as u64;
-    if truncated_bytes > 0 {
-        tracing::warn!(
-            journal = %path.display(),
-            truncated_bytes,
-            "journal has a torn tail; cutting it"
-        );
-        file.set_len(pos as u64)
-            .with_context(|| format!("truncating {}", path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", path.display()))?;
-    }
     let meta = meta.with_context(|| format!("{} has no META record", path.display()))?;
-    Ok(Recovered {
+    let rec = Recovered {
         meta,
         frames,
         ended,
         truncated_bytes,
-    })
+    };
+    Ok((rec, pos))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn meta() -> SessionMeta {
+    pub(crate) fn meta() -> SessionMeta {
         SessionMeta {
             id: "s1".into(),
             secret: "ab".into(),
@@ -278,7 +368,7 @@ mod tests {
         w.sync_data().unwrap();
     }
 
-    fn frame(seq: u64) -> MediaFrame {
+    pub(crate) fn frame(seq: u64) -> MediaFrame {
         MediaFrame {
             track: 0,
             seq,
@@ -338,6 +428,28 @@ mod tests {
         let mut w = JournalWriter::reopen(&path).unwrap();
         append(&mut w, &[frame(2)]);
         assert_eq!(recover(&path).unwrap().frames.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_write_is_rolled_back_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut w = JournalWriter::create(dir.path(), &meta()).unwrap();
+        append(&mut w, &[frame(0), frame(1)]);
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        w.fail_next_write(libc::ENOSPC);
+        let e = w.write_frames(&[frame(2), frame(3)]).unwrap_err();
+        assert!(is_storage_full(&e), "{e:#}");
+        // Half a record was written, as a full disk leaves it.
+        assert!(std::fs::metadata(&path).unwrap().len() > good_len);
+        w.roll_back().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+        append(&mut w, &[frame(2), frame(3)]);
+        let r = recover(&path).unwrap();
+        assert_eq!(r.frames, vec![frame(0), frame(1), frame(2), frame(3)]);
+        assert_eq!(r.truncated_bytes, 0);
+        let other = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(!is_storage_full(&other));
     }
 
     #[test]

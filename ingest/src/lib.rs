@@ -130,6 +130,10 @@ pub trait SessionOutput: Send + Sync {
     fn record(&self, frame: &MediaFrame) -> anyhow::Result<()>;
     /// The session ended: finalise the outputs and return their attributes.
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>>;
+    /// The recording failed (a `record` error, its disk full for example):
+    /// drop it and start an empty one in its place; every durable frame is
+    /// then recorded again, in order, from the journal.
+    fn restart_recording(&self) -> BoxFuture<'_, anyhow::Result<()>>;
     /// The session's client went away (it may come back) or came back;
     /// called in the order of the changes, without waiting.
     fn connection_changed(&self, change: ConnectionChange);

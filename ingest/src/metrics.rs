@@ -19,7 +19,7 @@ use crate::limiter::Scope;
 use crate::udp::UdpBuffers;
 
 /// Error codes are numbered below this (`ok` is 0 and never a rejection).
-const CODES: u16 = 18;
+const CODES: u16 = 19;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
@@ -101,7 +101,7 @@ struct FieldLabel {
 
 /// The unlabelled counters of [`IngestMetrics::counters`], in its order:
 /// name (without `_total`, which the encoder adds) and help text.
-const COUNTERS: [(&str, &str); 20] = [
+const COUNTERS: [(&str, &str); 22] = [
     (
         "ingest_connections",
         "QUIC connections accepted",
@@ -182,6 +182,14 @@ const COUNTERS: [(&str, &str); 20] = [
         "ingest_journal_sync_microseconds",
         "Time spent in journal commit rounds (writes and sync)",
     ),
+    (
+        "ingest_storage_full",
+        "Journal writes refused because the disk was full (one per session and commit round; none of their frames acknowledged)",
+    ),
+    (
+        "ingest_storage_full_episodes",
+        "Times the journals' filesystem became full (each logged once)",
+    ),
 ];
 
 /// Counters of the ingest server.
@@ -230,6 +238,11 @@ pub struct IngestMetrics {
     pub journal_sync_us: Counter,
     /// Longest commit round so far, microseconds.
     pub journal_round_max_us: Gauge<u64, AtomicU64>,
+    /// Journal writes refused for lack of space (one per session and
+    /// round).
+    pub storage_full: Counter,
+    /// Times the journals' filesystem became full.
+    pub storage_full_episodes: Counter,
     refusals: Refusals,
 }
 
@@ -388,7 +401,7 @@ impl IngestMetrics {
     }
 
     /// The unlabelled counters, in the order of [`COUNTERS`].
-    fn counters(&self) -> [&Counter; 20] {
+    fn counters(&self) -> [&Counter; 22] {
         [
             &self.connections,
             &self.rtmp_connections,
@@ -410,6 +423,8 @@ impl IngestMetrics {
             &self.journal_commits,
             &self.journal_frames,
             &self.journal_sync_us,
+            &self.storage_full,
+            &self.storage_full_episodes,
         ]
     }
 

@@ -606,10 +606,15 @@ pub(crate) async fn finalise(
     }
     let id = session.info.id.clone();
     session.flush_record();
-    let result = match session.output.finish().await {
-        Ok(a) => session.close_journal().await.map(|_| a),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        if session.recording_failed() {
+            session.record_again().await?;
+        }
+        let a = session.output.finish().await?;
+        session.close_journal().await?;
+        Ok(a)
+    }
+    .await;
     lock(&shared.sessions).remove(&id);
     let (lifecycle, counter) = match &result {
         Ok(_) => (Lifecycle::Finished, &shared.metrics.sessions_finished),

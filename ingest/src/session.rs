@@ -61,6 +61,9 @@ pub(crate) struct RecordBatch {
     pub(crate) frames: Vec<MediaFrame>,
     /// When the oldest waiting frame was released.
     pub(crate) since: Instant,
+    /// The recording refused a frame (its disk full, say): it takes no
+    /// more, and is made again from the journal when the session ends.
+    pub(crate) failed: bool,
 }
 
 /// A rejected frame: code and explanation.
@@ -354,6 +357,7 @@ impl Session {
             record_batch: Mutex::new(RecordBatch {
                 frames: Vec::new(),
                 since: Instant::now(),
+                failed: false,
             }),
             limits,
         })
@@ -493,14 +497,60 @@ impl Session {
         }
         // The lock stays held while recording, so batches keep their order.
         let frames = std::mem::take(&mut batch.frames);
+        if batch.failed {
+            return;
+        }
         for f in &frames {
             if let Err(e) = self.output.record(f) {
                 let msg = format!("{e:#}");
-                tracing::error!(session = %self.info.id, error = %msg, "recording output failed");
-                let mut st = self.lock();
-                st.failure.get_or_insert(msg);
+                tracing::error!(session = %self.info.id, error = %msg, "recording output failed; it will be made again from the journal when the session ends");
+                batch.failed = true;
+                self.lock().failure.get_or_insert(msg);
+                return;
             }
         }
+    }
+
+    /// Whether the recording failed and must be made again from the journal.
+    pub(crate) fn recording_failed(&self) -> bool {
+        lock(&self.record_batch).failed
+    }
+
+    /// Make the recording again from the journal (after it failed): a fresh
+    /// recording gets every released frame, in decode order. The journal
+    /// holds every durable frame; frames above a gap were never released
+    /// and stay out, as they do from a recording that did not fail.
+    pub(crate) async fn record_again(&self) -> anyhow::Result<()> {
+        let path = self.info.dir.join("journal");
+        let rec = tokio::task::spawn_blocking(move || crate::journal::read(&path))
+            .await
+            .context("journal read task")??;
+        self.output
+            .restart_recording()
+            .await
+            .context("starting the recording again")?;
+        let mut frames = {
+            let st = self.lock();
+            let released = |f: &MediaFrame| {
+                st.tracks
+                    .get(&f.track)
+                    .is_some_and(|t| f.seq < t.durable_next)
+            };
+            let mut frames: Vec<MediaFrame> =
+                rec.frames.into_iter().filter(|f| released(f)).collect();
+            frames.sort_by_key(|f| (f.track, f.seq));
+            frames.dedup_by_key(|f| (f.track, f.seq));
+            frames
+        };
+        frames.sort_by_key(|f| f.dts_us);
+        for f in &frames {
+            self.output
+                .record(f)
+                .with_context(|| format!("recording frame {} of track {} again", f.seq, f.track))?;
+        }
+        lock(&self.record_batch).failed = false;
+        tracing::info!(session = %self.info.id, frames = frames.len(), "recording made again from the journal");
+        Ok(())
     }
 
     /// Hand every released frame still waiting in the batch to the recording
@@ -524,6 +574,41 @@ impl Session {
         self.lock().failure.get_or_insert_with(|| msg.to_string());
         if let Some(c) = lock(&self.connection).as_ref() {
             c.close(ErrorCode::Internal.as_u16().into(), msg.as_bytes());
+        }
+    }
+
+    /// The disk was full: `frames` (sent to the journal, never made
+    /// durable nor acknowledged) are forgotten, so that the phone's resend
+    /// after it resumes is taken, and the phone is told `storage_full` (it
+    /// keeps the frames and resumes later). The session stays open.
+    pub(crate) fn storage_full<'a>(
+        &self,
+        frames: impl IntoIterator<Item = &'a MediaFrame>,
+        msg: &str,
+    ) {
+        let mut st = self.lock();
+        let mut forgotten = 0u64;
+        for f in frames {
+            let Some(ts) = st.tracks.get_mut(&f.track) else {
+                continue;
+            };
+            if ts.in_flight.remove(&f.seq).is_some() {
+                let len = f.data.len() as u64;
+                ts.frames -= 1;
+                ts.bytes -= len;
+                st.bytes -= len;
+                forgotten += 1;
+            }
+        }
+        drop(st);
+        // The episode is logged once by the committer, not per session.
+        tracing::debug!(session = %self.info.id, forgotten, error = %msg, "disk full: frames not journalled, phone told storage_full");
+        if let Some(c) = lock(&self.connection).as_ref() {
+            let reason = format!("{}: {msg}", ErrorCode::StorageFull.name());
+            c.close(
+                ErrorCode::StorageFull.as_u16().into(),
+                &reason.as_bytes()[..reason.len().min(512)],
+            );
         }
     }
 

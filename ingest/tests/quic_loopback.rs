@@ -34,6 +34,25 @@ async fn upload_is_recorded_in_order_and_finished_once() {
     assert_eq!(env.mem.live.lock().unwrap().len(), 200);
 }
 
+/// A recording that fails mid-session (its disk full) takes no more
+/// frames and is made again from the journal when the session ends: every
+/// frame once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_recording_is_made_again_from_the_journal() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let env = Env::new().await;
+    env.mem.fail_records.store(1, SeqCst);
+    let up = env
+        .phone_with(|c| c.live_threshold = Duration::from_secs(3600))
+        .await;
+    upload(&up, 100, |_, _| {}).await;
+    up.finish().await.unwrap();
+    assert_eq!(env.mem.fail_records.load(SeqCst), 0, "a record failed");
+    assert_eq!(env.mem.restarts.load(SeqCst), 1);
+    env.assert_complete(100, 100);
+    assert_eq!(env.mem.finished(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_resume_without_loss_or_duplicates() {
     let _ = tracing_subscriber::fmt()

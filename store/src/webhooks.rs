@@ -248,11 +248,29 @@ impl Store {
     /// Records events in a transaction of their own (for changes that are
     /// not database writes: a session suspended or resumed).
     pub async fn emit_events(&self, events: &[NewEvent]) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        for e in events {
-            record_event(&mut tx, e).await?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("acquiring a connection")?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn)
+                .await
+                .context("starting a transaction")?;
+            for e in events {
+                record_event(&mut tx, e).await?;
+            }
+            tx.commit().await.context("committing events")
         }
-        tx.commit().await.context("committing events")
+        .await;
+        if result.is_err() {
+            // A COMMIT that failed (SQLite on a full disk) can leave the
+            // connection believing it is still in a transaction, and its
+            // next use holding the database's write lock: every other
+            // writer then got "database is locked". Closed, not reused.
+            conn.close_on_drop();
+        }
+        result
     }
 
     /// A new endpoint of `device_id` (none: global) posting the `types` of

@@ -18,6 +18,12 @@
 #   handover  a Wi-Fi -> mobile switch: through the relay at 20 ms RTT,
 #             then 2 s of nothing (Wi-Fi gone), then another address and
 #             port (SNAT) on a path of 120 ms +- 60 ms RTT and 3% loss
+#   disk      disk full mid-push: the server's data directory on a small
+#             tmpfs made here; mid-push a filler file fills it (8 s short,
+#             20 s full), then is removed. The phone must be told
+#             storage_full and resume, nothing acknowledged lost, health
+#             and an earlier recording's VOD answer 200 while full, the
+#             episode counted and logged once, the VOD every frame once
 #   kill      twenty phones killed together: 20 pushes on loopback, the
 #             server SIGKILLed at a random moment and restarted
 #             (tests/chaos/twenty_phones.rs; 3 rounds short, 10 full)
@@ -45,18 +51,18 @@ for arg in "$@"; do
   case "$arg" in
     --short) FORM=short ;;
     --full) FORM=full ;;
-    loss | blackout | rebind | uplink | jitter | handover | kill) CASES+=("$arg") ;;
-    *) echo "usage: $0 [--short|--full] [loss|blackout|rebind|uplink|jitter|handover|kill]..." >&2; exit 64 ;;
+    loss | blackout | rebind | uplink | jitter | handover | disk | kill) CASES+=("$arg") ;;
+    *) echo "usage: $0 [--short|--full] [loss|blackout|rebind|uplink|jitter|handover|disk|kill]..." >&2; exit 64 ;;
   esac
 done
-[ ${#CASES[@]} -gt 0 ] || CASES=(loss blackout rebind uplink jitter handover kill)
+[ ${#CASES[@]} -gt 0 ] || CASES=(loss blackout rebind uplink jitter handover disk kill)
 
 if [ "$FORM" = full ]; then
   LOSS_S=30 PRE_S=10 BLACKOUT_S=30 POST_S=10 REBIND_S=30 UPLINK_S=30 KILL_ROUNDS=10
-  JITTER_S=30 HANDOVER_S=30
+  JITTER_S=30 HANDOVER_S=30 DISK_PRE_S=10 DISK_FULL_S=20 DISK_POST_S=10
 else
   LOSS_S=10 PRE_S=5 BLACKOUT_S=12 POST_S=5 REBIND_S=10 UPLINK_S=10 KILL_ROUNDS=3
-  JITTER_S=10 HANDOVER_S=10
+  JITTER_S=10 HANDOVER_S=10 DISK_PRE_S=6 DISK_FULL_S=8 DISK_POST_S=6
 fi
 
 BIN=${SHARECAST_BIN:-$PWD/target/debug/sharecast}
@@ -70,6 +76,9 @@ INGEST=$SRV_IP:4433
 # The delay relay's port (tests/chaos/relay.py), in the server's namespace.
 RELAY_PORT=4434
 SERVER_PID=""
+# The server's data directory (the disk case moves it to a small tmpfs).
+DATA=""
+DISK_MNT=""
 FAILED=()
 SUITE_START=$SECONDS
 
@@ -100,6 +109,9 @@ cleanup() {
   fi
   if [ -n "$SERVER_PID" ]; then
     { kill -9 "$SERVER_PID" && wait "$SERVER_PID"; } 2>/dev/null || true
+  fi
+  if [ -n "$DISK_MNT" ]; then
+    umount "$DISK_MNT" 2>/dev/null || true
   fi
   ip netns del "$NS_PHONE" 2>/dev/null || true
   ip netns del "$NS_SRV" 2>/dev/null || true
@@ -168,21 +180,40 @@ reset_network() {
 
 # --------------------------------------------------------------- server ---
 
+# start_server [DATA_DIR [LOG_NAME]]: the server on DATA_DIR (default
+# $OUT/data), its log in $OUT/LOG_NAME.log (default server).
 start_server() {
+  DATA=${1:-$OUT/data}
+  SERVER_LOG=$OUT/${2:-server}.log
+  local out=$OUT/${2:-server}.out
   # `ip netns exec` directly (not the in_srv function): the background
   # job's PID is then the server's own (ip execs it), so cleanup kills it.
-  ip netns exec "$NS_SRV" env RUST_LOG=info,sharecast=debug "$BIN" serve --data-dir "$OUT/data" \
+  ip netns exec "$NS_SRV" env RUST_LOG=info,sharecast=debug "$BIN" serve --data-dir "$DATA" \
     --ingest-listen "$INGEST" --http-listen 127.0.0.1:0 --rtsp-port 0 \
-    >"$OUT/server.out" 2>"$OUT/server.log" &
+    >"$out" 2>"$SERVER_LOG" &
   SERVER_PID=$!
   for _ in $(seq 600); do
-    [ -s "$OUT/data/server.json" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server.log" >&2; echo "chaos: the server exited" >&2; exit 1; }
+    [ -s "$DATA/server.json" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; echo "chaos: the server exited" >&2; exit 1; }
     sleep 0.1
   done
-  FINGERPRINT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fingerprint"])' "$OUT/data/server.json")
-  TOKEN=$(sed -n 's/^Demo device token (shown once; stored hashed): //p' "$OUT/server.out")
+  FINGERPRINT=$(server_json fingerprint)
+  HTTP=$(server_json http)
+  # The demo token is printed at a data directory's first start only.
+  local token
+  token=$(sed -n 's/^Demo device token (shown once; stored hashed): //p' "$out")
+  TOKEN=${token:-${TOKEN:-}}
   [ -n "$TOKEN" ] || { echo "chaos: no demo token in the server's banner" >&2; exit 1; }
+}
+
+server_json() {
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$DATA/server.json" "$1"
+}
+
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
 }
 
 # ----------------------------------------------------------------- push ---
@@ -241,7 +272,7 @@ verdict() {
     return
   fi
   python3 "$HERE/check_vod.py" --name "$name" --push-out "$d/push.out" --push-err "$d/push.err" \
-    --vod "$OUT/data/sessions/$session/source.mp4" --rss-file "$d/push.rss" \
+    --vod "$DATA/sessions/$session/source.mp4" --rss-file "$d/push.rss" \
     --json "$d/result.json" "$@" || FAILED+=("$name")
 }
 
@@ -366,6 +397,68 @@ case_handover() {
     echo "chaos wifi-to-mobile: FAIL: the phone's address did not change ($d/relay.log)"
     FAILED+=(wifi-to-mobile)
   fi
+}
+
+# An HTTP GET in the server's namespace: its status code.
+http_status() {
+  in_srv curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@" || true
+}
+
+case_disk() {
+  local d="$OUT/disk" src early early_session health vod_status full_status main_token=$TOKEN
+  mkdir -p "$d"
+  # The server's data directory on a 64 MiB tmpfs of its own.
+  stop_server
+  DISK_MNT="$d/mnt"
+  mkdir -p "$DISK_MNT"
+  mount -t tmpfs -o size=64m tmpfs "$DISK_MNT"
+  start_server "$DISK_MNT/data" server-disk
+  # An earlier recording, finished before the disk fills.
+  early=$(clip 3)
+  push "$d/early" --input "$early"
+  wait_push
+  early_session=$(sed -n 's/^session //p' "$d/early/push.out")
+  src=$(clip $((DISK_PRE_S + DISK_FULL_S + DISK_POST_S)))
+  push "$d" --input "$src" --realtime
+  sleep "$DISK_PRE_S"
+  # Fill the filesystem: the filler grows until the disk is full.
+  dd if=/dev/zero of="$DISK_MNT/filler" bs=64k >/dev/null 2>&1 || true
+  local filled=$EPOCHREALTIME
+  sleep 2
+  health=$(http_status "$HTTP/api/v1/health")
+  vod_status=$(http_status "$HTTP/vod/$early_session/source.mp4")
+  local metrics
+  metrics=$(in_srv curl -s --max-time 10 -H "Authorization: Bearer $(cat "$DATA/admin-token")" "$HTTP/metrics" || true)
+  full_status=$(df --output=avail "$DISK_MNT" | tail -n 1 | tr -d ' ')
+  sleep $((DISK_FULL_S - 2))
+  rm -f "$DISK_MNT/filler"
+  local back=$EPOCHREALTIME
+  wait_push
+  verdict "disk-full-${DISK_FULL_S}s" "$d" --source "$src" --link-back "$back"
+  local full_count episodes told logged
+  full_count=$(sed -n 's/^sharecast_ingest_storage_full_total \([0-9]*\)$/\1/p' <<<"$metrics")
+  episodes=$(sed -n 's/^sharecast_ingest_storage_full_episodes_total \([0-9]*\)$/\1/p' <<<"$metrics")
+  told=$(grep -c 'storage_full' "$d/push.err" || true)
+  logged=$(grep -c "journals' filesystem is full" "$SERVER_LOG" || true)
+  echo "chaos disk-full: disk filled at $filled (${full_status:-?} KiB left); while full: health $health, earlier VOD $vod_status, storage_full writes ${full_count:-none}, episodes ${episodes:-none}; phone told storage_full $told times; 'filesystem is full' logged $logged times"
+  local why=""
+  [ "$health" = 200 ] || why+=" health answered $health while full;"
+  [ "$vod_status" = 200 ] || why+=" the earlier VOD answered $vod_status while full;"
+  [ "${full_count:-0}" -gt 0 ] || why+=" no refused journal write counted;"
+  [ "${episodes:-0}" = 1 ] || why+=" episodes counted ${episodes:-none}, not 1;"
+  [ "$told" -gt 0 ] || why+=" the phone never heard storage_full;"
+  [ "$logged" = 1 ] || why+=" the full filesystem was logged $logged times, not once;"
+  kill -0 "$SERVER_PID" 2>/dev/null || why+=" the server died;"
+  if [ -n "$why" ]; then
+    echo "chaos disk-full: FAIL:$why"
+    FAILED+=(disk-full)
+  fi
+  stop_server
+  umount "$DISK_MNT"
+  DISK_MNT=""
+  # The other cases' server again, on its own data directory.
+  start_server "$OUT/data" server-after-disk
+  TOKEN=$main_token
 }
 
 case_kill() {

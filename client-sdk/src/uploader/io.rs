@@ -50,7 +50,21 @@ fn is_fatal(code: u16) -> bool {
                 | ErrorCode::Internal
                 | ErrorCode::Stalled
                 | ErrorCode::RateLimited
+                | ErrorCode::StorageFull
         )
+    )
+}
+
+/// How long to wait before resuming after the server said its disk is
+/// full (`storage_full`): the frames are kept meanwhile.
+const STORAGE_FULL_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether the server closed the connection because its disk is full.
+fn closed_for_storage_full(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if u64::from(c.error_code) == u64::from(ErrorCode::StorageFull.as_u16())
     )
 }
 
@@ -321,6 +335,10 @@ pub(super) async fn run(
             ConnEnd::Finished(a) => break Ok(*a),
             ConnEnd::Fatal(e) => break Err(e),
             ConnEnd::Lost(why) => {
+                if why.contains(ErrorCode::StorageFull.name()) {
+                    // Retry later, keeping every frame not acknowledged.
+                    backoff = STORAGE_FULL_WAIT;
+                }
                 tracing::warn!(session = %inner.session_id, reason = %why, "connection lost; resuming");
                 inner.lock().state.on_lost();
                 *inner.conn() = None;
@@ -514,7 +532,13 @@ async fn drive(inner: &Arc<Inner>, c: Connected) -> ConnEnd {
     if let ConnEnd::Finished(_) = &end {
         conn.close(0u32.into(), b"finished");
     }
-    end
+    match end {
+        ConnEnd::Lost(why) if closed_for_storage_full(&conn) => ConnEnd::Lost(format!(
+            "{}: the server's disk is full ({why})",
+            ErrorCode::StorageFull.name()
+        )),
+        end => end,
+    }
 }
 
 /// The server's WELCOME is in: queue everything not yet durable again,
@@ -668,5 +692,18 @@ async fn read_acks(
             }
             Err(e) => return ConnEnd::Lost(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_full_means_retry_later() {
+        assert!(!is_fatal(ErrorCode::StorageFull.as_u16()));
+        assert!(!is_fatal(ErrorCode::Internal.as_u16()));
+        assert!(is_fatal(ErrorCode::Unauthorized.as_u16()));
+        assert!(STORAGE_FULL_WAIT >= Duration::from_secs(1));
     }
 }

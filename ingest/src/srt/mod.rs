@@ -14,17 +14,19 @@
 //! [`Feed`](crate::publish::Feed) as RTMP, with the same continuation by
 //! key within `ingest.rejoin_window_secs`.
 //!
-//! Unlike RTMP's `FCUnpublish`, SRT has no "publish finished" message of
-//! its own; its connection SHUTDOWN is not told apart here from a lost
-//! connection. A caller that closes (or is cut) leaves its session
-//! suspended, and the recording is finalised once the window passes
-//! without the key coming back.
+//! SRT has no "publish finished" message like RTMP's `FCUnpublish`, and
+//! srt-tokio ends the stream the same way whether the caller closed it
+//! (SHUTDOWN) or went silent; the two are told apart by when the stream
+//! ends after the last data ([`stream_end`]). A caller that closed has
+//! finished: its recording is finalised at once. One that was cut leaves
+//! its session suspended, finalised once `ingest.rejoin_window_secs`
+//! passes without the key coming back.
 
 pub(crate) mod streamid;
 pub(crate) mod ts;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 use sharecast_formats::media::TrackInfo;
@@ -53,10 +55,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: tokio::net::UdpSocket) {
             return;
         }
     };
+    // Both ways, not only the receive latency: srt-tokio drains a
+    // connection that the caller shut down for twice the send latency, and
+    // a drain shorter than the receive latency would cut the tail that SRT
+    // still holds back.
     let latency = Duration::from_millis(shared.cfg.srt_latency_ms);
     let bound = SrtListener::builder()
         .socket(socket)
-        .receive_latency(latency)
+        .latency(latency)
         .bind(addr)
         .await;
     let (_listener, mut incoming) = match bound {
@@ -173,13 +179,18 @@ impl Conn {
                 "SRT packets arrived too late for the latency and were dropped"
             );
         }
-        result
+        match result? {
+            StreamEnd::Closed => self.feed.finish().await,
+            StreamEnd::Lost => Ok(()),
+        }
     }
 
     /// Reads the connection's transport stream until it ends.
-    async fn read(&mut self, socket: &mut SrtSocket, shared: &Shared) -> Result<(), Ended> {
+    async fn read(&mut self, socket: &mut SrtSocket, shared: &Shared) -> Result<StreamEnd, Ended> {
         let stall = Duration::from_secs(shared.cfg.stall_timeout_secs);
-        loop {
+        // When the last data read was sent, in this machine's clock.
+        let mut last_sent = None;
+        let end = loop {
             let kick = self.feed.superseded();
             let superseded = async {
                 match kick {
@@ -196,20 +207,29 @@ impl Conn {
                 }
             };
             match next {
-                Some(Ok((_, bytes))) => {
+                Some(Ok((sent, bytes))) => {
+                    last_sent = Some(sent);
                     self.received += bytes.len() as u64;
                     self.input(&bytes).await?
                 }
                 Some(Err(e)) => return Err(ended(PublishEnd::Closed, format!("reading: {e}"))),
-                None => break,
+                None => {
+                    let settings = socket.settings();
+                    let quiet = last_sent.map(|t: Instant| t.elapsed());
+                    break stream_end(
+                        quiet,
+                        settings.recv_tsbpd_latency,
+                        settings.peer_idle_timeout,
+                    );
+                }
             }
-        }
+        };
         let mut rest = Vec::new();
         self.demux.flush(&mut rest);
         for pes in rest {
             self.pes(pes).await?;
         }
-        Ok(())
+        Ok(end)
     }
 
     /// Bytes of the transport stream.
@@ -293,6 +313,35 @@ impl Conn {
 }
 
 /// 90 kHz ticks in µs.
+/// How an SRT connection's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamEnd {
+    /// The caller closed it (SRT's shutdown message): the publish is
+    /// finished and the recording finalised at once.
+    Closed,
+    /// The caller went silent: the session waits for it to rejoin.
+    Lost,
+}
+
+/// Tells a caller that closed from one that went silent. srt-tokio ends
+/// the stream in both cases without saying which, but at different times:
+/// a silent peer's stream ends `idle` (the peer idle timeout, 5 s) after
+/// its last packet, a closing peer's within about `latency` of its last
+/// data's send time (the receiver first hands over what SRT still holds
+/// back). `quiet` is the time since that send time; halfway between the
+/// two is the line. Reading late only makes `quiet` longer, so a close
+/// may be taken for a loss (the session then waits for a rejoin) but a
+/// loss is never taken for a close. With a latency too near the idle
+/// timeout for a line, or no data at all, every end is a loss.
+fn stream_end(quiet: Option<Duration>, latency: Duration, idle: Duration) -> StreamEnd {
+    match quiet {
+        Some(q) if latency + Duration::from_secs(2) <= idle && q < (latency + idle) / 2 => {
+            StreamEnd::Closed
+        }
+        _ => StreamEnd::Lost,
+    }
+}
+
 /// The packets the connection's receiver dropped as too late, from the
 /// socket's statistics (updated once a second: the last second's drops
 /// may be missing).
@@ -329,5 +378,32 @@ fn missing(declared: &[u8], configs: &[Option<Vec<u8>>; 2]) -> &'static str {
     {
         Some(&VIDEO_TRACK) => "video",
         _ => "audio",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_stream_that_ends_soon_after_its_last_data_was_closed() {
+        // Latency 1 s, idle timeout 5 s: the line is at 3 s.
+        assert_eq!(stream_end(Some(S), S, 5 * S), StreamEnd::Closed);
+        assert_eq!(stream_end(Some(2 * S), S, 5 * S), StreamEnd::Closed);
+    }
+
+    #[test]
+    fn a_stream_that_ends_an_idle_timeout_after_its_last_data_was_lost() {
+        assert_eq!(stream_end(Some(5 * S), S, 5 * S), StreamEnd::Lost);
+        assert_eq!(stream_end(Some(3 * S), S, 5 * S), StreamEnd::Lost);
+    }
+
+    #[test]
+    fn without_data_or_room_for_a_line_every_end_is_a_loss() {
+        assert_eq!(stream_end(None, S, 5 * S), StreamEnd::Lost);
+        // A 4 s latency leaves no room below a 5 s idle timeout.
+        assert_eq!(stream_end(Some(S / 10), 4 * S, 5 * S), StreamEnd::Lost);
     }
 }

@@ -24,6 +24,11 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 pub(crate) struct Memory {
     pub recorded: Mutex<Vec<MediaFrame>>,
+    /// `record` refuses this many frames (as a recording on a full disk
+    /// does) before it takes them again.
+    pub fail_records: std::sync::atomic::AtomicU32,
+    /// `restart_recording` calls.
+    pub restarts: std::sync::atomic::AtomicU32,
     /// When each frame reached `record`.
     pub record_times: Mutex<Vec<Instant>>,
     pub live: Mutex<Vec<(u8, u64)>>,
@@ -47,12 +52,29 @@ impl SessionOutput for Out {
         self.0.live.lock().unwrap().push((f.track, f.seq));
     }
     fn record(&self, f: &MediaFrame) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let fail = &self.0.fail_records;
+        if fail
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            anyhow::bail!("writing the recording: No space left on device");
+        }
         self.0.recorded.lock().unwrap().push(f.clone());
         self.0.record_times.lock().unwrap().push(Instant::now());
         Ok(())
     }
     fn connection_changed(&self, change: ConnectionChange) {
         self.0.connection_changes.lock().unwrap().push(change);
+    }
+    fn restart_recording(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.0
+                .restarts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.recorded.lock().unwrap().clear();
+            Ok(())
+        })
     }
     fn finish(&self) -> BoxFuture<'_, anyhow::Result<VideoAttributes>> {
         Box::pin(async move {
