@@ -6,21 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::ingest::{Control, ControlDecoder};
-
-/// `a`'s frame rates taken from `b` where they differ in the last places.
-fn rates_from(a: &mut VideoAttributes, b: &VideoAttributes) {
-    let close = |x: f64, y: f64| x == y || (x - y).abs() <= y.abs() * 1e-15;
-    if close(a.frame_rate, b.frame_rate) {
-        a.frame_rate = b.frame_rate;
-    }
-    for (ra, rb) in a.renditions.iter_mut().zip(&b.renditions) {
-        if close(ra.frame_rate, rb.frame_rate) {
-            ra.frame_rate = rb.frame_rate;
-        }
-    }
-}
+use sharecast_fuzz::frame_rates_from;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&ty, payload)) = data.split_first() else {
@@ -36,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
         .expect("an encoded message decodes")
         .expect("an encoded message is complete");
     if let (Control::Finished(a), Control::Finished(b)) = (&mut again, &msg) {
-        rates_from(&mut a.attributes, &b.attributes);
+        frame_rates_from(&mut a.attributes, &b.attributes, |x, y| {
+            x == y || (x - y).abs() <= y.abs() * 1e-15
+        });
     }
     assert_eq!(again, msg, "control message changed through encode/decode");
     assert_eq!(reader.buffered(), 0);

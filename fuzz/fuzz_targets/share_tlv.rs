@@ -6,23 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sharecast_formats::attributes::VideoAttributes;
 use sharecast_formats::share::tlv;
-
-/// `a` with its frame rates taken from `b` once they are within a
-/// micro-fps (or a billionth) of each other.
-fn rates_from(mut a: VideoAttributes, b: &VideoAttributes) -> VideoAttributes {
-    let close = |x: f64, y: f64| (x - y).abs() <= 1e-6_f64.max(y.abs() * 1e-9);
-    if close(a.frame_rate, b.frame_rate) {
-        a.frame_rate = b.frame_rate;
-    }
-    for (ra, rb) in a.renditions.iter_mut().zip(&b.renditions) {
-        if close(ra.frame_rate, rb.frame_rate) {
-            ra.frame_rate = rb.frame_rate;
-        }
-    }
-    a
-}
+use sharecast_fuzz::frame_rates_from;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(attrs) = tlv::decode(data) else {
@@ -35,11 +20,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let once = tlv::decode(&bytes).expect("an encoded TLV decodes");
-    assert_eq!(
-        rates_from(once.clone(), &attrs),
-        attrs,
-        "attributes changed through TLV"
-    );
+    let mut close_once = once.clone();
+    frame_rates_from(&mut close_once, &attrs, |x, y| {
+        (x - y).abs() <= 1e-6_f64.max(y.abs() * 1e-9)
+    });
+    assert_eq!(close_once, attrs, "attributes changed through TLV");
     let twice = tlv::decode(&tlv::encode(&once, &opts).expect("encodes again")).expect("decodes");
     assert_eq!(
         twice, once,
