@@ -1458,10 +1458,10 @@ mod tests {
             d.decode_next(),
             Err(DecodeError::BadPayload { kind: "HELLO", .. })
         ));
-        for code in 0..=17 {
+        for code in 0..=18 {
             assert_eq!(ErrorCode::from_u16(code).map(|c| c.as_u16()), Some(code));
         }
-        assert_eq!(ErrorCode::from_u16(18), None);
+        assert_eq!(ErrorCode::from_u16(19), None);
     }
 
     /// Takes up to ten messages from a decoder, stopping at the first that
